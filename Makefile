@@ -1,0 +1,53 @@
+# smartpole: the two commands of the README are `make demo` and `make test`.
+PY ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+export UV_PYTHON := $(PY)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: install demo test lint typecheck pytest bench bench-short system-deps clean
+
+$(UV):
+	@$(PY) -m venv $(TOOLS) || (bash scripts/system-deps.sh python && $(PY) -m venv $(TOOLS))
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras
+	@touch $@
+
+## install: create/refresh the virtualenv from the lock file
+install: $(VENV)/.synced
+
+## system-deps: Debian packages the tests need (PostgreSQL), installed when missing
+system-deps:
+	@bash scripts/system-deps.sh test
+
+## demo: a sample district served on the embedded store (README command one)
+demo: install
+	$(VENV)/bin/smartpole demo
+
+## test: lint, type-check and the whole test suite (README command two)
+test: install system-deps lint typecheck pytest
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+pytest: install
+	$(VENV)/bin/pytest
+
+## bench: the benchmarks at full size; bench-short: the quick run CI does
+bench: install system-deps
+	$(VENV)/bin/python -m bench.ingest
+
+bench-short: install system-deps
+	$(VENV)/bin/python -m bench.ingest --short
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,97 @@
+"""Errors as RFC 9457 problem+json: the only place domain errors meet HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from smartpole.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    PayloadError,
+    PayloadTooLarge,
+    SmartpoleError,
+    Unauthenticated,
+)
+
+__all__ = ["install", "problem"]
+
+STATUS: dict[type[SmartpoleError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    Forbidden: 403,
+    Unauthenticated: 401,
+    PayloadError: 422,
+    InvalidInput: 422,
+    PayloadTooLarge: 413,
+    Overloaded: 503,
+}
+PROBLEM_TYPE = "https://smartpole.dev/problems/"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
+    """A problem+json response."""
+    body = {
+        "type": PROBLEM_TYPE + title.lower().replace(" ", "-"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    headers = {"Retry-After": "1"} if status == 503 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return Response(
+        orjson.dumps(body, default=str),
+        status,
+        headers=headers,
+        media_type="application/problem+json",
+    )
+
+
+def _status(err: SmartpoleError) -> int:
+    for cls in type(err).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+async def _domain(_: Request, err: Exception) -> Response:
+    assert isinstance(err, SmartpoleError)
+    extra: dict[str, Any] = dict(err.fields)
+    if isinstance(err, InvalidInput) and err.errors:
+        extra["errors"] = err.errors
+    status = _status(err)
+    # A malformed-JSON body is a 400; a well-formed body of the wrong shape a 422.
+    if isinstance(err, PayloadError) and "pos" in err.fields:
+        status = 400
+    return problem(status, err.title, err.detail, **extra)
+
+
+async def _validation(_: Request, err: Exception) -> Response:
+    assert isinstance(err, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in err.errors()
+    ]
+    return problem(422, "Invalid input", "the request does not match the schema", errors=errors)
+
+
+async def _http(_: Request, err: Exception) -> Response:
+    assert isinstance(err, StarletteHTTPException)
+    return problem(err.status_code, str(err.detail), str(err.detail))
+
+
+def install(app: FastAPI) -> None:
+    """Register the problem+json handlers on an app."""
+    app.add_exception_handler(SmartpoleError, _domain)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)

@@ -1,0 +1,214 @@
+"""Request and response bodies of the REST API."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from smartpole.model.types import DeviceKind, Role
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class TenantIn(BaseModel):
+    """A new tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$", examples=["telecom-a"])
+    title: str = Field("", max_length=200, examples=["中国移动 China Mobile"])
+    is_operator: bool = False
+
+
+class TenantPatch(BaseModel):
+    """Changes to a tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+    title: str | None = Field(None, max_length=200)
+
+
+class TenantOut(BaseModel):
+    """A tenant."""
+
+    id: int
+    name: str
+    title: str
+    is_operator: bool
+    created: int
+
+
+class ApiKeyIn(BaseModel):
+    """A new API key for a tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+    name: str = Field("", max_length=200)
+
+
+class ApiKeyOut(BaseModel):
+    """An API key, without its secret."""
+
+    id: int
+    tenant_id: int
+    role: Role
+    name: str
+    prefix: str
+    created: int
+    revoked: int | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    """A new API key; ``key`` is shown this once only."""
+
+    key: str
+
+
+class PoleIn(BaseModel):
+    """A new pole."""
+
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(examples=["FT-SHENNAN-0001"])
+    name: str = Field("", max_length=200)
+    lat: float = Field(ge=-90, le=90, examples=[22.5431])
+    lon: float = Field(ge=-180, le=180, examples=[114.0579])
+    height_m: float | None = Field(None, gt=0, le=100)
+    district: str = Field("", max_length=100, examples=["Futian"])
+    road: str = Field("", max_length=200, examples=["Shennan Blvd"])
+    installed: date | None = None
+
+
+class PolePatch(BaseModel):
+    """Changes to a pole."""
+
+    model_config = ConfigDict(extra="forbid")
+    code: str | None = None
+    name: str | None = Field(None, max_length=200)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    height_m: float | None = Field(None, gt=0, le=100)
+    district: str | None = Field(None, max_length=100)
+    road: str | None = Field(None, max_length=200)
+    installed: date | None = None
+
+
+class PoleDevice(BaseModel):
+    """A device as listed on its pole."""
+
+    id: int
+    name: str
+    kind: DeviceKind
+    port: int | None
+
+
+class PoleOut(BaseModel):
+    """A pole."""
+
+    id: int
+    code: str
+    name: str
+    lat: float
+    lon: float
+    height_m: float | None
+    district: str
+    road: str
+    installed: date | None
+    created: int
+    devices: list[PoleDevice] | None = None
+    distance_m: float | None = None
+
+
+class DeviceIn(BaseModel):
+    """A new device."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: DeviceKind
+    name: str | None = Field(None, min_length=1, max_length=200)
+    pole_id: int | None = None
+    pole: str | None = Field(None, description="Pole code; alternative to pole_id.")
+    owner: str | None = Field(None, description="Owner tenant name; default the caller's.")
+    model: str = Field("", max_length=200)
+    port: int | None = Field(None, ge=0, le=255)
+    token: str | None = Field(
+        None, min_length=8, max_length=128, description="Access token to use; default random."
+    )
+
+
+class DevicePatch(BaseModel):
+    """Changes to a device."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=200)
+    model: str | None = Field(None, max_length=200)
+    pole_id: int | None = None
+    port: int | None = Field(None, ge=0, le=255)
+    owner: str | None = None
+
+
+class DeviceOut(BaseModel):
+    """A device."""
+
+    id: int
+    name: str
+    kind: DeviceKind
+    model: str
+    owner_id: int
+    owner: str
+    pole_id: int | None
+    pole: str | None
+    port: int | None
+    token_hint: str = Field(description="First characters of the access token.")
+    last_seen: int | None
+    online: bool
+    created: int
+
+
+class DeviceCreated(DeviceOut):
+    """A new device; ``token`` is shown this once only."""
+
+    token: str
+
+
+class Credentials(BaseModel):
+    """A device's new access token (shown once)."""
+
+    device_id: int
+    token: str
+
+
+class TokenIn(BaseModel):
+    """An access token to set, or none for a random one."""
+
+    model_config = ConfigDict(extra="forbid")
+    token: str | None = Field(None, min_length=8, max_length=128)
+
+
+class Point(BaseModel):
+    """One timestamped value."""
+
+    ts: int
+    value: Any
+
+
+class IngestResult(BaseModel):
+    """What the platform did with a telemetry upload."""
+
+    accepted: int = Field(description="Readings committed (duplicates included).")
+    quarantined: int = Field(description="Values kept apart: wrong type or out of range.")
+
+
+class RetentionIn(BaseModel):
+    """Retention of one key."""
+
+    model_config = ConfigDict(extra="forbid")
+    days: int | None = Field(ge=0, description="Days to keep; 0 forever; null = default.")

@@ -1,0 +1,154 @@
+"""REST endpoints of the time series: latest values, history, aggregates, retention."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from smartpole.api.deps import Caller, Plat
+from smartpole.api.schemas import Point, RetentionIn
+from smartpole.errors import InvalidInput
+from smartpole.model.types import KEY_RE, Role
+from smartpole.store.database import now_ms
+from smartpole.store.series import Aggregation
+
+router = APIRouter(prefix="/api")
+DAY_MS = 86_400_000
+Keys = Annotated[str, Query(description="comma-separated telemetry keys", examples=["power,dim"])]
+Start = Annotated[int | None, Query(description="ms since epoch, inclusive; default end - 24 h")]
+End = Annotated[int | None, Query(description="ms since epoch, exclusive; default now")]
+Agg = Annotated[Literal["none", "avg", "min", "max", "sum", "count"], Query()]
+Interval = Annotated[int, Query(ge=1000, description="bucket width in ms")]
+
+
+def _keys(keys: str | None) -> list[str] | None:
+    if not keys:
+        return None
+    out = [k.strip() for k in keys.split(",") if k.strip()]
+    bad = [k for k in out if not KEY_RE.match(k)]
+    if bad:
+        raise InvalidInput(f"invalid keys: {', '.join(bad)}")
+    return out
+
+
+def _window(start: int | None, end: int | None) -> tuple[int, int]:
+    end = now_ms() if end is None else end
+    start = end - DAY_MS if start is None else start
+    if end <= start:
+        raise InvalidInput("end must be after start", start=start, end=end)
+    return start, end
+
+
+def _points(values: dict[str, tuple[int, Any]]) -> dict[str, Point]:
+    return {k: Point(ts=ts, value=v) for k, (ts, v) in values.items()}
+
+
+@router.get("/devices/{device_id}/latest", tags=["telemetry"], summary="Latest values")
+def device_latest(
+    p: Plat, who: Caller, device_id: int, keys: Keys | None = None
+) -> dict[str, Point]:
+    """The newest value of each key (or of the keys asked for)."""
+    p.assets.get_device(who, device_id)
+    return _points(p.series.latest([device_id], _keys(keys)).get(device_id, {}))
+
+
+@router.get("/devices/{device_id}/timeseries", tags=["telemetry"], summary="Time series")
+def device_timeseries(
+    p: Plat,
+    who: Caller,
+    device_id: int,
+    keys: Keys,
+    start: Start = None,
+    end: End = None,
+    agg: Agg = "none",
+    interval: Interval = 3_600_000,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+) -> dict[str, list[Point]]:
+    """Readings in ``[start, end)``: raw (``agg=none``) or aggregated into buckets.
+
+    Buckets start at ``start + k * interval``; hour-aligned starts with whole-hour intervals
+    are served from hourly rollups.
+    """
+    p.assets.get_device(who, device_id)
+    ks = _keys(keys) or []
+    s, e = _window(start, end)
+    if agg == "none":
+        raw = p.series.history(device_id, ks, s, e, limit)
+        return {k: [Point(ts=t, value=v) for t, v in pts] for k, pts in raw.items()}
+    out = p.series.aggregate([device_id], ks, s, e, interval, agg).get(device_id, {})
+    return {k: [Point(ts=t, value=v) for t, v in out.get(k, [])] for k in ks}
+
+
+@router.get("/devices/{device_id}/quarantine", tags=["telemetry"], summary="Kept-apart values")
+def device_quarantine(
+    p: Plat, who: Caller, device_id: int, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+) -> dict[str, Any]:
+    """Values that broke the catalog (wrong type, out of range), newest first, with reasons."""
+    p.assets.get_device(who, device_id)
+    items = p.series.quarantined(device_id, limit)
+    total = p.series.quarantine_counts([device_id]).get(device_id, 0)
+    return {"total": total, "items": items}
+
+
+@router.get("/telemetry/latest", tags=["telemetry"], summary="Latest values of many devices")
+def fleet_latest(
+    p: Plat,
+    who: Caller,
+    keys: Keys | None = None,
+    kind: str | None = None,
+    owner: str | None = None,
+    district: str | None = None,
+    pole_id: int | None = None,
+) -> dict[int, dict[str, Point]]:
+    """Latest values of every visible device matching the filters, by device id."""
+    ids = p.assets.device_ids(who, kind=kind, owner=owner, district=district, pole_id=pole_id)
+    return {d: _points(v) for d, v in p.series.latest(ids, _keys(keys)).items()}
+
+
+@router.get("/telemetry/aggregate", tags=["telemetry"], summary="Aggregate over devices")
+def fleet_aggregate(
+    p: Plat,
+    who: Caller,
+    keys: Keys,
+    agg: Agg = "avg",
+    interval: Interval = 3_600_000,
+    start: Start = None,
+    end: End = None,
+    kind: str | None = None,
+    owner: str | None = None,
+    district: str | None = None,
+    pole_id: int | None = None,
+    group: Literal["fleet", "device"] = "fleet",
+) -> dict[str, Any]:
+    """Buckets over every visible matching device: one series (``fleet``) or one per device."""
+    if agg == "none":
+        raise InvalidInput("choose an aggregation: avg, min, max, sum or count")
+    ks = _keys(keys) or []
+    s, e = _window(start, end)
+    ids = p.assets.device_ids(who, kind=kind, owner=owner, district=district, pole_id=pole_id)
+    a: Aggregation = agg
+    out = p.series.aggregate(ids, ks, s, e, interval, a, per_device=group == "device")
+    series = {
+        str(d): {k: [Point(ts=t, value=v) for t, v in pts] for k, pts in by_key.items()}
+        for d, by_key in out.items()
+    }
+    if group == "fleet":
+        return {"devices": len(ids), "series": series.get("0", {k: [] for k in ks})}
+    return {"devices": len(ids), "series": series}
+
+
+@router.get("/telemetry/retention", tags=["telemetry"], summary="Retention rules")
+def get_retention(p: Plat, who: Caller) -> dict[str, Any]:
+    """Per-key retention in days, and the default (0 = keep forever)."""
+    return {"default_days": p.settings.retention_days, "keys": p.series.retention_rules()}
+
+
+@router.put("/telemetry/retention/{key}", tags=["telemetry"], summary="Set a key's retention")
+def set_retention(p: Plat, who: Caller, key: str, body: RetentionIn) -> dict[str, Any]:
+    """Keep readings of ``key`` for ``days`` (city operator admin); null returns to default."""
+    who.require_city(Role.ADMIN)
+    if not KEY_RE.match(key):
+        raise InvalidInput(f"invalid key {key!r}")
+    p.series.set_retention(key, body.days)
+    return {"default_days": p.settings.retention_days, "keys": p.series.retention_rules()}

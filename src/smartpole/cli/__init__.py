@@ -1,0 +1,24 @@
+"""``smartpole``: the command line, a thin layer over the platform."""
+
+from __future__ import annotations
+
+import typer
+
+from smartpole.cli import registry, server
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="smartpole",
+    help="smartpole: the platform for a city's multi-function smart poles.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+server.register(app)
+registry.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``smartpole`` command."""
+    app()

@@ -1,0 +1,124 @@
+"""``serve``, ``demo`` and ``db``: running the platform and its schema."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+import uvicorn
+
+from smartpole.api import create_app
+from smartpole.app import Platform
+from smartpole.cli.common import (
+    DataDir,
+    Db,
+    JsonOut,
+    console,
+    open_platform,
+    print_json,
+    settings,
+)
+from smartpole.sim.seed import seed_district
+
+Host = Annotated[str | None, typer.Option("--host", help="Listen address (default 127.0.0.1).")]
+HttpPort = Annotated[int | None, typer.Option("--http-port", help="HTTP port (default 8080).")]
+
+
+def _serve(platform: Platform) -> None:
+    s = platform.settings
+    logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = uvicorn.Config(
+        create_app(platform),
+        host=s.host,
+        port=s.http_port,
+        log_level=s.log_level.lower(),
+        access_log=False,
+        lifespan="on",
+    )
+    asyncio.run(uvicorn.Server(config).serve())
+
+
+def serve(
+    data_dir: DataDir = None, db: Db = None, host: Host = None, http_port: HttpPort = None
+) -> None:
+    """Run the platform: REST API, device HTTP API, ingest pipeline."""
+    p = open_platform(data_dir, db, host=host, http_port=http_port)
+    console.print(
+        f"smartpole on {p.db.dialect}; API docs at "
+        f"http://{p.settings.host}:{p.settings.http_port}/docs"
+    )
+    _serve(p)
+
+
+def demo(
+    data_dir: DataDir = None,
+    db: Db = None,
+    host: Host = None,
+    http_port: HttpPort = None,
+    poles: Annotated[int, typer.Option(help="Poles in the sample district.")] = 500,
+) -> None:
+    """Seed a sample district (first run only) and serve it, printing keys and a curl example."""
+    p = open_platform(data_dir, db, host=host, http_port=http_port)
+    creds = p.settings.data_dir / "demo-credentials.json"
+    seeded = seed_district(p.tenants, p.assets, poles)
+    if seeded.poles:
+        creds.parent.mkdir(parents=True, exist_ok=True)
+        creds.write_bytes(orjson.dumps({"keys": seeded.keys, "tokens": seeded.tokens}))
+        creds.chmod(0o600)
+        console.print(f"seeded {seeded.poles} poles and {seeded.devices} devices")
+    _print_demo(p, creds)
+    _serve(p)
+
+
+def _print_demo(p: Platform, creds: Path) -> None:
+    base = f"http://{p.settings.host}:{p.settings.http_port}"
+    if not creds.exists():
+        console.print(f"API docs: {base}/docs")
+        return
+    data = orjson.loads(creds.read_bytes())
+    viewer = data["keys"]["city"]["viewer"]
+    device, token = next(iter(data["tokens"].items()))
+    console.print(f"""
+[bold]smartpole demo[/bold] — API docs: {base}/docs   (credentials in {creds})
+  city admin key:  {data["keys"]["city"]["admin"]}
+  city viewer key: {viewer}
+  device {device} token: {token}
+
+  # a device posts telemetry (ThingsBoard HTTP API):
+  curl -s -X POST {base}/api/v1/{token}/telemetry -H 'Content-Type: application/json' \\
+       -d '{{"cpu": 12.5, "temperature": 41}}'
+  # read it back:
+  curl -s -H 'Authorization: Bearer {viewer}' '{base}/api/devices?kind=gateway&limit=1'
+  curl -s -H 'Authorization: Bearer {viewer}' '{base}/api/telemetry/latest?kind=gateway&keys=cpu'
+Ctrl-C stops.
+""")
+
+
+db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: DataDir = None, db: Db = None, json: JsonOut = False) -> None:
+    """Apply pending migrations (Alembic) to the store."""
+    p = open_platform(data_dir, db)
+    info = {"engine": p.db.dialect, "revision": p.db.revision(), "head": p.db.head()}
+    print_json(info) if json else console.print(f"{info['engine']} at revision {info['revision']}")
+
+
+@db_app.command("status")
+def db_status(data_dir: DataDir = None, db: Db = None, json: JsonOut = False) -> None:
+    """Show the store's schema revision and the newest one this version ships."""
+    p = Platform(settings(data_dir, db))
+    info = {"engine": p.db.dialect, "revision": p.db.revision(), "head": p.db.head()}
+    print_json(info) if json else console.print(info)
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the main app."""
+    app.command()(serve)
+    app.command()(demo)
+    app.add_typer(db_app, name="db")

@@ -1,0 +1,62 @@
+"""Settings, declared once: environment (``SMARTPOLE_*``), CLI options and defaults.
+
+Every field is documented in ``docs/configuration.md``; ``tests/test_docs.py`` checks it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """One object that every part of smartpole receives; never read the environment elsewhere."""
+
+    model_config = SettingsConfigDict(env_prefix="SMARTPOLE_", extra="ignore")
+
+    data_dir: Path = Field(Path("./smartpole-data"), description="Embedded store directory.")
+    db: str | None = Field(
+        None, description="PostgreSQL URL (postgresql://user@host:port/db); unset = embedded."
+    )
+    host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
+    http_port: int = Field(8080, ge=0, le=65535, description="HTTP API port.")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest HTTP ingest body accepted (bytes)."
+    )
+    batch_size: int = Field(2000, ge=1, description="Readings written in one transaction at most.")
+    batch_age_ms: int = Field(
+        10, ge=0, description="How long the pipeline waits to fill a batch (ms)."
+    )
+    queue_readings: int = Field(
+        200_000, ge=1000, description="Readings the pipeline holds before it refuses (503)."
+    )
+    inactivity_timeout_s: int = Field(
+        600, ge=1, description="A device with no reading for this long is shown offline."
+    )
+    retention_days: int = Field(
+        0, ge=0, description="Default retention of readings in days (0 keeps them forever)."
+    )
+    retention_interval_s: int = Field(
+        3600, ge=1, description="How often the retention task deletes expired readings."
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL",
+        description="SQLite fsync policy; FULL keeps acknowledged readings across power loss.",
+    )
+    log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
+
+    @property
+    def database_url(self) -> str:
+        """SQLAlchemy URL of the configured engine."""
+        if self.db:
+            url = self.db
+            for prefix in ("postgresql://", "postgres://"):
+                if url.startswith(prefix):
+                    return "postgresql+psycopg://" + url[len(prefix) :]
+            return url
+        return f"sqlite:///{self.data_dir.resolve() / 'smartpole.db'}"

@@ -1,0 +1,94 @@
+"""The exception tree of smartpole.
+
+    SmartpoleError                 base; carries ``detail`` and structured ``fields``
+    ├── NotFound                   an entity does not exist (or is invisible to the caller)
+    ├── Conflict                   a unique value is taken (pole code, tenant name)
+    ├── Forbidden                  the caller's role or tenant may not do this
+    ├── Unauthenticated            no credential, or an unknown/wrong one
+    ├── InvalidInput               a value that fails validation (with ``errors``)
+    │   └── PayloadError           a device payload of the wrong shape
+    ├── PayloadTooLarge            a body beyond the configured limit
+    └── Overloaded                 the ingest pipeline is full; retry later
+
+Domain code raises these; only ``smartpole.api`` turns them into problem+json and only the
+MQTT transport into reason codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "InvalidInput",
+    "NotFound",
+    "Overloaded",
+    "PayloadError",
+    "PayloadTooLarge",
+    "SmartpoleError",
+    "Unauthenticated",
+]
+
+
+class SmartpoleError(Exception):
+    """Base of every error smartpole raises on purpose."""
+
+    title = "smartpole error"
+
+    def __init__(self, detail: str, **fields: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.fields = fields
+
+
+class NotFound(SmartpoleError):
+    """The entity does not exist, or the caller's tenant may not see it."""
+
+    title = "Not found"
+
+
+class Conflict(SmartpoleError):
+    """A unique value is already taken."""
+
+    title = "Conflict"
+
+
+class Forbidden(SmartpoleError):
+    """The caller is authenticated but its role or tenant does not allow this."""
+
+    title = "Forbidden"
+
+
+class Unauthenticated(SmartpoleError):
+    """No credential, or a credential nobody issued."""
+
+    title = "Unauthenticated"
+
+
+class InvalidInput(SmartpoleError):
+    """A value failed validation; ``errors`` lists each problem with its location."""
+
+    title = "Invalid input"
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None, **fields: Any):
+        super().__init__(detail, **fields)
+        self.errors = errors or []
+
+
+class PayloadError(InvalidInput):
+    """A device payload whose shape is not one the device API accepts."""
+
+    title = "Invalid payload"
+
+
+class PayloadTooLarge(SmartpoleError):
+    """The body is larger than the configured limit."""
+
+    title = "Payload too large"
+
+
+class Overloaded(SmartpoleError):
+    """The ingest pipeline is full; the device should retry later."""
+
+    title = "Overloaded"

@@ -1,0 +1,124 @@
+"""ThingsBoard payload forms, decoded into readings.
+
+Telemetry accepts ``{"k": v}``, ``{"ts": ms, "values": {...}}`` and arrays of either; attributes
+accept a flat ``{"k": v}``. A malformed payload raises :class:`PayloadError` naming where; a
+well-formed value that breaks the catalog (wrong type, outside the physical range) is kept apart
+as quarantined, never mixed with good data.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+from smartpole.errors import PayloadError
+from smartpole.model.catalog import check_value
+from smartpole.model.types import KEY_RE, MAX_TS, MIN_TS, DeviceKind, Quality, Reading
+from smartpole.store.series import Quarantined, WriteBatch
+
+__all__ = ["decode_json", "parse_attributes", "parse_telemetry", "to_batch"]
+
+Triple = tuple[str, int, Any]
+
+
+def decode_json(body: bytes) -> Any:
+    """Parse JSON, raising PayloadError with the line, column and byte position."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise PayloadError(
+            f"malformed JSON at line {err.lineno} column {err.colno}: {err.msg}",
+            errors=[{"loc": ["body"], "msg": err.msg, "pos": err.pos}],
+            line=err.lineno,
+            column=err.colno,
+            pos=err.pos,
+        ) from err
+
+
+def _values(obj: Any, ts: int, where: str, out: list[Triple], errors: list[dict[str, Any]]) -> None:
+    if not isinstance(obj, dict):
+        errors.append({"loc": [where], "msg": "values must be a JSON object"})
+        return
+    for key, value in obj.items():
+        loc = f"{where}.{key}"
+        if not KEY_RE.match(key):
+            errors.append({"loc": [loc], "msg": "key must be 1-128 of A-Z a-z 0-9 _ . : -"})
+        elif value is None:
+            errors.append({"loc": [loc], "msg": "null is not a value"})
+        elif isinstance(value, float) and not math.isfinite(value):
+            errors.append({"loc": [loc], "msg": "not a finite number"})
+        else:
+            out.append((key, ts, value))
+
+
+def _entry(obj: Any, now: int, where: str, out: list[Triple], errors: list[dict[str, Any]]) -> None:
+    if not isinstance(obj, dict):
+        errors.append({"loc": [where], "msg": "each entry must be a JSON object"})
+        return
+    if "ts" in obj and "values" in obj and len(obj) == 2:
+        ts = obj["ts"]
+        if isinstance(ts, bool) or not isinstance(ts, int):
+            errors.append({"loc": [f"{where}.ts"], "msg": "ts must be integer milliseconds"})
+            return
+        if not MIN_TS <= ts < MAX_TS:
+            errors.append(
+                {"loc": [f"{where}.ts"], "msg": f"ts {ts} is not milliseconds in 2000-2100"}
+            )
+            return
+        _values(obj["values"], ts, f"{where}.values", out, errors)
+    else:
+        _values(obj, now, where, out, errors)
+
+
+def parse_telemetry(data: Any, now: int) -> list[Triple]:
+    """Decode a telemetry payload into ``(key, ts, value)``; raise PayloadError if malformed."""
+    out: list[Triple] = []
+    errors: list[dict[str, Any]] = []
+    if isinstance(data, list):
+        if not data:
+            raise PayloadError(
+                "empty telemetry array", errors=[{"loc": ["body"], "msg": "array is empty"}]
+            )
+        for i, item in enumerate(data):
+            _entry(item, now, f"[{i}]", out, errors)
+    else:
+        _entry(data, now, "body", out, errors)
+    if errors:
+        raise PayloadError(
+            f"{len(errors)} invalid telemetry value(s); nothing was stored", errors=errors[:50]
+        )
+    if not out:
+        raise PayloadError(
+            "telemetry holds no values", errors=[{"loc": ["body"], "msg": "no key/value pairs"}]
+        )
+    return out
+
+
+def parse_attributes(data: Any) -> dict[str, Any]:
+    """Decode a client-attributes payload (a flat JSON object)."""
+    if not isinstance(data, dict) or not data:
+        raise PayloadError(
+            "attributes must be a non-empty JSON object",
+            errors=[{"loc": ["body"], "msg": "expected a non-empty object"}],
+        )
+    bad = [k for k in data if not KEY_RE.match(k)]
+    if bad:
+        raise PayloadError(
+            "invalid attribute keys", errors=[{"loc": [k], "msg": "bad key"} for k in bad]
+        )
+    return dict(data)
+
+
+def to_batch(device_id: int, kind: DeviceKind, triples: list[Triple], now: int) -> WriteBatch:
+    """Check each value against the catalog and split good readings from quarantined ones."""
+    batch = WriteBatch(seen={device_id: now})
+    for key, ts, value in triples:
+        reading = Reading(device_id, key, ts, value)
+        quality, reason = check_value(kind, key, value)
+        if quality is Quality.GOOD:
+            batch.readings.append(reading)
+        else:
+            batch.quarantined.append(Quarantined(reading, quality, reason))
+    return batch

@@ -1,0 +1,120 @@
+"""The ingest pipeline: a bounded queue, batches by size or age, one commit per batch.
+
+A caller's ``submit`` returns only after its readings are committed, so transports acknowledge
+(HTTP 2xx, MQTT PUBACK) only what is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from smartpole.errors import Overloaded
+from smartpole.store.series import TimeSeries, WriteBatch, WriteResult
+
+__all__ = ["Pipeline"]
+
+log = logging.getLogger(__name__)
+Listener = Callable[[WriteBatch], Awaitable[None]]
+
+
+class Pipeline:
+    """Batches submissions into the store and tells listeners what was committed."""
+
+    def __init__(
+        self,
+        store: TimeSeries,
+        batch_size: int = 2000,
+        batch_age_ms: int = 10,
+        capacity: int = 200_000,
+    ) -> None:
+        self.store = store
+        self.batch_size = batch_size
+        self.batch_age = batch_age_ms / 1000
+        self.capacity = capacity
+        self.pending = 0
+        self.listeners: list[Listener] = []
+        self.committed = 0
+        self.batches = 0
+        self._queue: asyncio.Queue[tuple[WriteBatch, asyncio.Future[WriteResult]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the writer task."""
+        self._task = asyncio.create_task(self._run(), name="ingest-writer")
+
+    async def stop(self) -> None:
+        """Write what is queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def submit(self, batch: WriteBatch) -> WriteResult:
+        """Queue a batch and wait for its commit; raise Overloaded when the queue is full."""
+        if self._task is None:
+            raise RuntimeError("pipeline not started")
+        size = len(batch)
+        if self.pending + size > self.capacity:
+            raise Overloaded(
+                f"ingest queue full ({self.pending} readings pending); retry later",
+                pending=self.pending,
+            )
+        self.pending += size
+        fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((batch, fut))
+        return await asyncio.shield(fut)
+
+    async def _collect(self) -> list[tuple[WriteBatch, asyncio.Future[WriteResult]]]:
+        first = await self._queue.get()
+        items = [first]
+        size = len(first[0])
+        deadline = asyncio.get_running_loop().time() + self.batch_age
+        while size < self.batch_size:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            items.append(item)
+            size += len(item[0])
+        return items
+
+    async def _run(self) -> None:
+        while True:
+            items = await self._collect()
+            merged = WriteBatch()
+            for batch, _ in items:
+                merged.extend(batch)
+            try:
+                result = await asyncio.to_thread(self.store.write, merged)
+            except Exception as err:
+                log.exception("batch of %d readings failed to commit", len(merged))
+                for _, fut in items:
+                    if not fut.done():
+                        fut.set_exception(err)
+            else:
+                self.committed += result.inserted
+                self.batches += 1
+                for _, fut in items:
+                    if not fut.done():
+                        fut.set_result(result)
+                for listener in self.listeners:
+                    try:
+                        await listener(merged)
+                    except Exception:
+                        log.exception("pipeline listener %r failed", listener)
+            finally:
+                self.pending -= sum(len(b) for b, _ in items)
+                for _ in items:
+                    self._queue.task_done()

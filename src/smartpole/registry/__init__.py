@@ -1,0 +1,1 @@
+"""The registry: tenants, API keys, poles, devices, attributes, inventory and geo queries."""

@@ -1,0 +1,182 @@
+"""Who is calling: tenants, API keys, roles, and what each may see."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from smartpole.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from smartpole.model.types import Role
+from smartpole.store.database import now_ms
+from smartpole.store.schema import api_keys, devices, tenants
+
+__all__ = ["Principal", "Tenants", "hash_secret", "new_secret"]
+
+
+def hash_secret(secret: str) -> str:
+    """SHA-256 of a token or key: what the store keeps instead of the secret itself."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret(nbytes: int = 15) -> str:
+    """A fresh URL-safe random secret."""
+    return secrets.token_urlsafe(nbytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The tenant and role behind an API call."""
+
+    tenant_id: int
+    tenant: str
+    role: Role
+    is_operator: bool
+
+    def require(self, role: Role) -> None:
+        """Raise Forbidden unless the caller's role includes ``role``."""
+        if not self.role.at_least(role):
+            raise Forbidden(f"this needs the {role} role; the key has {self.role}", role=role)
+
+    def require_city(self, role: Role) -> None:
+        """Raise Forbidden unless the caller is the city operator with at least ``role``."""
+        if not self.is_operator:
+            raise Forbidden("only the city operator tenant may do this")
+        self.require(role)
+
+
+class Tenants:
+    """Tenants and their API keys."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, name: str, title: str = "", is_operator: bool = False) -> dict[str, Any]:
+        """Add a tenant; its name is unique."""
+        try:
+            with self.engine.begin() as conn:
+                tid = conn.execute(
+                    insert(tenants).values(
+                        name=name, title=title, is_operator=is_operator, created=now_ms()
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+        except IntegrityError as err:
+            raise Conflict(f"tenant {name!r} exists", name=name) from err
+        return self.get(tid)
+
+    def get(self, tenant_id: int) -> dict[str, Any]:
+        """One tenant by id."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tenants).where(tenants.c.id == tenant_id)).first()
+        if row is None:
+            raise NotFound(f"tenant {tenant_id} not found", tenant_id=tenant_id)
+        return dict(row._mapping)
+
+    def by_name(self, name: str) -> dict[str, Any]:
+        """One tenant by its unique name."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tenants).where(tenants.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"tenant {name!r} not found", name=name)
+        return dict(row._mapping)
+
+    def list(self, who: Principal) -> builtins.list[dict[str, Any]]:
+        """Every tenant for the city operator; one's own tenant otherwise."""
+        q = select(tenants).order_by(tenants.c.id)
+        if not who.is_operator:
+            q = q.where(tenants.c.id == who.tenant_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def update(self, tenant_id: int, **values: Any) -> dict[str, Any]:
+        """Change a tenant's title or name."""
+        self.get(tenant_id)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(update(tenants).where(tenants.c.id == tenant_id).values(**values))
+        except IntegrityError as err:
+            raise Conflict("tenant name taken", **values) from err
+        return self.get(tenant_id)
+
+    def delete(self, tenant_id: int) -> None:
+        """Remove a tenant that owns no devices (its API keys go with it)."""
+        with self.engine.begin() as conn:
+            owned = conn.execute(
+                select(func.count()).select_from(devices).where(devices.c.owner_id == tenant_id)
+            ).scalar_one()
+            if owned:
+                raise Conflict(f"tenant {tenant_id} still owns {owned} devices", owned=owned)
+            conn.execute(api_keys.delete().where(api_keys.c.tenant_id == tenant_id))
+            if not conn.execute(tenants.delete().where(tenants.c.id == tenant_id)).rowcount:
+                raise NotFound(f"tenant {tenant_id} not found", tenant_id=tenant_id)
+
+    def create_key(self, tenant_id: int, role: Role, name: str = "") -> tuple[dict[str, Any], str]:
+        """Issue an API key; the secret is returned once and only its hash is kept."""
+        self.get(tenant_id)
+        prefix = new_secret(6)[:8]
+        secret = f"sp_{prefix}_{new_secret(24)}"
+        with self.engine.begin() as conn:
+            kid = conn.execute(
+                insert(api_keys).values(
+                    tenant_id=tenant_id,
+                    role=str(role),
+                    name=name,
+                    prefix=prefix,
+                    secret_hash=hash_secret(secret),
+                    created=now_ms(),
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+        return self._key(kid), secret
+
+    def _key(self, key_id: int) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(
+                    api_keys.c.id,
+                    api_keys.c.tenant_id,
+                    api_keys.c.role,
+                    api_keys.c.name,
+                    api_keys.c.prefix,
+                    api_keys.c.created,
+                    api_keys.c.revoked,
+                ).where(api_keys.c.id == key_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"API key {key_id} not found", key_id=key_id)
+        return dict(row._mapping)
+
+    def list_keys(self, tenant_id: int) -> builtins.list[dict[str, Any]]:
+        """A tenant's API keys, without secrets."""
+        with self.engine.connect() as conn:
+            ids = conn.execute(
+                select(api_keys.c.id).where(api_keys.c.tenant_id == tenant_id).order_by("id")
+            ).scalars()
+            return [self._key(i) for i in ids]
+
+    def revoke_key(self, tenant_id: int, key_id: int) -> None:
+        """Stop a key from working."""
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.tenant_id == tenant_id)
+                .values(revoked=now_ms())
+            ).rowcount
+        if not n:
+            raise NotFound(f"API key {key_id} not found", key_id=key_id)
+
+    def authenticate(self, secret: str) -> Principal:
+        """The principal behind an API key, or Unauthenticated."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(api_keys.c.role, tenants.c.id, tenants.c.name, tenants.c.is_operator)
+                .join(tenants, tenants.c.id == api_keys.c.tenant_id)
+                .where(api_keys.c.secret_hash == hash_secret(secret), api_keys.c.revoked.is_(None))
+            ).first()
+        if row is None:
+            raise Unauthenticated("unknown or revoked API key")
+        return Principal(row.id, row.name, Role(row.role), bool(row.is_operator))

@@ -1,0 +1,474 @@
+"""Poles and devices: create, read, update, delete, with per-tenant visibility."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, and_, delete, exists, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Select
+
+from smartpole.errors import Conflict, Forbidden, InvalidInput, NotFound
+from smartpole.model.types import KEY_RE, POLE_CODE_RE, DeviceKind, Role, Scope
+from smartpole.registry.access import Principal, hash_secret, new_secret
+from smartpole.store.database import now_ms
+from smartpole.store.schema import attributes, devices, poles, tenants
+
+__all__ = ["Assets", "DeviceRef", "PoleFilter"]
+
+POLE_FIELDS = ("code", "name", "lat", "lon", "height_m", "district", "road", "installed")
+TOKEN_CACHE_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    """What ingest needs to know about an authenticated device."""
+
+    id: int
+    name: str
+    kind: DeviceKind
+    owner_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PoleFilter:
+    """Which poles a listing wants."""
+
+    district: str | None = None
+    road: str | None = None
+    code_prefix: str | None = None
+
+
+def check_pole(values: dict[str, Any]) -> dict[str, Any]:
+    """Validate pole fields; raise InvalidInput listing every problem."""
+    errors: list[dict[str, Any]] = []
+    code = values.get("code")
+    if code is not None and not POLE_CODE_RE.match(str(code)):
+        errors.append({"loc": ["code"], "msg": "letters, digits, '-' and '_' only (1-64)"})
+    lat, lon = values.get("lat"), values.get("lon")
+    if lat is not None and not -90 <= lat <= 90:
+        errors.append({"loc": ["lat"], "msg": f"latitude {lat} outside [-90, 90]"})
+    if lon is not None and not -180 <= lon <= 180:
+        errors.append({"loc": ["lon"], "msg": f"longitude {lon} outside [-180, 180]"})
+    h = values.get("height_m")
+    if h is not None and not 0 < h <= 100:
+        errors.append({"loc": ["height_m"], "msg": f"height {h} m outside (0, 100]"})
+    if errors:
+        raise InvalidInput("invalid pole", errors=errors)
+    return values
+
+
+class Assets:
+    """The registry of poles and devices, and the devices' attributes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._tokens: dict[str, tuple[float, DeviceRef]] = {}
+        self._lock = threading.Lock()
+
+    # -- visibility -----------------------------------------------------------------------
+    @staticmethod
+    def _visible_devices(who: Principal) -> Any:
+        return True if who.is_operator else devices.c.owner_id == who.tenant_id
+
+    @staticmethod
+    def _visible_poles(who: Principal) -> Any:
+        if who.is_operator:
+            return True
+        return exists().where(
+            and_(devices.c.pole_id == poles.c.id, devices.c.owner_id == who.tenant_id)
+        )
+
+    # -- poles ----------------------------------------------------------------------------
+    def create_pole(self, who: Principal, **values: Any) -> dict[str, Any]:
+        """Add a pole (city operator only); its code is unique."""
+        who.require_city(Role.OPERATOR)
+        check_pole(values)
+        try:
+            with self.engine.begin() as conn:
+                pid = conn.execute(
+                    insert(poles).values(**values, created=now_ms())
+                ).inserted_primary_key[0]  # type: ignore[index]
+        except IntegrityError as err:
+            raise Conflict(f"pole {values.get('code')!r} exists", code=values.get("code")) from err
+        return self.get_pole(who, pid)
+
+    def get_pole(self, who: Principal, pole_id: int) -> dict[str, Any]:
+        """One pole the caller may see, with the devices on it the caller may see."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(poles).where(poles.c.id == pole_id, self._visible_poles(who))
+            ).first()
+            if row is None:
+                raise NotFound(f"pole {pole_id} not found", pole_id=pole_id)
+            out = dict(row._mapping)
+            out["devices"] = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(devices.c.id, devices.c.name, devices.c.kind, devices.c.port)
+                    .where(devices.c.pole_id == pole_id, self._visible_devices(who))
+                    .order_by(devices.c.id)
+                )
+            ]
+        return out
+
+    def pole_by_code(self, who: Principal, code: str) -> dict[str, Any]:
+        """One visible pole by its code."""
+        with self.engine.connect() as conn:
+            pid = conn.execute(
+                select(poles.c.id).where(poles.c.code == code, self._visible_poles(who))
+            ).scalar()
+        if pid is None:
+            raise NotFound(f"pole {code!r} not found", code=code)
+        return self.get_pole(who, pid)
+
+    def pole_query(self, who: Principal, f: PoleFilter) -> Select[Any]:
+        """A SELECT of the visible poles matching a filter (used by listings and geo)."""
+        q = select(poles).where(self._visible_poles(who))
+        if f.district:
+            q = q.where(poles.c.district == f.district)
+        if f.road:
+            q = q.where(poles.c.road == f.road)
+        if f.code_prefix:
+            q = q.where(poles.c.code.startswith(f.code_prefix, autoescape=True))
+        return q
+
+    def list_poles(
+        self, who: Principal, f: PoleFilter, limit: int = 100, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of visible poles and the total count."""
+        q = self.pole_query(who, f)
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
+            rows = conn.execute(q.order_by(poles.c.code).limit(limit).offset(offset))
+            return [dict(r._mapping) for r in rows], total
+
+    def update_pole(self, who: Principal, pole_id: int, **values: Any) -> dict[str, Any]:
+        """Change a pole's fields (city operator only)."""
+        who.require_city(Role.OPERATOR)
+        check_pole(values)
+        try:
+            with self.engine.begin() as conn:
+                n = conn.execute(update(poles).where(poles.c.id == pole_id).values(**values))
+        except IntegrityError as err:
+            raise Conflict("pole code taken", code=values.get("code")) from err
+        if not n.rowcount:
+            raise NotFound(f"pole {pole_id} not found", pole_id=pole_id)
+        return self.get_pole(who, pole_id)
+
+    def delete_pole(self, who: Principal, pole_id: int) -> None:
+        """Remove a pole; its devices stay registered, unmounted."""
+        who.require_city(Role.ADMIN)
+        with self.engine.begin() as conn:
+            conn.execute(update(devices).where(devices.c.pole_id == pole_id).values(pole_id=None))
+            if not conn.execute(delete(poles).where(poles.c.id == pole_id)).rowcount:
+                raise NotFound(f"pole {pole_id} not found", pole_id=pole_id)
+
+    # -- devices --------------------------------------------------------------------------
+    def _owner(self, who: Principal, owner: int | str | None) -> int:
+        if owner is None:
+            return who.tenant_id
+        with self.engine.connect() as conn:
+            col = tenants.c.id if isinstance(owner, int) else tenants.c.name
+            tid = conn.execute(select(tenants.c.id).where(col == owner)).scalar()
+        if tid is None:
+            raise InvalidInput(f"owner tenant {owner!r} not found", owner=owner)
+        if tid != who.tenant_id and not who.is_operator:
+            raise Forbidden("a tenant may register devices only for itself")
+        return int(tid)
+
+    def create_device(
+        self,
+        who: Principal,
+        kind: DeviceKind,
+        *,
+        name: str | None = None,
+        pole_id: int | None = None,
+        owner: int | str | None = None,
+        model: str = "",
+        port: int | None = None,
+        token: str | None = None,
+    ) -> tuple[dict[str, Any], str]:
+        """Register a device; returns it and its access token (shown only now)."""
+        who.require(Role.OPERATOR)
+        owner_id = self._owner(who, owner)
+        token = token or new_secret()
+        if pole_id is not None:
+            with self.engine.connect() as conn:
+                if conn.execute(select(poles.c.code).where(poles.c.id == pole_id)).scalar() is None:
+                    raise InvalidInput(f"pole {pole_id} not found", pole_id=pole_id)
+        try:
+            with self.engine.begin() as conn:
+                did = conn.execute(
+                    insert(devices).values(
+                        name=name or f"tmp-{new_secret(9)}",
+                        kind=str(kind),
+                        model=model,
+                        owner_id=owner_id,
+                        pole_id=pole_id,
+                        port=port,
+                        token_hash=hash_secret(token),
+                        token_hint=token[:4],
+                        created=now_ms(),
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+                if not name:
+                    conn.execute(
+                        update(devices).where(devices.c.id == did).values(name=f"{kind}-{did}")
+                    )
+        except IntegrityError as err:
+            raise Conflict(
+                "device name, access token or pole port already taken", name=name, port=port
+            ) from err
+        return self.get_device(who, did), token
+
+    def create_devices(
+        self, who: Principal, specs: list[dict[str, Any]]
+    ) -> list[tuple[int, str, str]]:
+        """Register many devices in one transaction; returns ``(id, name, token)`` each.
+
+        Each spec has ``name``, ``kind``, ``owner`` (tenant name) and optionally ``pole_id``,
+        ``port``, ``model``, ``token``.
+        """
+        who.require_city(Role.OPERATOR)
+        with self.engine.connect() as conn:
+            owners = dict(conn.execute(select(tenants.c.name, tenants.c.id)).tuples().all())
+        rows, out = [], []
+        created = now_ms()
+        for spec in specs:
+            if spec["owner"] not in owners:
+                raise InvalidInput(f"owner tenant {spec['owner']!r} not found")
+            token = spec.get("token") or new_secret()
+            rows.append(
+                {
+                    "name": spec["name"],
+                    "kind": str(DeviceKind(spec["kind"])),
+                    "model": spec.get("model", ""),
+                    "owner_id": owners[spec["owner"]],
+                    "pole_id": spec.get("pole_id"),
+                    "port": spec.get("port"),
+                    "token_hash": hash_secret(token),
+                    "token_hint": token[:4],
+                    "created": created,
+                }
+            )
+            out.append((spec["name"], token))
+        try:
+            with self.engine.begin() as conn:
+                if rows:
+                    conn.execute(insert(devices), rows)
+                ids = dict(
+                    conn.execute(
+                        select(devices.c.name, devices.c.id).where(
+                            devices.c.name.in_([r["name"] for r in rows])
+                        )
+                    )
+                    .tuples()
+                    .all()
+                )
+        except IntegrityError as err:
+            raise Conflict("device name, access token or pole port already taken") from err
+        return [(ids[name], name, token) for name, token in out]
+
+    def device_query(
+        self,
+        who: Principal,
+        kind: str | None = None,
+        owner: str | None = None,
+        pole_id: int | None = None,
+        district: str | None = None,
+    ) -> Select[Any]:
+        """A SELECT of visible devices (with owner and pole code) matching the filters."""
+        q = (
+            select(
+                devices.c.id,
+                devices.c.name,
+                devices.c.kind,
+                devices.c.model,
+                devices.c.owner_id,
+                tenants.c.name.label("owner"),
+                devices.c.pole_id,
+                poles.c.code.label("pole"),
+                devices.c.port,
+                devices.c.token_hint,
+                devices.c.last_seen,
+                devices.c.created,
+            )
+            .join(tenants, tenants.c.id == devices.c.owner_id)
+            .outerjoin(poles, poles.c.id == devices.c.pole_id)
+            .where(self._visible_devices(who))
+        )
+        if kind:
+            q = q.where(devices.c.kind == kind)
+        if owner:
+            q = q.where(tenants.c.name == owner)
+        if pole_id is not None:
+            q = q.where(devices.c.pole_id == pole_id)
+        if district:
+            q = q.where(poles.c.district == district)
+        return q
+
+    def list_devices(
+        self, who: Principal, limit: int = 100, offset: int = 0, **filters: Any
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of visible devices and the total count."""
+        q = self.device_query(who, **filters)
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
+            rows = conn.execute(q.order_by(devices.c.id).limit(limit).offset(offset))
+            return [dict(r._mapping) for r in rows], total
+
+    def device_ids(self, who: Principal, **filters: Any) -> list[int]:
+        """Ids of every visible device matching the filters."""
+        q = self.device_query(who, **filters).with_only_columns(devices.c.id)
+        with self.engine.connect() as conn:
+            return list(conn.execute(q).scalars())
+
+    def get_device(self, who: Principal, device_id: int) -> dict[str, Any]:
+        """One visible device."""
+        q = self.device_query(who).where(devices.c.id == device_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            raise NotFound(f"device {device_id} not found", device_id=device_id)
+        return dict(row._mapping)
+
+    def update_device(self, who: Principal, device_id: int, **values: Any) -> dict[str, Any]:
+        """Change a visible device's name, model, pole, port or owner."""
+        who.require(Role.OPERATOR)
+        self.get_device(who, device_id)
+        if "owner" in values:
+            values["owner_id"] = self._owner(who, values.pop("owner"))
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
+        except IntegrityError as err:
+            raise Conflict("device name or pole port already taken", **values) from err
+        self._forget(device_id)
+        return self.get_device(who, device_id)
+
+    def delete_device(self, who: Principal, device_id: int) -> None:
+        """Remove a visible device and its attributes (its readings age out by retention)."""
+        who.require(Role.OPERATOR)
+        self.get_device(who, device_id)
+        with self.engine.begin() as conn:
+            conn.execute(delete(attributes).where(attributes.c.device_id == device_id))
+            conn.execute(delete(devices).where(devices.c.id == device_id))
+        self._forget(device_id)
+
+    def rotate_token(self, who: Principal, device_id: int, token: str | None = None) -> str:
+        """Give a device a new access token; the old one stops working at once."""
+        who.require(Role.OPERATOR)
+        self.get_device(who, device_id)
+        token = token or new_secret()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(devices)
+                    .where(devices.c.id == device_id)
+                    .values(token_hash=hash_secret(token), token_hint=token[:4])
+                )
+        except IntegrityError as err:
+            raise Conflict("that access token is taken") from err
+        self._forget(device_id)
+        return token
+
+    def _forget(self, device_id: int) -> None:
+        with self._lock:
+            for h in [h for h, (_, ref) in self._tokens.items() if ref.id == device_id]:
+                del self._tokens[h]
+
+    def device_by_token(self, token: str) -> DeviceRef | None:
+        """The device an access token belongs to (cached briefly), or None."""
+        h = hash_secret(token)
+        hit = self._tokens.get(h)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(devices.c.id, devices.c.name, devices.c.kind, devices.c.owner_id).where(
+                    devices.c.token_hash == h
+                )
+            ).first()
+        if row is None:
+            return None
+        ref = DeviceRef(row.id, row.name, DeviceKind(row.kind), row.owner_id)
+        with self._lock:
+            if len(self._tokens) > 200_000:
+                self._tokens.clear()
+            self._tokens[h] = (time.monotonic() + TOKEN_CACHE_S, ref)
+        return ref
+
+    # -- attributes -----------------------------------------------------------------------
+    def set_attributes(self, device_id: int, scope: Scope, values: dict[str, Any]) -> None:
+        """Upsert attributes of one scope (the caller has checked access)."""
+        bad = [k for k in values if not KEY_RE.match(k)]
+        if bad:
+            raise InvalidInput(
+                "invalid attribute keys", errors=[{"loc": [k], "msg": "bad key"} for k in bad]
+            )
+        ts = now_ms()
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(attributes).where(
+                    attributes.c.device_id == device_id,
+                    attributes.c.scope == str(scope),
+                    attributes.c.key.in_(list(values)),
+                )
+            )
+            if values:
+                conn.execute(
+                    insert(attributes),
+                    [
+                        {
+                            "device_id": device_id,
+                            "scope": str(scope),
+                            "key": k,
+                            "value": orjson.dumps(v).decode(),
+                            "updated": ts,
+                        }
+                        for k, v in values.items()
+                    ],
+                )
+
+    def get_attributes(
+        self, device_id: int, scopes: list[Scope] | None = None, keys: list[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Attributes by scope: ``{"shared": {"key": {"value": v, "updated": ts}}}``."""
+        q = select(attributes).where(attributes.c.device_id == device_id)
+        if scopes:
+            q = q.where(attributes.c.scope.in_([str(s) for s in scopes]))
+        if keys:
+            q = q.where(attributes.c.key.in_(keys))
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(q.order_by(attributes.c.key)):
+                out.setdefault(r.scope, {})[r.key] = {
+                    "value": orjson.loads(r.value),
+                    "updated": r.updated,
+                }
+        return out
+
+    def delete_attributes(self, device_id: int, scope: Scope, keys: list[str]) -> int:
+        """Remove attributes of one scope; returns how many went."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                delete(attributes).where(
+                    attributes.c.device_id == device_id,
+                    attributes.c.scope == str(scope),
+                    attributes.c.key.in_(keys),
+                )
+            ).rowcount
+
+
+def parse_date(value: str | date | None) -> date | None:
+    """An ISO date, or None for empty."""
+    if value is None or isinstance(value, date):
+        return value
+    value = value.strip()
+    return date.fromisoformat(value) if value else None

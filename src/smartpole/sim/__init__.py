@@ -1,0 +1,1 @@
+"""The fleet simulator: virtual districts of smart poles."""

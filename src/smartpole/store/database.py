@@ -1,0 +1,71 @@
+"""Connection to the configured engine, migrations, and clock."""
+
+from __future__ import annotations
+
+import time
+from importlib.resources import files
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+
+__all__ = ["Database", "now_ms"]
+
+
+def now_ms() -> int:
+    """Wall-clock time in milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+class Database:
+    """One SQLAlchemy engine plus what smartpole needs around it."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+        self.url = url
+        self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "postgresql":
+            kwargs.update(pool_size=8, max_overflow=8, pool_pre_ping=True)
+        else:
+            kwargs.update(connect_args={"check_same_thread": False, "timeout": 30})
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            sync = sqlite_synchronous
+
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute(f"PRAGMA synchronous={sync}")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+    def _alembic(self) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(files("smartpole.store") / "migrations"))
+        return cfg
+
+    def upgrade(self) -> str:
+        """Apply every pending migration; return the revision the database is at."""
+        cfg = self._alembic()
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        return self.revision() or ""
+
+    def revision(self) -> str | None:
+        """The database's current migration revision (None before any)."""
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head(self) -> str:
+        """The newest migration this version of smartpole ships."""
+        return ScriptDirectory.from_config(self._alembic()).get_current_head() or ""
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

@@ -1,0 +1,152 @@
+"""Tables of the store, declared once for both engines (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("title", String(200), nullable=False, server_default=""),
+    Column("is_operator", Boolean, nullable=False, server_default="0"),
+    Column("created", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("prefix", String(16), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("created", BigInteger, nullable=False),
+    Column("revoked", BigInteger),
+)
+
+poles = Table(
+    "poles",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("height_m", Float),
+    Column("district", String(100), nullable=False, server_default=""),
+    Column("road", String(200), nullable=False, server_default=""),
+    Column("installed", Date),
+    Column("created", BigInteger, nullable=False),
+    Index("ix_poles_lat_lon", "lat", "lon"),
+    Index("ix_poles_district_road", "district", "road"),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("model", String(200), nullable=False, server_default=""),
+    Column("owner_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("pole_id", Integer, ForeignKey("poles.id", ondelete="SET NULL")),
+    Column("port", SmallInteger),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("token_hint", String(8), nullable=False),
+    Column("last_seen", BigInteger),
+    Column("created", BigInteger, nullable=False),
+    Index("ix_devices_pole", "pole_id"),
+    Index("ix_devices_owner_kind", "owner_id", "kind"),
+    UniqueConstraint("pole_id", "port", name="uq_devices_pole_port"),
+)
+
+attributes = Table(
+    "attributes",
+    metadata,
+    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    Column("scope", String(8), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON text
+    Column("updated", BigInteger, nullable=False),
+)
+
+# vtype: 0 number, 1 boolean (num is 0/1), 2 string (txt), 3 JSON (txt)
+readings = Table(
+    "readings",
+    metadata,
+    Column("device_id", Integer, primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("ts", BigInteger, primary_key=True),
+    Column("vtype", SmallInteger, nullable=False),
+    Column("num", Float),
+    Column("txt", Text),
+    sqlite_with_rowid=False,
+    postgresql_partition_by="RANGE (ts)",
+)
+
+latest = Table(
+    "latest",
+    metadata,
+    Column("device_id", Integer, primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("ts", BigInteger, nullable=False),
+    Column("vtype", SmallInteger, nullable=False),
+    Column("num", Float),
+    Column("txt", Text),
+    sqlite_with_rowid=False,
+)
+
+# Hourly rollups of numeric and boolean readings, kept exact in the write transaction.
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("device_id", Integer, primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("hour", BigInteger, primary_key=True),
+    Column("cnt", BigInteger, nullable=False),
+    Column("sum", Float, nullable=False),
+    Column("min", Float, nullable=False),
+    Column("max", Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", Integer, nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("value", Text, nullable=False),  # JSON text, as the device sent it
+    Column("quality", SmallInteger, nullable=False),
+    Column("reason", String(300), nullable=False),
+    Column("received", BigInteger, nullable=False),
+    Index("ix_quarantine_device_ts", "device_id", "ts"),
+)
+
+retention = Table(
+    "retention",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("days", Integer, nullable=False),
+)

@@ -1,0 +1,397 @@
+"""The time-series store: one interface, reads shared by both engines.
+
+Writes are engine-specific (``sqlite.py``, ``postgres.py``); every read here is portable SQL.
+A write batch is one transaction: readings (duplicates ignored, the first one wins), latest state
+(never goes back in time), exact hourly rollups, quarantined values and device last-seen.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import orjson
+from sqlalchemy import BindParameter, bindparam, text
+
+from smartpole.model.types import Quality, Reading, Value
+from smartpole.store.database import Database, now_ms
+
+__all__ = [
+    "HOUR_MS",
+    "AggPoint",
+    "Aggregation",
+    "Quarantined",
+    "SeriesStore",
+    "TimeSeries",
+    "WriteBatch",
+    "WriteResult",
+    "decode_value",
+    "encode_value",
+]
+
+HOUR_MS = 3_600_000
+Aggregation = Literal["none", "avg", "min", "max", "sum", "count"]
+AggPoint = tuple[int, float]
+
+
+def encode_value(value: Value) -> tuple[int, float | None, str | None]:
+    """Turn a value into its stored ``(vtype, num, txt)`` columns."""
+    if isinstance(value, bool):
+        return 1, 1.0 if value else 0.0, None
+    if isinstance(value, int | float):
+        return 0, float(value), None
+    if isinstance(value, str):
+        return 2, None, value
+    return 3, None, orjson.dumps(value).decode()
+
+
+def decode_value(vtype: int, num: float | None, txt: str | None) -> Value:
+    """Inverse of :func:`encode_value`; whole numbers come back as ``int``."""
+    if vtype == 0:
+        assert num is not None
+        return int(num) if num.is_integer() and abs(num) < 2**53 else num
+    if vtype == 1:
+        return bool(num)
+    if vtype == 2:
+        return txt or ""
+    return orjson.loads(txt or "null")  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A reading kept apart from good data, with why."""
+
+    reading: Reading
+    quality: Quality
+    reason: str
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """What the pipeline hands the store in one transaction."""
+
+    readings: list[Reading] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    seen: dict[int, int] = field(default_factory=dict)  # device id -> receive time (ms)
+
+    def extend(self, other: WriteBatch) -> None:
+        """Append another batch's content to this one."""
+        self.readings.extend(other.readings)
+        self.quarantined.extend(other.quarantined)
+        for device_id, ts in other.seen.items():
+            if ts > self.seen.get(device_id, 0):
+                self.seen[device_id] = ts
+
+    def __len__(self) -> int:
+        return len(self.readings) + len(self.quarantined)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """How a batch landed: new readings, duplicates ignored, values quarantined."""
+
+    inserted: int
+    duplicates: int
+    quarantined: int
+
+
+class TimeSeries(Protocol):
+    """What the pipeline, the API and the hub need of the time-series store."""
+
+    def write(self, batch: WriteBatch) -> WriteResult:
+        """Commit one batch in one transaction."""
+        ...
+
+    def latest(
+        self, device_ids: Sequence[int], keys: Sequence[str] | None = None
+    ) -> dict[int, dict[str, tuple[int, Value]]]:
+        """Newest ``(ts, value)`` per device and key."""
+        ...
+
+    def history(
+        self, device_id: int, keys: Sequence[str], start: int, end: int, limit: int = 1000
+    ) -> dict[str, list[tuple[int, Value]]]:
+        """Raw readings in ``[start, end)``, oldest first."""
+        ...
+
+    def aggregate(
+        self,
+        device_ids: Sequence[int],
+        keys: Sequence[str],
+        start: int,
+        end: int,
+        interval: int,
+        agg: Aggregation,
+        per_device: bool = True,
+    ) -> dict[int, dict[str, list[AggPoint]]]:
+        """Buckets ``[start + k*interval, ...)``; with ``per_device=False`` all under id 0."""
+        ...
+
+    def purge(self, now: int | None = None) -> int:
+        """Delete readings past their key's retention; return how many went."""
+        ...
+
+
+# Partial aggregate: count, sum, min, max.
+_Partial = list[float]
+
+
+def _merge(into: _Partial, cnt: float, total: float, lo: float, hi: float) -> None:
+    into[0] += cnt
+    into[1] += total
+    into[2] = min(into[2], lo)
+    into[3] = max(into[3], hi)
+
+
+def _finish(p: _Partial, agg: Aggregation) -> float:
+    if agg == "count":
+        return p[0]
+    if agg == "sum":
+        return p[1]
+    if agg == "min":
+        return p[2]
+    if agg == "max":
+        return p[3]
+    return p[1] / p[0]
+
+
+class SeriesStore:
+    """Reads shared by both engines; subclasses provide ``_write`` and ``purge``."""
+
+    def __init__(self, db: Database, default_retention_days: int = 0) -> None:
+        self.db = db
+        self.default_retention_days = default_retention_days
+        self._write_lock = threading.Lock()
+
+    # -- writes ---------------------------------------------------------------------------
+    def write(self, batch: WriteBatch) -> WriteResult:
+        """Commit one batch in one transaction (serialised: one writer at a time)."""
+        with self._write_lock:
+            return self._write(batch)
+
+    def _write(self, batch: WriteBatch) -> WriteResult:
+        raise NotImplementedError
+
+    @staticmethod
+    def _rows(readings: Iterable[Reading]) -> list[tuple[Any, ...]]:
+        return [(r.device_id, r.key, r.ts, *encode_value(r.value)) for r in readings]
+
+    @staticmethod
+    def _latest_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        newest: dict[tuple[int, str], tuple[Any, ...]] = {}
+        for row in rows:
+            k = (row[0], row[1])
+            old = newest.get(k)
+            if old is None or row[2] > old[2]:
+                newest[k] = row
+        return list(newest.values())
+
+    @staticmethod
+    def _rollup_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        groups: dict[tuple[int, str, int], _Partial] = {}
+        for device_id, key, ts, vtype, num, _txt in rows:
+            if vtype > 1:
+                continue
+            g = (device_id, key, ts - ts % HOUR_MS)
+            p = groups.get(g)
+            if p is None:
+                groups[g] = [1, num, num, num]
+            else:
+                _merge(p, 1, num, num, num)
+        return [(*g, int(p[0]), p[1], p[2], p[3]) for g, p in groups.items()]
+
+    @staticmethod
+    def _quarantine_rows(batch: WriteBatch) -> list[tuple[Any, ...]]:
+        received = now_ms()
+        return [
+            (
+                q.reading.device_id,
+                q.reading.key,
+                q.reading.ts,
+                orjson.dumps(q.reading.value).decode(),
+                int(q.quality),
+                q.reason[:300],
+                received,
+            )
+            for q in batch.quarantined
+        ]
+
+    # -- reads ----------------------------------------------------------------------------
+    def latest(
+        self, device_ids: Sequence[int], keys: Sequence[str] | None = None
+    ) -> dict[int, dict[str, tuple[int, Value]]]:
+        """Newest ``(ts, value)`` per device and key."""
+        out: dict[int, dict[str, tuple[int, Value]]] = defaultdict(dict)
+        if not device_ids:
+            return {}
+        sql = "SELECT device_id, key, ts, vtype, num, txt FROM latest WHERE device_id IN :ids"
+        params: dict[str, Any] = {"ids": list(device_ids)}
+        binds: list[BindParameter[Any]] = [bindparam("ids", expanding=True)]
+        if keys:
+            sql += " AND key IN :keys"
+            params["keys"] = list(keys)
+            binds.append(bindparam("keys", expanding=True))
+        with self.db.engine.connect() as conn:
+            for device_id, key, ts, vtype, num, txt in conn.execute(
+                text(sql).bindparams(*binds), params
+            ):
+                out[device_id][key] = (ts, decode_value(vtype, num, txt))
+        return dict(out)
+
+    def history(
+        self, device_id: int, keys: Sequence[str], start: int, end: int, limit: int = 1000
+    ) -> dict[str, list[tuple[int, Value]]]:
+        """Raw readings in ``[start, end)``, oldest first, at most ``limit`` per key."""
+        out: dict[str, list[tuple[int, Value]]] = {}
+        sql = text(
+            "SELECT ts, vtype, num, txt FROM readings WHERE device_id = :d AND key = :k"
+            " AND ts >= :s AND ts < :e ORDER BY ts LIMIT :n"
+        )
+        with self.db.engine.connect() as conn:
+            for key in keys:
+                rows = conn.execute(
+                    sql, {"d": device_id, "k": key, "s": start, "e": end, "n": limit}
+                )
+                out[key] = [(ts, decode_value(vt, num, txt)) for ts, vt, num, txt in rows]
+        return out
+
+    def aggregate(
+        self,
+        device_ids: Sequence[int],
+        keys: Sequence[str],
+        start: int,
+        end: int,
+        interval: int,
+        agg: Aggregation,
+        per_device: bool = True,
+    ) -> dict[int, dict[str, list[AggPoint]]]:
+        """Aggregate numeric readings into buckets of ``interval`` ms from ``start``.
+
+        Whole hours come from the rollups when ``start`` and ``interval`` are hour-aligned;
+        the rest is scanned raw. With ``per_device=False`` the fleet total is under id 0.
+        """
+        if interval <= 0 or end <= start or not device_ids or not keys:
+            return {}
+        parts: dict[tuple[int, str, int], _Partial] = {}
+
+        def add(
+            device_id: int, key: str, bucket: int, c: float, s: float, lo: float, hi: float
+        ) -> None:
+            g = (device_id if per_device else 0, key, bucket)
+            # PostgreSQL returns SUM(bigint) as Decimal: keep the partials plain floats.
+            c, s, lo, hi = float(c), float(s), float(lo), float(hi)
+            p = parts.get(g)
+            if p is None:
+                parts[g] = [c, s, lo, hi]
+            else:
+                _merge(p, c, s, lo, hi)
+
+        use_rollups = start % HOUR_MS == 0 and interval % HOUR_MS == 0
+        raw_from = end - end % HOUR_MS if use_rollups else start
+        if raw_from < start:
+            raw_from = start
+        ids: BindParameter[Any] = bindparam("ids", expanding=True)
+        ks: BindParameter[Any] = bindparam("keys", expanding=True)
+        params: dict[str, Any] = {
+            "ids": list(device_ids),
+            "keys": list(keys),
+            "s": start,
+            "i": interval,
+        }
+        with self.db.engine.connect() as conn:
+            if use_rollups and raw_from > start:
+                sql = text(
+                    "SELECT device_id, key, :s + ((hour - :s) / :i) * :i AS b,"
+                    " SUM(cnt), SUM(sum), MIN(min), MAX(max) FROM rollups"
+                    " WHERE device_id IN :ids AND key IN :keys AND hour >= :s AND hour < :rf"
+                    " GROUP BY device_id, key, b"
+                ).bindparams(ids, ks)
+                for row in conn.execute(sql, {**params, "rf": raw_from}):
+                    add(*row)
+            if raw_from < end:
+                sql = text(
+                    "SELECT device_id, key, :s + ((ts - :s) / :i) * :i AS b,"
+                    " COUNT(*), SUM(num), MIN(num), MAX(num) FROM readings"
+                    " WHERE device_id IN :ids AND key IN :keys AND ts >= :rf AND ts < :e"
+                    " AND vtype <= 1 GROUP BY device_id, key, b"
+                ).bindparams(ids, ks)
+                for row in conn.execute(sql, {**params, "rf": raw_from, "e": end}):
+                    add(*row)
+        out: dict[int, dict[str, list[AggPoint]]] = defaultdict(lambda: defaultdict(list))
+        for (device_id, key, bucket), p in sorted(parts.items()):
+            out[device_id][key].append((int(bucket), _finish(p, agg)))
+        return {d: dict(v) for d, v in out.items()}
+
+    def quarantine_counts(self, device_ids: Sequence[int]) -> dict[int, int]:
+        """How many values each device had kept apart."""
+        if not device_ids:
+            return {}
+        sql = text(
+            "SELECT device_id, COUNT(*) FROM quarantine WHERE device_id IN :ids GROUP BY device_id"
+        ).bindparams(bindparam("ids", expanding=True))
+        with self.db.engine.connect() as conn:
+            return {d: n for d, n in conn.execute(sql, {"ids": list(device_ids)})}
+
+    def quarantined(self, device_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest values kept apart for a device, with their reasons."""
+        sql = text(
+            "SELECT key, ts, value, quality, reason, received FROM quarantine"
+            " WHERE device_id = :d ORDER BY ts DESC LIMIT :n"
+        )
+        with self.db.engine.connect() as conn:
+            return [
+                {
+                    "key": key,
+                    "ts": ts,
+                    "value": orjson.loads(value),
+                    "quality": Quality(q).name.lower(),
+                    "reason": reason,
+                    "received": received,
+                }
+                for key, ts, value, q, reason, received in conn.execute(
+                    sql, {"d": device_id, "n": limit}
+                )
+            ]
+
+    # -- retention ------------------------------------------------------------------------
+    def retention_rules(self) -> dict[str, int]:
+        """Per-key retention in days (keys not listed use the default)."""
+        with self.db.engine.connect() as conn:
+            return {k: d for k, d in conn.execute(text("SELECT key, days FROM retention"))}
+
+    def set_retention(self, key: str, days: int | None) -> None:
+        """Keep ``key`` for ``days`` (0 = forever); ``None`` returns it to the default."""
+        with self.db.engine.begin() as conn:
+            conn.execute(text("DELETE FROM retention WHERE key = :k"), {"k": key})
+            if days is not None:
+                conn.execute(
+                    text("INSERT INTO retention (key, days) VALUES (:k, :d)"), {"k": key, "d": days}
+                )
+
+    def purge(self, now: int | None = None) -> int:
+        """Delete readings past their retention (rollups and latest state are kept)."""
+        now = now_ms() if now is None else now
+        rules = self.retention_rules()
+        deleted = 0
+        with self.db.engine.begin() as conn:
+            for key, days in rules.items():
+                if days > 0:
+                    deleted += conn.execute(
+                        text("DELETE FROM readings WHERE key = :k AND ts < :c"),
+                        {"k": key, "c": now - days * 86_400_000},
+                    ).rowcount
+            if self.default_retention_days > 0:
+                cutoff = now - self.default_retention_days * 86_400_000
+                sql = "DELETE FROM readings WHERE ts < :c"
+                params: dict[str, Any] = {"c": cutoff}
+                if rules:
+                    sql += " AND key NOT IN :keys"
+                    params["keys"] = list(rules)
+                    stmt = text(sql).bindparams(bindparam("keys", expanding=True))
+                else:
+                    stmt = text(sql)
+                deleted += conn.execute(stmt, params).rowcount
+        return deleted

@@ -1,0 +1,1 @@
+"""Device-facing protocols: decode, encode, authenticate; nothing about storage."""

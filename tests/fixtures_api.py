@@ -1,0 +1,80 @@
+"""Fixtures for API tests: a running platform, an in-process HTTP client, seeded tenants."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from smartpole.api import create_app
+from smartpole.app import Platform
+from smartpole.config import Settings
+from smartpole.model.types import Role
+from smartpole.store import Database
+
+
+@pytest.fixture
+async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform]:
+    """A started platform on the test's database (both engines)."""
+    p = Platform(Settings(data_dir=tmp_path, batch_age_ms=2), db=database)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+@pytest.fixture
+async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in-process (ASGI), no auth header set."""
+    app = create_app(platform, manage_lifecycle=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://smartpole.test") as c:
+        yield c
+
+
+@dataclass
+class City:
+    """Tenants with keys: the city operator and two ordinary tenants."""
+
+    ids: dict[str, int] = field(default_factory=dict)
+    keys: dict[tuple[str, Role], str] = field(default_factory=dict)
+
+    def auth(self, tenant: str, role: Role = Role.ADMIN) -> dict[str, str]:
+        """The header that authenticates as ``tenant`` with ``role``."""
+        return {"Authorization": f"Bearer {self.keys[(tenant, role)]}"}
+
+
+@pytest.fixture
+def city(platform: Platform) -> City:
+    """The city operator ``city``, a ``lighting`` department and a ``telecom`` operator."""
+    out = City()
+    for name, is_operator in (("city", True), ("lighting", False), ("telecom", False)):
+        row = platform.tenants.create(name, name.title(), is_operator)
+        out.ids[name] = row["id"]
+        for role in Role:
+            out.keys[(name, role)] = platform.tenants.create_key(row["id"], role)[1]
+    return out
+
+
+async def make_pole(client: httpx.AsyncClient, city: City, code: str, **extra: Any) -> int:
+    """Create a pole as the city operator and return its id."""
+    body = {"code": code, "lat": 22.54, "lon": 114.05, "district": "Futian", **extra}
+    r = await client.post("/api/poles", json=body, headers=city.auth("city"))
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+async def make_device(
+    client: httpx.AsyncClient, city: City, tenant: str, kind: str, pole_id: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Register a device as ``tenant``'s admin; returns the body (with ``token``)."""
+    body = {"kind": kind, "pole_id": pole_id, **extra}
+    r = await client.post("/api/devices", json=body, headers=city.auth(tenant))
+    assert r.status_code == 201, r.text
+    return dict(r.json())

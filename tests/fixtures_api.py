@@ -70,7 +70,11 @@ async def make_pole(client: httpx.AsyncClient, city: City, code: str, **extra: A
 
 
 async def make_device(
-    client: httpx.AsyncClient, city: City, tenant: str, kind: str, pole_id: int | None = None,
+    client: httpx.AsyncClient,
+    city: City,
+    tenant: str,
+    kind: str,
+    pole_id: int | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """Register a device as ``tenant``'s admin; returns the body (with ``token``)."""

@@ -48,7 +48,10 @@ async def latest(client: httpx.AsyncClient, city: City, device_id: int) -> dict[
     ],
 )
 async def test_every_thingsboard_payload_form_is_stored(
-    client: httpx.AsyncClient, city: City, lamp: dict[str, Any], payload: Any,
+    client: httpx.AsyncClient,
+    city: City,
+    lamp: dict[str, Any],
+    payload: Any,
     expected: dict[str, Any],
 ) -> None:
     r = await client.post(f"/api/v1/{lamp['token']}/telemetry", json=payload)
@@ -145,8 +148,13 @@ async def test_duplicate_upload_is_idempotent(
         assert (await client.post(f"/api/v1/{lamp['token']}/telemetry", json=payload)).is_success
     r = await client.get(
         f"/api/devices/{lamp['id']}/timeseries",
-        params={"keys": "power", "start": T0, "end": T0 + 3_600_000, "agg": "sum",
-                "interval": 3_600_000},
+        params={
+            "keys": "power",
+            "start": T0,
+            "end": T0 + 3_600_000,
+            "agg": "sum",
+            "interval": 3_600_000,
+        },
         headers=city.auth("lighting"),
     )
     assert r.json()["power"] == [{"ts": T0, "value": sum(10 + i for i in range(30))}]
@@ -164,8 +172,11 @@ async def test_posted_readings_read_back_aggregated(
     assert [p["value"] for p in avg["power"]] == [2.5, 8.5, 14.5]
     mx = (await client.get(url, params={**params, "agg": "max"}, headers=auth)).json()
     assert [p["value"] for p in mx["power"]] == [5, 11, 17]
-    raw = (await client.get(url, params={"keys": "power", "start": T0, "end": T0 + 1_800_000},
-                            headers=auth)).json()
+    raw = (
+        await client.get(
+            url, params={"keys": "power", "start": T0, "end": T0 + 1_800_000}, headers=auth
+        )
+    ).json()
     assert [p["value"] for p in raw["power"]] == [0, 1, 2]
 
 
@@ -187,7 +198,8 @@ async def test_client_attributes_upload_and_read(
     r = await client.post(f"/api/v1/{token}/attributes", json={"firmware": "1.4.2", "ports": 4})
     assert r.json() == {"updated": 2}
     r = await client.post(
-        f"/api/devices/{lamp['id']}/attributes/shared", json={"dim_profile": "night"},
+        f"/api/devices/{lamp['id']}/attributes/shared",
+        json={"dim_profile": "night"},
         headers=city.auth("lighting", "operator"),  # type: ignore[arg-type]
     )
     assert r.status_code == 200, r.text
@@ -202,5 +214,7 @@ async def test_rotated_token_stops_working(
 ) -> None:
     r = await client.post(f"/api/devices/{lamp['id']}/credentials", headers=city.auth("lighting"))
     new = r.json()["token"]
-    assert (await client.post(f"/api/v1/{lamp['token']}/telemetry", json={"a": 1})).status_code == 401
+    assert (
+        await client.post(f"/api/v1/{lamp['token']}/telemetry", json={"a": 1})
+    ).status_code == 401
     assert (await client.post(f"/api/v1/{new}/telemetry", json={"a": 1})).status_code == 200

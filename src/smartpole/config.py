@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest HTTP ingest body accepted (bytes)."
     )
-    batch_size: int = Field(2000, ge=1, description="Readings written in one transaction at most.")
+    batch_size: int = Field(
+        20_000, ge=1, description="Readings written in one transaction at most."
+    )
     batch_age_ms: int = Field(
         10, ge=0, description="How long the pipeline waits to fill a batch (ms)."
     )

@@ -17,8 +17,8 @@ _bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
 
 
-def platform(request: Request) -> Platform:
-    """The running platform."""
+async def platform(request: Request) -> Platform:
+    """The running platform (async: no thread hop for a dependency that does no I/O)."""
     return request.app.state.platform  # type: ignore[no-any-return]
 
 
@@ -31,7 +31,8 @@ def principal(
     secret = bearer.credentials if bearer else header
     if not secret:
         raise Unauthenticated("an API key is required (Authorization: Bearer <key>)")
-    return platform(request).tenants.authenticate(secret)
+    plat: Platform = request.app.state.platform
+    return plat.tenants.authenticate(secret)
 
 
 Plat = Annotated[Platform, Depends(platform)]

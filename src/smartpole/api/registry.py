@@ -304,7 +304,7 @@ def create_device(p: Plat, who: Caller, body: DeviceIn) -> DeviceCreated:
     """Register a device on a pole; the response holds its access token, shown once."""
     pole_id = body.pole_id
     if body.pole is not None:
-        pole_id = p.assets.pole_by_code(who, body.pole)["id"]
+        pole_id = p.assets.pole_id(body.pole)
     row, token = p.assets.create_device(
         who,
         body.kind,

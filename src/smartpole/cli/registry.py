@@ -202,9 +202,7 @@ def import_cmd(
     ],
     format: Annotated[
         Format | None,
-        typer.Option(
-            help="csv or geojson (default: from the file name)."
-        ),
+        typer.Option(help="csv or geojson (default: from the file name)."),
     ] = None,
     skip_invalid: Annotated[
         bool, typer.Option(help="Import the valid rows even if some are rejected.")

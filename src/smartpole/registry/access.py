@@ -96,6 +96,8 @@ class Tenants:
     def update(self, tenant_id: int, **values: Any) -> dict[str, Any]:
         """Change a tenant's title or name."""
         self.get(tenant_id)
+        if not values:
+            return self.get(tenant_id)
         try:
             with self.engine.begin() as conn:
                 conn.execute(update(tenants).where(tenants.c.id == tenant_id).values(**values))

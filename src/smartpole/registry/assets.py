@@ -63,6 +63,15 @@ def check_pole(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def check_not_null(values: dict[str, Any], fields: tuple[str, ...], what: str) -> None:
+    """Raise InvalidInput when a change sets one of ``fields`` to null."""
+    errors = [
+        {"loc": [k], "msg": "may not be null"} for k in fields if k in values and values[k] is None
+    ]
+    if errors:
+        raise InvalidInput(f"invalid {what}", errors=errors)
+
+
 class Assets:
     """The registry of poles and devices, and the devices' attributes."""
 
@@ -127,6 +136,14 @@ class Assets:
             raise NotFound(f"pole {code!r} not found", code=code)
         return self.get_pole(who, pid)
 
+    def pole_id(self, code: str) -> int:
+        """The id of any pole by its code, seen or not: a tenant mounts devices on city poles."""
+        with self.engine.connect() as conn:
+            pid = conn.execute(select(poles.c.id).where(poles.c.code == code)).scalar()
+        if pid is None:
+            raise InvalidInput(f"pole {code!r} not found", code=code)
+        return int(pid)
+
     def pole_query(self, who: Principal, f: PoleFilter) -> Select[Any]:
         """A SELECT of the visible poles matching a filter (used by listings and geo)."""
         q = select(poles).where(self._visible_poles(who))
@@ -151,7 +168,10 @@ class Assets:
     def update_pole(self, who: Principal, pole_id: int, **values: Any) -> dict[str, Any]:
         """Change a pole's fields (city operator only)."""
         who.require_city(Role.OPERATOR)
+        check_not_null(values, ("code", "name", "lat", "lon", "district", "road"), "pole")
         check_pole(values)
+        if not values:
+            return self.get_pole(who, pole_id)
         try:
             with self.engine.begin() as conn:
                 n = conn.execute(update(poles).where(poles.c.id == pole_id).values(**values))
@@ -182,6 +202,11 @@ class Assets:
             raise Forbidden("a tenant may register devices only for itself")
         return int(tid)
 
+    def _check_pole_exists(self, pole_id: int) -> None:
+        with self.engine.connect() as conn:
+            if conn.execute(select(poles.c.code).where(poles.c.id == pole_id)).scalar() is None:
+                raise InvalidInput(f"pole {pole_id} not found", pole_id=pole_id)
+
     def create_device(
         self,
         who: Principal,
@@ -199,9 +224,7 @@ class Assets:
         owner_id = self._owner(who, owner)
         token = token or new_secret()
         if pole_id is not None:
-            with self.engine.connect() as conn:
-                if conn.execute(select(poles.c.code).where(poles.c.id == pole_id)).scalar() is None:
-                    raise InvalidInput(f"pole {pole_id} not found", pole_id=pole_id)
+            self._check_pole_exists(pole_id)
         try:
             with self.engine.begin() as conn:
                 did = conn.execute(
@@ -342,6 +365,11 @@ class Assets:
         """Change a visible device's name, model, pole, port or owner."""
         who.require(Role.OPERATOR)
         self.get_device(who, device_id)
+        check_not_null(values, ("name", "model", "owner"), "device")
+        if not values:
+            return self.get_device(who, device_id)
+        if values.get("pole_id") is not None:
+            self._check_pole_exists(values["pole_id"])
         if "owner" in values:
             values["owner_id"] = self._owner(who, values.pop("owner"))
         try:

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its numbers against a baseline measured in the same run."""

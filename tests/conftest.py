@@ -1,0 +1,61 @@
+"""Shared fixtures: a private PostgreSQL cluster and a migrated database on each engine."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pg import PostgresCluster
+from smartpole.config import Settings
+from smartpole.store import Database, SeriesStore, open_series
+
+pytest_plugins = ["fixtures_api"]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """One private PostgreSQL cluster for the whole session (started on first use)."""
+    cluster = PostgresCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A freshly migrated database: an SQLite file, or a new database in the cluster."""
+    pg_name: str | None = None
+    cluster: PostgresCluster | None = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/smartpole.db"
+    else:
+        cluster = request.getfixturevalue("pg_cluster")
+        pg_name = f"t_{uuid.uuid4().hex[:16]}"
+        url = Settings(db=cluster.create_database(pg_name)).database_url
+    db = Database(url)
+    try:
+        db.upgrade()
+        yield db
+    finally:
+        db.dispose()
+        if cluster is not None and pg_name is not None:
+            cluster.drop_database(pg_name)
+
+
+@pytest.fixture
+def series(database: Database) -> Iterator[SeriesStore]:
+    """The time-series store of ``database``."""
+    store = open_series(database)
+    try:
+        yield store
+    finally:
+        store.close()  # type: ignore[attr-defined]

@@ -220,6 +220,14 @@ class SeriesStore:
         ]
 
     # -- reads ----------------------------------------------------------------------------
+    def _ids(self, device_ids: Sequence[int]) -> tuple[str, Any]:
+        """``device_id`` membership as one bound parameter (10,000 ids, one round trip)."""
+        if self.db.dialect == "sqlite":
+            return "device_id IN (SELECT value FROM json_each(:ids))", orjson.dumps(
+                list(device_ids)
+            ).decode()
+        return "device_id = ANY(:ids)", list(device_ids)
+
     def latest(
         self, device_ids: Sequence[int], keys: Sequence[str] | None = None
     ) -> dict[int, dict[str, tuple[int, Value]]]:
@@ -227,9 +235,10 @@ class SeriesStore:
         out: dict[int, dict[str, tuple[int, Value]]] = defaultdict(dict)
         if not device_ids:
             return {}
-        sql = "SELECT device_id, key, ts, vtype, num, txt FROM latest WHERE device_id IN :ids"
-        params: dict[str, Any] = {"ids": list(device_ids)}
-        binds: list[BindParameter[Any]] = [bindparam("ids", expanding=True)]
+        member, ids = self._ids(device_ids)
+        sql = f"SELECT device_id, key, ts, vtype, num, txt FROM latest WHERE {member}"
+        params: dict[str, Any] = {"ids": ids}
+        binds: list[BindParameter[Any]] = []
         if keys:
             sql += " AND key IN :keys"
             params["keys"] = list(keys)
@@ -293,10 +302,10 @@ class SeriesStore:
         raw_from = end - end % HOUR_MS if use_rollups else start
         if raw_from < start:
             raw_from = start
-        ids: BindParameter[Any] = bindparam("ids", expanding=True)
+        member, ids = self._ids(device_ids)
         ks: BindParameter[Any] = bindparam("keys", expanding=True)
         params: dict[str, Any] = {
-            "ids": list(device_ids),
+            "ids": ids,
             "keys": list(keys),
             "s": start,
             "i": interval,
@@ -306,18 +315,18 @@ class SeriesStore:
                 sql = text(
                     "SELECT device_id, key, :s + ((hour - :s) / :i) * :i AS b,"
                     " SUM(cnt), SUM(sum), MIN(min), MAX(max) FROM rollups"
-                    " WHERE device_id IN :ids AND key IN :keys AND hour >= :s AND hour < :rf"
+                    f" WHERE {member} AND key IN :keys AND hour >= :s AND hour < :rf"
                     " GROUP BY device_id, key, b"
-                ).bindparams(ids, ks)
+                ).bindparams(ks)
                 for row in conn.execute(sql, {**params, "rf": raw_from}):
                     add(*row)
             if raw_from < end:
                 sql = text(
                     "SELECT device_id, key, :s + ((ts - :s) / :i) * :i AS b,"
                     " COUNT(*), SUM(num), MIN(num), MAX(num) FROM readings"
-                    " WHERE device_id IN :ids AND key IN :keys AND ts >= :rf AND ts < :e"
+                    f" WHERE {member} AND key IN :keys AND ts >= :rf AND ts < :e"
                     " AND vtype <= 1 GROUP BY device_id, key, b"
-                ).bindparams(ids, ks)
+                ).bindparams(ks)
                 for row in conn.execute(sql, {**params, "rf": raw_from, "e": end}):
                     add(*row)
         out: dict[int, dict[str, list[AggPoint]]] = defaultdict(lambda: defaultdict(list))

@@ -53,7 +53,9 @@ def open_platform(data_dir: Path | None, db: str | None, **extra: Any) -> Platfo
 
 def print_json(value: Any) -> None:
     """Write one JSON document to stdout."""
-    sys.stdout.write(orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2).decode() + "\n")
+    # Row mappings of table columns have str-subclass keys (quoted_name): allow them.
+    option = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+    sys.stdout.write(orjson.dumps(value, default=str, option=option).decode() + "\n")
 
 
 def fail(err: SmartpoleError) -> typer.Exit:

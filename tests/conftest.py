@@ -51,10 +51,13 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
             cluster.drop_database(pg_name)
 
 
-@pytest.fixture
-def series(database: Database) -> Iterator[SeriesStore]:
-    """The time-series store of ``database``."""
-    store = open_series(database)
+@pytest.fixture(
+    params=[pytest.param(0, id="flush-each-batch"), pytest.param(60_000, id="flush-deferred")]
+)
+def series(request: pytest.FixtureRequest, database: Database) -> Iterator[SeriesStore]:
+    """The time-series store of ``database``: derived state written with every batch, or
+    gathered in memory (as ``serve`` does) and written before the reads that need it."""
+    store = open_series(database, flush_ms=request.param)
     try:
         yield store
     finally:

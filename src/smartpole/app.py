@@ -27,7 +27,12 @@ class Platform:
                 settings.data_dir.mkdir(parents=True, exist_ok=True)
             db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
         self.db = db
-        self.series: SeriesStore = open_series(self.db, settings.retention_days)
+        self.series: SeriesStore = open_series(
+            self.db,
+            settings.retention_days,
+            flush_ms=settings.derived_flush_ms,
+            node=settings.node_id,
+        )
         self.tenants = Tenants(self.db.engine)
         self.assets = Assets(self.db.engine)
         self.pipeline = Pipeline(
@@ -44,8 +49,11 @@ class Platform:
 
     async def start(self) -> None:
         """Start the pipeline and the background tasks."""
+        await asyncio.to_thread(self.series.recover)
         await self.pipeline.start()
         self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
+        if self.settings.derived_flush_ms:
+            self._tasks.append(asyncio.create_task(self._flusher(), name="derived-flush"))
 
     async def stop(self) -> None:
         """Drain the pipeline, stop the tasks, close connections."""
@@ -60,6 +68,15 @@ class Platform:
         if close is not None:
             close()
         self.db.dispose()
+
+    async def _flusher(self) -> None:
+        """Write gathered latest state and rollups even when no batch or read comes."""
+        while True:
+            await asyncio.sleep(self.settings.derived_flush_ms / 1000)
+            try:
+                await asyncio.to_thread(self.series.flush)
+            except Exception:
+                log.exception("flushing latest state and rollups failed")
 
     async def _retention(self) -> None:
         while True:

@@ -5,6 +5,7 @@ Every field is documented in ``docs/configuration.md``; ``tests/test_docs.py`` c
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +37,16 @@ class Settings(BaseSettings):
     )
     queue_readings: int = Field(
         200_000, ge=1000, description="Readings the pipeline holds before it refuses (503)."
+    )
+    derived_flush_ms: int = Field(
+        1000,
+        ge=0,
+        description="How often latest state and rollups are written (ms); 0 = with every batch.",
+    )
+    node_id: str = Field(
+        default_factory=socket.gethostname,
+        max_length=64,
+        description="This node's name; unique per node sharing one PostgreSQL database.",
     )
     inactivity_timeout_s: int = Field(
         600, ge=1, description="A device with no reading for this long is shown offline."

@@ -23,12 +23,14 @@ __all__ = [
 ]
 
 
-def open_series(db: Database, default_retention_days: int = 0) -> SeriesStore:
-    """The time-series store for the database's engine."""
+def open_series(
+    db: Database, default_retention_days: int = 0, *, flush_ms: int = 0, node: str = "local"
+) -> SeriesStore:
+    """The time-series store for the database's engine (see :class:`SeriesStore`)."""
     if db.dialect == "sqlite":
         from smartpole.store.sqlite import SqliteSeries
 
-        return SqliteSeries(db, default_retention_days)
+        return SqliteSeries(db, default_retention_days, flush_ms=flush_ms, node=node)
     from smartpole.store.postgres import PostgresSeries
 
-    return PostgresSeries(db, default_retention_days)
+    return PostgresSeries(db, default_retention_days, flush_ms=flush_ms, node=node)

@@ -6,11 +6,18 @@ needs it.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+
 from smartpole.store.database import Database
-from smartpole.store.series import SeriesStore, WriteBatch, WriteResult
+from smartpole.store.series import HOUR_MS, SeriesStore, WriteBatch
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PostgresSeries", "month_bounds"]
 
@@ -18,29 +25,51 @@ STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS stage (device_id integer, key text, ts bigint,"
     " vtype smallint, num double precision, txt text, seq integer) ON COMMIT DELETE ROWS"
 )
-# Only rows that were really inserted feed the rollups, so duplicates never count twice.
-# ``seq`` is the row's place in the batch: of duplicates inside one batch, the first one wins.
-MERGE = """
-WITH ins AS (
-    INSERT INTO readings (device_id, key, ts, vtype, num, txt)
-    SELECT DISTINCT ON (device_id, key, ts) device_id, key, ts, vtype, num, txt FROM stage
-    ORDER BY device_id, key, ts, seq
-    ON CONFLICT DO NOTHING
-    RETURNING device_id, key, ts, vtype, num
-), roll AS (
-    INSERT INTO rollups AS r (device_id, key, hour, cnt, sum, min, max)
-    SELECT device_id, key, ts - ts % 3600000, count(*), sum(num), min(num), max(num)
-    FROM ins WHERE vtype <= 1 GROUP BY 1, 2, 3
-    ON CONFLICT (device_id, key, hour) DO UPDATE SET cnt = r.cnt + excluded.cnt,
-        sum = r.sum + excluded.sum, min = least(r.min, excluded.min),
-        max = greatest(r.max, excluded.max)
-)
-SELECT count(*) FROM ins
+# Of duplicates inside one batch the first wins: ``seq`` is the row's place in the batch.
+INSERT_STAGED = """
+INSERT INTO readings (device_id, key, ts, vtype, num, txt)
+SELECT DISTINCT ON (device_id, key, ts) device_id, key, ts, vtype, num, txt FROM stage
+ORDER BY device_id, key, ts, seq
+ON CONFLICT DO NOTHING
 """
-LATEST = """
+MARK = "INSERT INTO derived_pending (node, min_ts, max_ts) VALUES (%s, %s, %s) RETURNING id"
+UNMARK = "DELETE FROM derived_pending WHERE node = %s AND id <= %s"
+UPSERT_LATEST = """
 INSERT INTO latest AS l (device_id, key, ts, vtype, num, txt)
-SELECT DISTINCT ON (device_id, key) device_id, key, ts, vtype, num, txt FROM stage
-ORDER BY device_id, key, ts DESC, seq
+SELECT * FROM unnest(%s::int[], %s::text[], %s::bigint[], %s::smallint[], %s::float8[],
+                     %s::text[])
+ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, vtype = excluded.vtype,
+    num = excluded.num, txt = excluded.txt WHERE excluded.ts > l.ts
+"""
+ADD_ROLLUPS = """
+INSERT INTO rollups AS r (device_id, key, hour, cnt, sum, min, max)
+SELECT * FROM unnest(%s::int[], %s::text[], %s::bigint[], %s::bigint[], %s::float8[],
+                     %s::float8[], %s::float8[])
+ON CONFLICT (device_id, key, hour) DO UPDATE SET cnt = r.cnt + excluded.cnt,
+    sum = r.sum + excluded.sum, min = least(r.min, excluded.min),
+    max = greatest(r.max, excluded.max)
+"""
+RECOUNT = """
+INSERT INTO rollups AS r (device_id, key, hour, cnt, sum, min, max)
+SELECT g.d, g.k, g.h, count(*), sum(x.num), min(x.num), max(x.num)
+FROM unnest(%s::int[], %s::text[], %s::bigint[]) AS g(d, k, h)
+JOIN readings x ON x.device_id = g.d AND x.key = g.k AND x.ts >= g.h
+    AND x.ts < g.h + 3600000 AND x.vtype <= 1
+GROUP BY 1, 2, 3
+ON CONFLICT (device_id, key, hour) DO UPDATE SET cnt = excluded.cnt, sum = excluded.sum,
+    min = excluded.min, max = excluded.max
+"""
+RECOVER_ROLLUPS = """
+INSERT INTO rollups AS r (device_id, key, hour, cnt, sum, min, max)
+SELECT device_id, key, ts - ts %% 3600000, count(*), sum(num), min(num), max(num)
+FROM readings WHERE ts >= %s AND ts < %s AND vtype <= 1 GROUP BY 1, 2, 3
+ON CONFLICT (device_id, key, hour) DO UPDATE SET cnt = excluded.cnt, sum = excluded.sum,
+    min = excluded.min, max = excluded.max
+"""
+RECOVER_LATEST = """
+INSERT INTO latest AS l (device_id, key, ts, vtype, num, txt)
+SELECT DISTINCT ON (device_id, key) device_id, key, ts, vtype, num, txt FROM readings
+WHERE ts >= %s ORDER BY device_id, key, ts DESC
 ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, vtype = excluded.vtype,
     num = excluded.num, txt = excluded.txt WHERE excluded.ts > l.ts
 """
@@ -66,11 +95,16 @@ def month_bounds(ts: int) -> tuple[str, int, int]:
     )
 
 
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as column arrays, for ``unnest``."""
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[]] * width
+
+
 class PostgresSeries(SeriesStore):
     """Time series in PostgreSQL: monthly partitions, COPY for bulk writes."""
 
-    def __init__(self, db: Database, default_retention_days: int = 0) -> None:
-        super().__init__(db, default_retention_days)
+    def __init__(self, db: Database, default_retention_days: int = 0, **kwargs: Any) -> None:
+        super().__init__(db, default_retention_days, **kwargs)
         self._conn: Any = None
         self._partitions: set[str] = set()
 
@@ -80,8 +114,8 @@ class PostgresSeries(SeriesStore):
         return self._conn.driver_connection
 
     def _ensure_partitions(self, cur: Any, batch: WriteBatch) -> None:
-        months = {r.ts - r.ts % 86_400_000 for r in batch.readings}
-        for day in months:
+        days = {r.ts - r.ts % 86_400_000 for r in batch.readings}
+        for day in days:
             name, lo, hi = month_bounds(day)
             if name in self._partitions:
                 continue
@@ -91,37 +125,98 @@ class PostgresSeries(SeriesStore):
             )
             self._partitions.add(name)
 
-    def _write(self, batch: WriteBatch) -> WriteResult:
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
         conn = self._connection()
-        rows = self._rows(batch.readings)
-        inserted = 0
         try:
             with conn.cursor() as cur:
-                if rows:
-                    self._ensure_partitions(cur, batch)
-                    conn.commit()  # partition DDL in its own transaction, before the batch
-                    cur.execute(STAGE)
-                    with cur.copy(
-                        "COPY stage (device_id, key, ts, vtype, num, txt, seq) FROM STDIN"
-                    ) as copy:
-                        for seq, row in enumerate(rows):
-                            copy.write_row((*row, seq))
-                    cur.execute(MERGE)
-                    inserted = cur.fetchone()[0]
-                    cur.execute(LATEST)
-                if batch.quarantined:
-                    cur.executemany(QUARANTINE, self._quarantine_rows(batch))
-                if batch.seen:
-                    cur.execute(TOUCH, (list(batch.seen), list(batch.seen.values())))
+                yield cur
             conn.commit()
         except BaseException:
             conn.rollback()
             self._partitions.clear()
             raise
-        return WriteResult(inserted, len(rows) - inserted, len(batch.quarantined))
+
+    def _insert(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
+        """COPY straight into the readings; a duplicate falls back to staging + ON CONFLICT."""
+        if len({r[:3] for r in rows}) == len(rows):
+            cur.execute("SAVEPOINT direct")
+            try:
+                with cur.copy(
+                    "COPY readings (device_id, key, ts, vtype, num, txt) FROM STDIN"
+                ) as c:
+                    for row in rows:
+                        c.write_row(row)
+            except psycopg.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT direct")
+            else:
+                cur.execute("RELEASE SAVEPOINT direct")
+                return len(rows)
+        cur.execute(STAGE)
+        with cur.copy("COPY stage (device_id, key, ts, vtype, num, txt, seq) FROM STDIN") as c:
+            for seq, row in enumerate(rows):
+                c.write_row((*row, seq))
+        cur.execute(INSERT_STAGED)
+        return int(cur.rowcount)
+
+    def _commit_readings(
+        self, rows: list[tuple[Any, ...]], batch: WriteBatch
+    ) -> tuple[int, int | None]:
+        inserted, mark = 0, None
+        if rows:
+            with self._transaction() as cur:  # partition DDL in its own transaction
+                self._ensure_partitions(cur, batch)
+        with self._transaction() as cur:
+            if rows:
+                inserted = self._insert(cur, rows)
+                stamps = [r[2] for r in rows]
+                cur.execute(MARK, (self.node, min(stamps), max(stamps)))
+                mark = cur.fetchone()[0]
+            if batch.quarantined:
+                cur.executemany(QUARANTINE, self._quarantine_rows(batch))
+            if batch.seen:
+                cur.execute(TOUCH, (list(batch.seen), list(batch.seen.values())))
+        return inserted, mark
+
+    def _flush_derived(
+        self, latest: list[tuple[Any, ...]], rollups: list[tuple[Any, ...]], mark: int | None
+    ) -> None:
+        with self._transaction() as cur:
+            if latest:
+                cur.execute(UPSERT_LATEST, _columns(latest, 6))
+            if rollups:
+                cur.execute(ADD_ROLLUPS, _columns(rollups, 7))
+            if mark is not None:
+                cur.execute(UNMARK, (self.node, mark))
+
+    def _recount(self, groups: list[tuple[int, str, int]], mark: int | None) -> None:
+        with self._transaction() as cur:
+            if groups:
+                cur.execute(RECOUNT, _columns(groups, 3))
+            if mark is not None:
+                cur.execute(UNMARK, (self.node, mark))
+
+    def _recover(self) -> int:
+        with self._transaction() as cur:
+            cur.execute(
+                "SELECT min(min_ts), max(max_ts), max(id), count(*) FROM derived_pending"
+                " WHERE node = %s",
+                (self.node,),
+            )
+            lo, hi, last, n = cur.fetchone()
+            if not n:
+                return 0
+            cur.execute(RECOVER_ROLLUPS, (lo - lo % HOUR_MS, hi - hi % HOUR_MS + HOUR_MS))
+            cur.execute(RECOVER_LATEST, (lo,))
+            cur.execute(UNMARK, (self.node, last))
+        log.warning("recovered latest state and rollups of %d unflushed batches", n)
+        return int(n)
 
     def close(self) -> None:
-        """Return the writer's connection to the pool."""
+        """Write what is gathered and return the writer's connection to the pool."""
         if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            try:
+                self.flush()
+            finally:
+                self._conn.close()
+                self._conn = None

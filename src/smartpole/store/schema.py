@@ -150,3 +150,17 @@ retention = Table(
     Column("key", String(128), primary_key=True),
     Column("days", Integer, nullable=False),
 )
+
+# A committed batch whose latest state and rollups are still only in the writer's memory; a
+# node that restarts recomputes them from the readings in [min_ts, max_ts].
+derived_pending = Table(
+    "derived_pending",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("node", String(64), nullable=False),
+    Column("min_ts", BigInteger, nullable=False),
+    Column("max_ts", BigInteger, nullable=False),
+    Index("ix_derived_pending_node", "node", "id"),
+)

@@ -7,7 +7,9 @@ A write batch is one transaction: readings (duplicates ignored, the first one wi
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ __all__ = [
 ]
 
 HOUR_MS = 3_600_000
+log = logging.getLogger(__name__)
 Aggregation = Literal["none", "avg", "min", "max", "sum", "count"]
 AggPoint = tuple[int, float]
 
@@ -159,20 +162,120 @@ def _finish(p: _Partial, agg: Aggregation) -> float:
 
 
 class SeriesStore:
-    """Reads shared by both engines; subclasses provide ``_write`` and ``purge``."""
+    """The write protocol and the reads shared by both engines.
 
-    def __init__(self, db: Database, default_retention_days: int = 0) -> None:
+    A batch commits its readings (with quarantine, last-seen and a ``derived_pending`` mark) in
+    one transaction; that is what acknowledgement waits for. Latest state and hourly rollups are
+    derived data: they gather in memory and are written together every ``flush_ms`` (0 = with
+    every batch), and always before a read that uses them. After a crash the marks left behind
+    say which time range to recompute from the readings (:meth:`recover`).
+
+    Engines implement ``_commit_readings``, ``_flush_derived``, ``_recount`` and ``_recover``.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        default_retention_days: int = 0,
+        *,
+        flush_ms: int = 0,
+        node: str = "local",
+    ) -> None:
         self.db = db
         self.default_retention_days = default_retention_days
+        self.flush_ms = flush_ms
+        self.node = node[:64]
         self._write_lock = threading.Lock()
+        self._pending_latest: dict[tuple[int, str], tuple[Any, ...]] = {}
+        self._pending_rollups: dict[tuple[int, str, int], _Partial] = {}
+        self._pending_mark: int | None = None
+        self._last_flush = time.monotonic()
 
     # -- writes ---------------------------------------------------------------------------
     def write(self, batch: WriteBatch) -> WriteResult:
-        """Commit one batch in one transaction (serialised: one writer at a time)."""
+        """Commit one batch's readings in one transaction (one writer at a time)."""
         with self._write_lock:
-            return self._write(batch)
+            rows = self._rows(batch.readings)
+            inserted, mark = self._commit_readings(rows, batch)
+            if rows:
+                self._gather(rows, inserted, mark)
+            if self.flush_ms == 0 or time.monotonic() - self._last_flush >= self.flush_ms / 1000:
+                try:
+                    self._flush()
+                except Exception:
+                    # The readings are committed; their derived state waits for the next flush
+                    # (or for recovery, which the marks make possible).
+                    log.exception("flushing latest state and rollups failed; will retry")
+            return WriteResult(inserted, len(rows) - inserted, len(batch.quarantined))
 
-    def _write(self, batch: WriteBatch) -> WriteResult:
+    def _gather(self, rows: list[tuple[Any, ...]], inserted: int, mark: int | None) -> None:
+        latest = self._pending_latest
+        if inserted < len(rows):
+            for row in self._latest_rows(rows):
+                old = latest.get((row[0], row[1]))
+                if old is None or row[2] > old[2]:
+                    latest[(row[0], row[1])] = row
+            # Some readings were duplicates: write what was gathered so far, then recount the
+            # hours this batch touched from the readings themselves (and only then drop its
+            # mark).
+            self._flush()
+            self._recount([(d, k, h) for d, k, h, *_ in self._rollup_rows(rows)], mark)
+            return
+        rollups = self._pending_rollups
+        # One pass over the hot path: latest per series and hourly partials together.
+        for row in rows:
+            device_id, key, ts, vtype, num, _ = row
+            old = latest.get((device_id, key))
+            if old is None or ts > old[2]:
+                latest[(device_id, key)] = row
+            if vtype <= 1:
+                g = (device_id, key, ts - ts % HOUR_MS)
+                p = rollups.get(g)
+                if p is None:
+                    rollups[g] = [1, num, num, num]
+                else:
+                    p[0] += 1
+                    p[1] += num
+                    if num < p[2]:
+                        p[2] = num
+                    elif num > p[3]:
+                        p[3] = num
+        self._pending_mark = mark
+
+    def flush(self) -> None:
+        """Write the gathered latest state and rollups now."""
+        with self._write_lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending_latest and not self._pending_rollups and self._pending_mark is None:
+            return
+        rollups = [(*g, int(p[0]), p[1], p[2], p[3]) for g, p in self._pending_rollups.items()]
+        self._flush_derived(list(self._pending_latest.values()), rollups, self._pending_mark)
+        self._pending_latest.clear()
+        self._pending_rollups.clear()
+        self._pending_mark = None
+        self._last_flush = time.monotonic()
+
+    def recover(self) -> int:
+        """Recompute latest state and rollups left unwritten by a crash; return marks cleared."""
+        with self._write_lock:
+            return self._recover()
+
+    def _commit_readings(
+        self, rows: list[tuple[Any, ...]], batch: WriteBatch
+    ) -> tuple[int, int | None]:
+        raise NotImplementedError
+
+    def _flush_derived(
+        self, latest: list[tuple[Any, ...]], rollups: list[tuple[Any, ...]], mark: int | None
+    ) -> None:
+        raise NotImplementedError
+
+    def _recount(self, groups: list[tuple[int, str, int]], mark: int | None) -> None:
+        raise NotImplementedError
+
+    def _recover(self) -> int:
         raise NotImplementedError
 
     @staticmethod
@@ -235,6 +338,7 @@ class SeriesStore:
         out: dict[int, dict[str, tuple[int, Value]]] = defaultdict(dict)
         if not device_ids:
             return {}
+        self.flush()
         member, ids = self._ids(device_ids)
         sql = f"SELECT device_id, key, ts, vtype, num, txt FROM latest WHERE {member}"
         params: dict[str, Any] = {"ids": ids}
@@ -244,10 +348,10 @@ class SeriesStore:
             params["keys"] = list(keys)
             binds.append(bindparam("keys", expanding=True))
         with self.db.engine.connect() as conn:
-            for device_id, key, ts, vtype, num, txt in conn.execute(
-                text(sql).bindparams(*binds), params
-            ):
-                out[device_id][key] = (ts, decode_value(vtype, num, txt))
+            # fetchall: one call instead of a fetch per row (half the time at 20,000 rows)
+            rows = conn.execute(text(sql).bindparams(*binds), params).all()
+        for device_id, key, ts, vtype, num, txt in rows:
+            out[device_id][key] = (ts, decode_value(vtype, num, txt))
         return dict(out)
 
     def history(
@@ -284,6 +388,7 @@ class SeriesStore:
         """
         if interval <= 0 or end <= start or not device_ids or not keys:
             return {}
+        self.flush()
         parts: dict[tuple[int, str, int], _Partial] = {}
 
         def add(
@@ -318,7 +423,7 @@ class SeriesStore:
                     f" WHERE {member} AND key IN :keys AND hour >= :s AND hour < :rf"
                     " GROUP BY device_id, key, b"
                 ).bindparams(ks)
-                for row in conn.execute(sql, {**params, "rf": raw_from}):
+                for row in conn.execute(sql, {**params, "rf": raw_from}).all():
                     add(*row)
             if raw_from < end:
                 sql = text(
@@ -327,7 +432,7 @@ class SeriesStore:
                     f" WHERE {member} AND key IN :keys AND ts >= :rf AND ts < :e"
                     " AND vtype <= 1 GROUP BY device_id, key, b"
                 ).bindparams(ks)
-                for row in conn.execute(sql, {**params, "rf": raw_from, "e": end}):
+                for row in conn.execute(sql, {**params, "rf": raw_from, "e": end}).all():
                     add(*row)
         out: dict[int, dict[str, list[AggPoint]]] = defaultdict(lambda: defaultdict(list))
         for (device_id, key, bucket), p in sorted(parts.items()):

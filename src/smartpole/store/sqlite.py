@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from smartpole.store.database import Database
-from smartpole.store.series import SeriesStore, WriteBatch, WriteResult
+from smartpole.store.series import HOUR_MS, SeriesStore, WriteBatch
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SqliteSeries"]
 
@@ -39,39 +44,42 @@ INSERT_QUARANTINE = (
 )
 
 
+MARK = "INSERT INTO derived_pending (node, min_ts, max_ts) VALUES (?,?,?)"
+UNMARK = "DELETE FROM derived_pending WHERE node = ? AND id <= ?"
+RECOVER_ROLLUPS = (
+    "INSERT OR REPLACE INTO rollups (device_id, key, hour, cnt, sum, min, max)"
+    " SELECT device_id, key, ts - ts % 3600000, COUNT(*), SUM(num), MIN(num), MAX(num)"
+    " FROM readings WHERE ts >= ? AND ts < ? AND vtype <= 1 GROUP BY 1, 2, 3"
+)
+# SQLite takes the bare columns of a MAX() aggregate from the row holding the maximum.
+RECOVER_LATEST = (
+    "INSERT INTO latest (device_id, key, ts, vtype, num, txt)"
+    " SELECT device_id, key, MAX(ts), vtype, num, txt FROM readings WHERE ts >= ?"
+    " GROUP BY device_id, key"
+    " ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, vtype = excluded.vtype,"
+    " num = excluded.num, txt = excluded.txt WHERE excluded.ts > latest.ts"
+)
+
+
 class SqliteSeries(SeriesStore):
     """Time series in the embedded SQLite file (WAL, readings clustered by device, key, ts)."""
 
-    def __init__(self, db: Database, default_retention_days: int = 0) -> None:
-        super().__init__(db, default_retention_days)
+    def __init__(self, db: Database, default_retention_days: int = 0, **kwargs: Any) -> None:
+        super().__init__(db, default_retention_days, **kwargs)
         self._conn: Any = None
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            raw = self.db.engine.raw_connection()
-            self._conn = raw
+            self._conn = self.db.engine.raw_connection()
         return self._conn.driver_connection  # type: ignore[no-any-return]
 
-    def _write(self, batch: WriteBatch) -> WriteResult:
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
         conn = self._connection()
-        rows = self._rows(batch.readings)
         cur = conn.cursor()
         try:
             cur.execute("BEGIN IMMEDIATE")
-            inserted = 0
-            if rows:
-                cur.executemany(INSERT_READING, rows)
-                inserted = cur.rowcount
-                rollups = self._rollup_rows(rows)
-                if inserted == len(rows):
-                    cur.executemany(ADD_ROLLUP, rollups)
-                else:
-                    cur.executemany(RECOUNT_ROLLUP, [(h, d, k, h, h) for d, k, h, *_ in rollups])
-                cur.executemany(UPSERT_LATEST, self._latest_rows(rows))
-            if batch.quarantined:
-                cur.executemany(INSERT_QUARANTINE, self._quarantine_rows(batch))
-            if batch.seen:
-                cur.executemany(TOUCH_DEVICE, [(t, d, t) for d, t in batch.seen.items()])
+            yield cur
             cur.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -79,10 +87,59 @@ class SqliteSeries(SeriesStore):
             raise
         finally:
             cur.close()
-        return WriteResult(inserted, len(rows) - inserted, len(batch.quarantined))
+
+    def _commit_readings(
+        self, rows: list[tuple[Any, ...]], batch: WriteBatch
+    ) -> tuple[int, int | None]:
+        inserted, mark = 0, None
+        with self._transaction() as cur:
+            if rows:
+                cur.executemany(INSERT_READING, rows)
+                inserted = cur.rowcount
+                stamps = [r[2] for r in rows]
+                cur.execute(MARK, (self.node, min(stamps), max(stamps)))
+                mark = cur.lastrowid
+            if batch.quarantined:
+                cur.executemany(INSERT_QUARANTINE, self._quarantine_rows(batch))
+            if batch.seen:
+                cur.executemany(TOUCH_DEVICE, [(t, d, t) for d, t in batch.seen.items()])
+        return inserted, mark
+
+    def _flush_derived(
+        self, latest: list[tuple[Any, ...]], rollups: list[tuple[Any, ...]], mark: int | None
+    ) -> None:
+        with self._transaction() as cur:
+            cur.executemany(UPSERT_LATEST, latest)
+            cur.executemany(ADD_ROLLUP, rollups)
+            if mark is not None:
+                cur.execute(UNMARK, (self.node, mark))
+
+    def _recount(self, groups: list[tuple[int, str, int]], mark: int | None) -> None:
+        with self._transaction() as cur:
+            cur.executemany(RECOUNT_ROLLUP, [(h, d, k, h, h) for d, k, h in groups])
+            if mark is not None:
+                cur.execute(UNMARK, (self.node, mark))
+
+    def _recover(self) -> int:
+        with self._transaction() as cur:
+            lo, hi, last, n = cur.execute(
+                "SELECT MIN(min_ts), MAX(max_ts), MAX(id), COUNT(*) FROM derived_pending"
+                " WHERE node = ?",
+                (self.node,),
+            ).fetchone()
+            if not n:
+                return 0
+            cur.execute(RECOVER_ROLLUPS, (lo - lo % HOUR_MS, hi - hi % HOUR_MS + HOUR_MS))
+            cur.execute(RECOVER_LATEST, (lo,))
+            cur.execute(UNMARK, (self.node, last))
+        log.warning("recovered latest state and rollups of %d unflushed batches", n)
+        return int(n)
 
     def close(self) -> None:
-        """Return the writer's connection to the pool."""
+        """Write what is gathered and return the writer's connection to the pool."""
         if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            try:
+                self.flush()
+            finally:
+                self._conn.close()
+                self._conn = None

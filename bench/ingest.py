@@ -247,7 +247,7 @@ def http_numbers(db_url: str | None, env: dict[str, str], requests: int) -> dict
     exe = Path(sys.executable).parent / "smartpole"
     with tempfile.TemporaryDirectory() as tmp:
         tokens = _lamp_tokens(db_url, tmp)
-        cmd = [str(exe), "serve", "--http-port", str(port), "--data-dir", tmp]
+        cmd = [str(exe), "serve", "--http-port", str(port), "--mqtt-port", "-1", "--data-dir", tmp]
         if db_url:
             cmd += ["--db", db_url]
         server = subprocess.Popen(cmd, env={**env, "SMARTPOLE_LOG_LEVEL": "WARNING"})

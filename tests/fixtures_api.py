@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +21,13 @@ from smartpole.store import Database
 @pytest.fixture
 async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform]:
     """A started platform on the test's database (both engines)."""
-    p = Platform(Settings(data_dir=tmp_path, batch_age_ms=2), db=database)
+    p = Platform(Settings(data_dir=tmp_path, batch_age_ms=2, mqtt_port=0), db=database)
     await p.start()
     try:
         yield p
     finally:
         await p.stop()
+        gc.collect()  # surface a leaked connection in the test that leaked it
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ def server(store_args: list[str]) -> Iterator[str]:
     """A running ``smartpole serve`` on a free port; yields its base URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [str(EXE), "serve", "--http-port", str(port), *store_args],
+        [str(EXE), "serve", "--http-port", str(port), "--mqtt-port", "0", *store_args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -5,16 +5,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from smartpole.config import Settings
+from smartpole.control import Control
+from smartpole.devices import DeviceService
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets
-from smartpole.store import Database, SeriesStore, open_series
+from smartpole.store import Database, SeriesStore, now_ms, open_series
+from smartpole.transport.mqtt.port import SessionLimits
+from smartpole.transport.mqtt.server import MqttServer
 
-__all__ = ["Platform"]
+__all__ = ["Channels", "Platform"]
 
 log = logging.getLogger(__name__)
+
+
+class Channels:
+    """The MQTT endpoints (plain and TLS) as one command channel."""
+
+    def __init__(self, servers: list[MqttServer]) -> None:
+        self.servers = servers
+
+    async def send(self, device_id: int, request_id: int, method: str, params: Any) -> bool:
+        """Send a command through whichever endpoint holds the device's session."""
+        for server in self.servers:
+            if server.is_connected(device_id):
+                return await server.send(device_id, request_id, method, params)
+        return False
+
+    def is_connected(self, device_id: int) -> bool:
+        """Whether any endpoint holds a session of the device."""
+        return any(server.is_connected(device_id) for server in self.servers)
 
 
 class Platform:
@@ -41,7 +66,21 @@ class Platform:
             batch_age_ms=settings.batch_age_ms,
             capacity=settings.queue_readings,
         )
+        self.control = Control(self.db.engine)
+        self.devices = DeviceService(
+            self.assets,
+            self.pipeline,
+            self.control,
+            SessionLimits(
+                max_payload=settings.mqtt_max_payload,
+                max_inflight=settings.mqtt_max_inflight,
+                messages_per_s=settings.mqtt_rate,
+                burst=2 * settings.mqtt_rate,
+            ),
+        )
+        self.mqtt: list[MqttServer] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
 
     def upgrade(self) -> str:
         """Bring the schema to this version's head."""
@@ -51,39 +90,80 @@ class Platform:
         """Start the pipeline and the background tasks."""
         await asyncio.to_thread(self.series.recover)
         await self.pipeline.start()
-        self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
-        if self.settings.derived_flush_ms:
-            self._tasks.append(asyncio.create_task(self._flusher(), name="derived-flush"))
+        await self._start_mqtt()
+        self._stopping.clear()
+        s = self.settings
+        every: list[tuple[float, str, Callable[[], Awaitable[Any]]]] = [
+            (s.retention_interval_s, "retention", self._purge),
+            (1.0, "command expiry", self.control.expire),
+        ]
+        if s.derived_flush_ms:
+            every.append((s.derived_flush_ms / 1000, "derived-state flush", self._flush))
+        for seconds, name, work in every:
+            self._tasks.append(asyncio.create_task(self._every(seconds, name, work), name=name))
+
+    async def _start_mqtt(self) -> None:
+        s = self.settings
+        load = lambda: self.pipeline.load  # noqa: E731
+        if s.mqtt_port >= 0:
+            self.mqtt.append(MqttServer(self.devices, s.host, s.mqtt_port, load=load))
+        if s.mqtt_tls_cert and s.mqtt_tls_key:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(s.mqtt_tls_cert, s.mqtt_tls_key)
+            self.mqtt.append(
+                MqttServer(self.devices, s.host, s.mqtt_tls_port, ssl_context=ctx, load=load)
+            )
+        for server in self.mqtt:
+            await server.start()
+        if self.mqtt:
+            self.control.channel = Channels(self.mqtt)
+
+    async def push_shared(self, device_id: int, values: dict[str, Any]) -> bool:
+        """Send shared-attribute updates to the device if it is connected."""
+        for server in self.mqtt:
+            if await server.push_attributes(device_id, values):
+                return True
+        return False
+
+    def is_online(self, device_id: int, last_seen: int | None) -> bool:
+        """Connected now, or heard from within the inactivity timeout."""
+        if device_id in self.devices.online:
+            return True
+        timeout = self.settings.inactivity_timeout_s * 1000
+        return last_seen is not None and now_ms() - last_seen < timeout
 
     async def stop(self) -> None:
         """Drain the pipeline, stop the tasks, close connections."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._stopping.set()
+        await asyncio.gather(*self._tasks)
         self._tasks.clear()
+        for server in self.mqtt:
+            await server.stop()
+        self.mqtt.clear()
         await self.pipeline.stop()
         close = getattr(self.series, "close", None)
         if close is not None:
             close()
         self.db.dispose()
 
-    async def _flusher(self) -> None:
-        """Write gathered latest state and rollups even when no batch or read comes."""
-        while True:
-            await asyncio.sleep(self.settings.derived_flush_ms / 1000)
-            try:
-                await asyncio.to_thread(self.series.flush)
-            except Exception:
-                log.exception("flushing latest state and rollups failed")
+    async def _every(self, seconds: float, name: str, work: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``work`` now and every ``seconds`` until stop; never cut it off mid-way.
 
-    async def _retention(self) -> None:
-        while True:
+        Stopping sets an event instead of cancelling, because cancelling a coroutine that waits
+        for a worker thread leaves the thread running against a store being closed.
+        """
+        while not self._stopping.is_set():
             try:
-                deleted = await asyncio.to_thread(self.series.purge)
-                if deleted:
-                    log.info("retention deleted %d expired readings", deleted)
+                await work()
             except Exception:
-                log.exception("retention pass failed")
-            await asyncio.sleep(self.settings.retention_interval_s)
+                log.exception("%s failed", name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _flush(self) -> None:
+        await asyncio.to_thread(self.series.flush)
+
+    async def _purge(self) -> None:
+        deleted = await asyncio.to_thread(self.series.purge)
+        if deleted:
+            log.info("retention deleted %d expired readings", deleted)

@@ -26,6 +26,23 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP API port.")
+    mqtt_port: int = Field(
+        1883, ge=-1, le=65535, description="MQTT port (0 picks a free one, -1 turns MQTT off)."
+    )
+    mqtt_tls_cert: Path | None = Field(
+        None, description="PEM certificate (chain) for MQTT over TLS; with mqtt_tls_key."
+    )
+    mqtt_tls_key: Path | None = Field(None, description="PEM private key for MQTT over TLS.")
+    mqtt_tls_port: int = Field(8883, ge=0, le=65535, description="MQTT over TLS port.")
+    mqtt_max_payload: int = Field(
+        65_536, ge=256, description="Largest MQTT PUBLISH payload a device may send (bytes)."
+    )
+    mqtt_max_inflight: int = Field(
+        100, ge=1, le=65_535, description="QoS 1 messages a device may have unacknowledged."
+    )
+    mqtt_rate: int = Field(
+        1000, ge=1, description="Messages per second one MQTT session may send (burst: 2x)."
+    )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest HTTP ingest body accepted (bytes)."
     )

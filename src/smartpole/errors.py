@@ -8,7 +8,9 @@
     ├── InvalidInput               a value that fails validation (with ``errors``)
     │   └── PayloadError           a device payload of the wrong shape
     ├── PayloadTooLarge            a body beyond the configured limit
-    └── Overloaded                 the ingest pipeline is full; retry later
+    ├── Overloaded                 the ingest pipeline is full; retry later
+    ├── DeviceOffline              a command's device has no live session to send it on
+    └── Timeout                    a device did not answer a command in time
 
 Domain code raises these; only ``smartpole.api`` turns them into problem+json and only the
 MQTT transport into reason codes.
@@ -20,6 +22,7 @@ from typing import Any
 
 __all__ = [
     "Conflict",
+    "DeviceOffline",
     "Forbidden",
     "InvalidInput",
     "NotFound",
@@ -27,6 +30,7 @@ __all__ = [
     "PayloadError",
     "PayloadTooLarge",
     "SmartpoleError",
+    "Timeout",
     "Unauthenticated",
 ]
 
@@ -92,3 +96,15 @@ class Overloaded(SmartpoleError):
     """The ingest pipeline is full; the device should retry later."""
 
     title = "Overloaded"
+
+
+class DeviceOffline(SmartpoleError):
+    """A command could not be sent: its device has no live session (and it is not persistent)."""
+
+    title = "Device offline"
+
+
+class Timeout(SmartpoleError):
+    """A device did not answer a command before the command's timeout."""
+
+    title = "Timeout"

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from smartpole import __version__
-from smartpole.api import problems, registry, telemetry
+from smartpole.api import control, problems, registry, telemetry
 from smartpole.api.deps import Plat
 from smartpole.app import Platform
 from smartpole.transport.http import router as device_router
@@ -52,6 +52,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     problems.install(app)
     app.include_router(registry.router)
     app.include_router(telemetry.router)
+    app.include_router(control.router)
     app.include_router(device_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and pipeline state")

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from smartpole.errors import (
     Conflict,
+    DeviceOffline,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -19,6 +20,7 @@ from smartpole.errors import (
     PayloadError,
     PayloadTooLarge,
     SmartpoleError,
+    Timeout,
     Unauthenticated,
 )
 
@@ -33,6 +35,8 @@ STATUS: dict[type[SmartpoleError], int] = {
     InvalidInput: 422,
     PayloadTooLarge: 413,
     Overloaded: 503,
+    DeviceOffline: 409,
+    Timeout: 504,
 }
 PROBLEM_TYPE = "https://smartpole.dev/problems/"
 

@@ -34,7 +34,6 @@ from smartpole.registry.access import Principal
 from smartpole.registry.assets import PoleFilter
 from smartpole.registry.geo import Geo
 from smartpole.registry.inventory import export_poles, import_poles
-from smartpole.store.database import now_ms
 
 router = APIRouter(prefix="/api")
 Limit = Annotated[int, Query(ge=1, le=10_000)]
@@ -274,9 +273,7 @@ def delete_pole(p: Plat, who: Caller, pole_id: int) -> Response:
 # -- devices ------------------------------------------------------------------------------
 def device_out(p: Platform, row: dict[str, Any]) -> dict[str, Any]:
     """A device row with its computed online state."""
-    seen = row.get("last_seen")
-    timeout = p.settings.inactivity_timeout_s * 1000
-    return {**row, "online": seen is not None and now_ms() - seen < timeout}
+    return {**row, "online": p.is_online(row["id"], row.get("last_seen"))}
 
 
 @router.get("/devices", tags=["devices"], summary="List devices")
@@ -367,18 +364,20 @@ def get_attributes(
     tags=["attributes"],
     summary="Set shared or server attributes",
 )
-def set_attributes(
+async def set_attributes(
     p: Plat,
     who: Caller,
     device_id: int,
     scope: Literal["shared", "server"],
     values: Annotated[dict[str, Any], Body(examples=[{"dim_schedule": "night", "limit": 80}])],
 ) -> dict[str, dict[str, Any]]:
-    """Upsert shared (seen by the device) or server (platform-only) attributes."""
+    """Upsert shared (pushed to the device when connected) or server (platform-only) attributes."""
     who.require(Role.OPERATOR)
-    p.assets.get_device(who, device_id)
-    p.assets.set_attributes(device_id, Scope(scope), values)
-    return p.assets.get_attributes(device_id, [Scope(scope)])
+    await run_in_threadpool(p.assets.get_device, who, device_id)
+    await run_in_threadpool(p.assets.set_attributes, device_id, Scope(scope), values)
+    if scope == "shared" and values:
+        await p.push_shared(device_id, values)
+    return await run_in_threadpool(p.assets.get_attributes, device_id, [Scope(scope)])
 
 
 @router.delete(

@@ -25,6 +25,10 @@ from smartpole.sim.seed import seed_district
 
 Host = Annotated[str | None, typer.Option("--host", help="Listen address (default 127.0.0.1).")]
 HttpPort = Annotated[int | None, typer.Option("--http-port", help="HTTP port (default 8080).")]
+MqttPort = Annotated[
+    int | None,
+    typer.Option("--mqtt-port", help="MQTT port (default 1883; 0 picks a free one; -1 off)."),
+]
 
 
 def _serve(platform: Platform) -> None:
@@ -42,13 +46,18 @@ def _serve(platform: Platform) -> None:
 
 
 def serve(
-    data_dir: DataDir = None, db: Db = None, host: Host = None, http_port: HttpPort = None
+    data_dir: DataDir = None,
+    db: Db = None,
+    host: Host = None,
+    http_port: HttpPort = None,
+    mqtt_port: MqttPort = None,
 ) -> None:
-    """Run the platform: REST API, device HTTP API, ingest pipeline."""
-    p = open_platform(data_dir, db, host=host, http_port=http_port)
+    """Run the platform: REST API, device HTTP and MQTT APIs, ingest pipeline."""
+    p = open_platform(data_dir, db, host=host, http_port=http_port, mqtt_port=mqtt_port)
     console.print(
         f"smartpole on {p.db.dialect}; API docs at "
-        f"http://{p.settings.host}:{p.settings.http_port}/docs"
+        f"http://{p.settings.host}:{p.settings.http_port}/docs; MQTT on port "
+        f"{p.settings.mqtt_port}"
     )
     _serve(p)
 
@@ -58,10 +67,11 @@ def demo(
     db: Db = None,
     host: Host = None,
     http_port: HttpPort = None,
+    mqtt_port: MqttPort = None,
     poles: Annotated[int, typer.Option(help="Poles in the sample district.")] = 500,
 ) -> None:
     """Seed a sample district (first run only) and serve it, printing keys and a curl example."""
-    p = open_platform(data_dir, db, host=host, http_port=http_port)
+    p = open_platform(data_dir, db, host=host, http_port=http_port, mqtt_port=mqtt_port)
     creds = p.settings.data_dir / "demo-credentials.json"
     seeded = seed_district(p.tenants, p.assets, poles)
     if seeded.poles:

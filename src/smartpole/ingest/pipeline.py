@@ -20,6 +20,12 @@ log = logging.getLogger(__name__)
 Listener = Callable[[WriteBatch], Awaitable[None]]
 
 
+def _retrieve(fut: asyncio.Future[WriteResult]) -> None:
+    """Mark a failure as seen: whoever enqueued may not await it (MQTT QoS 0)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 class Pipeline:
     """Batches submissions into the store and tells listeners what was committed."""
 
@@ -57,6 +63,14 @@ class Pipeline:
 
     async def submit(self, batch: WriteBatch) -> WriteResult:
         """Queue a batch and wait for its commit; raise Overloaded when the queue is full."""
+        return await asyncio.shield(self.enqueue(batch))
+
+    def enqueue(self, batch: WriteBatch) -> asyncio.Future[WriteResult]:
+        """Queue a batch; the future resolves at its commit. Raise Overloaded when full.
+
+        Transports that acknowledge in order (MQTT PUBACK) chain on the future instead of
+        awaiting it, so that one connection can have many batches in flight.
+        """
         if self._task is None:
             raise RuntimeError("pipeline not started")
         size = len(batch)
@@ -67,8 +81,14 @@ class Pipeline:
             )
         self.pending += size
         fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_retrieve)
         self._queue.put_nowait((batch, fut))
-        return await asyncio.shield(fut)
+        return fut
+
+    @property
+    def load(self) -> float:
+        """How full the queue is, from 0 to 1 (transports pause reading near 1)."""
+        return self.pending / self.capacity
 
     async def _collect(self) -> list[tuple[WriteBatch, asyncio.Future[WriteResult]]]:
         first = await self._queue.get()

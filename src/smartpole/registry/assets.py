@@ -33,6 +33,7 @@ class DeviceRef:
     name: str
     kind: DeviceKind
     owner_id: int
+    pole_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,18 +420,38 @@ class Assets:
             return hit[1]
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(devices.c.id, devices.c.name, devices.c.kind, devices.c.owner_id).where(
-                    devices.c.token_hash == h
-                )
+                select(
+                    devices.c.id,
+                    devices.c.name,
+                    devices.c.kind,
+                    devices.c.owner_id,
+                    devices.c.pole_id,
+                ).where(devices.c.token_hash == h)
             ).first()
         if row is None:
             return None
-        ref = DeviceRef(row.id, row.name, DeviceKind(row.kind), row.owner_id)
+        ref = DeviceRef(row.id, row.name, DeviceKind(row.kind), row.owner_id, row.pole_id)
         with self._lock:
             if len(self._tokens) > 200_000:
                 self._tokens.clear()
             self._tokens[h] = (time.monotonic() + TOKEN_CACHE_S, ref)
         return ref
+
+    def device_by_name(self, name: str) -> DeviceRef | None:
+        """A device by its unique name (gateways name their sub-devices), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(
+                    devices.c.id,
+                    devices.c.name,
+                    devices.c.kind,
+                    devices.c.owner_id,
+                    devices.c.pole_id,
+                ).where(devices.c.name == name)
+            ).first()
+        if row is None:
+            return None
+        return DeviceRef(row.id, row.name, DeviceKind(row.kind), row.owner_id, row.pole_id)
 
     # -- attributes -----------------------------------------------------------------------
     def set_attributes(self, device_id: int, scope: Scope, values: dict[str, Any]) -> None:

@@ -164,3 +164,31 @@ derived_pending = Table(
     Column("max_ts", BigInteger, nullable=False),
     Index("ix_derived_pending_node", "node", "id"),
 )
+
+# Commands to devices (server-side RPC). ``request_id`` is the per-device id used on the wire;
+# ``expires`` is when the command gives up in its current state: unsent by then (queued), or
+# unanswered/undelivered by then (sent, delivered: sent + ``timeout``).
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column("request_id", Integer, nullable=False),
+    Column("method", String(128), nullable=False),
+    Column("params", Text, nullable=False),  # JSON text
+    Column("oneway", Boolean, nullable=False),
+    Column("persistent", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("timeout", Integer, nullable=False),  # ms to wait for delivery/reply once sent
+    Column("created", BigInteger, nullable=False),
+    Column("expires", BigInteger, nullable=False),
+    Column("sent", BigInteger),
+    Column("delivered", BigInteger),
+    Column("completed", BigInteger),
+    Column("response", Text),  # JSON text
+    Column("error", String(500)),
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Index("ix_commands_device_status", "device_id", "status"),
+    Index("ix_commands_status_expires", "status", "expires"),
+    UniqueConstraint("device_id", "request_id", name="uq_commands_device_request"),
+)

@@ -1,0 +1,7 @@
+"""Control: commands to devices (server-side RPC) and their lifecycle."""
+
+from __future__ import annotations
+
+from smartpole.control.commands import CommandChannel, CommandStatus, Control
+
+__all__ = ["CommandChannel", "CommandStatus", "Control"]

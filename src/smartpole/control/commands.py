@@ -1,0 +1,419 @@
+"""Commands to devices (ThingsBoard "server-side RPC") and their lifecycle.
+
+    queued ──► sent ──► delivered ──► succeeded | failed
+      └─────────┴──────────┴────────► expired
+
+A command is stored before anything goes on the wire, so every call leaves a record. A two-way
+command ends with the device's reply (``failed`` when the reply is ``{"error": ...}``); a one-way
+command ends ``succeeded`` once the transport reports it delivered. ``expires`` is the moment a
+command gives up in its current state: while queued, its expiration (persistent commands wait
+for the device for up to a day by default); once sent, ``sent + timeout``.
+
+Non-persistent commands go only to a device that is connected now. Persistent ones are kept
+and sent when the device connects; one that was sent but never delivered (the session dropped)
+is sent again with the same request id on the next connection, counted in ``retries``.
+
+Replies wake the waiting ``call`` through an in-process future, so the reply must reach the
+node that sent the command (the node that holds the device's session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import enum
+import logging
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import Engine, case, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from smartpole.errors import DeviceOffline, InvalidInput, NotFound, Timeout
+from smartpole.store.database import now_ms
+from smartpole.store.schema import commands, devices
+
+__all__ = ["CommandChannel", "CommandStatus", "Control"]
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+MAX_METHOD = 128
+MAX_ERROR = 500
+INSERT_ATTEMPTS = 5  # concurrent calls to one device may pick the same next request id
+
+
+class CommandStatus(enum.StrEnum):
+    """Where a command is in its lifecycle."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+QUEUED, SENT, DELIVERED = CommandStatus.QUEUED, CommandStatus.SENT, CommandStatus.DELIVERED
+SUCCEEDED, FAILED, EXPIRED = CommandStatus.SUCCEEDED, CommandStatus.FAILED, CommandStatus.EXPIRED
+IN_FLIGHT = (SENT, DELIVERED)
+ACTIVE = (QUEUED, SENT, DELIVERED)
+
+
+class CommandChannel(Protocol):
+    """The way out to devices: the transport that holds their sessions."""
+
+    async def send(self, device_id: int, request_id: int, method: str, params: Any) -> bool:
+        """Write a command to the device's live session; False when it has none."""
+        ...
+
+    def is_connected(self, device_id: int) -> bool:
+        """Whether the device has a live session here."""
+        ...
+
+
+def _dumps(value: Any, what: str) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError as err:
+        raise InvalidInput(f"{what} must be JSON: {err}") from err
+
+
+def _out(row: Any) -> dict[str, Any]:
+    """A command row as a dict, with params and response decoded."""
+    out = dict(row._mapping)
+    out["params"] = orjson.loads(out["params"])
+    if out["response"] is not None:
+        out["response"] = orjson.loads(out["response"])
+    return out
+
+
+def _reply_error(response: Any) -> str | None:
+    """The error a reply reports (``{"error": ...}``), as text; None for a success."""
+    if not isinstance(response, dict) or "error" not in response:
+        return None
+    error = response["error"]
+    text = error if isinstance(error, str) else orjson.dumps(error, default=str).decode()
+    return text[:MAX_ERROR]
+
+
+class Control:
+    """Records commands, sends them over the channel and follows them to their end.
+
+    The channel is optional at construction (the transport is built later): until one is set,
+    every device counts as offline.
+    """
+
+    def __init__(self, engine: Engine, channel: CommandChannel | None = None) -> None:
+        self.engine = engine
+        self.channel = channel
+        self._waiting: dict[tuple[int, int], asyncio.Future[None]] = {}
+
+    def connected(self, device_id: int) -> bool:
+        """Whether the channel has a live session for the device."""
+        return self.channel is not None and self.channel.is_connected(device_id)
+
+    # -- calls ---------------------------------------------------------------------------
+    async def call(
+        self,
+        device_id: int,
+        method: str,
+        params: Any,
+        *,
+        oneway: bool = False,
+        timeout_ms: int = 10_000,
+        persistent: bool = False,
+        expiration_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """Record a command and send it if the device is connected.
+
+        A two-way, non-persistent command waits up to ``timeout_ms`` for the reply and returns
+        the finished command (``succeeded``, or ``failed`` when the device answered with an
+        error), or raises ``Timeout`` (the command is then ``expired``). One-way and persistent
+        commands return at once: sent, or (persistent, device offline) queued until it connects
+        or ``expiration_ms`` (default a day) passes. A non-persistent command to an offline
+        device is recorded ``failed`` and raises ``DeviceOffline``.
+        """
+        if not 1 <= len(method) <= MAX_METHOD:
+            raise InvalidInput(f"method must be 1 to {MAX_METHOD} characters", method=method)
+        if timeout_ms <= 0:
+            raise InvalidInput("timeout must be positive", timeout=timeout_ms)
+        if expiration_ms is not None and (not persistent or expiration_ms <= 0):
+            raise InvalidInput("expiration is a positive time, for persistent commands only")
+        text = _dumps(params, "params")
+        connected = self.connected(device_id)
+        now = now_ms()
+        # Until it is sent a persistent command waits for the device; a non-persistent one is
+        # sent at once, and then every command waits its timeout.
+        wait_ms = (expiration_ms or DAY_MS) if persistent else timeout_ms
+        values: dict[str, Any] = {
+            "device_id": device_id,
+            "method": method,
+            "params": text,
+            "oneway": oneway,
+            "persistent": persistent,
+            "timeout": timeout_ms,
+            "created": now,
+            "status": SENT if connected else QUEUED,
+            "sent": now if connected else None,
+            "expires": now + wait_ms,
+        }
+        if not connected and not persistent:
+            values.update(status=FAILED, completed=now, error="device offline")
+        row = await asyncio.to_thread(self._insert, values)
+        if not connected:
+            if not persistent:
+                raise self._offline(row)
+            return row
+        wait = not oneway and not persistent
+        key = (device_id, row["request_id"])
+        if wait:
+            self._waiting[key] = asyncio.get_running_loop().create_future()
+        try:
+            if not await self._transmit(row):
+                if persistent:
+                    return await asyncio.to_thread(self.get, row["id"])
+                raise self._offline(row)
+            if wait:
+                return await self._reply(row, self._waiting[key])
+            return await asyncio.to_thread(self.get, row["id"])
+        finally:
+            if wait:
+                del self._waiting[key]
+
+    @staticmethod
+    def _offline(row: dict[str, Any]) -> DeviceOffline:
+        return DeviceOffline(
+            f"device {row['device_id']} is offline; send a persistent command to queue it",
+            command_id=row["id"],
+            device_id=row["device_id"],
+        )
+
+    async def _reply(self, row: dict[str, Any], reply: asyncio.Future[None]) -> dict[str, Any]:
+        """Wait for the reply to a sent two-way command; expire it when none comes in time."""
+        try:
+            await asyncio.wait_for(reply, row["timeout"] / 1000)
+        except TimeoutError:
+            await asyncio.to_thread(self._give_up, row["id"])
+        out = await asyncio.to_thread(self.get, row["id"])
+        if out["status"] == EXPIRED:
+            raise Timeout(
+                f"device {row['device_id']} did not answer {row['method']!r} "
+                f"within {row['timeout']} ms",
+                command_id=row["id"],
+                device_id=row["device_id"],
+                timeout=row["timeout"],
+            )
+        return out
+
+    async def _transmit(self, row: dict[str, Any]) -> bool:
+        """Write a command already marked ``sent`` to the channel; undo the mark if it fails."""
+        ok = False
+        if self.channel is not None:
+            try:
+                ok = await self.channel.send(
+                    row["device_id"], row["request_id"], row["method"], row["params"]
+                )
+            except Exception:
+                log.exception("sending command %d to device %d failed", row["id"], row["device_id"])
+        if ok and row["persistent"]:
+            await asyncio.to_thread(self._sent, row["id"])
+        elif not ok:
+            await asyncio.to_thread(self._unsent, row)
+        return ok
+
+    # -- events from the transport ------------------------------------------------------
+    async def on_reply(self, device_id: int, request_id: int, response: Any) -> None:
+        """The device answered a two-way command: it succeeded, or failed on ``{"error": ...}``.
+
+        A reply to no command in flight (unknown, one-way, finished or expired) is ignored.
+        """
+        if not await asyncio.to_thread(self._complete, device_id, request_id, response):
+            log.debug("ignored a reply to no command in flight: %d/%d", device_id, request_id)
+            return
+        waiter = self._waiting.get((device_id, request_id))
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def on_delivered(self, device_id: int, request_id: int) -> None:
+        """The transport delivered a sent command (written, or PUBACK for QoS 1).
+
+        A two-way command becomes ``delivered``; a one-way one ``succeeded``.
+        """
+        if not await asyncio.to_thread(self._delivered, device_id, request_id):
+            log.debug("ignored a delivery of no sent command: %d/%d", device_id, request_id)
+
+    async def on_connect(self, device_id: int) -> int:
+        """Send the device's waiting persistent commands in creation order; return how many.
+
+        Waiting are the queued ones and those sent on an earlier session but never delivered;
+        expired ones are left to ``expire``.
+        """
+        count = 0
+        for row in await asyncio.to_thread(self._due, device_id, now_ms()):
+            if not await asyncio.to_thread(self._claim, row):
+                continue  # another node or task sent it meanwhile
+            if not await self._transmit(row):
+                break  # the session is gone again
+            count += 1
+        return count
+
+    async def expire(self, now: int | None = None) -> int:
+        """Mark unfinished commands past their ``expires`` as expired; return how many."""
+        return await asyncio.to_thread(self._expire, now_ms() if now is None else now)
+
+    # -- reads -----------------------------------------------------------------------------
+    def get(self, command_id: int) -> dict[str, Any]:
+        """One command by id."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(commands).where(commands.c.id == command_id)).first()
+        if row is None:
+            raise NotFound(f"command {command_id} not found", command_id=command_id)
+        return _out(row)
+
+    def list(
+        self, device_id: int, status: str | None = None, limit: int = 100
+    ) -> builtins.list[dict[str, Any]]:
+        """A device's commands, newest first, optionally of one status."""
+        q = select(commands).where(commands.c.device_id == device_id)
+        if status is not None:
+            q = q.where(commands.c.status == status)
+        q = q.order_by(commands.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [_out(r) for r in conn.execute(q)]
+
+    # -- database work (in worker threads) -------------------------------------------------
+    def _insert(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Store a command under the device's next request id."""
+        device_id = values["device_id"]
+        next_request = (
+            select(func.coalesce(func.max(commands.c.request_id), 0) + 1)
+            .where(commands.c.device_id == device_id)
+            .scalar_subquery()
+        )
+        stmt = insert(commands).values(**values, request_id=next_request).returning(commands.c.id)
+        for attempt in range(1, INSERT_ATTEMPTS + 1):
+            try:
+                with self.engine.begin() as conn:
+                    command_id = conn.execute(stmt).scalar_one()
+                return self.get(command_id)
+            except IntegrityError as err:
+                with self.engine.connect() as conn:
+                    exists = conn.execute(
+                        select(devices.c.id).where(devices.c.id == device_id)
+                    ).first()
+                if exists is None:
+                    raise NotFound(f"device {device_id} not found", device_id=device_id) from err
+                if attempt == INSERT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _sent(self, command_id: int) -> None:
+        """A persistent command went out: from now on it waits ``timeout``, not its expiry."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(commands)
+                .where(commands.c.id == command_id, commands.c.status.in_(IN_FLIGHT))
+                .values(expires=commands.c.sent + commands.c.timeout)
+            )
+
+    def _unsent(self, row: dict[str, Any]) -> None:
+        """The channel did not take the command: persistent ones wait again, others fail."""
+        if row["persistent"]:
+            values: dict[str, Any] = {"status": QUEUED, "sent": None}
+        else:
+            values = {"status": FAILED, "completed": now_ms(), "error": "device offline"}
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(commands)
+                .where(commands.c.id == row["id"], commands.c.status == SENT)
+                .values(**values)
+            )
+
+    def _give_up(self, command_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(commands)
+                .where(commands.c.id == command_id, commands.c.status.in_(IN_FLIGHT))
+                .values(status=EXPIRED, completed=now_ms(), error="no reply within the timeout")
+            )
+
+    def _complete(self, device_id: int, request_id: int, response: Any) -> bool:
+        error = _reply_error(response)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(commands)
+                .where(
+                    commands.c.device_id == device_id,
+                    commands.c.request_id == request_id,
+                    commands.c.status.in_(IN_FLIGHT),
+                    commands.c.oneway.is_(False),
+                )
+                .values(
+                    status=SUCCEEDED if error is None else FAILED,
+                    completed=now_ms(),
+                    response=orjson.dumps(response, default=str).decode(),
+                    error=error,
+                )
+            )
+        return done.rowcount > 0
+
+    def _delivered(self, device_id: int, request_id: int) -> bool:
+        now = now_ms()
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(commands)
+                .where(
+                    commands.c.device_id == device_id,
+                    commands.c.request_id == request_id,
+                    commands.c.status == SENT,
+                )
+                .values(
+                    delivered=now,
+                    status=case((commands.c.oneway, SUCCEEDED.value), else_=DELIVERED.value),
+                    completed=case((commands.c.oneway, now), else_=None),
+                )
+            )
+        return done.rowcount > 0
+
+    def _due(self, device_id: int, now: int) -> builtins.list[dict[str, Any]]:
+        """Persistent commands to send on a new session: queued, or sent before it, unexpired."""
+        q = (
+            select(commands)
+            .where(
+                commands.c.device_id == device_id,
+                commands.c.persistent.is_(True),
+                commands.c.expires > now,
+                (commands.c.status == QUEUED)
+                | ((commands.c.status == SENT) & (commands.c.sent < now)),
+            )
+            .order_by(commands.c.created, commands.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_out(r) for r in conn.execute(q)]
+
+    def _claim(self, row: dict[str, Any]) -> bool:
+        """Mark a due command sent, unless someone else changed it since it was read."""
+        again = row["status"] == SENT
+        q = update(commands).where(commands.c.id == row["id"], commands.c.status == row["status"])
+        if again:
+            q = q.where(commands.c.sent == row["sent"])
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                q.values(status=SENT, sent=now_ms(), retries=commands.c.retries + int(again))
+            )
+        return done.rowcount > 0
+
+    def _expire(self, now: int) -> int:
+        error = case(
+            (commands.c.status == QUEUED, "not sent before it expired"),
+            (commands.c.oneway, "not delivered within the timeout"),
+            else_="no reply within the timeout",
+        )
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(commands)
+                .where(commands.c.status.in_(ACTIVE), commands.c.expires <= now)
+                .values(status=EXPIRED, completed=now, error=error)
+            )
+        return done.rowcount

@@ -1,0 +1,178 @@
+"""The platform as device transports see it: authenticate, ingest, attributes, commands.
+
+Implements :class:`smartpole.transport.mqtt.port.DevicePort` over the registry, the ingest
+pipeline and the command control, so that transports stay free of storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from smartpole.errors import Forbidden, InvalidInput
+from smartpole.ingest.payload import parse_attributes, parse_telemetry, to_batch
+from smartpole.ingest.pipeline import Pipeline
+from smartpole.model.types import DeviceKind, Reading, Role, Scope
+from smartpole.registry.access import Principal
+from smartpole.registry.assets import Assets, DeviceRef
+from smartpole.store.database import now_ms
+from smartpole.store.series import WriteBatch
+from smartpole.transport.mqtt.port import SessionLimits
+
+if TYPE_CHECKING:
+    from smartpole.control import Control
+
+__all__ = ["DeviceService"]
+
+log = logging.getLogger(__name__)
+AUTO_CREATE = "autoCreateDevices"  # server attribute of a gateway that may create sub-devices
+
+
+class DeviceService:
+    """One object per platform; every device transport talks to it."""
+
+    def __init__(
+        self, assets: Assets, pipeline: Pipeline, control: Control, limits: SessionLimits
+    ) -> None:
+        self.assets = assets
+        self.pipeline = pipeline
+        self.control = control
+        self.limits = limits
+        self.online: set[int] = set()
+
+    # -- uplink ---------------------------------------------------------------------------
+    def authenticate(self, token: str) -> DeviceRef | None:
+        """The device an access token belongs to, or None."""
+        return self.assets.device_by_token(token)
+
+    def telemetry(self, device: DeviceRef, data: Any, now: int) -> asyncio.Future[Any]:
+        """Queue one device's telemetry; the future resolves at its commit."""
+        return self.pipeline.enqueue(
+            to_batch(device.id, device.kind, parse_telemetry(data, now), now)
+        )
+
+    def telemetry_of(self, items: list[tuple[DeviceRef, Any]], now: int) -> asyncio.Future[Any]:
+        """Queue several devices' telemetry as one batch (a gateway's report)."""
+        batch = WriteBatch()
+        for device, data in items:
+            batch.extend(to_batch(device.id, device.kind, parse_telemetry(data, now), now))
+        return self.pipeline.enqueue(batch)
+
+    async def client_attributes(self, device: DeviceRef, data: Any) -> None:
+        """Store client-scope attributes."""
+        values = parse_attributes(data)
+        await asyncio.to_thread(self.assets.set_attributes, device.id, Scope.CLIENT, values)
+
+    async def attributes(
+        self, device: DeviceRef, client_keys: list[str] | None, shared_keys: list[str] | None
+    ) -> dict[str, dict[str, Any]]:
+        """Client and shared attributes, all or the keys asked for."""
+        attrs = await asyncio.to_thread(
+            self.assets.get_attributes, device.id, [Scope.CLIENT, Scope.SHARED]
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for scope, keys in (("client", client_keys), ("shared", shared_keys)):
+            values = {k: v["value"] for k, v in attrs.get(scope, {}).items()}
+            if keys is None and (client_keys or shared_keys):
+                values = {}  # only the scope(s) asked for
+            elif keys is not None:
+                values = {k: values[k] for k in keys if k in values}
+            out[scope] = values
+        return out
+
+    async def sub_device(self, gateway: DeviceRef, name: str, kind: str | None) -> DeviceRef:
+        """A gateway's sub-device by name: one on the gateway's pole, or one it may create."""
+        ref = await asyncio.to_thread(self.assets.device_by_name, name)
+        if ref is not None:
+            if ref.id == gateway.id or gateway.pole_id is None or ref.pole_id != gateway.pole_id:
+                raise Forbidden(f"device {name!r} is not on gateway {gateway.name}'s pole")
+            return ref
+        attrs = await asyncio.to_thread(
+            self.assets.get_attributes, gateway.id, [Scope.SERVER], [AUTO_CREATE]
+        )
+        if not attrs.get("server", {}).get(AUTO_CREATE, {}).get("value"):
+            raise Forbidden(
+                f"unknown device {name!r}; gateway {gateway.name} may not create "
+                f"devices (server attribute {AUTO_CREATE})"
+            )
+        try:
+            device_kind = DeviceKind(kind or "")
+        except ValueError as err:
+            raise InvalidInput(
+                f"cannot create {name!r}: type {kind!r} is not a device kind",
+                kinds=[str(k) for k in DeviceKind],
+            ) from err
+        owner = Principal(gateway.owner_id, "", Role.OPERATOR, True)
+        row, _ = await asyncio.to_thread(
+            self.assets.create_device,
+            owner,
+            device_kind,
+            name=name,
+            pole_id=gateway.pole_id,
+            owner=gateway.owner_id,
+        )
+        log.info("gateway %s created device %s (%s)", gateway.name, row["id"], name)
+        return DeviceRef(row["id"], name, device_kind, gateway.owner_id, gateway.pole_id)
+
+    # -- commands -------------------------------------------------------------------------
+    async def rpc_reply(self, device: DeviceRef, request_id: int, response: Any) -> None:
+        """A device answered a command."""
+        await self.control.on_reply(device.id, request_id, response)
+
+    async def rpc_delivered(self, device_id: int, request_id: int) -> None:
+        """A device acknowledged a command."""
+        await self.control.on_delivered(device_id, request_id)
+
+    async def rpc_ready(self, device: DeviceRef) -> None:
+        """Send the commands queued while the device was away."""
+        sent = await self.control.on_connect(device.id)
+        if sent:
+            log.info("sent %d queued commands to device %s", sent, device.id)
+
+    async def client_rpc(self, device: DeviceRef, method: str, params: Any) -> Any:
+        """Device-initiated RPC: the platform's own methods."""
+        if method == "getCurrentTime":
+            return {"currentTime": now_ms()}
+        if method == "getSessionLimits":
+            rate = f"{self.limits.messages_per_s}:1,{self.limits.burst * 30}:60"
+            return {
+                "maxPayloadSize": self.limits.max_payload,
+                "maxInflightMessages": self.limits.max_inflight,
+                "rateLimits": {
+                    "messages": rate,
+                    "telemetryMessages": rate,
+                    "telemetryDataPoints": f"{self.limits.messages_per_s * 100}:1",
+                },
+            }
+        raise InvalidInput(
+            f"unknown client RPC method {method!r}", methods=["getCurrentTime", "getSessionLimits"]
+        )
+
+    # -- presence -------------------------------------------------------------------------
+    async def connected(self, device: DeviceRef, via: DeviceRef | None = None) -> None:
+        """Mark the device online and record it as telemetry ``online``."""
+        self.online.add(device.id)
+        await self._presence(device, True)
+        if via is not None:
+            await self.control.on_connect(device.id)
+
+    async def disconnected(self, device: DeviceRef, via: DeviceRef | None = None) -> None:
+        """Mark the device offline and record it."""
+        self.online.discard(device.id)
+        await self._presence(device, False)
+
+    async def _presence(self, device: DeviceRef, online: bool) -> None:
+        now = now_ms()
+        batch = WriteBatch(
+            readings=[Reading(device.id, "online", now, online)], seen={device.id: now}
+        )
+        try:
+            await self.pipeline.submit(batch)
+        except Exception as err:
+            log.warning(
+                "could not record device %s %s: %s",
+                device.id,
+                "online" if online else "offline",
+                err,
+            )

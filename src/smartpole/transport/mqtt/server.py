@@ -1,0 +1,161 @@
+"""The built-in MQTT endpoint: listens, tracks sessions, and sends to devices.
+
+Not a general broker: devices never receive each other's messages. It serves the ThingsBoard
+device and gateway APIs (``session.py``) and delivers what the platform sends a device:
+commands (RPC) and shared-attribute updates, directly or through the device's gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+from smartpole.transport.mqtt.port import DevicePort
+from smartpole.transport.mqtt.session import (
+    ATTRIBUTES,
+    GATEWAY,
+    RC_TAKEN_OVER,
+    RPC_REQUEST,
+    Connection,
+)
+
+__all__ = ["MqttServer"]
+
+log = logging.getLogger(__name__)
+PERSISTENT_SESSION_S = 86_400  # a 3.1.1 persistent session is kept a day at most
+
+
+class MqttServer:
+    """Accepts MQTT connections and routes outgoing messages to the right one."""
+
+    def __init__(
+        self,
+        port: DevicePort,
+        host: str = "127.0.0.1",
+        mqtt_port: int = 1883,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        load: Callable[[], float] = lambda: 0.0,
+    ) -> None:
+        self.port = port
+        self.host = host
+        self.mqtt_port = mqtt_port
+        self.ssl_context = ssl_context
+        self.load = load
+        self.connections: set[Connection] = set()
+        self.by_device: dict[int, Connection] = {}
+        self.by_client: dict[str, Connection] = {}
+        self.via_gateway: dict[int, tuple[Connection, str]] = {}
+        self._sessions: dict[str, tuple[dict[str, int], float]] = {}
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Listen; ``mqtt_port`` 0 picks a free port (read it back from ``mqtt_port``)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Connection(self),
+            self.host,
+            self.mqtt_port,
+            ssl=self.ssl_context,
+            reuse_address=True,
+            backlog=4096,
+        )
+        self.mqtt_port = self._server.sockets[0].getsockname()[1]
+        log.info(
+            "MQTT listening on %s:%d%s",
+            self.host,
+            self.mqtt_port,
+            " (TLS)" if self.ssl_context else "",
+        )
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection."""
+        if self._server is not None:
+            self._server.close()
+            conns = list(self.connections)
+            for conn in conns:
+                if conn.transport is not None:
+                    conn.transport.close()
+            await self._server.wait_closed()
+            self._server = None
+            # let every connection finish its work (offline records, wills) before the
+            # pipeline and the store below it stop
+            for _ in range(100):
+                pending = [t for c in conns for t in c._tasks if not t.done()]
+                pending += [c._worker for c in conns if c._worker and not c._worker.done()]
+                if not pending:
+                    break
+                await asyncio.wait(pending, timeout=0.1)
+
+    # -- sessions -------------------------------------------------------------------------
+    def attach(self, conn: Connection, clean_start: bool, props: dict[str, Any]) -> bool:
+        """Register an authenticated connection; return whether a session was resumed."""
+        assert conn.device is not None
+        old = self.by_client.get(conn.client_id)
+        if old is not None and old is not conn:
+            old._taken_over = True  # the new connection carries on the device's session
+            old._abort(RC_TAKEN_OVER, "session taken over by a new connection")
+        self.by_client[conn.client_id] = conn
+        self.by_device[conn.device.id] = conn
+        present = False
+        saved = self._sessions.pop(conn.client_id, None)
+        if saved is not None and not clean_start and saved[1] > time.monotonic():
+            conn.subscriptions.update(saved[0])
+            present = True
+        expiry = props.get("session_expiry_interval")
+        if conn.version == 5:
+            conn.session_expiry = int(expiry or 0)
+        else:
+            conn.session_expiry = 0 if clean_start else PERSISTENT_SESSION_S
+        return present
+
+    def remember(self, conn: Connection) -> None:
+        """Subscriptions changed: nothing to do until the connection ends (kept in memory)."""
+
+    def detach(self, conn: Connection) -> None:
+        """Forget a closed connection; keep its session if it asked for one."""
+        if self.by_client.get(conn.client_id) is conn:
+            del self.by_client[conn.client_id]
+            expiry = conn.session_expiry
+            if expiry:
+                self._sessions[conn.client_id] = (
+                    dict(conn.subscriptions),
+                    time.monotonic() + min(expiry, PERSISTENT_SESSION_S),
+                )
+        if conn.device is not None and self.by_device.get(conn.device.id) is conn:
+            del self.by_device[conn.device.id]
+        for sub_id in [d for d, (c, _) in self.via_gateway.items() if c is conn]:
+            del self.via_gateway[sub_id]
+
+    # -- to devices -----------------------------------------------------------------------
+    def is_connected(self, device_id: int) -> bool:
+        """Whether the device has a session here, directly or through its gateway."""
+        return device_id in self.by_device or device_id in self.via_gateway
+
+    async def send(self, device_id: int, request_id: int, method: str, params: Any) -> bool:
+        """Send a command (server-side RPC); True when written to a live session."""
+        conn = self.by_device.get(device_id)
+        if conn is not None:
+            body = {"method": method, "params": params}
+            return conn.send(RPC_REQUEST + str(request_id), body, rpc=(device_id, request_id))
+        via = self.via_gateway.get(device_id)
+        if via is not None:
+            gw, name = via
+            body = {"device": name, "data": {"id": request_id, "method": method, "params": params}}
+            return gw.send(GATEWAY + "rpc", body, rpc=(device_id, request_id))
+        return False
+
+    async def push_attributes(self, device_id: int, values: dict[str, Any]) -> bool:
+        """Push shared-attribute updates to a connected device (or its gateway)."""
+        conn = self.by_device.get(device_id)
+        if conn is not None:
+            return conn.send(ATTRIBUTES[0], values)
+        via = self.via_gateway.get(device_id)
+        if via is not None:
+            gw, name = via
+            return gw.send(GATEWAY + "attributes", {"device": name, "data": values})
+        return False

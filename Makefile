@@ -21,7 +21,7 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 ## install: create/refresh the virtualenv from the lock file
 install: $(VENV)/.synced
 
-## system-deps: Debian packages the tests need (PostgreSQL), installed when missing
+## system-deps: Debian packages the tests and benchmarks need (PostgreSQL, Mosquitto)
 system-deps:
 	@bash scripts/system-deps.sh test
 
@@ -45,9 +45,11 @@ pytest: install
 ## bench: the benchmarks at full size; bench-short: the quick run CI does
 bench: install system-deps
 	$(VENV)/bin/python -m bench.ingest
+	PATH="$$PATH:/usr/sbin" $(VENV)/bin/python -m bench.mqtt
 
 bench-short: install system-deps
 	$(VENV)/bin/python -m bench.ingest --short
+	PATH="$$PATH:/usr/sbin" $(VENV)/bin/python -m bench.mqtt --short
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@ case "${1:-test}" in
   python) want+=(python3-venv) ;;
   test)
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || want+=(postgresql)
+    command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || want+=(mosquitto)
     ;;
 esac
 [ ${#want[@]} -eq 0 ] && exit 0

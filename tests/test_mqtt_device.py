@@ -244,6 +244,7 @@ async def test_online_follows_the_session(
         if not (await client.get(url, headers=auth)).json()["online"]:
             break
         await asyncio.sleep(0.05)
+    assert (await client.get(url, headers=auth)).json()["online"] is False
     for _ in range(50):  # recorded as telemetry too
         if (await latest(client, city, lamp["id"]))["online"] is False:
             break

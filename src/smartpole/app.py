@@ -129,6 +129,8 @@ class Platform:
         """Connected now, or heard from within the inactivity timeout."""
         if device_id in self.devices.online:
             return True
+        if device_id in self.devices.offline:
+            return False
         timeout = self.settings.inactivity_timeout_s * 1000
         return last_seen is not None and now_ms() - last_seen < timeout
 

@@ -40,6 +40,7 @@ class DeviceService:
         self.control = control
         self.limits = limits
         self.online: set[int] = set()
+        self.offline: set[int] = set()  # sessions that ended here: offline whatever last_seen says
 
     # -- uplink ---------------------------------------------------------------------------
     def authenticate(self, token: str) -> DeviceRef | None:
@@ -153,6 +154,7 @@ class DeviceService:
     async def connected(self, device: DeviceRef, via: DeviceRef | None = None) -> None:
         """Mark the device online and record it as telemetry ``online``."""
         self.online.add(device.id)
+        self.offline.discard(device.id)
         await self._presence(device, True)
         if via is not None:
             await self.control.on_connect(device.id)
@@ -160,6 +162,7 @@ class DeviceService:
     async def disconnected(self, device: DeviceRef, via: DeviceRef | None = None) -> None:
         """Mark the device offline and record it."""
         self.online.discard(device.id)
+        self.offline.add(device.id)
         await self._presence(device, False)
 
     async def _presence(self, device: DeviceRef, online: bool) -> None:

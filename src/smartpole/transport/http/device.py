@@ -76,6 +76,7 @@ async def post_telemetry(request: Request, p: Plat, token: Token) -> IngestResul
         raise
     batch = to_batch(ref.id, ref.kind, triples, now)
     await p.pipeline.submit(batch)
+    p.devices.offline.discard(ref.id)  # heard from again, over HTTP
     return IngestResult(accepted=len(batch.readings), quarantined=len(batch.quarantined))
 
 

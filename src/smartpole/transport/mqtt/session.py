@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -153,8 +153,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start the packet worker and the CONNECT deadline."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self._worker = asyncio.get_running_loop().create_task(self._work())
@@ -262,6 +262,9 @@ class Connection(asyncio.Protocol):
                     packet = codec.decode(kind, flags, body, self.version)
                     await self._handle(packet)
                 except codec.UnsupportedProtocol:
+                    if self.device is not None:  # 0x84 is no DISCONNECT reason code
+                        self._abort(RC_PROTOCOL, "second CONNECT")
+                        return
                     self._write_raw_connack(0x01)
                     self._abort(0x84, "unsupported protocol version")
                     return
@@ -302,7 +305,9 @@ class Connection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
         elif isinstance(packet, Auth):
-            raise _Closing(RC_BAD_AUTH_METHOD, "enhanced authentication is not supported")
+            # no authentication method was given in CONNECT, so AUTH is a protocol error
+            # (0x8C "bad authentication method" is no DISCONNECT reason code)
+            raise _Closing(RC_PROTOCOL, "enhanced authentication is not supported")
         elif isinstance(packet, Connect):
             raise _Closing(RC_PROTOCOL, "second CONNECT")
         else:
@@ -390,7 +395,7 @@ class Connection(asyncio.Protocol):
 
     async def _publish_will(self, will: codec.Will) -> None:
         try:
-            self._route(Publish(will.topic, will.payload, 0), will=True)
+            await self._route(Publish(will.topic, will.payload, 0), will=True)
         except Exception as err:
             log.info("will message of device %s dropped: %s", self.device and self.device.id, err)
 
@@ -487,6 +492,7 @@ class Connection(asyncio.Protocol):
         except SmartpoleError as err:
             result = self._failed(err)
         if packet.qos == 0:
+            result.add_done_callback(self._dropped)  # nobody to tell: log, do not leak it
             return
         assert packet.packet_id is not None
         self._acks.append((packet.packet_id, result))
@@ -499,6 +505,13 @@ class Connection(asyncio.Protocol):
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         fut.set_exception(err)
         return fut
+
+    def _dropped(self, fut: asyncio.Future[Any]) -> None:
+        """A QoS 0 PUBLISH failed: there is no acknowledgement to carry the refusal."""
+        err = fut.exception() if not fut.cancelled() else None
+        if err is not None:
+            dev = self.device
+            log.warning("MQTT QoS 0 publish of device %s dropped: %s", dev and dev.id, err)
 
     def _drain(self, _: object = None) -> None:
         """Send the PUBACKs that are due, in the order the PUBLISHes came."""
@@ -590,7 +603,9 @@ class Connection(asyncio.Protocol):
         }
         handler = handlers.get(action)
         if handler is None:
-            raise InvalidInput(f"v1/gateway/{action} is not part of the gateway API")
+            raise InvalidInput(
+                f"v1/gateway/{action} is not part of the gateway API", topic=GATEWAY + action
+            )
         return self._spawn(handler(data))
 
     async def sub_device(self, name: Any, kind: Any = None) -> DeviceRef:

@@ -143,9 +143,7 @@ class Platform:
             await server.stop()
         self.mqtt.clear()
         await self.pipeline.stop()
-        close = getattr(self.series, "close", None)
-        if close is not None:
-            close()
+        self.series.close()
         self.db.dispose()
 
     async def _every(self, seconds: float, name: str, work: Callable[[], Awaitable[Any]]) -> None:

@@ -418,19 +418,9 @@ class Assets:
         hit = self._tokens.get(h)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    devices.c.id,
-                    devices.c.name,
-                    devices.c.kind,
-                    devices.c.owner_id,
-                    devices.c.pole_id,
-                ).where(devices.c.token_hash == h)
-            ).first()
-        if row is None:
+        ref = self._ref(devices.c.token_hash == h)
+        if ref is None:
             return None
-        ref = DeviceRef(row.id, row.name, DeviceKind(row.kind), row.owner_id, row.pole_id)
         with self._lock:
             if len(self._tokens) > 200_000:
                 self._tokens.clear()
@@ -439,16 +429,12 @@ class Assets:
 
     def device_by_name(self, name: str) -> DeviceRef | None:
         """A device by its unique name (gateways name their sub-devices), or None."""
+        return self._ref(devices.c.name == name)
+
+    def _ref(self, condition: Any) -> DeviceRef | None:
+        cols = (devices.c.id, devices.c.name, devices.c.kind, devices.c.owner_id, devices.c.pole_id)
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    devices.c.id,
-                    devices.c.name,
-                    devices.c.kind,
-                    devices.c.owner_id,
-                    devices.c.pole_id,
-                ).where(devices.c.name == name)
-            ).first()
+            row = conn.execute(select(*cols).where(condition)).first()
         if row is None:
             return None
         return DeviceRef(row.id, row.name, DeviceKind(row.kind), row.owner_id, row.pole_id)

@@ -190,6 +190,16 @@ class SeriesStore:
         self._pending_rollups: dict[tuple[int, str, int], _Partial] = {}
         self._pending_mark: int | None = None
         self._last_flush = time.monotonic()
+        self._conn: Any = None  # the writer's pooled DBAPI connection (engines open it)
+
+    def close(self) -> None:
+        """Write what is gathered and return the writer's connection to the pool."""
+        if self._conn is not None:
+            try:
+                self.flush()
+            finally:
+                self._conn.close()
+                self._conn = None
 
     # -- writes ---------------------------------------------------------------------------
     def write(self, batch: WriteBatch) -> WriteResult:

@@ -66,7 +66,6 @@ class SqliteSeries(SeriesStore):
 
     def __init__(self, db: Database, default_retention_days: int = 0, **kwargs: Any) -> None:
         super().__init__(db, default_retention_days, **kwargs)
-        self._conn: Any = None
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -134,12 +133,3 @@ class SqliteSeries(SeriesStore):
             cur.execute(UNMARK, (self.node, last))
         log.warning("recovered latest state and rollups of %d unflushed batches", n)
         return int(n)
-
-    def close(self) -> None:
-        """Write what is gathered and return the writer's connection to the pool."""
-        if self._conn is not None:
-            try:
-                self.flush()
-            finally:
-                self._conn.close()
-                self._conn = None

@@ -101,15 +101,20 @@ def raw_ceiling(db: Database, chunks: list[list[Reading]]) -> float:
         with conn.cursor() as cur:
             cur.execute(RAW_PG)
         conn.commit()
-        t = time.perf_counter()
-        for chunk in chunks:
-            with conn.cursor() as cur, cur.copy("COPY raw FROM STDIN") as copy:
-                for r in chunk:
-                    copy.write_row((r.device_id, r.key, r.ts, *encode_value(r.value)))
-            conn.commit()
-        return time.perf_counter() - t
+        return _copy_all(conn, "raw", chunks)
     finally:
         raw.close()
+
+
+def _copy_all(conn: Any, table: str, chunks: list[list[Reading]]) -> float:
+    """Seconds to COPY every chunk into ``table``, one transaction each."""
+    t = time.perf_counter()
+    for chunk in chunks:
+        with conn.cursor() as cur, cur.copy(f"COPY {table} FROM STDIN") as copy:
+            for r in chunk:
+                copy.write_row((r.device_id, r.key, r.ts, *encode_value(r.value)))
+        conn.commit()
+    return time.perf_counter() - t
 
 
 def raw_partitioned(db: Database, chunks: list[list[Reading]]) -> float:
@@ -125,13 +130,7 @@ def raw_partitioned(db: Database, chunks: list[list[Reading]]) -> float:
                 f"CREATE TABLE rawp_1 PARTITION OF rawp FOR VALUES FROM ({lo}) TO ({hi + 1})"
             )
         conn.commit()
-        t = time.perf_counter()
-        for chunk in chunks:
-            with conn.cursor() as cur, cur.copy("COPY rawp FROM STDIN") as copy:
-                for r in chunk:
-                    copy.write_row((r.device_id, r.key, r.ts, *encode_value(r.value)))
-            conn.commit()
-        return time.perf_counter() - t
+        return _copy_all(conn, "rawp", chunks)
     finally:
         raw.close()
 

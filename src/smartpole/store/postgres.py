@@ -112,17 +112,27 @@ class PostgresSeries(SeriesStore):
             self._conn = self.db.engine.raw_connection()
         return self._conn.driver_connection
 
-    def _ensure_partitions(self, cur: Any, batch: WriteBatch) -> None:
-        days = {r.ts - r.ts % 86_400_000 for r in batch.readings}
-        for day in days:
-            name, lo, hi = month_bounds(day)
-            if name in self._partitions:
-                continue
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings"
-                f" FOR VALUES FROM ({lo}) TO ({hi})"
-            )
-            self._partitions.add(name)
+    def _ensure_partitions(self, first: int, last: int) -> None:
+        """Create the monthly partitions from ``first`` to ``last`` (ms) not known to exist.
+
+        The DDL runs in its own transaction, and only when a month is new to this writer.
+        """
+        missing = []
+        ts = first
+        while ts <= last:
+            name, lo, hi = month_bounds(ts)
+            if name not in self._partitions:
+                missing.append((name, lo, hi))
+            ts = hi
+        if not missing:
+            return
+        with self._transaction() as cur:
+            for name, lo, hi in missing:
+                cur.execute(
+                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings"
+                    f" FOR VALUES FROM ({lo}) TO ({hi})"
+                )
+        self._partitions.update(name for name, _, _ in missing)
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
@@ -137,20 +147,21 @@ class PostgresSeries(SeriesStore):
             raise
 
     def _insert(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
-        """COPY straight into the readings; a duplicate falls back to staging + ON CONFLICT."""
-        if len({r[:3] for r in rows}) == len(rows):
-            cur.execute("SAVEPOINT direct")
-            try:
-                with cur.copy(
-                    "COPY readings (device_id, key, ts, vtype, num, txt) FROM STDIN"
-                ) as c:
-                    for row in rows:
-                        c.write_row(row)
-            except psycopg.errors.UniqueViolation:
-                cur.execute("ROLLBACK TO SAVEPOINT direct")
-            else:
-                cur.execute("RELEASE SAVEPOINT direct")
-                return len(rows)
+        """COPY straight into the readings; a duplicate falls back to staging + ON CONFLICT.
+
+        A duplicate inside the batch or against stored readings breaks the primary key, so the
+        direct COPY fails and is rolled back to its savepoint: no need to look for them first.
+        """
+        cur.execute("SAVEPOINT direct")
+        try:
+            with cur.copy("COPY readings (device_id, key, ts, vtype, num, txt) FROM STDIN") as c:
+                for row in rows:
+                    c.write_row(row)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT direct")
+        else:
+            cur.execute("RELEASE SAVEPOINT direct")
+            return len(rows)
         cur.execute(STAGE)
         with cur.copy("COPY stage (device_id, key, ts, vtype, num, txt, seq) FROM STDIN") as c:
             for seq, row in enumerate(rows):
@@ -163,13 +174,13 @@ class PostgresSeries(SeriesStore):
     ) -> tuple[int, int | None]:
         inserted, mark = 0, None
         if rows:
-            with self._transaction() as cur:  # partition DDL in its own transaction
-                self._ensure_partitions(cur, batch)
+            stamps = [r[2] for r in rows]
+            first, last = min(stamps), max(stamps)
+            self._ensure_partitions(first, last)
         with self._transaction() as cur:
             if rows:
                 inserted = self._insert(cur, rows)
-                stamps = [r[2] for r in rows]
-                cur.execute(MARK, (self.node, min(stamps), max(stamps)))
+                cur.execute(MARK, (self.node, first, last))
                 mark = cur.fetchone()[0]
             if batch.quarantined:
                 cur.executemany(QUARANTINE, self._quarantine_rows(batch))

@@ -140,6 +140,8 @@ class TimeSeries(Protocol):
 
 # Partial aggregate: count, sum, min, max.
 _Partial = list[float]
+# A batch's newest row per series and hourly partials.
+_Derived = tuple[dict[tuple[int, str], tuple[Any, ...]], dict[tuple[int, str, int], _Partial]]
 
 
 def _merge(into: _Partial, cnt: float, total: float, lo: float, hi: float) -> None:
@@ -147,6 +149,32 @@ def _merge(into: _Partial, cnt: float, total: float, lo: float, hi: float) -> No
     into[1] += total
     into[2] = min(into[2], lo)
     into[3] = max(into[3], hi)
+
+
+def _derive(
+    rows: list[tuple[Any, ...]],
+    latest: dict[tuple[int, str], tuple[Any, ...]],
+    rollups: dict[tuple[int, str, int], _Partial],
+) -> _Derived:
+    """One pass over a batch into ``latest`` (newest row per series) and hourly partials."""
+    for row in rows:
+        device_id, key, ts, vtype, num, _ = row
+        old = latest.get((device_id, key))
+        if old is None or ts > old[2]:
+            latest[(device_id, key)] = row
+        if vtype <= 1:
+            g = (device_id, key, ts - ts % HOUR_MS)
+            p = rollups.get(g)
+            if p is None:
+                rollups[g] = [1, num, num, num]
+            else:
+                p[0] += 1
+                p[1] += num
+                if num < p[2]:
+                    p[2] = num
+                elif num > p[3]:
+                    p[3] = num
+    return latest, rollups
 
 
 def _finish(p: _Partial, agg: Aggregation) -> float:
@@ -219,37 +247,20 @@ class SeriesStore:
             return WriteResult(inserted, len(rows) - inserted, len(batch.quarantined))
 
     def _gather(self, rows: list[tuple[Any, ...]], inserted: int, mark: int | None) -> None:
-        latest = self._pending_latest
         if inserted < len(rows):
-            for row in self._latest_rows(rows):
-                old = latest.get((row[0], row[1]))
+            # Some readings were duplicates: write the newest rows with what was gathered so
+            # far, then recount the hours this batch touched from the readings themselves (and
+            # only then drop its mark).
+            newest, hours = _derive(rows, {}, {})
+            latest = self._pending_latest
+            for k, row in newest.items():
+                old = latest.get(k)
                 if old is None or row[2] > old[2]:
-                    latest[(row[0], row[1])] = row
-            # Some readings were duplicates: write what was gathered so far, then recount the
-            # hours this batch touched from the readings themselves (and only then drop its
-            # mark).
+                    latest[k] = row
             self._flush()
-            self._recount([(d, k, h) for d, k, h, *_ in self._rollup_rows(rows)], mark)
+            self._recount(list(hours), mark)
             return
-        rollups = self._pending_rollups
-        # One pass over the hot path: latest per series and hourly partials together.
-        for row in rows:
-            device_id, key, ts, vtype, num, _ = row
-            old = latest.get((device_id, key))
-            if old is None or ts > old[2]:
-                latest[(device_id, key)] = row
-            if vtype <= 1:
-                g = (device_id, key, ts - ts % HOUR_MS)
-                p = rollups.get(g)
-                if p is None:
-                    rollups[g] = [1, num, num, num]
-                else:
-                    p[0] += 1
-                    p[1] += num
-                    if num < p[2]:
-                        p[2] = num
-                    elif num > p[3]:
-                        p[3] = num
+        _derive(rows, self._pending_latest, self._pending_rollups)
         self._pending_mark = mark
 
     def flush(self) -> None:
@@ -291,30 +302,6 @@ class SeriesStore:
     @staticmethod
     def _rows(readings: Iterable[Reading]) -> list[tuple[Any, ...]]:
         return [(r.device_id, r.key, r.ts, *encode_value(r.value)) for r in readings]
-
-    @staticmethod
-    def _latest_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        newest: dict[tuple[int, str], tuple[Any, ...]] = {}
-        for row in rows:
-            k = (row[0], row[1])
-            old = newest.get(k)
-            if old is None or row[2] > old[2]:
-                newest[k] = row
-        return list(newest.values())
-
-    @staticmethod
-    def _rollup_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        groups: dict[tuple[int, str, int], _Partial] = {}
-        for device_id, key, ts, vtype, num, _txt in rows:
-            if vtype > 1:
-                continue
-            g = (device_id, key, ts - ts % HOUR_MS)
-            p = groups.get(g)
-            if p is None:
-                groups[g] = [1, num, num, num]
-            else:
-                _merge(p, 1, num, num, num)
-        return [(*g, int(p[0]), p[1], p[2], p[3]) for g, p in groups.items()]
 
     @staticmethod
     def _quarantine_rows(batch: WriteBatch) -> list[tuple[Any, ...]]:

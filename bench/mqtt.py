@@ -255,13 +255,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--short", action="store_true")
     args = ap.parse_args()
+    raise_fd_limit()  # the idle connections, here and in the server it spawns
     n = 20_000 if args.short else 200_000
     idle = 1000 if args.short else 10_000
     single = lambda i: b'{"ts": %d, "values": {"power": %d}}' % (T0 + i, i % 500)  # noqa: E731
     print(f"smartpole MQTT benchmark ({'short' if args.short else 'full'}): MQTT 5, embedded store")
     rows: list[tuple[str, float, float, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        tokens = seed(Path(tmp) / "data", 100, 100)
+        tokens = seed(Path(tmp) / "data", max(100, idle), 100)
         server = Server(Path(tmp) / "data")
         broker = Mosquitto(Path(tmp)) if shutil.which("mosquitto") else None
         try:
@@ -315,14 +316,22 @@ def main() -> None:
             )
             # idle connections: memory per connection
             before = server.rss_mib()
+            # (one device each: a second connection with the same token would take the first over)
             holders = [socket.create_connection(("127.0.0.1", server.mqtt)) for _ in range(idle)]
-            connect = codec.encode(codec.Connect(5, "", True, 600, tokens["lamps"][0]), 5)
-            for s in holders:
-                s.sendall(connect)
-            for s in holders:
-                s.recv(64)
+            for s, token in zip(holders, tokens["lamps"], strict=False):
+                s.sendall(codec.encode(codec.Connect(5, "", True, 600, token), 5))
+            # CONNACK: 0x20, length, flags, reason code 0 = accepted
+            accepted = sum(s.recv(64)[:4:3] == b"\x20\x00" for s in holders)
             time.sleep(1)
             after = server.rss_mib()
+            for s in holders:
+                s.setblocking(False)
+            still = 0
+            for s in holders:
+                try:
+                    still += s.recv(64) != b""  # anything sent now would be a DISCONNECT
+                except BlockingIOError:
+                    still += 1
             for s in holders:
                 s.close()
         finally:
@@ -334,7 +343,8 @@ def main() -> None:
         ratio = mine / theirs if theirs == theirs else float("nan")
         print(f"{label:42} {mine:16,.0f} {theirs:16,.0f} {ratio:6.2f}  {extra}")
     print(
-        f"{idle:,} idle connections: RSS {before:.0f} -> {after:.0f} MiB, "
+        f"{idle:,} idle connections ({accepted:,} accepted, {still:,} still open): "
+        f"RSS {before:.0f} -> {after:.0f} MiB, "
         f"{1024 * (after - before) / idle:.1f} KiB per connection"
     )
 

@@ -15,9 +15,14 @@ from smartpole.devices import DeviceService
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets
+from smartpole.registry.claims import Claims
+from smartpole.registry.credentials import Credentials
+from smartpole.registry.firmware import Firmware
+from smartpole.registry.provisioning import Provisioning
 from smartpole.store import Database, SeriesStore, now_ms, open_series
 from smartpole.transport.mqtt.port import SessionLimits
 from smartpole.transport.mqtt.server import MqttServer
+from smartpole.transport.mqtt.websocket import MqttWebSocketServer
 
 __all__ = ["Channels", "Platform"]
 
@@ -67,6 +72,10 @@ class Platform:
             capacity=settings.queue_readings,
         )
         self.control = Control(self.db.engine)
+        self.credentials = Credentials(self.db.engine, self.assets)
+        self.provisioning = Provisioning(self.db.engine, self.assets, self.credentials)
+        self.claims = Claims(self.db.engine, self.assets, settings.claim_allowed_by_default)
+        self.firmware = Firmware(self.db.engine, self.assets, settings.firmware_max_bytes)
         self.devices = DeviceService(
             self.assets,
             self.pipeline,
@@ -77,6 +86,10 @@ class Platform:
                 messages_per_s=settings.mqtt_rate,
                 burst=2 * settings.mqtt_rate,
             ),
+            credentials=self.credentials,
+            provisioning=self.provisioning,
+            claims=self.claims,
+            firmware=self.firmware,
         )
         self.mqtt: list[MqttServer] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -112,6 +125,16 @@ class Platform:
             ctx.load_cert_chain(s.mqtt_tls_cert, s.mqtt_tls_key)
             self.mqtt.append(
                 MqttServer(self.devices, s.host, s.mqtt_tls_port, ssl_context=ctx, load=load)
+            )
+        if s.mqtt_ws_port >= 0:
+            ws_ctx = None
+            if s.mqtt_tls_cert and s.mqtt_tls_key:
+                ws_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                ws_ctx.load_cert_chain(s.mqtt_tls_cert, s.mqtt_tls_key)
+            self.mqtt.append(
+                MqttWebSocketServer(
+                    self.devices, s.host, s.mqtt_ws_port, ssl_context=ws_ctx, load=load
+                )
             )
         for server in self.mqtt:
             await server.start()

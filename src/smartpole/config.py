@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     )
     mqtt_tls_key: Path | None = Field(None, description="PEM private key for MQTT over TLS.")
     mqtt_tls_port: int = Field(8883, ge=0, le=65535, description="MQTT over TLS port.")
+    mqtt_ws_port: int = Field(
+        -1, ge=-1, le=65535, description="MQTT over WebSocket port (0 picks a free one, -1 off)."
+    )
     mqtt_max_payload: int = Field(
         65_536, ge=256, description="Largest MQTT PUBLISH payload a device may send (bytes)."
     )
@@ -42,6 +45,13 @@ class Settings(BaseSettings):
     )
     mqtt_rate: int = Field(
         1000, ge=1, description="Messages per second one MQTT session may send (burst: 2x)."
+    )
+    firmware_max_bytes: int = Field(
+        33_554_432, ge=1024, description="Largest firmware package one may upload (bytes)."
+    )
+    claim_allowed_by_default: bool = Field(
+        True,
+        description="Any device may open a claim; False: only those with claimingAllowed=true.",
     )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest HTTP ingest body accepted (bytes)."

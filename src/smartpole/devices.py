@@ -16,6 +16,10 @@ from smartpole.ingest.pipeline import Pipeline
 from smartpole.model.types import DeviceKind, Reading, Role, Scope
 from smartpole.registry.access import Principal
 from smartpole.registry.assets import Assets, DeviceRef
+from smartpole.registry.claims import Claims
+from smartpole.registry.credentials import BasicAuth, Credentials
+from smartpole.registry.firmware import Firmware
+from smartpole.registry.provisioning import FAILURE, Provisioning
 from smartpole.store.database import now_ms
 from smartpole.store.series import WriteBatch
 from smartpole.transport.mqtt.port import SessionLimits
@@ -33,12 +37,25 @@ class DeviceService:
     """One object per platform; every device transport talks to it."""
 
     def __init__(
-        self, assets: Assets, pipeline: Pipeline, control: Control, limits: SessionLimits
+        self,
+        assets: Assets,
+        pipeline: Pipeline,
+        control: Control,
+        limits: SessionLimits,
+        *,
+        credentials: Credentials | None = None,
+        provisioning: Provisioning | None = None,
+        claims: Claims | None = None,
+        firmware: Firmware | None = None,
     ) -> None:
         self.assets = assets
         self.pipeline = pipeline
         self.control = control
         self.limits = limits
+        self.credentials = credentials or Credentials(assets.engine, assets)
+        self.provisioning = provisioning or Provisioning(assets.engine, assets, self.credentials)
+        self.claims = claims or Claims(assets.engine, assets)
+        self.firmware = firmware or Firmware(assets.engine, assets, 32 * 1024 * 1024)
         self.online: set[int] = set()
         self.offline: set[int] = set()  # sessions that ended here: offline whatever last_seen says
 
@@ -46,6 +63,28 @@ class DeviceService:
     def authenticate(self, token: str) -> DeviceRef | None:
         """The device an access token belongs to, or None."""
         return self.assets.device_by_token(token)
+
+    def authenticate_basic(
+        self, client_id: str, username: str | None, password: str | None
+    ) -> BasicAuth:
+        """The device of MQTT Basic credentials, or why not."""
+        return self.credentials.authenticate(client_id, username, password)
+
+    async def provision(self, request: Any) -> dict[str, Any]:
+        """Answer a provision request; never raises (a refusal is an answer too)."""
+        try:
+            return await asyncio.to_thread(self.provisioning.provision, request)
+        except Exception:
+            log.exception("provisioning failed")
+            return dict(FAILURE)
+
+    async def claim(self, device: DeviceRef, data: Any) -> None:
+        """Open the device's claim window."""
+        await asyncio.to_thread(self.claims.register, device, data)
+
+    async def firmware_chunk(self, device: DeviceRef, size: int, index: int) -> bytes | None:
+        """A chunk of the device's assigned firmware, or None when it has none."""
+        return await asyncio.to_thread(self.firmware.chunk, device.id, size, index)
 
     def telemetry(self, device: DeviceRef, data: Any, now: int) -> asyncio.Future[Any]:
         """Queue one device's telemetry; the future resolves at its commit."""

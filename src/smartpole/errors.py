@@ -3,6 +3,7 @@
     SmartpoleError                 base; carries ``detail`` and structured ``fields``
     ├── NotFound                   an entity does not exist (or is invisible to the caller)
     ├── Conflict                   a unique value is taken (pole code, tenant name)
+    │   └── ClaimExpired           a device's claim window closed before the claim came
     ├── Forbidden                  the caller's role or tenant may not do this
     ├── Unauthenticated            no credential, or an unknown/wrong one
     ├── InvalidInput               a value that fails validation (with ``errors``)
@@ -21,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ClaimExpired",
     "Conflict",
     "DeviceOffline",
     "Forbidden",
@@ -56,6 +58,12 @@ class Conflict(SmartpoleError):
     """A unique value is already taken."""
 
     title = "Conflict"
+
+
+class ClaimExpired(Conflict):
+    """The device's claim window (``durationMs``) closed; the device must open a new one."""
+
+    title = "Claim expired"
 
 
 class Forbidden(SmartpoleError):

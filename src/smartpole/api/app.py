@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from smartpole import __version__
-from smartpole.api import control, problems, registry, telemetry
+from smartpole.api import control, firmware, problems, provisioning, registry, telemetry
 from smartpole.api.deps import Plat
 from smartpole.app import Platform
 from smartpole.transport.http import router as device_router
@@ -53,6 +53,8 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(registry.router)
     app.include_router(telemetry.router)
     app.include_router(control.router)
+    app.include_router(provisioning.router)
+    app.include_router(firmware.router)
     app.include_router(device_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and pipeline state")

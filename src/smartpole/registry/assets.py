@@ -427,6 +427,10 @@ class Assets:
             self._tokens[h] = (time.monotonic() + TOKEN_CACHE_S, ref)
         return ref
 
+    def device_ref(self, device_id: int) -> DeviceRef | None:
+        """A device by its id, for the transports, or None."""
+        return self._ref(devices.c.id == device_id)
+
     def device_by_name(self, name: str) -> DeviceRef | None:
         """A device by its unique name (gateways name their sub-devices), or None."""
         return self._ref(devices.c.name == name)

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from smartpole.registry.assets import DeviceRef
+from smartpole.registry.credentials import BasicAuth
 
-__all__ = ["DevicePort", "DeviceRef", "SessionLimits"]
+__all__ = ["BasicAuth", "DevicePort", "DeviceRef", "SessionLimits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,24 @@ class DevicePort(Protocol):
 
     def authenticate(self, token: str) -> DeviceRef | None:
         """The device an access token belongs to, or None."""
+        ...
+
+    def authenticate_basic(
+        self, client_id: str, username: str | None, password: str | None
+    ) -> BasicAuth:
+        """The device of MQTT Basic credentials (client id, user name, password), or why not."""
+        ...
+
+    async def provision(self, request: Any) -> dict[str, Any]:
+        """Answer a provision request (decoded JSON, or None when it was not JSON)."""
+        ...
+
+    async def claim(self, device: DeviceRef, data: Any) -> None:
+        """A device opened its claim window ``{"secretKey", "durationMs"}``. Raises Forbidden."""
+        ...
+
+    async def firmware_chunk(self, device: DeviceRef, size: int, index: int) -> bytes | None:
+        """Chunk ``index`` of ``size`` bytes of the device's firmware; None: none assigned."""
         ...
 
     def telemetry(self, device: DeviceRef, data: Any, now: int) -> asyncio.Future[Any]:

@@ -55,7 +55,14 @@ ATTR_RESPONSE = "v1/devices/me/attributes/response/"
 RPC_REQUEST = "v1/devices/me/rpc/request/"
 RPC_RESPONSE = "v1/devices/me/rpc/response/"
 GATEWAY = "v1/gateway/"
+CLAIM = "v1/devices/me/claim"
+FW_REQUEST = "v2/fw/request/"
 FW_RESPONSE = "v2/fw/response/"
+FW_ERROR = "v2/fw/error"
+PROVISION = "provision"  # the user name (or client id) of a provisioning session
+PROVISION_REQUEST = "/provision/request"
+PROVISION_RESPONSE = "/provision/response"
+PROVISION_SESSION_S = 60.0  # ThingsBoard closes a provisioning session a minute after connect
 # Topic filters a session may subscribe to: the answers the server can send it.
 SUBSCRIBABLE = ("v1/devices/me/", "v1/gateway/", "v2/", "/provision/")
 CONNECT_TIMEOUT_S = 10.0
@@ -126,6 +133,7 @@ class Connection(asyncio.Protocol):
         self.limits = server.port.limits
         self.version = 4
         self.device: DeviceRef | None = None
+        self.provision_only = False  # a session that may only ask for credentials
         self.client_id = ""
         self.subscriptions: dict[str, int] = {}
         self.transport: asyncio.Transport | None = None
@@ -214,6 +222,9 @@ class Connection(asyncio.Protocol):
     def _check_alive(self) -> None:
         if self.closed:
             return
+        if self.provision_only:
+            self._abort(RC_NOT_AUTHORIZED, "provisioning session over")
+            return
         if self.device is None:
             self._abort(RC_PROTOCOL, "no CONNECT in time")
             return
@@ -262,7 +273,7 @@ class Connection(asyncio.Protocol):
                     packet = codec.decode(kind, flags, body, self.version)
                     await self._handle(packet)
                 except codec.UnsupportedProtocol:
-                    if self.device is not None:  # 0x84 is no DISCONNECT reason code
+                    if self.device is not None or self.provision_only:  # 0x84: no DISCONNECT code
                         self._abort(RC_PROTOCOL, "second CONNECT")
                         return
                     self._write_raw_connack(0x01)
@@ -285,7 +296,7 @@ class Connection(asyncio.Protocol):
             self.transport.write(bytes((0x20, 0x02, 0x00, code)))
 
     async def _handle(self, packet: codec.Packet) -> None:
-        if self.device is None:
+        if self.device is None and not self.provision_only:
             if not isinstance(packet, Connect):
                 raise _Closing(RC_PROTOCOL, f"{type(packet).__name__} before CONNECT")
             await self._connect(packet)
@@ -326,25 +337,19 @@ class Connection(asyncio.Protocol):
             client_id = f"sp-{uuid.uuid4().hex[:16]}"
             if v5:
                 props["assigned_client_identifier"] = client_id
-        token = packet.username
-        device = None
-        if token:
-            loop = asyncio.get_running_loop()
-            device = await loop.run_in_executor(None, self.port.authenticate, token)
+        if PROVISION in (packet.username, packet.client_id):
+            self._provision_session(client_id, props)
+            return
+        device, bad_credentials, why = await self._authenticate(packet)
         if device is None:
             # 3.1.1: 0x04 bad user name or password / 0x05 not authorised (no token at all).
             code = (
                 (RC_BAD_CREDENTIALS if v5 else 0x04)
-                if token
+                if bad_credentials
                 else (RC_NOT_AUTHORIZED if v5 else 0x05)
             )
             self._write(ConnAck(reason_code=code))
-            log.warning(
-                "MQTT CONNECT refused from %s (client %r): %s",
-                self.peer,
-                client_id,
-                "unknown access token" if token else "no access token",
-            )
+            log.warning("MQTT CONNECT refused from %s (client %r): %s", self.peer, client_id, why)
             self.closed = True
             if self.transport is not None:
                 self.transport.close()
@@ -385,6 +390,50 @@ class Connection(asyncio.Protocol):
         if any(topic_matches(f, RPC_REQUEST + "1") for f in self.subscriptions):
             await self.port.rpc_ready(device)  # a resumed session with its subscriptions
 
+    async def _authenticate(self, packet: Connect) -> tuple[DeviceRef | None, bool, str]:
+        """The device of a CONNECT, whether its credentials were bad, and why it was refused.
+
+        The access token (cached) first, then MQTT Basic credentials, as ThingsBoard checks.
+        """
+        loop = asyncio.get_running_loop()
+        username = packet.username or None
+        if username:
+            device = await loop.run_in_executor(None, self.port.authenticate, username)
+            if device is not None:
+                return device, False, ""
+        elif not packet.client_id:
+            return None, False, "no access token"
+        password = None if packet.password is None else packet.password.decode("utf-8", "replace")
+        auth = await loop.run_in_executor(
+            None, self.port.authenticate_basic, packet.client_id, username, password
+        )
+        if auth.device is not None:
+            return auth.device, False, ""
+        if auth.wrong_password:
+            return None, True, "wrong password for MQTT Basic credentials"
+        if username:
+            return None, True, "unknown access token or MQTT Basic user name"
+        return None, False, "no access token, and the client id has no MQTT Basic credentials"
+
+    def _provision_session(self, client_id: str, props: dict[str, Any]) -> None:
+        """Accept a provisioning session: it may only ask for credentials, for a minute."""
+        self.provision_only = True
+        self.client_id = client_id
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(PROVISION_SESSION_S, self._check_alive)
+        self._write(ConnAck(reason_code=0, properties=props))
+        log.info("MQTT provisioning session from %s (client %r)", self.peer, client_id)
+
+    async def _provision(self, payload: bytes) -> None:
+        try:
+            request = decode_json(payload)
+        except InvalidInput:
+            request = None  # answered FAILURE, as any request that is not a JSON object
+        answer = await self.port.provision(request)
+        self.send(PROVISION_RESPONSE, answer, always=True)
+
     async def _offline(self) -> None:
         assert self.device is not None
         for sub in list(self.gateway_devices.values()):
@@ -411,6 +460,9 @@ class Connection(asyncio.Protocol):
                 continue
             if not topic_filter.startswith(SUBSCRIBABLE) and topic_filter != "#":
                 codes.append(RC_NOT_AUTHORIZED if self.version == 5 else 0x80)
+                continue
+            if self.provision_only and topic_filter != PROVISION_RESPONSE:
+                codes.append(RC_FILTER_INVALID if self.version == 5 else 0x80)
                 continue
             qos = min(options & 3, 1)
             self.subscriptions[topic_filter] = qos
@@ -443,13 +495,20 @@ class Connection(asyncio.Protocol):
         *,
         rpc: tuple[int, int] | None = None,
         needs: str | None = None,
+        always: bool = False,
     ) -> bool:
-        """Publish to the client if it subscribed to ``needs`` (default: the topic itself)."""
+        """Publish to the client if it subscribed to ``needs`` (default: the topic itself).
+
+        With ``always`` it is sent anyway, at QoS 0 without a subscription: ThingsBoard sends
+        provisioning and firmware answers whatever the device subscribed to.
+        """
         if self.closed:
             return False
         qos = self._subscribed_to(needs or topic)
         if qos is None:
-            return False
+            if not always:
+                return False
+            qos = 0
         body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         packet_id = None
         if qos:
@@ -534,9 +593,15 @@ class Connection(asyncio.Protocol):
 
     def _route(self, packet: Publish, will: bool = False) -> asyncio.Future[Any]:
         """Dispatch a PUBLISH by topic; return a future that resolves when it is done."""
+        topic = packet.topic
+        if self.provision_only:
+            if topic != PROVISION_REQUEST:
+                raise InvalidInput(
+                    f"a provisioning session may publish only {PROVISION_REQUEST}", topic=topic
+                )
+            return self._spawn(self._provision(packet.payload))
         device = self.device
         assert device is not None
-        topic = packet.topic
         if topic in TELEMETRY:
             return self.port.telemetry(device, decode_json(packet.payload), now_ms())
         if topic in ATTRIBUTES:
@@ -551,6 +616,10 @@ class Connection(asyncio.Protocol):
         if topic.startswith(RPC_REQUEST):
             req = topic[len(RPC_REQUEST) :]
             return self._spawn(self._client_rpc(req, decode_json(packet.payload)))
+        if topic == CLAIM:
+            return self._spawn(self.port.claim(device, decode_json(packet.payload)))
+        if topic.startswith(FW_REQUEST):
+            return self._spawn(self._firmware_request(topic, packet.payload))
         if topic.startswith(GATEWAY) and device.kind is DeviceKind.GATEWAY:
             return self._gateway(topic[len(GATEWAY) :], packet.payload)
         what = "will topic" if will else "topic"
@@ -589,6 +658,45 @@ class Connection(asyncio.Protocol):
             result = {"error": err.detail}
         self.send(RPC_RESPONSE + req, result)
 
+    # -- firmware (OTA) -------------------------------------------------------------------
+    async def _firmware_request(self, topic: str, payload: bytes) -> None:
+        """``v2/fw/request/{id}/chunk/{n}`` with the chunk size (or nothing: all) as payload."""
+        device = self.device
+        assert device is not None
+        parts = topic[len(FW_REQUEST) :].split("/")
+        if len(parts) != 3 or parts[1] != "chunk" or not parts[0]:
+            raise InvalidInput(f"{topic!r} is not {FW_REQUEST}{{id}}/chunk/{{n}}", topic=topic)
+        req, index = parts[0], self._int(parts[2])
+        text = payload.decode("ascii", "replace").strip()
+        size = self._int(text) if text else 0
+        if index < 0 or size < 0:
+            raise InvalidInput("a firmware chunk's index and size may not be negative")
+        if size > self.limits.max_payload:
+            self._firmware_error("PAYLOAD_TOO_LARGE", f"chunk size {size} over the limit")
+            return
+        data = await self.port.firmware_chunk(device, size, index)
+        if data is None:
+            self._firmware_error("NOT_FOUND", "no firmware assigned")
+            return
+        answer = f"{FW_RESPONSE}{req}/chunk/{index}"
+        # the ThingsBoard SDK subscribes to v2/fw/response/+, which does not match the answer
+        needs = None if self._subscribed_to(answer) is not None else FW_RESPONSE + req
+        self.send(answer, data, needs=needs, always=True)
+
+    def _firmware_error(self, status: str, why: str) -> None:
+        """As ThingsBoard: the status on ``v2/fw/error``, then the session ends."""
+        device = self.device
+        assert device is not None
+        log.warning(
+            "MQTT device %s (%s) firmware request refused: %s (%s)",
+            device.id,
+            device.name,
+            why,
+            status,
+        )
+        self.send(FW_ERROR, status.encode(), always=True)
+        self._abort(RC_IMPLEMENTATION, f"firmware request refused: {why}")
+
     # -- the gateway API ------------------------------------------------------------------
     def _gateway(self, action: str, payload: bytes) -> asyncio.Future[Any]:
         data = decode_json(payload)
@@ -600,6 +708,7 @@ class Connection(asyncio.Protocol):
             "attributes": self._gw_attributes,
             "attributes/request": self._gw_attribute_request,
             "rpc": self._gw_rpc,
+            "claim": self._gw_claim,
         }
         handler = handlers.get(action)
         if handler is None:
@@ -663,6 +772,13 @@ class Connection(asyncio.Protocol):
         else:
             body["values"] = found
         self.send(GATEWAY + "attributes/response", body)
+
+    async def _gw_claim(self, data: Any) -> None:
+        if not isinstance(data, dict) or not data:
+            raise InvalidInput('gateway claim needs {"device name": {"secretKey": "..."}}')
+        for name, body in data.items():
+            sub = await self.sub_device(name)
+            await self.port.claim(sub, body)
 
     async def _gw_rpc(self, data: Any) -> None:
         if not isinstance(data, dict) or not isinstance(data.get("data"), dict):

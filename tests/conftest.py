@@ -25,6 +25,19 @@ def pg_cluster() -> Iterator[PostgresCluster]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def pg_template(pg_cluster: PostgresCluster) -> str:
+    """A database migrated once per session; each test's database is a copy of it (migrating
+    every test's database from scratch took most of a PostgreSQL test's time)."""
+    name = "smartpole_template"
+    db = Database(Settings(db=pg_cluster.create_database(name)).database_url)
+    try:
+        db.upgrade()
+    finally:
+        db.dispose()
+    return name
+
+
 @pytest.fixture(
     params=[
         pytest.param("sqlite", id="sqlite"),
@@ -39,8 +52,9 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         url = f"sqlite:///{tmp_path}/smartpole.db"
     else:
         cluster = request.getfixturevalue("pg_cluster")
+        template = request.getfixturevalue("pg_template")
         pg_name = f"t_{uuid.uuid4().hex[:16]}"
-        url = Settings(db=cluster.create_database(pg_name)).database_url
+        url = Settings(db=cluster.create_database(pg_name, template)).database_url
     db = Database(url)
     try:
         db.upgrade()

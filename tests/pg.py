@@ -174,10 +174,13 @@ class PostgresCluster:
     def _admin(self) -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(self.url(), autocommit=True)
 
-    def create_database(self, name: str) -> str:
-        """Create an empty database; return its ``postgresql://`` URL."""
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create an empty database (or a copy of ``template``); return its URL."""
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with self._admin() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            conn.execute(query)
         return self.url(name)
 
     def drop_database(self, name: str) -> None:

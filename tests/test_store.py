@@ -12,6 +12,8 @@ import psycopg
 import pytest
 from sqlalchemy import insert, select, text
 
+from pg import PostgresCluster
+from smartpole.config import Settings
 from smartpole.model.types import Quality, Reading, Value
 from smartpole.store import Database, Quarantined, SeriesStore, WriteBatch, open_series
 from smartpole.store.schema import devices, tenants
@@ -365,6 +367,33 @@ def test_rollups_stay_exact_after_duplicate_writes(database: Database) -> None:
             assert_same_aggregation(got, want, agg)
     finally:
         series.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.postgres
+def test_rollups_stay_exact_when_two_nodes_write_the_same_hour(
+    pg_cluster: PostgresCluster, pg_template: str
+) -> None:
+    """Node A holds a reading of an hour in memory (not yet flushed) when node B commits a batch
+    with that reading again and a new one: the hour counts each reading once (a broker may
+    deliver a message again to another node). Several nodes share PostgreSQL only; an SQLite
+    file has one writer."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    database = Database(Settings(db=pg_cluster.create_database(name, pg_template)).database_url)
+    a = open_series(database, flush_ms=60_000, node="a")
+    b = open_series(database, flush_ms=60_000, node="b")
+    try:
+        first, second = Reading(1, "temp", BASE + 10, 20.0), Reading(1, "temp", BASE + 20, 30.0)
+        write(a, [first])
+        result = write(b, [first, second])
+        assert (result.inserted, result.duplicates) == (1, 1)
+        b.flush()
+        a.flush()
+        assert rollups_table(database) == rollups_by_hand([first, second])
+    finally:
+        a.close()  # type: ignore[attr-defined]
+        b.close()  # type: ignore[attr-defined]
+        database.dispose()
+        pg_cluster.drop_database(name)
 
 
 def test_rollups_stay_exact_after_out_of_order_writes(database: Database) -> None:

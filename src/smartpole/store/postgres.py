@@ -31,6 +31,7 @@ INSERT INTO readings (device_id, key, ts, vtype, num, txt)
 SELECT DISTINCT ON (device_id, key, ts) device_id, key, ts, vtype, num, txt FROM stage
 ORDER BY device_id, key, ts, seq
 ON CONFLICT DO NOTHING
+RETURNING device_id, key, ts, vtype, num, txt
 """
 MARK = "INSERT INTO derived_pending (node, min_ts, max_ts) VALUES (%s, %s, %s) RETURNING id"
 UNMARK = "DELETE FROM derived_pending WHERE node = %s AND id <= %s"
@@ -48,16 +49,6 @@ SELECT * FROM unnest(%s::int[], %s::text[], %s::bigint[], %s::bigint[], %s::floa
 ON CONFLICT (device_id, key, hour) DO UPDATE SET cnt = r.cnt + excluded.cnt,
     sum = r.sum + excluded.sum, min = least(r.min, excluded.min),
     max = greatest(r.max, excluded.max)
-"""
-RECOUNT = """
-INSERT INTO rollups AS r (device_id, key, hour, cnt, sum, min, max)
-SELECT g.d, g.k, g.h, count(*), sum(x.num), min(x.num), max(x.num)
-FROM unnest(%s::int[], %s::text[], %s::bigint[]) AS g(d, k, h)
-JOIN readings x ON x.device_id = g.d AND x.key = g.k AND x.ts >= g.h
-    AND x.ts < g.h + 3600000 AND x.vtype <= 1
-GROUP BY 1, 2, 3
-ON CONFLICT (device_id, key, hour) DO UPDATE SET cnt = excluded.cnt, sum = excluded.sum,
-    min = excluded.min, max = excluded.max
 """
 RECOVER_ROLLUPS = """
 INSERT INTO rollups AS r (device_id, key, hour, cnt, sum, min, max)
@@ -146,11 +137,14 @@ class PostgresSeries(SeriesStore):
             self._partitions.clear()
             raise
 
-    def _insert(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
+    def _insert(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
         """COPY straight into the readings; a duplicate falls back to staging + ON CONFLICT.
 
         A duplicate inside the batch or against stored readings breaks the primary key, so the
         direct COPY fails and is rolled back to its savepoint: no need to look for them first.
+        Returns None when every row was new, else the rows that were: only those may count in
+        the rollups (another node may hold uncounted readings of the same hours, so recounting
+        from the table could count those twice).
         """
         cur.execute("SAVEPOINT direct")
         try:
@@ -161,32 +155,33 @@ class PostgresSeries(SeriesStore):
             cur.execute("ROLLBACK TO SAVEPOINT direct")
         else:
             cur.execute("RELEASE SAVEPOINT direct")
-            return len(rows)
+            return None
         cur.execute(STAGE)
         with cur.copy("COPY stage (device_id, key, ts, vtype, num, txt, seq) FROM STDIN") as c:
             for seq, row in enumerate(rows):
                 c.write_row((*row, seq))
         cur.execute(INSERT_STAGED)
-        return int(cur.rowcount)
+        return [tuple(r) for r in cur.fetchall()]
 
     def _commit_readings(
         self, rows: list[tuple[Any, ...]], batch: WriteBatch
-    ) -> tuple[int, int | None]:
-        inserted, mark = 0, None
+    ) -> tuple[int, int | None, list[tuple[Any, ...]] | None]:
+        inserted, mark, fresh = 0, None, None
         if rows:
             stamps = [r[2] for r in rows]
             first, last = min(stamps), max(stamps)
             self._ensure_partitions(first, last)
         with self._transaction() as cur:
             if rows:
-                inserted = self._insert(cur, rows)
+                fresh = self._insert(cur, rows)
+                inserted = len(rows) if fresh is None else len(fresh)
                 cur.execute(MARK, (self.node, first, last))
                 mark = cur.fetchone()[0]
             if batch.quarantined:
                 cur.executemany(QUARANTINE, self._quarantine_rows(batch))
             if batch.seen:
                 cur.execute(TOUCH, (list(batch.seen), list(batch.seen.values())))
-        return inserted, mark
+        return inserted, mark, fresh
 
     def _flush_derived(
         self, latest: list[tuple[Any, ...]], rollups: list[tuple[Any, ...]], mark: int | None
@@ -196,13 +191,6 @@ class PostgresSeries(SeriesStore):
                 cur.execute(UPSERT_LATEST, _columns(latest, 6))
             if rollups:
                 cur.execute(ADD_ROLLUPS, _columns(rollups, 7))
-            if mark is not None:
-                cur.execute(UNMARK, (self.node, mark))
-
-    def _recount(self, groups: list[tuple[int, str, int]], mark: int | None) -> None:
-        with self._transaction() as cur:
-            if groups:
-                cur.execute(RECOUNT, _columns(groups, 3))
             if mark is not None:
                 cur.execute(UNMARK, (self.node, mark))
 

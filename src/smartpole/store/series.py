@@ -198,7 +198,8 @@ class SeriesStore:
     every batch), and always before a read that uses them. After a crash the marks left behind
     say which time range to recompute from the readings (:meth:`recover`).
 
-    Engines implement ``_commit_readings``, ``_flush_derived``, ``_recount`` and ``_recover``.
+    Engines implement ``_commit_readings``, ``_flush_derived``, ``_recover`` and, when they
+    cannot tell which rows of a batch were new, ``_recount``.
     """
 
     def __init__(
@@ -234,9 +235,9 @@ class SeriesStore:
         """Commit one batch's readings in one transaction (one writer at a time)."""
         with self._write_lock:
             rows = self._rows(batch.readings)
-            inserted, mark = self._commit_readings(rows, batch)
+            inserted, mark, fresh = self._commit_readings(rows, batch)
             if rows:
-                self._gather(rows, inserted, mark)
+                self._gather(rows if fresh is None else fresh, inserted, mark, fresh is None)
             if self.flush_ms == 0 or time.monotonic() - self._last_flush >= self.flush_ms / 1000:
                 try:
                     self._flush()
@@ -246,8 +247,15 @@ class SeriesStore:
                     log.exception("flushing latest state and rollups failed; will retry")
             return WriteResult(inserted, len(rows) - inserted, len(batch.quarantined))
 
-    def _gather(self, rows: list[tuple[Any, ...]], inserted: int, mark: int | None) -> None:
-        if inserted < len(rows):
+    def _gather(
+        self, rows: list[tuple[Any, ...]], inserted: int, mark: int | None, all_rows: bool
+    ) -> None:
+        """Fold committed rows into the pending latest state and rollups.
+
+        ``all_rows`` says ``rows`` is the whole batch, of which only ``inserted`` were new; an
+        engine that can tell which rows it inserted passes just those instead.
+        """
+        if all_rows and inserted < len(rows):
             # Some readings were duplicates: write the newest rows with what was gathered so
             # far, then recount the hours this batch touched from the readings themselves (and
             # only then drop its mark).
@@ -285,7 +293,9 @@ class SeriesStore:
 
     def _commit_readings(
         self, rows: list[tuple[Any, ...]], batch: WriteBatch
-    ) -> tuple[int, int | None]:
+    ) -> tuple[int, int | None, list[tuple[Any, ...]] | None]:
+        """Commit the rows; return how many were new, the batch's mark, and the new rows
+        themselves when some were duplicates and the engine can tell which (else None)."""
         raise NotImplementedError
 
     def _flush_derived(

@@ -275,6 +275,30 @@ async def test_persistent_command_sent_but_undelivered_is_sent_again_on_reconnec
     assert control.get(row["id"])["retries"] == 1
 
 
+async def test_a_command_queued_after_the_waiting_list_was_read_still_goes_on_connect(
+    control: Control, sessions: Sessions, lamp: int
+) -> None:
+    await control.expire()  # reads which devices have commands waiting: none
+    row = await control.call(lamp, "setDim", {"level": 7}, persistent=True)
+    sessions.online.add(lamp)
+    assert await control.on_connect(lamp) == 1
+    assert [s.request_id for s in sessions.sent] == [row["request_id"]]
+
+
+async def test_a_command_queued_by_another_node_reaches_a_device_connected_here(
+    platform: Platform, control: Control, sessions: Sessions, lamp: int
+) -> None:
+    sessions.online.add(lamp)
+    await control.expire()
+    other_node = Control(platform.db.engine)  # no session of the lamp there: it queues
+    row = await other_node.call(lamp, "setDim", {"level": 9}, persistent=True)
+    assert row["status"] == "queued"
+    assert await control.on_connect(lamp) == 0  # this node has not read the table since
+    await control.expire()  # the periodic sweep
+    assert [s.request_id for s in sessions.sent] == [row["request_id"]]
+    assert control.get(row["id"])["status"] == "sent"
+
+
 async def test_expire_leaves_finished_and_unexpired_commands_alone(
     control: Control, sessions: Sessions, lamp: int
 ) -> None:

@@ -108,6 +108,11 @@ class Control:
         self.engine = engine
         self.channel = channel
         self._waiting: dict[tuple[int, int], asyncio.Future[None]] = {}
+        # Devices that may have persistent commands waiting (queued, or sent and undelivered),
+        # so that a connect storm of thousands of devices costs no query per device. None until
+        # the first ``expire`` reads it; persistent calls add to it at once.
+        self._pending: set[int] | None = None
+        self._added: set[int] = set()  # persistent calls since the last read of the table
 
     def connected(self, device_id: int) -> bool:
         """Whether the channel has a live session for the device."""
@@ -161,6 +166,8 @@ class Control:
         if not connected and not persistent:
             values.update(status=FAILED, completed=now, error="device offline")
         row = await asyncio.to_thread(self._insert, values)
+        if persistent:
+            self._note_pending(device_id)
         if not connected:
             if not persistent:
                 raise self._offline(row)
@@ -249,6 +256,8 @@ class Control:
         Waiting are the queued ones and those sent on an earlier session but never delivered;
         expired ones are left to ``expire``.
         """
+        if self._pending is not None and device_id not in self._pending:
+            return 0
         count = 0
         for row in await asyncio.to_thread(self._due, device_id, now_ms()):
             if not await asyncio.to_thread(self._claim, row):
@@ -259,8 +268,24 @@ class Control:
         return count
 
     async def expire(self, now: int | None = None) -> int:
-        """Mark unfinished commands past their ``expires`` as expired; return how many."""
-        return await asyncio.to_thread(self._expire, now_ms() if now is None else now)
+        """Mark unfinished commands past their ``expires`` as expired; return how many.
+
+        Also re-reads which devices have persistent commands waiting, and sends the queued ones
+        of devices connected here (queued by another node, or while they were connecting).
+        """
+        expired = await asyncio.to_thread(self._expire, now_ms() if now is None else now)
+        self._added = set()
+        waiting, queued = await asyncio.to_thread(self._waiting_devices, now_ms())
+        self._pending = waiting | self._added
+        for device_id in queued:
+            if self.connected(device_id):
+                await self.on_connect(device_id)
+        return expired
+
+    def _note_pending(self, device_id: int) -> None:
+        self._added.add(device_id)
+        if self._pending is not None:
+            self._pending.add(device_id)
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, command_id: int) -> dict[str, Any]:
@@ -391,6 +416,26 @@ class Control:
         )
         with self.engine.connect() as conn:
             return [_out(r) for r in conn.execute(q)]
+
+    def _waiting_devices(self, now: int) -> tuple[set[int], set[int]]:
+        """Devices with unexpired persistent commands queued or sent; and those with queued."""
+        q = (
+            select(commands.c.device_id, commands.c.status)
+            .where(
+                commands.c.persistent.is_(True),
+                commands.c.status.in_((QUEUED, SENT)),
+                commands.c.expires > now,
+            )
+            .distinct()
+        )
+        waiting: set[int] = set()
+        queued: set[int] = set()
+        with self.engine.connect() as conn:
+            for device_id, status in conn.execute(q):
+                waiting.add(device_id)
+                if status == QUEUED:
+                    queued.add(device_id)
+        return waiting, queued
 
     def _claim(self, row: dict[str, Any]) -> bool:
         """Mark a due command sent, unless someone else changed it since it was read."""

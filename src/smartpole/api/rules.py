@@ -1,0 +1,149 @@
+"""REST endpoints of hub rules: create or replace, check, import, list, delete (JSON or YAML)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import yaml
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from smartpole.api.deps import Caller, Plat
+from smartpole.errors import InvalidInput
+from smartpole.model.types import Role
+
+__all__ = ["RuleOut", "parse_rules_text", "router"]
+
+router = APIRouter(prefix="/api", tags=["rules"])
+PROBLEM: dict[str, Any] = {"application/problem+json": {}}
+RULE_EXAMPLE = {
+    "name": "pm25-light",
+    "scope": {"kinds": ["air"], "districts": ["Futian"]},
+    "condition": {"key": "pm25", "op": ">", "value": 75, "for": "10m"},
+    "actions": [{"alarm": {"type": "air_quality", "severity": "minor"}}],
+}
+BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object"}, "example": RULE_EXAMPLE},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+class RuleOut(BaseModel):
+    """A stored rule: its body as written and when it changed."""
+
+    id: int
+    tenant_id: int
+    name: str
+    enabled: bool
+    created: int
+    updated: int
+    body: dict[str, Any] = Field(description="scope, condition and actions, as written")
+
+
+def parse_rules_text(text: bytes, content_type: str) -> Any:
+    """A JSON or YAML document (YAML when the content type says so), or InvalidInput."""
+    try:
+        if "yaml" in content_type:
+            return yaml.safe_load(text)
+        return orjson.loads(text)
+    except (yaml.YAMLError, orjson.JSONDecodeError) as err:
+        raise InvalidInput(f"the body is not valid {content_type or 'JSON'}: {err}") from err
+
+
+async def _body(request: Request) -> Any:
+    return parse_rules_text(await request.body(), request.headers.get("content-type", ""))
+
+
+@router.get("/rules", summary="List rules")
+def list_rules(p: Plat, who: Caller) -> list[RuleOut]:
+    """The caller's tenant's rules (every tenant's for the city operator)."""
+    return [RuleOut(**r) for r in p.hub.rules.list(who)]
+
+
+@router.post(
+    "/rules",
+    summary="Create or replace a rule",
+    status_code=201,
+    openapi_extra=BODY,
+    responses={
+        200: {"model": RuleOut, "description": "a rule of that name was replaced"},
+        422: {"content": PROBLEM, "description": "the rule is invalid; `errors` lists why"},
+    },
+)
+async def put_rule(p: Plat, who: Caller, request: Request, response: Response) -> RuleOut:
+    """Add a rule of the caller's tenant (operator role), or replace the one of that name.
+
+    The body is JSON, or YAML with ``Content-Type: application/yaml``. Every problem is
+    reported at once, each with its location (``["condition", "all", 1, "op"]``). The rule
+    takes effect at once, without a restart.
+    """
+    body = await _body(request)
+    row, created = await run_in_threadpool(p.hub.rules.put, who, body)
+    await p.hub.reload()
+    if not created:
+        response.status_code = 200
+    return RuleOut(**row)
+
+
+@router.post(
+    "/rules/check",
+    summary="Check a rule without saving it",
+    openapi_extra=BODY,
+    responses={422: {"content": PROBLEM, "description": "the rule is invalid"}},
+)
+async def check_rule(p: Plat, who: Caller, request: Request) -> dict[str, Any]:
+    """Validate a rule body as ``POST /api/rules`` would, and say which keys it reads."""
+    body = await _body(request)
+    rule = await run_in_threadpool(p.hub.check, who.tenant_id, who.is_operator, body)
+    return {"name": rule.name, "keys": sorted(rule.keys), "timed": rule.timed}
+
+
+@router.post(
+    "/rules/import",
+    summary="Import a list of rules",
+    openapi_extra=BODY,
+    responses={422: {"content": PROBLEM, "description": "some rule is invalid; none is saved"}},
+)
+async def import_rules(p: Plat, who: Caller, request: Request) -> list[RuleOut]:
+    """Create or replace every rule of a list (or of ``{"rules": [...]}``), as YAML or JSON.
+
+    All rules are checked first; if any is invalid, none is saved and ``errors`` locates each
+    problem by the rule's position in the list.
+    """
+    who.require(Role.OPERATOR)
+    doc = await _body(request)
+    items = doc.get("rules") if isinstance(doc, dict) else doc
+    if not isinstance(items, list):
+        raise InvalidInput("expected a list of rules, or an object with a 'rules' list")
+    errors: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        try:
+            await run_in_threadpool(p.hub.check, who.tenant_id, who.is_operator, item)
+        except InvalidInput as err:
+            errors.extend({"loc": [i, *e["loc"]], "msg": e["msg"]} for e in err.errors)
+    if errors:
+        raise InvalidInput(f"{len(errors)} problem(s) in the rules; none was saved", errors=errors)
+    out = [RuleOut(**(await run_in_threadpool(p.hub.rules.put, who, item))[0]) for item in items]
+    await p.hub.reload()
+    return out
+
+
+@router.get("/rules/{rule_id}", summary="Get a rule")
+def get_rule(p: Plat, who: Caller, rule_id: int) -> RuleOut:
+    """A visible rule."""
+    return RuleOut(**p.hub.rules.get(who, rule_id))
+
+
+@router.delete("/rules/{rule_id}", status_code=204, summary="Delete a rule")
+async def delete_rule(p: Plat, who: Caller, rule_id: int) -> Response:
+    """Delete a visible rule (operator role); its alarms stay as they are."""
+    await run_in_threadpool(p.hub.rules.delete, who, rule_id)
+    await p.hub.reload()
+    return Response(status_code=204)

@@ -1,0 +1,221 @@
+"""Hub commands: rules (list, add, show, delete, import YAML/JSON) and alarms (list, ack, clear).
+
+They work on the database directly; a running server picks rule changes up within one hub tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from smartpole.api.rules import parse_rules_text
+from smartpole.app import Platform
+from smartpole.cli.common import DataDir, Db, JsonOut, console, fail, open_platform, print_json
+from smartpole.errors import InvalidInput, SmartpoleError
+from smartpole.hub.alarms import AlarmFilter, AlarmStatus
+from smartpole.hub.rules import default_rules
+from smartpole.registry.access import Principal
+from smartpole.sim.seed import city_principal
+
+__all__ = ["register"]
+
+rule_app = typer.Typer(
+    help="Hub rules: conditions on readings and their actions.", no_args_is_help=True
+)
+alarm_app = typer.Typer(help="Alarms raised by the hub's rules.", no_args_is_help=True)
+Tenant = Annotated[
+    str, typer.Option("--tenant", help="Act as this tenant's admin (default: the city operator).")
+]
+
+
+def _who(p: Platform, tenant: str) -> Principal:
+    if tenant == "city":
+        return city_principal(p.tenants)
+    row = p.tenants.by_name(tenant)
+    return city_principal(p.tenants, row["name"])
+
+
+def _read(path: Path) -> Any:
+    kind = "application/yaml" if path.suffix.lower() in (".yaml", ".yml") else "application/json"
+    return parse_rules_text(path.read_bytes(), kind)
+
+
+@rule_app.command("list")
+def rule_list(
+    tenant: Tenant = "city", data_dir: DataDir = None, db: Db = None, json: JsonOut = False
+) -> None:
+    """List rules."""
+    p = open_platform(data_dir, db)
+    rows = p.hub.rules.list(_who(p, tenant))
+    if json:
+        print_json(rows)
+        return
+    table = Table("id", "tenant", "name", "enabled", "description")
+    for r in rows:
+        desc = str(r["body"].get("description", ""))
+        table.add_row(str(r["id"]), str(r["tenant_id"]), r["name"], str(r["enabled"]), desc)
+    console.print(table)
+
+
+@rule_app.command("add")
+def rule_add(
+    file: Annotated[Path, typer.Argument(help="One rule, as YAML (.yaml/.yml) or JSON.")],
+    tenant: Tenant = "city",
+    data_dir: DataDir = None,
+    db: Db = None,
+    json: JsonOut = False,
+) -> None:
+    """Create a rule, or replace the tenant's rule of the same name."""
+    p = open_platform(data_dir, db)
+    try:
+        row, created = p.hub.rules.put(_who(p, tenant), _read(file))
+    except SmartpoleError as err:
+        raise fail(err) from err
+    if json:
+        print_json(row)
+    else:
+        console.print(f"rule {row['name']} id {row['id']} {'created' if created else 'replaced'}")
+
+
+@rule_app.command("show")
+def rule_show(
+    rule_id: Annotated[int, typer.Argument(help="Rule id.")],
+    tenant: Tenant = "city",
+    data_dir: DataDir = None,
+    db: Db = None,
+) -> None:
+    """Print a rule as JSON."""
+    p = open_platform(data_dir, db)
+    try:
+        print_json(p.hub.rules.get(_who(p, tenant), rule_id))
+    except SmartpoleError as err:
+        raise fail(err) from err
+
+
+@rule_app.command("delete")
+def rule_delete(
+    rule_id: Annotated[int, typer.Argument(help="Rule id.")],
+    tenant: Tenant = "city",
+    data_dir: DataDir = None,
+    db: Db = None,
+) -> None:
+    """Delete a rule."""
+    p = open_platform(data_dir, db)
+    try:
+        p.hub.rules.delete(_who(p, tenant), rule_id)
+    except SmartpoleError as err:
+        raise fail(err) from err
+    console.print(f"rule {rule_id} deleted")
+
+
+@rule_app.command("import")
+def rule_import(
+    file: Annotated[
+        Path | None, typer.Argument(help="A list of rules (or {rules: [...]}) in YAML or JSON.")
+    ] = None,
+    defaults: Annotated[
+        bool, typer.Option("--defaults", help="Import the default smart-pole rule set.")
+    ] = False,
+    tenant: Tenant = "city",
+    data_dir: DataDir = None,
+    db: Db = None,
+) -> None:
+    """Create or replace many rules; nothing is saved if any rule is invalid."""
+    if (file is None) == (not defaults):
+        raise typer.BadParameter("give a FILE or --defaults")
+    p = open_platform(data_dir, db)
+    who = _who(p, tenant)
+    try:
+        doc = default_rules() if defaults else _read(file)  # type: ignore[arg-type]
+        items = doc.get("rules") if isinstance(doc, dict) else doc
+        if not isinstance(items, list):
+            raise InvalidInput("expected a list of rules, or an object with a 'rules' list")
+        errors: list[dict[str, Any]] = []
+        for i, item in enumerate(items):
+            try:
+                p.hub.check(who.tenant_id, who.is_operator, item)
+            except InvalidInput as err:
+                errors.extend({"loc": [i, *e["loc"]], "msg": e["msg"]} for e in err.errors)
+        if errors:
+            raise InvalidInput(f"{len(errors)} problem(s); no rule was saved", errors=errors)
+        for item in items:
+            p.hub.rules.put(who, item)
+    except SmartpoleError as err:
+        raise fail(err) from err
+    console.print(f"{len(items)} rules imported")
+
+
+@alarm_app.command("list")
+def alarm_list(
+    active: Annotated[bool, typer.Option("--active", help="Only active alarms.")] = False,
+    type: Annotated[str | None, typer.Option("--type", help="Only of this type.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    tenant: Tenant = "city",
+    data_dir: DataDir = None,
+    db: Db = None,
+    json: JsonOut = False,
+) -> None:
+    """List alarms, newest first."""
+    p = open_platform(data_dir, db)
+    status = [s for s in AlarmStatus if s.active] if active else None
+    rows = p.hub.alarms.list(_who(p, tenant), AlarmFilter(status=status, type=type), limit=limit)
+    if json:
+        print_json([a.to_dict() for a in rows])
+        return
+    table = Table("id", "type", "severity", "status", "originator", "count", "last")
+    for a in rows:
+        table.add_row(
+            str(a.id),
+            a.type,
+            a.severity,
+            a.status,
+            f"{a.originator_type} {a.originator_id}",
+            str(a.count),
+            str(a.last_ts),
+        )
+    console.print(table)
+
+
+def _change(alarm_id: int, tenant: str, data_dir: Path | None, db: str | None, ack: bool) -> None:
+    p = open_platform(data_dir, db)
+    who = _who(p, tenant)
+    try:
+        if ack:
+            alarm = asyncio.run(p.hub.alarms.acknowledge(who, alarm_id))
+        else:
+            alarm = asyncio.run(p.hub.alarms.clear_by_id(who, alarm_id))
+    except SmartpoleError as err:
+        raise fail(err) from err
+    console.print(f"alarm {alarm.id} {alarm.status}")
+
+
+@alarm_app.command("ack")
+def alarm_ack(
+    alarm_id: Annotated[int, typer.Argument(help="Alarm id.")],
+    tenant: Tenant = "city",
+    data_dir: DataDir = None,
+    db: Db = None,
+) -> None:
+    """Acknowledge an alarm."""
+    _change(alarm_id, tenant, data_dir, db, ack=True)
+
+
+@alarm_app.command("clear")
+def alarm_clear(
+    alarm_id: Annotated[int, typer.Argument(help="Alarm id.")],
+    tenant: Tenant = "city",
+    data_dir: DataDir = None,
+    db: Db = None,
+) -> None:
+    """Clear an alarm."""
+    _change(alarm_id, tenant, data_dir, db, ack=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the main app."""
+    app.add_typer(rule_app, name="rule")
+    app.add_typer(alarm_app, name="alarm")

@@ -1,0 +1,497 @@
+"""Alarms: raised and cleared by rules, acknowledged, assigned and commented on by people.
+
+Lifecycle (ThingsBoard's): ``active_unack`` → ``active_ack`` → ``cleared_ack``, or
+``active_unack`` → ``cleared_unack`` → ``cleared_ack``. There is at most one active alarm per
+(originator, type): the database enforces it with a partial unique index, and raising is one
+``INSERT ... ON CONFLICT DO UPDATE`` so that concurrent raisers (threads, processes) bump the
+same row's count instead of racing.
+
+An alarm is seen by every tenant it is propagated to: always the owner of its originator, plus
+whoever a rule names (the police for an SOS). The city operator sees every alarm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+import sqlalchemy
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from smartpole.errors import InvalidInput, NotFound
+from smartpole.hub.tables import ACTIVE_WHERE, alarm_comments, alarm_tenants, alarms
+from smartpole.registry.access import Principal
+from smartpole.store.database import now_ms
+
+__all__ = [
+    "Alarm",
+    "AlarmChange",
+    "AlarmFilter",
+    "AlarmStatus",
+    "Alarms",
+    "ChangeListener",
+    "Severity",
+]
+
+log = logging.getLogger(__name__)
+ORIGINATOR_TYPES = ("device", "pole", "work_order")
+MAX_TYPE = 128
+
+
+class Severity(StrEnum):
+    """How bad an alarm is, most severe first."""
+
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+    WARNING = "warning"
+    INDETERMINATE = "indeterminate"
+
+
+class AlarmStatus(StrEnum):
+    """Where an alarm is in its lifecycle: active or cleared, acknowledged or not."""
+
+    ACTIVE_UNACK = "active_unack"
+    ACTIVE_ACK = "active_ack"
+    CLEARED_UNACK = "cleared_unack"
+    CLEARED_ACK = "cleared_ack"
+
+    @property
+    def active(self) -> bool:
+        """Not cleared yet."""
+        return self in (AlarmStatus.ACTIVE_UNACK, AlarmStatus.ACTIVE_ACK)
+
+    @property
+    def acked(self) -> bool:
+        """Acknowledged by someone."""
+        return self in (AlarmStatus.ACTIVE_ACK, AlarmStatus.CLEARED_ACK)
+
+
+ACTIVE = (AlarmStatus.ACTIVE_UNACK.value, AlarmStatus.ACTIVE_ACK.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """One alarm as stored; ``count`` is how many times it was raised while active."""
+
+    id: int
+    tenant_id: int
+    originator_type: str  # "device" | "pole" | "work_order"
+    originator_id: int
+    type: str
+    severity: Severity
+    status: AlarmStatus
+    details: dict[str, Any]
+    first_ts: int
+    last_ts: int
+    count: int
+    assignee: str | None
+    cleared_ts: int | None
+    acked_ts: int | None
+    pole_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The alarm as JSON-ready values (API, WebSocket, webhooks)."""
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "originator_type": self.originator_type,
+            "originator_id": self.originator_id,
+            "type": self.type,
+            "severity": self.severity.value,
+            "status": self.status.value,
+            "details": self.details,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "count": self.count,
+            "assignee": self.assignee,
+            "cleared_ts": self.cleared_ts,
+            "acked_ts": self.acked_ts,
+            "pole_id": self.pole_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmChange:
+    """What happened to an alarm, told to listeners after it commits."""
+
+    alarm: Alarm
+    change: str  # "raised" | "updated" | "acknowledged" | "cleared" | "assigned" | "commented"
+    tenants: tuple[int, ...] = ()  # every tenant that sees the alarm
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmFilter:
+    """Which alarms a listing wants; ``None`` means any."""
+
+    status: Sequence[AlarmStatus] | None = None
+    severity: Sequence[Severity] | None = None
+    type: str | None = None
+    originator_type: str | None = None
+    originator_id: int | None = None
+    pole_id: int | None = None
+    assignee: str | None = None
+    since: int | None = None
+    until: int | None = None
+
+
+ChangeListener = Callable[[AlarmChange], Awaitable[None] | None]
+
+
+def _alarm(row: Any) -> Alarm:
+    m = row._mapping
+    return Alarm(
+        id=m["id"],
+        tenant_id=m["tenant_id"],
+        originator_type=m["originator_type"],
+        originator_id=m["originator_id"],
+        type=m["type"],
+        severity=Severity(m["severity"]),
+        status=AlarmStatus(m["status"]),
+        details=orjson.loads(m["details"]),
+        first_ts=m["first_ts"],
+        last_ts=m["last_ts"],
+        count=m["count"],
+        assignee=m["assignee"],
+        cleared_ts=m["cleared_ts"],
+        acked_ts=m["acked_ts"],
+        pole_id=m["pole_id"],
+    )
+
+
+def _check(originator_type: str, type: str) -> None:
+    if originator_type not in ORIGINATOR_TYPES:
+        raise InvalidInput(
+            f"originator type must be one of {', '.join(ORIGINATOR_TYPES)}",
+            originator_type=originator_type,
+        )
+    if not 1 <= len(type) <= MAX_TYPE:
+        raise InvalidInput(f"alarm type must be 1 to {MAX_TYPE} characters", type=type)
+
+
+class Alarms:
+    """The alarm store; every change is told to ``listeners`` once it is committed."""
+
+    def __init__(self, engine: sqlalchemy.Engine) -> None:
+        self.engine = engine
+        self.listeners: list[ChangeListener] = []
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self._insert = dialect.insert
+
+    # -- raise and clear (rules, other services) ------------------------------------------
+    async def raise_alarm(
+        self,
+        *,
+        tenant_id: int,
+        originator_type: str,
+        originator_id: int,
+        type: str,
+        severity: Severity,
+        details: dict[str, Any] | None = None,
+        ts: int | None = None,
+        pole_id: int | None = None,
+        propagate: Iterable[int] = (),
+    ) -> Alarm:
+        """Raise an alarm, or bump the count of the active one of this (originator, type).
+
+        A repeat raise updates severity, details and last occurrence; ``propagate`` adds
+        tenants that see the alarm besides ``tenant_id`` (the originator's owner).
+        """
+        alarm, new, tenants = await asyncio.to_thread(
+            self.raise_sync,
+            tenant_id=tenant_id,
+            originator_type=originator_type,
+            originator_id=originator_id,
+            type=type,
+            severity=severity,
+            details=details,
+            ts=ts,
+            pole_id=pole_id,
+            propagate=propagate,
+        )
+        await self._tell(AlarmChange(alarm, "raised" if new else "updated", tenants))
+        return alarm
+
+    def raise_sync(
+        self,
+        *,
+        tenant_id: int,
+        originator_type: str,
+        originator_id: int,
+        type: str,
+        severity: Severity,
+        details: dict[str, Any] | None = None,
+        ts: int | None = None,
+        pole_id: int | None = None,
+        propagate: Iterable[int] = (),
+    ) -> tuple[Alarm, bool, tuple[int, ...]]:
+        """Blocking raise (one upsert statement): the alarm, whether it is new, its tenants."""
+        _check(originator_type, type)
+        ts = now_ms() if ts is None else ts
+        values = {
+            "tenant_id": tenant_id,
+            "originator_type": originator_type,
+            "originator_id": originator_id,
+            "type": type,
+            "severity": Severity(severity).value,
+            "status": AlarmStatus.ACTIVE_UNACK.value,
+            "details": orjson.dumps(details or {}).decode(),
+            "pole_id": pole_id,
+            "first_ts": ts,
+            "last_ts": ts,
+            "count": 1,
+        }
+        stmt = self._insert(alarms).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["originator_type", "originator_id", "type"],
+            index_where=text(ACTIVE_WHERE),
+            set_={
+                "count": alarms.c.count + 1,
+                "last_ts": func.max(alarms.c.last_ts, stmt.excluded.last_ts)
+                if self.engine.dialect.name == "sqlite"
+                else func.greatest(alarms.c.last_ts, stmt.excluded.last_ts),
+                "severity": stmt.excluded.severity,
+                "details": stmt.excluded.details,
+            },
+        ).returning(*alarms.c)
+        tenants = sorted({tenant_id, *propagate})
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).one()
+            alarm = _alarm(row)
+            conn.execute(
+                self._insert(alarm_tenants)
+                .values([{"alarm_id": alarm.id, "tenant_id": t} for t in tenants])
+                .on_conflict_do_nothing()
+            )
+            seen = conn.execute(
+                select(alarm_tenants.c.tenant_id).where(alarm_tenants.c.alarm_id == alarm.id)
+            ).scalars()
+            all_tenants = tuple(sorted(seen))
+        return alarm, alarm.count == 1, all_tenants
+
+    async def clear(
+        self,
+        *,
+        originator_type: str,
+        originator_id: int,
+        type: str,
+        details: dict[str, Any] | None = None,
+        ts: int | None = None,
+    ) -> Alarm | None:
+        """Clear the active alarm of this (originator, type); None when there is none."""
+        where = and_(
+            alarms.c.originator_type == originator_type,
+            alarms.c.originator_id == originator_id,
+            alarms.c.type == type,
+            alarms.c.status.in_(ACTIVE),
+        )
+        return await self._change(where, "cleared", self._clear_values(details, ts))
+
+    async def clear_by_id(self, who: Principal, alarm_id: int) -> Alarm:
+        """Clear a visible alarm (a person closing it); clearing twice changes nothing."""
+        await asyncio.to_thread(self.get_visible, who, alarm_id)
+        where = and_(alarms.c.id == alarm_id, alarms.c.status.in_(ACTIVE))
+        alarm = await self._change(where, "cleared", self._clear_values(None, None))
+        if alarm is None:  # already in the wanted state
+            return await asyncio.to_thread(self.get_visible, who, alarm_id)
+        return alarm
+
+    @staticmethod
+    def _clear_values(details: dict[str, Any] | None, ts: int | None) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "status": sqlalchemy.case(
+                (alarms.c.status == AlarmStatus.ACTIVE_ACK.value, AlarmStatus.CLEARED_ACK.value),
+                else_=AlarmStatus.CLEARED_UNACK.value,
+            ),
+            "cleared_ts": now_ms() if ts is None else ts,
+        }
+        if details is not None:
+            values["details"] = orjson.dumps(details).decode()
+        return values
+
+    # -- people ----------------------------------------------------------------------------
+    async def acknowledge(self, who: Principal, alarm_id: int) -> Alarm:
+        """Acknowledge a visible alarm; acknowledging twice changes nothing."""
+        await asyncio.to_thread(self.get_visible, who, alarm_id)
+        where = and_(
+            alarms.c.id == alarm_id,
+            alarms.c.status.in_((AlarmStatus.ACTIVE_UNACK.value, AlarmStatus.CLEARED_UNACK.value)),
+        )
+        values = {
+            "status": sqlalchemy.case(
+                (
+                    alarms.c.status == AlarmStatus.ACTIVE_UNACK.value,
+                    AlarmStatus.ACTIVE_ACK.value,
+                ),
+                else_=AlarmStatus.CLEARED_ACK.value,
+            ),
+            "acked_ts": now_ms(),
+        }
+        alarm = await self._change(where, "acknowledged", values)
+        if alarm is None:  # already in the wanted state
+            return await asyncio.to_thread(self.get_visible, who, alarm_id)
+        return alarm
+
+    async def assign(self, who: Principal, alarm_id: int, assignee: str | None) -> Alarm:
+        """Assign a visible alarm to someone (None unassigns)."""
+        await asyncio.to_thread(self.get_visible, who, alarm_id)
+        alarm = await self._change(alarms.c.id == alarm_id, "assigned", {"assignee": assignee})
+        assert alarm is not None
+        return alarm
+
+    async def comment(self, who: Principal, alarm_id: int, body: str) -> dict[str, Any]:
+        """Add a comment to a visible alarm, signed with the caller's tenant."""
+        alarm = await asyncio.to_thread(self.get_visible, who, alarm_id)
+        if not 1 <= len(body) <= 4000:
+            raise InvalidInput("a comment is 1 to 4000 characters")
+        row = {"alarm_id": alarm_id, "ts": now_ms(), "author": who.tenant, "text": body}
+        comment_id = await asyncio.to_thread(self._add_comment, row)
+        tenants = await asyncio.to_thread(self.tenants_of, alarm_id)
+        await self._tell(AlarmChange(alarm, "commented", tenants))
+        return {"id": comment_id, **row}
+
+    def _add_comment(self, row: dict[str, Any]) -> int:
+        with self.engine.begin() as conn:
+            q = insert(alarm_comments).values(**row).returning(alarm_comments.c.id)
+            return int(conn.execute(q).scalar_one())
+
+    def comments(self, who: Principal, alarm_id: int) -> builtins.list[dict[str, Any]]:
+        """The comments of a visible alarm, oldest first."""
+        self.get_visible(who, alarm_id)
+        q = (
+            select(alarm_comments)
+            .where(alarm_comments.c.alarm_id == alarm_id)
+            .order_by(alarm_comments.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    # -- reads -----------------------------------------------------------------------------
+    def get(self, alarm_id: int) -> Alarm | None:
+        """The alarm with this id, whoever sees it; None when there is none."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(alarms).where(alarms.c.id == alarm_id)).first()
+        return None if row is None else _alarm(row)
+
+    def active(self, originator_type: str, originator_id: int, type: str) -> Alarm | None:
+        """The active alarm of this (originator, type), if any."""
+        q = select(alarms).where(
+            alarms.c.originator_type == originator_type,
+            alarms.c.originator_id == originator_id,
+            alarms.c.type == type,
+            alarms.c.status.in_(ACTIVE),
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return None if row is None else _alarm(row)
+
+    @staticmethod
+    def _visible(who: Principal) -> Any:
+        if who.is_operator:
+            return sqlalchemy.true()
+        return alarms.c.id.in_(
+            select(alarm_tenants.c.alarm_id).where(alarm_tenants.c.tenant_id == who.tenant_id)
+        )
+
+    def get_visible(self, who: Principal, alarm_id: int) -> Alarm:
+        """The alarm if the caller's tenant sees it; NotFound otherwise."""
+        q = select(alarms).where(alarms.c.id == alarm_id, self._visible(who))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            raise NotFound(f"alarm {alarm_id} not found", alarm_id=alarm_id)
+        return _alarm(row)
+
+    def tenants_of(self, alarm_id: int) -> tuple[int, ...]:
+        """Every tenant the alarm is propagated to."""
+        q = select(alarm_tenants.c.tenant_id).where(alarm_tenants.c.alarm_id == alarm_id)
+        with self.engine.connect() as conn:
+            return tuple(sorted(conn.execute(q).scalars()))
+
+    def list(
+        self, who: Principal, f: AlarmFilter | None = None, *, limit: int = 100, offset: int = 0
+    ) -> builtins.list[Alarm]:
+        """The visible alarms matching ``f``, newest occurrence first."""
+        f = f or AlarmFilter()
+        conds: builtins.list[Any] = [self._visible(who)]
+        if f.status:
+            conds.append(alarms.c.status.in_([AlarmStatus(s).value for s in f.status]))
+        if f.severity:
+            conds.append(alarms.c.severity.in_([Severity(s).value for s in f.severity]))
+        for col, value in (
+            (alarms.c.type, f.type),
+            (alarms.c.originator_type, f.originator_type),
+            (alarms.c.originator_id, f.originator_id),
+            (alarms.c.assignee, f.assignee),
+        ):
+            if value is not None:
+                conds.append(col == value)
+        if f.pole_id is not None:
+            # Propagation to the pole: alarms of the pole itself and of its devices.
+            conds.append(
+                or_(
+                    alarms.c.pole_id == f.pole_id,
+                    and_(alarms.c.originator_type == "pole", alarms.c.originator_id == f.pole_id),
+                )
+            )
+        if f.since is not None:
+            conds.append(alarms.c.last_ts >= f.since)
+        if f.until is not None:
+            conds.append(alarms.c.last_ts < f.until)
+        q = (
+            select(alarms)
+            .where(*conds)
+            .order_by(alarms.c.last_ts.desc(), alarms.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.engine.connect() as conn:
+            return [_alarm(r) for r in conn.execute(q)]
+
+    def count_active(self) -> int:
+        """How many alarms are active in the whole city."""
+        q = select(func.count()).select_from(alarms).where(alarms.c.status.in_(ACTIVE))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def purge_cleared(self, before: int) -> int:
+        """Delete alarms cleared before ``before`` (ms); return how many."""
+        with self.engine.begin() as conn:
+            q = delete(alarms).where(alarms.c.status.not_in(ACTIVE), alarms.c.cleared_ts < before)
+            return int(conn.execute(q).rowcount)
+
+    # -- internals -------------------------------------------------------------------------
+    async def _change(self, where: Any, change: str, values: dict[str, Any]) -> Alarm | None:
+        found = await asyncio.to_thread(self._update, where, values)
+        if found is None:
+            return None
+        alarm, tenants = found
+        await self._tell(AlarmChange(alarm, change, tenants))
+        return alarm
+
+    def _update(self, where: Any, values: dict[str, Any]) -> tuple[Alarm, tuple[int, ...]] | None:
+        with self.engine.begin() as conn:
+            row = conn.execute(update(alarms).where(where).values(**values).returning(*alarms.c))
+            first = row.first()
+            if first is None:
+                return None
+            alarm = _alarm(first)
+            q = select(alarm_tenants.c.tenant_id).where(alarm_tenants.c.alarm_id == alarm.id)
+            return alarm, tuple(sorted(conn.execute(q).scalars()))
+
+    async def _tell(self, change: AlarmChange) -> None:
+        for listener in self.listeners:
+            try:
+                result = listener(change)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("alarm listener %r failed", listener)

@@ -1,0 +1,360 @@
+"""Conditions of a rule and their evaluation against one device's latest values.
+
+A condition is a small tree: thresholds, rates, missing data and time windows at the leaves,
+``all``/``any``/``not`` above them, and ``for`` (hold for a duration) on any node. Evaluation is
+pure: the caller passes the device's values, the time and a per-(rule, device) state dict in
+which stateful nodes (``for``, rates) keep what must survive between batches and restarts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import lru_cache
+from typing import Any
+
+from astral import LocationInfo
+from astral.sun import sun
+
+from smartpole.hub.aqi import iaqi
+from smartpole.model.types import Value
+
+__all__ = [
+    "All",
+    "Any_",
+    "Condition",
+    "Context",
+    "For",
+    "Missing",
+    "Not",
+    "Rate",
+    "Threshold",
+    "Window",
+]
+
+OPS = (">", ">=", "<", "<=", "==", "!=", "between")
+Values = Mapping[str, tuple[int, Value]]
+
+
+@dataclass
+class Context:
+    """What one evaluation sees: the device's latest ``(ts, value)`` per key, its last-seen
+    time, the time of evaluation (ms), where its pole is and the rule's state for it."""
+
+    values: Values
+    now: int
+    state: dict[str, Any]
+    seen: int | None = None
+    lat: float | None = None
+    lon: float | None = None
+    tz: tzinfo = UTC
+
+
+class Condition:
+    """A node of a condition tree; ``id`` keys its state, ``keys`` what readings matter."""
+
+    id: str = ""
+    timed: bool = False  # may change with time alone (needs the periodic check)
+
+    def keys(self) -> set[str]:
+        """The telemetry keys whose readings may change this condition."""
+        return set()
+
+    def test(self, ctx: Context) -> bool:
+        """Whether the condition holds now (updating state as it goes)."""
+        raise NotImplementedError
+
+
+def _number(value: Value) -> float | None:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    return None
+
+
+def compare(op: str, left: Value, right: Any) -> bool:
+    """``left op right``; numbers compare as numbers, anything else only by (in)equality."""
+    if op == "between":
+        x = _number(left)
+        return x is not None and right[0] <= x <= right[1]
+    if op in ("==", "!="):
+        if isinstance(right, bool) or isinstance(left, bool):
+            same = _number(left) == _number(right) if not isinstance(right, str) else False
+        elif isinstance(right, int | float) and isinstance(left, int | float):
+            same = math.isclose(left, right, rel_tol=0, abs_tol=1e-9)
+        else:
+            same = left == right
+        return same if op == "==" else not same
+    x, y = _number(left), _number(right)
+    if x is None or y is None:
+        return False
+    if op == ">":
+        return x > y
+    if op == ">=":
+        return x >= y
+    if op == "<":
+        return x < y
+    return x <= y
+
+
+@dataclass
+class Threshold(Condition):
+    """``key op value``; ``aqi`` compares the pollutant's individual AQI (HJ 633-2012)."""
+
+    key: str
+    op: str
+    value: Any
+    aqi: bool = False
+    id: str = ""
+
+    def keys(self) -> set[str]:
+        """Only the key it compares."""
+        return {self.key}
+
+    def test(self, ctx: Context) -> bool:
+        """False when the device never sent the key."""
+        found = ctx.values.get(self.key)
+        if found is None:
+            return False
+        value = found[1]
+        if self.aqi:
+            x = _number(value)
+            if x is None:
+                return False
+            value = iaqi(self.key, x)
+        return compare(self.op, value, self.value)
+
+
+@dataclass
+class Rate(Condition):
+    """Change of ``key`` per ``per_ms`` between its last two readings, compared to ``value``."""
+
+    key: str
+    op: str
+    value: Any
+    per_ms: int = 60_000
+    id: str = ""
+
+    def keys(self) -> set[str]:
+        """Only the key whose rate it watches."""
+        return {self.key}
+
+    def test(self, ctx: Context) -> bool:
+        """Holds from the reading that shows the rate until the next one."""
+        found = ctx.values.get(self.key)
+        if found is None:
+            return False
+        ts, value = found
+        x = _number(value)
+        if x is None:
+            return False
+        mine = ctx.state.setdefault(self.id, {})
+        last = mine.get("last")
+        if last is None or ts > last[0]:
+            mine["prev"], mine["last"] = last, [ts, x]
+        prev, last = mine.get("prev"), mine["last"]
+        if prev is None or last[0] <= prev[0]:
+            return False
+        rate = (last[1] - prev[1]) / (last[0] - prev[0]) * self.per_ms
+        return compare(self.op, rate, self.value)
+
+
+@dataclass
+class Missing(Condition):
+    """No reading (of ``key``, or of any key) for ``after_ms``."""
+
+    key: str | None
+    after_ms: int
+    id: str = ""
+    timed: bool = True
+
+    def keys(self) -> set[str]:
+        """Its key, or every key (``*``) when any reading counts."""
+        return {self.key or "*"}
+
+    def test(self, ctx: Context) -> bool:
+        """Counts from the last reading, or from when the hub first looked at the device."""
+        if self.key is None:
+            last = ctx.seen
+        else:
+            found = ctx.values.get(self.key)
+            last = None if found is None else found[0]
+        mine = ctx.state.setdefault(self.id, {})
+        if last is None:
+            # After a restart the latest values are gone: the remembered last reading counts.
+            last = mine.get("last") or mine.setdefault("watching", ctx.now)
+        elif last - mine.get("last", 0) >= self.after_ms // 10:
+            mine["last"] = last  # coarse, so that a steady stream of readings is not a write each
+        return ctx.now - last >= self.after_ms
+
+
+@dataclass
+class For(Condition):
+    """``inner`` has held without a break for at least ``ms``."""
+
+    inner: Condition
+    ms: int
+    id: str = ""
+    timed: bool = True
+
+    def keys(self) -> set[str]:
+        """The inner condition's keys."""
+        return self.inner.keys()
+
+    def test(self, ctx: Context) -> bool:
+        """Remembers since when the inner condition holds, in the state."""
+        mine = ctx.state.setdefault(self.id, {})
+        if not self.inner.test(ctx):
+            mine.pop("since", None)
+            return False
+        since = mine.setdefault("since", ctx.now)
+        return bool(ctx.now - since >= self.ms)
+
+
+@dataclass
+class All(Condition):
+    """Every part holds."""
+
+    parts: list[Condition]
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        self.timed = any(p.timed for p in self.parts)
+
+    def keys(self) -> set[str]:
+        """Every part's keys."""
+        return set().union(*(p.keys() for p in self.parts))
+
+    def test(self, ctx: Context) -> bool:
+        """Evaluates every part (no short cut), so that each keeps its state current."""
+        return all([p.test(ctx) for p in self.parts])
+
+
+@dataclass
+class Any_(Condition):
+    """At least one part holds."""
+
+    parts: list[Condition]
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        self.timed = any(p.timed for p in self.parts)
+
+    def keys(self) -> set[str]:
+        """Every part's keys."""
+        return set().union(*(p.keys() for p in self.parts))
+
+    def test(self, ctx: Context) -> bool:
+        """Evaluates every part (no short cut), so that each keeps its state current."""
+        return any([p.test(ctx) for p in self.parts])
+
+
+@dataclass
+class Not(Condition):
+    """The part does not hold."""
+
+    inner: Condition
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        self.timed = self.inner.timed
+
+    def keys(self) -> set[str]:
+        """The inner condition's keys."""
+        return self.inner.keys()
+
+    def test(self, ctx: Context) -> bool:
+        """The negation of the inner condition."""
+        return not self.inner.test(ctx)
+
+
+@dataclass(frozen=True, slots=True)
+class TimePoint:
+    """A time of day: a clock time, or sunrise/sunset moved by an offset."""
+
+    minutes: int = 0  # clock time in minutes after midnight, or the offset from the sun event
+    sun: str | None = None  # "sunrise" | "sunset"
+
+
+@lru_cache(maxsize=4096)
+def _sun_times(lat: float, lon: float, day: date) -> tuple[datetime, datetime]:
+    # Rounded coordinates share one entry: a few hundred metres move sunset by a second.
+    s = sun(LocationInfo(latitude=lat, longitude=lon).observer, date=day)
+    return s["sunrise"], s["sunset"]
+
+
+@dataclass
+class Window(Condition):
+    """The time is between ``start`` and ``end`` (local time; wraps past midnight).
+
+    Sun events use the pole's position (astral); a pole without one, or a latitude where the
+    sun does not set that day, falls back to 06:00 and 18:00.
+    """
+
+    start: TimePoint
+    end: TimePoint
+    id: str = ""
+    timed: bool = True
+
+    def _at(self, p: TimePoint, day: date, ctx: Context) -> datetime:
+        midnight = datetime(day.year, day.month, day.day, tzinfo=ctx.tz)
+        if p.sun is None:
+            return midnight + timedelta(minutes=p.minutes)
+        base: datetime | None = None
+        if ctx.lat is not None and ctx.lon is not None:
+            try:
+                rise, set_ = _sun_times(round(ctx.lat, 2), round(ctx.lon, 2), day)
+                base = rise if p.sun == "sunrise" else set_
+            except ValueError:  # polar day or night
+                base = None
+        if base is None:
+            base = midnight + timedelta(hours=6 if p.sun == "sunrise" else 18)
+        return base.astimezone(ctx.tz) + timedelta(minutes=p.minutes)
+
+    def test(self, ctx: Context) -> bool:
+        """Whether ``now`` falls in today's window or in the one that began yesterday."""
+        now = datetime.fromtimestamp(ctx.now / 1000, tz=ctx.tz)
+        for day in (now.date() - timedelta(days=1), now.date()):
+            start = self._at(self.start, day, ctx)
+            end = self._at(self.end, day, ctx)
+            if end <= start:
+                end = self._at(self.end, day + timedelta(days=1), ctx)
+            if start <= now < end:
+                return True
+        return False
+
+
+def number_tree(root: Condition) -> Condition:
+    """Give every node of the tree a stable id (its pre-order position) for its state."""
+    counter = 0
+
+    def walk(node: Condition) -> None:
+        nonlocal counter
+        node.id = f"n{counter}"
+        counter += 1
+        for child in _children(node):
+            walk(child)
+
+    walk(root)
+    return root
+
+
+def _children(node: Condition) -> list[Condition]:
+    if isinstance(node, All | Any_):
+        return node.parts
+    if isinstance(node, Not | For):
+        return [node.inner]
+    return []
+
+
+def has_state(root: Condition) -> bool:
+    """Whether some node keeps state between evaluations (durations, rates, missing data)."""
+    return isinstance(root, For | Rate | Missing) or any(has_state(c) for c in _children(root))
+
+
+def is_timed(root: Condition) -> bool:
+    """Whether the tree may change with time alone (``for``, missing data, time windows)."""
+    return root.timed or any(is_timed(c) for c in _children(root))

@@ -1,0 +1,404 @@
+"""The hub engine: evaluates rules on every committed batch and on a timer.
+
+The pipeline calls :meth:`Hub.on_batch` after each commit, inside its writer task, so that call
+only keeps the readings some rule reads (a set lookup per reading) and queues them. The hub's
+own task evaluates: rules are indexed by (device kind, key), each candidate rule is checked
+against the device's latest values, and a rule that starts or stops holding becomes a
+:class:`~smartpole.hub.actions.Transition` for the actor's task. A timer evaluates the rules
+that time alone can change (``for``, missing data, time windows), writes changed rule state
+(so durations survive a restart) and picks up rules changed by another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zoneinfo
+from collections import defaultdict
+from typing import Any
+
+import orjson
+from shapely.geometry import Point
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from smartpole.hub.actions import Actor, Commander, Transition, WorkOrderOpener
+from smartpole.hub.alarms import Alarms
+from smartpole.hub.conditions import Context
+from smartpole.hub.directory import DeviceInfo, Directory
+from smartpole.hub.rules import Rule, RuleStore, compile_rule
+from smartpole.hub.stream import AlarmStream
+from smartpole.hub.tables import rule_state
+from smartpole.hub.webhooks import Webhooks
+from smartpole.model.types import Reading, Value
+from smartpole.store.database import now_ms
+from smartpole.store.schema import poles, tenants
+from smartpole.store.series import TimeSeries, WriteBatch
+
+__all__ = ["Hub", "WorkOrderOpener"]
+
+log = logging.getLogger(__name__)
+DIRECTORY_REFRESH_S = 30.0
+QUEUE_BATCHES = 64  # committed batches waiting for evaluation before ingest waits
+Latest = dict[str, tuple[int, Value]]
+Kind = str | None
+
+
+class Hub:
+    """Rules, their state and evaluation; alarms and webhooks it acts through."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        commander: Commander | None = None,
+        series: TimeSeries | None = None,
+        work_orders: WorkOrderOpener | None = None,
+        timezone: str = "Asia/Shanghai",
+        webhook_attempts: int = 5,
+        webhook_backoff_ms: int = 1000,
+    ) -> None:
+        self.engine = engine
+        self.series = series
+        self.tz = zoneinfo.ZoneInfo(timezone)
+        self.alarms = Alarms(engine)
+        self.stream = AlarmStream()
+        self.alarms.listeners.append(self.stream.publish)
+        self.webhooks = Webhooks(engine, attempts=webhook_attempts, backoff_ms=webhook_backoff_ms)
+        self.rules = RuleStore(engine, self.check)
+        self.actor = Actor(self.alarms, commander, self.webhooks, work_orders)
+        self.directory = Directory()
+        self.evaluated = 0  # rule evaluations, for the benchmark and the status page
+        self._rules: dict[int, Rule] = {}
+        self._updated: dict[int, int] = {}
+        self._index: dict[tuple[Kind, str], list[Rule]] = {}
+        self._needed: frozenset[str] = frozenset()
+        self._timed: list[Rule] = []
+        self._version: tuple[int, int, int] | None = None
+        self._values: dict[int, Latest] = defaultdict(dict)
+        self._seen: dict[int, int] = {}
+        self._state: dict[tuple[int, int], dict[str, Any]] = {}
+        self._dirty: set[tuple[int, int]] = set()
+        self._polygon_hits: dict[tuple[int, int], bool] = {}
+        self._device_rules: dict[int, dict[str, list[Rule]]] = {}
+        # Bounded: when evaluation falls behind, the pipeline's writer waits here, so the
+        # back-pressure reaches the devices instead of memory growing or readings going unseen.
+        self._queue: asyncio.Queue[tuple[list[Reading], dict[int, int]]] = asyncio.Queue(
+            QUEUE_BATCHES
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._loaded_at = 0.0
+        self._looked_up: set[int] = set()
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    @property
+    def work_orders(self) -> WorkOrderOpener | None:
+        """What opens work orders for the ``work_order`` action (None: not wired)."""
+        return self.actor.work_orders
+
+    @work_orders.setter
+    def work_orders(self, opener: WorkOrderOpener | None) -> None:
+        self.actor.work_orders = opener
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the registry, rules and rule state; start evaluation, actions and webhooks."""
+        await self.reload()
+        self._state = await asyncio.to_thread(self._load_state)
+        await asyncio.to_thread(self._warm_values)
+        await self.webhooks.start()
+        await self.actor.start()
+        self._task = asyncio.create_task(self._run(), name="hub-evaluation")
+
+    async def stop(self) -> None:
+        """Evaluate what is queued, finish the actions, write the state, stop."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+        await self.actor.stop()
+        await self.webhooks.stop()
+        await asyncio.to_thread(self._flush_state)
+
+    async def settle(self) -> None:
+        """Wait until every queued batch is evaluated and acted on (tests, benchmarks)."""
+        await self._queue.join()
+        await self.actor.drain()
+
+    # -- the pipeline listener -----------------------------------------------------------------
+    async def on_batch(self, batch: WriteBatch) -> None:
+        """Keep the readings that some rule reads and queue them; waits only when the hub is
+        ``QUEUE_BATCHES`` batches behind."""
+        if not self._rules:
+            return
+        needed = self._needed
+        if "*" in needed:
+            keep = batch.readings
+        else:
+            keep = [r for r in batch.readings if r.key in needed]
+        if keep:
+            await self._queue.put((keep, dict(batch.seen)))
+
+    async def _run(self) -> None:
+        while True:
+            readings, seen = await self._queue.get()
+            try:
+                unknown = self.evaluate(readings, seen)
+                # A new device is looked up once; a deleted one does not reload every batch.
+                if unknown - self._looked_up:
+                    self._looked_up |= unknown
+                    await self._refresh_directory()
+                    self.evaluate([r for r in readings if r.device_id in unknown], {})
+            except Exception:
+                log.exception("hub evaluation failed")
+            finally:
+                self._queue.task_done()
+
+    # -- evaluation --------------------------------------------------------------------------
+    def evaluate(self, readings: list[Reading], seen: dict[int, int]) -> set[int]:
+        """Update latest values and check the rules the readings concern; return the ids of
+        devices the directory does not know (yet)."""
+        for device_id, ts in seen.items():
+            if ts > self._seen.get(device_id, 0):
+                self._seen[device_id] = ts
+        by_device: dict[int, list[Reading]] = defaultdict(list)
+        for r in readings:
+            by_device[r.device_id].append(r)
+        unknown = set()
+        devices = self.directory.devices
+        for device_id, rs in by_device.items():
+            info = devices.get(device_id)
+            if info is None:
+                unknown.add(device_id)
+                continue
+            latest = self._values[device_id]
+            now = 0
+            keys = set()
+            for r in rs:
+                old = latest.get(r.key)
+                if old is None or r.ts >= old[0]:
+                    latest[r.key] = (r.ts, r.value)
+                keys.add(r.key)
+                now = max(now, r.ts)
+            mine = self._device_rules.get(device_id)
+            if mine is None:
+                mine = self._device_rules[device_id] = self._rules_of(info)
+            candidates: dict[int, Rule] = {}
+            for key in (*keys, "*"):
+                for rule in mine.get(key, ()):
+                    candidates[rule.id] = rule
+            for rule in candidates.values():
+                self._check(rule, info, now)
+        return unknown
+
+    def _rules_of(self, info: DeviceInfo) -> dict[str, list[Rule]]:
+        """The rules whose scope holds the device, by the key that wakes them (computed once
+        per device, so that each reading meets only its own rules)."""
+        out: dict[str, list[Rule]] = defaultdict(list)
+        for (kind, key), rules in self._index.items():
+            if kind is None or kind == info.kind:
+                out[key].extend(r for r in rules if self._in_scope(r, info))
+        return {k: v for k, v in out.items() if v}
+
+    def _in_scope(self, rule: Rule, info: DeviceInfo) -> bool:
+        s = rule.scope
+        if s.kinds and info.kind not in s.kinds:
+            return False
+        if not rule.city_wide and info.owner_id != rule.tenant_id:
+            return False
+        if (s.tenants and info.owner_id not in s.tenants) or (
+            s.devices and info.id not in s.devices
+        ):
+            return False
+        if s.tags and not (s.tags & info.tags):
+            return False
+        if s.poles and info.pole_id not in s.poles:
+            return False
+        if s.districts or s.polygon is not None:
+            pole = self.directory.pole_of(info)
+            if pole is None or (s.districts and pole.district not in s.districts):
+                return False
+            if s.polygon is not None:
+                key = (rule.id, info.id)
+                hit = self._polygon_hits.get(key)
+                if hit is None:
+                    hit = self._polygon_hits[key] = bool(
+                        s.polygon.contains(Point(pole.lon, pole.lat))
+                    )
+                return hit
+        return True
+
+    def _check(self, rule: Rule, info: DeviceInfo, now: int, *, scoped: bool = True) -> None:
+        if not scoped and not self._in_scope(rule, info):
+            return
+        key = (rule.id, info.id)
+        state = self._state.get(key)
+        if state is None:
+            state = self._state[key] = {"active": False}
+        before = orjson.dumps(state) if rule.stateful else b""
+        pole = self.directory.pole_of(info)
+        latest = self._values.get(info.id, {})
+        ctx = Context(
+            values=latest,
+            now=now,
+            state=state,
+            seen=self._seen.get(info.id),
+            lat=None if pole is None else pole.lat,
+            lon=None if pole is None else pole.lon,
+            tz=self.tz,
+        )
+        self.evaluated += 1
+        holds = rule.condition.test(ctx)
+        if holds != state["active"]:
+            state["active"] = holds
+            values = {k: latest[k][1] for k in rule.keys if k in latest}
+            self.actor.put(Transition(rule, info, holds, now, values))
+            self._dirty.add(key)
+        elif rule.stateful and orjson.dumps(state) != before:
+            self._dirty.add(key)
+
+    async def tick(self, now: int | None = None) -> None:
+        """The periodic work: rules changed elsewhere, timed rules, registry, rule state."""
+        if await asyncio.to_thread(self.rules.version) != self._version:
+            await self.reload()
+        if time.monotonic() - self._loaded_at > DIRECTORY_REFRESH_S:
+            await self._refresh_directory()
+        self.check_timed(now_ms() if now is None else now)
+        if self._dirty:
+            await asyncio.to_thread(self._flush_state)
+
+    def check_timed(self, now: int) -> None:
+        """Evaluate every rule that time alone can change, for every device in its scope."""
+        d = self.directory
+        for rule in self._timed:
+            kinds = rule.scope.kinds or d.by_kind.keys()
+            for kind in kinds:
+                for device_id in d.by_kind.get(kind, ()):
+                    info = d.devices.get(device_id)
+                    if info is not None:
+                        self._check(rule, info, now, scoped=False)
+
+    # -- rules -------------------------------------------------------------------------------
+    def check(self, tenant_id: int, is_operator: bool, body: dict[str, Any]) -> Rule:
+        """Compile a rule body for a tenant against the registry as it is now."""
+
+        def tenant(name: str) -> int | None:
+            q = select(tenants.c.id).where(tenants.c.name == name)
+            with self.engine.connect() as conn:
+                return conn.execute(q).scalar()
+
+        def pole(code: str) -> int | None:
+            with self.engine.connect() as conn:
+                return conn.execute(select(poles.c.id).where(poles.c.code == code)).scalar()
+
+        return compile_rule(
+            body,
+            tenant_id=tenant_id,
+            city_wide=is_operator,
+            tenant_lookup=tenant,
+            pole_lookup=pole,
+            webhook_exists=lambda name: self.webhooks.exists(tenant_id, name),
+        )
+
+    async def reload(self) -> None:
+        """Recompile every rule from the store (after a change through the API, CLI or
+        another node) and rebuild the index; changed rules start their state afresh."""
+        version = await asyncio.to_thread(self.rules.version)
+        rows = await asyncio.to_thread(self.rules.all)
+        await self._refresh_directory()  # a rule may name a tenant or pole created just now
+        d = self.directory
+        compiled: dict[int, Rule] = {}
+        for row in rows:
+            if not row["enabled"]:
+                continue
+            try:
+                compiled[row["id"]] = compile_rule(
+                    row["body"],
+                    rule_id=row["id"],
+                    tenant_id=row["tenant_id"],
+                    city_wide=row["tenant_id"] in d.operators,
+                    tenant_lookup=d.tenant_ids.get,
+                    pole_lookup=d.pole_codes.get,
+                    webhook_exists=lambda _: True,  # a deleted webhook only skips deliveries
+                )
+            except Exception as err:
+                log.warning("rule %s (%r) is skipped: %s", row["id"], row["name"], err)
+                continue
+            if self._updated.get(row["id"], row["updated"]) != row["updated"]:
+                self._forget(row["id"], keep_active=True)
+            self._updated[row["id"]] = row["updated"]
+        for gone in set(self._rules) - set(compiled):
+            self._forget(gone, keep_active=False)
+        index: dict[tuple[Kind, str], list[Rule]] = defaultdict(list)
+        for rule in compiled.values():
+            for key in rule.keys:
+                for kind in rule.scope.kinds or (None,):
+                    index[(kind, key)].append(rule)
+        self._rules = compiled
+        self._index = dict(index)
+        self._needed = frozenset(k for (_, k) in index)
+        self._timed = [r for r in compiled.values() if r.timed]
+        self._polygon_hits.clear()
+        self._device_rules.clear()
+        self._version = version
+        self.actor.directory = d
+
+    def _forget(self, rule_id: int, *, keep_active: bool) -> None:
+        for key in [k for k in self._state if k[0] == rule_id]:
+            if keep_active:
+                self._state[key] = {"active": self._state[key].get("active", False)}
+                self._dirty.add(key)
+            else:
+                del self._state[key]
+                self._dirty.discard(key)
+
+    async def _refresh_directory(self) -> None:
+        self.directory = await asyncio.to_thread(Directory.load, self.engine)
+        self.actor.directory = self.directory
+        self._polygon_hits.clear()
+        self._device_rules.clear()
+        self._loaded_at = time.monotonic()
+
+    # -- state -------------------------------------------------------------------------------
+    def _load_state(self) -> dict[tuple[int, int], dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(rule_state.c.rule_id, rule_state.c.device_id, rule_state.c.state)
+            )
+            return {(r, d): orjson.loads(s) for r, d, s in rows if r in self._rules}
+
+    def _warm_values(self) -> None:
+        """Read the latest values of the keys rules use, once at start, so that durations and
+        combinations carry on after a restart instead of waiting for every key again."""
+        keys = sorted(k for k in self._needed if k != "*")
+        if self.series is None or not keys:
+            return
+        ids = sorted(self.directory.devices)
+        for i in range(0, len(ids), 5000):
+            for device_id, values in self.series.latest(ids[i : i + 5000], keys).items():
+                self._values[device_id].update(values)
+
+    def _flush_state(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        rows = [
+            {"rule_id": r, "device_id": d, "state": orjson.dumps(s).decode(), "updated": now_ms()}
+            for (r, d) in dirty
+            if r in self._rules and (s := self._state.get((r, d))) is not None
+        ]
+        if not rows:
+            return
+        stmt = self._insert(rule_state)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["rule_id", "device_id"],
+            set_={"state": stmt.excluded.state, "updated": stmt.excluded.updated},
+        )
+        with self.engine.begin() as conn:
+            for i in range(0, len(rows), 500):
+                conn.execute(stmt, rows[i : i + 500])
+
+    def active_rules(self) -> int:
+        """How many enabled rules are being evaluated."""
+        return len(self._rules)

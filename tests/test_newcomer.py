@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -130,3 +131,74 @@ def test_import_post_and_read_back_aggregated(
     ]
     poles = httpx.get(f"{server}/api/poles", params={"limit": 1}, headers=auth).json()
     assert poles["total"] == 1000
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _demo_streams(data: Path, log: Path) -> tuple[str, list[int]]:
+    """Run ``smartpole demo`` (``make demo``'s command) until every lamp streams, then Ctrl-C.
+
+    Returns the demo's stderr and the simulator processes it had started.
+    """
+    port = free_port()
+    args = ["demo", "--data-dir", str(data), "--http-port", str(port), "--mqtt-port", "0"]
+    with log.open("wb") as err:
+        proc = subprocess.Popen([str(EXE), *args, "--poles", "40"], stdout=err, stderr=err)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            creds = data / "demo-credentials.json"
+            for _ in range(600):
+                try:
+                    if httpx.get(f"{base}/healthz").status_code == 200 and creds.exists():
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            auth = {
+                "Authorization": f"Bearer {json.loads(creds.read_text())['keys']['city']['viewer']}"
+            }
+            for _ in range(600):
+                lamps = httpx.get(
+                    f"{base}/api/devices", params={"kind": "lamp"}, headers=auth
+                ).json()["items"]
+                if len(lamps) == 40 and all(d["online"] for d in lamps):
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("the demo's lamps never came online")
+            for _ in range(600):  # online at connect; the first report follows within 10 s
+                url = f"{base}/api/devices/{lamps[0]['id']}/latest"
+                latest = httpx.get(url, headers=auth).json()
+                if "power" in latest:
+                    break
+                time.sleep(0.1)
+            assert latest["power"]["value"] >= 0
+            assert latest["energy"]["value"] > 0
+            rules = httpx.get(f"{base}/api/rules", headers=auth).json()
+            assert {"sos", "flood"} <= {r["name"] for r in rules}  # the city's defaults
+            sims = _children(proc.pid)
+            assert sims, "the demo started no simulator"
+        finally:
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            proc.wait(30)
+    return log.read_text(), sims
+
+
+def test_demo_streams_a_district_stops_on_ctrl_c_and_reuses_its_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first, sims = _demo_streams(data, tmp_path / "first.log")
+    assert "seeded 40 poles" in first
+    assert not [pid for pid in sims if Path(f"/proc/{pid}").exists()], "simulator left running"
+    second, _ = _demo_streams(data, tmp_path / "second.log")
+    assert "seeded" not in second  # the same district, from the same data dir

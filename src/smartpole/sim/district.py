@@ -1,6 +1,9 @@
 """A realistic district of smart poles: roads, poles every 25-40 m, a mix of devices.
 
-Deterministic for a seed. The default is Futian, Shenzhen (around 22.54 N, 114.05 E).
+Deterministic for a seed. The default is Futian, Shenzhen (around 22.54 N, 114.05 E): its main
+roads first, then, when more poles are asked for than they carry (about 1,300), a generated grid
+of streets over the district's bounding box. Any bounding box (a street grid) or GeoJSON road file
+(LineStrings) can be given instead.
 """
 
 from __future__ import annotations
@@ -8,10 +11,29 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
 
 from smartpole.model.types import DeviceKind
 
-__all__ = ["FUTIAN_ROADS", "TENANTS", "PlannedDevice", "PlannedPole", "Road", "plan_district"]
+__all__ = [
+    "FUTIAN_BBOX",
+    "FUTIAN_ROADS",
+    "MIX",
+    "TENANTS",
+    "BBox",
+    "PlannedDevice",
+    "PlannedPole",
+    "Road",
+    "grid_roads",
+    "plan_district",
+    "roads_from_geojson",
+]
+
+BBox = tuple[float, float, float, float]
+"""(south, west, north, east) in degrees."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +118,73 @@ MIX: list[tuple[DeviceKind, str, float]] = [
 ]
 
 EARTH_M = 6_371_008.8
+FUTIAN_BBOX: BBox = (22.515, 114.005, 22.570, 114.090)
+MEAN_SPACING_M = 32.5  # poles every 25-40 m
+
+
+def grid_roads(bbox: BBox, spacing_m: float, prefix: str = "") -> list[Road]:
+    """Straight streets over ``bbox``: north-south ``NS..`` and east-west ``EW..``, ``spacing_m``
+    apart, as a planned district's secondary streets."""
+    south, west, north, east = bbox
+    mid = math.radians((south + north) / 2)
+    dlat = math.degrees(spacing_m / EARTH_M)
+    dlon = math.degrees(spacing_m / (EARTH_M * math.cos(mid)))
+    out: list[Road] = []
+    n = 1
+    lon = west + dlon / 2
+    while lon < east:
+        out.append(
+            Road(f"{prefix}NS{n:02d}", f"Street NS{n:02d} 纵{n}路", ((south, lon), (north, lon)))
+        )
+        lon += dlon
+        n += 1
+    n = 1
+    lat = south + dlat / 2
+    while lat < north:
+        out.append(
+            Road(f"{prefix}EW{n:02d}", f"Street EW{n:02d} 横{n}路", ((lat, west), (lat, east)))
+        )
+        lat += dlat
+        n += 1
+    return out
+
+
+def roads_from_geojson(path: Path) -> list[Road]:
+    """The LineString and MultiLineString features of a GeoJSON file as roads.
+
+    A feature's ``ref`` or ``code`` property gives the road code (else ``R001``, ``R002``...),
+    its ``name`` the name; coordinates are GeoJSON's (lon, lat).
+    """
+    doc = orjson.loads(path.read_bytes())
+    features: list[dict[str, Any]] = doc.get("features", [doc] if "geometry" in doc else [])
+    out: list[Road] = []
+    for feature in features:
+        geometry = feature.get("geometry") or {}
+        props = feature.get("properties") or {}
+        if geometry.get("type") == "LineString":
+            lines = [geometry["coordinates"]]
+        elif geometry.get("type") == "MultiLineString":
+            lines = geometry["coordinates"]
+        else:
+            continue
+        for line in lines:
+            if len(line) < 2:
+                continue
+            n = len(out) + 1
+            raw = str(props.get("ref") or props.get("code") or f"R{n:03d}")
+            code = "".join(c for c in raw if c.isalnum())[:12] or f"R{n:03d}"
+            if any(r.code == code for r in out):
+                code = f"{code}{n}"
+            name = str(props.get("name") or code)
+            out.append(Road(code, name, tuple((float(p[1]), float(p[0])) for p in line)))
+    return out
+
+
+def _capacity(roads: list[Road]) -> int:
+    return int(
+        sum(_metres(a, b) for r in roads for a, b in zip(r.points, r.points[1:], strict=False))
+        / MEAN_SPACING_M
+    )
 
 
 def _metres(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -120,11 +209,31 @@ def _along(road: Road, rng: random.Random) -> list[tuple[float, float]]:
 
 
 def plan_district(
-    poles: int = 500, seed: int = 1, district: str = "Futian", roads: list[Road] | None = None
+    poles: int = 500,
+    seed: int = 1,
+    district: str = "Futian",
+    roads: list[Road] | None = None,
+    bbox: BBox | None = None,
 ) -> list[PlannedPole]:
-    """Up to ``poles`` poles along the roads, with their devices; same seed, same district."""
+    """Up to ``poles`` poles along the roads, with their devices; same seed, same district.
+
+    Roads given are used as they are. Otherwise the district is Futian's main roads (or a street
+    grid over ``bbox`` when one is given), and a generated street grid over the bounding box
+    makes up for the poles the main roads cannot carry.
+    """
     rng = random.Random(seed)  # noqa: S311 - a simulation, not a secret
-    roads = roads or FUTIAN_ROADS
+    if roads is None:
+        area = bbox or FUTIAN_BBOX
+        roads = [] if bbox else list(FUTIAN_ROADS)
+        # Spacing is random, so the estimate may be a few poles over: keep 5% in hand.
+        if _capacity(roads) * 0.95 < poles:
+            south, west, north, east = area
+            ns = _metres((south, west), (north, west))
+            ew = _metres((south, west), (south, east))
+            # A grid of spacing s carries about 2*ns*ew/s metres of street; leave 15% spare.
+            need_m = (poles - _capacity(roads)) * MEAN_SPACING_M * 1.15
+            spacing = min(1000.0, max(60.0, 2 * ns * ew / need_m))
+            roads += grid_roads(area, spacing)
     spots = {road.code: _along(road, rng) for road in roads}
     out: list[PlannedPole] = []
     prefix = district[:2].upper()

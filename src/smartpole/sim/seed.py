@@ -11,7 +11,7 @@ from smartpole.errors import NotFound
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal, Tenants
 from smartpole.registry.assets import Assets
-from smartpole.sim.district import TENANTS, plan_district
+from smartpole.sim.district import TENANTS, PlannedPole, plan_district
 from smartpole.store.database import now_ms
 from smartpole.store.schema import poles
 
@@ -26,6 +26,7 @@ class Seeded:
     devices: int = 0
     keys: dict[str, dict[str, str]] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    plan: list[PlannedPole] = field(default_factory=list)
 
 
 def city_principal(tenants: Tenants, name: str = "city") -> Principal:
@@ -75,7 +76,7 @@ def seed_district(
     ]
     with assets.engine.begin() as conn:
         conn.execute(insert(poles), rows)
-        ids = dict(conn.execute(select(poles.c.code, poles.c.id)).tuples().all())
+        ids = {code: pid for code, pid in conn.execute(select(poles.c.code, poles.c.id))}
     specs = [
         {
             "name": f"{p.code}-{d.kind}",
@@ -89,5 +90,5 @@ def seed_district(
     ]
     for _, name, token in assets.create_devices(who, specs):
         out.tokens[name] = token
-    out.poles, out.devices = len(plan), len(specs)
+    out.poles, out.devices, out.plan = len(plan), len(specs), plan
     return out

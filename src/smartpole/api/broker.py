@@ -1,0 +1,100 @@
+"""Broker mode over HTTP: EMQX's authentication and authorization hooks, and a node's status.
+
+EMQX's HTTP authenticator and authorizer post each CONNECT and each PUBLISH/SUBSCRIBE here and
+obey ``{"result": "allow" | "deny"}``. Devices log in with their name and access token;
+smartpole's nodes with ``broker_username``/``broker_password``. The topic rules are the ones the
+Mosquitto ACL file is generated from (``transport/broker/topics.py``). The hooks answer only
+requests carrying ``X-Smartpole-Broker-Secret: <broker_hook_secret>``, and are off while that
+setting is unset. See docs/brokers.md for EMQX's side.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header
+from pydantic import BaseModel, Field
+
+from smartpole.api.deps import Caller, Plat
+from smartpole.app import Platform
+from smartpole.errors import NotFound, Unauthenticated
+from smartpole.model.types import Role
+from smartpole.registry.broker import BrokerAccounts
+from smartpole.transport.broker.topics import may
+
+__all__ = ["AuthnIn", "AuthzIn", "Verdict", "router"]
+
+router = APIRouter(prefix="/api/broker", tags=["broker"])
+SECRET_HEADER = "X-Smartpole-Broker-Secret"  # noqa: S105 - a header name
+
+
+class AuthnIn(BaseModel):
+    """What EMQX's HTTP authenticator posts (``${username}``, ``${password}``, ``${clientid}``)."""
+
+    username: str = ""
+    password: str = ""
+    clientid: str = ""
+
+
+class AuthzIn(BaseModel):
+    """What EMQX's HTTP authorizer posts (``${username}``, ``${topic}``, ``${action}``)."""
+
+    username: str = ""
+    topic: str = Field(min_length=1, examples=["sp/v1/FT-SN-0001-lamp/telemetry"])
+    action: str = Field(examples=["publish", "subscribe"])
+    clientid: str = ""
+
+
+class Verdict(BaseModel):
+    """EMQX's answer format."""
+
+    result: Literal["allow", "deny"]
+    is_superuser: bool = False
+
+
+def _same(given: str, expected: str | None) -> bool:
+    return bool(expected) and hmac.compare_digest(given.encode(), (expected or "").encode())
+
+
+def hook(
+    p: Plat,
+    secret: Annotated[str | None, Header(alias=SECRET_HEADER)] = None,
+) -> Platform:
+    """The platform, for a request that carries the broker hooks' shared secret."""
+    expected = p.settings.broker_hook_secret
+    if not expected:
+        raise NotFound("the broker hooks are off: set broker_hook_secret")
+    if not _same(secret or "", expected):
+        raise Unauthenticated(f"a wrong or missing {SECRET_HEADER} header")
+    return p
+
+
+Hook = Annotated[Platform, Depends(hook)]
+
+
+@router.post("/authenticate", summary="EMQX HTTP authentication hook")
+def authenticate(p: Hook, body: AuthnIn) -> Verdict:
+    """Allow a device (name + access token) or smartpole's own broker user; deny the rest."""
+    s = p.settings
+    if body.username == s.broker_username:
+        ok = _same(body.password, s.broker_password)
+    else:
+        ok = BrokerAccounts(p.assets).authenticate(body.username, body.password) is not None
+    return Verdict(result="allow" if ok else "deny")
+
+
+@router.post("/authorize", summary="EMQX HTTP authorization hook")
+async def authorize(p: Hook, body: AuthzIn) -> Verdict:
+    """Allow a device its own topics, smartpole's user the service topics; deny the rest."""
+    ok = may(body.username, body.topic, body.action, p.settings.broker_username)
+    return Verdict(result="allow" if ok else "deny")
+
+
+@router.get("/status", summary="This node's broker consumer")
+async def status(p: Plat, who: Caller) -> dict[str, Any]:
+    """Whether this node is connected to the broker, and what it has consumed (city operator)."""
+    who.require_city(Role.VIEWER)
+    if p.broker is None:
+        return {"enabled": False}
+    return {"enabled": True, "node": p.settings.node_id, **p.broker.status()}

@@ -1,0 +1,124 @@
+"""The topics of broker mode and who may use them: one table for Mosquitto's ACL and EMQX's hook.
+
+Every topic is ``sp/v1/{device}/{suffix}``, where ``{device}`` is the device's broker user name
+(its name), so the broker's ACL alone keeps a device to its own topics::
+
+    device → smartpole (uplink)         smartpole → device (downlink)
+    sp/v1/{d}/telemetry                 sp/v1/{d}/rpc/request/{id}
+    sp/v1/{d}/attributes                sp/v1/{d}/attributes/shared
+    sp/v1/{d}/attributes/request/{id}   sp/v1/{d}/attributes/response/{id}
+    sp/v1/{d}/rpc/response/{id}
+    sp/v1/{d}/status   (retained "online"/"offline", with a will)
+
+Shared-attribute pushes have their own topic rather than ThingsBoard's two-way ``attributes``:
+on one topic, smartpole's shared subscription would receive its own pushes as client
+attributes (MQTT 5 forbids No Local on shared subscriptions), and a device its own uploads.
+"""
+
+from __future__ import annotations
+
+from smartpole.registry.broker import USERNAME_RE
+
+__all__ = [
+    "ATTRIBUTES",
+    "ATTR_REQUEST",
+    "ATTR_RESPONSE",
+    "PREFIX",
+    "RPC_REQUEST",
+    "RPC_RESPONSE",
+    "SHARED",
+    "STATUS",
+    "TELEMETRY",
+    "covers",
+    "device_topic",
+    "may",
+    "parse",
+    "subscriptions",
+    "unshare",
+]
+
+PREFIX = "sp/v1/"
+TELEMETRY = "telemetry"
+ATTRIBUTES = "attributes"
+ATTR_REQUEST = "attributes/request/"
+RPC_RESPONSE = "rpc/response/"
+STATUS = "status"
+RPC_REQUEST = "rpc/request/"
+SHARED = "attributes/shared"
+ATTR_RESPONSE = "attributes/response/"
+
+# Suffixes (topic filters under sp/v1/{d}/) a device may publish to and subscribe to.
+DEVICE_WRITE = (TELEMETRY, ATTRIBUTES, ATTR_REQUEST + "+", RPC_RESPONSE + "+", STATUS)
+DEVICE_READ = (RPC_REQUEST + "+", SHARED, ATTR_RESPONSE + "+")
+# The ThingsBoard topics EMQX rewrites to the device's own (authorised before the rewrite).
+TB_UPLINK = (
+    "v1/devices/me/telemetry",
+    "v1/devices/me/attributes",
+    "v1/devices/me/attributes/request/+",
+    "v1/devices/me/rpc/response/+",
+)
+# smartpole's own user reads everything under the prefix and writes the downlink topics.
+SERVICE_READ = (PREFIX + "#",)
+SERVICE_WRITE = tuple(PREFIX + "+/" + s for s in DEVICE_READ)
+
+
+def device_topic(device: str, suffix: str) -> str:
+    """``sp/v1/{device}/{suffix}``."""
+    return f"{PREFIX}{device}/{suffix}"
+
+
+def parse(topic: str) -> tuple[str, str] | None:
+    """``(device, suffix)`` of a topic under the prefix, or None."""
+    if not topic.startswith(PREFIX):
+        return None
+    device, _, suffix = topic[len(PREFIX) :].partition("/")
+    return (device, suffix) if device and suffix else None
+
+
+def subscriptions(group: str) -> list[tuple[str, int]]:
+    """What a smartpole node subscribes to (QoS 1).
+
+    Uplink goes through a shared subscription, so the nodes split it; command replies and
+    status reach every node, since only the node that sent a command waits for its reply and
+    every node keeps the presence map.
+    """
+    shared = [f"$share/{group}/{PREFIX}+/{s}" for s in (TELEMETRY, ATTRIBUTES, ATTR_REQUEST + "+")]
+    every = [f"{PREFIX}+/{RPC_RESPONSE}+", f"{PREFIX}+/{STATUS}"]
+    return [(f, 1) for f in [*shared, *every]]
+
+
+def unshare(topic_filter: str) -> str:
+    """A topic filter without its ``$share/{group}/`` prefix."""
+    if topic_filter.startswith("$share/"):
+        parts = topic_filter.split("/", 2)
+        return parts[2] if len(parts) == 3 else ""
+    return topic_filter
+
+
+def covers(allowed: str, wanted: str) -> bool:
+    """Whether the filter ``allowed`` includes every topic the filter (or name) ``wanted`` does."""
+    a, w = allowed.split("/"), wanted.split("/")
+    for i, level in enumerate(a):
+        if level == "#":
+            return True
+        if i >= len(w) or w[i] == "#" or (level != "+" and (w[i] == "+" or level != w[i])):
+            return False
+    return len(a) == len(w)
+
+
+def may(username: str, topic: str, action: str, service_user: str) -> bool:
+    """Whether ``username`` may ``publish`` to a topic or ``subscribe`` to a filter."""
+    wanted = unshare(topic)
+    if not wanted or (action == "publish" and ("+" in wanted or "#" in wanted)):
+        return False
+    if username == service_user:
+        rules = SERVICE_WRITE if action == "publish" else SERVICE_READ
+    elif not USERNAME_RE.match(username):
+        return False
+    elif action == "publish":
+        rules = (*(device_topic(username, s) for s in DEVICE_WRITE), *TB_UPLINK)
+    elif action == "subscribe":
+        rules = tuple(device_topic(username, s) for s in DEVICE_READ)
+    else:
+        return False
+    return any(covers(rule, wanted) for rule in rules)

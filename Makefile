@@ -40,16 +40,20 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 pytest: install
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2
 
 ## bench: the benchmarks at full size; bench-short: the quick run CI does
 bench: install system-deps
 	$(VENV)/bin/python -m bench.ingest
+	$(VENV)/bin/python -m bench.hub
 	PATH="$$PATH:/usr/sbin" $(VENV)/bin/python -m bench.mqtt
+	$(VENV)/bin/python -m bench.fleet
 
 bench-short: install system-deps
 	$(VENV)/bin/python -m bench.ingest --short
+	$(VENV)/bin/python -m bench.hub --short
 	PATH="$$PATH:/usr/sbin" $(VENV)/bin/python -m bench.mqtt --short
+	$(VENV)/bin/python -m bench.fleet --short
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

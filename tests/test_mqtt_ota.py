@@ -209,7 +209,7 @@ async def test_the_sdk_downloads_verifies_and_reports_an_update(
         r = await client.get(f"/api/devices/{lamp['id']}/firmware", headers=auth)
         return bool(r.json()["up_to_date"])
 
-    await poll(updated, 10)
+    await poll(updated, 30)  # the SDK pauses between the states it reports
     r = await client.get(f"/api/devices/{lamp['id']}/firmware", headers=auth)
     assert r.json()["reported"] == {
         "title": "lamp-fw",

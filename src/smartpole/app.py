@@ -12,14 +12,20 @@ from typing import Any
 from smartpole.config import Settings
 from smartpole.control import Control
 from smartpole.devices import DeviceService
+from smartpole.hub.anomaly import AnomalyService, Detector
+from smartpole.hub.engine import Hub
+from smartpole.hub.forecast import Forecasts
+from smartpole.hub.workorders import WorkOrders, parse_sla
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets
+from smartpole.registry.broker import BrokerAccounts
 from smartpole.registry.claims import Claims
 from smartpole.registry.credentials import Credentials
 from smartpole.registry.firmware import Firmware
 from smartpole.registry.provisioning import Provisioning
 from smartpole.store import Database, SeriesStore, now_ms, open_series
+from smartpole.transport.broker import BrokerConsumer
 from smartpole.transport.mqtt.port import SessionLimits
 from smartpole.transport.mqtt.server import MqttServer
 from smartpole.transport.mqtt.websocket import MqttWebSocketServer
@@ -30,21 +36,26 @@ log = logging.getLogger(__name__)
 
 
 class Channels:
-    """The MQTT endpoints (plain and TLS) as one command channel."""
+    """The MQTT endpoints (plain and TLS) and the external broker as one command channel."""
 
-    def __init__(self, servers: list[MqttServer]) -> None:
+    def __init__(self, servers: list[MqttServer], broker: BrokerConsumer | None = None) -> None:
         self.servers = servers
+        self.broker = broker
 
     async def send(self, device_id: int, request_id: int, method: str, params: Any) -> bool:
         """Send a command through whichever endpoint holds the device's session."""
         for server in self.servers:
             if server.is_connected(device_id):
                 return await server.send(device_id, request_id, method, params)
+        if self.broker is not None and self.broker.is_connected(device_id):
+            return await self.broker.send(device_id, request_id, method, params)
         return False
 
     def is_connected(self, device_id: int) -> bool:
-        """Whether any endpoint holds a session of the device."""
-        return any(server.is_connected(device_id) for server in self.servers)
+        """Whether any endpoint holds a session of the device (or the broker deems it online)."""
+        return any(server.is_connected(device_id) for server in self.servers) or (
+            self.broker is not None and self.broker.is_connected(device_id)
+        )
 
 
 class Platform:
@@ -91,7 +102,37 @@ class Platform:
             claims=self.claims,
             firmware=self.firmware,
         )
+        self.hub = Hub(
+            self.db.engine,
+            commander=self.control,
+            series=self.series,
+            timezone=settings.hub_timezone,
+            webhook_attempts=settings.hub_webhook_attempts,
+            webhook_backoff_ms=settings.hub_webhook_backoff_ms,
+        )
+        self.pipeline.listeners.append(self.hub.on_batch)
+        self.work_orders = WorkOrders(
+            self.db.engine, self.hub.alarms, sla=parse_sla(settings.work_order_sla)
+        )
+        self.hub.work_orders = self.work_orders
+        self.hub.alarms.listeners.append(self.work_orders.on_alarm_change)
+        detector = Detector(
+            threshold=settings.anomaly_threshold,
+            consecutive=settings.anomaly_consecutive,
+            max_series=settings.anomaly_max_series,
+        )
+        self.anomaly = AnomalyService(
+            self.db.engine, self.hub.alarms, detector, node=settings.node_id
+        )
+        self.pipeline.listeners.append(self.anomaly.on_batch)
+        self.forecasts = Forecasts(
+            self.series, self.assets, window_days=settings.forecast_window_days
+        )
         self.mqtt: list[MqttServer] = []
+        self.broker: BrokerConsumer | None = None
+        if settings.broker:
+            accounts = BrokerAccounts(self.assets)
+            self.broker = BrokerConsumer.from_settings(settings, self.devices, accounts)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
@@ -103,12 +144,17 @@ class Platform:
         """Start the pipeline and the background tasks."""
         await asyncio.to_thread(self.series.recover)
         await self.pipeline.start()
+        await self.hub.start()
+        await self.anomaly.start()
         await self._start_mqtt()
         self._stopping.clear()
         s = self.settings
         every: list[tuple[float, str, Callable[[], Awaitable[Any]]]] = [
             (s.retention_interval_s, "retention", self._purge),
             (1.0, "command expiry", self.control.expire),
+            (s.hub_tick_ms / 1000, "hub timer", self.hub.tick),
+            (s.work_order_check_s, "work-order overdue check", self.work_orders.check_overdue),
+            (s.anomaly_snapshot_s, "anomaly snapshot", self.anomaly.snapshot),
         ]
         if s.derived_flush_ms:
             every.append((s.derived_flush_ms / 1000, "derived-state flush", self._flush))
@@ -138,18 +184,25 @@ class Platform:
             )
         for server in self.mqtt:
             await server.start()
-        if self.mqtt:
-            self.control.channel = Channels(self.mqtt)
+        if self.broker is not None:
+            await self.broker.start()
+        if self.mqtt or self.broker:
+            self.control.channel = Channels(self.mqtt, self.broker)
 
     async def push_shared(self, device_id: int, values: dict[str, Any]) -> bool:
         """Send shared-attribute updates to the device if it is connected."""
         for server in self.mqtt:
             if await server.push_attributes(device_id, values):
                 return True
+        if self.broker is not None:
+            return await self.broker.push_attributes(device_id, values)
         return False
 
     def is_online(self, device_id: int, last_seen: int | None) -> bool:
         """Connected now, or heard from within the inactivity timeout."""
+        status = self.broker.presence(device_id) if self.broker is not None else None
+        if status is not None:  # the device's retained status topic at the broker
+            return status
         if device_id in self.devices.online:
             return True
         if device_id in self.devices.offline:
@@ -162,10 +215,14 @@ class Platform:
         self._stopping.set()
         await asyncio.gather(*self._tasks)
         self._tasks.clear()
+        if self.broker is not None:
+            await self.broker.stop()
         for server in self.mqtt:
             await server.stop()
         self.mqtt.clear()
         await self.pipeline.stop()
+        await self.anomaly.stop()
+        await self.hub.stop()
         self.series.close()
         self.db.dispose()
 

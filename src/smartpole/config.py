@@ -78,6 +78,22 @@ class Settings(BaseSettings):
     inactivity_timeout_s: int = Field(
         600, ge=1, description="A device with no reading for this long is shown offline."
     )
+    broker: str | None = Field(
+        None, description="External MQTT 5 broker (mqtt://host:1883, mqtts://…); set = broker mode."
+    )
+    broker_username: str = Field("smartpole", description="smartpole's user name at the broker.")
+    broker_password: str | None = Field(None, description="smartpole's password at the broker.")
+    broker_group: str = Field(
+        "smartpole",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Shared-subscription group of the nodes ($share/<group>/...).",
+    )
+    broker_session_expiry_s: int = Field(
+        86_400, ge=60, description="How long the broker keeps a node's session while it is away."
+    )
+    broker_hook_secret: str | None = Field(
+        None, description="Secret EMQX sends to /api/broker/authenticate|authorize; unset = off."
+    )
     retention_days: int = Field(
         0, ge=0, description="Default retention of readings in days (0 keeps them forever)."
     )
@@ -87,6 +103,41 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",
         description="SQLite fsync policy; FULL keeps acknowledged readings across power loss.",
+    )
+    hub_tick_ms: int = Field(
+        1000, ge=50, description="How often the hub checks durations, missing data and windows."
+    )
+    hub_timezone: str = Field(
+        "Asia/Shanghai", description="IANA time zone of rule time windows (clock times)."
+    )
+    hub_webhook_attempts: int = Field(
+        5, ge=1, le=20, description="Tries of one webhook delivery before it is failed."
+    )
+    hub_webhook_backoff_ms: int = Field(
+        1000, ge=10, description="Wait before a webhook's first retry (ms); doubles each time."
+    )
+    work_order_sla: str = Field(
+        "critical=4h,major=24h,minor=72h,warning=7d,indeterminate=7d",
+        pattern=r"^\s*[a-z]+\s*=\s*\d+(\.\d+)?\s*[mhd]\s*(,\s*[a-z]+\s*=\s*\d+(\.\d+)?\s*[mhd]\s*)*$",
+        description="Work-order deadline per severity (m, h or d); omitted ones keep defaults.",
+    )
+    work_order_check_s: int = Field(
+        60, ge=1, description="How often overdue work orders are looked for (seconds)."
+    )
+    anomaly_threshold: float = Field(
+        8.0, gt=0, description="Anomaly score (seasonal z-score) above which a reading is odd."
+    )
+    anomaly_consecutive: int = Field(
+        3, ge=1, description="Odd readings in a row that raise an anomaly alarm (and calm clear)."
+    )
+    anomaly_max_series: int = Field(
+        100_000, ge=100, description="Series with an anomaly baseline in memory at most (LRU)."
+    )
+    anomaly_snapshot_s: int = Field(
+        600, ge=10, description="How often anomaly baselines are saved to the store (seconds)."
+    )
+    forecast_window_days: int = Field(
+        14, ge=3, le=90, description="Days of hourly rollups a district forecast is fitted on."
     )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
 

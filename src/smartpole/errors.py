@@ -3,7 +3,8 @@
     SmartpoleError                 base; carries ``detail`` and structured ``fields``
     ├── NotFound                   an entity does not exist (or is invisible to the caller)
     ├── Conflict                   a unique value is taken (pole code, tenant name)
-    │   └── ClaimExpired           a device's claim window closed before the claim came
+    │   ├── ClaimExpired           a device's claim window closed before the claim came
+    │   └── InvalidTransition      a lifecycle step not allowed from the current status
     ├── Forbidden                  the caller's role or tenant may not do this
     ├── Unauthenticated            no credential, or an unknown/wrong one
     ├── InvalidInput               a value that fails validation (with ``errors``)
@@ -27,6 +28,7 @@ __all__ = [
     "DeviceOffline",
     "Forbidden",
     "InvalidInput",
+    "InvalidTransition",
     "NotFound",
     "Overloaded",
     "PayloadError",
@@ -58,6 +60,12 @@ class Conflict(SmartpoleError):
     """A unique value is already taken."""
 
     title = "Conflict"
+
+
+class InvalidTransition(Conflict):
+    """A status change its lifecycle does not allow; ``allowed`` names the ones it does."""
+
+    title = "Invalid transition"
 
 
 class ClaimExpired(Conflict):

@@ -9,7 +9,13 @@ from typing import Any
 from fastapi import FastAPI
 
 from smartpole import __version__
+from smartpole.api import alarms as alarms_api
+from smartpole.api import analytics as analytics_api
+from smartpole.api import broker as broker_api
 from smartpole.api import control, firmware, problems, provisioning, registry, telemetry
+from smartpole.api import rules as rules_api
+from smartpole.api import webhooks as webhooks_api
+from smartpole.api import workorders as workorders_api
 from smartpole.api.deps import Plat
 from smartpole.app import Platform
 from smartpole.transport.http import router as device_router
@@ -53,6 +59,12 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(registry.router)
     app.include_router(telemetry.router)
     app.include_router(control.router)
+    app.include_router(broker_api.router)
+    app.include_router(rules_api.router)
+    app.include_router(alarms_api.router)
+    app.include_router(webhooks_api.router)
+    app.include_router(workorders_api.router)
+    app.include_router(analytics_api.router)
     app.include_router(provisioning.router)
     app.include_router(firmware.router)
     app.include_router(device_router)

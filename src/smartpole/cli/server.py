@@ -17,17 +17,31 @@ from smartpole.cli.common import (
     Db,
     JsonOut,
     console,
+    fail,
     open_platform,
     print_json,
     settings,
 )
-from smartpole.sim.seed import seed_district
+from smartpole.cli.sim import free_port, spawn_simulator, stop_simulator
+from smartpole.errors import SmartpoleError
+from smartpole.hub.rules import default_rules
+from smartpole.sim.fleet import FLEET_FILE, fleet_from_plan
+from smartpole.sim.seed import city_principal, seed_district
 
 Host = Annotated[str | None, typer.Option("--host", help="Listen address (default 127.0.0.1).")]
 HttpPort = Annotated[int | None, typer.Option("--http-port", help="HTTP port (default 8080).")]
 MqttPort = Annotated[
     int | None,
     typer.Option("--mqtt-port", help="MQTT port (default 1883; 0 picks a free one; -1 off)."),
+]
+Broker = Annotated[
+    str | None,
+    typer.Option(
+        "--broker",
+        help="Consume from an external MQTT 5 broker (mqtt://host:1883); the built-in MQTT "
+        "endpoint is then off unless --mqtt-port is given.",
+        show_default=False,
+    ),
 ]
 
 
@@ -51,13 +65,21 @@ def serve(
     host: Host = None,
     http_port: HttpPort = None,
     mqtt_port: MqttPort = None,
+    broker: Broker = None,
 ) -> None:
     """Run the platform: REST API, device HTTP and MQTT APIs, ingest pipeline."""
-    p = open_platform(data_dir, db, host=host, http_port=http_port, mqtt_port=mqtt_port)
+    if broker and mqtt_port is None:
+        mqtt_port = -1  # devices use the broker; the built-in endpoint would compete for 1883
+    try:
+        p = open_platform(
+            data_dir, db, host=host, http_port=http_port, mqtt_port=mqtt_port, broker=broker
+        )
+    except SmartpoleError as err:
+        raise fail(err) from err
+    where = f"broker {p.broker.where}" if p.broker else f"MQTT on port {p.settings.mqtt_port}"
     console.print(
         f"smartpole on {p.db.dialect}; API docs at "
-        f"http://{p.settings.host}:{p.settings.http_port}/docs; MQTT on port "
-        f"{p.settings.mqtt_port}"
+        f"http://{p.settings.host}:{p.settings.http_port}/docs; {where}"
     )
     _serve(p)
 
@@ -69,8 +91,11 @@ def demo(
     http_port: HttpPort = None,
     mqtt_port: MqttPort = None,
     poles: Annotated[int, typer.Option(help="Poles in the sample district.")] = 500,
+    simulate: Annotated[
+        bool, typer.Option("--sim/--no-sim", help="Run the fleet simulator against it.")
+    ] = True,
 ) -> None:
-    """Seed a sample district (first run only) and serve it, printing keys and a curl example."""
+    """Seed a sample district (first run only), serve it and stream it from the simulator."""
     p = open_platform(data_dir, db, host=host, http_port=http_port, mqtt_port=mqtt_port)
     creds = p.settings.data_dir / "demo-credentials.json"
     seeded = seed_district(p.tenants, p.assets, poles)
@@ -78,9 +103,27 @@ def demo(
         creds.parent.mkdir(parents=True, exist_ok=True)
         creds.write_bytes(orjson.dumps({"keys": seeded.keys, "tokens": seeded.tokens}))
         creds.chmod(0o600)
-        console.print(f"seeded {seeded.poles} poles and {seeded.devices} devices")
+        fleet = fleet_from_plan(seeded.plan, seeded.tokens, 1, "Futian")
+        fleet.save(p.settings.data_dir / FLEET_FILE)
+        # The city's default rules, so that the simulator's faults and events become alarms.
+        rules = default_rules()
+        operator = city_principal(p.tenants)
+        for rule in rules:
+            p.hub.rules.put(operator, rule)
+        console.print(
+            f"seeded {seeded.poles} poles, {seeded.devices} devices and {len(rules)} rules"
+        )
+    if p.settings.mqtt_port == 0:  # the simulator must know the port before the platform binds
+        p.settings.mqtt_port = free_port(p.settings.host)
     _print_demo(p, creds)
-    _serve(p)
+    s = p.settings
+    child = None
+    if simulate:
+        child = spawn_simulator(s.data_dir, s.host, s.http_port, s.mqtt_port, poles)
+    try:
+        _serve(p)
+    finally:
+        stop_simulator(child)
 
 
 def _print_demo(p: Platform, creds: Path) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.sql import Select
 from smartpole.errors import Conflict, Forbidden, InvalidInput, NotFound
 from smartpole.model.types import KEY_RE, POLE_CODE_RE, DeviceKind, Role, Scope
 from smartpole.registry.access import Principal, hash_secret, new_secret
+from smartpole.registry.broker import save_broker_hashes
 from smartpole.store.database import now_ms
 from smartpole.store.schema import attributes, devices, poles, tenants
 
@@ -245,6 +246,7 @@ class Assets:
                     conn.execute(
                         update(devices).where(devices.c.id == did).values(name=f"{kind}-{did}")
                     )
+                save_broker_hashes(conn, {did: token})
         except IntegrityError as err:
             raise Conflict(
                 "device name, access token or pole port already taken", name=name, port=port
@@ -261,7 +263,7 @@ class Assets:
         """
         who.require_city(Role.OPERATOR)
         with self.engine.connect() as conn:
-            owners = dict(conn.execute(select(tenants.c.name, tenants.c.id)).tuples().all())
+            owners = {name: tid for name, tid in conn.execute(select(tenants.c.name, tenants.c.id))}
         rows, out = [], []
         created = now_ms()
         for spec in specs:
@@ -286,15 +288,13 @@ class Assets:
             with self.engine.begin() as conn:
                 if rows:
                     conn.execute(insert(devices), rows)
-                ids = dict(
-                    conn.execute(
-                        select(devices.c.name, devices.c.id).where(
-                            devices.c.name.in_([r["name"] for r in rows])
-                        )
+                found = conn.execute(
+                    select(devices.c.name, devices.c.id).where(
+                        devices.c.name.in_([r["name"] for r in rows])
                     )
-                    .tuples()
-                    .all()
                 )
+                ids = {name: did for name, did in found}
+                save_broker_hashes(conn, {ids[name]: token for name, token in out})
         except IntegrityError as err:
             raise Conflict("device name, access token or pole port already taken") from err
         return [(ids[name], name, token) for name, token in out]
@@ -402,6 +402,7 @@ class Assets:
                     .where(devices.c.id == device_id)
                     .values(token_hash=hash_secret(token), token_hint=token[:4])
                 )
+                save_broker_hashes(conn, {device_id: token})
         except IntegrityError as err:
             raise Conflict("that access token is taken") from err
         self._forget(device_id)

@@ -24,7 +24,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from smartpole.transport.mqtt import codec
 
@@ -95,6 +95,7 @@ class MqttClient(asyncio.Protocol):
         self._inflight: asyncio.Semaphore | None = None
         self._last_ack: asyncio.Future[None] | None = None
         self._last_write = 0.0
+        self._last_read = 0.0
         self._pinger: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed: asyncio.Future[Exception | None] | None = None
@@ -176,10 +177,12 @@ class MqttClient(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports (uvicorn runs on uvloop) are not asyncio.Transport subclasses,
+        # but behave as one
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self._last_read = time.monotonic()
         try:
             for kind, flags, body in self._reader.feed(data):
                 self._handle(codec.decode(kind, flags, body, self.version))
@@ -316,8 +319,16 @@ class MqttClient(asyncio.Protocol):
 
     async def _ping(self, keep_alive: int) -> None:
         interval = max(keep_alive / 2, 0.5)
+        self._last_read = time.monotonic()
         while True:
             await asyncio.sleep(interval)
-            if time.monotonic() - self._last_write >= interval:
+            if time.monotonic() - self._last_read > keep_alive * 1.5:
+                # A server that answers not even PINGREQ is gone (a half-open connection, which
+                # TCP alone notices only after many minutes): close, so the owner reconnects.
+                self._fail(TimeoutError(f"no packet from the server for {keep_alive * 1.5} s"))
+                return
+            now = time.monotonic()
+            # also when only writing (QoS 0): the PINGRESP is what shows the server is there
+            if now - self._last_write >= interval or now - self._last_read >= interval:
                 with contextlib.suppress(ConnectionError):
                     self._send(codec.PingReq())

@@ -12,6 +12,7 @@ import pytest
 from fixtures_api import City, make_device, make_pole
 from mqtt_client import V5, V311, Device
 from smartpole.app import Platform
+from smartpole.store.database import now_ms
 from smartpole.transport.mqtt import codec
 
 T0 = 1_764_000_000_000
@@ -89,6 +90,44 @@ async def test_every_payload_form_and_the_short_topic(
         "dim": [{"ts": T0, "value": 10}, {"ts": T0 + 1, "value": 20}],
         "voltage": [{"ts": T0 + 2, "value": 230}],
     }
+
+
+async def test_messages_without_timestamps_in_one_millisecond_are_all_kept(
+    platform: Platform, client: httpx.AsyncClient, city: City, lamp: dict[str, Any]
+) -> None:
+    """Fifty state changes in one TCP write (well within a few milliseconds) each keep their
+    reading: the receive time of a device's messages never repeats, so none is taken for a
+    duplicate of the one before, and the latest value is the last one sent."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", platform.mqtt[0].mqtt_port)
+    try:
+        writer.write(codec.encode(codec.Connect(5, "burst", True, 30, lamp["token"]), 5))
+        head = await reader.readexactly(2)  # CONNACK
+        assert (await reader.readexactly(head[1]))[1] == 0  # accepted
+        before = now_ms()
+        writer.write(
+            b"".join(
+                codec.encode(codec.Publish("v1/devices/me/telemetry", b'{"dim": %d}' % i), 5)
+                for i in range(50)
+            )
+        )
+        await writer.drain()
+        auth = city.auth("lighting")
+        for _ in range(200):
+            r = await client.get(
+                f"/api/devices/{lamp['id']}/timeseries",
+                params={"keys": "dim", "start": before, "end": now_ms() + 1000, "limit": 1000},
+                headers=auth,
+            )
+            got = r.json().get("dim", [])
+            if len(got) >= 50:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(p["value"] for p in got) == list(range(50))
+        assert [p["value"] for p in sorted(got, key=lambda p: p["ts"])] == list(range(50))
+        assert (await latest(client, city, lamp["id"]))["dim"] == 49
+    finally:
+        writer.close()
+        await writer.wait_closed()
 
 
 async def test_many_qos1_publishes_in_flight_are_all_stored_and_acked_in_order(

@@ -58,6 +58,20 @@ class DeviceService:
         self.firmware = firmware or Firmware(assets.engine, assets, 32 * 1024 * 1024)
         self.online: set[int] = set()
         self.offline: set[int] = set()  # sessions that ended here: offline whatever last_seen says
+        self._stamps: dict[int, int] = {}  # the receive time last given to each device's message
+
+    def receive_time(self, device_id: int, now: int) -> int:
+        """The time to stamp a device's message without its own timestamps: ``now``, or 1 ms
+        after the previous message of that device when that was stamped ``now`` or later.
+
+        Two messages in one millisecond (an SDK reporting UPDATING then UPDATED, a connect
+        and a disconnect) would otherwise share a timestamp, and the second reading of a key
+        would be dropped as a duplicate (the first one wins).
+        """
+        last = self._stamps.get(device_id, 0)
+        stamp = now if now > last else last + 1
+        self._stamps[device_id] = stamp
+        return stamp
 
     # -- uplink ---------------------------------------------------------------------------
     def authenticate(self, token: str) -> DeviceRef | None:
@@ -88,6 +102,7 @@ class DeviceService:
 
     def telemetry(self, device: DeviceRef, data: Any, now: int) -> asyncio.Future[Any]:
         """Queue one device's telemetry; the future resolves at its commit."""
+        now = self.receive_time(device.id, now)
         return self.pipeline.enqueue(
             to_batch(device.id, device.kind, parse_telemetry(data, now), now)
         )
@@ -96,7 +111,8 @@ class DeviceService:
         """Queue several devices' telemetry as one batch (a gateway's report)."""
         batch = WriteBatch()
         for device, data in items:
-            batch.extend(to_batch(device.id, device.kind, parse_telemetry(data, now), now))
+            stamp = self.receive_time(device.id, now)
+            batch.extend(to_batch(device.id, device.kind, parse_telemetry(data, stamp), stamp))
         return self.pipeline.enqueue(batch)
 
     async def client_attributes(self, device: DeviceRef, data: Any) -> None:
@@ -205,7 +221,7 @@ class DeviceService:
         await self._presence(device, False)
 
     async def _presence(self, device: DeviceRef, online: bool) -> None:
-        now = now_ms()
+        now = self.receive_time(device.id, now_ms())
         batch = WriteBatch(
             readings=[Reading(device.id, "online", now, online)], seen={device.id: now}
         )

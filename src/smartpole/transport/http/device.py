@@ -68,7 +68,7 @@ async def post_telemetry(request: Request, p: Plat, token: Token) -> IngestResul
     """Store telemetry in any ThingsBoard form; answered after the commit."""
     body = await _body(request, p.settings.max_body_bytes)
     ref = await _device(p, token)
-    now = now_ms()
+    now = p.devices.receive_time(ref.id, now_ms())
     try:
         triples = parse_telemetry(decode_json(body), now)
     except Exception:

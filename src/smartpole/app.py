@@ -124,7 +124,8 @@ class Platform:
         self.anomaly = AnomalyService(
             self.db.engine, self.hub.alarms, detector, node=settings.node_id
         )
-        self.pipeline.listeners.append(self.anomaly.on_batch)
+        if settings.anomaly_enabled:
+            self.pipeline.listeners.append(self.anomaly.on_batch)
         self.forecasts = Forecasts(
             self.series, self.assets, window_days=settings.forecast_window_days
         )

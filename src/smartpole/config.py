@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     work_order_check_s: int = Field(
         60, ge=1, description="How often overdue work orders are looked for (seconds)."
     )
+    anomaly_enabled: bool = Field(
+        True, description="Score watched readings for anomalies (costs ingest CPU; see docs)."
+    )
     anomaly_threshold: float = Field(
         8.0, gt=0, description="Anomaly score (seasonal z-score) above which a reading is odd."
     )

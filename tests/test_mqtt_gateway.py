@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from fixtures_api import City, make_device, make_pole
 from mqtt_client import V5, V311, Device
 from smartpole.app import Platform
+from smartpole.transport.mqtt import codec
 
 T0 = 1_764_000_000_000
 RC_NOT_AUTHORIZED = 0x87
@@ -328,3 +330,63 @@ async def test_a_malformed_gateway_message_is_refused(gateway5: Device) -> None:
     assert await gateway5.publish("v1/gateway/rpc", {"device": "cell-1", "id": 1}) == 0x99
     assert await gateway5.publish("v1/gateway/claim", ["cell-1"]) == 0x99  # claiming is served
     assert await gateway5.publish("v1/gateway/telemetry", {"cell-1": [{"users": 1}]}) == 0
+
+
+async def test_telemetry_right_behind_the_connect_of_a_new_device_is_stored(
+    platform: Platform, client: httpx.AsyncClient, city: City, site: Site
+) -> None:
+    """A gateway that connects a new device and reports it at once, without waiting for the
+    acknowledgements (QoS 1 pipelining, all in one TCP segment), gets one device, one session
+    start and every reading: the messages behind the connect wait for its creation instead of
+    racing it (and failing as an unknown device of no type)."""
+    auth = city.auth("city")
+    r = await client.post(
+        f"/api/devices/{site.gw['id']}/attributes/server",
+        json={"autoCreateDevices": True},
+        headers=auth,
+    )
+    assert r.status_code == 200, r.text
+    n = 30
+    messages = [("v1/gateway/connect", b'{"device": "cam-new", "type": "camera"}')]
+    messages += [
+        (
+            "v1/gateway/telemetry",
+            orjson.dumps({"cam-new": [{"ts": T0 + i, "values": {"people": i}}]}),
+        )
+        for i in range(n)
+    ]
+    reader, writer = await asyncio.open_connection("127.0.0.1", platform.mqtt[0].mqtt_port)
+    try:
+        writer.write(codec.encode(codec.Connect(5, "gw-1", True, 60, site.gw["token"]), 5))
+        packets = codec.Reader()
+        [(kind, _, body)] = packets.feed(await reader.read(64))
+        assert kind == codec.PacketType.CONNACK
+        assert body[1] == 0  # accepted
+        writer.write(
+            b"".join(
+                codec.encode(codec.Publish(topic, payload, 1, packet_id=i + 1), 5)
+                for i, (topic, payload) in enumerate(messages)
+            )
+        )
+        acks: list[tuple[int, int]] = []  # (packet id, reason code)
+        while len(acks) < len(messages):
+            data = await asyncio.wait_for(reader.read(4096), 10)
+            assert data, "the server closed the session"
+            for kind, _, body in packets.feed(data):
+                assert kind == codec.PacketType.PUBACK
+                acks.append((int.from_bytes(body[:2], "big"), body[2] if len(body) > 2 else 0))
+        assert acks == [(i + 1, 0) for i in range(len(messages))]
+        r = await client.get("/api/devices", params={"pole_id": site.pole}, headers=auth)
+        created = [d for d in r.json()["items"] if d["name"] == "cam-new"]
+        assert len(created) == 1
+        assert created[0]["kind"] == "camera"
+        r = await client.get(
+            f"/api/devices/{created[0]['id']}/timeseries",
+            params={"keys": "people,online", "start": 0, "end": 4_102_444_800_000, "limit": 1000},
+            headers=auth,
+        )
+        series = r.json()
+        assert [p["value"] for p in series["people"]] == list(range(n))
+        assert [p["value"] for p in series["online"]] == [True]  # one session start
+    finally:
+        writer.close()

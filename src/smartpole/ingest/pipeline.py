@@ -2,6 +2,10 @@
 
 A caller's ``submit`` returns only after its readings are committed, so transports acknowledge
 (HTTP 2xx, MQTT PUBACK) only what is durable.
+
+Submissions made in one turn of the event loop (every PUBLISH of one socket read, the messages of
+many connections that became readable together) share one queue entry and one future: the writer
+commits them in one transaction anyway, and a future per message cost more than its readings.
 """
 
 from __future__ import annotations
@@ -26,6 +30,28 @@ def _retrieve(fut: asyncio.Future[WriteResult]) -> None:
         fut.exception()
 
 
+class _Shared:
+    """A submission that others may join: the first batch as given, copied on the first join."""
+
+    __slots__ = ("_batch", "_own")
+
+    def __init__(self, batch: WriteBatch) -> None:
+        self._batch = batch
+        self._own = False
+
+    def extend(self, other: WriteBatch) -> None:
+        if not self._own:
+            first, self._batch, self._own = self._batch, WriteBatch(), True
+            self._batch.extend(first)
+        self._batch.extend(other)
+
+    def __len__(self) -> int:
+        return len(self._batch)
+
+    def batch(self) -> WriteBatch:
+        return self._batch
+
+
 class Pipeline:
     """Batches submissions into the store and tells listeners what was committed."""
 
@@ -46,6 +72,8 @@ class Pipeline:
         self.batches = 0
         self._queue: asyncio.Queue[tuple[WriteBatch, asyncio.Future[WriteResult]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        # the submissions of this turn of the event loop, queued together at its end
+        self._open: tuple[_Shared, asyncio.Future[WriteResult]] | None = None
 
     async def start(self) -> None:
         """Start the writer task."""
@@ -55,6 +83,7 @@ class Pipeline:
         """Write what is queued, then stop."""
         if self._task is None:
             return
+        self._close()
         await self._queue.join()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -80,10 +109,26 @@ class Pipeline:
                 pending=self.pending,
             )
         self.pending += size
-        fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        if self._open is not None:
+            merged, fut = self._open
+            merged.extend(batch)
+            if len(merged) >= self.batch_size:
+                self._close()
+            return fut
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         fut.add_done_callback(_retrieve)
-        self._queue.put_nowait((batch, fut))
+        # the batch is the caller's: copy it only when a second submission joins it
+        self._open = (_Shared(batch), fut)
+        loop.call_soon(self._close)
         return fut
+
+    def _close(self) -> None:
+        """Queue the submissions gathered in this turn of the event loop."""
+        if self._open is not None:
+            merged, fut = self._open
+            self._open = None
+            self._queue.put_nowait((merged.batch(), fut))
 
     @property
     def load(self) -> float:
@@ -113,9 +158,12 @@ class Pipeline:
     async def _run(self) -> None:
         while True:
             items = await self._collect()
-            merged = WriteBatch()
-            for batch, _ in items:
-                merged.extend(batch)
+            if len(items) == 1:
+                merged = items[0][0]
+            else:
+                merged = WriteBatch()
+                for batch, _ in items:
+                    merged.extend(batch)
             try:
                 result = await asyncio.to_thread(self.store.write, merged)
             except Exception as err:

@@ -155,6 +155,8 @@ class Connection(asyncio.Protocol):
         self._token_time = time.monotonic()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.gateway_devices: dict[str, DeviceRef] = {}
+        # lookups under way, shared by the messages that name the same new sub-device
+        self._sub_lookups: dict[str, asyncio.Future[DeviceRef]] = {}
         self.session_expiry = 0
         self.closed = False
 
@@ -723,13 +725,21 @@ class Connection(asyncio.Protocol):
         if not isinstance(name, str) or not name:
             raise InvalidInput("a gateway message must name its device")
         sub = self.gateway_devices.get(name)
-        if sub is None:
-            sub = await self.port.sub_device(
-                self.device, name, kind if isinstance(kind, str) else None
-            )
-            self.gateway_devices[name] = sub
-            self.server.via_gateway[sub.id] = (self, name)
-            await self.port.connected(sub, via=self.device)
+        if sub is not None:
+            return sub
+        lookup = self._sub_lookups.get(name)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._find_sub_device(name, kind))
+            self._sub_lookups[name] = lookup
+            lookup.add_done_callback(lambda _: self._sub_lookups.pop(name, None))
+        return await asyncio.shield(lookup)
+
+    async def _find_sub_device(self, name: str, kind: Any) -> DeviceRef:
+        assert self.device is not None
+        sub = await self.port.sub_device(self.device, name, kind if isinstance(kind, str) else None)
+        self.gateway_devices[name] = sub
+        self.server.via_gateway[sub.id] = (self, name)
+        await self.port.connected(sub, via=self.device)
         return sub
 
     async def _gw_telemetry(self, data: Any, now: int) -> None:

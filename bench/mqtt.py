@@ -48,23 +48,27 @@ def raise_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def seed(data_dir: Path, devices: int, gateway_subs: int) -> dict[str, Any]:
-    """Lamps with tokens, and a gateway with sub-devices on one pole."""
+def seed(data_dir: Path, devices: int, gateways: int, gateway_subs: int) -> dict[str, Any]:
+    """Lamps with tokens, and gateways, each with its sub-devices on its own pole."""
     p = Platform(Settings(data_dir=data_dir))
     p.upgrade()
     row = p.tenants.create("city", is_operator=True)
     who = Principal(row["id"], "city", Role.ADMIN, True)
-    pole = p.assets.create_pole(who, code="BENCH-1", lat=22.54, lon=114.05)
     specs = [{"name": f"lamp-{i}", "kind": "lamp", "owner": "city"} for i in range(devices)]
-    specs.append({"name": "gw", "kind": "gateway", "owner": "city", "pole_id": pole["id"]})
-    specs += [
-        {"name": f"sub-{i}", "kind": "meter", "owner": "city", "pole_id": pole["id"]}
-        for i in range(gateway_subs)
-    ]
+    for g in range(gateways):
+        pole = p.assets.create_pole(who, code=f"BENCH-{g}", lat=22.54, lon=114.05 + g / 1e4)
+        specs.append({"name": f"gw-{g}", "kind": "gateway", "owner": "city", "pole_id": pole["id"]})
+        specs += [
+            {"name": f"sub-{g}-{i}", "kind": "meter", "owner": "city", "pole_id": pole["id"]}
+            for i in range(gateway_subs)
+        ]
     created = p.assets.create_devices(who, specs)
     p.db.dispose()
     tokens = {name: token for _, name, token in created}
-    return {"lamps": [tokens[f"lamp-{i}"] for i in range(devices)], "gateway": tokens["gw"]}
+    return {
+        "lamps": [tokens[f"lamp-{i}"] for i in range(devices)],
+        "gateways": [tokens[f"gw-{g}"] for g in range(gateways)],
+    }
 
 
 # -- load generator (runs in worker processes) ------------------------------------------------
@@ -124,10 +128,12 @@ def _worker(
     result.put(asyncio.run(run()))
 
 
-def publishes(n: int, qos: int, body_of: Any, topic: str) -> list[bytes]:
+def publishes(n: int, qos: int, body_of: Any, topic: str, conn: int) -> list[bytes]:
+    """``n`` PUBLISH packets of connection number ``conn``: ``body_of(i, conn)`` each."""
     return [
         codec.encode(
-            codec.Publish(topic, body_of(i), qos, packet_id=(i % 65535 + 1) if qos else None), 5
+            codec.Publish(topic, body_of(i, conn), qos, packet_id=(i % 65535 + 1) if qos else None),
+            5,
         )
         for i in range(n)
     ]
@@ -146,12 +152,13 @@ def load(
     ctx = mp.get_context("spawn")
     result = ctx.Queue()
     start = ctx.Event()
-    groups = [tokens[i::procs] for i in range(procs)]
+    groups = [list(enumerate(tokens))[i::procs] for i in range(procs)]
     workers = []
-    for group in groups:
-        if not group:
+    for members in groups:
+        if not members:
             continue
-        packets = [publishes(per_conn, qos, body_of, topic) for _ in group]
+        group = [token for _, token in members]
+        packets = [publishes(per_conn, qos, body_of, topic, conn) for conn, _ in members]
         w = ctx.Process(target=_worker, args=(port, group, packets, qos, result, start))
         w.start()
         workers.append(w)
@@ -258,11 +265,11 @@ def main() -> None:
     raise_fd_limit()  # the idle connections, here and in the server it spawns
     n = 20_000 if args.short else 200_000
     idle = 1000 if args.short else 10_000
-    single = lambda i: b'{"ts": %d, "values": {"power": %d}}' % (T0 + i, i % 500)  # noqa: E731
+    single = lambda i, _: b'{"ts": %d, "values": {"power": %d}}' % (T0 + i, i % 500)  # noqa: E731
     print(f"smartpole MQTT benchmark ({'short' if args.short else 'full'}): MQTT 5, embedded store")
     rows: list[tuple[str, float, float, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        tokens = seed(Path(tmp) / "data", max(100, idle), 100)
+        tokens = seed(Path(tmp) / "data", max(100, idle), 10, 100)
         server = Server(Path(tmp) / "data")
         broker = Mosquitto(Path(tmp)) if shutil.which("mosquitto") else None
         try:
@@ -284,36 +291,43 @@ def main() -> None:
                     theirs = per * conns / bwall
                 extra = f"p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms" if lat else ""
                 rows.append((label, mine, theirs, extra))
-            # gateway batches: 100 sub-devices x 2 keys in every message
-            body = orjson.dumps(
-                {
-                    f"sub-{d}": [{"ts": T0, "values": {"power": 1, "voltage": 230}}]
-                    for d in range(100)
-                }
-            )
-            gw_msgs = max(200, n // 200)
+            # gateway batches: 100 sub-devices x 2 keys in every message; one gateway (bound by
+            # the round trip of its in-flight window), then many, as a city has
+            t_at = str(T0).encode()
 
-            def gw_body(i: int) -> bytes:
-                return body.replace(str(T0).encode(), str(T0 + i).encode())
+            def gw_body(i: int, conn: int) -> bytes:
+                return bodies[conn].replace(t_at, str(T0 + i).encode())
 
-            wall, lat = load(
-                server.mqtt,
-                [tokens["gateway"]],
-                gw_msgs,
-                1,
-                gw_body,
-                topic="v1/gateway/telemetry",
-                procs=1,
-            )
-            readings = gw_msgs * 200 / wall
-            rows.append(
-                (
-                    "gateway batches (200 readings), QoS 1",
-                    gw_msgs / wall,
-                    float("nan"),
-                    f"{readings:,.0f} readings/s; p99 {pct(lat, 0.99):.1f} ms",
+            for gws in (1, len(tokens["gateways"])):
+                bodies = [
+                    orjson.dumps(
+                        {
+                            f"sub-{g}-{d}": [{"ts": T0, "values": {"power": 1, "voltage": 230}}]
+                            for d in range(100)
+                        }
+                    )
+                    for g in range(gws)
+                ]
+                gw_msgs = max(200, n // 100 // gws)
+                wall, lat = load(
+                    server.mqtt,
+                    tokens["gateways"][:gws],
+                    gw_msgs,
+                    1,
+                    gw_body,
+                    topic="v1/gateway/telemetry",
+                    procs=min(2, gws),
                 )
-            )
+                readings = gws * gw_msgs * 200 / wall
+                rows.append(
+                    (
+                        f"{gws} gateway{'s' if gws > 1 else ''}, batches of 200 readings, QoS 1",
+                        gws * gw_msgs / wall,
+                        float("nan"),
+                        f"{readings:,.0f} readings/s; p50 {pct(lat, 0.5):.1f} ms, "
+                        f"p99 {pct(lat, 0.99):.1f} ms",
+                    )
+                )
             # idle connections: memory per connection
             before = server.rss_mib()
             # (one device each: a second connection with the same token would take the first over)

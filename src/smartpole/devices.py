@@ -112,7 +112,7 @@ class DeviceService:
         batch = WriteBatch()
         for device, data in items:
             stamp = self.receive_time(device.id, now)
-            batch.extend(to_batch(device.id, device.kind, parse_telemetry(data, stamp), stamp))
+            to_batch(device.id, device.kind, parse_telemetry(data, stamp), stamp, into=batch)
         return self.pipeline.enqueue(batch)
 
     async def client_attributes(self, device: DeviceRef, data: Any) -> None:

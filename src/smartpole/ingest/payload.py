@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from smartpole.errors import PayloadError
-from smartpole.model.catalog import check_value
-from smartpole.model.types import KEY_RE, MAX_TS, MIN_TS, DeviceKind, Quality, Reading
+from smartpole.model.catalog import check_value, fits
+from smartpole.model.types import MAX_TS, MIN_TS, DeviceKind, Quality, checked_reading, good_key
 from smartpole.store.series import Quarantined, WriteBatch
 
 __all__ = ["decode_json", "parse_attributes", "parse_telemetry", "to_batch"]
@@ -42,13 +42,14 @@ def _values(obj: Any, ts: int, where: str, out: list[Triple], errors: list[dict[
         errors.append({"loc": [where], "msg": "values must be a JSON object"})
         return
     for key, value in obj.items():
-        loc = f"{where}.{key}"
-        if not KEY_RE.match(key):
-            errors.append({"loc": [loc], "msg": "key must be 1-128 of A-Z a-z 0-9 _ . : -"})
+        if not good_key(key):
+            errors.append(
+                {"loc": [f"{where}.{key}"], "msg": "key must be 1-128 of A-Z a-z 0-9 _ . : -"}
+            )
         elif value is None:
-            errors.append({"loc": [loc], "msg": "null is not a value"})
-        elif isinstance(value, float) and not math.isfinite(value):
-            errors.append({"loc": [loc], "msg": "not a finite number"})
+            errors.append({"loc": [f"{where}.{key}"], "msg": "null is not a value"})
+        elif type(value) is float and not math.isfinite(value):
+            errors.append({"loc": [f"{where}.{key}"], "msg": "not a finite number"})
         else:
             out.append((key, ts, value))
 
@@ -103,7 +104,7 @@ def parse_attributes(data: Any) -> dict[str, Any]:
             "attributes must be a non-empty JSON object",
             errors=[{"loc": ["body"], "msg": "expected a non-empty object"}],
         )
-    bad = [k for k in data if not KEY_RE.match(k)]
+    bad = [k for k in data if not good_key(k)]
     if bad:
         raise PayloadError(
             "invalid attribute keys", errors=[{"loc": [k], "msg": "bad key"} for k in bad]
@@ -111,14 +112,31 @@ def parse_attributes(data: Any) -> dict[str, Any]:
     return dict(data)
 
 
-def to_batch(device_id: int, kind: DeviceKind, triples: list[Triple], now: int) -> WriteBatch:
-    """Check each value against the catalog and split good readings from quarantined ones."""
-    batch = WriteBatch(seen={device_id: now})
+def to_batch(
+    device_id: int,
+    kind: DeviceKind,
+    triples: list[Triple],
+    now: int,
+    into: WriteBatch | None = None,
+) -> WriteBatch:
+    """Check each value against the catalog and split good readings from quarantined ones
+    (into a new batch, or appended to ``into``)."""
+    if into is None:
+        batch = WriteBatch(seen={device_id: now})
+    else:
+        batch = into
+        if now > batch.seen.get(device_id, 0):
+            batch.seen[device_id] = now
+    good = batch.readings.append
     for key, ts, value in triples:
-        reading = Reading(device_id, key, ts, value)
+        # parse_telemetry checked the key, the timestamp and finite numbers
+        reading = checked_reading(device_id, key, ts, value)
+        if fits(kind, key, value):
+            good(reading)
+            continue
         quality, reason = check_value(kind, key, value)
         if quality is Quality.GOOD:
-            batch.readings.append(reading)
+            good(reading)
         else:
             batch.quarantined.append(Quarantined(reading, quality, reason))
     return batch

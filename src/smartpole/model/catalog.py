@@ -241,6 +241,37 @@ CATALOG: dict[DeviceKind, KindSpec] = {
 }
 
 
+def _bounds(spec: KeySpec) -> tuple[ValueType, float, float]:
+    low = -math.inf if spec.min is None else spec.min
+    high = math.inf if spec.max is None else spec.max
+    return spec.type, low, high
+
+
+# kind -> key -> (type, min, max): what ``fits`` needs, without attribute lookups
+_FIT: dict[DeviceKind, dict[str, tuple[ValueType, float, float]]] = {
+    kind: {key: _bounds(spec) for key, spec in entry.keys.items()}
+    for kind, entry in CATALOG.items()
+}
+
+
+def fits(kind: DeviceKind, key: str, value: Any) -> bool:
+    """Whether :func:`check_value` would find ``value`` good: the fast test of the ingest path
+    (values come from JSON: ``bool``, ``int``, ``float``, ``str``, lists and objects)."""
+    spec = _FIT[kind].get(key)
+    if spec is None:
+        return True
+    vtype, low, high = spec
+    t = type(value)
+    if vtype is ValueType.NUMBER:
+        # (inf - inf is nan: not finite, not good)
+        return (t is int or (t is float and value - value == 0.0)) and low <= value <= high
+    if vtype is ValueType.BOOL:
+        return t is bool or (t is int and value in (0, 1))
+    if vtype is ValueType.STRING:
+        return t is str
+    return True
+
+
 def check_value(kind: DeviceKind, key: str, value: Any) -> tuple[Quality, str]:
     """Check one value against the catalog: ``(GOOD, "")`` or the flag and a reason.
 

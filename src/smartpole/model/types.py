@@ -98,6 +98,34 @@ class Reading:
             raise ValueError(f"value of {self.key!r} is not a finite number")
 
 
+def good_key(key: str) -> bool:
+    """Whether ``key`` is a valid telemetry key (remembered: devices repeat their keys)."""
+    if key in _GOOD_KEYS:
+        return True
+    if not KEY_RE.match(key):
+        return False
+    if len(_GOOD_KEYS) < 100_000:
+        _GOOD_KEYS.add(key)
+    return True
+
+
+_new = object.__new__
+_set_device, _set_key, _set_ts, _set_value = (
+    getattr(Reading, name).__set__ for name in ("device_id", "key", "ts", "value")
+)
+
+
+def checked_reading(device_id: int, key: str, ts: int, value: Value) -> Reading:
+    """A Reading whose key, timestamp and value the caller has already checked (a payload
+    parser): built without ``__post_init__``, at a third of the cost, for the ingest path."""
+    reading: Reading = _new(Reading)
+    _set_device(reading, device_id)
+    _set_key(reading, key)
+    _set_ts(reading, ts)
+    _set_value(reading, value)
+    return reading
+
+
 @dataclass(frozen=True, slots=True)
 class Tenant:
     """A party that owns devices or uses data; ``is_operator`` sees the whole city."""

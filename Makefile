@@ -48,12 +48,14 @@ bench: install system-deps
 	$(VENV)/bin/python -m bench.hub
 	PATH="$$PATH:/usr/sbin" $(VENV)/bin/python -m bench.mqtt
 	$(VENV)/bin/python -m bench.fleet
+	$(VENV)/bin/python -m bench.stages
 
 bench-short: install system-deps
 	$(VENV)/bin/python -m bench.ingest --short
 	$(VENV)/bin/python -m bench.hub --short
 	PATH="$$PATH:/usr/sbin" $(VENV)/bin/python -m bench.mqtt --short
 	$(VENV)/bin/python -m bench.fleet --short
+	$(VENV)/bin/python -m bench.stages --short
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

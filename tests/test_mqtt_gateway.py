@@ -390,3 +390,30 @@ async def test_telemetry_right_behind_the_connect_of_a_new_device_is_stored(
         assert [p["value"] for p in series["online"]] == [True]  # one session start
     finally:
         writer.close()
+
+
+async def test_a_first_report_naming_many_devices_looks_them_up_together(
+    gateway5: Device, platform: Platform, client: httpx.AsyncClient, city: City, site: Site
+) -> None:
+    """A gateway's first report after it (re)connected names all its devices: they are found
+    with one registry query, and a name that is not on its pole still refuses the message."""
+    calls: list[list[str]] = []
+    lookups = platform.assets.devices_by_name
+
+    def counting(names: list[str]) -> Any:
+        calls.append(list(names))
+        return lookups(names)
+
+    platform.assets.devices_by_name = counting  # type: ignore[method-assign]
+    try:
+        body = {"cell-1": [{"users": 3}], "cam-1": [{"people": 2}], "lamp-far": [{"dim": 5}]}
+        assert await gateway5.publish("v1/gateway/telemetry", body) == RC_NOT_AUTHORIZED
+        assert calls == [["cell-1", "cam-1", "lamp-far"]]
+        del body["lamp-far"]
+        assert await gateway5.publish("v1/gateway/telemetry", body) == 0
+        assert len(calls) == 1  # the two found the first time are this session's now
+    finally:
+        del platform.assets.devices_by_name
+    assert (await latest(client, city.auth("telecom"), site.cell["id"]))["users"] == 3
+    assert (await latest(client, city.auth("city"), site.cam["id"]))["people"] == 2
+    assert "dim" not in await latest(client, city.auth("lighting"), site.far_lamp["id"])

@@ -137,6 +137,17 @@ class DeviceService:
             out[scope] = values
         return out
 
+    async def sub_devices(self, gateway: DeviceRef, names: list[str]) -> dict[str, DeviceRef]:
+        """Those of ``names`` that are registered on the gateway's pole, in one query."""
+        if gateway.pole_id is None:
+            return {}
+        refs = await asyncio.to_thread(self.assets.devices_by_name, names)
+        return {
+            name: ref
+            for name, ref in refs.items()
+            if ref.id != gateway.id and ref.pole_id == gateway.pole_id
+        }
+
     async def sub_device(self, gateway: DeviceRef, name: str, kind: str | None) -> DeviceRef:
         """A gateway's sub-device by name: one on the gateway's pole, or one it may create."""
         ref = await asyncio.to_thread(self.assets.device_by_name, name)

@@ -436,6 +436,20 @@ class Assets:
         """A device by its unique name (gateways name their sub-devices), or None."""
         return self._ref(devices.c.name == name)
 
+    def devices_by_name(self, names: list[str]) -> dict[str, DeviceRef]:
+        """The devices of several names at once (a gateway's report after it reconnected)."""
+        cols = (devices.c.id, devices.c.name, devices.c.kind, devices.c.owner_id, devices.c.pole_id)
+        found: dict[str, DeviceRef] = {}
+        unique = list(dict.fromkeys(names))
+        with self.engine.connect() as conn:
+            for i in range(0, len(unique), 500):
+                rows = conn.execute(select(*cols).where(devices.c.name.in_(unique[i : i + 500])))
+                for row in rows:
+                    found[row.name] = DeviceRef(
+                        row.id, row.name, DeviceKind(row.kind), row.owner_id, row.pole_id
+                    )
+        return found
+
     def _ref(self, condition: Any) -> DeviceRef | None:
         cols = (devices.c.id, devices.c.name, devices.c.kind, devices.c.owner_id, devices.c.pole_id)
         with self.engine.connect() as conn:

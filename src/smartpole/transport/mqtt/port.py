@@ -74,6 +74,10 @@ class DevicePort(Protocol):
         """``{"client": {...}, "shared": {...}}`` for an attribute request."""
         ...
 
+    async def sub_devices(self, gateway: DeviceRef, names: list[str]) -> dict[str, DeviceRef]:
+        """Those of ``names`` registered on the gateway's pole (one lookup for many)."""
+        ...
+
     async def sub_device(self, gateway: DeviceRef, name: str, kind: str | None) -> DeviceRef:
         """The sub-device a gateway names; auto-created when the gateway may. Raises Forbidden."""
         ...

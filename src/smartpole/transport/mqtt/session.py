@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -731,20 +732,52 @@ class Connection(asyncio.Protocol):
         if lookup is None:
             lookup = asyncio.ensure_future(self._find_sub_device(name, kind))
             self._sub_lookups[name] = lookup
-            lookup.add_done_callback(lambda _: self._sub_lookups.pop(name, None))
+            lookup.add_done_callback(functools.partial(self._looked_up, name))
         return await asyncio.shield(lookup)
 
     async def _find_sub_device(self, name: str, kind: Any) -> DeviceRef:
         assert self.device is not None
         sub = await self.port.sub_device(self.device, name, kind if isinstance(kind, str) else None)
+        return await self._attach(name, sub)
+
+    async def _attach(self, name: str, sub: DeviceRef) -> DeviceRef:
+        """Start the session of a sub-device this gateway reports."""
         self.gateway_devices[name] = sub
         self.server.via_gateway[sub.id] = (self, name)
         await self.port.connected(sub, via=self.device)
         return sub
 
+    def _look_up_together(self, names: list[str]) -> None:
+        """Start the lookups of several new sub-devices as one registry query (a gateway's
+        first report after it reconnected names all its devices); names it does not find go
+        the one-by-one way (refused, or created when the gateway may)."""
+        assert self.device is not None
+        query = asyncio.ensure_future(self.port.sub_devices(self.device, names))
+
+        async def one(name: str) -> DeviceRef:
+            found = (await asyncio.shield(query)).get(name)
+            if found is None:
+                return await self._find_sub_device(name, None)
+            return await self._attach(name, found)
+
+        for name in names:
+            lookup = asyncio.ensure_future(one(name))
+            self._sub_lookups[name] = lookup
+            lookup.add_done_callback(functools.partial(self._looked_up, name))
+
+    def _looked_up(self, name: str, _: object) -> None:
+        self._sub_lookups.pop(name, None)
+
     async def _gw_telemetry(self, data: Any, now: int) -> None:
         if not isinstance(data, dict) or not data:
             raise InvalidInput('gateway telemetry needs {"device name": [{"ts": ..., ...}]}')
+        new = [
+            name
+            for name in data
+            if name and name not in self.gateway_devices and name not in self._sub_lookups
+        ]
+        if len(new) > 1:
+            self._look_up_together(new)
         items = [(await self.sub_device(name), values) for name, values in data.items()]
         await self.port.telemetry_of(items, now)
 

@@ -644,6 +644,13 @@ async def test_healthz_needs_no_key(client: httpx.AsyncClient, platform: Platfor
     assert body["engine"] == platform.db.dialect
     assert body["revision"] == platform.db.head()
     assert set(body["pipeline"]) == {"pending", "committed", "batches"}
+    assert body["hub"] == {"queued": 0}
+    assert body["anomaly"] == {
+        "enabled": platform.settings.anomaly_enabled,
+        "queued": 0,
+        "dropped": 0,
+        "raised": 0,
+    }
 
 
 def api_routes(routes: list[Any]) -> Iterator[APIRoute]:

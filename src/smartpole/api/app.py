@@ -82,6 +82,14 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
                 "committed": p.pipeline.committed,
                 "batches": p.pipeline.batches,
             },
+            # batches committed but not yet evaluated by the rules / scored by the detector
+            "hub": {"queued": p.hub.queued},
+            "anomaly": {
+                "enabled": p.settings.anomaly_enabled,
+                "queued": p.anomaly.queued,
+                "dropped": p.anomaly.dropped,
+                "raised": p.anomaly.raised,
+            },
         }
 
     return app

@@ -343,6 +343,11 @@ class AnomalyService:
         self._devices: dict[int, _Device] = {}
         self._anomalous: dict[int, dict[str, AnomalyEvent]] = {}
 
+    @property
+    def queued(self) -> int:
+        """Committed batches waiting to be scored."""
+        return self._queue.qsize()
+
     async def on_batch(self, batch: WriteBatch) -> None:
         """Pipeline listener: hand the batch to the detector's task and return at once."""
         if self._task is None or not batch.readings:

@@ -129,6 +129,11 @@ class Hub:
         await self.actor.drain()
 
     # -- the pipeline listener -----------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        """Committed batches waiting for rule evaluation."""
+        return self._queue.qsize()
+
     async def on_batch(self, batch: WriteBatch) -> None:
         """Keep the readings that some rule reads and queue them; waits only when the hub is
         ``QUEUE_BATCHES`` batches behind."""

@@ -198,8 +198,8 @@ class SeriesStore:
     every batch), and always before a read that uses them. After a crash the marks left behind
     say which time range to recompute from the readings (:meth:`recover`).
 
-    Engines implement ``_commit_readings``, ``_flush_derived``, ``_recover`` and, when they
-    cannot tell which rows of a batch were new, ``_recount``.
+    Engines implement ``_commit_readings`` (which tells which rows of a batch were new when
+    some were not), ``_flush_derived`` and ``_recover``.
     """
 
     def __init__(
@@ -237,7 +237,7 @@ class SeriesStore:
             rows = self._rows(batch.readings)
             inserted, mark, fresh = self._commit_readings(rows, batch)
             if rows:
-                self._gather(rows if fresh is None else fresh, inserted, mark, fresh is None)
+                self._gather(rows if fresh is None else fresh, mark)
             if self.flush_ms == 0 or time.monotonic() - self._last_flush >= self.flush_ms / 1000:
                 try:
                     self._flush()
@@ -247,27 +247,8 @@ class SeriesStore:
                     log.exception("flushing latest state and rollups failed; will retry")
             return WriteResult(inserted, len(rows) - inserted, len(batch.quarantined))
 
-    def _gather(
-        self, rows: list[tuple[Any, ...]], inserted: int, mark: int | None, all_rows: bool
-    ) -> None:
-        """Fold committed rows into the pending latest state and rollups.
-
-        ``all_rows`` says ``rows`` is the whole batch, of which only ``inserted`` were new; an
-        engine that can tell which rows it inserted passes just those instead.
-        """
-        if all_rows and inserted < len(rows):
-            # Some readings were duplicates: write the newest rows with what was gathered so
-            # far, then recount the hours this batch touched from the readings themselves (and
-            # only then drop its mark).
-            newest, hours = _derive(rows, {}, {})
-            latest = self._pending_latest
-            for k, row in newest.items():
-                old = latest.get(k)
-                if old is None or row[2] > old[2]:
-                    latest[k] = row
-            self._flush()
-            self._recount(list(hours), mark)
-            return
+    def _gather(self, rows: list[tuple[Any, ...]], mark: int | None) -> None:
+        """Fold the rows a batch really inserted into the pending latest state and rollups."""
         _derive(rows, self._pending_latest, self._pending_rollups)
         self._pending_mark = mark
 
@@ -301,9 +282,6 @@ class SeriesStore:
     def _flush_derived(
         self, latest: list[tuple[Any, ...]], rollups: list[tuple[Any, ...]], mark: int | None
     ) -> None:
-        raise NotImplementedError
-
-    def _recount(self, groups: list[tuple[int, str, int]], mark: int | None) -> None:
         raise NotImplementedError
 
     def _recover(self) -> int:

@@ -30,13 +30,6 @@ ADD_ROLLUP = (
     " ON CONFLICT (device_id, key, hour) DO UPDATE SET cnt = cnt + excluded.cnt,"
     " sum = sum + excluded.sum, min = MIN(min, excluded.min), max = MAX(max, excluded.max)"
 )
-# Used only when a batch held duplicates: recount the hour from the readings themselves.
-RECOUNT_ROLLUP = (
-    "INSERT OR REPLACE INTO rollups (device_id, key, hour, cnt, sum, min, max)"
-    " SELECT device_id, key, ?, COUNT(*), SUM(num), MIN(num), MAX(num) FROM readings"
-    " WHERE device_id = ? AND key = ? AND ts >= ? AND ts < ? + 3600000 AND vtype <= 1"
-    " GROUP BY device_id, key"
-)
 TOUCH_DEVICE = (
     "UPDATE devices SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)"
 )
@@ -92,13 +85,26 @@ class SqliteSeries(SeriesStore):
     def _commit_readings(
         self, rows: list[tuple[Any, ...]], batch: WriteBatch
     ) -> tuple[int, int | None, list[tuple[Any, ...]] | None]:
-        inserted, mark = 0, None
+        inserted, mark, fresh = 0, None, None
         with self._transaction() as cur:
             if rows:
+                cur.execute("SAVEPOINT batch")
                 # in primary-key order, consecutive inserts land on the same B-tree pages (10-25 %
                 # faster); the sort is stable, so of duplicates in a batch the first still wins
                 cur.executemany(INSERT_READING, sorted(rows, key=SERIES_ORDER))
                 inserted = cur.rowcount
+                if inserted < len(rows):
+                    # Some were stored already (a retransmission) or repeat within the batch:
+                    # insert again row by row to learn which are new, so that only those count
+                    # in the rollups (a recount of every hour the batch touched cost more).
+                    cur.execute("ROLLBACK TO batch")
+                    fresh = []
+                    for row in rows:
+                        cur.execute(INSERT_READING, row)
+                        if cur.rowcount:
+                            fresh.append(row)
+                    inserted = len(fresh)
+                cur.execute("RELEASE batch")
                 stamps = [r[2] for r in rows]
                 cur.execute(MARK, (self.node, min(stamps), max(stamps)))
                 mark = cur.lastrowid
@@ -106,9 +112,7 @@ class SqliteSeries(SeriesStore):
                 cur.executemany(INSERT_QUARANTINE, self._quarantine_rows(batch))
             if batch.seen:
                 cur.executemany(TOUCH_DEVICE, [(t, d, t) for d, t in batch.seen.items()])
-        # Which rows were duplicates is not known here: the store recounts their hours, which is
-        # exact because this file has one writer.
-        return inserted, mark, None
+        return inserted, mark, fresh
 
     def _flush_derived(
         self, latest: list[tuple[Any, ...]], rollups: list[tuple[Any, ...]], mark: int | None
@@ -116,12 +120,6 @@ class SqliteSeries(SeriesStore):
         with self._transaction() as cur:
             cur.executemany(UPSERT_LATEST, latest)
             cur.executemany(ADD_ROLLUP, rollups)
-            if mark is not None:
-                cur.execute(UNMARK, (self.node, mark))
-
-    def _recount(self, groups: list[tuple[int, str, int]], mark: int | None) -> None:
-        with self._transaction() as cur:
-            cur.executemany(RECOUNT_ROLLUP, [(h, d, k, h, h) for d, k, h in groups])
             if mark is not None:
                 cur.execute(UNMARK, (self.node, mark))
 

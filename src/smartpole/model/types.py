@@ -82,13 +82,10 @@ class Reading:
     value: Value
 
     def __post_init__(self) -> None:
-        # Every reading passes here: a set of keys already checked spares the regex, and
-        # ``type() is`` checks are cheaper than isinstance (and keep bool out of int).
-        if self.key not in _GOOD_KEYS:
-            if not isinstance(self.key, str) or not KEY_RE.match(self.key):
-                raise ValueError(f"invalid telemetry key {self.key!r}")
-            if len(_GOOD_KEYS) < 100_000:
-                _GOOD_KEYS.add(self.key)
+        # Every reading built from outside data passes here: good_key remembers keys already
+        # checked, and ``type() is`` checks are cheaper than isinstance (and keep bool out of int).
+        if not isinstance(self.key, str) or not good_key(self.key):
+            raise ValueError(f"invalid telemetry key {self.key!r}")
         ts = self.ts
         if type(ts) is not int:
             raise ValueError(f"timestamp must be integer milliseconds, got {ts!r}")

@@ -742,6 +742,8 @@ class Connection(asyncio.Protocol):
 
     async def _attach(self, name: str, sub: DeviceRef) -> DeviceRef:
         """Start the session of a sub-device this gateway reports."""
+        if self.closed:  # the gateway left while the lookup ran: no session to start
+            return sub
         self.gateway_devices[name] = sub
         self.server.via_gateway[sub.id] = (self, name)
         await self.port.connected(sub, via=self.device)

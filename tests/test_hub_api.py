@@ -152,3 +152,21 @@ def test_cli_imports_the_default_rules_and_lists_them(database: Database, tmp_pa
     r = runner.invoke(cli_app, ["rule", "add", str(bad), *url], env=env)
     assert r.exit_code == 1
     assert "condition.value" in r.output
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_cli_alarm_commands_end_with_a_clear_error(database: Database, tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"SMARTPOLE_DB": "", "SMARTPOLE_DATA_DIR": str(tmp_path)}
+    url = ["--data-dir", str(tmp_path)]
+    r = runner.invoke(cli_app, ["alarm", "list", "--json", *url], env=env)
+    assert r.exit_code == 0, r.output
+    assert orjson.loads(r.stdout) == []
+    r = runner.invoke(cli_app, ["alarm", "ack", "999", *url], env=env)
+    assert r.exit_code == 1
+    assert "error:" in r.output
+    # an unknown tenant is a domain error too, not a traceback
+    r = runner.invoke(cli_app, ["alarm", "list", "--tenant", "nosuch", *url], env=env)
+    assert r.exit_code == 1
+    assert "error:" in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +16,16 @@ from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.errors import SmartpoleError
 
-__all__ = ["DataDir", "Db", "JsonOut", "console", "fail", "open_platform", "print_json"]
+__all__ = [
+    "DataDir",
+    "Db",
+    "JsonOut",
+    "command_platform",
+    "console",
+    "fail",
+    "open_platform",
+    "print_json",
+]
 
 console = Console(stderr=True)
 DataDir = Annotated[
@@ -49,6 +60,19 @@ def open_platform(data_dir: Path | None, db: str | None, **extra: Any) -> Platfo
     p = Platform(settings(data_dir, db, **extra))
     p.upgrade()
     return p
+
+
+@contextmanager
+def command_platform(data_dir: Path | None, db: str | None, **extra: Any) -> Iterator[Platform]:
+    """The platform for one command: a domain error ends the command with its message and exit
+    status 1, and the database is closed in any case."""
+    p = open_platform(data_dir, db, **extra)
+    try:
+        yield p
+    except SmartpoleError as err:
+        raise fail(err) from err
+    finally:
+        p.db.dispose()
 
 
 def print_json(value: Any) -> None:

@@ -14,8 +14,8 @@ from rich.table import Table
 
 from smartpole.api.rules import parse_rules_text
 from smartpole.app import Platform
-from smartpole.cli.common import DataDir, Db, JsonOut, console, fail, open_platform, print_json
-from smartpole.errors import InvalidInput, SmartpoleError
+from smartpole.cli.common import DataDir, Db, JsonOut, command_platform, console, print_json
+from smartpole.errors import InvalidInput
 from smartpole.hub.alarms import AlarmFilter, AlarmStatus
 from smartpole.hub.rules import default_rules
 from smartpole.registry.access import Principal
@@ -49,8 +49,8 @@ def rule_list(
     tenant: Tenant = "city", data_dir: DataDir = None, db: Db = None, json: JsonOut = False
 ) -> None:
     """List rules."""
-    p = open_platform(data_dir, db)
-    rows = p.hub.rules.list(_who(p, tenant))
+    with command_platform(data_dir, db) as p:
+        rows = p.hub.rules.list(_who(p, tenant))
     if json:
         print_json(rows)
         return
@@ -70,11 +70,8 @@ def rule_add(
     json: JsonOut = False,
 ) -> None:
     """Create a rule, or replace the tenant's rule of the same name."""
-    p = open_platform(data_dir, db)
-    try:
+    with command_platform(data_dir, db) as p:
         row, created = p.hub.rules.put(_who(p, tenant), _read(file))
-    except SmartpoleError as err:
-        raise fail(err) from err
     if json:
         print_json(row)
     else:
@@ -89,11 +86,8 @@ def rule_show(
     db: Db = None,
 ) -> None:
     """Print a rule as JSON."""
-    p = open_platform(data_dir, db)
-    try:
+    with command_platform(data_dir, db) as p:
         print_json(p.hub.rules.get(_who(p, tenant), rule_id))
-    except SmartpoleError as err:
-        raise fail(err) from err
 
 
 @rule_app.command("delete")
@@ -104,11 +98,8 @@ def rule_delete(
     db: Db = None,
 ) -> None:
     """Delete a rule."""
-    p = open_platform(data_dir, db)
-    try:
+    with command_platform(data_dir, db) as p:
         p.hub.rules.delete(_who(p, tenant), rule_id)
-    except SmartpoleError as err:
-        raise fail(err) from err
     console.print(f"rule {rule_id} deleted")
 
 
@@ -127,9 +118,8 @@ def rule_import(
     """Create or replace many rules; nothing is saved if any rule is invalid."""
     if (file is None) == (not defaults):
         raise typer.BadParameter("give a FILE or --defaults")
-    p = open_platform(data_dir, db)
-    who = _who(p, tenant)
-    try:
+    with command_platform(data_dir, db) as p:
+        who = _who(p, tenant)
         doc = default_rules() if defaults else _read(file)  # type: ignore[arg-type]
         items = doc.get("rules") if isinstance(doc, dict) else doc
         if not isinstance(items, list):
@@ -144,8 +134,6 @@ def rule_import(
             raise InvalidInput(f"{len(errors)} problem(s); no rule was saved", errors=errors)
         for item in items:
             p.hub.rules.put(who, item)
-    except SmartpoleError as err:
-        raise fail(err) from err
     console.print(f"{len(items)} rules imported")
 
 
@@ -160,9 +148,11 @@ def alarm_list(
     json: JsonOut = False,
 ) -> None:
     """List alarms, newest first."""
-    p = open_platform(data_dir, db)
     status = [s for s in AlarmStatus if s.active] if active else None
-    rows = p.hub.alarms.list(_who(p, tenant), AlarmFilter(status=status, type=type), limit=limit)
+    with command_platform(data_dir, db) as p:
+        rows = p.hub.alarms.list(
+            _who(p, tenant), AlarmFilter(status=status, type=type), limit=limit
+        )
     if json:
         print_json([a.to_dict() for a in rows])
         return
@@ -181,15 +171,12 @@ def alarm_list(
 
 
 def _change(alarm_id: int, tenant: str, data_dir: Path | None, db: str | None, ack: bool) -> None:
-    p = open_platform(data_dir, db)
-    who = _who(p, tenant)
-    try:
+    with command_platform(data_dir, db) as p:
+        who = _who(p, tenant)
         if ack:
             alarm = asyncio.run(p.hub.alarms.acknowledge(who, alarm_id))
         else:
             alarm = asyncio.run(p.hub.alarms.clear_by_id(who, alarm_id))
-    except SmartpoleError as err:
-        raise fail(err) from err
     console.print(f"alarm {alarm.id} {alarm.status}")
 
 

@@ -10,8 +10,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from smartpole.cli.common import DataDir, Db, JsonOut, console, fail, open_platform, print_json
-from smartpole.errors import SmartpoleError
+from smartpole.cli.common import DataDir, Db, JsonOut, command_platform, console, print_json
 from smartpole.model.types import DeviceKind, Role
 from smartpole.registry.assets import PoleFilter
 from smartpole.registry.inventory import export_poles, import_poles
@@ -36,19 +35,16 @@ def tenant_add(
     json: JsonOut = False,
 ) -> None:
     """Create a tenant."""
-    p = open_platform(data_dir, db)
-    try:
+    with command_platform(data_dir, db) as p:
         row = p.tenants.create(name, title, operator)
-    except SmartpoleError as err:
-        raise fail(err) from err
     print_json(row) if json else console.print(f"tenant {row['name']} id {row['id']}")
 
 
 @tenant_app.command("list")
 def tenant_list(data_dir: DataDir = None, db: Db = None, json: JsonOut = False) -> None:
     """List tenants."""
-    p = open_platform(data_dir, db)
-    rows = p.tenants.list(city_principal(p.tenants))
+    with command_platform(data_dir, db) as p:
+        rows = p.tenants.list(city_principal(p.tenants))
     if json:
         print_json(rows)
         return
@@ -68,13 +64,10 @@ def apikey_create(
     json: JsonOut = False,
 ) -> None:
     """Issue an API key; the secret is printed once."""
-    p = open_platform(data_dir, db)
-    try:
+    with command_platform(data_dir, db) as p:
         if tenant == "city":
             city_principal(p.tenants)
         row, secret = p.tenants.create_key(p.tenants.by_name(tenant)["id"], role, name)
-    except SmartpoleError as err:
-        raise fail(err) from err
     if json:
         print_json({**row, "key": secret})
     else:
@@ -96,8 +89,7 @@ def pole_add(
     json: JsonOut = False,
 ) -> None:
     """Add a pole."""
-    p = open_platform(data_dir, db)
-    try:
+    with command_platform(data_dir, db) as p:
         row = p.assets.create_pole(
             city_principal(p.tenants),
             code=code,
@@ -108,8 +100,6 @@ def pole_add(
             district=district,
             road=road,
         )
-    except SmartpoleError as err:
-        raise fail(err) from err
     print_json(row) if json else console.print(f"pole {row['code']} id {row['id']}")
 
 
@@ -126,15 +116,12 @@ def device_add(
     json: JsonOut = False,
 ) -> None:
     """Register a device; prints its id and access token (shown once)."""
-    p = open_platform(data_dir, db)
-    who = city_principal(p.tenants)
-    try:
+    with command_platform(data_dir, db) as p:
+        who = city_principal(p.tenants)
         pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
         row, token = p.assets.create_device(
             who, kind, name=name, pole_id=pole_id, owner=owner, port=port, model=model
         )
-    except SmartpoleError as err:
-        raise fail(err) from err
     if json:
         print_json({**row, "token": token})
     else:
@@ -154,15 +141,12 @@ def device_list(
     json: JsonOut = False,
 ) -> None:
     """List devices."""
-    p = open_platform(data_dir, db)
-    who = city_principal(p.tenants)
-    try:
+    with command_platform(data_dir, db) as p:
+        who = city_principal(p.tenants)
         pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
-    except SmartpoleError as err:
-        raise fail(err) from err
-    rows, total = p.assets.list_devices(
-        who, limit, 0, kind=kind, owner=owner, pole_id=pole_id, district=district
-    )
+        rows, total = p.assets.list_devices(
+            who, limit, 0, kind=kind, owner=owner, pole_id=pole_id, district=district
+        )
     if json:
         print_json({"items": rows, "total": total})
         return
@@ -188,11 +172,8 @@ def device_token(
     json: JsonOut = False,
 ) -> None:
     """Rotate a device's access token and print the new one."""
-    p = open_platform(data_dir, db)
-    try:
+    with command_platform(data_dir, db) as p:
         token = p.assets.rotate_token(city_principal(p.tenants), device_id)
-    except SmartpoleError as err:
-        raise fail(err) from err
     print_json({"device_id": device_id, "token": token}) if json else typer.echo(token)
 
 
@@ -212,9 +193,8 @@ def import_cmd(
     json: JsonOut = False,
 ) -> None:
     """Import poles; idempotent by pole code, all valid rows in one transaction or none."""
-    p = open_platform(data_dir, db)
     fmt: Format = format or ("geojson" if file.suffix.lower() in (".geojson", ".json") else "csv")
-    try:
+    with command_platform(data_dir, db) as p:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"importing {file.name}", total=None)
 
@@ -229,8 +209,6 @@ def import_cmd(
                 skip_invalid=skip_invalid,
                 progress=progress,
             )
-    except SmartpoleError as err:
-        raise fail(err) from err
     if json:
         print_json(asdict(report))
     else:
@@ -257,8 +235,10 @@ def export_cmd(
     db: Db = None,
 ) -> None:
     """Export poles as CSV or GeoJSON (re-importable as is)."""
-    p = open_platform(data_dir, db)
-    text = export_poles(p.assets, city_principal(p.tenants), format, PoleFilter(district=district))
+    with command_platform(data_dir, db) as p:
+        text = export_poles(
+            p.assets, city_principal(p.tenants), format, PoleFilter(district=district)
+        )
     if output:
         output.write_text(text, encoding="utf-8")
         console.print(f"wrote {output}")

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from smartpole.cli.common import DataDir, Db, JsonOut, console, fail, open_platform, print_json
-from smartpole.errors import InvalidInput, SmartpoleError
+from smartpole.cli.common import DataDir, Db, JsonOut, command_platform, console, print_json
+from smartpole.errors import InvalidInput
 from smartpole.hub.alarms import Severity
 from smartpole.hub.workorders import WorkOrderFilter, WorkOrderStatus
 from smartpole.sim.seed import city_principal
@@ -48,12 +48,9 @@ def workorder_list(
     json: JsonOut = False,
 ) -> None:
     """List work orders, newest first."""
-    p = open_platform(data_dir, db)
-    try:
+    with command_platform(data_dir, db) as p:
         f = WorkOrderFilter(status=status or None, team_id=team, overdue=overdue)
         rows, total = p.work_orders.list(city_principal(p.tenants), f, limit=limit)
-    finally:
-        p.db.dispose()
     if json:
         print_json({"items": rows, "total": total})
         return
@@ -68,13 +65,8 @@ def workorder_show(
     json: JsonOut = False,
 ) -> None:
     """Show a work order and its history."""
-    p = open_platform(data_dir, db)
-    try:
+    with command_platform(data_dir, db) as p:
         row = p.work_orders.get(city_principal(p.tenants), work_order_id)
-    except SmartpoleError as err:
-        raise fail(err) from err
-    finally:
-        p.db.dispose()
     if json:
         print_json(row)
         return
@@ -106,9 +98,8 @@ def workorder_create(
     json: JsonOut = False,
 ) -> None:
     """Open a work order from an alarm, or for a device or a pole."""
-    p = open_platform(data_dir, db)
-    who = city_principal(p.tenants)
-    try:
+    with command_platform(data_dir, db) as p:
+        who = city_principal(p.tenants)
         found = p.hub.alarms.get_visible(who, alarm) if alarm is not None else None
         tenant_id = who.tenant_id
         pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
@@ -130,10 +121,6 @@ def workorder_create(
             team_id=team,
         )
         row = p.work_orders.get(who, wo_id)
-    except SmartpoleError as err:
-        raise fail(err) from err
-    finally:
-        p.db.dispose()
     if json:
         print_json(row)
     else:
@@ -150,15 +137,10 @@ def workorder_transition(
     json: JsonOut = False,
 ) -> None:
     """Move a work order to another status (open → assigned → in_progress → resolved → closed)."""
-    p = open_platform(data_dir, db)
-    try:
+    with command_platform(data_dir, db) as p:
         row = asyncio.run(
             p.work_orders.transition(city_principal(p.tenants), work_order_id, to, comment)
         )
-    except SmartpoleError as err:
-        raise fail(err) from err
-    finally:
-        p.db.dispose()
     if json:
         print_json(row)
     else:

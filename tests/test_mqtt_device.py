@@ -180,6 +180,47 @@ async def raw_session(port: int, token: str) -> tuple[asyncio.StreamReader, Any]
     return reader, writer
 
 
+async def test_qos0_and_qos1_in_one_segment_are_all_stored_and_each_qos1_acked_in_order(
+    platform: Platform, client: httpx.AsyncClient, city: City, lamp: dict[str, Any]
+) -> None:
+    """Messages read together share one commit; each QoS 1 one still gets its own PUBACK, in
+    order, and a bad one among them its own refusal."""
+    reader, writer = await raw_session(platform.mqtt[0].mqtt_port, lamp["token"])
+    packets, expected = [], []
+    for i in range(60):
+        qos = i % 2
+        body = b'{"dim": ' if i == 31 else b'{"ts": %d, "values": {"dim": %d}}' % (T0 + i, i)
+        packets.append(
+            codec.encode(
+                codec.Publish(
+                    "v1/devices/me/telemetry", body, qos, packet_id=i + 1 if qos else None
+                ),
+                5,
+            )
+        )
+        if qos:
+            expected.append((i + 1, 0x99 if i == 31 else 0))
+    writer.write(b"".join(packets))
+    acks: list[tuple[int, int]] = []
+    stream = codec.Reader()
+    try:
+        while len(acks) < len(expected):
+            data = await asyncio.wait_for(reader.read(4096), 10)
+            assert data, "the server closed the session"
+            for kind, _, body in stream.feed(data):
+                assert kind == codec.PacketType.PUBACK
+                acks.append((int.from_bytes(body[:2], "big"), body[2] if len(body) > 2 else 0))
+    finally:
+        writer.close()
+    assert acks == expected
+    r = await client.get(
+        f"/api/devices/{lamp['id']}/timeseries",
+        params={"keys": "dim", "start": T0, "end": T0 + 60, "limit": 1000},
+        headers=city.auth("lighting"),
+    )
+    assert [p["value"] for p in r.json()["dim"]] == [i for i in range(60) if i != 31]
+
+
 async def test_oversized_payload_disconnects_with_0x95(
     platform: Platform, lamp: dict[str, Any]
 ) -> None:

@@ -158,6 +158,9 @@ class Connection(asyncio.Protocol):
         self.gateway_devices: dict[str, DeviceRef] = {}
         # lookups under way, shared by the messages that name the same new sub-device
         self._sub_lookups: dict[str, asyncio.Future[DeviceRef]] = {}
+        # the futures of the last QoS 0 and QoS 1 PUBLISH (several share one: one callback)
+        self._last_qos0: asyncio.Future[Any] | None = None
+        self._last_qos1: asyncio.Future[Any] | None = None
         self.session_expiry = 0
         self.closed = False
 
@@ -553,12 +556,17 @@ class Connection(asyncio.Protocol):
             result = self._route(packet)
         except SmartpoleError as err:
             result = self._failed(err)
+        # Messages of one turn of the loop share their commit's future: one callback for them.
         if packet.qos == 0:
-            result.add_done_callback(self._dropped)  # nobody to tell: log, do not leak it
+            if result is not self._last_qos0:
+                self._last_qos0 = result
+                result.add_done_callback(self._dropped)  # nobody to tell: log, do not leak it
             return
         assert packet.packet_id is not None
         self._acks.append((packet.packet_id, result))
-        result.add_done_callback(self._drain)
+        if result is not self._last_qos1:
+            self._last_qos1 = result
+            result.add_done_callback(self._drain)
         if len(self._acks) >= MAX_QUEUED_ACKS:
             self._pause()
 
@@ -576,23 +584,31 @@ class Connection(asyncio.Protocol):
             log.warning("MQTT QoS 0 publish of device %s dropped: %s", dev and dev.id, err)
 
     def _drain(self, _: object = None) -> None:
-        """Send the PUBACKs that are due, in the order the PUBLISHes came."""
+        """Send the PUBACKs that are due, in the order the PUBLISHes came (in one write: the
+        messages of one commit are acknowledged together)."""
+        out: list[bytes] = []
         while self._acks and self._acks[0][1].done():
             packet_id, fut = self._acks.popleft()
             err = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
             if err is None:
-                self._write(PubAck(packet_id))
+                out.append(codec.encode(PubAck(packet_id), self.version))
                 continue
             dev = self.device
             log.warning("MQTT publish of device %s rejected: %s", dev and dev.id, err)
             if self.version == 5:
-                self._write(PubAck(packet_id, reason_code=_reason(err)))
+                out.append(codec.encode(PubAck(packet_id, reason_code=_reason(err)), 5))
             else:
                 # 3.1.1 cannot refuse one message: leave, so the device does not believe it.
+                self._write_raw(out)
                 self._abort(RC_UNSPECIFIED, f"publish failed: {err}")
                 return
+        self._write_raw(out)
         if self._paused:
             self._maybe_resume()
+
+    def _write_raw(self, packets: list[bytes]) -> None:
+        if packets and self.transport is not None and not self.closed:
+            self.transport.write(b"".join(packets))
 
     def _route(self, packet: Publish, will: bool = False) -> asyncio.Future[Any]:
         """Dispatch a PUBLISH by topic; return a future that resolves when it is done."""

@@ -15,6 +15,8 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from smartpole.transport.mqtt import codec
+
 V5 = mqtt.MQTTv5
 V311 = mqtt.MQTTv311
 TIMEOUT = 10.0
@@ -126,3 +128,16 @@ class Device:
                     sock.close()
 
         await asyncio.to_thread(run)
+
+
+async def read_pubacks(reader: asyncio.StreamReader, n: int) -> list[tuple[int, int]]:
+    """Read ``n`` PUBACKs from a raw MQTT 5 session: ``(packet id, reason code)`` each."""
+    stream = codec.Reader()
+    acks: list[tuple[int, int]] = []
+    while len(acks) < n:
+        data = await asyncio.wait_for(reader.read(4096), TIMEOUT)
+        assert data, "the server closed the session"
+        for kind, _, body in stream.feed(data):
+            assert kind == codec.PacketType.PUBACK
+            acks.append((int.from_bytes(body[:2], "big"), body[2] if len(body) > 2 else 0))
+    return acks

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from fixtures_api import City, make_device, make_pole
-from mqtt_client import V5, V311, Device
+from mqtt_client import V5, V311, Device, read_pubacks
 from smartpole.app import Platform
 from smartpole.store.database import now_ms
 from smartpole.transport.mqtt import codec
@@ -201,15 +201,8 @@ async def test_qos0_and_qos1_in_one_segment_are_all_stored_and_each_qos1_acked_i
         if qos:
             expected.append((i + 1, 0x99 if i == 31 else 0))
     writer.write(b"".join(packets))
-    acks: list[tuple[int, int]] = []
-    stream = codec.Reader()
     try:
-        while len(acks) < len(expected):
-            data = await asyncio.wait_for(reader.read(4096), 10)
-            assert data, "the server closed the session"
-            for kind, _, body in stream.feed(data):
-                assert kind == codec.PacketType.PUBACK
-                acks.append((int.from_bytes(body[:2], "big"), body[2] if len(body) > 2 else 0))
+        acks = await read_pubacks(reader, len(expected))
     finally:
         writer.close()
     assert acks == expected

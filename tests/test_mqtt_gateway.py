@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from fixtures_api import City, make_device, make_pole
-from mqtt_client import V5, V311, Device
+from mqtt_client import V5, V311, Device, read_pubacks
 from smartpole.app import Platform
 from smartpole.transport.mqtt import codec
 
@@ -368,13 +368,7 @@ async def test_telemetry_right_behind_the_connect_of_a_new_device_is_stored(
                 for i, (topic, payload) in enumerate(messages)
             )
         )
-        acks: list[tuple[int, int]] = []  # (packet id, reason code)
-        while len(acks) < len(messages):
-            data = await asyncio.wait_for(reader.read(4096), 10)
-            assert data, "the server closed the session"
-            for kind, _, body in packets.feed(data):
-                assert kind == codec.PacketType.PUBACK
-                acks.append((int.from_bytes(body[:2], "big"), body[2] if len(body) > 2 else 0))
+        acks = await read_pubacks(reader, len(messages))
         assert acks == [(i + 1, 0) for i in range(len(messages))]
         r = await client.get("/api/devices", params={"pole_id": site.pole}, headers=auth)
         created = [d for d in r.json()["items"] if d["name"] == "cam-new"]

@@ -215,8 +215,9 @@ class For(Condition):
 
 
 @dataclass
-class All(Condition):
-    """Every part holds."""
+class _Group(Condition):
+    """Parts combined by ``all`` or ``any``; every part is evaluated (no short cut), so that
+    each keeps its state current."""
 
     parts: list[Condition]
     id: str = ""
@@ -228,28 +229,27 @@ class All(Condition):
         """Every part's keys."""
         return set().union(*(p.keys() for p in self.parts))
 
-    def test(self, ctx: Context) -> bool:
-        """Evaluates every part (no short cut), so that each keeps its state current."""
-        return all([p.test(ctx) for p in self.parts])
+    def results(self, ctx: Context) -> list[bool]:
+        """Every part's result."""
+        return [p.test(ctx) for p in self.parts]
 
 
 @dataclass
-class Any_(Condition):
-    """At least one part holds."""
-
-    parts: list[Condition]
-    id: str = ""
-
-    def __post_init__(self) -> None:
-        self.timed = any(p.timed for p in self.parts)
-
-    def keys(self) -> set[str]:
-        """Every part's keys."""
-        return set().union(*(p.keys() for p in self.parts))
+class All(_Group):
+    """Every part holds."""
 
     def test(self, ctx: Context) -> bool:
-        """Evaluates every part (no short cut), so that each keeps its state current."""
-        return any([p.test(ctx) for p in self.parts])
+        """Whether every part holds."""
+        return all(self.results(ctx))
+
+
+@dataclass
+class Any_(_Group):
+    """At least one part holds."""
+
+    def test(self, ctx: Context) -> bool:
+        """Whether at least one part holds."""
+        return any(self.results(ctx))
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import queue
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -411,3 +412,14 @@ async def test_a_first_report_naming_many_devices_looks_them_up_together(
     assert (await latest(client, city.auth("telecom"), site.cell["id"]))["users"] == 3
     assert (await latest(client, city.auth("city"), site.cam["id"]))["people"] == 2
     assert "dim" not in await latest(client, city.auth("lighting"), site.far_lamp["id"])
+
+
+async def test_a_report_naming_several_refused_devices_leaves_no_unseen_error(
+    gateway5: Device, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"ghost-a": [{"x": 1}], "ghost-b": [{"x": 2}], "ghost-c": [{"x": 3}]}
+    assert await gateway5.publish("v1/gateway/telemetry", body) == RC_NOT_AUTHORIZED
+    assert await gateway5.publish("v1/gateway/telemetry", {"cell-1": [{"users": 1}]}) == 0
+    gc.collect()  # an unretrieved task exception is logged when the task is collected
+    await asyncio.sleep(0.05)
+    assert "never retrieved" not in caplog.text

@@ -783,8 +783,11 @@ class Connection(asyncio.Protocol):
             self._sub_lookups[name] = lookup
             lookup.add_done_callback(functools.partial(self._looked_up, name))
 
-    def _looked_up(self, name: str, _: object) -> None:
+    def _looked_up(self, name: str, lookup: asyncio.Future[DeviceRef]) -> None:
         self._sub_lookups.pop(name, None)
+        if not lookup.cancelled():
+            # seen: a message that named several refused devices awaits only the first
+            lookup.exception()
 
     async def _gw_telemetry(self, data: Any, now: int) -> None:
         if not isinstance(data, dict) or not data:

@@ -799,7 +799,11 @@ class Connection(asyncio.Protocol):
         ]
         if len(new) > 1:
             self._look_up_together(new)
-        items = [(await self.sub_device(name), values) for name, values in data.items()]
+        known = self.gateway_devices
+        items = [
+            (known[name] if name in known else await self.sub_device(name), values)
+            for name, values in data.items()
+        ]
         await self.port.telemetry_of(items, now)
 
     async def _gw_connect(self, data: Any) -> None:

@@ -53,6 +53,19 @@ def sync_files(platform: Platform, broker: Mosquitto) -> None:
         broker.reload()
 
 
+def node_settings(data_dir: Path, broker: Mosquitto, node_id: str) -> Settings:
+    """A node in broker mode (no built-in MQTT endpoint) consuming from ``broker``."""
+    return Settings(
+        data_dir=data_dir,
+        batch_age_ms=2,
+        mqtt_port=-1,
+        broker=f"mqtt://127.0.0.1:{broker.port}",
+        broker_username=SERVICE[0],
+        broker_password=SERVICE[1],
+        node_id=node_id,
+    )
+
+
 @pytest.fixture
 def broker(tmp_path: Path, database: Database) -> Iterator[Mosquitto]:
     """Mosquitto with the files of the (still empty) registry: the service user only."""
@@ -73,16 +86,7 @@ async def platform(
     database: Database, tmp_path: Path, broker: Mosquitto
 ) -> AsyncIterator[Platform]:
     """A platform in broker mode (no built-in MQTT endpoint), connected to ``broker``."""
-    settings = Settings(
-        data_dir=tmp_path,
-        batch_age_ms=2,
-        mqtt_port=-1,
-        broker=f"mqtt://127.0.0.1:{broker.port}",
-        broker_username=SERVICE[0],
-        broker_password=SERVICE[1],
-        node_id="test-node",
-    )
-    p = Platform(settings, db=database)
+    p = Platform(node_settings(tmp_path, broker, "test-node"), db=database)
     await p.start()
     try:
         assert p.broker is not None

@@ -111,7 +111,8 @@ def test_devices_that_cannot_have_an_account_are_listed_with_the_reason(
 
 
 def test_the_acl_keeps_every_device_to_its_own_topics() -> None:
-    lines = [line for line in acl_file("smartpole").splitlines() if line and line[0] != "#"]
+    text = acl_file("smartpole", ["gw-1"])
+    lines = [line for line in text.splitlines() if line and line[0] != "#"]
     assert lines == [
         "pattern write sp/v1/%u/telemetry",
         "pattern write sp/v1/%u/attributes",
@@ -121,11 +122,25 @@ def test_the_acl_keeps_every_device_to_its_own_topics() -> None:
         "pattern read sp/v1/%u/rpc/request/+",
         "pattern read sp/v1/%u/attributes/shared",
         "pattern read sp/v1/%u/attributes/response/+",
+        # a gateway: the gateway API, under its own name only
+        "user gw-1",
+        "topic write sp/v1/gw-1/gateway/telemetry",
+        "topic write sp/v1/gw-1/gateway/attributes",
+        "topic write sp/v1/gw-1/gateway/connect",
+        "topic write sp/v1/gw-1/gateway/disconnect",
+        "topic write sp/v1/gw-1/gateway/attributes/request",
+        "topic write sp/v1/gw-1/gateway/rpc",
+        "topic read sp/v1/gw-1/gateway/rpc/request",
+        "topic read sp/v1/gw-1/gateway/attributes/shared",
+        "topic read sp/v1/gw-1/gateway/attributes/response",
         "user smartpole",
         "topic read sp/v1/#",
         "topic write sp/v1/+/rpc/request/+",
         "topic write sp/v1/+/attributes/shared",
         "topic write sp/v1/+/attributes/response/+",
+        "topic write sp/v1/+/gateway/rpc/request",
+        "topic write sp/v1/+/gateway/attributes/shared",
+        "topic write sp/v1/+/gateway/attributes/response",
     ]
 
 

@@ -145,3 +145,44 @@ async def test_a_node_without_a_broker_says_so(client: httpx.AsyncClient, city: 
     assert r.json() == {"enabled": False}
     r = await client.get("/api/broker/status", headers=city.auth("lighting"))
     assert r.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("username", "action", "topic", "result"),
+    [
+        pytest.param("gw-1", "publish", "sp/v1/gw-1/gateway/telemetry", "allow", id="gw-report"),
+        pytest.param("gw-1", "publish", "sp/v1/gw-1/gateway/rpc", "allow", id="gw-reply"),
+        pytest.param("gw-1", "publish", "sp/v1/gw-1/telemetry", "allow", id="gw-own-device-api"),
+        pytest.param("gw-1", "publish", "sp/v1/gw-2/gateway/telemetry", "deny", id="as-another"),
+        pytest.param("gw-1", "publish", "v1/gateway/connect", "allow", id="tb-gateway-uplink"),
+        pytest.param("gw-1", "publish", "sp/v1/gw-1/gateway/rpc/request", "deny", id="gw-fake-cmd"),
+        pytest.param("gw-1", "subscribe", "sp/v1/gw-1/gateway/rpc/request", "allow", id="gw-cmds"),
+        pytest.param(
+            "gw-1", "subscribe", "sp/v1/gw-1/gateway/attributes/response", "allow", id="gw-answers"
+        ),
+        pytest.param("lamp-1", "publish", "sp/v1/lamp-1/gateway/telemetry", "deny", id="not-gw"),
+        pytest.param("lamp-1", "publish", "v1/gateway/telemetry", "deny", id="not-gw-tb"),
+        pytest.param(
+            "lamp-1", "subscribe", "sp/v1/lamp-1/gateway/rpc/request", "deny", id="not-gw-cmds"
+        ),
+        pytest.param(
+            "smartpole", "publish", "sp/v1/gw-1/gateway/rpc/request", "allow", id="service-cmd"
+        ),
+        pytest.param(
+            "smartpole", "publish", "sp/v1/gw-1/gateway/telemetry", "deny", id="service-no-up"
+        ),
+    ],
+)
+async def test_only_a_gateway_has_the_gateway_api_topics(
+    client: httpx.AsyncClient,
+    city: City,
+    lamp: dict[str, Any],
+    username: str,
+    action: str,
+    topic: str,
+    result: str,
+) -> None:
+    await make_device(client, city, "lighting", "gateway", name="gw-1")
+    assert await verdict(client, "authorize", username=username, action=action, topic=topic) == (
+        result
+    )

@@ -10,12 +10,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from smartpole.errors import Forbidden, InvalidInput
+from smartpole.errors import Conflict, Forbidden, InvalidInput
 from smartpole.ingest.payload import parse_attributes, parse_telemetry, to_batch
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.model.types import DeviceKind, Reading, Role, Scope
 from smartpole.registry.access import Principal
 from smartpole.registry.assets import Assets, DeviceRef
+from smartpole.registry.broker import LAST_GATEWAY
 from smartpole.registry.claims import Claims
 from smartpole.registry.credentials import BasicAuth, Credentials
 from smartpole.registry.firmware import Firmware
@@ -171,14 +172,21 @@ class DeviceService:
                 kinds=[str(k) for k in DeviceKind],
             ) from err
         owner = Principal(gateway.owner_id, "", Role.OPERATOR, True)
-        row, _ = await asyncio.to_thread(
-            self.assets.create_device,
-            owner,
-            device_kind,
-            name=name,
-            pole_id=gateway.pole_id,
-            owner=gateway.owner_id,
-        )
+        try:
+            row, _ = await asyncio.to_thread(
+                self.assets.create_device,
+                owner,
+                device_kind,
+                name=name,
+                pole_id=gateway.pole_id,
+                owner=gateway.owner_id,
+            )
+        except Conflict:
+            # another message (on another node, behind a broker) created it first
+            again = await self.sub_devices(gateway, [name])
+            if name in again:
+                return again[name]
+            raise
         log.info("gateway %s created device %s (%s)", gateway.name, row["id"], name)
         return DeviceRef(row["id"], name, device_kind, gateway.owner_id, gateway.pole_id)
 
@@ -216,13 +224,28 @@ class DeviceService:
             f"unknown client RPC method {method!r}", methods=["getCurrentTime", "getSessionLimits"]
         )
 
+    async def reported_by(self, device: DeviceRef, gateway: DeviceRef) -> None:
+        """Record the gateway that reports a sub-device: server attribute
+        ``lastConnectedGateway`` (its id), which broker mode routes commands by."""
+        try:
+            await asyncio.to_thread(self._reported_by, device.id, gateway.id)
+        except Exception as err:  # the readings matter more than this note: go on
+            log.warning("could not record gateway %s of device %s: %s", gateway.id, device.id, err)
+
+    def _reported_by(self, device_id: int, gateway_id: int) -> None:
+        now = self.assets.get_attributes(device_id, [Scope.SERVER], [LAST_GATEWAY])
+        if now.get("server", {}).get(LAST_GATEWAY, {}).get("value") != gateway_id:
+            self.assets.set_attributes(device_id, Scope.SERVER, {LAST_GATEWAY: gateway_id})
+
     # -- presence -------------------------------------------------------------------------
     async def connected(self, device: DeviceRef, via: DeviceRef | None = None) -> None:
-        """Mark the device online and record it as telemetry ``online``."""
+        """Mark the device online and record it as telemetry ``online`` (and, when a gateway
+        reports it, which gateway)."""
         self.online.add(device.id)
         self.offline.discard(device.id)
         await self._presence(device, True)
         if via is not None:
+            await self.reported_by(device, via)
             await self.control.on_connect(device.id)
 
     async def disconnected(self, device: DeviceRef, via: DeviceRef | None = None) -> None:

@@ -10,6 +10,7 @@ setting is unset. See docs/brokers.md for EMQX's side.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import Annotated, Any, Literal
 
@@ -19,8 +20,8 @@ from pydantic import BaseModel, Field
 from smartpole.api.deps import Caller, Plat
 from smartpole.app import Platform
 from smartpole.errors import NotFound, Unauthenticated
-from smartpole.model.types import Role
-from smartpole.registry.broker import BrokerAccounts
+from smartpole.model.types import DeviceKind, Role
+from smartpole.registry.broker import USERNAME_RE, BrokerAccounts
 from smartpole.transport.broker.topics import may
 
 __all__ = ["AuthnIn", "AuthzIn", "Verdict", "router"]
@@ -86,8 +87,14 @@ def authenticate(p: Hook, body: AuthnIn) -> Verdict:
 
 @router.post("/authorize", summary="EMQX HTTP authorization hook")
 async def authorize(p: Hook, body: AuthzIn) -> Verdict:
-    """Allow a device its own topics, smartpole's user the service topics; deny the rest."""
-    ok = may(body.username, body.topic, body.action, p.settings.broker_username)
+    """Allow a device its own topics (a gateway its gateway API's too), smartpole's user the
+    service topics; deny the rest."""
+    user = body.username
+    device = None
+    if user != p.settings.broker_username and USERNAME_RE.match(user):
+        device = await asyncio.to_thread(p.assets.device_by_name, user)
+    gateway = device is not None and device.kind is DeviceKind.GATEWAY
+    ok = may(user, body.topic, body.action, p.settings.broker_username, gateway=gateway)
     return Verdict(result="allow" if ok else "deny")
 
 

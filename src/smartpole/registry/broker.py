@@ -38,6 +38,7 @@ from sqlalchemy import (
     select,
 )
 
+from smartpole.model.types import DeviceKind, Scope
 from smartpole.store.database import now_ms
 from smartpole.store.schema import commands, devices, metadata
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # assets.py imports this module to store broker hashes
     from smartpole.registry.assets import Assets, DeviceRef
 
 __all__ = [
+    "LAST_GATEWAY",
     "USERNAME_RE",
     "Account",
     "BrokerAccounts",
@@ -66,6 +68,8 @@ broker_credentials = Table(
 # A name usable as a broker user name and as one topic level: no '/', '+', '#', ':' (the
 # password file's separator), no leading '$', no spaces.
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+# server attribute of a sub-device: the id of the gateway that last reported it (ThingsBoard's name)
+LAST_GATEWAY = "lastConnectedGateway"
 ITERATIONS = 101  # mosquitto_passwd's default; the broker pays it on every CONNECT
 SALT_BYTES = 12  # as mosquitto_passwd
 
@@ -112,6 +116,7 @@ class Account:
 
     name: str
     hash: str
+    gateway: bool = False  # a gateway also has the gateway API's topics
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +141,7 @@ class BrokerAccounts:
         ``reserved`` are user names taken by services (smartpole's own broker user).
         """
         q = (
-            select(devices.c.id, devices.c.name, broker_credentials.c.hash)
+            select(devices.c.id, devices.c.name, devices.c.kind, broker_credentials.c.hash)
             .outerjoin(broker_credentials, broker_credentials.c.device_id == devices.c.id)
             .order_by(devices.c.name)
         )
@@ -151,7 +156,7 @@ class BrokerAccounts:
                 elif row.hash is None:
                     reason = "no broker hash: its token predates broker mode; rotate the token"
                 else:
-                    out.append(Account(row.name, row.hash))
+                    out.append(Account(row.name, row.hash, row.kind == DeviceKind.GATEWAY))
                     continue
                 skipped.append(Skipped(row.id, row.name, reason))
         return out, skipped
@@ -180,6 +185,16 @@ class BrokerAccounts:
         )
         with self.engine.connect() as conn:
             return list(conn.execute(q).scalars())
+
+    def gateway_of(self, device_id: int) -> DeviceRef | None:
+        """The gateway that last reported the device (its server attribute
+        ``lastConnectedGateway``, as ThingsBoard keeps it), or None."""
+        attrs = self.assets.get_attributes(device_id, [Scope.SERVER], [LAST_GATEWAY])
+        gateway_id = attrs.get("server", {}).get(LAST_GATEWAY, {}).get("value")
+        if not isinstance(gateway_id, int) or isinstance(gateway_id, bool):
+            return None
+        ref = self.assets.device_ref(gateway_id)
+        return ref if ref is not None and ref.kind is DeviceKind.GATEWAY else None
 
     def seen_since(self, since: int) -> dict[int, int]:
         """Last-seen time (ms) of every device heard from since ``since``, whichever node."""

@@ -25,7 +25,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -35,13 +35,25 @@ import orjson
 from smartpole.config import Settings
 from smartpole.errors import Forbidden, InvalidInput, NotFound, Overloaded
 from smartpole.ingest.payload import decode_json
+from smartpole.model.types import DeviceKind
 from smartpole.registry.assets import DeviceRef
 from smartpole.store.database import now_ms
+from smartpole.transport import gateway
 from smartpole.transport.broker import topics
 from smartpole.transport.broker.topics import (
     ATTR_REQUEST,
     ATTR_RESPONSE,
     ATTRIBUTES,
+    GATEWAY,
+    GW_ATTR_REQUEST,
+    GW_ATTR_RESPONSE,
+    GW_ATTRIBUTES,
+    GW_CONNECT,
+    GW_DISCONNECT,
+    GW_RPC,
+    GW_RPC_REQUEST,
+    GW_SHARED,
+    GW_TELEMETRY,
     RPC_REQUEST,
     RPC_RESPONSE,
     SHARED,
@@ -95,6 +107,30 @@ class Ingest(Protocol):
         """The device is back: send the commands queued for it."""
         ...
 
+    def telemetry_of(self, items: list[tuple[DeviceRef, Any]], now: int) -> asyncio.Future[Any]:
+        """Queue the telemetry of a gateway's sub-devices as one batch."""
+        ...
+
+    async def sub_devices(self, gateway: DeviceRef, names: list[str]) -> dict[str, DeviceRef]:
+        """Those of ``names`` registered on the gateway's pole (one lookup for many)."""
+        ...
+
+    async def sub_device(self, gateway: DeviceRef, name: str, kind: str | None) -> DeviceRef:
+        """The sub-device a gateway names; auto-created when the gateway may. Raises Forbidden."""
+        ...
+
+    async def reported_by(self, device: DeviceRef, gateway: DeviceRef) -> None:
+        """Remember which gateway reports the device (for commands from any node)."""
+        ...
+
+    async def connected(self, device: DeviceRef, via: DeviceRef | None = None) -> None:
+        """A gateway connected a sub-device: record it online, send its queued commands."""
+        ...
+
+    async def disconnected(self, device: DeviceRef, via: DeviceRef | None = None) -> None:
+        """A gateway disconnected a sub-device: record it offline."""
+        ...
+
 
 class Directory(Protocol):
     """Device look-ups (``smartpole.registry.broker.BrokerAccounts``)."""
@@ -113,6 +149,10 @@ class Directory(Protocol):
 
     def waiting_commands(self) -> list[int]:
         """Devices with persistent commands queued."""
+        ...
+
+    def gateway_of(self, device_id: int) -> DeviceRef | None:
+        """The gateway that last reported the device (any node), or None."""
         ...
 
 
@@ -199,6 +239,10 @@ class BrokerConsumer:
         self._seen: dict[int, int] = {}  # device id -> last heard (ms), from any node
         self._status: dict[int, bool] = {}  # device id -> its retained status topic
         self._sent: dict[tuple[int, int], float] = {}  # commands this node sent -> forget at
+        # gateways: (gateway id, name) -> its sub-device, and how this node last heard a device
+        self._subs: dict[tuple[int, str], tuple[float, DeviceRef]] = {}
+        self._via: dict[int, DeviceRef | None] = {}  # device id -> its gateway; None: direct
+        self._gateways: dict[int, tuple[float, DeviceRef | None]] = {}  # registry's, by device
 
     @classmethod
     def from_settings(cls, s: Settings, ingest: Ingest, directory: Directory) -> BrokerConsumer:
@@ -340,7 +384,9 @@ class BrokerConsumer:
             if suffix == STATUS:
                 self._on_status(device, payload)
                 return
-            if suffix == TELEMETRY:
+            if suffix.startswith(GATEWAY):
+                await self._gateway(device, suffix, payload)
+            elif suffix == TELEMETRY:
                 await self._telemetry(device, payload)
             elif suffix == ATTRIBUTES:
                 await self.ingest.client_attributes(device, decode_json(payload))
@@ -355,20 +401,123 @@ class BrokerConsumer:
             self._drop(topics.device_topic(name, suffix), err.detail)
             return
         self._heard(device)
+        if not suffix.startswith(GATEWAY):
+            self._via[device.id] = None  # it speaks for itself: commands go to its own topics
 
     async def _telemetry(self, device: DeviceRef, payload: bytes) -> None:
         data = decode_json(payload)
         now = now_ms()
+        await self._commit(lambda: self.ingest.telemetry(device, data, now))
+
+    async def _commit(self, queue: Callable[[], asyncio.Future[Any]]) -> None:
+        """Queue readings, waiting while the pipeline is full; return once they are committed."""
         pause = 0.01
         while True:
             try:
-                committed = self.ingest.telemetry(device, data, now)
+                committed = queue()
                 break
             except Overloaded:  # back-pressure: hold the acknowledgement, the broker waits
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
         await asyncio.shield(committed)  # a failed commit raises: no PUBACK, delivered again
         self.stats.stored += 1
+
+    # -- the gateway API ------------------------------------------------------------------
+    async def _gateway(self, gw: DeviceRef, suffix: str, payload: bytes) -> None:
+        """ThingsBoard's gateway API on ``sp/v1/{gateway}/gateway/...``."""
+        if gw.kind is not DeviceKind.GATEWAY:
+            raise Forbidden(f"device {gw.name} is not a gateway: it has no gateway API")
+        data = decode_json(payload)
+        self._heard(gw)  # now: its sub-devices are reachable once it has connected them
+        if suffix == GW_TELEMETRY:
+            reports = gateway.reports(data, "telemetry")
+            now = now_ms()
+            subs = await self._subs_of(gw, list(reports))
+            items = [(subs[name], values) for name, values in reports.items()]
+            await self._commit(lambda: self.ingest.telemetry_of(items, now))
+            for sub in subs.values():
+                self._heard(sub)
+        elif suffix == GW_ATTRIBUTES:
+            for name, values in gateway.reports(data, "attributes").items():
+                await self.ingest.client_attributes(await self._sub(gw, name), values)
+        elif suffix == GW_CONNECT:
+            sub = await self._sub(gw, gateway.device_of(data, "connect"), data.get("type"))
+            self._status[sub.id] = True
+            self._seen[sub.id] = now_ms()
+            await self.ingest.connected(sub, via=gw)  # also sends the commands queued for it
+        elif suffix == GW_DISCONNECT:
+            sub = await self._sub(gw, gateway.device_of(data, "disconnect"))
+            self._status[sub.id] = False
+            await self.ingest.disconnected(sub, via=gw)
+        elif suffix == GW_ATTR_REQUEST:
+            name, keys, client = gateway.attribute_request(data)
+            sub = await self._sub(gw, name)
+            self._spawn(self._gw_attribute_request(gw, sub, data, keys, client))
+        elif suffix == GW_RPC:  # every node gets the replies: look up only, never create
+            name, request_id, response = gateway.rpc_reply(data)
+            found = await self._subs_of(gw, [name], create=False) if isinstance(name, str) else {}
+            if name not in found:
+                raise NotFound(f"gateway {gw.name} has no device {name!r}")
+            await self._reply_with(found[name], request_id, response)
+        else:
+            raise InvalidInput(f"{suffix!r} is not part of the gateway API")
+
+    async def _sub(self, gw: DeviceRef, name: Any, kind: Any = None) -> DeviceRef:
+        """The sub-device ``name`` of a gateway (auto-created when the gateway may)."""
+        if not isinstance(name, str) or not name:
+            raise InvalidInput("a gateway message must name its device")
+        hit = self._subs.get((gw.id, name))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        sub = await self.ingest.sub_device(gw, name, kind if isinstance(kind, str) else None)
+        await self._learn(gw, name, sub)
+        return sub
+
+    async def _subs_of(
+        self, gw: DeviceRef, names: list[str], *, create: bool = True
+    ) -> dict[str, DeviceRef]:
+        """The sub-devices of a report: cached, else one registry query, else one by one."""
+        found: dict[str, DeviceRef] = {}
+        missing: list[str] = []
+        now = time.monotonic()
+        for name in names:
+            hit = self._subs.get((gw.id, name))
+            if hit is not None and hit[0] > now:
+                found[name] = hit[1]
+            else:
+                missing.append(name)
+        if missing:
+            known = await self.ingest.sub_devices(gw, missing)
+            for name in missing:
+                if name in known:
+                    await self._learn(gw, name, known[name])
+                    found[name] = known[name]
+                elif create:
+                    found[name] = await self._sub(gw, name)
+        return found
+
+    async def _learn(self, gw: DeviceRef, name: str, sub: DeviceRef) -> None:
+        """Cache a sub-device; when it is new to this node, record its gateway (for commands
+        sent from any node)."""
+        self._subs[(gw.id, name)] = (time.monotonic() + CACHE_S, sub)
+        if self._via.get(sub.id) != gw:
+            self._via[sub.id] = gw
+            self._gateways[sub.id] = (time.monotonic() + CACHE_S, gw)
+            await self.ingest.reported_by(sub, gw)
+
+    async def _gw_attribute_request(
+        self,
+        gw: DeviceRef,
+        sub: DeviceRef,
+        data: dict[str, Any],
+        keys: list[str] | None,
+        client: bool,
+    ) -> None:
+        answer = await self.ingest.attributes(
+            sub, keys if client else None, None if client else keys
+        )
+        body = gateway.attribute_response(data, sub.name, answer)
+        await self._publish(device_topic(gw.name, GW_ATTR_RESPONSE), body)
 
     async def _attribute_request(self, device: DeviceRef, request: str, data: Any) -> None:
         if not isinstance(data, dict):
@@ -386,7 +535,9 @@ class BrokerConsumer:
         await self._publish(device_topic(device.name, ATTR_RESPONSE + request), answer)
 
     async def _reply(self, device: DeviceRef, request_id: int, payload: bytes) -> None:
-        data = decode_json(payload)
+        await self._reply_with(device, request_id, decode_json(payload))
+
+    async def _reply_with(self, device: DeviceRef, request_id: int, data: Any) -> None:
         if self._sent.pop((device.id, request_id), None) is not None:
             await self.ingest.rpc_reply(device, request_id, data)
         else:
@@ -428,9 +579,15 @@ class BrokerConsumer:
         return self._status.get(device_id)
 
     def is_connected(self, device_id: int) -> bool:
-        """Whether a command sent now should reach the device."""
+        """Whether a command sent now should reach the device (and its gateway, if it has one)."""
         if not self.stats.connected:
             return False
+        via = self._via.get(device_id)
+        if via is not None and not self._online(via.id):
+            return False
+        return self._online(device_id)
+
+    def _online(self, device_id: int) -> bool:
         status = self._status.get(device_id)
         if status is not None:
             return status
@@ -455,7 +612,7 @@ class BrokerConsumer:
                 device = await self._device_by_id(device_id)
                 if device is not None and self.is_connected(device_id):
                     self._spawn(self.ingest.rpc_ready(device))
-        for cache in (self._names, self._ids):
+        for cache in (self._names, self._ids, self._subs, self._gateways, self._via):
             if len(cache) > 200_000:
                 cache.clear()
 
@@ -470,21 +627,32 @@ class BrokerConsumer:
                 log.exception("broker: reading last-seen times failed")
 
     # -- look-ups -------------------------------------------------------------------------
-    async def _device(self, name: str) -> DeviceRef | None:
-        hit = self._names.get(name)
+    @staticmethod
+    async def _cached(
+        cache: dict[Any, tuple[float, DeviceRef | None]],
+        key: Any,
+        look_up: Callable[[Any], DeviceRef | None],
+    ) -> DeviceRef | None:
+        """A registry look-up, trusted ``CACHE_S`` (a miss ``MISS_CACHE_S``)."""
+        hit = cache.get(key)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        ref = await asyncio.to_thread(self.directory.device_by_name, name)
-        self._names[name] = (time.monotonic() + (CACHE_S if ref else MISS_CACHE_S), ref)
+        ref = await asyncio.to_thread(look_up, key)
+        cache[key] = (time.monotonic() + (CACHE_S if ref else MISS_CACHE_S), ref)
         return ref
 
+    async def _device(self, name: str) -> DeviceRef | None:
+        return await self._cached(self._names, name, self.directory.device_by_name)
+
     async def _device_by_id(self, device_id: int) -> DeviceRef | None:
-        hit = self._ids.get(device_id)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        ref = await asyncio.to_thread(self.directory.device_by_id, device_id)
-        self._ids[device_id] = (time.monotonic() + (CACHE_S if ref else MISS_CACHE_S), ref)
-        return ref
+        return await self._cached(self._ids, device_id, self.directory.device_by_id)
+
+    async def _route(self, device_id: int) -> DeviceRef | None:
+        """The gateway to reach a device through, or None for its own topics: as this node
+        last heard it, else the gateway that last reported it on any node."""
+        if device_id in self._via:
+            return self._via[device_id]
+        return await self._cached(self._gateways, device_id, self.directory.gateway_of)
 
     # -- downlink (the command channel) ---------------------------------------------------
     async def _publish(self, topic: str, body: Any) -> bool:
@@ -511,8 +679,14 @@ class BrokerConsumer:
             return False
         key = (device_id, request_id)
         self._sent[key] = time.monotonic() + SENT_KEEP_S
-        body = {"method": method, "params": params}
-        if not await self._publish(device_topic(device.name, RPC_REQUEST + str(request_id)), body):
+        gw = await self._route(device_id)
+        if gw is not None:
+            topic = device_topic(gw.name, GW_RPC_REQUEST)
+            body = gateway.command(device.name, request_id, method, params)
+        else:
+            topic = device_topic(device.name, RPC_REQUEST + str(request_id))
+            body = {"method": method, "params": params}
+        if not await self._publish(topic, body):
             self._sent.pop(key, None)
             return False
         self.stats.commands += 1
@@ -520,9 +694,16 @@ class BrokerConsumer:
         return True
 
     async def push_attributes(self, device_id: int, values: dict[str, Any]) -> bool:
-        """Publish shared-attribute updates to ``sp/v1/{device}/attributes/shared``."""
+        """Publish shared-attribute updates to ``sp/v1/{device}/attributes/shared`` (or, for a
+        gateway's sub-device, ``{"device": name, "data": {...}}`` to the gateway's)."""
         device = await self._device_by_id(device_id)
-        return device is not None and await self._publish(device_topic(device.name, SHARED), values)
+        if device is None:
+            return False
+        gw = await self._route(device_id)
+        if gw is not None:
+            body = {"device": device.name, "data": values}
+            return await self._publish(device_topic(gw.name, GW_SHARED), body)
+        return await self._publish(device_topic(device.name, SHARED), values)
 
     def status(self) -> dict[str, Any]:
         """The consumer's connection and counters."""

@@ -2,7 +2,8 @@
 
 The password file holds smartpole's own user and one line per device (its name and the
 ``$7$`` hash of its token); the ACL file gives smartpole's user the service rules and every
-device, through ``pattern`` lines with ``%u``, its own topics only. Both come from the rules in
+device, through ``pattern`` lines with ``%u``, its own topics only (a gateway, in a ``user``
+section of its own, its gateway API's topics too). Both come from the rules in
 ``topics.py``, which the EMQX hook enforces too. Mosquitto re-reads them on ``SIGHUP``.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from smartpole.registry.broker import (
 from smartpole.transport.broker.topics import (
     DEVICE_READ,
     DEVICE_WRITE,
+    GATEWAY_READ,
+    GATEWAY_WRITE,
     SERVICE_READ,
     SERVICE_WRITE,
     device_topic,
@@ -62,11 +66,17 @@ def passwd_file(
     return "\n".join(lines) + "\n"
 
 
-def acl_file(service_user: str) -> str:
-    """The ACL file: devices keep to ``sp/v1/<their name>/...``; the service user reads all."""
+def acl_file(service_user: str, gateways: Collection[str] = ()) -> str:
+    """The ACL file: devices keep to ``sp/v1/<their name>/...``, gateways have their gateway
+    API there too; the service user reads all."""
     out = [HEADER, "# Every device: its own uplink (write) and downlink (read) topics.\n"]
     out += [f"pattern write {device_topic('%u', s)}\n" for s in DEVICE_WRITE]
     out += [f"pattern read {device_topic('%u', s)}\n" for s in DEVICE_READ]
+    for name in sorted(gateways):
+        out += [f"\n# Gateway {name}: the gateway API, for the sub-devices of its pole.\n"]
+        out += [f"user {name}\n"]
+        out += [f"topic write {device_topic(name, s)}\n" for s in GATEWAY_WRITE]
+        out += [f"topic read {device_topic(name, s)}\n" for s in GATEWAY_READ]
     out += [f"\n# smartpole's nodes.\nuser {service_user}\n"]
     out += [f"topic read {t}\n" for t in SERVICE_READ]
     out += [f"topic write {t}\n" for t in SERVICE_WRITE]
@@ -80,7 +90,7 @@ def generate(
     accounts, skipped = registry.accounts(reserved={service[0]})
     return MosquittoFiles(
         passwd_file(service, accounts, previous_passwd),
-        acl_file(service[0]),
+        acl_file(service[0], [a.name for a in accounts if a.gateway]),
         len(accounts),
         skipped,
     )

@@ -10,6 +10,16 @@ Every topic is ``sp/v1/{device}/{suffix}``, where ``{device}`` is the device's b
     sp/v1/{d}/rpc/response/{id}
     sp/v1/{d}/status   (retained "online"/"offline", with a will)
 
+A gateway (a device of kind ``gateway``) also has ThingsBoard's gateway API under its own
+name, for the sub-devices of its pole::
+
+    sp/v1/{g}/gateway/telemetry           sp/v1/{g}/gateway/rpc/request
+    sp/v1/{g}/gateway/attributes          sp/v1/{g}/gateway/attributes/shared
+    sp/v1/{g}/gateway/connect             sp/v1/{g}/gateway/attributes/response
+    sp/v1/{g}/gateway/disconnect
+    sp/v1/{g}/gateway/attributes/request
+    sp/v1/{g}/gateway/rpc              (replies to commands)
+
 Shared-attribute pushes have their own topic rather than ThingsBoard's two-way ``attributes``:
 on one topic, smartpole's shared subscription would receive its own pushes as client
 attributes (MQTT 5 forbids No Local on shared subscriptions), and a device its own uploads.
@@ -23,6 +33,18 @@ __all__ = [
     "ATTRIBUTES",
     "ATTR_REQUEST",
     "ATTR_RESPONSE",
+    "GATEWAY",
+    "GATEWAY_READ",
+    "GATEWAY_WRITE",
+    "GW_ATTRIBUTES",
+    "GW_ATTR_REQUEST",
+    "GW_ATTR_RESPONSE",
+    "GW_CONNECT",
+    "GW_DISCONNECT",
+    "GW_RPC",
+    "GW_RPC_REQUEST",
+    "GW_SHARED",
+    "GW_TELEMETRY",
     "PREFIX",
     "RPC_REQUEST",
     "RPC_RESPONSE",
@@ -46,10 +68,24 @@ STATUS = "status"
 RPC_REQUEST = "rpc/request/"
 SHARED = "attributes/shared"
 ATTR_RESPONSE = "attributes/response/"
+GATEWAY = "gateway/"
+GW_TELEMETRY = GATEWAY + "telemetry"
+GW_ATTRIBUTES = GATEWAY + "attributes"
+GW_CONNECT = GATEWAY + "connect"
+GW_DISCONNECT = GATEWAY + "disconnect"
+GW_ATTR_REQUEST = GATEWAY + "attributes/request"
+GW_RPC = GATEWAY + "rpc"
+GW_RPC_REQUEST = GATEWAY + "rpc/request"
+GW_SHARED = GATEWAY + "attributes/shared"
+GW_ATTR_RESPONSE = GATEWAY + "attributes/response"
 
 # Suffixes (topic filters under sp/v1/{d}/) a device may publish to and subscribe to.
 DEVICE_WRITE = (TELEMETRY, ATTRIBUTES, ATTR_REQUEST + "+", RPC_RESPONSE + "+", STATUS)
 DEVICE_READ = (RPC_REQUEST + "+", SHARED, ATTR_RESPONSE + "+")
+# ... and those a gateway may use besides (exact topics: no filter ends in a wildcard, so
+# smartpole's subscriptions to the uplink never match its own downlink).
+GATEWAY_WRITE = (GW_TELEMETRY, GW_ATTRIBUTES, GW_CONNECT, GW_DISCONNECT, GW_ATTR_REQUEST, GW_RPC)
+GATEWAY_READ = (GW_RPC_REQUEST, GW_SHARED, GW_ATTR_RESPONSE)
 # The ThingsBoard topics EMQX rewrites to the device's own (authorised before the rewrite).
 TB_UPLINK = (
     "v1/devices/me/telemetry",
@@ -57,9 +93,10 @@ TB_UPLINK = (
     "v1/devices/me/attributes/request/+",
     "v1/devices/me/rpc/response/+",
 )
+TB_GATEWAY_UPLINK = tuple("v1/" + s for s in GATEWAY_WRITE)
 # smartpole's own user reads everything under the prefix and writes the downlink topics.
 SERVICE_READ = (PREFIX + "#",)
-SERVICE_WRITE = tuple(PREFIX + "+/" + s for s in DEVICE_READ)
+SERVICE_WRITE = tuple(PREFIX + "+/" + s for s in (*DEVICE_READ, *GATEWAY_READ))
 
 
 def device_topic(device: str, suffix: str) -> str:
@@ -82,8 +119,9 @@ def subscriptions(group: str) -> list[tuple[str, int]]:
     status reach every node, since only the node that sent a command waits for its reply and
     every node keeps the presence map.
     """
-    shared = [f"$share/{group}/{PREFIX}+/{s}" for s in (TELEMETRY, ATTRIBUTES, ATTR_REQUEST + "+")]
-    every = [f"{PREFIX}+/{RPC_RESPONSE}+", f"{PREFIX}+/{STATUS}"]
+    uplink = (TELEMETRY, ATTRIBUTES, ATTR_REQUEST + "+", *GATEWAY_WRITE[:-1])
+    shared = [f"$share/{group}/{PREFIX}+/{s}" for s in uplink]
+    every = [f"{PREFIX}+/{RPC_RESPONSE}+", f"{PREFIX}+/{GW_RPC}", f"{PREFIX}+/{STATUS}"]
     return [(f, 1) for f in [*shared, *every]]
 
 
@@ -106,8 +144,11 @@ def covers(allowed: str, wanted: str) -> bool:
     return len(a) == len(w)
 
 
-def may(username: str, topic: str, action: str, service_user: str) -> bool:
-    """Whether ``username`` may ``publish`` to a topic or ``subscribe`` to a filter."""
+def may(
+    username: str, topic: str, action: str, service_user: str, *, gateway: bool = False
+) -> bool:
+    """Whether ``username`` may ``publish`` to a topic or ``subscribe`` to a filter
+    (``gateway``: the user is a gateway, which has the gateway API's topics too)."""
     wanted = unshare(topic)
     if not wanted or (action == "publish" and ("+" in wanted or "#" in wanted)):
         return False
@@ -116,9 +157,12 @@ def may(username: str, topic: str, action: str, service_user: str) -> bool:
     elif not USERNAME_RE.match(username):
         return False
     elif action == "publish":
-        rules = (*(device_topic(username, s) for s in DEVICE_WRITE), *TB_UPLINK)
+        write = (*DEVICE_WRITE, *GATEWAY_WRITE) if gateway else DEVICE_WRITE
+        tb = (*TB_UPLINK, *TB_GATEWAY_UPLINK) if gateway else TB_UPLINK
+        rules = (*(device_topic(username, s) for s in write), *tb)
     elif action == "subscribe":
-        rules = tuple(device_topic(username, s) for s in DEVICE_READ)
+        read = (*DEVICE_READ, *GATEWAY_READ) if gateway else DEVICE_READ
+        rules = tuple(device_topic(username, s) for s in read)
     else:
         return False
     return any(covers(rule, wanted) for rule in rules)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from smartpole.transport import gateway
 from smartpole.transport.mqtt.port import DevicePort
 from smartpole.transport.mqtt.session import (
     ATTRIBUTES,
@@ -145,7 +146,7 @@ class MqttServer:
         via = self.via_gateway.get(device_id)
         if via is not None:
             gw, name = via
-            body = {"device": name, "data": {"id": request_id, "method": method, "params": params}}
+            body = gateway.command(name, request_id, method, params)
             return gw.send(GATEWAY + "rpc", body, rpc=(device_id, request_id))
         return False
 

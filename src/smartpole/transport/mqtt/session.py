@@ -23,6 +23,7 @@ from smartpole.errors import Forbidden, InvalidInput, Overloaded, SmartpoleError
 from smartpole.ingest.payload import decode_json
 from smartpole.model.types import DeviceKind
 from smartpole.store.database import now_ms
+from smartpole.transport import gateway
 from smartpole.transport.mqtt import codec
 from smartpole.transport.mqtt.codec import (
     Auth,
@@ -790,8 +791,7 @@ class Connection(asyncio.Protocol):
             lookup.exception()
 
     async def _gw_telemetry(self, data: Any, now: int) -> None:
-        if not isinstance(data, dict) or not data:
-            raise InvalidInput('gateway telemetry needs {"device name": [{"ts": ..., ...}]}')
+        data = gateway.reports(data, "telemetry")
         new = [
             name
             for name in data
@@ -812,47 +812,27 @@ class Connection(asyncio.Protocol):
         await self.sub_device(data.get("device"), data.get("type"))
 
     async def _gw_disconnect(self, data: Any) -> None:
-        if not isinstance(data, dict) or not isinstance(data.get("device"), str):
-            raise InvalidInput('disconnect needs {"device": "name"}')
-        sub = self.gateway_devices.pop(data["device"], None)
+        sub = self.gateway_devices.pop(gateway.device_of(data, "disconnect"), None)
         if sub is not None:
             self.server.via_gateway.pop(sub.id, None)
             await self.port.disconnected(sub, via=self.device)
 
     async def _gw_attributes(self, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise InvalidInput('gateway attributes need {"device name": {...}}')
-        for name, values in data.items():
+        for name, values in gateway.reports(data, "attributes").items():
             sub = await self.sub_device(name)
             await self.port.client_attributes(sub, values)
 
     async def _gw_attribute_request(self, data: Any) -> None:
-        if not isinstance(data, dict) or "id" not in data:
-            raise InvalidInput('attribute request needs {"id": n, "device": "name", "key": ...}')
-        sub = await self.sub_device(data.get("device"))
-        keys = data.get("keys") or ([data["key"]] if "key" in data else None)
-        client = bool(data.get("client", False))
+        name, keys, client = gateway.attribute_request(data)
+        sub = await self.sub_device(name)
         answer = await self.port.attributes(sub, keys if client else None, None if client else keys)
-        found = answer["client" if client else "shared"]
-        body: dict[str, Any] = {"id": data["id"], "device": sub.name}
-        if "key" in data and not data.get("keys"):
-            body["value"] = found.get(data["key"])
-        else:
-            body["values"] = found
-        self.send(GATEWAY + "attributes/response", body)
+        self.send(GATEWAY + "attributes/response", gateway.attribute_response(data, name, answer))
 
     async def _gw_claim(self, data: Any) -> None:
-        if not isinstance(data, dict) or not data:
-            raise InvalidInput('gateway claim needs {"device name": {"secretKey": "..."}}')
-        for name, body in data.items():
+        for name, body in gateway.reports(data, "claim").items():
             sub = await self.sub_device(name)
             await self.port.claim(sub, body)
 
     async def _gw_rpc(self, data: Any) -> None:
-        if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
-            raise InvalidInput('gateway RPC reply needs {"device": "name", "id": n, "data": {}}')
-        sub = await self.sub_device(data.get("device"))
-        req_id = data.get("id", data["data"].get("id"))
-        if not isinstance(req_id, int):
-            raise InvalidInput("gateway RPC reply needs an integer id")
-        await self.port.rpc_reply(sub, req_id, data["data"])
+        name, request_id, response = gateway.rpc_reply(data)
+        await self.port.rpc_reply(await self.sub_device(name), request_id, response)

@@ -1,0 +1,349 @@
+"""Broker mode: a pole gateway's gateway API through a real Mosquitto.
+
+The gateway publishes ThingsBoard's gateway messages under ``sp/v1/{gateway}/gateway/...``
+(its broker account's own topics), and receives commands, shared attributes and attribute
+answers for its sub-devices under the same prefix. Fixtures: ``test_broker.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from fixtures_api import City, make_device, make_pole
+from mosquitto import Mosquitto
+from smartpole.api.app import create_app
+from smartpole.app import Platform
+from smartpole.store import Database
+from smartpole.transport.mqtt import codec
+from smartpole.transport.mqtt.client import MqttClient, PublishRefused
+from test_broker import (  # noqa: F401 - fixtures among them
+    T0,
+    broker,
+    device,
+    eventually,
+    latest,
+    node_settings,
+    platform,
+    sync_files,
+)
+
+
+@dataclass
+class Site:
+    """A pole with its gateway and two lamps, and a lamp on another pole."""
+
+    gw: dict[str, Any]
+    lamp1: dict[str, Any]
+    lamp2: dict[str, Any]
+    elsewhere: dict[str, Any]
+
+
+@pytest.fixture
+async def site(
+    client: httpx.AsyncClient, city: City, platform: Platform, broker: Mosquitto
+) -> Site:
+    pole = await make_pole(client, city, "FT-SN-0001")
+    other = await make_pole(client, city, "FT-SN-0002")
+    gw = await make_device(client, city, "city", "gateway", pole, name="gw-1")
+    lamp1 = await make_device(client, city, "lighting", "lamp", pole, name="lamp-1", port=1)
+    lamp2 = await make_device(client, city, "lighting", "lamp", pole, name="lamp-2", port=2)
+    elsewhere = await make_device(client, city, "lighting", "lamp", other, name="lamp-9")
+    sync_files(platform, broker)
+    return Site(gw, lamp1, lamp2, elsewhere)
+
+
+class Inbox:
+    """What a client received, by topic."""
+
+    def __init__(self) -> None:
+        self.got: list[codec.Publish] = []
+
+    def __call__(self, packet: codec.Publish) -> None:
+        self.got.append(packet)
+
+    async def on(self, topic: str, count: int = 1) -> list[Any]:
+        async def arrived() -> bool:
+            return len([p for p in self.got if p.topic == topic]) >= count
+
+        await eventually(arrived)
+        return [orjson.loads(p.payload) for p in self.got if p.topic == topic]
+
+
+async def gateway(broker: Mosquitto, site: Site, inbox: Inbox | None = None) -> MqttClient:
+    """The gateway, subscribed to its downlink."""
+    mqtt = await device(broker, "gw-1", site.gw["token"], on_message=inbox)
+    granted = await mqtt.subscribe(
+        [
+            ("sp/v1/gw-1/gateway/rpc/request", 1),
+            ("sp/v1/gw-1/gateway/attributes/shared", 1),
+            ("sp/v1/gw-1/gateway/attributes/response", 1),
+        ]
+    )
+    assert granted == [1, 1, 1]
+    return mqtt
+
+
+async def command_through_gateway(
+    api: httpx.AsyncClient, city: City, mqtt: MqttClient, inbox: Inbox, lamp: int, level: int
+) -> None:
+    """Send lamp-1 a two-way command; the gateway gets it for lamp-1 and answers it."""
+    call = asyncio.ensure_future(
+        api.post(
+            f"/api/devices/{lamp}/rpc",
+            json={"method": "setDim", "params": {"level": level}, "timeout": 5000},
+            headers=city.auth("lighting"),
+        )
+    )
+    (command,) = await inbox.on("sp/v1/gw-1/gateway/rpc/request")
+    assert command["device"] == "lamp-1"
+    assert command["data"]["method"] == "setDim"
+    assert command["data"]["params"] == {"level": level}
+    reply = {"device": "lamp-1", "id": command["data"]["id"], "data": {"dim": level}}
+    await mqtt.publish("sp/v1/gw-1/gateway/rpc", orjson.dumps(reply), qos=1)
+    r = await call
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "succeeded"
+    assert r.json()["response"] == {"dim": level}
+
+
+async def server_attributes(client: httpx.AsyncClient, city: City, device_id: int) -> Any:
+    r = await client.get(f"/api/devices/{device_id}/attributes", headers=city.auth("city"))
+    assert r.status_code == 200, r.text
+    return r.json().get("server", {})
+
+
+async def test_a_gateway_reports_the_devices_of_its_pole(
+    client: httpx.AsyncClient, city: City, site: Site, broker: Mosquitto, platform: Platform
+) -> None:
+    mqtt = await gateway(broker, site)
+    report = {
+        "lamp-1": [{"ts": T0, "values": {"power": 61.5}}],
+        "lamp-2": [{"ts": T0, "values": {"power": 40}}, {"ts": T0 + 1000, "values": {"power": 41}}],
+    }
+    await mqtt.publish("sp/v1/gw-1/gateway/telemetry", orjson.dumps(report), qos=1)
+
+    async def stored() -> bool:
+        one = await latest(client, city, site.lamp1["id"])
+        two = await latest(client, city, site.lamp2["id"])
+        return "power" in one and two.get("power", {}).get("ts") == T0 + 1000
+
+    await eventually(stored)
+    assert (await latest(client, city, site.lamp1["id"]))["power"]["value"] == 61.5
+    assert (await latest(client, city, site.lamp2["id"]))["power"]["value"] == 41
+    attrs = await server_attributes(client, city, site.lamp1["id"])
+    assert attrs["lastConnectedGateway"]["value"] == site.gw["id"]
+    await mqtt.publish(
+        "sp/v1/gw-1/gateway/attributes", orjson.dumps({"lamp-1": {"firmware": "2.1"}}), qos=1
+    )
+
+    async def attribute_stored() -> bool:
+        r = await client.get(
+            f"/api/devices/{site.lamp1['id']}/attributes", headers=city.auth("lighting")
+        )
+        return bool(r.json().get("client", {}).get("firmware", {}).get("value") == "2.1")
+
+    await eventually(attribute_stored)
+    assert platform.broker is not None
+    assert platform.broker.stats.dropped == 0
+    await mqtt.close()
+
+
+async def test_devices_off_its_pole_or_unknown_are_refused_unless_it_may_create_them(
+    client: httpx.AsyncClient, city: City, site: Site, broker: Mosquitto, platform: Platform
+) -> None:
+    assert platform.broker is not None
+    stats = platform.broker.stats
+    mqtt = await gateway(broker, site)
+    off_pole = {"lamp-9": [{"ts": T0, "values": {"power": 1}}]}
+    await mqtt.publish("sp/v1/gw-1/gateway/telemetry", orjson.dumps(off_pole), qos=1)
+    unknown = {"cam-new": [{"ts": T0, "values": {"people": 3}}]}
+    await mqtt.publish("sp/v1/gw-1/gateway/telemetry", orjson.dumps(unknown), qos=1)
+
+    async def both_dropped() -> bool:
+        return stats.dropped >= 2
+
+    await eventually(both_dropped)
+    assert await latest(client, city, site.elsewhere["id"]) == {}
+    r = await client.get("/api/devices", params={"q": "cam-new"}, headers=city.auth("city"))
+    assert all(d["name"] != "cam-new" for d in r.json()["items"])
+
+    r = await client.post(
+        f"/api/devices/{site.gw['id']}/attributes/server",
+        json={"autoCreateDevices": True},
+        headers=city.auth("city"),
+    )
+    assert r.status_code == 200, r.text
+    await mqtt.publish(
+        "sp/v1/gw-1/gateway/connect", b'{"device": "cam-new", "type": "camera"}', qos=1
+    )
+    await mqtt.publish("sp/v1/gw-1/gateway/telemetry", orjson.dumps(unknown), qos=1)
+
+    async def created() -> list[dict[str, Any]]:
+        r = await client.get("/api/devices", headers=city.auth("city"))
+        return [d for d in r.json()["items"] if d["name"] == "cam-new"]
+
+    async def stored() -> bool:
+        found = await created()
+        if not found:
+            return False
+        r = await client.get(f"/api/devices/{found[0]['id']}/latest", headers=city.auth("city"))
+        return "people" in r.json()
+
+    await eventually(stored)
+    cam = (await created())[0]
+    assert cam["kind"] == "camera"
+    assert cam["pole_id"] == site.gw["pole_id"]
+    assert stats.dropped == 2
+    await mqtt.close()
+
+
+@pytest.mark.parametrize("version", [5, 4], ids=["mqtt5", "mqtt311"])
+async def test_only_a_gateway_may_publish_gateway_messages(
+    client: httpx.AsyncClient, city: City, site: Site, broker: Mosquitto, version: int
+) -> None:
+    mqtt = await device(broker, "lamp-1", site.lamp1["token"], version=version)
+    spoof = mqtt.publish(
+        "sp/v1/lamp-1/gateway/telemetry",
+        orjson.dumps({"lamp-2": [{"ts": T0, "values": {"power": 1}}]}),
+        qos=1,
+    )
+    if version == 5:
+        with pytest.raises(PublishRefused) as refused:
+            await spoof
+        assert refused.value.reason_code == 0x87  # Mosquitto's ACL: not authorised
+    else:
+        await spoof  # MQTT 3.1.1 cannot refuse one message: the broker drops it
+    await mqtt.publish("sp/v1/lamp-1/telemetry", orjson.dumps({"power": 2}), qos=1)
+
+    async def own_stored() -> bool:
+        return "power" in await latest(client, city, site.lamp1["id"])
+
+    await eventually(own_stored)
+    await asyncio.sleep(0.3)
+    assert await latest(client, city, site.lamp2["id"]) == {}
+    await mqtt.close()
+
+
+async def test_connect_and_disconnect_make_a_sub_device_online_and_offline(
+    client: httpx.AsyncClient, city: City, site: Site, broker: Mosquitto
+) -> None:
+    mqtt = await gateway(broker, site)
+    lamp = site.lamp1["id"]
+
+    async def online_is(value: bool) -> bool:
+        r = await client.get(f"/api/devices/{lamp}", headers=city.auth("lighting"))
+        recorded = (await latest(client, city, lamp)).get("online", {}).get("value")
+        return bool(r.json()["online"] is value and recorded is value)
+
+    await mqtt.publish("sp/v1/gw-1/gateway/connect", b'{"device": "lamp-1"}', qos=1)
+    await eventually(lambda: online_is(True))
+    await mqtt.publish("sp/v1/gw-1/gateway/disconnect", b'{"device": "lamp-1"}', qos=1)
+    await eventually(lambda: online_is(False))
+    await mqtt.close()
+
+
+async def test_commands_attributes_and_answers_reach_a_sub_device_through_its_gateway(
+    client: httpx.AsyncClient, city: City, site: Site, broker: Mosquitto
+) -> None:
+    inbox = Inbox()
+    mqtt = await gateway(broker, site, inbox)
+    lamp = site.lamp1["id"]
+    await mqtt.publish("sp/v1/gw-1/gateway/connect", b'{"device": "lamp-1"}', qos=1)
+
+    async def online() -> bool:
+        r = await client.get(f"/api/devices/{lamp}", headers=city.auth("lighting"))
+        return bool(r.json()["online"])
+
+    await eventually(online)
+    await command_through_gateway(client, city, mqtt, inbox, lamp, 30)
+
+    r = await client.post(
+        f"/api/devices/{lamp}/attributes/shared",
+        json={"schedule": "night"},
+        headers=city.auth("lighting"),
+    )
+    assert r.status_code == 200, r.text
+    (pushed,) = await inbox.on("sp/v1/gw-1/gateway/attributes/shared")
+    assert pushed == {"device": "lamp-1", "data": {"schedule": "night"}}
+    request = {"id": 5, "device": "lamp-1", "client": False, "key": "schedule"}
+    await mqtt.publish("sp/v1/gw-1/gateway/attributes/request", orjson.dumps(request), qos=1)
+    (answer,) = await inbox.on("sp/v1/gw-1/gateway/attributes/response")
+    assert answer == {"id": 5, "device": "lamp-1", "value": "night"}
+    await mqtt.close()
+
+
+async def test_a_persistent_command_waits_until_the_gateway_connects_its_device(
+    client: httpx.AsyncClient, city: City, site: Site, broker: Mosquitto
+) -> None:
+    r = await client.post(
+        f"/api/devices/{site.lamp2['id']}/rpc",
+        json={"method": "reboot", "params": {}, "oneway": True, "persistent": True},
+        headers=city.auth("lighting"),
+    )
+    assert r.status_code == 202, r.text
+    inbox = Inbox()
+    mqtt = await gateway(broker, site, inbox)
+    await mqtt.publish("sp/v1/gw-1/gateway/connect", b'{"device": "lamp-2"}', qos=1)
+    (command,) = await inbox.on("sp/v1/gw-1/gateway/rpc/request")
+    assert command["device"] == "lamp-2"
+    assert command["data"]["method"] == "reboot"
+    assert not [p for p in inbox.got if p.topic.startswith("sp/v1/lamp-2/")]
+    await mqtt.close()
+
+
+@contextlib.asynccontextmanager
+async def second_node(
+    database: Database, tmp_path: Path, broker: Mosquitto
+) -> AsyncIterator[tuple[Platform, httpx.AsyncClient]]:
+    """Another node on the same database and broker, with its own HTTP API."""
+    # its own engine on the same database, as another process has (stop() disposes it)
+    p = Platform(node_settings(tmp_path / "node-b", broker, "node-b"), db=Database(database.url))
+    await p.start()
+    transport = httpx.ASGITransport(app=create_app(p, manage_lifecycle=False))
+    try:
+        consumer = p.broker
+        assert consumer is not None
+
+        async def up() -> bool:
+            return consumer.stats.connected
+
+        await eventually(up)
+        async with httpx.AsyncClient(transport=transport, base_url="http://node-b") as c:
+            yield p, c
+    finally:
+        await p.stop()
+
+
+async def test_another_node_sends_commands_through_the_gateway_that_reported_the_device(
+    client: httpx.AsyncClient,
+    city: City,
+    site: Site,
+    broker: Mosquitto,
+    database: Database,
+    tmp_path: Path,
+) -> None:
+    inbox = Inbox()
+    mqtt = await gateway(broker, site, inbox)
+    lamp = site.lamp1["id"]
+    report = {"lamp-1": [{"ts": T0, "values": {"power": 5}}]}
+    await mqtt.publish("sp/v1/gw-1/gateway/telemetry", orjson.dumps(report), qos=1)
+
+    async def stored() -> bool:
+        return "power" in await latest(client, city, lamp)
+
+    await eventually(stored)
+    # a node started after the report never heard the gateway name lamp-1
+    async with second_node(database, tmp_path, broker) as (node, api):
+        await command_through_gateway(api, city, mqtt, inbox, lamp, 70)
+        assert node.broker is not None
+        assert node.broker.stats.commands == 1
+    await mqtt.close()

@@ -14,6 +14,7 @@ ingest at most 1 / total readings a second.
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import tempfile
 import time
@@ -99,24 +100,42 @@ def main() -> None:
         timed("anomaly detector", n, lambda: [anomaly.process(b.readings) for b in merged], stages)
         store.close()  # type: ignore[attr-defined]
         db.dispose()
-        raw = sqlite3.connect(Path(tmp) / "raw.db")
-        raw.execute("PRAGMA journal_mode=WAL")
-        raw.execute("PRAGMA synchronous=FULL")
-        raw.execute(
-            "CREATE TABLE raw (device_id INTEGER, key TEXT, ts INTEGER, vtype INTEGER, num REAL,"
-            " txt TEXT, PRIMARY KEY (device_id, key, ts)) WITHOUT ROWID"
-        )
         rows = [
             [(r.device_id, r.key, r.ts, 0, float(r.value), None) for r in b.readings]
             for b in merged
         ]
-        t = time.perf_counter()
-        for chunk in rows:
-            raw.execute("BEGIN")
-            raw.executemany("INSERT OR IGNORE INTO raw VALUES (?,?,?,?,?,?)", chunk)
-            raw.execute("COMMIT")
-        raw_us = (time.perf_counter() - t) / n * 1e6
-        raw.close()
+        key_id = {"power": 1, "voltage": 2}
+        raw_us = raw_insert(Path(tmp) / "raw.db", "device_id, key TEXT, ts", rows, n)
+        # other layouts of the same readings, for the record (smartpole's is the first)
+        layouts = [
+            (
+                "integer key ids (device, key id, ts)",
+                raw_insert(
+                    Path(tmp) / "ids.db",
+                    "device_id, key INTEGER, ts",
+                    [[(d, key_id[k], *rest) for d, k, *rest in c] for c in rows],
+                    n,
+                ),
+            ),
+            (
+                "one integer series id (series, ts)",
+                raw_insert(
+                    Path(tmp) / "series.db",
+                    "series, ts",
+                    [[(d * 4 + key_id[k], ts, v) for d, k, ts, _, v, _ in c] for c in rows],
+                    n,
+                ),
+            ),
+            (
+                "append-only, no key",
+                raw_insert(
+                    Path(tmp) / "heap.db",
+                    None,
+                    [[(d * 4 + key_id[k], ts, v) for d, k, ts, _, v, _ in c] for c in rows],
+                    n,
+                ),
+            ),
+        ]
     total = sum(us for _, us in stages)
     print(f"smartpole ingest stages: {reports:,} gateway reports of {SUBS} devices x 2 keys")
     for label, us in stages:
@@ -126,6 +145,44 @@ def main() -> None:
         f"  raw SQLite executemany, same rows:       {raw_us:6.2f} µs a reading"
         f"  (the stages cost {total / raw_us:.1f}x the engine's own insert)"
     )
+    for label, us in layouts:
+        print(f"    other layout: {label:38} {us:6.2f} µs  ({us / raw_us:.2f}x)")
+    target = 200_000
+    print(
+        f"  at {target:,} readings/s the stages alone need {total * target / 1e6:.2f} cores"
+        f" (this machine: {os.cpu_count()})"
+    )
+
+
+def raw_insert(path: Path, key: str | None, rows: list[list[tuple[Any, ...]]], n: int) -> float:
+    """µs a reading of a plain ``executemany`` of ``rows`` into a new table: the columns of
+    ``readings`` keyed by ``key`` (WITHOUT ROWID), or, when ``key`` is None, three columns
+    (series, ts, value) in an append-only rowid table."""
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=FULL")
+    if key is None:
+        raw.execute("CREATE TABLE raw (series INTEGER, ts INTEGER, num REAL)")
+    elif key == "series, ts":
+        raw.execute(
+            "CREATE TABLE raw (series INTEGER, ts INTEGER, num REAL,"
+            " PRIMARY KEY (series, ts)) WITHOUT ROWID"
+        )
+    else:
+        raw.execute(
+            f"CREATE TABLE raw (device_id INTEGER, {key.split(', ')[1]}, ts INTEGER,"
+            " vtype INTEGER, num REAL, txt TEXT, PRIMARY KEY (device_id, key, ts)) WITHOUT ROWID"
+        )
+    marks = ",".join("?" * len(rows[0][0]))
+    verb = "INSERT" if key is None else "INSERT OR IGNORE"
+    t = time.perf_counter()
+    for chunk in rows:
+        raw.execute("BEGIN")
+        raw.executemany(f"{verb} INTO raw VALUES ({marks})", chunk)
+        raw.execute("COMMIT")
+    us = (time.perf_counter() - t) / n * 1e6
+    raw.close()
+    return us
 
 
 if __name__ == "__main__":

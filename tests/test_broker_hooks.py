@@ -86,7 +86,17 @@ async def test_smartpoles_own_user_logs_in(client: httpx.AsyncClient) -> None:
         pytest.param("lamp-1", "publish", "sp/v1/lamp-1/rpc/request/7", "deny", id="fake-cmd"),
         pytest.param("lamp-1", "publish", "sp/v1/lamp-1/status", "allow", id="status"),
         pytest.param("lamp-1", "publish", "v1/devices/me/telemetry", "allow", id="tb-uplink"),
-        pytest.param("lamp-1", "publish", "v1/devices/me/rpc/request/1", "deny", id="tb-cmd"),
+        pytest.param("lamp-1", "publish", "v1/devices/me/rpc/request/1", "allow", id="tb-call"),
+        pytest.param("lamp-1", "publish", "sp/v1/lamp-1/rpc/call/4", "allow", id="client-rpc"),
+        pytest.param("lamp-1", "publish", "sp/v1/lamp-1/rpc/result/4", "deny", id="fake-result"),
+        pytest.param("lamp-1", "subscribe", "sp/v1/lamp-1/rpc/result/+", "allow", id="results"),
+        pytest.param("lamp-1", "subscribe", "v1/devices/me/rpc/request/+", "deny", id="tb-sub"),
+        pytest.param("lamp-1", "publish", "sp/v1/lamp-1/fw/request/1/chunk/0", "allow", id="fw"),
+        pytest.param("lamp-1", "publish", "v2/fw/request/1/chunk/0", "allow", id="tb-fw"),
+        pytest.param(
+            "lamp-1", "subscribe", "sp/v1/lamp-1/fw/response/+/chunk/+", "allow", id="fw-chunks"
+        ),
+        pytest.param("lamp-1", "publish", "sp/v1/lamp-1/claim", "allow", id="claim"),
         pytest.param("lamp-1", "subscribe", "sp/v1/lamp-1/rpc/request/+", "allow", id="own-cmds"),
         pytest.param("lamp-1", "subscribe", "sp/v1/lamp-1/attributes/shared", "allow", id="attrs"),
         pytest.param("lamp-1", "subscribe", "sp/v1/lamp-2/rpc/request/+", "deny", id="others"),

@@ -33,29 +33,36 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from smartpole.config import Settings
-from smartpole.errors import Forbidden, InvalidInput, NotFound, Overloaded
+from smartpole.errors import Forbidden, InvalidInput, NotFound, Overloaded, SmartpoleError
 from smartpole.ingest.payload import decode_json
 from smartpole.model.types import DeviceKind
 from smartpole.registry.assets import DeviceRef
 from smartpole.store.database import now_ms
-from smartpole.transport import gateway
+from smartpole.transport import firmware, gateway
 from smartpole.transport.broker import topics
 from smartpole.transport.broker.topics import (
     ATTR_REQUEST,
     ATTR_RESPONSE,
     ATTRIBUTES,
+    CLAIM,
+    FW_ERROR,
+    FW_REQUEST,
+    FW_RESPONSE,
     GATEWAY,
     GW_ATTR_REQUEST,
     GW_ATTR_RESPONSE,
     GW_ATTRIBUTES,
+    GW_CLAIM,
     GW_CONNECT,
     GW_DISCONNECT,
     GW_RPC,
     GW_RPC_REQUEST,
     GW_SHARED,
     GW_TELEMETRY,
+    RPC_CALL,
     RPC_REQUEST,
     RPC_RESPONSE,
+    RPC_RESULT,
     SHARED,
     STATUS,
     TELEMETRY,
@@ -63,6 +70,7 @@ from smartpole.transport.broker.topics import (
 )
 from smartpole.transport.mqtt import codec
 from smartpole.transport.mqtt.client import MqttClient, PublishRefused
+from smartpole.transport.mqtt.port import SessionLimits
 
 __all__ = ["BrokerConsumer", "BrokerStats", "BrokerUrl", "Directory", "Ingest"]
 
@@ -105,6 +113,20 @@ class Ingest(Protocol):
 
     async def rpc_ready(self, device: DeviceRef) -> None:
         """The device is back: send the commands queued for it."""
+        ...
+
+    limits: SessionLimits  # the largest firmware chunk a device may ask for: max_payload
+
+    async def client_rpc(self, device: DeviceRef, method: str, params: Any) -> Any:
+        """A device-initiated RPC (``getCurrentTime``, ``getSessionLimits``, …)."""
+        ...
+
+    async def claim(self, device: DeviceRef, data: Any) -> None:
+        """A device opened its claim window. Raises Forbidden."""
+        ...
+
+    async def firmware_chunk(self, device: DeviceRef, size: int, index: int) -> bytes | None:
+        """Chunk ``index`` of ``size`` bytes of the device's firmware; None: none assigned."""
         ...
 
     def telemetry_of(self, items: list[tuple[DeviceRef, Any]], now: int) -> asyncio.Future[Any]:
@@ -395,6 +417,16 @@ class BrokerConsumer:
                 self._spawn(self._attribute_request(device, request, decode_json(payload)))
             elif suffix.startswith(RPC_RESPONSE):
                 await self._reply(device, _request_id(suffix[len(RPC_RESPONSE) :]), payload)
+            elif suffix.startswith(RPC_CALL):
+                call = decode_json(payload)
+                if not isinstance(call, dict) or not isinstance(call.get("method"), str):
+                    raise InvalidInput('client RPC needs {"method": "...", "params": ...}')
+                self._spawn(self._client_rpc(device, suffix[len(RPC_CALL) :], call))
+            elif suffix == CLAIM:
+                await self.ingest.claim(device, decode_json(payload))
+            elif suffix.startswith(FW_REQUEST):
+                chunk = firmware.chunk_request(suffix[len(FW_REQUEST) :], payload)
+                self._spawn(self._firmware(device, *chunk))
             else:
                 raise InvalidInput(f"{suffix!r} is not a broker-mode topic")
         except (InvalidInput, NotFound, Forbidden) as err:
@@ -449,6 +481,9 @@ class BrokerConsumer:
             sub = await self._sub(gw, gateway.device_of(data, "disconnect"))
             self._status[sub.id] = False
             await self.ingest.disconnected(sub, via=gw)
+        elif suffix == GW_CLAIM:
+            for name, body in gateway.reports(data, "claim").items():
+                await self.ingest.claim(await self._sub(gw, name), body)
         elif suffix == GW_ATTR_REQUEST:
             name, keys, client = gateway.attribute_request(data)
             sub = await self._sub(gw, name)
@@ -533,6 +568,27 @@ class BrokerConsumer:
 
         answer = await self.ingest.attributes(device, keys("clientKeys"), keys("sharedKeys"))
         await self._publish(device_topic(device.name, ATTR_RESPONSE + request), answer)
+
+    async def _client_rpc(self, device: DeviceRef, request: str, call: dict[str, Any]) -> None:
+        try:
+            result = await self.ingest.client_rpc(device, call["method"], call.get("params"))
+        except SmartpoleError as err:
+            result = {"error": err.detail}
+        await self._publish(device_topic(device.name, RPC_RESULT + request), result)
+
+    async def _firmware(self, device: DeviceRef, request: str, index: int, size: int) -> None:
+        """A firmware chunk on ``fw/response/{request}/chunk/{n}``, or a ThingsBoard status
+        (``PAYLOAD_TOO_LARGE``, ``NOT_FOUND``) on ``fw/error``."""
+        data = None
+        if size <= self.ingest.limits.max_payload:
+            data = await self.ingest.firmware_chunk(device, size, index)
+        if data is None:
+            status = "NOT_FOUND" if size <= self.ingest.limits.max_payload else "PAYLOAD_TOO_LARGE"
+            log.warning("broker: firmware request of device %s refused: %s", device.name, status)
+            await self._publish(device_topic(device.name, FW_ERROR), status.encode())
+            return
+        topic = device_topic(device.name, f"{FW_RESPONSE}{request}/chunk/{index}")
+        await self._publish(topic, data)
 
     async def _reply(self, device: DeviceRef, request_id: int, payload: bytes) -> None:
         await self._reply_with(device, request_id, decode_json(payload))

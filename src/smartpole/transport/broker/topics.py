@@ -9,6 +9,9 @@ Every topic is ``sp/v1/{device}/{suffix}``, where ``{device}`` is the device's b
     sp/v1/{d}/attributes/request/{id}   sp/v1/{d}/attributes/response/{id}
     sp/v1/{d}/rpc/response/{id}
     sp/v1/{d}/status   (retained "online"/"offline", with a will)
+    sp/v1/{d}/rpc/call/{id}             sp/v1/{d}/rpc/result/{id}   (device-initiated RPC)
+    sp/v1/{d}/claim
+    sp/v1/{d}/fw/request/{r}/chunk/{n}  sp/v1/{d}/fw/response/{r}/chunk/{n}, sp/v1/{d}/fw/error
 
 A gateway (a device of kind ``gateway``) also has ThingsBoard's gateway API under its own
 name, for the sub-devices of its pole::
@@ -19,6 +22,7 @@ name, for the sub-devices of its pole::
     sp/v1/{g}/gateway/disconnect
     sp/v1/{g}/gateway/attributes/request
     sp/v1/{g}/gateway/rpc              (replies to commands)
+    sp/v1/{g}/gateway/claim
 
 Shared-attribute pushes have their own topic rather than ThingsBoard's two-way ``attributes``:
 on one topic, smartpole's shared subscription would receive its own pushes as client
@@ -33,12 +37,17 @@ __all__ = [
     "ATTRIBUTES",
     "ATTR_REQUEST",
     "ATTR_RESPONSE",
+    "CLAIM",
+    "FW_ERROR",
+    "FW_REQUEST",
+    "FW_RESPONSE",
     "GATEWAY",
     "GATEWAY_READ",
     "GATEWAY_WRITE",
     "GW_ATTRIBUTES",
     "GW_ATTR_REQUEST",
     "GW_ATTR_RESPONSE",
+    "GW_CLAIM",
     "GW_CONNECT",
     "GW_DISCONNECT",
     "GW_RPC",
@@ -46,8 +55,10 @@ __all__ = [
     "GW_SHARED",
     "GW_TELEMETRY",
     "PREFIX",
+    "RPC_CALL",
     "RPC_REQUEST",
     "RPC_RESPONSE",
+    "RPC_RESULT",
     "SHARED",
     "STATUS",
     "TELEMETRY",
@@ -68,6 +79,12 @@ STATUS = "status"
 RPC_REQUEST = "rpc/request/"
 SHARED = "attributes/shared"
 ATTR_RESPONSE = "attributes/response/"
+RPC_CALL = "rpc/call/"
+RPC_RESULT = "rpc/result/"
+CLAIM = "claim"
+FW_REQUEST = "fw/request/"
+FW_RESPONSE = "fw/response/"
+FW_ERROR = "fw/error"
 GATEWAY = "gateway/"
 GW_TELEMETRY = GATEWAY + "telemetry"
 GW_ATTRIBUTES = GATEWAY + "attributes"
@@ -75,16 +92,40 @@ GW_CONNECT = GATEWAY + "connect"
 GW_DISCONNECT = GATEWAY + "disconnect"
 GW_ATTR_REQUEST = GATEWAY + "attributes/request"
 GW_RPC = GATEWAY + "rpc"
+GW_CLAIM = GATEWAY + "claim"
 GW_RPC_REQUEST = GATEWAY + "rpc/request"
 GW_SHARED = GATEWAY + "attributes/shared"
 GW_ATTR_RESPONSE = GATEWAY + "attributes/response"
 
 # Suffixes (topic filters under sp/v1/{d}/) a device may publish to and subscribe to.
-DEVICE_WRITE = (TELEMETRY, ATTRIBUTES, ATTR_REQUEST + "+", RPC_RESPONSE + "+", STATUS)
-DEVICE_READ = (RPC_REQUEST + "+", SHARED, ATTR_RESPONSE + "+")
+DEVICE_UPLINK = (  # what smartpole's nodes share
+    TELEMETRY,
+    ATTRIBUTES,
+    ATTR_REQUEST + "+",
+    RPC_CALL + "+",
+    CLAIM,
+    FW_REQUEST + "+/chunk/+",
+)
+DEVICE_WRITE = (*DEVICE_UPLINK, RPC_RESPONSE + "+", STATUS)
+DEVICE_READ = (
+    RPC_REQUEST + "+",
+    SHARED,
+    ATTR_RESPONSE + "+",
+    RPC_RESULT + "+",
+    FW_RESPONSE + "+/chunk/+",
+    FW_ERROR,
+)
 # ... and those a gateway may use besides (exact topics: no filter ends in a wildcard, so
 # smartpole's subscriptions to the uplink never match its own downlink).
-GATEWAY_WRITE = (GW_TELEMETRY, GW_ATTRIBUTES, GW_CONNECT, GW_DISCONNECT, GW_ATTR_REQUEST, GW_RPC)
+GATEWAY_UPLINK = (
+    GW_TELEMETRY,
+    GW_ATTRIBUTES,
+    GW_CONNECT,
+    GW_DISCONNECT,
+    GW_ATTR_REQUEST,
+    GW_CLAIM,
+)
+GATEWAY_WRITE = (*GATEWAY_UPLINK, GW_RPC)
 GATEWAY_READ = (GW_RPC_REQUEST, GW_SHARED, GW_ATTR_RESPONSE)
 # The ThingsBoard topics EMQX rewrites to the device's own (authorised before the rewrite).
 TB_UPLINK = (
@@ -92,6 +133,9 @@ TB_UPLINK = (
     "v1/devices/me/attributes",
     "v1/devices/me/attributes/request/+",
     "v1/devices/me/rpc/response/+",
+    "v1/devices/me/rpc/request/+",  # device-initiated RPC, rewritten to rpc/call/{id}
+    "v1/devices/me/claim",
+    "v2/fw/request/+/chunk/+",
 )
 TB_GATEWAY_UPLINK = tuple("v1/" + s for s in GATEWAY_WRITE)
 # smartpole's own user reads everything under the prefix and writes the downlink topics.
@@ -119,8 +163,7 @@ def subscriptions(group: str) -> list[tuple[str, int]]:
     status reach every node, since only the node that sent a command waits for its reply and
     every node keeps the presence map.
     """
-    uplink = (TELEMETRY, ATTRIBUTES, ATTR_REQUEST + "+", *GATEWAY_WRITE[:-1])
-    shared = [f"$share/{group}/{PREFIX}+/{s}" for s in uplink]
+    shared = [f"$share/{group}/{PREFIX}+/{s}" for s in (*DEVICE_UPLINK, *GATEWAY_UPLINK)]
     every = [f"{PREFIX}+/{RPC_RESPONSE}+", f"{PREFIX}+/{GW_RPC}", f"{PREFIX}+/{STATUS}"]
     return [(f, 1) for f in [*shared, *every]]
 

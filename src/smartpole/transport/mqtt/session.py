@@ -23,7 +23,7 @@ from smartpole.errors import Forbidden, InvalidInput, Overloaded, SmartpoleError
 from smartpole.ingest.payload import decode_json
 from smartpole.model.types import DeviceKind
 from smartpole.store.database import now_ms
-from smartpole.transport import gateway
+from smartpole.transport import firmware, gateway
 from smartpole.transport.mqtt import codec
 from smartpole.transport.mqtt.codec import (
     Auth,
@@ -683,14 +683,7 @@ class Connection(asyncio.Protocol):
         """``v2/fw/request/{id}/chunk/{n}`` with the chunk size (or nothing: all) as payload."""
         device = self.device
         assert device is not None
-        parts = topic[len(FW_REQUEST) :].split("/")
-        if len(parts) != 3 or parts[1] != "chunk" or not parts[0]:
-            raise InvalidInput(f"{topic!r} is not {FW_REQUEST}{{id}}/chunk/{{n}}", topic=topic)
-        req, index = parts[0], self._int(parts[2])
-        text = payload.decode("ascii", "replace").strip()
-        size = self._int(text) if text else 0
-        if index < 0 or size < 0:
-            raise InvalidInput("a firmware chunk's index and size may not be negative")
+        req, index, size = firmware.chunk_request(topic[len(FW_REQUEST) :], payload)
         if size > self.limits.max_payload:
             self._firmware_error("PAYLOAD_TOO_LARGE", f"chunk size {size} over the limit")
             return

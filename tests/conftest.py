@@ -76,3 +76,10 @@ def series(request: pytest.FixtureRequest, database: Database) -> Iterator[Serie
         yield store
     finally:
         store.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def counter() -> list[int]:
+    """A count that lives across the examples of one hypothesis test (fuzz tests number their
+    probes with it)."""
+    return [0]

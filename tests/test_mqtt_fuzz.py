@@ -209,11 +209,6 @@ async def play(port: int, chunks: list[bytes]) -> None:
             await writer.wait_closed()
 
 
-@pytest.fixture
-def counter() -> list[int]:
-    return [0]
-
-
 @settings(
     max_examples=60,
     deadline=None,

@@ -413,8 +413,10 @@ class BrokerConsumer:
             elif suffix == ATTRIBUTES:
                 await self.ingest.client_attributes(device, decode_json(payload))
             elif suffix.startswith(ATTR_REQUEST):
-                request = suffix[len(ATTR_REQUEST) :]
-                self._spawn(self._attribute_request(device, request, decode_json(payload)))
+                request, asked = suffix[len(ATTR_REQUEST) :], decode_json(payload)
+                if not isinstance(asked, dict):
+                    raise InvalidInput("an attribute request is a JSON object")
+                self._spawn(self._attribute_request(device, request, asked))
             elif suffix.startswith(RPC_RESPONSE):
                 await self._reply(device, _request_id(suffix[len(RPC_RESPONSE) :]), payload)
             elif suffix.startswith(RPC_CALL):
@@ -554,10 +556,9 @@ class BrokerConsumer:
         body = gateway.attribute_response(data, sub.name, answer)
         await self._publish(device_topic(gw.name, GW_ATTR_RESPONSE), body)
 
-    async def _attribute_request(self, device: DeviceRef, request: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise InvalidInput("an attribute request is a JSON object")
-
+    async def _attribute_request(
+        self, device: DeviceRef, request: str, data: dict[str, Any]
+    ) -> None:
         def keys(name: str) -> list[str] | None:
             value = data.get(name)
             if value is None or value == "":

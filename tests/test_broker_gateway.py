@@ -347,3 +347,49 @@ async def test_another_node_sends_commands_through_the_gateway_that_reported_the
         assert node.broker is not None
         assert node.broker.stats.commands == 1
     await mqtt.close()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "payload"),
+    [
+        pytest.param("gateway/telemetry", b"[]", id="telemetry-not-an-object"),
+        pytest.param("gateway/telemetry", b'{"": [{"power": 1}]}', id="telemetry-no-name"),
+        pytest.param("gateway/connect", b'{"device": 7}', id="connect-no-name"),
+        pytest.param("gateway/attributes/request", b'{"device": "lamp-1"}', id="request-no-id"),
+        pytest.param("gateway/rpc", b'{"device": ["lamp-1"], "id": 1, "data": {}}', id="rpc-list"),
+        pytest.param("gateway/rpc", b'{"device": "lamp-1", "id": "x", "data": {}}', id="rpc-id"),
+        pytest.param("gateway/claim", b'{"lamp-9": {"secretKey": "s"}}', id="claim-off-pole"),
+        pytest.param("gateway/nonsense", b"{}", id="unknown-action"),
+    ],
+)
+async def test_a_malformed_gateway_message_is_dropped_and_the_node_goes_on(
+    client: httpx.AsyncClient,
+    city: City,
+    site: Site,
+    broker: Mosquitto,
+    platform: Platform,
+    suffix: str,
+    payload: bytes,
+) -> None:
+    assert platform.broker is not None
+    stats = platform.broker.stats
+    mqtt = await gateway(broker, site)
+    if suffix == "gateway/nonsense":  # outside the ACL: Mosquitto refuses it already
+        with pytest.raises(PublishRefused):
+            await mqtt.publish(f"sp/v1/gw-1/{suffix}", payload, qos=1)
+    else:
+        await mqtt.publish(f"sp/v1/gw-1/{suffix}", payload, qos=1)
+
+        async def dropped() -> bool:
+            return stats.dropped == 1
+
+        await eventually(dropped)
+    report = {"lamp-1": [{"ts": T0, "values": {"power": 7}}]}
+    await mqtt.publish("sp/v1/gw-1/gateway/telemetry", orjson.dumps(report), qos=1)
+
+    async def stored() -> bool:
+        return "power" in await latest(client, city, site.lamp1["id"])
+
+    await eventually(stored)
+    assert stats.reconnects == 0
+    await mqtt.close()

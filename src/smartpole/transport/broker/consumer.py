@@ -431,7 +431,7 @@ class BrokerConsumer:
                 self._spawn(self._firmware(device, *chunk))
             else:
                 raise InvalidInput(f"{suffix!r} is not a broker-mode topic")
-        except (InvalidInput, NotFound, Forbidden) as err:
+        except SmartpoleError as err:  # a refusal, for good (a full queue waits in _commit)
             self._drop(topics.device_topic(name, suffix), err.detail)
             return
         self._heard(device)
@@ -493,7 +493,7 @@ class BrokerConsumer:
         elif suffix == GW_RPC:  # every node gets the replies: look up only, never create
             name, request_id, response = gateway.rpc_reply(data)
             found = await self._subs_of(gw, [name], create=False) if isinstance(name, str) else {}
-            if name not in found:
+            if not isinstance(name, str) or name not in found:
                 raise NotFound(f"gateway {gw.name} has no device {name!r}")
             await self._reply_with(found[name], request_id, response)
         else:

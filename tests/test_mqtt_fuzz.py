@@ -58,6 +58,25 @@ PAYLOADS = [
     b'"\xff\xfe"',
 ]
 
+# a well-formed message of each topic, for mutants: one field replaced by anything (random
+# JSON rarely has the shape a handler reads far enough to fail on)
+SHAPES: dict[str, dict[str, Any]] = {
+    "v1/devices/me/telemetry": {"ts": 1, "values": {"power": 1}},
+    "v1/devices/me/attributes": {"firmware": "1"},
+    "v1/devices/me/attributes/request/1": {"clientKeys": "a", "sharedKeys": "b"},
+    "v1/devices/me/rpc/request/1": {"method": "getSessionLimits", "params": {}},
+    "v1/devices/me/rpc/response/1": {"ok": True},
+    "v1/devices/me/claim": {"secretKey": "s", "durationMs": 1000},
+    "v1/gateway/telemetry": {"cell-f": [{"ts": 1, "values": {"users": 1}}]},
+    "v1/gateway/attributes": {"cell-f": {"firmware": "1"}},
+    "v1/gateway/connect": {"device": "cell-f", "type": "small_cell"},
+    "v1/gateway/disconnect": {"device": "cell-f"},
+    "v1/gateway/attributes/request": {"id": 1, "device": "cell-f", "client": False, "key": "a"},
+    "v1/gateway/rpc": {"device": "cell-f", "id": 1, "data": {"ok": True}},
+    "v1/gateway/claim": {"cell-f": {"secretKey": "s"}},
+    "/provision/request": {"deviceName": "new", "provisionDeviceKey": "k"},
+}
+
 json_values = st.recursive(
     st.none()
     | st.booleans()
@@ -119,9 +138,17 @@ def packets(draw: st.DrawFn, tokens: list[str | None], version: int) -> bytes:
         v = packet.protocol_level
     elif kind == "publish":
         qos = draw(st.integers(0, 1))
-        topic = draw(st.sampled_from(TOPICS) | st.text("abv12/+#me", min_size=1, max_size=20))
+        if draw(st.booleans()):  # a mutant of the topic's own message
+            topic = draw(st.sampled_from(sorted(SHAPES)))
+            shape = SHAPES[topic]
+            body = orjson.dumps(
+                {**shape, draw(st.sampled_from([*shape, "device"])): draw(json_values)}
+            )
+        else:
+            topic = draw(st.sampled_from(TOPICS) | st.text("abv12/+#me", min_size=1, max_size=20))
+            body = draw(payloads())
         packet = codec.Publish(
-            topic, draw(payloads()), qos, packet_id=draw(st.integers(1, 65535)) if qos else None
+            topic, body, qos, packet_id=draw(st.integers(1, 65535)) if qos else None
         )
     elif kind == "subscribe":
         filters = draw(st.lists(st.sampled_from(FILTERS), min_size=1, max_size=3))

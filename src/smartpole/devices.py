@@ -226,7 +226,8 @@ class DeviceService:
 
     async def reported_by(self, device: DeviceRef, gateway: DeviceRef) -> None:
         """Record the gateway that reports a sub-device: server attribute
-        ``lastConnectedGateway`` (its id), which broker mode routes commands by."""
+        ``lastConnectedGateway`` (its id), which broker mode routes commands by. (The built-in
+        endpoint keeps its sessions in memory and does not pay this look-up per connect.)"""
         try:
             await asyncio.to_thread(self._reported_by, device.id, gateway.id)
         except Exception as err:  # the readings matter more than this note: go on
@@ -239,13 +240,11 @@ class DeviceService:
 
     # -- presence -------------------------------------------------------------------------
     async def connected(self, device: DeviceRef, via: DeviceRef | None = None) -> None:
-        """Mark the device online and record it as telemetry ``online`` (and, when a gateway
-        reports it, which gateway)."""
+        """Mark the device online and record it as telemetry ``online``."""
         self.online.add(device.id)
         self.offline.discard(device.id)
         await self._presence(device, True)
         if via is not None:
-            await self.reported_by(device, via)
             await self.control.on_connect(device.id)
 
     async def disconnected(self, device: DeviceRef, via: DeviceRef | None = None) -> None:

@@ -151,6 +151,7 @@ def test_the_acl_keeps_every_device_to_its_own_topics() -> None:
         "topic write sp/v1/+/gateway/rpc/request",
         "topic write sp/v1/+/gateway/attributes/shared",
         "topic write sp/v1/+/gateway/attributes/response",
+        "topic write sp/v1/+/status",  # of the sub-devices a gateway (dis)connects
     ]
 
 

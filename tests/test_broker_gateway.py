@@ -349,6 +349,42 @@ async def test_another_node_sends_commands_through_the_gateway_that_reported_the
     await mqtt.close()
 
 
+async def test_every_node_learns_at_once_when_a_gateway_disconnects_a_device(
+    client: httpx.AsyncClient,
+    city: City,
+    site: Site,
+    broker: Mosquitto,
+    database: Database,
+    tmp_path: Path,
+    platform: Platform,
+) -> None:
+    lamp = site.lamp1["id"]
+    mqtt = await gateway(broker, site)
+    async with second_node(database, tmp_path, broker) as (node, _):
+        nodes = [platform.broker, node.broker]
+
+        async def everywhere(value: bool) -> bool:
+            return all(n is not None and n.presence(lamp) is value for n in nodes)
+
+        # whichever node consumes them, both know within moments, not after the inactivity
+        # timeout: the consuming node publishes the device's retained status
+        await mqtt.publish("sp/v1/gw-1/gateway/connect", b'{"device": "lamp-1"}', qos=1)
+        await eventually(lambda: everywhere(True), within=3.0)
+        await mqtt.publish("sp/v1/gw-1/gateway/disconnect", b'{"device": "lamp-1"}', qos=1)
+        await eventually(lambda: everywhere(False), within=3.0)
+        assert not any(n is not None and n.is_connected(lamp) for n in nodes)
+    # a node that starts later reads the retained status
+    async with second_node(database, tmp_path / "c", broker) as (later, _):
+        assert later.broker is not None
+        consumer = later.broker
+
+        async def known() -> bool:
+            return consumer.presence(lamp) is False
+
+        await eventually(known, within=3.0)
+    await mqtt.close()
+
+
 @pytest.mark.parametrize(
     ("suffix", "payload"),
     [

@@ -181,6 +181,7 @@ async def test_a_node_without_a_broker_says_so(client: httpx.AsyncClient, city: 
         pytest.param(
             "smartpole", "publish", "sp/v1/gw-1/gateway/telemetry", "deny", id="service-no-up"
         ),
+        pytest.param("smartpole", "publish", "sp/v1/lamp-1/status", "allow", id="sub-status"),
     ],
 )
 async def test_only_a_gateway_has_the_gateway_api_topics(

@@ -479,10 +479,12 @@ class BrokerConsumer:
             self._status[sub.id] = True
             self._seen[sub.id] = now_ms()
             await self.ingest.connected(sub, via=gw)  # also sends the commands queued for it
+            await self._tell_status(sub, b"online")
         elif suffix == GW_DISCONNECT:
             sub = await self._sub(gw, gateway.device_of(data, "disconnect"))
             self._status[sub.id] = False
             await self.ingest.disconnected(sub, via=gw)
+            await self._tell_status(sub, b"offline")
         elif suffix == GW_CLAIM:
             for name, body in gateway.reports(data, "claim").items():
                 await self.ingest.claim(await self._sub(gw, name), body)
@@ -498,6 +500,12 @@ class BrokerConsumer:
             await self._reply_with(found[name], request_id, response)
         else:
             raise InvalidInput(f"{suffix!r} is not part of the gateway API")
+
+    async def _tell_status(self, sub: DeviceRef, status: bytes) -> None:
+        """Tell every node (and those that start later) what the gateway said of a sub-device:
+        its retained status topic, as a device keeps its own."""
+        if not await self._publish(device_topic(sub.name, STATUS), status, retain=True):
+            log.warning("broker: could not publish the status of %s to other nodes", sub.name)
 
     async def _sub(self, gw: DeviceRef, name: Any, kind: Any = None) -> DeviceRef:
         """The sub-device ``name`` of a gateway (auto-created when the gateway may)."""
@@ -712,14 +720,16 @@ class BrokerConsumer:
         return await self._cached(self._gateways, device_id, self.directory.gateway_of)
 
     # -- downlink (the command channel) ---------------------------------------------------
-    async def _publish(self, topic: str, body: Any) -> bool:
+    async def _publish(self, topic: str, body: Any, *, retain: bool = False) -> bool:
         """Publish QoS 1 and wait for the broker's PUBACK; False when it did not take it."""
         client = self._client
         if client is None or not client.is_connected:
             return False
         payload = body if isinstance(body, bytes) else orjson.dumps(body)
         try:
-            await asyncio.wait_for(client.publish(topic, payload, qos=1), PUBLISH_TIMEOUT_S)
+            await asyncio.wait_for(
+                client.publish(topic, payload, qos=1, retain=retain), PUBLISH_TIMEOUT_S
+            )
         except (ConnectionError, TimeoutError, PublishRefused) as err:
             log.warning("broker: publishing to %s failed: %s", topic, err)
             return False

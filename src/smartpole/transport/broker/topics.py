@@ -138,9 +138,10 @@ TB_UPLINK = (
     "v2/fw/request/+/chunk/+",
 )
 TB_GATEWAY_UPLINK = tuple("v1/" + s for s in GATEWAY_WRITE)
-# smartpole's own user reads everything under the prefix and writes the downlink topics.
+# smartpole's own user reads everything under the prefix and writes the downlink topics, and
+# the retained status of the sub-devices a gateway connects and disconnects.
 SERVICE_READ = (PREFIX + "#",)
-SERVICE_WRITE = tuple(PREFIX + "+/" + s for s in (*DEVICE_READ, *GATEWAY_READ))
+SERVICE_WRITE = tuple(PREFIX + "+/" + s for s in (*DEVICE_READ, *GATEWAY_READ, STATUS))
 
 
 def device_topic(device: str, suffix: str) -> str:

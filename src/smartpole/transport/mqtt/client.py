@@ -134,11 +134,17 @@ class MqttClient(asyncio.Protocol):
         return self.connack is not None and self.closed is not None and not self.closed.done()
 
     async def publish(
-        self, topic: str, payload: bytes, qos: int = 0, properties: codec.Properties | None = None
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        properties: codec.Properties | None = None,
+        *,
+        retain: bool = False,
     ) -> None:
         """Send a message; with QoS 1, wait for its PUBACK (``PublishRefused`` on a failure)."""
         if qos == 0:
-            self._send(codec.Publish(topic, payload, properties=properties or {}))
+            self._send(codec.Publish(topic, payload, retain=retain, properties=properties or {}))
             return
         assert self._inflight is not None, "publish before connect"
         async with self._inflight:
@@ -146,7 +152,12 @@ class MqttClient(asyncio.Protocol):
             packet_id = self._next_id
             self._send(
                 codec.Publish(
-                    topic, payload, qos=1, packet_id=packet_id, properties=properties or {}
+                    topic,
+                    payload,
+                    qos=1,
+                    retain=retain,
+                    packet_id=packet_id,
+                    properties=properties or {},
                 )
             )
             reason = await future

@@ -434,8 +434,8 @@ class BrokerConsumer:
         except SmartpoleError as err:  # a refusal, for good (a full queue waits in _commit)
             self._drop(topics.device_topic(name, suffix), err.detail)
             return
-        self._heard(device)
-        if not suffix.startswith(GATEWAY):
+        if not suffix.startswith(GATEWAY):  # (a gateway message: heard as soon as it is read)
+            self._heard(device)
             self._via[device.id] = None  # it speaks for itself: commands go to its own topics
 
     async def _telemetry(self, device: DeviceRef, payload: bytes) -> None:
@@ -494,8 +494,10 @@ class BrokerConsumer:
             self._spawn(self._gw_attribute_request(gw, sub, data, keys, client))
         elif suffix == GW_RPC:  # every node gets the replies: look up only, never create
             name, request_id, response = gateway.rpc_reply(data)
-            found = await self._subs_of(gw, [name], create=False) if isinstance(name, str) else {}
-            if not isinstance(name, str) or name not in found:
+            if not isinstance(name, str):
+                raise InvalidInput("a gateway RPC reply names its device")
+            found = await self._subs_of(gw, [name], create=False)
+            if name not in found:
                 raise NotFound(f"gateway {gw.name} has no device {name!r}")
             await self._reply_with(found[name], request_id, response)
         else:
@@ -588,16 +590,16 @@ class BrokerConsumer:
     async def _firmware(self, device: DeviceRef, request: str, index: int, size: int) -> None:
         """A firmware chunk on ``fw/response/{request}/chunk/{n}``, or a ThingsBoard status
         (``PAYLOAD_TOO_LARGE``, ``NOT_FOUND``) on ``fw/error``."""
-        data = None
+        status = "PAYLOAD_TOO_LARGE"
         if size <= self.ingest.limits.max_payload:
             data = await self.ingest.firmware_chunk(device, size, index)
-        if data is None:
-            status = "NOT_FOUND" if size <= self.ingest.limits.max_payload else "PAYLOAD_TOO_LARGE"
-            log.warning("broker: firmware request of device %s refused: %s", device.name, status)
-            await self._publish(device_topic(device.name, FW_ERROR), status.encode())
-            return
-        topic = device_topic(device.name, f"{FW_RESPONSE}{request}/chunk/{index}")
-        await self._publish(topic, data)
+            if data is not None:
+                topic = device_topic(device.name, f"{FW_RESPONSE}{request}/chunk/{index}")
+                await self._publish(topic, data)
+                return
+            status = "NOT_FOUND"
+        log.warning("broker: firmware request of device %s refused: %s", device.name, status)
+        await self._publish(device_topic(device.name, FW_ERROR), status.encode())
 
     async def _reply(self, device: DeviceRef, request_id: int, payload: bytes) -> None:
         await self._reply_with(device, request_id, decode_json(payload))

@@ -299,6 +299,22 @@ async def test_a_command_queued_by_another_node_reaches_a_device_connected_here(
     assert control.get(row["id"])["status"] == "sent"
 
 
+async def test_only_a_new_session_resends_what_was_sent_but_not_delivered(
+    control: Control, sessions: Sessions, lamp: int
+) -> None:
+    row = await control.call(lamp, "reboot", {}, persistent=True, oneway=True)
+    assert row["status"] == "queued"
+    sessions.online.add(lamp)
+    assert await control.on_connect(lamp) == 1  # its session began: sent, not delivered yet
+    await asyncio.sleep(0.002)
+    # what the periodic sweep does for a device connected here (it may have read the command
+    # as queued just before the connect sent it): queued ones only, nothing sent twice
+    assert await control.on_connect(lamp, resend=False) == 0
+    assert [s.request_id for s in sessions.sent] == [row["request_id"]]
+    assert await control.on_connect(lamp) == 1  # a new session: sent again
+    assert control.get(row["id"])["retries"] == 1
+
+
 async def test_expire_leaves_finished_and_unexpired_commands_alone(
     control: Control, sessions: Sessions, lamp: int
 ) -> None:

@@ -250,16 +250,16 @@ class Control:
         if not await asyncio.to_thread(self._delivered, device_id, request_id):
             log.debug("ignored a delivery of no sent command: %d/%d", device_id, request_id)
 
-    async def on_connect(self, device_id: int) -> int:
+    async def on_connect(self, device_id: int, *, resend: bool = True) -> int:
         """Send the device's waiting persistent commands in creation order; return how many.
 
-        Waiting are the queued ones and those sent on an earlier session but never delivered;
-        expired ones are left to ``expire``.
+        Waiting are the queued ones and (``resend``: a new session) those sent on an earlier
+        session but never delivered; expired ones are left to ``expire``.
         """
         if self._pending is not None and device_id not in self._pending:
             return 0
         count = 0
-        for row in await asyncio.to_thread(self._due, device_id, now_ms()):
+        for row in await asyncio.to_thread(self._due, device_id, now_ms(), resend):
             if not await asyncio.to_thread(self._claim, row):
                 continue  # another node or task sent it meanwhile
             if not await self._transmit(row):
@@ -279,7 +279,9 @@ class Control:
         self._pending = waiting | self._added
         for device_id in queued:
             if self.connected(device_id):
-                await self.on_connect(device_id)
+                # queued ones only: the device's session is not new, and one of its commands
+                # may have been sent a moment ago by on_connect (not delivered yet)
+                await self.on_connect(device_id, resend=False)
         return expired
 
     def _note_pending(self, device_id: int) -> None:
@@ -401,16 +403,19 @@ class Control:
             )
         return done.rowcount > 0
 
-    def _due(self, device_id: int, now: int) -> builtins.list[dict[str, Any]]:
-        """Persistent commands to send on a new session: queued, or sent before it, unexpired."""
+    def _due(self, device_id: int, now: int, resend: bool = True) -> builtins.list[dict[str, Any]]:
+        """Persistent commands to send: queued, or (``resend``, a new session) sent before it,
+        unexpired."""
+        waiting = commands.c.status == QUEUED
+        if resend:
+            waiting = waiting | ((commands.c.status == SENT) & (commands.c.sent < now))
         q = (
             select(commands)
             .where(
                 commands.c.device_id == device_id,
                 commands.c.persistent.is_(True),
                 commands.c.expires > now,
-                (commands.c.status == QUEUED)
-                | ((commands.c.status == SENT) & (commands.c.sent < now)),
+                waiting,
             )
             .order_by(commands.c.created, commands.c.id)
         )

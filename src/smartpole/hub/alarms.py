@@ -24,12 +24,11 @@ from typing import Any
 import orjson
 import sqlalchemy
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from smartpole.errors import InvalidInput, NotFound
 from smartpole.hub.tables import ACTIVE_WHERE, alarm_comments, alarm_tenants, alarms
 from smartpole.registry.access import Principal
-from smartpole.store.database import now_ms
+from smartpole.store.database import now_ms, upsert
 
 __all__ = [
     "Alarm",
@@ -183,8 +182,7 @@ class Alarms:
     def __init__(self, engine: sqlalchemy.Engine) -> None:
         self.engine = engine
         self.listeners: list[ChangeListener] = []
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        self._insert = dialect.insert
+        self._insert = upsert(engine)
 
     # -- raise and clear (rules, other services) ------------------------------------------
     async def raise_alarm(

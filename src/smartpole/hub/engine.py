@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 from shapely.geometry import Point
 from sqlalchemy import Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from smartpole.hub.actions import Actor, Commander, Transition, WorkOrderOpener
 from smartpole.hub.alarms import Alarms
@@ -32,7 +31,7 @@ from smartpole.hub.stream import AlarmStream
 from smartpole.hub.tables import rule_state
 from smartpole.hub.webhooks import Webhooks
 from smartpole.model.types import Reading, Value
-from smartpole.store.database import now_ms
+from smartpole.store.database import now_ms, upsert
 from smartpole.store.schema import poles, tenants
 from smartpole.store.series import TimeSeries, WriteBatch
 
@@ -90,7 +89,7 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._loaded_at = 0.0
         self._looked_up: set[int] = set()
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = upsert(engine)
 
     @property
     def work_orders(self) -> WorkOrderOpener | None:

@@ -17,7 +17,7 @@ from smartpole.errors import Conflict, Forbidden, InvalidInput, NotFound
 from smartpole.model.types import KEY_RE, POLE_CODE_RE, DeviceKind, Role, Scope
 from smartpole.registry.access import Principal, hash_secret, new_secret
 from smartpole.registry.broker import save_broker_hashes
-from smartpole.store.database import now_ms
+from smartpole.store.database import now_ms, upsert
 from smartpole.store.schema import attributes, devices, poles, tenants
 
 __all__ = ["Assets", "DeviceRef", "PoleFilter"]
@@ -466,29 +466,26 @@ class Assets:
             raise InvalidInput(
                 "invalid attribute keys", errors=[{"loc": [k], "msg": "bad key"} for k in bad]
             )
+        if not values:
+            return
         ts = now_ms()
+        stmt = upsert(self.engine)(attributes)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["device_id", "scope", "key"],
+            set_={"value": stmt.excluded.value, "updated": stmt.excluded.updated},
+        )
+        rows = [
+            {
+                "device_id": device_id,
+                "scope": str(scope),
+                "key": k,
+                "value": orjson.dumps(v).decode(),
+                "updated": ts,
+            }
+            for k, v in values.items()
+        ]
         with self.engine.begin() as conn:
-            conn.execute(
-                delete(attributes).where(
-                    attributes.c.device_id == device_id,
-                    attributes.c.scope == str(scope),
-                    attributes.c.key.in_(list(values)),
-                )
-            )
-            if values:
-                conn.execute(
-                    insert(attributes),
-                    [
-                        {
-                            "device_id": device_id,
-                            "scope": str(scope),
-                            "key": k,
-                            "value": orjson.dumps(v).decode(),
-                            "updated": ts,
-                        }
-                        for k, v in values.items()
-                    ],
-                )
+            conn.execute(stmt, rows)
 
     def get_attributes(
         self, device_id: int, scopes: list[Scope] | None = None, keys: list[str] | None = None

@@ -11,13 +11,20 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 
-__all__ = ["Database", "now_ms"]
+__all__ = ["Database", "now_ms", "upsert"]
 
 
 def now_ms() -> int:
     """Wall-clock time in milliseconds since the Unix epoch."""
     return time.time_ns() // 1_000_000
+
+
+def upsert(engine: Engine) -> Any:
+    """The engine's dialect ``insert``, which has ``on_conflict_do_update``: one statement that
+    two writers of the same row can run at once (a delete-then-insert would collide)."""
+    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
 
 class Database:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -15,8 +14,7 @@ from sqlalchemy import insert, select, text
 
 from pg import PostgresCluster
 from smartpole.config import Settings
-from smartpole.model.types import Quality, Reading, Scope, Value
-from smartpole.registry.assets import Assets
+from smartpole.model.types import Quality, Reading, Value
 from smartpole.store import Database, Quarantined, SeriesStore, WriteBatch, open_series
 from smartpole.store.schema import devices, tenants
 from smartpole.store.series import Aggregation
@@ -651,34 +649,3 @@ def test_readings_of_two_months_land_in_two_partitions(
     assert placed == {months[0]: 2, months[1]: 2}
     got = series.history(1, ["k"], boundary - 2 * DAY, boundary + 2 * DAY)
     assert got == {"k": [(ts, i) for i, ts in enumerate(stamps)]}
-
-
-def test_attributes_written_at_once_by_many_threads_keep_the_last_of_each(
-    database: Database,
-) -> None:
-    """A device's client attributes reported over two connections at once (or by two nodes
-    behind a broker): every write succeeds and the stored value is one that was written."""
-    device = add_device(database)
-    assets = Assets(database.engine)
-    start = threading.Barrier(6)
-    failures: list[BaseException] = []
-
-    def report(writer: int) -> None:
-        start.wait()
-        for i in range(40):
-            try:
-                assets.set_attributes(device, Scope.CLIENT, {"firmware": f"{writer}.{i}", "n": i})
-            except Exception as exc:
-                failures.append(exc)
-
-    threads = [threading.Thread(target=report, args=(w,)) for w in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    assert failures == []
-    stored = assets.get_attributes(device, [Scope.CLIENT])["client"]
-    assert set(stored) == {"firmware", "n"}
-    assert stored["n"]["value"] == 39
-    assert stored["firmware"]["value"] in {f"{w}.39" for w in range(6)}

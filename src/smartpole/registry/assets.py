@@ -17,7 +17,7 @@ from smartpole.errors import Conflict, Forbidden, InvalidInput, NotFound
 from smartpole.model.types import KEY_RE, POLE_CODE_RE, DeviceKind, Role, Scope
 from smartpole.registry.access import Principal, hash_secret, new_secret
 from smartpole.registry.broker import save_broker_hashes
-from smartpole.store.database import now_ms, upsert
+from smartpole.store.database import now_ms, put_rows
 from smartpole.store.schema import attributes, devices, poles, tenants
 
 __all__ = ["Assets", "DeviceRef", "PoleFilter"]
@@ -469,11 +469,6 @@ class Assets:
         if not values:
             return
         ts = now_ms()
-        stmt = upsert(self.engine)(attributes)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["device_id", "scope", "key"],
-            set_={"value": stmt.excluded.value, "updated": stmt.excluded.updated},
-        )
         rows = [
             {
                 "device_id": device_id,
@@ -485,7 +480,7 @@ class Assets:
             for k, v in values.items()
         ]
         with self.engine.begin() as conn:
-            conn.execute(stmt, rows)
+            put_rows(conn, attributes, ["device_id", "scope", "key"], rows)
 
     def get_attributes(
         self, device_id: int, scopes: list[Scope] | None = None, keys: list[str] | None = None

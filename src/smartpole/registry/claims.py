@@ -19,7 +19,6 @@ from sqlalchemy import (
     String,
     Table,
     delete,
-    insert,
     select,
     update,
 )
@@ -28,7 +27,7 @@ from smartpole.errors import ClaimExpired, Forbidden, InvalidInput, NotFound
 from smartpole.model.types import Role, Scope
 from smartpole.registry.access import Principal, hash_secret
 from smartpole.registry.assets import Assets, DeviceRef
-from smartpole.store.database import now_ms
+from smartpole.store.database import now_ms, put_rows
 from smartpole.store.schema import attributes, devices, metadata
 
 __all__ = ["CLAIMING_ALLOWED", "Claims", "device_claims"]
@@ -81,15 +80,8 @@ class Claims:
         now = now_ms()
         expires = now + min(duration, MAX_DURATION_MS)
         with self.engine.begin() as conn:
-            conn.execute(delete(device_claims).where(device_claims.c.device_id == device.id))
-            conn.execute(
-                insert(device_claims).values(
-                    device_id=device.id,
-                    secret_hash=hash_secret(secret),
-                    expires=expires,
-                    created=now,
-                )
-            )
+            row = {"secret_hash": hash_secret(secret), "expires": expires, "created": now}
+            put_rows(conn, device_claims, ["device_id"], [{"device_id": device.id, **row}])
         log.info("device %s (%s) may be claimed until %d", device.id, device.name, expires)
         return expires
 

@@ -36,7 +36,7 @@ from smartpole.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from smartpole.model.types import DeviceKind, Role, Scope
 from smartpole.registry.access import Principal
 from smartpole.registry.assets import Assets
-from smartpole.store.database import now_ms
+from smartpole.store.database import now_ms, put_rows
 from smartpole.store.schema import metadata, tenants
 
 __all__ = [
@@ -215,13 +215,9 @@ class Firmware:
                 f"firmware {firmware_id} is for {fw['kind']} devices, device {device_id} is a "
                 f"{device['kind']}"
             )
+        row = {"device_id": device_id, "firmware_id": firmware_id, "assigned": now_ms()}
         with self.engine.begin() as conn:
-            conn.execute(delete(device_firmware).where(device_firmware.c.device_id == device_id))
-            conn.execute(
-                insert(device_firmware).values(
-                    device_id=device_id, firmware_id=firmware_id, assigned=now_ms()
-                )
-            )
+            put_rows(conn, device_firmware, ["device_id"], [row])
         shared = {
             "fw_title": fw["title"],
             "fw_version": fw["version"],

@@ -10,10 +10,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 
-__all__ = ["Database", "now_ms", "upsert"]
+__all__ = ["Database", "now_ms", "put_rows", "upsert"]
 
 
 def now_ms() -> int:
@@ -25,6 +25,18 @@ def upsert(engine: Engine) -> Any:
     """The engine's dialect ``insert``, which has ``on_conflict_do_update``: one statement that
     two writers of the same row can run at once (a delete-then-insert would collide)."""
     return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+
+def put_rows(conn: Connection, table: Table, keys: list[str], rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows``, or overwrite the other columns of those whose ``keys`` exist already."""
+    if not rows:
+        return
+    stmt = upsert(conn.engine)(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=keys,
+        set_={c: stmt.excluded[c] for c in rows[0] if c not in keys},
+    )
+    conn.execute(stmt, rows)
 
 
 class Database:

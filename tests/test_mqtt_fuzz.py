@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from typing import Any
 
 import httpx
@@ -40,6 +41,12 @@ TOPICS = [
     "v1/gateway/rpc",
     "v1/gateway/claim",
     "v1/devices/other/telemetry",
+    # ids a device may put in a topic that no column holds
+    "v1/devices/me/rpc/response/2147483648",
+    "v1/devices/me/rpc/response/100000000000000000000",
+    "v1/devices/me/rpc/request/-1",
+    "v1/devices/me/attributes/request/100000000000000000000",
+    "v2/fw/request/1/chunk/100000000000000000000",
 ]
 FILTERS = ["v1/devices/me/#", "v1/gateway/+", "v1/devices/me/rpc/request/+", "#", "a/#/b", "+"]
 PAYLOADS = [
@@ -237,7 +244,7 @@ async def play(port: int, chunks: list[bytes]) -> None:
 
 
 @settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 DAY_MS = 86_400_000
 MAX_METHOD = 128
 MAX_ERROR = 500
+MAX_REQUEST_ID = 2**31 - 1  # the column is a 32-bit integer; a larger id is no command of ours
 INSERT_ATTEMPTS = 5  # concurrent calls to one device may pick the same next request id
 
 
@@ -235,7 +236,9 @@ class Control:
 
         A reply to no command in flight (unknown, one-way, finished or expired) is ignored.
         """
-        if not await asyncio.to_thread(self._complete, device_id, request_id, response):
+        if not 0 <= request_id <= MAX_REQUEST_ID or not await asyncio.to_thread(
+            self._complete, device_id, request_id, response
+        ):
             log.debug("ignored a reply to no command in flight: %d/%d", device_id, request_id)
             return
         waiter = self._waiting.get((device_id, request_id))
@@ -247,7 +250,9 @@ class Control:
 
         A two-way command becomes ``delivered``; a one-way one ``succeeded``.
         """
-        if not await asyncio.to_thread(self._delivered, device_id, request_id):
+        if not 0 <= request_id <= MAX_REQUEST_ID or not await asyncio.to_thread(
+            self._delivered, device_id, request_id
+        ):
             log.debug("ignored a delivery of no sent command: %d/%d", device_id, request_id)
 
     async def on_connect(self, device_id: int, *, resend: bool = True) -> int:

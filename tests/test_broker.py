@@ -93,7 +93,7 @@ async def platform(
         consumer = p.broker
 
         async def up() -> bool:
-            return consumer.stats.connected
+            return consumer.ready  # connected, and the retained statuses read
 
         await eventually(up)
         yield p
@@ -431,7 +431,7 @@ async def test_unknown_devices_and_bad_payloads_are_dropped_not_redelivered(
     assert platform.broker.stats.reconnects == 0
     r = await client.get("/api/broker/status", headers=city.auth("city"))
     assert r.json()["stored"] == 1
-    assert r.json()["connected"] is True
+    assert (r.json()["connected"], r.json()["ready"]) == (True, True)
     await mqtt.close()
 
 

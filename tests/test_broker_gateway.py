@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from mosquitto import Mosquitto
 from smartpole.api.app import create_app
 from smartpole.app import Platform
 from smartpole.store import Database
+from smartpole.transport.broker.consumer import BrokerConsumer
 from smartpole.transport.mqtt import codec
 from smartpole.transport.mqtt.client import MqttClient, PublishRefused
 from test_broker import (  # noqa: F401 - fixtures among them
@@ -302,11 +303,11 @@ async def test_a_persistent_command_waits_until_the_gateway_connects_its_device(
 
 @contextlib.asynccontextmanager
 async def second_node(
-    database: Database, tmp_path: Path, broker: Mosquitto
+    database: Database, tmp_path: Path, broker: Mosquitto, name: str = "node-b"
 ) -> AsyncIterator[tuple[Platform, httpx.AsyncClient]]:
     """Another node on the same database and broker, with its own HTTP API."""
     # its own engine on the same database, as another process has (stop() disposes it)
-    p = Platform(node_settings(tmp_path / "node-b", broker, "node-b"), db=Database(database.url))
+    p = Platform(node_settings(tmp_path / name, broker, name), db=Database(database.url))
     await p.start()
     transport = httpx.ASGITransport(app=create_app(p, manage_lifecycle=False))
     try:
@@ -314,13 +315,24 @@ async def second_node(
         assert consumer is not None
 
         async def up() -> bool:
-            return consumer.stats.connected
+            return consumer.ready  # connected, and the retained statuses read
 
         await eventually(up)
         async with httpx.AsyncClient(transport=transport, base_url="http://node-b") as c:
             yield p, c
     finally:
         await p.stop()
+
+
+def on_every(
+    nodes: list[BrokerConsumer | None], holds: Callable[[BrokerConsumer], bool]
+) -> Callable[[], Awaitable[bool]]:
+    """A check for ``eventually``: ``holds`` is true of every node's consumer."""
+
+    async def check() -> bool:
+        return all(n is not None and holds(n) for n in nodes)
+
+    return check
 
 
 async def test_another_node_sends_commands_through_the_gateway_that_reported_the_device(
@@ -362,16 +374,12 @@ async def test_every_node_learns_at_once_when_a_gateway_disconnects_a_device(
     mqtt = await gateway(broker, site)
     async with second_node(database, tmp_path, broker) as (node, _):
         nodes = [platform.broker, node.broker]
-
-        async def everywhere(value: bool) -> bool:
-            return all(n is not None and n.presence(lamp) is value for n in nodes)
-
         # whichever node consumes them, both know within moments, not after the inactivity
         # timeout: the consuming node publishes the device's retained status
         await mqtt.publish("sp/v1/gw-1/gateway/connect", b'{"device": "lamp-1"}', qos=1)
-        await eventually(lambda: everywhere(True), within=3.0)
+        await eventually(on_every(nodes, lambda n: n.presence(lamp) is True), within=3.0)
         await mqtt.publish("sp/v1/gw-1/gateway/disconnect", b'{"device": "lamp-1"}', qos=1)
-        await eventually(lambda: everywhere(False), within=3.0)
+        await eventually(on_every(nodes, lambda n: n.presence(lamp) is False), within=3.0)
         assert not any(n is not None and n.is_connected(lamp) for n in nodes)
     # a node that starts later reads the retained status
     async with second_node(database, tmp_path / "c", broker) as (later, _):
@@ -382,6 +390,54 @@ async def test_every_node_learns_at_once_when_a_gateway_disconnects_a_device(
             return consumer.presence(lamp) is False
 
         await eventually(known, within=3.0)
+    await mqtt.close()
+
+
+async def test_no_node_sends_to_a_sub_device_whose_gateway_is_gone(
+    client: httpx.AsyncClient,
+    city: City,
+    site: Site,
+    broker: Mosquitto,
+    database: Database,
+    tmp_path: Path,
+    platform: Platform,
+) -> None:
+    """The gateway's status says offline (its will): a command for one of its devices is refused
+    on every node (one that routed a command to it before, one started since) or, persistent,
+    waits and goes out when the gateway is back."""
+    inbox = Inbox()
+    mqtt = await gateway(broker, site, inbox)
+    lamp = site.lamp1["id"]
+    one_shot = {"method": "setDim", "params": {"level": 10}, "timeout": 2000}
+    auth = city.auth("lighting")
+
+    async def status(text: bytes) -> None:
+        await mqtt.publish("sp/v1/gw-1/status", text, qos=1, retain=True)
+
+    await status(b"online")
+    await mqtt.publish("sp/v1/gw-1/gateway/connect", b'{"device": "lamp-1"}', qos=1)
+    async with second_node(database, tmp_path, broker) as (node, api):
+        nodes = [platform.broker, node.broker]
+        await eventually(on_every(nodes, lambda n: n.is_connected(lamp)), within=3.0)
+        await command_through_gateway(api, city, mqtt, inbox, lamp, 40)  # node B knows the route
+        await status(b"offline")
+        await eventually(on_every(nodes, lambda n: not n.is_connected(lamp)), within=3.0)
+        for http in (client, api):
+            r = await http.post(f"/api/devices/{lamp}/rpc", json=one_shot, headers=auth)
+            assert r.status_code == 409, r.text
+        persistent = {"method": "reboot", "oneway": True, "persistent": True}
+        r = await api.post(f"/api/devices/{lamp}/rpc", json=persistent, headers=auth)
+        assert (r.status_code, r.json()["status"]) == (202, "queued"), r.text
+
+        async with second_node(database, tmp_path, broker, "node-c") as (_, later):
+            r = await later.post(f"/api/devices/{lamp}/rpc", json=one_shot, headers=auth)
+            assert r.status_code == 409, r.text
+        assert len([p for p in inbox.got if p.topic == "sp/v1/gw-1/gateway/rpc/request"]) == 1
+
+        await status(b"online")
+        commands = await inbox.on("sp/v1/gw-1/gateway/rpc/request", count=2)
+        assert (commands[1]["device"], commands[1]["data"]["method"]) == ("lamp-1", "reboot")
+    await status(b"")  # clear the retained status
     await mqtt.close()
 
 

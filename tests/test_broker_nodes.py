@@ -138,7 +138,7 @@ class Node:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"{self.name} exited:\n{self.tail()}"
             try:
-                if self.status()["connected"]:
+                if self.status()["ready"]:
                     return self
             except httpx.HTTPError:
                 pass

@@ -108,9 +108,12 @@ class DeviceService:
             to_batch(device.id, device.kind, parse_telemetry(data, now), now)
         )
 
-    def telemetry_of(self, items: list[tuple[DeviceRef, Any]], now: int) -> asyncio.Future[Any]:
-        """Queue several devices' telemetry as one batch (a gateway's report)."""
-        batch = WriteBatch()
+    def telemetry_of(
+        self, items: list[tuple[DeviceRef, Any]], now: int, via: DeviceRef | None = None
+    ) -> asyncio.Future[Any]:
+        """Queue several devices' telemetry as one batch (a gateway's report; ``via``, the
+        gateway, is recorded as heard from too)."""
+        batch = WriteBatch(seen={via.id: now} if via is not None else {})
         for device, data in items:
             stamp = self.receive_time(device.id, now)
             to_batch(device.id, device.kind, parse_telemetry(data, stamp), stamp, into=batch)
@@ -243,7 +246,7 @@ class DeviceService:
         """Mark the device online and record it as telemetry ``online``."""
         self.online.add(device.id)
         self.offline.discard(device.id)
-        await self._presence(device, True)
+        await self._presence(device, True, via)
         if via is not None:
             await self.control.on_connect(device.id)
 
@@ -251,13 +254,13 @@ class DeviceService:
         """Mark the device offline and record it."""
         self.online.discard(device.id)
         self.offline.add(device.id)
-        await self._presence(device, False)
+        await self._presence(device, False, via)
 
-    async def _presence(self, device: DeviceRef, online: bool) -> None:
+    async def _presence(self, device: DeviceRef, online: bool, via: DeviceRef | None) -> None:
+        """Record the change; the gateway that told it (``via``) was heard from too."""
         now = self.receive_time(device.id, now_ms())
-        batch = WriteBatch(
-            readings=[Reading(device.id, "online", now, online)], seen={device.id: now}
-        )
+        seen = {device.id: now} if via is None else {device.id: now, via.id: now}
+        batch = WriteBatch(readings=[Reading(device.id, "online", now, online)], seen=seen)
         try:
             await self.pipeline.submit(batch)
         except Exception as err:

@@ -84,6 +84,11 @@ REPLY_GRACE_S = 2.0  # a node that did not send a command completes it only afte
 SENT_KEEP_S = 700.0  # how long a node remembers it sent a command (longest timeout + margin)
 CACHE_S = 30.0  # device look-ups by name and id are trusted this long (as access tokens)
 MISS_CACHE_S = 5.0
+# After subscribing, the broker sends every device's retained status (with the retain flag).
+# Until they are read, and the stream of them has paused this long, no device counts as online
+# here: a node that has just connected must not send a queued command to a device (or gateway)
+# whose "offline" it has not read yet.
+STATUS_SETTLE_S = 0.25
 
 
 class Ingest(Protocol):
@@ -129,8 +134,11 @@ class Ingest(Protocol):
         """Chunk ``index`` of ``size`` bytes of the device's firmware; None: none assigned."""
         ...
 
-    def telemetry_of(self, items: list[tuple[DeviceRef, Any]], now: int) -> asyncio.Future[Any]:
-        """Queue the telemetry of a gateway's sub-devices as one batch."""
+    def telemetry_of(
+        self, items: list[tuple[DeviceRef, Any]], now: int, via: DeviceRef | None = None
+    ) -> asyncio.Future[Any]:
+        """Queue the telemetry of a gateway's sub-devices as one batch (the gateway ``via``
+        heard from too)."""
         ...
 
     async def sub_devices(self, gateway: DeviceRef, names: list[str]) -> dict[str, DeviceRef]:
@@ -265,6 +273,8 @@ class BrokerConsumer:
         self._subs: dict[tuple[int, str], tuple[float, DeviceRef]] = {}
         self._via: dict[int, DeviceRef | None] = {}  # device id -> its gateway; None: direct
         self._gateways: dict[int, tuple[float, DeviceRef | None]] = {}  # registry's, by device
+        self._statuses_read = 0.0  # when the last status message was read (monotonic)
+        self._statuses_in_hand = 0  # status messages read, not handled yet
 
     @classmethod
     def from_settings(cls, s: Settings, ingest: Ingest, directory: Directory) -> BrokerConsumer:
@@ -363,6 +373,7 @@ class BrokerConsumer:
             raise ConnectionError(f"the broker refused the subscriptions {refused} (ACL?)")
         self._client = client
         self.stats.connected = True
+        self._statuses_read = time.monotonic()  # the retained statuses follow the SUBACK
         self.stats.session_present = ack.session_present
         log.info(
             "broker %s: connected as %s, client id %s (%s session), subscribed to %s",
@@ -391,7 +402,17 @@ class BrokerConsumer:
         if where is None:
             self._drop(packet.topic, "not a broker-mode topic")
             return None
+        if where[1] == STATUS and packet.retain:  # kept by the broker, sent on subscribing
+            self._statuses_read = time.monotonic()
+            self._statuses_in_hand += 1
+            return self._retained_status(*where, packet.payload)
         return self._handle(*where, packet.payload)
+
+    async def _retained_status(self, name: str, suffix: str, payload: bytes) -> None:
+        try:
+            await self._handle(name, suffix, payload)
+        finally:
+            self._statuses_in_hand -= 1
 
     def _drop(self, what: str, why: str) -> None:
         self.stats.dropped += 1
@@ -468,7 +489,9 @@ class BrokerConsumer:
             now = now_ms()
             subs = await self._subs_of(gw, list(reports))
             items = [(subs[name], values) for name, values in reports.items()]
-            await self._commit(lambda: self.ingest.telemetry_of(items, now))
+            # the gateway's heard-from time goes to every node with the batch: its sub-devices
+            # count as online only while it does
+            await self._commit(lambda: self.ingest.telemetry_of(items, now, via=gw))
             for sub in subs.values():
                 self._heard(sub)
         elif suffix == GW_ATTRIBUTES:
@@ -647,12 +670,28 @@ class BrokerConsumer:
 
     def is_connected(self, device_id: int) -> bool:
         """Whether a command sent now should reach the device (and its gateway, if it has one)."""
-        if not self.stats.connected:
+        if not self.ready:
             return False
-        via = self._via.get(device_id)
+        via = self._gateway_known(device_id)
         if via is not None and not self._online(via.id):
             return False
         return self._online(device_id)
+
+    @property
+    def ready(self) -> bool:
+        """Connected, and the retained statuses the broker sent on subscribing are read: until
+        then no device counts as online here (about ``STATUS_SETTLE_S`` after connecting)."""
+        if not self.stats.connected or self._statuses_in_hand:
+            return False
+        return time.monotonic() - self._statuses_read >= STATUS_SETTLE_S
+
+    def _gateway_known(self, device_id: int) -> DeviceRef | None:
+        """The gateway a device is reached through, as far as this node knows without asking
+        the registry: heard here, or looked up for an earlier command."""
+        if device_id in self._via:
+            return self._via[device_id]
+        hit = self._gateways.get(device_id)
+        return hit[1] if hit is not None else None
 
     def _online(self, device_id: int) -> bool:
         status = self._status.get(device_id)
@@ -746,9 +785,11 @@ class BrokerConsumer:
         device = await self._device_by_id(device_id)
         if device is None:
             return False
+        gw = await self._route(device_id)
+        if gw is not None and not self._online(gw.id):
+            return False  # its gateway is gone: the command waits (persistent) or is refused
         key = (device_id, request_id)
         self._sent[key] = time.monotonic() + SENT_KEEP_S
-        gw = await self._route(device_id)
         if gw is not None:
             topic = device_topic(gw.name, GW_RPC_REQUEST)
             body = gateway.command(device.name, request_id, method, params)
@@ -782,6 +823,7 @@ class BrokerConsumer:
             "username": self.username,
             "group": self.group,
             **asdict(self.stats),
+            "ready": self.ready,
         }
 
 

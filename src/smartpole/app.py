@@ -29,6 +29,7 @@ from smartpole.transport.broker import BrokerConsumer
 from smartpole.transport.mqtt.port import SessionLimits
 from smartpole.transport.mqtt.server import MqttServer
 from smartpole.transport.mqtt.websocket import MqttWebSocketServer
+from smartpole.transport.polls import Polls
 
 __all__ = ["Channels", "Platform"]
 
@@ -38,9 +39,12 @@ log = logging.getLogger(__name__)
 class Channels:
     """The MQTT endpoints (plain and TLS) and the external broker as one command channel."""
 
-    def __init__(self, servers: list[MqttServer], broker: BrokerConsumer | None = None) -> None:
+    def __init__(
+        self, servers: list[MqttServer], broker: BrokerConsumer | None, polls: Polls
+    ) -> None:
         self.servers = servers
         self.broker = broker
+        self.polls = polls
 
     async def send(self, device_id: int, request_id: int, method: str, params: Any) -> bool:
         """Send a command through whichever endpoint holds the device's session."""
@@ -49,12 +53,15 @@ class Channels:
                 return await server.send(device_id, request_id, method, params)
         if self.broker is not None and self.broker.is_connected(device_id):
             return await self.broker.send(device_id, request_id, method, params)
-        return False
+        return await self.polls.send(device_id, request_id, method, params)
 
     def is_connected(self, device_id: int) -> bool:
-        """Whether any endpoint holds a session of the device (or the broker deems it online)."""
-        return any(server.is_connected(device_id) for server in self.servers) or (
-            self.broker is not None and self.broker.is_connected(device_id)
+        """Whether any endpoint holds a session of the device (or the broker deems it online),
+        or it has an HTTP poll open."""
+        return (
+            any(server.is_connected(device_id) for server in self.servers)
+            or (self.broker is not None and self.broker.is_connected(device_id))
+            or self.polls.is_connected(device_id)
         )
 
 
@@ -83,6 +90,7 @@ class Platform:
             capacity=settings.queue_readings,
         )
         self.control = Control(self.db.engine)
+        self.polls = Polls()  # HTTP devices waiting for a command
         self.credentials = Credentials(self.db.engine, self.assets)
         self.provisioning = Provisioning(self.db.engine, self.assets, self.credentials)
         self.claims = Claims(self.db.engine, self.assets, settings.claim_allowed_by_default)
@@ -187,8 +195,7 @@ class Platform:
             await server.start()
         if self.broker is not None:
             await self.broker.start()
-        if self.mqtt or self.broker:
-            self.control.channel = Channels(self.mqtt, self.broker)
+        self.control.channel = Channels(self.mqtt, self.broker, self.polls)
 
     async def push_shared(self, device_id: int, values: dict[str, Any]) -> bool:
         """Send shared-attribute updates to the device if it is connected."""
@@ -204,7 +211,7 @@ class Platform:
         status = self.broker.presence(device_id) if self.broker is not None else None
         if status is not None:  # the device's retained status topic at the broker
             return status
-        if device_id in self.devices.online:
+        if device_id in self.devices.online or self.polls.is_connected(device_id):
             return True
         if device_id in self.devices.offline:
             return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -56,7 +57,20 @@ def _serve(platform: Platform) -> None:
         access_log=False,
         lifespan="on",
     )
-    uvicorn.Server(config).run()  # picks uvloop when installed
+    _Server(config, platform).run()  # picks uvloop when installed
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, which first ends the devices' open HTTP polls when it shuts down (it would wait
+    for them, up to a minute each)."""
+
+    def __init__(self, config: uvicorn.Config, platform: Platform) -> None:
+        super().__init__(config)
+        self.platform = platform
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.platform.polls.stop()
+        await super().shutdown(sockets)
 
 
 def serve(

@@ -1,25 +1,31 @@
-"""``POST /api/v1/{token}/telemetry`` and ``/attributes``, as ThingsBoard's HTTP device API.
+"""ThingsBoard's HTTP device API under ``/api/v1/{token}/``: telemetry, attributes, commands
+(long poll ``GET …/rpc`` and replies), device-initiated RPC, claiming and firmware download.
 
-A request is answered only after its readings are committed. Errors are problem+json:
-401 unknown token, 400 malformed JSON (with position), 413 too large, 422 wrong shape.
+A telemetry request is answered only after its readings are committed. Errors are problem+json:
+401 unknown token, 400 malformed JSON (with position), 413 too large, 422 wrong shape, 408 no
+command within a poll's timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+import orjson
+from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from smartpole.api.deps import Plat
+from smartpole.api.problems import problem
 from smartpole.api.schemas import IngestResult
 from smartpole.app import Platform
-from smartpole.errors import PayloadTooLarge, Unauthenticated
+from smartpole.errors import InvalidInput, NotFound, PayloadTooLarge, Unauthenticated
 from smartpole.ingest.payload import decode_json, parse_attributes, parse_telemetry, to_batch
 from smartpole.model.types import Scope
 from smartpole.registry.assets import DeviceRef
 from smartpole.store.database import now_ms
+from smartpole.transport.polls import MAX_POLL_MS
 
 router = APIRouter(prefix="/api/v1", tags=["device API (HTTP)"])
 log = logging.getLogger(__name__)
@@ -29,6 +35,8 @@ TELEMETRY_EXAMPLES = {
     "with ts": {"value": {"ts": 1764000000000, "values": {"pm25": 31}}},
     "array": {"value": [{"ts": 1764000000000, "values": {"laeq": 61.2}}, {"laeq": 60.8}]},
 }
+RPC_EXAMPLE = {"id": 3, "method": "setDim", "params": {"level": 60}}
+POLL_CHECK_S = 1.0  # how often an open poll looks whether its device is still there
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -116,3 +124,118 @@ async def get_attributes(
             if chosen is None or k in chosen:
                 out[str(scope)][k] = v["value"]
     return out
+
+
+# -- commands, device-initiated RPC, claiming, firmware -------------------------------------
+@router.get(
+    "/{token}/rpc",
+    summary="Wait for a command (long poll)",
+    responses={
+        200: {"content": {"application/json": {"example": RPC_EXAMPLE}}},
+        408: {"description": "No command came within the timeout; poll again"},
+    },
+)
+async def poll_rpc(
+    request: Request,
+    p: Plat,
+    token: Token,
+    wait_ms: Annotated[
+        int, Query(alias="timeout", ge=0, description="How long to wait, ms (at most 60,000)")
+    ] = 20_000,
+) -> Response:
+    """The next command for the device, as ThingsBoard's HTTP API gives it:
+    ``{"id": n, "method": ..., "params": ...}``; answer two-way ones on ``POST …/rpc/{id}``.
+    While the request is open the device is reachable: queued persistent commands go first."""
+    ref = await _device(p, token)
+    p.devices.offline.discard(ref.id)
+    wait_ms = min(wait_ms, MAX_POLL_MS)
+    deadline = asyncio.get_running_loop().time() + wait_ms / 1000
+    future = p.polls.open(ref.id)
+    try:
+        await p.devices.rpc_ready(ref)  # its queued commands, oldest first (one per poll)
+        while not future.done():
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                detail = f"no command for device {ref.name} within {wait_ms} ms"
+                return problem(408, "Request timeout", detail)
+            await asyncio.wait({future}, timeout=min(left, POLL_CHECK_S))
+            if not future.done() and await request.is_disconnected():
+                return Response(status_code=499)  # nobody reads it; the device is gone
+    finally:
+        p.polls.close(ref.id, future)
+        future.cancel()  # a command arriving now finds no poll (no effect once it has one)
+    if future.cancelled():  # the node is stopping
+        detail = "this node is shutting down; poll again"
+        return problem(503, "Service unavailable", detail)
+    command = future.result()
+    if await request.is_disconnected():  # the device left as the command came: not delivered,
+        return Response(status_code=499)  # so a persistent one is sent again on its next poll
+    await p.devices.rpc_delivered(ref.id, command["id"])
+    return Response(orjson.dumps(command), media_type="application/json")
+
+
+@router.post("/{token}/rpc/{request_id}", summary="Answer a command", status_code=200)
+async def reply_rpc(
+    request: Request, p: Plat, token: Token, request_id: Annotated[int, Path(ge=0)]
+) -> dict[str, bool]:
+    """The device's reply to a two-way command (any JSON; ``{"error": ...}`` fails it)."""
+    body = await _body(request, p.settings.max_body_bytes)
+    ref = await _device(p, token)
+    await p.devices.rpc_reply(ref, request_id, decode_json(body))
+    return {"ok": True}
+
+
+@router.post(
+    "/{token}/rpc",
+    summary="Call the platform (device-initiated RPC)",
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/json": {"example": {"method": "getCurrentTime", "params": {}}}}
+        }
+    },
+)
+async def client_rpc(request: Request, p: Plat, token: Token) -> Any:
+    """``getCurrentTime`` or ``getSessionLimits``, as over MQTT; the answer is the body."""
+    body = await _body(request, p.settings.max_body_bytes)
+    ref = await _device(p, token)
+    call = decode_json(body)
+    if not isinstance(call, dict) or not isinstance(call.get("method"), str):
+        raise InvalidInput('client RPC needs {"method": "...", "params": ...}')
+    return await p.devices.client_rpc(ref, call["method"], call.get("params"))
+
+
+@router.post("/{token}/claim", summary="Open the device's claim window", status_code=200)
+async def claim(request: Request, p: Plat, token: Token) -> dict[str, bool]:
+    """``{"secretKey": "...", "durationMs": ms}``: a tenant may claim the device with that secret
+    until then (``POST /api/claims``)."""
+    body = await _body(request, p.settings.max_body_bytes)
+    ref = await _device(p, token)
+    await p.devices.claim(ref, decode_json(body) if body.strip() else {})
+    return {"ok": True}
+
+
+@router.get(
+    "/{token}/firmware",
+    summary="Download the assigned firmware (in chunks)",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def firmware(
+    p: Plat,
+    token: Token,
+    title: str,
+    version: str,
+    size: Annotated[int, Query(ge=0, description="Chunk size in bytes; 0: the whole file")] = 0,
+    chunk: Annotated[int, Query(ge=0, description="Chunk index")] = 0,
+) -> Response:
+    """ThingsBoard's ``GET /api/v1/{token}/firmware?title=&version=&size=&chunk=``: a chunk of the
+    package assigned to the device, which must be the one named (its ``fw_title``/``fw_version``
+    shared attributes)."""
+    ref = await _device(p, token)
+    assigned = await run_in_threadpool(p.firmware.assigned, ref.id)
+    if assigned is None or (assigned["title"], assigned["version"]) != (title, version):
+        raise NotFound(f"firmware {title} {version} is not assigned to device {ref.name}")
+    data = await p.devices.firmware_chunk(ref, size, chunk)
+    if data is None:
+        raise NotFound(f"firmware {title} {version} is not assigned to device {ref.name}")
+    return Response(data, media_type="application/octet-stream")

@@ -202,9 +202,10 @@ class DeviceService:
         """A device acknowledged a command."""
         await self.control.on_delivered(device_id, request_id)
 
-    async def rpc_ready(self, device: DeviceRef) -> None:
-        """Send the commands queued while the device was away."""
-        sent = await self.control.on_connect(device.id)
+    async def rpc_ready(self, device: DeviceRef, *, resend: bool = True) -> None:
+        """Send the commands queued while the device was away (and, ``resend``: a new session,
+        those sent to an earlier one and never delivered)."""
+        sent = await self.control.on_connect(device.id, resend=resend)
         if sent:
             log.info("sent %d queued commands to device %s", sent, device.id)
 

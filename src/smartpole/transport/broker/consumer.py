@@ -116,8 +116,9 @@ class Ingest(Protocol):
         """A command was delivered (here: the broker took it)."""
         ...
 
-    async def rpc_ready(self, device: DeviceRef) -> None:
-        """The device is back: send the commands queued for it."""
+    async def rpc_ready(self, device: DeviceRef, *, resend: bool = True) -> None:
+        """The device is back: send the commands queued for it (and, ``resend``, those sent
+        before and never delivered)."""
         ...
 
     limits: SessionLimits  # the largest firmware chunk a device may ask for: max_payload
@@ -717,7 +718,9 @@ class BrokerConsumer:
             for device_id in await asyncio.to_thread(self.directory.waiting_commands):
                 device = await self._device_by_id(device_id)
                 if device is not None and self.is_connected(device_id):
-                    self._spawn(self.ingest.rpc_ready(device))
+                    # queued ones only: a command sent a moment ago (not yet recorded as
+                    # delivered) must not go again
+                    self._spawn(self.ingest.rpc_ready(device, resend=False))
         for cache in (self._names, self._ids, self._subs, self._gateways, self._via):
             if len(cache) > 200_000:
                 cache.clear()

@@ -22,6 +22,7 @@ from fixtures_api import City, make_device, make_pole
 from smartpole.app import Platform
 from smartpole.model.types import Role
 from smartpole.store.database import now_ms
+from smartpole.transport.polls import ATTRIBUTES, RPC
 from test_hub_api import server_port  # noqa: F401 - a fixture
 from test_mqtt_claim import claim
 from test_mqtt_ota import FIRMWARE, assign, package  # noqa: F401 - package is a fixture
@@ -44,10 +45,10 @@ async def device(server_port: int, lamp: dict[str, Any]) -> AsyncIterator[httpx.
         yield c
 
 
-async def polling(platform: Platform, device_id: int) -> None:
-    """Wait until the device's poll is open."""
+async def polling(platform: Platform, device_id: int, kind: str = RPC, count: int = 1) -> None:
+    """Wait until the device has ``count`` polls of ``kind`` open."""
     for _ in range(500):
-        if platform.polls.is_connected(device_id):
+        if platform.polls.waiting(device_id, kind) >= count:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the poll never opened")
@@ -108,6 +109,31 @@ async def test_persistent_commands_wait_and_come_one_a_poll_in_order(
     assert [c["status"] for c in r.json()] == ["succeeded", "succeeded"]  # one-way: delivered
     r = await device.get("/rpc", params={"timeout": 50})
     assert r.status_code == 408
+
+
+async def test_a_shared_attribute_change_answers_every_attribute_poll(
+    platform: Platform,
+    client: httpx.AsyncClient,
+    city: City,
+    lamp: dict[str, Any],
+    device: httpx.AsyncClient,
+) -> None:
+    polls = [
+        asyncio.ensure_future(device.get("/attributes/updates", params={"timeout": 10_000}))
+        for _ in range(2)
+    ]
+    await polling(platform, lamp["id"], ATTRIBUTES, count=2)
+    r = await client.post(
+        f"/api/devices/{lamp['id']}/attributes/shared",
+        json={"dim_schedule": "night"},
+        headers=city.auth(*OPERATOR),
+    )
+    assert r.status_code == 200, r.text
+    for poll in polls:
+        got = await poll
+        assert (got.status_code, got.json()) == (200, {"dim_schedule": "night"})
+    r = await device.get("/attributes/updates", params={"timeout": 50})
+    assert r.status_code == 408  # nothing new
 
 
 @pytest.mark.parametrize("request_id", [999, 2**31, 10**30])

@@ -198,7 +198,10 @@ class Platform:
         self.control.channel = Channels(self.mqtt, self.broker, self.polls)
 
     async def push_shared(self, device_id: int, values: dict[str, Any]) -> bool:
-        """Send shared-attribute updates to the device if it is connected."""
+        """Send shared-attribute updates to the device if it is connected (or polls for them
+        over HTTP)."""
+        if self.polls.push_attributes(device_id, values):
+            return True
         for server in self.mqtt:
             if await server.push_attributes(device_id, values):
                 return True

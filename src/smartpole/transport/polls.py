@@ -11,33 +11,57 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["MAX_POLL_MS", "Polls"]
+__all__ = ["ATTRIBUTES", "MAX_POLL_MS", "RPC", "Poll", "Polls"]
 
 MAX_POLL_MS = 60_000  # a longer poll is cut to this (proxies close idle requests anyway)
 
 
+RPC = "rpc"  # a poll for the next command
+ATTRIBUTES = "attributes"  # a poll for the next shared-attribute update
+
+Poll = asyncio.Future[dict[str, Any]]
+
+
 class Polls:
-    """The open polls, by device; a command completes the oldest one."""
+    """The open polls, by what they wait for and device: a command completes the device's oldest
+    command poll, a shared-attribute update every attribute poll."""
 
     def __init__(self) -> None:
-        self._open: dict[int, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._open: dict[tuple[str, int], list[Poll]] = {}
 
     def is_connected(self, device_id: int) -> bool:
-        """Whether the device has a poll open here."""
-        return any(not f.done() for f in self._open.get(device_id, ()))
+        """Whether the device has a poll of either kind open here."""
+        return any(
+            not f.done()
+            for kind in (RPC, ATTRIBUTES)
+            for f in self._open.get((kind, device_id), [])
+        )
+
+    def waiting(self, device_id: int, kind: str = RPC) -> int:
+        """How many polls of this kind the device has open here."""
+        return sum(not f.done() for f in self._open.get((kind, device_id), []))
 
     async def send(self, device_id: int, request_id: int, method: str, params: Any) -> bool:
-        """Answer the device's oldest open poll with the command; False when it has none."""
-        for future in self._open.get(device_id, ()):
+        """Answer the device's oldest open command poll; False when it has none."""
+        for future in self._open.get((RPC, device_id), ()):
             if not future.done():
                 future.set_result({"id": request_id, "method": method, "params": params})
                 return True
         return False
 
-    def open(self, device_id: int) -> asyncio.Future[dict[str, Any]]:
+    def push_attributes(self, device_id: int, values: dict[str, Any]) -> bool:
+        """Answer the device's open attribute polls with the update; False when it has none."""
+        answered = False
+        for future in self._open.get((ATTRIBUTES, device_id), ()):
+            if not future.done():
+                future.set_result(values)
+                answered = True
+        return answered
+
+    def open(self, device_id: int, kind: str = RPC) -> Poll:
         """A new poll of the device; ``close`` it when the request ends."""
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._open.setdefault(device_id, []).append(future)
+        future: Poll = asyncio.get_running_loop().create_future()
+        self._open.setdefault((kind, device_id), []).append(future)
         return future
 
     def stop(self) -> None:
@@ -46,12 +70,12 @@ class Polls:
             for future in polls:
                 future.cancel()
 
-    def close(self, device_id: int, future: asyncio.Future[dict[str, Any]]) -> None:
+    def close(self, device_id: int, future: Poll, kind: str = RPC) -> None:
         """Forget a poll (answered, timed out, or its client went away)."""
-        polls = self._open.get(device_id)
+        polls = self._open.get((kind, device_id))
         if polls is None:
             return
         if future in polls:
             polls.remove(future)
         if not polls:
-            del self._open[device_id]
+            del self._open[(kind, device_id)]

@@ -25,7 +25,7 @@ from smartpole.ingest.payload import decode_json, parse_attributes, parse_teleme
 from smartpole.model.types import Scope
 from smartpole.registry.assets import DeviceRef
 from smartpole.store.database import now_ms
-from smartpole.transport.polls import MAX_POLL_MS
+from smartpole.transport.polls import ATTRIBUTES, MAX_POLL_MS, RPC
 
 router = APIRouter(prefix="/api/v1", tags=["device API (HTTP)"])
 log = logging.getLogger(__name__)
@@ -36,6 +36,9 @@ TELEMETRY_EXAMPLES = {
     "array": {"value": [{"ts": 1764000000000, "values": {"laeq": 61.2}}, {"laeq": 60.8}]},
 }
 RPC_EXAMPLE = {"id": 3, "method": "setDim", "params": {"level": 60}}
+PollTimeout = Annotated[
+    int, Query(alias="timeout", ge=0, description="How long to wait, ms (at most 60,000)")
+]
 POLL_CHECK_S = 1.0  # how often an open poll looks whether its device is still there
 
 
@@ -106,6 +109,26 @@ async def post_attributes(request: Request, p: Plat, token: Token) -> dict[str, 
     return {"updated": len(values)}
 
 
+@router.get(
+    "/{token}/attributes/updates",
+    summary="Wait for shared-attribute updates (long poll)",
+    responses={
+        200: {"content": {"application/json": {"example": {"dim_schedule": "night"}}}},
+        408: {"description": "No update came within the timeout; poll again"},
+    },
+)
+async def poll_attributes(
+    request: Request, p: Plat, token: Token, wait_ms: PollTimeout = 20_000
+) -> Response:
+    """The next change of the device's shared attributes, as ThingsBoard's HTTP API gives it:
+    the changed keys and values (``{"deleted": [keys]}`` for removed ones)."""
+    ref = await _device(p, token)
+    got = await _poll(request, p, ref, ATTRIBUTES, wait_ms)
+    if isinstance(got, Response):
+        return got
+    return Response(orjson.dumps(got), media_type="application/json")
+
+
 @router.get("/{token}/attributes", summary="Read attributes (device side)")
 async def get_attributes(
     p: Plat,
@@ -136,42 +159,47 @@ async def get_attributes(
     },
 )
 async def poll_rpc(
-    request: Request,
-    p: Plat,
-    token: Token,
-    wait_ms: Annotated[
-        int, Query(alias="timeout", ge=0, description="How long to wait, ms (at most 60,000)")
-    ] = 20_000,
+    request: Request, p: Plat, token: Token, wait_ms: PollTimeout = 20_000
 ) -> Response:
     """The next command for the device, as ThingsBoard's HTTP API gives it:
     ``{"id": n, "method": ..., "params": ...}``; answer two-way ones on ``POST …/rpc/{id}``.
     While the request is open the device is reachable: queued persistent commands go first."""
     ref = await _device(p, token)
+    got = await _poll(request, p, ref, RPC, wait_ms)
+    if isinstance(got, Response):
+        return got
+    await p.devices.rpc_delivered(ref.id, got["id"])
+    return Response(orjson.dumps(got), media_type="application/json")
+
+
+async def _poll(
+    request: Request, p: Platform, ref: DeviceRef, kind: str, wait_ms: int
+) -> dict[str, Any] | Response:
+    """Hold a long poll until it is answered (the answer), or a Response: 408 at the timeout,
+    503 when the node stops, nothing when the device went away."""
     p.devices.offline.discard(ref.id)
     wait_ms = min(wait_ms, MAX_POLL_MS)
     deadline = asyncio.get_running_loop().time() + wait_ms / 1000
-    future = p.polls.open(ref.id)
+    future = p.polls.open(ref.id, kind)
     try:
-        await p.devices.rpc_ready(ref)  # its queued commands, oldest first (one per poll)
+        if kind == RPC:
+            await p.devices.rpc_ready(ref)  # its queued commands, oldest first (one per poll)
         while not future.done():
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
-                detail = f"no command for device {ref.name} within {wait_ms} ms"
+                detail = f"nothing for device {ref.name} within {wait_ms} ms"
                 return problem(408, "Request timeout", detail)
             await asyncio.wait({future}, timeout=min(left, POLL_CHECK_S))
             if not future.done() and await request.is_disconnected():
                 return Response(status_code=499)  # nobody reads it; the device is gone
     finally:
-        p.polls.close(ref.id, future)
-        future.cancel()  # a command arriving now finds no poll (no effect once it has one)
+        p.polls.close(ref.id, future, kind)
+        future.cancel()  # what arrives now finds no poll (no effect once it has an answer)
     if future.cancelled():  # the node is stopping
-        detail = "this node is shutting down; poll again"
-        return problem(503, "Service unavailable", detail)
-    command = future.result()
-    if await request.is_disconnected():  # the device left as the command came: not delivered,
-        return Response(status_code=499)  # so a persistent one is sent again on its next poll
-    await p.devices.rpc_delivered(ref.id, command["id"])
-    return Response(orjson.dumps(command), media_type="application/json")
+        return problem(503, "Service unavailable", "this node is shutting down; poll again")
+    if await request.is_disconnected():  # the device left as the answer came: a command is not
+        return Response(status_code=499)  # delivered, so a persistent one goes on its next poll
+    return future.result()
 
 
 @router.post("/{token}/rpc/{request_id}", summary="Answer a command", status_code=200)

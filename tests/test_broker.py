@@ -393,7 +393,7 @@ async def test_the_consumer_survives_the_broker_going_away(
     broker.start()  # same port; its sessions are gone (no persistence)
 
     async def up() -> bool:
-        return consumer.stats.connected
+        return consumer.ready  # connected again, and its retained statuses read
 
     await eventually(up, within=40)
     assert consumer.stats.reconnects >= 1

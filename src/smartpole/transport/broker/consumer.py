@@ -275,7 +275,8 @@ class BrokerConsumer:
         self._via: dict[int, DeviceRef | None] = {}  # device id -> its gateway; None: direct
         self._gateways: dict[int, tuple[float, DeviceRef | None]] = {}  # registry's, by device
         self._statuses_read = 0.0  # when the last status message was read (monotonic)
-        self._statuses_in_hand = 0  # status messages read, not handled yet
+        self._statuses_in_hand = 0  # retained statuses of this connection read, not handled yet
+        self._connection = 0  # counts connections: a handler of an earlier one is not counted
 
     @classmethod
     def from_settings(cls, s: Settings, ingest: Ingest, directory: Directory) -> BrokerConsumer:
@@ -367,6 +368,10 @@ class BrokerConsumer:
 
     async def _connect(self, client: MqttClient) -> None:
         ack = await client.connect()
+        # the retained statuses come after the SUBACK: count this connection's from zero (a
+        # handler cut off with the last connection never finishes)
+        self._statuses_in_hand = 0
+        self._connection += 1
         filters = topics.subscriptions(self.group)
         granted = await asyncio.wait_for(client.subscribe(filters), PUBLISH_TIMEOUT_S)
         refused = [f for (f, _), code in zip(filters, granted, strict=False) if code >= 0x80]
@@ -374,7 +379,7 @@ class BrokerConsumer:
             raise ConnectionError(f"the broker refused the subscriptions {refused} (ACL?)")
         self._client = client
         self.stats.connected = True
-        self._statuses_read = time.monotonic()  # the retained statuses follow the SUBACK
+        self._statuses_read = time.monotonic()  # ready STATUS_SETTLE_S after the last of them
         self.stats.session_present = ack.session_present
         log.info(
             "broker %s: connected as %s, client id %s (%s session), subscribed to %s",
@@ -406,14 +411,15 @@ class BrokerConsumer:
         if where[1] == STATUS and packet.retain:  # kept by the broker, sent on subscribing
             self._statuses_read = time.monotonic()
             self._statuses_in_hand += 1
-            return self._retained_status(*where, packet.payload)
+            return self._retained_status(self._connection, *where, packet.payload)
         return self._handle(*where, packet.payload)
 
-    async def _retained_status(self, name: str, suffix: str, payload: bytes) -> None:
+    async def _retained_status(self, connection: int, name: str, suffix: str, body: bytes) -> None:
         try:
-            await self._handle(name, suffix, payload)
+            await self._handle(name, suffix, body)
         finally:
-            self._statuses_in_hand -= 1
+            if connection == self._connection:
+                self._statuses_in_hand -= 1
 
     def _drop(self, what: str, why: str) -> None:
         self.stats.dropped += 1

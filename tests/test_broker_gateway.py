@@ -301,9 +301,18 @@ async def test_a_persistent_command_waits_until_the_gateway_connects_its_device(
     await mqtt.close()
 
 
+Node = Callable[..., contextlib.AbstractAsyncContextManager[tuple[Platform, httpx.AsyncClient]]]
+
+
+@pytest.fixture
+def another_node(database: Database, tmp_path: Path, broker: Mosquitto) -> Node:
+    """Starts another node on the test's database and broker: ``another_node("node-c")``."""
+    return lambda name="node-b": second_node(database, tmp_path, broker, name)
+
+
 @contextlib.asynccontextmanager
 async def second_node(
-    database: Database, tmp_path: Path, broker: Mosquitto, name: str = "node-b"
+    database: Database, tmp_path: Path, broker: Mosquitto, name: str
 ) -> AsyncIterator[tuple[Platform, httpx.AsyncClient]]:
     """Another node on the same database and broker, with its own HTTP API."""
     # its own engine on the same database, as another process has (stop() disposes it)
@@ -340,8 +349,7 @@ async def test_another_node_sends_commands_through_the_gateway_that_reported_the
     city: City,
     site: Site,
     broker: Mosquitto,
-    database: Database,
-    tmp_path: Path,
+    another_node: Node,
 ) -> None:
     inbox = Inbox()
     mqtt = await gateway(broker, site, inbox)
@@ -354,7 +362,7 @@ async def test_another_node_sends_commands_through_the_gateway_that_reported_the
 
     await eventually(stored)
     # a node started after the report never heard the gateway name lamp-1
-    async with second_node(database, tmp_path, broker) as (node, api):
+    async with another_node() as (node, api):
         await command_through_gateway(api, city, mqtt, inbox, lamp, 70)
         assert node.broker is not None
         assert node.broker.stats.commands == 1
@@ -366,13 +374,12 @@ async def test_every_node_learns_at_once_when_a_gateway_disconnects_a_device(
     city: City,
     site: Site,
     broker: Mosquitto,
-    database: Database,
-    tmp_path: Path,
+    another_node: Node,
     platform: Platform,
 ) -> None:
     lamp = site.lamp1["id"]
     mqtt = await gateway(broker, site)
-    async with second_node(database, tmp_path, broker) as (node, _):
+    async with another_node() as (node, _):
         nodes = [platform.broker, node.broker]
         # whichever node consumes them, both know within moments, not after the inactivity
         # timeout: the consuming node publishes the device's retained status
@@ -382,7 +389,7 @@ async def test_every_node_learns_at_once_when_a_gateway_disconnects_a_device(
         await eventually(on_every(nodes, lambda n: n.presence(lamp) is False), within=3.0)
         assert not any(n is not None and n.is_connected(lamp) for n in nodes)
     # a node that starts later reads the retained status
-    async with second_node(database, tmp_path / "c", broker) as (later, _):
+    async with another_node("node-c") as (later, _):
         assert later.broker is not None
         consumer = later.broker
 
@@ -398,8 +405,7 @@ async def test_no_node_sends_to_a_sub_device_whose_gateway_is_gone(
     city: City,
     site: Site,
     broker: Mosquitto,
-    database: Database,
-    tmp_path: Path,
+    another_node: Node,
     platform: Platform,
 ) -> None:
     """The gateway's status says offline (its will): a command for one of its devices is refused
@@ -416,7 +422,7 @@ async def test_no_node_sends_to_a_sub_device_whose_gateway_is_gone(
 
     await status(b"online")
     await mqtt.publish("sp/v1/gw-1/gateway/connect", b'{"device": "lamp-1"}', qos=1)
-    async with second_node(database, tmp_path, broker) as (node, api):
+    async with another_node() as (node, api):
         nodes = [platform.broker, node.broker]
         await eventually(on_every(nodes, lambda n: n.is_connected(lamp)), within=3.0)
         await command_through_gateway(api, city, mqtt, inbox, lamp, 40)  # node B knows the route
@@ -429,7 +435,7 @@ async def test_no_node_sends_to_a_sub_device_whose_gateway_is_gone(
         r = await api.post(f"/api/devices/{lamp}/rpc", json=persistent, headers=auth)
         assert (r.status_code, r.json()["status"]) == (202, "queued"), r.text
 
-        async with second_node(database, tmp_path, broker, "node-c") as (_, later):
+        async with another_node("node-c") as (_, later):
             r = await later.post(f"/api/devices/{lamp}/rpc", json=one_shot, headers=auth)
             assert r.status_code == 409, r.text
         assert len([p for p in inbox.got if p.topic == "sp/v1/gw-1/gateway/rpc/request"]) == 1

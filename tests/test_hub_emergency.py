@@ -16,7 +16,8 @@ import pytest
 from fixtures_api import City, make_device, make_pole
 from mqtt_client import V5, Device
 from smartpole.app import Platform
-from smartpole.hub.rules import default_rules
+from smartpole.errors import InvalidInput
+from smartpole.hub.rules import CommandAction, compile_rule, default_rules
 
 T0 = 1_764_000_000_000
 SEC = 1000
@@ -109,3 +110,76 @@ async def test_a_press_reported_after_its_release_still_raises_sos(
     await settle(platform)
     [sos] = await alarms_of(client, city, type="sos")
     assert sos["first_ts"] == T0 + SEC
+
+
+async def commands_of(
+    client: httpx.AsyncClient, city: City, device: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The device's commands, newest first."""
+    r = await client.get(f"/api/devices/{device['id']}/commands", headers=city.auth("city"))
+    assert r.status_code == 200, r.text
+    return list(r.json())
+
+
+async def test_a_lamp_offline_at_the_press_is_lit_when_it_comes_back(
+    platform: Platform, client: httpx.AsyncClient, city: City, street: Street, gateway: Device
+) -> None:
+    assert await gateway.publish("v1/gateway/telemetry", presses(True)) == 0  # lamp-1 is dark
+    await settle(platform)
+    [queued] = await commands_of(client, city, street.lamp)
+    assert (queued["method"], queued["status"], queued["persistent"]) == ("setDim", "queued", True)
+    assert queued["expires"] - queued["created"] == 30 * 60 * SEC  # the default SOS rule's
+    assert await gateway.publish("v1/gateway/connect", {"device": "lamp-1"}) == 0
+    topic, body = await gateway.receive()
+    assert (topic, body["device"], body["data"]["method"]) == (
+        "v1/gateway/rpc",
+        "lamp-1",
+        "setDim",
+    )
+    assert body["data"]["params"] == {"level": 100}
+
+
+async def test_a_rule_command_past_its_expiry_is_not_sent(
+    platform: Platform, client: httpx.AsyncClient, city: City, street: Street, gateway: Device
+) -> None:
+    assert await gateway.publish("v1/gateway/telemetry", presses(True)) == 0
+    await settle(platform)
+    [queued] = await commands_of(client, city, street.lamp)
+    assert await platform.control.expire(now=queued["expires"]) == 1
+    assert await platform.control.on_connect(street.lamp["id"]) == 0
+    [expired] = await commands_of(client, city, street.lamp)
+    assert (expired["status"], expired["error"]) == ("expired", "not sent before it expired")
+
+
+def command_rule(**command: Any) -> dict[str, Any]:
+    """A rule with one command action."""
+    spec = {"method": "setDim", "params": {"level": 100}, **command}
+    return {
+        "name": "r",
+        "condition": {"key": "x", "op": ">", "value": 1},
+        "actions": [{"command": spec}],
+    }
+
+
+def test_rule_commands_are_persistent_with_a_default_or_given_expiry() -> None:
+    [default] = compile_rule(command_rule()).actions
+    assert isinstance(default, CommandAction)
+    assert (default.persistent, default.expires_ms) == (True, 10 * 60 * SEC)
+    [given] = compile_rule(command_rule(expires="2m")).actions
+    assert isinstance(given, CommandAction)
+    assert given.expires_ms == 2 * 60 * SEC
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param({"persistent": False, "expires": "5m"}, id="expiry-without-persistence"),
+        pytest.param({"expires": "soon"}, id="not-a-duration"),
+        pytest.param({"expires": "2d"}, id="longer-than-a-day"),
+        pytest.param({"persistent": "yes"}, id="persistent-not-a-bool"),
+    ],
+)
+def test_a_bad_command_expiry_is_located(command: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInput) as info:
+        compile_rule(command_rule(**command))
+    assert info.value.errors[0]["loc"][:3] == ["actions", 0, "command"]

@@ -211,9 +211,12 @@ class Actor:
                     action.params,
                     oneway=True,
                     persistent=action.persistent,
+                    # counted from now: the hub may learn of the event late (a gateway's backlog)
+                    expiration_ms=action.expires_ms if action.persistent else None,
                 )
             except SmartpoleError as err:
-                # An offline lamp must not stop the others; the command row records it.
+                # A lamp that fails (or, non-persistent, is offline) must not stop the others;
+                # the command row records it.
                 log.info("rule %r: command to device %s: %s", rule.name, device_id, err.detail)
             except Exception:
                 log.exception("rule %r: command to device %s failed", rule.name, device_id)

@@ -8,7 +8,8 @@ A rule body::
     condition: {key: tilt, op: ">", value: 5, for: 2m}
     actions:
       - alarm: {type: pole_tilt, severity: major, originator: pole, propagate: [police]}
-      - command: {kind: lamp, target: {within_m: 100}, method: setDim, params: {level: 100}}
+      - command: {kind: lamp, target: {within_m: 100}, method: setDim, params: {level: 100},
+                  expires: 30m}
       - webhook: city-ops
       - work_order: {team: structures, note: check the foundation}
 
@@ -78,6 +79,10 @@ _UNIT_MS = {"ms": 1, "s": 1000, None: 1000, "m": 60_000, "min": 60_000, "h": 3_6
 _CLOCK_RE = re.compile(r"^(\d{1,2}):(\d{2})$")
 _SUN_RE = re.compile(r"^(sunrise|sunset)\s*(?:([+-])\s*(\d+)\s*(m|min|h)?)?$")
 MAX_RADIUS_M = 5_000.0
+# How long a rule's command waits for an offline device unless the action says: long enough
+# for a lamp or a display to come back from a short outage, short enough to still be relevant.
+DEFAULT_COMMAND_EXPIRY_MS = 10 * 60_000
+MAX_COMMAND_EXPIRY_MS = 86_400_000  # the control layer's own limit for a persistent command
 Errors = builtins.list[dict[str, Any]]
 Lookup = Callable[[str], int | None]
 
@@ -137,7 +142,12 @@ class AlarmAction:
 
 @dataclass(frozen=True, slots=True)
 class CommandAction:
-    """Send a command to the device itself, to devices of a kind on its pole or nearby."""
+    """Send a command to the device itself, to devices of a kind on its pole or nearby.
+
+    Persistent by default: a device offline at the moment gets it when it connects, unless
+    ``expires_ms`` passed since the rule acted (a street lit for an SOS an hour later helps
+    no one); ``persistent: false`` sends it only to devices connected now.
+    """
 
     method: str
     params: Any
@@ -145,7 +155,8 @@ class CommandAction:
     target: str = "self"  # "self" | "pole" | "radius"
     radius_m: float = 0.0
     on: str = "raise"  # "raise" | "clear"
-    persistent: bool = False
+    persistent: bool = True
+    expires_ms: int = DEFAULT_COMMAND_EXPIRY_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,6 +467,20 @@ class _Parser:
         on = spec.get("on", "raise")
         if on not in ("raise", "clear"):
             self.err([*loc, "on"], "must be raise or clear")
+        persistent = spec.get("persistent", True)
+        if not isinstance(persistent, bool):
+            self.err([*loc, "persistent"], "must be true or false")
+            persistent = True
+        expires = DEFAULT_COMMAND_EXPIRY_MS
+        if "expires" in spec:
+            if not persistent:
+                self.err([*loc, "expires"], "only a persistent command waits, and expires")
+            try:
+                expires = parse_duration(spec["expires"])
+            except ValueError as e:
+                self.err([*loc, "expires"], str(e))
+            if expires > MAX_COMMAND_EXPIRY_MS:
+                self.err([*loc, "expires"], "at most 1d")
         return CommandAction(
             str(method),
             spec.get("params", {}),
@@ -463,7 +488,8 @@ class _Parser:
             str(target),
             float(radius),
             str(on),
-            bool(spec.get("persistent", False)),
+            persistent,
+            expires,
         )
 
 

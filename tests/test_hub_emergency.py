@@ -17,10 +17,13 @@ from fixtures_api import City, make_device, make_pole
 from mqtt_client import V5, Device
 from smartpole.app import Platform
 from smartpole.errors import InvalidInput
-from smartpole.hub.rules import CommandAction, compile_rule, default_rules
+from smartpole.hub.rule_body import compile_rule
+from smartpole.hub.rules import CommandAction, default_rules
+from smartpole.store import now_ms
 
 T0 = 1_764_000_000_000
 SEC = 1000
+MIN = 60 * SEC
 
 
 async def settle(platform: Platform) -> None:
@@ -183,3 +186,59 @@ def test_a_bad_command_expiry_is_located(command: dict[str, Any]) -> None:
     with pytest.raises(InvalidInput) as info:
         compile_rule(command_rule(**command))
     assert info.value.errors[0]["loc"][:3] == ["actions", 0, "command"]
+
+
+async def test_flood_alarm_holds_below_its_raise_level_until_the_water_is_gone(
+    platform: Platform, client: httpx.AsyncClient, city: City, street: Street, gateway: Device
+) -> None:
+    # Times near now: the hub's own timer must not see the 10 minute hold as long over.
+    t = now_ms() - MIN
+
+    async def level(ts: int, cm: float) -> None:
+        body = {"flood-1": [{"ts": ts, "values": {"water_level": cm}}]}
+        assert await gateway.publish("v1/gateway/telemetry", body) == 0
+        await settle(platform)
+
+    await level(t, 15.0)
+    await level(t + 10 * SEC, 14.7)  # the water is still rising: no clear, no second raise
+    await level(t + 20 * SEC, 12.5)
+    [flood] = await alarms_of(client, city, type="flood")
+    assert (flood["status"], flood["count"], flood["first_ts"]) == ("active_unack", 1, t)
+    await level(t + 30 * SEC, 11.0)  # below the clear level: the 10 minute hold begins
+    await platform.hub.tick(now=t + 30 * SEC + 9 * MIN)
+    await settle(platform)
+    [flood] = await alarms_of(client, city, type="flood")
+    assert flood["status"] == "active_unack"
+    await platform.hub.tick(now=t + 30 * SEC + 10 * MIN)
+    await settle(platform)
+    [flood] = await alarms_of(client, city, type="flood")
+    assert (flood["status"], flood["cleared_ts"]) == ("cleared_unack", t + 30 * SEC + 10 * MIN)
+
+
+def threshold_rule(**condition: Any) -> dict[str, Any]:
+    """A rule with one threshold condition."""
+    return {
+        "name": "r",
+        "condition": {"key": "x", **condition},
+        "actions": [{"alarm": {"type": "x", "severity": "minor"}}],
+    }
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        pytest.param({"op": ">=", "value": 15, "clear": 16}, id="above-a-rising-threshold"),
+        pytest.param({"op": "<", "value": 5, "clear": 4}, id="below-a-falling-threshold"),
+        pytest.param({"op": "between", "value": [1, 2], "clear": [1.5, 2]}, id="narrower-band"),
+        pytest.param({"op": "==", "value": 1, "clear": 0}, id="equality"),
+        pytest.param({"op": ">", "value": 1, "hold": "soon"}, id="hold-not-a-duration"),
+    ],
+)
+def test_a_clear_value_that_does_not_widen_the_threshold_is_located(
+    condition: dict[str, Any],
+) -> None:
+    with pytest.raises(InvalidInput) as info:
+        compile_rule(threshold_rule(**condition))
+    [error] = info.value.errors
+    assert error["loc"][0] == "condition"
+    assert error["loc"][-1] in ("clear", "hold")

@@ -28,7 +28,8 @@ from smartpole.hub.actions import Actor, Commander, Transition, WorkOrderOpener
 from smartpole.hub.alarms import Alarms
 from smartpole.hub.conditions import Context
 from smartpole.hub.directory import DeviceInfo, Directory
-from smartpole.hub.rules import Rule, RuleStore, compile_rule
+from smartpole.hub.rule_body import compile_rule
+from smartpole.hub.rules import Rule, RuleStore
 from smartpole.hub.stream import AlarmStream
 from smartpole.hub.tables import rule_state
 from smartpole.hub.webhooks import Webhooks

@@ -242,3 +242,36 @@ def test_a_clear_value_that_does_not_widen_the_threshold_is_located(
     [error] = info.value.errors
     assert error["loc"][0] == "condition"
     assert error["loc"][-1] in ("clear", "hold")
+
+
+async def ack(client: httpx.AsyncClient, city: City, alarm_id: int) -> dict[str, Any]:
+    """Acknowledge an alarm as the city operator."""
+    r = await client.post(f"/api/alarms/{alarm_id}/ack", headers=city.auth("city"))
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def test_sos_stays_active_after_the_release_until_acknowledged(
+    platform: Platform, client: httpx.AsyncClient, city: City, street: Street, gateway: Device
+) -> None:
+    assert await gateway.publish("v1/gateway/telemetry", presses(True, False, False)) == 0
+    await settle(platform)
+    [sos] = await alarms_of(client, city, type="sos")
+    assert (sos["status"], sos["latch"], sos["released_ts"]) == ("active_unack", True, T0 + SEC)
+    acked = await ack(client, city, sos["id"])
+    # The button was released meanwhile: the acknowledgement ends the alarm.
+    assert (acked["status"], acked["cleared_ts"]) == ("cleared_ack", T0 + SEC)
+
+
+async def test_an_acknowledged_sos_clears_with_the_release(
+    platform: Platform, client: httpx.AsyncClient, city: City, street: Street, gateway: Device
+) -> None:
+    assert await gateway.publish("v1/gateway/telemetry", presses(True)) == 0
+    await settle(platform)
+    [sos] = await alarms_of(client, city, type="sos")
+    assert (await ack(client, city, sos["id"]))["status"] == "active_ack"  # still pressed
+    release = {"sos-1": [{"ts": T0 + SEC, "values": {"pressed": False}}]}
+    assert await gateway.publish("v1/gateway/telemetry", release) == 0
+    await settle(platform)
+    [sos] = await alarms_of(client, city, type="sos")
+    assert (sos["status"], sos["cleared_ts"]) == ("cleared_ack", T0 + SEC)

@@ -164,6 +164,7 @@ class Actor:
                 ts=t.ts,
                 pole_id=t.device.pole_id,
                 propagate=action.propagate,
+                latch=action.latch,
             )
         if not action.clear:
             return None

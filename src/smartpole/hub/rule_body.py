@@ -388,6 +388,10 @@ class _Parser:
         if not isinstance(details, dict):
             self.err([*loc, "details"], "must be an object")
             details = {}
+        latch = spec.get("latch", False)
+        if not isinstance(latch, bool):
+            self.err([*loc, "latch"], "must be true or false")
+            latch = False
         return AlarmAction(
             str(atype),
             Severity(severity),
@@ -395,6 +399,7 @@ class _Parser:
             tuple(propagate),
             bool(spec.get("clear", True)),
             details,
+            latch,
         )
 
     def _command(self, spec: Any, loc: builtins.list[Any]) -> CommandAction:

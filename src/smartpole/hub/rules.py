@@ -64,6 +64,7 @@ class AlarmAction:
     propagate: tuple[int, ...] = ()
     clear: bool = True
     details: dict[str, Any] = field(default_factory=dict)
+    latch: bool = False  # stays active until acknowledged, whatever the rule says meanwhile
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,11 @@ sends them."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,14 +19,29 @@ import pytest
 from fixtures_api import City, make_device, make_pole
 from mqtt_client import V5, Device
 from smartpole.app import Platform
+from smartpole.config import Settings
 from smartpole.errors import InvalidInput
 from smartpole.hub.rule_body import compile_rule
 from smartpole.hub.rules import CommandAction, default_rules
-from smartpole.store import now_ms
+from smartpole.store import Database, now_ms
 
 T0 = 1_764_000_000_000
 SEC = 1000
 MIN = 60 * SEC
+
+
+@pytest.fixture
+async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform]:
+    """A started platform whose hub timer runs only when a test calls ``hub.tick``: the tests
+    move the clock forward (ten minutes offline), and the wall clock must not move it back."""
+    settings = Settings(data_dir=tmp_path, batch_age_ms=2, mqtt_port=0, hub_tick_ms=3_600_000)
+    p = Platform(settings, db=database)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+        gc.collect()
 
 
 async def settle(platform: Platform) -> None:
@@ -39,6 +57,22 @@ async def alarms_of(
     r = await client.get("/api/alarms", params=q, headers=city.auth(tenant))
     assert r.status_code == 200, r.text
     return list(r.json())
+
+
+async def all_online(
+    client: httpx.AsyncClient, city: City, devices: list[dict[str, Any]], online: bool
+) -> None:
+    """Poll (bounded) until every device's online state is ``online``: the server sees a
+    connection end after the client has returned."""
+    for _ in range(400):
+        states = []
+        for d in devices:
+            r = await client.get(f"/api/devices/{d['id']}", headers=city.auth("city"))
+            states.append(r.json()["online"])
+        if all(s is online for s in states):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"devices never all {'online' if online else 'offline'}: {states}")
 
 
 @dataclass
@@ -191,7 +225,6 @@ def test_a_bad_command_expiry_is_located(command: dict[str, Any]) -> None:
 async def test_flood_alarm_holds_below_its_raise_level_until_the_water_is_gone(
     platform: Platform, client: httpx.AsyncClient, city: City, street: Street, gateway: Device
 ) -> None:
-    # Times near now: the hub's own timer must not see the 10 minute hold as long over.
     t = now_ms() - MIN
 
     async def level(ts: int, cm: float) -> None:
@@ -275,3 +308,48 @@ async def test_an_acknowledged_sos_clears_with_the_release(
     await settle(platform)
     [sos] = await alarms_of(client, city, type="sos")
     assert (sos["status"], sos["cleared_ts"]) == ("cleared_ack", T0 + SEC)
+
+
+async def test_a_dark_pole_is_one_root_alarm_with_its_devices_grouped_under_it(
+    platform: Platform, client: httpx.AsyncClient, city: City, street: Street, gateway: Device
+) -> None:
+    for name in ("sos-1", "lamp-1", "flood-1"):
+        assert await gateway.publish("v1/gateway/connect", {"device": name}) == 0
+    t = now_ms()
+    everything = [street.gw, street.sos, street.lamp, street.flood]
+    await gateway.close()  # the pole loses power: the gateway and its devices go offline
+    await all_online(client, city, everything, False)
+    await settle(platform)
+    await platform.hub.tick(now=t + 11 * MIN)  # the default rule: offline for 10 minutes
+    await settle(platform)
+    offline = await alarms_of(client, city, type="device_offline")
+    assert len(offline) == 4
+    [root] = await alarms_of(client, city, roots="true", active="true")
+    assert (root["type"], root["originator_type"], root["originator_id"]) == (
+        "pole_offline",
+        "pole",
+        street.pole,
+    )
+    assert root["children"] == 4
+    assert {a["root_id"] for a in offline} == {root["id"]}
+    grouped = await alarms_of(client, city, root_id=root["id"])
+    assert sorted(a["originator_id"] for a in grouped) == sorted(d["id"] for d in everything)
+    # The lighting department sees the root and its own three devices under it.
+    [seen] = await alarms_of(client, city, "lighting", roots="true")
+    assert (seen["id"], seen["children"]) == (root["id"], 3)
+    assert await alarms_of(client, city, "telecom") == []
+
+    back = Device(platform.mqtt[0].mqtt_port, street.gw["token"], V5, client_id="gw-1")
+    assert await back.connect() == 0  # power is back: the pole's outage ends
+    try:
+        await all_online(client, city, [street.gw], True)
+        await settle(platform)
+        [root] = await alarms_of(client, city, type="pole_offline")
+        assert root["status"] == "cleared_unack"
+        # Devices not heard from yet are problems of their own again.
+        left = await alarms_of(client, city, roots="true", active="true")
+        assert sorted(a["originator_id"] for a in left) == sorted(
+            d["id"] for d in (street.sos, street.lamp, street.flood)
+        )
+    finally:
+        await back.close()

@@ -36,6 +36,7 @@ from smartpole.registry.access import Principal
 from smartpole.store.database import now_ms, upsert
 
 __all__ = [
+    "ACTIVE",
     "Alarm",
     "AlarmChange",
     "AlarmFilter",
@@ -43,6 +44,7 @@ __all__ = [
     "Alarms",
     "ChangeListener",
     "Severity",
+    "alarm_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -160,7 +162,8 @@ class AlarmFilter:
 ChangeListener = Callable[[AlarmChange], Awaitable[None] | None]
 
 
-def _alarm(row: Any) -> Alarm:
+def alarm_of(row: Any) -> Alarm:
+    """An alarm from its table row (with ``children`` when the query counted them)."""
     m = row._mapping
     return Alarm(
         id=m["id"],
@@ -288,7 +291,7 @@ class Alarms:
         tenants = sorted({tenant_id, *propagate})
         with self.engine.begin() as conn:
             row = conn.execute(stmt).one()
-            alarm = _alarm(row)
+            alarm = alarm_of(row)
             conn.execute(
                 self._insert(alarm_tenants)
                 .values([{"alarm_id": alarm.id, "tenant_id": t} for t in tenants])
@@ -421,7 +424,7 @@ class Alarms:
         """The alarm with this id, whoever sees it; None when there is none."""
         with self.engine.connect() as conn:
             row = conn.execute(select(alarms).where(alarms.c.id == alarm_id)).first()
-        return None if row is None else _alarm(row)
+        return None if row is None else alarm_of(row)
 
     def active(self, originator_type: str, originator_id: int, type: str) -> Alarm | None:
         """The active alarm of this (originator, type), if any."""
@@ -433,7 +436,7 @@ class Alarms:
         )
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
-        return None if row is None else _alarm(row)
+        return None if row is None else alarm_of(row)
 
     @staticmethod
     def _visible(who: Principal) -> Any:
@@ -465,7 +468,7 @@ class Alarms:
             row = conn.execute(q).first()
         if row is None:
             raise NotFound(f"alarm {alarm_id} not found", alarm_id=alarm_id)
-        return _alarm(row)
+        return alarm_of(row)
 
     def tenants_of(self, alarm_id: int) -> tuple[int, ...]:
         """Every tenant the alarm is propagated to."""
@@ -515,7 +518,7 @@ class Alarms:
             .offset(offset)
         )
         with self.engine.connect() as conn:
-            return [_alarm(r) for r in conn.execute(q)]
+            return [alarm_of(r) for r in conn.execute(q)]
 
     def count_active(self) -> int:
         """How many alarms are active in the whole city."""
@@ -544,7 +547,7 @@ class Alarms:
             first = row.first()
             if first is None:
                 return None
-            alarm = _alarm(first)
+            alarm = alarm_of(first)
             q = select(alarm_tenants.c.tenant_id).where(alarm_tenants.c.alarm_id == alarm.id)
             return alarm, tuple(sorted(conn.execute(q).scalars()))
 

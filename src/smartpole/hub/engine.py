@@ -28,6 +28,7 @@ from smartpole.hub.actions import Actor, Commander, Transition, WorkOrderOpener
 from smartpole.hub.alarms import Alarms
 from smartpole.hub.conditions import Context
 from smartpole.hub.directory import DeviceInfo, Directory
+from smartpole.hub.outages import PoleOutages
 from smartpole.hub.rule_body import compile_rule
 from smartpole.hub.rules import Rule, RuleStore
 from smartpole.hub.stream import AlarmStream
@@ -71,6 +72,8 @@ class Hub:
         self.alarms = Alarms(engine)
         self.stream = AlarmStream()
         self.alarms.listeners.append(self.stream.publish)
+        self.outages = PoleOutages(self.alarms)  # a dark pole: one root alarm, not six
+        self.alarms.listeners.append(self.outages.on_alarm_change)
         self.webhooks = Webhooks(engine, attempts=webhook_attempts, backoff_ms=webhook_backoff_ms)
         self.rules = RuleStore(engine, self.check)
         self.actor = Actor(self.alarms, commander, self.webhooks, work_orders)

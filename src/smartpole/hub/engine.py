@@ -228,8 +228,11 @@ class Hub:
             if late:
                 self._replay(info, late, mine)
             if keys:
-                for rule in self._woken(mine, keys):
-                    self._check(rule, info, ts)
+                woken = self._woken(mine, keys)
+                if woken:
+                    ctx = self._context(info, ts)
+                    for rule in woken:
+                        self._check(rule, info, ctx)
 
     def _replay(self, info: DeviceInfo, late: list[Reading], mine: dict[str, list[Rule]]) -> None:
         """Check the stateless rules that late readings wake as of their time, then again on
@@ -244,11 +247,14 @@ class Hub:
         for r in late:
             then[r.key] = (r.ts, r.value)
         woken = [r for r in self._woken(mine, {r.key for r in late}) if not r.stateful]
+        if not woken:
+            return
+        ctx = self._context(info, ts, then)
         for rule in woken:
-            self._check(rule, info, ts, view=then)
-        now = max(v[0] for v in latest.values())
+            self._check(rule, info, ctx)
+        ctx = self._context(info, max(v[0] for v in latest.values()))
         for rule in woken:
-            self._check(rule, info, now)
+            self._check(rule, info, ctx)
 
     @staticmethod
     def _woken(mine: dict[str, list[Rule]], keys: set[str]) -> list[Rule]:
@@ -298,39 +304,34 @@ class Hub:
                 return hit
         return True
 
-    def _check(
-        self,
-        rule: Rule,
-        info: DeviceInfo,
-        now: int,
-        *,
-        scoped: bool = True,
-        view: Latest | None = None,
-    ) -> None:
-        if not scoped and not self._in_scope(rule, info):
-            return
-        key = (rule.id, info.id)
-        state = self._state.get(key)
-        if state is None:
-            state = self._state[key] = {"active": False}
-        before = orjson.dumps(state) if rule.stateful else b""
+    def _context(self, info: DeviceInfo, now: int, view: Latest | None = None) -> Context:
+        """What the device's rules see at ``now``: its values (or ``view``), its pole; built
+        once per device and time, and handed to each rule with the rule's own state."""
         pole = self.directory.pole_of(info)
-        latest = self._values.get(info.id, {}) if view is None else view
-        ctx = Context(
-            values=latest,
+        return Context(
+            values=self._values.get(info.id, {}) if view is None else view,
             now=now,
-            state=state,
+            state={},
             seen=self._seen.get(info.id),
             lat=None if pole is None else pole.lat,
             lon=None if pole is None else pole.lon,
             tz=self.tz,
         )
+
+    def _check(self, rule: Rule, info: DeviceInfo, ctx: Context) -> None:
+        key = (rule.id, info.id)
+        state = self._state.get(key)
+        if state is None:
+            state = self._state[key] = {"active": False}
+        before = orjson.dumps(state) if rule.stateful else b""
+        ctx.state = state
         self.evaluated += 1
         holds = rule.condition.test(ctx)
         if holds != state["active"]:
             state["active"] = holds
+            latest = ctx.values
             values = {k: latest[k][1] for k in rule.keys if k in latest}
-            self.actor.put(Transition(rule, info, holds, now, values))
+            self.actor.put(Transition(rule, info, holds, ctx.now, values))
             self._dirty.add(key)
         elif rule.stateful and orjson.dumps(state) != before:
             self._dirty.add(key)
@@ -348,13 +349,18 @@ class Hub:
     def check_timed(self, now: int) -> None:
         """Evaluate every rule that time alone can change, for every device in its scope."""
         d = self.directory
+        contexts: dict[int, Context] = {}
         for rule in self._timed:
             kinds = rule.scope.kinds or d.by_kind.keys()
             for kind in kinds:
                 for device_id in d.by_kind.get(kind, ()):
                     info = d.devices.get(device_id)
-                    if info is not None:
-                        self._check(rule, info, now, scoped=False)
+                    if info is None or not self._in_scope(rule, info):
+                        continue
+                    ctx = contexts.get(device_id)
+                    if ctx is None:
+                        ctx = contexts[device_id] = self._context(info, now)
+                    self._check(rule, info, ctx)
 
     # -- rules -------------------------------------------------------------------------------
     def check(self, tenant_id: int, is_operator: bool, body: dict[str, Any]) -> Rule:

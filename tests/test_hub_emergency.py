@@ -353,3 +353,20 @@ async def test_a_dark_pole_is_one_root_alarm_with_its_devices_grouped_under_it(
         )
     finally:
         await back.close()
+
+
+async def test_a_late_reading_does_not_clear_and_raise_again_an_alarm_that_stands(
+    platform: Platform, client: httpx.AsyncClient, city: City, street: Street
+) -> None:
+    cover = await make_device(client, city, "lighting", "manhole", street.pole, port=5)
+
+    async def send(ts: int, is_open: bool) -> None:
+        body = {"ts": ts, "values": {"open": is_open}}
+        r = await client.post(f"/api/v1/{cover['token']}/telemetry", json=body)
+        assert r.status_code == 200, r.text
+        await settle(platform)
+
+    await send(T0 + 2 * SEC, True)
+    await send(T0 + SEC, False)  # from before the cover was lifted, delivered late
+    [alarm] = await alarms_of(client, city, type="manhole_open")
+    assert (alarm["status"], alarm["count"], alarm["first_ts"]) == ("active_unack", 1, T0 + 2 * SEC)

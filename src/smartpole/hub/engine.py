@@ -235,8 +235,9 @@ class Hub:
                         self._check(rule, info, ctx)
 
     def _replay(self, info: DeviceInfo, late: list[Reading], mine: dict[str, list[Rule]]) -> None:
-        """Check the stateless rules that late readings wake as of their time, then again on
-        the latest values (a press reported after its release still raises, then clears).
+        """Check the stateless rules that late readings wake and that do not hold now, as of the
+        readings' time, then again on the latest values (a press reported after its release
+        still raises, then clears).
 
         Rules with durations, rates or missing data are left to the latest values: their
         state counts forward in time, and a reading from its past would restart it.
@@ -246,7 +247,13 @@ class Hub:
         then = dict(latest)
         for r in late:
             then[r.key] = (r.ts, r.value)
-        woken = [r for r in self._woken(mine, {r.key for r in late}) if not r.stateful]
+        # Only rules not holding now: a late reading can show an event that was missed, but
+        # must not clear and raise again an alarm that stands.
+        woken = [
+            r
+            for r in self._woken(mine, {r.key for r in late})
+            if not r.stateful and not self._state.get((r.id, info.id), {}).get("active")
+        ]
         if not woken:
             return
         ctx = self._context(info, ts, then)

@@ -181,8 +181,8 @@ class Hub:
         values, then the rules woken by their keys are checked at that time. So a press that
         a late batch carries between two releases is seen, and durations count from the
         readings' own times. A reading older than the latest of its key (it arrived after a
-        newer one) is replayed over the latest values for the stateless rules it wakes, then
-        those rules are checked again against the latest values.
+        newer one) is replayed over the latest values for the stateless rules it wakes that do
+        not hold now, then those rules are checked again against the latest values.
         """
         for device_id, ts in seen.items():
             if ts > self._seen.get(device_id, 0):

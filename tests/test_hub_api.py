@@ -162,6 +162,9 @@ def test_cli_alarm_commands_end_with_a_clear_error(database: Database, tmp_path:
     r = runner.invoke(cli_app, ["alarm", "list", "--json", *url], env=env)
     assert r.exit_code == 0, r.output
     assert orjson.loads(r.stdout) == []
+    r = runner.invoke(cli_app, ["alarm", "list", "--active", "--roots", *url], env=env)
+    assert r.exit_code == 0, r.output
+    assert "grouped" in r.output
     r = runner.invoke(cli_app, ["alarm", "ack", "999", *url], env=env)
     assert r.exit_code == 1
     assert "error:" in r.output

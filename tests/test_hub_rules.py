@@ -11,7 +11,8 @@ import pytest
 from smartpole.errors import InvalidInput
 from smartpole.hub.aqi import iaqi, level
 from smartpole.hub.conditions import Context
-from smartpole.hub.rules import compile_rule, default_rules, parse_duration
+from smartpole.hub.rule_body import compile_rule, parse_duration
+from smartpole.hub.rules import default_rules
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

@@ -43,6 +43,14 @@ class AlarmOut(BaseModel):
     acked_ts: int | None
     cleared_ts: int | None
     pole_id: int | None = Field(description="the pole it propagates to")
+    root_id: int | None = Field(
+        None, description="the root alarm this one is grouped under (its pole's, when dark)"
+    )
+    latch: bool = Field(False, description="stays active until acknowledged")
+    released_ts: int | None = Field(
+        None, description="latched and unacknowledged: when its rule stopped holding (ms)"
+    )
+    children: int = Field(0, description="alarms grouped under this one that the caller sees")
 
     @classmethod
     def of(cls, alarm: Alarm) -> AlarmOut:
@@ -88,6 +96,13 @@ def list_alarms(
     assignee: str | None = None,
     since: Annotated[int | None, Query(description="last occurrence at or after (ms)")] = None,
     until: Annotated[int | None, Query(description="last occurrence before (ms)")] = None,
+    roots: Annotated[
+        bool, Query(description="only root alarms: those grouped under no other (one per problem)")
+    ] = False,
+    root_id: Annotated[
+        int | None,
+        Query(ge=1, le=2**31 - 1, description="only the alarms grouped under this one"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[AlarmOut]:
@@ -105,6 +120,8 @@ def list_alarms(
         assignee=assignee,
         since=since,
         until=until,
+        roots=roots,
+        root_id=root_id,
     )
     return [AlarmOut.of(a) for a in p.hub.alarms.list(who, f, limit=limit, offset=offset)]
 

@@ -141,6 +141,9 @@ def rule_import(
 def alarm_list(
     active: Annotated[bool, typer.Option("--active", help="Only active alarms.")] = False,
     type: Annotated[str | None, typer.Option("--type", help="Only of this type.")] = None,
+    roots: Annotated[
+        bool, typer.Option("--roots", help="Only root alarms: one per problem (a dark pole).")
+    ] = False,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
     tenant: Tenant = "city",
     data_dir: DataDir = None,
@@ -151,12 +154,12 @@ def alarm_list(
     status = [s for s in AlarmStatus if s.active] if active else None
     with command_platform(data_dir, db) as p:
         rows = p.hub.alarms.list(
-            _who(p, tenant), AlarmFilter(status=status, type=type), limit=limit
+            _who(p, tenant), AlarmFilter(status=status, type=type, roots=roots), limit=limit
         )
     if json:
         print_json([a.to_dict() for a in rows])
         return
-    table = Table("id", "type", "severity", "status", "originator", "count", "last")
+    table = Table("id", "type", "severity", "status", "originator", "count", "last", "grouped")
     for a in rows:
         table.add_row(
             str(a.id),
@@ -166,6 +169,7 @@ def alarm_list(
             f"{a.originator_type} {a.originator_id}",
             str(a.count),
             str(a.last_ts),
+            str(a.children) if a.root_id is None else f"under {a.root_id}",
         )
     console.print(table)
 

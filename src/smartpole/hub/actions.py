@@ -164,6 +164,7 @@ class Actor:
                 ts=t.ts,
                 pole_id=t.device.pole_id,
                 propagate=action.propagate,
+                latch=action.latch,
             )
         if not action.clear:
             return None
@@ -211,9 +212,12 @@ class Actor:
                     action.params,
                     oneway=True,
                     persistent=action.persistent,
+                    # counted from now: the hub may learn of the event late (a gateway's backlog)
+                    expiration_ms=action.expires_ms if action.persistent else None,
                 )
             except SmartpoleError as err:
-                # An offline lamp must not stop the others; the command row records it.
+                # A lamp that fails (or, non-persistent, is offline) must not stop the others;
+                # the command row records it.
                 log.info("rule %r: command to device %s: %s", rule.name, device_id, err.detail)
             except Exception:
                 log.exception("rule %r: command to device %s failed", rule.name, device_id)

@@ -8,6 +8,11 @@ same row's count instead of racing.
 
 An alarm is seen by every tenant it is propagated to: always the owner of its originator, plus
 whoever a rule names (the police for an SOS). The city operator sees every alarm.
+
+A *latching* alarm (an SOS) stays active until someone acknowledges it: the rule's clear is
+remembered (``released_ts``) and takes effect with the acknowledgement. An alarm may be grouped
+under a *root* alarm (``root_id``: the devices' offline alarms under their dark pole's), so that
+one problem is one alarm in a listing of roots, with its children counted.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from smartpole.registry.access import Principal
 from smartpole.store.database import now_ms, upsert
 
 __all__ = [
+    "ACTIVE",
     "Alarm",
     "AlarmChange",
     "AlarmFilter",
@@ -38,6 +44,7 @@ __all__ = [
     "Alarms",
     "ChangeListener",
     "Severity",
+    "alarm_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -96,6 +103,10 @@ class Alarm:
     cleared_ts: int | None
     acked_ts: int | None
     pole_id: int | None = None
+    root_id: int | None = None  # the alarm this one is grouped under
+    latch: bool = False  # stays active until acknowledged
+    released_ts: int | None = None  # latched: when its rule stopped holding
+    children: int = 0  # alarms grouped under this one (that the reader sees)
 
     def to_dict(self) -> dict[str, Any]:
         """The alarm as JSON-ready values (API, WebSocket, webhooks)."""
@@ -115,6 +126,10 @@ class Alarm:
             "cleared_ts": self.cleared_ts,
             "acked_ts": self.acked_ts,
             "pole_id": self.pole_id,
+            "root_id": self.root_id,
+            "latch": self.latch,
+            "released_ts": self.released_ts,
+            "children": self.children,
         }
 
 
@@ -140,12 +155,15 @@ class AlarmFilter:
     assignee: str | None = None
     since: int | None = None
     until: int | None = None
+    roots: bool = False  # only alarms grouped under no other
+    root_id: int | None = None  # only the alarms grouped under this one
 
 
 ChangeListener = Callable[[AlarmChange], Awaitable[None] | None]
 
 
-def _alarm(row: Any) -> Alarm:
+def alarm_of(row: Any) -> Alarm:
+    """An alarm from its table row (with ``children`` when the query counted them)."""
     m = row._mapping
     return Alarm(
         id=m["id"],
@@ -163,6 +181,10 @@ def _alarm(row: Any) -> Alarm:
         cleared_ts=m["cleared_ts"],
         acked_ts=m["acked_ts"],
         pole_id=m["pole_id"],
+        root_id=m["root_id"],
+        latch=bool(m["latch"]),
+        released_ts=m["released_ts"],
+        children=m["children"] if "children" in m else 0,
     )
 
 
@@ -197,11 +219,13 @@ class Alarms:
         ts: int | None = None,
         pole_id: int | None = None,
         propagate: Iterable[int] = (),
+        latch: bool = False,
     ) -> Alarm:
         """Raise an alarm, or bump the count of the active one of this (originator, type).
 
-        A repeat raise updates severity, details and last occurrence; ``propagate`` adds
-        tenants that see the alarm besides ``tenant_id`` (the originator's owner).
+        A repeat raise updates severity, details and last occurrence (and takes back a latched
+        alarm's pending clear); ``propagate`` adds tenants that see the alarm besides
+        ``tenant_id`` (the originator's owner); ``latch`` keeps it active until acknowledged.
         """
         alarm, new, tenants = await asyncio.to_thread(
             self.raise_sync,
@@ -214,6 +238,7 @@ class Alarms:
             ts=ts,
             pole_id=pole_id,
             propagate=propagate,
+            latch=latch,
         )
         await self._tell(AlarmChange(alarm, "raised" if new else "updated", tenants))
         return alarm
@@ -230,6 +255,7 @@ class Alarms:
         ts: int | None = None,
         pole_id: int | None = None,
         propagate: Iterable[int] = (),
+        latch: bool = False,
     ) -> tuple[Alarm, bool, tuple[int, ...]]:
         """Blocking raise (one upsert statement): the alarm, whether it is new, its tenants."""
         _check(originator_type, type)
@@ -246,6 +272,7 @@ class Alarms:
             "first_ts": ts,
             "last_ts": ts,
             "count": 1,
+            "latch": latch,
         }
         stmt = self._insert(alarms).values(**values)
         stmt = stmt.on_conflict_do_update(
@@ -258,12 +285,13 @@ class Alarms:
                 else func.greatest(alarms.c.last_ts, stmt.excluded.last_ts),
                 "severity": stmt.excluded.severity,
                 "details": stmt.excluded.details,
+                "released_ts": None,  # raised again: a pending clear no longer stands
             },
         ).returning(*alarms.c)
         tenants = sorted({tenant_id, *propagate})
         with self.engine.begin() as conn:
             row = conn.execute(stmt).one()
-            alarm = _alarm(row)
+            alarm = alarm_of(row)
             conn.execute(
                 self._insert(alarm_tenants)
                 .values([{"alarm_id": alarm.id, "tenant_id": t} for t in tenants])
@@ -284,13 +312,24 @@ class Alarms:
         details: dict[str, Any] | None = None,
         ts: int | None = None,
     ) -> Alarm | None:
-        """Clear the active alarm of this (originator, type); None when there is none."""
+        """Clear the active alarm of this (originator, type); None when there is none.
+
+        A latched alarm nobody acknowledged yet is not cleared: the clear is remembered
+        (``released_ts``) and done by the acknowledgement.
+        """
         where = and_(
             alarms.c.originator_type == originator_type,
             alarms.c.originator_id == originator_id,
             alarms.c.type == type,
             alarms.c.status.in_(ACTIVE),
         )
+        unacked_latch = and_(
+            where, alarms.c.latch.is_(True), alarms.c.status == AlarmStatus.ACTIVE_UNACK.value
+        )
+        released = {"released_ts": now_ms() if ts is None else ts}
+        held = await self._change(unacked_latch, "updated", released)
+        if held is not None:
+            return held
         return await self._change(where, "cleared", self._clear_values(details, ts))
 
     async def clear_by_id(self, who: Principal, alarm_id: int) -> Alarm:
@@ -323,19 +362,27 @@ class Alarms:
             alarms.c.id == alarm_id,
             alarms.c.status.in_((AlarmStatus.ACTIVE_UNACK.value, AlarmStatus.CLEARED_UNACK.value)),
         )
+        now = now_ms()
+        # A latched alarm whose rule stopped holding meanwhile clears with its acknowledgement.
+        released = and_(alarms.c.latch.is_(True), alarms.c.released_ts.is_not(None))
+        active_unack = alarms.c.status == AlarmStatus.ACTIVE_UNACK.value
         values = {
             "status": sqlalchemy.case(
-                (
-                    alarms.c.status == AlarmStatus.ACTIVE_UNACK.value,
-                    AlarmStatus.ACTIVE_ACK.value,
-                ),
+                (and_(active_unack, released), AlarmStatus.CLEARED_ACK.value),
+                (active_unack, AlarmStatus.ACTIVE_ACK.value),
                 else_=AlarmStatus.CLEARED_ACK.value,
             ),
-            "acked_ts": now_ms(),
+            "cleared_ts": sqlalchemy.case(
+                (and_(active_unack, released), alarms.c.released_ts), else_=alarms.c.cleared_ts
+            ),
+            "acked_ts": now,
         }
         alarm = await self._change(where, "acknowledged", values)
         if alarm is None:  # already in the wanted state
             return await asyncio.to_thread(self.get_visible, who, alarm_id)
+        if alarm.latch and alarm.released_ts is not None and alarm.cleared_ts is not None:
+            tenants = await asyncio.to_thread(self.tenants_of, alarm.id)
+            await self._tell(AlarmChange(alarm, "cleared", tenants))
         return alarm
 
     async def assign(self, who: Principal, alarm_id: int, assignee: str | None) -> Alarm:
@@ -377,7 +424,7 @@ class Alarms:
         """The alarm with this id, whoever sees it; None when there is none."""
         with self.engine.connect() as conn:
             row = conn.execute(select(alarms).where(alarms.c.id == alarm_id)).first()
-        return None if row is None else _alarm(row)
+        return None if row is None else alarm_of(row)
 
     def active(self, originator_type: str, originator_id: int, type: str) -> Alarm | None:
         """The active alarm of this (originator, type), if any."""
@@ -389,7 +436,7 @@ class Alarms:
         )
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
-        return None if row is None else _alarm(row)
+        return None if row is None else alarm_of(row)
 
     @staticmethod
     def _visible(who: Principal) -> Any:
@@ -399,14 +446,29 @@ class Alarms:
             select(alarm_tenants.c.alarm_id).where(alarm_tenants.c.tenant_id == who.tenant_id)
         )
 
+    @staticmethod
+    def _children(who: Principal) -> Any:
+        """How many alarms that the caller sees are grouped under each row's alarm."""
+        child = alarms.alias("child")
+        q = select(func.count()).where(child.c.root_id == alarms.c.id)
+        if not who.is_operator:
+            q = q.where(
+                child.c.id.in_(
+                    select(alarm_tenants.c.alarm_id).where(
+                        alarm_tenants.c.tenant_id == who.tenant_id
+                    )
+                )
+            )
+        return q.scalar_subquery().label("children")
+
     def get_visible(self, who: Principal, alarm_id: int) -> Alarm:
         """The alarm if the caller's tenant sees it; NotFound otherwise."""
-        q = select(alarms).where(alarms.c.id == alarm_id, self._visible(who))
+        q = select(alarms, self._children(who)).where(alarms.c.id == alarm_id, self._visible(who))
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
         if row is None:
             raise NotFound(f"alarm {alarm_id} not found", alarm_id=alarm_id)
-        return _alarm(row)
+        return alarm_of(row)
 
     def tenants_of(self, alarm_id: int) -> tuple[int, ...]:
         """Every tenant the alarm is propagated to."""
@@ -440,19 +502,23 @@ class Alarms:
                     and_(alarms.c.originator_type == "pole", alarms.c.originator_id == f.pole_id),
                 )
             )
+        if f.roots:
+            conds.append(alarms.c.root_id.is_(None))
+        if f.root_id is not None:
+            conds.append(alarms.c.root_id == f.root_id)
         if f.since is not None:
             conds.append(alarms.c.last_ts >= f.since)
         if f.until is not None:
             conds.append(alarms.c.last_ts < f.until)
         q = (
-            select(alarms)
+            select(alarms, self._children(who))
             .where(*conds)
             .order_by(alarms.c.last_ts.desc(), alarms.c.id.desc())
             .limit(limit)
             .offset(offset)
         )
         with self.engine.connect() as conn:
-            return [_alarm(r) for r in conn.execute(q)]
+            return [alarm_of(r) for r in conn.execute(q)]
 
     def count_active(self) -> int:
         """How many alarms are active in the whole city."""
@@ -481,7 +547,7 @@ class Alarms:
             first = row.first()
             if first is None:
                 return None
-            alarm = _alarm(first)
+            alarm = alarm_of(first)
             q = select(alarm_tenants.c.tenant_id).where(alarm_tenants.c.alarm_id == alarm.id)
             return alarm, tuple(sorted(conn.execute(q).scalars()))
 

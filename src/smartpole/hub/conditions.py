@@ -1,7 +1,9 @@
 """Conditions of a rule and their evaluation against one device's latest values.
 
 A condition is a small tree: thresholds, rates, missing data and time windows at the leaves,
-``all``/``any``/``not`` above them, and ``for`` (hold for a duration) on any node. Evaluation is
+``all``/``any``/``not`` above them, ``for`` (hold for a duration) and ``hold`` (keep holding
+for a while after it stops) on any node. A threshold may have a separate ``clear`` value
+(hysteresis): once it holds, it stops only when the value crosses back past ``clear``. Evaluation is
 pure: the caller passes the device's values, the time and a per-(rule, device) state dict in
 which stateful nodes (``for``, rates) keep what must survive between batches and restarts.
 """
@@ -27,6 +29,7 @@ __all__ = [
     "Condition",
     "Context",
     "For",
+    "Hold",
     "Missing",
     "Not",
     "Rate",
@@ -102,12 +105,17 @@ def compare(op: str, left: Value, right: Any) -> bool:
 
 @dataclass
 class Threshold(Condition):
-    """``key op value``; ``aqi`` compares the pollutant's individual AQI (HJ 633-2012)."""
+    """``key op value``; ``aqi`` compares the pollutant's individual AQI (HJ 633-2012).
+
+    With ``clear`` (hysteresis), once the threshold holds it keeps holding while
+    ``key op clear`` does: ``water_level >= 15, clear 12`` raises at 15 and ends below 12.
+    """
 
     key: str
     op: str
     value: Any
     aqi: bool = False
+    clear: Any = None
     id: str = ""
 
     def keys(self) -> set[str]:
@@ -125,7 +133,15 @@ class Threshold(Condition):
             if x is None:
                 return False
             value = iaqi(self.key, x)
-        return compare(self.op, value, self.value)
+        if self.clear is None:
+            return compare(self.op, value, self.value)
+        mine = ctx.state.setdefault(self.id, {})
+        holds = compare(self.op, value, self.clear if mine.get("on") else self.value)
+        if holds:
+            mine["on"] = True
+        else:
+            mine.pop("on", None)
+        return holds
 
 
 @dataclass
@@ -212,6 +228,38 @@ class For(Condition):
             return False
         since = mine.setdefault("since", ctx.now)
         return bool(ctx.now - since >= self.ms)
+
+
+@dataclass
+class Hold(Condition):
+    """``inner`` held, and has not stopped holding for ``ms`` yet: a minimum hold that keeps a
+    flapping condition (water at the mark, a loose contact) from clearing and raising again."""
+
+    inner: Condition
+    ms: int
+    id: str = ""
+    timed: bool = True
+
+    def keys(self) -> set[str]:
+        """The inner condition's keys."""
+        return self.inner.keys()
+
+    def test(self, ctx: Context) -> bool:
+        """Remembers whether it holds and since when the inner condition does not, in the
+        state (written only on those changes, not on every reading)."""
+        mine = ctx.state.setdefault(self.id, {})
+        if self.inner.test(ctx):
+            if mine.get("off") is not None or not mine.get("on"):
+                mine.clear()
+                mine["on"] = True
+            return True
+        if not mine.get("on"):
+            return False
+        off = mine.setdefault("off", ctx.now)
+        if ctx.now - off < self.ms:
+            return True
+        mine.clear()
+        return False
 
 
 @dataclass
@@ -345,14 +393,19 @@ def number_tree(root: Condition) -> Condition:
 def _children(node: Condition) -> list[Condition]:
     if isinstance(node, All | Any_):
         return node.parts
-    if isinstance(node, Not | For):
+    if isinstance(node, Not | For | Hold):
         return [node.inner]
     return []
 
 
 def has_state(root: Condition) -> bool:
-    """Whether some node keeps state between evaluations (durations, rates, missing data)."""
-    return isinstance(root, For | Rate | Missing) or any(has_state(c) for c in _children(root))
+    """Whether some node keeps state between evaluations (durations, holds, rates, missing
+    data, thresholds with a clear value)."""
+    return (
+        isinstance(root, For | Hold | Rate | Missing)
+        or (isinstance(root, Threshold) and root.clear is not None)
+        or any(has_state(c) for c in _children(root))
+    )
 
 
 def is_timed(root: Condition) -> bool:

@@ -2,11 +2,13 @@
 
 The pipeline calls :meth:`Hub.on_batch` after each commit, inside its writer task, so that call
 only keeps the readings some rule reads (a set lookup per reading) and queues them. The hub's
-own task evaluates: rules are indexed by (device kind, key), each candidate rule is checked
-against the device's latest values, and a rule that starts or stops holding becomes a
-:class:`~smartpole.hub.actions.Transition` for the actor's task. A timer evaluates the rules
-that time alone can change (``for``, missing data, time windows), writes changed rule state
-(so durations survive a restart) and picks up rules changed by another process.
+own task evaluates: rules are indexed by (device kind, key); a device's readings are taken in
+timestamp order, and at each of their times the rules their keys wake are checked against the
+device's values as of then (so a burst or a late batch is seen as it happened); a rule that
+starts or stops holding becomes a :class:`~smartpole.hub.actions.Transition` for the actor.
+A timer evaluates the rules that time alone can change (``for``, missing data, time windows),
+writes changed rule state (so durations survive a restart) and picks up rules changed by
+another process.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from smartpole.hub.actions import Actor, Commander, Transition, WorkOrderOpener
 from smartpole.hub.alarms import Alarms
 from smartpole.hub.conditions import Context
 from smartpole.hub.directory import DeviceInfo, Directory
-from smartpole.hub.rules import Rule, RuleStore, compile_rule
+from smartpole.hub.outages import PoleOutages
+from smartpole.hub.rule_body import compile_rule
+from smartpole.hub.rules import Rule, RuleStore
 from smartpole.hub.stream import AlarmStream
 from smartpole.hub.tables import rule_state
 from smartpole.hub.webhooks import Webhooks
@@ -42,6 +46,10 @@ DIRECTORY_REFRESH_S = 30.0
 QUEUE_BATCHES = 64  # committed batches waiting for evaluation before ingest waits
 Latest = dict[str, tuple[int, Value]]
 Kind = str | None
+
+
+def _ts(r: Reading) -> int:
+    return r.ts
 
 
 class Hub:
@@ -64,6 +72,8 @@ class Hub:
         self.alarms = Alarms(engine)
         self.stream = AlarmStream()
         self.alarms.listeners.append(self.stream.publish)
+        self.outages = PoleOutages(self.alarms)  # a dark pole: one root alarm, not six
+        self.alarms.listeners.append(self.outages.on_alarm_change)
         self.webhooks = Webhooks(engine, attempts=webhook_attempts, backoff_ms=webhook_backoff_ms)
         self.rules = RuleStore(engine, self.check)
         self.actor = Actor(self.alarms, commander, self.webhooks, work_orders)
@@ -163,8 +173,17 @@ class Hub:
 
     # -- evaluation --------------------------------------------------------------------------
     def evaluate(self, readings: list[Reading], seen: dict[int, int]) -> set[int]:
-        """Update latest values and check the rules the readings concern; return the ids of
-        devices the directory does not know (yet)."""
+        """Update latest values and check the rules the readings concern, reading by reading
+        in timestamp order per device; return the ids of devices the directory does not know
+        (yet).
+
+        Each distinct timestamp of a device is one step: its readings update the latest
+        values, then the rules woken by their keys are checked at that time. So a press that
+        a late batch carries between two releases is seen, and durations count from the
+        readings' own times. A reading older than the latest of its key (it arrived after a
+        newer one) is replayed over the latest values for the stateless rules it wakes that do
+        not hold now, then those rules are checked again against the latest values.
+        """
         for device_id, ts in seen.items():
             if ts > self._seen.get(device_id, 0):
                 self._seen[device_id] = ts
@@ -178,25 +197,82 @@ class Hub:
             if info is None:
                 unknown.add(device_id)
                 continue
-            latest = self._values[device_id]
-            now = 0
-            keys = set()
-            for r in rs:
-                old = latest.get(r.key)
-                if old is None or r.ts >= old[0]:
-                    latest[r.key] = (r.ts, r.value)
-                keys.add(r.key)
-                now = max(now, r.ts)
             mine = self._device_rules.get(device_id)
             if mine is None:
                 mine = self._device_rules[device_id] = self._rules_of(info)
-            candidates: dict[int, Rule] = {}
-            for key in (*keys, "*"):
-                for rule in mine.get(key, ()):
-                    candidates[rule.id] = rule
-            for rule in candidates.values():
-                self._check(rule, info, now)
+            if len(rs) > 1:
+                rs.sort(key=_ts)  # stable: readings of one time keep their order
+            self._evaluate_device(info, rs, mine)
         return unknown
+
+    def _evaluate_device(
+        self, info: DeviceInfo, rs: list[Reading], mine: dict[str, list[Rule]]
+    ) -> None:
+        """One device's readings, already in timestamp order, step by step."""
+        latest = self._values[info.id]
+        n = len(rs)
+        i = 0
+        while i < n:
+            ts = rs[i].ts
+            keys: set[str] = set()
+            late: list[Reading] = []
+            while i < n and rs[i].ts == ts:
+                r = rs[i]
+                old = latest.get(r.key)
+                if old is None or ts >= old[0]:
+                    latest[r.key] = (ts, r.value)
+                    keys.add(r.key)
+                else:
+                    late.append(r)
+                i += 1
+            if late:
+                self._replay(info, late, mine)
+            if keys:
+                woken = self._woken(mine, keys)
+                if woken:
+                    ctx = self._context(info, ts)
+                    for rule in woken:
+                        self._check(rule, info, ctx)
+
+    def _replay(self, info: DeviceInfo, late: list[Reading], mine: dict[str, list[Rule]]) -> None:
+        """Check the stateless rules that late readings wake and that do not hold now, as of the
+        readings' time, then again on the latest values (a press reported after its release
+        still raises, then clears).
+
+        Rules with durations, rates or missing data are left to the latest values: their
+        state counts forward in time, and a reading from its past would restart it.
+        """
+        latest = self._values[info.id]
+        ts = late[0].ts
+        then = dict(latest)
+        for r in late:
+            then[r.key] = (r.ts, r.value)
+        # Only rules not holding now: a late reading can show an event that was missed, but
+        # must not clear and raise again an alarm that stands.
+        woken = [
+            r
+            for r in self._woken(mine, {r.key for r in late})
+            if not r.stateful and not self._state.get((r.id, info.id), {}).get("active")
+        ]
+        if not woken:
+            return
+        ctx = self._context(info, ts, then)
+        for rule in woken:
+            self._check(rule, info, ctx)
+        ctx = self._context(info, max(v[0] for v in latest.values()))
+        for rule in woken:
+            self._check(rule, info, ctx)
+
+    @staticmethod
+    def _woken(mine: dict[str, list[Rule]], keys: set[str]) -> list[Rule]:
+        """The device's rules that readings of these keys wake (each once)."""
+        if len(keys) == 1 and "*" not in mine:  # the common case: no merging needed
+            return mine.get(next(iter(keys)), [])
+        candidates: dict[int, Rule] = {}
+        for key in (*keys, "*"):
+            for rule in mine.get(key, ()):
+                candidates[rule.id] = rule
+        return list(candidates.values())
 
     def _rules_of(self, info: DeviceInfo) -> dict[str, list[Rule]]:
         """The rules whose scope holds the device, by the key that wakes them (computed once
@@ -235,31 +311,34 @@ class Hub:
                 return hit
         return True
 
-    def _check(self, rule: Rule, info: DeviceInfo, now: int, *, scoped: bool = True) -> None:
-        if not scoped and not self._in_scope(rule, info):
-            return
-        key = (rule.id, info.id)
-        state = self._state.get(key)
-        if state is None:
-            state = self._state[key] = {"active": False}
-        before = orjson.dumps(state) if rule.stateful else b""
+    def _context(self, info: DeviceInfo, now: int, view: Latest | None = None) -> Context:
+        """What the device's rules see at ``now``: its values (or ``view``), its pole; built
+        once per device and time, and handed to each rule with the rule's own state."""
         pole = self.directory.pole_of(info)
-        latest = self._values.get(info.id, {})
-        ctx = Context(
-            values=latest,
+        return Context(
+            values=self._values.get(info.id, {}) if view is None else view,
             now=now,
-            state=state,
+            state={},
             seen=self._seen.get(info.id),
             lat=None if pole is None else pole.lat,
             lon=None if pole is None else pole.lon,
             tz=self.tz,
         )
+
+    def _check(self, rule: Rule, info: DeviceInfo, ctx: Context) -> None:
+        key = (rule.id, info.id)
+        state = self._state.get(key)
+        if state is None:
+            state = self._state[key] = {"active": False}
+        before = orjson.dumps(state) if rule.stateful else b""
+        ctx.state = state
         self.evaluated += 1
         holds = rule.condition.test(ctx)
         if holds != state["active"]:
             state["active"] = holds
+            latest = ctx.values
             values = {k: latest[k][1] for k in rule.keys if k in latest}
-            self.actor.put(Transition(rule, info, holds, now, values))
+            self.actor.put(Transition(rule, info, holds, ctx.now, values))
             self._dirty.add(key)
         elif rule.stateful and orjson.dumps(state) != before:
             self._dirty.add(key)
@@ -277,13 +356,18 @@ class Hub:
     def check_timed(self, now: int) -> None:
         """Evaluate every rule that time alone can change, for every device in its scope."""
         d = self.directory
+        contexts: dict[int, Context] = {}
         for rule in self._timed:
             kinds = rule.scope.kinds or d.by_kind.keys()
             for kind in kinds:
                 for device_id in d.by_kind.get(kind, ()):
                     info = d.devices.get(device_id)
-                    if info is not None:
-                        self._check(rule, info, now, scoped=False)
+                    if info is None or not self._in_scope(rule, info):
+                        continue
+                    ctx = contexts.get(device_id)
+                    if ctx is None:
+                        ctx = contexts[device_id] = self._context(info, now)
+                    self._check(rule, info, ctx)
 
     # -- rules -------------------------------------------------------------------------------
     def check(self, tenant_id: int, is_operator: bool, body: dict[str, Any]) -> Rule:

@@ -1,6 +1,7 @@
 """Tables of the hub: alarms and who sees them, rules and their state, webhooks and deliveries.
 
-Declared on the store's shared ``metadata`` so that migration 0006 and the tests see one schema.
+Declared on the store's shared ``metadata`` so that migrations 0006 and 0010 and the tests see
+one schema.
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ alarms = Table(
     Column("assignee", String(200)),
     Column("acked_ts", BigInteger),
     Column("cleared_ts", BigInteger),
+    # The alarm this one is grouped under (a device's offline alarm under its pole's): one
+    # problem shows as one root alarm, its children listed with it. Migration 0010.
+    Column("root_id", Integer),
+    # A latching alarm is not cleared by its rule until someone acknowledged it; the rule's
+    # clear waits in ``released_ts`` and takes effect with the acknowledgement.
+    Column("latch", Boolean, nullable=False, server_default="0"),
+    Column("released_ts", BigInteger),
     Index(
         "uq_alarms_active",
         "originator_type",
@@ -66,6 +74,7 @@ alarms = Table(
     ),
     Index("ix_alarms_status_last", "status", "last_ts"),
     Index("ix_alarms_pole", "pole_id"),
+    Index("ix_alarms_root", "root_id"),
 )
 
 # Every tenant an alarm is propagated to (always including the owner of its originator).

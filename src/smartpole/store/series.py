@@ -8,10 +8,12 @@ A write batch is one transaction: readings (duplicates ignored, the first one wi
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -25,16 +27,20 @@ __all__ = [
     "HOUR_MS",
     "AggPoint",
     "Aggregation",
+    "Journal",
     "Quarantined",
     "SeriesStore",
     "TimeSeries",
     "WriteBatch",
     "WriteResult",
+    "decode_partials",
     "decode_value",
+    "encode_partials",
     "encode_value",
 ]
 
 HOUR_MS = 3_600_000
+SERIES = operator.itemgetter(0, 1)  # device_id, key of a row
 log = logging.getLogger(__name__)
 Aggregation = Literal["none", "avg", "min", "max", "sum", "count"]
 AggPoint = tuple[int, float]
@@ -140,8 +146,9 @@ class TimeSeries(Protocol):
 
 # Partial aggregate: count, sum, min, max.
 _Partial = list[float]
-# A batch's newest row per series and hourly partials.
-_Derived = tuple[dict[tuple[int, str], tuple[Any, ...]], dict[tuple[int, str, int], _Partial]]
+# Newest row per series, and hourly partials per (device, key, hour).
+_Latest = dict[tuple[int, str], tuple[Any, ...]]
+_Partials = dict[tuple[int, str, int], _Partial]
 
 
 def _merge(into: _Partial, cnt: float, total: float, lo: float, hi: float) -> None:
@@ -151,11 +158,7 @@ def _merge(into: _Partial, cnt: float, total: float, lo: float, hi: float) -> No
     into[3] = max(into[3], hi)
 
 
-def _derive(
-    rows: list[tuple[Any, ...]],
-    latest: dict[tuple[int, str], tuple[Any, ...]],
-    rollups: dict[tuple[int, str, int], _Partial],
-) -> _Derived:
+def _derive(rows: list[tuple[Any, ...]], latest: _Latest, rollups: _Partials) -> None:
     """One pass over a batch into ``latest`` (newest row per series) and hourly partials."""
     for row in rows:
         device_id, key, ts, vtype, num, _ = row
@@ -174,7 +177,21 @@ def _derive(
                     p[2] = num
                 elif num > p[3]:
                     p[3] = num
-    return latest, rollups
+
+
+def encode_partials(partials: _Partials) -> bytes:
+    """A batch's hourly partials as the journal its mark carries (JSON: floats round-trip)."""
+    return orjson.dumps([[*g, *p] for g, p in partials.items()])
+
+
+def decode_partials(journal: bytes, into: _Partials) -> None:
+    """Fold a mark's journal (:func:`encode_partials`) into ``into``."""
+    for device_id, key, hour, cnt, total, lo, hi in orjson.loads(journal):
+        p = into.get((device_id, key, hour))
+        if p is None:
+            into[(device_id, key, hour)] = [cnt, total, lo, hi]
+        else:
+            _merge(p, cnt, total, lo, hi)
 
 
 def _finish(p: _Partial, agg: Aggregation) -> float:
@@ -189,17 +206,42 @@ def _finish(p: _Partial, agg: Aggregation) -> float:
     return p[1] / p[0]
 
 
+@dataclass(slots=True)
+class Journal:
+    """What one committed batch adds to the derived state, and its mark in ``derived_pending``.
+
+    ``blob`` (the hourly partials, :func:`encode_partials`) is written in the mark's row in the
+    transaction that commits the batch's readings; ``mark`` is that row's id.
+    """
+
+    latest: _Latest
+    partials: _Partials
+    min_ts: int
+    max_ts: int
+    blob: bytes
+    mark: int = 0
+
+
 class SeriesStore:
     """The write protocol and the reads shared by both engines.
 
-    A batch commits its readings (with quarantine, last-seen and a ``derived_pending`` mark) in
-    one transaction; that is what acknowledgement waits for. Latest state and hourly rollups are
-    derived data: they gather in memory and are written together every ``flush_ms`` (0 = with
-    every batch), and always before a read that uses them. After a crash the marks left behind
-    say which time range to recompute from the readings (:meth:`recover`).
+    A batch commits its new readings, quarantine, last-seen and a ``derived_pending`` mark in
+    one transaction; that is what acknowledgement waits for. The mark journals the batch's
+    hourly partials (count, sum, min, max per device, key and hour). Latest state and rollups
+    are derived data: they gather in memory and are written every ``flush_ms`` (0 = with every
+    batch), and always before a read that uses them.
 
-    Engines implement ``_commit_readings`` (which tells which rows of a batch were new when
-    some were not), ``_flush_derived`` and ``_recover``.
+    One rule keeps the rollups exact with any number of nodes crashing at any time: **a mark's
+    partials are added to the rollups by whoever deletes the mark, in the same transaction**.
+    A flush deletes its node's marks and adds, for each mark it deleted, the partials it holds
+    in memory, or the journalled ones for a mark it does not know (its process crashed, or a
+    commit whose answer was lost landed after all). A mark someone else deleted first (another
+    node adopting this one's marks, or a flush whose commit was retried) is not counted again.
+    Nothing is ever recounted from the readings table, which may hold readings that another
+    node has committed but not yet flushed.
+
+    Engines implement ``_transaction``, ``_commit_readings`` (which stores the mark via
+    :meth:`_journal`), ``_take_marks`` and ``_apply_derived``.
     """
 
     def __init__(
@@ -215,9 +257,8 @@ class SeriesStore:
         self.flush_ms = flush_ms
         self.node = node[:64]
         self._write_lock = threading.Lock()
-        self._pending_latest: dict[tuple[int, str], tuple[Any, ...]] = {}
-        self._pending_rollups: dict[tuple[int, str, int], _Partial] = {}
-        self._pending_mark: int | None = None
+        self._pending_latest: _Latest = {}
+        self._pending_partials: dict[int, _Partials] = {}  # mark id -> its batch's partials
         self._last_flush = time.monotonic()
         self._conn: Any = None  # the writer's pooled DBAPI connection (engines open it)
 
@@ -235,56 +276,128 @@ class SeriesStore:
         """Commit one batch's readings in one transaction (one writer at a time)."""
         with self._write_lock:
             rows = self._rows(batch.readings)
-            inserted, mark, fresh = self._commit_readings(rows, batch)
-            if rows:
-                self._gather(rows if fresh is None else fresh, mark)
+            inserted, journal = self._commit_readings(rows, batch)
+            if journal is not None:
+                self._gather(journal)
             if self.flush_ms == 0 or time.monotonic() - self._last_flush >= self.flush_ms / 1000:
                 try:
                     self._flush()
                 except Exception:
-                    # The readings are committed; their derived state waits for the next flush
-                    # (or for recovery, which the marks make possible).
+                    # The readings and their marks are committed; the derived state waits for
+                    # the next flush (or for whoever settles the marks).
                     log.exception("flushing latest state and rollups failed; will retry")
             return WriteResult(inserted, len(rows) - inserted, len(batch.quarantined))
 
-    def _gather(self, rows: list[tuple[Any, ...]], mark: int | None) -> None:
-        """Fold the rows a batch really inserted into the pending latest state and rollups."""
-        _derive(rows, self._pending_latest, self._pending_rollups)
-        self._pending_mark = mark
+    @staticmethod
+    def _journal(new: list[tuple[Any, ...]]) -> Journal:
+        """The derived state of the rows a batch really inserted, with its journal."""
+        latest: _Latest = {}
+        partials: _Partials = {}
+        _derive(new, latest, partials)
+        stamps = [r[2] for r in new]
+        return Journal(latest, partials, min(stamps), max(stamps), encode_partials(partials))
+
+    def _gather(self, journal: Journal) -> None:
+        """Hold a committed batch's derived state until the flush settles its mark."""
+        pending = self._pending_latest
+        for series, row in journal.latest.items():
+            old = pending.get(series)
+            if old is None or row[2] > old[2]:
+                pending[series] = row
+        self._pending_partials[journal.mark] = journal.partials
 
     def flush(self) -> None:
         """Write the gathered latest state and rollups now."""
         with self._write_lock:
             self._flush()
 
-    def _flush(self) -> None:
-        if not self._pending_latest and not self._pending_rollups and self._pending_mark is None:
-            return
-        rollups = [(*g, int(p[0]), p[1], p[2], p[3]) for g, p in self._pending_rollups.items()]
-        self._flush_derived(list(self._pending_latest.values()), rollups, self._pending_mark)
+    def _flush(self, force: bool = False) -> int:
+        if not force and not self._pending_latest and not self._pending_partials:
+            return 0
+        adopted = self._settle(self.node, self._pending_partials, self._pending_latest)
         self._pending_latest.clear()
-        self._pending_rollups.clear()
-        self._pending_mark = None
+        self._pending_partials.clear()
         self._last_flush = time.monotonic()
+        return adopted
 
-    def recover(self) -> int:
-        """Recompute latest state and rollups left unwritten by a crash; return marks cleared."""
+    def _settle(self, node: str, known: dict[int, _Partials], latest: _Latest) -> int:
+        """Delete ``node``'s marks and add their partials to the rollups, in one transaction.
+
+        ``known`` holds the partials of the marks this writer committed; any other mark is
+        settled from its journal (and its readings' latest state from the readings table).
+        Returns how many marks were settled from their journal.
+        """
+        with self._transaction() as cur:
+            taken = self._take_marks(cur, node, list(known))
+            totals: _Partials = {}
+            since: int | None = None
+            adopted = 0
+            for mark, min_ts, blob in taken:
+                own = known.get(mark)
+                if own is not None and len(taken) == 1:
+                    totals = own  # the usual flush of one batch: nothing to merge
+                elif own is not None:
+                    for g, p in own.items():
+                        q = totals.get(g)
+                        if q is None:
+                            totals[g] = list(p)
+                        else:
+                            _merge(q, *p)
+                elif blob is not None:
+                    decode_partials(blob, totals)
+                    adopted += 1
+                    since = min_ts if since is None else min(since, min_ts)
+            # sorted, so that two nodes updating the same rows take their locks in one order
+            rollups = sorted((*g, int(p[0]), p[1], p[2], p[3]) for g, p in totals.items())
+            self._apply_derived(cur, sorted(latest.values(), key=SERIES), rollups, since)
+        if adopted:
+            log.warning("settled %d unflushed batches of node %r from their journal", adopted, node)
+        return adopted
+
+    def recover(self, node: str | None = None) -> int:
+        """Settle the marks a crash left unflushed; return how many were settled.
+
+        Without ``node``, this node's own (what a starting node does; the engine also readies
+        itself, e.g. PostgreSQL creates this and next month's partitions). With ``node``,
+        another node's: its marks are adopted, which is exact even if that node is still
+        running (whoever deletes a mark counts it).
+        """
         with self._write_lock:
-            return self._recover()
+            if node is None or node == self.node:
+                self._prepare()
+                return self._flush(force=True)
+            return self._settle(node[:64], {}, {})
+
+    def _prepare(self) -> None:
+        """Ready the engine for a starting node (nothing by default)."""
+
+    def _transaction(self) -> AbstractContextManager[Any]:
+        """A cursor in one transaction of the writer's connection: committed, or rolled back."""
+        raise NotImplementedError
 
     def _commit_readings(
         self, rows: list[tuple[Any, ...]], batch: WriteBatch
-    ) -> tuple[int, int | None, list[tuple[Any, ...]] | None]:
-        """Commit the rows; return how many were new, the batch's mark, and the new rows
-        themselves when some were duplicates and the engine can tell which (else None)."""
+    ) -> tuple[int, Journal | None]:
+        """Commit the rows, with a mark journalling the new ones (:meth:`_journal`), in one
+        transaction; return how many were new and their journal (None if none were)."""
         raise NotImplementedError
 
-    def _flush_derived(
-        self, latest: list[tuple[Any, ...]], rollups: list[tuple[Any, ...]], mark: int | None
+    def _take_marks(
+        self, cur: Any, node: str, known: list[int]
+    ) -> list[tuple[int, int, bytes | None]]:
+        """Delete ``node``'s marks; return ``(id, min_ts, journal)`` of each deleted (the
+        journal may be None for the ``known`` ids, whose partials the caller holds)."""
+        raise NotImplementedError
+
+    def _apply_derived(
+        self,
+        cur: Any,
+        latest: list[tuple[Any, ...]],
+        rollups: list[tuple[Any, ...]],
+        since: int | None,
     ) -> None:
-        raise NotImplementedError
-
-    def _recover(self) -> int:
+        """Upsert latest rows (newer wins), add rollup partials, and when ``since`` is given
+        recompute latest state from the readings from ``since`` on (newer wins: idempotent)."""
         raise NotImplementedError
 
     @staticmethod

@@ -5,6 +5,7 @@ without a race."""
 from __future__ import annotations
 
 import random
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,8 @@ from sqlalchemy import text
 
 from smartpole.config import Settings
 from smartpole.model.types import Reading
-from smartpole.store import Database, SeriesStore, WriteBatch, open_series
+from smartpole.store import Database, SeriesStore, WriteBatch, now_ms, open_series
+from smartpole.store.postgres import month_bounds
 
 BASE = 1_764_000_000_000  # 2025-11-24
 HOUR = 3_600_000
@@ -210,3 +212,78 @@ def test_the_upgrade_settles_marks_a_crash_left_before_it(
         assert rows(db, "SELECT COUNT(*) FROM derived_pending") == [(0,)]
     finally:
         db.dispose()
+
+
+NEXT_MONTH = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a month no batch has reached yet
+
+
+def wait_for(what: Callable[[], bool], seconds: float = 20.0) -> None:
+    """Poll ``what`` until it holds, or fail after ``seconds``."""
+    done = threading.Event()
+    for _ in range(int(seconds / 0.02)):
+        if what():
+            return
+        done.wait(0.02)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+def test_two_nodes_reaching_a_new_month_at_once_both_commit(database: Database) -> None:
+    a = open_series(database, node="a")
+    b = open_series(database, node="b")
+    errors: list[BaseException] = []
+
+    def first_batch_of_the_month(store: SeriesStore, device_id: int) -> None:
+        try:
+            store.write(WriteBatch(readings=[Reading(device_id, "power", NEXT_MONTH, 1.0)]))
+        except BaseException as err:
+            errors.append(err)
+
+    # Hold the readings table so that both nodes reach the partition DDL before either runs
+    # it: the widest the race can be, made certain instead of left to the scheduler.
+    with database.engine.connect() as holder:
+        holder.execute(text("LOCK TABLE readings IN ACCESS EXCLUSIVE MODE"))
+        threads = [
+            threading.Thread(target=first_batch_of_the_month, args=(store, i))
+            for i, store in enumerate((a, b), start=1)
+        ]
+        for t in threads:
+            t.start()
+        waiting = text(
+            "SELECT COUNT(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+
+        def both_wait() -> bool:
+            # the activity view is a snapshot per transaction: take a fresh one each time
+            holder.execute(text("SELECT pg_stat_clear_snapshot()"))
+            return holder.execute(waiting).scalar_one() == 2
+
+        try:
+            wait_for(both_wait)
+        finally:
+            holder.rollback()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert rows(database, "SELECT device_id FROM readings ORDER BY 1") == [(1,), (2,)]
+    a.close()
+    b.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+def test_a_starting_node_creates_this_and_next_months_partitions(database: Database) -> None:
+    store = open_series(database, node="a")
+    store.recover()
+    with database.engine.connect() as conn:
+        names = set(
+            conn.execute(
+                text("SELECT relname FROM pg_class WHERE relname LIKE 'readings\\_%'")
+            ).scalars()
+        )
+    store.close()
+
+    this, _, hi = month_bounds(now_ms())
+    assert {this, month_bounds(hi)[0]} <= names

@@ -1,7 +1,9 @@
 """The PostgreSQL engine's write path: COPY into a staging table, one transaction per batch.
 
-Readings are partitioned by month of ``ts``; a partition is created the first time a batch
-needs it.
+Readings are partitioned by month of ``ts``. Partitions are created ahead of need: this and next
+month's when a node starts, and the month after a batch's newest month when a batch first
+reaches it, under an advisory lock so that nodes starting or crossing a month boundary together
+do not race (and a partition someone else created counts as done).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from smartpole.store.database import Database
+from smartpole.store.database import Database, now_ms
 from smartpole.store.series import Journal, SeriesStore, WriteBatch
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,9 @@ TAKE_MARKS = (
     "DELETE FROM derived_pending WHERE node = %s"
     " RETURNING id, min_ts, CASE WHEN id = ANY(%s) THEN NULL ELSE journal END"
 )
+# Any constant will do, as long as it is only ever used for this: the key of the lock that
+# serialises partition DDL across nodes.
+PARTITION_LOCK = 0x5350_0001
 UPSERT_LATEST = """
 INSERT INTO latest AS l (device_id, key, ts, vtype, num, txt)
 SELECT * FROM unnest(%s::int[], %s::text[], %s::bigint[], %s::smallint[], %s::float8[],
@@ -105,14 +110,22 @@ class PostgresSeries(SeriesStore):
             self._conn = self.db.engine.raw_connection()
         return self._conn.driver_connection
 
-    def _ensure_partitions(self, first: int, last: int) -> None:
-        """Create the monthly partitions from ``first`` to ``last`` (ms) not known to exist.
+    def _prepare(self) -> None:
+        now = now_ms()
+        self._ensure_partitions(now, now)
 
-        The DDL runs in its own transaction, and only when a month is new to this writer.
+    def _ensure_partitions(self, first: int, last: int) -> None:
+        """Create the monthly partitions from ``first`` to the month after ``last`` (ms).
+
+        Only months new to this writer cost a round trip; the DDL runs in its own transaction,
+        after ``pg_advisory_xact_lock``, so that two nodes never run it at once (two concurrent
+        ``CREATE TABLE IF NOT EXISTS ... PARTITION OF`` can both miss the other's table and
+        the second fails). A partition that exists already, however made, is done.
         """
         missing = []
+        _, _, ahead = month_bounds(last)
         ts = first
-        while ts <= last:
+        while ts <= ahead:
             name, lo, hi = month_bounds(ts)
             if name not in self._partitions:
                 missing.append((name, lo, hi))
@@ -120,11 +133,19 @@ class PostgresSeries(SeriesStore):
         if not missing:
             return
         with self._transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
             for name, lo, hi in missing:
-                cur.execute(
-                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings"
-                    f" FOR VALUES FROM ({lo}) TO ({hi})"
-                )
+                cur.execute("SAVEPOINT partition")
+                try:
+                    cur.execute(
+                        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings"
+                        f" FOR VALUES FROM ({lo}) TO ({hi})"
+                    )
+                except psycopg.errors.DuplicateTable:
+                    # made by a writer that does not take the lock (an operator, an old node)
+                    cur.execute("ROLLBACK TO SAVEPOINT partition")
+                else:
+                    cur.execute("RELEASE SAVEPOINT partition")
         self._partitions.update(name for name, _, _ in missing)
 
     @contextmanager

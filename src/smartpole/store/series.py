@@ -368,6 +368,16 @@ class SeriesStore:
                 return self._flush(force=True)
             return self._settle(node[:64], {}, {})
 
+    def unsettled(self) -> dict[str, int]:
+        """Per node, how many committed batches wait for their derived state to be written.
+
+        A running node's count stays small (it settles its marks every flush); a node that is
+        gone for good keeps its count until another adopts its marks (:meth:`recover`).
+        """
+        with self.db.engine.connect() as conn:
+            sql = text("SELECT node, COUNT(*) FROM derived_pending GROUP BY node ORDER BY node")
+            return {node: n for node, n in conn.execute(sql)}
+
     def _prepare(self) -> None:
         """Ready the engine for a starting node (nothing by default)."""
 

@@ -17,7 +17,8 @@ from typing import Any
 import psycopg
 
 from smartpole.store.database import Database, now_ms
-from smartpole.store.series import Journal, SeriesStore, WriteBatch
+from smartpole.store.derived import Journal
+from smartpole.store.series import SeriesStore, WriteBatch
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ import logging
 import operator
 import threading
 import time
-import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
@@ -23,24 +22,31 @@ from sqlalchemy import BindParameter, bindparam, text
 
 from smartpole.model.types import Quality, Reading, Value
 from smartpole.store.database import Database, now_ms
+from smartpole.store.derived import (
+    HOUR_MS,
+    Journal,
+    Latest,
+    Partial,
+    Partials,
+    decode_partials,
+    derive,
+    encode_partials,
+    merge,
+)
 
 __all__ = [
     "HOUR_MS",
     "AggPoint",
     "Aggregation",
-    "Journal",
     "Quarantined",
     "SeriesStore",
     "TimeSeries",
     "WriteBatch",
     "WriteResult",
-    "decode_partials",
     "decode_value",
-    "encode_partials",
     "encode_value",
 ]
 
-HOUR_MS = 3_600_000
 SERIES = operator.itemgetter(0, 1)  # device_id, key of a row
 log = logging.getLogger(__name__)
 Aggregation = Literal["none", "avg", "min", "max", "sum", "count"]
@@ -145,61 +151,7 @@ class TimeSeries(Protocol):
         ...
 
 
-# Partial aggregate: count, sum, min, max.
-_Partial = list[float]
-# Newest row per series, and hourly partials per (device, key, hour).
-_Latest = dict[tuple[int, str], tuple[Any, ...]]
-_Partials = dict[tuple[int, str, int], _Partial]
-
-
-def _merge(into: _Partial, cnt: float, total: float, lo: float, hi: float) -> None:
-    into[0] += cnt
-    into[1] += total
-    into[2] = min(into[2], lo)
-    into[3] = max(into[3], hi)
-
-
-def _derive(rows: list[tuple[Any, ...]], latest: _Latest, rollups: _Partials) -> None:
-    """One pass over a batch into ``latest`` (newest row per series) and hourly partials."""
-    for row in rows:
-        device_id, key, ts, vtype, num, _ = row
-        old = latest.get((device_id, key))
-        if old is None or ts > old[2]:
-            latest[(device_id, key)] = row
-        if vtype <= 1:
-            g = (device_id, key, ts - ts % HOUR_MS)
-            p = rollups.get(g)
-            if p is None:
-                rollups[g] = [1, num, num, num]
-            else:
-                p[0] += 1
-                p[1] += num
-                if num < p[2]:
-                    p[2] = num
-                elif num > p[3]:
-                    p[3] = num
-
-
-def encode_partials(partials: _Partials) -> bytes:
-    """A batch's hourly partials as the journal its mark carries.
-
-    JSON (floats round-trip exactly), deflated at level 1: about a third of the bytes to write
-    with every batch for 1.6 ms per 5,000 partials (level 6 saves little more for 12x the time).
-    """
-    return zlib.compress(orjson.dumps([[*g, *p] for g, p in partials.items()]), 1)
-
-
-def decode_partials(journal: bytes, into: _Partials) -> None:
-    """Fold a mark's journal (:func:`encode_partials`) into ``into``."""
-    for device_id, key, hour, cnt, total, lo, hi in orjson.loads(zlib.decompress(journal)):
-        p = into.get((device_id, key, hour))
-        if p is None:
-            into[(device_id, key, hour)] = [cnt, total, lo, hi]
-        else:
-            _merge(p, cnt, total, lo, hi)
-
-
-def _finish(p: _Partial, agg: Aggregation) -> float:
+def _finish(p: Partial, agg: Aggregation) -> float:
     if agg == "count":
         return p[0]
     if agg == "sum":
@@ -209,22 +161,6 @@ def _finish(p: _Partial, agg: Aggregation) -> float:
     if agg == "max":
         return p[3]
     return p[1] / p[0]
-
-
-@dataclass(slots=True)
-class Journal:
-    """What one committed batch adds to the derived state, and its mark in ``derived_pending``.
-
-    ``blob`` (the hourly partials, :func:`encode_partials`) is written in the mark's row in the
-    transaction that commits the batch's readings; ``mark`` is that row's id.
-    """
-
-    latest: _Latest
-    partials: _Partials
-    min_ts: int
-    max_ts: int
-    blob: bytes
-    mark: int = 0
 
 
 class SeriesStore:
@@ -262,8 +198,8 @@ class SeriesStore:
         self.flush_ms = flush_ms
         self.node = node[:64]
         self._write_lock = threading.Lock()
-        self._pending_latest: _Latest = {}
-        self._pending_partials: dict[int, _Partials] = {}  # mark id -> its batch's partials
+        self._pending_latest: Latest = {}
+        self._pending_partials: dict[int, Partials] = {}  # mark id -> its batch's partials
         self._last_flush = time.monotonic()
         self._conn: Any = None  # the writer's pooled DBAPI connection (engines open it)
 
@@ -296,9 +232,9 @@ class SeriesStore:
     @staticmethod
     def _journal(new: list[tuple[Any, ...]]) -> Journal:
         """The derived state of the rows a batch really inserted, with its journal."""
-        latest: _Latest = {}
-        partials: _Partials = {}
-        _derive(new, latest, partials)
+        latest: Latest = {}
+        partials: Partials = {}
+        derive(new, latest, partials)
         stamps = [r[2] for r in new]
         return Journal(latest, partials, min(stamps), max(stamps), encode_partials(partials))
 
@@ -325,7 +261,7 @@ class SeriesStore:
         self._last_flush = time.monotonic()
         return adopted
 
-    def _settle(self, node: str, known: dict[int, _Partials], latest: _Latest) -> int:
+    def _settle(self, node: str, known: dict[int, Partials], latest: Latest) -> int:
         """Delete ``node``'s marks and add their partials to the rollups, in one transaction.
 
         ``known`` holds the partials of the marks this writer committed; any other mark is
@@ -334,7 +270,7 @@ class SeriesStore:
         """
         with self._transaction() as cur:
             taken = self._take_marks(cur, node, list(known))
-            totals: _Partials = {}
+            totals: Partials = {}
             since: int | None = None
             adopted = 0
             for mark, min_ts, blob in taken:
@@ -347,7 +283,7 @@ class SeriesStore:
                         if q is None:
                             totals[g] = list(p)
                         else:
-                            _merge(q, *p)
+                            merge(q, *p)
                 elif blob is not None:
                     decode_partials(blob, totals)
                     adopted += 1
@@ -508,7 +444,7 @@ class SeriesStore:
         if interval <= 0 or end <= start or not device_ids or not keys:
             return {}
         self.flush()
-        parts: dict[tuple[int, str, int], _Partial] = {}
+        parts: dict[tuple[int, str, int], Partial] = {}
 
         def add(
             device_id: int, key: str, bucket: int, c: float, s: float, lo: float, hi: float
@@ -520,7 +456,7 @@ class SeriesStore:
             if p is None:
                 parts[g] = [c, s, lo, hi]
             else:
-                _merge(p, c, s, lo, hi)
+                merge(p, c, s, lo, hi)
 
         use_rollups = start % HOUR_MS == 0 and interval % HOUR_MS == 0
         raw_from = end - end % HOUR_MS if use_rollups else start

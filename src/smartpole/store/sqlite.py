@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from smartpole.store.database import Database
-from smartpole.store.series import Journal, SeriesStore, WriteBatch
+from smartpole.store.derived import Journal
+from smartpole.store.series import SeriesStore, WriteBatch
 
 log = logging.getLogger(__name__)
 

@@ -163,6 +163,10 @@ def _finish(p: Partial, agg: Aggregation) -> float:
     return p[1] / p[0]
 
 
+class _MarksTaken(Exception):
+    """Some of the marks a flush holds partials for were settled by someone else."""
+
+
 class SeriesStore:
     """The write protocol and the reads shared by both engines.
 
@@ -174,10 +178,12 @@ class SeriesStore:
 
     One rule keeps the rollups exact with any number of nodes crashing at any time: **a mark's
     partials are added to the rollups by whoever deletes the mark, in the same transaction**.
-    A flush deletes its node's marks and adds, for each mark it deleted, the partials it holds
-    in memory, or the journalled ones for a mark it does not know (its process crashed, or a
-    commit whose answer was lost landed after all). A mark someone else deleted first (another
-    node adopting this one's marks, or a flush whose commit was retried) is not counted again.
+    A flush deletes its node's marks and adds the partials it holds in memory for the marks it
+    knows, folded together, plus the journalled ones of any mark it does not know (its
+    process crashed, or a commit whose answer was lost landed after all). If a mark it knows
+    was deleted first by someone else (another node adopting this one's marks, or a flush
+    whose commit was retried), the folded totals cannot be split again: the flush settles the
+    marks left from their journals instead, so nothing is counted twice.
     Nothing is ever recounted from the readings table, which may hold readings that another
     node has committed but not yet flushed.
 
@@ -198,8 +204,10 @@ class SeriesStore:
         self.flush_ms = flush_ms
         self.node = node[:64]
         self._write_lock = threading.Lock()
+        # the committed batches' derived state, folded together, and their marks' ids
         self._pending_latest: Latest = {}
-        self._pending_partials: dict[int, Partials] = {}  # mark id -> its batch's partials
+        self._pending_rollups: Partials = {}
+        self._pending_marks: list[int] = []
         self._last_flush = time.monotonic()
         self._conn: Any = None  # the writer's pooled DBAPI connection (engines open it)
 
@@ -240,12 +248,23 @@ class SeriesStore:
 
     def _gather(self, journal: Journal) -> None:
         """Hold a committed batch's derived state until the flush settles its mark."""
+        self._pending_marks.append(journal.mark)
+        if not self._pending_rollups and not self._pending_latest:
+            # the first batch since the flush: its own dicts become the running totals
+            self._pending_latest, self._pending_rollups = journal.latest, journal.partials
+            return
         pending = self._pending_latest
         for series, row in journal.latest.items():
             old = pending.get(series)
             if old is None or row[2] > old[2]:
                 pending[series] = row
-        self._pending_partials[journal.mark] = journal.partials
+        totals = self._pending_rollups
+        for g, p in journal.partials.items():
+            q = totals.get(g)
+            if q is None:
+                totals[g] = p
+            else:
+                merge(q, *p)
 
     def flush(self) -> None:
         """Write the gathered latest state and rollups now."""
@@ -253,47 +272,50 @@ class SeriesStore:
             self._flush()
 
     def _flush(self, force: bool = False) -> int:
-        if not force and not self._pending_latest and not self._pending_partials:
+        if not force and not self._pending_marks:
             return 0
-        adopted = self._settle(self.node, self._pending_partials, self._pending_latest)
-        self._pending_latest.clear()
-        self._pending_partials.clear()
+        latest = self._pending_latest
+        try:
+            adopted = self._settle(self.node, self._pending_marks, self._pending_rollups, latest)
+        except _MarksTaken:
+            # Someone settled some of the marks these totals include: the totals cannot be
+            # taken apart again, so settle whatever marks are left from their journals.
+            adopted = self._settle(self.node, [], {}, latest)
+        self._pending_latest, self._pending_rollups = {}, {}
+        self._pending_marks = []
         self._last_flush = time.monotonic()
         return adopted
 
-    def _settle(self, node: str, known: dict[int, Partials], latest: Latest) -> int:
+    def _settle(self, node: str, known: list[int], totals: Partials, latest: Latest) -> int:
         """Delete ``node``'s marks and add their partials to the rollups, in one transaction.
 
-        ``known`` holds the partials of the marks this writer committed; any other mark is
-        settled from its journal (and its readings' latest state from the readings table).
-        Returns how many marks were settled from their journal.
+        ``totals`` are the partials of the ``known`` marks, which this writer committed, and
+        ``latest`` their newest rows; any other mark is settled from its journal (and its
+        readings' latest state from the readings table). Raises :class:`_MarksTaken`,
+        changing nothing, when a known mark was settled by someone else. Returns how many
+        marks were settled from their journal.
         """
         with self._transaction() as cur:
-            taken = self._take_marks(cur, node, list(known))
-            totals: Partials = {}
+            taken = self._take_marks(cur, node, known)
+            mine = set(known)
+            if len(mine) > sum(1 for mark, _, _ in taken if mark in mine):
+                raise _MarksTaken
             since: int | None = None
-            adopted = 0
-            for mark, min_ts, blob in taken:
-                own = known.get(mark)
-                if own is not None and len(taken) == 1:
-                    totals = own  # the usual flush of one batch: nothing to merge
-                elif own is not None:
-                    for g, p in own.items():
-                        q = totals.get(g)
-                        if q is None:
-                            totals[g] = list(p)
-                        else:
-                            merge(q, *p)
-                elif blob is not None:
+            adopted = [(min_ts, blob) for mark, min_ts, blob in taken if mark not in mine]
+            if adopted:
+                totals = {g: list(p) for g, p in totals.items()}  # a retry reuses the original
+                for min_ts, blob in adopted:
+                    assert blob is not None
                     decode_partials(blob, totals)
-                    adopted += 1
                     since = min_ts if since is None else min(since, min_ts)
             # sorted, so that two nodes updating the same rows take their locks in one order
             rollups = sorted((*g, int(p[0]), p[1], p[2], p[3]) for g, p in totals.items())
             self._apply_derived(cur, sorted(latest.values(), key=SERIES), rollups, since)
         if adopted:
-            log.warning("settled %d unflushed batches of node %r from their journal", adopted, node)
-        return adopted
+            log.warning(
+                "settled %d unflushed batches of node %r from their journal", len(adopted), node
+            )
+        return len(adopted)
 
     def recover(self, node: str | None = None) -> int:
         """Settle the marks a crash left unflushed; return how many were settled.
@@ -307,7 +329,7 @@ class SeriesStore:
             if node is None or node == self.node:
                 self._prepare()
                 return self._flush(force=True)
-            return self._settle(node[:64], {}, {})
+            return self._settle(node[:64], [], {}, {})
 
     def unsettled(self) -> dict[str, int]:
         """Per node, how many committed batches wait for their derived state to be written.

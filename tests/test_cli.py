@@ -273,3 +273,27 @@ def test_commands_work_on_postgres(pg_cluster: PostgresCluster, tmp_path: Path) 
         assert not (tmp_path / "smartpole-data").exists()  # the embedded store stayed unused
     finally:
         pg_cluster.drop_database(name)
+
+
+def test_db_recover_settles_the_batches_of_a_node_gone_for_good(tmp_path: Path) -> None:
+    from smartpole.model.types import Reading
+    from smartpole.store import Database, WriteBatch, open_series
+
+    hour = 1_764_000_000_000 - 1_764_000_000_000 % 3_600_000
+    db = Database(f"sqlite:///{tmp_path}/smartpole.db")
+    try:
+        db.upgrade()
+        gone = open_series(db, flush_ms=10**9, node="gone")
+        for i in range(3):
+            gone.write(WriteBatch(readings=[Reading(1, "power", hour + i, 2.0)]))
+        gone._conn.close()  # killed: nothing flushed
+        gone._conn = None
+    finally:
+        db.dispose()
+
+    report = run_json(tmp_path, "db", "recover", "--node", "gone", "--data-dir", str(tmp_path))
+
+    assert report == {"node": "gone", "settled": 3, "unsettled": {}}
+    with embedded(tmp_path) as platform:
+        got = platform.series.aggregate([1], ["power"], hour, hour + 3_600_000, 3_600_000, "count")
+        assert got == {1: {"power": [(hour, 3.0)]}}

@@ -164,7 +164,7 @@ Ctrl-C stops.
 """)
 
 
-db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
+db_app = typer.Typer(help="Schema migrations and recovery.", no_args_is_help=True)
 
 
 @db_app.command("upgrade")
@@ -181,6 +181,34 @@ def db_status(data_dir: DataDir = None, db: Db = None, json: JsonOut = False) ->
     p = Platform(settings(data_dir, db))
     info = {"engine": p.db.dialect, "revision": p.db.revision(), "head": p.db.head()}
     print_json(info) if json else console.print(info)
+
+
+@db_app.command("recover")
+def db_recover(
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="The node whose batches to settle (default: this node)."),
+    ] = None,
+    data_dir: DataDir = None,
+    db: Db = None,
+    json: JsonOut = False,
+) -> None:
+    """Settle the batches a crashed node left without latest state and rollups.
+
+    A node does it for itself when it starts; run it with ``--node`` for a node that is gone
+    for good (safe even if that node still runs: each batch is counted once).
+    """
+    p = open_platform(data_dir, db)
+    try:
+        name = node or p.settings.node_id
+        settled = p.series.recover(node=name)
+        info = {"node": name, "settled": settled, "unsettled": p.series.unsettled()}
+    finally:
+        p.series.close()
+    if json:
+        print_json(info)
+    else:
+        console.print(f"settled {settled} batches of node {name!r}; left: {info['unsettled']}")
 
 
 def register(app: typer.Typer) -> None:

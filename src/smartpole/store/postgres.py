@@ -1,7 +1,9 @@
 """The PostgreSQL engine's write path: COPY into a staging table, one transaction per batch.
 
-Readings are partitioned by month of ``ts``; a partition is created the first time a batch
-needs it.
+Readings are partitioned by month of ``ts``. Partitions are created ahead of need: this and next
+month's when a node starts, and the month after a batch's newest month when a batch first
+reaches it, under an advisory lock so that nodes starting or crossing a month boundary together
+do not race (and a partition someone else created counts as done).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 
 import psycopg
 
-from smartpole.store.database import Database
-from smartpole.store.series import HOUR_MS, SeriesStore, WriteBatch
+from smartpole.store.database import Database, now_ms
+from smartpole.store.derived import Journal
+from smartpole.store.series import SeriesStore, WriteBatch
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +38,18 @@ RETURNING device_id, key, ts, vtype, num, txt
 """
 # Binary COPY: no text formatting of numbers here, no parsing in the server.
 READING_TYPES = ["int4", "text", "int8", "int2", "float8", "text"]
-MARK = "INSERT INTO derived_pending (node, min_ts, max_ts) VALUES (%s, %s, %s) RETURNING id"
-UNMARK = "DELETE FROM derived_pending WHERE node = %s AND id <= %s"
+MARK = (
+    "INSERT INTO derived_pending (node, min_ts, max_ts, journal) VALUES (%s, %s, %s, %s)"
+    " RETURNING id"
+)
+# The journals of the marks the caller knows stay in the server: it holds their partials.
+TAKE_MARKS = (
+    "DELETE FROM derived_pending WHERE node = %s"
+    " RETURNING id, min_ts, CASE WHEN id = ANY(%s) THEN NULL ELSE journal END"
+)
+# Any constant will do, as long as it is only ever used for this: the key of the lock that
+# serialises partition DDL across nodes.
+PARTITION_LOCK = 0x5350_0001
 UPSERT_LATEST = """
 INSERT INTO latest AS l (device_id, key, ts, vtype, num, txt)
 SELECT * FROM unnest(%s::int[], %s::text[], %s::bigint[], %s::smallint[], %s::float8[],
@@ -51,13 +64,6 @@ SELECT * FROM unnest(%s::int[], %s::text[], %s::bigint[], %s::bigint[], %s::floa
 ON CONFLICT (device_id, key, hour) DO UPDATE SET cnt = r.cnt + excluded.cnt,
     sum = r.sum + excluded.sum, min = least(r.min, excluded.min),
     max = greatest(r.max, excluded.max)
-"""
-RECOVER_ROLLUPS = """
-INSERT INTO rollups AS r (device_id, key, hour, cnt, sum, min, max)
-SELECT device_id, key, ts - ts %% 3600000, count(*), sum(num), min(num), max(num)
-FROM readings WHERE ts >= %s AND ts < %s AND vtype <= 1 GROUP BY 1, 2, 3
-ON CONFLICT (device_id, key, hour) DO UPDATE SET cnt = excluded.cnt, sum = excluded.sum,
-    min = excluded.min, max = excluded.max
 """
 RECOVER_LATEST = """
 INSERT INTO latest AS l (device_id, key, ts, vtype, num, txt)
@@ -105,14 +111,22 @@ class PostgresSeries(SeriesStore):
             self._conn = self.db.engine.raw_connection()
         return self._conn.driver_connection
 
-    def _ensure_partitions(self, first: int, last: int) -> None:
-        """Create the monthly partitions from ``first`` to ``last`` (ms) not known to exist.
+    def _prepare(self) -> None:
+        now = now_ms()
+        self._ensure_partitions(now, now)
 
-        The DDL runs in its own transaction, and only when a month is new to this writer.
+    def _ensure_partitions(self, first: int, last: int) -> None:
+        """Create the monthly partitions from ``first`` to the month after ``last`` (ms).
+
+        Only months new to this writer cost a round trip; the DDL runs in its own transaction,
+        after ``pg_advisory_xact_lock``, so that two nodes never run it at once (two concurrent
+        ``CREATE TABLE IF NOT EXISTS ... PARTITION OF`` can both miss the other's table and
+        the second fails). A partition that exists already, however made, is done.
         """
         missing = []
+        _, _, ahead = month_bounds(last)
         ts = first
-        while ts <= last:
+        while ts <= ahead:
             name, lo, hi = month_bounds(ts)
             if name not in self._partitions:
                 missing.append((name, lo, hi))
@@ -120,11 +134,19 @@ class PostgresSeries(SeriesStore):
         if not missing:
             return
         with self._transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
             for name, lo, hi in missing:
-                cur.execute(
-                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings"
-                    f" FOR VALUES FROM ({lo}) TO ({hi})"
-                )
+                cur.execute("SAVEPOINT partition")
+                try:
+                    cur.execute(
+                        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings"
+                        f" FOR VALUES FROM ({lo}) TO ({hi})"
+                    )
+                except psycopg.errors.DuplicateTable:
+                    # made by a writer that does not take the lock (an operator, an old node)
+                    cur.execute("ROLLBACK TO SAVEPOINT partition")
+                else:
+                    cur.execute("RELEASE SAVEPOINT partition")
         self._partitions.update(name for name, _, _ in missing)
 
     @contextmanager
@@ -173,47 +195,42 @@ class PostgresSeries(SeriesStore):
 
     def _commit_readings(
         self, rows: list[tuple[Any, ...]], batch: WriteBatch
-    ) -> tuple[int, int | None, list[tuple[Any, ...]] | None]:
-        inserted, mark, fresh = 0, None, None
+    ) -> tuple[int, Journal | None]:
+        inserted, journal = 0, None
         if rows:
             stamps = [r[2] for r in rows]
-            first, last = min(stamps), max(stamps)
-            self._ensure_partitions(first, last)
+            self._ensure_partitions(min(stamps), max(stamps))
         with self._transaction() as cur:
             if rows:
                 fresh = self._insert(cur, rows)
-                inserted = len(rows) if fresh is None else len(fresh)
-                cur.execute(MARK, (self.node, first, last))
-                mark = cur.fetchone()[0]
+                new = rows if fresh is None else fresh
+                inserted = len(new)
+                if new:
+                    journal = self._journal(new)
+                    cur.execute(MARK, (self.node, journal.min_ts, journal.max_ts, journal.blob))
+                    journal.mark = cur.fetchone()[0]
             if batch.quarantined:
                 cur.executemany(QUARANTINE, self._quarantine_rows(batch))
             if batch.seen:
                 cur.execute(TOUCH, (list(batch.seen), list(batch.seen.values())))
-        return inserted, mark, fresh
+        return inserted, journal
 
-    def _flush_derived(
-        self, latest: list[tuple[Any, ...]], rollups: list[tuple[Any, ...]], mark: int | None
+    def _take_marks(
+        self, cur: Any, node: str, known: list[int]
+    ) -> list[tuple[int, int, bytes | None]]:
+        cur.execute(TAKE_MARKS, (node, known))
+        return [(mark, min_ts, blob) for mark, min_ts, blob in cur.fetchall()]
+
+    def _apply_derived(
+        self,
+        cur: Any,
+        latest: list[tuple[Any, ...]],
+        rollups: list[tuple[Any, ...]],
+        since: int | None,
     ) -> None:
-        with self._transaction() as cur:
-            if latest:
-                cur.execute(UPSERT_LATEST, _columns(latest, 6))
-            if rollups:
-                cur.execute(ADD_ROLLUPS, _columns(rollups, 7))
-            if mark is not None:
-                cur.execute(UNMARK, (self.node, mark))
-
-    def _recover(self) -> int:
-        with self._transaction() as cur:
-            cur.execute(
-                "SELECT min(min_ts), max(max_ts), max(id), count(*) FROM derived_pending"
-                " WHERE node = %s",
-                (self.node,),
-            )
-            lo, hi, last, n = cur.fetchone()
-            if not n:
-                return 0
-            cur.execute(RECOVER_ROLLUPS, (lo - lo % HOUR_MS, hi - hi % HOUR_MS + HOUR_MS))
-            cur.execute(RECOVER_LATEST, (lo,))
-            cur.execute(UNMARK, (self.node, last))
-        log.warning("recovered latest state and rollups of %d unflushed batches", n)
-        return int(n)
+        if latest:
+            cur.execute(UPSERT_LATEST, _columns(latest, 6))
+        if rollups:
+            cur.execute(ADD_ROLLUPS, _columns(rollups, 7))
+        if since is not None:
+            cur.execute(RECOVER_LATEST, (since,))

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -151,8 +152,9 @@ retention = Table(
     Column("days", Integer, nullable=False),
 )
 
-# A committed batch whose latest state and rollups are still only in the writer's memory; a
-# node that restarts recomputes them from the readings in [min_ts, max_ts].
+# A committed batch whose latest state and rollups are still only in the writer's memory. Its
+# ``journal`` holds the batch's hourly partials: whoever deletes the mark adds them to the
+# rollups in the same transaction (see SeriesStore). ``id`` never reuses a deleted one.
 derived_pending = Table(
     "derived_pending",
     metadata,
@@ -162,7 +164,9 @@ derived_pending = Table(
     Column("node", String(64), nullable=False),
     Column("min_ts", BigInteger, nullable=False),
     Column("max_ts", BigInteger, nullable=False),
+    Column("journal", LargeBinary, nullable=False),
     Index("ix_derived_pending_node", "node", "id"),
+    sqlite_autoincrement=True,
 )
 
 # Commands to devices (server-side RPC). ``request_id`` is the per-device id used on the wire;

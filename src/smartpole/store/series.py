@@ -8,10 +8,12 @@ A write batch is one transaction: readings (duplicates ignored, the first one wi
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -20,6 +22,17 @@ from sqlalchemy import BindParameter, bindparam, text
 
 from smartpole.model.types import Quality, Reading, Value
 from smartpole.store.database import Database, now_ms
+from smartpole.store.derived import (
+    HOUR_MS,
+    Journal,
+    Latest,
+    Partial,
+    Partials,
+    decode_partials,
+    derive,
+    encode_partials,
+    merge,
+)
 
 __all__ = [
     "HOUR_MS",
@@ -34,7 +47,7 @@ __all__ = [
     "encode_value",
 ]
 
-HOUR_MS = 3_600_000
+SERIES = operator.itemgetter(0, 1)  # device_id, key of a row
 log = logging.getLogger(__name__)
 Aggregation = Literal["none", "avg", "min", "max", "sum", "count"]
 AggPoint = tuple[int, float]
@@ -138,46 +151,7 @@ class TimeSeries(Protocol):
         ...
 
 
-# Partial aggregate: count, sum, min, max.
-_Partial = list[float]
-# A batch's newest row per series and hourly partials.
-_Derived = tuple[dict[tuple[int, str], tuple[Any, ...]], dict[tuple[int, str, int], _Partial]]
-
-
-def _merge(into: _Partial, cnt: float, total: float, lo: float, hi: float) -> None:
-    into[0] += cnt
-    into[1] += total
-    into[2] = min(into[2], lo)
-    into[3] = max(into[3], hi)
-
-
-def _derive(
-    rows: list[tuple[Any, ...]],
-    latest: dict[tuple[int, str], tuple[Any, ...]],
-    rollups: dict[tuple[int, str, int], _Partial],
-) -> _Derived:
-    """One pass over a batch into ``latest`` (newest row per series) and hourly partials."""
-    for row in rows:
-        device_id, key, ts, vtype, num, _ = row
-        old = latest.get((device_id, key))
-        if old is None or ts > old[2]:
-            latest[(device_id, key)] = row
-        if vtype <= 1:
-            g = (device_id, key, ts - ts % HOUR_MS)
-            p = rollups.get(g)
-            if p is None:
-                rollups[g] = [1, num, num, num]
-            else:
-                p[0] += 1
-                p[1] += num
-                if num < p[2]:
-                    p[2] = num
-                elif num > p[3]:
-                    p[3] = num
-    return latest, rollups
-
-
-def _finish(p: _Partial, agg: Aggregation) -> float:
+def _finish(p: Partial, agg: Aggregation) -> float:
     if agg == "count":
         return p[0]
     if agg == "sum":
@@ -189,17 +163,32 @@ def _finish(p: _Partial, agg: Aggregation) -> float:
     return p[1] / p[0]
 
 
+class _MarksTaken(Exception):
+    """Some of the marks a flush holds partials for were settled by someone else."""
+
+
 class SeriesStore:
     """The write protocol and the reads shared by both engines.
 
-    A batch commits its readings (with quarantine, last-seen and a ``derived_pending`` mark) in
-    one transaction; that is what acknowledgement waits for. Latest state and hourly rollups are
-    derived data: they gather in memory and are written together every ``flush_ms`` (0 = with
-    every batch), and always before a read that uses them. After a crash the marks left behind
-    say which time range to recompute from the readings (:meth:`recover`).
+    A batch commits its new readings, quarantine, last-seen and a ``derived_pending`` mark in
+    one transaction; that is what acknowledgement waits for. The mark journals the batch's
+    hourly partials (count, sum, min, max per device, key and hour). Latest state and rollups
+    are derived data: they gather in memory and are written every ``flush_ms`` (0 = with every
+    batch), and always before a read that uses them.
 
-    Engines implement ``_commit_readings`` (which tells which rows of a batch were new when
-    some were not), ``_flush_derived`` and ``_recover``.
+    One rule keeps the rollups exact with any number of nodes crashing at any time: **a mark's
+    partials are added to the rollups by whoever deletes the mark, in the same transaction**.
+    A flush deletes its node's marks and adds the partials it holds in memory for the marks it
+    knows, folded together, plus the journalled ones of any mark it does not know (its
+    process crashed, or a commit whose answer was lost landed after all). If a mark it knows
+    was deleted first by someone else (another node adopting this one's marks, or a flush
+    whose commit was retried), the folded totals cannot be split again: the flush settles the
+    marks left from their journals instead, so nothing is counted twice.
+    Nothing is ever recounted from the readings table, which may hold readings that another
+    node has committed but not yet flushed.
+
+    Engines implement ``_transaction``, ``_commit_readings`` (which stores the mark via
+    :meth:`_journal`), ``_take_marks`` and ``_apply_derived``.
     """
 
     def __init__(
@@ -215,9 +204,10 @@ class SeriesStore:
         self.flush_ms = flush_ms
         self.node = node[:64]
         self._write_lock = threading.Lock()
-        self._pending_latest: dict[tuple[int, str], tuple[Any, ...]] = {}
-        self._pending_rollups: dict[tuple[int, str, int], _Partial] = {}
-        self._pending_mark: int | None = None
+        # the committed batches' derived state, folded together, and their marks' ids
+        self._pending_latest: Latest = {}
+        self._pending_rollups: Partials = {}
+        self._pending_marks: list[int] = []
         self._last_flush = time.monotonic()
         self._conn: Any = None  # the writer's pooled DBAPI connection (engines open it)
 
@@ -235,56 +225,152 @@ class SeriesStore:
         """Commit one batch's readings in one transaction (one writer at a time)."""
         with self._write_lock:
             rows = self._rows(batch.readings)
-            inserted, mark, fresh = self._commit_readings(rows, batch)
-            if rows:
-                self._gather(rows if fresh is None else fresh, mark)
+            inserted, journal = self._commit_readings(rows, batch)
+            if journal is not None:
+                self._gather(journal)
             if self.flush_ms == 0 or time.monotonic() - self._last_flush >= self.flush_ms / 1000:
                 try:
                     self._flush()
                 except Exception:
-                    # The readings are committed; their derived state waits for the next flush
-                    # (or for recovery, which the marks make possible).
+                    # The readings and their marks are committed; the derived state waits for
+                    # the next flush (or for whoever settles the marks).
                     log.exception("flushing latest state and rollups failed; will retry")
             return WriteResult(inserted, len(rows) - inserted, len(batch.quarantined))
 
-    def _gather(self, rows: list[tuple[Any, ...]], mark: int | None) -> None:
-        """Fold the rows a batch really inserted into the pending latest state and rollups."""
-        _derive(rows, self._pending_latest, self._pending_rollups)
-        self._pending_mark = mark
+    @staticmethod
+    def _journal(new: list[tuple[Any, ...]]) -> Journal:
+        """The derived state of the rows a batch really inserted, with its journal."""
+        latest: Latest = {}
+        partials: Partials = {}
+        derive(new, latest, partials)
+        stamps = [r[2] for r in new]
+        return Journal(latest, partials, min(stamps), max(stamps), encode_partials(partials))
+
+    def _gather(self, journal: Journal) -> None:
+        """Hold a committed batch's derived state until the flush settles its mark."""
+        self._pending_marks.append(journal.mark)
+        if not self._pending_rollups and not self._pending_latest:
+            # the first batch since the flush: its own dicts become the running totals
+            self._pending_latest, self._pending_rollups = journal.latest, journal.partials
+            return
+        pending = self._pending_latest
+        for series, row in journal.latest.items():
+            old = pending.get(series)
+            if old is None or row[2] > old[2]:
+                pending[series] = row
+        totals = self._pending_rollups
+        for g, p in journal.partials.items():
+            q = totals.get(g)
+            if q is None:
+                totals[g] = p
+            else:
+                merge(q, *p)
 
     def flush(self) -> None:
         """Write the gathered latest state and rollups now."""
         with self._write_lock:
             self._flush()
 
-    def _flush(self) -> None:
-        if not self._pending_latest and not self._pending_rollups and self._pending_mark is None:
-            return
-        rollups = [(*g, int(p[0]), p[1], p[2], p[3]) for g, p in self._pending_rollups.items()]
-        self._flush_derived(list(self._pending_latest.values()), rollups, self._pending_mark)
-        self._pending_latest.clear()
-        self._pending_rollups.clear()
-        self._pending_mark = None
+    def _flush(self, force: bool = False) -> int:
+        if not force and not self._pending_marks:
+            return 0
+        latest = self._pending_latest
+        try:
+            adopted = self._settle(self.node, self._pending_marks, self._pending_rollups, latest)
+        except _MarksTaken:
+            # Someone settled some of the marks these totals include: the totals cannot be
+            # taken apart again, so settle whatever marks are left from their journals.
+            adopted = self._settle(self.node, [], {}, latest)
+        self._pending_latest, self._pending_rollups = {}, {}
+        self._pending_marks = []
         self._last_flush = time.monotonic()
+        return adopted
 
-    def recover(self) -> int:
-        """Recompute latest state and rollups left unwritten by a crash; return marks cleared."""
+    def _settle(self, node: str, known: list[int], totals: Partials, latest: Latest) -> int:
+        """Delete ``node``'s marks and add their partials to the rollups, in one transaction.
+
+        ``totals`` are the partials of the ``known`` marks, which this writer committed, and
+        ``latest`` their newest rows; any other mark is settled from its journal (and its
+        readings' latest state from the readings table). Raises :class:`_MarksTaken`,
+        changing nothing, when a known mark was settled by someone else. Returns how many
+        marks were settled from their journal.
+        """
+        with self._transaction() as cur:
+            taken = self._take_marks(cur, node, known)
+            mine = set(known)
+            if len(mine) > sum(1 for mark, _, _ in taken if mark in mine):
+                raise _MarksTaken
+            since: int | None = None
+            adopted = [(min_ts, blob) for mark, min_ts, blob in taken if mark not in mine]
+            if adopted:
+                totals = {g: list(p) for g, p in totals.items()}  # a retry reuses the original
+                for min_ts, blob in adopted:
+                    assert blob is not None
+                    decode_partials(blob, totals)
+                    since = min_ts if since is None else min(since, min_ts)
+            # sorted, so that two nodes updating the same rows take their locks in one order
+            rollups = sorted((*g, int(p[0]), p[1], p[2], p[3]) for g, p in totals.items())
+            self._apply_derived(cur, sorted(latest.values(), key=SERIES), rollups, since)
+        if adopted:
+            log.warning(
+                "settled %d unflushed batches of node %r from their journal", len(adopted), node
+            )
+        return len(adopted)
+
+    def recover(self, node: str | None = None) -> int:
+        """Settle the marks a crash left unflushed; return how many were settled.
+
+        Without ``node``, this node's own (what a starting node does; the engine also readies
+        itself, e.g. PostgreSQL creates this and next month's partitions). With ``node``,
+        another node's: its marks are adopted, which is exact even if that node is still
+        running (whoever deletes a mark counts it).
+        """
         with self._write_lock:
-            return self._recover()
+            if node is None or node == self.node:
+                self._prepare()
+                return self._flush(force=True)
+            return self._settle(node[:64], [], {}, {})
+
+    def unsettled(self) -> dict[str, int]:
+        """Per node, how many committed batches wait for their derived state to be written.
+
+        A running node's count stays small (it settles its marks every flush); a node that is
+        gone for good keeps its count until another adopts its marks (:meth:`recover`).
+        """
+        with self.db.engine.connect() as conn:
+            sql = text("SELECT node, COUNT(*) FROM derived_pending GROUP BY node ORDER BY node")
+            return {node: n for node, n in conn.execute(sql)}
+
+    def _prepare(self) -> None:
+        """Ready the engine for a starting node (nothing by default)."""
+
+    def _transaction(self) -> AbstractContextManager[Any]:
+        """A cursor in one transaction of the writer's connection: committed, or rolled back."""
+        raise NotImplementedError
 
     def _commit_readings(
         self, rows: list[tuple[Any, ...]], batch: WriteBatch
-    ) -> tuple[int, int | None, list[tuple[Any, ...]] | None]:
-        """Commit the rows; return how many were new, the batch's mark, and the new rows
-        themselves when some were duplicates and the engine can tell which (else None)."""
+    ) -> tuple[int, Journal | None]:
+        """Commit the rows, with a mark journalling the new ones (:meth:`_journal`), in one
+        transaction; return how many were new and their journal (None if none were)."""
         raise NotImplementedError
 
-    def _flush_derived(
-        self, latest: list[tuple[Any, ...]], rollups: list[tuple[Any, ...]], mark: int | None
+    def _take_marks(
+        self, cur: Any, node: str, known: list[int]
+    ) -> list[tuple[int, int, bytes | None]]:
+        """Delete ``node``'s marks; return ``(id, min_ts, journal)`` of each deleted (the
+        journal may be None for the ``known`` ids, whose partials the caller holds)."""
+        raise NotImplementedError
+
+    def _apply_derived(
+        self,
+        cur: Any,
+        latest: list[tuple[Any, ...]],
+        rollups: list[tuple[Any, ...]],
+        since: int | None,
     ) -> None:
-        raise NotImplementedError
-
-    def _recover(self) -> int:
+        """Upsert latest rows (newer wins), add rollup partials, and when ``since`` is given
+        recompute latest state from the readings from ``since`` on (newer wins: idempotent)."""
         raise NotImplementedError
 
     @staticmethod
@@ -380,7 +466,7 @@ class SeriesStore:
         if interval <= 0 or end <= start or not device_ids or not keys:
             return {}
         self.flush()
-        parts: dict[tuple[int, str, int], _Partial] = {}
+        parts: dict[tuple[int, str, int], Partial] = {}
 
         def add(
             device_id: int, key: str, bucket: int, c: float, s: float, lo: float, hi: float
@@ -392,7 +478,7 @@ class SeriesStore:
             if p is None:
                 parts[g] = [c, s, lo, hi]
             else:
-                _merge(p, c, s, lo, hi)
+                merge(p, c, s, lo, hi)
 
         use_rollups = start % HOUR_MS == 0 and interval % HOUR_MS == 0
         raw_from = end - end % HOUR_MS if use_rollups else start

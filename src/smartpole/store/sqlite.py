@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from smartpole.store.database import Database
-from smartpole.store.series import HOUR_MS, SeriesStore, WriteBatch
+from smartpole.store.derived import Journal
+from smartpole.store.series import SeriesStore, WriteBatch
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,9 @@ INSERT_QUARANTINE = (
 )
 
 
-MARK = "INSERT INTO derived_pending (node, min_ts, max_ts) VALUES (?,?,?)"
-UNMARK = "DELETE FROM derived_pending WHERE node = ? AND id <= ?"
-RECOVER_ROLLUPS = (
-    "INSERT OR REPLACE INTO rollups (device_id, key, hour, cnt, sum, min, max)"
-    " SELECT device_id, key, ts - ts % 3600000, COUNT(*), SUM(num), MIN(num), MAX(num)"
-    " FROM readings WHERE ts >= ? AND ts < ? AND vtype <= 1 GROUP BY 1, 2, 3"
-)
+MARK = "INSERT INTO derived_pending (node, min_ts, max_ts, journal) VALUES (?,?,?,?)"
+# Reading a journal back costs no round trip here: the caller skips those it knows.
+TAKE_MARKS = "DELETE FROM derived_pending WHERE node = ? RETURNING id, min_ts, journal"
 # SQLite takes the bare columns of a MAX() aggregate from the row holding the maximum.
 RECOVER_LATEST = (
     "INSERT INTO latest (device_id, key, ts, vtype, num, txt)"
@@ -84,56 +81,51 @@ class SqliteSeries(SeriesStore):
 
     def _commit_readings(
         self, rows: list[tuple[Any, ...]], batch: WriteBatch
-    ) -> tuple[int, int | None, list[tuple[Any, ...]] | None]:
-        inserted, mark, fresh = 0, None, None
+    ) -> tuple[int, Journal | None]:
+        inserted, journal = 0, None
         with self._transaction() as cur:
             if rows:
                 cur.execute("SAVEPOINT batch")
                 # in primary-key order, consecutive inserts land on the same B-tree pages (10-25 %
                 # faster); the sort is stable, so of duplicates in a batch the first still wins
                 cur.executemany(INSERT_READING, sorted(rows, key=SERIES_ORDER))
-                inserted = cur.rowcount
-                if inserted < len(rows):
+                new = rows
+                if cur.rowcount < len(rows):
                     # Some were stored already (a retransmission) or repeat within the batch:
                     # insert again row by row to learn which are new, so that only those count
                     # in the rollups (a recount of every hour the batch touched cost more).
                     cur.execute("ROLLBACK TO batch")
-                    fresh = []
+                    new = []
                     for row in rows:
                         cur.execute(INSERT_READING, row)
                         if cur.rowcount:
-                            fresh.append(row)
-                    inserted = len(fresh)
+                            new.append(row)
                 cur.execute("RELEASE batch")
-                stamps = [r[2] for r in rows]
-                cur.execute(MARK, (self.node, min(stamps), max(stamps)))
-                mark = cur.lastrowid
+                inserted = len(new)
+                if new:
+                    journal = self._journal(new)
+                    cur.execute(MARK, (self.node, journal.min_ts, journal.max_ts, journal.blob))
+                    assert cur.lastrowid is not None
+                    journal.mark = cur.lastrowid
             if batch.quarantined:
                 cur.executemany(INSERT_QUARANTINE, self._quarantine_rows(batch))
             if batch.seen:
                 cur.executemany(TOUCH_DEVICE, [(t, d, t) for d, t in batch.seen.items()])
-        return inserted, mark, fresh
+        return inserted, journal
 
-    def _flush_derived(
-        self, latest: list[tuple[Any, ...]], rollups: list[tuple[Any, ...]], mark: int | None
+    def _take_marks(
+        self, cur: Any, node: str, known: list[int]
+    ) -> list[tuple[int, int, bytes | None]]:
+        return [(mark, min_ts, blob) for mark, min_ts, blob in cur.execute(TAKE_MARKS, (node,))]
+
+    def _apply_derived(
+        self,
+        cur: Any,
+        latest: list[tuple[Any, ...]],
+        rollups: list[tuple[Any, ...]],
+        since: int | None,
     ) -> None:
-        with self._transaction() as cur:
-            cur.executemany(UPSERT_LATEST, latest)
-            cur.executemany(ADD_ROLLUP, rollups)
-            if mark is not None:
-                cur.execute(UNMARK, (self.node, mark))
-
-    def _recover(self) -> int:
-        with self._transaction() as cur:
-            lo, hi, last, n = cur.execute(
-                "SELECT MIN(min_ts), MAX(max_ts), MAX(id), COUNT(*) FROM derived_pending"
-                " WHERE node = ?",
-                (self.node,),
-            ).fetchone()
-            if not n:
-                return 0
-            cur.execute(RECOVER_ROLLUPS, (lo - lo % HOUR_MS, hi - hi % HOUR_MS + HOUR_MS))
-            cur.execute(RECOVER_LATEST, (lo,))
-            cur.execute(UNMARK, (self.node, last))
-        log.warning("recovered latest state and rollups of %d unflushed batches", n)
-        return int(n)
+        cur.executemany(UPSERT_LATEST, latest)
+        cur.executemany(ADD_ROLLUP, rollups)
+        if since is not None:
+            cur.execute(RECOVER_LATEST, (since,))

@@ -135,7 +135,13 @@ class PostgresSeries(SeriesStore):
                 yield cur
             conn.commit()
         except BaseException:
-            conn.rollback()
+            try:
+                conn.rollback()
+            except psycopg.Error:
+                pass  # the connection is gone: discarded below
+            if conn.broken or conn.closed:
+                # a restart, a cut network, a terminated backend: never reuse this connection
+                self._discard()
             self._partitions.clear()
             raise
 
@@ -189,6 +195,7 @@ class PostgresSeries(SeriesStore):
                 cur.executemany(QUARANTINE, self._quarantine_rows(batch))
             if batch.seen:
                 cur.execute(TOUCH, (list(batch.seen), list(batch.seen.values())))
+            self._before_commit(batch, inserted, mark, fresh)
         return inserted, mark, fresh
 
     def _flush_derived(

@@ -7,19 +7,21 @@ A write batch is one transaction: readings (duplicates ignored, the first one wi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import orjson
 from sqlalchemy import BindParameter, bindparam, text
 
+from smartpole.errors import StoreUnavailable
 from smartpole.model.types import Quality, Reading, Value
-from smartpole.store.database import Database, now_ms
+from smartpole.store.database import Database, now_ms, store_unavailable
 
 __all__ = [
     "HOUR_MS",
@@ -101,6 +103,17 @@ class WriteResult:
     quarantined: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """A batch as its transaction left it just before COMMIT: if the COMMIT's answer is lost
+    (the connection broke), the batch's mark tells later whether it landed."""
+
+    batch: WriteBatch
+    inserted: int
+    mark: int | None
+    fresh: list[tuple[Any, ...]] | None
+
+
 class TimeSeries(Protocol):
     """What the pipeline, the API and the hub need of the time-series store."""
 
@@ -177,6 +190,20 @@ def _derive(
     return latest, rollups
 
 
+@contextlib.contextmanager
+def _outages() -> Iterator[None]:
+    """Raise an engine error that is an outage as StoreUnavailable (retry later)."""
+    try:
+        yield
+    except StoreUnavailable:
+        raise
+    except Exception as err:
+        outage = store_unavailable(err)
+        if outage is None:
+            raise
+        raise outage from err
+
+
 def _finish(p: _Partial, agg: Aggregation) -> float:
     if agg == "count":
         return p[0]
@@ -220,6 +247,8 @@ class SeriesStore:
         self._pending_mark: int | None = None
         self._last_flush = time.monotonic()
         self._conn: Any = None  # the writer's pooled DBAPI connection (engines open it)
+        self._staged: _Staged | None = None  # a batch whose COMMIT may or may not have landed
+        self._flush_in_doubt = False  # the last flush failed: it may have landed all the same
 
     def close(self) -> None:
         """Write what is gathered and return the writer's connection to the pool."""
@@ -227,15 +256,30 @@ class SeriesStore:
             try:
                 self.flush()
             finally:
-                self._conn.close()
-                self._conn = None
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+
+    def _discard(self) -> None:
+        """Drop a broken writer connection from the pool; the next write opens a new one."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.invalidate()
+            self._conn = None
 
     # -- writes ---------------------------------------------------------------------------
     def write(self, batch: WriteBatch) -> WriteResult:
         """Commit one batch's readings in one transaction (one writer at a time)."""
         with self._write_lock:
             rows = self._rows(batch.readings)
-            inserted, mark, fresh = self._commit_readings(rows, batch)
+            with _outages():
+                self._settle_flush()
+                staged = self._landed(batch)
+                if staged is None:
+                    inserted, mark, fresh = self._commit_readings(rows, batch)
+                else:
+                    inserted, mark, fresh = staged.inserted, staged.mark, staged.fresh
+            self._staged = None
             if rows:
                 self._gather(rows if fresh is None else fresh, mark)
             if self.flush_ms == 0 or time.monotonic() - self._last_flush >= self.flush_ms / 1000:
@@ -252,16 +296,66 @@ class SeriesStore:
         _derive(rows, self._pending_latest, self._pending_rollups)
         self._pending_mark = mark
 
+    def _before_commit(
+        self,
+        batch: WriteBatch,
+        inserted: int,
+        mark: int | None,
+        fresh: list[tuple[Any, ...]] | None,
+    ) -> None:
+        """Engines call this inside a batch's transaction, just before its COMMIT."""
+        self._staged = _Staged(batch, inserted, mark, fresh)
+
+    def _landed(self, batch: WriteBatch) -> _Staged | None:
+        """A retry of a batch whose COMMIT's answer was lost: its outcome if it landed.
+
+        Its readings would be duplicates the second time, so a second commit would never add
+        them to the rollups; a landed batch is taken as committed instead. The batch's mark
+        row is the witness (only a flush deletes it, and flushes wait for this write).
+        """
+        staged = self._staged
+        if staged is None or staged.batch is not batch or staged.mark is None:
+            self._staged = None
+            return None  # no mark (nothing but quarantine and last-seen): commit again
+        landed = self._mark_exists(staged.mark)  # may fail: then the next retry asks again
+        self._staged = None
+        if landed:
+            log.warning("a batch's COMMIT landed although its answer was lost; not repeated")
+            return staged
+        return None
+
+    def _mark_exists(self, mark: int) -> bool:
+        with self.db.engine.connect() as conn:
+            sql = text("SELECT 1 FROM derived_pending WHERE id = :m")
+            return conn.execute(sql, {"m": mark}).first() is not None
+
+    def _settle_flush(self) -> None:
+        """After a failed flush, learn whether its COMMIT landed before gathering more: a flush
+        deletes the marks it covers, so a mark gone means its rollups are written already and
+        writing them again would count them twice."""
+        if not self._flush_in_doubt:
+            return
+        if self._pending_mark is not None and not self._mark_exists(self._pending_mark):
+            log.warning("a flush's COMMIT landed although its answer was lost; not repeated")
+            self._pending_latest.clear()
+            self._pending_rollups.clear()
+            self._pending_mark = None
+        self._flush_in_doubt = False
+
     def flush(self) -> None:
-        """Write the gathered latest state and rollups now."""
+        """Write the gathered latest state and rollups now (StoreUnavailable in an outage)."""
         with self._write_lock:
-            self._flush()
+            with _outages():
+                self._flush()
 
     def _flush(self) -> None:
+        self._settle_flush()
         if not self._pending_latest and not self._pending_rollups and self._pending_mark is None:
             return
         rollups = [(*g, int(p[0]), p[1], p[2], p[3]) for g, p in self._pending_rollups.items()]
+        self._flush_in_doubt = True
         self._flush_derived(list(self._pending_latest.values()), rollups, self._pending_mark)
+        self._flush_in_doubt = False
         self._pending_latest.clear()
         self._pending_rollups.clear()
         self._pending_mark = None

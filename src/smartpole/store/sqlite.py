@@ -112,6 +112,7 @@ class SqliteSeries(SeriesStore):
                 cur.executemany(INSERT_QUARANTINE, self._quarantine_rows(batch))
             if batch.seen:
                 cur.executemany(TOUCH_DEVICE, [(t, d, t) for d, t in batch.seen.items()])
+            self._before_commit(batch, inserted, mark, fresh)
         return inserted, mark, fresh
 
     def _flush_derived(

@@ -410,12 +410,13 @@ async def test_terminated_connections_are_replaced(
         session, _ = await Session.open(platform.mqtt[0].mqtt_port, lamp["token"], 5)
         session.publish(1, T0, 1.0)
         assert await session.acked() == (1, 0)
-        assert (await count(client, city, lamp["id"])).status_code == 200
         kill = (
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = %s AND pid <> pg_backend_pid()"
         )
         assert own_cluster.execute(kill, name)  # the writer's and the readers' connections
+        read = await count(client, city, lamp["id"])  # flushes on the writer's connection
+        assert read.status_code == 200, read.text
         assert (await post(client, lamp["token"], T0 + 1, 2.0)).status_code == 200
         session.publish(2, T0 + 2, 3.0)
         assert await session.acked() == (2, 0)

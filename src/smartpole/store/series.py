@@ -344,8 +344,14 @@ class SeriesStore:
 
     def flush(self) -> None:
         """Write the gathered latest state and rollups now (StoreUnavailable in an outage)."""
-        with self._write_lock:
-            with _outages():
+        with self._write_lock, _outages():
+            try:
+                self._flush()
+            except Exception:
+                if self._conn is not None:
+                    raise
+                # the writer's connection had gone stale (a restarted server, a terminated
+                # backend) and was dropped: a reader should not fail for that, try a new one
                 self._flush()
 
     def _flush(self) -> None:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -176,9 +179,9 @@ class Session:
                 self.backlog.append(codec.decode(kind, flags, body, self.version))
         return self.backlog.pop(0)
 
-    def publish(self, packet_id: int, ts: int, value: float) -> None:
-        """Send one reading at QoS 1."""
-        payload = orjson.dumps({"ts": ts, "values": {"power": value}})
+    def publish(self, packet_id: int, ts: int, value: float, pad: int = 0) -> None:
+        """Send a ``power`` reading (and ``pad`` others) at QoS 1."""
+        payload = orjson.dumps({"ts": ts, "values": values(value, pad)})
         packet = codec.Publish("v1/devices/me/telemetry", payload, 1, packet_id=packet_id)
         self.writer.write(codec.encode(packet, self.version))
 
@@ -260,9 +263,14 @@ async def lamps(client: httpx.AsyncClient, city: City, n: int) -> list[dict[str,
     return [await make_device(client, city, "lighting", "lamp", pole, port=i + 1) for i in range(n)]
 
 
-def post(client: httpx.AsyncClient, token: str, ts: int, value: float) -> Any:
-    """HTTP ingest of one reading."""
-    body = {"ts": ts, "values": {"power": value}}
+def values(power: float, pad: int) -> dict[str, float]:
+    """A ``power`` reading and ``pad`` others: more than a page of the database."""
+    return {"power": power} | {f"pad{i:03d}": power for i in range(pad)}
+
+
+def post(client: httpx.AsyncClient, token: str, ts: int, value: float, pad: int = 0) -> Any:
+    """HTTP ingest of a reading (and ``pad`` others)."""
+    body = {"ts": ts, "values": values(value, pad)}
     return client.post(f"/api/v1/{token}/telemetry", json=body)
 
 
@@ -272,20 +280,6 @@ def count(client: httpx.AsyncClient, city: City, device_id: int) -> Any:
     return client.get(
         f"/api/devices/{device_id}/timeseries", params=params, headers=city.auth("lighting")
     )
-
-
-def stored(db: Database, device_id: int) -> list[tuple[Any, ...]]:
-    """Every stored power reading of a device, and its rollup rows."""
-    with db.engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT ts FROM readings WHERE device_id = :d AND key = 'power' ORDER BY ts"),
-            {"d": device_id},
-        ).all()
-        rolled = conn.execute(
-            text("SELECT hour, cnt FROM rollups WHERE device_id = :d AND key = 'power'"),
-            {"d": device_id},
-        ).all()
-    return [tuple(r) for r in rows] + [("rollup", *r) for r in rolled]
 
 
 def is_problem(r: httpx.Response, status: int) -> bool:
@@ -305,47 +299,50 @@ async def ride_out(
     port = platform.mqtt[0].mqtt_port
     s5, rc5 = await Session.open(port, v5["token"], 5)
     s3, rc3 = await Session.open(port, v311["token"], 4)
-    assert (rc5, rc3) == (0, 0)
-    for s in (s5, s3):
-        s.publish(1, T0, 1.0)
-        assert await s.acked() == (1, 0)
-    assert (await post(client, web["token"], T0, 1.0)).status_code == 200
+    try:
+        assert (rc5, rc3) == (0, 0)
+        for s in (s5, s3):
+            s.publish(1, T0, 1.0)
+            assert await s.acked() == (1, 0)
+        assert (await post(client, web["token"], T0, 1.0)).status_code == 200
 
-    go_down()
-    for s in (s5, s3):  # held: no PUBACK until committed, and no disconnection
-        s.publish(2, T0 + 1, 2.0)
-    await until(lambda: platform.pipeline.outage is not None, "the writer notices")
-    ready = await client.get("/readyz")
-    assert is_problem(ready, 503), ready.text
-    assert ready.json()["reason"]
-    assert (await client.get("/livez")).status_code == 200
-    health = await client.get("/healthz")
-    assert health.status_code == 503
-    assert health.json()["status"] == "unavailable"
-    refused = await post(client, web["token"], T0 + 1, 2.0)
-    assert is_problem(refused, 503), refused.text
-    assert int(refused.headers["retry-after"]) >= 1
-    assert is_problem(await count(client, city, v5["id"]), 503)
-    for version, busy in ((5, 0x89), (4, 0x03)):  # server busy / server unavailable
-        late, rc = await Session.open(port, v5["token"], version)
-        assert rc == busy
-        late.writer.close()
-    assert not s5.backlog
-    assert not s3.backlog
+        go_down()
+        for s in (s5, s3):  # held: no PUBACK until committed, and no disconnection
+            s.publish(2, T0 + 1, 2.0, pad=200)
+        await until(lambda: platform.pipeline.outage is not None, "the writer notices")
+        ready = await client.get("/readyz")
+        assert is_problem(ready, 503), ready.text
+        assert ready.json()["reason"]
+        assert (await client.get("/livez")).status_code == 200
+        health = await client.get("/healthz")
+        assert health.status_code == 503
+        assert health.json()["status"] == "unavailable"
+        refused = await post(client, web["token"], T0 + 1, 2.0, pad=200)
+        assert is_problem(refused, 503), refused.text
+        assert int(refused.headers["retry-after"]) >= 1
+        read = await count(client, city, v5["id"])  # served if the store can read, else a 503
+        assert read.status_code == 200 or is_problem(read, 503), read.text
+        for version, busy in ((5, 0x89), (4, 0x03)):  # server busy / server unavailable
+            late, rc = await Session.open(port, v5["token"], version)
+            assert rc == busy
+            late.writer.close()
+        assert not s5.backlog
+        assert not s3.backlog
 
-    come_back()
-    for s in (s5, s3):
-        assert await s.acked() == (2, 0)  # on the same connection
-        s.publish(3, T0 + 2, 3.0)
-        assert await s.acked() == (3, 0)
-    await until(lambda: _ok(client, "/readyz"), "/readyz answers 200")
-    assert (await post(client, web["token"], T0 + 2, 3.0)).status_code == 200
-    for lamp, n in ((v5, 3), (v311, 3), (web, 2)):
-        r = await count(client, city, lamp["id"])
-        assert r.status_code == 200, r.text
-        assert r.json() == {"power": [{"ts": T0, "value": n}]}
-    for s in (s5, s3):
-        await s.close()
+        come_back()
+        for s in (s5, s3):
+            assert await s.acked() == (2, 0)  # on the same connection
+            s.publish(3, T0 + 2, 3.0)
+            assert await s.acked() == (3, 0)
+        await until(lambda: _ok(client, "/readyz"), "/readyz answers 200")
+        assert (await post(client, web["token"], T0 + 2, 3.0)).status_code == 200
+        for lamp, n in ((v5, 3), (v311, 3), (web, 2)):
+            r = await count(client, city, lamp["id"])
+            assert r.status_code == 200, r.text
+            assert r.json() == {"power": [{"ts": T0, "value": n}]}
+    finally:
+        for s in (s5, s3):
+            await s.close()
 
 
 async def _ok(client: httpx.AsyncClient, path: str) -> bool:
@@ -449,8 +446,7 @@ def test_a_commit_whose_answer_is_lost_counts_once(own_cluster: PostgresCluster,
         else:
             store.write(second)
             relay.lose_next_commit_answer()
-            with pytest.raises(StoreUnavailable):
-                store.flush()
+            store.flush()  # tries again on a new connection: finds the lost COMMIT landed
         store.flush()
         assert relay.lost_commits == 1
         with db.engine.connect() as conn:
@@ -461,3 +457,111 @@ def test_a_commit_whose_answer_is_lost_counts_once(own_cluster: PostgresCluster,
         store.close()  # type: ignore[attr-defined]
         db.dispose()
         relay.close()
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def writer_connection(platform: Platform) -> Iterator[sqlite3.Connection]:
+    """The SQLite writer's own connection (``max_page_count`` is per connection), between two
+    of its transactions."""
+    series = platform.series
+    with series._write_lock:  # type: ignore[attr-defined]
+        yield series._connection()  # type: ignore[attr-defined]
+
+
+def fill_the_disk(platform: Platform) -> None:
+    """Cap the file at its size and fill what room is left: the disk is full."""
+    with writer_connection(platform) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS ballast (x BLOB)")
+        conn.commit()
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        for _ in range(10_000):
+            try:
+                conn.execute("INSERT INTO ballast VALUES (zeroblob(2000))")
+                conn.commit()
+            except sqlite3.OperationalError as err:
+                conn.rollback()
+                full = err.sqlite_errorname
+                break
+        else:
+            full = "never"
+    assert full == "SQLITE_FULL"
+
+
+def free_space(platform: Platform) -> None:
+    """Room again (the operator freed space)."""
+    with writer_connection(platform) as conn:
+        conn.execute("PRAGMA max_page_count = 1073741823")
+
+
+def sqlite_file(tmp_path: Path) -> Path:
+    """A migrated SQLite database file."""
+    path = tmp_path / "smartpole.db"
+    db = Database(f"sqlite:///{path}")
+    try:
+        db.upgrade()
+    finally:
+        db.dispose()
+    return path
+
+
+async def test_sqlite_rides_out_a_full_disk(tmp_path: Path) -> None:
+    url = f"sqlite:///{sqlite_file(tmp_path)}"
+    async with serving(url, tmp_path) as platform, api(platform) as client:
+        full, room = (lambda: fill_the_disk(platform)), (lambda: free_space(platform))
+        await ride_out(platform, client, seed(platform), full, room)
+
+
+HOLD_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+
+
+class Locker:
+    """Another process that holds the database file's write lock until released."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def lock(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD_LOCK, str(self.path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline() == b"locked\n"
+
+    def release(self) -> None:
+        assert self.proc is not None
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"\n")
+        self.proc.stdin.flush()
+        assert self.proc.wait(30) == 0
+
+    def close(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(30)
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+
+
+async def test_sqlite_rides_out_a_file_locked_by_another_process(tmp_path: Path) -> None:
+    path = sqlite_file(tmp_path)
+    locker = Locker(path)
+    try:
+        async with serving(f"sqlite:///{path}", tmp_path, sqlite_busy_timeout_ms=100) as platform:
+            async with api(platform) as client:
+                await ride_out(platform, client, seed(platform), locker.lock, locker.release)
+    finally:
+        locker.close()

@@ -395,23 +395,33 @@ def _promote(primary: PostgresCluster) -> PostgresCluster:
     return primary.failover()
 
 
+KILL = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+    " WHERE datname = %s AND pid <> pg_backend_pid()"
+)
+
+
 @pytest.mark.postgres
-async def test_terminated_connections_are_replaced(
-    own_cluster: PostgresCluster, tmp_path: Path
+@pytest.mark.parametrize("kill", ["pg_terminate_backend", "idle_session_timeout"])
+async def test_killed_connections_are_replaced(
+    own_cluster: PostgresCluster, tmp_path: Path, kill: str
 ) -> None:
     url = migrated(own_cluster)
     name = url.rsplit("/", 1)[1]
+    if kill == "idle_session_timeout":  # the server ends every session idle for 200 ms
+        own_cluster.execute(f"ALTER DATABASE {name} SET idle_session_timeout = '200ms'")
     async with serving(url, tmp_path) as platform, api(platform) as client:
         city = seed(platform)
         (lamp,) = await lamps(client, city, 1)
         session, _ = await Session.open(platform.mqtt[0].mqtt_port, lamp["token"], 5)
         session.publish(1, T0, 1.0)
         assert await session.acked() == (1, 0)
-        kill = (
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()"
-        )
-        assert own_cluster.execute(kill, name)  # the writer's and the readers' connections
+        if kill == "pg_terminate_backend":  # the writer's and the readers' connections
+            assert own_cluster.execute(KILL, name)
+        else:
+            writer = platform.series._conn.driver_connection.info.backend_pid  # type: ignore[attr-defined]
+            alive = "SELECT 1 FROM pg_stat_activity WHERE pid = %s"
+            await until(lambda: not own_cluster.execute(alive, writer), "the writer's is ended")
         read = await count(client, city, lamp["id"])  # flushes on the writer's connection
         assert read.status_code == 200, read.text
         assert (await post(client, lamp["token"], T0 + 1, 2.0)).status_code == 200

@@ -28,10 +28,10 @@ __all__ = ["Pipeline"]
 
 log = logging.getLogger(__name__)
 Listener = Callable[[WriteBatch], Awaitable[None]]
-# Backoff between attempts at a batch the store could not commit: quick for a blip, at most a
-# few seconds so that ingest resumes soon after the database is back.
+# Backoff between attempts at a batch the store could not commit: quick for a blip, and once a
+# second at most, so that ingest resumes within a second of the database's return.
 RETRY_FIRST_S = 0.05
-RETRY_MAX_S = 2.0
+RETRY_MAX_S = 1.0
 
 
 def _retrieve(fut: asyncio.Future[WriteResult]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -28,6 +29,8 @@ from smartpole.errors import (
 from smartpole.store.database import store_unavailable
 
 __all__ = ["install", "problem"]
+
+log = logging.getLogger(__name__)
 
 STATUS: dict[type[SmartpoleError], int] = {
     NotFound: 404,
@@ -94,6 +97,7 @@ async def _database(request: Request, err: Exception) -> Response:
     """A database error in a read: an outage is a 503 to retry, anything else a 500."""
     outage = store_unavailable(err)
     if outage is None:
+        log.error("%s %s: database error", request.method, request.url.path, exc_info=err)
         return problem(500, "Internal error", "the database failed to answer")
     return await _domain(request, outage)
 

@@ -103,8 +103,9 @@ class PostgresCluster:
                 f"{what} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n{log}"
             )
 
-    def start(self) -> PostgresCluster:
-        """Create the cluster in a fresh temporary directory and start the server."""
+    def start(self, port: int | None = None) -> PostgresCluster:
+        """Create the cluster in a fresh temporary directory and start the server (on ``port``
+        when given: a new server at an old one's address, as after a failover)."""
         self.root = Path(tempfile.mkdtemp(prefix="smartpole-pg-", dir="/tmp"))
         self.root.chmod(0o755)
         self.sockdir.mkdir()
@@ -132,22 +133,9 @@ class PostgresCluster:
         )
         self._check("initdb", proc)
         last: RuntimeError | None = None
-        for _ in range(5):  # the free port can be taken between probing and binding: retry
-            self.port = _free_port()
-            opts = f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1"
-            if not self.durable:
-                opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            proc = self._run(
-                "pg_ctl",
-                "-D",
-                str(self.datadir),
-                "-l",
-                str(self.logfile),
-                "-o",
-                opts,
-                "-w",
-                "start",
-            )
+        for _ in range(1 if port else 5):  # a free port can be taken before we bind: retry
+            self.port = port or _free_port()
+            proc = self._pg_ctl_start()
             if proc.returncode == 0:
                 self.running = True
                 return self
@@ -157,6 +145,48 @@ class PostgresCluster:
                 last = exc
         assert last is not None
         raise last
+
+    def _pg_ctl_start(self) -> subprocess.CompletedProcess[str]:
+        opts = f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1"
+        if not self.durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        return self._run(
+            "pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-o", opts, "-w", "start"
+        )
+
+    def halt(self) -> None:
+        """Stop the server as an operator's restart does (``-m fast``), keeping its data."""
+        proc = self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+        self._check("pg_ctl stop", proc)
+        self.running = False
+
+    def resume(self) -> None:
+        """Start the halted server again, same data, same port."""
+        self._check("pg_ctl start", self._pg_ctl_start())
+        self.running = True
+
+    def execute(self, query: str, *params: object) -> list[tuple[object, ...]]:
+        """Run one statement as the superuser (``pg_terminate_backend``, settings)."""
+        with self._admin() as conn:
+            cur = conn.execute(query, params or None)
+            return cur.fetchall() if cur.description else []
+
+    def failover(self) -> PostgresCluster:
+        """Halt this server and start a copy of its data on the same port: a standby promoted
+        at the old server's address. Returns the new cluster (stop both when done)."""
+        self.halt()
+        new = PostgresCluster(self.durable)
+        new.root = Path(tempfile.mkdtemp(prefix="smartpole-pg-", dir="/tmp"))
+        new.root.chmod(0o755)
+        # cp -a keeps the owner (the postgres account when we are root) and the modes
+        subprocess.run(["cp", "-a", str(self.datadir), str(new.datadir)], check=True)
+        subprocess.run(["cp", "-a", str(self.sockdir), str(new.sockdir)], check=True)
+        if self.as_root:
+            pw = pwd.getpwnam(SERVER_USER)
+            os.chown(new.root, pw.pw_uid, pw.pw_gid)
+        new.port = self.port
+        new.resume()
+        return new
 
     def stop(self) -> None:
         """Stop the server at once and remove the cluster's directory."""

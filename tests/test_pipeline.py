@@ -4,14 +4,16 @@ together share one commit."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from smartpole.errors import Overloaded
+from smartpole.errors import Overloaded, StoreUnavailable
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.model.types import Reading
 from smartpole.store import Database, SeriesStore
-from smartpole.store.series import WriteBatch
+from smartpole.store.series import WriteBatch, WriteResult
 from test_store import add_device
 
 T0 = 1_764_000_000_000
@@ -130,3 +132,69 @@ async def test_a_failed_commit_fails_every_submission_that_shared_it(
         assert stored(series, dev) == [5]
     finally:
         await pipe.stop()
+
+
+class Outage:
+    """The real store behind a switch: while ``down`` is set, every write raises
+    StoreUnavailable before reaching it (a database restart, seen from the pipeline)."""
+
+    def __init__(self, series: SeriesStore) -> None:
+        self.series = series
+        self.down = True
+        self.attempts = 0
+
+    def write(self, b: WriteBatch) -> WriteResult:
+        self.attempts += 1
+        if self.down:
+            raise StoreUnavailable("PostgreSQL unavailable: the connection is lost")
+        return self.series.write(b)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.series, name)
+
+
+async def wait_for(check: Callable[[], bool]) -> None:
+    for _ in range(2000):  # 20 s at most
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+async def test_a_batch_the_store_cannot_commit_is_held_until_it_can(
+    database: Database, series: SeriesStore
+) -> None:
+    dev = add_device(database)
+    store = Outage(series)
+    pipe = Pipeline(store, batch_size=100, batch_age_ms=1)  # type: ignore[arg-type]
+    await pipe.start()
+    try:
+        held = pipe.enqueue(batch(dev, 0, 3))
+        await wait_for(lambda: store.attempts >= 3)  # retried, not failed
+        assert not held.done()
+        assert pipe.outage is not None
+        with pytest.raises(StoreUnavailable):  # HTTP is told to come back later
+            await pipe.submit(batch(dev, 10, 1))
+        also_held = pipe.enqueue(batch(dev, 20, 1))  # MQTT waits with the rest
+        store.down = False
+        assert (await held).inserted == 3
+        await also_held
+        assert pipe.outage is None
+        assert stored(series, dev) == [0, 1, 2, 20]
+    finally:
+        await pipe.stop()
+
+
+async def test_stop_in_an_outage_fails_what_is_held(
+    database: Database, series: SeriesStore
+) -> None:
+    dev = add_device(database)
+    store = Outage(series)
+    pipe = Pipeline(store, batch_size=100, batch_age_ms=1)  # type: ignore[arg-type]
+    await pipe.start()
+    held = pipe.enqueue(batch(dev, 0, 3))
+    await wait_for(lambda: pipe.outage is not None)
+    await pipe.stop()  # does not wait for the database for ever
+    with pytest.raises(StoreUnavailable):
+        held.result()  # never acknowledged: the device sends it again
+    assert stored(series, dev) == []

@@ -12,6 +12,7 @@ from typing import Any
 from smartpole.config import Settings
 from smartpole.control import Control
 from smartpole.devices import DeviceService
+from smartpole.errors import StoreUnavailable
 from smartpole.hub.anomaly import AnomalyService, Detector
 from smartpole.hub.engine import Hub
 from smartpole.hub.forecast import Forecasts
@@ -25,6 +26,7 @@ from smartpole.registry.credentials import Credentials
 from smartpole.registry.firmware import Firmware
 from smartpole.registry.provisioning import Provisioning
 from smartpole.store import Database, SeriesStore, now_ms, open_series
+from smartpole.store.database import store_unavailable
 from smartpole.transport.broker import BrokerConsumer
 from smartpole.transport.mqtt.port import SessionLimits
 from smartpole.transport.mqtt.server import MqttServer
@@ -73,7 +75,11 @@ class Platform:
         if db is None:
             if not settings.db:
                 settings.data_dir.mkdir(parents=True, exist_ok=True)
-            db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+            db = Database(
+                settings.database_url,
+                sqlite_synchronous=settings.sqlite_synchronous,
+                sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            )
         self.db = db
         self.series: SeriesStore = open_series(
             self.db,
@@ -209,6 +215,21 @@ class Platform:
             return await self.broker.push_attributes(device_id, values)
         return False
 
+    def unready(self) -> StoreUnavailable | None:
+        """Why this node should get no traffic now, or None when it is ready: the store cannot
+        commit (the writer is holding a batch it could not commit, or the database does not
+        answer). Blocking: call it in a worker thread."""
+        if self.pipeline.outage is not None:
+            return self.pipeline.outage
+        try:
+            self.db.revision()  # one round trip through the pool
+        except Exception as err:
+            outage = store_unavailable(err)
+            if outage is None:
+                raise
+            return outage
+        return None
+
     def is_online(self, device_id: int, last_seen: int | None) -> bool:
         """Connected now, or heard from within the inactivity timeout."""
         status = self.broker.presence(device_id) if self.broker is not None else None
@@ -234,7 +255,11 @@ class Platform:
         await self.pipeline.stop()
         await self.anomaly.stop()
         await self.hub.stop()
-        self.series.close()
+        try:
+            self.series.close()
+        except StoreUnavailable as err:
+            # the readings are committed; their derived state is recovered at the next start
+            log.warning("latest values and rollups not flushed at stop: %s", err.detail)
         self.db.dispose()
 
     async def _every(self, seconds: float, name: str, work: Callable[[], Awaitable[Any]]) -> None:

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         "FULL",
         description="SQLite fsync policy; FULL keeps acknowledged readings across power loss.",
     )
+    sqlite_busy_timeout_ms: int = Field(
+        30_000,
+        ge=0,
+        description="How long SQLite waits for a file another process has locked, in ms.",
+    )
     hub_tick_ms: int = Field(
         1000, ge=50, description="How often the hub checks durations, missing data and windows."
     )

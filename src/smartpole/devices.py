@@ -7,10 +7,12 @@ pipeline and the command control, so that transports stay free of storage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from smartpole.errors import Conflict, Forbidden, InvalidInput
+from smartpole.errors import Conflict, Forbidden, InvalidInput, StoreUnavailable
 from smartpole.ingest.payload import parse_attributes, parse_telemetry, to_batch
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.model.types import DeviceKind, Reading, Role, Scope
@@ -21,7 +23,7 @@ from smartpole.registry.claims import Claims
 from smartpole.registry.credentials import BasicAuth, Credentials
 from smartpole.registry.firmware import Firmware
 from smartpole.registry.provisioning import FAILURE, Provisioning
-from smartpole.store.database import now_ms
+from smartpole.store.database import now_ms, store_unavailable
 from smartpole.store.series import WriteBatch
 from smartpole.transport.mqtt.port import SessionLimits
 
@@ -76,14 +78,30 @@ class DeviceService:
 
     # -- uplink ---------------------------------------------------------------------------
     def authenticate(self, token: str) -> DeviceRef | None:
-        """The device an access token belongs to, or None."""
-        return self.assets.device_by_token(token)
+        """The device an access token belongs to, or None; StoreUnavailable in an outage."""
+        with self._store_available():
+            return self.assets.device_by_token(token)
 
     def authenticate_basic(
         self, client_id: str, username: str | None, password: str | None
     ) -> BasicAuth:
-        """The device of MQTT Basic credentials, or why not."""
-        return self.credentials.authenticate(client_id, username, password)
+        """The device of MQTT Basic credentials, or why not; StoreUnavailable in an outage."""
+        with self._store_available():
+            return self.credentials.authenticate(client_id, username, password)
+
+    @contextlib.contextmanager
+    def _store_available(self) -> Iterator[None]:
+        """Refuse a new session while the store cannot commit: what it sent could not be
+        stored, and the sessions already open are held until the store is back."""
+        if self.pipeline.outage is not None:
+            raise StoreUnavailable(self.pipeline.outage.detail)
+        try:
+            yield
+        except Exception as err:
+            outage = store_unavailable(err)
+            if outage is None:
+                raise
+            raise outage from err
 
     async def provision(self, request: Any) -> dict[str, Any]:
         """Answer a provision request; never raises (a refusal is an answer too)."""

@@ -11,6 +11,7 @@
     │   └── PayloadError           a device payload of the wrong shape
     ├── PayloadTooLarge            a body beyond the configured limit
     ├── Overloaded                 the ingest pipeline is full; retry later
+    ├── StoreUnavailable           the store cannot commit now (database down, disk full, locked)
     ├── DeviceOffline              a command's device has no live session to send it on
     └── Timeout                    a device did not answer a command in time
 
@@ -34,6 +35,7 @@ __all__ = [
     "PayloadError",
     "PayloadTooLarge",
     "SmartpoleError",
+    "StoreUnavailable",
     "Timeout",
     "Unauthenticated",
 ]
@@ -112,6 +114,13 @@ class Overloaded(SmartpoleError):
     """The ingest pipeline is full; the device should retry later."""
 
     title = "Overloaded"
+
+
+class StoreUnavailable(SmartpoleError):
+    """The store cannot commit now: the database is down or unreachable, the disk is full, or
+    the file is locked by another process. ``reason`` says which; retry later."""
+
+    title = "Store unavailable"
 
 
 class DeviceOffline(SmartpoleError):

@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from smartpole import __version__
 from smartpole.api import alarms as alarms_api
@@ -69,14 +71,44 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(firmware.router)
     app.include_router(device_router)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness and pipeline state")
-    def healthz(p: Plat) -> dict[str, Any]:
-        """Whether the store answers, and how the ingest pipeline is doing."""
-        return {
-            "status": "ok",
+    @app.get("/livez", tags=["operations"], summary="Liveness: the process runs")
+    def livez() -> dict[str, str]:
+        """200 while the process serves requests, whatever the database does: an orchestrator
+        restarts on this one, and a restart would not bring a database back."""
+        return {"status": "alive"}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: the store can commit",
+        responses={503: {"description": "Not ready; the reason is in the problem+json body"}},
+    )
+    async def readyz(p: Plat) -> Any:
+        """200 when this node can store what devices send; 503 problem+json with the reason
+        while the store cannot commit (database down or unreachable, disk full, file locked)."""
+        outage = await run_in_threadpool(p.unready)
+        if outage is not None:
+            return problems.problem(
+                503, "Not ready", outage.detail, retry_after=5, reason=outage.detail
+            )
+        return {"status": "ready"}
+
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        summary="Readiness with the pipeline's state",
+        responses={503: {"description": "The store cannot commit; same body, with the reason"}},
+    )
+    async def healthz(p: Plat) -> Any:
+        """Whether the store can commit (200, or 503 with ``reason``), and how the ingest
+        pipeline, the rules and the anomaly detector are doing."""
+        outage = await run_in_threadpool(p.unready)
+        revision = None if outage is not None else await run_in_threadpool(p.db.revision)
+        body = {
+            "status": "ok" if outage is None else "unavailable",
             "version": __version__,
             "engine": p.db.dialect,
-            "revision": p.db.revision(),
+            "revision": revision,
             "pipeline": {
                 "pending": p.pipeline.pending,
                 "committed": p.pipeline.committed,
@@ -91,5 +123,8 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
                 "raised": p.anomaly.raised,
             },
         }
+        if outage is None:
+            return body
+        return JSONResponse({**body, "reason": outage.detail}, 503, {"Retry-After": "5"})
 
     return app

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -20,11 +22,15 @@ from smartpole.errors import (
     PayloadError,
     PayloadTooLarge,
     SmartpoleError,
+    StoreUnavailable,
     Timeout,
     Unauthenticated,
 )
+from smartpole.store.database import store_unavailable
 
 __all__ = ["install", "problem"]
+
+log = logging.getLogger(__name__)
 
 STATUS: dict[type[SmartpoleError], int] = {
     NotFound: 404,
@@ -35,14 +41,20 @@ STATUS: dict[type[SmartpoleError], int] = {
     InvalidInput: 422,
     PayloadTooLarge: 413,
     Overloaded: 503,
+    StoreUnavailable: 503,
     DeviceOffline: 409,
     Timeout: 504,
 }
 PROBLEM_TYPE = "https://smartpole.dev/problems/"
+# Seconds a client should wait before retrying: a full queue drains fast, a database restart
+# or failover takes seconds.
+RETRY_AFTER: dict[type[SmartpoleError], int] = {StoreUnavailable: 5}
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
-    """A problem+json response."""
+def problem(
+    status: int, title: str, detail: str, *, retry_after: int = 1, **extra: Any
+) -> Response:
+    """A problem+json response (a 503 tells when to retry: ``Retry-After``, in seconds)."""
     body = {
         "type": PROBLEM_TYPE + title.lower().replace(" ", "-"),
         "title": title,
@@ -50,7 +62,7 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
         "detail": detail,
         **extra,
     }
-    headers = {"Retry-After": "1"} if status == 503 else None
+    headers = {"Retry-After": str(retry_after)} if status == 503 else None
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     return Response(
@@ -77,7 +89,17 @@ async def _domain(_: Request, err: Exception) -> Response:
     # A malformed-JSON body is a 400; a well-formed body of the wrong shape a 422.
     if isinstance(err, PayloadError) and "pos" in err.fields:
         status = 400
-    return problem(status, err.title, err.detail, **extra)
+    retry_after = next((RETRY_AFTER[c] for c in type(err).__mro__ if c in RETRY_AFTER), 1)
+    return problem(status, err.title, err.detail, retry_after=retry_after, **extra)
+
+
+async def _database(request: Request, err: Exception) -> Response:
+    """A database error in a read: an outage is a 503 to retry, anything else a 500."""
+    outage = store_unavailable(err)
+    if outage is None:
+        log.error("%s %s: database error", request.method, request.url.path, exc_info=err)
+        return problem(500, "Internal error", "the database failed to answer")
+    return await _domain(request, outage)
 
 
 async def _validation(_: Request, err: Exception) -> Response:
@@ -97,5 +119,6 @@ async def _http(_: Request, err: Exception) -> Response:
 def install(app: FastAPI) -> None:
     """Register the problem+json handlers on an app."""
     app.add_exception_handler(SmartpoleError, _domain)
+    app.add_exception_handler(sqlalchemy.exc.DBAPIError, _database)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -3,6 +3,12 @@
 A caller's ``submit`` returns only after its readings are committed, so transports acknowledge
 (HTTP 2xx, MQTT PUBACK) only what is durable.
 
+When the store cannot commit (the database is down or unreachable, the disk full, the file
+locked: ``StoreUnavailable``), the writer keeps the batch in flight and retries it with a bounded
+backoff until it commits: nothing is acknowledged before, and nothing acknowledged is lost. Its
+callers stay held (MQTT devices get no PUBACK, but stay connected); ``submit`` refuses new work
+at once while it lasts (HTTP answers 503), and ``outage`` says why, for readiness.
+
 Submissions made in one turn of the event loop (every PUBLISH of one socket read, the messages of
 many connections that became readable together) share one queue entry and one future: the writer
 commits them in one transaction anyway, and a future per message cost more than its readings.
@@ -15,13 +21,17 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from smartpole.errors import Overloaded
+from smartpole.errors import Overloaded, StoreUnavailable
 from smartpole.store.series import TimeSeries, WriteBatch, WriteResult
 
 __all__ = ["Pipeline"]
 
 log = logging.getLogger(__name__)
 Listener = Callable[[WriteBatch], Awaitable[None]]
+# Backoff between attempts at a batch the store could not commit: quick for a blip, and once a
+# second at most, so that ingest resumes within a second of the database's return.
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 1.0
 
 
 def _retrieve(fut: asyncio.Future[WriteResult]) -> None:
@@ -72,6 +82,8 @@ class Pipeline:
         self.batches = 0
         self._queue: asyncio.Queue[tuple[WriteBatch, asyncio.Future[WriteResult]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.outage: StoreUnavailable | None = None  # why the store cannot commit, while so
         # the submissions of this turn of the event loop, queued together at its end
         self._open: tuple[_Shared, asyncio.Future[WriteResult]] | None = None
 
@@ -84,6 +96,7 @@ class Pipeline:
         if self._task is None:
             return
         self._close()
+        self._stopping = True  # in an outage, fail what is held instead of waiting for ever
         await self._queue.join()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -91,7 +104,14 @@ class Pipeline:
         self._task = None
 
     async def submit(self, batch: WriteBatch) -> WriteResult:
-        """Queue a batch and wait for its commit; raise Overloaded when the queue is full."""
+        """Queue a batch and wait for its commit; raise Overloaded when the queue is full and
+        StoreUnavailable while the store cannot commit (a caller that can hold its device
+        until the store is back uses :meth:`enqueue`)."""
+        if self.outage is not None:
+            raise StoreUnavailable(
+                f"the store cannot commit now ({self.outage.detail}); retry later",
+                reason=self.outage.detail,
+            )
         return await asyncio.shield(self.enqueue(batch))
 
     def enqueue(self, batch: WriteBatch) -> asyncio.Future[WriteResult]:
@@ -165,7 +185,7 @@ class Pipeline:
                 for batch, _ in items:
                     merged.extend(batch)
             try:
-                result = await asyncio.to_thread(self.store.write, merged)
+                result = await self._commit(merged)
             except Exception as err:
                 log.exception("batch of %d readings failed to commit", len(merged))
                 for _, fut in items:
@@ -186,3 +206,27 @@ class Pipeline:
                 self.pending -= sum(len(b) for b, _ in items)
                 for _ in items:
                     self._queue.task_done()
+
+    async def _commit(self, batch: WriteBatch) -> WriteResult:
+        """Write a batch; while the store is unavailable, retry it with a bounded backoff."""
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                result = await asyncio.to_thread(self.store.write, batch)
+            except StoreUnavailable as err:
+                if self._stopping:
+                    raise
+                if self.outage is None:
+                    log.error(
+                        "the store cannot commit: %s; holding %d readings, retrying",
+                        err.detail,
+                        self.pending,
+                    )
+                self.outage = err
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            if self.outage is not None:
+                log.warning("the store commits again; %d readings held were written", len(batch))
+                self.outage = None
+            return result

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+import sys
 import time
 from importlib.resources import files
 from typing import Any
 
+import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -13,7 +16,22 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 
-__all__ = ["Database", "now_ms", "put_rows", "upsert"]
+from smartpole.errors import StoreUnavailable
+
+__all__ = ["Database", "now_ms", "put_rows", "store_unavailable", "upsert"]
+
+# SQLite errors that pass when the disk has room again or the other process lets go of the file
+TRANSIENT_SQLITE = {"SQLITE_FULL", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN"}
+# libpq: bound the wait for a server that vanished without closing the connection (a cut
+# network, a failover): keepalives on an idle connection, a send timeout on a busy one.
+PG_CONNECT_ARGS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
 
 
 def now_ms() -> int:
@@ -39,17 +57,59 @@ def put_rows(conn: Connection, table: Table, keys: list[str], rows: list[dict[st
     conn.execute(stmt, rows)
 
 
+def store_unavailable(err: BaseException) -> StoreUnavailable | None:
+    """The :class:`StoreUnavailable` an engine error amounts to, or None when it is no outage.
+
+    An outage passes by itself (the server comes back, space is freed, the lock is released),
+    so what failed may be retried; any other error (a bug, a constraint) would fail again.
+    """
+    if isinstance(err, StoreUnavailable):
+        return err
+    cause = err.orig if isinstance(err, sqlalchemy.exc.DBAPIError) else err
+    said = (str(cause).strip().splitlines() or [type(cause).__name__])[0]  # libpq: many lines
+    if isinstance(cause, sqlite3.OperationalError):
+        name = getattr(cause, "sqlite_errorname", "")
+        if name in TRANSIENT_SQLITE or name.startswith("SQLITE_IOERR"):
+            return StoreUnavailable(f"SQLite cannot write: {said} ({name})", reason=name)
+        return None
+    if (isinstance(err, sqlalchemy.exc.DBAPIError) and err.connection_invalidated) or (
+        cause is not None and _is_psycopg_outage(cause)
+    ):
+        return StoreUnavailable(f"PostgreSQL unavailable: {said}", reason=said)
+    return None
+
+
+def _is_psycopg_outage(err: BaseException) -> bool:
+    """psycopg's OperationalError (connection refused or lost, the server shutting down, a
+    terminated backend), an InterfaceError (a connection already closed), a session ended for
+    idling in a transaction."""
+    psycopg = sys.modules.get("psycopg")  # not loaded: the error cannot be psycopg's
+    if psycopg is None:
+        return False
+    return isinstance(
+        err,
+        psycopg.OperationalError
+        | psycopg.InterfaceError
+        | psycopg.errors.IdleInTransactionSessionTimeout,
+    )
+
+
 class Database:
     """One SQLAlchemy engine plus what smartpole needs around it."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+    def __init__(
+        self, url: str, *, sqlite_synchronous: str = "FULL", sqlite_busy_timeout_ms: int = 30_000
+    ) -> None:
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         kwargs: dict[str, Any] = {}
         if self.dialect == "postgresql":
-            kwargs.update(pool_size=8, max_overflow=8, pool_pre_ping=True)
+            kwargs.update(
+                pool_size=8, max_overflow=8, pool_pre_ping=True, connect_args=PG_CONNECT_ARGS
+            )
         else:
-            kwargs.update(connect_args={"check_same_thread": False, "timeout": 30})
+            busy = sqlite_busy_timeout_ms
+            kwargs.update(connect_args={"check_same_thread": False, "timeout": busy / 1000})
         self.engine: Engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             sync = sqlite_synchronous
@@ -60,7 +120,7 @@ class Database:
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute(f"PRAGMA synchronous={sync}")
                 cur.execute("PRAGMA foreign_keys=ON")
-                cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute(f"PRAGMA busy_timeout={int(busy)}")
                 cur.close()
 
     def _alembic(self) -> Config:

@@ -157,7 +157,13 @@ class PostgresSeries(SeriesStore):
                 yield cur
             conn.commit()
         except BaseException:
-            conn.rollback()
+            try:
+                conn.rollback()
+            except psycopg.Error:
+                pass  # the connection is gone: discarded below
+            if conn.broken or conn.closed:
+                # a restart, a cut network, a terminated backend: never reuse this connection
+                self._discard()
             self._partitions.clear()
             raise
 

@@ -7,12 +7,13 @@ A write batch is one transaction: readings (duplicates ignored, the first one wi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import operator
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -20,8 +21,9 @@ from typing import Any, Literal, Protocol
 import orjson
 from sqlalchemy import BindParameter, bindparam, text
 
+from smartpole.errors import StoreUnavailable
 from smartpole.model.types import Quality, Reading, Value
-from smartpole.store.database import Database, now_ms
+from smartpole.store.database import Database, now_ms, store_unavailable
 from smartpole.store.derived import (
     HOUR_MS,
     Journal,
@@ -151,6 +153,20 @@ class TimeSeries(Protocol):
         ...
 
 
+@contextlib.contextmanager
+def _outages() -> Iterator[None]:
+    """Raise an engine error that is an outage as StoreUnavailable (retry later)."""
+    try:
+        yield
+    except StoreUnavailable:
+        raise
+    except Exception as err:
+        outage = store_unavailable(err)
+        if outage is None:
+            raise
+        raise outage from err
+
+
 def _finish(p: Partial, agg: Aggregation) -> float:
     if agg == "count":
         return p[0]
@@ -217,15 +233,26 @@ class SeriesStore:
             try:
                 self.flush()
             finally:
-                self._conn.close()
-                self._conn = None
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+
+    def _discard(self) -> None:
+        """Drop a broken writer connection from the pool; the next write opens a new one."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.invalidate()
+            self._conn = None
 
     # -- writes ---------------------------------------------------------------------------
     def write(self, batch: WriteBatch) -> WriteResult:
         """Commit one batch's readings in one transaction (one writer at a time)."""
         with self._write_lock:
             rows = self._rows(batch.readings)
-            inserted, journal = self._commit_readings(rows, batch)
+            # A COMMIT whose answer was lost may have landed: its retry finds every reading a
+            # duplicate and adds no journal, and the landed mark is settled by the next flush.
+            with _outages():
+                inserted, journal = self._commit_readings(rows, batch)
             if journal is not None:
                 self._gather(journal)
             if self.flush_ms == 0 or time.monotonic() - self._last_flush >= self.flush_ms / 1000:
@@ -267,9 +294,20 @@ class SeriesStore:
                 merge(q, *p)
 
     def flush(self) -> None:
-        """Write the gathered latest state and rollups now."""
-        with self._write_lock:
-            self._flush()
+        """Write the gathered latest state and rollups now (StoreUnavailable in an outage).
+
+        A flush whose answer was lost may have landed: the next one finds its marks gone and
+        settles the rest from their journals (see :meth:`_flush`), so nothing counts twice.
+        """
+        with self._write_lock, _outages():
+            try:
+                self._flush()
+            except Exception:
+                if self._conn is not None:
+                    raise
+                # the writer's connection had gone stale (a restarted server, a terminated
+                # backend) and was dropped: a reader should not fail for that, try a new one
+                self._flush()
 
     def _flush(self, force: bool = False) -> int:
         if not force and not self._pending_marks:

@@ -32,13 +32,19 @@ class DevicePort(Protocol):
     limits: SessionLimits
 
     def authenticate(self, token: str) -> DeviceRef | None:
-        """The device an access token belongs to, or None."""
+        """The device an access token belongs to, or None.
+
+        Raises StoreUnavailable while the store cannot commit (the CONNECT is refused busy).
+        """
         ...
 
     def authenticate_basic(
         self, client_id: str, username: str | None, password: str | None
     ) -> BasicAuth:
-        """The device of MQTT Basic credentials (client id, user name, password), or why not."""
+        """The device of MQTT Basic credentials (client id, user name, password), or why not.
+
+        Raises StoreUnavailable while the store cannot commit.
+        """
         ...
 
     async def provision(self, request: Any) -> dict[str, Any]:

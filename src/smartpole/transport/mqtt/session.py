@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
-from smartpole.errors import Forbidden, InvalidInput, Overloaded, SmartpoleError
+from smartpole.errors import (
+    Forbidden,
+    InvalidInput,
+    Overloaded,
+    SmartpoleError,
+    StoreUnavailable,
+)
 from smartpole.ingest.payload import decode_json
 from smartpole.model.types import DeviceKind
 from smartpole.store.database import now_ms
@@ -347,7 +353,13 @@ class Connection(asyncio.Protocol):
         if PROVISION in (packet.username, packet.client_id):
             self._provision_session(client_id, props)
             return
-        device, bad_credentials, why = await self._authenticate(packet)
+        try:
+            device, bad_credentials, why = await self._authenticate(packet)
+        except StoreUnavailable as err:
+            # Tell the device to come back later rather than accept what cannot be stored;
+            # 3.1.1's nearest code is 0x03 "server unavailable".
+            self._refuse(RC_SERVER_BUSY if v5 else 0x03, client_id, f"server busy: {err}")
+            return
         if device is None:
             # 3.1.1: 0x04 bad user name or password / 0x05 not authorised (no token at all).
             code = (
@@ -355,11 +367,7 @@ class Connection(asyncio.Protocol):
                 if bad_credentials
                 else (RC_NOT_AUTHORIZED if v5 else 0x05)
             )
-            self._write(ConnAck(reason_code=code))
-            log.warning("MQTT CONNECT refused from %s (client %r): %s", self.peer, client_id, why)
-            self.closed = True
-            if self.transport is not None:
-                self.transport.close()
+            self._refuse(code, client_id, why)
             return
         self.client_id = client_id
         self.device = device
@@ -396,6 +404,14 @@ class Connection(asyncio.Protocol):
         await self.port.connected(device)
         if any(topic_matches(f, RPC_REQUEST + "1") for f in self.subscriptions):
             await self.port.rpc_ready(device)  # a resumed session with its subscriptions
+
+    def _refuse(self, code: int, client_id: str, why: str) -> None:
+        """Answer a CONNECT with a refusal ``code`` and close."""
+        self._write(ConnAck(reason_code=code))
+        log.warning("MQTT CONNECT refused from %s (client %r): %s", self.peer, client_id, why)
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
 
     async def _authenticate(self, packet: Connect) -> tuple[DeviceRef | None, bool, str]:
         """The device of a CONNECT, whether its credentials were bad, and why it was refused.

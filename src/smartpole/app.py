@@ -23,6 +23,7 @@ from smartpole.registry.broker import BrokerAccounts
 from smartpole.registry.claims import Claims
 from smartpole.registry.credentials import Credentials
 from smartpole.registry.firmware import Firmware
+from smartpole.registry.grants import Grants
 from smartpole.registry.provisioning import Provisioning
 from smartpole.store import Database, SeriesStore, now_ms, open_series
 from smartpole.transport.broker import BrokerConsumer
@@ -83,6 +84,7 @@ class Platform:
         )
         self.tenants = Tenants(self.db.engine)
         self.assets = Assets(self.db.engine)
+        self.grants = Grants(self.db.engine)
         self.pipeline = Pipeline(
             self.series,
             batch_size=settings.batch_size,
@@ -208,6 +210,13 @@ class Platform:
         if self.broker is not None:
             return await self.broker.push_attributes(device_id, values)
         return False
+
+    def unbound(self, device_id: int) -> None:
+        """A gateway binding of the device was revoked: the built-in endpoint's gateway
+        sessions stop speaking for it now (broker mode looks sub-devices up again within
+        its cache time)."""
+        for server in self.mqtt:
+            server.drop_sub_device(device_id)
 
     def is_online(self, device_id: int, last_seen: int | None) -> bool:
         """Connected now, or heard from within the inactivity timeout."""

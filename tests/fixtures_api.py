@@ -84,3 +84,15 @@ async def make_device(
     r = await client.post("/api/devices", json=body, headers=city.auth(tenant))
     assert r.status_code == 201, r.text
     return dict(r.json())
+
+
+async def grant_mount(
+    client: httpx.AsyncClient, city: City, pole_id: int, holder: str, tenant: str
+) -> int:
+    """``holder`` (a tenant with a device on the pole) lets ``tenant`` mount devices on it;
+    returns the grant's id."""
+    r = await client.post(
+        f"/api/poles/{pole_id}/mount-grants", json={"tenant": tenant}, headers=city.auth(holder)
+    )
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from fixtures_api import City, make_device, make_pole
+from fixtures_api import City, grant_mount, make_device, make_pole
 from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.model.types import Role
@@ -309,8 +309,6 @@ async def test_city_registers_device_for_a_tenant(client: httpx.AsyncClient, cit
 @pytest.mark.parametrize(
     "body",
     [
-        pytest.param({"kind": "lamp", "pole": "NOPE-1"}, id="pole-code"),
-        pytest.param({"kind": "lamp", "pole_id": 9999}, id="pole-id"),
         pytest.param({"kind": "lamp", "owner": "nobody"}, id="owner"),
         pytest.param({"kind": "toaster"}, id="kind"),
         pytest.param({"kind": "lamp", "port": 256}, id="port"),
@@ -325,9 +323,25 @@ async def test_device_with_bad_reference_is_422(
     assert (await client.get("/api/devices", headers=city.auth("city"))).json()["total"] == 0
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"kind": "lamp", "pole": "NOPE-1"}, id="pole-code"),
+        pytest.param({"kind": "lamp", "pole_id": 9999}, id="pole-id"),
+    ],
+)
+async def test_device_on_an_unknown_pole_is_404(
+    client: httpx.AsyncClient, city: City, body: dict[str, Any]
+) -> None:
+    r = await client.post("/api/devices", json=body, headers=city.auth("city"))
+    assert_problem(r, 404)
+    assert (await client.get("/api/devices", headers=city.auth("city"))).json()["total"] == 0
+
+
 async def test_same_pole_and_port_is_409(client: httpx.AsyncClient, city: City) -> None:
     pole = await make_pole(client, city, "FT-SN-0001")
     await make_device(client, city, "lighting", "lamp", pole, port=1)
+    await grant_mount(client, city, pole, "lighting", "telecom")
     r = await client.post(
         "/api/devices",
         json={"kind": "small_cell", "pole_id": pole, "port": 1},
@@ -360,13 +374,12 @@ async def fleet(client: httpx.AsyncClient, city: City) -> dict[str, Any]:
     """Devices of two tenants on poles of two districts, and one unmounted."""
     futian = await make_pole(client, city, "FT-SN-0001", district="Futian")
     nanshan = await make_pole(client, city, "NS-KJ-0001", district="Nanshan")
-    ids = {
-        "ft-lamp": (await make_device(client, city, "lighting", "lamp", futian))["id"],
-        "ft-cell": (await make_device(client, city, "telecom", "small_cell", futian))["id"],
-        "ns-lamp": (await make_device(client, city, "lighting", "lamp", nanshan))["id"],
-        "ns-air": (await make_device(client, city, "city", "air", nanshan))["id"],
-        "loose": (await make_device(client, city, "lighting", "lamp"))["id"],
-    }
+    ids = {"ft-lamp": (await make_device(client, city, "lighting", "lamp", futian))["id"]}
+    await grant_mount(client, city, futian, "lighting", "telecom")  # a shared pole
+    ids["ft-cell"] = (await make_device(client, city, "telecom", "small_cell", futian))["id"]
+    ids["ns-lamp"] = (await make_device(client, city, "lighting", "lamp", nanshan))["id"]
+    ids["ns-air"] = (await make_device(client, city, "city", "air", nanshan))["id"]
+    ids["loose"] = (await make_device(client, city, "lighting", "lamp"))["id"]
     return {"ids": ids, "futian": futian, "nanshan": nanshan}
 
 
@@ -438,21 +451,25 @@ async def test_patch_device_moves_and_unmounts(
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "status"),
     [
-        pytest.param({"pole_id": 9999}, id="unknown-pole"),
-        pytest.param({"name": None}, id="name-null"),
-        pytest.param({"owner": None}, id="owner-null"),
-        pytest.param({"owner": "nobody"}, id="unknown-owner"),
+        pytest.param({"pole_id": 9999}, 404, id="unknown-pole"),
+        pytest.param({"name": None}, 422, id="name-null"),
+        pytest.param({"owner": None}, 422, id="owner-null"),
+        pytest.param({"owner": "nobody"}, 422, id="unknown-owner"),
     ],
 )
-async def test_bad_device_patch_is_422(
-    client: httpx.AsyncClient, city: City, fleet: dict[str, Any], change: dict[str, Any]
+async def test_bad_device_patch_is_refused(
+    client: httpx.AsyncClient,
+    city: City,
+    fleet: dict[str, Any],
+    change: dict[str, Any],
+    status: int,
 ) -> None:
     dev = fleet["ids"]["ft-lamp"]
     before = (await client.get(f"/api/devices/{dev}", headers=city.auth("city"))).json()
     r = await client.patch(f"/api/devices/{dev}", json=change, headers=city.auth("city"))
-    assert_problem(r, 422)
+    assert_problem(r, status)
     assert (await client.get(f"/api/devices/{dev}", headers=city.auth("city"))).json() == before
 
 

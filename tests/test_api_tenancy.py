@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fixtures_api import City, make_device, make_pole
+from fixtures_api import City, grant_mount, make_device, make_pole
 from smartpole.app import Platform
 from smartpole.model.types import Role
 
@@ -63,6 +63,7 @@ async def estate(client: httpx.AsyncClient, city: City, platform: Platform) -> E
         EMPTY: await make_pole(client, city, EMPTY, lat=22.542, lon=114.052),
     }
     lamp = await make_device(client, city, "lighting", "lamp", poles[SHARED], port=1)
+    await grant_mount(client, city, poles[SHARED], "lighting", "telecom")
     cell = await make_device(client, city, "telecom", "small_cell", poles[SHARED], port=2)
     lamp2 = await make_device(client, city, "lighting", "lamp", poles[LAMP_ONLY])
     for i, dev in enumerate((lamp, cell, lamp2)):

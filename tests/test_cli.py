@@ -191,6 +191,34 @@ def test_cli_errors_exit_1_with_the_reason(registry: Registry) -> None:
     assert "tenant 'telecom' exists" in proc.stderr
 
 
+def test_mount_grants_and_bindings_are_given_listed_and_revoked(registry: Registry) -> None:
+    """Telecom holds the pole (its lamp is on it): it lets lighting mount there, and binds its
+    lamp to lighting's gateway; each record says who gave and who revoked it."""
+    with embedded(registry.data_dir) as platform:
+        platform.tenants.create("lighting-cli", "Lighting")
+        platform.assets.create_device(
+            city_principal(platform.tenants),
+            DeviceKind.GATEWAY,
+            name="gw-cli",
+            owner="lighting-cli",
+            pole_id=registry.pole["id"],
+        )
+    cwd, d = registry.data_dir.parent, ("--data-dir", str(registry.data_dir))
+    grant = run_json(cwd, "mount-grant", "add", "FT-SN-0001", "lighting-cli", "--by", "telecom", *d)
+    assert (grant["pole"], grant["tenant"]) == ("FT-SN-0001", "lighting-cli")
+    assert (grant["granted"]["tenant"], grant["granted"]["key_id"]) == ("telecom", None)
+    revoked = run_json(cwd, "mount-grant", "revoke", str(grant["id"]), "--by", "lighting-cli", *d)
+    assert revoked["revoked"]["tenant"] == "lighting-cli"
+
+    lamp = registry.device["name"]
+    binding = run_json(cwd, "binding", "add", lamp, "gw-cli", "--by", "telecom", *d)
+    assert (binding["device"], binding["gateway"]) == (lamp, "gw-cli")
+    [listed] = run_json(cwd, "binding", "list", "--by", "lighting-cli", "--active", *d)
+    assert listed["id"] == binding["id"]
+    revoked = run_json(cwd, "binding", "revoke", str(binding["id"]), *d)
+    assert revoked["revoked"]["tenant"] == "city"
+
+
 # -- import and export ------------------------------------------------------------------------
 def test_import_then_export_round_trips(tmp_path: Path) -> None:
     d = ("--data-dir", str(tmp_path / "data"))

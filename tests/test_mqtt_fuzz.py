@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fixtures_api import City, make_device, make_pole
+from fixtures_api import City, grant_mount, make_device, make_pole
 from mqtt_client import V5, Device
 from smartpole.app import Platform
 from smartpole.transport.mqtt import codec
@@ -216,12 +216,14 @@ def sessions(draw: st.DrawFn, tokens: list[str | None]) -> list[bytes]:
 @pytest.fixture
 async def fleet(client: httpx.AsyncClient, city: City) -> dict[str, Any]:
     pole = await make_pole(client, city, "FT-FZ-0001")
-    return {
+    out = {
         "gw": await make_device(client, city, "city", "gateway", pole, name="gw-f"),
         "cell": await make_device(client, city, "telecom", "small_cell", pole, name="cell-f"),
-        "lamp": await make_device(client, city, "lighting", "lamp", pole, name="lamp-f"),
-        "good": await make_device(client, city, "lighting", "lamp", pole, name="lamp-good"),
     }
+    await grant_mount(client, city, pole, "telecom", "lighting")
+    out["lamp"] = await make_device(client, city, "lighting", "lamp", pole, name="lamp-f")
+    out["good"] = await make_device(client, city, "lighting", "lamp", pole, name="lamp-good")
+    return out
 
 
 async def play(port: int, chunks: list[bytes]) -> None:

@@ -24,6 +24,7 @@ from smartpole.registry.broker import BrokerAccounts
 from smartpole.registry.claims import Claims
 from smartpole.registry.credentials import Credentials
 from smartpole.registry.firmware import Firmware
+from smartpole.registry.grants import Grants
 from smartpole.registry.provisioning import Provisioning
 from smartpole.store import Database, SeriesStore, now_ms, open_series
 from smartpole.store.database import store_unavailable
@@ -89,6 +90,7 @@ class Platform:
         )
         self.tenants = Tenants(self.db.engine)
         self.assets = Assets(self.db.engine)
+        self.grants = Grants(self.db.engine)
         self.pipeline = Pipeline(
             self.series,
             batch_size=settings.batch_size,
@@ -229,6 +231,13 @@ class Platform:
                 raise
             return outage
         return None
+
+    def unbound(self, device_id: int) -> None:
+        """A gateway binding of the device was revoked: the built-in endpoint's gateway
+        sessions stop speaking for it now (broker mode looks sub-devices up again within
+        its cache time)."""
+        for server in self.mqtt:
+            server.drop_sub_device(device_id)
 
     def is_online(self, device_id: int, last_seen: int | None) -> bool:
         """Connected now, or heard from within the inactivity timeout."""

@@ -160,23 +160,25 @@ class DeviceService:
         return out
 
     async def sub_devices(self, gateway: DeviceRef, names: list[str]) -> dict[str, DeviceRef]:
-        """Those of ``names`` that are registered on the gateway's pole, in one query."""
-        if gateway.pole_id is None:
-            return {}
-        refs = await asyncio.to_thread(self.assets.devices_by_name, names)
-        return {
-            name: ref
-            for name, ref in refs.items()
-            if ref.id != gateway.id and ref.pole_id == gateway.pole_id
-        }
+        """Those of ``names`` the gateway may speak for (the registry's rule), in one query."""
+        allowed, _ = await asyncio.to_thread(self.assets.gateway_devices, gateway, names)
+        return allowed
 
     async def sub_device(self, gateway: DeviceRef, name: str, kind: str | None) -> DeviceRef:
-        """A gateway's sub-device by name: one on the gateway's pole, or one it may create."""
-        ref = await asyncio.to_thread(self.assets.device_by_name, name)
-        if ref is not None:
-            if ref.id == gateway.id or gateway.pole_id is None or ref.pole_id != gateway.pole_id:
-                raise Forbidden(f"device {name!r} is not on gateway {gateway.name}'s pole")
-            return ref
+        """A gateway's sub-device by name: one it may speak for, or a new one it may create
+        (in the gateway's tenant, on its pole). Raises Forbidden, logged with both names."""
+        allowed, refused = await asyncio.to_thread(self.assets.gateway_devices, gateway, [name])
+        if name in allowed:
+            return allowed[name]
+        if name in refused:
+            log.warning(
+                "gateway %s (%s) may not speak for device %r: %s",
+                gateway.id,
+                gateway.name,
+                name,
+                refused[name],
+            )
+            raise Forbidden(f"gateway {gateway.name} may not speak for device {name!r}")
         attrs = await asyncio.to_thread(
             self.assets.get_attributes, gateway.id, [Scope.SERVER], [AUTO_CREATE]
         )

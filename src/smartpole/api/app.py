@@ -14,7 +14,7 @@ from smartpole import __version__
 from smartpole.api import alarms as alarms_api
 from smartpole.api import analytics as analytics_api
 from smartpole.api import broker as broker_api
-from smartpole.api import control, firmware, problems, provisioning, registry, telemetry
+from smartpole.api import control, firmware, grants, problems, provisioning, registry, telemetry
 from smartpole.api import rules as rules_api
 from smartpole.api import webhooks as webhooks_api
 from smartpole.api import workorders as workorders_api
@@ -68,6 +68,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(workorders_api.router)
     app.include_router(analytics_api.router)
     app.include_router(provisioning.router)
+    app.include_router(grants.router)
     app.include_router(firmware.router)
     app.include_router(device_router)
 

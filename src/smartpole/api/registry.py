@@ -301,7 +301,7 @@ def create_device(p: Plat, who: Caller, body: DeviceIn) -> DeviceCreated:
     """Register a device on a pole; the response holds its access token, shown once."""
     pole_id = body.pole_id
     if body.pole is not None:
-        pole_id = p.assets.pole_id(body.pole)
+        pole_id = p.assets.mount_pole(who, body.pole)
     row, token = p.assets.create_device(
         who,
         body.kind,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from smartpole.cli import broker, hub, registry, server, sim, workorders
+from smartpole.cli import broker, grants, hub, registry, server, sim, workorders
 
 __all__ = ["app", "main"]
 
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 server.register(app)
 registry.register(app)
+grants.register(app)
 broker.register(app)
 hub.register(app)
 sim.register(app)

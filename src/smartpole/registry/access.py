@@ -37,6 +37,7 @@ class Principal:
     tenant: str
     role: Role
     is_operator: bool
+    key_id: int | None = None  # None: not an API key (the command line, a device's own path)
 
     def require(self, role: Role) -> None:
         """Raise Forbidden unless the caller's role includes ``role``."""
@@ -175,10 +176,16 @@ class Tenants:
         """The principal behind an API key, or Unauthenticated."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(api_keys.c.role, tenants.c.id, tenants.c.name, tenants.c.is_operator)
+                select(
+                    api_keys.c.id.label("key_id"),
+                    api_keys.c.role,
+                    tenants.c.id,
+                    tenants.c.name,
+                    tenants.c.is_operator,
+                )
                 .join(tenants, tenants.c.id == api_keys.c.tenant_id)
                 .where(api_keys.c.secret_hash == hash_secret(secret), api_keys.c.revoked.is_(None))
             ).first()
         if row is None:
             raise Unauthenticated("unknown or revoked API key")
-        return Principal(row.id, row.name, Role(row.role), bool(row.is_operator))
+        return Principal(row.id, row.name, Role(row.role), bool(row.is_operator), row.key_id)

@@ -17,6 +17,7 @@ from smartpole.errors import Conflict, Forbidden, InvalidInput, NotFound
 from smartpole.model.types import KEY_RE, POLE_CODE_RE, DeviceKind, Role, Scope
 from smartpole.registry.access import Principal, hash_secret, new_secret
 from smartpole.registry.broker import save_broker_hashes
+from smartpole.registry.grants import gateway_bindings, may_mount
 from smartpole.store.database import now_ms, put_rows
 from smartpole.store.schema import attributes, devices, poles, tenants
 
@@ -138,13 +139,20 @@ class Assets:
             raise NotFound(f"pole {code!r} not found", code=code)
         return self.get_pole(who, pid)
 
-    def pole_id(self, code: str) -> int:
-        """The id of any pole by its code, seen or not: a tenant mounts devices on city poles."""
+    def mount_pole(self, who: Principal, pole: int | str) -> int:
+        """The id of a pole (by id or code) that ``who`` may mount devices on.
+
+        A tenant mounts on poles it cannot see yet (a city pole, a pole it was granted), but
+        not on another tenant's pole without its grant: that pole answers NotFound exactly as
+        one that does not exist, so neither its existence nor its ports are revealed.
+        """
+        col = poles.c.id if isinstance(pole, int) else poles.c.code
         with self.engine.connect() as conn:
-            pid = conn.execute(select(poles.c.id).where(poles.c.code == code)).scalar()
-        if pid is None:
-            raise InvalidInput(f"pole {code!r} not found", code=code)
-        return int(pid)
+            pid = conn.execute(select(poles.c.id).where(col == pole)).scalar()
+            if pid is not None and may_mount(conn, who, pid):
+                return int(pid)
+        what = pole if isinstance(pole, int) else repr(pole)
+        raise NotFound(f"pole {what} not found", pole=pole)
 
     def pole_query(self, who: Principal, f: PoleFilter) -> Select[Any]:
         """A SELECT of the visible poles matching a filter (used by listings and geo)."""
@@ -204,11 +212,6 @@ class Assets:
             raise Forbidden("a tenant may register devices only for itself")
         return int(tid)
 
-    def _check_pole_exists(self, pole_id: int) -> None:
-        with self.engine.connect() as conn:
-            if conn.execute(select(poles.c.code).where(poles.c.id == pole_id)).scalar() is None:
-                raise InvalidInput(f"pole {pole_id} not found", pole_id=pole_id)
-
     def create_device(
         self,
         who: Principal,
@@ -226,7 +229,7 @@ class Assets:
         owner_id = self._owner(who, owner)
         token = token or new_secret()
         if pole_id is not None:
-            self._check_pole_exists(pole_id)
+            self.mount_pole(who, pole_id)
         try:
             with self.engine.begin() as conn:
                 did = conn.execute(
@@ -370,7 +373,7 @@ class Assets:
         if not values:
             return self.get_device(who, device_id)
         if values.get("pole_id") is not None:
-            self._check_pole_exists(values["pole_id"])
+            self.mount_pole(who, values["pole_id"])
         if "owner" in values:
             values["owner_id"] = self._owner(who, values.pop("owner"))
         try:
@@ -449,6 +452,55 @@ class Assets:
                         row.id, row.name, DeviceKind(row.kind), row.owner_id, row.pole_id
                     )
         return found
+
+    def gateway_devices(
+        self, gateway: DeviceRef, names: list[str]
+    ) -> tuple[dict[str, DeviceRef], dict[str, str]]:
+        """Which of the devices ``names`` a gateway may speak for, and why not the others.
+
+        The one rule of every transport's gateway API: a gateway speaks only for devices on
+        its own pole (never for itself) that its own tenant owns, or that their owner bound
+        to it (:mod:`smartpole.registry.grants`); a city operator's gateway for every device
+        on its pole. Returns ``(allowed, refused)``: the devices by name, and the reason for
+        each registered device refused; names of no device are in neither.
+        """
+        found = self.devices_by_name(names)
+        allowed: dict[str, DeviceRef] = {}
+        refused: dict[str, str] = {}
+        foreign: dict[str, DeviceRef] = {}
+        for name, ref in found.items():
+            if ref.id == gateway.id:
+                refused[name] = "a gateway does not report itself as a sub-device"
+            elif gateway.pole_id is None or ref.pole_id != gateway.pole_id:
+                refused[name] = "it is not on the gateway's pole"
+            elif ref.owner_id == gateway.owner_id:
+                allowed[name] = ref
+            else:
+                foreign[name] = ref
+        if foreign:
+            with self.engine.connect() as conn:
+                city = conn.execute(
+                    select(tenants.c.is_operator).where(tenants.c.id == gateway.owner_id)
+                ).scalar()
+                bound = (
+                    set()
+                    if city
+                    else set(
+                        conn.execute(
+                            select(gateway_bindings.c.device_id).where(
+                                gateway_bindings.c.gateway_id == gateway.id,
+                                gateway_bindings.c.device_id.in_([r.id for r in foreign.values()]),
+                                gateway_bindings.c.revoked.is_(None),
+                            )
+                        ).scalars()
+                    )
+                )
+            for name, ref in foreign.items():
+                if city or ref.id in bound:
+                    allowed[name] = ref
+                else:
+                    refused[name] = "it is another tenant's and not bound to the gateway"
+        return allowed, refused
 
     def _ref(self, condition: Any) -> DeviceRef | None:
         cols = (devices.c.id, devices.c.name, devices.c.kind, devices.c.owner_id, devices.c.pole_id)

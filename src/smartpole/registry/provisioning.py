@@ -116,7 +116,7 @@ class Provisioning:
         """Add a profile (admin); returns it and its secret, shown only now."""
         who.require(Role.ADMIN)
         tenant_id = self.assets._owner(who, owner)
-        pole_id = self.assets.pole_id(pole) if pole else None
+        pole_id = self.assets.mount_pole(who, pole) if pole else None
         key = key or new_secret(15)
         secret = secret or new_secret(15)
         try:
@@ -165,7 +165,7 @@ class Provisioning:
         self.get(who, profile_id)
         if "pole" in values:
             pole = values.pop("pole")
-            values["pole_id"] = self.assets.pole_id(pole) if pole else None
+            values["pole_id"] = self.assets.mount_pole(who, pole) if pole else None
         if "kind" in values:
             values["kind"] = str(values["kind"])
         if values:
@@ -207,14 +207,17 @@ class Provisioning:
             raise _Refused(NOT_FOUND, "no provision key or secret")
         with self.engine.connect() as conn:
             profile = conn.execute(
-                select(provision_profiles).where(provision_profiles.c.key == key)
+                select(provision_profiles, tenants.c.is_operator)
+                .join(tenants, tenants.c.id == provision_profiles.c.tenant_id)
+                .where(provision_profiles.c.key == key)
             ).first()
         if profile is None or not hmac.compare_digest(hash_secret(secret), profile.secret_hash):
             raise _Refused(NOT_FOUND, f"unknown provision key {key[:4]}… or wrong secret")
         if not (profile.create_new or profile.pre_registered):
             raise _Refused(NOT_FOUND, f"provision profile {profile.id} is disabled")
         wanted = _wanted_credentials(req)
-        who = Principal(profile.tenant_id, "", Role.OPERATOR, False)
+        # the profile's tenant, as its operator: the pole rule holds for it at every request
+        who = Principal(profile.tenant_id, "", Role.OPERATOR, bool(profile.is_operator))
         existing = self.assets.device_by_name(name) if name else None
         if existing is not None:
             if existing.owner_id != profile.tenant_id or str(existing.kind) != profile.kind:

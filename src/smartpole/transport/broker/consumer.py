@@ -495,15 +495,18 @@ class BrokerConsumer:
             reports = gateway.reports(data, "telemetry")
             now = now_ms()
             subs = await self._subs_of(gw, list(reports))
-            items = [(subs[name], values) for name, values in reports.items()]
+            items = [(subs[name], values) for name, values in reports.items() if name in subs]
             # the gateway's heard-from time goes to every node with the batch: its sub-devices
             # count as online only while it does
             await self._commit(lambda: self.ingest.telemetry_of(items, now, via=gw))
             for sub in subs.values():
                 self._heard(sub)
         elif suffix == GW_ATTRIBUTES:
-            for name, values in gateway.reports(data, "attributes").items():
-                await self.ingest.client_attributes(await self._sub(gw, name), values)
+            reports = gateway.reports(data, "attributes")
+            subs = await self._subs_of(gw, list(reports))
+            for name, values in reports.items():
+                if name in subs:
+                    await self.ingest.client_attributes(subs[name], values)
         elif suffix == GW_CONNECT:
             sub = await self._sub(gw, gateway.device_of(data, "connect"), data.get("type"))
             self._status[sub.id] = True
@@ -516,8 +519,11 @@ class BrokerConsumer:
             await self.ingest.disconnected(sub, via=gw)
             await self._tell_status(sub, b"offline")
         elif suffix == GW_CLAIM:
-            for name, body in gateway.reports(data, "claim").items():
-                await self.ingest.claim(await self._sub(gw, name), body)
+            reports = gateway.reports(data, "claim")
+            subs = await self._subs_of(gw, list(reports))
+            for name, body in reports.items():
+                if name in subs:
+                    await self.ingest.claim(subs[name], body)
         elif suffix == GW_ATTR_REQUEST:
             name, keys, client = gateway.attribute_request(data)
             sub = await self._sub(gw, name)
@@ -553,9 +559,13 @@ class BrokerConsumer:
     async def _subs_of(
         self, gw: DeviceRef, names: list[str], *, create: bool = True
     ) -> dict[str, DeviceRef]:
-        """The sub-devices of a report: cached, else one registry query, else one by one."""
+        """The sub-devices of a report: cached, else one registry query, else one by one
+        (``create``: created when the gateway may). A device the gateway may not speak for
+        (logged by the device service) is left out without refusing the rest; a report of
+        such devices only is refused."""
         found: dict[str, DeviceRef] = {}
         missing: list[str] = []
+        refusal: Forbidden | None = None
         now = time.monotonic()
         for name in names:
             hit = self._subs.get((gw.id, name))
@@ -570,7 +580,12 @@ class BrokerConsumer:
                     await self._learn(gw, name, known[name])
                     found[name] = known[name]
                 elif create:
-                    found[name] = await self._sub(gw, name)
+                    try:
+                        found[name] = await self._sub(gw, name)
+                    except Forbidden as err:
+                        refusal = refusal or err
+        if refusal is not None and not found:
+            raise refusal
         return found
 
     async def _learn(self, gw: DeviceRef, name: str, sub: DeviceRef) -> None:

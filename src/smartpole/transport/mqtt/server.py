@@ -132,6 +132,14 @@ class MqttServer:
         for sub_id in [d for d, (c, _) in self.via_gateway.items() if c is conn]:
             del self.via_gateway[sub_id]
 
+    def drop_sub_device(self, device_id: int) -> None:
+        """Forget that a gateway speaks for the device (its binding was revoked): the gateway's
+        next message naming it is looked up, and refused, again."""
+        via = self.via_gateway.pop(device_id, None)
+        if via is not None:
+            conn, name = via
+            conn.gateway_devices.pop(name, None)
+
     # -- to devices -----------------------------------------------------------------------
     def is_connected(self, device_id: int) -> bool:
         """Whether the device has a session here, directly or through its gateway."""

@@ -808,12 +808,25 @@ class Connection(asyncio.Protocol):
         ]
         if len(new) > 1:
             self._look_up_together(new)
+        await self.port.telemetry_of(await self._allowed(data), now)
+
+    async def _allowed(self, report: dict[str, Any]) -> list[tuple[DeviceRef, Any]]:
+        """The parts of a report (``{"device name": ...}``) for devices this gateway may speak
+        for. A refused device (logged by the port) does not refuse the rest; a report of
+        refused devices only is refused, so that the gateway learns of it."""
         known = self.gateway_devices
-        items = [
-            (known[name] if name in known else await self.sub_device(name), values)
-            for name, values in data.items()
-        ]
-        await self.port.telemetry_of(items, now)
+        items: list[tuple[DeviceRef, Any]] = []
+        refusals: list[Forbidden] = []
+        for name, values in report.items():
+            try:
+                sub = known[name] if name in known else await self.sub_device(name)
+            except Forbidden as err:
+                refusals.append(err)
+                continue
+            items.append((sub, values))
+        if refusals and not items:
+            raise refusals[0]
+        return items
 
     async def _gw_connect(self, data: Any) -> None:
         if not isinstance(data, dict):
@@ -827,8 +840,7 @@ class Connection(asyncio.Protocol):
             await self.port.disconnected(sub, via=self.device)
 
     async def _gw_attributes(self, data: Any) -> None:
-        for name, values in gateway.reports(data, "attributes").items():
-            sub = await self.sub_device(name)
+        for sub, values in await self._allowed(gateway.reports(data, "attributes")):
             await self.port.client_attributes(sub, values)
 
     async def _gw_attribute_request(self, data: Any) -> None:
@@ -838,8 +850,7 @@ class Connection(asyncio.Protocol):
         self.send(GATEWAY + "attributes/response", gateway.attribute_response(data, name, answer))
 
     async def _gw_claim(self, data: Any) -> None:
-        for name, body in gateway.reports(data, "claim").items():
-            sub = await self.sub_device(name)
+        for sub, body in await self._allowed(gateway.reports(data, "claim")):
             await self.port.claim(sub, body)
 
     async def _gw_rpc(self, data: Any) -> None:

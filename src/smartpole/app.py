@@ -25,6 +25,7 @@ from smartpole.registry.credentials import Credentials
 from smartpole.registry.firmware import Firmware
 from smartpole.registry.provisioning import Provisioning
 from smartpole.store import Database, SeriesStore, now_ms, open_series
+from smartpole.store.files import private_dir
 from smartpole.transport.broker import BrokerConsumer
 from smartpole.transport.mqtt.port import SessionLimits
 from smartpole.transport.mqtt.server import MqttServer
@@ -72,7 +73,7 @@ class Platform:
         self.settings = settings
         if db is None:
             if not settings.db:
-                settings.data_dir.mkdir(parents=True, exist_ok=True)
+                private_dir(settings.data_dir)
             db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
         self.db = db
         self.series: SeriesStore = open_series(

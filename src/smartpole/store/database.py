@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import time
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
+
+from smartpole.store.files import private_file
 
 __all__ = ["Database", "now_ms", "put_rows", "upsert"]
 
@@ -46,6 +49,11 @@ class Database:
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         kwargs: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            path = make_url(url).database
+            if path and path != ":memory:" and not path.startswith("file:"):
+                # SQLite creates its -wal and -shm files with the database file's mode
+                private_file(Path(path))
         if self.dialect == "postgresql":
             kwargs.update(pool_size=8, max_overflow=8, pool_pre_ping=True)
         else:
@@ -68,12 +76,13 @@ class Database:
         cfg.set_main_option("script_location", str(files("smartpole.store") / "migrations"))
         return cfg
 
-    def upgrade(self) -> str:
-        """Apply every pending migration; return the revision the database is at."""
+    def upgrade(self, target: str = "head") -> str:
+        """Apply every pending migration (up to ``target``); return the revision the database
+        is at."""
         cfg = self._alembic()
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, target)
         return self.revision() or ""
 
     def revision(self) -> str | None:

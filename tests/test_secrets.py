@@ -19,6 +19,7 @@ from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.model.types import Role
 from smartpole.registry.access import hash_secret
+from smartpole.registry.provisioning import provision_profiles
 from smartpole.store import Database
 from smartpole.store.files import write_private
 from smartpole.store.schema import devices, tenants
@@ -78,7 +79,7 @@ def old_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dat
             cluster.drop_database(name)
 
 
-def test_migration_replaces_stored_token_characters(old_database: Database) -> None:
+def test_migration_replaces_stored_secret_characters(old_database: Database) -> None:
     tokens = {f"lamp-{i}": uuid.uuid4().hex for i in range(3)}
     with old_database.engine.begin() as conn:
         tid = conn.execute(
@@ -97,10 +98,25 @@ def test_migration_replaces_stored_token_characters(old_database: Database) -> N
             for name, token in tokens.items()
         ]
         conn.execute(insert(devices), rows)
+        conn.execute(
+            insert(provision_profiles).values(
+                tenant_id=tid,
+                name="lamps",
+                kind="lamp",
+                key="profile-key",
+                secret_hash=hash_secret("profile-secret"),
+                secret_hint="prof",  # the secret's first 4 characters, as before
+                create_new=True,
+                pre_registered=False,
+                created=0,
+            )
+        )
     old_database.upgrade()
     with old_database.engine.connect() as conn:
         hints = dict(conn.execute(select(devices.c.name, devices.c.token_hint)).all())
+        profile_hint = conn.execute(select(provision_profiles.c.secret_hint)).scalar_one()
     assert hints == {name: hash_secret(token)[:6] for name, token in tokens.items()}
+    assert profile_hint == hash_secret("profile-secret")[:6]
 
 
 # -- files ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Token hints hold a hash prefix, never the token's own characters.
+"""Token and provisioning-secret hints hold a hash prefix, never the secret's own characters.
 
 Revision ID: 0011
 Revises: 0007
@@ -20,8 +20,11 @@ HINT_CHARS = 6
 
 
 def upgrade() -> None:
-    """Replace every stored hint (the token's first 4 characters) by a prefix of its hash."""
+    """Replace every stored hint (the secret's first 4 characters) by a prefix of its hash."""
     op.execute(sa.text(f"UPDATE devices SET token_hint = substr(token_hash, 1, {HINT_CHARS})"))
+    op.execute(
+        sa.text(f"UPDATE provision_profiles SET secret_hint = substr(secret_hash, 1, {HINT_CHARS})")
+    )
 
 
 def downgrade() -> None:

@@ -13,6 +13,7 @@ from smartpole.api import alarms as alarms_api
 from smartpole.api import analytics as analytics_api
 from smartpole.api import broker as broker_api
 from smartpole.api import control, firmware, problems, provisioning, registry, telemetry
+from smartpole.api import metrics as metrics_api
 from smartpole.api import rules as rules_api
 from smartpole.api import webhooks as webhooks_api
 from smartpole.api import workorders as workorders_api
@@ -68,6 +69,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(provisioning.router)
     app.include_router(firmware.router)
     app.include_router(device_router)
+    app.include_router(metrics_api.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and pipeline state")
     def healthz(p: Plat) -> dict[str, Any]:

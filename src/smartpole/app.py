@@ -27,6 +27,7 @@ from smartpole.registry.credentials import Credentials
 from smartpole.registry.firmware import Firmware
 from smartpole.registry.provisioning import Provisioning
 from smartpole.store import Database, SeriesStore, now_ms, open_series
+from smartpole.store.backup import server_lock
 from smartpole.store.files import private_dir
 from smartpole.transport.broker import BrokerConsumer
 from smartpole.transport.mqtt.port import SessionLimits
@@ -153,6 +154,7 @@ class Platform:
         self._gauges()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self._held = contextlib.ExitStack()  # the data directory's lock while running
 
     def _gauges(self) -> None:
         """The metrics read at scrape time (docs/operators.md lists them all)."""
@@ -201,6 +203,8 @@ class Platform:
 
     async def start(self) -> None:
         """Start the pipeline and the background tasks."""
+        if not self.settings.db:  # a restore must not replace the database under us
+            self._held.enter_context(server_lock(self.settings.data_dir))
         await asyncio.to_thread(self.series.recover)
         await self.pipeline.start()
         await self.hub.start()
@@ -304,6 +308,7 @@ class Platform:
         await self.hub.stop()
         self.series.close()
         self.db.dispose()
+        self._held.close()
 
     async def _every(self, seconds: float, name: str, work: Callable[[], Awaitable[Any]]) -> None:
         """Run ``work`` now and every ``seconds`` until stop; never cut it off mid-way.

@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -89,6 +90,16 @@ class Database:
         """The database's current migration revision (None before any)."""
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
+
+    def knows(self, revision: str) -> bool:
+        """Whether ``revision`` is one of the migrations this version of smartpole ships."""
+        if not revision:
+            return False
+        try:
+            found = ScriptDirectory.from_config(self._alembic()).get_revision(revision)
+        except CommandError:  # alembic's answer for an id it has no script of
+            return False
+        return found is not None
 
     def head(self) -> str:
         """The newest migration this version of smartpole ships."""

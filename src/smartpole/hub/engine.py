@@ -153,8 +153,12 @@ class Hub:
         else:
             keep = [r for r in batch.readings if r.key in needed]
         if keep:
-            self._queued_at.append(time.monotonic())
-            await self._queue.put((keep, dict(batch.seen)))
+            self._queued_at.append(time.monotonic())  # before the wait: lag includes it
+            try:
+                await self._queue.put((keep, dict(batch.seen)))
+            except BaseException:
+                self._queued_at.pop()  # never queued (cancelled at shutdown)
+                raise
 
     async def _run(self) -> None:
         while True:

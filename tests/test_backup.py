@@ -62,6 +62,13 @@ def counts(db: Path) -> tuple[set[int], dict[int, int], dict[int, int], int | No
     return stamps, per_hour, rollups, latest[0] if latest else None
 
 
+def migrated(data_dir: Path) -> None:
+    """An empty store at the current schema in ``data_dir``."""
+    platform = Platform(Settings(data_dir=data_dir, mqtt_port=-1))
+    platform.upgrade()
+    platform.db.dispose()
+
+
 class Live:
     """A platform serving its HTTP device API in-process, and one device's token."""
 
@@ -149,7 +156,7 @@ async def test_restore_refuses_while_a_server_runs(live: Live, tmp_path: Path) -
 
 def test_restore_refuses_a_backup_from_a_newer_schema(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    Platform(Settings(data_dir=data, mqtt_port=-1)).upgrade()
+    migrated(data)
     backup_file = tmp_path / "b.db"
     assert command("backup", str(backup_file), "--data-dir", str(data)).returncode == 0
     with sqlite3.connect(backup_file) as conn:
@@ -170,7 +177,7 @@ def test_restore_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
 
 def test_backup_never_overwrites_a_file(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    Platform(Settings(data_dir=data, mqtt_port=-1)).upgrade()
+    migrated(data)
     taken = tmp_path / "taken.db"
     taken.write_bytes(b"keep me")
     refused = command("backup", str(taken), "--data-dir", str(data))

@@ -8,7 +8,7 @@ export UV_PYTHON := $(PY)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install demo test lint typecheck pytest bench bench-short system-deps clean
+.PHONY: install demo test lint typecheck pytest bench bench-short soak soak-short system-deps clean
 
 $(UV):
 	@$(PY) -m venv $(TOOLS) || (bash scripts/system-deps.sh python && $(PY) -m venv $(TOOLS))
@@ -56,6 +56,14 @@ bench-short: install system-deps
 	PATH="$$PATH:/usr/sbin" $(VENV)/bin/python -m bench.mqtt --short
 	$(VENV)/bin/python -m bench.fleet --short
 	$(VENV)/bin/python -m bench.stages --short
+
+## soak: serve + simulator for 30 minutes, memory, files and queues every minute (bench/soak.py);
+## soak-short: about 2 minutes (not in CI's bench-short: it would add ~3 minutes)
+soak: install
+	$(VENV)/bin/python -m bench.soak
+
+soak-short: install
+	$(VENV)/bin/python -m bench.soak --short
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

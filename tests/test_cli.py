@@ -32,6 +32,7 @@ from smartpole.app import Platform
 from smartpole.cli import app as cli_app
 from smartpole.config import Settings
 from smartpole.model.types import DeviceKind
+from smartpole.registry.access import token_hint
 from smartpole.registry.assets import PoleFilter
 from smartpole.sim.seed import city_principal
 
@@ -153,7 +154,7 @@ def test_device_add_prints_id_and_token(registry: Registry) -> None:
         registry.pole["id"],
         "FT-SN-0001",
     )
-    assert dev["token_hint"] == dev["token"][:4]
+    assert dev["token_hint"] == token_hint(dev["token"])
     with embedded(registry.data_dir) as platform:
         ref = platform.assets.device_by_token(dev["token"])
     assert ref is not None

@@ -16,6 +16,7 @@ from fixtures_api import City, make_device, make_pole
 from mqtt_client import V5, V311, Device
 from smartpole.app import Platform
 from smartpole.model.types import Role
+from smartpole.registry.access import token_hint
 from smartpole.registry.provisioning import provision_profiles
 
 NOT_FOUND = {"status": "NOT_FOUND", "errorMsg": "Provision data was not found!"}
@@ -109,7 +110,7 @@ async def test_profile_secret_is_shown_once_and_stored_hashed(
     r = await client.get(f"/api/provision-profiles/{profile['id']}", headers=city.auth("lighting"))
     assert r.status_code == 200
     assert "secret" not in r.json()
-    assert r.json()["secret_hint"] == profile["secret"][:4]
+    assert r.json()["secret_hint"] == token_hint(profile["secret"])
     with platform.db.engine.connect() as conn:
         stored = conn.execute(select(provision_profiles.c.secret_hash)).scalar_one()
     assert profile["secret"] not in stored

@@ -18,16 +18,20 @@ from smartpole.hub.engine import Hub
 from smartpole.hub.forecast import Forecasts
 from smartpole.hub.workorders import WorkOrders, parse_sla
 from smartpole.ingest.pipeline import Pipeline
+from smartpole.metrics import Metrics
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets
 from smartpole.registry.broker import BrokerAccounts
+from smartpole.registry.census import Census
 from smartpole.registry.claims import Claims
 from smartpole.registry.credentials import Credentials
 from smartpole.registry.firmware import Firmware
 from smartpole.registry.grants import Grants
 from smartpole.registry.provisioning import Provisioning
 from smartpole.store import Database, SeriesStore, now_ms, open_series
+from smartpole.store.backup import server_lock
 from smartpole.store.database import store_unavailable
+from smartpole.store.files import private_dir
 from smartpole.transport.broker import BrokerConsumer
 from smartpole.transport.mqtt.port import SessionLimits
 from smartpole.transport.mqtt.server import MqttServer
@@ -75,13 +79,14 @@ class Platform:
         self.settings = settings
         if db is None:
             if not settings.db:
-                settings.data_dir.mkdir(parents=True, exist_ok=True)
+                private_dir(settings.data_dir)
             db = Database(
                 settings.database_url,
                 sqlite_synchronous=settings.sqlite_synchronous,
                 sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
             )
         self.db = db
+        self.metrics = Metrics()  # its own registry: platforms in one process stay apart
         self.series: SeriesStore = open_series(
             self.db,
             settings.retention_days,
@@ -96,6 +101,7 @@ class Platform:
             batch_size=settings.batch_size,
             batch_age_ms=settings.batch_age_ms,
             capacity=settings.queue_readings,
+            metrics=self.metrics,
         )
         self.control = Control(self.db.engine)
         self.polls = Polls()  # HTTP devices waiting for a command
@@ -125,6 +131,7 @@ class Platform:
             timezone=settings.hub_timezone,
             webhook_attempts=settings.hub_webhook_attempts,
             webhook_backoff_ms=settings.hub_webhook_backoff_ms,
+            metrics=self.metrics,
         )
         self.pipeline.listeners.append(self.hub.on_batch)
         self.work_orders = WorkOrders(
@@ -150,8 +157,53 @@ class Platform:
         if settings.broker:
             accounts = BrokerAccounts(self.assets)
             self.broker = BrokerConsumer.from_settings(settings, self.devices, accounts)
+        self.census = Census(self.db.engine, self.metrics, settings.inactivity_timeout_s * 1000)
+        self.pipeline.listeners.append(self.census.on_batch)
+        self._gauges()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self._held = contextlib.ExitStack()  # the data directory's lock while running
+
+    def _gauges(self) -> None:
+        """The metrics read at scrape time (docs/operators.md lists them all)."""
+        m = self.metrics
+        m.gauge(
+            "smartpole_pipeline_pending_readings",
+            "Readings queued for commit (the ingest queue's depth).",
+            lambda: self.pipeline.pending,
+        )
+        m.gauge(
+            "smartpole_pipeline_load",
+            "How full the ingest queue is, 0 to 1 (1: devices are refused).",
+            lambda: self.pipeline.load,
+        )
+        m.gauge(
+            "smartpole_hub_queued_batches",
+            "Committed batches waiting for rule evaluation.",
+            lambda: self.hub.queued,
+        )
+        m.gauge(
+            "smartpole_hub_lag_seconds",
+            "Age of the oldest committed batch not yet evaluated by the rules (0: none).",
+            lambda: self.hub.lag,
+        )
+        m.gauge(
+            "smartpole_anomaly_queued_batches",
+            "Committed batches waiting for anomaly scoring.",
+            lambda: self.anomaly.queued,
+        )
+        m.gauges(
+            "smartpole_mqtt_connections",
+            "Open MQTT connections, by listener (mqtt, mqtts, ws, wss).",
+            ["listener"],
+            lambda: [((_listener(s),), len(s.connections)) for s in self.mqtt],
+        )
+        m.gauges(
+            "smartpole_tenant_devices",
+            "Devices each tenant owns: all, and those reporting within the inactivity timeout.",
+            ["tenant", "state"],
+            self.census.devices,
+        )
 
     def upgrade(self) -> str:
         """Bring the schema to this version's head."""
@@ -159,6 +211,8 @@ class Platform:
 
     async def start(self) -> None:
         """Start the pipeline and the background tasks."""
+        if not self.settings.db:  # a restore must not replace the database under us
+            self._held.enter_context(server_lock(self.settings.data_dir))
         await asyncio.to_thread(self.series.recover)
         await self.pipeline.start()
         await self.hub.start()
@@ -177,17 +231,29 @@ class Platform:
             every.append((s.derived_flush_ms / 1000, "derived-state flush", self._flush))
         for seconds, name, work in every:
             self._tasks.append(asyncio.create_task(self._every(seconds, name, work), name=name))
+        if s.metrics_port >= 0:
+            s.metrics_port = self.metrics.serve(s.metrics_host, s.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", s.metrics_host, s.metrics_port)
 
     async def _start_mqtt(self) -> None:
         s = self.settings
         load = lambda: self.pipeline.load  # noqa: E731
         if s.mqtt_port >= 0:
-            self.mqtt.append(MqttServer(self.devices, s.host, s.mqtt_port, load=load))
+            self.mqtt.append(
+                MqttServer(self.devices, s.host, s.mqtt_port, load=load, metrics=self.metrics)
+            )
         if s.mqtt_tls_cert and s.mqtt_tls_key:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(s.mqtt_tls_cert, s.mqtt_tls_key)
             self.mqtt.append(
-                MqttServer(self.devices, s.host, s.mqtt_tls_port, ssl_context=ctx, load=load)
+                MqttServer(
+                    self.devices,
+                    s.host,
+                    s.mqtt_tls_port,
+                    ssl_context=ctx,
+                    load=load,
+                    metrics=self.metrics,
+                )
             )
         if s.mqtt_ws_port >= 0:
             ws_ctx = None
@@ -196,7 +262,12 @@ class Platform:
                 ws_ctx.load_cert_chain(s.mqtt_tls_cert, s.mqtt_tls_key)
             self.mqtt.append(
                 MqttWebSocketServer(
-                    self.devices, s.host, s.mqtt_ws_port, ssl_context=ws_ctx, load=load
+                    self.devices,
+                    s.host,
+                    s.mqtt_ws_port,
+                    ssl_context=ws_ctx,
+                    load=load,
+                    metrics=self.metrics,
                 )
             )
         for server in self.mqtt:
@@ -254,6 +325,7 @@ class Platform:
     async def stop(self) -> None:
         """Drain the pipeline, stop the tasks, close connections."""
         self._stopping.set()
+        self.metrics.stop()
         await asyncio.gather(*self._tasks)
         self._tasks.clear()
         if self.broker is not None:
@@ -270,6 +342,7 @@ class Platform:
             # the readings are committed; their derived state is recovered at the next start
             log.warning("latest values and rollups not flushed at stop: %s", err.detail)
         self.db.dispose()
+        self._held.close()
 
     async def _every(self, seconds: float, name: str, work: Callable[[], Awaitable[Any]]) -> None:
         """Run ``work`` now and every ``seconds`` until stop; never cut it off mid-way.
@@ -292,3 +365,9 @@ class Platform:
         deleted = await asyncio.to_thread(self.series.purge)
         if deleted:
             log.info("retention deleted %d expired readings", deleted)
+
+
+def _listener(server: MqttServer) -> str:
+    """The name of an MQTT endpoint's kind for the metrics."""
+    kind = "ws" if isinstance(server, MqttWebSocketServer) else "mqtt"
+    return kind + ("s" if server.ssl_context is not None else "")

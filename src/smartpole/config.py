@@ -147,6 +147,15 @@ class Settings(BaseSettings):
     forecast_window_days: int = Field(
         14, ge=3, le=90, description="Days of hourly rollups a district forecast is fitted on."
     )
+    metrics_port: int = Field(
+        -1,
+        ge=-1,
+        le=65535,
+        description="Port of a separate /metrics address without authentication (-1: off).",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the separate metrics port listens on."
+    )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
 
     @property

@@ -15,6 +15,7 @@ from smartpole.api import alarms as alarms_api
 from smartpole.api import analytics as analytics_api
 from smartpole.api import broker as broker_api
 from smartpole.api import control, firmware, grants, problems, provisioning, registry, telemetry
+from smartpole.api import metrics as metrics_api
 from smartpole.api import rules as rules_api
 from smartpole.api import webhooks as webhooks_api
 from smartpole.api import workorders as workorders_api
@@ -71,6 +72,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(grants.router)
     app.include_router(firmware.router)
     app.include_router(device_router)
+    app.include_router(metrics_api.router)
 
     @app.get("/livez", tags=["operations"], summary="Liveness: the process runs")
     def livez() -> dict[str, str]:

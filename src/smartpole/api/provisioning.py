@@ -65,7 +65,9 @@ class ProfileOut(BaseModel):
     name: str
     kind: DeviceKind
     key: str = Field(description="provisionDeviceKey")
-    secret_hint: str = Field(description="first characters of provisionDeviceSecret")
+    secret_hint: str = Field(
+        description="First 6 hex digits of the SHA-256 of provisionDeviceSecret (none of it)."
+    )
     create_new: bool
     pre_registered: bool
     pole_id: int | None

@@ -167,7 +167,9 @@ class DeviceOut(BaseModel):
     pole_id: int | None
     pole: str | None
     port: int | None
-    token_hint: str = Field(description="First characters of the access token.")
+    token_hint: str = Field(
+        description="First 6 hex digits of the access token's SHA-256 (none of its characters)."
+    )
     last_seen: int | None
     online: bool
     created: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from smartpole.cli import broker, grants, hub, registry, server, sim, workorders
+from smartpole.cli import backup, broker, grants, hub, registry, server, sim, workorders
 
 __all__ = ["app", "main"]
 
@@ -22,6 +22,7 @@ broker.register(app)
 hub.register(app)
 sim.register(app)
 workorders.register(app)
+backup.register(app)
 
 
 def main() -> None:

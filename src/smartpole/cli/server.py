@@ -28,6 +28,7 @@ from smartpole.errors import SmartpoleError
 from smartpole.hub.rules import default_rules
 from smartpole.sim.fleet import FLEET_FILE, fleet_from_plan
 from smartpole.sim.seed import city_principal, seed_district
+from smartpole.store.files import write_private
 
 Host = Annotated[str | None, typer.Option("--host", help="Listen address (default 127.0.0.1).")]
 HttpPort = Annotated[int | None, typer.Option("--http-port", help="HTTP port (default 8080).")]
@@ -114,9 +115,7 @@ def demo(
     creds = p.settings.data_dir / "demo-credentials.json"
     seeded = seed_district(p.tenants, p.assets, poles)
     if seeded.poles:
-        creds.parent.mkdir(parents=True, exist_ok=True)
-        creds.write_bytes(orjson.dumps({"keys": seeded.keys, "tokens": seeded.tokens}))
-        creds.chmod(0o600)
+        write_private(creds, orjson.dumps({"keys": seeded.keys, "tokens": seeded.tokens}))
         fleet = fleet_from_plan(seeded.plan, seeded.tokens, 1, "Futian")
         fleet.save(p.settings.data_dir / FLEET_FILE)
         # The city's default rules, so that the simulator's faults and events become alarms.

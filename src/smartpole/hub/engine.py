@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 import zoneinfo
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any
 
 import orjson
@@ -34,6 +34,7 @@ from smartpole.hub.rules import Rule, RuleStore
 from smartpole.hub.stream import AlarmStream
 from smartpole.hub.tables import rule_state
 from smartpole.hub.webhooks import Webhooks
+from smartpole.metrics import Metrics
 from smartpole.model.types import Reading, Value
 from smartpole.store.database import now_ms, upsert
 from smartpole.store.schema import poles, tenants
@@ -65,8 +66,10 @@ class Hub:
         timezone: str = "Asia/Shanghai",
         webhook_attempts: int = 5,
         webhook_backoff_ms: int = 1000,
+        metrics: Metrics | None = None,
     ) -> None:
         self.engine = engine
+        self.metrics = metrics if metrics is not None else Metrics()
         self.series = series
         self.tz = zoneinfo.ZoneInfo(timezone)
         self.alarms = Alarms(engine)
@@ -97,6 +100,7 @@ class Hub:
             QUEUE_BATCHES
         )
         self._task: asyncio.Task[None] | None = None
+        self._queued_at: deque[float] = deque()  # when each queued batch arrived, in order
         self._loaded_at = 0.0
         self._looked_up: set[int] = set()
         self._insert = upsert(engine)
@@ -143,6 +147,11 @@ class Hub:
         """Committed batches waiting for rule evaluation."""
         return self._queue.qsize()
 
+    @property
+    def lag(self) -> float:
+        """Seconds since the oldest batch still waiting for evaluation was committed (0: none)."""
+        return time.monotonic() - self._queued_at[0] if self._queued_at else 0.0
+
     async def on_batch(self, batch: WriteBatch) -> None:
         """Keep the readings that some rule reads and queue them; waits only when the hub is
         ``QUEUE_BATCHES`` batches behind."""
@@ -154,7 +163,12 @@ class Hub:
         else:
             keep = [r for r in batch.readings if r.key in needed]
         if keep:
-            await self._queue.put((keep, dict(batch.seen)))
+            self._queued_at.append(time.monotonic())  # before the wait: lag includes it
+            try:
+                await self._queue.put((keep, dict(batch.seen)))
+            except BaseException:
+                self._queued_at.pop()  # never queued (cancelled at shutdown)
+                raise
 
     async def _run(self) -> None:
         while True:
@@ -169,6 +183,7 @@ class Hub:
             except Exception:
                 log.exception("hub evaluation failed")
             finally:
+                self.metrics.hub_delay.observe(time.monotonic() - self._queued_at.popleft())
                 self._queue.task_done()
 
     # -- evaluation --------------------------------------------------------------------------

@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from smartpole.errors import Overloaded, StoreUnavailable
+from smartpole.metrics import Metrics
 from smartpole.store.series import TimeSeries, WriteBatch, WriteResult
 
 __all__ = ["Pipeline"]
@@ -71,8 +73,10 @@ class Pipeline:
         batch_size: int = 2000,
         batch_age_ms: int = 10,
         capacity: int = 200_000,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics if metrics is not None else Metrics()
         self.batch_size = batch_size
         self.batch_age = batch_age_ms / 1000
         self.capacity = capacity
@@ -129,6 +133,7 @@ class Pipeline:
                 pending=self.pending,
             )
         self.pending += size
+        self.metrics.readings_received.inc(size)
         if self._open is not None:
             merged, fut = self._open
             merged.extend(batch)
@@ -184,14 +189,17 @@ class Pipeline:
                 merged = WriteBatch()
                 for batch, _ in items:
                     merged.extend(batch)
+            started = time.perf_counter()
             try:
                 result = await self._commit(merged)
             except Exception as err:
+                self.metrics.commit_failures.inc()
                 log.exception("batch of %d readings failed to commit", len(merged))
                 for _, fut in items:
                     if not fut.done():
                         fut.set_exception(err)
             else:
+                self._count(result, time.perf_counter() - started)
                 self.committed += result.inserted
                 self.batches += 1
                 for _, fut in items:
@@ -216,6 +224,7 @@ class Pipeline:
             except StoreUnavailable as err:
                 if self._stopping:
                     raise
+                self.metrics.commit_failures.inc()
                 if self.outage is None:
                     log.error(
                         "the store cannot commit: %s; holding %d readings, retrying",
@@ -230,3 +239,10 @@ class Pipeline:
                 log.warning("the store commits again; %d readings held were written", len(batch))
                 self.outage = None
             return result
+
+    def _count(self, result: WriteResult, seconds: float) -> None:
+        m = self.metrics
+        m.commits.observe(seconds)
+        m.readings_stored.inc(result.inserted)
+        m.readings_duplicate.inc(result.duplicates)
+        m.readings_quarantined.inc(result.quarantined)

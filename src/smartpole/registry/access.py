@@ -16,12 +16,24 @@ from smartpole.model.types import Role
 from smartpole.store.database import now_ms
 from smartpole.store.schema import api_keys, devices, tenants
 
-__all__ = ["Principal", "Tenants", "hash_secret", "new_secret"]
+__all__ = ["Principal", "Tenants", "hash_secret", "new_secret", "token_hint"]
 
 
 def hash_secret(secret: str) -> str:
     """SHA-256 of a token or key: what the store keeps instead of the secret itself."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+HINT_CHARS = 6  # 24 bits of the hash: tells tokens apart at a glance, helps no one guess one
+
+
+def token_hint(token: str) -> str:
+    """What the API shows of an access token: the first hex digits of its SHA-256.
+
+    Never the token's own characters: those would shorten a brute-force search and leak in
+    screenshots. The holder of a token can check it against the hint (``sha256sum``).
+    """
+    return hash_secret(token)[:HINT_CHARS]
 
 
 def new_secret(nbytes: int = 15) -> str:

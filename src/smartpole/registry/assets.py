@@ -15,7 +15,7 @@ from sqlalchemy.sql import Select
 
 from smartpole.errors import Conflict, Forbidden, InvalidInput, NotFound
 from smartpole.model.types import KEY_RE, POLE_CODE_RE, DeviceKind, Role, Scope
-from smartpole.registry.access import Principal, hash_secret, new_secret
+from smartpole.registry.access import Principal, hash_secret, new_secret, token_hint
 from smartpole.registry.broker import save_broker_hashes
 from smartpole.registry.grants import gateway_bindings, may_mount
 from smartpole.store.database import now_ms, put_rows
@@ -241,7 +241,7 @@ class Assets:
                         pole_id=pole_id,
                         port=port,
                         token_hash=hash_secret(token),
-                        token_hint=token[:4],
+                        token_hint=token_hint(token),
                         created=now_ms(),
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
@@ -282,7 +282,7 @@ class Assets:
                     "pole_id": spec.get("pole_id"),
                     "port": spec.get("port"),
                     "token_hash": hash_secret(token),
-                    "token_hint": token[:4],
+                    "token_hint": token_hint(token),
                     "created": created,
                 }
             )
@@ -403,7 +403,7 @@ class Assets:
                 conn.execute(
                     update(devices)
                     .where(devices.c.id == device_id)
-                    .values(token_hash=hash_secret(token), token_hint=token[:4])
+                    .values(token_hash=hash_secret(token), token_hint=token_hint(token))
                 )
                 save_broker_hashes(conn, {device_id: token})
         except IntegrityError as err:

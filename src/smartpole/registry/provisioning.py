@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, InvalidInput, NotFound, SmartpoleError
 from smartpole.model.types import DeviceKind, Role, Scope
-from smartpole.registry.access import Principal, hash_secret, new_secret
+from smartpole.registry.access import Principal, hash_secret, new_secret, token_hint
 from smartpole.registry.assets import Assets
 from smartpole.registry.credentials import Credentials, check_basic
 from smartpole.store.database import now_ms
@@ -128,7 +128,7 @@ class Provisioning:
                         kind=str(kind),
                         key=key,
                         secret_hash=hash_secret(secret),
-                        secret_hint=secret[:4],
+                        secret_hint=token_hint(secret),
                         create_new=create_new,
                         pre_registered=pre_registered,
                         pole_id=pole_id,

@@ -24,6 +24,7 @@ from smartpole.sim.equipment import Gateway, Meter
 from smartpole.sim.faults import FaultRates
 from smartpole.sim.models import model_for
 from smartpole.sim.physics import Model, Site, UnknownMethod
+from smartpole.store.files import write_private
 
 __all__ = ["FLEET_FILE", "Fleet", "FleetDevice", "FleetPole", "PoleSim", "Tick", "fleet_from_plan"]
 
@@ -73,11 +74,7 @@ class Fleet:
 
     def save(self, path: Path) -> None:
         """Write the fleet file, readable by its owner only (it holds tokens)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.touch(mode=0o600)
-        tmp.write_bytes(orjson.dumps(asdict(self)))
-        tmp.replace(path)
+        write_private(path, orjson.dumps(asdict(self)))
 
     @classmethod
     def load(cls, path: Path) -> Fleet:

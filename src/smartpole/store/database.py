@@ -6,6 +6,7 @@ import sqlite3
 import sys
 import time
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy.exc
@@ -13,10 +14,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 
 from smartpole.errors import StoreUnavailable
+from smartpole.store.files import private_file
 
 __all__ = ["Database", "now_ms", "put_rows", "store_unavailable", "upsert"]
 
@@ -103,6 +106,11 @@ class Database:
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         kwargs: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            path = make_url(url).database
+            if path and path != ":memory:" and not path.startswith("file:"):
+                # SQLite creates its -wal and -shm files with the database file's mode
+                private_file(Path(path))
         if self.dialect == "postgresql":
             kwargs.update(
                 pool_size=8, max_overflow=8, pool_pre_ping=True, connect_args=PG_CONNECT_ARGS
@@ -128,18 +136,29 @@ class Database:
         cfg.set_main_option("script_location", str(files("smartpole.store") / "migrations"))
         return cfg
 
-    def upgrade(self) -> str:
-        """Apply every pending migration; return the revision the database is at."""
+    def upgrade(self, target: str = "head") -> str:
+        """Apply every pending migration (up to ``target``); return the revision the database
+        is at."""
         cfg = self._alembic()
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, target)
         return self.revision() or ""
 
     def revision(self) -> str | None:
         """The database's current migration revision (None before any)."""
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
+
+    def knows(self, revision: str) -> bool:
+        """Whether ``revision`` is one of the migrations this version of smartpole ships."""
+        if not revision:
+            return False
+        try:
+            found = ScriptDirectory.from_config(self._alembic()).get_revision(revision)
+        except CommandError:  # alembic's answer for an id it has no script of
+            return False
+        return found is not None
 
     def head(self) -> str:
         """The newest migration this version of smartpole ships."""

@@ -77,16 +77,20 @@ async def _device(p: Platform, token: str) -> DeviceRef:
 )
 async def post_telemetry(request: Request, p: Plat, token: Token) -> IngestResult:
     """Store telemetry in any ThingsBoard form; answered after the commit."""
-    body = await _body(request, p.settings.max_body_bytes)
-    ref = await _device(p, token)
-    now = p.devices.receive_time(ref.id, now_ms())
     try:
-        triples = parse_telemetry(decode_json(body), now)
-    except Exception:
-        log.info("HTTP telemetry rejected for device %s (%s)", ref.id, ref.name)
+        body = await _body(request, p.settings.max_body_bytes)
+        ref = await _device(p, token)
+        now = p.devices.receive_time(ref.id, now_ms())
+        try:
+            triples = parse_telemetry(decode_json(body), now)
+        except Exception:
+            log.info("HTTP telemetry rejected for device %s (%s)", ref.id, ref.name)
+            raise
+        batch = to_batch(ref.id, ref.kind, triples, now)
+        await p.pipeline.submit(batch)
+    except Exception as err:
+        p.metrics.reject("http", err)
         raise
-    batch = to_batch(ref.id, ref.kind, triples, now)
-    await p.pipeline.submit(batch)
     p.devices.offline.discard(ref.id)  # heard from again, over HTTP
     return IngestResult(accepted=len(batch.readings), quarantined=len(batch.quarantined))
 

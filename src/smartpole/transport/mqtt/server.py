@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from smartpole.metrics import Metrics
 from smartpole.transport import gateway
 from smartpole.transport.mqtt.port import DevicePort
 from smartpole.transport.mqtt.session import (
@@ -41,8 +42,10 @@ class MqttServer:
         *,
         ssl_context: ssl.SSLContext | None = None,
         load: Callable[[], float] = lambda: 0.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.port = port
+        self.metrics = metrics if metrics is not None else Metrics()
         self.host = host
         self.mqtt_port = mqtt_port
         self.ssl_context = ssl_context

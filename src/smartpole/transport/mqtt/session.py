@@ -598,6 +598,7 @@ class Connection(asyncio.Protocol):
         err = fut.exception() if not fut.cancelled() else None
         if err is not None:
             dev = self.device
+            self.server.metrics.reject("mqtt", err)
             log.warning("MQTT QoS 0 publish of device %s dropped: %s", dev and dev.id, err)
 
     def _drain(self, _: object = None) -> None:
@@ -611,6 +612,7 @@ class Connection(asyncio.Protocol):
                 out.append(codec.encode(PubAck(packet_id), self.version))
                 continue
             dev = self.device
+            self.server.metrics.reject("mqtt", err)
             log.warning("MQTT publish of device %s rejected: %s", dev and dev.id, err)
             if self.version == 5:
                 out.append(codec.encode(PubAck(packet_id, reason_code=_reason(err)), 5))

@@ -18,6 +18,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from smartpole.metrics import Metrics
 from smartpole.transport.mqtt.port import DevicePort
 from smartpole.transport.mqtt.server import MqttServer
 from smartpole.transport.mqtt.session import Connection
@@ -94,8 +95,9 @@ class MqttWebSocketServer(MqttServer):
         *,
         ssl_context: ssl.SSLContext | None = None,
         load: Callable[[], float] = lambda: 0.0,
+        metrics: Metrics | None = None,
     ) -> None:
-        super().__init__(port, host, mqtt_port, ssl_context=ssl_context, load=load)
+        super().__init__(port, host, mqtt_port, ssl_context=ssl_context, load=load, metrics=metrics)
         self._ws_server: Server | None = None
 
     async def start(self) -> None:

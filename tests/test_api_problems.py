@@ -1,0 +1,183 @@
+"""Errors of the REST API: every one is problem+json with a declared status, never a plain-text
+500; an unexpected failure carries a request id that the log names too."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from fastapi import Depends
+from fastapi.responses import StreamingResponse
+
+from fixtures_api import City
+from smartpole.api import create_app
+from smartpole.app import Platform
+
+PROBLEM = "application/problem+json"
+
+
+def _is_problem(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = r.json()
+    assert (body["status"], type(body["type"]), type(body["title"])) == (status, str, str)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        pytest.param(
+            "GET",
+            "/api/devices?limit=139&pole_id=1&offset=46612856447130574013612309386100736",
+            id="offset",
+        ),
+        pytest.param("GET", "/api/teams/34959214440064886077820764160", id="team-id"),
+        pytest.param("GET", "/api/devices/99999999999999999999999", id="device-id"),
+        pytest.param("POST", "/api/tenants/11330660899873206829056/apikeys", id="tenant-id"),
+        pytest.param("GET", "/api/devices/2147483648", id="id-past-int4"),
+        pytest.param("GET", "/api/alarms?pole_id=9223372036854775808", id="query-id"),
+        pytest.param("GET", "/api/devices/0", id="id-zero"),
+    ],
+)
+async def test_ids_beyond_the_columns_are_invalid_input(
+    client: httpx.AsyncClient, city: City, method: str, url: str
+) -> None:
+    r = await client.request(method, url, json={"role": "viewer"}, headers=city.auth("city"))
+    body = _is_problem(r, 422)
+    assert body["errors"][0]["loc"][0] in ("path", "query")
+
+
+async def test_an_id_beyond_the_column_in_a_body_is_invalid_input(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    body = {"kind": "lamp", "pole_id": 2**63}
+    r = await client.post("/api/devices", json=body, headers=city.auth("city"))
+    assert _is_problem(r, 422)["errors"][0]["loc"] == ["body", "pole_id"]
+
+
+async def test_null_for_a_profile_flag_is_invalid_input_and_changes_nothing(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    new = {"name": "lamps", "kind": "lamp"}
+    r = await client.post("/api/provision-profiles", json=new, headers=city.auth("city"))
+    assert r.status_code == 201, r.text
+    url = f"/api/provision-profiles/{r.json()['id']}"
+    change = {"create_new": None, "pre_registered": None, "name": "renamed"}
+    body = _is_problem(await client.patch(url, json=change, headers=city.auth("city")), 422)
+    assert {tuple(e["loc"]) for e in body["errors"]} == {("create_new",), ("pre_registered",)}
+    after = (await client.get(url, headers=city.auth("city"))).json()
+    assert (after["name"], after["create_new"]) == ("lamps", True)
+
+
+async def test_a_conflict_naming_a_title_keeps_the_problem_members(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    url = f"/api/tenants/{city.ids['telecom']}"
+    change = {"name": "lighting", "title": "Telecom renamed"}
+    body = _is_problem(await client.patch(url, json=change, headers=city.auth("city")), 409)
+    assert body["title"] == "Conflict"
+
+
+async def test_an_error_field_named_type_does_not_hide_the_problem_type(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    r = await client.post("/api/poles/within", json={}, headers=city.auth("city"))
+    assert _is_problem(r, 422)["type"].startswith("https://")
+
+
+# -- unexpected failures ------------------------------------------------------------------
+class Broken(RuntimeError):
+    """What a defect raises: no handler knows it."""
+
+
+def _broken_dependency() -> None:
+    raise Broken("a dependency failed")
+
+
+@pytest.fixture
+async def broken_client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with three routes that fail as a defect would: in the route, in a dependency,
+    and in a streamed answer after it started."""
+    app = create_app(platform, manage_lifecycle=False)
+
+    def in_route() -> None:
+        raise Broken("the route failed")
+
+    def in_dependency(_: Annotated[None, Depends(_broken_dependency)]) -> None:
+        """Never reached."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"items": ['
+        raise Broken("the stream failed")
+
+    def streamed() -> StreamingResponse:
+        return StreamingResponse(chunks(), media_type="application/json")
+
+    app.add_api_route("/test/route", in_route)
+    app.add_api_route("/test/dependency", in_dependency)
+    app.add_api_route("/test/stream", streamed)
+    # raise_app_exceptions=False: what a real server does with an exception that gets out
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://smartpole.test") as c:
+        yield c
+
+
+@pytest.mark.parametrize("where", [pytest.param("route"), pytest.param("dependency")])
+async def test_an_unexpected_error_answers_a_problem_whose_request_id_is_logged(
+    broken_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, where: str
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        r = await broken_client.get(f"/test/{where}")
+    body = _is_problem(r, 500)
+    request_id = r.headers["x-request-id"]
+    assert body["request_id"] == request_id
+    assert f"the {where} failed" not in r.text  # the internals stay in the log
+    logged = [rec for rec in caplog.records if request_id in rec.getMessage()]
+    assert len(logged) == 1
+    assert logged[0].exc_info is not None
+    assert isinstance(logged[0].exc_info[1], Broken)
+
+
+async def test_a_stream_that_fails_after_it_started_is_cut_and_logged(
+    broken_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        r = await broken_client.get("/test/stream")
+    request_id = r.headers["x-request-id"]
+    assert r.status_code == 200  # already sent: the client sees a cut body, not a false end
+    assert any(
+        request_id in rec.getMessage() and rec.exc_info is not None for rec in caplog.records
+    )
+
+
+async def test_every_answer_has_a_request_id_and_keeps_a_sane_one_given(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    mine = await client.get("/api/me", headers={"X-Request-Id": "trace-42", **city.auth("city")})
+    assert mine.headers["x-request-id"] == "trace-42"
+    forged = await client.get("/api/me", headers={"X-Request-Id": "a\tb" + "x" * 80})
+    assert forged.status_code == 401
+    assert forged.headers["x-request-id"] != "a\tb" + "x" * 80
+    assert len(forged.headers["x-request-id"]) == 32
+
+
+# -- the document ---------------------------------------------------------------------------
+async def test_every_error_the_document_declares_is_a_problem(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    declared = 0
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            answers = operation["responses"]
+            assert {"500", "503"} <= set(answers), (method, path)
+            if operation.get("security") or "{" in path:
+                assert {"401", "404"} & set(answers), (method, path)
+            for code, answer in answers.items():
+                if int(code) >= 400:
+                    assert list(answer["content"]) == [PROBLEM], (method, path, code)
+                    declared += 1
+    assert declared > 500

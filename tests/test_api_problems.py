@@ -51,6 +51,32 @@ async def test_ids_beyond_the_columns_are_invalid_input(
     assert body["errors"][0]["loc"][0] in ("path", "query")
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("start=-99999999999999999999999&end=5", id="start"),
+        pytest.param("agg=avg&start=0&end=99999999999999999999999", id="end"),
+        pytest.param("agg=avg&interval=99999999999999999999999", id="interval"),
+    ],
+)
+async def test_times_beyond_the_columns_are_invalid_input(
+    client: httpx.AsyncClient, city: City, query: str
+) -> None:
+    r = await client.post("/api/devices", json={"kind": "lamp"}, headers=city.auth("city"))
+    url = f"/api/devices/{r.json()['id']}/timeseries?keys=power&{query}"
+    _is_problem(await client.get(url, headers=city.auth("city")), 422)
+    since = "/api/alarms?since=99999999999999999999999"
+    _is_problem(await client.get(since, headers=city.auth("city")), 422)
+
+
+async def test_a_retention_past_a_century_is_invalid_input(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    body = {"days": 2**64}
+    r = await client.put("/api/telemetry/retention/power", json=body, headers=city.auth("city"))
+    _is_problem(r, 422)
+
+
 async def test_an_id_beyond_the_column_in_a_body_is_invalid_input(
     client: httpx.AsyncClient, city: City
 ) -> None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from smartpole.api.deps import Caller, Plat
-from smartpole.api.schemas import Id, Offset
+from smartpole.api.schemas import Id, Millis, Offset
 from smartpole.errors import SmartpoleError
 from smartpole.hub.alarms import Alarm, AlarmFilter, AlarmStatus, Severity
 from smartpole.model.types import Role
@@ -87,8 +87,8 @@ def list_alarms(
     originator_id: Id | None = None,
     pole_id: Annotated[Id | None, Query(description="alarms of the pole and its devices")] = None,
     assignee: str | None = None,
-    since: Annotated[int | None, Query(description="last occurrence at or after (ms)")] = None,
-    until: Annotated[int | None, Query(description="last occurrence before (ms)")] = None,
+    since: Annotated[Millis | None, Query(description="last occurrence at or after (ms)")] = None,
+    until: Annotated[Millis | None, Query(description="last occurrence before (ms)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
 ) -> list[AlarmOut]:

@@ -227,4 +227,6 @@ class RetentionIn(BaseModel):
     """Retention of one key."""
 
     model_config = ConfigDict(extra="forbid")
-    days: int | None = Field(ge=0, description="Days to keep; 0 forever; null = default.")
+    days: int | None = Field(
+        ge=0, le=36_525, description="Days to keep (at most a century); 0 forever; null = default."
+    )

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from smartpole.api.deps import Caller, Plat
-from smartpole.api.schemas import Id, Point, RetentionIn
+from smartpole.api.schemas import MS_MAX, Id, Millis, Point, RetentionIn
 from smartpole.errors import InvalidInput
 from smartpole.model.types import KEY_RE, Role
 from smartpole.store.database import now_ms
@@ -16,10 +16,10 @@ from smartpole.store.series import Aggregation
 router = APIRouter(prefix="/api")
 DAY_MS = 86_400_000
 Keys = Annotated[str, Query(description="comma-separated telemetry keys", examples=["power,dim"])]
-Start = Annotated[int | None, Query(description="ms since epoch, inclusive; default end - 24 h")]
-End = Annotated[int | None, Query(description="ms since epoch, exclusive; default now")]
+Start = Annotated[Millis | None, Query(description="ms since epoch, inclusive; default end - 24 h")]
+End = Annotated[Millis | None, Query(description="ms since epoch, exclusive; default now")]
 Agg = Annotated[Literal["none", "avg", "min", "max", "sum", "count"], Query()]
-Interval = Annotated[int, Query(ge=1000, description="bucket width in ms")]
+Interval = Annotated[int, Query(ge=1000, le=MS_MAX, description="bucket width in ms")]
 
 
 def _keys(keys: str | None) -> list[str] | None:

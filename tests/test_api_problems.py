@@ -115,6 +115,18 @@ async def test_an_error_field_named_type_does_not_hide_the_problem_type(
     assert _is_problem(r, 422)["type"].startswith("https://")
 
 
+async def test_a_nul_character_postgresql_cannot_store_is_invalid_input(
+    client: httpx.AsyncClient, city: City, platform: Platform
+) -> None:
+    body = {"name": "nul-title", "title": "a\u0000b"}
+    r = await client.post("/api/tenants", json=body, headers=city.auth("city"))
+    if platform.db.dialect == "sqlite":
+        assert r.status_code == 201, r.text  # SQLite text holds any character
+    else:
+        assert "NUL" in _is_problem(r, 422)["detail"]
+    assert (await client.get("/api/me", headers=city.auth("city"))).status_code == 200
+
+
 # -- unexpected failures ------------------------------------------------------------------
 class Broken(RuntimeError):
     """What a defect raises: no handler knows it."""

@@ -17,6 +17,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DataError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -122,6 +123,15 @@ async def _validation(_: Request, err: Exception) -> Response:
         for e in err.errors()
     ]
     return problem(422, "Invalid input", "the request does not match the schema", errors=errors)
+
+
+async def _unstorable(request: Request, err: Exception) -> Response:
+    # SQLSTATE class 22, "data exception": the request carried a value its column cannot hold
+    # (PostgreSQL: a NUL character in text, say). The request's transaction was rolled back.
+    assert isinstance(err, DataError)
+    reason = str(err.orig).splitlines()[0] if err.orig is not None else "invalid value"
+    log.warning("%s %s: a value cannot be stored (%s)", request.method, request.url.path, reason)
+    return problem(422, "Invalid input", f"a value cannot be stored: {reason}")
 
 
 async def _http(_: Request, err: Exception) -> Response:
@@ -235,6 +245,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(SmartpoleError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(DataError, _unstorable)
     app.add_middleware(RequestIds)
     build = app.openapi
 

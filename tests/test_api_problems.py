@@ -127,6 +127,20 @@ async def test_a_nul_character_postgresql_cannot_store_is_invalid_input(
     assert (await client.get("/api/me", headers=city.auth("city"))).status_code == 200
 
 
+async def test_a_firmware_title_in_any_script_downloads(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    query = {"title": "路灯固件\U0001adce", "version": "2.0", "kind": "lamp"}
+    headers = {**city.auth("lighting"), "content-type": "application/octet-stream"}
+    r = await client.post("/api/firmware", params=query, content=b"\x00fw", headers=headers)
+    assert r.status_code == 201, r.text
+    got = await client.get(f"/api/firmware/{r.json()['id']}/data", headers=city.auth("lighting"))
+    assert (got.status_code, got.content) == (200, b"\x00fw")
+    disposition = got.headers["content-disposition"]
+    assert "filename*=UTF-8''%E8%B7%AF%E7%81%AF" in disposition
+    assert 'filename="_____-2.0.bin"' in disposition
+
+
 # -- unexpected failures ------------------------------------------------------------------
 class Broken(RuntimeError):
     """What a defect raises: no handler knows it."""

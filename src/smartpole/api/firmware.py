@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -139,12 +140,18 @@ def get_firmware(p: Plat, who: Caller, firmware_id: Id) -> FirmwareOut:
 def download_firmware(p: Plat, who: Caller, firmware_id: Id) -> Response:
     """The package's bytes."""
     fw = p.firmware.get(who, firmware_id)
-    name = f"{fw['title']}-{fw['version']}.bin".replace('"', "")
     return Response(
         p.firmware.data(who, firmware_id),
         media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        headers={"Content-Disposition": _attachment(f"{fw['title']}-{fw['version']}.bin")},
     )
+
+
+def _attachment(name: str) -> str:
+    # A header holds Latin-1 only: a title in any script goes in RFC 6266's UTF-8 filename*,
+    # with a printable-ASCII filename for old clients.
+    fallback = "".join(c if " " <= c < "\x7f" and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 @router.delete("/firmware/{firmware_id}", status_code=204, summary="Delete a firmware package")

@@ -8,7 +8,7 @@ export UV_PYTHON := $(PY)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install demo test lint typecheck pytest bench bench-short soak soak-short system-deps clean
+.PHONY: install demo test fuzz lint typecheck pytest bench bench-short soak soak-short system-deps clean
 
 $(UV):
 	@$(PY) -m venv $(TOOLS) || (bash scripts/system-deps.sh python && $(PY) -m venv $(TOOLS))
@@ -31,6 +31,12 @@ demo: install
 
 ## test: lint, type-check and the whole test suite (README command two)
 test: install system-deps lint typecheck pytest
+
+## fuzz: only the fuzz tests (REST API, MQTT, broker, cross-tenant), with FUZZ_EXAMPLES cases each
+FUZZ_EXAMPLES ?= 300
+fuzz: install system-deps
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest -n 2 tests/test_api_fuzz.py \
+		tests/test_mqtt_fuzz.py tests/test_broker_fuzz.py tests/test_tenancy_fuzz.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

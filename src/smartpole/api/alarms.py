@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from smartpole.api.deps import Caller, Plat
+from smartpole.api.schemas import Id, Millis, Offset
 from smartpole.errors import SmartpoleError
 from smartpole.hub.alarms import Alarm, AlarmFilter, AlarmStatus, Severity
 from smartpole.model.types import Role
@@ -91,20 +92,20 @@ def list_alarms(
     active: Annotated[bool | None, Query(description="only active (or only cleared)")] = None,
     type: str | None = None,
     originator_type: str | None = None,
-    originator_id: int | None = None,
-    pole_id: Annotated[int | None, Query(description="alarms of the pole and its devices")] = None,
+    originator_id: Id | None = None,
+    pole_id: Annotated[Id | None, Query(description="alarms of the pole and its devices")] = None,
     assignee: str | None = None,
-    since: Annotated[int | None, Query(description="last occurrence at or after (ms)")] = None,
-    until: Annotated[int | None, Query(description="last occurrence before (ms)")] = None,
+    since: Annotated[Millis | None, Query(description="last occurrence at or after (ms)")] = None,
+    until: Annotated[Millis | None, Query(description="last occurrence before (ms)")] = None,
     roots: Annotated[
         bool, Query(description="only root alarms: those grouped under no other (one per problem)")
     ] = False,
     root_id: Annotated[
-        int | None,
-        Query(ge=1, le=2**31 - 1, description="only the alarms grouped under this one"),
+        Id | None,
+        Query(description="only the alarms grouped under this one"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[AlarmOut]:
     """Alarms the caller's tenant sees (its devices' and those propagated to it), newest
     occurrence first."""
@@ -127,34 +128,34 @@ def list_alarms(
 
 
 @router.get("/alarms/{alarm_id}", summary="Get an alarm", responses=NOT_FOUND)
-def get_alarm(p: Plat, who: Caller, alarm_id: int) -> AlarmOut:
+def get_alarm(p: Plat, who: Caller, alarm_id: Id) -> AlarmOut:
     """A visible alarm."""
     return AlarmOut.of(p.hub.alarms.get_visible(who, alarm_id))
 
 
 @router.post("/alarms/{alarm_id}/ack", summary="Acknowledge an alarm", responses=NOT_FOUND)
-async def ack_alarm(p: Plat, who: Caller, alarm_id: int) -> AlarmOut:
+async def ack_alarm(p: Plat, who: Caller, alarm_id: Id) -> AlarmOut:
     """Acknowledge a visible alarm (operator role); acknowledging twice changes nothing."""
     who.require(Role.OPERATOR)
     return AlarmOut.of(await p.hub.alarms.acknowledge(who, alarm_id))
 
 
 @router.post("/alarms/{alarm_id}/clear", summary="Clear an alarm", responses=NOT_FOUND)
-async def clear_alarm(p: Plat, who: Caller, alarm_id: int) -> AlarmOut:
+async def clear_alarm(p: Plat, who: Caller, alarm_id: Id) -> AlarmOut:
     """Clear a visible alarm by hand (operator role); a rule may raise it again."""
     who.require(Role.OPERATOR)
     return AlarmOut.of(await p.hub.alarms.clear_by_id(who, alarm_id))
 
 
 @router.post("/alarms/{alarm_id}/assign", summary="Assign an alarm", responses=NOT_FOUND)
-async def assign_alarm(p: Plat, who: Caller, alarm_id: int, body: AssignIn) -> AlarmOut:
+async def assign_alarm(p: Plat, who: Caller, alarm_id: Id, body: AssignIn) -> AlarmOut:
     """Assign a visible alarm to someone, or unassign it with null (operator role)."""
     who.require(Role.OPERATOR)
     return AlarmOut.of(await p.hub.alarms.assign(who, alarm_id, body.assignee))
 
 
 @router.get("/alarms/{alarm_id}/comments", summary="List comments", responses=NOT_FOUND)
-def list_comments(p: Plat, who: Caller, alarm_id: int) -> list[CommentOut]:
+def list_comments(p: Plat, who: Caller, alarm_id: Id) -> list[CommentOut]:
     """The comments of a visible alarm, oldest first."""
     return [CommentOut(**c) for c in p.hub.alarms.comments(who, alarm_id)]
 
@@ -165,7 +166,7 @@ def list_comments(p: Plat, who: Caller, alarm_id: int) -> list[CommentOut]:
     summary="Comment on an alarm",
     responses=NOT_FOUND,
 )
-async def add_comment(p: Plat, who: Caller, alarm_id: int, body: CommentIn) -> CommentOut:
+async def add_comment(p: Plat, who: Caller, alarm_id: Id, body: CommentIn) -> CommentOut:
     """Add a comment to a visible alarm (any role of a tenant that sees it)."""
     return CommentOut(**(await p.hub.alarms.comment(who, alarm_id, body.text)))
 

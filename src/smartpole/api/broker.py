@@ -26,7 +26,14 @@ from smartpole.transport.broker.topics import may
 
 __all__ = ["AuthnIn", "AuthzIn", "Verdict", "router"]
 
-router = APIRouter(prefix="/api/broker", tags=["broker"])
+router = APIRouter(
+    prefix="/api/broker",
+    tags=["broker"],
+    responses={
+        401: {"description": "A hook request without the broker secret"},
+        404: {"description": "The hooks are off (no broker_hook_secret set)"},
+    },
+)
 SECRET_HEADER = "X-Smartpole-Broker-Secret"  # noqa: S105 - a header name
 
 

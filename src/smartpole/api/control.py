@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from smartpole.api.deps import Caller, Plat
+from smartpole.api.schemas import Id
 from smartpole.control import CommandStatus, Control
 from smartpole.errors import NotFound
 from smartpole.model.types import Role
@@ -81,7 +82,7 @@ Ctl = Annotated[Control, Depends(control)]
     },
 )
 async def send_command(
-    p: Plat, ctl: Ctl, who: Caller, device_id: int, body: CommandIn, response: Response
+    p: Plat, ctl: Ctl, who: Caller, device_id: Id, body: CommandIn, response: Response
 ) -> CommandOut:
     """Call a method on a visible device (operator).
 
@@ -112,7 +113,7 @@ def list_commands(
     p: Plat,
     ctl: Ctl,
     who: Caller,
-    device_id: int,
+    device_id: Id,
     status: CommandStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[CommandOut]:
@@ -122,7 +123,7 @@ def list_commands(
 
 
 @router.get("/commands/{command_id}", summary="Get a command")
-def get_command(p: Plat, ctl: Ctl, who: Caller, command_id: int) -> CommandOut:
+def get_command(p: Plat, ctl: Ctl, who: Caller, command_id: Id) -> CommandOut:
     """One command, if its device is visible to the caller."""
     row = ctl.get(command_id)
     try:

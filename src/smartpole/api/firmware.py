@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from smartpole.api.deps import Caller, Plat
+from smartpole.api.schemas import Id
 from smartpole.app import Platform
 from smartpole.errors import PayloadTooLarge
 from smartpole.model.types import DeviceKind
@@ -39,7 +41,7 @@ class AssignIn(BaseModel):
     """The package to assign to a device."""
 
     model_config = ConfigDict(extra="forbid")
-    firmware_id: int
+    firmware_id: Id
 
 
 class Reported(BaseModel):
@@ -124,7 +126,7 @@ def list_firmware(p: Plat, who: Caller, kind: DeviceKind | None = None) -> list[
 
 
 @router.get("/firmware/{firmware_id}", summary="Get a firmware package")
-def get_firmware(p: Plat, who: Caller, firmware_id: int) -> FirmwareOut:
+def get_firmware(p: Plat, who: Caller, firmware_id: Id) -> FirmwareOut:
     """One package, without its bytes."""
     return FirmwareOut(**p.firmware.get(who, firmware_id))
 
@@ -135,19 +137,25 @@ def get_firmware(p: Plat, who: Caller, firmware_id: int) -> FirmwareOut:
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_firmware(p: Plat, who: Caller, firmware_id: int) -> Response:
+def download_firmware(p: Plat, who: Caller, firmware_id: Id) -> Response:
     """The package's bytes."""
     fw = p.firmware.get(who, firmware_id)
-    name = f"{fw['title']}-{fw['version']}.bin".replace('"', "")
     return Response(
         p.firmware.data(who, firmware_id),
         media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        headers={"Content-Disposition": _attachment(f"{fw['title']}-{fw['version']}.bin")},
     )
 
 
+def _attachment(name: str) -> str:
+    # A header holds Latin-1 only: a title in any script goes in RFC 6266's UTF-8 filename*,
+    # with a printable-ASCII filename for old clients.
+    fallback = "".join(c if " " <= c < "\x7f" and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 @router.delete("/firmware/{firmware_id}", status_code=204, summary="Delete a firmware package")
-def delete_firmware(p: Plat, who: Caller, firmware_id: int) -> Response:
+def delete_firmware(p: Plat, who: Caller, firmware_id: Id) -> Response:
     """Remove a package that no device is assigned (409 otherwise)."""
     p.firmware.delete(who, firmware_id)
     return Response(status_code=204)
@@ -183,7 +191,7 @@ def _status(p: Platform, device_id: int) -> FirmwareStatus:
 
 
 @router.post("/devices/{device_id}/firmware", summary="Assign firmware to a device")
-async def assign_firmware(p: Plat, who: Caller, device_id: int, body: AssignIn) -> FirmwareStatus:
+async def assign_firmware(p: Plat, who: Caller, device_id: Id, body: AssignIn) -> FirmwareStatus:
     """Assign a package of the device's kind (operator).
 
     Writes the shared attributes ``fw_title``, ``fw_version``, ``fw_size``, ``fw_checksum`` and
@@ -195,7 +203,7 @@ async def assign_firmware(p: Plat, who: Caller, device_id: int, body: AssignIn) 
 
 
 @router.get("/devices/{device_id}/firmware", summary="Firmware of a device")
-def firmware_status(p: Plat, who: Caller, device_id: int) -> FirmwareStatus:
+def firmware_status(p: Plat, who: Caller, device_id: Id) -> FirmwareStatus:
     """The assigned package against the version and state the device reports."""
     p.assets.get_device(who, device_id)
     return _status(p, device_id)
@@ -204,7 +212,7 @@ def firmware_status(p: Plat, who: Caller, device_id: int) -> FirmwareStatus:
 @router.delete(
     "/devices/{device_id}/firmware", status_code=204, summary="Unassign a device's firmware"
 )
-async def unassign_firmware(p: Plat, who: Caller, device_id: int) -> Response:
+async def unassign_firmware(p: Plat, who: Caller, device_id: Id) -> Response:
     """Take the package away; the ``fw_*`` shared attributes are deleted (and the device told)."""
     await run_in_threadpool(p.firmware.unassign, who, device_id)
     await p.push_shared(device_id, {"deleted": list(FW_KEYS)})

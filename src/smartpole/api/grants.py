@@ -5,18 +5,17 @@ lets another tenant mount devices on it). See :mod:`smartpole.registry.grants`."
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from smartpole.api.deps import Caller, Plat
+from smartpole.api.schemas import Id
 from smartpole.model.grants import Binding, MountGrant
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api")
-Id = Annotated[int, Query(ge=1, le=2**31 - 1)]
 
 
 class StampOut(BaseModel):
@@ -87,7 +86,7 @@ def _grant(g: MountGrant) -> MountGrantOut:
     status_code=201,
     summary="Bind a device to another tenant's gateway",
 )
-def bind(p: Plat, who: Caller, device_id: int, body: BindingIn) -> BindingOut:
+def bind(p: Plat, who: Caller, device_id: Id, body: BindingIn) -> BindingOut:
     """Let a gateway on the device's pole speak for the device (its owner's admin)."""
     return _binding(p.grants.bind(who, device_id, body.gateway))
 
@@ -106,13 +105,13 @@ def list_bindings(
 
 
 @router.get("/bindings/{binding_id}", tags=["sharing"], summary="Get a gateway binding")
-def get_binding(p: Plat, who: Caller, binding_id: int) -> BindingOut:
+def get_binding(p: Plat, who: Caller, binding_id: Id) -> BindingOut:
     """One binding the caller is a side of."""
     return _binding(p.grants.binding(who, binding_id))
 
 
 @router.delete("/bindings/{binding_id}", tags=["sharing"], summary="Revoke a gateway binding")
-def revoke_binding(p: Plat, who: Caller, binding_id: int) -> BindingOut:
+def revoke_binding(p: Plat, who: Caller, binding_id: Id) -> BindingOut:
     """Stop the gateway speaking for the device (either side's admin); the revoked binding
     is kept, with who revoked it and when."""
     found = p.grants.unbind(who, binding_id)
@@ -127,7 +126,7 @@ def revoke_binding(p: Plat, who: Caller, binding_id: int) -> BindingOut:
     status_code=201,
     summary="Let another tenant mount devices on a pole",
 )
-def grant_mount(p: Plat, who: Caller, pole_id: int, body: MountGrantIn) -> MountGrantOut:
+def grant_mount(p: Plat, who: Caller, pole_id: Id, body: MountGrantIn) -> MountGrantOut:
     """Let a tenant mount its devices on a pole the caller holds (its admin)."""
     return _grant(p.grants.grant_mount(who, pole_id, body.tenant))
 
@@ -141,13 +140,13 @@ def list_mount_grants(
 
 
 @router.get("/mount-grants/{grant_id}", tags=["sharing"], summary="Get a mount grant")
-def get_mount_grant(p: Plat, who: Caller, grant_id: int) -> MountGrantOut:
+def get_mount_grant(p: Plat, who: Caller, grant_id: Id) -> MountGrantOut:
     """One mount grant the caller gave or received."""
     return _grant(p.grants.mount_grant(who, grant_id))
 
 
 @router.delete("/mount-grants/{grant_id}", tags=["sharing"], summary="Revoke a mount grant")
-def revoke_mount_grant(p: Plat, who: Caller, grant_id: int) -> MountGrantOut:
+def revoke_mount_grant(p: Plat, who: Caller, grant_id: Id) -> MountGrantOut:
     """Stop the tenant mounting more devices on the pole (either side's admin); devices
     mounted already stay. The revoked grant is kept, with who revoked it and when."""
     return _grant(p.grants.revoke_mount(who, grant_id))

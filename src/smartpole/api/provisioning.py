@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from smartpole.api.deps import Caller, Plat
 from smartpole.api.registry import device_out
-from smartpole.api.schemas import DeviceOut
+from smartpole.api.schemas import DeviceOut, Id
 from smartpole.errors import InvalidInput, PayloadTooLarge
 from smartpole.ingest.payload import decode_json
 from smartpole.model.types import DeviceKind
@@ -102,7 +102,7 @@ def list_profiles(p: Plat, who: Caller) -> list[ProfileOut]:
 @router.get(
     "/provision-profiles/{profile_id}", tags=["provisioning"], summary="Get a provision profile"
 )
-def get_profile(p: Plat, who: Caller, profile_id: int) -> ProfileOut:
+def get_profile(p: Plat, who: Caller, profile_id: Id) -> ProfileOut:
     """One profile, without its secret."""
     return ProfileOut(**p.provisioning.get(who, profile_id))
 
@@ -112,7 +112,7 @@ def get_profile(p: Plat, who: Caller, profile_id: int) -> ProfileOut:
     tags=["provisioning"],
     summary="Change a provision profile",
 )
-def update_profile(p: Plat, who: Caller, profile_id: int, body: ProfilePatch) -> ProfileOut:
+def update_profile(p: Plat, who: Caller, profile_id: Id, body: ProfilePatch) -> ProfileOut:
     """Change a profile's name, kind, what it may do, or its pole."""
     values = body.model_dump(exclude_unset=True)
     return ProfileOut(**p.provisioning.update(who, profile_id, **values))
@@ -124,7 +124,7 @@ def update_profile(p: Plat, who: Caller, profile_id: int, body: ProfilePatch) ->
     status_code=204,
     summary="Delete a provision profile",
 )
-def delete_profile(p: Plat, who: Caller, profile_id: int) -> Response:
+def delete_profile(p: Plat, who: Caller, profile_id: Id) -> Response:
     """Remove a profile; devices it provisioned keep their credentials."""
     p.provisioning.delete(who, profile_id)
     return Response(status_code=204)
@@ -184,7 +184,7 @@ class CredentialsIn(BaseModel):
 @router.get(
     "/devices/{device_id}/credentials", tags=["devices"], summary="Get the credentials type"
 )
-def get_credentials(p: Plat, who: Caller, device_id: int) -> dict[str, Any]:
+def get_credentials(p: Plat, who: Caller, device_id: Id) -> dict[str, Any]:
     """How the device authenticates, without any secret."""
     return p.credentials.describe(who, device_id)
 
@@ -193,7 +193,7 @@ def get_credentials(p: Plat, who: Caller, device_id: int) -> dict[str, Any]:
 def set_credentials(
     p: Plat,
     who: Caller,
-    device_id: int,
+    device_id: Id,
     body: Annotated[
         CredentialsIn,
         Body(

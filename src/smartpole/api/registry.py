@@ -18,6 +18,9 @@ from smartpole.api.schemas import (
     DeviceIn,
     DeviceOut,
     DevicePatch,
+    Id,
+    Limit,
+    Offset,
     Page,
     PoleIn,
     PoleOut,
@@ -36,8 +39,6 @@ from smartpole.registry.geo import Geo
 from smartpole.registry.inventory import export_poles, import_poles
 
 router = APIRouter(prefix="/api")
-Limit = Annotated[int, Query(ge=1, le=10_000)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 def _own_tenant(who: Principal, tenant_id: int, role: Role) -> None:
@@ -75,21 +76,21 @@ def create_tenant(p: Plat, who: Caller, body: TenantIn) -> TenantOut:
 
 
 @router.get("/tenants/{tenant_id}", tags=["tenants"], summary="Get a tenant")
-def get_tenant(p: Plat, who: Caller, tenant_id: int) -> TenantOut:
+def get_tenant(p: Plat, who: Caller, tenant_id: Id) -> TenantOut:
     """One tenant: the caller's own, or any for the city operator."""
     _own_tenant(who, tenant_id, Role.VIEWER)
     return TenantOut(**p.tenants.get(tenant_id))
 
 
 @router.patch("/tenants/{tenant_id}", tags=["tenants"], summary="Change a tenant")
-def update_tenant(p: Plat, who: Caller, tenant_id: int, body: TenantPatch) -> TenantOut:
+def update_tenant(p: Plat, who: Caller, tenant_id: Id, body: TenantPatch) -> TenantOut:
     """Rename or retitle a tenant (its admin, or the city operator admin)."""
     _own_tenant(who, tenant_id, Role.ADMIN)
     return TenantOut(**p.tenants.update(tenant_id, **body.model_dump(exclude_none=True)))
 
 
 @router.delete("/tenants/{tenant_id}", tags=["tenants"], status_code=204, summary="Delete")
-def delete_tenant(p: Plat, who: Caller, tenant_id: int) -> Response:
+def delete_tenant(p: Plat, who: Caller, tenant_id: Id) -> Response:
     """Remove a tenant that owns no devices (city operator admin)."""
     who.require_city(Role.ADMIN)
     p.tenants.delete(tenant_id)
@@ -97,7 +98,7 @@ def delete_tenant(p: Plat, who: Caller, tenant_id: int) -> Response:
 
 
 @router.get("/tenants/{tenant_id}/apikeys", tags=["tenants"], summary="List API keys")
-def list_keys(p: Plat, who: Caller, tenant_id: int) -> list[ApiKeyOut]:
+def list_keys(p: Plat, who: Caller, tenant_id: Id) -> list[ApiKeyOut]:
     """A tenant's API keys, without secrets (its admin, or the city operator admin)."""
     _own_tenant(who, tenant_id, Role.ADMIN)
     return [ApiKeyOut(**k) for k in p.tenants.list_keys(tenant_id)]
@@ -106,7 +107,7 @@ def list_keys(p: Plat, who: Caller, tenant_id: int) -> list[ApiKeyOut]:
 @router.post(
     "/tenants/{tenant_id}/apikeys", tags=["tenants"], status_code=201, summary="Create an API key"
 )
-def create_key(p: Plat, who: Caller, tenant_id: int, body: ApiKeyIn) -> ApiKeyCreated:
+def create_key(p: Plat, who: Caller, tenant_id: Id, body: ApiKeyIn) -> ApiKeyCreated:
     """Issue an API key; the secret is in the response and never again."""
     _own_tenant(who, tenant_id, Role.ADMIN)
     row, secret = p.tenants.create_key(tenant_id, body.role, body.name)
@@ -119,7 +120,7 @@ def create_key(p: Plat, who: Caller, tenant_id: int, body: ApiKeyIn) -> ApiKeyCr
     status_code=204,
     summary="Revoke an API key",
 )
-def revoke_key(p: Plat, who: Caller, tenant_id: int, key_id: int) -> Response:
+def revoke_key(p: Plat, who: Caller, tenant_id: Id, key_id: Id) -> Response:
     """Stop an API key from working."""
     _own_tenant(who, tenant_id, Role.ADMIN)
     p.tenants.revoke_key(tenant_id, key_id)
@@ -252,19 +253,19 @@ def pole_by_code(p: Plat, who: Caller, code: str) -> PoleOut:
 
 
 @router.get("/poles/{pole_id}", tags=["poles"], summary="Get a pole")
-def get_pole(p: Plat, who: Caller, pole_id: int) -> PoleOut:
+def get_pole(p: Plat, who: Caller, pole_id: Id) -> PoleOut:
     """One visible pole with its visible devices."""
     return PoleOut(**p.assets.get_pole(who, pole_id))
 
 
 @router.patch("/poles/{pole_id}", tags=["poles"], summary="Change a pole")
-def update_pole(p: Plat, who: Caller, pole_id: int, body: PolePatch) -> PoleOut:
+def update_pole(p: Plat, who: Caller, pole_id: Id, body: PolePatch) -> PoleOut:
     """Change a pole's fields (city operator)."""
     return PoleOut(**p.assets.update_pole(who, pole_id, **body.model_dump(exclude_unset=True)))
 
 
 @router.delete("/poles/{pole_id}", tags=["poles"], status_code=204, summary="Delete a pole")
-def delete_pole(p: Plat, who: Caller, pole_id: int) -> Response:
+def delete_pole(p: Plat, who: Caller, pole_id: Id) -> Response:
     """Remove a pole (city operator admin); its devices stay registered, unmounted."""
     p.assets.delete_pole(who, pole_id)
     return Response(status_code=204)
@@ -282,7 +283,7 @@ def list_devices(
     who: Caller,
     kind: str | None = None,
     owner: str | None = None,
-    pole_id: int | None = None,
+    pole_id: Id | None = None,
     district: str | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
@@ -316,20 +317,20 @@ def create_device(p: Plat, who: Caller, body: DeviceIn) -> DeviceCreated:
 
 
 @router.get("/devices/{device_id}", tags=["devices"], summary="Get a device")
-def get_device(p: Plat, who: Caller, device_id: int) -> DeviceOut:
+def get_device(p: Plat, who: Caller, device_id: Id) -> DeviceOut:
     """One visible device."""
     return DeviceOut(**device_out(p, p.assets.get_device(who, device_id)))
 
 
 @router.patch("/devices/{device_id}", tags=["devices"], summary="Change a device")
-def update_device(p: Plat, who: Caller, device_id: int, body: DevicePatch) -> DeviceOut:
+def update_device(p: Plat, who: Caller, device_id: Id, body: DevicePatch) -> DeviceOut:
     """Change a visible device's name, model, pole, port or owner."""
     row = p.assets.update_device(who, device_id, **body.model_dump(exclude_unset=True))
     return DeviceOut(**device_out(p, row))
 
 
 @router.delete("/devices/{device_id}", tags=["devices"], status_code=204, summary="Delete")
-def delete_device(p: Plat, who: Caller, device_id: int) -> Response:
+def delete_device(p: Plat, who: Caller, device_id: Id) -> Response:
     """Remove a visible device and its attributes."""
     p.assets.delete_device(who, device_id)
     return Response(status_code=204)
@@ -339,7 +340,7 @@ def delete_device(p: Plat, who: Caller, device_id: int) -> Response:
     "/devices/{device_id}/credentials", tags=["devices"], summary="Rotate the access token"
 )
 def rotate_credentials(
-    p: Plat, who: Caller, device_id: int, body: TokenIn | None = None
+    p: Plat, who: Caller, device_id: Id, body: TokenIn | None = None
 ) -> Credentials:
     """Give the device a new access token (random, or the one given); the old one stops."""
     token = p.assets.rotate_token(who, device_id, body.token if body else None)
@@ -350,7 +351,7 @@ def rotate_credentials(
 def get_attributes(
     p: Plat,
     who: Caller,
-    device_id: int,
+    device_id: Id,
     scope: Annotated[list[Scope] | None, Query()] = None,
     keys: Annotated[str | None, Query(description="comma-separated")] = None,
 ) -> dict[str, dict[str, Any]]:
@@ -367,7 +368,7 @@ def get_attributes(
 async def set_attributes(
     p: Plat,
     who: Caller,
-    device_id: int,
+    device_id: Id,
     scope: Literal["shared", "server"],
     values: Annotated[dict[str, Any], Body(examples=[{"dim_schedule": "night", "limit": 80}])],
 ) -> dict[str, dict[str, Any]]:
@@ -386,7 +387,7 @@ async def set_attributes(
 def delete_attributes(
     p: Plat,
     who: Caller,
-    device_id: int,
+    device_id: Id,
     scope: Literal["shared", "server", "client"],
     keys: Annotated[str, Query(description="comma-separated")],
 ) -> dict[str, int]:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from smartpole.api.deps import Caller, Plat
+from smartpole.api.schemas import Id
 from smartpole.errors import InvalidInput
 from smartpole.model.types import Role
 
@@ -136,13 +137,13 @@ async def import_rules(p: Plat, who: Caller, request: Request) -> list[RuleOut]:
 
 
 @router.get("/rules/{rule_id}", summary="Get a rule")
-def get_rule(p: Plat, who: Caller, rule_id: int) -> RuleOut:
+def get_rule(p: Plat, who: Caller, rule_id: Id) -> RuleOut:
     """A visible rule."""
     return RuleOut(**p.hub.rules.get(who, rule_id))
 
 
 @router.delete("/rules/{rule_id}", status_code=204, summary="Delete a rule")
-async def delete_rule(p: Plat, who: Caller, rule_id: int) -> Response:
+async def delete_rule(p: Plat, who: Caller, rule_id: Id) -> Response:
     """Delete a visible rule (operator role); its alarms stay as they are."""
     await run_in_threadpool(p.hub.rules.delete, who, rule_id)
     await p.hub.reload()

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
+from annotated_types import Ge, Le
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from smartpole.model.types import DeviceKind, Role
 
 T = TypeVar("T")
+
+# Ids are INTEGER columns: 32 bits on PostgreSQL. A larger number is a 422 in the schema, not an
+# overflow in the database driver (a plain-text 500).
+ID_MAX = 2**31 - 1
+Id = Annotated[int, Ge(1), Le(ID_MAX)]
+"""The id of any stored object (tenant, pole, device, alarm, …), in a path, query or body."""
+# Milliseconds since the epoch up to the end of year 9999 (BIGINT columns; datetime's range).
+MS_MAX = 253_402_300_799_999
+Millis = Annotated[int, Ge(0), Le(MS_MAX)]
+"""A point in time: milliseconds since 1970-01-01 UTC."""
+Limit = Annotated[int, Query(ge=1, le=10_000)]
+"""How many items one page holds."""
+Offset = Annotated[int, Query(ge=0, le=ID_MAX)]
+"""How many items to skip (no listing holds more than there are ids)."""
 
 
 class Page(BaseModel, Generic[T]):
@@ -134,7 +150,7 @@ class DeviceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: DeviceKind
     name: str | None = Field(None, min_length=1, max_length=200)
-    pole_id: int | None = None
+    pole_id: Id | None = None
     pole: str | None = Field(None, description="Pole code; alternative to pole_id.")
     owner: str | None = Field(None, description="Owner tenant name; default the caller's.")
     model: str = Field("", max_length=200)
@@ -150,7 +166,7 @@ class DevicePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(None, min_length=1, max_length=200)
     model: str | None = Field(None, max_length=200)
-    pole_id: int | None = None
+    pole_id: Id | None = None
     port: int | None = Field(None, ge=0, le=255)
     owner: str | None = None
 
@@ -213,4 +229,6 @@ class RetentionIn(BaseModel):
     """Retention of one key."""
 
     model_config = ConfigDict(extra="forbid")
-    days: int | None = Field(ge=0, description="Days to keep; 0 forever; null = default.")
+    days: int | None = Field(
+        ge=0, le=36_525, description="Days to keep (at most a century); 0 forever; null = default."
+    )

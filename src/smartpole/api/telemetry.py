@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from smartpole.api.deps import Caller, Plat
-from smartpole.api.schemas import Point, RetentionIn
+from smartpole.api.schemas import MS_MAX, Id, Millis, Point, RetentionIn
 from smartpole.errors import InvalidInput
 from smartpole.model.types import KEY_RE, Role
 from smartpole.store.database import now_ms
@@ -16,10 +16,10 @@ from smartpole.store.series import Aggregation
 router = APIRouter(prefix="/api")
 DAY_MS = 86_400_000
 Keys = Annotated[str, Query(description="comma-separated telemetry keys", examples=["power,dim"])]
-Start = Annotated[int | None, Query(description="ms since epoch, inclusive; default end - 24 h")]
-End = Annotated[int | None, Query(description="ms since epoch, exclusive; default now")]
+Start = Annotated[Millis | None, Query(description="ms since epoch, inclusive; default end - 24 h")]
+End = Annotated[Millis | None, Query(description="ms since epoch, exclusive; default now")]
 Agg = Annotated[Literal["none", "avg", "min", "max", "sum", "count"], Query()]
-Interval = Annotated[int, Query(ge=1000, description="bucket width in ms")]
+Interval = Annotated[int, Query(ge=1000, le=MS_MAX, description="bucket width in ms")]
 
 
 def _keys(keys: str | None) -> list[str] | None:
@@ -46,7 +46,7 @@ def _points(values: dict[str, tuple[int, Any]]) -> dict[str, Point]:
 
 @router.get("/devices/{device_id}/latest", tags=["telemetry"], summary="Latest values")
 def device_latest(
-    p: Plat, who: Caller, device_id: int, keys: Keys | None = None
+    p: Plat, who: Caller, device_id: Id, keys: Keys | None = None
 ) -> dict[str, Point]:
     """The newest value of each key (or of the keys asked for)."""
     p.assets.get_device(who, device_id)
@@ -57,7 +57,7 @@ def device_latest(
 def device_timeseries(
     p: Plat,
     who: Caller,
-    device_id: int,
+    device_id: Id,
     keys: Keys,
     start: Start = None,
     end: End = None,
@@ -82,7 +82,7 @@ def device_timeseries(
 
 @router.get("/devices/{device_id}/quarantine", tags=["telemetry"], summary="Kept-apart values")
 def device_quarantine(
-    p: Plat, who: Caller, device_id: int, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+    p: Plat, who: Caller, device_id: Id, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
 ) -> dict[str, Any]:
     """Values that broke the catalog (wrong type, out of range), newest first, with reasons."""
     p.assets.get_device(who, device_id)
@@ -99,7 +99,7 @@ def fleet_latest(
     kind: str | None = None,
     owner: str | None = None,
     district: str | None = None,
-    pole_id: int | None = None,
+    pole_id: Id | None = None,
 ) -> dict[int, dict[str, Point]]:
     """Latest values of every visible device matching the filters, by device id."""
     ids = p.assets.device_ids(who, kind=kind, owner=owner, district=district, pole_id=pole_id)
@@ -118,7 +118,7 @@ def fleet_aggregate(
     kind: str | None = None,
     owner: str | None = None,
     district: str | None = None,
-    pole_id: int | None = None,
+    pole_id: Id | None = None,
     group: Literal["fleet", "device"] = "fleet",
 ) -> dict[str, Any]:
     """Buckets over every visible matching device: one series (``fleet``) or one per device."""

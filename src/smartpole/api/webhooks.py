@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from smartpole.api.deps import Caller, Plat
+from smartpole.api.schemas import Id
 
 __all__ = ["router"]
 
@@ -68,7 +69,7 @@ def list_webhooks(p: Plat, who: Caller) -> list[WebhookOut]:
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, summary="Delete a webhook")
-def delete_webhook(p: Plat, who: Caller, webhook_id: int) -> Response:
+def delete_webhook(p: Plat, who: Caller, webhook_id: Id) -> Response:
     """Delete a webhook and its deliveries (admin)."""
     p.hub.webhooks.delete(who, webhook_id)
     return Response(status_code=204)
@@ -78,7 +79,7 @@ def delete_webhook(p: Plat, who: Caller, webhook_id: int) -> Response:
 def list_deliveries(
     p: Plat,
     who: Caller,
-    webhook_id: int,
+    webhook_id: Id,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeliveryOut]:
     """Deliveries newest first: status, attempts made, last HTTP status or error."""

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from smartpole.api.deps import Caller, Plat
+from smartpole.api.schemas import Id, Offset
 from smartpole.app import Platform
 from smartpole.errors import Forbidden, InvalidInput
 from smartpole.hub.alarms import Severity
@@ -34,7 +35,7 @@ class TeamIn(BaseModel):
     name: str = Field(pattern=NAME, examples=["futian-lamps-1"])
     title: str = Field("", max_length=200, examples=["福田路灯维修一班 Futian lamp crew 1"])
     contact: str = Field("", max_length=200, examples=["+86 755 0000 0000"])
-    tenant_id: int | None = Field(
+    tenant_id: Id | None = Field(
         None, description="city operator only: the tenant the team belongs to (default: own)"
     )
 
@@ -63,9 +64,9 @@ class WorkOrderIn(BaseModel):
     """A work order opened by hand: from an alarm, or for a device or a pole."""
 
     model_config = ConfigDict(extra="forbid")
-    alarm_id: int | None = Field(None, description="the alarm it comes from")
-    device_id: int | None = Field(None, description="without an alarm: the device to fix")
-    pole_id: int | None = Field(None, description="without an alarm or device: the pole")
+    alarm_id: Id | None = Field(None, description="the alarm it comes from")
+    device_id: Id | None = Field(None, description="without an alarm: the device to fix")
+    pole_id: Id | None = Field(None, description="without an alarm or device: the pole")
     title: str | None = Field(
         None, min_length=1, max_length=200, description="required without an alarm"
     )
@@ -73,7 +74,7 @@ class WorkOrderIn(BaseModel):
     severity: Severity | None = Field(
         None, description="sets the deadline (SLA); default the alarm's, else minor"
     )
-    team_id: int | None = Field(None, description="assign at once (status assigned)")
+    team_id: Id | None = Field(None, description="assign at once (status assigned)")
 
 
 class TransitionIn(BaseModel):
@@ -88,7 +89,7 @@ class AssignIn(BaseModel):
     """A team to give the work order to."""
 
     model_config = ConfigDict(extra="forbid")
-    team_id: int
+    team_id: Id
     comment: str = Field("", max_length=4000)
 
 
@@ -189,13 +190,13 @@ def create_team(wo: WO, who: Caller, body: TeamIn) -> TeamOut:
     summary="Get a team",
     responses={404: {"content": PROBLEM}},
 )
-def get_team(wo: WO, who: Caller, team_id: int) -> TeamOut:
+def get_team(wo: WO, who: Caller, team_id: Id) -> TeamOut:
     """One team of the caller's tenant."""
     return TeamOut(**wo.get_team(who, team_id))
 
 
 @router.patch("/teams/{team_id}", tags=["work orders"], summary="Change a team")
-def update_team(wo: WO, who: Caller, team_id: int, body: TeamPatch) -> TeamOut:
+def update_team(wo: WO, who: Caller, team_id: Id, body: TeamPatch) -> TeamOut:
     """Rename a team or change its title or contact (admin)."""
     who.require(Role.ADMIN)
     values = body.model_dump(exclude_unset=True, exclude_none=True)
@@ -203,7 +204,7 @@ def update_team(wo: WO, who: Caller, team_id: int, body: TeamPatch) -> TeamOut:
 
 
 @router.delete("/teams/{team_id}", tags=["work orders"], status_code=204, summary="Delete")
-def delete_team(wo: WO, who: Caller, team_id: int) -> Response:
+def delete_team(wo: WO, who: Caller, team_id: Id) -> Response:
     """Remove a team (admin); its unresolved work orders go back to ``open``."""
     who.require(Role.ADMIN)
     wo.delete_team(who, team_id)
@@ -216,14 +217,14 @@ def list_work_orders(
     wo: WO,
     who: Caller,
     status: Annotated[list[WorkOrderStatus] | None, Query()] = None,
-    team_id: int | None = None,
+    team_id: Id | None = None,
     overdue: bool | None = None,
-    alarm_id: int | None = None,
-    device_id: int | None = None,
-    pole_id: int | None = None,
+    alarm_id: Id | None = None,
+    device_id: Id | None = None,
+    pole_id: Id | None = None,
     severity: Severity | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> WorkOrderPage:
     """The visible work orders, newest first; ``status`` may repeat (``?status=open&...``)."""
     f = WorkOrderFilter(
@@ -300,7 +301,7 @@ def _create(p: Platform, wo: WorkOrders, who: Principal, body: WorkOrderIn) -> i
     summary="Get a work order and its history",
     responses=NOT_FOUND,
 )
-def get_work_order(wo: WO, who: Caller, work_order_id: int) -> WorkOrderDetail:
+def get_work_order(wo: WO, who: Caller, work_order_id: Id) -> WorkOrderDetail:
     """A visible work order with every change made to it, oldest first."""
     return WorkOrderDetail(**wo.get(who, work_order_id))
 
@@ -317,9 +318,7 @@ def get_work_order(wo: WO, who: Caller, work_order_id: int) -> WorkOrderDetail:
         },
     },
 )
-async def transition(
-    wo: WO, who: Caller, work_order_id: int, body: TransitionIn
-) -> WorkOrderDetail:
+async def transition(wo: WO, who: Caller, work_order_id: Id, body: TransitionIn) -> WorkOrderDetail:
     """Change a work order's status (operator).
 
     Allowed: open → assigned (needs a team) or closed (dismissed); assigned → in_progress;
@@ -337,7 +336,7 @@ async def transition(
     summary="Assign a work order to a team",
     responses={**NOT_FOUND, 409: {"content": PROBLEM, "description": "already resolved"}},
 )
-async def assign(wo: WO, who: Caller, work_order_id: int, body: AssignIn) -> WorkOrderDetail:
+async def assign(wo: WO, who: Caller, work_order_id: Id, body: AssignIn) -> WorkOrderDetail:
     """Give an unresolved work order to a team of its tenant or of the city (operator).
 
     An ``open`` order becomes ``assigned``; an assigned or in-progress one changes team.
@@ -353,7 +352,7 @@ async def assign(wo: WO, who: Caller, work_order_id: int, body: AssignIn) -> Wor
     summary="Comment on a work order",
     responses=NOT_FOUND,
 )
-def comment(wo: WO, who: Caller, work_order_id: int, body: CommentIn) -> HistoryEntry:
+def comment(wo: WO, who: Caller, work_order_id: Id, body: CommentIn) -> HistoryEntry:
     """Add a comment to the work order's history (operator)."""
     who.require(Role.OPERATOR)
     return HistoryEntry(**wo.comment(who, work_order_id, body.comment))

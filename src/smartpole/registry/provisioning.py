@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from smartpole.errors import Conflict, InvalidInput, NotFound, SmartpoleError
 from smartpole.model.types import DeviceKind, Role, Scope
 from smartpole.registry.access import Principal, hash_secret, new_secret, token_hint
-from smartpole.registry.assets import Assets
+from smartpole.registry.assets import Assets, check_not_null
 from smartpole.registry.credentials import Credentials, check_basic
 from smartpole.store.database import now_ms
 from smartpole.store.schema import metadata, poles, tenants
@@ -162,6 +162,7 @@ class Provisioning:
 
     def update(self, who: Principal, profile_id: int, **values: Any) -> dict[str, Any]:
         """Change a profile's name, kind, flags, pole or secret."""
+        check_not_null(values, ("name", "kind", "create_new", "pre_registered"), "profile")
         self.get(who, profile_id)
         if "pole" in values:
             pole = values.pop("pole")

@@ -27,7 +27,11 @@ from smartpole.registry.assets import DeviceRef
 from smartpole.store.database import now_ms
 from smartpole.transport.polls import ATTRIBUTES, MAX_POLL_MS, RPC
 
-router = APIRouter(prefix="/api/v1", tags=["device API (HTTP)"])
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["device API (HTTP)"],
+    responses={401: {"description": "Unknown access token"}},
+)
 log = logging.getLogger(__name__)
 Token = Annotated[str, Path(description="The device's access token", max_length=128)]
 TELEMETRY_EXAMPLES = {

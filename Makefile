@@ -55,6 +55,7 @@ bench: install system-deps
 	PATH="$$PATH:/usr/sbin" $(VENV)/bin/python -m bench.mqtt
 	$(VENV)/bin/python -m bench.fleet
 	$(VENV)/bin/python -m bench.stages
+	$(VENV)/bin/python -m bench.outage
 
 bench-short: install system-deps
 	$(VENV)/bin/python -m bench.ingest --short
@@ -62,9 +63,10 @@ bench-short: install system-deps
 	PATH="$$PATH:/usr/sbin" $(VENV)/bin/python -m bench.mqtt --short
 	$(VENV)/bin/python -m bench.fleet --short
 	$(VENV)/bin/python -m bench.stages --short
+	$(VENV)/bin/python -m bench.soak --short
 
 ## soak: serve + simulator for 30 minutes, memory, files and queues every minute (bench/soak.py);
-## soak-short: about 2 minutes (not in CI's bench-short: it would add ~3 minutes)
+## soak-short: about 2 minutes (CI runs it in bench-short)
 soak: install
 	$(VENV)/bin/python -m bench.soak
 

@@ -108,6 +108,7 @@ async def test_oversized_body_is_413(client: httpx.AsyncClient, lamp: dict[str, 
         pytest.param([], id="empty-array"),
         pytest.param({"bad key!": 1}, id="bad-key"),
         pytest.param("power=1", id="not-an-object"),
+        pytest.param({"note": "a\u0000b"}, id="nul-in-text"),
     ],
 )
 async def test_wrong_shape_is_422_and_stores_nothing(

@@ -142,11 +142,14 @@ class Outage:
         self.series = series
         self.down = True
         self.attempts = 0
+        self.refusal: Exception | None = None  # once up: what the database answers instead
 
     def write(self, b: WriteBatch) -> WriteResult:
         self.attempts += 1
         if self.down:
             raise StoreUnavailable("PostgreSQL unavailable: the connection is lost")
+        if self.refusal is not None:
+            raise self.refusal
         return self.series.write(b)
 
     def __getattr__(self, name: str) -> Any:
@@ -198,3 +201,26 @@ async def test_stop_in_an_outage_fails_what_is_held(
     with pytest.raises(StoreUnavailable):
         held.result()  # never acknowledged: the device sends it again
     assert stored(series, dev) == []
+
+
+async def test_an_outage_ends_when_the_store_answers_even_with_an_error(
+    database: Database, series: SeriesStore
+) -> None:
+    """A held batch that then fails for another reason (a constraint, a read-only standby)
+    fails alone: the node takes traffic again instead of answering 503 for ever."""
+    dev = add_device(database)
+    store = Outage(series)
+    pipe = Pipeline(store, batch_size=100, batch_age_ms=1)  # type: ignore[arg-type]
+    await pipe.start()
+    try:
+        held = pipe.enqueue(batch(dev, 0, 1))
+        await wait_for(lambda: pipe.outage is not None)
+        store.refusal = RuntimeError("cannot execute INSERT in a read-only transaction")
+        store.down = False
+        with pytest.raises(RuntimeError, match="read-only"):
+            await held
+        assert pipe.outage is None
+        store.refusal = None
+        assert (await pipe.submit(batch(dev, 0, 2))).inserted == 2  # HTTP is served again
+    finally:
+        await pipe.stop()

@@ -436,7 +436,12 @@ async def test_killed_connections_are_replaced(
 
 @pytest.mark.postgres
 @pytest.mark.parametrize(
-    "lost", [pytest.param("batch", id="batch"), pytest.param("flush", id="flush")]
+    "lost",
+    [
+        pytest.param("batch", id="batch"),
+        pytest.param("batch-alone", id="batch-nothing-else-pending"),
+        pytest.param("flush", id="flush"),
+    ],
 )
 def test_a_commit_whose_answer_is_lost_counts_once(own_cluster: PostgresCluster, lost: str) -> None:
     """The connection breaks after the server committed, before smartpole heard it: retrying
@@ -448,7 +453,9 @@ def test_a_commit_whose_answer_is_lost_counts_once(own_cluster: PostgresCluster,
         first = [Reading(1, "power", T0 + i, float(i)) for i in range(100)]
         store.write(WriteBatch(readings=first))  # creates the month's partition
         second = WriteBatch(readings=[Reading(1, "power", T0 + 100 + i, 1.0) for i in range(50)])
-        if lost == "batch":
+        if lost == "batch-alone":
+            store.flush()  # the lost batch's mark is the only one: a flush must still find it
+        if lost.startswith("batch"):
             relay.lose_next_commit_answer()
             with pytest.raises(StoreUnavailable):
                 store.write(second)
@@ -462,7 +469,9 @@ def test_a_commit_whose_answer_is_lost_counts_once(own_cluster: PostgresCluster,
         with db.engine.connect() as conn:
             rows = conn.execute(text("SELECT count(*) FROM readings")).scalar()
             rolled = conn.execute(text("SELECT sum(cnt) FROM rollups")).scalar()
-        assert (rows, rolled) == (150, 150)
+            marks = conn.execute(text("SELECT count(*) FROM derived_pending")).scalar()
+        assert (rows, rolled, marks) == (150, 150, 0)
+        assert store.latest([1])[1]["power"] == (T0 + 149, 1)
     finally:
         store.close()  # type: ignore[attr-defined]
         db.dispose()

@@ -97,6 +97,11 @@ class Metrics:
             "Ingest batches whose transaction failed (nothing acknowledged).",
             registry=r,
         )
+        self.commit_retries = Counter(
+            "smartpole_commit_retries",
+            "Attempts at a held batch while the store could not commit (an outage).",
+            registry=r,
+        )
         self.rejected = Counter(
             "smartpole_messages_rejected",
             "Device messages refused, by transport and reason.",

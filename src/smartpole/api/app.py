@@ -100,7 +100,12 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         "/healthz",
         tags=["operations"],
         summary="Readiness with the pipeline's state",
-        responses={503: {"description": "The store cannot commit; same body, with the reason"}},
+        responses={
+            503: {
+                "description": "The store cannot commit; the same body, with `reason`",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
     )
     async def healthz(p: Plat) -> Any:
         """Whether the store can commit (200, or 503 with ``reason``), and how the ingest

@@ -237,6 +237,18 @@ def _statuses(method: str, operation: dict[str, Any]) -> set[int]:
     return codes
 
 
+def _own_body(answer: dict[str, Any]) -> bool:
+    """An error answer whose route declared a body of its own that is no problem (``/healthz``
+    answers 503 with its usual health body): kept as declared. FastAPI's validation error is
+    not one: it is replaced by ours."""
+    content = answer.get("content") or {}
+    return (
+        bool(content)
+        and PROBLEM_MEDIA_TYPE not in content
+        and b"HTTPValidationError" not in (orjson.dumps(content))
+    )
+
+
 def declare(document: dict[str, Any]) -> None:
     """Declare the problem answers of every operation of an OpenAPI document: the statuses its
     traits imply (see :func:`_statuses`) and any error status a route names itself
@@ -249,6 +261,8 @@ def declare(document: dict[str, Any]) -> None:
                 answers.setdefault(str(status), {"description": ANSWERS[status]})
             for code, answer in answers.items():
                 if code.isdigit() and int(code) >= 400:
+                    if _own_body(answer):
+                        continue
                     if answer.get("description") in (None, "Validation Error"):
                         answer["description"] = ANSWERS.get(int(code), "Error")
                     answer["content"] = _problem_answer(answer["description"])["content"]

@@ -50,6 +50,9 @@ def _values(obj: Any, ts: int, where: str, out: list[Triple], errors: list[dict[
             errors.append({"loc": [f"{where}.{key}"], "msg": "null is not a value"})
         elif type(value) is float and not math.isfinite(value):
             errors.append({"loc": [f"{where}.{key}"], "msg": "not a finite number"})
+        elif type(value) is str and "\x00" in value:
+            # PostgreSQL's text cannot hold it: refused on both engines alike
+            errors.append({"loc": [f"{where}.{key}"], "msg": "text may not hold a NUL character"})
         else:
             out.append((key, ts, value))
 
@@ -99,6 +102,8 @@ def _well_formed(data: Any, now: int) -> list[Triple] | None:
             if value is None or not good_key(key):
                 return None
             if type(value) is float and value - value != 0.0:  # inf or nan
+                return None
+            if type(value) is str and "\x00" in value:
                 return None
             append((key, ts, value))
     return out or None

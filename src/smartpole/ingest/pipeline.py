@@ -93,6 +93,7 @@ class Pipeline:
 
     async def start(self) -> None:
         """Start the writer task."""
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="ingest-writer")
 
     async def stop(self) -> None:
@@ -224,7 +225,7 @@ class Pipeline:
             except StoreUnavailable as err:
                 if self._stopping:
                     raise
-                self.metrics.commit_failures.inc()
+                self.metrics.commit_retries.inc()
                 if self.outage is None:
                     log.error(
                         "the store cannot commit: %s; holding %d readings, retrying",
@@ -235,6 +236,10 @@ class Pipeline:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
+            except Exception:
+                # the store answers again, if only with an error: no longer an outage
+                self.outage = None
+                raise
             if self.outage is not None:
                 log.warning("the store commits again; %d readings held were written", len(batch))
                 self.outage = None

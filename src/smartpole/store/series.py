@@ -224,18 +224,20 @@ class SeriesStore:
         self._pending_latest: Latest = {}
         self._pending_rollups: Partials = {}
         self._pending_marks: list[int] = []
+        # a batch's commit failed: it may have landed, leaving a mark only a flush settles
+        self._in_doubt = False
         self._last_flush = time.monotonic()
         self._conn: Any = None  # the writer's pooled DBAPI connection (engines open it)
 
     def close(self) -> None:
         """Write what is gathered and return the writer's connection to the pool."""
-        if self._conn is not None:
-            try:
+        try:
+            if self._pending_marks or self._in_doubt:
                 self.flush()
-            finally:
-                if self._conn is not None:
-                    self._conn.close()
-                    self._conn = None
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def _discard(self) -> None:
         """Drop a broken writer connection from the pool; the next write opens a new one."""
@@ -250,9 +252,14 @@ class SeriesStore:
         with self._write_lock:
             rows = self._rows(batch.readings)
             # A COMMIT whose answer was lost may have landed: its retry finds every reading a
-            # duplicate and adds no journal, and the landed mark is settled by the next flush.
-            with _outages():
-                inserted, journal = self._commit_readings(rows, batch)
+            # duplicate and adds no journal, so the next flush must look for the landed mark
+            # even when it holds no mark of its own.
+            try:
+                with _outages():
+                    inserted, journal = self._commit_readings(rows, batch)
+            except BaseException:
+                self._in_doubt = True
+                raise
             if journal is not None:
                 self._gather(journal)
             if self.flush_ms == 0 or time.monotonic() - self._last_flush >= self.flush_ms / 1000:
@@ -300,17 +307,18 @@ class SeriesStore:
         settles the rest from their journals (see :meth:`_flush`), so nothing counts twice.
         """
         with self._write_lock, _outages():
+            had_connection = self._conn is not None
             try:
                 self._flush()
             except Exception:
-                if self._conn is not None:
+                if not had_connection or self._conn is not None:
                     raise
                 # the writer's connection had gone stale (a restarted server, a terminated
                 # backend) and was dropped: a reader should not fail for that, try a new one
                 self._flush()
 
     def _flush(self, force: bool = False) -> int:
-        if not force and not self._pending_marks:
+        if not force and not self._pending_marks and not self._in_doubt:
             return 0
         latest = self._pending_latest
         try:
@@ -321,6 +329,7 @@ class SeriesStore:
             adopted = self._settle(self.node, [], {}, latest)
         self._pending_latest, self._pending_rollups = {}, {}
         self._pending_marks = []
+        self._in_doubt = False
         self._last_flush = time.monotonic()
         return adopted
 
@@ -363,7 +372,7 @@ class SeriesStore:
         another node's: its marks are adopted, which is exact even if that node is still
         running (whoever deletes a mark counts it).
         """
-        with self._write_lock:
+        with self._write_lock, _outages():
             if node is None or node == self.node:
                 self._prepare()
                 return self._flush(force=True)

@@ -23,6 +23,7 @@ from smartpole.app import Platform
 from smartpole.errors import InvalidInput, NotFound, PayloadTooLarge, Unauthenticated
 from smartpole.ingest.payload import decode_json, parse_attributes, parse_telemetry, to_batch
 from smartpole.model.types import Scope
+from smartpole.registry.access import token_hint
 from smartpole.registry.assets import DeviceRef
 from smartpole.store.database import now_ms
 from smartpole.transport.polls import ATTRIBUTES, MAX_POLL_MS, RPC
@@ -66,7 +67,7 @@ async def _device(p: Platform, token: str) -> DeviceRef:
     ref = p.assets.device_by_token(token)
     if ref is None:
         # Never log the token itself: it is the device's secret.
-        log.warning("HTTP ingest refused: unknown access token (hint %s…)", token[:4])
+        log.warning("HTTP ingest refused: unknown access token (hint %s)", token_hint(token))
         raise Unauthenticated("unknown device access token")
     return ref
 

@@ -586,10 +586,15 @@ async def test_bad_attribute_key_is_422(
 ) -> None:
     r = await client.post(
         f"/api/devices/{lamp['id']}/attributes/shared",
-        json={"bad key!": 1, "ok": 2},
+        json={"bad\tkey": 1, "ok": 2},
         headers=city.auth("lighting"),
     )
-    assert assert_problem(r, 422)["errors"] == [{"loc": ["bad key!"], "msg": "bad key"}]
+    assert assert_problem(r, 422)["errors"] == [
+        {
+            "loc": ["body", "'bad\\tkey'"],
+            "msg": "key 'bad\\tkey' holds the control character U+0009 at character 4",
+        }
+    ]
     r = await client.get(f"/api/devices/{lamp['id']}/attributes", headers=city.auth("lighting"))
     assert "ok" not in r.json()["shared"]
 

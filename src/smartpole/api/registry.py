@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from smartpole.api.deps import Caller, Plat
+from smartpole.api.keys import KeyList, OneKey, asked_keys
 from smartpole.api.schemas import (
     ApiKeyCreated,
     ApiKeyIn,
@@ -353,11 +354,13 @@ def get_attributes(
     who: Caller,
     device_id: Id,
     scope: Annotated[list[Scope] | None, Query()] = None,
-    keys: Annotated[str | None, Query(description="comma-separated")] = None,
+    keys: KeyList = None,
+    key: OneKey = None,
 ) -> dict[str, dict[str, Any]]:
     """Attributes by scope: ``{"shared": {"key": {"value": v, "updated": ms}}}``."""
+    asked = asked_keys(keys, key) or None
     p.assets.get_device(who, device_id)
-    return p.assets.get_attributes(device_id, scope, keys.split(",") if keys else None)
+    return p.assets.get_attributes(device_id, scope, asked)
 
 
 @router.post(
@@ -389,9 +392,11 @@ def delete_attributes(
     who: Caller,
     device_id: Id,
     scope: Literal["shared", "server", "client"],
-    keys: Annotated[str, Query(description="comma-separated")],
+    keys: KeyList = None,
+    key: OneKey = None,
 ) -> dict[str, int]:
     """Remove attributes of one scope."""
     who.require(Role.OPERATOR)
+    asked = asked_keys(keys, key, required=True)
     p.assets.get_device(who, device_id)
-    return {"deleted": p.assets.delete_attributes(device_id, Scope(scope), keys.split(","))}
+    return {"deleted": p.assets.delete_attributes(device_id, Scope(scope), asked)}

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from smartpole.api.deps import Caller, Plat
 from smartpole.api.schemas import Id
 from smartpole.errors import InvalidInput
+from smartpole.hub.conditions import ANY_KEY
 from smartpole.model.types import Role
 
 __all__ = ["RuleOut", "parse_rules_text", "router"]
@@ -100,10 +101,12 @@ async def put_rule(p: Plat, who: Caller, request: Request, response: Response) -
     responses={422: {"content": PROBLEM, "description": "the rule is invalid"}},
 )
 async def check_rule(p: Plat, who: Caller, request: Request) -> dict[str, Any]:
-    """Validate a rule body as ``POST /api/rules`` would, and say which keys it reads."""
+    """Validate a rule body as ``POST /api/rules`` would, and say which keys it reads
+    (``any_key``: any reading wakes it, as ``missing`` without a key does)."""
     body = await _body(request)
     rule = await run_in_threadpool(p.hub.check, who.tenant_id, who.is_operator, body)
-    return {"name": rule.name, "keys": sorted(rule.keys), "timed": rule.timed}
+    keys = sorted(k for k in rule.keys if k != ANY_KEY)
+    return {"name": rule.name, "keys": keys, "any_key": ANY_KEY in rule.keys, "timed": rule.timed}
 
 
 @router.post(

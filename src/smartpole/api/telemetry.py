@@ -7,29 +7,19 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from smartpole.api.deps import Caller, Plat
+from smartpole.api.keys import KeyList, OneKey, asked_keys, checked_key
 from smartpole.api.schemas import MS_MAX, Id, Millis, Point, RetentionIn
 from smartpole.errors import InvalidInput
-from smartpole.model.types import KEY_RE, Role
+from smartpole.model.types import Role
 from smartpole.store.database import now_ms
 from smartpole.store.series import Aggregation
 
 router = APIRouter(prefix="/api")
 DAY_MS = 86_400_000
-Keys = Annotated[str, Query(description="comma-separated telemetry keys", examples=["power,dim"])]
 Start = Annotated[Millis | None, Query(description="ms since epoch, inclusive; default end - 24 h")]
 End = Annotated[Millis | None, Query(description="ms since epoch, exclusive; default now")]
 Agg = Annotated[Literal["none", "avg", "min", "max", "sum", "count"], Query()]
 Interval = Annotated[int, Query(ge=1000, le=MS_MAX, description="bucket width in ms")]
-
-
-def _keys(keys: str | None) -> list[str] | None:
-    if not keys:
-        return None
-    out = [k.strip() for k in keys.split(",") if k.strip()]
-    bad = [k for k in out if not KEY_RE.match(k)]
-    if bad:
-        raise InvalidInput(f"invalid keys: {', '.join(bad)}")
-    return out
 
 
 def _window(start: int | None, end: int | None) -> tuple[int, int]:
@@ -46,11 +36,12 @@ def _points(values: dict[str, tuple[int, Any]]) -> dict[str, Point]:
 
 @router.get("/devices/{device_id}/latest", tags=["telemetry"], summary="Latest values")
 def device_latest(
-    p: Plat, who: Caller, device_id: Id, keys: Keys | None = None
+    p: Plat, who: Caller, device_id: Id, keys: KeyList = None, key: OneKey = None
 ) -> dict[str, Point]:
     """The newest value of each key (or of the keys asked for)."""
+    ks = asked_keys(keys, key) or None
     p.assets.get_device(who, device_id)
-    return _points(p.series.latest([device_id], _keys(keys)).get(device_id, {}))
+    return _points(p.series.latest([device_id], ks).get(device_id, {}))
 
 
 @router.get("/devices/{device_id}/timeseries", tags=["telemetry"], summary="Time series")
@@ -58,7 +49,8 @@ def device_timeseries(
     p: Plat,
     who: Caller,
     device_id: Id,
-    keys: Keys,
+    keys: KeyList = None,
+    key: OneKey = None,
     start: Start = None,
     end: End = None,
     agg: Agg = "none",
@@ -70,8 +62,8 @@ def device_timeseries(
     Buckets start at ``start + k * interval``; hour-aligned starts with whole-hour intervals
     are served from hourly rollups.
     """
+    ks = asked_keys(keys, key, required=True)
     p.assets.get_device(who, device_id)
-    ks = _keys(keys) or []
     s, e = _window(start, end)
     if agg == "none":
         raw = p.series.history(device_id, ks, s, e, limit)
@@ -95,22 +87,25 @@ def device_quarantine(
 def fleet_latest(
     p: Plat,
     who: Caller,
-    keys: Keys | None = None,
+    keys: KeyList = None,
+    key: OneKey = None,
     kind: str | None = None,
     owner: str | None = None,
     district: str | None = None,
     pole_id: Id | None = None,
 ) -> dict[int, dict[str, Point]]:
     """Latest values of every visible device matching the filters, by device id."""
+    ks = asked_keys(keys, key) or None
     ids = p.assets.device_ids(who, kind=kind, owner=owner, district=district, pole_id=pole_id)
-    return {d: _points(v) for d, v in p.series.latest(ids, _keys(keys)).items()}
+    return {d: _points(v) for d, v in p.series.latest(ids, ks).items()}
 
 
 @router.get("/telemetry/aggregate", tags=["telemetry"], summary="Aggregate over devices")
 def fleet_aggregate(
     p: Plat,
     who: Caller,
-    keys: Keys,
+    keys: KeyList = None,
+    key: OneKey = None,
     agg: Agg = "avg",
     interval: Interval = 3_600_000,
     start: Start = None,
@@ -124,7 +119,7 @@ def fleet_aggregate(
     """Buckets over every visible matching device: one series (``fleet``) or one per device."""
     if agg == "none":
         raise InvalidInput("choose an aggregation: avg, min, max, sum or count")
-    ks = _keys(keys) or []
+    ks = asked_keys(keys, key, required=True)
     s, e = _window(start, end)
     ids = p.assets.device_ids(who, kind=kind, owner=owner, district=district, pole_id=pole_id)
     a: Aggregation = agg
@@ -144,11 +139,11 @@ def get_retention(p: Plat, who: Caller) -> dict[str, Any]:
     return {"default_days": p.settings.retention_days, "keys": p.series.retention_rules()}
 
 
-@router.put("/telemetry/retention/{key}", tags=["telemetry"], summary="Set a key's retention")
+@router.put("/telemetry/retention/{key:path}", tags=["telemetry"], summary="Set a key's retention")
 def set_retention(p: Plat, who: Caller, key: str, body: RetentionIn) -> dict[str, Any]:
-    """Keep readings of ``key`` for ``days`` (city operator admin); null returns to default."""
+    """Keep readings of ``key`` for ``days`` (city operator admin); null returns to default.
+    The key is percent-encoded in the path (``room%20temp``, ``%E6%B8%A9%E5%BA%A6``); it may
+    hold ``/``."""
     who.require_city(Role.ADMIN)
-    if not KEY_RE.match(key):
-        raise InvalidInput(f"invalid key {key!r}")
-    p.series.set_retention(key, body.days)
+    p.series.set_retention(checked_key(key), body.days)
     return {"default_days": p.settings.retention_days, "keys": p.series.retention_rules()}

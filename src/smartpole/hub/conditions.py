@@ -24,6 +24,7 @@ from smartpole.hub.aqi import iaqi
 from smartpole.model.types import Value
 
 __all__ = [
+    "ANY_KEY",
     "All",
     "Any_",
     "Condition",
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 OPS = (">", ">=", "<", "<=", "==", "!=", "between")
+# What a condition reads when any reading wakes it; a control character keeps it apart from
+# every key a device can send (key_problem refuses them), "*" included.
+ANY_KEY = "\x00any"
 Values = Mapping[str, tuple[int, Value]]
 
 
@@ -188,8 +192,8 @@ class Missing(Condition):
     timed: bool = True
 
     def keys(self) -> set[str]:
-        """Its key, or every key (``*``) when any reading counts."""
-        return {self.key or "*"}
+        """Its key, or every key (:data:`ANY_KEY`) when any reading counts."""
+        return {self.key or ANY_KEY}
 
     def test(self, ctx: Context) -> bool:
         """Counts from the last reading, or from when the hub first looked at the device."""

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, select
 
 from smartpole.hub.actions import Actor, Commander, Transition, WorkOrderOpener
 from smartpole.hub.alarms import Alarms
-from smartpole.hub.conditions import Context
+from smartpole.hub.conditions import ANY_KEY, Context
 from smartpole.hub.directory import DeviceInfo, Directory
 from smartpole.hub.outages import PoleOutages
 from smartpole.hub.rule_body import compile_rule
@@ -158,7 +158,7 @@ class Hub:
         if not self._rules:
             return
         needed = self._needed
-        if "*" in needed:
+        if ANY_KEY in needed:
             keep = batch.readings
         else:
             keep = [r for r in batch.readings if r.key in needed]
@@ -281,10 +281,10 @@ class Hub:
     @staticmethod
     def _woken(mine: dict[str, list[Rule]], keys: set[str]) -> list[Rule]:
         """The device's rules that readings of these keys wake (each once)."""
-        if len(keys) == 1 and "*" not in mine:  # the common case: no merging needed
+        if len(keys) == 1 and ANY_KEY not in mine:  # the common case: no merging needed
             return mine.get(next(iter(keys)), [])
         candidates: dict[int, Rule] = {}
-        for key in (*keys, "*"):
+        for key in (*keys, ANY_KEY):
             for rule in mine.get(key, ()):
                 candidates[rule.id] = rule
         return list(candidates.values())
@@ -476,7 +476,7 @@ class Hub:
     def _warm_values(self) -> None:
         """Read the latest values of the keys rules use, once at start, so that durations and
         combinations carry on after a restart instead of waiting for every key again."""
-        keys = sorted(k for k in self._needed if k != "*")
+        keys = sorted(k for k in self._needed if k != ANY_KEY)
         if self.series is None or not keys:
             return
         ids = sorted(self.directory.devices)

@@ -61,7 +61,7 @@ from smartpole.hub.rules import (
     WebhookAction,
     WorkOrderAction,
 )
-from smartpole.model.types import KEY_RE, DeviceKind
+from smartpole.model.types import DeviceKind, key_label, key_problem
 from smartpole.registry.geo import _polygon as polygon_of
 
 __all__ = ["compile_rule", "parse_duration"]
@@ -260,8 +260,9 @@ class _Parser:
         return self._window(body["window"], [*loc, "window"])
 
     def _key(self, key: Any, loc: builtins.list[Any]) -> str:
-        if not isinstance(key, str) or not KEY_RE.match(key):
-            self.err(loc, "must be a telemetry key (letters, digits, _ . : -)")
+        problem = key_problem(key)
+        if problem is not None or not isinstance(key, str):
+            self.err(loc, f"must be a telemetry key: {key_label(key)} {problem}")
             return "_"
         return key
 

@@ -15,7 +15,17 @@ import orjson
 
 from smartpole.errors import PayloadError
 from smartpole.model.catalog import check_value, fits
-from smartpole.model.types import MAX_TS, MIN_TS, DeviceKind, Quality, checked_reading, good_key
+from smartpole.model.types import (
+    MAX_TS,
+    MIN_TS,
+    DeviceKind,
+    Quality,
+    checked_reading,
+    good_key,
+    key_errors,
+    key_label,
+    key_problem,
+)
 from smartpole.store.series import Quarantined, WriteBatch
 
 __all__ = ["decode_json", "parse_attributes", "parse_telemetry", "to_batch"]
@@ -42,17 +52,17 @@ def _values(obj: Any, ts: int, where: str, out: list[Triple], errors: list[dict[
         errors.append({"loc": [where], "msg": "values must be a JSON object"})
         return
     for key, value in obj.items():
-        if not good_key(key):
-            errors.append(
-                {"loc": [f"{where}.{key}"], "msg": "key must be 1-128 of A-Z a-z 0-9 _ . : -"}
-            )
+        problem = None if good_key(key) else key_problem(key)
+        if problem is not None:
+            label = key_label(key)
+            errors.append({"loc": [where, label], "msg": f"key {label} {problem}"})
         elif value is None:
-            errors.append({"loc": [f"{where}.{key}"], "msg": "null is not a value"})
+            errors.append({"loc": [where, key], "msg": "null is not a value"})
         elif type(value) is float and not math.isfinite(value):
-            errors.append({"loc": [f"{where}.{key}"], "msg": "not a finite number"})
+            errors.append({"loc": [where, key], "msg": "not a finite number"})
         elif type(value) is str and "\x00" in value:
             # PostgreSQL's text cannot hold it: refused on both engines alike
-            errors.append({"loc": [f"{where}.{key}"], "msg": "text may not hold a NUL character"})
+            errors.append({"loc": [where, key], "msg": "text may not hold a NUL character"})
         else:
             out.append((key, ts, value))
 
@@ -64,11 +74,11 @@ def _entry(obj: Any, now: int, where: str, out: list[Triple], errors: list[dict[
     if "ts" in obj and "values" in obj and len(obj) == 2:
         ts = obj["ts"]
         if isinstance(ts, bool) or not isinstance(ts, int):
-            errors.append({"loc": [f"{where}.ts"], "msg": "ts must be integer milliseconds"})
+            errors.append({"loc": [where, "ts"], "msg": "ts must be integer milliseconds"})
             return
         if not MIN_TS <= ts < MAX_TS:
             errors.append(
-                {"loc": [f"{where}.ts"], "msg": f"ts {ts} is not milliseconds in 2000-2100"}
+                {"loc": [where, "ts"], "msg": f"ts {ts} is not milliseconds in 2000-2100"}
             )
             return
         _values(obj["values"], ts, f"{where}.values", out, errors)
@@ -122,8 +132,11 @@ def _parse_checked(data: Any, now: int) -> list[Triple]:
     else:
         _entry(data, now, "body", out, errors)
     if errors:
+        first = errors[0]
         raise PayloadError(
-            f"{len(errors)} invalid telemetry value(s); nothing was stored", errors=errors[:50]
+            f"{len(errors)} invalid telemetry value(s); nothing was stored"
+            f" (first at {'/'.join(map(str, first['loc']))}: {first['msg']})",
+            errors=errors[:50],
         )
     if not out:
         raise PayloadError(
@@ -139,10 +152,11 @@ def parse_attributes(data: Any) -> dict[str, Any]:
             "attributes must be a non-empty JSON object",
             errors=[{"loc": ["body"], "msg": "expected a non-empty object"}],
         )
-    bad = [k for k in data if not good_key(k)]
-    if bad:
+    errors = key_errors(data, "body")
+    if errors:
         raise PayloadError(
-            "invalid attribute keys", errors=[{"loc": [k], "msg": "bad key"} for k in bad]
+            f"{len(errors)} invalid attribute key(s); nothing was stored ({errors[0]['msg']})",
+            errors=errors[:50],
         )
     return dict(data)
 

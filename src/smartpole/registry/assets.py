@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from smartpole.errors import Conflict, Forbidden, InvalidInput, NotFound
-from smartpole.model.types import KEY_RE, POLE_CODE_RE, DeviceKind, Role, Scope
+from smartpole.model.types import POLE_CODE_RE, DeviceKind, Role, Scope, key_errors
 from smartpole.registry.access import Principal, hash_secret, new_secret, token_hint
 from smartpole.registry.broker import save_broker_hashes
 from smartpole.registry.grants import gateway_bindings, may_mount
@@ -513,10 +513,11 @@ class Assets:
     # -- attributes -----------------------------------------------------------------------
     def set_attributes(self, device_id: int, scope: Scope, values: dict[str, Any]) -> None:
         """Upsert attributes of one scope (the caller has checked access)."""
-        bad = [k for k in values if not KEY_RE.match(k)]
-        if bad:
+        errors = key_errors(values, "body")
+        if errors:
             raise InvalidInput(
-                "invalid attribute keys", errors=[{"loc": [k], "msg": "bad key"} for k in bad]
+                f"{len(errors)} invalid attribute key(s); nothing was stored ({errors[0]['msg']})",
+                errors=errors[:50],
             )
         if not values:
             return

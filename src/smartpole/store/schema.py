@@ -20,6 +20,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from smartpole.model.types import MAX_KEY_LENGTH
+
 metadata = MetaData()
 
 tenants = Table(
@@ -86,7 +88,7 @@ attributes = Table(
     metadata,
     Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
     Column("scope", String(8), primary_key=True),
-    Column("key", String(128), primary_key=True),
+    Column("key", String(MAX_KEY_LENGTH), primary_key=True),
     Column("value", Text, nullable=False),  # JSON text
     Column("updated", BigInteger, nullable=False),
 )
@@ -96,7 +98,7 @@ readings = Table(
     "readings",
     metadata,
     Column("device_id", Integer, primary_key=True),
-    Column("key", String(128), primary_key=True),
+    Column("key", String(MAX_KEY_LENGTH), primary_key=True),
     Column("ts", BigInteger, primary_key=True),
     Column("vtype", SmallInteger, nullable=False),
     Column("num", Float),
@@ -109,7 +111,7 @@ latest = Table(
     "latest",
     metadata,
     Column("device_id", Integer, primary_key=True),
-    Column("key", String(128), primary_key=True),
+    Column("key", String(MAX_KEY_LENGTH), primary_key=True),
     Column("ts", BigInteger, nullable=False),
     Column("vtype", SmallInteger, nullable=False),
     Column("num", Float),
@@ -122,7 +124,7 @@ rollups = Table(
     "rollups",
     metadata,
     Column("device_id", Integer, primary_key=True),
-    Column("key", String(128), primary_key=True),
+    Column("key", String(MAX_KEY_LENGTH), primary_key=True),
     Column("hour", BigInteger, primary_key=True),
     Column("cnt", BigInteger, nullable=False),
     Column("sum", Float, nullable=False),
@@ -136,7 +138,7 @@ quarantine = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("device_id", Integer, nullable=False),
-    Column("key", String(128), nullable=False),
+    Column("key", String(MAX_KEY_LENGTH), nullable=False),
     Column("ts", BigInteger, nullable=False),
     Column("value", Text, nullable=False),  # JSON text, as the device sent it
     Column("quality", SmallInteger, nullable=False),
@@ -148,7 +150,7 @@ quarantine = Table(
 retention = Table(
     "retention",
     metadata,
-    Column("key", String(128), primary_key=True),
+    Column("key", String(MAX_KEY_LENGTH), primary_key=True),
     Column("days", Integer, nullable=False),
 )
 

@@ -35,7 +35,7 @@ import orjson
 from smartpole.config import Settings
 from smartpole.errors import Forbidden, InvalidInput, NotFound, Overloaded, SmartpoleError
 from smartpole.ingest.payload import decode_json
-from smartpole.model.types import DeviceKind
+from smartpole.model.types import DeviceKind, split_keys
 from smartpole.registry.assets import DeviceRef
 from smartpole.store.database import now_ms
 from smartpole.transport import firmware, gateway
@@ -620,7 +620,7 @@ class BrokerConsumer:
                 return None
             if isinstance(value, list):
                 return [str(k) for k in value]
-            return [k.strip() for k in str(value).split(",") if k.strip()]
+            return split_keys(str(value))
 
         answer = await self.ingest.attributes(device, keys("clientKeys"), keys("sharedKeys"))
         await self._publish(device_topic(device.name, ATTR_RESPONSE + request), answer)

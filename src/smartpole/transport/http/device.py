@@ -22,7 +22,7 @@ from smartpole.api.schemas import IngestResult
 from smartpole.app import Platform
 from smartpole.errors import InvalidInput, NotFound, PayloadTooLarge, Unauthenticated
 from smartpole.ingest.payload import decode_json, parse_attributes, parse_telemetry, to_batch
-from smartpole.model.types import Scope
+from smartpole.model.types import Scope, split_keys
 from smartpole.registry.access import token_hint
 from smartpole.registry.assets import DeviceRef
 from smartpole.store.database import now_ms
@@ -151,7 +151,7 @@ async def get_attributes(
     out: dict[str, dict[str, Any]] = {"client": {}, "shared": {}}
     attrs = await run_in_threadpool(p.assets.get_attributes, ref.id, [Scope.CLIENT, Scope.SHARED])
     for scope, keys in wanted.items():
-        chosen = set(keys.split(",")) if keys else None
+        chosen = set(split_keys(keys)) if keys else None
         for k, v in attrs.get(str(scope), {}).items():
             if chosen is None or k in chosen:
                 out[str(scope)][k] = v["value"]

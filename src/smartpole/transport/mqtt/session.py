@@ -27,7 +27,7 @@ from smartpole.errors import (
     StoreUnavailable,
 )
 from smartpole.ingest.payload import decode_json
-from smartpole.model.types import DeviceKind
+from smartpole.model.types import DeviceKind, split_keys
 from smartpole.store.database import now_ms
 from smartpole.transport import firmware, gateway
 from smartpole.transport.mqtt import codec
@@ -681,7 +681,7 @@ class Connection(asyncio.Protocol):
                 return None
             if isinstance(value, list):
                 return [str(k) for k in value]
-            return [k.strip() for k in str(value).split(",") if k.strip()]
+            return split_keys(str(value))
 
         answer = await self.port.attributes(self.device, keys("clientKeys"), keys("sharedKeys"))
         self.send(ATTR_RESPONSE + req, answer)

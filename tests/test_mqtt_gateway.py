@@ -465,3 +465,10 @@ async def test_an_unknown_type_makes_a_generic_device_with_its_profile(
         site.pole,
     )
     assert (await latest(client, auth, created["id"]))["temperature"] == 21.5
+
+
+async def test_a_report_with_quarantined_values_says_how_many(gateway5: Device) -> None:
+    body = {"cell-1": [{"users": -5, "throughput_dl": 99_999}], "cam-1": [{"people": 2}]}
+    assert await gateway5.publish("v1/gateway/telemetry", body) == 0
+    assert list(gateway5.last_ack.UserProperty) == [("quarantined", "2")]
+    assert gateway5.last_ack.ReasonString.startswith("2 value(s) quarantined: users=-5")

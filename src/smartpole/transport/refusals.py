@@ -181,7 +181,14 @@ def noting_quarantine(committed: asyncio.Future[Any], note: Quarantine) -> async
             noted.set_result(note)
 
     committed.add_done_callback(settle)
+    noted.add_done_callback(_retrieve)
     return noted
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    # a connection that closed before acknowledging leaves the failure unread: not an error
+    if not fut.cancelled():
+        fut.exception()
 
 
 def noted(note: Quarantine) -> dict[str, Any]:

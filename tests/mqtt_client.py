@@ -37,6 +37,8 @@ class Device:
         self.connect_args = connect
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.acks: dict[int, int] = {}
+        self.ack_properties: dict[int, Any] = {}  # MQTT 5: the properties of each PUBACK
+        self.last_ack: Any = None  # the properties of the PUBACK ``publish`` waited for last
         self.connack = threading.Event()
         self.reason: int | None = None
         self.session_present = False
@@ -53,9 +55,10 @@ class Device:
         self.session_present = bool(flags.session_present)
         self.connack.set()
 
-    def _on_publish(self, _c: Any, _u: Any, mid: int, rc: Any, _p: Any) -> None:
+    def _on_publish(self, _c: Any, _u: Any, mid: int, rc: Any, props: Any) -> None:
         with self._acked:
             self.acks[mid] = rc.value
+            self.ack_properties[mid] = props
             self._acked.notify_all()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
@@ -98,6 +101,7 @@ class Device:
                     raise TimeoutError("no PUBACK")
             if info.mid not in self.acks:
                 raise ConnectionError(f"disconnected, reason {self.disconnect_reason}")
+            self.last_ack = self.ack_properties.get(info.mid)
             return self.acks[info.mid]
 
         return await asyncio.to_thread(wait)

@@ -204,6 +204,22 @@ async def test_devices_off_its_pole_or_unknown_are_refused_unless_it_may_create_
     assert cam["kind"] == "camera"
     assert cam["pole_id"] == site.gw["pole_id"]
     assert stats.dropped == 2
+    # the device is not told (the broker acknowledged it): the refusals are counted
+    counted = 'smartpole_messages_rejected_total{reason="forbidden",transport="broker"} 2.0'
+    assert counted in platform.metrics.exposition().decode()
+    # a type smartpole has no kind for: a generic device keeping it as its profile
+    connect = b'{"device": "thermo-new", "type": "Thermometer"}'
+    await mqtt.publish("sp/v1/gw-1/gateway/connect", connect, qos=1)
+    thermo = {"thermo-new": [{"ts": T0, "values": {"temperature": 20.5}}]}
+    await mqtt.publish("sp/v1/gw-1/gateway/telemetry", orjson.dumps(thermo), qos=1)
+
+    async def generic() -> bool:
+        r = await client.get("/api/devices", params={"kind": "generic"}, headers=city.auth("city"))
+        return [(d["name"], d["profile"]) for d in r.json()["items"]] == [
+            ("thermo-new", "Thermometer")
+        ]
+
+    await eventually(generic)
     await mqtt.close()
 
 

@@ -185,6 +185,23 @@ def test_device_token_rotates(registry: Registry) -> None:
         assert platform.assets.device_by_token(old) is None
 
 
+def test_device_kind_gives_a_generic_device_its_kind(registry: Registry) -> None:
+    with embedded(registry.data_dir) as platform:
+        platform.assets.create_device(
+            city_principal(platform.tenants),
+            DeviceKind.GENERIC,
+            name="thermo-cli",
+            profile="Thermometer",
+        )
+    d = ("--data-dir", str(registry.data_dir))
+    row = run_json(registry.data_dir.parent, "device", "kind", "thermo-cli", "air", *d)
+    assert (row["name"], row["kind"], row["profile"]) == ("thermo-cli", "air", "Thermometer")
+    lamp = str(registry.device["id"])
+    proc = run(registry.data_dir.parent, "device", "kind", lamp, "air", *d, check=False)
+    assert proc.returncode == 1
+    assert "only a generic device can change its kind" in proc.stderr
+
+
 def test_cli_errors_exit_1_with_the_reason(registry: Registry) -> None:
     d = ("--data-dir", str(registry.data_dir))
     proc = run(registry.data_dir.parent, "tenant", "add", "telecom", *d, check=False)

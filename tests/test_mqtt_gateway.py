@@ -426,3 +426,49 @@ async def test_a_report_naming_several_refused_devices_leaves_no_unseen_error(
     gc.collect()  # an unretrieved task exception is logged when the task is collected
     await asyncio.sleep(0.05)
     assert "never retrieved" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("first", "profile"),
+    [
+        pytest.param({"device": "thermo-1", "type": "Thermometer"}, "Thermometer", id="connect"),
+        pytest.param({"device": "thermo-1"}, "default", id="connect-without-type"),
+        pytest.param(None, "default", id="first-report"),
+    ],
+)
+async def test_an_unknown_type_makes_a_generic_device_with_its_profile(
+    gateway: Device,
+    client: httpx.AsyncClient,
+    city: City,
+    site: Site,
+    first: dict[str, Any] | None,
+    profile: str,
+) -> None:
+    """A type (ThingsBoard device profile) smartpole has no kind for, or none at all, creates
+    a generic device that keeps it, over MQTT 5 and 3.1.1 alike."""
+    auth = city.auth("city")
+    r = await client.post(
+        f"/api/devices/{site.gw['id']}/attributes/server",
+        json={"autoCreateDevices": True},
+        headers=auth,
+    )
+    assert r.status_code == 200, r.text
+    if first is not None:
+        assert await gateway.publish("v1/gateway/connect", first) == 0
+    body = {"thermo-1": [{"ts": T0, "values": {"temperature": 21.5}}]}
+    assert await gateway.publish("v1/gateway/telemetry", body) == 0
+    r = await client.get("/api/devices", params={"kind": "generic"}, headers=auth)
+    [created] = r.json()["items"]
+    assert (created["name"], created["profile"], created["pole_id"]) == (
+        "thermo-1",
+        profile,
+        site.pole,
+    )
+    assert (await latest(client, auth, created["id"]))["temperature"] == 21.5
+
+
+async def test_a_report_with_quarantined_values_says_how_many(gateway5: Device) -> None:
+    body = {"cell-1": [{"users": -5, "throughput_dl": 99_999}], "cam-1": [{"people": 2}]}
+    assert await gateway5.publish("v1/gateway/telemetry", body) == 0
+    assert list(gateway5.last_ack.UserProperty) == [("quarantined", "2")]
+    assert gateway5.last_ack.ReasonString.startswith("2 value(s) quarantined: users=-5")

@@ -397,7 +397,38 @@ async def test_unknown_device_is_refused_unless_the_gateway_may_create_it(
         return (await latest(client, city.auth("city"), created["id"])).get("people") == 4
 
     await poll(stored)
-    # the SDK's default type ("default") is no device kind: such a device cannot be created
-    await sent(lambda: gw.gw_connect_device("thing-new"))
-    await sent(lambda: gw.gw_send_telemetry("thing-new", {"x": 1}))
-    assert "thing-new" not in await devices_on(client, city, pole)
+
+
+@pytest.mark.parametrize(
+    ("type_args", "profile"),
+    [
+        pytest.param((), "default", id="sdk-default"),
+        pytest.param(("Thermometer",), "Thermometer", id="profile-name"),
+    ],
+)
+async def test_a_gateway_of_any_device_type_creates_generic_devices(
+    gw: TBGatewayMqttClient,
+    client: httpx.AsyncClient,
+    city: City,
+    site: dict[str, Any],
+    type_args: tuple[str, ...],
+    profile: str,
+) -> None:
+    """The SDK's default type and ThingsBoard profile names are no smartpole kind: the device
+    is created as generic, keeping the type as its profile, and its readings are stored."""
+    r = await client.post(
+        f"/api/devices/{site['gw']['id']}/attributes/server",
+        json={"autoCreateDevices": True},
+        headers=city.auth("city"),
+    )
+    assert r.status_code == 200, r.text
+    assert await sent(lambda: gw.gw_connect_device("thing-new", *type_args)) == 0
+    assert await sent(lambda: gw.gw_send_telemetry("thing-new", {"temperature": 21.5})) == 0
+    created = (await devices_on(client, city, site["pole"]))["thing-new"]
+    assert (created["kind"], created["profile"]) == ("generic", profile)
+
+    async def stored() -> bool:
+        got = await latest(client, city.auth("city"), created["id"])
+        return got.get("temperature") == 21.5
+
+    await poll(stored)

@@ -156,7 +156,9 @@ class Platform:
         self.broker: BrokerConsumer | None = None
         if settings.broker:
             accounts = BrokerAccounts(self.assets)
-            self.broker = BrokerConsumer.from_settings(settings, self.devices, accounts)
+            self.broker = BrokerConsumer.from_settings(
+                settings, self.devices, accounts, self.metrics
+            )
         self.census = Census(self.db.engine, self.metrics, settings.inactivity_timeout_s * 1000)
         self.pipeline.listeners.append(self.census.on_batch)
         self._gauges()

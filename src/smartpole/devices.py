@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from smartpole.errors import Conflict, Forbidden, InvalidInput, StoreUnavailable
 from smartpole.ingest.payload import parse_attributes, parse_telemetry, to_batch
 from smartpole.ingest.pipeline import Pipeline
-from smartpole.model.types import DeviceKind, Reading, Role, Scope
+from smartpole.model.types import Reading, Role, Scope, kind_of_type
 from smartpole.registry.access import Principal
 from smartpole.registry.assets import Assets, DeviceRef
 from smartpole.registry.broker import LAST_GATEWAY
@@ -26,6 +26,7 @@ from smartpole.registry.provisioning import FAILURE, Provisioning
 from smartpole.store.database import now_ms, store_unavailable
 from smartpole.store.series import WriteBatch
 from smartpole.transport.mqtt.port import SessionLimits
+from smartpole.transport.refusals import Quarantine, noting_quarantine
 
 if TYPE_CHECKING:
     from smartpole.control import Control
@@ -33,7 +34,18 @@ if TYPE_CHECKING:
 __all__ = ["DeviceService"]
 
 log = logging.getLogger(__name__)
+MAX_PROFILE = 200  # characters of a device type kept as its profile (devices.profile)
 AUTO_CREATE = "autoCreateDevices"  # server attribute of a gateway that may create sub-devices
+
+
+def _noted(committed: asyncio.Future[Any], batch: WriteBatch) -> asyncio.Future[Any]:
+    """The commit of one message, resolving to a Quarantine note when some of its values were
+    kept apart (so that the device is told, in its acknowledgement)."""
+    if not batch.quarantined:
+        return committed
+    first = batch.quarantined[0]
+    note = Quarantine(len(batch.quarantined), first.reason or first.reading.key)
+    return noting_quarantine(committed, note)
 
 
 class DeviceService:
@@ -122,9 +134,8 @@ class DeviceService:
     def telemetry(self, device: DeviceRef, data: Any, now: int) -> asyncio.Future[Any]:
         """Queue one device's telemetry; the future resolves at its commit."""
         now = self.receive_time(device.id, now)
-        return self.pipeline.enqueue(
-            to_batch(device.id, device.kind, parse_telemetry(data, now), now)
-        )
+        batch = to_batch(device.id, device.kind, parse_telemetry(data, now), now)
+        return _noted(self.pipeline.enqueue(batch), batch)
 
     def telemetry_of(
         self, items: list[tuple[DeviceRef, Any]], now: int, via: DeviceRef | None = None
@@ -135,7 +146,7 @@ class DeviceService:
         for device, data in items:
             stamp = self.receive_time(device.id, now)
             to_batch(device.id, device.kind, parse_telemetry(data, stamp), stamp, into=batch)
-        return self.pipeline.enqueue(batch)
+        return _noted(self.pipeline.enqueue(batch), batch)
 
     async def client_attributes(self, device: DeviceRef, data: Any) -> None:
         """Store client-scope attributes."""
@@ -187,13 +198,9 @@ class DeviceService:
                 f"unknown device {name!r}; gateway {gateway.name} may not create "
                 f"devices (server attribute {AUTO_CREATE})"
             )
-        try:
-            device_kind = DeviceKind(kind or "")
-        except ValueError as err:
-            raise InvalidInput(
-                f"cannot create {name!r}: type {kind!r} is not a device kind",
-                kinds=[str(k) for k in DeviceKind],
-            ) from err
+        device_kind, profile = kind_of_type(kind)
+        if profile is not None and not 0 < len(profile) <= MAX_PROFILE:
+            raise InvalidInput(f"cannot create {name!r}: type {profile[:40]!r}… is too long")
         owner = Principal(gateway.owner_id, "", Role.OPERATOR, True)
         try:
             row, _ = await asyncio.to_thread(
@@ -203,6 +210,7 @@ class DeviceService:
                 name=name,
                 pole_id=gateway.pole_id,
                 owner=gateway.owner_id,
+                profile=profile,
             )
         except Conflict:
             # another message (on another node, behind a broker) created it first
@@ -210,7 +218,14 @@ class DeviceService:
             if name in again:
                 return again[name]
             raise
-        log.info("gateway %s created device %s (%s)", gateway.name, row["id"], name)
+        log.info(
+            "gateway %s created device %s (%s), a %s%s",
+            gateway.name,
+            row["id"],
+            name,
+            device_kind,
+            f" of profile {profile!r}" if profile else "",
+        )
         return DeviceRef(row["id"], name, device_kind, gateway.owner_id, gateway.pole_id)
 
     # -- commands -------------------------------------------------------------------------

@@ -15,8 +15,9 @@
     ├── DeviceOffline              a command's device has no live session to send it on
     └── Timeout                    a device did not answer a command in time
 
-Domain code raises these; only ``smartpole.api`` turns them into problem+json and only the
-MQTT transport into reason codes.
+Domain code raises these; ``smartpole.transport.refusals`` holds the one table of each one's
+MQTT 5 reason code and HTTP status, from which only ``smartpole.api`` builds problem+json and
+only the MQTT transport answers PUBACKs.
 """
 
 from __future__ import annotations

@@ -23,39 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from smartpole.errors import (
-    Conflict,
-    DeviceOffline,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    Overloaded,
-    PayloadError,
-    PayloadTooLarge,
-    SmartpoleError,
-    StoreUnavailable,
-    Timeout,
-    Unauthenticated,
-)
+from smartpole.errors import InvalidInput, SmartpoleError, StoreUnavailable
 from smartpole.store.database import store_unavailable
+from smartpole.transport.refusals import http_status
 
 __all__ = ["PROBLEM_MEDIA_TYPE", "Problem", "RequestIds", "declare", "install", "problem"]
 
 log = logging.getLogger(__name__)
 
-STATUS: dict[type[SmartpoleError], int] = {
-    NotFound: 404,
-    Conflict: 409,
-    Forbidden: 403,
-    Unauthenticated: 401,
-    PayloadError: 422,
-    InvalidInput: 422,
-    PayloadTooLarge: 413,
-    Overloaded: 503,
-    StoreUnavailable: 503,
-    DeviceOffline: 409,
-    Timeout: 504,
-}
 PROBLEM_TYPE = "https://smartpole.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -106,22 +81,12 @@ def problem(
     )
 
 
-def _status(err: SmartpoleError) -> int:
-    for cls in type(err).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
-
-
 async def _domain(_: Request, err: Exception) -> Response:
     assert isinstance(err, SmartpoleError)
     extra: dict[str, Any] = dict(err.fields)
     if isinstance(err, InvalidInput) and err.errors:
         extra["errors"] = err.errors
-    status = _status(err)
-    # A malformed-JSON body is a 400; a well-formed body of the wrong shape a 422.
-    if isinstance(err, PayloadError) and "pos" in err.fields:
-        status = 400
+    status = http_status(err)  # the one table of what each refusal answers (transport.refusals)
     retry_after = next((RETRY_AFTER[c] for c in type(err).__mro__ if c in RETRY_AFTER), 1)
     return problem(status, err.title, err.detail, retry_after=retry_after, **extra)
 

@@ -169,6 +169,11 @@ class DevicePatch(BaseModel):
     pole_id: Id | None = None
     port: int | None = Field(None, ge=0, le=255)
     owner: str | None = None
+    kind: DeviceKind | None = Field(
+        None,
+        description="The real kind of a generic device (one a gateway created); admins only. "
+        "A device of another kind keeps it (409).",
+    )
 
 
 class DeviceOut(BaseModel):
@@ -178,6 +183,11 @@ class DeviceOut(BaseModel):
     name: str
     kind: DeviceKind
     model: str
+    profile: str | None = Field(
+        None,
+        description="The ThingsBoard device type (profile) a gateway created it with, "
+        "such as `default` or `Thermometer`; null for a device registered here.",
+    )
     owner_id: int
     owner: str
     pole_id: int | None

@@ -177,6 +177,24 @@ def device_token(
     print_json({"device_id": device_id, "token": token}) if json else typer.echo(token)
 
 
+@device_app.command("kind")
+def device_kind(
+    device: Annotated[str, typer.Argument(help="Device id or name.")],
+    kind: Annotated[DeviceKind, typer.Argument(help="Its real kind.")],
+    data_dir: DataDir = None,
+    db: Db = None,
+    json: JsonOut = False,
+) -> None:
+    """Give a generic device (created by a gateway for a type smartpole does not know) its
+    real kind."""
+    with command_platform(data_dir, db) as p:
+        ref = p.assets.device_by_name(device)
+        if ref is None and not device.isdigit():
+            raise typer.BadParameter(f"no device named {device!r}", param_hint="DEVICE")
+        row = p.assets.set_kind(city_principal(p.tenants), ref.id if ref else int(device), kind)
+    print_json(row) if json else console.print(f"device {row['name']} is now a {row['kind']}")
+
+
 def import_cmd(
     file: Annotated[
         Path, typer.Argument(help="CSV or GeoJSON inventory.", exists=True, dir_okay=False)

@@ -237,6 +237,8 @@ CATALOG: dict[DeviceKind, KindSpec] = {
             _n("power_factor", "", "Power factor", "功率因数", 0, 1),
             _n("frequency", "Hz", "Frequency", "频率", 45, 65),
         ),
+        # A gateway's device of a type smartpole does not know: every key as it comes.
+        _kind(K.GENERIC, "Generic device", "通用设备", "Device"),
     )
 }
 

@@ -43,6 +43,19 @@ class DeviceKind(enum.StrEnum):
     MANHOLE = "manhole"
     GATEWAY = "gateway"
     METER = "meter"
+    GENERIC = "generic"  # created by a gateway for a type smartpole does not know
+
+
+def kind_of_type(type_name: str | None) -> tuple[DeviceKind, str | None]:
+    """``(kind, profile)`` of a device a ThingsBoard gateway names with ``type``: one of
+    smartpole's kinds (no profile), or GENERIC keeping the type as the device's profile name
+    (the SDK's ``default``, a gateway's ``Thermometer``); no type at all is ``default``, as in
+    ThingsBoard."""
+    name = type_name or "default"
+    try:
+        return DeviceKind(name), None
+    except ValueError:
+        return DeviceKind.GENERIC, name
 
 
 class Scope(enum.StrEnum):

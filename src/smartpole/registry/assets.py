@@ -223,8 +223,10 @@ class Assets:
         model: str = "",
         port: int | None = None,
         token: str | None = None,
+        profile: str | None = None,
     ) -> tuple[dict[str, Any], str]:
-        """Register a device; returns it and its access token (shown only now)."""
+        """Register a device; returns it and its access token (shown only now). ``profile``:
+        the ThingsBoard device type a gateway named it with."""
         who.require(Role.OPERATOR)
         owner_id = self._owner(who, owner)
         token = token or new_secret()
@@ -237,6 +239,7 @@ class Assets:
                         name=name or f"tmp-{new_secret(9)}",
                         kind=str(kind),
                         model=model,
+                        profile=profile,
                         owner_id=owner_id,
                         pole_id=pole_id,
                         port=port,
@@ -317,6 +320,7 @@ class Assets:
                 devices.c.name,
                 devices.c.kind,
                 devices.c.model,
+                devices.c.profile,
                 devices.c.owner_id,
                 tenants.c.name.label("owner"),
                 devices.c.pole_id,
@@ -381,6 +385,27 @@ class Assets:
                 conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
         except IntegrityError as err:
             raise Conflict("device name or pole port already taken", **values) from err
+        self._forget(device_id)
+        return self.get_device(who, device_id)
+
+    def set_kind(self, who: Principal, device_id: int, kind: DeviceKind) -> dict[str, Any]:
+        """Give a generic device (one a gateway created for a type smartpole does not know) its
+        real kind; admins only. A device of a known kind keeps it: its readings, rules and
+        commands are that kind's, so a wrong one is deleted and registered again."""
+        who.require(Role.ADMIN)
+        row = self.get_device(who, device_id)
+        if row["kind"] == kind:
+            return row
+        if row["kind"] != DeviceKind.GENERIC:
+            raise Conflict(
+                f"device {device_id} is a {row['kind']}: only a generic device can change its "
+                "kind (delete it and register it again)",
+                kind=row["kind"],
+            )
+        if kind is DeviceKind.GENERIC:
+            raise InvalidInput("a device cannot be made generic; only gateways create those")
+        with self.engine.begin() as conn:
+            conn.execute(update(devices).where(devices.c.id == device_id).values(kind=str(kind)))
         self._forget(device_id)
         return self.get_device(who, device_id)
 

@@ -71,6 +71,7 @@ devices = Table(
     Column("name", String(200), nullable=False, unique=True),
     Column("kind", String(32), nullable=False),
     Column("model", String(200), nullable=False, server_default=""),
+    Column("profile", String(200)),  # the ThingsBoard device type a gateway created it with
     Column("owner_id", Integer, ForeignKey("tenants.id"), nullable=False),
     Column("pole_id", Integer, ForeignKey("poles.id", ondelete="SET NULL")),
     Column("port", SmallInteger),

@@ -35,10 +35,11 @@ import orjson
 from smartpole.config import Settings
 from smartpole.errors import Forbidden, InvalidInput, NotFound, Overloaded, SmartpoleError
 from smartpole.ingest.payload import decode_json
+from smartpole.metrics import Metrics
 from smartpole.model.types import DeviceKind, split_keys
 from smartpole.registry.assets import DeviceRef
 from smartpole.store.database import now_ms
-from smartpole.transport import firmware, gateway
+from smartpole.transport import firmware, gateway, refusals
 from smartpole.transport.broker import topics
 from smartpole.transport.broker.topics import (
     ATTR_REQUEST,
@@ -248,8 +249,10 @@ class BrokerConsumer:
         session_expiry_s: int = 86_400,
         inactivity_s: int = 600,
         keep_alive_s: int = 30,
+        metrics: Metrics | None = None,
     ) -> None:
         self.ingest = ingest
+        self.metrics = metrics
         self.directory = directory
         self.url = BrokerUrl.parse(url)
         self.username = self.url.username or username
@@ -279,7 +282,9 @@ class BrokerConsumer:
         self._connection = 0  # counts connections: a handler of an earlier one is not counted
 
     @classmethod
-    def from_settings(cls, s: Settings, ingest: Ingest, directory: Directory) -> BrokerConsumer:
+    def from_settings(
+        cls, s: Settings, ingest: Ingest, directory: Directory, metrics: Metrics | None = None
+    ) -> BrokerConsumer:
         """A consumer configured by the ``broker_*`` settings."""
         assert s.broker is not None
         return cls(
@@ -292,6 +297,7 @@ class BrokerConsumer:
             group=s.broker_group,
             session_expiry_s=s.broker_session_expiry_s,
             inactivity_s=s.inactivity_timeout_s,
+            metrics=metrics,
         )
 
     @property
@@ -460,7 +466,8 @@ class BrokerConsumer:
             else:
                 raise InvalidInput(f"{suffix!r} is not a broker-mode topic")
         except SmartpoleError as err:  # a refusal, for good (a full queue waits in _commit)
-            self._drop(topics.device_topic(name, suffix), err.detail)
+            self.stats.dropped += 1
+            refusals.unheard(name, suffix, err, self.metrics)
             return
         if not suffix.startswith(GATEWAY):  # (a gateway message: heard as soon as it is read)
             self._heard(device)

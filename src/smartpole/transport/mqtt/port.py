@@ -60,7 +60,8 @@ class DevicePort(Protocol):
         ...
 
     def telemetry(self, device: DeviceRef, data: Any, now: int) -> asyncio.Future[Any]:
-        """Queue a decoded telemetry payload; the future resolves at its commit.
+        """Queue a decoded telemetry payload; the future resolves at its commit (to a
+        ``transport.refusals.Quarantine`` when some values were quarantined: the PUBACK says so).
 
         Raises PayloadError for a malformed payload and Overloaded when the pipeline is full.
         """

@@ -22,14 +22,13 @@ import orjson
 from smartpole.errors import (
     Forbidden,
     InvalidInput,
-    Overloaded,
     SmartpoleError,
     StoreUnavailable,
 )
 from smartpole.ingest.payload import decode_json
 from smartpole.model.types import DeviceKind, split_keys
 from smartpole.store.database import now_ms
-from smartpole.transport import firmware, gateway
+from smartpole.transport import firmware, gateway, refusals
 from smartpole.transport.mqtt import codec
 from smartpole.transport.mqtt.codec import (
     Auth,
@@ -47,6 +46,7 @@ from smartpole.transport.mqtt.codec import (
     Unsubscribe,
 )
 from smartpole.transport.mqtt.port import DeviceRef
+from smartpole.transport.refusals import Quarantine
 
 if TYPE_CHECKING:
     from smartpole.transport.mqtt.server import MqttServer
@@ -93,8 +93,6 @@ RC_TOPIC_INVALID = 0x90
 RC_RECEIVE_MAX = 0x93
 RC_TOO_LARGE = 0x95
 RC_RATE = 0x96
-RC_QUOTA = 0x97
-RC_PAYLOAD_FORMAT = 0x99
 RC_QOS_UNSUPPORTED = 0x9B
 
 
@@ -110,18 +108,6 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
         if i >= len(t_parts) or (part != "+" and part != t_parts[i]):
             return False
     return len(f_parts) == len(t_parts)
-
-
-def _reason(err: BaseException) -> int:
-    if isinstance(err, InvalidInput) and "topic" in err.fields:
-        return RC_TOPIC_INVALID
-    if isinstance(err, InvalidInput):
-        return RC_PAYLOAD_FORMAT
-    if isinstance(err, Overloaded):
-        return RC_QUOTA
-    if isinstance(err, Forbidden):
-        return RC_NOT_AUTHORIZED
-    return RC_UNSPECIFIED
 
 
 class _Closing(Exception):
@@ -142,6 +128,7 @@ class Connection(asyncio.Protocol):
         self.version = 4
         self.device: DeviceRef | None = None
         self.provision_only = False  # a session that may only ask for credentials
+        self.problem_info = True  # MQTT 5: PUBACKs may carry a Reason String (the default)
         self.client_id = ""
         self.subscriptions: dict[str, int] = {}
         self.transport: asyncio.Transport | None = None
@@ -371,6 +358,7 @@ class Connection(asyncio.Protocol):
             return
         self.client_id = client_id
         self.device = device
+        self.problem_info = packet.properties.get("request_problem_information", 1) != 0
         self._will = packet.will
         keepalive = packet.keep_alive
         if v5 and (keepalive == 0 or keepalive > MAX_KEEPALIVE_S):
@@ -609,13 +597,23 @@ class Connection(asyncio.Protocol):
             packet_id, fut = self._acks.popleft()
             err = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
             if err is None:
-                out.append(codec.encode(PubAck(packet_id), self.version))
+                note = fut.result()
+                if type(note) is Quarantine and self.version == 5 and self.problem_info:
+                    out.append(codec.encode(PubAck(packet_id, 0, refusals.noted(note)), 5))
+                else:
+                    out.append(codec.encode(PubAck(packet_id), self.version))
                 continue
             dev = self.device
             self.server.metrics.reject("mqtt", err)
-            log.warning("MQTT publish of device %s rejected: %s", dev and dev.id, err)
+            log.warning(
+                "MQTT publish of device %s (%s) rejected: %s",
+                dev and dev.id,
+                dev and dev.name,
+                refusals.reason_string(err),
+            )
             if self.version == 5:
-                out.append(codec.encode(PubAck(packet_id, reason_code=_reason(err)), 5))
+                props = refusals.told(err) if self.problem_info else {}
+                out.append(codec.encode(PubAck(packet_id, refusals.mqtt_reason(err), props), 5))
             else:
                 # 3.1.1 cannot refuse one message: leave, so the device does not believe it.
                 self._write_raw(out)
@@ -801,7 +799,7 @@ class Connection(asyncio.Protocol):
             # seen: a message that named several refused devices awaits only the first
             lookup.exception()
 
-    async def _gw_telemetry(self, data: Any, now: int) -> None:
+    async def _gw_telemetry(self, data: Any, now: int) -> Any:
         data = gateway.reports(data, "telemetry")
         new = [
             name
@@ -810,7 +808,7 @@ class Connection(asyncio.Protocol):
         ]
         if len(new) > 1:
             self._look_up_together(new)
-        await self.port.telemetry_of(await self._allowed(data), now)
+        return await self.port.telemetry_of(await self._allowed(data), now)  # a Quarantine note
 
     async def _allowed(self, report: dict[str, Any]) -> list[tuple[DeviceRef, Any]]:
         """The parts of a report (``{"device name": ...}``) for devices this gateway may speak

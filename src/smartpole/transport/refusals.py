@@ -1,0 +1,196 @@
+"""What a device is told when smartpole refuses, or quarantines, what it sent: one table.
+
+Each error of the tree (:mod:`smartpole.errors`) has one MQTT 5 reason code (a PUBACK's, with
+the error's detail as its Reason String) and one HTTP status (the problem+json answer of
+:mod:`smartpole.api.problems` and the HTTP device API). MQTT 3.1.1 has no negative
+acknowledgement: a refused QoS 1 publish ends the connection (the device must not believe it
+was stored), a refused QoS 0 publish is dropped; both are logged naming the device. In broker
+mode the broker acknowledged the device's publish already: a refusal is logged naming the
+device and counted (``smartpole_messages_rejected{transport="broker"}``).
+
+A message taken with values outside the catalog is a success, with a Reason String saying how
+many were quarantined and a user property ``quarantined=N`` (MQTT 5); HTTP answers
+``{"accepted": n, "quarantined": m}``. ``docs/device-makers.md`` ("What a refusal looks like")
+shows the table to device makers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Final
+
+from smartpole.errors import (
+    ClaimExpired,
+    Conflict,
+    DeviceOffline,
+    Forbidden,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    Overloaded,
+    PayloadError,
+    PayloadTooLarge,
+    SmartpoleError,
+    StoreUnavailable,
+    Timeout,
+    Unauthenticated,
+)
+from smartpole.metrics import Metrics
+
+__all__ = [
+    "MAX_REASON",
+    "REFUSALS",
+    "Quarantine",
+    "Refusal",
+    "http_status",
+    "mqtt_reason",
+    "noted",
+    "noting_quarantine",
+    "reason_string",
+    "told",
+    "unheard",
+]
+
+log = logging.getLogger(__name__)
+
+# MQTT 5 PUBACK reason codes (MQTT 5.0 §3.4.2.1).
+SUCCESS: Final = 0x00
+UNSPECIFIED: Final = 0x80
+IMPLEMENTATION_SPECIFIC: Final = 0x83
+NOT_AUTHORIZED: Final = 0x87
+TOPIC_NAME_INVALID: Final = 0x90
+QUOTA_EXCEEDED: Final = 0x97
+PAYLOAD_FORMAT_INVALID: Final = 0x99
+MAX_REASON = 200  # characters of a Reason String: enough for the detail and the first problem
+INTERNAL_STATUS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """How one error reaches the device: an MQTT 5 reason code and an HTTP status."""
+
+    mqtt5: int
+    http: int
+
+
+REFUSALS: Final[dict[type[SmartpoleError], Refusal]] = {
+    PayloadError: Refusal(PAYLOAD_FORMAT_INVALID, 422),  # 400 when the JSON is malformed
+    InvalidInput: Refusal(PAYLOAD_FORMAT_INVALID, 422),  # 0x90 when it names a ``topic``
+    PayloadTooLarge: Refusal(QUOTA_EXCEEDED, 413),
+    Overloaded: Refusal(QUOTA_EXCEEDED, 503),
+    Forbidden: Refusal(NOT_AUTHORIZED, 403),
+    Unauthenticated: Refusal(NOT_AUTHORIZED, 401),
+    NotFound: Refusal(IMPLEMENTATION_SPECIFIC, 404),
+    ClaimExpired: Refusal(IMPLEMENTATION_SPECIFIC, 409),
+    InvalidTransition: Refusal(IMPLEMENTATION_SPECIFIC, 409),
+    Conflict: Refusal(IMPLEMENTATION_SPECIFIC, 409),
+    DeviceOffline: Refusal(IMPLEMENTATION_SPECIFIC, 409),
+    StoreUnavailable: Refusal(IMPLEMENTATION_SPECIFIC, 503),
+    Timeout: Refusal(IMPLEMENTATION_SPECIFIC, 504),
+}
+# An error smartpole did not raise on purpose (a bug): unspecified, a 500.
+INTERNAL: Final = Refusal(UNSPECIFIED, INTERNAL_STATUS)
+
+
+def refusal(err: BaseException) -> Refusal:
+    """The table's row of ``err``: its own class's, else its nearest ancestor's."""
+    for cls in type(err).__mro__:
+        row = REFUSALS.get(cls)
+        if row is not None:
+            return row
+    return INTERNAL
+
+
+def mqtt_reason(err: BaseException) -> int:
+    """The MQTT 5 PUBACK reason code of a refusal."""
+    if isinstance(err, InvalidInput) and "topic" in err.fields:
+        return TOPIC_NAME_INVALID  # a topic outside the device API, not a bad payload
+    return refusal(err).mqtt5
+
+
+def http_status(err: BaseException) -> int:
+    """The HTTP status of a refusal."""
+    if isinstance(err, PayloadError) and "pos" in err.fields:
+        return 400  # malformed JSON; a well-formed body of the wrong shape is a 422
+    return refusal(err).http
+
+
+def reason_string(err: BaseException) -> str:
+    """What went wrong, for a device's developer: the error's detail and its first problem
+    with the place it was found (``body.room temp: ...``), at most :data:`MAX_REASON` long."""
+    if not isinstance(err, SmartpoleError):
+        return "internal error"
+    text = err.detail
+    if isinstance(err, InvalidInput) and err.errors:
+        first = err.errors[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        text += f"; {where}: {first.get('msg', '')}" if where else f"; {first.get('msg', '')}"
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+
+
+def told(err: BaseException) -> dict[str, Any]:
+    """The MQTT 5 properties of a refusal's PUBACK: its Reason String."""
+    return {"reason_string": reason_string(err)}
+
+
+def unheard(device: str, topic: str, err: BaseException, metrics: Metrics | None) -> None:
+    """A refusal in broker mode, where the broker has acknowledged the device's publish
+    already: logged naming the device, and counted."""
+    log.warning(
+        "broker: refused a message of device %s on %s: %s", device, topic, reason_string(err)
+    )
+    if metrics is not None:
+        metrics.reject("broker", err)
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    """A committed message some of whose values broke the catalog and were kept apart."""
+
+    count: int
+    first: str  # why the first one was
+
+    @property
+    def reason_string(self) -> str:
+        """The PUBACK's Reason String."""
+        text = f"{self.count} value(s) quarantined: {self.first}"
+        return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+
+    @property
+    def user_properties(self) -> list[tuple[str, str]]:
+        """The PUBACK's user properties."""
+        return [("quarantined", str(self.count))]
+
+
+def noting_quarantine(committed: asyncio.Future[Any], note: Quarantine) -> asyncio.Future[Any]:
+    """A future that resolves like ``committed`` (a commit shared by every message of one
+    turn of the loop) but to a :class:`Quarantine` of this message's own quarantined values,
+    for its acknowledgement. Only messages with quarantined values pay for it."""
+    noted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def settle(done: asyncio.Future[Any]) -> None:
+        if noted.done():
+            return
+        if done.cancelled():
+            noted.cancel()
+        elif (err := done.exception()) is not None:
+            noted.set_exception(err)
+        else:
+            noted.set_result(note)
+
+    committed.add_done_callback(settle)
+    noted.add_done_callback(_retrieve)
+    return noted
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    # a connection that closed before acknowledging leaves the failure unread: not an error
+    if not fut.cancelled():
+        fut.exception()
+
+
+def noted(note: Quarantine) -> dict[str, Any]:
+    """The MQTT 5 properties of a PUBACK of a message with quarantined values."""
+    return {"reason_string": note.reason_string, "user_property": note.user_properties}

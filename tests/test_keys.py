@@ -269,7 +269,7 @@ async def test_a_refused_key_over_mqtt5_is_refused_in_the_puback_and_logged(
         assert await dev.publish("v1/devices/me/telemetry", {"ok": 1, "a\nb": 2}) == 0x99
     finally:
         await dev.close()
-    assert f"device {lamp['id']} rejected" in caplog.text
+    assert f"device {lamp['id']} (lamp-keys) rejected" in caplog.text
     assert "key 'a\\nb' holds the control character U+000A" in caplog.text
     assert "ok" not in await get(client, city, f"/api/devices/{lamp['id']}/latest")
 

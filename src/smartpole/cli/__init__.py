@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from smartpole.cli import assets as _assets  # noqa: F401 - adds its commands to registry's groups
 from smartpole.cli import backup, broker, grants, hub, registry, server, sim, workorders
 
 __all__ = ["app", "main"]

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-from rich.progress import Progress
-from rich.table import Table
 
-from smartpole.cli.common import DataDir, Db, JsonOut, command_platform, console, print_json
+from smartpole.cli.common import (
+    DataDir,
+    Db,
+    JsonOut,
+    city,
+    command_platform,
+    console,
+    counted,
+    moment,
+    print_json,
+    print_table,
+)
 from smartpole.model.types import DeviceKind, Role
-from smartpole.registry.assets import PoleFilter
-from smartpole.registry.inventory import export_poles, import_poles
-from smartpole.sim.seed import city_principal
+
+if TYPE_CHECKING:
+    from smartpole.app import Platform
 
 tenant_app = typer.Typer(
     help="Tenants: the parties that own devices or use data.", no_args_is_help=True
@@ -44,14 +53,15 @@ def tenant_add(
 def tenant_list(data_dir: DataDir = None, db: Db = None, json: JsonOut = False) -> None:
     """List tenants."""
     with command_platform(data_dir, db) as p:
-        rows = p.tenants.list(city_principal(p.tenants))
+        rows = p.tenants.list(city(p))
     if json:
         print_json(rows)
         return
-    table = Table("id", "name", "title", "operator")
-    for r in rows:
-        table.add_row(str(r["id"]), r["name"], r["title"], "yes" if r["is_operator"] else "")
-    console.print(table)
+    print_table(
+        counted(len(rows), len(rows), "tenant"),
+        ("id", "name", "title", "operator", "created"),
+        ((r["id"], r["name"], r["title"], r["is_operator"], moment(r["created"])) for r in rows),
+    )
 
 
 @apikey_app.command("create")
@@ -66,7 +76,7 @@ def apikey_create(
     """Issue an API key; the secret is printed once."""
     with command_platform(data_dir, db) as p:
         if tenant == "city":
-            city_principal(p.tenants)
+            city(p)
         row, secret = p.tenants.create_key(p.tenants.by_name(tenant)["id"], role, name)
     if json:
         print_json({**row, "key": secret})
@@ -91,7 +101,7 @@ def pole_add(
     """Add a pole."""
     with command_platform(data_dir, db) as p:
         row = p.assets.create_pole(
-            city_principal(p.tenants),
+            city(p),
             code=code,
             lat=lat,
             lon=lon,
@@ -117,11 +127,12 @@ def device_add(
 ) -> None:
     """Register a device; prints its id and access token (shown once)."""
     with command_platform(data_dir, db) as p:
-        who = city_principal(p.tenants)
+        who = city(p)
         pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
         row, token = p.assets.create_device(
             who, kind, name=name, pole_id=pole_id, owner=owner, port=port, model=model
         )
+        row = device_record(p, row)
     if json:
         print_json({**row, "token": token})
     else:
@@ -140,28 +151,44 @@ def device_list(
     db: Db = None,
     json: JsonOut = False,
 ) -> None:
-    """List devices."""
+    """List devices, with whether each is online."""
     with command_platform(data_dir, db) as p:
-        who = city_principal(p.tenants)
+        who = city(p)
         pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
         rows, total = p.assets.list_devices(
             who, limit, 0, kind=kind, owner=owner, pole_id=pole_id, district=district
         )
+        rows = [device_record(p, r) for r in rows]
     if json:
         print_json({"items": rows, "total": total})
         return
-    table = Table("id", "name", "kind", "owner", "pole", "port", "last seen", title=f"{total}")
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            r["name"],
-            r["kind"],
-            r["owner"],
-            r["pole"] or "",
-            "" if r["port"] is None else str(r["port"]),
-            str(r["last_seen"] or ""),
-        )
-    console.print(table)
+    print_devices(counted(len(rows), total, "device"), rows)
+
+
+def device_record(p: Platform, row: dict[str, Any]) -> dict[str, Any]:
+    """A device as the command line shows it: the registry's row and whether it is online."""
+    return {**row, "online": p.is_online(row["id"], row["last_seen"])}
+
+
+def print_devices(title: str, rows: list[dict[str, Any]]) -> None:
+    """A table of devices (see :func:`device_record`)."""
+    print_table(
+        title,
+        ("id", "name", "kind", "owner", "pole", "port", "online", "last seen"),
+        (
+            (
+                r["id"],
+                r["name"],
+                r["kind"],
+                r["owner"],
+                r["pole"],
+                r["port"],
+                r["online"],
+                moment(r["last_seen"]),
+            )
+            for r in rows
+        ),
+    )
 
 
 @device_app.command("token")
@@ -173,7 +200,7 @@ def device_token(
 ) -> None:
     """Rotate a device's access token and print the new one."""
     with command_platform(data_dir, db) as p:
-        token = p.assets.rotate_token(city_principal(p.tenants), device_id)
+        token = p.assets.rotate_token(city(p), device_id)
     print_json({"device_id": device_id, "token": token}) if json else typer.echo(token)
 
 
@@ -193,6 +220,10 @@ def import_cmd(
     json: JsonOut = False,
 ) -> None:
     """Import poles; idempotent by pole code, all valid rows in one transaction or none."""
+    from rich.progress import Progress
+
+    from smartpole.registry.inventory import import_poles
+
     fmt: Format = format or ("geojson" if file.suffix.lower() in (".geojson", ".json") else "csv")
     with command_platform(data_dir, db) as p:
         with Progress(console=console, transient=True) as bar:
@@ -203,7 +234,7 @@ def import_cmd(
 
             report = import_poles(
                 p.assets,
-                city_principal(p.tenants),
+                city(p),
                 file,
                 fmt,
                 skip_invalid=skip_invalid,
@@ -235,10 +266,11 @@ def export_cmd(
     db: Db = None,
 ) -> None:
     """Export poles as CSV or GeoJSON (re-importable as is)."""
+    from smartpole.registry.assets import PoleFilter
+    from smartpole.registry.inventory import export_poles
+
     with command_platform(data_dir, db) as p:
-        text = export_poles(
-            p.assets, city_principal(p.tenants), format, PoleFilter(district=district)
-        )
+        text = export_poles(p.assets, city(p), format, PoleFilter(district=district))
     if output:
         output.write_text(text, encoding="utf-8")
         console.print(f"wrote {output}")

@@ -202,8 +202,9 @@ class Assets:
             ).scalar_one()
             if mounted and not force:
                 code = conn.execute(select(poles.c.code).where(poles.c.id == pole_id)).scalar()
+                what = "1 device" if mounted == 1 else f"{mounted} devices"
                 raise Conflict(
-                    f"pole {code!r} has {mounted} devices mounted", pole_id=pole_id, mounted=mounted
+                    f"pole {code!r} has {what} mounted", pole_id=pole_id, mounted=mounted
                 )
             conn.execute(update(devices).where(devices.c.pole_id == pole_id).values(pole_id=None))
             if not conn.execute(delete(poles).where(poles.c.id == pole_id)).rowcount:

@@ -15,6 +15,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: Rich's help panels load Rich's Markdown and syntax modules, which would
+    # double the time ``smartpole --help`` takes (bench/cli.py).
+    rich_markup_mode=None,
 )
 server.register(app)
 registry.register(app)

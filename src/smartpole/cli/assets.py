@@ -17,7 +17,7 @@ from smartpole.cli.common import (
     JsonOut,
     Yes,
     city,
-    command_platform,
+    command_registry,
     console,
     counted,
     moment,
@@ -36,7 +36,7 @@ from smartpole.cli.registry import (
 from smartpole.errors import NotFound
 
 if TYPE_CHECKING:
-    from smartpole.app import Platform
+    from smartpole.cli.common import Registry
 
 __all__ = ["api_key_record", "find_device"]
 
@@ -59,8 +59,8 @@ def tenant_show(
     json: JsonOut = False,
 ) -> None:
     """Show a tenant: its title, whether it is the operator, its devices and API keys."""
-    with command_platform(data_dir, db) as p:
-        who = city(p)
+    with command_registry(data_dir, db) as p:
+        who = city(p.tenants)
         row = p.tenants.by_name(name)
         _, devices = p.assets.list_devices(who, 0, owner=row["name"])
         keys = p.tenants.list_keys(row["id"])
@@ -101,8 +101,8 @@ def apikey_list(
     json: JsonOut = False,
 ) -> None:
     """List API keys (never their secrets), by tenant."""
-    with command_platform(data_dir, db) as p:
-        tenants = [p.tenants.by_name(tenant)] if tenant else p.tenants.list(city(p))
+    with command_registry(data_dir, db) as p:
+        tenants = [p.tenants.by_name(tenant)] if tenant else p.tenants.list(city(p.tenants))
         rows = [
             api_key_record(k, t["name"])
             for t in tenants
@@ -138,7 +138,7 @@ def apikey_revoke(
     json: JsonOut = False,
 ) -> None:
     """Revoke an API key: it stops working at once."""
-    with command_platform(data_dir, db) as p:
+    with command_registry(data_dir, db) as p:
         key = p.tenants.get_key(key_id)
         p.tenants.revoke_key(key["tenant_id"], key_id)
         row = api_key_record(p.tenants.get_key(key_id), p.tenants.get(key["tenant_id"])["name"])
@@ -165,9 +165,9 @@ def pole_list(
     """List poles by code."""
     from smartpole.registry.assets import PoleFilter
 
-    with command_platform(data_dir, db) as p:
+    with command_registry(data_dir, db) as p:
         f = PoleFilter(district=district, road=road, code_prefix=prefix)
-        rows, total = p.assets.list_poles(city(p), f, limit=limit)
+        rows, total = p.assets.list_poles(city(p.tenants), f, limit=limit)
     if json:
         print_json({"items": rows, "total": total})
         return
@@ -183,8 +183,8 @@ def pole_show(
     code: PoleCode, data_dir: DataDir = None, db: Db = None, json: JsonOut = False
 ) -> None:
     """Show a pole and the devices mounted on it."""
-    with command_platform(data_dir, db) as p:
-        who = city(p)
+    with command_registry(data_dir, db) as p:
+        who = city(p.tenants)
         pole = p.assets.pole_by_code(who, code)
         mounted = [device_record(p, p.assets.get_device(who, d["id"])) for d in pole["devices"]]
     if json:
@@ -207,28 +207,28 @@ def pole_delete(
     """Delete a pole; refused while devices are mounted on it, unless --force."""
     from smartpole.errors import Conflict
 
-    with command_platform(data_dir, db) as p:
-        pole = p.assets.pole_by_code(city(p), code)
+    with command_registry(data_dir, db) as p:
+        pole = p.assets.pole_by_code(city(p.tenants), code)
         mounted = len(pole["devices"])
         what = f" and unmount the {mounted} on it" if mounted and force else ""
         if not mounted or force:
             _confirm(f"delete pole {code}{what}?", yes)
         try:
-            p.assets.delete_pole(city(p), pole["id"], force=force)
+            p.assets.delete_pole(city(p.tenants), pole["id"], force=force)
         except Conflict as err:
             raise Conflict(f"{err.detail}; unmount them, or give --force") from err
     console.print(f"pole {code} deleted" + (f"; unmounted {mounted}" if mounted else ""))
 
 
 # -- devices ------------------------------------------------------------------------------
-def find_device(p: Platform, device: str) -> dict[str, Any]:
+def find_device(p: Registry, device: str) -> dict[str, Any]:
     """A device by name, or else by id when ``device`` is a number."""
     ref = p.assets.device_by_name(device)
     if ref is None and device.isdigit():
-        return p.assets.get_device(city(p), int(device))
+        return p.assets.get_device(city(p.tenants), int(device))
     if ref is None:
         raise NotFound(f"device {device!r} not found", name=device)
-    return p.assets.get_device(city(p), ref.id)
+    return p.assets.get_device(city(p.tenants), ref.id)
 
 
 @device_app.command("show")
@@ -236,7 +236,7 @@ def device_show(
     device: Device, data_dir: DataDir = None, db: Db = None, json: JsonOut = False
 ) -> None:
     """Show a device: kind, owner, pole and port, whether it is online, its token's hint."""
-    with command_platform(data_dir, db) as p:
+    with command_registry(data_dir, db) as p:
         row = device_record(p, find_device(p, device))
     if json:
         print_json(row)
@@ -257,9 +257,9 @@ def device_delete(
     device: Device, yes: Yes = False, data_dir: DataDir = None, db: Db = None
 ) -> None:
     """Delete a device and its attributes (its readings age out by retention)."""
-    with command_platform(data_dir, db) as p:
+    with command_registry(data_dir, db) as p:
         row = find_device(p, device)
         where = f" on pole {row['pole']}" if row["pole"] else ""
         _confirm(f"delete device {row['name']} ({row['kind']}{where})?", yes)
-        p.assets.delete_device(city(p), row["id"])
+        p.assets.delete_device(city(p.tenants), row["id"])
     console.print(f"device {row['name']} deleted")

@@ -49,7 +49,7 @@ def _principal(p: Platform, by: str | None) -> Principal:
     from smartpole.registry.access import Principal
 
     if by is None:
-        return city(p)
+        return city(p.tenants)
     row = p.tenants.by_name(by)
     return Principal(row["id"], row["name"], Role.ADMIN, bool(row["is_operator"]))
 

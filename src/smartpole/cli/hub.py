@@ -46,7 +46,7 @@ def _who(p: Platform, tenant: str) -> Principal:
     from smartpole.sim.seed import city_principal
 
     if tenant == "city":
-        return city(p)
+        return city(p.tenants)
     row = p.tenants.by_name(tenant)
     return city_principal(p.tenants, row["name"])
 
@@ -65,7 +65,7 @@ def rule_list(
     """List rules."""
     with command_platform(data_dir, db) as p:
         rows = p.hub.rules.list(_who(p, tenant))
-        names = {t["id"]: t["name"] for t in p.tenants.list(city(p))}
+        names = {t["id"]: t["name"] for t in p.tenants.list(city(p.tenants))}
     if json:
         print_json(rows)
         return
@@ -220,7 +220,7 @@ def _originator(p: Platform, alarm: Alarm) -> str:
             ref = p.assets.device_ref(alarm.originator_id)
             return ref.name if ref else str(alarm.originator_id)
         if alarm.originator_type == "pole":
-            return str(p.assets.get_pole(city(p), alarm.originator_id)["code"])
+            return str(p.assets.get_pole(city(p.tenants), alarm.originator_id)["code"])
     except NotFound:
         pass
     return str(alarm.originator_id)

@@ -13,7 +13,7 @@ from smartpole.cli.common import (
     Db,
     JsonOut,
     city,
-    command_platform,
+    command_registry,
     console,
     counted,
     moment,
@@ -23,7 +23,7 @@ from smartpole.cli.common import (
 from smartpole.model.types import DeviceKind, Role
 
 if TYPE_CHECKING:
-    from smartpole.app import Platform
+    from smartpole.cli.common import Registry
 
 tenant_app = typer.Typer(
     help="Tenants: the parties that own devices or use data.", no_args_is_help=True
@@ -44,7 +44,7 @@ def tenant_add(
     json: JsonOut = False,
 ) -> None:
     """Create a tenant."""
-    with command_platform(data_dir, db) as p:
+    with command_registry(data_dir, db) as p:
         row = p.tenants.create(name, title, operator)
     print_json(row) if json else console.print(f"tenant {row['name']} id {row['id']}")
 
@@ -52,8 +52,8 @@ def tenant_add(
 @tenant_app.command("list")
 def tenant_list(data_dir: DataDir = None, db: Db = None, json: JsonOut = False) -> None:
     """List tenants."""
-    with command_platform(data_dir, db) as p:
-        rows = p.tenants.list(city(p))
+    with command_registry(data_dir, db) as p:
+        rows = p.tenants.list(city(p.tenants))
     if json:
         print_json(rows)
         return
@@ -74,9 +74,9 @@ def apikey_create(
     json: JsonOut = False,
 ) -> None:
     """Issue an API key; the secret is printed once."""
-    with command_platform(data_dir, db) as p:
+    with command_registry(data_dir, db) as p:
         if tenant == "city":
-            city(p)
+            city(p.tenants)
         row, secret = p.tenants.create_key(p.tenants.by_name(tenant)["id"], role, name)
     if json:
         print_json({**row, "key": secret})
@@ -99,9 +99,9 @@ def pole_add(
     json: JsonOut = False,
 ) -> None:
     """Add a pole."""
-    with command_platform(data_dir, db) as p:
+    with command_registry(data_dir, db) as p:
         row = p.assets.create_pole(
-            city(p),
+            city(p.tenants),
             code=code,
             lat=lat,
             lon=lon,
@@ -126,8 +126,8 @@ def device_add(
     json: JsonOut = False,
 ) -> None:
     """Register a device; prints its id and access token (shown once)."""
-    with command_platform(data_dir, db) as p:
-        who = city(p)
+    with command_registry(data_dir, db) as p:
+        who = city(p.tenants)
         pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
         row, token = p.assets.create_device(
             who, kind, name=name, pole_id=pole_id, owner=owner, port=port, model=model
@@ -152,8 +152,8 @@ def device_list(
     json: JsonOut = False,
 ) -> None:
     """List devices, with whether each is online."""
-    with command_platform(data_dir, db) as p:
-        who = city(p)
+    with command_registry(data_dir, db) as p:
+        who = city(p.tenants)
         pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
         rows, total = p.assets.list_devices(
             who, limit, 0, kind=kind, owner=owner, pole_id=pole_id, district=district
@@ -165,7 +165,7 @@ def device_list(
     print_devices(counted(len(rows), total, "device"), rows)
 
 
-def device_record(p: Platform, row: dict[str, Any]) -> dict[str, Any]:
+def device_record(p: Registry, row: dict[str, Any]) -> dict[str, Any]:
     """A device as the command line shows it: the registry's row and whether it is online."""
     return {**row, "online": p.is_online(row["id"], row["last_seen"])}
 
@@ -199,8 +199,8 @@ def device_token(
     json: JsonOut = False,
 ) -> None:
     """Rotate a device's access token and print the new one."""
-    with command_platform(data_dir, db) as p:
-        token = p.assets.rotate_token(city(p), device_id)
+    with command_registry(data_dir, db) as p:
+        token = p.assets.rotate_token(city(p.tenants), device_id)
     print_json({"device_id": device_id, "token": token}) if json else typer.echo(token)
 
 
@@ -225,7 +225,7 @@ def import_cmd(
     from smartpole.registry.inventory import import_poles
 
     fmt: Format = format or ("geojson" if file.suffix.lower() in (".geojson", ".json") else "csv")
-    with command_platform(data_dir, db) as p:
+    with command_registry(data_dir, db) as p:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"importing {file.name}", total=None)
 
@@ -234,7 +234,7 @@ def import_cmd(
 
             report = import_poles(
                 p.assets,
-                city(p),
+                city(p.tenants),
                 file,
                 fmt,
                 skip_invalid=skip_invalid,
@@ -269,8 +269,8 @@ def export_cmd(
     from smartpole.registry.assets import PoleFilter
     from smartpole.registry.inventory import export_poles
 
-    with command_platform(data_dir, db) as p:
-        text = export_poles(p.assets, city(p), format, PoleFilter(district=district))
+    with command_registry(data_dir, db) as p:
+        text = export_poles(p.assets, city(p.tenants), format, PoleFilter(district=district))
     if output:
         output.write_text(text, encoding="utf-8")
         console.print(f"wrote {output}")

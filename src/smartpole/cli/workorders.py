@@ -60,7 +60,7 @@ def workorder_list(
 
     with command_platform(data_dir, db) as p:
         f = WorkOrderFilter(status=status or None, team_id=team, overdue=overdue)
-        rows, total = p.work_orders.list(city(p), f, limit=limit)
+        rows, total = p.work_orders.list(city(p.tenants), f, limit=limit)
     if json:
         print_json({"items": rows, "total": total})
         return
@@ -76,7 +76,7 @@ def workorder_show(
 ) -> None:
     """Show a work order and its history."""
     with command_platform(data_dir, db) as p:
-        row = p.work_orders.get(city(p), work_order_id)
+        row = p.work_orders.get(city(p.tenants), work_order_id)
     if json:
         print_json(row)
         return
@@ -116,7 +116,7 @@ def workorder_create(
 ) -> None:
     """Open a work order from an alarm, or for a device or a pole."""
     with command_platform(data_dir, db) as p:
-        who = city(p)
+        who = city(p.tenants)
         found = p.hub.alarms.get_visible(who, alarm) if alarm is not None else None
         tenant_id = who.tenant_id
         pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
@@ -157,7 +157,7 @@ def workorder_transition(
     import asyncio
 
     with command_platform(data_dir, db) as p:
-        row = asyncio.run(p.work_orders.transition(city(p), work_order_id, to, comment))
+        row = asyncio.run(p.work_orders.transition(city(p.tenants), work_order_id, to, comment))
     if json:
         print_json(row)
     else:

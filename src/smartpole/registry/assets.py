@@ -22,7 +22,7 @@ from smartpole.registry.unique import device_taken
 from smartpole.store.database import now_ms, put_rows
 from smartpole.store.schema import attributes, devices, poles, tenants
 
-__all__ = ["Assets", "DeviceRef", "PoleFilter"]
+__all__ = ["Assets", "DeviceRef", "PoleFilter", "seen_recently"]
 
 POLE_FIELDS = ("code", "name", "lat", "lon", "height_m", "district", "road", "installed")
 TOKEN_CACHE_S = 30.0
@@ -46,6 +46,12 @@ class PoleFilter:
     district: str | None = None
     road: str | None = None
     code_prefix: str | None = None
+
+
+def seen_recently(last_seen: int | None, inactivity_timeout_s: float) -> bool:
+    """Whether a device that holds no live session counts as online: it was heard from within
+    the inactivity timeout (``last_seen`` in ms)."""
+    return last_seen is not None and now_ms() - last_seen < inactivity_timeout_s * 1000
 
 
 def check_pole(values: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from smartpole.cli.common import (
     fail,
     open_platform,
     print_json,
+    print_record,
     settings,
 )
 from smartpole.errors import SmartpoleError
@@ -185,7 +186,7 @@ def db_status(data_dir: DataDir = None, db: Db = None, json: JsonOut = False) ->
 
     p = Platform(settings(data_dir, db))
     info = {"engine": p.db.dialect, "revision": p.db.revision(), "head": p.db.head()}
-    print_json(info) if json else console.print(info)
+    print_json(info) if json else print_record("store", info)
 
 
 @db_app.command("recover")

@@ -7,7 +7,7 @@ delete asks first unless ``--yes``. They act as the city operator, through the r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -15,6 +15,7 @@ from smartpole.cli.common import (
     DataDir,
     Db,
     JsonOut,
+    Registry,
     Yes,
     city,
     command_registry,
@@ -34,9 +35,6 @@ from smartpole.cli.registry import (
     tenant_app,
 )
 from smartpole.errors import NotFound
-
-if TYPE_CHECKING:
-    from smartpole.cli.common import Registry
 
 __all__ = ["api_key_record", "find_device"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -12,6 +12,7 @@ from smartpole.cli.common import (
     DataDir,
     Db,
     JsonOut,
+    Registry,
     city,
     command_registry,
     console,
@@ -21,9 +22,6 @@ from smartpole.cli.common import (
     print_table,
 )
 from smartpole.model.types import DeviceKind, Role
-
-if TYPE_CHECKING:
-    from smartpole.cli.common import Registry
 
 tenant_app = typer.Typer(
     help="Tenants: the parties that own devices or use data.", no_args_is_help=True

@@ -56,6 +56,7 @@ bench: install system-deps
 	$(VENV)/bin/python -m bench.fleet
 	$(VENV)/bin/python -m bench.stages
 	$(VENV)/bin/python -m bench.outage
+	$(VENV)/bin/python -m bench.cli
 
 bench-short: install system-deps
 	$(VENV)/bin/python -m bench.ingest --short
@@ -64,6 +65,7 @@ bench-short: install system-deps
 	$(VENV)/bin/python -m bench.fleet --short
 	$(VENV)/bin/python -m bench.stages --short
 	$(VENV)/bin/python -m bench.soak --short
+	$(VENV)/bin/python -m bench.cli --short
 
 ## soak: serve + simulator for 30 minutes, memory, files and queues every minute (bench/soak.py);
 ## soak-short: about 2 minutes (CI runs it in bench-short)

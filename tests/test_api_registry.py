@@ -348,7 +348,8 @@ async def test_same_pole_and_port_is_409(client: httpx.AsyncClient, city: City) 
         json={"kind": "small_cell", "pole_id": pole, "port": 1},
         headers=city.auth("telecom"),
     )
-    assert_problem(r, 409)
+    problem = assert_problem(r, 409)
+    assert (problem["field"], problem["detail"]) == ("port", "port 1 of that pole is already taken")
 
 
 async def test_same_port_on_other_pole_or_no_port_is_fine(
@@ -367,7 +368,9 @@ async def test_duplicate_device_name_is_409(client: httpx.AsyncClient, city: Cit
     r = await client.post(
         "/api/devices", json={"kind": "lamp", "name": "lamp-x"}, headers=city.auth("telecom")
     )
-    assert_problem(r, 409)
+    problem = assert_problem(r, 409)
+    assert problem["field"] == "name"
+    assert problem["detail"] == "device name 'lamp-x' is already taken"
 
 
 @pytest.fixture
@@ -636,7 +639,7 @@ async def test_rotate_to_taken_token_is_409(
         json={"token": lamp["token"]},
         headers=city.auth("lighting"),
     )
-    assert_problem(r, 409)
+    assert assert_problem(r, 409)["field"] == "token"
 
 
 async def test_rotate_to_short_token_is_422(

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import httpx
 import orjson
 import pytest
@@ -31,7 +30,8 @@ from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.cli import app as cli_app
 from smartpole.config import Settings
-from smartpole.model.types import DeviceKind
+from smartpole.errors import Unauthenticated
+from smartpole.model.types import DeviceKind, Role
 from smartpole.registry.access import token_hint
 from smartpole.registry.assets import PoleFilter
 from smartpole.sim.seed import city_principal
@@ -54,12 +54,21 @@ def _script() -> str:
 SCRIPT = _script()
 
 
-def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``smartpole *args`` in ``cwd`` with no SMARTPOLE_* settings from outside."""
+def run(
+    cwd: Path, *args: str, check: bool = True, answer: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``smartpole *args`` in ``cwd`` with no SMARTPOLE_* settings from outside (and
+    ``answer`` on its stdin, for a question it asks)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTPOLE_")}
     env["COLUMNS"] = "200"  # no wrapping of rich's messages
     proc = subprocess.run(
-        [SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+        [SCRIPT, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        input=answer if answer is not None else "",
     )
     if check:
         assert proc.returncode == 0, f"{args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
@@ -237,6 +246,146 @@ def test_mount_grants_and_bindings_are_given_listed_and_revoked(registry: Regist
     assert revoked["revoked"]["tenant"] == "city"
 
 
+# -- what an operator looks up and removes ----------------------------------------------------
+def test_device_add_twice_says_which_value_is_taken(registry: Registry) -> None:
+    cwd, d = registry.data_dir.parent, ("--data-dir", str(registry.data_dir))
+    name = registry.device["name"]
+    proc = run(cwd, "device", "add", "--kind", "lamp", "--name", name, *d, check=False)
+    assert proc.returncode == 1
+    assert f"device name '{name}' is already taken" in proc.stderr
+    assert proc.stdout == ""
+
+    run(cwd, "device", "add", "--kind", "air", "--pole", "FT-SN-0001", "--port", "7", *d)
+    proc = run(
+        cwd, "device", "add", "--kind", "noise", "--pole", "FT-SN-0001", "--port", "7", *d,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "port 7 of that pole is already taken" in proc.stderr
+
+
+def test_tenant_show_counts_its_devices_and_keys(registry: Registry) -> None:
+    cwd, d = registry.data_dir.parent, ("--data-dir", str(registry.data_dir))
+    shown = run_json(cwd, "tenant", "show", "telecom", *d)
+    owned = run_json(cwd, "device", "list", "--owner", "telecom", *d)["total"]
+    assert {k: shown[k] for k in ("id", "name", "title", "is_operator")} == {
+        k: registry.tenant[k] for k in ("id", "name", "title", "is_operator")
+    }
+    assert (shown["devices"], shown["api_keys"]) == (owned, 1)
+    text = run(cwd, "tenant", "show", "telecom", *d).stdout
+    [operator] = [line.split() for line in text.splitlines() if "operator" in line]
+    assert operator == ["operator", "no"]
+
+
+def test_apikey_list_shows_a_hint_never_the_secret(registry: Registry) -> None:
+    cwd, d = registry.data_dir.parent, ("--data-dir", str(registry.data_dir))
+    [key] = run_json(cwd, "apikey", "list", "--tenant", "telecom", *d)
+    assert (key["tenant"], key["role"], key["revoked"]) == ("telecom", "viewer", None)
+    assert key["hint"] == f"sp_{key['prefix']}_…"
+    assert registry.key.startswith(key["hint"].rstrip("…"))
+    text = run(cwd, "apikey", "list", *d).stdout
+    assert key["hint"] in text
+    assert registry.key not in text
+    assert registry.key not in orjson.dumps(key).decode()
+
+
+def test_apikey_revoke_stops_the_key(registry: Registry) -> None:
+    with embedded(registry.data_dir) as platform:
+        row, secret = platform.tenants.create_key(registry.tenant["id"], Role.ADMIN, "to revoke")
+    cwd, d = registry.data_dir.parent, ("--data-dir", str(registry.data_dir))
+    revoked = run_json(cwd, "apikey", "revoke", str(row["id"]), *d)
+    assert (revoked["id"], revoked["tenant"]) == (row["id"], "telecom")
+    assert revoked["revoked"] is not None
+    with embedded(registry.data_dir) as platform, pytest.raises(Unauthenticated):
+        platform.tenants.authenticate(secret)
+    listed = run_json(cwd, "apikey", "list", "--tenant", "telecom", *d)
+    assert row["id"] not in [k["id"] for k in listed]
+    with_revoked = run_json(cwd, "apikey", "list", "--tenant", "telecom", "--revoked", *d)
+    assert row["id"] in [k["id"] for k in with_revoked]
+
+
+def test_pole_list_and_show_give_the_pole_and_its_devices(registry: Registry) -> None:
+    cwd, d = registry.data_dir.parent, ("--data-dir", str(registry.data_dir))
+    listed = run_json(cwd, "pole", "list", "--district", "Futian", *d)
+    assert [p["code"] for p in listed["items"]] == ["FT-SN-0001"]
+    assert listed["total"] == 1
+    assert listed["items"][0] == {k: v for k, v in registry.pole.items() if k != "devices"}
+
+    shown = run_json(cwd, "pole", "show", "FT-SN-0001", *d)
+    mounted = {m["id"]: m for m in shown["devices"]}
+    device = run_json(cwd, "device", "show", registry.device["name"], *d)
+    assert mounted[registry.device["id"]] == device  # the same fields as device show
+
+    text = run(cwd, "pole", "show", "FT-SN-0001", *d).stdout
+    assert "pole FT-SN-0001" in text
+    assert registry.device["name"] in text
+
+
+def test_device_show_by_name_or_id_and_list_give_the_same_fields(registry: Registry) -> None:
+    cwd, d = registry.data_dir.parent, ("--data-dir", str(registry.data_dir))
+    by_name = run_json(cwd, "device", "show", registry.device["name"], *d)
+    by_id = run_json(cwd, "device", "show", str(registry.device["id"]), *d)
+    listed = run_json(cwd, "device", "list", "--pole", "FT-SN-0001", *d)
+    [item] = [i for i in listed["items"] if i["id"] == registry.device["id"]]
+    assert by_name == by_id == item
+    assert (by_name["online"], by_name["owner"], by_name["pole"]) == (
+        False,
+        "telecom",
+        "FT-SN-0001",
+    )
+    proc = run(cwd, "device", "show", "no-such-device", *d, check=False)
+    assert proc.returncode == 1
+    assert "device 'no-such-device' not found" in proc.stderr
+
+
+def test_tables_name_tenants_and_say_yes_or_no(registry: Registry) -> None:
+    from smartpole.hub.rules import default_rules
+
+    with embedded(registry.data_dir) as platform:
+        platform.hub.rules.put(city_principal(platform.tenants), default_rules()[0])
+    cwd, d = registry.data_dir.parent, ("--data-dir", str(registry.data_dir))
+    rules = run(cwd, "rule", "list", *d).stdout
+    [row] = [line for line in rules.splitlines() if default_rules()[0]["name"] in line]
+    cells = [c.strip() for c in row.split("│")]
+    assert "city" in cells
+    assert "yes" in cells
+    assert "True" not in rules
+
+    devices = run(cwd, "device", "list", "--owner", "telecom", *d)
+    assert devices.stdout.lstrip().startswith(("1 device", "2 devices", "3 devices"))
+    assert "online" in devices.stdout
+    assert devices.stderr == ""  # tables go to stdout
+
+
+def test_pole_delete_refuses_while_devices_are_mounted_unless_forced(tmp_path: Path) -> None:
+    d = ("--data-dir", str(tmp_path / "data"))
+    run(tmp_path, "pole", "add", "--code", "DEL-1", "--lat", "22.5", "--lon", "114", *d)
+    device = run_json(tmp_path, "device", "add", "--kind", "camera", "--pole", "DEL-1", *d)
+
+    refused = run(tmp_path, "pole", "delete", "DEL-1", "--yes", *d, check=False)
+    assert refused.returncode == 1
+    assert "pole 'DEL-1' has 1 device mounted; unmount them, or give --force" in refused.stderr
+    kept = run(tmp_path, "pole", "delete", "DEL-1", "--force", *d, answer="n\n", check=False)
+    assert kept.returncode == 1
+    assert "delete pole DEL-1 and unmount the 1 on it?" in kept.stderr
+    assert run_json(tmp_path, "pole", "show", "DEL-1", *d)["devices"][0]["id"] == device["id"]
+
+    run(tmp_path, "pole", "delete", "DEL-1", "--force", *d, answer="y\n")
+    assert run_json(tmp_path, "pole", "list", *d)["total"] == 0
+    assert run_json(tmp_path, "device", "show", device["name"], *d)["pole"] is None
+
+
+def test_device_delete_asks_unless_yes(tmp_path: Path) -> None:
+    d = ("--data-dir", str(tmp_path / "data"))
+    run(tmp_path, "device", "add", "--kind", "sos", "--name", "sos-1", *d)
+    kept = run(tmp_path, "device", "delete", "sos-1", *d, answer="n\n", check=False)
+    assert kept.returncode == 1
+    assert "delete device sos-1 (sos)?" in kept.stderr
+    assert run_json(tmp_path, "device", "show", "sos-1", *d)["name"] == "sos-1"
+    run(tmp_path, "device", "delete", "sos-1", "--yes", *d)
+    assert run_json(tmp_path, "device", "list", *d)["total"] == 0
+
+
 # -- import and export ------------------------------------------------------------------------
 def test_import_then_export_round_trips(tmp_path: Path) -> None:
     d = ("--data-dir", str(tmp_path / "data"))
@@ -277,14 +426,64 @@ def test_console_script_help_lists_the_commands(tmp_path: Path) -> None:
         assert name in out
 
 
-def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+def _commands(group: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every command and group under ``group``; Typer ships its own copy of click, so a group
+    is recognised by its ``commands``."""
     for name, cmd in sorted(group.commands.items()):
         yield (*prefix, name)
-        if isinstance(cmd, click.Group):
+        if getattr(cmd, "commands", None):
             yield from _commands(cmd, (*prefix, name))
 
 
 COMMANDS = list(_commands(typer.main.get_command(cli_app)))  # type: ignore[arg-type]
+
+
+def _command_objects(group: Any, prefix: tuple[str, ...] = ()) -> Iterator[Any]:
+    for name, cmd in sorted(group.commands.items()):
+        if getattr(cmd, "commands", None):
+            yield from _command_objects(cmd, (*prefix, name))
+        else:
+            yield (*prefix, name), cmd
+
+
+LISTINGS = [
+    (path, cmd)
+    for path, cmd in _command_objects(typer.main.get_command(cli_app))  # type: ignore[arg-type]
+    if path[-1] in ("list", "show")
+]
+
+
+@pytest.mark.parametrize(
+    "command", [c for _, c in LISTINGS], ids=[" ".join(p) for p, _ in LISTINGS]
+)
+def test_every_list_and_show_has_json(command: Any) -> None:
+    assert "--json" in [o for param in command.params for o in param.opts]
+
+
+HEAVY = ("sqlalchemy", "alembic", "numpy", "shapely", "fastapi", "uvicorn", "pydantic_settings")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(None, id="import"),
+        pytest.param(["--help"], id="smartpole --help"),
+        pytest.param(["device", "--help"], id="smartpole device --help"),
+    ],
+)
+def test_the_command_line_loads_no_heavy_library_for_help(argv: list[str] | None) -> None:
+    """What makes ``smartpole --help`` take seconds: the database, web and numeric stacks."""
+    code = "import sys\nimport smartpole.cli\n"
+    if argv is not None:
+        code += (
+            f"sys.argv = ['smartpole', *{argv!r}]\n"
+            "try:\n    smartpole.cli.main()\nexcept SystemExit:\n    pass\n"
+        )
+    code += f"print(','.join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert proc.stderr.strip() == ""
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])

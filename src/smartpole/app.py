@@ -20,7 +20,7 @@ from smartpole.hub.workorders import WorkOrders, parse_sla
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.metrics import Metrics
 from smartpole.registry.access import Tenants
-from smartpole.registry.assets import Assets
+from smartpole.registry.assets import Assets, seen_recently
 from smartpole.registry.broker import BrokerAccounts
 from smartpole.registry.census import Census
 from smartpole.registry.claims import Claims
@@ -28,10 +28,9 @@ from smartpole.registry.credentials import Credentials
 from smartpole.registry.firmware import Firmware
 from smartpole.registry.grants import Grants
 from smartpole.registry.provisioning import Provisioning
-from smartpole.store import Database, SeriesStore, now_ms, open_series
+from smartpole.store import Database, SeriesStore, open_database, open_series
 from smartpole.store.backup import server_lock
 from smartpole.store.database import store_unavailable
-from smartpole.store.files import private_dir
 from smartpole.transport.broker import BrokerConsumer
 from smartpole.transport.mqtt.port import SessionLimits
 from smartpole.transport.mqtt.server import MqttServer
@@ -77,15 +76,7 @@ class Platform:
 
     def __init__(self, settings: Settings, db: Database | None = None) -> None:
         self.settings = settings
-        if db is None:
-            if not settings.db:
-                private_dir(settings.data_dir)
-            db = Database(
-                settings.database_url,
-                sqlite_synchronous=settings.sqlite_synchronous,
-                sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-            )
-        self.db = db
+        self.db = db or open_database(settings)
         self.metrics = Metrics()  # its own registry: platforms in one process stay apart
         self.series: SeriesStore = open_series(
             self.db,
@@ -321,8 +312,7 @@ class Platform:
             return True
         if device_id in self.devices.offline:
             return False
-        timeout = self.settings.inactivity_timeout_s * 1000
-        return last_seen is not None and now_ms() - last_seen < timeout
+        return seen_recently(last_seen, self.settings.inactivity_timeout_s)
 
     async def stop(self) -> None:
         """Drain the pipeline, stop the tasks, close connections."""

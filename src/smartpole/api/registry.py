@@ -268,7 +268,7 @@ def update_pole(p: Plat, who: Caller, pole_id: Id, body: PolePatch) -> PoleOut:
 @router.delete("/poles/{pole_id}", tags=["poles"], status_code=204, summary="Delete a pole")
 def delete_pole(p: Plat, who: Caller, pole_id: Id) -> Response:
     """Remove a pole (city operator admin); its devices stay registered, unmounted."""
-    p.assets.delete_pole(who, pole_id)
+    p.assets.delete_pole(who, pole_id, force=True)
     return Response(status_code=204)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from smartpole.cli import assets as _assets  # noqa: F401 - adds its commands to registry's groups
 from smartpole.cli import backup, broker, grants, hub, registry, server, sim, workorders
 
 __all__ = ["app", "main"]
@@ -14,6 +15,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: Rich's help panels load Rich's Markdown and syntax modules, which would
+    # double the time ``smartpole --help`` takes (bench/cli.py).
+    rich_markup_mode=None,
 )
 server.register(app)
 registry.register(app)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
-from smartpole.app import Platform
 from smartpole.cli.common import DataDir, Db, JsonOut, console, fail, print_json, settings
-from smartpole.config import Settings
 from smartpole.errors import InvalidInput, SmartpoleError
-from smartpole.store import Database
-from smartpole.store.backup import DB_FILE, adopt_pending, backup, inspect, restore, server_lock
+
+if TYPE_CHECKING:
+    from smartpole.config import Settings
 
 File = Annotated[Path, typer.Argument(help="The backup file.", show_default=False)]
 
@@ -49,6 +48,8 @@ def backup_command(
     file: File, data_dir: DataDir = None, db: Db = None, json: JsonOut = False
 ) -> None:
     """Copy the embedded store to FILE while the server runs (SQLite's online backup)."""
+    from smartpole.store.backup import DB_FILE, backup
+
     s = settings(data_dir, db)
     if s.db:
         raise _postgres(s, file, "backup")
@@ -75,6 +76,10 @@ def restore_command(
     file: File, data_dir: DataDir = None, db: Db = None, json: JsonOut = False
 ) -> None:
     """Replace the embedded store by FILE; refused while a server runs on the data directory."""
+    from smartpole.app import Platform
+    from smartpole.store import Database
+    from smartpole.store.backup import DB_FILE, adopt_pending, inspect, restore, server_lock
+
     s = settings(data_dir, db)
     if s.db:
         raise _postgres(s, file, "restore")

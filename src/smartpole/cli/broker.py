@@ -8,13 +8,14 @@ import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from smartpole.cli.common import DataDir, Db, JsonOut, console, open_platform, print_json
-from smartpole.registry.broker import BrokerAccounts
-from smartpole.transport.broker.mosquitto import MosquittoFiles, generate, write_if_changed
+
+if TYPE_CHECKING:
+    from smartpole.transport.broker.mosquitto import MosquittoFiles
 
 broker_app = typer.Typer(
     help="An external MQTT broker in front of smartpole (scale-out mode).", no_args_is_help=True
@@ -67,6 +68,9 @@ def mosquitto(
     smartpole's user (broker_username, broker_password) reads sp/v1/# and sends commands.
     A file is replaced, atomically, only when its content changes.
     """
+    from smartpole.registry.broker import BrokerAccounts
+    from smartpole.transport.broker.mosquitto import generate, write_if_changed
+
     p = open_platform(data_dir, db)
     s = p.settings
     if not s.broker_password:

@@ -7,18 +7,28 @@ granted or revoked by that tenant, with no API key: the command line).
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from smartpole.app import Platform
-from smartpole.cli.common import DataDir, Db, JsonOut, command_platform, console, print_json
+from smartpole.cli.common import (
+    DataDir,
+    Db,
+    JsonOut,
+    city,
+    command_platform,
+    console,
+    counted,
+    moment,
+    print_json,
+    print_table,
+)
 from smartpole.errors import NotFound
 from smartpole.model.grants import Binding, MountGrant, Stamp
-from smartpole.model.types import Role
-from smartpole.registry.access import Principal
-from smartpole.sim.seed import city_principal
+
+if TYPE_CHECKING:
+    from smartpole.app import Platform
+    from smartpole.registry.access import Principal
 
 binding_app = typer.Typer(
     help="Gateway bindings: a device's owner lets another tenant's gateway speak for it.",
@@ -35,36 +45,44 @@ By = Annotated[
 
 
 def _principal(p: Platform, by: str | None) -> Principal:
+    from smartpole.model.types import Role
+    from smartpole.registry.access import Principal
+
     if by is None:
-        return city_principal(p.tenants)
+        return city(p.tenants)
     row = p.tenants.by_name(by)
     return Principal(row["id"], row["name"], Role.ADMIN, bool(row["is_operator"]))
 
 
 def _when(stamp: Stamp | None) -> str:
-    return "" if stamp is None else f"{stamp.tenant} at {stamp.at}"
+    return "" if stamp is None else f"{stamp.tenant} at {moment(stamp.at)}"
 
 
-def _bindings_table(rows: list[Binding]) -> Table:
-    table = Table("id", "device", "owner", "gateway", "gateway owner", "granted", "revoked")
-    for b in rows:
-        table.add_row(
-            str(b.id),
-            b.device,
-            b.device_owner,
-            b.gateway,
-            b.gateway_owner,
-            _when(b.granted),
-            _when(b.revoked),
-        )
-    return table
+def _print_bindings(rows: list[Binding]) -> None:
+    print_table(
+        counted(len(rows), len(rows), "binding"),
+        ("id", "device", "owner", "gateway", "gateway owner", "granted", "revoked"),
+        (
+            (
+                b.id,
+                b.device,
+                b.device_owner,
+                b.gateway,
+                b.gateway_owner,
+                _when(b.granted),
+                _when(b.revoked),
+            )
+            for b in rows
+        ),
+    )
 
 
-def _grants_table(rows: list[MountGrant]) -> Table:
-    table = Table("id", "pole", "tenant", "granted", "revoked")
-    for g in rows:
-        table.add_row(str(g.id), g.pole, g.tenant, _when(g.granted), _when(g.revoked))
-    return table
+def _print_grants(rows: list[MountGrant]) -> None:
+    print_table(
+        counted(len(rows), len(rows), "mount grant"),
+        ("id", "pole", "tenant", "granted", "revoked"),
+        ((g.id, g.pole, g.tenant, _when(g.granted), _when(g.revoked)) for g in rows),
+    )
 
 
 @binding_app.command("add")
@@ -102,7 +120,7 @@ def binding_list(
         rows = p.grants.bindings(
             _principal(p, by), device_id=ref.id if ref else None, active=active
         )
-    print_json([asdict(b) for b in rows]) if json else console.print(_bindings_table(rows))
+    print_json([asdict(b) for b in rows]) if json else _print_bindings(rows)
 
 
 @binding_app.command("revoke")
@@ -146,7 +164,7 @@ def grant_list(
     """List mount grants (all, or those a tenant gave or received with --by)."""
     with command_platform(data_dir, db) as p:
         rows = p.grants.mount_grants(_principal(p, by), active=active)
-    print_json([asdict(g) for g in rows]) if json else console.print(_grants_table(rows))
+    print_json([asdict(g) for g in rows]) if json else _print_grants(rows)
 
 
 @grant_app.command("revoke")

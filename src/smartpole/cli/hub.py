@@ -5,21 +5,31 @@ They work on the database directly; a running server picks rule changes up withi
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from smartpole.api.rules import parse_rules_text
-from smartpole.app import Platform
-from smartpole.cli.common import DataDir, Db, JsonOut, command_platform, console, print_json
+from smartpole.cli.common import (
+    DataDir,
+    Db,
+    JsonOut,
+    city,
+    command_platform,
+    console,
+    counted,
+    moment,
+    print_json,
+    print_record,
+    print_table,
+)
 from smartpole.errors import InvalidInput
-from smartpole.hub.alarms import AlarmFilter, AlarmStatus
-from smartpole.hub.rules import default_rules
-from smartpole.registry.access import Principal
-from smartpole.sim.seed import city_principal
+from smartpole.model.lifecycle import AlarmStatus
+
+if TYPE_CHECKING:
+    from smartpole.app import Platform
+    from smartpole.hub.alarms import Alarm
+    from smartpole.registry.access import Principal
 
 __all__ = ["register"]
 
@@ -33,13 +43,17 @@ Tenant = Annotated[
 
 
 def _who(p: Platform, tenant: str) -> Principal:
+    from smartpole.sim.seed import city_principal
+
     if tenant == "city":
-        return city_principal(p.tenants)
+        return city(p.tenants)
     row = p.tenants.by_name(tenant)
     return city_principal(p.tenants, row["name"])
 
 
 def _read(path: Path) -> Any:
+    from smartpole.api.rules import parse_rules_text
+
     kind = "application/yaml" if path.suffix.lower() in (".yaml", ".yml") else "application/json"
     return parse_rules_text(path.read_bytes(), kind)
 
@@ -51,14 +65,18 @@ def rule_list(
     """List rules."""
     with command_platform(data_dir, db) as p:
         rows = p.hub.rules.list(_who(p, tenant))
+        names = {t["id"]: t["name"] for t in p.tenants.list(city(p.tenants))}
     if json:
         print_json(rows)
         return
-    table = Table("id", "tenant", "name", "enabled", "description")
-    for r in rows:
-        desc = str(r["body"].get("description", ""))
-        table.add_row(str(r["id"]), str(r["tenant_id"]), r["name"], str(r["enabled"]), desc)
-    console.print(table)
+    print_table(
+        counted(len(rows), len(rows), "rule"),
+        ("id", "tenant", "name", "enabled", "description"),
+        (
+            (r["id"], names[r["tenant_id"]], r["name"], r["enabled"], r["body"].get("description"))
+            for r in rows
+        ),
+    )
 
 
 @rule_app.command("add")
@@ -84,10 +102,20 @@ def rule_show(
     tenant: Tenant = "city",
     data_dir: DataDir = None,
     db: Db = None,
+    json: JsonOut = False,
 ) -> None:
-    """Print a rule as JSON."""
+    """Show a rule: its name, tenant and body."""
     with command_platform(data_dir, db) as p:
-        print_json(p.hub.rules.get(_who(p, tenant), rule_id))
+        rule = p.hub.rules.get(_who(p, tenant), rule_id)
+        owner = p.tenants.get(rule["tenant_id"])["name"]
+    if json:
+        print_json(rule)
+        return
+    import orjson
+
+    body = orjson.dumps(rule["body"], option=orjson.OPT_INDENT_2).decode()
+    fields = {k: v for k, v in rule.items() if k not in ("tenant_id", "body")}
+    print_record(f"rule {rule['name']}", {**fields, "tenant": owner, "body": body})
 
 
 @rule_app.command("delete")
@@ -119,6 +147,8 @@ def rule_import(
     if (file is None) == (not defaults):
         raise typer.BadParameter("give a FILE or --defaults")
     with command_platform(data_dir, db) as p:
+        from smartpole.hub.rules import default_rules
+
         who = _who(p, tenant)
         doc = default_rules() if defaults else _read(file)  # type: ignore[arg-type]
         items = doc.get("rules") if isinstance(doc, dict) else doc
@@ -151,30 +181,54 @@ def alarm_list(
     json: JsonOut = False,
 ) -> None:
     """List alarms, newest first."""
+    from smartpole.hub.alarms import AlarmFilter
+
     status = [s for s in AlarmStatus if s.active] if active else None
     with command_platform(data_dir, db) as p:
         rows = p.hub.alarms.list(
             _who(p, tenant), AlarmFilter(status=status, type=type, roots=roots), limit=limit
         )
+        named = {a.id: _originator(p, a) for a in rows}
     if json:
-        print_json([a.to_dict() for a in rows])
+        print_json([{**a.to_dict(), "originator": named[a.id]} for a in rows])
         return
-    table = Table("id", "type", "severity", "status", "originator", "count", "last", "grouped")
-    for a in rows:
-        table.add_row(
-            str(a.id),
-            a.type,
-            a.severity,
-            a.status,
-            f"{a.originator_type} {a.originator_id}",
-            str(a.count),
-            str(a.last_ts),
-            str(a.children) if a.root_id is None else f"under {a.root_id}",
-        )
-    console.print(table)
+    print_table(
+        counted(len(rows), len(rows), "alarm"),
+        ("id", "type", "severity", "status", "originator", "count", "last", "grouped"),
+        (
+            (
+                a.id,
+                a.type,
+                a.severity,
+                a.status,
+                f"{a.originator_type} {named[a.id]}",
+                a.count,
+                moment(a.last_ts),
+                a.children if a.root_id is None else f"under {a.root_id}",
+            )
+            for a in rows
+        ),
+    )
+
+
+def _originator(p: Platform, alarm: Alarm) -> str:
+    """The name of what raised an alarm: a device's name, a pole's code, a work order's id."""
+    from smartpole.errors import NotFound
+
+    try:
+        if alarm.originator_type == "device":
+            ref = p.assets.device_ref(alarm.originator_id)
+            return ref.name if ref else str(alarm.originator_id)
+        if alarm.originator_type == "pole":
+            return str(p.assets.get_pole(city(p.tenants), alarm.originator_id)["code"])
+    except NotFound:
+        pass
+    return str(alarm.originator_id)
 
 
 def _change(alarm_id: int, tenant: str, data_dir: Path | None, db: str | None, ack: bool) -> None:
+    import asyncio
+
     with command_platform(data_dir, db) as p:
         who = _who(p, tenant)
         if ack:

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
-from rich.progress import Progress
-from rich.table import Table
 
-from smartpole.cli.common import DataDir, Db, JsonOut, command_platform, console, print_json
+from smartpole.cli.common import (
+    DataDir,
+    Db,
+    JsonOut,
+    Registry,
+    city,
+    command_registry,
+    console,
+    counted,
+    moment,
+    print_json,
+    print_table,
+)
 from smartpole.model.types import DeviceKind, Role
-from smartpole.registry.assets import PoleFilter
-from smartpole.registry.inventory import export_poles, import_poles
-from smartpole.sim.seed import city_principal
 
 tenant_app = typer.Typer(
     help="Tenants: the parties that own devices or use data.", no_args_is_help=True
@@ -35,7 +42,7 @@ def tenant_add(
     json: JsonOut = False,
 ) -> None:
     """Create a tenant."""
-    with command_platform(data_dir, db) as p:
+    with command_registry(data_dir, db) as p:
         row = p.tenants.create(name, title, operator)
     print_json(row) if json else console.print(f"tenant {row['name']} id {row['id']}")
 
@@ -43,15 +50,16 @@ def tenant_add(
 @tenant_app.command("list")
 def tenant_list(data_dir: DataDir = None, db: Db = None, json: JsonOut = False) -> None:
     """List tenants."""
-    with command_platform(data_dir, db) as p:
-        rows = p.tenants.list(city_principal(p.tenants))
+    with command_registry(data_dir, db) as p:
+        rows = p.tenants.list(city(p.tenants))
     if json:
         print_json(rows)
         return
-    table = Table("id", "name", "title", "operator")
-    for r in rows:
-        table.add_row(str(r["id"]), r["name"], r["title"], "yes" if r["is_operator"] else "")
-    console.print(table)
+    print_table(
+        counted(len(rows), len(rows), "tenant"),
+        ("id", "name", "title", "operator", "created"),
+        ((r["id"], r["name"], r["title"], r["is_operator"], moment(r["created"])) for r in rows),
+    )
 
 
 @apikey_app.command("create")
@@ -64,9 +72,9 @@ def apikey_create(
     json: JsonOut = False,
 ) -> None:
     """Issue an API key; the secret is printed once."""
-    with command_platform(data_dir, db) as p:
+    with command_registry(data_dir, db) as p:
         if tenant == "city":
-            city_principal(p.tenants)
+            city(p.tenants)
         row, secret = p.tenants.create_key(p.tenants.by_name(tenant)["id"], role, name)
     if json:
         print_json({**row, "key": secret})
@@ -89,9 +97,9 @@ def pole_add(
     json: JsonOut = False,
 ) -> None:
     """Add a pole."""
-    with command_platform(data_dir, db) as p:
+    with command_registry(data_dir, db) as p:
         row = p.assets.create_pole(
-            city_principal(p.tenants),
+            city(p.tenants),
             code=code,
             lat=lat,
             lon=lon,
@@ -116,12 +124,13 @@ def device_add(
     json: JsonOut = False,
 ) -> None:
     """Register a device; prints its id and access token (shown once)."""
-    with command_platform(data_dir, db) as p:
-        who = city_principal(p.tenants)
+    with command_registry(data_dir, db) as p:
+        who = city(p.tenants)
         pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
         row, token = p.assets.create_device(
             who, kind, name=name, pole_id=pole_id, owner=owner, port=port, model=model
         )
+        row = device_record(p, row)
     if json:
         print_json({**row, "token": token})
     else:
@@ -140,28 +149,44 @@ def device_list(
     db: Db = None,
     json: JsonOut = False,
 ) -> None:
-    """List devices."""
-    with command_platform(data_dir, db) as p:
-        who = city_principal(p.tenants)
+    """List devices, with whether each is online."""
+    with command_registry(data_dir, db) as p:
+        who = city(p.tenants)
         pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
         rows, total = p.assets.list_devices(
             who, limit, 0, kind=kind, owner=owner, pole_id=pole_id, district=district
         )
+        rows = [device_record(p, r) for r in rows]
     if json:
         print_json({"items": rows, "total": total})
         return
-    table = Table("id", "name", "kind", "owner", "pole", "port", "last seen", title=f"{total}")
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            r["name"],
-            r["kind"],
-            r["owner"],
-            r["pole"] or "",
-            "" if r["port"] is None else str(r["port"]),
-            str(r["last_seen"] or ""),
-        )
-    console.print(table)
+    print_devices(counted(len(rows), total, "device"), rows)
+
+
+def device_record(p: Registry, row: dict[str, Any]) -> dict[str, Any]:
+    """A device as the command line shows it: the registry's row and whether it is online."""
+    return {**row, "online": p.is_online(row["id"], row["last_seen"])}
+
+
+def print_devices(title: str, rows: list[dict[str, Any]]) -> None:
+    """A table of devices (see :func:`device_record`)."""
+    print_table(
+        title,
+        ("id", "name", "kind", "owner", "pole", "port", "online", "last seen"),
+        (
+            (
+                r["id"],
+                r["name"],
+                r["kind"],
+                r["owner"],
+                r["pole"],
+                r["port"],
+                r["online"],
+                moment(r["last_seen"]),
+            )
+            for r in rows
+        ),
+    )
 
 
 @device_app.command("token")
@@ -172,27 +197,9 @@ def device_token(
     json: JsonOut = False,
 ) -> None:
     """Rotate a device's access token and print the new one."""
-    with command_platform(data_dir, db) as p:
-        token = p.assets.rotate_token(city_principal(p.tenants), device_id)
+    with command_registry(data_dir, db) as p:
+        token = p.assets.rotate_token(city(p.tenants), device_id)
     print_json({"device_id": device_id, "token": token}) if json else typer.echo(token)
-
-
-@device_app.command("kind")
-def device_kind(
-    device: Annotated[str, typer.Argument(help="Device id or name.")],
-    kind: Annotated[DeviceKind, typer.Argument(help="Its real kind.")],
-    data_dir: DataDir = None,
-    db: Db = None,
-    json: JsonOut = False,
-) -> None:
-    """Give a generic device (created by a gateway for a type smartpole does not know) its
-    real kind."""
-    with command_platform(data_dir, db) as p:
-        ref = p.assets.device_by_name(device)
-        if ref is None and not device.isdigit():
-            raise typer.BadParameter(f"no device named {device!r}", param_hint="DEVICE")
-        row = p.assets.set_kind(city_principal(p.tenants), ref.id if ref else int(device), kind)
-    print_json(row) if json else console.print(f"device {row['name']} is now a {row['kind']}")
 
 
 def import_cmd(
@@ -211,8 +218,12 @@ def import_cmd(
     json: JsonOut = False,
 ) -> None:
     """Import poles; idempotent by pole code, all valid rows in one transaction or none."""
+    from rich.progress import Progress
+
+    from smartpole.registry.inventory import import_poles
+
     fmt: Format = format or ("geojson" if file.suffix.lower() in (".geojson", ".json") else "csv")
-    with command_platform(data_dir, db) as p:
+    with command_registry(data_dir, db) as p:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"importing {file.name}", total=None)
 
@@ -221,7 +232,7 @@ def import_cmd(
 
             report = import_poles(
                 p.assets,
-                city_principal(p.tenants),
+                city(p.tenants),
                 file,
                 fmt,
                 skip_invalid=skip_invalid,
@@ -253,10 +264,11 @@ def export_cmd(
     db: Db = None,
 ) -> None:
     """Export poles as CSV or GeoJSON (re-importable as is)."""
-    with command_platform(data_dir, db) as p:
-        text = export_poles(
-            p.assets, city_principal(p.tenants), format, PoleFilter(district=district)
-        )
+    from smartpole.registry.assets import PoleFilter
+    from smartpole.registry.inventory import export_poles
+
+    with command_registry(data_dir, db) as p:
+        text = export_poles(p.assets, city(p.tenants), format, PoleFilter(district=district))
     if output:
         output.write_text(text, encoding="utf-8")
         console.print(f"wrote {output}")

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import logging
-import socket
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import orjson
 import typer
-import uvicorn
 
-from smartpole.api import create_app
-from smartpole.app import Platform
 from smartpole.cli.common import (
     DataDir,
     Db,
@@ -21,14 +16,13 @@ from smartpole.cli.common import (
     fail,
     open_platform,
     print_json,
+    print_record,
     settings,
 )
-from smartpole.cli.sim import free_port, spawn_simulator, stop_simulator
 from smartpole.errors import SmartpoleError
-from smartpole.hub.rules import default_rules
-from smartpole.sim.fleet import FLEET_FILE, fleet_from_plan
-from smartpole.sim.seed import city_principal, seed_district
-from smartpole.store.files import write_private
+
+if TYPE_CHECKING:
+    from smartpole.app import Platform
 
 Host = Annotated[str | None, typer.Option("--host", help="Listen address (default 127.0.0.1).")]
 HttpPort = Annotated[int | None, typer.Option("--http-port", help="HTTP port (default 8080).")]
@@ -48,6 +42,20 @@ Broker = Annotated[
 
 
 def _serve(platform: Platform) -> None:
+    import socket
+
+    import uvicorn
+
+    from smartpole.api import create_app
+
+    class Server(uvicorn.Server):
+        """uvicorn, which first ends the devices' open HTTP polls when it shuts down (it would
+        wait for them, up to a minute each)."""
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            platform.polls.stop()
+            await super().shutdown(sockets)
+
     s = platform.settings
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = uvicorn.Config(
@@ -58,20 +66,7 @@ def _serve(platform: Platform) -> None:
         access_log=False,
         lifespan="on",
     )
-    _Server(config, platform).run()  # picks uvloop when installed
-
-
-class _Server(uvicorn.Server):
-    """uvicorn, which first ends the devices' open HTTP polls when it shuts down (it would wait
-    for them, up to a minute each)."""
-
-    def __init__(self, config: uvicorn.Config, platform: Platform) -> None:
-        super().__init__(config)
-        self.platform = platform
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self.platform.polls.stop()
-        await super().shutdown(sockets)
+    Server(config).run()  # picks uvloop when installed
 
 
 def serve(
@@ -111,6 +106,14 @@ def demo(
     ] = True,
 ) -> None:
     """Seed a sample district (first run only), serve it and stream it from the simulator."""
+    import orjson
+
+    from smartpole.cli.sim import free_port, spawn_simulator, stop_simulator
+    from smartpole.hub.rules import default_rules
+    from smartpole.sim.fleet import FLEET_FILE, fleet_from_plan
+    from smartpole.sim.seed import city_principal, seed_district
+    from smartpole.store.files import write_private
+
     p = open_platform(data_dir, db, host=host, http_port=http_port, mqtt_port=mqtt_port)
     creds = p.settings.data_dir / "demo-credentials.json"
     seeded = seed_district(p.tenants, p.assets, poles)
@@ -140,6 +143,8 @@ def demo(
 
 
 def _print_demo(p: Platform, creds: Path) -> None:
+    import orjson
+
     base = f"http://{p.settings.host}:{p.settings.http_port}"
     if not creds.exists():
         console.print(f"API docs: {base}/docs")
@@ -177,9 +182,11 @@ def db_upgrade(data_dir: DataDir = None, db: Db = None, json: JsonOut = False) -
 @db_app.command("status")
 def db_status(data_dir: DataDir = None, db: Db = None, json: JsonOut = False) -> None:
     """Show the store's schema revision and the newest one this version ships."""
+    from smartpole.app import Platform
+
     p = Platform(settings(data_dir, db))
     info = {"engine": p.db.dialect, "revision": p.db.revision(), "head": p.db.head()}
-    print_json(info) if json else console.print(info)
+    print_json(info) if json else print_record("store", info)
 
 
 @db_app.command("recover")

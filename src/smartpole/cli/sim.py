@@ -12,20 +12,18 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
-import uvloop
-from rich.live import Live
-from rich.text import Text
 
 from smartpole.cli.common import DataDir, JsonOut, console, print_json, settings
-from smartpole.sim.district import BBox, plan_district, roads_from_geojson
+from smartpole.sim import FLEET_FILE
 from smartpole.sim.faults import FAULTS, FaultRates
-from smartpole.sim.fleet import FLEET_FILE, Fleet
-from smartpole.sim.provision import ProvisionError, provision
-from smartpole.sim.runner import Mode, SimOptions, Simulator, Stats
+
+if TYPE_CHECKING:
+    from smartpole.sim.district import BBox
+    from smartpole.sim.fleet import Fleet
+    from smartpole.sim.runner import Mode, SimOptions, Simulator, Stats
 
 __all__ = ["free_port", "register", "run_simulator", "sim", "spawn_simulator", "stop_simulator"]
 
@@ -87,6 +85,9 @@ class _Progress:
 
 
 async def _show(progress: _Progress, every: float) -> None:
+    from rich.live import Live
+    from rich.text import Text
+
     if every <= 0 and console.is_terminal:
         with Live(console=console, refresh_per_second=2, transient=True) as live:
             while True:
@@ -111,6 +112,8 @@ async def run_simulator(
     exit_with_parent: bool = False,
 ) -> Stats:
     """Run the fleet until the duration ends, SIGINT/SIGTERM, or (optionally) the parent ends."""
+    from smartpole.sim.runner import Simulator
+
     sim = Simulator(fleet, options, faults)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -198,6 +201,14 @@ def sim(
     json: JsonOut = False,
 ) -> None:
     """Simulate a district of smart poles streaming to a running platform over MQTT or HTTP."""
+    import httpx
+    import uvloop
+
+    from smartpole.sim.district import plan_district, roads_from_geojson
+    from smartpole.sim.fleet import Fleet
+    from smartpole.sim.provision import ProvisionError, provision
+    from smartpole.sim.runner import SimOptions
+
     try:
         rates = FaultRates.parse(fault or [])
     except ValueError as err:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from smartpole.cli.common import DataDir, Db, JsonOut, command_platform, console, print_json
+from smartpole.cli.common import (
+    DataDir,
+    Db,
+    JsonOut,
+    city,
+    command_platform,
+    console,
+    counted,
+    moment,
+    print_json,
+    print_record,
+    print_table,
+)
 from smartpole.errors import InvalidInput
-from smartpole.hub.alarms import Severity
-from smartpole.hub.workorders import WorkOrderFilter, WorkOrderStatus
-from smartpole.sim.seed import city_principal
+from smartpole.model.lifecycle import Severity, WorkOrderStatus
 
 __all__ = ["register"]
 
@@ -20,19 +28,19 @@ workorder_app = typer.Typer(help="Work orders (工单): maintenance jobs.", no_a
 ACTOR = "cli"
 
 
-def _table(rows: list[dict[str, Any]], title: str) -> Table:
-    table = Table("id", "status", "severity", "team", "title", "deadline", "overdue", title=title)
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            r["status"],
-            r["severity"],
-            r["team"] or "",
-            r["title"],
-            str(r["deadline"]),
-            "yes" if r["overdue"] else "",
-        )
-    return table
+COLUMNS = ("id", "status", "severity", "team", "title", "deadline", "overdue")
+
+
+def _cells(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        r["id"],
+        r["status"],
+        r["severity"],
+        r["team"],
+        r["title"],
+        moment(r["deadline"]),
+        r["overdue"],
+    )
 
 
 @workorder_app.command("list")
@@ -48,13 +56,15 @@ def workorder_list(
     json: JsonOut = False,
 ) -> None:
     """List work orders, newest first."""
+    from smartpole.hub.workorders import WorkOrderFilter
+
     with command_platform(data_dir, db) as p:
         f = WorkOrderFilter(status=status or None, team_id=team, overdue=overdue)
-        rows, total = p.work_orders.list(city_principal(p.tenants), f, limit=limit)
+        rows, total = p.work_orders.list(city(p.tenants), f, limit=limit)
     if json:
         print_json({"items": rows, "total": total})
         return
-    console.print(_table(rows, f"{total} work orders"))
+    print_table(counted(len(rows), total, "work order"), COLUMNS, map(_cells, rows))
 
 
 @workorder_app.command("show")
@@ -66,22 +76,29 @@ def workorder_show(
 ) -> None:
     """Show a work order and its history."""
     with command_platform(data_dir, db) as p:
-        row = p.work_orders.get(city_principal(p.tenants), work_order_id)
+        row = p.work_orders.get(city(p.tenants), work_order_id)
     if json:
         print_json(row)
         return
-    console.print(_table([row], f"work order {work_order_id}"))
-    history = Table("when", "who", "action", "from", "to", "comment")
-    for h in row["history"]:
-        history.add_row(
-            str(h["ts"]),
-            h["actor"],
-            h["action"],
-            h["from_status"] or "",
-            h["to_status"] or "",
-            h["comment"],
-        )
-    console.print(history)
+    print_record(
+        f"work order {work_order_id}",
+        {k: v for k, v in zip(COLUMNS, _cells(row), strict=True) if k != "id"},
+    )
+    print_table(
+        "history",
+        ("when", "who", "action", "from", "to", "comment"),
+        (
+            (
+                moment(h["ts"]),
+                h["actor"],
+                h["action"],
+                h["from_status"],
+                h["to_status"],
+                h["comment"],
+            )
+            for h in row["history"]
+        ),
+    )
 
 
 @workorder_app.command("create")
@@ -99,7 +116,7 @@ def workorder_create(
 ) -> None:
     """Open a work order from an alarm, or for a device or a pole."""
     with command_platform(data_dir, db) as p:
-        who = city_principal(p.tenants)
+        who = city(p.tenants)
         found = p.hub.alarms.get_visible(who, alarm) if alarm is not None else None
         tenant_id = who.tenant_id
         pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
@@ -124,7 +141,7 @@ def workorder_create(
     if json:
         print_json(row)
     else:
-        console.print(f"work order {wo_id} {row['status']}, deadline {row['deadline']}")
+        console.print(f"work order {wo_id} {row['status']}, deadline {moment(row['deadline'])}")
 
 
 @workorder_app.command("transition")
@@ -137,10 +154,10 @@ def workorder_transition(
     json: JsonOut = False,
 ) -> None:
     """Move a work order to another status (open → assigned → in_progress → resolved → closed)."""
+    import asyncio
+
     with command_platform(data_dir, db) as p:
-        row = asyncio.run(
-            p.work_orders.transition(city_principal(p.tenants), work_order_id, to, comment)
-        )
+        row = asyncio.run(p.work_orders.transition(city(p.tenants), work_order_id, to, comment))
     if json:
         print_json(row)
     else:

@@ -23,7 +23,6 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -32,6 +31,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 
 from smartpole.errors import InvalidInput, NotFound
 from smartpole.hub.tables import ACTIVE_WHERE, alarm_comments, alarm_tenants, alarms
+from smartpole.model.lifecycle import AlarmStatus, Severity
 from smartpole.registry.access import Principal
 from smartpole.store.database import now_ms, upsert
 
@@ -50,35 +50,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 ORIGINATOR_TYPES = ("device", "pole", "work_order")
 MAX_TYPE = 128
-
-
-class Severity(StrEnum):
-    """How bad an alarm is, most severe first."""
-
-    CRITICAL = "critical"
-    MAJOR = "major"
-    MINOR = "minor"
-    WARNING = "warning"
-    INDETERMINATE = "indeterminate"
-
-
-class AlarmStatus(StrEnum):
-    """Where an alarm is in its lifecycle: active or cleared, acknowledged or not."""
-
-    ACTIVE_UNACK = "active_unack"
-    ACTIVE_ACK = "active_ack"
-    CLEARED_UNACK = "cleared_unack"
-    CLEARED_ACK = "cleared_ack"
-
-    @property
-    def active(self) -> bool:
-        """Not cleared yet."""
-        return self in (AlarmStatus.ACTIVE_UNACK, AlarmStatus.ACTIVE_ACK)
-
-    @property
-    def acked(self) -> bool:
-        """Acknowledged by someone."""
-        return self in (AlarmStatus.ACTIVE_ACK, AlarmStatus.CLEARED_ACK)
 
 
 ACTIVE = (AlarmStatus.ACTIVE_UNACK.value, AlarmStatus.ACTIVE_ACK.value)

@@ -23,7 +23,6 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -33,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from smartpole.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from smartpole.hub.alarms import Alarm, AlarmChange, Alarms, Severity
 from smartpole.hub.workorder_tables import teams, work_order_history, work_orders
+from smartpole.model.lifecycle import WorkOrderStatus
 from smartpole.registry.access import Principal
 from smartpole.store.database import now_ms
 from smartpole.store.schema import tenants
@@ -53,16 +53,6 @@ HOUR_MS = 3_600_000
 DEFAULT_SLA = "critical=4h,major=24h,minor=72h,warning=7d,indeterminate=7d"
 MAX_TEXT = 4000
 UNIT_MS = {"m": 60_000, "h": HOUR_MS, "d": 24 * HOUR_MS}
-
-
-class WorkOrderStatus(StrEnum):
-    """Where a work order is in its lifecycle."""
-
-    OPEN = "open"
-    ASSIGNED = "assigned"
-    IN_PROGRESS = "in_progress"
-    RESOLVED = "resolved"
-    CLOSED = "closed"
 
 
 S = WorkOrderStatus

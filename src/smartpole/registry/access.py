@@ -165,6 +165,10 @@ class Tenants:
             raise NotFound(f"API key {key_id} not found", key_id=key_id)
         return dict(row._mapping)
 
+    def get_key(self, key_id: int) -> dict[str, Any]:
+        """One API key by id, without its secret (its ``prefix`` tells it apart)."""
+        return self._key(key_id)
+
     def list_keys(self, tenant_id: int) -> builtins.list[dict[str, Any]]:
         """A tenant's API keys, without secrets."""
         with self.engine.connect() as conn:

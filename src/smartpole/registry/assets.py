@@ -18,10 +18,11 @@ from smartpole.model.types import POLE_CODE_RE, DeviceKind, Role, Scope, key_err
 from smartpole.registry.access import Principal, hash_secret, new_secret, token_hint
 from smartpole.registry.broker import save_broker_hashes
 from smartpole.registry.grants import gateway_bindings, may_mount
+from smartpole.registry.unique import device_taken
 from smartpole.store.database import now_ms, put_rows
 from smartpole.store.schema import attributes, devices, poles, tenants
 
-__all__ = ["Assets", "DeviceRef", "PoleFilter"]
+__all__ = ["Assets", "DeviceRef", "PoleFilter", "seen_recently"]
 
 POLE_FIELDS = ("code", "name", "lat", "lon", "height_m", "district", "road", "installed")
 TOKEN_CACHE_S = 30.0
@@ -45,6 +46,12 @@ class PoleFilter:
     district: str | None = None
     road: str | None = None
     code_prefix: str | None = None
+
+
+def seen_recently(last_seen: int | None, inactivity_timeout_s: float) -> bool:
+    """Whether a device that holds no live session counts as online: it was heard from within
+    the inactivity timeout (``last_seen`` in ms)."""
+    return last_seen is not None and now_ms() - last_seen < inactivity_timeout_s * 1000
 
 
 def check_pole(values: dict[str, Any]) -> dict[str, Any]:
@@ -191,10 +198,20 @@ class Assets:
             raise NotFound(f"pole {pole_id} not found", pole_id=pole_id)
         return self.get_pole(who, pole_id)
 
-    def delete_pole(self, who: Principal, pole_id: int) -> None:
-        """Remove a pole; its devices stay registered, unmounted."""
+    def delete_pole(self, who: Principal, pole_id: int, *, force: bool) -> None:
+        """Remove a pole. While devices are mounted on it that is refused (Conflict, with
+        ``mounted``) unless ``force``: then they stay registered, unmounted."""
         who.require_city(Role.ADMIN)
         with self.engine.begin() as conn:
+            mounted = conn.execute(
+                select(func.count()).select_from(devices).where(devices.c.pole_id == pole_id)
+            ).scalar_one()
+            if mounted and not force:
+                code = conn.execute(select(poles.c.code).where(poles.c.id == pole_id)).scalar()
+                what = "1 device" if mounted == 1 else f"{mounted} devices"
+                raise Conflict(
+                    f"pole {code!r} has {what} mounted", pole_id=pole_id, mounted=mounted
+                )
             conn.execute(update(devices).where(devices.c.pole_id == pole_id).values(pole_id=None))
             if not conn.execute(delete(poles).where(poles.c.id == pole_id)).rowcount:
                 raise NotFound(f"pole {pole_id} not found", pole_id=pole_id)
@@ -254,9 +271,7 @@ class Assets:
                     )
                 save_broker_hashes(conn, {did: token})
         except IntegrityError as err:
-            raise Conflict(
-                "device name, access token or pole port already taken", name=name, port=port
-            ) from err
+            raise device_taken(err, name, port) from err
         return self.get_device(who, did), token
 
     def create_devices(
@@ -302,7 +317,7 @@ class Assets:
                 ids = {name: did for name, did in found}
                 save_broker_hashes(conn, {ids[name]: token for name, token in out})
         except IntegrityError as err:
-            raise Conflict("device name, access token or pole port already taken") from err
+            raise device_taken(err) from err
         return [(ids[name], name, token) for name, token in out]
 
     def device_query(
@@ -384,7 +399,7 @@ class Assets:
             with self.engine.begin() as conn:
                 conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
         except IntegrityError as err:
-            raise Conflict("device name or pole port already taken", **values) from err
+            raise device_taken(err, values.get("name"), values.get("port")) from err
         self._forget(device_id)
         return self.get_device(who, device_id)
 
@@ -432,7 +447,7 @@ class Assets:
                 )
                 save_broker_hashes(conn, {device_id: token})
         except IntegrityError as err:
-            raise Conflict("that access token is taken") from err
+            raise device_taken(err) from err
         self._forget(device_id)
         return token
 

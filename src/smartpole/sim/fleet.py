@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from smartpole.model.types import DeviceKind
+from smartpole.sim import FLEET_FILE
 from smartpole.sim.district import PlannedPole
 from smartpole.sim.environment import District
 from smartpole.sim.equipment import Gateway, Meter
@@ -28,7 +29,6 @@ from smartpole.store.files import write_private
 
 __all__ = ["FLEET_FILE", "Fleet", "FleetDevice", "FleetPole", "PoleSim", "Tick", "fleet_from_plan"]
 
-FLEET_FILE = "sim-fleet.json"
 MAX_HELD = 360  # reports a device's readings may wait for while the pole is cut off
 Entry = dict[str, Any]  # {"ts": ms, "values": {...}}
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from smartpole.store.database import Database, now_ms
+from smartpole.store.files import private_dir
 from smartpole.store.series import (
     Quarantined,
     SeriesStore,
@@ -19,8 +22,23 @@ __all__ = [
     "WriteBatch",
     "WriteResult",
     "now_ms",
+    "open_database",
     "open_series",
 ]
+
+if TYPE_CHECKING:
+    from smartpole.config import Settings
+
+
+def open_database(settings: Settings) -> Database:
+    """The configured database: PostgreSQL, or the embedded one in the (private) data dir."""
+    if not settings.db:
+        private_dir(settings.data_dir)
+    return Database(
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+    )
 
 
 def open_series(

@@ -695,7 +695,7 @@ async def test_openapi_documents_every_api_route(
     spec = (await client.get("/openapi.json")).json()
     app = create_app(platform, manage_lifecycle=False)
     routes = {
-        (route.path, method.lower())
+        (route.path.replace(":path}", "}"), method.lower())  # OpenAPI drops the convertor
         for route in api_routes(app.routes)
         if route.path.startswith("/api")
         for method in route.methods

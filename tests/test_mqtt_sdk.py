@@ -23,6 +23,8 @@ from smartpole.app import Platform
 
 T0 = 1_764_000_000_000
 WAIT = 10.0
+# Keys as ThingsBoard devices send them: spaced, Chinese, the IoT Gateway's connector name.
+ROOM, WENDU, CONNECTOR = "room temp", "温度", "MQTT Broker Connector"
 
 
 async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -137,28 +139,28 @@ async def test_telemetry_and_attributes_are_stored(
     sdk: TBDeviceMqttClient, client: httpx.AsyncClient, city: City, lamp: dict[str, Any]
 ) -> None:
     auth = city.auth("lighting")
-    assert await sent(lambda: sdk.send_telemetry({"power": 42.5, "on": True})) == 0
+    now = {"power": 42.5, "on": True, ROOM: 21.5, WENDU: 22}
+    assert await sent(lambda: sdk.send_telemetry(now)) == 0
     assert await sent(lambda: sdk.send_telemetry({"ts": T0, "values": {"dim": 40}})) == 0
     batch = [{"ts": T0 + 1, "values": {"dim": 50}}, {"ts": T0 + 2, "values": {"dim": 60}}]
     assert await sent(lambda: sdk.send_telemetry(batch)) == 0
-    assert await sent(lambda: sdk.send_attributes({"firmware": "1.4.2", "model": "SL-60"})) == 0
+    client_attrs = {"firmware": "1.4.2", "model": "SL-60", CONNECTOR: "ok"}
+    assert await sent(lambda: sdk.send_attributes(client_attrs)) == 0
 
     async def stored() -> bool:
         got = await latest(client, auth, lamp["id"])
         return got.get("power") == 42.5 and got.get("dim") == 60
 
     await poll(stored)
-    assert (await latest(client, auth, lamp["id"]))["on"] is True
+    got = await latest(client, auth, lamp["id"])
+    assert (got["on"], got[ROOM], got[WENDU]) == (True, 21.5, 22)
     r = await client.get(
         f"/api/devices/{lamp['id']}/timeseries",
         params={"keys": "dim", "start": T0, "end": T0 + 10},
         headers=auth,
     )
     assert [p["value"] for p in r.json()["dim"]] == [40, 50, 60]
-    assert await attributes(client, auth, lamp["id"], "client") == {
-        "firmware": "1.4.2",
-        "model": "SL-60",
-    }
+    assert await attributes(client, auth, lamp["id"], "client") == client_attrs
 
 
 async def test_attribute_request_gets_client_and_shared_values(
@@ -166,23 +168,23 @@ async def test_attribute_request_gets_client_and_shared_values(
 ) -> None:
     r = await client.post(
         f"/api/devices/{lamp['id']}/attributes/shared",
-        json={"profile": "night", "dim_max": 80},
+        json={"profile": "night", "dim_max": 80, "调光 计划": "夜间"},
         headers=city.auth("lighting"),
     )
     assert r.status_code == 200, r.text
-    assert await sent(lambda: sdk.send_attributes({"firmware": "1.4.2"})) == 0
+    assert await sent(lambda: sdk.send_attributes({"firmware": "1.4.2", CONNECTOR: "ok"})) == 0
     answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
     await run(
         sdk.request_attributes,
-        client_keys=["firmware"],
-        shared_keys=["profile", "dim_max"],
+        client_keys=["firmware", CONNECTOR],
+        shared_keys=["profile", "dim_max", "调光 计划"],
         callback=lambda content, error: answers.put((content, error)),
     )
     content, error = await take(answers)
     assert error is None
     assert content == {
-        "client": {"firmware": "1.4.2"},
-        "shared": {"profile": "night", "dim_max": 80},
+        "client": {"firmware": "1.4.2", CONNECTOR: "ok"},
+        "shared": {"profile": "night", "dim_max": 80, "调光 计划": "夜间"},
     }
 
 
@@ -192,15 +194,15 @@ async def test_shared_attribute_update_reaches_the_subscription(
     every: queue.Queue[tuple[Any, Any]] = queue.Queue()
     one: queue.Queue[tuple[Any, Any]] = queue.Queue()
     sdk.subscribe_to_all_attributes(lambda content, error: every.put((content, error)))
-    sdk.subscribe_to_attribute("dim_schedule", lambda content, error: one.put((content, error)))
+    sdk.subscribe_to_attribute("调光 计划", lambda content, error: one.put((content, error)))
     r = await client.post(
         f"/api/devices/{lamp['id']}/attributes/shared",
-        json={"dim_schedule": "eco"},
+        json={"调光 计划": "eco"},
         headers=city.auth("lighting"),
     )
     assert r.status_code == 200, r.text
-    assert await take(every) == ({"dim_schedule": "eco"}, None)
-    assert await take(one) == ({"dim_schedule": "eco"}, None)
+    assert await take(every) == ({"调光 计划": "eco"}, None)
+    assert await take(one) == ({"调光 计划": "eco"}, None)
     await client.post(
         f"/api/devices/{lamp['id']}/attributes/shared",
         json={"profile": "night"},
@@ -277,35 +279,40 @@ async def test_gateway_reports_the_small_cell(
     cell = site["cell"]["id"]
     assert await sent(lambda: gw.gw_connect_device("cell-sdk", "small_cell")) == 0
     await poll(lambda: asyncio.sleep(0, platform.mqtt[0].is_connected(cell)))
-    assert await sent(lambda: gw.gw_send_telemetry("cell-sdk", {"users": 12, "power": 350})) == 0
+    now = {"users": 12, "power": 350, "信号 强度": -71}
+    assert await sent(lambda: gw.gw_send_telemetry("cell-sdk", now)) == 0
     reading = {"ts": T0, "values": {"throughput_dl": 850.5}}
     assert await sent(lambda: gw.gw_send_telemetry("cell-sdk", reading)) == 0
-    assert await sent(lambda: gw.gw_send_attributes("cell-sdk", {"firmware": "5.2.1"})) == 0
+    cell_attrs = {"firmware": "5.2.1", CONNECTOR: "ok"}
+    assert await sent(lambda: gw.gw_send_attributes("cell-sdk", cell_attrs)) == 0
 
     async def stored() -> bool:
         got = await latest(client, telecom, cell)
         return got.get("users") == 12 and got.get("throughput_dl") == 850.5
 
     await poll(stored)
-    assert (await latest(client, telecom, cell))["power"] == 350
-    assert await attributes(client, telecom, cell, "client") == {"firmware": "5.2.1"}
+    got = await latest(client, telecom, cell)
+    assert (got["power"], got["信号 强度"]) == (350, -71)
+    assert await attributes(client, telecom, cell, "client") == cell_attrs
     # nothing was stored on the gateway itself
     assert "users" not in await latest(client, city.auth("city"), site["gw"]["id"])
 
     await client.post(
-        f"/api/devices/{cell}/attributes/shared", json={"tx_power": 30}, headers=telecom
+        f"/api/devices/{cell}/attributes/shared",
+        json={"tx_power": 30, "发射 功率": 27},
+        headers=telecom,
     )
     answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
     await run(
         gw.gw_request_shared_attributes,
         "cell-sdk",
-        ["tx_power"],
+        ["tx_power", "发射 功率"],
         lambda content, error: answers.put((content, error)),
     )
     content, error = await take(answers)
     assert error is None
     assert content["device"] == "cell-sdk"
-    assert content["values"] == {"tx_power": 30}
+    assert content["values"] == {"tx_power": 30, "发射 功率": 27}
 
     assert await sent(lambda: gw.gw_disconnect_device("cell-sdk")) == 0
     await poll(lambda: asyncio.sleep(0, not platform.mqtt[0].is_connected(cell)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from smartpole.cli import backup, broker, grants, hub, registry, server, sim, workorders
+from smartpole.cli import backup, broker, demo, grants, hub, registry, server, sim, workorders
 
 __all__ = ["app", "main"]
 
@@ -16,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 server.register(app)
+demo.register(app)
 registry.register(app)
 grants.register(app)
 broker.register(app)

@@ -96,7 +96,7 @@ async def _show(progress: _Progress, every: float) -> None:
                 live.update(Text(progress.line()))
     while True:
         await asyncio.sleep(every if every > 0 else 10)
-        console.print(progress.line(), highlight=False)
+        console.print(progress.line(), highlight=False, soft_wrap=True)
 
 
 async def _watch_parent(sim: Simulator, parent: int) -> None:

@@ -4,7 +4,7 @@ The fault rates give a 500-pole district a few events an hour; a newcomer watchi
 demo`` wants to see rules fire in the first minute. :data:`DEMO` is that minute: a lamp that
 failed last evening and a lamp burning since dawn (both delivered from their gateway's buffer at
 its first report, so that the rules' durations and time windows are met by the readings' own
-times), an SOS press, a flood and a pole gateway that drops off the air for 90 s. Then the
+times), a pole gateway that drops off the air for 90 s, an SOS press and a flood. Then the
 fault rates take over.
 
 Every step is something a device does and reports; nothing is written to the store. A step is
@@ -118,9 +118,9 @@ class Cue:
 DEMO: tuple[Step, ...] = (
     Step(0, Event.LAMP_FAILURE),
     Step(0, Event.DAY_BURNER),
-    Step(5, Event.SOS),
-    Step(10, Event.FLOOD),
-    Step(15, Event.GATEWAY_OFFLINE, for_s=90),
+    Step(5, Event.GATEWAY_OFFLINE, for_s=90),  # first: the offline rule waits 30 s in the demo
+    Step(10, Event.SOS),
+    Step(15, Event.FLOOD),
 )
 
 

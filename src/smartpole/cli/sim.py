@@ -273,7 +273,8 @@ def sim(
             f"sent {summary['sent']:,} messages, {summary['acked']:,} acknowledged, "
             f"{summary['readings']:,} readings in {summary['seconds']} s "
             f"({summary['messages_per_s']:,} msg/s); ack p50 {summary['ack_ms_p50']} ms, "
-            f"p99 {summary['ack_ms_p99']} ms"
+            f"p99 {summary['ack_ms_p99']} ms",
+            soft_wrap=True,
         )
 
 

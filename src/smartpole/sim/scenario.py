@@ -118,7 +118,7 @@ class Cue:
 DEMO: tuple[Step, ...] = (
     Step(0, Event.LAMP_FAILURE),
     Step(0, Event.DAY_BURNER),
-    Step(5, Event.GATEWAY_OFFLINE, for_s=90),  # first: the offline rule waits 30 s in the demo
+    Step(1, Event.GATEWAY_OFFLINE, for_s=90),  # first: the offline rule waits 20 s in the demo
     Step(10, Event.SOS),
     Step(15, Event.FLOOD),
 )

@@ -57,14 +57,14 @@ class PortTaken(Exception):
     def __init__(self, listener: Listener, err: OSError) -> None:
         self.listener = listener
         self.errno = err.errno
-        l = listener  # noqa: E741 - short for the message below
         if err.errno == errno.EADDRINUSE:
-            problem = f"{l} is taken (another program, or a smartpole already running, uses it)"
+            problem = f"{listener} is taken (by another program, or a smartpole already running)"
         elif err.errno == errno.EACCES:
-            problem = f"{l} needs privileges this user lacks"
+            problem = f"{listener} needs privileges this user lacks"
         else:
-            problem = f"cannot listen on {l}: {err.strerror or err}"
-        super().__init__(f"{problem}; pick another with {l.option} PORT or {l.env}=PORT")
+            problem = f"cannot listen on {listener}: {err.strerror or err}"
+        pick = f"pick another with {listener.option} PORT or {listener.env}=PORT"
+        super().__init__(f"{problem}; {pick}")
 
 
 def listeners(settings: Settings) -> list[Listener]:
@@ -107,7 +107,9 @@ def ensure_free(settings: Settings) -> None:
     try:
         check_ports(settings)
     except PortTaken as err:
+        from rich.markup import escape
+
         from smartpole.cli.common import console
 
-        console.print(f"[red]error:[/red] {err}", soft_wrap=True, highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from err

@@ -2,7 +2,9 @@
 
 A real ``smartpole serve`` process; the CLI imports a 1,000-pole CSV, registers a lamp and issues
 an API key; the lamp posts telemetry over HTTP with its token; the API returns it aggregated.
-Runs on the embedded store and on PostgreSQL.
+Runs on the embedded store and on PostgreSQL. ``smartpole demo`` on a fresh data dir shows
+alarms, a work order and a command within its first minute, prints commands that paste as
+printed, and keeps its log short; a taken port ends ``serve`` and ``demo`` with one line.
 """
 
 from __future__ import annotations
@@ -153,6 +155,7 @@ def _demo_streams(data: Path, log: Path) -> tuple[str, list[int]]:
     """
     port = free_port()
     args = ["demo", "--data-dir", str(data), "--http-port", str(port), "--mqtt-port", "0"]
+    args.append("--no-scenario")  # the scenario takes a gateway off the air: not every lamp is on
     with log.open("wb") as err:
         proc = subprocess.Popen([str(EXE), *args, "--poles", "40"], stdout=err, stderr=err)
         base = f"http://127.0.0.1:{port}"
@@ -202,3 +205,102 @@ def test_demo_streams_a_district_stops_on_ctrl_c_and_reuses_its_data_dir(tmp_pat
     assert not [pid for pid in sims if Path(f"/proc/{pid}").exists()], "simulator left running"
     second, _ = _demo_streams(data, tmp_path / "second.log")
     assert "seeded" not in second  # the same district, from the same data dir
+
+
+DEMO_POLES = 60  # enough for an SOS call point and a flood sensor (seed 1)
+
+
+def test_demo_shows_alarms_a_work_order_and_a_command_in_its_first_minute(tmp_path: Path) -> None:
+    started = time.monotonic()
+    port = free_port()
+    data = tmp_path / "data"
+    log = tmp_path / "demo.log"
+    args = ["demo", "--data-dir", str(data), "--http-port", str(port), "--mqtt-port", "0"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(EXE), *args, "--poles", str(DEMO_POLES)], stdout=out, stderr=out
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        creds = data / "demo-credentials.json"
+        auth = None
+        seen: dict[str, object] = {}
+        while time.monotonic() - started < 60 and len(seen) < 4:
+            time.sleep(1)
+            if auth is None:
+                if not creds.exists():
+                    continue
+                viewer = json.loads(creds.read_text())["keys"]["city"]["viewer"]
+                auth = {"Authorization": f"Bearer {viewer}"}
+            try:
+                seen.update(_first_minute(base, auth))
+            except httpx.TransportError:
+                continue
+        assert set(seen) == {"alarms", "offline", "work_order", "command"}, (
+            f"after {time.monotonic() - started:.0f} s only {sorted(seen)}; log:\n{log.read_text()}"
+        )
+        text = log.read_text()
+        lines = text.splitlines()
+        assert len(lines) < 40, text  # the banner, uvicorn's start, the scenario: no chatter
+        curls = [line for line in lines if line.startswith("curl ")]
+        assert len(curls) >= 3
+        for command in curls:  # each pastes as printed, on one line
+            done = subprocess.run(
+                ["bash", "-c", command], capture_output=True, text=True, timeout=30
+            )
+            assert done.returncode == 0, (command, done.stderr)
+            body = json.loads(done.stdout)
+            assert "status" not in body or body["status"] < 400, (command, body)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+
+
+def _first_minute(base: str, auth: dict[str, str]) -> dict[str, object]:
+    """What the demo's scenario has shown so far through the REST API."""
+    out: dict[str, object] = {}
+    alarms = httpx.get(f"{base}/api/alarms", params={"active": "true"}, headers=auth).json()
+    types = {a["type"] for a in alarms}
+    if {"sos", "flood", "lamp_failure"} <= types:
+        out["alarms"] = sorted(types)
+    if "pole_offline" in types:
+        out["offline"] = True
+    orders = httpx.get(f"{base}/api/work-orders", headers=auth).json()["items"]
+    if orders:
+        out["work_order"] = orders[0]["title"]
+    sos = next((a for a in alarms if a["type"] == "sos"), None)
+    if sos is not None:  # the SOS rule lights the lamps within 100 m, the call point's own first
+        params = {"kind": "lamp", "pole_id": sos["pole_id"]}
+        [lamp] = httpx.get(f"{base}/api/devices", params=params, headers=auth).json()["items"]
+        commands = httpx.get(f"{base}/api/devices/{lamp['id']}/commands", headers=auth).json()
+        if any(c["method"] == "setDim" and c["status"] == "succeeded" for c in commands):
+            out["command"] = "setDim"
+    return out
+
+
+@pytest.mark.parametrize(
+    ("command", "taken", "what", "option", "env"),
+    [
+        pytest.param(
+            "serve", "http", "HTTP", "--http-port", "SMARTPOLE_HTTP_PORT", id="serve-http"
+        ),
+        pytest.param("demo", "mqtt", "MQTT", "--mqtt-port", "SMARTPOLE_MQTT_PORT", id="demo-mqtt"),
+    ],
+)
+def test_a_taken_port_ends_with_one_line_naming_it_and_the_option(
+    tmp_path: Path, command: str, taken: str, what: str, option: str, env: str
+) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        ports = {"http": free_port(), "mqtt": free_port(), taken: busy}
+        args = [command, "--data-dir", str(tmp_path / "data")]
+        args += ["--http-port", str(ports["http"]), "--mqtt-port", str(ports["mqtt"])]
+        done = subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert f"{what} port {busy} on 127.0.0.1 is taken" in line
+    assert f"{option} PORT or {env}=PORT" in line
+    assert not (tmp_path / "data").exists()  # nothing seeded, nothing started

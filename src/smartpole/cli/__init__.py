@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from smartpole.cli import assets as _assets  # noqa: F401 - adds its commands to registry's groups
-from smartpole.cli import backup, broker, grants, hub, registry, server, sim, workorders
+from smartpole.cli import backup, broker, demo, grants, hub, registry, server, sim, workorders
 
 __all__ = ["app", "main"]
 
@@ -20,6 +20,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 server.register(app)
+demo.register(app)
 registry.register(app)
 grants.register(app)
 broker.register(app)

@@ -1,9 +1,8 @@
-"""``serve``, ``demo`` and ``db``: running the platform and its schema."""
+"""``serve`` and ``db``: running the platform and its schema (``demo`` is in ``cli.demo``)."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -19,17 +18,12 @@ from smartpole.cli.common import (
     print_record,
     settings,
 )
+from smartpole.cli.ports import Host, HttpPort, MqttPort, ensure_free
 from smartpole.errors import SmartpoleError
 
 if TYPE_CHECKING:
     from smartpole.app import Platform
 
-Host = Annotated[str | None, typer.Option("--host", help="Listen address (default 127.0.0.1).")]
-HttpPort = Annotated[int | None, typer.Option("--http-port", help="HTTP port (default 8080).")]
-MqttPort = Annotated[
-    int | None,
-    typer.Option("--mqtt-port", help="MQTT port (default 1883; 0 picks a free one; -1 off)."),
-]
 Broker = Annotated[
     str | None,
     typer.Option(
@@ -41,7 +35,8 @@ Broker = Annotated[
 ]
 
 
-def _serve(platform: Platform) -> None:
+def run_server(platform: Platform) -> None:
+    """Serve the platform with uvicorn until Ctrl-C (SIGINT) or SIGTERM."""
     import socket
 
     import uvicorn
@@ -80,10 +75,10 @@ def serve(
     """Run the platform: REST API, device HTTP and MQTT APIs, ingest pipeline."""
     if broker and mqtt_port is None:
         mqtt_port = -1  # devices use the broker; the built-in endpoint would compete for 1883
+    given = {"host": host, "http_port": http_port, "mqtt_port": mqtt_port, "broker": broker}
+    ensure_free(settings(data_dir, db, **given))
     try:
-        p = open_platform(
-            data_dir, db, host=host, http_port=http_port, mqtt_port=mqtt_port, broker=broker
-        )
+        p = open_platform(data_dir, db, **given)
     except SmartpoleError as err:
         raise fail(err) from err
     where = f"broker {p.broker.where}" if p.broker else f"MQTT on port {p.settings.mqtt_port}"
@@ -91,81 +86,7 @@ def serve(
         f"smartpole on {p.db.dialect}; API docs at "
         f"http://{p.settings.host}:{p.settings.http_port}/docs; {where}"
     )
-    _serve(p)
-
-
-def demo(
-    data_dir: DataDir = None,
-    db: Db = None,
-    host: Host = None,
-    http_port: HttpPort = None,
-    mqtt_port: MqttPort = None,
-    poles: Annotated[int, typer.Option(help="Poles in the sample district.")] = 500,
-    simulate: Annotated[
-        bool, typer.Option("--sim/--no-sim", help="Run the fleet simulator against it.")
-    ] = True,
-) -> None:
-    """Seed a sample district (first run only), serve it and stream it from the simulator."""
-    import orjson
-
-    from smartpole.cli.sim import free_port, spawn_simulator, stop_simulator
-    from smartpole.hub.rules import default_rules
-    from smartpole.sim.fleet import FLEET_FILE, fleet_from_plan
-    from smartpole.sim.seed import city_principal, seed_district
-    from smartpole.store.files import write_private
-
-    p = open_platform(data_dir, db, host=host, http_port=http_port, mqtt_port=mqtt_port)
-    creds = p.settings.data_dir / "demo-credentials.json"
-    seeded = seed_district(p.tenants, p.assets, poles)
-    if seeded.poles:
-        write_private(creds, orjson.dumps({"keys": seeded.keys, "tokens": seeded.tokens}))
-        fleet = fleet_from_plan(seeded.plan, seeded.tokens, 1, "Futian")
-        fleet.save(p.settings.data_dir / FLEET_FILE)
-        # The city's default rules, so that the simulator's faults and events become alarms.
-        rules = default_rules()
-        operator = city_principal(p.tenants)
-        for rule in rules:
-            p.hub.rules.put(operator, rule)
-        console.print(
-            f"seeded {seeded.poles} poles, {seeded.devices} devices and {len(rules)} rules"
-        )
-    if p.settings.mqtt_port == 0:  # the simulator must know the port before the platform binds
-        p.settings.mqtt_port = free_port(p.settings.host)
-    _print_demo(p, creds)
-    s = p.settings
-    child = None
-    if simulate:
-        child = spawn_simulator(s.data_dir, s.host, s.http_port, s.mqtt_port, poles)
-    try:
-        _serve(p)
-    finally:
-        stop_simulator(child)
-
-
-def _print_demo(p: Platform, creds: Path) -> None:
-    import orjson
-
-    base = f"http://{p.settings.host}:{p.settings.http_port}"
-    if not creds.exists():
-        console.print(f"API docs: {base}/docs")
-        return
-    data = orjson.loads(creds.read_bytes())
-    viewer = data["keys"]["city"]["viewer"]
-    device, token = next(iter(data["tokens"].items()))
-    console.print(f"""
-[bold]smartpole demo[/bold] — API docs: {base}/docs   (credentials in {creds})
-  city admin key:  {data["keys"]["city"]["admin"]}
-  city viewer key: {viewer}
-  device {device} token: {token}
-
-  # a device posts telemetry (ThingsBoard HTTP API):
-  curl -s -X POST {base}/api/v1/{token}/telemetry -H 'Content-Type: application/json' \\
-       -d '{{"cpu": 12.5, "temperature": 41}}'
-  # read it back:
-  curl -s -H 'Authorization: Bearer {viewer}' '{base}/api/devices?kind=gateway&limit=1'
-  curl -s -H 'Authorization: Bearer {viewer}' '{base}/api/telemetry/latest?kind=gateway&keys=cpu'
-Ctrl-C stops.
-""")
+    run_server(p)
 
 
 db_app = typer.Typer(help="Schema migrations and recovery.", no_args_is_help=True)
@@ -220,5 +141,4 @@ def db_recover(
 def register(app: typer.Typer) -> None:
     """Add these commands to the main app."""
     app.command()(serve)
-    app.command()(demo)
     app.add_typer(db_app, name="db")

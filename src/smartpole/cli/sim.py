@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from smartpole.sim.district import BBox
     from smartpole.sim.fleet import Fleet
     from smartpole.sim.runner import Mode, SimOptions, Simulator, Stats
+    from smartpole.sim.scenario import Step
 
 __all__ = ["free_port", "register", "run_simulator", "sim", "spawn_simulator", "stop_simulator"]
 
@@ -95,7 +97,7 @@ async def _show(progress: _Progress, every: float) -> None:
                 live.update(Text(progress.line()))
     while True:
         await asyncio.sleep(every if every > 0 else 10)
-        console.print(progress.line(), highlight=False)
+        console.print(progress.line(), highlight=False, soft_wrap=True)
 
 
 async def _watch_parent(sim: Simulator, parent: int) -> None:
@@ -110,11 +112,18 @@ async def run_simulator(
     faults: FaultRates,
     progress_every: float = 0,
     exit_with_parent: bool = False,
+    scenario: Sequence[Step] = (),
 ) -> Stats:
     """Run the fleet until the duration ends, SIGINT/SIGTERM, or (optionally) the parent ends."""
     from smartpole.sim.runner import Simulator
+    from smartpole.sim.scenario import KIND
 
-    sim = Simulator(fleet, options, faults)
+    def announce(line: str) -> None:
+        console.print(f"scenario: {line}", soft_wrap=True, markup=False, highlight=False)
+
+    sim = Simulator(fleet, options, faults, scenario, announce)
+    for step in sim.left_out:
+        announce(f"no pole of the fleet has a {KIND[step.event]} for the {step.event} step")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, sim.stop)
@@ -197,6 +206,14 @@ def sim(
         float,
         typer.Option("--progress-every", help="Print progress every N s (0: a live line)."),
     ] = 0.0,
+    scenario: Annotated[
+        bool,
+        typer.Option(
+            "--scenario",
+            help="Play the demo's first-minute scenario (a lamp failure, a day burner, an SOS, "
+            "a flood, a gateway offline), then the fault rates.",
+        ),
+    ] = False,
     exit_with_parent: Annotated[bool, typer.Option(hidden=True)] = False,
     json: JsonOut = False,
 ) -> None:
@@ -208,6 +225,7 @@ def sim(
     from smartpole.sim.fleet import Fleet
     from smartpole.sim.provision import ProvisionError, provision
     from smartpole.sim.runner import SimOptions
+    from smartpole.sim.scenario import DEMO
 
     try:
         rates = FaultRates.parse(fault or [])
@@ -255,7 +273,9 @@ def sim(
     # uvloop: ten thousand connections in one process want the faster loop.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         stats: Stats = runner.run(
-            run_simulator(fleet, options, rates, progress_every, exit_with_parent)
+            run_simulator(
+                fleet, options, rates, progress_every, exit_with_parent, DEMO if scenario else ()
+            )
         )
     summary = stats.summary()
     if json:
@@ -265,7 +285,8 @@ def sim(
             f"sent {summary['sent']:,} messages, {summary['acked']:,} acknowledged, "
             f"{summary['readings']:,} readings in {summary['seconds']} s "
             f"({summary['messages_per_s']:,} msg/s); ack p50 {summary['ack_ms_p50']} ms, "
-            f"p99 {summary['ack_ms_p99']} ms"
+            f"p99 {summary['ack_ms_p99']} ms",
+            soft_wrap=True,
         )
 
 
@@ -275,7 +296,7 @@ def register(app: typer.Typer) -> None:
 
 
 def spawn_simulator(
-    data_dir: Path, host: str, http_port: int, mqtt_port: int, poles: int
+    data_dir: Path, host: str, http_port: int, mqtt_port: int, poles: int, scenario: bool = False
 ) -> subprocess.Popen[bytes] | None:
     """Start ``smartpole sim`` on the demo's fleet file as a child process (None if there is
     no fleet file). It waits for the platform to listen and ends when its parent does."""
@@ -287,7 +308,7 @@ def spawn_simulator(
     args = ["--fleet", str(path), "--poles", str(poles), "--url"]
     args += [f"http://{client_host}:{http_port}", "--mqtt-host", client_host]
     args += ["--http"] if mqtt_port < 0 else ["--mqtt-port", str(mqtt_port)]
-    args += ["--progress-every", "10", "--exit-with-parent"]
+    args += ["--progress-every", "30", "--exit-with-parent"] + (["--scenario"] if scenario else [])
     entry = "from smartpole.cli import main; main()"
     return subprocess.Popen([sys.executable, "-c", entry, "sim", *args])
 

@@ -330,6 +330,10 @@ class Flood(Model):
         level = self.level + abs(self.rng.gauss(0, 0.2))
         return {"water_level": round(min(level, 500.0), 1), "flooded": level > 15}
 
+    def burst(self, cm: float) -> None:
+        """A burst main or a blocked culvert: the water stands ``cm`` higher at once."""
+        self.level += cm
+
     def inject(self, fault: str, amb: Ambient) -> bool:
         if fault != "flood" or self.surge > 0:
             return False

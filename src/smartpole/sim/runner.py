@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ import orjson
 from smartpole.sim.environment import District
 from smartpole.sim.faults import FaultRates
 from smartpole.sim.fleet import Entry, Fleet, PoleSim
+from smartpole.sim.scenario import HISTORY, Cue, Event, Step, by_time, cast, play, play_history
 from smartpole.transport.mqtt import codec
 from smartpole.transport.mqtt.client import ConnectRefused, MqttClient, PublishRefused
 
@@ -131,7 +132,14 @@ def payloads(
 class Simulator:
     """Runs a fleet against a platform until the duration ends or ``stop()``."""
 
-    def __init__(self, fleet: Fleet, options: SimOptions, faults: FaultRates | None = None):
+    def __init__(
+        self,
+        fleet: Fleet,
+        options: SimOptions,
+        faults: FaultRates | None = None,
+        scenario: Sequence[Step] = (),
+        announce: Callable[[str], None] | None = None,
+    ):
         self.fleet = fleet
         self.options = options
         self.faults = faults or FaultRates()
@@ -148,6 +156,9 @@ class Simulator:
         self._http: httpx.AsyncClient | None = None
         self._t0 = 0.0
         self._sim0 = 0.0
+        self.cues, self.left_out = cast(scenario, fleet)
+        self._announce = announce or (lambda line: log.info("scenario: %s", line))
+        self._links: dict[str, _PoleLink] = {}
 
     # -- the clock ----------------------------------------------------------------------------
     def sim_time(self, loop_time: float) -> float:
@@ -170,9 +181,11 @@ class Simulator:
             limits = httpx.Limits(max_connections=100)
             self._http = httpx.AsyncClient(base_url=o.url, timeout=30, limits=limits)
         phases = random.Random(self.fleet.seed)  # noqa: S311 - a simulation
+        self._play_history()
         poles = [
             loop.create_task(self._pole(ps, phases.uniform(0, o.interval))) for ps in self.poles
         ]
+        poles.append(loop.create_task(self._play(by_time(self.cues))))
         try:
             if o.duration is None:
                 await self._stop.wait()
@@ -217,10 +230,43 @@ class Simulator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # -- the scenario -------------------------------------------------------------------------
+    def _play_history(self) -> None:
+        """Hold the readings of the scenario's past events for their poles' first reports."""
+        by_code = {ps.pole.code: ps for ps in self.poles}
+        for cue in self.cues:
+            if cue.step.event in HISTORY:
+                play_history(by_code[cue.pole], cue, self._sim0)
+                self._count(cue)
+
+    async def _play(self, cues: list[Cue]) -> None:
+        """Make the scenario's live events happen on time."""
+        loop = asyncio.get_running_loop()
+        by_code = {ps.pole.code: ps for ps in self.poles}
+        for cue in cues:
+            delay = self._t0 + cue.step.at_s - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            t = self.now()
+            self._count(cue)
+            link = self._links.get(cue.pole)
+            if play(by_code[cue.pole], cue, t):
+                if link is not None:
+                    await link.report(cue.device, t)
+            elif cue.step.event is Event.GATEWAY_OFFLINE and link is not None:
+                await link.drop(clean=False)
+        if cues:
+            self._announce("played; the fault rates take over")
+
+    def _count(self, cue: Cue) -> None:
+        event = str(cue.step.event)
+        self.stats.faults[event] = self.stats.faults.get(event, 0) + 1
+        self._announce(cue.describe())
+
     # -- one pole -----------------------------------------------------------------------------
     async def _pole(self, ps: PoleSim, phase: float) -> None:
         loop = asyncio.get_running_loop()
-        link = _PoleLink(self, ps)
+        link = self._links[ps.pole.code] = _PoleLink(self, ps)
         k = 0
         try:
             await link.connect(self.now())  # online at once; reports follow at the pole's phase
@@ -476,6 +522,15 @@ class _PoleLink:
                 await self._report(client, via, t)
         except SEND_ERRORS as err:
             log.debug("%s: reply failed: %s", via, err)
+
+    async def report(self, name: str, t: float) -> None:
+        """Report a device at once if its connection is up (else its next report carries it)."""
+        via = self.ps.gateway_name if self.mode == "gateway" else name
+        client = self.clients.get(via) if via else None
+        if client is None or not client.is_connected:
+            return
+        with contextlib.suppress(*SEND_ERRORS):
+            await self._report(client, name, t)
 
     async def _report(self, client: MqttClient, name: str, t: float) -> None:
         """Report a device at once after a command, so the platform sees the change."""

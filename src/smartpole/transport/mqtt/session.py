@@ -382,7 +382,7 @@ class Connection(asyncio.Protocol):
             )
         present = self.server.attach(self, packet.clean_start, packet.properties)
         self._write(ConnAck(reason_code=0, session_present=present, properties=props))
-        log.info(
+        log.debug(
             "MQTT device %s (%s) connected from %s, MQTT %s",
             device.id,
             device.name,
@@ -451,7 +451,7 @@ class Connection(asyncio.Protocol):
             with contextlib.suppress(Exception):
                 await self.port.disconnected(sub, via=self.device)
         await self.port.disconnected(self.device)
-        log.info("MQTT device %s (%s) disconnected", self.device.id, self.device.name)
+        log.debug("MQTT device %s (%s) disconnected", self.device.id, self.device.name)
 
     async def _publish_will(self, will: codec.Will) -> None:
         try:

@@ -364,7 +364,7 @@ async def test_the_iot_gateway_is_never_refused(
         values = await latest(client, city, found["th-cn-1"]["id"])
         return values.get("温度") == 23.5 and values.get("room temp") == 23.5
 
-    await until(stored, gateway, wait=10)
+    await until(stored, gateway)
     device = (await devices_named(client, city))["th-cn-1"]
     assert (device["kind"], device["profile"]) == ("generic", "温湿度计")
     r = await client.get(

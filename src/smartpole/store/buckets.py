@@ -37,7 +37,7 @@ def time_zone(name: str) -> zoneinfo.ZoneInfo:
     """The IANA time zone ``name`` (``Asia/Shanghai``); InvalidInput if there is none."""
     try:
         return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as err:
         raise InvalidInput(
             f"unknown time zone {name!r}: use an IANA name such as Asia/Shanghai", timezone=name
         ) from err
@@ -77,19 +77,19 @@ class Buckets:
                 f"an interval of a day or more must be whole days ({DAY_MS} ms each)",
                 interval=interval,
             )
-        # a bucket is at least 23 hours long: this bounds the count before any is made
-        shortest = interval - HOUR_MS if interval >= DAY_MS else interval
-        if (end - start) // shortest + 1 > MAX_BUCKETS:
-            raise InvalidInput(
-                f"more than {MAX_BUCKETS} buckets: widen the interval or narrow the window",
-                start=start,
-                end=end,
-                interval=interval,
-            )
+        # a day is at most 25 hours: past this, there are too many buckets to make them
+        longest = interval + HOUR_MS if interval >= DAY_MS else interval
+        if (end - start) // longest > MAX_BUCKETS:
+            raise _too_many(start, end, interval)
         if interval < DAY_MS:
             first = start - start % interval
-            return cls(start, end, interval, (Run(first, interval, -(-(end - first) // interval)),))
-        return cls(start, end, interval, _runs(_midnights(start, end, interval // DAY_MS, zone)))
+            runs: tuple[Run, ...] = (Run(first, interval, -(-(end - first) // interval)),)
+        else:
+            runs = _runs(_midnights(start, end, interval // DAY_MS, zone))
+        out = cls(start, end, interval, runs)
+        if out.count > MAX_BUCKETS:
+            raise _too_many(start, end, interval)
+        return out
 
     @property
     def count(self) -> int:
@@ -111,6 +111,15 @@ class Buckets:
             return within(self.runs[0])
         cases = " ".join(f"WHEN {column} < {r.end} THEN {within(r)}" for r in self.runs[:-1])
         return f"CASE {cases} ELSE {within(self.runs[-1])} END"
+
+
+def _too_many(start: int, end: int, interval: int) -> InvalidInput:
+    return InvalidInput(
+        f"more than {MAX_BUCKETS} buckets: widen the interval or narrow the window",
+        start=start,
+        end=end,
+        interval=interval,
+    )
 
 
 def _midnight(day: date, zone: tzinfo) -> int:
@@ -136,7 +145,9 @@ def _midnights(start: int, end: int, days: int, zone: tzinfo) -> list[int]:
         except OverflowError:  # past year 9999: the window's end closes the last bucket
             out.append(end)
             break
-        out.append(_midnight(day, zone))
+        instant = _midnight(day, zone)
+        if instant > out[-1]:  # a day a zone skipped (Samoa, 2011-12-30) adds no bucket
+            out.append(instant)
     return out
 
 

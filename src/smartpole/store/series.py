@@ -518,9 +518,11 @@ class SeriesStore:
         cut hours at either end of the window are scanned raw. With ``per_device=False`` the
         fleet total is under id 0. InvalidInput for intervals :class:`Buckets` refuses.
         """
-        if interval <= 0 or end <= start or not device_ids or not keys:
+        if interval <= 0 or end <= start:
             return {}
-        buckets = Buckets.of(start, end, interval, zone)
+        buckets = Buckets.of(start, end, interval, zone)  # refuses before any query
+        if not device_ids or not keys:
+            return {}
         self.flush()
         parts: dict[tuple[int, str, int], Partial] = {}
 

@@ -272,3 +272,20 @@ def test_days_are_not_a_fixed_length_in_berlin() -> None:
     zone = ZoneInfo("Europe/Berlin")
     day = datetime(2026, 3, 29, tzinfo=zone)
     assert (day + timedelta(days=1)).timestamp() - day.timestamp() == 23 * 3600
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "interval"),
+    [
+        pytest.param(0, 30 * DAY, DAY, id="from-1970-east-of-utc"),
+        pytest.param(0, 300 * DAY, 7 * DAY, id="weeks-from-1970"),
+        pytest.param(253_402_300_798_999, 253_402_300_799_999, DAY, id="last-second-of-9999"),
+        pytest.param(0, 253_402_300_799_999, 1000 * 365 * DAY, id="millennia"),
+    ],
+)
+async def test_windows_at_the_ends_of_time_are_answered(
+    client: httpx.AsyncClient, city: City, lamp: dict[str, Any], start: int, end: int, interval: int
+) -> None:
+    # Shanghai's 1970-01-01 midnight is before the epoch; its 10000-01-01 is no date
+    got = await buckets(client, city, lamp, start=start, end=end, interval=interval, agg="count")
+    assert got == []

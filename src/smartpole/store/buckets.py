@@ -105,7 +105,8 @@ class Buckets:
         """SQL mapping ``column`` (ms, within the window) to the start of its bucket."""
 
         def within(r: Run) -> str:
-            return f"{r.first} + (({column} - {r.first}) / {r.step}) * {r.step}"
+            # parenthesized: a negative first (1970-01-01 east of UTC) must not read as -- comment
+            return f"({r.first}) + (({column} - ({r.first})) / {r.step}) * {r.step}"
 
         if len(self.runs) == 1:
             return within(self.runs[0])
@@ -131,21 +132,28 @@ def _midnight(day: date, zone: tzinfo) -> int:
 
 def _midnights(start: int, end: int, days: int, zone: tzinfo) -> list[int]:
     """Local midnights every ``days`` days (from :data:`WEEK_ORIGIN` when more than one) from
-    the one at or before ``start`` to the first at or after ``end``."""
-    day = datetime.fromtimestamp(start / 1000, zone).date()
-    if days > 1:
-        day -= timedelta(days=(day - WEEK_ORIGIN).days % days)
-    out = [_midnight(day, zone)]
-    while out[0] > start:  # a skipped midnight can land after start: step back
-        day -= timedelta(days=days)
-        out[0:0] = [_midnight(day, zone)]
+    the one at or before ``start`` to the first at or after ``end``.
+
+    Where such a midnight is not a date (before year 1, after 9999: the last hours of 9999
+    east of UTC, or buckets of millennia), the window's own start or end stands for it.
+    """
+    try:
+        day = datetime.fromtimestamp(start / 1000, zone).date()
+        if days > 1:
+            day -= timedelta(days=(day - WEEK_ORIGIN).days % days)
+        out = [_midnight(day, zone)]
+        while out[0] > start:  # a skipped midnight can land after start: step back
+            day -= timedelta(days=days)
+            out[0:0] = [_midnight(day, zone)]
+    except (OverflowError, ValueError):
+        return [start, end]
     while out[-1] < end:
         try:
             day += timedelta(days=days)
-        except OverflowError:  # past year 9999: the window's end closes the last bucket
+            instant = _midnight(day, zone)
+        except (OverflowError, ValueError):
             out.append(end)
             break
-        instant = _midnight(day, zone)
         if instant > out[-1]:  # a day a zone skipped (Samoa, 2011-12-30) adds no bucket
             out.append(instant)
     return out

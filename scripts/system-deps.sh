@@ -7,6 +7,7 @@ case "${1:-test}" in
   test)
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || want+=(postgresql)
     command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || want+=(mosquitto)
+    command -v chromium >/dev/null || want+=(chromium)
     ;;
 esac
 [ ${#want[@]} -eq 0 ] && exit 0

@@ -12,7 +12,7 @@ from pg import PostgresCluster
 from smartpole.config import Settings
 from smartpole.store import Database, SeriesStore, open_series
 
-pytest_plugins = ["fixtures_api"]
+pytest_plugins = ["fixtures_api", "browser"]
 
 
 @pytest.fixture(scope="session")

@@ -542,3 +542,18 @@ def test_db_recover_settles_the_batches_of_a_node_gone_for_good(tmp_path: Path) 
     with embedded(tmp_path) as platform:
         got = platform.series.aggregate([1], ["power"], hour, hour + 3_600_000, 3_600_000, "count")
         assert got == {1: {"power": [(hour, 3.0)]}}
+
+
+def test_a_tenant_has_the_time_zone_it_was_given_or_the_hubs(tmp_path: Path) -> None:
+    """Daily buckets start at a tenant's own midnight: ``tenant add --timezone`` sets where, and
+    ``tenant show`` says it; a tenant given none follows ``SMARTPOLE_HUB_TIMEZONE``."""
+    d = ("--data-dir", str(tmp_path / "data"))
+    run(tmp_path, "tenant", "add", "berlin-lights", "--timezone", "Europe/Berlin", *d)
+    run(tmp_path, "tenant", "add", "local", *d)
+    assert run_json(tmp_path, "tenant", "show", "berlin-lights", *d)["timezone"] == "Europe/Berlin"
+    assert run_json(tmp_path, "tenant", "show", "local", *d)["timezone"] == "Asia/Shanghai"
+    text = run(tmp_path, "tenant", "show", "berlin-lights", *d).stdout
+    assert ["time", "zone", "Europe/Berlin"] in [line.split() for line in text.splitlines()]
+    proc = run(tmp_path, "tenant", "add", "nowhere", "--timezone", "Mars/Olympus", *d, check=False)
+    assert proc.returncode == 1
+    assert "Mars/Olympus" in proc.stderr

@@ -89,7 +89,7 @@ def by_hand(
             continue
         if not isinstance(r.value, int | float):
             continue  # strings and JSON are not aggregated
-        bucket = start + (r.ts - start) // interval * interval
+        bucket = r.ts - r.ts % interval  # sub-day buckets sit on multiples of the interval
         groups[(r.device_id if per_device else 0, r.key, bucket)].append(float(r.value))
     finish = {
         "avg": lambda v: sum(v) / len(v),
@@ -305,6 +305,8 @@ WINDOWS = [
     pytest.param(BASE, BASE + 5 * HOUR + 20 * MINUTE, HOUR, id="rollups-with-raw-tail"),
     pytest.param(BASE + 7 * MINUTE, BASE + 6 * HOUR, HOUR, id="raw-unaligned-start"),
     pytest.param(BASE, BASE + 6 * HOUR, 15 * MINUTE, id="raw-15min"),
+    pytest.param(BASE + 7 * MINUTE, BASE + 5 * HOUR + 20 * MINUTE, HOUR, id="rollups-cut-ends"),
+    pytest.param(BASE + 7 * MINUTE, BASE + 6 * HOUR, 7 * MINUTE, id="raw-7min"),
 ]
 
 
@@ -433,10 +435,10 @@ def test_aggregate_ignores_strings_and_json_under_a_numeric_key(series: SeriesSt
 
     for start in (BASE, BASE - 1):  # rollups and raw scan
         assert series.aggregate([1], ["k"], start, BASE + HOUR, HOUR, "count") == {
-            1: {"k": [(start, 2)]}
+            1: {"k": [(BASE, 2)]}
         }
         assert series.aggregate([1], ["k"], start, BASE + HOUR, HOUR, "avg") == {
-            1: {"k": [(start, 5)]}
+            1: {"k": [(BASE, 5)]}
         }
 
 

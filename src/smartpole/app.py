@@ -84,7 +84,7 @@ class Platform:
             flush_ms=settings.derived_flush_ms,
             node=settings.node_id,
         )
-        self.tenants = Tenants(self.db.engine)
+        self.tenants = Tenants(self.db.engine, settings.hub_timezone)
         self.assets = Assets(self.db.engine)
         self.grants = Grants(self.db.engine)
         self.pipeline = Pipeline(

@@ -113,7 +113,9 @@ class Settings(BaseSettings):
         1000, ge=50, description="How often the hub checks durations, missing data and windows."
     )
     hub_timezone: str = Field(
-        "Asia/Shanghai", description="IANA time zone of rule time windows (clock times)."
+        "Asia/Shanghai",
+        description="IANA time zone of rule time windows (clock times), and of tenants that"
+        " set none (where their days of telemetry start).",
     )
     hub_webhook_attempts: int = Field(
         5, ge=1, le=20, description="Tries of one webhook delivery before it is failed."

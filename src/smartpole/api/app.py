@@ -14,7 +14,16 @@ from smartpole import __version__
 from smartpole.api import alarms as alarms_api
 from smartpole.api import analytics as analytics_api
 from smartpole.api import broker as broker_api
-from smartpole.api import control, firmware, grants, problems, provisioning, registry, telemetry
+from smartpole.api import (
+    control,
+    docs,
+    firmware,
+    grants,
+    problems,
+    provisioning,
+    registry,
+    telemetry,
+)
 from smartpole.api import metrics as metrics_api
 from smartpole.api import rules as rules_api
 from smartpole.api import webhooks as webhooks_api
@@ -56,9 +65,12 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by api.docs
+        redoc_url=None,
     )
     app.state.platform = platform
     problems.install(app)
+    docs.install(app)
     app.include_router(registry.router)
     app.include_router(telemetry.router)
     app.include_router(control.router)

@@ -73,7 +73,7 @@ def list_tenants(p: Plat, who: Caller) -> list[TenantOut]:
 def create_tenant(p: Plat, who: Caller, body: TenantIn) -> TenantOut:
     """Add a tenant (city operator admin)."""
     who.require_city(Role.ADMIN)
-    return TenantOut(**p.tenants.create(body.name, body.title, body.is_operator))
+    return TenantOut(**p.tenants.create(body.name, body.title, body.is_operator, body.timezone))
 
 
 @router.get("/tenants/{tenant_id}", tags=["tenants"], summary="Get a tenant")
@@ -85,7 +85,8 @@ def get_tenant(p: Plat, who: Caller, tenant_id: Id) -> TenantOut:
 
 @router.patch("/tenants/{tenant_id}", tags=["tenants"], summary="Change a tenant")
 def update_tenant(p: Plat, who: Caller, tenant_id: Id, body: TenantPatch) -> TenantOut:
-    """Rename or retitle a tenant (its admin, or the city operator admin)."""
+    """Rename or retitle a tenant, or set its time zone (its admin, or the city operator
+    admin)."""
     _own_tenant(who, tenant_id, Role.ADMIN)
     return TenantOut(**p.tenants.update(tenant_id, **body.model_dump(exclude_none=True)))
 

@@ -7,9 +7,11 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from annotated_types import Ge, Le
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from smartpole.errors import InvalidInput
 from smartpole.model.types import DeviceKind, Role
+from smartpole.store.buckets import time_zone
 
 T = TypeVar("T")
 
@@ -37,6 +39,27 @@ class Page(BaseModel, Generic[T]):
     offset: int
 
 
+def _known_zone(name: str) -> str:
+    try:
+        time_zone(name)
+    except InvalidInput as err:
+        raise ValueError(str(err)) from err
+    return name
+
+
+TimeZoneName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        description="IANA time zone where the tenant's days start (daily buckets of its time"
+        " series end at its midnight); default the hub's `hub_timezone` setting",
+        examples=["Asia/Shanghai", "Europe/Berlin"],
+    ),
+    AfterValidator(_known_zone),
+]
+
+
 class TenantIn(BaseModel):
     """A new tenant."""
 
@@ -44,6 +67,7 @@ class TenantIn(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$", examples=["telecom-a"])
     title: str = Field("", max_length=200, examples=["中国移动 China Mobile"])
     is_operator: bool = False
+    timezone: TimeZoneName | None = None
 
 
 class TenantPatch(BaseModel):
@@ -52,6 +76,7 @@ class TenantPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")
     title: str | None = Field(None, max_length=200)
+    timezone: TimeZoneName | None = None
 
 
 class TenantOut(BaseModel):
@@ -62,6 +87,7 @@ class TenantOut(BaseModel):
     title: str
     is_operator: bool
     created: int
+    timezone: str = Field(description="IANA time zone where the tenant's days start")
 
 
 class ApiKeyIn(BaseModel):

@@ -19,7 +19,17 @@ DAY_MS = 86_400_000
 Start = Annotated[Millis | None, Query(description="ms since epoch, inclusive; default end - 24 h")]
 End = Annotated[Millis | None, Query(description="ms since epoch, exclusive; default now")]
 Agg = Annotated[Literal["none", "avg", "min", "max", "sum", "count"], Query()]
-Interval = Annotated[int, Query(ge=1000, le=MS_MAX, description="bucket width in ms")]
+Interval = Annotated[
+    int,
+    Query(
+        ge=1000,
+        le=MS_MAX,
+        description="bucket width in ms. Buckets sit on the clock: under a day, at multiples of"
+        " the interval since 1970-01-01 UTC (hours start on the hour); whole days (86400000) at"
+        " midnight in the caller's tenant time zone; several days counted from Monday"
+        " 1970-01-05. 422 for a day or more that is not whole days, or over 100,000 buckets.",
+    ),
+]
 
 
 def _window(start: int | None, end: int | None) -> tuple[int, int]:
@@ -59,8 +69,10 @@ def device_timeseries(
 ) -> dict[str, list[Point]]:
     """Readings in ``[start, end)``: raw (``agg=none``) or aggregated into buckets.
 
-    Buckets start at ``start + k * interval``; hour-aligned starts with whole-hour intervals
-    are served from hourly rollups.
+    Buckets are aligned to the clock, whatever ``start`` is (see ``interval``); each point's
+    ``ts`` is its bucket's start, so the first and last buckets may count only the part of
+    them inside the window. Whole hours are served from hourly rollups when the buckets'
+    boundaries are on whole hours.
     """
     ks = asked_keys(keys, key, required=True)
     p.assets.get_device(who, device_id)
@@ -68,7 +80,8 @@ def device_timeseries(
     if agg == "none":
         raw = p.series.history(device_id, ks, s, e, limit)
         return {k: [Point(ts=t, value=v) for t, v in pts] for k, pts in raw.items()}
-    out = p.series.aggregate([device_id], ks, s, e, interval, agg).get(device_id, {})
+    zone = p.tenants.zone(who.tenant_id)
+    out = p.series.aggregate([device_id], ks, s, e, interval, agg, zone=zone).get(device_id, {})
     return {k: [Point(ts=t, value=v) for t, v in out.get(k, [])] for k in ks}
 
 
@@ -116,14 +129,16 @@ def fleet_aggregate(
     pole_id: Id | None = None,
     group: Literal["fleet", "device"] = "fleet",
 ) -> dict[str, Any]:
-    """Buckets over every visible matching device: one series (``fleet``) or one per device."""
+    """Buckets over every visible matching device: one series (``fleet``) or one per device,
+    aligned to the clock as in the device time series (see ``interval``)."""
     if agg == "none":
         raise InvalidInput("choose an aggregation: avg, min, max, sum or count")
     ks = asked_keys(keys, key, required=True)
     s, e = _window(start, end)
     ids = p.assets.device_ids(who, kind=kind, owner=owner, district=district, pole_id=pole_id)
     a: Aggregation = agg
-    out = p.series.aggregate(ids, ks, s, e, interval, a, per_device=group == "device")
+    zone = p.tenants.zone(who.tenant_id)
+    out = p.series.aggregate(ids, ks, s, e, interval, a, per_device=group == "device", zone=zone)
     series = {
         str(d): {k: [Point(ts=t, value=v) for t, v in pts] for k, pts in by_key.items()}
         for d, by_key in out.items()

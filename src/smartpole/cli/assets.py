@@ -57,7 +57,8 @@ def tenant_show(
     db: Db = None,
     json: JsonOut = False,
 ) -> None:
-    """Show a tenant: its title, whether it is the operator, its devices and API keys."""
+    """Show a tenant: its title, whether it is the operator, its time zone, its devices and API
+    keys."""
     with command_registry(data_dir, db) as p:
         who = city(p.tenants)
         row = p.tenants.by_name(name)
@@ -77,6 +78,7 @@ def tenant_show(
             "id": row["id"],
             "title": row["title"],
             "operator": bool(row["is_operator"]),
+            "time zone": row["timezone"],
             "created": moment(row["created"]),
             "devices": devices,
             "API keys": record["api_keys"],

@@ -133,7 +133,9 @@ def command_registry(data_dir: Path | None, db: str | None) -> Iterator[Registry
     except SmartpoleError as err:
         raise fail(err) from err
     try:
-        yield Registry(s, database, Tenants(database.engine), Assets(database.engine))
+        yield Registry(
+            s, database, Tenants(database.engine, s.hub_timezone), Assets(database.engine)
+        )
     except SmartpoleError as err:
         raise fail(err) from err
     finally:

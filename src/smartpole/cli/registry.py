@@ -37,13 +37,21 @@ def tenant_add(
     name: Annotated[str, typer.Argument(help="Short unique name, e.g. telecom-a.")],
     title: Annotated[str, typer.Option(help="Display name.")] = "",
     operator: Annotated[bool, typer.Option("--operator", help="Sees the whole city.")] = False,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            help="IANA time zone where its days start, e.g. Asia/Shanghai "
+            "(default: SMARTPOLE_HUB_TIMEZONE).",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: DataDir = None,
     db: Db = None,
     json: JsonOut = False,
 ) -> None:
     """Create a tenant."""
     with command_registry(data_dir, db) as p:
-        row = p.tenants.create(name, title, operator)
+        row = p.tenants.create(name, title, operator, timezone)
     print_json(row) if json else console.print(f"tenant {row['name']} id {row['id']}")
 
 

@@ -7,12 +7,14 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from smartpole.model.types import Role
+from smartpole.store.buckets import time_zone
 from smartpole.store.database import now_ms
 from smartpole.store.schema import api_keys, devices, tenants
 
@@ -64,18 +66,31 @@ class Principal:
 
 
 class Tenants:
-    """Tenants and their API keys."""
+    """Tenants and their API keys.
 
-    def __init__(self, engine: Engine) -> None:
+    A tenant's time zone (where its days start) is its own if set, else ``default_timezone``
+    (the hub's setting): the rows returned always carry the one in force.
+    """
+
+    def __init__(self, engine: Engine, default_timezone: str = "Asia/Shanghai") -> None:
         self.engine = engine
+        self.default_timezone = default_timezone
 
-    def create(self, name: str, title: str = "", is_operator: bool = False) -> dict[str, Any]:
-        """Add a tenant; its name is unique."""
+    def create(
+        self, name: str, title: str = "", is_operator: bool = False, timezone: str | None = None
+    ) -> dict[str, Any]:
+        """Add a tenant; its name is unique; ``timezone`` an IANA name (None: the default)."""
+        if timezone is not None:
+            time_zone(timezone)
         try:
             with self.engine.begin() as conn:
                 tid = conn.execute(
                     insert(tenants).values(
-                        name=name, title=title, is_operator=is_operator, created=now_ms()
+                        name=name,
+                        title=title,
+                        is_operator=is_operator,
+                        created=now_ms(),
+                        timezone=timezone,
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
         except IntegrityError as err:
@@ -88,7 +103,20 @@ class Tenants:
             row = conn.execute(select(tenants).where(tenants.c.id == tenant_id)).first()
         if row is None:
             raise NotFound(f"tenant {tenant_id} not found", tenant_id=tenant_id)
-        return dict(row._mapping)
+        return self._out(row._mapping)
+
+    def _out(self, row: Any) -> dict[str, Any]:
+        out = dict(row)
+        out["timezone"] = out.get("timezone") or self.default_timezone
+        return out
+
+    def zone(self, tenant_id: int) -> ZoneInfo:
+        """The time zone in force for a tenant (where its days start)."""
+        with self.engine.connect() as conn:
+            name = conn.execute(
+                select(tenants.c.timezone).where(tenants.c.id == tenant_id)
+            ).scalar()
+        return time_zone(name or self.default_timezone)
 
     def by_name(self, name: str) -> dict[str, Any]:
         """One tenant by its unique name."""
@@ -96,7 +124,7 @@ class Tenants:
             row = conn.execute(select(tenants).where(tenants.c.name == name)).first()
         if row is None:
             raise NotFound(f"tenant {name!r} not found", name=name)
-        return dict(row._mapping)
+        return self._out(row._mapping)
 
     def list(self, who: Principal) -> builtins.list[dict[str, Any]]:
         """Every tenant for the city operator; one's own tenant otherwise."""
@@ -104,11 +132,13 @@ class Tenants:
         if not who.is_operator:
             q = q.where(tenants.c.id == who.tenant_id)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [self._out(r._mapping) for r in conn.execute(q)]
 
     def update(self, tenant_id: int, **values: Any) -> dict[str, Any]:
-        """Change a tenant's title or name."""
+        """Change a tenant's title, name or time zone."""
         self.get(tenant_id)
+        if values.get("timezone") is not None:
+            time_zone(values["timezone"])
         if not values:
             return self.get(tenant_id)
         try:

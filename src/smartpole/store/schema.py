@@ -32,6 +32,8 @@ tenants = Table(
     Column("title", String(200), nullable=False, server_default=""),
     Column("is_operator", Boolean, nullable=False, server_default="0"),
     Column("created", BigInteger, nullable=False),
+    # IANA time zone of the tenant's daily buckets; NULL: the hub's (Settings.hub_timezone)
+    Column("timezone", String(64)),
 )
 
 api_keys = Table(

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Any, Literal, Protocol
 
 import orjson
@@ -23,6 +24,7 @@ from sqlalchemy import BindParameter, bindparam, text
 
 from smartpole.errors import StoreUnavailable
 from smartpole.model.types import Quality, Reading, Value
+from smartpole.store.buckets import Buckets
 from smartpole.store.database import Database, now_ms, store_unavailable
 from smartpole.store.derived import (
     HOUR_MS,
@@ -144,8 +146,10 @@ class TimeSeries(Protocol):
         interval: int,
         agg: Aggregation,
         per_device: bool = True,
+        zone: tzinfo = UTC,
     ) -> dict[int, dict[str, list[AggPoint]]]:
-        """Buckets ``[start + k*interval, ...)``; with ``per_device=False`` all under id 0."""
+        """Buckets aligned to the clock (days at midnight in ``zone``), labelled by their
+        start; with ``per_device=False`` all under id 0."""
         ...
 
     def purge(self, now: int | None = None) -> int:
@@ -504,13 +508,20 @@ class SeriesStore:
         interval: int,
         agg: Aggregation,
         per_device: bool = True,
+        zone: tzinfo = UTC,
     ) -> dict[int, dict[str, list[AggPoint]]]:
-        """Aggregate numeric readings into buckets of ``interval`` ms from ``start``.
+        """Aggregate numeric readings in ``[start, end)`` into buckets aligned to the clock
+        (days at midnight in ``zone``; see :mod:`smartpole.store.buckets`), labelled by their
+        start.
 
-        Whole hours come from the rollups when ``start`` and ``interval`` are hour-aligned;
-        the rest is scanned raw. With ``per_device=False`` the fleet total is under id 0.
+        Whole hours come from the rollups when every bucket boundary is on a whole hour; the
+        cut hours at either end of the window are scanned raw. With ``per_device=False`` the
+        fleet total is under id 0. InvalidInput for intervals :class:`Buckets` refuses.
         """
-        if interval <= 0 or end <= start or not device_ids or not keys:
+        if interval <= 0 or end <= start:
+            return {}
+        buckets = Buckets.of(start, end, interval, zone)  # refuses before any query
+        if not device_ids or not keys:
             return {}
         self.flush()
         parts: dict[tuple[int, str, int], Partial] = {}
@@ -527,37 +538,34 @@ class SeriesStore:
             else:
                 merge(p, c, s, lo, hi)
 
-        use_rollups = start % HOUR_MS == 0 and interval % HOUR_MS == 0
-        raw_from = end - end % HOUR_MS if use_rollups else start
-        if raw_from < start:
-            raw_from = start
+        # hours wholly inside the window, each inside one bucket, come from the rollups
+        hours_from = -(-start // HOUR_MS) * HOUR_MS
+        hours_to = end - end % HOUR_MS
+        if not buckets.hour_aligned or hours_from >= hours_to:
+            hours_from = hours_to = end
         member, ids = self._ids(device_ids)
         ks: BindParameter[Any] = bindparam("keys", expanding=True)
-        params: dict[str, Any] = {
-            "ids": ids,
-            "keys": list(keys),
-            "s": start,
-            "i": interval,
-        }
+        params: dict[str, Any] = {"ids": ids, "keys": list(keys)}
+        raw = text(
+            f"SELECT device_id, key, {buckets.label('ts')} AS b,"
+            " COUNT(*), SUM(num), MIN(num), MAX(num) FROM readings"
+            f" WHERE {member} AND key IN :keys AND ts >= :s AND ts < :e"
+            " AND vtype <= 1 GROUP BY device_id, key, b"
+        ).bindparams(ks)
         with self.db.engine.connect() as conn:
-            if use_rollups and raw_from > start:
+            if hours_from < hours_to:
                 sql = text(
-                    "SELECT device_id, key, :s + ((hour - :s) / :i) * :i AS b,"
+                    f"SELECT device_id, key, {buckets.label('hour')} AS b,"
                     " SUM(cnt), SUM(sum), MIN(min), MAX(max) FROM rollups"
-                    f" WHERE {member} AND key IN :keys AND hour >= :s AND hour < :rf"
+                    f" WHERE {member} AND key IN :keys AND hour >= :s AND hour < :e"
                     " GROUP BY device_id, key, b"
                 ).bindparams(ks)
-                for row in conn.execute(sql, {**params, "rf": raw_from}).all():
+                for row in conn.execute(sql, {**params, "s": hours_from, "e": hours_to}).all():
                     add(*row)
-            if raw_from < end:
-                sql = text(
-                    "SELECT device_id, key, :s + ((ts - :s) / :i) * :i AS b,"
-                    " COUNT(*), SUM(num), MIN(num), MAX(num) FROM readings"
-                    f" WHERE {member} AND key IN :keys AND ts >= :rf AND ts < :e"
-                    " AND vtype <= 1 GROUP BY device_id, key, b"
-                ).bindparams(ks)
-                for row in conn.execute(sql, {**params, "rf": raw_from, "e": end}).all():
-                    add(*row)
+            for s, e in ((start, hours_from), (hours_to, end)):
+                if s < e:
+                    for row in conn.execute(raw, {**params, "s": s, "e": e}).all():
+                        add(*row)
         out: dict[int, dict[str, list[AggPoint]]] = defaultdict(lambda: defaultdict(list))
         for (device_id, key, bucket), p in sorted(parts.items()):
             out[device_id][key].append((int(bucket), _finish(p, agg)))

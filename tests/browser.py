@@ -1,0 +1,118 @@
+"""Browser fixtures: Debian's Chromium driven by Playwright, with the network cut off the host.
+
+No ``playwright install``: the browser is the system's ``/usr/bin/chromium``
+(``scripts/system-deps.sh test`` installs it). Pages are served by a real uvicorn on a free
+port (:func:`serve`); :class:`OfflinePage` lets only requests to that host through and keeps the
+address of every other one, so a test can say that nothing left the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, Playwright, Route, sync_playwright
+from starlette.types import ASGIApp
+
+from mosquitto import free_port
+
+__all__ = ["OfflinePage", "browser", "offline_page", "screenshot", "serve"]
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+
+
+def find_chromium() -> str:
+    """Debian's Chromium (``CHROMIUM`` overrides the path)."""
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    assert Path(path).exists(), "no chromium: run `scripts/system-deps.sh test`"
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the session."""
+    with sync_playwright() as pw:
+        chromium = _launch(pw)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _launch(pw: Playwright) -> Browser:
+    return pw.chromium.launch(executable_path=find_chromium(), headless=True, args=CHROMIUM_FLAGS)
+
+
+@dataclass
+class OfflinePage:
+    """A page whose requests off the local host are refused and recorded."""
+
+    page: Page
+    off_host: list[str] = field(default_factory=list)
+
+    def _route(self, route: Route) -> None:
+        url = route.request.url
+        host = urlsplit(url).hostname or ""
+        if url.startswith(("data:", "blob:", "about:")) or host in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            self.off_host.append(url)
+            route.abort("internetdisconnected")
+
+
+@pytest.fixture
+def offline_page(browser: Browser) -> Iterator[OfflinePage]:
+    """A fresh page (own context, 1280x800) with the network cut off the local host."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    out = OfflinePage(page)
+    context.route("**/*", out._route)
+    try:
+        yield out
+    finally:
+        context.close()
+
+
+@contextmanager
+def serve(app: ASGIApp) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free local port (lifespan on); yield its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive(), "uvicorn stopped while starting"
+            assert time.monotonic() < deadline, "uvicorn did not start within 30 s"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def screenshot(page: Page, name: str) -> None:
+    """Write ``docs/screenshots/<name>.png`` when ``UPDATE_SCREENSHOTS=1`` (they are committed)."""
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))

@@ -46,9 +46,14 @@ def find_chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the session."""
+    """One headless Chromium for a test module.
+
+    Not for the session: Playwright's sync API runs an event loop in this thread while it is
+    open, and pytest-asyncio cannot start the loop of a later async test in the same worker
+    ("Runner.run() cannot be called from a running event loop"). pytest tears a module's
+    fixtures down before it runs a test of another module, so the loop is gone by then."""
     with sync_playwright() as pw:
         chromium = _launch(pw)
         try:

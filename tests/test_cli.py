@@ -203,6 +203,8 @@ def test_device_kind_gives_a_generic_device_its_kind(registry: Registry) -> None
             profile="Thermometer",
         )
     d = ("--data-dir", str(registry.data_dir))
+    shown = run(registry.data_dir.parent, "device", "show", "thermo-cli", *d).stdout
+    assert ["kind", "generic", "(Thermometer)"] in [line.split() for line in shown.splitlines()]
     row = run_json(registry.data_dir.parent, "device", "kind", "thermo-cli", "air", *d)
     assert (row["name"], row["kind"], row["profile"]) == ("thermo-cli", "air", "Thermometer")
     lamp = str(registry.device["id"])

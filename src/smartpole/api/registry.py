@@ -328,11 +328,7 @@ def get_device(p: Plat, who: Caller, device_id: Id) -> DeviceOut:
 def update_device(p: Plat, who: Caller, device_id: Id, body: DevicePatch) -> DeviceOut:
     """Change a visible device's name, model, pole, port or owner; an admin gives a generic
     device (created by a gateway for a type smartpole does not know) its real ``kind``."""
-    changes = body.model_dump(exclude_unset=True)
-    kind = changes.pop("kind", None)
-    if kind is not None:
-        p.assets.set_kind(who, device_id, kind)
-    row = p.assets.update_device(who, device_id, **changes)
+    row = p.assets.update_device(who, device_id, **body.model_dump(exclude_unset=True))
     return DeviceOut(**device_out(p, row))
 
 

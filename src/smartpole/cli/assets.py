@@ -30,6 +30,7 @@ from smartpole.cli.registry import (
     apikey_app,
     device_app,
     device_record,
+    kind_label,
     pole_app,
     print_devices,
     tenant_app,
@@ -242,10 +243,11 @@ def device_show(
     if json:
         print_json(row)
         return
-    shown = ("id", "kind", "model", "owner", "pole", "port", "online", "token_hint")
+    shown = ("id", "model", "owner", "pole", "port", "online", "token_hint")
     print_record(
         f"device {row['name']}",
         {
+            "kind": kind_label(row),
             **{k: row[k] for k in shown},
             "last seen": moment(row["last_seen"]),
             "created": moment(row["created"]),

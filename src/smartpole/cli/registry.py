@@ -176,6 +176,12 @@ def device_record(p: Registry, row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "online": p.is_online(row["id"], row["last_seen"])}
 
 
+def kind_label(row: dict[str, Any]) -> str:
+    """A device's kind, with the profile a gateway created a generic one with:
+    ``generic (Thermometer)``."""
+    return f"{row['kind']} ({row['profile']})" if row.get("profile") else str(row["kind"])
+
+
 def print_devices(title: str, rows: list[dict[str, Any]]) -> None:
     """A table of devices (see :func:`device_record`)."""
     print_table(
@@ -185,7 +191,7 @@ def print_devices(title: str, rows: list[dict[str, Any]]) -> None:
             (
                 r["id"],
                 r["name"],
-                r["kind"],
+                kind_label(r),
                 r["owner"],
                 r["pole"],
                 r["port"],

@@ -245,6 +245,12 @@ class Assets:
         """Register a device; returns it and its access token (shown only now). ``profile``:
         the ThingsBoard device type a gateway named it with."""
         who.require(Role.OPERATOR)
+        if kind is DeviceKind.GENERIC and not profile:
+            raise InvalidInput(
+                "generic devices are created by gateways for a type smartpole does not know; "
+                "register the device with its real kind",
+                kind=str(kind),
+            )
         owner_id = self._owner(who, owner)
         token = token or new_secret()
         if pole_id is not None:
@@ -384,13 +390,19 @@ class Assets:
             raise NotFound(f"device {device_id} not found", device_id=device_id)
         return dict(row._mapping)
 
-    def update_device(self, who: Principal, device_id: int, **values: Any) -> dict[str, Any]:
-        """Change a visible device's name, model, pole, port or owner."""
+    def update_device(
+        self, who: Principal, device_id: int, kind: DeviceKind | None = None, **values: Any
+    ) -> dict[str, Any]:
+        """Change a visible device's name, model, pole, port or owner, and (see
+        :meth:`set_kind`) its kind, all in one transaction or none."""
         who.require(Role.OPERATOR)
-        self.get_device(who, device_id)
+        row = self.get_device(who, device_id)
         check_not_null(values, ("name", "model", "owner"), "device")
+        if kind is not None and kind != row["kind"]:
+            _check_rekind(who, row, kind)
+            values["kind"] = str(kind)
         if not values:
-            return self.get_device(who, device_id)
+            return row
         if values.get("pole_id") is not None:
             self.mount_pole(who, values["pole_id"])
         if "owner" in values:
@@ -407,22 +419,7 @@ class Assets:
         """Give a generic device (one a gateway created for a type smartpole does not know) its
         real kind; admins only. A device of a known kind keeps it: its readings, rules and
         commands are that kind's, so a wrong one is deleted and registered again."""
-        who.require(Role.ADMIN)
-        row = self.get_device(who, device_id)
-        if row["kind"] == kind:
-            return row
-        if row["kind"] != DeviceKind.GENERIC:
-            raise Conflict(
-                f"device {device_id} is a {row['kind']}: only a generic device can change its "
-                "kind (delete it and register it again)",
-                kind=row["kind"],
-            )
-        if kind is DeviceKind.GENERIC:
-            raise InvalidInput("a device cannot be made generic; only gateways create those")
-        with self.engine.begin() as conn:
-            conn.execute(update(devices).where(devices.c.id == device_id).values(kind=str(kind)))
-        self._forget(device_id)
-        return self.get_device(who, device_id)
+        return self.update_device(who, device_id, kind=kind)
 
     def delete_device(self, who: Principal, device_id: int) -> None:
         """Remove a visible device and its attributes (its readings age out by retention)."""
@@ -611,3 +608,16 @@ def parse_date(value: str | date | None) -> date | None:
         return value
     value = value.strip()
     return date.fromisoformat(value) if value else None
+
+
+def _check_rekind(who: Principal, row: dict[str, Any], kind: DeviceKind) -> None:
+    """Only an admin changes a kind, only a generic device's, and never to generic."""
+    who.require(Role.ADMIN)
+    if row["kind"] != DeviceKind.GENERIC:
+        raise Conflict(
+            f"device {row['id']} is a {row['kind']}: only a generic device can change its "
+            "kind (delete it and register it again)",
+            kind=row["kind"],
+        )
+    if kind is DeviceKind.GENERIC:
+        raise InvalidInput("a device cannot be made generic; only gateways create those")

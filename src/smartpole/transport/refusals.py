@@ -125,8 +125,10 @@ def reason_string(err: BaseException) -> str:
     text = err.detail
     if isinstance(err, InvalidInput) and err.errors:
         first = err.errors[0]
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        text += f"; {where}: {first.get('msg', '')}" if where else f"; {first.get('msg', '')}"
+        msg = str(first.get("msg", ""))
+        if msg not in text:  # payload errors name their first problem in the detail already
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            text += f"; {where}: {msg}" if where else f"; {msg}"
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
 
 

@@ -587,7 +587,12 @@ class Connection(asyncio.Protocol):
         if err is not None:
             dev = self.device
             self.server.metrics.reject("mqtt", err)
-            log.warning("MQTT QoS 0 publish of device %s dropped: %s", dev and dev.id, err)
+            log.warning(
+                "MQTT QoS 0 publish of device %s (%s) dropped: %s",
+                dev and dev.id,
+                dev and dev.name,
+                refusals.reason_string(err),
+            )
 
     def _drain(self, _: object = None) -> None:
         """Send the PUBACKs that are due, in the order the PUBLISHes came (in one write: the

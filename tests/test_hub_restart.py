@@ -50,9 +50,12 @@ class Running:
 
 
 @asynccontextmanager
-async def serve(database: Database, data_dir: Path) -> AsyncIterator[Running]:
-    """Start a platform on the database and data directory; stop it on leaving."""
-    settings = Settings(data_dir=data_dir, batch_age_ms=2, mqtt_port=0, hub_tick_ms=3_600_000)
+async def serve(database: Database, data_dir: Path, node: str = "a") -> AsyncIterator[Running]:
+    """Start a platform (node ``node``) on the database and data directory; stop it on
+    leaving."""
+    settings = Settings(
+        data_dir=data_dir, batch_age_ms=2, mqtt_port=0, hub_tick_ms=3_600_000, node_id=node
+    )
     p = Platform(settings, db=database)
     await p.start()
     try:
@@ -205,3 +208,30 @@ async def test_an_alarm_raised_before_a_restart_stays_as_it_is(
         assert offline_alarms(p, city) == before
         await tick(p, p.hub.started + 3 * DELAY)  # past it: not raised a second time
         assert offline_alarms(p, city) == before
+
+
+async def test_a_device_that_moved_to_another_node_is_not_offline_for_the_restarted_one(
+    database: Database, tmp_path: Path
+) -> None:
+    """Two nodes with built-in endpoints on one database: node A stops, its gateway reconnects
+    to node B, A starts again. A's hub has the stop's offline records and never sees the
+    gateway's new session (B's batches), but the store's last-seen times tell it."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    other = Database(database.url)  # a process of its own: its own pool
+    async with serve(other, tmp_path / "b", node="b") as b:
+        async with serve(database, tmp_path / "a", node="a") as a:
+            city = city_of(a.platform)
+            r = await a.client.post("/api/rules", json=OFFLINE_RULE, headers=city.auth("city"))
+            assert r.status_code == 201, r.text
+            pole = await make_street_pole(a, city, "FT-4")
+            first = await connect(a.platform, pole)
+        async with serve(database, tmp_path / "a", node="a") as a:
+            moved = await connect(b.platform, pole)  # the gateway finds node B first
+            try:
+                await a.platform.hub.reload()  # as its timer does every 30 s
+                await tick(a.platform, a.platform.hub.started + 3 * DELAY)
+                assert offline_alarms(a.platform, city) == []
+            finally:
+                await moved.close()
+                await first.close()

@@ -82,7 +82,7 @@ class Hub:
         self.actor = Actor(self.alarms, commander, self.webhooks, work_orders)
         self.directory = Directory()
         self.evaluated = 0  # rule evaluations, for the benchmark and the status page
-        self.started = 0  # when start() ran (ms): offline durations count from then at most
+        self.started = 0  # when start() was done (ms): offline durations count from then at most
         self._rules: dict[int, Rule] = {}
         self._updated: dict[int, int] = {}
         self._index: dict[tuple[Kind, str], list[Rule]] = {}
@@ -118,12 +118,12 @@ class Hub:
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         """Load the registry, rules and rule state; start evaluation, actions and webhooks."""
-        self.started = now_ms()
         await self.reload()
         self._state = await asyncio.to_thread(self._load_state)
         await asyncio.to_thread(self._warm_values)
         await self.webhooks.start()
         await self.actor.start()
+        self.started = now_ms()  # ready: the devices' sessions can only begin after this
         self._task = asyncio.create_task(self._run(), name="hub-evaluation")
 
     async def stop(self) -> None:

@@ -201,6 +201,8 @@ async def test_an_alarm_raised_before_a_restart_stays_as_it_is(
             *(("device", d) for d in pole.ids),
             ("pole", pole.id),
         }
+    # The platform is down until the wall clock has passed the tick above, as it would have.
+    await asyncio.sleep(DELAY_S + 0.5)
     async with serve(database, tmp_path) as run:
         p = run.platform
         await tick(p, p.hub.started + 500)  # within the delay of the start: kept, not cleared

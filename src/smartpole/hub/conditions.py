@@ -60,7 +60,7 @@ class Context:
     lon: float | None = None
     tz: tzinfo = UTC
     started: int = 0  # when this process started (ms): its own downtime is no device's outage
-    holding: bool = False
+    holding: bool = False  # the rule held at its last evaluation (its alarm stands)
 
 
 class Condition:

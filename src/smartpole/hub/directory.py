@@ -75,9 +75,8 @@ class Directory:
                     tags[device_id] = frozenset(str(t) for t in parsed)
                 elif isinstance(parsed, str):
                     tags[device_id] = frozenset(t.strip() for t in parsed.split(",") if t.strip())
-            q = select(
-                devices.c.id, devices.c.kind, devices.c.owner_id, devices.c.pole_id
-            ).add_columns(devices.c.last_seen)
+            c = devices.c
+            q = select(c.id, c.kind, c.owner_id, c.pole_id, c.last_seen)
             on_pole: dict[int, list[int]] = defaultdict(list)
             by_kind: dict[str, list[int]] = defaultdict(list)
             for device_id, kind, owner, pole_id, last_seen in conn.execute(q):

@@ -294,8 +294,11 @@ class DeviceService:
 
     async def _presence(self, device: DeviceRef, online: bool, via: DeviceRef | None) -> None:
         """Record the change; the gateway that told it (``via``) was heard from too."""
-        now = self.receive_time(device.id, now_ms())
-        seen = {device.id: now} if via is None else {device.id: now, via.id: now}
+        wall = now_ms()
+        now = self.receive_time(device.id, wall)
+        # the gateway at the wall time, not the device's stamp (which may run a few ms ahead):
+        # the gateway's own offline record must not look older than its last contact
+        seen = {device.id: now} if via is None else {device.id: now, via.id: wall}
         batch = WriteBatch(readings=[Reading(device.id, "online", now, online)], seen=seen)
         try:
             await self.pipeline.submit(batch)

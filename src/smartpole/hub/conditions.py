@@ -33,6 +33,7 @@ __all__ = [
     "Hold",
     "Missing",
     "Not",
+    "Offline",
     "Rate",
     "Threshold",
     "Window",
@@ -48,7 +49,8 @@ Values = Mapping[str, tuple[int, Value]]
 @dataclass
 class Context:
     """What one evaluation sees: the device's latest ``(ts, value)`` per key, its last-seen
-    time, the time of evaluation (ms), where its pole is and the rule's state for it."""
+    time, the time of evaluation (ms), where its pole is and the rule's state for it; when the
+    platform started and whether the rule held at its last evaluation."""
 
     values: Values
     now: int
@@ -57,6 +59,8 @@ class Context:
     lat: float | None = None
     lon: float | None = None
     tz: tzinfo = UTC
+    started: int = 0  # when this process started (ms): its own downtime is no device's outage
+    holding: bool = False  # the rule held at its last evaluation (its alarm stands)
 
 
 class Condition:
@@ -212,13 +216,40 @@ class Missing(Condition):
 
 
 @dataclass
+class Offline(Condition):
+    """The device's last presence record says it is offline (``online`` false: its session
+    ended) and it was not heard from after that record, on any node."""
+
+    id: str = ""
+    timed: bool = True  # a device heard from on another node is back without a reading here
+
+    def keys(self) -> set[str]:
+        """The presence key the endpoints record."""
+        return {"online"}
+
+    def test(self, ctx: Context) -> bool:
+        """False for a device that never had a session (HTTP) or was heard from since."""
+        found = ctx.values.get("online")
+        if found is None or not compare("==", found[1], False):
+            return False
+        return ctx.seen is None or ctx.seen <= found[0]
+
+
+@dataclass
 class For(Condition):
-    """``inner`` has held without a break for at least ``ms``."""
+    """``inner`` has held without a break for at least ``ms``.
+
+    With ``from_start`` (a condition on ``offline``), the time before this process started
+    does not count until the rule holds: the platform's own downtime is not the device's
+    outage, and a gateway reconnects within seconds of a restart. A rule that held before the
+    restart goes on holding (its alarm stays as it is).
+    """
 
     inner: Condition
     ms: int
     id: str = ""
     timed: bool = True
+    from_start: bool = False
 
     def keys(self) -> set[str]:
         """The inner condition's keys."""
@@ -231,6 +262,8 @@ class For(Condition):
             mine.pop("since", None)
             return False
         since = mine.setdefault("since", ctx.now)
+        if self.from_start and not ctx.holding:
+            since = max(since, ctx.started)
         return bool(ctx.now - since >= self.ms)
 
 
@@ -410,6 +443,11 @@ def has_state(root: Condition) -> bool:
         or (isinstance(root, Threshold) and root.clear is not None)
         or any(has_state(c) for c in _children(root))
     )
+
+
+def has_offline(root: Condition) -> bool:
+    """Whether the tree reads the device's presence (``offline``)."""
+    return isinstance(root, Offline) or any(has_offline(c) for c in _children(root))
 
 
 def is_timed(root: Condition) -> bool:

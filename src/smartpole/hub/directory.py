@@ -54,6 +54,8 @@ class Directory:
     tenant_ids: dict[str, int] = field(default_factory=dict)
     operators: frozenset[int] = frozenset()
     pole_codes: dict[str, int] = field(default_factory=dict)
+    # when each device was last heard from, by any node (the store's record, as of the load)
+    last_seen: dict[int, int] = field(default_factory=dict)
     _grid: dict[tuple[int, int], list[int]] = field(default_factory=dict)
 
     @classmethod
@@ -73,13 +75,16 @@ class Directory:
                     tags[device_id] = frozenset(str(t) for t in parsed)
                 elif isinstance(parsed, str):
                     tags[device_id] = frozenset(t.strip() for t in parsed.split(",") if t.strip())
-            q = select(devices.c.id, devices.c.kind, devices.c.owner_id, devices.c.pole_id)
+            c = devices.c
+            q = select(c.id, c.kind, c.owner_id, c.pole_id, c.last_seen)
             on_pole: dict[int, list[int]] = defaultdict(list)
             by_kind: dict[str, list[int]] = defaultdict(list)
-            for device_id, kind, owner, pole_id in conn.execute(q):
+            for device_id, kind, owner, pole_id, last_seen in conn.execute(q):
                 d.devices[device_id] = DeviceInfo(
                     device_id, kind, owner, pole_id, tags.get(device_id, frozenset())
                 )
+                if last_seen is not None:
+                    d.last_seen[device_id] = last_seen
                 by_kind[kind].append(device_id)
                 if pole_id is not None:
                     on_pole[pole_id].append(device_id)

@@ -82,6 +82,7 @@ class Hub:
         self.actor = Actor(self.alarms, commander, self.webhooks, work_orders)
         self.directory = Directory()
         self.evaluated = 0  # rule evaluations, for the benchmark and the status page
+        self.started = 0  # when start() was done (ms): offline durations count from then at most
         self._rules: dict[int, Rule] = {}
         self._updated: dict[int, int] = {}
         self._index: dict[tuple[Kind, str], list[Rule]] = {}
@@ -122,6 +123,7 @@ class Hub:
         await asyncio.to_thread(self._warm_values)
         await self.webhooks.start()
         await self.actor.start()
+        self.started = now_ms()  # ready: the devices' sessions can only begin after this
         self._task = asyncio.create_task(self._run(), name="hub-evaluation")
 
     async def stop(self) -> None:
@@ -330,14 +332,17 @@ class Hub:
         """What the device's rules see at ``now``: its values (or ``view``), its pole; built
         once per device and time, and handed to each rule with the rule's own state."""
         pole = self.directory.pole_of(info)
+        # heard here (this process's batches), or by any node (the store, as of the last load)
+        seen = max(self._seen.get(info.id, 0), self.directory.last_seen.get(info.id, 0))
         return Context(
             values=self._values.get(info.id, {}) if view is None else view,
             now=now,
             state={},
-            seen=self._seen.get(info.id),
+            seen=seen or None,
             lat=None if pole is None else pole.lat,
             lon=None if pole is None else pole.lon,
             tz=self.tz,
+            started=self.started,
         )
 
     def _check(self, rule: Rule, info: DeviceInfo, ctx: Context) -> None:
@@ -347,6 +352,7 @@ class Hub:
             state = self._state[key] = {"active": False}
         before = orjson.dumps(state) if rule.stateful else b""
         ctx.state = state
+        ctx.holding = state["active"]
         self.evaluated += 1
         holds = rule.condition.test(ctx)
         if holds != state["active"]:

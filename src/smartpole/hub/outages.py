@@ -63,7 +63,7 @@ class PoleOutages:
                 pole_id=pole_id,
                 propagate=sorted({a.tenant_id for a in offline}),
             )
-            log.info("pole %s is dark: %d devices offline, root alarm %d", pole_id, count, root.id)
+            log.debug("pole %s is dark: %d devices offline, root alarm %d", pole_id, count, root.id)
         await asyncio.to_thread(self._group, root.id, [a.id for a in offline])
 
     async def _back(self, device_alarm: Alarm) -> None:

@@ -43,10 +43,12 @@ from smartpole.hub.conditions import (
     Hold,
     Missing,
     Not,
+    Offline,
     Rate,
     Threshold,
     TimePoint,
     Window,
+    has_offline,
     has_state,
     is_timed,
     number_tree,
@@ -212,7 +214,7 @@ class _Parser:
         node = self._bare(body, loc)
         if isinstance(body, dict) and "for" in body:
             try:
-                node = For(node, parse_duration(body["for"]))
+                node = For(node, parse_duration(body["for"]), from_start=has_offline(node))
             except ValueError as e:
                 self.err([*loc, "for"], str(e))
         if isinstance(body, dict) and "hold" in body:
@@ -252,7 +254,7 @@ class _Parser:
         if form == "offline":
             if body["offline"] is not True:
                 self.err([*loc, "offline"], "write 'offline: true'")
-            return Threshold("online", "==", False)
+            return Offline()
         if form == "rate":
             return self._rate(body["rate"], [*loc, "rate"])
         if form == "missing":

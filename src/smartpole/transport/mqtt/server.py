@@ -86,6 +86,14 @@ class MqttServer:
                     conn.transport.close()
             await self._server.wait_closed()
             self._server = None
+            # one line, not one per device: their sessions end with the platform, and the hub
+            # does not count the time it is down as their outage (docs/hub.md)
+            log.info(
+                "MQTT %s:%d stopped: %d device sessions closed",
+                self.host,
+                self.mqtt_port,
+                sum(1 for c in conns if c.device is not None),
+            )
             # let every connection finish its work (offline records, wills) before the
             # pipeline and the store below it stop
             for _ in range(100):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from smartpole.errors import NotFound
-from smartpole.hub.alarms import AlarmChange, AlarmFilter, Alarms, AlarmStatus, Severity
+from smartpole.hub.alarms.store import AlarmChange, AlarmFilter, Alarms, AlarmStatus, Severity
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal, Tenants
 from smartpole.store import Database
@@ -150,7 +150,7 @@ def test_concurrent_raises_from_threads_make_one_active_alarm(
 
 RAISER = """
 import sys
-from smartpole.hub.alarms import Alarms, Severity
+from smartpole.hub.alarms.store import Alarms, Severity
 from smartpole.store import Database
 db = Database(sys.argv[1])
 alarms = Alarms(db.engine)

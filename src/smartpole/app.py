@@ -13,10 +13,10 @@ from smartpole.config import Settings
 from smartpole.control import Control
 from smartpole.devices import DeviceService
 from smartpole.errors import StoreUnavailable
-from smartpole.hub.anomaly import AnomalyService, Detector
+from smartpole.hub.analytics.anomaly import AnomalyService, Detector
+from smartpole.hub.analytics.forecast import Forecasts
 from smartpole.hub.engine import Hub
-from smartpole.hub.forecast import Forecasts
-from smartpole.hub.workorders import WorkOrders, parse_sla
+from smartpole.hub.workorders.store import WorkOrders, parse_sla
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.metrics import Metrics
 from smartpole.registry.access import Tenants

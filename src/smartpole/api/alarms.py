@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from smartpole.api.deps import Caller, Plat
 from smartpole.api.schemas import Id, Millis, Offset
 from smartpole.errors import SmartpoleError
-from smartpole.hub.alarms import Alarm, AlarmFilter, AlarmStatus, Severity
+from smartpole.hub.alarms.store import Alarm, AlarmFilter, AlarmStatus, Severity
 from smartpole.model.types import Role
 
 __all__ = ["AlarmOut", "router"]

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from smartpole.api.deps import Caller, Plat
 from smartpole.api.schemas import Id
 from smartpole.errors import InvalidInput
-from smartpole.hub.conditions import ANY_KEY
+from smartpole.hub.rules.conditions import ANY_KEY
 from smartpole.model.types import Role
 
 __all__ = ["RuleOut", "parse_rules_text", "router"]

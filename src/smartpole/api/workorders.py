@@ -12,8 +12,8 @@ from smartpole.api.deps import Caller, Plat
 from smartpole.api.schemas import Id, Offset
 from smartpole.app import Platform
 from smartpole.errors import Forbidden, InvalidInput
-from smartpole.hub.alarms import Severity
-from smartpole.hub.workorders import WorkOrderFilter, WorkOrders, WorkOrderStatus
+from smartpole.hub.alarms.store import Severity
+from smartpole.hub.workorders.store import WorkOrderFilter, WorkOrders, WorkOrderStatus
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal
 

@@ -28,7 +28,7 @@ from smartpole.model.lifecycle import AlarmStatus
 
 if TYPE_CHECKING:
     from smartpole.app import Platform
-    from smartpole.hub.alarms import Alarm
+    from smartpole.hub.alarms.store import Alarm
     from smartpole.registry.access import Principal
 
 __all__ = ["register"]
@@ -147,7 +147,7 @@ def rule_import(
     if (file is None) == (not defaults):
         raise typer.BadParameter("give a FILE or --defaults")
     with command_platform(data_dir, db) as p:
-        from smartpole.hub.rules import default_rules
+        from smartpole.hub.rules.store import default_rules
 
         who = _who(p, tenant)
         doc = default_rules() if defaults else _read(file)  # type: ignore[arg-type]
@@ -181,7 +181,7 @@ def alarm_list(
     json: JsonOut = False,
 ) -> None:
     """List alarms, newest first."""
-    from smartpole.hub.alarms import AlarmFilter
+    from smartpole.hub.alarms.store import AlarmFilter
 
     status = [s for s in AlarmStatus if s.active] if active else None
     with command_platform(data_dir, db) as p:

@@ -56,7 +56,7 @@ def workorder_list(
     json: JsonOut = False,
 ) -> None:
     """List work orders, newest first."""
-    from smartpole.hub.workorders import WorkOrderFilter
+    from smartpole.hub.workorders.store import WorkOrderFilter
 
     with command_platform(data_dir, db) as p:
         f = WorkOrderFilter(status=status or None, team_id=team, overdue=overdue)

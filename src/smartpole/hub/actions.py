@@ -13,9 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from smartpole.errors import SmartpoleError
-from smartpole.hub.alarms import Alarm, Alarms
+from smartpole.hub.alarms.store import Alarm, Alarms
 from smartpole.hub.directory import DeviceInfo, Directory
-from smartpole.hub.rules import AlarmAction, CommandAction, Rule, WebhookAction, WorkOrderAction
+from smartpole.hub.rules.store import (
+    AlarmAction,
+    CommandAction,
+    Rule,
+    WebhookAction,
+    WorkOrderAction,
+)
 from smartpole.hub.webhooks import Webhooks
 from smartpole.model.types import Value
 

@@ -25,13 +25,13 @@ from shapely.geometry import Point
 from sqlalchemy import Engine, select
 
 from smartpole.hub.actions import Actor, Commander, Transition, WorkOrderOpener
-from smartpole.hub.alarms import Alarms
-from smartpole.hub.conditions import ANY_KEY, Context
+from smartpole.hub.alarms.outages import PoleOutages
+from smartpole.hub.alarms.store import Alarms
+from smartpole.hub.alarms.stream import AlarmStream
 from smartpole.hub.directory import DeviceInfo, Directory
-from smartpole.hub.outages import PoleOutages
-from smartpole.hub.rule_body import compile_rule
-from smartpole.hub.rules import Rule, RuleStore
-from smartpole.hub.stream import AlarmStream
+from smartpole.hub.rules.conditions import ANY_KEY, Context
+from smartpole.hub.rules.parser import compile_rule
+from smartpole.hub.rules.store import Rule, RuleStore
 from smartpole.hub.tables import rule_state
 from smartpole.hub.webhooks import Webhooks
 from smartpole.metrics import Metrics

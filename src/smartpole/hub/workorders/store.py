@@ -30,8 +30,8 @@ from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, InvalidInput, InvalidTransition, NotFound
-from smartpole.hub.alarms import Alarm, AlarmChange, Alarms, Severity
-from smartpole.hub.workorder_tables import teams, work_order_history, work_orders
+from smartpole.hub.alarms.store import Alarm, AlarmChange, Alarms, Severity
+from smartpole.hub.workorders.tables import teams, work_order_history, work_orders
 from smartpole.model.lifecycle import WorkOrderStatus
 from smartpole.registry.access import Principal
 from smartpole.store.database import now_ms

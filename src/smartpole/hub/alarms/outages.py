@@ -16,7 +16,7 @@ import logging
 
 from sqlalchemy import func, select, update
 
-from smartpole.hub.alarms import ACTIVE, Alarm, AlarmChange, Alarms, Severity, alarm_of
+from smartpole.hub.alarms.store import ACTIVE, Alarm, AlarmChange, Alarms, Severity, alarm_of
 from smartpole.hub.tables import alarms
 from smartpole.store.schema import devices
 

@@ -32,9 +32,9 @@ from typing import Any
 from shapely.prepared import prep
 
 from smartpole.errors import InvalidInput
-from smartpole.hub.alarms import Severity
+from smartpole.hub.alarms.store import Severity
 from smartpole.hub.aqi import BREAKPOINTS
-from smartpole.hub.conditions import (
+from smartpole.hub.rules.conditions import (
     OPS,
     All,
     Any_,
@@ -53,7 +53,7 @@ from smartpole.hub.conditions import (
     is_timed,
     number_tree,
 )
-from smartpole.hub.rules import (
+from smartpole.hub.rules.store import (
     DEFAULT_COMMAND_EXPIRY_MS,
     Action,
     AlarmAction,

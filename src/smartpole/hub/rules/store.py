@@ -1,6 +1,6 @@
 """Rules as the engine runs them (compiled: scope, condition tree, actions) and where their
 bodies are kept (per tenant, unique by name). The body format and its checks are in
-:mod:`smartpole.hub.rule_body`.
+:mod:`smartpole.hub.rules.parser`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, NotFound
-from smartpole.hub.alarms import Severity
-from smartpole.hub.conditions import Condition
+from smartpole.hub.alarms.store import Severity
+from smartpole.hub.rules.conditions import Condition
 from smartpole.hub.tables import rules
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal
@@ -219,5 +219,5 @@ class RuleStore:
 
 def default_rules() -> builtins.list[dict[str, Any]]:
     """The default rule set shipped with smartpole (``defaults.yaml``)."""
-    text = (files("smartpole.hub") / "defaults.yaml").read_text(encoding="utf-8")
+    text = (files("smartpole.hub.rules") / "defaults.yaml").read_text(encoding="utf-8")
     return list(yaml.safe_load(text)["rules"])

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from smartpole.errors import SmartpoleError
 from smartpole.hub.alarms.store import Alarm, Alarms
 from smartpole.hub.directory import DeviceInfo, Directory
-from smartpole.hub.rules.store import (
+from smartpole.hub.rules.model import (
     AlarmAction,
     CommandAction,
     Rule,

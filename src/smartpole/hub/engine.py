@@ -30,8 +30,9 @@ from smartpole.hub.alarms.store import Alarms
 from smartpole.hub.alarms.stream import AlarmStream
 from smartpole.hub.directory import DeviceInfo, Directory
 from smartpole.hub.rules.conditions import ANY_KEY, Context
+from smartpole.hub.rules.model import Rule
 from smartpole.hub.rules.parser import compile_rule
-from smartpole.hub.rules.store import Rule, RuleStore
+from smartpole.hub.rules.store import RuleStore
 from smartpole.hub.tables import rule_state
 from smartpole.hub.webhooks import Webhooks
 from smartpole.metrics import Metrics
@@ -421,24 +422,24 @@ class Hub:
         d = self.directory
         compiled: dict[int, Rule] = {}
         for row in rows:
-            if not row["enabled"]:
+            if not row.enabled:
                 continue
             try:
-                compiled[row["id"]] = compile_rule(
-                    row["body"],
-                    rule_id=row["id"],
-                    tenant_id=row["tenant_id"],
-                    city_wide=row["tenant_id"] in d.operators,
+                compiled[row.id] = compile_rule(
+                    row.body,
+                    rule_id=row.id,
+                    tenant_id=row.tenant_id,
+                    city_wide=row.tenant_id in d.operators,
                     tenant_lookup=d.tenant_ids.get,
                     pole_lookup=d.pole_codes.get,
                     webhook_exists=lambda _: True,  # a deleted webhook only skips deliveries
                 )
             except Exception as err:
-                log.warning("rule %s (%r) is skipped: %s", row["id"], row["name"], err)
+                log.warning("rule %s (%r) is skipped: %s", row.id, row.name, err)
                 continue
-            if self._updated.get(row["id"], row["updated"]) != row["updated"]:
-                self._forget(row["id"], keep_active=True)
-            self._updated[row["id"]] = row["updated"]
+            if self._updated.get(row.id, row.updated) != row.updated:
+                self._forget(row.id, keep_active=True)
+            self._updated[row.id] = row.updated
         for gone in set(self._rules) - set(compiled):
             self._forget(gone, keep_active=False)
         index: dict[tuple[Kind, str], list[Rule]] = defaultdict(list)

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from smartpole.errors import NotFound
-from smartpole.hub.alarms.store import AlarmChange, AlarmFilter, Alarms, AlarmStatus, Severity
+from smartpole.hub.alarms.store import AlarmFilter, Alarms
+from smartpole.model.alarms import AlarmChange
+from smartpole.model.lifecycle import AlarmStatus, Severity
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal, Tenants
 from smartpole.store import Database
@@ -86,7 +88,7 @@ async def test_assign_comment_and_filters(database: Database, tenants: dict[str,
     )
     await alarms.assign(me, a.id, "crew-7")
     await alarms.comment(me, a.id, "lamp head replaced tomorrow")
-    assert [c["text"] for c in alarms.comments(me, a.id)] == ["lamp head replaced tomorrow"]
+    assert [c.text for c in alarms.comments(me, a.id)] == ["lamp head replaced tomorrow"]
     assert [x.id for x in alarms.list(me, AlarmFilter(assignee="crew-7"))] == [a.id]
     assert [x.id for x in alarms.list(me, AlarmFilter(pole_id=42))] == [a.id]
     assert alarms.list(me, AlarmFilter(severity=[Severity.CRITICAL])) == []
@@ -150,7 +152,8 @@ def test_concurrent_raises_from_threads_make_one_active_alarm(
 
 RAISER = """
 import sys
-from smartpole.hub.alarms.store import Alarms, Severity
+from smartpole.hub.alarms.store import Alarms
+from smartpole.model.lifecycle import Severity
 from smartpole.store import Database
 db = Database(sys.argv[1])
 alarms = Alarms(db.engine)

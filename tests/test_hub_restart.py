@@ -27,7 +27,7 @@ from mqtt_client import V5, Device
 from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.config import Settings
-from smartpole.hub.alarms.store import Alarm
+from smartpole.model.alarms import Alarm
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal
 from smartpole.store import Database, now_ms

@@ -28,7 +28,7 @@ from smartpole.model.lifecycle import AlarmStatus
 
 if TYPE_CHECKING:
     from smartpole.app import Platform
-    from smartpole.hub.alarms.store import Alarm
+    from smartpole.model.alarms import Alarm
     from smartpole.registry.access import Principal
 
 __all__ = ["register"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from smartpole.errors import SmartpoleError
-from smartpole.hub.alarms.store import Alarm, Alarms
+from smartpole.hub.alarms.store import Alarms
 from smartpole.hub.directory import DeviceInfo, Directory
 from smartpole.hub.rules.model import (
     AlarmAction,
@@ -23,6 +23,7 @@ from smartpole.hub.rules.model import (
     WorkOrderAction,
 )
 from smartpole.hub.webhooks import Webhooks
+from smartpole.model.alarms import Alarm
 from smartpole.model.types import Value
 
 __all__ = ["Actor", "Commander", "Transition", "WorkOrderOpener"]

@@ -15,7 +15,7 @@ import pytest
 from fixtures_api import City, make_device, make_pole
 from smartpole.app import Platform
 from smartpole.config import Settings
-from smartpole.hub.webhooks import SIGNATURE_HEADER, sign
+from smartpole.hub.webhooks.store import SIGNATURE_HEADER, sign
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal
 from smartpole.store import Database

@@ -22,7 +22,7 @@ from smartpole.hub.rules.model import (
     WebhookAction,
     WorkOrderAction,
 )
-from smartpole.hub.webhooks import Webhooks
+from smartpole.hub.webhooks.store import Webhooks
 from smartpole.model.alarms import Alarm
 from smartpole.model.types import Value
 

@@ -30,7 +30,7 @@ import sqlalchemy
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 
 from smartpole.errors import InvalidInput, NotFound
-from smartpole.hub.tables import ACTIVE_WHERE, alarm_comments, alarm_tenants, alarms
+from smartpole.hub.alarms.tables import ACTIVE_WHERE, alarm_comments, alarm_tenants, alarms
 from smartpole.model.alarms import Alarm, AlarmChange, AlarmComment
 from smartpole.model.lifecycle import AlarmStatus, Severity
 from smartpole.registry.access import Principal

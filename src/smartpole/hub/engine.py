@@ -29,12 +29,12 @@ from smartpole.hub.actions import Actor, Commander, Transition
 from smartpole.hub.alarms.outages import PoleOutages
 from smartpole.hub.alarms.store import Alarms
 from smartpole.hub.alarms.stream import AlarmStream
-from smartpole.hub.alarms.tables import rule_state
 from smartpole.hub.directory import DeviceInfo, Directory
 from smartpole.hub.rules.conditions import ANY_KEY, Context
 from smartpole.hub.rules.model import Rule
 from smartpole.hub.rules.parser import compile_rule
 from smartpole.hub.rules.store import RuleStore
+from smartpole.hub.rules.tables import rule_state
 from smartpole.hub.webhooks.store import Webhooks
 from smartpole.hub.workorders.store import WorkOrders
 from smartpole.metrics import Metrics

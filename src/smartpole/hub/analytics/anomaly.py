@@ -46,7 +46,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select
 
 from smartpole.hub.alarms.store import Alarms
-from smartpole.hub.workorders.tables import hub_snapshots
+from smartpole.hub.analytics.tables import hub_snapshots
 from smartpole.model.lifecycle import Severity
 from smartpole.model.types import DeviceKind, Reading
 from smartpole.store.database import now_ms

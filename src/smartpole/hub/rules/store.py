@@ -14,8 +14,8 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, NotFound
-from smartpole.hub.alarms.tables import rules
 from smartpole.hub.rules.model import Rule
+from smartpole.hub.rules.tables import rules
 from smartpole.model.rules import StoredRule
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal

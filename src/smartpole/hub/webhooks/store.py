@@ -23,7 +23,7 @@ from sqlalchemy import Engine, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, InvalidInput, NotFound
-from smartpole.hub.alarms.tables import webhook_deliveries, webhooks
+from smartpole.hub.webhooks.tables import webhook_deliveries, webhooks
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal, new_secret
 from smartpole.store.database import now_ms

@@ -89,9 +89,9 @@ async def test_assign_comment_and_filters(database: Database, tenants: dict[str,
     await alarms.assign(me, a.id, "crew-7")
     await alarms.comment(me, a.id, "lamp head replaced tomorrow")
     assert [c.text for c in alarms.comments(me, a.id)] == ["lamp head replaced tomorrow"]
-    assert [x.id for x in alarms.list(me, AlarmFilter(assignee="crew-7"))] == [a.id]
-    assert [x.id for x in alarms.list(me, AlarmFilter(pole_id=42))] == [a.id]
-    assert alarms.list(me, AlarmFilter(severity=[Severity.CRITICAL])) == []
+    assert [x.id for x in alarms.find(me, AlarmFilter(assignee="crew-7"))] == [a.id]
+    assert [x.id for x in alarms.find(me, AlarmFilter(pole_id=42))] == [a.id]
+    assert alarms.find(me, AlarmFilter(severity=[Severity.CRITICAL])) == []
 
 
 async def test_a_tenant_sees_its_own_and_propagated_alarms_only(
@@ -114,12 +114,12 @@ async def test_a_tenant_sees_its_own_and_propagated_alarms_only(
         severity=Severity.MAJOR,
     )
     police = who(tenants, "police")
-    assert [a.id for a in alarms.list(police)] == [sos.id]
+    assert [a.id for a in alarms.find(police)] == [sos.id]
     with pytest.raises(NotFound):
         alarms.get_visible(police, private.id)
     with pytest.raises(NotFound):
         await alarms.acknowledge(police, private.id)
-    assert {a.id for a in alarms.list(who(tenants, "city"))} == {sos.id, private.id}
+    assert {a.id for a in alarms.find(who(tenants, "city"))} == {sos.id, private.id}
 
 
 def test_concurrent_raises_from_threads_make_one_active_alarm(
@@ -145,7 +145,7 @@ def test_concurrent_raises_from_threads_make_one_active_alarm(
         t.start()
     for t in pool:
         t.join()
-    found = alarms.list(who(tenants, "city"), AlarmFilter(type="day_burner"))
+    found = alarms.find(who(tenants, "city"), AlarmFilter(type="day_burner"))
     assert len(found) == 1
     assert found[0].count == threads * per_thread
 
@@ -175,5 +175,5 @@ def test_concurrent_raises_from_processes_make_one_active_alarm(
     args = [sys.executable, str(script), database.url, str(tenants["lighting"]), str(each)]
     procs = [subprocess.Popen(args) for _ in range(n)]
     assert [p.wait(timeout=120) for p in procs] == [0] * n
-    found = Alarms(database.engine).list(who(tenants, "city"), AlarmFilter(type="tilt"))
+    found = Alarms(database.engine).find(who(tenants, "city"), AlarmFilter(type="tilt"))
     assert [(a.status, a.count) for a in found] == [(AlarmStatus.ACTIVE_UNACK, n * each)]

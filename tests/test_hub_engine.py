@@ -121,10 +121,10 @@ async def test_rule_state_survives_a_restart(
     try:
         await second.hub.tick(now=T0 + 4 * MIN)
         await second.hub.settle()
-        assert second.hub.alarms.list(city_principal(second, city)) == []
+        assert second.hub.alarms.find(city_principal(second, city)) == []
         await second.hub.tick(now=T0 + 5 * MIN)  # five minutes since T0, not since restart
         await second.hub.settle()
-        [alarm] = second.hub.alarms.list(city_principal(second, city))
+        [alarm] = second.hub.alarms.find(city_principal(second, city))
         assert (alarm.type, alarm.first_ts) == ("flood", T0 + 5 * MIN)
     finally:
         await second.hub.stop()

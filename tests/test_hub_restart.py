@@ -126,7 +126,7 @@ def offline_alarms(platform: Platform, city: City) -> list[Alarm]:
     who = Principal(city.ids["city"], "city", Role.ADMIN, True)
     return [
         a
-        for a in platform.hub.alarms.list(who, limit=1000)
+        for a in platform.hub.alarms.find(who, limit=1000)
         if a.type in ("device_offline", "pole_offline")
     ]
 

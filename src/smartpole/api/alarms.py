@@ -126,7 +126,7 @@ def list_alarms(
         roots=roots,
         root_id=root_id,
     )
-    return [AlarmOut.of(a) for a in p.hub.alarms.list(who, f, limit=limit, offset=offset)]
+    return [AlarmOut.of(a) for a in p.hub.alarms.find(who, f, limit=limit, offset=offset)]
 
 
 @router.get("/alarms/{alarm_id}", summary="Get an alarm", responses=NOT_FOUND)

@@ -65,7 +65,7 @@ def create_webhook(p: Plat, who: Caller, body: WebhookIn) -> WebhookOut:
 @router.get("/webhooks", summary="List webhooks")
 def list_webhooks(p: Plat, who: Caller) -> list[WebhookOut]:
     """The caller's tenant's webhooks, without secrets."""
-    return [WebhookOut(**w) for w in p.hub.webhooks.list(who)]
+    return [WebhookOut(**w) for w in p.hub.webhooks.visible(who)]
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, summary="Delete a webhook")

@@ -252,7 +252,7 @@ def list_work_orders(
         pole_id=pole_id,
         severity=severity,
     )
-    rows, total = wo.list(who, f, limit=limit, offset=offset)
+    rows, total = wo.find(who, f, limit=limit, offset=offset)
     return WorkOrderPage(
         items=[WorkOrderOut.of(r) for r in rows], total=total, limit=limit, offset=offset
     )

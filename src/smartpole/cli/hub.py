@@ -175,7 +175,7 @@ def alarm_list(
 
     status = [s for s in AlarmStatus if s.active] if active else None
     with command_platform(data_dir, db) as p:
-        rows = p.hub.alarms.list(
+        rows = p.hub.alarms.find(
             _who(p, tenant), AlarmFilter(status=status, type=type, roots=roots), limit=limit
         )
         named = {a.id: _originator(p, a) for a in rows}

@@ -55,7 +55,7 @@ def workorder_list(
 
     with command_platform(data_dir, db) as p:
         f = WorkOrderFilter(status=status or None, team_id=team, overdue=overdue)
-        rows, total = p.work_orders.list(city(p.tenants), f, limit=limit)
+        rows, total = p.work_orders.find(city(p.tenants), f, limit=limit)
     if json:
         print_json({"items": [r.to_dict() for r in rows], "total": total})
         return

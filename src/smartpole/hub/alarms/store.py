@@ -18,7 +18,6 @@ one problem is one alarm in a listing of roots, with its children counted.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -321,7 +320,7 @@ class Alarms:
             q = insert(alarm_comments).values(**row).returning(*alarm_comments.c)
             return comment_of(conn.execute(q).one())
 
-    def comments(self, who: Principal, alarm_id: int) -> builtins.list[AlarmComment]:
+    def comments(self, who: Principal, alarm_id: int) -> list[AlarmComment]:
         """The comments of a visible alarm, oldest first."""
         self.get_visible(who, alarm_id)
         q = (
@@ -389,12 +388,12 @@ class Alarms:
         with self.engine.connect() as conn:
             return tuple(sorted(conn.execute(q).scalars()))
 
-    def list(
+    def find(
         self, who: Principal, f: AlarmFilter | None = None, *, limit: int = 100, offset: int = 0
-    ) -> builtins.list[Alarm]:
+    ) -> list[Alarm]:
         """The visible alarms matching ``f``, newest occurrence first."""
         f = f or AlarmFilter()
-        conds: builtins.list[Any] = [self._visible(who)]
+        conds: list[Any] = [self._visible(who)]
         if f.status:
             conds.append(alarms.c.status.in_([AlarmStatus(s).value for s in f.status]))
         if f.severity:

@@ -10,7 +10,6 @@ with the webhook's secret>``. A non-2xx answer or a network error is retried aft
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import hashlib
 import hmac
@@ -91,7 +90,7 @@ class Webhooks:
             raise Conflict(f"webhook {name!r} exists", name=name) from err
         return values
 
-    def list(self, who: Principal) -> builtins.list[dict[str, Any]]:
+    def visible(self, who: Principal) -> list[dict[str, Any]]:
         """The caller's tenant's webhooks (every tenant's for the city operator)."""
         q = select(webhooks).order_by(webhooks.c.id)
         if not who.is_operator:
@@ -123,9 +122,7 @@ class Webhooks:
         with self.engine.connect() as conn:
             return conn.execute(q).first() is not None
 
-    def deliveries(
-        self, who: Principal, hook_id: int, limit: int = 100
-    ) -> builtins.list[dict[str, Any]]:
+    def deliveries(self, who: Principal, hook_id: int, limit: int = 100) -> list[dict[str, Any]]:
         """The webhook's deliveries, newest first, with their attempts and last outcome."""
         self.get(who, hook_id)
         q = (
@@ -205,7 +202,7 @@ class Webhooks:
             return 1.0
         return max(0.0, min(1.0, (next_ts - now_ms()) / 1000))
 
-    def _claim_due(self, now: int) -> tuple[builtins.list[dict[str, Any]], int | None]:
+    def _claim_due(self, now: int) -> tuple[list[dict[str, Any]], int | None]:
         j = webhook_deliveries.join(webhooks, webhooks.c.id == webhook_deliveries.c.webhook_id)
         q = (
             select(webhook_deliveries, webhooks.c.url, webhooks.c.secret)

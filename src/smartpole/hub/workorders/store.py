@@ -18,7 +18,6 @@ close, because a cleared alarm does not prove the repair was done.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ S = WorkOrderStatus
 class WorkOrderFilter:
     """Which work orders a listing wants; ``None`` means any."""
 
-    status: builtins.list[WorkOrderStatus] | None = None
+    status: list[WorkOrderStatus] | None = None
     team_id: int | None = None
     overdue: bool | None = None
     alarm_id: int | None = None
@@ -112,7 +111,7 @@ class WorkOrders:
         """A team of the caller's tenant (the city operator sees every team)."""
         return self._team(team_id, who)
 
-    def list_teams(self, who: Principal) -> builtins.list[Team]:
+    def list_teams(self, who: Principal) -> list[Team]:
         """The teams the caller sees, by id."""
         q = select(teams).order_by(teams.c.id)
         if not who.is_operator:
@@ -321,18 +320,18 @@ class WorkOrders:
             )
             return work_order_of(row, self.clock(), [entry_of(h) for h in hist])
 
-    def list(
+    def find(
         self,
         who: Principal,
         f: WorkOrderFilter | None = None,
         *,
         limit: int = 100,
         offset: int = 0,
-    ) -> tuple[builtins.list[WorkOrder], int]:
+    ) -> tuple[list[WorkOrder], int]:
         """A page of visible work orders matching ``f`` (newest first) and the total."""
         f = f or WorkOrderFilter()
         now = self.clock()
-        conds: builtins.list[Any] = [self._visible(who)]
+        conds: list[Any] = [self._visible(who)]
         if f.status:
             conds.append(work_orders.c.status.in_([S(s).value for s in f.status]))
         for col, value in (
@@ -524,7 +523,7 @@ class WorkOrders:
             await asyncio.to_thread(self._mark_overdue, wo.id, now)
         return len(due)
 
-    def _due(self, now: int) -> builtins.list[WorkOrder]:
+    def _due(self, now: int) -> list[WorkOrder]:
         q = select(work_orders).where(
             work_orders.c.status.in_(UNRESOLVED),
             work_orders.c.deadline < now,

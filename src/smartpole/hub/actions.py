@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class WorkOrderOpener(Protocol):
-    """Opens a work order for an alarm (``smartpole.hub.workorders.WorkOrders``)."""
+    """Opens a work order for an alarm (``smartpole.hub.workorders.store.WorkOrders``)."""
 
     async def open_for_alarm(self, alarm: Alarm, team: str | None, note: str | None) -> int:
         """Open a work order for the alarm; return its id."""

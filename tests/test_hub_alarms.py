@@ -36,9 +36,8 @@ def who(tenants: dict[str, int], name: str) -> Principal:
 async def test_repeat_raise_bumps_count_of_the_one_active_alarm(
     database: Database, tenants: dict[str, int]
 ) -> None:
-    alarms = Alarms(database.engine)
     changes: list[AlarmChange] = []
-    alarms.listeners.append(changes.append)
+    alarms = Alarms(database.engine, listeners=[changes.append])
     kw = {"tenant_id": tenants["lighting"], "originator_type": "device", "originator_id": 7}
     first = await alarms.raise_alarm(**kw, type="tilt", severity=Severity.MINOR, ts=1_000)
     again = await alarms.raise_alarm(

@@ -7,11 +7,14 @@ what it hands to the API, the command line, webhooks and the WebSocket stream.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from smartpole.model.lifecycle import AlarmStatus, Severity
 
-__all__ = ["Alarm", "AlarmChange", "AlarmComment"]
+__all__ = ["Alarm", "AlarmChange", "AlarmComment", "ChangeKind"]
+
+# What happened to an alarm (told to the alarm listeners).
+ChangeKind = Literal["raised", "updated", "acknowledged", "cleared", "assigned", "commented"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,7 @@ class AlarmChange:
     """What happened to an alarm, told to listeners after it commits."""
 
     alarm: Alarm
-    change: str  # "raised" | "updated" | "acknowledged" | "cleared" | "assigned" | "commented"
+    change: ChangeKind
     tenants: tuple[int, ...] = ()  # every tenant that sees the alarm
 
 

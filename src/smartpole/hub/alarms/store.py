@@ -30,7 +30,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 
 from smartpole.errors import InvalidInput, NotFound
 from smartpole.hub.alarms.tables import ACTIVE_WHERE, alarm_comments, alarm_tenants, alarms
-from smartpole.model.alarms import Alarm, AlarmChange, AlarmComment
+from smartpole.model.alarms import Alarm, AlarmChange, AlarmComment, ChangeKind
 from smartpole.model.lifecycle import AlarmStatus, Severity
 from smartpole.registry.access import Principal
 from smartpole.store.database import now_ms, upsert
@@ -445,7 +445,7 @@ class Alarms:
             return int(conn.execute(q).rowcount)
 
     # -- internals -------------------------------------------------------------------------
-    async def _change(self, where: Any, change: str, values: dict[str, Any]) -> Alarm | None:
+    async def _change(self, where: Any, change: ChangeKind, values: dict[str, Any]) -> Alarm | None:
         found = await asyncio.to_thread(self._update, where, values)
         if found is None:
             return None

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from smartpole.app import Platform
 from smartpole.config import Settings
-from smartpole.hub.alarms import AlarmChange
+from smartpole.model.alarms import AlarmChange
 from smartpole.model.types import Reading
 from smartpole.sim.seed import city_principal
 from smartpole.store import WriteBatch, now_ms

@@ -28,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.hub.alarms import AlarmChange
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Reading
+from smartpole.model.writes import WriteBatch
 from smartpole.sim.seed import city_principal
-from smartpole.store import WriteBatch, now_ms
 from smartpole.store.schema import devices, poles
 
 DISTRICTS = [f"D{i:02d}" for i in range(20)]

@@ -20,8 +20,8 @@ import pytest
 
 from fixtures_api import City, make_device, make_pole
 from smartpole.app import Platform
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
-from smartpole.store.database import now_ms
 from smartpole.transport.polls import ATTRIBUTES, RPC
 from test_hub_api import server_port  # noqa: F401 - a fixture
 from test_mqtt_claim import claim

@@ -23,7 +23,8 @@ from smartpole.config import Settings
 from smartpole.errors import InvalidInput
 from smartpole.hub.rule_body import compile_rule
 from smartpole.hub.rules import CommandAction, default_rules
-from smartpole.store import Database, now_ms
+from smartpole.model.clock import now_ms
+from smartpole.store import Database
 
 T0 = 1_764_000_000_000
 SEC = 1000

@@ -14,8 +14,9 @@ from fixtures_api import City, make_device
 from mqtt_client import V5, Device
 from smartpole.app import Platform
 from smartpole.config import Settings
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
-from smartpole.store import Database, now_ms
+from smartpole.store import Database
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -12,8 +12,8 @@ import pytest
 from smartpole.errors import Overloaded, StoreUnavailable
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.model.types import Reading
+from smartpole.model.writes import WriteBatch, WriteResult
 from smartpole.store import Database, SeriesStore
-from smartpole.store.series import WriteBatch, WriteResult
 from test_store import add_device
 
 T0 = 1_764_000_000_000

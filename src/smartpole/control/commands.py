@@ -30,7 +30,7 @@ from sqlalchemy import Engine, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import DeviceOffline, InvalidInput, NotFound, Timeout
-from smartpole.store.database import now_ms
+from smartpole.model.clock import now_ms
 from smartpole.store.schema import commands, devices
 
 __all__ = ["CommandChannel", "CommandStatus", "Control"]

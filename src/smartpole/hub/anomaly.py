@@ -47,10 +47,10 @@ from sqlalchemy import Engine, delete, insert, select
 
 from smartpole.hub.alarms import Alarms, Severity
 from smartpole.hub.workorder_tables import hub_snapshots
+from smartpole.model.clock import now_ms
 from smartpole.model.types import DeviceKind, Reading
-from smartpole.store.database import now_ms
+from smartpole.model.writes import WriteBatch
 from smartpole.store.schema import devices
-from smartpole.store.series import WriteBatch
 
 __all__ = [
     "SERIES_BYTES",

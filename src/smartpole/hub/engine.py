@@ -35,10 +35,12 @@ from smartpole.hub.stream import AlarmStream
 from smartpole.hub.tables import rule_state
 from smartpole.hub.webhooks import Webhooks
 from smartpole.metrics import Metrics
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Reading, Value
-from smartpole.store.database import now_ms, upsert
+from smartpole.model.writes import WriteBatch
+from smartpole.store.database import upsert
 from smartpole.store.schema import poles, tenants
-from smartpole.store.series import TimeSeries, WriteBatch
+from smartpole.store.series import TimeSeries
 
 __all__ = ["Hub", "WorkOrderOpener"]
 

@@ -20,9 +20,9 @@ from smartpole.errors import Conflict, NotFound
 from smartpole.hub.alarms import Severity
 from smartpole.hub.conditions import Condition
 from smartpole.hub.tables import rules
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal
-from smartpole.store.database import now_ms
 
 __all__ = [
     "DEFAULT_COMMAND_EXPIRY_MS",

@@ -32,9 +32,9 @@ from sqlalchemy.exc import IntegrityError
 from smartpole.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from smartpole.hub.alarms import Alarm, AlarmChange, Alarms, Severity
 from smartpole.hub.workorder_tables import teams, work_order_history, work_orders
+from smartpole.model.clock import now_ms
 from smartpole.model.lifecycle import WorkOrderStatus
 from smartpole.registry.access import Principal
-from smartpole.store.database import now_ms
 from smartpole.store.schema import tenants
 
 __all__ = [

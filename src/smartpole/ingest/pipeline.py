@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable
 
 from smartpole.errors import Overloaded, StoreUnavailable
 from smartpole.metrics import Metrics
-from smartpole.store.series import TimeSeries, WriteBatch, WriteResult
+from smartpole.model.writes import WriteBatch, WriteResult
+from smartpole.store.series import TimeSeries
 
 __all__ = ["Pipeline"]
 

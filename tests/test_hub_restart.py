@@ -71,7 +71,7 @@ async def serve(database: Database, data_dir: Path, node: str = "a") -> AsyncIte
 
 async def settle(platform: Platform) -> None:
     """Wait until every upload so far is committed, evaluated and acted on."""
-    await platform.pipeline._queue.join()  # listeners run before a batch is marked done
+    await platform.pipeline.drain()
     await platform.hub.settle()
 
 

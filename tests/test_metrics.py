@@ -130,7 +130,7 @@ async def separate(database: Database, tmp_path: Path) -> AsyncIterator[Platform
 
 
 async def test_separate_metrics_address_needs_no_key(separate: Platform) -> None:
-    url = f"http://127.0.0.1:{separate.settings.metrics_port}/metrics"
+    url = f"http://127.0.0.1:{separate.metrics.port}/metrics"
     async with httpx.AsyncClient() as http:
         r = await http.get(url)
     assert r.status_code == 200

@@ -9,6 +9,7 @@ layer and the layers below it.
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,14 +111,47 @@ def part_of(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def all_imports() -> list[Import]:
+@functools.cache
+def all_imports() -> tuple[Import, ...]:
     """The import graph of smartpole, one edge per import statement target."""
     known = modules()
-    return [edge for name, path in known.items() for edge in imports_of(known, name, path)]
+    return tuple(edge for name, path in known.items() for edge in imports_of(known, name, path))
 
 
 def where(edge: Import) -> str:
     return f"{edge.path.relative_to(SRC.parent)}:{edge.line}"
+
+
+def test_the_walk_sees_every_kind_of_import(tmp_path: Path) -> None:
+    """Relative imports, imports in functions and under TYPE_CHECKING all count (a walk that
+    missed them would pass on an upward import)."""
+    source = tmp_path / "consumer.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from . import topics\n"
+        "from ..mqtt.codec import encode\n"
+        "if TYPE_CHECKING:\n"
+        "    from smartpole.app import Platform\n"
+        "def later():\n"
+        "    import smartpole.api.deps\n",
+        encoding="utf-8",
+    )
+    known = dict.fromkeys(
+        [
+            "smartpole.transport.broker.topics",
+            "smartpole.transport.mqtt.codec",
+            "smartpole.app",
+            "smartpole.api.deps",
+        ],
+        source,
+    )
+    found = imports_of(known, "smartpole.transport.broker.consumer", source)
+    assert sorted((edge.line, edge.target) for edge in found) == [
+        (2, "smartpole.transport.broker.topics"),
+        (3, "smartpole.transport.mqtt.codec"),
+        (5, "smartpole.app"),
+        (7, "smartpole.api.deps"),
+    ]
 
 
 def test_every_part_of_smartpole_has_a_layer() -> None:
@@ -180,7 +214,7 @@ def test_no_module_imports_another_modules_private_names() -> None:
     assert not wrong, "\n".join([*wrong, PRIVATE_FIX])
 
 
-def cycles(edges: list[Import]) -> list[list[Import]]:
+def cycles(edges: tuple[Import, ...]) -> list[list[Import]]:
     """One cycle (as its import statements) per strongly connected group of modules."""
     graph: dict[str, dict[str, Import]] = {}
     for edge in edges:

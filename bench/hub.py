@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from smartpole.app import Platform
 from smartpole.config import Settings
-from smartpole.hub.alarms import AlarmChange
 from smartpole.ingest.pipeline import Pipeline
+from smartpole.model.alarms import AlarmChange
 from smartpole.model.clock import now_ms
 from smartpole.model.types import Reading
 from smartpole.model.writes import WriteBatch

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from smartpole.config import Settings
-from smartpole.hub.anomaly import AnomalyService
+from smartpole.hub.analytics.anomaly import AnomalyService
 from smartpole.ingest.payload import decode_json, parse_telemetry, to_batch
 from smartpole.model.types import DeviceKind
 from smartpole.model.writes import WriteBatch

@@ -13,7 +13,7 @@ from river import stats
 
 from fixtures_api import City, make_device, make_pole
 from smartpole.app import Platform
-from smartpole.hub.anomaly import SERIES_BYTES, AnomalyService, Detector, ew_update
+from smartpole.hub.analytics.anomaly import SERIES_BYTES, AnomalyService, Detector, ew_update
 from smartpole.store import Database
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC

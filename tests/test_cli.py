@@ -341,7 +341,7 @@ def test_device_show_by_name_or_id_and_list_give_the_same_fields(registry: Regis
 
 
 def test_tables_name_tenants_and_say_yes_or_no(registry: Registry) -> None:
-    from smartpole.hub.rules import default_rules
+    from smartpole.hub.rules.documents import default_rules
 
     with embedded(registry.data_dir) as platform:
         platform.hub.rules.put(city_principal(platform.tenants), default_rules()[0])

@@ -12,7 +12,7 @@ import pytest
 
 from fixtures_api import City, make_device, make_pole
 from smartpole.app import Platform
-from smartpole.hub.forecast import MIN_HOURS, fit
+from smartpole.hub.analytics.forecast import MIN_HOURS, fit
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 HOUR = 3_600_000

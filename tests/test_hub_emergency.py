@@ -21,8 +21,9 @@ from mqtt_client import V5, Device
 from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.errors import InvalidInput
-from smartpole.hub.rule_body import compile_rule
-from smartpole.hub.rules import CommandAction, default_rules
+from smartpole.hub.rules.documents import default_rules
+from smartpole.hub.rules.model import CommandAction
+from smartpole.hub.rules.parser import compile_rule
 from smartpole.model.clock import now_ms
 from smartpole.store import Database
 

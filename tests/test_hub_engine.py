@@ -15,7 +15,7 @@ import pytest
 from fixtures_api import City, make_device, make_pole
 from smartpole.app import Platform
 from smartpole.config import Settings
-from smartpole.hub.webhooks import SIGNATURE_HEADER, sign
+from smartpole.hub.webhooks.store import SIGNATURE_HEADER, sign
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal
 from smartpole.store import Database
@@ -121,10 +121,10 @@ async def test_rule_state_survives_a_restart(
     try:
         await second.hub.tick(now=T0 + 4 * MIN)
         await second.hub.settle()
-        assert second.hub.alarms.list(city_principal(second, city)) == []
+        assert second.hub.alarms.find(city_principal(second, city)) == []
         await second.hub.tick(now=T0 + 5 * MIN)  # five minutes since T0, not since restart
         await second.hub.settle()
-        [alarm] = second.hub.alarms.list(city_principal(second, city))
+        [alarm] = second.hub.alarms.find(city_principal(second, city))
         assert (alarm.type, alarm.first_ts) == ("flood", T0 + 5 * MIN)
     finally:
         await second.hub.stop()

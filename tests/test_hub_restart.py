@@ -27,7 +27,7 @@ from mqtt_client import V5, Device
 from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.config import Settings
-from smartpole.hub.alarms import Alarm
+from smartpole.model.alarms import Alarm
 from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal
@@ -127,7 +127,7 @@ def offline_alarms(platform: Platform, city: City) -> list[Alarm]:
     who = Principal(city.ids["city"], "city", Role.ADMIN, True)
     return [
         a
-        for a in platform.hub.alarms.list(who, limit=1000)
+        for a in platform.hub.alarms.find(who, limit=1000)
         if a.type in ("device_offline", "pole_offline")
     ]
 

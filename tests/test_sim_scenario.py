@@ -16,7 +16,7 @@ import pytest
 
 from fixtures_api import City, make_device, make_pole
 from smartpole.app import Platform
-from smartpole.hub.rules import default_rules
+from smartpole.hub.rules.documents import default_rules
 from smartpole.model.types import DeviceKind
 from smartpole.sim.district import plan_district
 from smartpole.sim.environment import District

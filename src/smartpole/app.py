@@ -13,10 +13,10 @@ from smartpole.config import Settings
 from smartpole.control import Control
 from smartpole.devices import DeviceService
 from smartpole.errors import StoreUnavailable
-from smartpole.hub.anomaly import AnomalyService, Detector
+from smartpole.hub.analytics.anomaly import AnomalyService, Detector
+from smartpole.hub.analytics.forecast import Forecasts
 from smartpole.hub.engine import Hub
-from smartpole.hub.forecast import Forecasts
-from smartpole.hub.workorders import WorkOrders, parse_sla
+from smartpole.hub.workorders.lifecycle import parse_sla
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.metrics import Metrics
 from smartpole.registry.access import Tenants
@@ -102,16 +102,13 @@ class Platform:
             self.db.engine,
             commander=self.control,
             series=self.series,
+            work_order_sla=parse_sla(settings.work_order_sla),
             timezone=settings.hub_timezone,
             webhook_attempts=settings.hub_webhook_attempts,
             webhook_backoff_ms=settings.hub_webhook_backoff_ms,
             metrics=self.metrics,
         )
-        self.work_orders = WorkOrders(
-            self.db.engine, self.hub.alarms, sla=parse_sla(settings.work_order_sla)
-        )
-        self.hub.work_orders = self.work_orders
-        self.hub.alarms.listeners.append(self.work_orders.on_alarm_change)
+        self.work_orders = self.hub.work_orders
         detector = Detector(
             threshold=settings.anomaly_threshold,
             consecutive=settings.anomaly_consecutive,

@@ -14,7 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from smartpole.api.deps import Caller, Plat
 from smartpole.api.schemas import Id, Millis, Offset
 from smartpole.errors import SmartpoleError
-from smartpole.hub.alarms import Alarm, AlarmFilter, AlarmStatus, Severity
+from smartpole.hub.alarms.store import AlarmFilter
+from smartpole.model.alarms import Alarm
+from smartpole.model.lifecycle import AlarmStatus, Severity
 from smartpole.model.types import Role
 
 __all__ = ["AlarmOut", "router"]
@@ -124,7 +126,7 @@ def list_alarms(
         roots=roots,
         root_id=root_id,
     )
-    return [AlarmOut.of(a) for a in p.hub.alarms.list(who, f, limit=limit, offset=offset)]
+    return [AlarmOut.of(a) for a in p.hub.alarms.find(who, f, limit=limit, offset=offset)]
 
 
 @router.get("/alarms/{alarm_id}", summary="Get an alarm", responses=NOT_FOUND)
@@ -157,7 +159,7 @@ async def assign_alarm(p: Plat, who: Caller, alarm_id: Id, body: AssignIn) -> Al
 @router.get("/alarms/{alarm_id}/comments", summary="List comments", responses=NOT_FOUND)
 def list_comments(p: Plat, who: Caller, alarm_id: Id) -> list[CommentOut]:
     """The comments of a visible alarm, oldest first."""
-    return [CommentOut(**c) for c in p.hub.alarms.comments(who, alarm_id)]
+    return [CommentOut(**c.to_dict()) for c in p.hub.alarms.comments(who, alarm_id)]
 
 
 @router.post(
@@ -168,7 +170,7 @@ def list_comments(p: Plat, who: Caller, alarm_id: Id) -> list[CommentOut]:
 )
 async def add_comment(p: Plat, who: Caller, alarm_id: Id, body: CommentIn) -> CommentOut:
     """Add a comment to a visible alarm (any role of a tenant that sees it)."""
-    return CommentOut(**(await p.hub.alarms.comment(who, alarm_id, body.text)))
+    return CommentOut(**(await p.hub.alarms.comment(who, alarm_id, body.text)).to_dict())
 
 
 @router.websocket("/alarms/stream")

@@ -59,13 +59,13 @@ def create_webhook(p: Plat, who: Caller, body: WebhookIn) -> WebhookOut:
     """Add a webhook of the caller's tenant (admin). Each POST to it carries
     ``X-Smartpole-Signature: sha256=<hex HMAC-SHA256 of the body, keyed with the secret>``;
     the secret is in this answer only."""
-    return WebhookOut(**p.hub.webhooks.create(who, body.name, body.url, body.secret))
+    return WebhookOut(**p.hub.webhooks.create(who, body.name, body.url, body.secret).to_dict())
 
 
 @router.get("/webhooks", summary="List webhooks")
 def list_webhooks(p: Plat, who: Caller) -> list[WebhookOut]:
     """The caller's tenant's webhooks, without secrets."""
-    return [WebhookOut(**w) for w in p.hub.webhooks.list(who)]
+    return [WebhookOut(**w.to_dict()) for w in p.hub.webhooks.visible(who)]
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, summary="Delete a webhook")
@@ -83,4 +83,4 @@ def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeliveryOut]:
     """Deliveries newest first: status, attempts made, last HTTP status or error."""
-    return [DeliveryOut(**d) for d in p.hub.webhooks.deliveries(who, webhook_id, limit)]
+    return [DeliveryOut(**d.to_dict()) for d in p.hub.webhooks.deliveries(who, webhook_id, limit)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,9 +12,10 @@ from smartpole.api.deps import Caller, Plat
 from smartpole.api.schemas import Id, Offset
 from smartpole.app import Platform
 from smartpole.errors import Forbidden, InvalidInput
-from smartpole.hub.alarms import Severity
-from smartpole.hub.workorders import WorkOrderFilter, WorkOrders, WorkOrderStatus
+from smartpole.hub.workorders.store import WorkOrderFilter, WorkOrders
+from smartpole.model.lifecycle import Severity, WorkOrderStatus
 from smartpole.model.types import Role
+from smartpole.model.workorders import Team, WorkOrder, WorkOrderEntry
 from smartpole.registry.access import Principal
 
 __all__ = ["router"]
@@ -58,6 +59,11 @@ class TeamOut(BaseModel):
     title: str
     contact: str
     created: int
+
+    @classmethod
+    def of(cls, team: Team) -> TeamOut:
+        """From the domain object."""
+        return cls(**team.to_dict())
 
 
 class WorkOrderIn(BaseModel):
@@ -114,6 +120,11 @@ class HistoryEntry(BaseModel):
     comment: str
     details: dict[str, Any]
 
+    @classmethod
+    def of(cls, entry: WorkOrderEntry) -> HistoryEntry:
+        """From the domain object."""
+        return cls(**entry.to_dict())
+
 
 class WorkOrderOut(BaseModel):
     """A work order."""
@@ -137,6 +148,11 @@ class WorkOrderOut(BaseModel):
     overdue: bool = Field(description="unresolved and past its deadline")
     overdue_since: int | None = Field(description="when the overdue alarm was raised")
     resolve_suggested: bool = Field(description="its alarm cleared: consider resolving it")
+
+    @classmethod
+    def of(cls, order: WorkOrder) -> Self:
+        """From the domain object."""
+        return cls(**order.to_dict())
 
 
 class WorkOrderDetail(WorkOrderOut):
@@ -166,7 +182,7 @@ WO = Annotated[WorkOrders, Depends(work_orders)]
 @router.get("/teams", tags=["work orders"], summary="List maintenance teams")
 def list_teams(wo: WO, who: Caller) -> list[TeamOut]:
     """The teams of the caller's tenant (the city operator sees every tenant's)."""
-    return [TeamOut(**t) for t in wo.list_teams(who)]
+    return [TeamOut.of(t) for t in wo.list_teams(who)]
 
 
 @router.post("/teams", tags=["work orders"], status_code=201, summary="Create a team")
@@ -181,7 +197,7 @@ def create_team(wo: WO, who: Caller, body: TeamIn) -> TeamOut:
     if body.tenant_id is not None and body.tenant_id != who.tenant_id:
         who.require_city(Role.ADMIN)
         tenant_id = body.tenant_id
-    return TeamOut(**wo.create_team(tenant_id, body.name, body.title, body.contact))
+    return TeamOut.of(wo.create_team(tenant_id, body.name, body.title, body.contact))
 
 
 @router.get(
@@ -192,7 +208,7 @@ def create_team(wo: WO, who: Caller, body: TeamIn) -> TeamOut:
 )
 def get_team(wo: WO, who: Caller, team_id: Id) -> TeamOut:
     """One team of the caller's tenant."""
-    return TeamOut(**wo.get_team(who, team_id))
+    return TeamOut.of(wo.get_team(who, team_id))
 
 
 @router.patch("/teams/{team_id}", tags=["work orders"], summary="Change a team")
@@ -200,7 +216,7 @@ def update_team(wo: WO, who: Caller, team_id: Id, body: TeamPatch) -> TeamOut:
     """Rename a team or change its title or contact (admin)."""
     who.require(Role.ADMIN)
     values = body.model_dump(exclude_unset=True, exclude_none=True)
-    return TeamOut(**wo.update_team(who, team_id, **values))
+    return TeamOut.of(wo.update_team(who, team_id, **values))
 
 
 @router.delete("/teams/{team_id}", tags=["work orders"], status_code=204, summary="Delete")
@@ -236,9 +252,9 @@ def list_work_orders(
         pole_id=pole_id,
         severity=severity,
     )
-    rows, total = wo.list(who, f, limit=limit, offset=offset)
+    rows, total = wo.find(who, f, limit=limit, offset=offset)
     return WorkOrderPage(
-        items=[WorkOrderOut(**r) for r in rows], total=total, limit=limit, offset=offset
+        items=[WorkOrderOut.of(r) for r in rows], total=total, limit=limit, offset=offset
     )
 
 
@@ -258,7 +274,7 @@ async def create_work_order(p: Plat, wo: WO, who: Caller, body: WorkOrderIn) -> 
     """
     who.require(Role.OPERATOR)
     wo_id = await run_in_threadpool(_create, p, wo, who, body)
-    return WorkOrderDetail(**await run_in_threadpool(wo.get, who, wo_id))
+    return WorkOrderDetail.of(await run_in_threadpool(wo.get, who, wo_id))
 
 
 def _create(p: Platform, wo: WorkOrders, who: Principal, body: WorkOrderIn) -> int:
@@ -303,7 +319,7 @@ def _create(p: Platform, wo: WorkOrders, who: Principal, body: WorkOrderIn) -> i
 )
 def get_work_order(wo: WO, who: Caller, work_order_id: Id) -> WorkOrderDetail:
     """A visible work order with every change made to it, oldest first."""
-    return WorkOrderDetail(**wo.get(who, work_order_id))
+    return WorkOrderDetail.of(wo.get(who, work_order_id))
 
 
 @router.post(
@@ -327,7 +343,7 @@ async def transition(wo: WO, who: Caller, work_order_id: Id, body: TransitionIn)
     Resolving or closing clears the order's overdue alarm.
     """
     who.require(Role.OPERATOR)
-    return WorkOrderDetail(**await wo.transition(who, work_order_id, body.to, body.comment))
+    return WorkOrderDetail.of(await wo.transition(who, work_order_id, body.to, body.comment))
 
 
 @router.post(
@@ -342,7 +358,7 @@ async def assign(wo: WO, who: Caller, work_order_id: Id, body: AssignIn) -> Work
     An ``open`` order becomes ``assigned``; an assigned or in-progress one changes team.
     """
     who.require(Role.OPERATOR)
-    return WorkOrderDetail(**await wo.assign(who, work_order_id, body.team_id, body.comment))
+    return WorkOrderDetail.of(await wo.assign(who, work_order_id, body.team_id, body.comment))
 
 
 @router.post(
@@ -355,4 +371,4 @@ async def assign(wo: WO, who: Caller, work_order_id: Id, body: AssignIn) -> Work
 def comment(wo: WO, who: Caller, work_order_id: Id, body: CommentIn) -> HistoryEntry:
     """Add a comment to the work order's history (operator)."""
     who.require(Role.OPERATOR)
-    return HistoryEntry(**wo.comment(who, work_order_id, body.comment))
+    return HistoryEntry.of(wo.comment(who, work_order_id, body.comment))

@@ -45,9 +45,10 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 
-from smartpole.hub.alarms import Alarms, Severity
-from smartpole.hub.workorder_tables import hub_snapshots
+from smartpole.hub.alarms.store import Alarms
+from smartpole.hub.analytics.tables import hub_snapshots
 from smartpole.model.clock import now_ms
+from smartpole.model.lifecycle import Severity
 from smartpole.model.types import DeviceKind, Reading
 from smartpole.model.writes import WriteBatch
 from smartpole.store.schema import devices

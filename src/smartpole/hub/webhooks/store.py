@@ -10,11 +10,11 @@ with the webhook's secret>``. A non-2xx answer or a network error is retried aft
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import hashlib
 import hmac
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -23,9 +23,10 @@ from sqlalchemy import Engine, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, InvalidInput, NotFound
-from smartpole.hub.tables import webhook_deliveries, webhooks
+from smartpole.hub.webhooks.tables import webhook_deliveries, webhooks
 from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
+from smartpole.model.webhooks import Webhook, WebhookDelivery
 from smartpole.registry.access import Principal, new_secret
 
 __all__ = ["SIGNATURE_HEADER", "Webhooks", "sign"]
@@ -40,10 +41,48 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _public(row: Any) -> dict[str, Any]:
-    m = dict(row._mapping)
-    m.pop("secret", None)
-    return m
+def webhook_of(row: Any, *, with_secret: bool = False) -> Webhook:
+    """A webhook from its table row; the secret only when asked (the answer to its creation)."""
+    m = row._mapping
+    return Webhook(
+        id=m["id"],
+        tenant_id=m["tenant_id"],
+        name=m["name"],
+        url=m["url"],
+        enabled=bool(m["enabled"]),
+        created=m["created"],
+        secret=m["secret"] if with_secret else None,
+    )
+
+
+def delivery_of(row: Any) -> WebhookDelivery:
+    """A delivery from its table row (the body parsed from the signed JSON text)."""
+    m = row._mapping
+    return WebhookDelivery(
+        id=m["id"],
+        webhook_id=m["webhook_id"],
+        event=m["event"],
+        body=orjson.loads(m["body"]),
+        status=m["status"],
+        attempts=m["attempts"],
+        last_code=m["last_code"],
+        last_error=m["last_error"],
+        created=m["created"],
+        next_ts=m["next_ts"],
+        done_ts=m["done_ts"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Due:
+    """A delivery claimed for sending: its exact bytes and where they go."""
+
+    id: int
+    event: str
+    body: str
+    attempts: int
+    url: str
+    secret: str
 
 
 class Webhooks:
@@ -67,9 +106,7 @@ class Webhooks:
         self._client: httpx.AsyncClient | None = None
 
     # -- endpoints --------------------------------------------------------------------------
-    def create(
-        self, who: Principal, name: str, url: str, secret: str | None = None
-    ) -> dict[str, Any]:
+    def create(self, who: Principal, name: str, url: str, secret: str | None = None) -> Webhook:
         """Add a webhook of the caller's tenant (admin); the answer carries the secret once."""
         who.require(Role.ADMIN)
         if not url.startswith(("http://", "https://")):
@@ -85,21 +122,20 @@ class Webhooks:
         }
         try:
             with self.engine.begin() as conn:
-                hook_id = conn.execute(insert(webhooks).values(**values).returning(webhooks.c.id))
-                values["id"] = hook_id.scalar_one()
+                row = conn.execute(insert(webhooks).values(**values).returning(*webhooks.c))
+                return webhook_of(row.one(), with_secret=True)
         except IntegrityError as err:
             raise Conflict(f"webhook {name!r} exists", name=name) from err
-        return values
 
-    def list(self, who: Principal) -> builtins.list[dict[str, Any]]:
+    def visible(self, who: Principal) -> list[Webhook]:
         """The caller's tenant's webhooks (every tenant's for the city operator)."""
         q = select(webhooks).order_by(webhooks.c.id)
         if not who.is_operator:
             q = q.where(webhooks.c.tenant_id == who.tenant_id)
         with self.engine.connect() as conn:
-            return [_public(r) for r in conn.execute(q)]
+            return [webhook_of(r) for r in conn.execute(q)]
 
-    def get(self, who: Principal, hook_id: int) -> dict[str, Any]:
+    def get(self, who: Principal, hook_id: int) -> Webhook:
         """A visible webhook, without its secret."""
         q = select(webhooks).where(webhooks.c.id == hook_id)
         if not who.is_operator:
@@ -108,7 +144,7 @@ class Webhooks:
             row = conn.execute(q).first()
         if row is None:
             raise NotFound(f"webhook {hook_id} not found", webhook_id=hook_id)
-        return _public(row)
+        return webhook_of(row)
 
     def delete(self, who: Principal, hook_id: int) -> None:
         """Delete a visible webhook and its deliveries (admin)."""
@@ -123,9 +159,7 @@ class Webhooks:
         with self.engine.connect() as conn:
             return conn.execute(q).first() is not None
 
-    def deliveries(
-        self, who: Principal, hook_id: int, limit: int = 100
-    ) -> builtins.list[dict[str, Any]]:
+    def deliveries(self, who: Principal, hook_id: int, limit: int = 100) -> list[WebhookDelivery]:
         """The webhook's deliveries, newest first, with their attempts and last outcome."""
         self.get(who, hook_id)
         q = (
@@ -135,12 +169,7 @@ class Webhooks:
             .limit(limit)
         )
         with self.engine.connect() as conn:
-            out = []
-            for r in conn.execute(q):
-                m = dict(r._mapping)
-                m["body"] = orjson.loads(m["body"])
-                out.append(m)
-            return out
+            return [delivery_of(r) for r in conn.execute(q)]
 
     # -- deliveries -------------------------------------------------------------------------
     def enqueue(self, tenant_id: int, name: str, event: str, payload: dict[str, Any]) -> int | None:
@@ -205,7 +234,7 @@ class Webhooks:
             return 1.0
         return max(0.0, min(1.0, (next_ts - now_ms()) / 1000))
 
-    def _claim_due(self, now: int) -> tuple[builtins.list[dict[str, Any]], int | None]:
+    def _claim_due(self, now: int) -> tuple[list[_Due], int | None]:
         j = webhook_deliveries.join(webhooks, webhooks.c.id == webhook_deliveries.c.webhook_id)
         q = (
             select(webhook_deliveries, webhooks.c.url, webhooks.c.secret)
@@ -217,7 +246,7 @@ class Webhooks:
         claimed = []
         with self.engine.begin() as conn:
             for r in conn.execute(q).all():
-                m = dict(r._mapping)
+                m = r._mapping
                 # Claiming by a conditional update keeps two nodes from sending one delivery.
                 got = conn.execute(
                     update(webhook_deliveries)
@@ -230,7 +259,9 @@ class Webhooks:
                     .values(status=SENDING)
                 )
                 if got.rowcount == 1:
-                    claimed.append(m)
+                    claimed.append(
+                        _Due(m["id"], m["event"], m["body"], m["attempts"], m["url"], m["secret"])
+                    )
             nxt = conn.execute(
                 select(webhook_deliveries.c.next_ts)
                 .where(webhook_deliveries.c.status == PENDING)
@@ -239,19 +270,19 @@ class Webhooks:
             ).scalar()
         return claimed, nxt
 
-    async def _send(self, d: dict[str, Any]) -> None:
+    async def _send(self, d: _Due) -> None:
         assert self._client is not None
-        body = d["body"].encode()
+        body = d.body.encode()
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(d["secret"], body),
-            "X-Smartpole-Event": d["event"],
-            "X-Smartpole-Delivery": str(d["id"]),
+            SIGNATURE_HEADER: sign(d.secret, body),
+            "X-Smartpole-Event": d.event,
+            "X-Smartpole-Delivery": str(d.id),
         }
         code: int | None = None
         error: str | None = None
         try:
-            r = await self._client.post(d["url"], content=body, headers=headers)
+            r = await self._client.post(d.url, content=body, headers=headers)
             code = r.status_code
             if not 200 <= code < 300:
                 error = f"HTTP {code}"
@@ -259,22 +290,20 @@ class Webhooks:
             error = f"{type(err).__name__}: {err}"[:500]
         await asyncio.to_thread(self._record, d, code, error)
 
-    def _record(self, d: dict[str, Any], code: int | None, error: str | None) -> None:
-        attempts = d["attempts"] + 1
+    def _record(self, d: _Due, code: int | None, error: str | None) -> None:
+        attempts = d.attempts + 1
         now = now_ms()
         values: dict[str, Any] = {"attempts": attempts, "last_code": code, "last_error": error}
         if error is None:
             values.update(status=DELIVERED, done_ts=now)
         elif attempts >= self.attempts:
             values.update(status=FAILED, done_ts=now)
-            log.warning("webhook delivery %s failed after %d attempts", d["id"], attempts)
+            log.warning("webhook delivery %s failed after %d attempts", d.id, attempts)
         else:
             values.update(status=PENDING, next_ts=now + self.backoff_ms * 2 ** (attempts - 1))
         with self.engine.begin() as conn:
             conn.execute(
-                update(webhook_deliveries)
-                .where(webhook_deliveries.c.id == d["id"])
-                .values(**values)
+                update(webhook_deliveries).where(webhook_deliveries.c.id == d.id).values(**values)
             )
         if error is not None:
             self._wake.set()

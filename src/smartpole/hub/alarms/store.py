@@ -18,7 +18,6 @@ one problem is one alarm in a listing of roots, with its children counted.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -30,23 +29,14 @@ import sqlalchemy
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 
 from smartpole.errors import InvalidInput, NotFound
-from smartpole.hub.tables import ACTIVE_WHERE, alarm_comments, alarm_tenants, alarms
+from smartpole.hub.alarms.tables import ACTIVE_WHERE, alarm_comments, alarm_tenants, alarms
+from smartpole.model.alarms import Alarm, AlarmChange, AlarmComment, ChangeKind
 from smartpole.model.clock import now_ms
 from smartpole.model.lifecycle import AlarmStatus, Severity
 from smartpole.registry.access import Principal
 from smartpole.store.database import upsert
 
-__all__ = [
-    "ACTIVE",
-    "Alarm",
-    "AlarmChange",
-    "AlarmFilter",
-    "AlarmStatus",
-    "Alarms",
-    "ChangeListener",
-    "Severity",
-    "alarm_of",
-]
+__all__ = ["ACTIVE", "AlarmFilter", "Alarms", "ChangeListener", "alarm_of"]
 
 log = logging.getLogger(__name__)
 ORIGINATOR_TYPES = ("device", "pole", "work_order")
@@ -54,64 +44,6 @@ MAX_TYPE = 128
 
 
 ACTIVE = (AlarmStatus.ACTIVE_UNACK.value, AlarmStatus.ACTIVE_ACK.value)
-
-
-@dataclass(frozen=True, slots=True)
-class Alarm:
-    """One alarm as stored; ``count`` is how many times it was raised while active."""
-
-    id: int
-    tenant_id: int
-    originator_type: str  # "device" | "pole" | "work_order"
-    originator_id: int
-    type: str
-    severity: Severity
-    status: AlarmStatus
-    details: dict[str, Any]
-    first_ts: int
-    last_ts: int
-    count: int
-    assignee: str | None
-    cleared_ts: int | None
-    acked_ts: int | None
-    pole_id: int | None = None
-    root_id: int | None = None  # the alarm this one is grouped under
-    latch: bool = False  # stays active until acknowledged
-    released_ts: int | None = None  # latched: when its rule stopped holding
-    children: int = 0  # alarms grouped under this one (that the reader sees)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The alarm as JSON-ready values (API, WebSocket, webhooks)."""
-        return {
-            "id": self.id,
-            "tenant_id": self.tenant_id,
-            "originator_type": self.originator_type,
-            "originator_id": self.originator_id,
-            "type": self.type,
-            "severity": self.severity.value,
-            "status": self.status.value,
-            "details": self.details,
-            "first_ts": self.first_ts,
-            "last_ts": self.last_ts,
-            "count": self.count,
-            "assignee": self.assignee,
-            "cleared_ts": self.cleared_ts,
-            "acked_ts": self.acked_ts,
-            "pole_id": self.pole_id,
-            "root_id": self.root_id,
-            "latch": self.latch,
-            "released_ts": self.released_ts,
-            "children": self.children,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmChange:
-    """What happened to an alarm, told to listeners after it commits."""
-
-    alarm: Alarm
-    change: str  # "raised" | "updated" | "acknowledged" | "cleared" | "assigned" | "commented"
-    tenants: tuple[int, ...] = ()  # every tenant that sees the alarm
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +92,14 @@ def alarm_of(row: Any) -> Alarm:
     )
 
 
+def comment_of(row: Any) -> AlarmComment:
+    """A comment from its table row."""
+    m = row._mapping
+    return AlarmComment(
+        id=m["id"], alarm_id=m["alarm_id"], ts=m["ts"], author=m["author"], text=m["text"]
+    )
+
+
 def _check(originator_type: str, type: str) -> None:
     if originator_type not in ORIGINATOR_TYPES:
         raise InvalidInput(
@@ -171,11 +111,12 @@ def _check(originator_type: str, type: str) -> None:
 
 
 class Alarms:
-    """The alarm store; every change is told to ``listeners`` once it is committed."""
+    """The alarm store; every change is told to ``listeners`` once it is committed (a
+    listener that fails is logged and does not stop the others)."""
 
-    def __init__(self, engine: sqlalchemy.Engine) -> None:
+    def __init__(self, engine: sqlalchemy.Engine, listeners: Iterable[ChangeListener] = ()) -> None:
         self.engine = engine
-        self.listeners: list[ChangeListener] = []
+        self.listeners: list[ChangeListener] = list(listeners)  # told in this order
         self._insert = upsert(engine)
 
     # -- raise and clear (rules, other services) ------------------------------------------
@@ -364,23 +305,23 @@ class Alarms:
         assert alarm is not None
         return alarm
 
-    async def comment(self, who: Principal, alarm_id: int, body: str) -> dict[str, Any]:
+    async def comment(self, who: Principal, alarm_id: int, body: str) -> AlarmComment:
         """Add a comment to a visible alarm, signed with the caller's tenant."""
         alarm = await asyncio.to_thread(self.get_visible, who, alarm_id)
         if not 1 <= len(body) <= 4000:
             raise InvalidInput("a comment is 1 to 4000 characters")
         row = {"alarm_id": alarm_id, "ts": now_ms(), "author": who.tenant, "text": body}
-        comment_id = await asyncio.to_thread(self._add_comment, row)
+        added = await asyncio.to_thread(self._add_comment, row)
         tenants = await asyncio.to_thread(self.tenants_of, alarm_id)
         await self._tell(AlarmChange(alarm, "commented", tenants))
-        return {"id": comment_id, **row}
+        return added
 
-    def _add_comment(self, row: dict[str, Any]) -> int:
+    def _add_comment(self, row: dict[str, Any]) -> AlarmComment:
         with self.engine.begin() as conn:
-            q = insert(alarm_comments).values(**row).returning(alarm_comments.c.id)
-            return int(conn.execute(q).scalar_one())
+            q = insert(alarm_comments).values(**row).returning(*alarm_comments.c)
+            return comment_of(conn.execute(q).one())
 
-    def comments(self, who: Principal, alarm_id: int) -> builtins.list[dict[str, Any]]:
+    def comments(self, who: Principal, alarm_id: int) -> list[AlarmComment]:
         """The comments of a visible alarm, oldest first."""
         self.get_visible(who, alarm_id)
         q = (
@@ -389,7 +330,7 @@ class Alarms:
             .order_by(alarm_comments.c.id)
         )
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [comment_of(r) for r in conn.execute(q)]
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, alarm_id: int) -> Alarm | None:
@@ -448,12 +389,12 @@ class Alarms:
         with self.engine.connect() as conn:
             return tuple(sorted(conn.execute(q).scalars()))
 
-    def list(
+    def find(
         self, who: Principal, f: AlarmFilter | None = None, *, limit: int = 100, offset: int = 0
-    ) -> builtins.list[Alarm]:
+    ) -> list[Alarm]:
         """The visible alarms matching ``f``, newest occurrence first."""
         f = f or AlarmFilter()
-        conds: builtins.list[Any] = [self._visible(who)]
+        conds: list[Any] = [self._visible(who)]
         if f.status:
             conds.append(alarms.c.status.in_([AlarmStatus(s).value for s in f.status]))
         if f.severity:
@@ -505,7 +446,7 @@ class Alarms:
             return int(conn.execute(q).rowcount)
 
     # -- internals -------------------------------------------------------------------------
-    async def _change(self, where: Any, change: str, values: dict[str, Any]) -> Alarm | None:
+    async def _change(self, where: Any, change: ChangeKind, values: dict[str, Any]) -> Alarm | None:
         found = await asyncio.to_thread(self._update, where, values)
         if found is None:
             return None

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from smartpole.hub.alarms import AlarmChange
+from smartpole.model.alarms import AlarmChange
 from smartpole.registry.access import Principal
 
 __all__ = ["AlarmStream", "Subscription"]

@@ -1,4 +1,4 @@
-"""Tables of work orders, maintenance teams and the hub's model snapshots.
+"""Tables of work orders, their history and the maintenance teams they are assigned to.
 
 Declared on the store's one ``metadata`` so both engines and the migrations see them.
 """
@@ -12,7 +12,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
     Table,
     Text,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 
 from smartpole.store.schema import metadata
 
-__all__ = ["hub_snapshots", "teams", "work_order_history", "work_orders"]
+__all__ = ["teams", "work_order_history", "work_orders"]
 
 # A maintenance team of a tenant: what a work order is assigned to.
 teams = Table(
@@ -84,14 +83,4 @@ work_order_history = Table(
     Column("comment", Text, nullable=False, server_default=""),
     Column("details", Text, nullable=False, server_default="{}"),  # JSON text
     Index("ix_work_order_history_order", "work_order_id", "id"),
-)
-
-# Learned model state (the anomaly detector's baselines), saved so a restart does not relearn
-# from zero; one row per model and node.
-hub_snapshots = Table(
-    "hub_snapshots",
-    metadata,
-    Column("name", String(128), primary_key=True),
-    Column("data", LargeBinary, nullable=False),
-    Column("updated", BigInteger, nullable=False),
 )

@@ -1,4 +1,4 @@
-"""Tables of the hub: alarms and who sees them, rules and their state, webhooks and deliveries.
+"""Tables of alarms: the alarms, who sees them, their comments.
 
 Declared on the store's shared ``metadata`` so that migrations 0006 and 0010 and the tests see
 one schema.
@@ -13,26 +13,15 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    SmallInteger,
     String,
     Table,
     Text,
-    UniqueConstraint,
     text,
 )
 
 from smartpole.store.schema import metadata
 
-__all__ = [
-    "ACTIVE_WHERE",
-    "alarm_comments",
-    "alarm_tenants",
-    "alarms",
-    "rule_state",
-    "rules",
-    "webhook_deliveries",
-    "webhooks",
-]
+__all__ = ["ACTIVE_WHERE", "alarm_comments", "alarm_tenants", "alarms"]
 
 # The one place that says which statuses are "active": the partial unique index and the
 # upsert's conflict target must use the very same predicate.
@@ -95,60 +84,4 @@ alarm_comments = Table(
     Column("author", String(200), nullable=False),
     Column("text", Text, nullable=False),
     Index("ix_alarm_comments_alarm", "alarm_id", "id"),
-)
-
-rules = Table(
-    "rules",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("tenant_id", Integer, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
-    Column("name", String(128), nullable=False),
-    Column("enabled", Boolean, nullable=False, server_default="1"),
-    Column("body", Text, nullable=False),  # JSON text: scope, condition, actions
-    Column("created", BigInteger, nullable=False),
-    Column("updated", BigInteger, nullable=False),
-    UniqueConstraint("tenant_id", "name", name="uq_rules_tenant_name"),
-)
-
-# What a rule remembers per device between batches (since when a condition holds, last
-# values, whether it fired), so that durations and rates survive a restart.
-rule_state = Table(
-    "rule_state",
-    metadata,
-    Column("rule_id", Integer, ForeignKey("rules.id", ondelete="CASCADE"), primary_key=True),
-    Column("device_id", Integer, primary_key=True),
-    Column("state", Text, nullable=False),  # JSON text
-    Column("updated", BigInteger, nullable=False),
-)
-
-webhooks = Table(
-    "webhooks",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("tenant_id", Integer, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
-    Column("name", String(128), nullable=False),
-    Column("url", String(2000), nullable=False),
-    Column("secret", String(200), nullable=False),
-    Column("enabled", Boolean, nullable=False, server_default="1"),
-    Column("created", BigInteger, nullable=False),
-    UniqueConstraint("tenant_id", "name", name="uq_webhooks_tenant_name"),
-)
-
-# status: pending (to be tried at ``next_ts``), delivered, failed (gave up)
-webhook_deliveries = Table(
-    "webhook_deliveries",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("webhook_id", Integer, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
-    Column("event", String(64), nullable=False),
-    Column("body", Text, nullable=False),  # JSON text, exactly the signed bytes
-    Column("status", String(16), nullable=False),
-    Column("attempts", SmallInteger, nullable=False, server_default="0"),
-    Column("last_code", SmallInteger),
-    Column("last_error", String(500)),
-    Column("created", BigInteger, nullable=False),
-    Column("next_ts", BigInteger, nullable=False),
-    Column("done_ts", BigInteger),
-    Index("ix_webhook_deliveries_hook", "webhook_id", "id"),
-    Index("ix_webhook_deliveries_status_next", "status", "next_ts"),
 )

@@ -18,9 +18,7 @@ close, because a cleared alarm does not prove the repair was done.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,81 +28,41 @@ from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, InvalidInput, InvalidTransition, NotFound
-from smartpole.hub.alarms import Alarm, AlarmChange, Alarms, Severity
-from smartpole.hub.workorder_tables import teams, work_order_history, work_orders
+from smartpole.hub.alarms.store import Alarms
+from smartpole.hub.workorders.lifecycle import (
+    DEFAULT_SLA,
+    MAX_TEXT,
+    OVERDUE,
+    TRANSITIONS,
+    UNRESOLVED,
+    parse_sla,
+)
+from smartpole.hub.workorders.rows import entry_of, team_of, work_order_of
+from smartpole.hub.workorders.tables import teams, work_order_history, work_orders
+from smartpole.model.alarms import Alarm, AlarmChange
 from smartpole.model.clock import now_ms
-from smartpole.model.lifecycle import WorkOrderStatus
+from smartpole.model.lifecycle import Severity, WorkOrderStatus
+from smartpole.model.workorders import Team, WorkOrder, WorkOrderEntry
 from smartpole.registry.access import Principal
 from smartpole.store.schema import tenants
 
-__all__ = [
-    "DEFAULT_SLA",
-    "OVERDUE",
-    "TRANSITIONS",
-    "WorkOrderFilter",
-    "WorkOrderStatus",
-    "WorkOrders",
-    "parse_sla",
-]
+__all__ = ["WorkOrderFilter", "WorkOrders"]
 
 log = logging.getLogger(__name__)
-OVERDUE = "work_order_overdue"
-HOUR_MS = 3_600_000
-DEFAULT_SLA = "critical=4h,major=24h,minor=72h,warning=7d,indeterminate=7d"
-MAX_TEXT = 4000
-UNIT_MS = {"m": 60_000, "h": HOUR_MS, "d": 24 * HOUR_MS}
-
-
 S = WorkOrderStatus
-TRANSITIONS: dict[WorkOrderStatus, tuple[WorkOrderStatus, ...]] = {
-    S.OPEN: (S.ASSIGNED, S.CLOSED),
-    S.ASSIGNED: (S.IN_PROGRESS,),
-    S.IN_PROGRESS: (S.RESOLVED,),
-    S.RESOLVED: (S.CLOSED, S.IN_PROGRESS),
-    S.CLOSED: (),
-}
-UNRESOLVED = (S.OPEN.value, S.ASSIGNED.value, S.IN_PROGRESS.value)
-
-
-def parse_sla(text: str) -> dict[Severity, int]:
-    """Parse ``critical=4h,major=24h,...`` into a deadline in ms per severity.
-
-    Units are ``m``, ``h`` and ``d``; a severity left out keeps its default.
-    """
-    return {**_parse_sla(DEFAULT_SLA), **_parse_sla(text)}
-
-
-def _parse_sla(text: str) -> dict[Severity, int]:
-    out: dict[Severity, int] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        m = re.fullmatch(r"([a-z]+)\s*=\s*(\d+(?:\.\d+)?)\s*([mhd])", part)
-        if m is None or m.group(1) not in set(Severity):
-            raise InvalidInput(f"SLA entry {part!r} is not severity=<number><m|h|d>", entry=part)
-        ms = int(float(m.group(2)) * UNIT_MS[m.group(3)])
-        if ms <= 0:
-            raise InvalidInput(f"SLA entry {part!r} must be positive", entry=part)
-        out[Severity(m.group(1))] = ms
-    return out
 
 
 @dataclass(frozen=True, slots=True)
 class WorkOrderFilter:
     """Which work orders a listing wants; ``None`` means any."""
 
-    status: builtins.list[WorkOrderStatus] | None = None
+    status: list[WorkOrderStatus] | None = None
     team_id: int | None = None
     overdue: bool | None = None
     alarm_id: int | None = None
     device_id: int | None = None
     pole_id: int | None = None
     severity: Severity | None = None
-
-
-def _row(row: Any, now: int) -> dict[str, Any]:
-    out = dict(row._mapping)
-    out["overdue"] = out["status"] in UNRESOLVED and out["deadline"] < now
-    out["resolve_suggested"] = bool(out["resolve_suggested"])
-    return out
 
 
 class WorkOrders:
@@ -128,9 +86,7 @@ class WorkOrders:
         self.clock = clock
 
     # -- teams ------------------------------------------------------------------------------
-    def create_team(
-        self, tenant_id: int, name: str, title: str = "", contact: str = ""
-    ) -> dict[str, Any]:
+    def create_team(self, tenant_id: int, name: str, title: str = "", contact: str = "") -> Team:
         """Add a maintenance team to a tenant; its name is unique within the tenant."""
         values = {"tenant_id": tenant_id, "name": name, "title": title, "contact": contact}
         try:
@@ -141,7 +97,7 @@ class WorkOrders:
             raise Conflict(f"team {name!r} exists", name=name) from err
         return self._team(team_id)
 
-    def _team(self, team_id: int, who: Principal | None = None) -> dict[str, Any]:
+    def _team(self, team_id: int, who: Principal | None = None) -> Team:
         q = select(teams).where(teams.c.id == team_id)
         if who is not None and not who.is_operator:
             q = q.where(teams.c.tenant_id == who.tenant_id)
@@ -149,21 +105,21 @@ class WorkOrders:
             row = conn.execute(q).first()
         if row is None:
             raise NotFound(f"team {team_id} not found", team_id=team_id)
-        return dict(row._mapping)
+        return team_of(row)
 
-    def get_team(self, who: Principal, team_id: int) -> dict[str, Any]:
+    def get_team(self, who: Principal, team_id: int) -> Team:
         """A team of the caller's tenant (the city operator sees every team)."""
         return self._team(team_id, who)
 
-    def list_teams(self, who: Principal) -> builtins.list[dict[str, Any]]:
+    def list_teams(self, who: Principal) -> list[Team]:
         """The teams the caller sees, by id."""
         q = select(teams).order_by(teams.c.id)
         if not who.is_operator:
             q = q.where(teams.c.tenant_id == who.tenant_id)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [team_of(r) for r in conn.execute(q)]
 
-    def update_team(self, who: Principal, team_id: int, **values: Any) -> dict[str, Any]:
+    def update_team(self, who: Principal, team_id: int, **values: Any) -> Team:
         """Rename a team or change its title or contact."""
         self._team(team_id, who)
         if values:
@@ -189,7 +145,7 @@ class WorkOrders:
                 self._log(conn, wo_id, _actor(who), "unassigned", None, S.OPEN, "team deleted")
             conn.execute(delete(teams).where(teams.c.id == team_id))
 
-    def _team_for(self, conn: Any, tenant_id: int, team_id: int) -> dict[str, Any]:
+    def _team_for(self, conn: Any, tenant_id: int, team_id: int) -> Team:
         """A team that may take a work order of ``tenant_id``: its own, or the city's."""
         q = (
             select(teams)
@@ -202,7 +158,7 @@ class WorkOrders:
         row = conn.execute(q).first()
         if row is None:
             raise NotFound(f"team {team_id} not found", team_id=team_id)
-        return dict(row._mapping)
+        return team_of(row)
 
     def _team_by_name(self, conn: Any, tenant_id: int, name: str) -> int | None:
         q = (
@@ -349,7 +305,7 @@ class WorkOrders:
             teams, teams.c.id == work_orders.c.team_id
         )
 
-    def get(self, who: Principal, wo_id: int) -> dict[str, Any]:
+    def get(self, who: Principal, wo_id: int) -> WorkOrder:
         """A visible work order with its history, oldest change first."""
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -357,29 +313,25 @@ class WorkOrders:
             ).first()
             if row is None:
                 raise NotFound(f"work order {wo_id} not found", work_order_id=wo_id)
-            out = _row(row, self.clock())
             hist = conn.execute(
                 select(work_order_history)
                 .where(work_order_history.c.work_order_id == wo_id)
                 .order_by(work_order_history.c.id)
             )
-            out["history"] = [
-                {**dict(h._mapping), "details": orjson.loads(h.details)} for h in hist
-            ]
-        return out
+            return work_order_of(row, self.clock(), [entry_of(h) for h in hist])
 
-    def list(
+    def find(
         self,
         who: Principal,
         f: WorkOrderFilter | None = None,
         *,
         limit: int = 100,
         offset: int = 0,
-    ) -> tuple[builtins.list[dict[str, Any]], int]:
+    ) -> tuple[list[WorkOrder], int]:
         """A page of visible work orders matching ``f`` (newest first) and the total."""
         f = f or WorkOrderFilter()
         now = self.clock()
-        conds: builtins.list[Any] = [self._visible(who)]
+        conds: list[Any] = [self._visible(who)]
         if f.status:
             conds.append(work_orders.c.status.in_([S(s).value for s in f.status]))
         for col, value in (
@@ -406,12 +358,12 @@ class WorkOrders:
                 .limit(limit)
                 .offset(offset)
             )
-            return [_row(r, now) for r in rows], int(total)
+            return [work_order_of(r, now) for r in rows], int(total)
 
     # -- changes ----------------------------------------------------------------------------
     async def transition(
         self, who: Principal, wo_id: int, to: WorkOrderStatus, comment: str = ""
-    ) -> dict[str, Any]:
+    ) -> WorkOrder:
         """Move a visible work order to ``to``; InvalidTransition names the allowed steps.
 
         Moving to ``assigned`` needs a team (see :meth:`assign`). Resolving or closing an
@@ -427,7 +379,7 @@ class WorkOrders:
         now = self.clock()
         with self.engine.begin() as conn:
             wo = self._locked(conn, who, wo_id)
-            current = S(wo["status"])
+            current = wo.status
             if to not in TRANSITIONS[current]:
                 raise InvalidTransition(
                     f"work order {wo_id} is {current}; it can go to "
@@ -437,7 +389,7 @@ class WorkOrders:
                     to=to.value,
                     allowed=[s.value for s in TRANSITIONS[current]],
                 )
-            if to is S.ASSIGNED and wo["team_id"] is None:
+            if to is S.ASSIGNED and wo.team_id is None:
                 raise InvalidInput("assign a team to move a work order to assigned")
             values: dict[str, Any] = {"status": to.value, "updated": now}
             if to is S.RESOLVED:
@@ -457,11 +409,11 @@ class WorkOrders:
             if n != 1:  # someone else moved it in between: let the caller retry on fresh state
                 raise Conflict(f"work order {wo_id} changed meanwhile; retry", work_order_id=wo_id)
             self._log(conn, wo_id, _actor(who), "transition", current, to, comment)
-            return done and wo["overdue_since"] is not None
+            return done and wo.overdue_since is not None
 
     async def assign(
         self, who: Principal, wo_id: int, team_id: int, comment: str = ""
-    ) -> dict[str, Any]:
+    ) -> WorkOrder:
         """Give a work order to a team; an ``open`` order becomes ``assigned``."""
         await asyncio.to_thread(self._assign, who, wo_id, team_id, comment)
         return await asyncio.to_thread(self.get, who, wo_id)
@@ -470,7 +422,7 @@ class WorkOrders:
         _check_comment(comment)
         with self.engine.begin() as conn:
             wo = self._locked(conn, who, wo_id)
-            current = S(wo["status"])
+            current = wo.status
             if current not in (S.OPEN, S.ASSIGNED, S.IN_PROGRESS):
                 raise InvalidTransition(
                     f"work order {wo_id} is {current}; only an unresolved one can be assigned",
@@ -478,23 +430,22 @@ class WorkOrders:
                     current=current.value,
                     allowed=[s.value for s in TRANSITIONS[current]],
                 )
-            self._team_for(conn, wo["tenant_id"], team_id)
+            self._team_for(conn, wo.tenant_id, team_id)
             to = S.ASSIGNED if current is S.OPEN else current
             conn.execute(
                 update(work_orders)
                 .where(work_orders.c.id == wo_id)
                 .values(team_id=team_id, status=to.value, updated=self.clock())
             )
-            details = {"team_id": team_id, "previous_team_id": wo["team_id"]}
+            details = {"team_id": team_id, "previous_team_id": wo.team_id}
             self._log(conn, wo_id, _actor(who), "assigned", current, to, comment, details)
 
-    def comment(self, who: Principal, wo_id: int, text: str) -> dict[str, Any]:
+    def comment(self, who: Principal, wo_id: int, text: str) -> WorkOrderEntry:
         """Add a comment to a visible work order's history; return the entry."""
         if not 1 <= len(text) <= MAX_TEXT:
             raise InvalidInput(f"a comment is 1 to {MAX_TEXT} characters")
         with self.engine.begin() as conn:
-            wo = self._locked(conn, who, wo_id)
-            status = S(wo["status"])
+            status = self._locked(conn, who, wo_id).status
             conn.execute(
                 update(work_orders).where(work_orders.c.id == wo_id).values(updated=self.clock())
             )
@@ -502,16 +453,16 @@ class WorkOrders:
             row = conn.execute(
                 select(work_order_history).where(work_order_history.c.id == entry_id)
             ).one()
-        return {**dict(row._mapping), "details": orjson.loads(row.details)}
+        return entry_of(row)
 
-    def _locked(self, conn: Any, who: Principal, wo_id: int) -> dict[str, Any]:
+    def _locked(self, conn: Any, who: Principal, wo_id: int) -> WorkOrder:
         q = select(work_orders).where(work_orders.c.id == wo_id, self._visible(who))
         if self.engine.dialect.name == "postgresql":
             q = q.with_for_update()
         row = conn.execute(q).first()
         if row is None:
             raise NotFound(f"work order {wo_id} not found", work_order_id=wo_id)
-        return dict(row._mapping)
+        return work_order_of(row, self.clock())
 
     def _log(
         self,
@@ -554,32 +505,32 @@ class WorkOrders:
         due = await asyncio.to_thread(self._due, now)
         for wo in due:
             await self.alarms.raise_alarm(
-                tenant_id=wo["tenant_id"],
+                tenant_id=wo.tenant_id,
                 originator_type="work_order",
-                originator_id=wo["id"],
+                originator_id=wo.id,
                 type=OVERDUE,
-                severity=Severity(wo["severity"]),
+                severity=wo.severity,
                 details={
-                    "title": wo["title"],
-                    "status": wo["status"],
-                    "deadline": wo["deadline"],
-                    "team_id": wo["team_id"],
-                    "alarm_id": wo["alarm_id"],
+                    "title": wo.title,
+                    "status": wo.status.value,
+                    "deadline": wo.deadline,
+                    "team_id": wo.team_id,
+                    "alarm_id": wo.alarm_id,
                 },
                 ts=now,
-                pole_id=wo["pole_id"],
+                pole_id=wo.pole_id,
             )
-            await asyncio.to_thread(self._mark_overdue, wo["id"], now)
+            await asyncio.to_thread(self._mark_overdue, wo.id, now)
         return len(due)
 
-    def _due(self, now: int) -> builtins.list[dict[str, Any]]:
+    def _due(self, now: int) -> list[WorkOrder]:
         q = select(work_orders).where(
             work_orders.c.status.in_(UNRESOLVED),
             work_orders.c.deadline < now,
             work_orders.c.overdue_since.is_(None),
         )
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q.order_by(work_orders.c.id))]
+            return [work_order_of(r, now) for r in conn.execute(q.order_by(work_orders.c.id))]
 
     def _mark_overdue(self, wo_id: int, now: int) -> None:
         with self.engine.begin() as conn:

@@ -16,8 +16,10 @@ import logging
 
 from sqlalchemy import func, select, update
 
-from smartpole.hub.alarms import ACTIVE, Alarm, AlarmChange, Alarms, Severity, alarm_of
-from smartpole.hub.tables import alarms
+from smartpole.hub.alarms.store import ACTIVE, Alarms, alarm_of
+from smartpole.hub.alarms.tables import alarms
+from smartpole.model.alarms import Alarm, AlarmChange
+from smartpole.model.lifecycle import Severity
 from smartpole.store.schema import devices
 
 __all__ = ["DEVICE_OFFLINE", "POLE_OFFLINE", "PoleOutages"]

@@ -201,7 +201,7 @@ TILT_RULE = {
 
 async def settle(platform: Platform) -> None:
     """Wait until every upload so far is committed, evaluated and acted on."""
-    await platform.pipeline._queue.join()  # listeners run before a batch is marked done
+    await platform.pipeline.drain()
     await platform.hub.settle()
 
 

@@ -24,9 +24,9 @@ from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.cli import app as cli_app
 from smartpole.config import Settings
+from smartpole.model.clock import now_ms
 from smartpole.model.types import DeviceKind
 from smartpole.sim.seed import city_principal
-from smartpole.store.database import now_ms
 
 HOUR = 3_600_000
 

@@ -524,7 +524,8 @@ def test_commands_work_on_postgres(pg_cluster: PostgresCluster, tmp_path: Path) 
 
 def test_db_recover_settles_the_batches_of_a_node_gone_for_good(tmp_path: Path) -> None:
     from smartpole.model.types import Reading
-    from smartpole.store import Database, WriteBatch, open_series
+    from smartpole.model.writes import WriteBatch
+    from smartpole.store import Database, open_series
 
     hour = 1_764_000_000_000 - 1_764_000_000_000 % 3_600_000
     db = Database(f"sqlite:///{tmp_path}/smartpole.db")

@@ -8,8 +8,8 @@ import threading
 from collections.abc import Callable
 
 from helpers import add_device
-from smartpole.model.types import DeviceKind, Scope
-from smartpole.registry.assets import Assets, DeviceRef
+from smartpole.model.types import DeviceKind, DeviceRef, Scope
+from smartpole.registry.assets import Assets
 from smartpole.registry.claims import Claims, device_claims
 from smartpole.store import Database
 

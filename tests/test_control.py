@@ -19,8 +19,8 @@ from smartpole.api import control as control_api
 from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.control import CommandChannel, Control
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
-from smartpole.store.database import now_ms
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ import pytest
 from fixtures_api import City, make_device, make_pole
 from helpers import EXE, FIRMWARE, assign, claim, cli, free_port
 from smartpole.app import Platform
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
-from smartpole.store.database import now_ms
 from smartpole.transport.polls import ATTRIBUTES, RPC
 
 OPERATOR = ("lighting", Role.OPERATOR)

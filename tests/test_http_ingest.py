@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from fixtures_api import City, make_device, make_pole
-from smartpole.store.database import now_ms
+from smartpole.model.clock import now_ms
 
 T0 = 1_764_000_000_000 - 1_764_000_000_000 % 3_600_000  # an hour boundary
 

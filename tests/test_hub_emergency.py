@@ -24,7 +24,8 @@ from smartpole.errors import InvalidInput
 from smartpole.hub.rules.documents import default_rules
 from smartpole.hub.rules.model import CommandAction
 from smartpole.hub.rules.parser import compile_rule
-from smartpole.store import Database, now_ms
+from smartpole.model.clock import now_ms
+from smartpole.store import Database
 
 T0 = 1_764_000_000_000
 SEC = 1000
@@ -47,7 +48,7 @@ async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform
 
 async def settle(platform: Platform) -> None:
     """Wait until every upload so far is committed, evaluated and acted on."""
-    await platform.pipeline._queue.join()  # listeners run before a batch is marked done
+    await platform.pipeline.drain()
     await platform.hub.settle()
 
 

@@ -28,9 +28,10 @@ from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.model.alarms import Alarm
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal
-from smartpole.store import Database, now_ms
+from smartpole.store import Database
 
 DELAY_S = 4  # the first timer run after a start must come sooner than this
 DELAY = DELAY_S * 1000
@@ -70,7 +71,7 @@ async def serve(database: Database, data_dir: Path, node: str = "a") -> AsyncIte
 
 async def settle(platform: Platform) -> None:
     """Wait until every upload so far is committed, evaluated and acted on."""
-    await platform.pipeline._queue.join()  # listeners run before a batch is marked done
+    await platform.pipeline.drain()
     await platform.hub.settle()
 
 

@@ -136,6 +136,6 @@ async def test_held_back_readings_raise_the_lamp_alarms_whenever_the_demo_starts
 
 async def settle(platform: Platform) -> None:
     """Wait until every upload so far is committed, evaluated and acted on."""
-    await platform.pipeline._queue.join()
+    await platform.pipeline.drain()
     await platform.hub.settle()
     await asyncio.sleep(0)

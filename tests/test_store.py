@@ -16,7 +16,8 @@ from helpers import add_device
 from pg import PostgresCluster
 from smartpole.config import Settings
 from smartpole.model.types import Quality, Reading, Value
-from smartpole.store import Database, Quarantined, SeriesStore, WriteBatch, open_series
+from smartpole.model.writes import Quarantined, WriteBatch
+from smartpole.store import Database, SeriesStore, open_series
 from smartpole.store.schema import devices
 from smartpole.store.series import Aggregation
 

@@ -33,7 +33,8 @@ from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.errors import StoreUnavailable
 from smartpole.model.types import Reading
-from smartpole.store import Database, WriteBatch, open_series
+from smartpole.model.writes import WriteBatch
+from smartpole.store import Database, open_series
 from smartpole.transport.mqtt import codec
 
 T0 = 1_764_000_000_000  # on a whole hour

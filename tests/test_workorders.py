@@ -36,7 +36,7 @@ RULE = {
 
 async def settle(platform: Platform) -> None:
     """Wait until every upload so far is committed, evaluated and acted on."""
-    await platform.pipeline._queue.join()
+    await platform.pipeline.drain()
     await platform.hub.settle()
 
 

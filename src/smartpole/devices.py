@@ -13,20 +13,21 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from smartpole.errors import Conflict, Forbidden, InvalidInput, StoreUnavailable
+from smartpole.ingest.commits import noting_quarantine
 from smartpole.ingest.payload import parse_attributes, parse_telemetry, to_batch
 from smartpole.ingest.pipeline import Pipeline
-from smartpole.model.types import Reading, Role, Scope, kind_of_type
+from smartpole.model.clock import now_ms
+from smartpole.model.types import DeviceRef, Reading, Role, Scope, kind_of_type
+from smartpole.model.writes import Quarantine, WriteBatch
 from smartpole.registry.access import Principal
-from smartpole.registry.assets import Assets, DeviceRef
+from smartpole.registry.assets import Assets
 from smartpole.registry.broker import LAST_GATEWAY
 from smartpole.registry.claims import Claims
 from smartpole.registry.credentials import BasicAuth, Credentials
 from smartpole.registry.firmware import Firmware
 from smartpole.registry.provisioning import FAILURE, Provisioning
-from smartpole.store.database import now_ms, store_unavailable
-from smartpole.store.series import WriteBatch
+from smartpole.store.database import store_unavailable
 from smartpole.transport.mqtt.port import SessionLimits
-from smartpole.transport.refusals import Quarantine, noting_quarantine
 
 if TYPE_CHECKING:
     from smartpole.control import Control

@@ -10,8 +10,8 @@ from smartpole.api.deps import Caller, Plat
 from smartpole.api.keys import KeyList, OneKey, asked_keys, checked_key
 from smartpole.api.schemas import MS_MAX, Id, Millis, Point, RetentionIn
 from smartpole.errors import InvalidInput
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
-from smartpole.store.database import now_ms
 from smartpole.store.series import Aggregation
 
 router = APIRouter(prefix="/api")

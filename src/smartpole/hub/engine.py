@@ -39,11 +39,13 @@ from smartpole.hub.webhooks.store import Webhooks
 from smartpole.hub.workorders.store import WorkOrders
 from smartpole.metrics import Metrics
 from smartpole.model.alarms import AlarmChange
+from smartpole.model.clock import now_ms
 from smartpole.model.lifecycle import Severity
 from smartpole.model.types import Reading, Value
-from smartpole.store.database import now_ms, upsert
+from smartpole.model.writes import WriteBatch
+from smartpole.store.database import upsert
 from smartpole.store.schema import poles, tenants
-from smartpole.store.series import TimeSeries, WriteBatch
+from smartpole.store.series import TimeSeries
 
 __all__ = ["Hub"]
 

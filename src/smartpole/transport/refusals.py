@@ -16,7 +16,6 @@ shows the table to device makers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, Final
@@ -38,16 +37,15 @@ from smartpole.errors import (
     Unauthenticated,
 )
 from smartpole.metrics import Metrics
+from smartpole.model.writes import Quarantine
 
 __all__ = [
     "MAX_REASON",
     "REFUSALS",
-    "Quarantine",
     "Refusal",
     "http_status",
     "mqtt_reason",
     "noted",
-    "noting_quarantine",
     "reason_string",
     "told",
     "unheard",
@@ -129,6 +127,10 @@ def reason_string(err: BaseException) -> str:
         if msg not in text:  # payload errors name their first problem in the detail already
             where = ".".join(str(part) for part in first.get("loc", ()))
             text += f"; {where}: {msg}" if where else f"; {msg}"
+    return _clipped(text)
+
+
+def _clipped(text: str) -> str:
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
 
 
@@ -147,52 +149,9 @@ def unheard(device: str, topic: str, err: BaseException, metrics: Metrics | None
         metrics.reject("broker", err)
 
 
-@dataclass(frozen=True, slots=True)
-class Quarantine:
-    """A committed message some of whose values broke the catalog and were kept apart."""
-
-    count: int
-    first: str  # why the first one was
-
-    @property
-    def reason_string(self) -> str:
-        """The PUBACK's Reason String."""
-        text = f"{self.count} value(s) quarantined: {self.first}"
-        return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
-
-    @property
-    def user_properties(self) -> list[tuple[str, str]]:
-        """The PUBACK's user properties."""
-        return [("quarantined", str(self.count))]
-
-
-def noting_quarantine(committed: asyncio.Future[Any], note: Quarantine) -> asyncio.Future[Any]:
-    """A future that resolves like ``committed`` (a commit shared by every message of one
-    turn of the loop) but to a :class:`Quarantine` of this message's own quarantined values,
-    for its acknowledgement. Only messages with quarantined values pay for it."""
-    noted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-    def settle(done: asyncio.Future[Any]) -> None:
-        if noted.done():
-            return
-        if done.cancelled():
-            noted.cancel()
-        elif (err := done.exception()) is not None:
-            noted.set_exception(err)
-        else:
-            noted.set_result(note)
-
-    committed.add_done_callback(settle)
-    noted.add_done_callback(_retrieve)
-    return noted
-
-
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    # a connection that closed before acknowledging leaves the failure unread: not an error
-    if not fut.cancelled():
-        fut.exception()
-
-
 def noted(note: Quarantine) -> dict[str, Any]:
     """The MQTT 5 properties of a PUBACK of a message with quarantined values."""
-    return {"reason_string": note.reason_string, "user_property": note.user_properties}
+    return {
+        "reason_string": _clipped(f"{note.count} value(s) quarantined: {note.first}"),
+        "user_property": [("quarantined", str(note.count))],
+    }

@@ -31,9 +31,10 @@ from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from smartpole.errors import InvalidInput, NotFound
 from smartpole.hub.alarms.tables import ACTIVE_WHERE, alarm_comments, alarm_tenants, alarms
 from smartpole.model.alarms import Alarm, AlarmChange, AlarmComment, ChangeKind
+from smartpole.model.clock import now_ms
 from smartpole.model.lifecycle import AlarmStatus, Severity
 from smartpole.registry.access import Principal
-from smartpole.store.database import now_ms, upsert
+from smartpole.store.database import upsert
 
 __all__ = ["ACTIVE", "AlarmFilter", "Alarms", "ChangeListener", "alarm_of"]
 

@@ -47,11 +47,11 @@ from sqlalchemy import Engine, delete, insert, select
 
 from smartpole.hub.alarms.store import Alarms
 from smartpole.hub.analytics.tables import hub_snapshots
+from smartpole.model.clock import now_ms
 from smartpole.model.lifecycle import Severity
 from smartpole.model.types import DeviceKind, Reading
-from smartpole.store.database import now_ms
+from smartpole.model.writes import WriteBatch
 from smartpole.store.schema import devices
-from smartpole.store.series import WriteBatch
 
 __all__ = [
     "SERIES_BYTES",

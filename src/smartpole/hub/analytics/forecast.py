@@ -21,10 +21,10 @@ from importlib.metadata import version
 from typing import Any
 
 from smartpole.errors import Conflict, InvalidInput
+from smartpole.model.clock import now_ms
 from smartpole.model.types import DeviceKind
 from smartpole.registry.access import Principal
 from smartpole.registry.assets import Assets
-from smartpole.store.database import now_ms
 from smartpole.store.series import HOUR_MS, TimeSeries
 
 __all__ = ["KEYS", "ForecastKey", "Forecasts", "fit"]

@@ -16,10 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from smartpole.errors import Conflict, NotFound
 from smartpole.hub.rules.model import Rule
 from smartpole.hub.rules.tables import rules
+from smartpole.model.clock import now_ms
 from smartpole.model.rules import StoredRule
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal
-from smartpole.store.database import now_ms
 
 __all__ = ["RuleStore", "stored_rule"]
 

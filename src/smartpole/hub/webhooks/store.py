@@ -24,10 +24,10 @@ from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, InvalidInput, NotFound
 from smartpole.hub.webhooks.tables import webhook_deliveries, webhooks
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
 from smartpole.model.webhooks import Webhook, WebhookDelivery
 from smartpole.registry.access import Principal, new_secret
-from smartpole.store.database import now_ms
 
 __all__ = ["SIGNATURE_HEADER", "Webhooks", "sign"]
 

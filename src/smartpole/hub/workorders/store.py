@@ -40,10 +40,10 @@ from smartpole.hub.workorders.lifecycle import (
 from smartpole.hub.workorders.rows import entry_of, team_of, work_order_of
 from smartpole.hub.workorders.tables import teams, work_order_history, work_orders
 from smartpole.model.alarms import Alarm, AlarmChange
+from smartpole.model.clock import now_ms
 from smartpole.model.lifecycle import Severity, WorkOrderStatus
 from smartpole.model.workorders import Team, WorkOrder, WorkOrderEntry
 from smartpole.registry.access import Principal
-from smartpole.store.database import now_ms
 from smartpole.store.schema import tenants
 
 __all__ = ["WorkOrderFilter", "WorkOrders"]

@@ -36,9 +36,8 @@ from smartpole.config import Settings
 from smartpole.errors import Forbidden, InvalidInput, NotFound, Overloaded, SmartpoleError
 from smartpole.ingest.payload import decode_json
 from smartpole.metrics import Metrics
-from smartpole.model.types import DeviceKind, split_keys
-from smartpole.registry.assets import DeviceRef
-from smartpole.store.database import now_ms
+from smartpole.model.clock import now_ms
+from smartpole.model.types import DeviceKind, DeviceRef, split_keys
 from smartpole.transport import firmware, gateway, refusals
 from smartpole.transport.broker import topics
 from smartpole.transport.broker.topics import (

@@ -22,10 +22,9 @@ from smartpole.api.schemas import IngestResult
 from smartpole.app import Platform
 from smartpole.errors import InvalidInput, NotFound, PayloadTooLarge, Unauthenticated
 from smartpole.ingest.payload import decode_json, parse_attributes, parse_telemetry, to_batch
-from smartpole.model.types import Scope, split_keys
+from smartpole.model.clock import now_ms
+from smartpole.model.types import DeviceRef, Scope, split_keys
 from smartpole.registry.access import token_hint
-from smartpole.registry.assets import DeviceRef
-from smartpole.store.database import now_ms
 from smartpole.transport.polls import ATTRIBUTES, MAX_POLL_MS, RPC
 
 router = APIRouter(

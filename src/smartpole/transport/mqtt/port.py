@@ -10,10 +10,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from smartpole.registry.assets import DeviceRef
+from smartpole.model.types import DeviceRef
 from smartpole.registry.credentials import BasicAuth
 
-__all__ = ["BasicAuth", "DevicePort", "DeviceRef", "SessionLimits"]
+__all__ = ["BasicAuth", "DevicePort", "SessionLimits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,7 @@ class DevicePort(Protocol):
 
     def telemetry(self, device: DeviceRef, data: Any, now: int) -> asyncio.Future[Any]:
         """Queue a decoded telemetry payload; the future resolves at its commit (to a
-        ``transport.refusals.Quarantine`` when some values were quarantined: the PUBACK says so).
+        ``model.writes.Quarantine`` when some values were quarantined: the PUBACK says so).
 
         Raises PayloadError for a malformed payload and Overloaded when the pipeline is full.
         """

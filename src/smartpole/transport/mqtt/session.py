@@ -26,8 +26,9 @@ from smartpole.errors import (
     StoreUnavailable,
 )
 from smartpole.ingest.payload import decode_json
-from smartpole.model.types import DeviceKind, split_keys
-from smartpole.store.database import now_ms
+from smartpole.model.clock import now_ms
+from smartpole.model.types import DeviceKind, DeviceRef, split_keys
+from smartpole.model.writes import Quarantine
 from smartpole.transport import firmware, gateway, refusals
 from smartpole.transport.mqtt import codec
 from smartpole.transport.mqtt.codec import (
@@ -45,8 +46,6 @@ from smartpole.transport.mqtt.codec import (
     UnsubAck,
     Unsubscribe,
 )
-from smartpole.transport.mqtt.port import DeviceRef
-from smartpole.transport.refusals import Quarantine
 
 if TYPE_CHECKING:
     from smartpole.transport.mqtt.server import MqttServer

@@ -22,7 +22,7 @@ async def server_port(platform: Platform) -> AsyncIterator[int]:
     """The app served by uvicorn on a free port (the in-process client has no WebSocket)."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(platform, manage_lifecycle=False), port=port, log_level="warning", lifespan="off"
+        create_app(platform.api_services()), port=port, log_level="warning", lifespan="off"
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -315,7 +315,7 @@ async def second_node(
     # its own engine on the same database, as another process has (stop() disposes it)
     p = Platform(node_settings(tmp_path / name, broker, name), db=Database(database.url))
     await p.start()
-    transport = httpx.ASGITransport(app=create_app(p, manage_lifecycle=False))
+    transport = httpx.ASGITransport(app=create_app(p.api_services()))
     try:
         consumer = p.broker
         assert consumer is not None

@@ -142,7 +142,7 @@ async def test_printed_api_key_works_against_the_api(registry: Registry) -> None
     assert registry.key.startswith("sp_")
     assert "\n" not in registry.key  # stdout holds the secret alone; messages go to stderr
     with embedded(registry.data_dir) as platform:
-        transport = httpx.ASGITransport(app=create_app(platform, manage_lifecycle=False))
+        transport = httpx.ASGITransport(app=create_app(platform.api_services()))
         async with httpx.AsyncClient(transport=transport, base_url="http://cli.test") as c:
             r = await c.get("/api/me", headers={"Authorization": f"Bearer {registry.key}"})
     assert r.status_code == 200, r.text

@@ -73,7 +73,7 @@ def control(platform: Platform, sessions: Sessions) -> Control:
 @pytest.fixture
 async def client(platform: Platform, control: Control) -> AsyncIterator[httpx.AsyncClient]:
     """The in-process client, with the control router (until ``create_app`` includes it)."""
-    app = create_app(platform, manage_lifecycle=False)
+    app = create_app(platform.api_services())
     rpc = "/api/devices/{device_id}/rpc"
     if not any(getattr(r, "path", None) == rpc for r in app.routes):
         app.include_router(control_api.router)

@@ -60,7 +60,7 @@ async def serve(database: Database, data_dir: Path, node: str = "a") -> AsyncIte
     p = Platform(settings, db=database)
     await p.start()
     try:
-        app = create_app(p, manage_lifecycle=False)
+        app = create_app(p.api_services())
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://smartpole.test") as c:
             yield Running(p, c)

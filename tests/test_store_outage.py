@@ -241,7 +241,7 @@ async def api(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     """The platform's HTTP API, in-process."""
     from smartpole.api import create_app
 
-    transport = httpx.ASGITransport(app=create_app(platform, manage_lifecycle=False))
+    transport = httpx.ASGITransport(app=create_app(platform.api_services()))
     async with httpx.AsyncClient(transport=transport, base_url="http://smartpole.test") as c:
         yield c
 

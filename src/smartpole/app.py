@@ -7,7 +7,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smartpole.config import Settings
 from smartpole.control import Control
@@ -36,6 +36,9 @@ from smartpole.transport.mqtt.port import SessionLimits
 from smartpole.transport.mqtt.server import MqttServer
 from smartpole.transport.mqtt.websocket import MqttWebSocketServer
 from smartpole.transport.polls import Polls
+
+if TYPE_CHECKING:
+    from smartpole.api.services import Services
 
 __all__ = ["Channels", "Platform"]
 
@@ -360,6 +363,38 @@ class Platform:
         deleted = await asyncio.to_thread(self.series.purge)
         if deleted:
             log.info("retention deleted %d expired readings", deleted)
+
+    def api_services(self) -> Services:
+        """What the REST API uses of this platform (``create_app(platform.api_services())``)."""
+        # imported here while transport/http/device.py imports this module (a circle otherwise)
+        from smartpole.api.services import Services
+
+        return Services(
+            settings=self.settings,
+            database=self.db,
+            tenants=self.tenants,
+            assets=self.assets,
+            grants=self.grants,
+            credentials=self.credentials,
+            provisioning=self.provisioning,
+            claims=self.claims,
+            firmware=self.firmware,
+            series=self.series,
+            pipeline=self.pipeline,
+            control=self.control,
+            hub=self.hub,
+            alarms=self.hub.alarms,
+            webhooks=self.hub.webhooks,
+            work_orders=self.work_orders,
+            anomaly=self.anomaly,
+            forecasts=self.forecasts,
+            devices=self.devices,
+            polls=self.polls,
+            broker=self.broker,
+            metrics=self.metrics,
+            connections=self,
+            health=self,
+        )
 
 
 def _listener(server: MqttServer) -> str:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Self
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from smartpole.api.deps import Caller, Plat
+from smartpole.api.deps import AlarmsDep, AssetsDep, Caller, WorkOrdersDep
 from smartpole.api.schemas import Id, Offset
-from smartpole.app import Platform
 from smartpole.errors import Forbidden, InvalidInput
+from smartpole.hub.alarms.store import Alarms
 from smartpole.hub.workorders.store import WorkOrderFilter, WorkOrders
 from smartpole.model.lifecycle import Severity, WorkOrderStatus
 from smartpole.model.types import Role
 from smartpole.model.workorders import Team, WorkOrder, WorkOrderEntry
 from smartpole.registry.access import Principal
+from smartpole.registry.assets import Assets
 
 __all__ = ["router"]
 
@@ -170,12 +171,7 @@ class WorkOrderPage(BaseModel):
     offset: int
 
 
-async def work_orders(p: Plat) -> WorkOrders:
-    """The platform's work orders (async: no thread hop for a dependency without I/O)."""
-    return p.work_orders
-
-
-WO = Annotated[WorkOrders, Depends(work_orders)]
+WO = WorkOrdersDep
 
 
 # -- teams ----------------------------------------------------------------------------------
@@ -265,7 +261,9 @@ def list_work_orders(
     summary="Open a work order by hand",
     responses={404: {"content": PROBLEM, "description": "alarm, device, pole or team unknown"}},
 )
-async def create_work_order(p: Plat, wo: WO, who: Caller, body: WorkOrderIn) -> WorkOrderDetail:
+async def create_work_order(
+    alarms: AlarmsDep, assets: AssetsDep, wo: WO, who: Caller, body: WorkOrderIn
+) -> WorkOrderDetail:
     """Open a work order (operator), from an alarm or free-standing for a device or pole.
 
     From an alarm it belongs to the alarm's tenant (only that tenant or the city operator may
@@ -273,15 +271,17 @@ async def create_work_order(p: Plat, wo: WO, who: Caller, body: WorkOrderIn) -> 
     device's owner; for a pole, to the caller's tenant. The deadline is the severity's SLA.
     """
     who.require(Role.OPERATOR)
-    wo_id = await run_in_threadpool(_create, p, wo, who, body)
+    wo_id = await run_in_threadpool(_create, alarms, assets, wo, who, body)
     return WorkOrderDetail.of(await run_in_threadpool(wo.get, who, wo_id))
 
 
-def _create(p: Platform, wo: WorkOrders, who: Principal, body: WorkOrderIn) -> int:
+def _create(
+    alarms: Alarms, assets: Assets, wo: WorkOrders, who: Principal, body: WorkOrderIn
+) -> int:
     alarm = None
     tenant_id = who.tenant_id
     if body.alarm_id is not None:
-        alarm = p.hub.alarms.get_visible(who, body.alarm_id)
+        alarm = alarms.get_visible(who, body.alarm_id)
         if alarm.tenant_id != who.tenant_id and not who.is_operator:
             raise Forbidden(
                 f"work orders of alarm {alarm.id} belong to its owner tenant",
@@ -289,15 +289,15 @@ def _create(p: Platform, wo: WorkOrders, who: Principal, body: WorkOrderIn) -> i
             )
         tenant_id = alarm.tenant_id
     elif body.device_id is not None:
-        tenant_id = p.assets.get_device(who, body.device_id)["owner_id"]
+        tenant_id = assets.get_device(who, body.device_id)["owner_id"]
     elif body.pole_id is not None:
-        p.assets.get_pole(who, body.pole_id)
+        assets.get_pole(who, body.pole_id)
     else:
         raise InvalidInput("give an alarm_id, a device_id or a pole_id")
     if body.device_id is not None and alarm is not None:
-        p.assets.get_device(who, body.device_id)
+        assets.get_device(who, body.device_id)
     if body.pole_id is not None and (alarm is not None or body.device_id is not None):
-        p.assets.get_pole(who, body.pole_id)
+        assets.get_pole(who, body.pole_id)
     return wo.create(
         actor=f"{who.tenant} ({who.role})",
         tenant_id=tenant_id,

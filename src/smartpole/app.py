@@ -11,7 +11,7 @@ from typing import Any
 
 from smartpole.config import Settings
 from smartpole.control import Control
-from smartpole.devices import DeviceService
+from smartpole.devices import DeviceApi, DeviceService, SessionLimits
 from smartpole.errors import StoreUnavailable
 from smartpole.hub.anomaly import AnomalyService, Detector
 from smartpole.hub.engine import Hub
@@ -32,7 +32,6 @@ from smartpole.store import Database, SeriesStore, open_database, open_series
 from smartpole.store.backup import server_lock
 from smartpole.store.database import store_unavailable
 from smartpole.transport.broker import BrokerConsumer
-from smartpole.transport.mqtt.port import SessionLimits
 from smartpole.transport.mqtt.server import MqttServer
 from smartpole.transport.mqtt.websocket import MqttWebSocketServer
 from smartpole.transport.polls import Polls
@@ -115,6 +114,7 @@ class Platform:
             claims=self.claims,
             firmware=self.firmware,
         )
+        self.device_api = DeviceApi(self.devices)  # what every device transport speaks to
         self.hub = Hub(
             self.db.engine,
             commander=self.control,
@@ -148,7 +148,7 @@ class Platform:
         if settings.broker:
             accounts = BrokerAccounts(self.assets)
             self.broker = BrokerConsumer.from_settings(
-                settings, self.devices, accounts, self.metrics
+                settings, self.device_api, accounts, self.metrics
             )
         self.census = Census(self.db.engine, self.metrics, settings.inactivity_timeout_s * 1000)
         self.pipeline.listeners.append(self.census.on_batch)
@@ -233,14 +233,14 @@ class Platform:
         load = lambda: self.pipeline.load  # noqa: E731
         if s.mqtt_port >= 0:
             self.mqtt.append(
-                MqttServer(self.devices, s.host, s.mqtt_port, load=load, metrics=self.metrics)
+                MqttServer(self.device_api, s.host, s.mqtt_port, load=load, metrics=self.metrics)
             )
         if s.mqtt_tls_cert and s.mqtt_tls_key:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(s.mqtt_tls_cert, s.mqtt_tls_key)
             self.mqtt.append(
                 MqttServer(
-                    self.devices,
+                    self.device_api,
                     s.host,
                     s.mqtt_tls_port,
                     ssl_context=ctx,
@@ -255,7 +255,7 @@ class Platform:
                 ws_ctx.load_cert_chain(s.mqtt_tls_cert, s.mqtt_tls_key)
             self.mqtt.append(
                 MqttWebSocketServer(
-                    self.devices,
+                    self.device_api,
                     s.host,
                     s.mqtt_ws_port,
                     ssl_context=ws_ctx,

@@ -30,7 +30,7 @@ from smartpole.api import webhooks as webhooks_api
 from smartpole.api import workorders as workorders_api
 from smartpole.api.deps import Plat
 from smartpole.app import Platform
-from smartpole.transport.http import router as device_router
+from smartpole.transport.http.device import device_router
 
 __all__ = ["create_app"]
 
@@ -83,7 +83,8 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(provisioning.router)
     app.include_router(grants.router)
     app.include_router(firmware.router)
-    app.include_router(device_router)
+    p = platform
+    app.include_router(device_router(p.device_api, p.polls, p.metrics, p.settings.max_body_bytes))
     app.include_router(metrics_api.router)
 
     @app.get("/livez", tags=["operations"], summary="Liveness: the process runs")

@@ -16,7 +16,6 @@ shows the table to device makers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, Final
@@ -38,6 +37,7 @@ from smartpole.errors import (
     Unauthenticated,
 )
 from smartpole.metrics import Metrics
+from smartpole.transport.mqtt.reasons import Reason
 
 __all__ = [
     "MAX_REASON",
@@ -47,7 +47,6 @@ __all__ = [
     "http_status",
     "mqtt_reason",
     "noted",
-    "noting_quarantine",
     "reason_string",
     "told",
     "unheard",
@@ -55,14 +54,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# MQTT 5 PUBACK reason codes (MQTT 5.0 §3.4.2.1).
-SUCCESS: Final = 0x00
-UNSPECIFIED: Final = 0x80
-IMPLEMENTATION_SPECIFIC: Final = 0x83
-NOT_AUTHORIZED: Final = 0x87
-TOPIC_NAME_INVALID: Final = 0x90
-QUOTA_EXCEEDED: Final = 0x97
-PAYLOAD_FORMAT_INVALID: Final = 0x99
 MAX_REASON = 200  # characters of a Reason String: enough for the detail and the first problem
 INTERNAL_STATUS = 500
 
@@ -71,27 +62,27 @@ INTERNAL_STATUS = 500
 class Refusal:
     """How one error reaches the device: an MQTT 5 reason code and an HTTP status."""
 
-    mqtt5: int
+    mqtt5: Reason
     http: int
 
 
 REFUSALS: Final[dict[type[SmartpoleError], Refusal]] = {
-    PayloadError: Refusal(PAYLOAD_FORMAT_INVALID, 422),  # 400 when the JSON is malformed
-    InvalidInput: Refusal(PAYLOAD_FORMAT_INVALID, 422),  # 0x90 when it names a ``topic``
-    PayloadTooLarge: Refusal(QUOTA_EXCEEDED, 413),
-    Overloaded: Refusal(QUOTA_EXCEEDED, 503),
-    Forbidden: Refusal(NOT_AUTHORIZED, 403),
-    Unauthenticated: Refusal(NOT_AUTHORIZED, 401),
-    NotFound: Refusal(IMPLEMENTATION_SPECIFIC, 404),
-    ClaimExpired: Refusal(IMPLEMENTATION_SPECIFIC, 409),
-    InvalidTransition: Refusal(IMPLEMENTATION_SPECIFIC, 409),
-    Conflict: Refusal(IMPLEMENTATION_SPECIFIC, 409),
-    DeviceOffline: Refusal(IMPLEMENTATION_SPECIFIC, 409),
-    StoreUnavailable: Refusal(IMPLEMENTATION_SPECIFIC, 503),
-    Timeout: Refusal(IMPLEMENTATION_SPECIFIC, 504),
+    PayloadError: Refusal(Reason.PAYLOAD_FORMAT_INVALID, 422),  # 400 when the JSON is malformed
+    InvalidInput: Refusal(Reason.PAYLOAD_FORMAT_INVALID, 422),  # 0x90 when it names a ``topic``
+    PayloadTooLarge: Refusal(Reason.QUOTA_EXCEEDED, 413),
+    Overloaded: Refusal(Reason.QUOTA_EXCEEDED, 503),
+    Forbidden: Refusal(Reason.NOT_AUTHORIZED, 403),
+    Unauthenticated: Refusal(Reason.NOT_AUTHORIZED, 401),
+    NotFound: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 404),
+    ClaimExpired: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 409),
+    InvalidTransition: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 409),
+    Conflict: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 409),
+    DeviceOffline: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 409),
+    StoreUnavailable: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 503),
+    Timeout: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 504),
 }
 # An error smartpole did not raise on purpose (a bug): unspecified, a 500.
-INTERNAL: Final = Refusal(UNSPECIFIED, INTERNAL_STATUS)
+INTERNAL: Final = Refusal(Reason.UNSPECIFIED, INTERNAL_STATUS)
 
 
 def refusal(err: BaseException) -> Refusal:
@@ -103,10 +94,10 @@ def refusal(err: BaseException) -> Refusal:
     return INTERNAL
 
 
-def mqtt_reason(err: BaseException) -> int:
+def mqtt_reason(err: BaseException) -> Reason:
     """The MQTT 5 PUBACK reason code of a refusal."""
     if isinstance(err, InvalidInput) and "topic" in err.fields:
-        return TOPIC_NAME_INVALID  # a topic outside the device API, not a bad payload
+        return Reason.TOPIC_NAME_INVALID  # a topic outside the device API, not a bad payload
     return refusal(err).mqtt5
 
 
@@ -164,33 +155,6 @@ class Quarantine:
     def user_properties(self) -> list[tuple[str, str]]:
         """The PUBACK's user properties."""
         return [("quarantined", str(self.count))]
-
-
-def noting_quarantine(committed: asyncio.Future[Any], note: Quarantine) -> asyncio.Future[Any]:
-    """A future that resolves like ``committed`` (a commit shared by every message of one
-    turn of the loop) but to a :class:`Quarantine` of this message's own quarantined values,
-    for its acknowledgement. Only messages with quarantined values pay for it."""
-    noted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-    def settle(done: asyncio.Future[Any]) -> None:
-        if noted.done():
-            return
-        if done.cancelled():
-            noted.cancel()
-        elif (err := done.exception()) is not None:
-            noted.set_exception(err)
-        else:
-            noted.set_result(note)
-
-    committed.add_done_callback(settle)
-    noted.add_done_callback(_retrieve)
-    return noted
-
-
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    # a connection that closed before acknowledging leaves the failure unread: not an error
-    if not fut.cancelled():
-        fut.exception()
 
 
 def noted(note: Quarantine) -> dict[str, Any]:

@@ -31,7 +31,9 @@ attributes (MQTT 5 forbids No Local on shared subscriptions), and a device its o
 
 from __future__ import annotations
 
+from smartpole.devices.operations import Operation, Reply
 from smartpole.registry.broker import USERNAME_RE
+from smartpole.transport.topics import DOWNLINK, UPLINK
 
 __all__ = [
     "ATTRIBUTES",
@@ -71,31 +73,46 @@ __all__ = [
 ]
 
 PREFIX = "sp/v1/"
-TELEMETRY = "telemetry"
-ATTRIBUTES = "attributes"
-ATTR_REQUEST = "attributes/request/"
-RPC_RESPONSE = "rpc/response/"
-STATUS = "status"
-RPC_REQUEST = "rpc/request/"
-SHARED = "attributes/shared"
-ATTR_RESPONSE = "attributes/response/"
-RPC_CALL = "rpc/call/"
-RPC_RESULT = "rpc/result/"
-CLAIM = "claim"
-FW_REQUEST = "fw/request/"
-FW_RESPONSE = "fw/response/"
-FW_ERROR = "fw/error"
+STATUS = "status"  # broker mode's own: a device's retained presence
+
+
+def _up(op: Operation) -> str:
+    suffix = UPLINK[op].broker
+    assert suffix is not None
+    return suffix
+
+
+def _down(reply: Reply) -> str:
+    suffix = DOWNLINK[reply].broker
+    assert suffix is not None
+    return suffix
+
+
+# The suffixes, from the one table of device API topics (transport.topics).
+TELEMETRY = _up(Operation.TELEMETRY)
+ATTRIBUTES = _up(Operation.CLIENT_ATTRIBUTES)
+ATTR_REQUEST = _up(Operation.ATTRIBUTE_REQUEST)
+RPC_RESPONSE = _up(Operation.RPC_REPLY)
+RPC_REQUEST = _down(Reply.COMMAND)
+SHARED = _down(Reply.SHARED_ATTRIBUTES)
+ATTR_RESPONSE = _down(Reply.ATTRIBUTE_RESPONSE)
+RPC_CALL = _up(Operation.CLIENT_RPC)
+RPC_RESULT = _down(Reply.CLIENT_RPC_RESPONSE)
+CLAIM = _up(Operation.CLAIM)
+FW_REQUEST = _up(Operation.FIRMWARE_CHUNK)
+FW_RESPONSE = _down(Reply.FIRMWARE_CHUNK)
+FW_ERROR = _down(Reply.FIRMWARE_ERROR)
 GATEWAY = "gateway/"
-GW_TELEMETRY = GATEWAY + "telemetry"
-GW_ATTRIBUTES = GATEWAY + "attributes"
-GW_CONNECT = GATEWAY + "connect"
-GW_DISCONNECT = GATEWAY + "disconnect"
-GW_ATTR_REQUEST = GATEWAY + "attributes/request"
-GW_RPC = GATEWAY + "rpc"
-GW_CLAIM = GATEWAY + "claim"
-GW_RPC_REQUEST = GATEWAY + "rpc/request"
-GW_SHARED = GATEWAY + "attributes/shared"
-GW_ATTR_RESPONSE = GATEWAY + "attributes/response"
+GW_TELEMETRY = _up(Operation.GATEWAY_TELEMETRY)
+GW_ATTRIBUTES = _up(Operation.GATEWAY_ATTRIBUTES)
+GW_CONNECT = _up(Operation.GATEWAY_CONNECT)
+GW_DISCONNECT = _up(Operation.GATEWAY_DISCONNECT)
+GW_ATTR_REQUEST = _up(Operation.GATEWAY_ATTRIBUTE_REQUEST)
+GW_RPC = _up(Operation.GATEWAY_RPC_REPLY)
+GW_CLAIM = _up(Operation.GATEWAY_CLAIM)
+GW_RPC_REQUEST = _down(Reply.GATEWAY_COMMAND)
+GW_SHARED = _down(Reply.GATEWAY_SHARED_ATTRIBUTES)
+GW_ATTR_RESPONSE = _down(Reply.GATEWAY_ATTRIBUTE_RESPONSE)
 
 # Suffixes (topic filters under sp/v1/{d}/) a device may publish to and subscribe to.
 DEVICE_UPLINK = (  # what smartpole's nodes share

@@ -18,10 +18,11 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from smartpole.devices import DeviceApi
 from smartpole.metrics import Metrics
-from smartpole.transport.mqtt.port import DevicePort
+from smartpole.transport.mqtt.connection import Connection
+from smartpole.transport.mqtt.reasons import Reason
 from smartpole.transport.mqtt.server import MqttServer
-from smartpole.transport.mqtt.session import Connection
 
 __all__ = ["MqttWebSocketServer"]
 
@@ -89,7 +90,7 @@ class MqttWebSocketServer(MqttServer):
 
     def __init__(
         self,
-        port: DevicePort,
+        api: DeviceApi,
         host: str = "127.0.0.1",
         mqtt_port: int = 8083,
         *,
@@ -97,7 +98,7 @@ class MqttWebSocketServer(MqttServer):
         load: Callable[[], float] = lambda: 0.0,
         metrics: Metrics | None = None,
     ) -> None:
-        super().__init__(port, host, mqtt_port, ssl_context=ssl_context, load=load, metrics=metrics)
+        super().__init__(api, host, mqtt_port, ssl_context=ssl_context, load=load, metrics=metrics)
         self._ws_server: Server | None = None
 
     async def start(self) -> None:
@@ -108,7 +109,7 @@ class MqttWebSocketServer(MqttServer):
             self.mqtt_port,
             subprotocols=[SUBPROTOCOL],
             compression=None,
-            max_size=self.port.limits.max_payload + 1024,
+            max_size=self.api.limits.max_payload + 1024,
             ping_interval=None,  # MQTT has its own keep-alive
             ssl=self.ssl_context,
         )
@@ -125,7 +126,9 @@ class MqttWebSocketServer(MqttServer):
         try:
             async for message in ws:
                 if isinstance(message, str):
-                    conn._abort(0x81, "a text WebSocket message: MQTT needs binary ones")
+                    conn.close(
+                        Reason.MALFORMED_PACKET, "a text WebSocket message: MQTT needs binary ones"
+                    )
                     break
                 conn.data_received(message)
                 await transport.wait_readable()
@@ -144,10 +147,4 @@ class MqttWebSocketServer(MqttServer):
             self._ws_server.close()
             await self._ws_server.wait_closed()
             self._ws_server = None
-        conns = list(self.connections)
-        for _ in range(100):
-            pending = [t for c in conns for t in c._tasks if not t.done()]
-            pending += [c._worker for c in conns if c._worker and not c._worker.done()]
-            if not pending:
-                break
-            await asyncio.wait(pending, timeout=0.1)
+        await asyncio.gather(*(conn.drain() for conn in list(self.connections)))

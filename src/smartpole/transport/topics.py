@@ -14,8 +14,7 @@ from typing import Final
 from smartpole.devices.operations import Operation, Reply
 
 __all__ = [
-    "DOWNLINK",
-    "UPLINK",
+    "ROUTES",
     "Route",
     "broker_operation",
     "broker_suffix",
@@ -33,45 +32,50 @@ class Route:
     unsolicited: bool = False  # ThingsBoard sends it whatever the device subscribed to
 
 
-UPLINK: Final[dict[Operation, Route]] = {
-    Operation.TELEMETRY: Route(("v1/devices/me/telemetry", "v2/t"), "telemetry"),
-    Operation.CLIENT_ATTRIBUTES: Route(("v1/devices/me/attributes", "v2/a"), "attributes"),
-    Operation.ATTRIBUTE_REQUEST: Route(
-        ("v1/devices/me/attributes/request/",), "attributes/request/"
-    ),
-    Operation.RPC_REPLY: Route(("v1/devices/me/rpc/response/",), "rpc/response/"),
-    Operation.CLIENT_RPC: Route(("v1/devices/me/rpc/request/",), "rpc/call/"),
-    Operation.CLAIM: Route(("v1/devices/me/claim",), "claim"),
-    Operation.FIRMWARE_CHUNK: Route(("v2/fw/request/",), "fw/request/"),
-    Operation.PROVISION: Route(("/provision/request",), None),
-    Operation.GATEWAY_CONNECT: Route(("v1/gateway/connect",), "gateway/connect"),
-    Operation.GATEWAY_DISCONNECT: Route(("v1/gateway/disconnect",), "gateway/disconnect"),
-    Operation.GATEWAY_TELEMETRY: Route(("v1/gateway/telemetry",), "gateway/telemetry"),
-    Operation.GATEWAY_ATTRIBUTES: Route(("v1/gateway/attributes",), "gateway/attributes"),
-    Operation.GATEWAY_ATTRIBUTE_REQUEST: Route(
-        ("v1/gateway/attributes/request",), "gateway/attributes/request"
-    ),
-    Operation.GATEWAY_RPC_REPLY: Route(("v1/gateway/rpc",), "gateway/rpc"),
-    Operation.GATEWAY_CLAIM: Route(("v1/gateway/claim",), "gateway/claim"),
-}
+# operation or reply           ThingsBoard topic(s)                    broker suffix
+_TABLE = """
+TELEMETRY                       v1/devices/me/telemetry,v2/t           telemetry
+CLIENT_ATTRIBUTES               v1/devices/me/attributes,v2/a          attributes
+ATTRIBUTE_REQUEST               v1/devices/me/attributes/request/      attributes/request/
+RPC_REPLY                       v1/devices/me/rpc/response/            rpc/response/
+CLIENT_RPC                      v1/devices/me/rpc/request/             rpc/call/
+CLAIM                           v1/devices/me/claim                    claim
+FIRMWARE_CHUNK                  v2/fw/request/                         fw/request/
+PROVISION                       /provision/request                     -
+GATEWAY_CONNECT                 v1/gateway/connect                     gateway/connect
+GATEWAY_DISCONNECT              v1/gateway/disconnect                  gateway/disconnect
+GATEWAY_TELEMETRY               v1/gateway/telemetry                   gateway/telemetry
+GATEWAY_ATTRIBUTES              v1/gateway/attributes                  gateway/attributes
+GATEWAY_ATTRIBUTE_REQUEST       v1/gateway/attributes/request          gateway/attributes/request
+GATEWAY_RPC_REPLY               v1/gateway/rpc                         gateway/rpc
+GATEWAY_CLAIM                   v1/gateway/claim                       gateway/claim
+reply ATTRIBUTE_RESPONSE        v1/devices/me/attributes/response/     attributes/response/
+reply CLIENT_RPC_RESPONSE       v1/devices/me/rpc/response/            rpc/result/
+reply FIRMWARE_CHUNK            v2/fw/response/                        fw/response/  unsolicited
+reply FIRMWARE_ERROR            v2/fw/error                            fw/error      unsolicited
+reply PROVISION_RESPONSE        /provision/response                    -             unsolicited
+reply GATEWAY_ATTRIBUTE_RESPONSE  v1/gateway/attributes/response       gateway/attributes/response
+reply COMMAND                   v1/devices/me/rpc/request/             rpc/request/
+reply SHARED_ATTRIBUTES         v1/devices/me/attributes               attributes/shared
+reply GATEWAY_COMMAND           v1/gateway/rpc                         gateway/rpc/request
+reply GATEWAY_SHARED_ATTRIBUTES v1/gateway/attributes                  gateway/attributes/shared
+"""
+# (broker mode pushes shared attributes on a topic of their own: see transport.broker.topics)
 
-DOWNLINK: Final[dict[Reply, Route]] = {
-    Reply.ATTRIBUTE_RESPONSE: Route(
-        ("v1/devices/me/attributes/response/",), "attributes/response/"
-    ),
-    Reply.CLIENT_RPC_RESPONSE: Route(("v1/devices/me/rpc/response/",), "rpc/result/"),
-    Reply.FIRMWARE_CHUNK: Route(("v2/fw/response/",), "fw/response/", unsolicited=True),
-    Reply.FIRMWARE_ERROR: Route(("v2/fw/error",), "fw/error", unsolicited=True),
-    Reply.PROVISION_RESPONSE: Route(("/provision/response",), None, unsolicited=True),
-    Reply.GATEWAY_ATTRIBUTE_RESPONSE: Route(
-        ("v1/gateway/attributes/response",), "gateway/attributes/response"
-    ),
-    Reply.COMMAND: Route(("v1/devices/me/rpc/request/",), "rpc/request/"),
-    # broker mode pushes on a topic of its own (see transport.broker.topics)
-    Reply.SHARED_ATTRIBUTES: Route(("v1/devices/me/attributes",), "attributes/shared"),
-    Reply.GATEWAY_COMMAND: Route(("v1/gateway/rpc",), "gateway/rpc/request"),
-    Reply.GATEWAY_SHARED_ATTRIBUTES: Route(("v1/gateway/attributes",), "gateway/attributes/shared"),
-}
+
+def _routes(table: str) -> dict[Operation | Reply, Route]:
+    """The table, read: a row per operation (``reply``: per reply); ``-`` for no broker topic;
+    ``unsolicited``: ThingsBoard sends it whatever the device subscribed to."""
+    routes: dict[Operation | Reply, Route] = {}
+    for line in table.strip().splitlines():
+        words = line.split()
+        key: Operation | Reply = Reply[words[1]] if words[0] == "reply" else Operation[words[0]]
+        tb, broker, *flags = words[2:] if words[0] == "reply" else words[1:]
+        routes[key] = Route(tuple(tb.split(",")), None if broker == "-" else broker, bool(flags))
+    return routes
+
+
+ROUTES: Final = _routes(_TABLE)
 
 
 def _index(
@@ -82,10 +86,9 @@ def _index(
     return exact, prefixes
 
 
-_TB_EXACT, _TB_PREFIXES = _index({t: op for op, r in UPLINK.items() for t in r.thingsboard})
-_BROKER_EXACT, _BROKER_PREFIXES = _index(
-    {r.broker: op for op, r in UPLINK.items() if r.broker is not None}
-)
+_UPLINK = {op: r for op, r in ROUTES.items() if isinstance(op, Operation)}
+_TB_EXACT, _TB_PREFIXES = _index({t: op for op, r in _UPLINK.items() for t in r.thingsboard})
+_BROKER_EXACT, _BROKER_PREFIXES = _index({r.broker: op for op, r in _UPLINK.items() if r.broker})
 
 
 def _lookup(
@@ -112,11 +115,11 @@ def broker_operation(suffix: str) -> tuple[Operation, str] | None:
 
 def thingsboard_topic(reply: Reply, request: str = "") -> str:
     """The ThingsBoard topic a reply is sent on."""
-    return DOWNLINK[reply].thingsboard[0] + request
+    return ROUTES[reply].thingsboard[0] + request
 
 
 def broker_suffix(reply: Reply, request: str = "") -> str:
     """The broker-mode suffix a reply is sent on (under ``sp/v1/{device}/``)."""
-    suffix = DOWNLINK[reply].broker
+    suffix = ROUTES[reply].broker
     assert suffix is not None, f"{reply.value} has no broker-mode topic"
     return suffix + request

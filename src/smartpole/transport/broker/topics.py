@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from smartpole.devices.operations import Operation, Reply
 from smartpole.registry.broker import USERNAME_RE
-from smartpole.transport.topics import DOWNLINK, UPLINK
+from smartpole.transport.topics import ROUTES
 
 __all__ = [
     "ATTRIBUTES",
@@ -76,43 +76,37 @@ PREFIX = "sp/v1/"
 STATUS = "status"  # broker mode's own: a device's retained presence
 
 
-def _up(op: Operation) -> str:
-    suffix = UPLINK[op].broker
-    assert suffix is not None
-    return suffix
-
-
-def _down(reply: Reply) -> str:
-    suffix = DOWNLINK[reply].broker
+def _suffix(what: Operation | Reply) -> str:
+    suffix = ROUTES[what].broker
     assert suffix is not None
     return suffix
 
 
 # The suffixes, from the one table of device API topics (transport.topics).
-TELEMETRY = _up(Operation.TELEMETRY)
-ATTRIBUTES = _up(Operation.CLIENT_ATTRIBUTES)
-ATTR_REQUEST = _up(Operation.ATTRIBUTE_REQUEST)
-RPC_RESPONSE = _up(Operation.RPC_REPLY)
-RPC_REQUEST = _down(Reply.COMMAND)
-SHARED = _down(Reply.SHARED_ATTRIBUTES)
-ATTR_RESPONSE = _down(Reply.ATTRIBUTE_RESPONSE)
-RPC_CALL = _up(Operation.CLIENT_RPC)
-RPC_RESULT = _down(Reply.CLIENT_RPC_RESPONSE)
-CLAIM = _up(Operation.CLAIM)
-FW_REQUEST = _up(Operation.FIRMWARE_CHUNK)
-FW_RESPONSE = _down(Reply.FIRMWARE_CHUNK)
-FW_ERROR = _down(Reply.FIRMWARE_ERROR)
+TELEMETRY = _suffix(Operation.TELEMETRY)
+ATTRIBUTES = _suffix(Operation.CLIENT_ATTRIBUTES)
+ATTR_REQUEST = _suffix(Operation.ATTRIBUTE_REQUEST)
+RPC_RESPONSE = _suffix(Operation.RPC_REPLY)
+RPC_REQUEST = _suffix(Reply.COMMAND)
+SHARED = _suffix(Reply.SHARED_ATTRIBUTES)
+ATTR_RESPONSE = _suffix(Reply.ATTRIBUTE_RESPONSE)
+RPC_CALL = _suffix(Operation.CLIENT_RPC)
+RPC_RESULT = _suffix(Reply.CLIENT_RPC_RESPONSE)
+CLAIM = _suffix(Operation.CLAIM)
+FW_REQUEST = _suffix(Operation.FIRMWARE_CHUNK)
+FW_RESPONSE = _suffix(Reply.FIRMWARE_CHUNK)
+FW_ERROR = _suffix(Reply.FIRMWARE_ERROR)
 GATEWAY = "gateway/"
-GW_TELEMETRY = _up(Operation.GATEWAY_TELEMETRY)
-GW_ATTRIBUTES = _up(Operation.GATEWAY_ATTRIBUTES)
-GW_CONNECT = _up(Operation.GATEWAY_CONNECT)
-GW_DISCONNECT = _up(Operation.GATEWAY_DISCONNECT)
-GW_ATTR_REQUEST = _up(Operation.GATEWAY_ATTRIBUTE_REQUEST)
-GW_RPC = _up(Operation.GATEWAY_RPC_REPLY)
-GW_CLAIM = _up(Operation.GATEWAY_CLAIM)
-GW_RPC_REQUEST = _down(Reply.GATEWAY_COMMAND)
-GW_SHARED = _down(Reply.GATEWAY_SHARED_ATTRIBUTES)
-GW_ATTR_RESPONSE = _down(Reply.GATEWAY_ATTRIBUTE_RESPONSE)
+GW_TELEMETRY = _suffix(Operation.GATEWAY_TELEMETRY)
+GW_ATTRIBUTES = _suffix(Operation.GATEWAY_ATTRIBUTES)
+GW_CONNECT = _suffix(Operation.GATEWAY_CONNECT)
+GW_DISCONNECT = _suffix(Operation.GATEWAY_DISCONNECT)
+GW_ATTR_REQUEST = _suffix(Operation.GATEWAY_ATTRIBUTE_REQUEST)
+GW_RPC = _suffix(Operation.GATEWAY_RPC_REPLY)
+GW_CLAIM = _suffix(Operation.GATEWAY_CLAIM)
+GW_RPC_REQUEST = _suffix(Reply.GATEWAY_COMMAND)
+GW_SHARED = _suffix(Reply.GATEWAY_SHARED_ATTRIBUTES)
+GW_ATTR_RESPONSE = _suffix(Reply.GATEWAY_ATTRIBUTE_RESPONSE)
 
 # Suffixes (topic filters under sp/v1/{d}/) a device may publish to and subscribe to.
 DEVICE_UPLINK = (  # what smartpole's nodes share

@@ -11,8 +11,8 @@ from typing import Any
 from smartpole.errors import StoreUnavailable
 from smartpole.registry.assets import DeviceRef
 from smartpole.transport.mqtt.codec import ConnAck, Connect
-from smartpole.transport.mqtt.connection import Closing, Connection
-from smartpole.transport.mqtt.reasons import ConnectReturn, Reason
+from smartpole.transport.mqtt.connection import Connection
+from smartpole.transport.mqtt.reasons import Closing, ConnectReturn, Reason
 from smartpole.transport.mqtt.session import DeviceSession, ProvisionSession
 
 __all__ = ["accept"]

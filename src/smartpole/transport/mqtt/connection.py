@@ -2,7 +2,7 @@
 
 Packets are decoded in ``data_received`` and handled in order by one task per connection.
 A QoS 1 PUBLISH is acknowledged only after its readings are committed, in the order the
-publishes came, while many can be in flight (the commit futures are chained, not awaited).
+publishes came (:mod:`smartpole.transport.mqtt.uplink`).
 What a PUBLISH means is its session's business (:mod:`smartpole.transport.mqtt.session`);
 CONNECT is :mod:`smartpole.transport.mqtt.connect`'s, through the endpoint.
 """
@@ -10,7 +10,6 @@ CONNECT is :mod:`smartpole.transport.mqtt.connect`'s, through the endpoint.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from collections.abc import Awaitable
@@ -19,10 +18,8 @@ from typing import Any, Protocol, cast
 import orjson
 
 from smartpole.devices import DeviceApi
-from smartpole.errors import SmartpoleError
 from smartpole.metrics import Metrics
 from smartpole.registry.assets import DeviceRef
-from smartpole.transport import refusals
 from smartpole.transport.mqtt import codec
 from smartpole.transport.mqtt.codec import (
     Auth,
@@ -38,15 +35,14 @@ from smartpole.transport.mqtt.codec import (
     UnsubAck,
     Unsubscribe,
 )
-from smartpole.transport.mqtt.reasons import ConnectReturn, Reason
-from smartpole.transport.refusals import Quarantine
+from smartpole.transport.mqtt.reasons import Closing, ConnectReturn, Reason
+from smartpole.transport.mqtt.uplink import MAX_QUEUED_ACKS, Uplink
 
-__all__ = ["Closing", "Connection", "Endpoint", "Router", "topic_matches"]
+__all__ = ["Connection", "Endpoint", "Router", "topic_matches"]
 
 log = logging.getLogger("smartpole.transport.mqtt.session")
 
 CONNECT_TIMEOUT_S = 10.0
-MAX_QUEUED_ACKS = 1000
 # Topic filters a session may subscribe to: the answers the server can send it.
 SUBSCRIBABLE = ("v1/devices/me/", "v1/gateway/", "v2/", "/provision/")
 PROVISION_RESPONSE = "/provision/response"
@@ -64,14 +60,6 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
         if i >= len(t_parts) or (part != "+" and part != t_parts[i]):
             return False
     return len(f_parts) == len(t_parts)
-
-
-class Closing(Exception):
-    """Stop handling this connection, after telling the client ``reason`` (v5)."""
-
-    def __init__(self, reason: Reason, why: str) -> None:
-        super().__init__(why)
-        self.reason = reason
 
 
 class Router(Protocol):
@@ -142,19 +130,14 @@ class Connection(asyncio.Protocol):
         self._reader = codec.Reader(self.limits.max_payload + 1024)
         self._inbox: asyncio.Queue[tuple[int, int, bytes] | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self._acks: collections.deque[tuple[int, asyncio.Future[Any]]] = collections.deque()
         self._inflight: dict[int, tuple[int, int] | None] = {}  # our packet id -> (device, rpc)
         self._next_id = 0
         self._last_packet = time.monotonic()
         self._clean_exit = False
         self._taken_over = False
         self._paused = False
-        self._tokens = float(self.limits.burst)
-        self._token_time = time.monotonic()
         self._tasks: set[asyncio.Task[Any]] = set()
-        # the futures of the last QoS 0 and QoS 1 PUBLISH (several share one: one callback)
-        self._last_qos0: asyncio.Future[Any] | None = None
-        self._last_qos1: asyncio.Future[Any] | None = None
+        self.uplink = Uplink(self, self.limits, endpoint.metrics)
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -178,7 +161,7 @@ class Connection(asyncio.Protocol):
             self.close(Reason(err.reason_code), f"bad packet stream: {err}")
             return
         if self._inbox.qsize() > MAX_QUEUED_ACKS and not self._paused:
-            self._pause()
+            self.pause()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Stop the worker; publish the will and end the session unless it was taken over."""
@@ -302,24 +285,31 @@ class Connection(asyncio.Protocol):
         return True
 
     # -- plumbing -------------------------------------------------------------------------
-    def _pause(self) -> None:
+    def pause(self) -> None:
+        """Stop reading until the backlog is down (back-pressure)."""
         if self.transport is not None and not self._paused:
             self._paused = True
             self.transport.pause_reading()
-            asyncio.get_running_loop().call_later(0.005, self._maybe_resume)
+            asyncio.get_running_loop().call_later(0.005, self.resume)
 
-    def _maybe_resume(self) -> None:
+    def resume(self) -> None:
+        """Read again if reading was paused and the backlog is down; else look again soon."""
         if not self._paused or self.closed or self.transport is None:
             return
         if (
-            len(self._acks) < MAX_QUEUED_ACKS // 2
+            len(self.uplink) < MAX_QUEUED_ACKS // 2
             and self._inbox.qsize() < MAX_QUEUED_ACKS // 2
             and self.endpoint.load() < 0.8
         ):
             self._paused = False
             self.transport.resume_reading()
         else:
-            asyncio.get_running_loop().call_later(0.005, self._maybe_resume)
+            asyncio.get_running_loop().call_later(0.005, self.resume)
+
+    def write_bytes(self, packets: list[bytes]) -> None:
+        """Send encoded packets in one write (nothing once closed)."""
+        if packets and self.transport is not None and not self.closed:
+            self.transport.write(b"".join(packets))
 
     def _packet_id(self) -> int:
         for _ in range(65_535):
@@ -355,7 +345,7 @@ class Connection(asyncio.Protocol):
                     self.close(err.reason, str(err))
                     return
                 if self.endpoint.load() > 0.9:
-                    self._pause()
+                    self.pause()
         except Exception:
             log.exception("MQTT connection %s failed", self.peer)
             self.close(Reason.UNSPECIFIED, "internal error")
@@ -367,7 +357,7 @@ class Connection(asyncio.Protocol):
             await self.endpoint.accept(self, packet)
             return
         if isinstance(packet, Publish):
-            self._publish(packet)
+            self.uplink.publish(packet, self.session.route)
         elif isinstance(packet, PubAck):
             self._puback(packet)
         elif isinstance(packet, PingReq):
@@ -438,98 +428,3 @@ class Connection(asyncio.Protocol):
         rpc = self._inflight.pop(packet.packet_id)
         if rpc is not None and packet.reason_code < Reason.UNSPECIFIED:
             self.spawn(self.api.platform.rpc_delivered(*rpc))
-
-    # -- incoming PUBLISH -----------------------------------------------------------------
-    def _rate_ok(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(
-            float(self.limits.burst),
-            self._tokens + (now - self._token_time) * self.limits.messages_per_s,
-        )
-        self._token_time = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
-
-    def _publish(self, packet: Publish) -> None:
-        assert self.session is not None
-        if not self._rate_ok():
-            raise Closing(
-                Reason.MESSAGE_RATE_TOO_HIGH, f"more than {self.limits.messages_per_s} messages/s"
-            )
-        if len(packet.payload) > self.limits.max_payload:
-            raise Closing(
-                Reason.PACKET_TOO_LARGE, f"payload of {len(packet.payload)} bytes over the limit"
-            )
-        if packet.qos and len(self._acks) >= self.limits.max_inflight and self.version == 5:
-            raise Closing(Reason.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded")
-        try:
-            result = self.session.route(packet.topic, packet.payload)
-        except SmartpoleError as err:
-            result = asyncio.get_running_loop().create_future()
-            result.set_exception(err)
-        # Messages of one turn of the loop share their commit's future: one callback for them.
-        if packet.qos == 0:
-            if result is not self._last_qos0:
-                self._last_qos0 = result
-                result.add_done_callback(self._dropped)  # nobody to tell: log, do not leak it
-            return
-        assert packet.packet_id is not None
-        self._acks.append((packet.packet_id, result))
-        if result is not self._last_qos1:
-            self._last_qos1 = result
-            result.add_done_callback(self._acknowledge)
-        if len(self._acks) >= MAX_QUEUED_ACKS:
-            self._pause()
-
-    def _dropped(self, fut: asyncio.Future[Any]) -> None:
-        """A QoS 0 PUBLISH failed: there is no acknowledgement to carry the refusal."""
-        err = fut.exception() if not fut.cancelled() else None
-        if err is not None:
-            dev = self.device
-            self.endpoint.metrics.reject("mqtt", err)
-            log.warning(
-                "MQTT QoS 0 publish of device %s (%s) dropped: %s",
-                dev and dev.id,
-                dev and dev.name,
-                refusals.reason_string(err),
-            )
-
-    def _acknowledge(self, _: object = None) -> None:
-        """Send the PUBACKs that are due, in the order the PUBLISHes came (in one write: the
-        messages of one commit are acknowledged together)."""
-        out: list[bytes] = []
-        while self._acks and self._acks[0][1].done():
-            packet_id, fut = self._acks.popleft()
-            err = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
-            if err is None:
-                note = fut.result()
-                if type(note) is Quarantine and self.version == 5 and self.problem_info:
-                    out.append(codec.encode(PubAck(packet_id, 0, refusals.noted(note)), 5))
-                else:
-                    out.append(codec.encode(PubAck(packet_id), self.version))
-                continue
-            dev = self.device
-            self.endpoint.metrics.reject("mqtt", err)
-            log.warning(
-                "MQTT publish of device %s (%s) rejected: %s",
-                dev and dev.id,
-                dev and dev.name,
-                refusals.reason_string(err),
-            )
-            if self.version == 5:
-                props = refusals.told(err) if self.problem_info else {}
-                out.append(codec.encode(PubAck(packet_id, refusals.mqtt_reason(err), props), 5))
-            else:
-                # 3.1.1 cannot refuse one message: leave, so the device does not believe it.
-                self._write_raw(out)
-                self.close(Reason.UNSPECIFIED, f"publish failed: {err}")
-                return
-        self._write_raw(out)
-        if self._paused:
-            self._maybe_resume()
-
-    def _write_raw(self, packets: list[bytes]) -> None:
-        if packets and self.transport is not None and not self.closed:
-            self.transport.write(b"".join(packets))

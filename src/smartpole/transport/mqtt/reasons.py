@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ConnectReturn", "Reason"]
+__all__ = ["Closing", "ConnectReturn", "Reason"]
 
 
 class Reason(enum.IntEnum):
@@ -52,3 +52,11 @@ class ConnectReturn(enum.IntEnum):
     SERVER_UNAVAILABLE = 0x03
     BAD_USER_NAME_OR_PASSWORD = 0x04
     NOT_AUTHORIZED = 0x05
+
+
+class Closing(Exception):
+    """Stop handling this connection, after telling the client ``reason`` (v5)."""
+
+    def __init__(self, reason: Reason, why: str) -> None:
+        super().__init__(why)
+        self.reason = reason

@@ -19,14 +19,14 @@ from smartpole.errors import InvalidInput
 from smartpole.registry.assets import DeviceRef
 from smartpole.transport.mqtt.connection import Connection
 from smartpole.transport.mqtt.reasons import Reason
-from smartpole.transport.topics import DOWNLINK, UPLINK, thingsboard_operation, thingsboard_topic
+from smartpole.transport.topics import ROUTES, thingsboard_operation, thingsboard_topic
 
 __all__ = ["DeviceSession", "ProvisionSession"]
 
 log = logging.getLogger(__name__)
 
 COMMANDS = (thingsboard_topic(Reply.COMMAND, "1"), thingsboard_topic(Reply.GATEWAY_COMMAND))
-PROVISION_REQUEST = UPLINK[Operation.PROVISION].thingsboard[0]
+PROVISION_REQUEST = ROUTES[Operation.PROVISION].thingsboard[0]
 
 
 class DeviceSession:
@@ -62,7 +62,7 @@ class DeviceSession:
     def answer(self, answer: Answer) -> None:
         """Send an answer on its topic (if the device subscribed to it, or ThingsBoard sends
         it anyway); a firmware refusal ends the session, as ThingsBoard's does."""
-        route = DOWNLINK[answer.reply]
+        route = ROUTES[answer.reply]
         topic = route.thingsboard[0] + answer.request
         needs = None
         if answer.reply is Reply.FIRMWARE_CHUNK and self.conn.subscribed_to(topic) is None:
@@ -133,7 +133,7 @@ class ProvisionSession:
 
     async def _provision(self, payload: bytes) -> None:
         answer = await self.conn.api.provision(payload)
-        route = DOWNLINK[answer.reply]
+        route = ROUTES[answer.reply]
         self.conn.send(route.thingsboard[0], answer.body, always=route.unsolicited)
 
     def commands(self) -> tuple[str, ...]:

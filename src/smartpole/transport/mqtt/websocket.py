@@ -10,16 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
-from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from smartpole.devices import DeviceApi
-from smartpole.metrics import Metrics
 from smartpole.transport.mqtt.connection import Connection
 from smartpole.transport.mqtt.reasons import Reason
 from smartpole.transport.mqtt.server import MqttServer
@@ -88,18 +84,7 @@ class _Transport:
 class MqttWebSocketServer(MqttServer):
     """The MQTT endpoint on a WebSocket port (``mqtt_ws_port``)."""
 
-    def __init__(
-        self,
-        api: DeviceApi,
-        host: str = "127.0.0.1",
-        mqtt_port: int = 8083,
-        *,
-        ssl_context: ssl.SSLContext | None = None,
-        load: Callable[[], float] = lambda: 0.0,
-        metrics: Metrics | None = None,
-    ) -> None:
-        super().__init__(api, host, mqtt_port, ssl_context=ssl_context, load=load, metrics=metrics)
-        self._ws_server: Server | None = None
+    _ws_server: Server | None = None  # (the port is the caller's: ``mqtt_ws_port``)
 
     async def start(self) -> None:
         """Listen; ``mqtt_port`` 0 picks a free port (read it back from ``mqtt_port``)."""

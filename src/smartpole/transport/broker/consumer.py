@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -34,15 +33,13 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from smartpole.config import Settings
-from smartpole.devices import Answer, DeviceApi, Operation, SubDevices
+from smartpole.devices import DeviceApi
 from smartpole.devices.gateway import command
-from smartpole.errors import InvalidInput, NotFound, Overloaded, SmartpoleError
+from smartpole.errors import InvalidInput, NotFound, SmartpoleError
 from smartpole.metrics import Metrics
-from smartpole.model.types import DeviceKind
 from smartpole.registry.assets import DeviceRef
 from smartpole.store.database import now_ms
 from smartpole.transport import refusals
-from smartpole.transport.broker import topics
 from smartpole.transport.broker.topics import (
     GW_RPC_REQUEST,
     GW_SHARED,
@@ -50,10 +47,12 @@ from smartpole.transport.broker.topics import (
     SHARED,
     STATUS,
     device_topic,
+    parse,
+    subscriptions,
 )
+from smartpole.transport.broker.uplink import Uplink
 from smartpole.transport.mqtt import codec
 from smartpole.transport.mqtt.client import MqttClient, PublishRefused
-from smartpole.transport.topics import broker_operation, broker_suffix
 
 __all__ = ["BrokerConsumer", "BrokerStats", "BrokerUrl", "Directory"]
 
@@ -184,13 +183,13 @@ class BrokerConsumer:
         self._seen: dict[int, int] = {}  # device id -> last heard (ms), from any node
         self._status: dict[int, bool] = {}  # device id -> its retained status topic
         self._sent: dict[tuple[int, int], float] = {}  # commands this node sent -> forget at
-        # gateways: (gateway id, name) -> its sub-device, and how this node last heard a device
-        self._sub_devices: dict[int, SubDevices] = {}  # gateway id -> the devices it named
+        # how this node last heard a device: directly, or through which gateway
         self._via: dict[int, DeviceRef | None] = {}  # device id -> its gateway; None: direct
         self._gateways: dict[int, tuple[float, DeviceRef | None]] = {}  # registry's, by device
         self._statuses_read = 0.0  # when the last status message was read (monotonic)
         self._statuses_in_hand = 0  # retained statuses of this connection read, not handled yet
         self._connection = 0  # counts connections: a handler of an earlier one is not counted
+        self.uplink = Uplink(self)
 
     @classmethod
     def from_settings(
@@ -289,7 +288,7 @@ class BrokerConsumer:
         # handler cut off with the last connection never finishes)
         self._statuses_in_hand = 0
         self._connection += 1
-        filters = topics.subscriptions(self.group)
+        filters = subscriptions(self.group)
         granted = await asyncio.wait_for(client.subscribe(filters), PUBLISH_TIMEOUT_S)
         refused = [f for (f, _), code in zip(filters, granted, strict=False) if code >= 0x80]
         if refused:
@@ -307,7 +306,8 @@ class BrokerConsumer:
             ", ".join(f for f, _ in filters),
         )
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run work in the background (waited for at stop; a failure is logged)."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -321,7 +321,7 @@ class BrokerConsumer:
     def _on_message(self, packet: codec.Publish) -> Awaitable[None] | None:
         self.stats.messages += 1
         self.stats.redelivered += packet.dup
-        where = topics.parse(packet.topic)
+        where = parse(packet.topic)
         if where is None:
             self._drop(packet.topic, "not a broker-mode topic")
             return None
@@ -345,65 +345,20 @@ class BrokerConsumer:
     async def _handle(self, name: str, suffix: str, payload: bytes) -> None:
         """Handle one message; return (so that it is acknowledged) unless it should come again."""
         try:
-            device = await self._device(name)
+            device = await self.device(name)
             if device is None:
                 raise NotFound(f"no device is named {name!r}")
             if suffix == STATUS:
                 self._on_status(device, payload)
                 return
-            found = broker_operation(suffix)
-            if found is None:
-                raise InvalidInput(f"{suffix!r} is not a broker-mode topic")
-            op, request = found
-            if op.gateway and device.kind is DeviceKind.GATEWAY:
-                self.heard(device)  # now: its sub-devices are reachable once it connected them
-            session = _Session(self, device)
-            result = await self._commit(lambda: self.api.handle(session, op, payload, request))
-            if isinstance(result, Answer):  # sent in the background: the PUBACK need not wait
-                self._spawn(self._answer(device, result))
-            elif op in (Operation.TELEMETRY, Operation.GATEWAY_TELEMETRY):
-                self.stats.stored += 1
-        except SmartpoleError as err:  # a refusal, for good (a full queue waits in _commit)
+            stored = await self.uplink.handle(device, suffix, payload)
+        except SmartpoleError as err:  # a refusal, for good (a full queue waits in the uplink)
             self.stats.dropped += 1
             refusals.unheard(name, suffix, err, self.metrics)
             return
-        if not op.gateway:  # (a gateway message: heard as soon as it is read)
-            self.heard(device)
-            self._via[device.id] = None  # it speaks for itself: commands go to its own topics
-
-    @staticmethod
-    async def _commit(work: Callable[[], Awaitable[Any]]) -> Any:
-        """Do an operation, waiting while the pipeline is full; return once its readings are
-        committed (a failed commit raises: no PUBACK, delivered again)."""
-        pause = 0.01
-        while True:
-            try:
-                done = work()
-                # a commit is shared by the messages of one turn of the loop: never cancel it
-                return await (asyncio.shield(done) if asyncio.isfuture(done) else done)
-            except Overloaded:  # back-pressure: hold the acknowledgement, the broker waits
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 1.0)
-
-    async def _answer(self, device: DeviceRef, answer: Answer) -> None:
-        """Publish the device API's answer on the device's topic (a gateway's, for its
-        sub-devices)."""
-        await self._publish(
-            device_topic(device.name, broker_suffix(answer.reply, answer.request)), answer.body
-        )
+        self.stats.stored += stored
 
     # -- the gateway API ------------------------------------------------------------------
-    def sub_devices(self, gw: DeviceRef) -> SubDevices | None:
-        """The sub-devices a gateway has named on this node (trusted ``CACHE_S``)."""
-        subs = self._sub_devices.get(gw.id)
-        if subs is None:
-            subs = self.api.sub_devices(
-                gw, functools.partial(self._learn, gw), keep_s=CACHE_S, records_gateway=True
-            )
-            if subs is not None:
-                self._sub_devices[gw.id] = subs
-        return subs
-
     async def sub_device_status(self, gw: DeviceRef, sub: DeviceRef, *, online: bool) -> None:
         """A gateway connected (or disconnected) a sub-device: so it is here at once, it is
         recorded (connected: its queued commands go), and every node (and those that start
@@ -415,10 +370,10 @@ class BrokerConsumer:
         else:
             await self.platform.disconnected(sub, via=gw)
         status = b"online" if online else b"offline"
-        if not await self._publish(device_topic(sub.name, STATUS), status, retain=True):
+        if not await self.publish(device_topic(sub.name, STATUS), status, retain=True):
             log.warning("broker: could not publish the status of %s to other nodes", sub.name)
 
-    async def _learn(self, gw: DeviceRef, name: str, sub: DeviceRef) -> None:
+    async def learn(self, gw: DeviceRef, name: str, sub: DeviceRef) -> None:
         """A sub-device (re)named; when it is new to this node, record its gateway (for
         commands sent from any node)."""
         if self._via.get(sub.id) != gw:
@@ -432,7 +387,7 @@ class BrokerConsumer:
         if self._sent.pop((device.id, request_id), None) is not None:
             await self.platform.rpc_reply(device, request_id, data)
         else:
-            self._spawn(self._late_reply(device, request_id, data))
+            self.spawn(self._late_reply(device, request_id, data))
 
     async def _late_reply(self, device: DeviceRef, request_id: int, data: Any) -> None:
         """A reply to a command another node sent: complete it only if that node does not."""
@@ -442,6 +397,12 @@ class BrokerConsumer:
         await self.platform.rpc_reply(device, request_id, data)
 
     # -- presence -------------------------------------------------------------------------
+    def spoke(self, device: DeviceRef) -> None:
+        """A device's own message was handled: it is heard from, and it speaks for itself
+        (commands go to its own topics)."""
+        self.heard(device)
+        self._via[device.id] = None
+
     def heard(self, device: DeviceRef) -> None:
         """A device spoke: it is online, and if it was not, its queued commands go out."""
         was = self.is_connected(device.id)
@@ -449,7 +410,7 @@ class BrokerConsumer:
             del self._status[device.id]  # traffic outdates a retained "offline"
         self._seen[device.id] = now_ms()
         if not was:
-            self._spawn(self.platform.rpc_ready(device))
+            self.spawn(self.platform.rpc_ready(device))
 
     def _on_status(self, device: DeviceRef, payload: bytes) -> None:
         text = payload.strip().lower()
@@ -463,7 +424,7 @@ class BrokerConsumer:
         if online:
             self._seen[device.id] = now_ms()
             if not was:
-                self._spawn(self.platform.rpc_ready(device))
+                self.spawn(self.platform.rpc_ready(device))
 
     def presence(self, device_id: int) -> bool | None:
         """What the device's status topic says, or None when it keeps none."""
@@ -520,8 +481,9 @@ class BrokerConsumer:
                 if device is not None and self.is_connected(device_id):
                     # queued ones only: a command sent a moment ago (not yet recorded as
                     # delivered) must not go again
-                    self._spawn(self.platform.rpc_ready(device, resend=False))
-        for cache in (self._names, self._ids, self._sub_devices, self._gateways, self._via):
+                    self.spawn(self.platform.rpc_ready(device, resend=False))
+        self.uplink.forget_if_over(200_000)
+        for cache in (self._names, self._ids, self._gateways, self._via):
             if len(cache) > 200_000:
                 cache.clear()
 
@@ -550,7 +512,8 @@ class BrokerConsumer:
         cache[key] = (time.monotonic() + (CACHE_S if ref else MISS_CACHE_S), ref)
         return ref
 
-    async def _device(self, name: str) -> DeviceRef | None:
+    async def device(self, name: str) -> DeviceRef | None:
+        """The device of a broker user name (cached), or None."""
         return await self._cached(self._names, name, self.directory.device_by_name)
 
     async def _device_by_id(self, device_id: int) -> DeviceRef | None:
@@ -564,7 +527,7 @@ class BrokerConsumer:
         return await self._cached(self._gateways, device_id, self.directory.gateway_of)
 
     # -- downlink (the command channel) ---------------------------------------------------
-    async def _publish(self, topic: str, body: Any, *, retain: bool = False) -> bool:
+    async def publish(self, topic: str, body: Any, *, retain: bool = False) -> bool:
         """Publish QoS 1 and wait for the broker's PUBACK; False when it did not take it."""
         client = self._client
         if client is None or not client.is_connected:
@@ -599,11 +562,11 @@ class BrokerConsumer:
         else:
             topic = device_topic(device.name, RPC_REQUEST + str(request_id))
             body = {"method": method, "params": params}
-        if not await self._publish(topic, body):
+        if not await self.publish(topic, body):
             self._sent.pop(key, None)
             return False
         self.stats.commands += 1
-        self._spawn(self.platform.rpc_delivered(device_id, request_id))
+        self.spawn(self.platform.rpc_delivered(device_id, request_id))
         return True
 
     async def push_attributes(self, device_id: int, values: dict[str, Any]) -> bool:
@@ -615,8 +578,8 @@ class BrokerConsumer:
         gw = await self._route(device_id)
         if gw is not None:
             body = {"device": device.name, "data": values}
-            return await self._publish(device_topic(gw.name, GW_SHARED), body)
-        return await self._publish(device_topic(device.name, SHARED), values)
+            return await self.publish(device_topic(gw.name, GW_SHARED), body)
+        return await self.publish(device_topic(device.name, SHARED), values)
 
     def status(self) -> dict[str, Any]:
         """The consumer's connection and counters."""
@@ -628,31 +591,3 @@ class BrokerConsumer:
             **asdict(self.stats),
             "ready": self.ready,
         }
-
-
-class _Session:
-    """A device heard through the broker, as the device API sees it (one per message)."""
-
-    def __init__(self, consumer: BrokerConsumer, device: DeviceRef) -> None:
-        self.consumer = consumer
-        self.device = device
-        self.sub_devices = consumer.sub_devices(device)
-
-    async def reply(self, device: DeviceRef, request_id: int, response: Any) -> None:
-        """Complete the command here, or leave it to the node that sent it."""
-        await self.consumer.reply(device, request_id, response)
-
-    async def connected(self, sub: DeviceRef) -> None:
-        """The gateway connected a sub-device."""
-        await self.consumer.sub_device_status(self.device, sub, online=True)
-
-    async def disconnected(self, name: str) -> None:
-        """The gateway disconnected a sub-device."""
-        assert self.sub_devices is not None
-        sub = await self.sub_devices.one(name)
-        await self.consumer.sub_device_status(self.device, sub, online=False)
-
-    def reported(self, subs: Iterable[DeviceRef]) -> None:
-        """The sub-devices of a committed report are online (while their gateway is)."""
-        for sub in subs:
-            self.consumer.heard(sub)

@@ -108,7 +108,7 @@ class SubDevices:
     def get(self, name: str) -> DeviceRef | None:
         """The sub-device of that name, if known (and still trusted)."""
         hit = self._known.get(name)
-        if hit is None or (hit[0] != math.inf and hit[0] <= time.monotonic()):
+        if hit is None or (hit[0] < math.inf and hit[0] <= time.monotonic()):
             return None
         return hit[1]
 
@@ -152,6 +152,10 @@ class SubDevices:
         found: dict[str, DeviceRef] = {}
         refusals: list[Forbidden] = []
         for name in names:
+            sub = self.get(name) if name else None  # the common case: no coroutine
+            if sub is not None:
+                found[name] = sub
+                continue
             try:
                 found[name] = await self.one(name)
             except Forbidden as err:

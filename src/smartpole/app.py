@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from smartpole.config import Settings
 from smartpole.control import Control
-from smartpole.devices import DeviceService
+from smartpole.devices import DeviceApi, DeviceService, SessionLimits
 from smartpole.errors import StoreUnavailable
 from smartpole.hub.analytics.anomaly import AnomalyService, Detector
 from smartpole.hub.analytics.forecast import Forecasts
@@ -32,13 +32,12 @@ from smartpole.store import Database, SeriesStore, open_database, open_series
 from smartpole.store.backup import server_lock
 from smartpole.store.database import store_unavailable
 from smartpole.transport.broker import BrokerConsumer
-from smartpole.transport.mqtt.port import SessionLimits
 from smartpole.transport.mqtt.server import MqttServer
 from smartpole.transport.mqtt.websocket import MqttWebSocketServer
 from smartpole.transport.polls import Polls
 
 if TYPE_CHECKING:
-    from smartpole.api.services import Services
+    from smartpole.api import Services
 
 __all__ = ["Channels", "Platform"]
 
@@ -145,6 +144,7 @@ class Platform:
             claims=self.claims,
             firmware=self.firmware,
         )
+        self.device_api = DeviceApi(self.devices)  # what every device transport speaks to
         self.forecasts = Forecasts(
             self.series, self.assets, window_days=settings.forecast_window_days
         )
@@ -153,7 +153,7 @@ class Platform:
         if settings.broker:
             accounts = BrokerAccounts(self.assets)
             self.broker = BrokerConsumer.from_settings(
-                settings, self.devices, accounts, self.metrics
+                settings, self.device_api, accounts, self.metrics
             )
         self._gauges()
         self._tasks: list[asyncio.Task[None]] = []
@@ -236,14 +236,14 @@ class Platform:
         load = lambda: self.pipeline.load  # noqa: E731
         if s.mqtt_port >= 0:
             self.mqtt.append(
-                MqttServer(self.devices, s.host, s.mqtt_port, load=load, metrics=self.metrics)
+                MqttServer(self.device_api, s.host, s.mqtt_port, load=load, metrics=self.metrics)
             )
         if s.mqtt_tls_cert and s.mqtt_tls_key:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(s.mqtt_tls_cert, s.mqtt_tls_key)
             self.mqtt.append(
                 MqttServer(
-                    self.devices,
+                    self.device_api,
                     s.host,
                     s.mqtt_tls_port,
                     ssl_context=ctx,
@@ -258,7 +258,7 @@ class Platform:
                 ws_ctx.load_cert_chain(s.mqtt_tls_cert, s.mqtt_tls_key)
             self.mqtt.append(
                 MqttWebSocketServer(
-                    self.devices,
+                    self.device_api,
                     s.host,
                     s.mqtt_ws_port,
                     ssl_context=ws_ctx,
@@ -367,7 +367,7 @@ class Platform:
     def api_services(self) -> Services:
         """What the REST API uses of this platform (``create_app(platform.api_services())``)."""
         # imported here while transport/http/device.py imports this module (a circle otherwise)
-        from smartpole.api.services import Services
+        from smartpole.api import Services
 
         return Services(
             settings=self.settings,
@@ -389,6 +389,7 @@ class Platform:
             anomaly=self.anomaly,
             forecasts=self.forecasts,
             devices=self.devices,
+            device_api=self.device_api,
             polls=self.polls,
             broker=self.broker,
             metrics=self.metrics,

@@ -37,7 +37,7 @@ from smartpole.api.deps import (
     SettingsDep,
 )
 from smartpole.api.services import Lifecycle, Services
-from smartpole.transport.http import router as device_router
+from smartpole.transport.http.device import device_router
 
 __all__ = ["create_app"]
 
@@ -91,7 +91,14 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
     app.include_router(provisioning.router)
     app.include_router(grants.router)
     app.include_router(firmware.router)
-    app.include_router(device_router)
+    app.include_router(
+        device_router(
+            services.device_api,
+            services.polls,
+            services.metrics,
+            services.settings.max_body_bytes,
+        )
+    )
     app.include_router(metrics_api.router)
 
     @app.get("/livez", tags=["operations"], summary="Liveness: the process runs")

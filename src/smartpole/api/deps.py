@@ -8,7 +8,7 @@ thread hop per request.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends
 from fastapi.requests import HTTPConnection
@@ -56,7 +56,6 @@ __all__ = [
     "HubDep",
     "MetricsDep",
     "PipelineDep",
-    "Plat",
     "ProvisioningDep",
     "SeriesDep",
     "SettingsDep",
@@ -228,13 +227,3 @@ def principal(
 
 
 Caller = Annotated[Principal, Depends(principal)]
-
-
-async def _all_services(conn: HTTPConnection) -> Any:
-    return services_of(conn)
-
-
-# Only for transport/http/device.py until it takes the device API it uses by itself (#13,
-# branch i13-devices); remove with its last use. Any: it reads the Services entries that
-# carry the Platform's names (settings, assets, devices, pipeline, polls, firmware, metrics).
-Plat = Annotated[Any, Depends(_all_services)]

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from smartpole.config import Settings
 from smartpole.control import Control
-from smartpole.devices import DeviceService
+from smartpole.devices import DeviceApi, DeviceService
 from smartpole.errors import StoreUnavailable
 from smartpole.hub.alarms.store import Alarms
 from smartpole.hub.analytics.anomaly import AnomalyService
@@ -88,7 +88,8 @@ class Services:
     work_orders: WorkOrders
     anomaly: AnomalyService
     forecasts: Forecasts
-    devices: DeviceService  # the device API (provisioning; the HTTP device routes)
+    devices: DeviceService  # the platform as devices see it (provisioning)
+    device_api: DeviceApi  # the one device API (the HTTP device routes)
     polls: Polls  # the HTTP device API's long polls
     broker: BrokerConsumer | None  # None without an external broker
     metrics: Metrics

@@ -38,6 +38,7 @@ from smartpole.errors import (
 )
 from smartpole.metrics import Metrics
 from smartpole.model.writes import Quarantine
+from smartpole.transport.mqtt.reasons import Reason
 
 __all__ = [
     "MAX_REASON",
@@ -53,14 +54,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# MQTT 5 PUBACK reason codes (MQTT 5.0 §3.4.2.1).
-SUCCESS: Final = 0x00
-UNSPECIFIED: Final = 0x80
-IMPLEMENTATION_SPECIFIC: Final = 0x83
-NOT_AUTHORIZED: Final = 0x87
-TOPIC_NAME_INVALID: Final = 0x90
-QUOTA_EXCEEDED: Final = 0x97
-PAYLOAD_FORMAT_INVALID: Final = 0x99
 MAX_REASON = 200  # characters of a Reason String: enough for the detail and the first problem
 INTERNAL_STATUS = 500
 
@@ -69,27 +62,27 @@ INTERNAL_STATUS = 500
 class Refusal:
     """How one error reaches the device: an MQTT 5 reason code and an HTTP status."""
 
-    mqtt5: int
+    mqtt5: Reason
     http: int
 
 
 REFUSALS: Final[dict[type[SmartpoleError], Refusal]] = {
-    PayloadError: Refusal(PAYLOAD_FORMAT_INVALID, 422),  # 400 when the JSON is malformed
-    InvalidInput: Refusal(PAYLOAD_FORMAT_INVALID, 422),  # 0x90 when it names a ``topic``
-    PayloadTooLarge: Refusal(QUOTA_EXCEEDED, 413),
-    Overloaded: Refusal(QUOTA_EXCEEDED, 503),
-    Forbidden: Refusal(NOT_AUTHORIZED, 403),
-    Unauthenticated: Refusal(NOT_AUTHORIZED, 401),
-    NotFound: Refusal(IMPLEMENTATION_SPECIFIC, 404),
-    ClaimExpired: Refusal(IMPLEMENTATION_SPECIFIC, 409),
-    InvalidTransition: Refusal(IMPLEMENTATION_SPECIFIC, 409),
-    Conflict: Refusal(IMPLEMENTATION_SPECIFIC, 409),
-    DeviceOffline: Refusal(IMPLEMENTATION_SPECIFIC, 409),
-    StoreUnavailable: Refusal(IMPLEMENTATION_SPECIFIC, 503),
-    Timeout: Refusal(IMPLEMENTATION_SPECIFIC, 504),
+    PayloadError: Refusal(Reason.PAYLOAD_FORMAT_INVALID, 422),  # 400 when the JSON is malformed
+    InvalidInput: Refusal(Reason.PAYLOAD_FORMAT_INVALID, 422),  # 0x90 when it names a ``topic``
+    PayloadTooLarge: Refusal(Reason.QUOTA_EXCEEDED, 413),
+    Overloaded: Refusal(Reason.QUOTA_EXCEEDED, 503),
+    Forbidden: Refusal(Reason.NOT_AUTHORIZED, 403),
+    Unauthenticated: Refusal(Reason.NOT_AUTHORIZED, 401),
+    NotFound: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 404),
+    ClaimExpired: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 409),
+    InvalidTransition: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 409),
+    Conflict: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 409),
+    DeviceOffline: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 409),
+    StoreUnavailable: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 503),
+    Timeout: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 504),
 }
 # An error smartpole did not raise on purpose (a bug): unspecified, a 500.
-INTERNAL: Final = Refusal(UNSPECIFIED, INTERNAL_STATUS)
+INTERNAL: Final = Refusal(Reason.UNSPECIFIED, INTERNAL_STATUS)
 
 
 def refusal(err: BaseException) -> Refusal:
@@ -101,10 +94,10 @@ def refusal(err: BaseException) -> Refusal:
     return INTERNAL
 
 
-def mqtt_reason(err: BaseException) -> int:
+def mqtt_reason(err: BaseException) -> Reason:
     """The MQTT 5 PUBACK reason code of a refusal."""
     if isinstance(err, InvalidInput) and "topic" in err.fields:
-        return TOPIC_NAME_INVALID  # a topic outside the device API, not a bad payload
+        return Reason.TOPIC_NAME_INVALID  # a topic outside the device API, not a bad payload
     return refusal(err).mqtt5
 
 

@@ -6,31 +6,33 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias, TypeVar
 
+from smartpole.transport.mqtt.reasons import Reason
+
 MAX_REMAINING_LENGTH: Final = 268_435_455
 
 
 class MqttError(Exception):
     """Base of all codec errors; ``reason_code`` is the MQTT 5 reason code for the answer."""
 
-    reason_code: int = 0x80
+    reason_code: int = Reason.UNSPECIFIED
 
 
 class MalformedPacket(MqttError):
     """The bytes do not parse as the specification says (reason code 0x81)."""
 
-    reason_code = 0x81
+    reason_code = Reason.MALFORMED_PACKET
 
 
 class ProtocolError(MqttError):
     """The packet parses but breaks a protocol rule (reason code 0x82)."""
 
-    reason_code = 0x82
+    reason_code = Reason.PROTOCOL_ERROR
 
 
 class PacketTooLarge(MqttError):
     """The packet exceeds the maximum packet size (reason code 0x95)."""
 
-    reason_code = 0x95
+    reason_code = Reason.PACKET_TOO_LARGE
 
 
 class UnsupportedProtocol(MqttError):
@@ -40,7 +42,7 @@ class UnsupportedProtocol(MqttError):
     the level the client asked for.
     """
 
-    reason_code = 0x84
+    reason_code = Reason.UNSUPPORTED_PROTOCOL_VERSION
 
     def __init__(self, message: str, protocol_level: int) -> None:
         super().__init__(message)

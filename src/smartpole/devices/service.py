@@ -1,7 +1,8 @@
-"""The platform as device transports see it: authenticate, ingest, attributes, commands.
+"""The platform as the device API sees it: authenticate, commit, attributes, commands.
 
-Implements :class:`smartpole.transport.mqtt.port.DevicePort` over the registry, the ingest
-pipeline and the command control, so that transports stay free of storage.
+Implements :class:`smartpole.devices.platform.DevicePlatform` over the registry, the ingest
+pipeline and the command control, so that the device API and the transports stay free of
+storage.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from smartpole.devices.platform import SessionLimits
 from smartpole.errors import Conflict, Forbidden, InvalidInput, StoreUnavailable
 from smartpole.ingest.commits import noting_quarantine
-from smartpole.ingest.payload import parse_attributes, parse_telemetry, to_batch
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.model.clock import now_ms
 from smartpole.model.types import DeviceRef, Reading, Role, Scope, kind_of_type
-from smartpole.model.writes import Quarantine, WriteBatch
+from smartpole.model.writes import Quarantine, WriteBatch, WriteResult
 from smartpole.registry.access import Principal
 from smartpole.registry.assets import Assets
 from smartpole.registry.broker import LAST_GATEWAY
@@ -27,14 +28,13 @@ from smartpole.registry.credentials import BasicAuth, Credentials
 from smartpole.registry.firmware import Firmware
 from smartpole.registry.provisioning import FAILURE, Provisioning
 from smartpole.store.database import store_unavailable
-from smartpole.transport.mqtt.port import SessionLimits
 
 if TYPE_CHECKING:
     from smartpole.control import Control
 
 __all__ = ["DeviceService"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("smartpole.devices")
 MAX_PROFILE = 200  # characters of a device type kept as its profile (devices.profile)
 AUTO_CREATE = "autoCreateDevices"  # server attribute of a gateway that may create sub-devices
 
@@ -59,19 +59,19 @@ class DeviceService:
         control: Control,
         limits: SessionLimits,
         *,
-        credentials: Credentials | None = None,
-        provisioning: Provisioning | None = None,
-        claims: Claims | None = None,
-        firmware: Firmware | None = None,
+        credentials: Credentials,
+        provisioning: Provisioning,
+        claims: Claims,
+        firmware: Firmware,
     ) -> None:
         self.assets = assets
         self.pipeline = pipeline
         self.control = control
         self.limits = limits
-        self.credentials = credentials or Credentials(assets.engine, assets)
-        self.provisioning = provisioning or Provisioning(assets.engine, assets, self.credentials)
-        self.claims = claims or Claims(assets.engine, assets)
-        self.firmware = firmware or Firmware(assets.engine, assets, 32 * 1024 * 1024)
+        self.credentials = credentials
+        self.provisioning = provisioning
+        self.claims = claims
+        self.firmware = firmware
         self.online: set[int] = set()
         self.offline: set[int] = set()  # sessions that ended here: offline whatever last_seen says
         self._stamps: dict[int, int] = {}  # the receive time last given to each device's message
@@ -132,44 +132,37 @@ class DeviceService:
         """A chunk of the device's assigned firmware, or None when it has none."""
         return await asyncio.to_thread(self.firmware.chunk, device.id, size, index)
 
-    def telemetry(self, device: DeviceRef, data: Any, now: int) -> asyncio.Future[Any]:
-        """Queue one device's telemetry; the future resolves at its commit."""
-        now = self.receive_time(device.id, now)
-        batch = to_batch(device.id, device.kind, parse_telemetry(data, now), now)
+    async def firmware_assigned(self, device: DeviceRef) -> tuple[str, str] | None:
+        """Title and version of the device's assigned firmware, or None."""
+        assigned = await asyncio.to_thread(self.firmware.assigned, device.id)
+        return None if assigned is None else (assigned["title"], assigned["version"])
+
+    def commit(self, batch: WriteBatch) -> asyncio.Future[Any]:
+        """Queue readings; the future resolves at their commit (to a Quarantine note when
+        some values were kept apart, so that the device is told)."""
         return _noted(self.pipeline.enqueue(batch), batch)
 
-    def telemetry_of(
-        self, items: list[tuple[DeviceRef, Any]], now: int, via: DeviceRef | None = None
-    ) -> asyncio.Future[Any]:
-        """Queue several devices' telemetry as one batch (a gateway's report; ``via``, the
-        gateway, is recorded as heard from too)."""
-        batch = WriteBatch(seen={via.id: now} if via is not None else {})
-        for device, data in items:
-            stamp = self.receive_time(device.id, now)
-            to_batch(device.id, device.kind, parse_telemetry(data, stamp), stamp, into=batch)
-        return _noted(self.pipeline.enqueue(batch), batch)
+    async def submit(self, batch: WriteBatch) -> WriteResult:
+        """Queue readings and wait for their commit; StoreUnavailable in an outage."""
+        return await self.pipeline.submit(batch)
 
-    async def client_attributes(self, device: DeviceRef, data: Any) -> None:
+    def heard(self, device: DeviceRef) -> None:
+        """Heard from again outside a session (HTTP): no longer offline."""
+        self.offline.discard(device.id)
+
+    async def set_client_attributes(self, device: DeviceRef, values: dict[str, Any]) -> None:
         """Store client-scope attributes."""
-        values = parse_attributes(data)
         await asyncio.to_thread(self.assets.set_attributes, device.id, Scope.CLIENT, values)
 
-    async def attributes(
-        self, device: DeviceRef, client_keys: list[str] | None, shared_keys: list[str] | None
-    ) -> dict[str, dict[str, Any]]:
-        """Client and shared attributes, all or the keys asked for."""
+    async def attributes(self, device: DeviceRef) -> dict[str, dict[str, Any]]:
+        """The device's client and shared attributes' values, by scope."""
         attrs = await asyncio.to_thread(
             self.assets.get_attributes, device.id, [Scope.CLIENT, Scope.SHARED]
         )
-        out: dict[str, dict[str, Any]] = {}
-        for scope, keys in (("client", client_keys), ("shared", shared_keys)):
-            values = {k: v["value"] for k, v in attrs.get(scope, {}).items()}
-            if keys is None and (client_keys or shared_keys):
-                values = {}  # only the scope(s) asked for
-            elif keys is not None:
-                values = {k: values[k] for k in keys if k in values}
-            out[scope] = values
-        return out
+        return {
+            scope: {k: v["value"] for k, v in attrs.get(scope, {}).items()}
+            for scope in ("client", "shared")
+        }
 
     async def sub_devices(self, gateway: DeviceRef, names: list[str]) -> dict[str, DeviceRef]:
         """Those of ``names`` the gateway may speak for (the registry's rule), in one query."""
@@ -244,25 +237,6 @@ class DeviceService:
         sent = await self.control.on_connect(device.id, resend=resend)
         if sent:
             log.info("sent %d queued commands to device %s", sent, device.id)
-
-    async def client_rpc(self, device: DeviceRef, method: str, params: Any) -> Any:
-        """Device-initiated RPC: the platform's own methods."""
-        if method == "getCurrentTime":
-            return {"currentTime": now_ms()}
-        if method == "getSessionLimits":
-            rate = f"{self.limits.messages_per_s}:1,{self.limits.burst * 30}:60"
-            return {
-                "maxPayloadSize": self.limits.max_payload,
-                "maxInflightMessages": self.limits.max_inflight,
-                "rateLimits": {
-                    "messages": rate,
-                    "telemetryMessages": rate,
-                    "telemetryDataPoints": f"{self.limits.messages_per_s * 100}:1",
-                },
-            }
-        raise InvalidInput(
-            f"unknown client RPC method {method!r}", methods=["getCurrentTime", "getSessionLimits"]
-        )
 
     async def reported_by(self, device: DeviceRef, gateway: DeviceRef) -> None:
         """Record the gateway that reports a sub-device: server attribute

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from smartpole.devices.platform import DevicePlatform
-from smartpole.errors import Forbidden, InvalidInput, NotFound
+from smartpole.errors import Forbidden, InvalidInput
 from smartpole.model.types import DeviceRef
 
 __all__ = [
@@ -124,8 +124,8 @@ class SubDevices:
 
     async def one(self, name: Any, kind: Any = None, *, create: bool = True) -> DeviceRef:
         """The sub-device ``name``: known, looked up, or (``create``, when the gateway may)
-        created, of ``kind``. Raises Forbidden (logged by the platform, naming both), and
-        NotFound for an unknown name when not ``create``."""
+        created, of ``kind``. Raises Forbidden (logged by the platform, naming both), also for
+        an unknown name when not ``create``."""
         if not isinstance(name, str) or not name:
             raise InvalidInput("a gateway message must name its device")
         sub = self.get(name)
@@ -133,8 +133,8 @@ class SubDevices:
             return sub
         if not create:  # a reply to a command: look up only
             found = await self.platform.sub_devices(self.gateway, [name])
-            if name not in found:
-                raise NotFound(f"gateway {self.gateway.name} has no device {name!r}")
+            if name not in found:  # unknown, or another's: the same answer (0x87, 403)
+                raise Forbidden(f"gateway {self.gateway.name} may not speak for device {name!r}")
             return await self._attach(name, found[name])
         lookup = self._lookups.get(name)
         if lookup is None:

@@ -17,6 +17,7 @@ from smartpole.hub.alarms import Alarm, Alarms
 from smartpole.hub.directory import DeviceInfo, Directory
 from smartpole.hub.rules import AlarmAction, CommandAction, Rule, WebhookAction, WorkOrderAction
 from smartpole.hub.webhooks import Webhooks
+from smartpole.model.commands import Command
 from smartpole.model.types import Value
 
 __all__ = ["Actor", "Commander", "Transition", "WorkOrderOpener"]
@@ -45,7 +46,7 @@ class Commander(Protocol):
         timeout_ms: int = 10_000,
         persistent: bool = False,
         expiration_ms: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> Command:
         """Record and send a command."""
         ...
 

@@ -33,6 +33,7 @@ from smartpole.api.schemas import (
 )
 from smartpole.app import Platform
 from smartpole.errors import Forbidden, InvalidInput
+from smartpole.model.devices import Device
 from smartpole.model.types import Role, Scope
 from smartpole.registry.access import Principal
 from smartpole.registry.assets import PoleFilter
@@ -274,9 +275,9 @@ def delete_pole(p: Plat, who: Caller, pole_id: Id) -> Response:
 
 
 # -- devices ------------------------------------------------------------------------------
-def device_out(p: Platform, row: dict[str, Any]) -> dict[str, Any]:
-    """A device row with its computed online state."""
-    return {**row, "online": p.is_online(row["id"], row.get("last_seen"))}
+def device_out(p: Platform, device: Device) -> dict[str, Any]:
+    """A device's fields with its computed online state."""
+    return {**asdict(device), "online": p.is_online(device.id, device.last_seen)}
 
 
 @router.get("/devices", tags=["devices"], summary="List devices")

@@ -273,7 +273,7 @@ def _create(p: Platform, wo: WorkOrders, who: Principal, body: WorkOrderIn) -> i
             )
         tenant_id = alarm.tenant_id
     elif body.device_id is not None:
-        tenant_id = p.assets.get_device(who, body.device_id)["owner_id"]
+        tenant_id = p.assets.get_device(who, body.device_id).owner_id
     elif body.pole_id is not None:
         p.assets.get_pole(who, body.pole_id)
     else:

@@ -7,6 +7,7 @@ delete asks first unless ``--yes``. They act as the city operator, through the r
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
@@ -36,11 +37,12 @@ from smartpole.cli.registry import (
     tenant_app,
 )
 from smartpole.errors import NotFound
+from smartpole.model.devices import Device
 from smartpole.model.types import DeviceKind
 
 __all__ = ["api_key_record", "find_device"]
 
-Device = Annotated[str, typer.Argument(help="Device name (or id).", show_default=False)]
+DeviceName = Annotated[str, typer.Argument(help="Device name (or id).", show_default=False)]
 PoleCode = Annotated[str, typer.Argument(help="Pole code.", show_default=False)]
 
 
@@ -223,7 +225,7 @@ def pole_delete(
 
 
 # -- devices ------------------------------------------------------------------------------
-def find_device(p: Registry, device: str) -> dict[str, Any]:
+def find_device(p: Registry, device: str) -> Device:
     """A device by name, or else by id when ``device`` is a number."""
     ref = p.assets.device_by_name(device)
     if ref is None and device.isdigit():
@@ -235,7 +237,7 @@ def find_device(p: Registry, device: str) -> dict[str, Any]:
 
 @device_app.command("show")
 def device_show(
-    device: Device, data_dir: DataDir = None, db: Db = None, json: JsonOut = False
+    device: DeviceName, data_dir: DataDir = None, db: Db = None, json: JsonOut = False
 ) -> None:
     """Show a device: kind, owner, pole and port, whether it is online, its token's hint."""
     with command_registry(data_dir, db) as p:
@@ -257,20 +259,20 @@ def device_show(
 
 @device_app.command("delete")
 def device_delete(
-    device: Device, yes: Yes = False, data_dir: DataDir = None, db: Db = None
+    device: DeviceName, yes: Yes = False, data_dir: DataDir = None, db: Db = None
 ) -> None:
     """Delete a device and its attributes (its readings age out by retention)."""
     with command_registry(data_dir, db) as p:
-        row = find_device(p, device)
-        where = f" on pole {row['pole']}" if row["pole"] else ""
-        _confirm(f"delete device {row['name']} ({row['kind']}{where})?", yes)
-        p.assets.delete_device(city(p.tenants), row["id"])
-    console.print(f"device {row['name']} deleted")
+        found = find_device(p, device)
+        where = f" on pole {found.pole}" if found.pole else ""
+        _confirm(f"delete device {found.name} ({found.kind}{where})?", yes)
+        p.assets.delete_device(city(p.tenants), found.id)
+    console.print(f"device {found.name} deleted")
 
 
 @device_app.command("kind")
 def device_kind(
-    device: Device,
+    device: DeviceName,
     kind: Annotated[DeviceKind, typer.Argument(help="Its real kind.")],
     data_dir: DataDir = None,
     db: Db = None,
@@ -280,5 +282,8 @@ def device_kind(
     real kind."""
     with command_registry(data_dir, db) as p:
         found = find_device(p, device)
-        row = p.assets.set_kind(city(p.tenants), found["id"], kind)
-    print_json(row) if json else console.print(f"device {row['name']} is now a {row['kind']}")
+        changed = p.assets.set_kind(city(p.tenants), found.id, kind)
+    if json:
+        print_json(asdict(changed))
+    else:
+        console.print(f"device {changed.name} is now a {changed.kind}")

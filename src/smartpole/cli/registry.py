@@ -21,6 +21,7 @@ from smartpole.cli.common import (
     print_json,
     print_table,
 )
+from smartpole.model.devices import Device
 from smartpole.model.types import DeviceKind, Role
 
 tenant_app = typer.Typer(
@@ -135,10 +136,10 @@ def device_add(
     with command_registry(data_dir, db) as p:
         who = city(p.tenants)
         pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
-        row, token = p.assets.create_device(
+        device, token = p.assets.create_device(
             who, kind, name=name, pole_id=pole_id, owner=owner, port=port, model=model
         )
-        row = device_record(p, row)
+        row = device_record(p, device)
     if json:
         print_json({**row, "token": token})
     else:
@@ -161,19 +162,20 @@ def device_list(
     with command_registry(data_dir, db) as p:
         who = city(p.tenants)
         pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
-        rows, total = p.assets.list_devices(
+        devices, total = p.assets.list_devices(
             who, limit, 0, kind=kind, owner=owner, pole_id=pole_id, district=district
         )
-        rows = [device_record(p, r) for r in rows]
+        rows = [device_record(p, d) for d in devices]
     if json:
         print_json({"items": rows, "total": total})
         return
     print_devices(counted(len(rows), total, "device"), rows)
 
 
-def device_record(p: Registry, row: dict[str, Any]) -> dict[str, Any]:
-    """A device as the command line shows it: the registry's row and whether it is online."""
-    return {**row, "online": p.is_online(row["id"], row["last_seen"])}
+def device_record(p: Registry, device: Device) -> dict[str, Any]:
+    """A device as the command line shows it: the registry's fields and whether it is
+    online."""
+    return {**asdict(device), "online": p.is_online(device.id, device.last_seen)}
 
 
 def kind_label(row: dict[str, Any]) -> str:

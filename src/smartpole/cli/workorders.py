@@ -123,7 +123,7 @@ def workorder_create(
         if found is not None:
             tenant_id = found.tenant_id
         elif device is not None:
-            tenant_id = p.assets.get_device(who, device)["owner_id"]
+            tenant_id = p.assets.get_device(who, device).owner_id
         elif pole_id is None:
             raise InvalidInput("give --alarm, --device or --pole")
         wo_id = p.work_orders.create(

@@ -6,7 +6,7 @@ import enum
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeAlias
 
@@ -217,21 +217,6 @@ class Pole:
     district: str = ""
     road: str = ""
     installed: date | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    """A thing mounted on a pole, owned by one tenant."""
-
-    id: int
-    name: str
-    kind: DeviceKind
-    owner_id: int
-    pole_id: int | None = None
-    model: str = ""
-    port: int | None = None
-    last_seen: int | None = None
-    tags: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,12 @@ from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, delete, exists, func, insert, select, update
+from sqlalchemy import Engine, Row, and_, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from smartpole.errors import Conflict, Forbidden, InvalidInput, NotFound
+from smartpole.model.devices import Device
 from smartpole.model.types import POLE_CODE_RE, DeviceKind, Role, Scope, key_errors
 from smartpole.registry.access import Principal, hash_secret, new_secret, token_hint
 from smartpole.registry.broker import save_broker_hashes
@@ -71,6 +72,25 @@ def check_pole(values: dict[str, Any]) -> dict[str, Any]:
     if errors:
         raise InvalidInput("invalid pole", errors=errors)
     return values
+
+
+def _device(row: Row[Any]) -> Device:
+    """A row of :meth:`Assets.device_query` as a value."""
+    return Device(
+        id=row.id,
+        name=row.name,
+        kind=DeviceKind(row.kind),
+        model=row.model,
+        profile=row.profile,
+        owner_id=row.owner_id,
+        owner=row.owner,
+        pole_id=row.pole_id,
+        pole=row.pole,
+        port=row.port,
+        token_hint=row.token_hint,
+        last_seen=row.last_seen,
+        created=row.created,
+    )
 
 
 def check_not_null(values: dict[str, Any], fields: tuple[str, ...], what: str) -> None:
@@ -241,7 +261,7 @@ class Assets:
         port: int | None = None,
         token: str | None = None,
         profile: str | None = None,
-    ) -> tuple[dict[str, Any], str]:
+    ) -> tuple[Device, str]:
         """Register a device; returns it and its access token (shown only now). ``profile``:
         the ThingsBoard device type a gateway named it with."""
         who.require(Role.OPERATOR)
@@ -334,7 +354,8 @@ class Assets:
         pole_id: int | None = None,
         district: str | None = None,
     ) -> Select[Any]:
-        """A SELECT of visible devices (with owner and pole code) matching the filters."""
+        """A SELECT of visible devices (with owner and pole code) matching the filters: the
+        columns of a :class:`~smartpole.model.devices.Device`."""
         q = (
             select(
                 devices.c.id,
@@ -367,13 +388,13 @@ class Assets:
 
     def list_devices(
         self, who: Principal, limit: int = 100, offset: int = 0, **filters: Any
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[Device], int]:
         """A page of visible devices and the total count."""
         q = self.device_query(who, **filters)
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
             rows = conn.execute(q.order_by(devices.c.id).limit(limit).offset(offset))
-            return [dict(r._mapping) for r in rows], total
+            return [_device(r) for r in rows], total
 
     def device_ids(self, who: Principal, **filters: Any) -> list[int]:
         """Ids of every visible device matching the filters."""
@@ -381,28 +402,28 @@ class Assets:
         with self.engine.connect() as conn:
             return list(conn.execute(q).scalars())
 
-    def get_device(self, who: Principal, device_id: int) -> dict[str, Any]:
+    def get_device(self, who: Principal, device_id: int) -> Device:
         """One visible device."""
         q = self.device_query(who).where(devices.c.id == device_id)
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
         if row is None:
             raise NotFound(f"device {device_id} not found", device_id=device_id)
-        return dict(row._mapping)
+        return _device(row)
 
     def update_device(
         self, who: Principal, device_id: int, kind: DeviceKind | None = None, **values: Any
-    ) -> dict[str, Any]:
+    ) -> Device:
         """Change a visible device's name, model, pole, port or owner, and (see
         :meth:`set_kind`) its kind, all in one transaction or none."""
         who.require(Role.OPERATOR)
-        row = self.get_device(who, device_id)
+        device = self.get_device(who, device_id)
         check_not_null(values, ("name", "model", "owner"), "device")
-        if kind is not None and kind != row["kind"]:
-            _check_rekind(who, row, kind)
+        if kind is not None and kind != device.kind:
+            _check_rekind(who, device, kind)
             values["kind"] = str(kind)
         if not values:
-            return row
+            return device
         if values.get("pole_id") is not None:
             self.mount_pole(who, values["pole_id"])
         if "owner" in values:
@@ -415,7 +436,7 @@ class Assets:
         self._forget(device_id)
         return self.get_device(who, device_id)
 
-    def set_kind(self, who: Principal, device_id: int, kind: DeviceKind) -> dict[str, Any]:
+    def set_kind(self, who: Principal, device_id: int, kind: DeviceKind) -> Device:
         """Give a generic device (one a gateway created for a type smartpole does not know) its
         real kind; admins only. A device of a known kind keeps it: its readings, rules and
         commands are that kind's, so a wrong one is deleted and registered again."""
@@ -610,14 +631,14 @@ def parse_date(value: str | date | None) -> date | None:
     return date.fromisoformat(value) if value else None
 
 
-def _check_rekind(who: Principal, row: dict[str, Any], kind: DeviceKind) -> None:
+def _check_rekind(who: Principal, device: Device, kind: DeviceKind) -> None:
     """Only an admin changes a kind, only a generic device's, and never to generic."""
     who.require(Role.ADMIN)
-    if row["kind"] != DeviceKind.GENERIC:
+    if device.kind != DeviceKind.GENERIC:
         raise Conflict(
-            f"device {row['id']} is a {row['kind']}: only a generic device can change its "
+            f"device {device.id} is a {device.kind}: only a generic device can change its "
             "kind (delete it and register it again)",
-            kind=row["kind"],
+            kind=str(device.kind),
         )
     if kind is DeviceKind.GENERIC:
         raise InvalidInput("a device cannot be made generic; only gateways create those")

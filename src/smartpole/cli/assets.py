@@ -33,6 +33,7 @@ from smartpole.cli.registry import (
     device_record,
     kind_label,
     pole_app,
+    pole_record,
     print_devices,
     tenant_app,
 )
@@ -173,12 +174,12 @@ def pole_list(
         f = PoleFilter(district=district, road=road, code_prefix=prefix)
         rows, total = p.assets.list_poles(city(p.tenants), f, limit=limit)
     if json:
-        print_json({"items": rows, "total": total})
+        print_json({"items": [pole_record(r) for r in rows], "total": total})
         return
     print_table(
         counted(len(rows), total, "pole"),
         ("id", *POLE_COLUMNS),
-        ((r["id"], *(r[c] for c in POLE_COLUMNS)) for r in rows),
+        ((r.id, *(getattr(r, c) for c in POLE_COLUMNS)) for r in rows),
     )
 
 
@@ -190,11 +191,11 @@ def pole_show(
     with command_registry(data_dir, db) as p:
         who = city(p.tenants)
         pole = p.assets.pole_by_code(who, code)
-        mounted = [device_record(p, p.assets.get_device(who, d["id"])) for d in pole["devices"]]
+        mounted = [device_record(p, p.assets.get_device(who, d.id)) for d in pole.devices or ()]
     if json:
-        print_json({**pole, "devices": mounted})
+        print_json({**pole_record(pole), "devices": mounted})
         return
-    print_record(f"pole {pole['code']}", {k: pole[k] for k in ("id", *POLE_COLUMNS[1:])})
+    print_record(f"pole {pole.code}", {k: getattr(pole, k) for k in ("id", *POLE_COLUMNS[1:])})
     print_devices(counted(len(mounted), len(mounted), "device") + " mounted", mounted)
 
 
@@ -213,12 +214,12 @@ def pole_delete(
 
     with command_registry(data_dir, db) as p:
         pole = p.assets.pole_by_code(city(p.tenants), code)
-        mounted = len(pole["devices"])
+        mounted = len(pole.devices or ())
         what = f" and unmount the {mounted} on it" if mounted and force else ""
         if not mounted or force:
             _confirm(f"delete pole {code}{what}?", yes)
         try:
-            p.assets.delete_pole(city(p.tenants), pole["id"], force=force)
+            p.assets.delete_pole(city(p.tenants), pole.id, force=force)
         except Conflict as err:
             raise Conflict(f"{err.detail}; unmount them, or give --force") from err
     console.print(f"pole {code} deleted" + (f"; unmounted {mounted}" if mounted else ""))

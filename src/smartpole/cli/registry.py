@@ -22,6 +22,7 @@ from smartpole.cli.common import (
     print_table,
 )
 from smartpole.model.devices import Device
+from smartpole.model.poles import Pole
 from smartpole.model.types import DeviceKind, Role
 
 tenant_app = typer.Typer(
@@ -117,7 +118,7 @@ def pole_add(
             district=district,
             road=road,
         )
-    print_json(row) if json else console.print(f"pole {row['code']} id {row['id']}")
+    print_json(pole_record(row)) if json else console.print(f"pole {row.code} id {row.id}")
 
 
 @device_app.command("add")
@@ -135,7 +136,7 @@ def device_add(
     """Register a device; prints its id and access token (shown once)."""
     with command_registry(data_dir, db) as p:
         who = city(p.tenants)
-        pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
+        pole_id = p.assets.pole_by_code(who, pole).id if pole else None
         device, token = p.assets.create_device(
             who, kind, name=name, pole_id=pole_id, owner=owner, port=port, model=model
         )
@@ -161,7 +162,7 @@ def device_list(
     """List devices, with whether each is online."""
     with command_registry(data_dir, db) as p:
         who = city(p.tenants)
-        pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
+        pole_id = p.assets.pole_by_code(who, pole).id if pole else None
         devices, total = p.assets.list_devices(
             who, limit, 0, kind=kind, owner=owner, pole_id=pole_id, district=district
         )
@@ -170,6 +171,15 @@ def device_list(
         print_json({"items": rows, "total": total})
         return
     print_devices(counted(len(rows), total, "device"), rows)
+
+
+def pole_record(pole: Pole) -> dict[str, Any]:
+    """A pole as the command line shows it: its fields, and the devices on it when it was
+    read alone (not in a listing)."""
+    record = asdict(pole)
+    if pole.devices is None:
+        del record["devices"]
+    return record
 
 
 def device_record(p: Registry, device: Device) -> dict[str, Any]:

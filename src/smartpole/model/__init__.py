@@ -2,10 +2,10 @@
 
 from smartpole.model.catalog import CATALOG, KeySpec, KindSpec, ValueType
 from smartpole.model.devices import Device
+from smartpole.model.poles import Pole
 from smartpole.model.types import (
     Attribute,
     DeviceKind,
-    Pole,
     Quality,
     Reading,
     Role,

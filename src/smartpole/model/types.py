@@ -7,7 +7,6 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
 from typing import Any, TypeAlias
 
 Value: TypeAlias = float | int | bool | str | dict[str, Any] | list[Any]
@@ -202,21 +201,6 @@ class Tenant:
     name: str
     title: str = ""
     is_operator: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Pole:
-    """A located asset that carries devices."""
-
-    id: int
-    code: str
-    lat: float
-    lon: float
-    name: str = ""
-    height_m: float | None = None
-    district: str = ""
-    road: str = ""
-    installed: date | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from sqlalchemy.sql import Select
 
 from smartpole.errors import Conflict, Forbidden, InvalidInput, NotFound
 from smartpole.model.devices import Device
+from smartpole.model.poles import MountedDevice, Pole
 from smartpole.model.types import POLE_CODE_RE, DeviceKind, Role, Scope, key_errors
 from smartpole.registry.access import Principal, hash_secret, new_secret, token_hint
 from smartpole.registry.broker import save_broker_hashes
@@ -23,7 +24,7 @@ from smartpole.registry.unique import device_taken
 from smartpole.store.database import now_ms, put_rows
 from smartpole.store.schema import attributes, devices, poles, tenants
 
-__all__ = ["Assets", "DeviceRef", "PoleFilter", "seen_recently"]
+__all__ = ["Assets", "DeviceRef", "PoleFilter", "pole_of", "seen_recently"]
 
 POLE_FIELDS = ("code", "name", "lat", "lon", "height_m", "district", "road", "installed")
 TOKEN_CACHE_S = 30.0
@@ -72,6 +73,23 @@ def check_pole(values: dict[str, Any]) -> dict[str, Any]:
     if errors:
         raise InvalidInput("invalid pole", errors=errors)
     return values
+
+
+def pole_of(row: Row[Any], devices: tuple[MountedDevice, ...] | None = None) -> Pole:
+    """A row of the poles table as a value (with its devices when they were read)."""
+    return Pole(
+        id=row.id,
+        code=row.code,
+        name=row.name,
+        lat=row.lat,
+        lon=row.lon,
+        height_m=row.height_m,
+        district=row.district,
+        road=row.road,
+        installed=row.installed,
+        created=row.created,
+        devices=devices,
+    )
 
 
 def _device(row: Row[Any]) -> Device:
@@ -124,7 +142,7 @@ class Assets:
         )
 
     # -- poles ----------------------------------------------------------------------------
-    def create_pole(self, who: Principal, **values: Any) -> dict[str, Any]:
+    def create_pole(self, who: Principal, **values: Any) -> Pole:
         """Add a pole (city operator only); its code is unique."""
         who.require_city(Role.OPERATOR)
         check_pole(values)
@@ -137,7 +155,7 @@ class Assets:
             raise Conflict(f"pole {values.get('code')!r} exists", code=values.get("code")) from err
         return self.get_pole(who, pid)
 
-    def get_pole(self, who: Principal, pole_id: int) -> dict[str, Any]:
+    def get_pole(self, who: Principal, pole_id: int) -> Pole:
         """One pole the caller may see, with the devices on it the caller may see."""
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -145,18 +163,17 @@ class Assets:
             ).first()
             if row is None:
                 raise NotFound(f"pole {pole_id} not found", pole_id=pole_id)
-            out = dict(row._mapping)
-            out["devices"] = [
-                dict(r._mapping)
+            mounted = tuple(
+                MountedDevice(r.id, r.name, DeviceKind(r.kind), r.port)
                 for r in conn.execute(
                     select(devices.c.id, devices.c.name, devices.c.kind, devices.c.port)
                     .where(devices.c.pole_id == pole_id, self._visible_devices(who))
                     .order_by(devices.c.id)
                 )
-            ]
-        return out
+            )
+        return pole_of(row, mounted)
 
-    def pole_by_code(self, who: Principal, code: str) -> dict[str, Any]:
+    def pole_by_code(self, who: Principal, code: str) -> Pole:
         """One visible pole by its code."""
         with self.engine.connect() as conn:
             pid = conn.execute(
@@ -182,7 +199,8 @@ class Assets:
         raise NotFound(f"pole {what} not found", pole=pole)
 
     def pole_query(self, who: Principal, f: PoleFilter) -> Select[Any]:
-        """A SELECT of the visible poles matching a filter (used by listings and geo)."""
+        """A SELECT of the visible poles matching a filter (used by listings and geo); see
+        :func:`pole_of` for its rows as values."""
         q = select(poles).where(self._visible_poles(who))
         if f.district:
             q = q.where(poles.c.district == f.district)
@@ -194,15 +212,15 @@ class Assets:
 
     def list_poles(
         self, who: Principal, f: PoleFilter, limit: int = 100, offset: int = 0
-    ) -> tuple[list[dict[str, Any]], int]:
-        """A page of visible poles and the total count."""
+    ) -> tuple[list[Pole], int]:
+        """A page of visible poles (without their devices) and the total count."""
         q = self.pole_query(who, f)
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
             rows = conn.execute(q.order_by(poles.c.code).limit(limit).offset(offset))
-            return [dict(r._mapping) for r in rows], total
+            return [pole_of(r) for r in rows], total
 
-    def update_pole(self, who: Principal, pole_id: int, **values: Any) -> dict[str, Any]:
+    def update_pole(self, who: Principal, pole_id: int, **values: Any) -> Pole:
         """Change a pole's fields (city operator only)."""
         who.require_city(Role.OPERATOR)
         check_not_null(values, ("code", "name", "lat", "lon", "district", "road"), "pole")

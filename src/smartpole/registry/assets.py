@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Row, and_, delete, exists, func, insert, select, update
+from sqlalchemy import Engine, and_, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
@@ -28,6 +29,7 @@ __all__ = ["Assets", "DeviceRef", "PoleFilter", "pole_of", "seen_recently"]
 
 POLE_FIELDS = ("code", "name", "lat", "lon", "height_m", "district", "road", "installed")
 TOKEN_CACHE_S = 30.0
+KINDS = {str(kind): kind for kind in DeviceKind}  # a dict lookup costs less than DeviceKind(...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,40 +77,21 @@ def check_pole(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def pole_of(row: Row[Any], devices: tuple[MountedDevice, ...] | None = None) -> Pole:
-    """A row of the poles table as a value (with its devices when they were read)."""
+def pole_of(row: Sequence[Any], devices: tuple[MountedDevice, ...] | None = None) -> Pole:
+    """A row of the poles table (its columns, in the table's order, are Pole's fields) as a
+    value, with its devices when they were read; built positionally, as geo queries build
+    thousands."""
+    pole_id, code, name, lat, lon, height_m, district, road, installed, created = row
     return Pole(
-        id=row.id,
-        code=row.code,
-        name=row.name,
-        lat=row.lat,
-        lon=row.lon,
-        height_m=row.height_m,
-        district=row.district,
-        road=row.road,
-        installed=row.installed,
-        created=row.created,
-        devices=devices,
+        pole_id, code, name, lat, lon, height_m, district, road, installed, created, devices
     )
 
 
-def _device(row: Row[Any]) -> Device:
-    """A row of :meth:`Assets.device_query` as a value."""
-    return Device(
-        id=row.id,
-        name=row.name,
-        kind=DeviceKind(row.kind),
-        model=row.model,
-        profile=row.profile,
-        owner_id=row.owner_id,
-        owner=row.owner,
-        pole_id=row.pole_id,
-        pole=row.pole,
-        port=row.port,
-        token_hint=row.token_hint,
-        last_seen=row.last_seen,
-        created=row.created,
-    )
+def _device(row: Sequence[Any]) -> Device:
+    """A row of :meth:`Assets.device_query` (its columns in the order of Device's fields) as a
+    value; built positionally, since a listing builds a thousand."""
+    device_id, name, kind, *rest = row
+    return Device(device_id, name, KINDS[kind], *rest)
 
 
 def check_not_null(values: dict[str, Any], fields: tuple[str, ...], what: str) -> None:

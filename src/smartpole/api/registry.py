@@ -33,7 +33,7 @@ from smartpole.api.schemas import (
 )
 from smartpole.app import Platform
 from smartpole.errors import Forbidden, InvalidInput
-from smartpole.model.devices import Device
+from smartpole.model.devices import Device, fields_of
 from smartpole.model.poles import Pole
 from smartpole.model.types import Role, Scope
 from smartpole.registry.access import Principal
@@ -138,7 +138,9 @@ def _filter(district: str | None, road: str | None, code_prefix: str | None) -> 
 
 def pole_out(pole: Pole, distance_m: float | None = None) -> PoleOut:
     """The answer for a pole (and its distance, for a search near a point)."""
-    return PoleOut(**asdict(pole), distance_m=distance_m)
+    out = PoleOut.model_validate(pole, from_attributes=True)
+    out.distance_m = distance_m
+    return out
 
 
 @router.get("/poles", tags=["poles"], summary="List poles")
@@ -283,7 +285,7 @@ def delete_pole(p: Plat, who: Caller, pole_id: Id) -> Response:
 # -- devices ------------------------------------------------------------------------------
 def device_out(p: Platform, device: Device) -> dict[str, Any]:
     """A device's fields with its computed online state."""
-    return {**asdict(device), "online": p.is_online(device.id, device.last_seen)}
+    return {**fields_of(device), "online": p.is_online(device.id, device.last_seen)}
 
 
 @router.get("/devices", tags=["devices"], summary="List devices")

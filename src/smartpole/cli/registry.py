@@ -21,7 +21,7 @@ from smartpole.cli.common import (
     print_json,
     print_table,
 )
-from smartpole.model.devices import Device
+from smartpole.model.devices import Device, fields_of
 from smartpole.model.poles import Pole
 from smartpole.model.types import DeviceKind, Role
 
@@ -185,7 +185,7 @@ def pole_record(pole: Pole) -> dict[str, Any]:
 def device_record(p: Registry, device: Device) -> dict[str, Any]:
     """A device as the command line shows it: the registry's fields and whether it is
     online."""
-    return {**asdict(device), "online": p.is_online(device.id, device.last_seen)}
+    return {**fields_of(device), "online": p.is_online(device.id, device.last_seen)}
 
 
 def kind_label(row: dict[str, Any]) -> str:

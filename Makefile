@@ -52,6 +52,7 @@ pytest: install
 bench: install system-deps
 	$(VENV)/bin/python -m bench.ingest
 	$(VENV)/bin/python -m bench.hub
+	$(VENV)/bin/python -m bench.anomaly
 	PATH="$$PATH:/usr/sbin" $(VENV)/bin/python -m bench.mqtt
 	$(VENV)/bin/python -m bench.fleet
 	$(VENV)/bin/python -m bench.stages
@@ -61,6 +62,7 @@ bench: install system-deps
 bench-short: install system-deps
 	$(VENV)/bin/python -m bench.ingest --short
 	$(VENV)/bin/python -m bench.hub --short
+	$(VENV)/bin/python -m bench.anomaly --short
 	PATH="$$PATH:/usr/sbin" $(VENV)/bin/python -m bench.mqtt --short
 	$(VENV)/bin/python -m bench.fleet --short
 	$(VENV)/bin/python -m bench.stages --short

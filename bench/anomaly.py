@@ -29,10 +29,11 @@ import tracemalloc
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from smartpole.hub.anomaly import AnomalyEvent, Detector, floor_for
+from smartpole.hub.analytics.anomaly import AnomalyEvent, Detector, floor_for
 from smartpole.model.types import DeviceKind
 from smartpole.sim.environment import District
-from smartpole.sim.physics import Lamp, Model, Site, model_for
+from smartpole.sim.models import model_for
+from smartpole.sim.physics import Lamp, Model, Site
 
 STEP_S = 300
 DAY_S = 86_400

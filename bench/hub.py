@@ -27,10 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from smartpole.app import Platform
 from smartpole.config import Settings
-from smartpole.hub.alarms import AlarmChange
+from smartpole.ingest.pipeline import Pipeline
+from smartpole.model.alarms import AlarmChange
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Reading
+from smartpole.model.writes import WriteBatch
 from smartpole.sim.seed import city_principal
-from smartpole.store import WriteBatch, now_ms
 from smartpole.store.schema import devices, poles
 
 DISTRICTS = [f"D{i:02d}" for i in range(20)]
@@ -149,7 +151,9 @@ def batches(
     return out
 
 
-async def run(p: Platform, work: list[tuple[WriteBatch, dict[int, int]]], latency: bool) -> float:
+async def run(
+    p: Platform, pipeline: Pipeline, work: list[tuple[WriteBatch, dict[int, int]]], latency: bool
+) -> float:
     """Submit every upload (16 in flight); return readings/s to the last commit (and hub)."""
     sent: dict[int, float] = {}
     lat: list[float] = []
@@ -166,12 +170,12 @@ async def run(p: Platform, work: list[tuple[WriteBatch, dict[int, int]]], latenc
         async with sem:
             for lamp in marks:
                 sent[lamp] = time.perf_counter()
-            await p.pipeline.submit(batch)
+            await pipeline.submit(batch)
 
     total = sum(len(b) for b, _ in work)
     start = time.perf_counter()
     await asyncio.gather(*(one(b, m) for b, m in work))
-    await p.pipeline._queue.join()
+    await pipeline.drain()
     await p.hub.settle()
     elapsed = time.perf_counter() - start
     p.hub.alarms.listeners.remove(on_alarm)
@@ -183,6 +187,19 @@ async def run(p: Platform, work: list[tuple[WriteBatch, dict[int, int]]], latenc
             f" p99 {p99 * 1000:.1f} ms"
         )
     return total / elapsed
+
+
+def unhubbed(p: Platform) -> Pipeline:
+    """A pipeline like the platform's, into the same store, with every listener but the hub."""
+    s = p.settings
+    return Pipeline(
+        p.series,
+        batch_size=s.batch_size,
+        batch_age_ms=s.batch_age_ms,
+        capacity=s.queue_readings,
+        metrics=p.metrics,
+        listeners=[f for f in p.pipeline.listeners if f != p.hub.on_batch],
+    )
 
 
 async def main(short: bool) -> None:
@@ -201,12 +218,16 @@ async def main(short: bool) -> None:
             await p.hub.reload()
             print(f"hub: {n_poles:,} poles, {2 * n_poles:,} devices, {p.hub.active_rules()} rules")
             t0 = now_ms() - 3_600_000
-            p.pipeline.listeners.remove(p.hub.on_batch)
-            bare = await run(p, batches(lamps, airs, total, t0), latency=False)
+            without = unhubbed(p)
+            await without.start()
+            try:
+                bare = await run(p, without, batches(lamps, airs, total, t0), latency=False)
+            finally:
+                await without.stop()
             print(f"  pipeline without the hub: {bare:,.0f} readings/s")
-            p.pipeline.listeners.append(p.hub.on_batch)
             evaluated = p.hub.evaluated
-            hubbed = await run(p, batches(lamps, airs, total, t0 + 86_400_000), latency=True)
+            work = batches(lamps, airs, total, t0 + 86_400_000)
+            hubbed = await run(p, p.pipeline, work, latency=True)
             print(
                 f"  pipeline with the hub:    {hubbed:,.0f} readings/s"
                 f" ({hubbed / bare:.0%}), {p.hub.evaluated - evaluated:,} rule evaluations"

@@ -37,8 +37,9 @@ from pg import PostgresCluster
 from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.model.types import Reading
+from smartpole.model.writes import WriteBatch
 from smartpole.sim.seed import city_principal
-from smartpole.store import Database, SeriesStore, WriteBatch, open_series
+from smartpole.store import Database, SeriesStore, open_series
 from smartpole.store.series import encode_value
 
 HOUR = 3_600_000

@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.fleet import EXE, free_port
 from smartpole.app import Platform
 from smartpole.config import Settings
-from smartpole.hub.rules import default_rules
+from smartpole.hub.rules.documents import default_rules
 from smartpole.sim.fleet import FLEET_FILE, fleet_from_plan
 from smartpole.sim.seed import city_principal, seed_district
 

@@ -25,10 +25,11 @@ from typing import Any
 import orjson
 
 from smartpole.config import Settings
-from smartpole.hub.anomaly import AnomalyService
+from smartpole.hub.analytics.anomaly import AnomalyService
 from smartpole.ingest.payload import decode_json, parse_telemetry, to_batch
 from smartpole.model.types import DeviceKind
-from smartpole.store import Database, WriteBatch, open_series
+from smartpole.model.writes import WriteBatch
+from smartpole.store import Database, open_series
 
 T0 = 1_764_000_000_000
 SUBS = 100

@@ -12,7 +12,9 @@ from pg import PostgresCluster
 from smartpole.config import Settings
 from smartpole.store import Database, SeriesStore, open_series
 
-pytest_plugins = ["fixtures_api", "browser"]
+# helpers.py holds the plain functions several test modules share: rewrite its asserts as in tests
+pytest.register_assert_rewrite("helpers")
+pytest_plugins = ["fixtures_api", "fixtures_broker", "fixtures_http", "browser"]
 
 
 @pytest.fixture(scope="session")

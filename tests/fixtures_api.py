@@ -33,7 +33,7 @@ async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform
 @pytest.fixture
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to the app in-process (ASGI), no auth header set."""
-    app = create_app(platform, manage_lifecycle=False)
+    app = create_app(platform.api_services())
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://smartpole.test") as c:
         yield c

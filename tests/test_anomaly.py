@@ -13,7 +13,7 @@ from river import stats
 
 from fixtures_api import City, make_device, make_pole
 from smartpole.app import Platform
-from smartpole.hub.anomaly import SERIES_BYTES, AnomalyService, Detector, ew_update
+from smartpole.hub.analytics.anomaly import SERIES_BYTES, AnomalyService, Detector, ew_update
 from smartpole.store import Database
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
@@ -162,7 +162,7 @@ async def test_readings_over_http_raise_and_clear_an_anomaly_alarm(
     ts = T0 + 3 * DAY
     spike = [{"ts": ts + i * every, "values": {"pm25": 400.0}} for i in range(3)]
     await upload(client, air["token"], spike)
-    await platform.pipeline._queue.join()
+    await platform.pipeline.drain()
     await platform.anomaly.drain()
     [alarm] = await anomalies(client, city, "telecom")
     assert (alarm["originator_type"], alarm["originator_id"], alarm["status"]) == (
@@ -180,7 +180,7 @@ async def test_readings_over_http_raise_and_clear_an_anomaly_alarm(
         for t in range(ts, ts + 3 * every, every)
     ]
     await upload(client, air["token"], calm)
-    await platform.pipeline._queue.join()
+    await platform.pipeline.drain()
     await platform.anomaly.drain()
     [alarm] = await anomalies(client, city, "telecom")
     assert alarm["status"] == "cleared_unack"

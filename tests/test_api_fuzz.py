@@ -97,9 +97,8 @@ def served(
     db.upgrade()
     platform = Platform(Settings(data_dir=data_dir, batch_age_ms=2, mqtt_port=0), db=db)
     port = _free_port()
-    config = uvicorn.Config(
-        create_app(platform), port=port, log_level="warning", lifespan="on", loop="asyncio"
-    )
+    app = create_app(platform.api_services(), lifecycle=platform)
+    config = uvicorn.Config(app, port=port, log_level="warning", lifespan="on", loop="asyncio")
     server = _Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
@@ -142,7 +141,8 @@ def _document() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         db = Database("sqlite://")
         try:
-            return create_app(Platform(Settings(data_dir=Path(tmp)), db=db)).openapi()
+            platform = Platform(Settings(data_dir=Path(tmp)), db=db)
+            return create_app(platform.api_services()).openapi()
         finally:
             db.dispose()
 

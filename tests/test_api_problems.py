@@ -154,7 +154,7 @@ def _broken_dependency() -> None:
 async def broken_client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     """The app with three routes that fail as a defect would: in the route, in a dependency,
     and in a streamed answer after it started."""
-    app = create_app(platform, manage_lifecycle=False)
+    app = create_app(platform.api_services())
 
     def in_route() -> None:
         raise Broken("the route failed")

@@ -693,7 +693,7 @@ async def test_openapi_documents_every_api_route(
     client: httpx.AsyncClient, platform: Platform
 ) -> None:
     spec = (await client.get("/openapi.json")).json()
-    app = create_app(platform, manage_lifecycle=False)
+    app = create_app(platform.api_services())
     routes = {
         (route.path.replace(":path}", "}"), method.lower())  # OpenAPI drops the convertor
         for route in api_routes(app.routes)

@@ -24,9 +24,9 @@ from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.cli import app as cli_app
 from smartpole.config import Settings
+from smartpole.model.clock import now_ms
 from smartpole.model.types import DeviceKind
 from smartpole.sim.seed import city_principal
-from smartpole.store.database import now_ms
 
 HOUR = 3_600_000
 
@@ -96,7 +96,7 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
     await platform.start()
     owner = city_principal(platform.tenants)
     _, token = platform.assets.create_device(owner, name="meter-1", kind=DeviceKind.METER)
-    app = create_app(platform, manage_lifecycle=False)
+    app = create_app(platform.api_services())
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://sp.test") as client:

@@ -8,126 +8,33 @@ Devices are smartpole's own asyncio MQTT client, logged in with their name and a
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from fixtures_api import City, make_device, make_pole
+from fixtures_api import City
+from helpers import SERVICE, device, eventually, latest, sync_files
 from mosquitto import Mosquitto
 from mqtt_client import Device
 from smartpole.app import Platform
-from smartpole.config import Settings
-from smartpole.registry.assets import Assets
-from smartpole.registry.broker import BrokerAccounts
-from smartpole.store import Database
-from smartpole.transport.broker.mosquitto import generate, write_if_changed
 from smartpole.transport.mqtt import codec
 from smartpole.transport.mqtt.client import ConnectRefused, MqttClient, PublishRefused
 
-SERVICE = ("smartpole", "service-secret")
 T0 = 1_750_000_000_000
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    """Wait until ``check`` holds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
-def sync_files(platform: Platform, broker: Mosquitto) -> None:
-    """Write the broker's files from the registry (as the CLI does) and make it reload them."""
-    files = generate(BrokerAccounts(platform.assets), SERVICE, broker.passwd.read_text())
-    changed = [
-        write_if_changed(broker.passwd, files.passwd),
-        write_if_changed(broker.acl, files.acl),
-    ]
-    if any(changed):
-        broker.reload()
-
-
-def node_settings(data_dir: Path, broker: Mosquitto, node_id: str) -> Settings:
-    """A node in broker mode (no built-in MQTT endpoint) consuming from ``broker``."""
-    return Settings(
-        data_dir=data_dir,
-        batch_age_ms=2,
-        mqtt_port=-1,
-        broker=f"mqtt://127.0.0.1:{broker.port}",
-        broker_username=SERVICE[0],
-        broker_password=SERVICE[1],
-        node_id=node_id,
-    )
+@pytest.fixture
+def platform(broker_platform: Platform) -> Platform:
+    """Broker mode: the platform consumes from ``broker`` (``fixtures_broker``)."""
+    return broker_platform
 
 
 @pytest.fixture
-def broker(tmp_path: Path, database: Database) -> Iterator[Mosquitto]:
-    """Mosquitto with the files of the (still empty) registry: the service user only."""
-    root = tmp_path / "mosquitto"
-    root.mkdir()
-    files = generate(BrokerAccounts(Assets(database.engine)), SERVICE)
-    (root / "passwd").write_text(files.passwd)
-    (root / "acl").write_text(files.acl)
-    m = Mosquitto(root, root / "passwd", root / "acl").start()
-    try:
-        yield m
-    finally:
-        m.stop()
-
-
-@pytest.fixture
-async def platform(
-    database: Database, tmp_path: Path, broker: Mosquitto
-) -> AsyncIterator[Platform]:
-    """A platform in broker mode (no built-in MQTT endpoint), connected to ``broker``."""
-    p = Platform(node_settings(tmp_path, broker, "test-node"), db=database)
-    await p.start()
-    try:
-        assert p.broker is not None
-        consumer = p.broker
-
-        async def up() -> bool:
-            return consumer.ready  # connected, and the retained statuses read
-
-        await eventually(up)
-        yield p
-    finally:
-        await p.stop()
-
-
-@pytest.fixture
-async def lamp(
-    client: httpx.AsyncClient, city: City, platform: Platform, broker: Mosquitto
-) -> dict[str, Any]:
-    """A lamp of the lighting department, with its broker account in Mosquitto's files."""
-    pole = await make_pole(client, city, "FT-SN-0001")
-    body = await make_device(client, city, "lighting", "lamp", pole, name="lamp-1")
-    await make_device(client, city, "lighting", "lamp", pole, name="lamp-2", port=2)
-    sync_files(platform, broker)
-    return body
-
-
-async def device(
-    broker: Mosquitto, name: str, token: str, on_message: Any = None, **kw: Any
-) -> MqttClient:
-    """A connected device."""
-    mqtt = MqttClient(
-        "127.0.0.1", broker.port, username=name, password=token, on_message=on_message, **kw
-    )
-    await mqtt.connect()
-    return mqtt
-
-
-async def latest(client: httpx.AsyncClient, city: City, device_id: int) -> dict[str, Any]:
-    r = await client.get(f"/api/devices/{device_id}/latest", headers=city.auth("lighting"))
-    assert r.status_code == 200, r.text
-    return dict(r.json())
+def lamp(broker_lamp: dict[str, Any]) -> dict[str, Any]:
+    """A lamp with its broker account (``fixtures_broker``)."""
+    return broker_lamp
 
 
 async def test_a_reading_published_to_the_broker_is_stored(

@@ -1,6 +1,6 @@
 """Broker mode: device-initiated RPC, claiming and OTA firmware through a real Mosquitto.
 
-Fixtures: ``test_broker.py`` (Mosquitto with the generated files, a platform consuming from it).
+Fixtures: ``fixtures_broker.py`` (Mosquitto with the generated files, a platform consuming from it).
 """
 
 from __future__ import annotations
@@ -12,21 +12,20 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from fixtures_api import City, make_device, make_pole
+from helpers import Inbox, assign, device, eventually, sync_files, upload
 from mosquitto import Mosquitto
 from smartpole.app import Platform
-from test_broker import (  # noqa: F401 - fixtures among them
-    broker,
-    device,
-    eventually,
-    platform,
-    sync_files,
-)
-from test_broker_gateway import Inbox
-from test_mqtt_ota import assign, upload
 
 FIRMWARE = random.Random(11).randbytes(20 * 1024 + 123)
+
+
+@pytest.fixture
+def platform(broker_platform: Platform) -> Platform:
+    """Broker mode: the platform consumes from ``broker`` (``fixtures_broker``)."""
+    return broker_platform
 
 
 async def lamp(

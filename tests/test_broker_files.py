@@ -16,12 +16,8 @@ from smartpole.cli import app as cli_app
 from smartpole.model.types import DeviceKind
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets
-from smartpole.registry.broker import (
-    BrokerAccounts,
-    broker_credentials,
-    broker_hash,
-    verify_broker_hash,
-)
+from smartpole.registry.broker import BrokerAccounts
+from smartpole.registry.broker_hashes import broker_credentials, broker_hash, verify_broker_hash
 from smartpole.sim.seed import city_principal
 from smartpole.store import Database
 from smartpole.transport.broker.mosquitto import acl_file, passwd_file, write_if_changed

@@ -21,17 +21,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fixtures_api import City, make_device, make_pole
+from helpers import device, eventually, latest, sync_files
 from mosquitto import Mosquitto
 from smartpole.app import Platform
 from smartpole.transport.mqtt.client import PublishRefused
-from test_broker import (  # noqa: F401 - fixtures among them
-    broker,
-    device,
-    eventually,
-    latest,
-    platform,
-    sync_files,
-)
+
+
+@pytest.fixture
+def platform(broker_platform: Platform) -> Platform:
+    """Broker mode: the platform consumes from ``broker`` (``fixtures_broker``)."""
+    return broker_platform
+
 
 SUFFIXES = [
     "telemetry",

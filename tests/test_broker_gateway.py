@@ -2,7 +2,7 @@
 
 The gateway publishes ThingsBoard's gateway messages under ``sp/v1/{gateway}/gateway/...``
 (its broker account's own topics), and receives commands, shared attributes and attribute
-answers for its sub-devices under the same prefix. Fixtures: ``test_broker.py``.
+answers for its sub-devices under the same prefix. Fixtures: ``fixtures_broker.py``.
 """
 
 from __future__ import annotations
@@ -19,23 +19,21 @@ import orjson
 import pytest
 
 from fixtures_api import City, make_device, make_pole
+from helpers import Inbox, device, eventually, latest, node_settings, sync_files
 from mosquitto import Mosquitto
 from smartpole.api.app import create_app
 from smartpole.app import Platform
 from smartpole.store import Database
 from smartpole.transport.broker.consumer import BrokerConsumer
-from smartpole.transport.mqtt import codec
 from smartpole.transport.mqtt.client import MqttClient, PublishRefused
-from test_broker import (  # noqa: F401 - fixtures among them
-    T0,
-    broker,
-    device,
-    eventually,
-    latest,
-    node_settings,
-    platform,
-    sync_files,
-)
+
+T0 = 1_750_000_000_000
+
+
+@pytest.fixture
+def platform(broker_platform: Platform) -> Platform:
+    """Broker mode: the platform consumes from ``broker`` (``fixtures_broker``)."""
+    return broker_platform
 
 
 @dataclass
@@ -60,23 +58,6 @@ async def site(
     elsewhere = await make_device(client, city, "lighting", "lamp", other, name="lamp-9")
     sync_files(platform, broker)
     return Site(gw, lamp1, lamp2, elsewhere)
-
-
-class Inbox:
-    """What a client received, by topic."""
-
-    def __init__(self) -> None:
-        self.got: list[codec.Publish] = []
-
-    def __call__(self, packet: codec.Publish) -> None:
-        self.got.append(packet)
-
-    async def on(self, topic: str, count: int = 1) -> list[Any]:
-        async def arrived() -> bool:
-            return len([p for p in self.got if p.topic == topic]) >= count
-
-        await eventually(arrived)
-        return [orjson.loads(p.payload) for p in self.got if p.topic == topic]
 
 
 async def gateway(broker: Mosquitto, site: Site, inbox: Inbox | None = None) -> MqttClient:
@@ -334,7 +315,7 @@ async def second_node(
     # its own engine on the same database, as another process has (stop() disposes it)
     p = Platform(node_settings(tmp_path / name, broker, name), db=Database(database.url))
     await p.start()
-    transport = httpx.ASGITransport(app=create_app(p, manage_lifecycle=False))
+    transport = httpx.ASGITransport(app=create_app(p.api_services()))
     try:
         consumer = p.broker
         assert consumer is not None

@@ -142,7 +142,7 @@ async def test_printed_api_key_works_against_the_api(registry: Registry) -> None
     assert registry.key.startswith("sp_")
     assert "\n" not in registry.key  # stdout holds the secret alone; messages go to stderr
     with embedded(registry.data_dir) as platform:
-        transport = httpx.ASGITransport(app=create_app(platform, manage_lifecycle=False))
+        transport = httpx.ASGITransport(app=create_app(platform.api_services()))
         async with httpx.AsyncClient(transport=transport, base_url="http://cli.test") as c:
             r = await c.get("/api/me", headers={"Authorization": f"Bearer {registry.key}"})
     assert r.status_code == 200, r.text
@@ -341,7 +341,7 @@ def test_device_show_by_name_or_id_and_list_give_the_same_fields(registry: Regis
 
 
 def test_tables_name_tenants_and_say_yes_or_no(registry: Registry) -> None:
-    from smartpole.hub.rules import default_rules
+    from smartpole.hub.rules.documents import default_rules
 
     with embedded(registry.data_dir) as platform:
         platform.hub.rules.put(city_principal(platform.tenants), default_rules()[0])
@@ -524,7 +524,8 @@ def test_commands_work_on_postgres(pg_cluster: PostgresCluster, tmp_path: Path) 
 
 def test_db_recover_settles_the_batches_of_a_node_gone_for_good(tmp_path: Path) -> None:
     from smartpole.model.types import Reading
-    from smartpole.store import Database, WriteBatch, open_series
+    from smartpole.model.writes import WriteBatch
+    from smartpole.store import Database, open_series
 
     hour = 1_764_000_000_000 - 1_764_000_000_000 % 3_600_000
     db = Database(f"sqlite:///{tmp_path}/smartpole.db")

@@ -7,11 +7,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from smartpole.model.types import DeviceKind, Scope
-from smartpole.registry.assets import Assets, DeviceRef
+from helpers import add_device
+from smartpole.model.types import DeviceKind, DeviceRef, Scope
+from smartpole.registry.assets import Assets
 from smartpole.registry.claims import Claims, device_claims
 from smartpole.store import Database
-from test_store import add_device
 
 WRITERS = 6
 ROUNDS = 40

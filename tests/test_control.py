@@ -19,8 +19,8 @@ from smartpole.api import control as control_api
 from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.control import CommandChannel, Control
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
-from smartpole.store.database import now_ms
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def control(platform: Platform, sessions: Sessions) -> Control:
 @pytest.fixture
 async def client(platform: Platform, control: Control) -> AsyncIterator[httpx.AsyncClient]:
     """The in-process client, with the control router (until ``create_app`` includes it)."""
-    app = create_app(platform, manage_lifecycle=False)
+    app = create_app(platform.api_services())
     rpc = "/api/devices/{device_id}/rpc"
     if not any(getattr(r, "path", None) == rpc for r in app.routes):
         app.include_router(control_api.router)

@@ -23,7 +23,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("docs"), mqtt_port=0)
     platform = Platform(settings)
     platform.db.upgrade()
-    with serve(create_app(platform)) as url:
+    with serve(create_app(platform.api_services(), lifecycle=platform)) as url:
         yield url
 
 

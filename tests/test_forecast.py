@@ -12,7 +12,7 @@ import pytest
 
 from fixtures_api import City, make_device, make_pole
 from smartpole.app import Platform
-from smartpole.hub.forecast import MIN_HOURS, fit
+from smartpole.hub.analytics.forecast import MIN_HOURS, fit
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 HOUR = 3_600_000
@@ -74,7 +74,7 @@ async def test_the_api_forecasts_district_pm25_from_the_rollups(
             for m in (0, 30)
         ]
         await upload(client, air["token"], entries)
-    await platform.pipeline._queue.join()
+    await platform.pipeline.drain()
     platform.forecasts.clock = lambda: T0 + 4 * DAY + 20 * 60_000
     r = await forecast(client, city, "city", district="Futian", key="pm25", hours=6)
     assert r.status_code == 200, r.text
@@ -102,7 +102,7 @@ async def test_lamp_energy_is_the_district_total_in_kwh(
             for h in range(3 * 24)
         ]
         await upload(client, lamp["token"], entries)
-    await platform.pipeline._queue.join()
+    await platform.pipeline.drain()
     platform.forecasts.clock = lambda: T0 + 3 * DAY
     r = await forecast(client, city, "lighting", district="Futian", key="energy", hours=24)
     assert r.status_code == 200, r.text

@@ -13,12 +13,13 @@ from shapely.geometry import Point, shape
 from sqlalchemy import create_engine, insert
 
 from smartpole.errors import InvalidInput
+from smartpole.model.clock import now_ms
 from smartpole.model.poles import Pole
 from smartpole.model.types import DeviceKind, Role
 from smartpole.registry.access import Principal, Tenants
 from smartpole.registry.assets import Assets, PoleFilter
 from smartpole.registry.geo import Geo
-from smartpole.store import Database, now_ms
+from smartpole.store import Database
 from smartpole.store.schema import poles
 
 CENTER = (22.54, 114.05)  # lat, lon (Shenzhen)

@@ -19,14 +19,11 @@ import orjson
 import pytest
 
 from fixtures_api import City, make_device, make_pole
+from helpers import EXE, FIRMWARE, assign, claim, cli, free_port
 from smartpole.app import Platform
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
-from smartpole.store.database import now_ms
 from smartpole.transport.polls import ATTRIBUTES, RPC
-from test_hub_api import server_port  # noqa: F401 - a fixture
-from test_mqtt_claim import claim
-from test_mqtt_ota import FIRMWARE, assign, package  # noqa: F401 - package is a fixture
-from test_newcomer import EXE, cli, free_port
 
 OPERATOR = ("lighting", Role.OPERATOR)
 

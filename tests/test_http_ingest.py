@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from fixtures_api import City, make_device, make_pole
-from smartpole.store.database import now_ms
+from smartpole.model.clock import now_ms
 
 T0 = 1_764_000_000_000 - 1_764_000_000_000 % 3_600_000  # an hour boundary
 
@@ -209,6 +209,9 @@ async def test_client_attributes_upload_and_read(
     assert dev == {"client": {"firmware": "1.4.2", "ports": 4}, "shared": {"dim_profile": "night"}}
     only = (await client.get(f"/api/v1/{token}/attributes", params={"sharedKeys": "x"})).json()
     assert only["shared"] == {}
+    # as an MQTT attribute request: a scope not named, when the other one is, comes back empty
+    client_only = await client.get(f"/api/v1/{token}/attributes", params={"clientKeys": "ports"})
+    assert client_only.json() == {"client": {"ports": 4}, "shared": {}}
 
 
 async def test_rotated_token_stops_working(

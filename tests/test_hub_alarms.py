@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from smartpole.errors import NotFound
-from smartpole.hub.alarms import AlarmChange, AlarmFilter, Alarms, AlarmStatus, Severity
+from smartpole.hub.alarms.store import AlarmFilter, Alarms
+from smartpole.model.alarms import AlarmChange
+from smartpole.model.lifecycle import AlarmStatus, Severity
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal, Tenants
 from smartpole.store import Database
@@ -34,9 +36,8 @@ def who(tenants: dict[str, int], name: str) -> Principal:
 async def test_repeat_raise_bumps_count_of_the_one_active_alarm(
     database: Database, tenants: dict[str, int]
 ) -> None:
-    alarms = Alarms(database.engine)
     changes: list[AlarmChange] = []
-    alarms.listeners.append(changes.append)
+    alarms = Alarms(database.engine, listeners=[changes.append])
     kw = {"tenant_id": tenants["lighting"], "originator_type": "device", "originator_id": 7}
     first = await alarms.raise_alarm(**kw, type="tilt", severity=Severity.MINOR, ts=1_000)
     again = await alarms.raise_alarm(
@@ -86,10 +87,10 @@ async def test_assign_comment_and_filters(database: Database, tenants: dict[str,
     )
     await alarms.assign(me, a.id, "crew-7")
     await alarms.comment(me, a.id, "lamp head replaced tomorrow")
-    assert [c["text"] for c in alarms.comments(me, a.id)] == ["lamp head replaced tomorrow"]
-    assert [x.id for x in alarms.list(me, AlarmFilter(assignee="crew-7"))] == [a.id]
-    assert [x.id for x in alarms.list(me, AlarmFilter(pole_id=42))] == [a.id]
-    assert alarms.list(me, AlarmFilter(severity=[Severity.CRITICAL])) == []
+    assert [c.text for c in alarms.comments(me, a.id)] == ["lamp head replaced tomorrow"]
+    assert [x.id for x in alarms.find(me, AlarmFilter(assignee="crew-7"))] == [a.id]
+    assert [x.id for x in alarms.find(me, AlarmFilter(pole_id=42))] == [a.id]
+    assert alarms.find(me, AlarmFilter(severity=[Severity.CRITICAL])) == []
 
 
 async def test_a_tenant_sees_its_own_and_propagated_alarms_only(
@@ -112,12 +113,12 @@ async def test_a_tenant_sees_its_own_and_propagated_alarms_only(
         severity=Severity.MAJOR,
     )
     police = who(tenants, "police")
-    assert [a.id for a in alarms.list(police)] == [sos.id]
+    assert [a.id for a in alarms.find(police)] == [sos.id]
     with pytest.raises(NotFound):
         alarms.get_visible(police, private.id)
     with pytest.raises(NotFound):
         await alarms.acknowledge(police, private.id)
-    assert {a.id for a in alarms.list(who(tenants, "city"))} == {sos.id, private.id}
+    assert {a.id for a in alarms.find(who(tenants, "city"))} == {sos.id, private.id}
 
 
 def test_concurrent_raises_from_threads_make_one_active_alarm(
@@ -143,14 +144,15 @@ def test_concurrent_raises_from_threads_make_one_active_alarm(
         t.start()
     for t in pool:
         t.join()
-    found = alarms.list(who(tenants, "city"), AlarmFilter(type="day_burner"))
+    found = alarms.find(who(tenants, "city"), AlarmFilter(type="day_burner"))
     assert len(found) == 1
     assert found[0].count == threads * per_thread
 
 
 RAISER = """
 import sys
-from smartpole.hub.alarms import Alarms, Severity
+from smartpole.hub.alarms.store import Alarms
+from smartpole.model.lifecycle import Severity
 from smartpole.store import Database
 db = Database(sys.argv[1])
 alarms = Alarms(db.engine)
@@ -172,5 +174,5 @@ def test_concurrent_raises_from_processes_make_one_active_alarm(
     args = [sys.executable, str(script), database.url, str(tenants["lighting"]), str(each)]
     procs = [subprocess.Popen(args) for _ in range(n)]
     assert [p.wait(timeout=120) for p in procs] == [0] * n
-    found = Alarms(database.engine).list(who(tenants, "city"), AlarmFilter(type="tilt"))
+    found = Alarms(database.engine).find(who(tenants, "city"), AlarmFilter(type="tilt"))
     assert [(a.status, a.count) for a in found] == [(AlarmStatus.ACTIVE_UNACK, n * each)]

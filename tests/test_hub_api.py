@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
-import uvicorn
 import websockets
 from typer.testing import CliRunner
 
 from fixtures_api import City, make_device, make_pole
-from smartpole.api import create_app
+from helpers import TILT_RULE, add_rule, send, settle
 from smartpole.app import Platform
 from smartpole.cli import app as cli_app
 from smartpole.model.types import Role
 from smartpole.store import Database
-from test_hub_engine import T0, TILT_RULE, add_rule, send, settle
 
+T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 YAML_RULE = b"""
 name: noise-night
 scope: {kinds: [noise]}
@@ -85,30 +82,6 @@ async def test_alarm_ack_assign_comment_and_tenancy(
     for path in ("/ack", "/clear"):
         r = await client.post(base + path, headers=city.auth("telecom"))
         assert r.status_code == 404
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-async def server_port(platform: Platform) -> AsyncIterator[int]:
-    """The app served by uvicorn on a free port (the in-process client has no WebSocket)."""
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(platform, manage_lifecycle=False), port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-        await asyncio.sleep(0.01)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_websocket_streams_the_changes_a_tenant_sees(

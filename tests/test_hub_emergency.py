@@ -21,9 +21,11 @@ from mqtt_client import V5, Device
 from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.errors import InvalidInput
-from smartpole.hub.rule_body import compile_rule
-from smartpole.hub.rules import CommandAction, default_rules
-from smartpole.store import Database, now_ms
+from smartpole.hub.rules.documents import default_rules
+from smartpole.hub.rules.model import CommandAction
+from smartpole.hub.rules.parser import compile_rule
+from smartpole.model.clock import now_ms
+from smartpole.store import Database
 
 T0 = 1_764_000_000_000
 SEC = 1000
@@ -46,7 +48,7 @@ async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform
 
 async def settle(platform: Platform) -> None:
     """Wait until every upload so far is committed, evaluated and acted on."""
-    await platform.pipeline._queue.join()  # listeners run before a batch is marked done
+    await platform.pipeline.drain()
     await platform.hub.settle()
 
 

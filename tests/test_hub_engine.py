@@ -13,49 +13,16 @@ import orjson
 import pytest
 
 from fixtures_api import City, make_device, make_pole
+from helpers import TILT_RULE, add_rule, alarms_of, send, settle
 from smartpole.app import Platform
 from smartpole.config import Settings
-from smartpole.hub.webhooks import SIGNATURE_HEADER, sign
+from smartpole.hub.webhooks.store import SIGNATURE_HEADER, sign
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal
 from smartpole.store import Database
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 MIN = 60_000
-
-
-async def settle(platform: Platform) -> None:
-    """Wait until every upload so far is committed, evaluated and acted on."""
-    await platform.pipeline._queue.join()  # listeners run before a batch is marked done
-    await platform.hub.settle()
-
-
-async def send(client: httpx.AsyncClient, token: str, ts: int, **values: Any) -> None:
-    """Upload one timestamped set of values through the HTTP device API."""
-    r = await client.post(f"/api/v1/{token}/telemetry", json={"ts": ts, "values": values})
-    assert r.status_code == 200, r.text
-
-
-async def add_rule(client: httpx.AsyncClient, city: City, tenant: str, rule: dict[str, Any]) -> int:
-    """Create a rule through the API and return its id."""
-    r = await client.post("/api/rules", json=rule, headers=city.auth(tenant))
-    assert r.status_code == 201, r.text
-    return int(r.json()["id"])
-
-
-async def alarms_of(client: httpx.AsyncClient, city: City, tenant: str, **q: Any) -> list[Any]:
-    """Alarms the tenant sees."""
-    r = await client.get("/api/alarms", params=q, headers=city.auth(tenant))
-    assert r.status_code == 200, r.text
-    return list(r.json())
-
-
-TILT_RULE = {
-    "name": "tilt",
-    "scope": {"kinds": ["tilt"]},
-    "condition": {"key": "tilt", "op": ">", "value": 5},
-    "actions": [{"alarm": {"type": "pole_tilt", "severity": "major", "originator": "pole"}}],
-}
 
 
 async def test_threshold_raises_counts_and_clears_an_alarm(
@@ -121,10 +88,10 @@ async def test_rule_state_survives_a_restart(
     try:
         await second.hub.tick(now=T0 + 4 * MIN)
         await second.hub.settle()
-        assert second.hub.alarms.list(city_principal(second, city)) == []
+        assert second.hub.alarms.find(city_principal(second, city)) == []
         await second.hub.tick(now=T0 + 5 * MIN)  # five minutes since T0, not since restart
         await second.hub.settle()
-        [alarm] = second.hub.alarms.list(city_principal(second, city))
+        [alarm] = second.hub.alarms.find(city_principal(second, city))
         assert (alarm.type, alarm.first_ts) == ("flood", T0 + 5 * MIN)
     finally:
         await second.hub.stop()

@@ -27,10 +27,11 @@ from mqtt_client import V5, Device
 from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.config import Settings
-from smartpole.hub.alarms import Alarm
+from smartpole.model.alarms import Alarm
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal
-from smartpole.store import Database, now_ms
+from smartpole.store import Database
 
 DELAY_S = 4  # the first timer run after a start must come sooner than this
 DELAY = DELAY_S * 1000
@@ -59,7 +60,7 @@ async def serve(database: Database, data_dir: Path, node: str = "a") -> AsyncIte
     p = Platform(settings, db=database)
     await p.start()
     try:
-        app = create_app(p, manage_lifecycle=False)
+        app = create_app(p.api_services())
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://smartpole.test") as c:
             yield Running(p, c)
@@ -70,7 +71,7 @@ async def serve(database: Database, data_dir: Path, node: str = "a") -> AsyncIte
 
 async def settle(platform: Platform) -> None:
     """Wait until every upload so far is committed, evaluated and acted on."""
-    await platform.pipeline._queue.join()  # listeners run before a batch is marked done
+    await platform.pipeline.drain()
     await platform.hub.settle()
 
 
@@ -126,7 +127,7 @@ def offline_alarms(platform: Platform, city: City) -> list[Alarm]:
     who = Principal(city.ids["city"], "city", Role.ADMIN, True)
     return [
         a
-        for a in platform.hub.alarms.list(who, limit=1000)
+        for a in platform.hub.alarms.find(who, limit=1000)
         if a.type in ("device_offline", "pole_offline")
     ]
 

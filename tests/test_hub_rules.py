@@ -10,9 +10,10 @@ import pytest
 
 from smartpole.errors import InvalidInput
 from smartpole.hub.aqi import iaqi, level
-from smartpole.hub.conditions import Context
-from smartpole.hub.rule_body import compile_rule, parse_duration
-from smartpole.hub.rules import default_rules
+from smartpole.hub.rules.conditions import Context
+from smartpole.hub.rules.documents import default_rules
+from smartpole.hub.rules.parse_conditions import parse_duration
+from smartpole.hub.rules.parser import compile_rule
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

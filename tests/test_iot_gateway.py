@@ -33,7 +33,7 @@ from fixtures_api import City, make_device, make_pole
 from mosquitto import Mosquitto
 from mqtt_client import V311, Device
 from smartpole.app import Platform
-from smartpole.registry.broker import broker_hash
+from smartpole.registry.broker_hashes import broker_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = Path(__file__).parent / "iot_gateway" / "requirements.txt"

@@ -17,11 +17,12 @@ import httpx
 import pytest
 
 from fixtures_api import City, make_device, make_pole
+from helpers import add_rule, alarms_of, settle
 from mqtt_client import V5, V311, Device
 from smartpole.app import Platform
 from smartpole.model.types import MAX_KEY_LENGTH, key_label, key_problem, split_keys
-from test_hub_engine import T0, add_rule, alarms_of, settle
 
+T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 # What ThingsBoard devices send: spaced names, Chinese names, the IoT Gateway's connector name.
 ROOM = "room temp"
 WENDU = "温度"

@@ -7,15 +7,28 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
-import test_broker
 from fixtures_api import City
+from helpers import device, eventually, latest
 from mosquitto import Mosquitto
+from smartpole.app import Platform
 from smartpole.transport.mqtt import codec
-from test_broker import T0, device, eventually, latest
 
-# test_broker's fixtures: a platform in broker mode, its Mosquitto and a lamp with an account
-platform, broker, lamp = test_broker.platform, test_broker.broker, test_broker.lamp
+T0 = 1_750_000_000_000
+
+
+@pytest.fixture
+def platform(broker_platform: Platform) -> Platform:
+    """Broker mode: the platform consumes from ``broker`` (``fixtures_broker``)."""
+    return broker_platform
+
+
+@pytest.fixture
+def lamp(broker_lamp: dict[str, Any]) -> dict[str, Any]:
+    """A lamp with its broker account (``fixtures_broker``)."""
+    return broker_lamp
+
 
 ROOM, WENDU, CONNECTOR = "room temp", "温度", "MQTT Broker Connector"
 

@@ -14,8 +14,9 @@ from fixtures_api import City, make_device
 from mqtt_client import V5, Device
 from smartpole.app import Platform
 from smartpole.config import Settings
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
-from smartpole.store import Database, now_ms
+from smartpole.store import Database
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -129,7 +130,7 @@ async def separate(database: Database, tmp_path: Path) -> AsyncIterator[Platform
 
 
 async def test_separate_metrics_address_needs_no_key(separate: Platform) -> None:
-    url = f"http://127.0.0.1:{separate.settings.metrics_port}/metrics"
+    url = f"http://127.0.0.1:{separate.metrics.port}/metrics"
     async with httpx.AsyncClient() as http:
         r = await http.get(url)
     assert r.status_code == 200

@@ -11,11 +11,11 @@ import pytest
 from tb_device_mqtt import TBDeviceMqttClient
 
 from fixtures_api import City, make_device, make_pole
+from helpers import claim, run, sent, shutdown, start
 from mqtt_client import V5, Device
 from smartpole.app import Platform
 from smartpole.model.types import Role
 from smartpole.registry.claims import Claims
-from test_mqtt_sdk import run, sent, shutdown, start
 
 
 @pytest.fixture
@@ -35,13 +35,6 @@ async def camera(platform: Platform, site: dict[str, Any]) -> AsyncIterator[Devi
     assert await dev.connect() == 0
     yield dev
     await dev.close()
-
-
-async def claim(
-    client: httpx.AsyncClient, city: City, name: str, secret: str, tenant: str = "telecom"
-) -> httpx.Response:
-    body = {"name": name, "secret_key": secret}
-    return await client.post("/api/devices/claim", json=body, headers=city.auth(tenant))
 
 
 async def test_a_tenant_claims_the_device_and_owns_it_on_its_pole(

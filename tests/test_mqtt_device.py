@@ -12,7 +12,7 @@ import pytest
 from fixtures_api import City, make_device, make_pole
 from mqtt_client import V5, V311, Device, read_pubacks
 from smartpole.app import Platform
-from smartpole.store.database import now_ms
+from smartpole.model.clock import now_ms
 from smartpole.transport.mqtt import codec
 
 T0 = 1_764_000_000_000

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
-import random
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,47 +14,16 @@ import pytest
 from tb_device_mqtt import TBDeviceMqttClient, TBFirmwareState
 
 from fixtures_api import City, make_device, make_pole
+from helpers import FIRMWARE, assign, poll, run, shutdown, start, take, upload
 from mqtt_client import V5, V311, Device
 from smartpole.app import Platform
 from smartpole.model.types import Role
-from test_mqtt_sdk import poll, run, shutdown, start, take
-
-FIRMWARE = random.Random(7).randbytes(40 * 1024)
-
-
-async def upload(
-    client: httpx.AsyncClient,
-    city: City,
-    data: bytes = FIRMWARE,
-    tenant: str = "lighting",
-    **params: Any,
-) -> httpx.Response:
-    query = {"title": "lamp-fw", "version": "2.0.0", "kind": "lamp", **params}
-    headers = {**city.auth(tenant, Role.OPERATOR), "content-type": "application/octet-stream"}
-    return await client.post("/api/firmware", params=query, content=data, headers=headers)
 
 
 @pytest.fixture
 async def lamp(client: httpx.AsyncClient, city: City) -> dict[str, Any]:
     pole = await make_pole(client, city, "FT-OTA-0001")
     return await make_device(client, city, "lighting", "lamp", pole, name="lamp-ota")
-
-
-@pytest.fixture
-async def package(client: httpx.AsyncClient, city: City) -> dict[str, Any]:
-    r = await upload(client, city)
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-async def assign(
-    client: httpx.AsyncClient, city: City, device_id: int, firmware_id: int
-) -> httpx.Response:
-    return await client.post(
-        f"/api/devices/{device_id}/firmware",
-        json={"firmware_id": firmware_id},
-        headers=city.auth("lighting", Role.OPERATOR),
-    )
 
 
 # -- packages -----------------------------------------------------------------------------

@@ -10,82 +10,21 @@ from __future__ import annotations
 import asyncio
 import queue
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from tb_device_mqtt import TBDeviceMqttClient, TBPublishInfo
+from tb_device_mqtt import TBDeviceMqttClient
 from tb_gateway_mqtt import TBGatewayMqttClient
 
 from fixtures_api import City, make_device, make_pole
+from helpers import poll, run, sent, shutdown, start, take
 from smartpole.app import Platform
 
 T0 = 1_764_000_000_000
-WAIT = 10.0
 # Keys as ThingsBoard devices send them: spaced, Chinese, the IoT Gateway's connector name.
 ROOM, WENDU, CONNECTOR = "room temp", "温度", "MQTT Broker Connector"
-
-
-async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call a blocking SDK function in a worker thread."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
-
-
-async def sent(info: Callable[[], TBPublishInfo]) -> int:
-    """Publish through the SDK and wait for the PUBACK; the SDK's result code (0 = sent)."""
-    return int(await run(lambda: info().get()))
-
-
-async def take(q: queue.Queue[Any], wait: float = WAIT) -> Any:
-    """The next item a callback put in ``q``."""
-    return await asyncio.to_thread(q.get, True, wait)
-
-
-def _ready(c: TBDeviceMqttClient) -> bool:
-    if not (c.is_connected() and c.rate_limits_received):
-        return False
-    return not isinstance(c, TBGatewayMqttClient) or not c.get_subscriptions_in_progress()
-
-
-async def start(c: TBDeviceMqttClient) -> None:
-    """Connect and wait until the SDK has subscribed and applied ``getSessionLimits``."""
-
-    def go() -> None:
-        c.connect(keepalive=30)
-        deadline = time.monotonic() + WAIT
-        while not _ready(c):
-            if time.monotonic() > deadline:
-                raise TimeoutError("SDK client not ready (no CONNACK or no session limits)")
-            time.sleep(0.01)
-
-    await run(go)
-
-
-def shutdown(c: TBDeviceMqttClient) -> None:
-    """Disconnect, stop the SDK's threads and close every socket it opened."""
-    c.disconnect()  # DISCONNECT, then paho's network thread is joined
-    c.stop()  # ends the SDK's "Timeout check" and "Service loop" threads
-    for name in ("_TBDeviceMqttClient__timeout_thread", "_TBDeviceMqttClient__service_loop"):
-        thread = getattr(c, name)
-        thread.join(5)
-        assert not thread.is_alive(), name
-    paho = c._client
-    paho._sock_close()
-    # paho keeps its wake-up socket pair open after the session ended
-    for sock in (paho._sockpairR, paho._sockpairW):
-        if sock is not None:
-            sock.close()
-    paho._sockpairR = paho._sockpairW = None
-
-
-async def poll(check: Callable[[], Any], wait: float = 5.0) -> None:
-    """Await ``check()`` (a coroutine function) until it is true."""
-    deadline = time.monotonic() + wait
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def latest(client: httpx.AsyncClient, auth: dict[str, str], device_id: int) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,16 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers import EXE, cli, free_port
 from pg import PostgresCluster
 
-EXE = Path(sys.executable).parent / "smartpole"
 HOUR = 3_600_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(
@@ -47,12 +40,6 @@ def store_args(request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
         return ["--data-dir", str(tmp_path / "data")]
     cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
     return ["--db", cluster.create_database(f"newcomer_{os.getpid()}_{time.time_ns()}")]
-
-
-def cli(*args: str) -> str:
-    proc = subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 @pytest.fixture

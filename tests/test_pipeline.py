@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from helpers import add_device
 from smartpole.errors import Overloaded, StoreUnavailable
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.model.types import Reading
+from smartpole.model.writes import WriteBatch, WriteResult
 from smartpole.store import Database, SeriesStore
-from smartpole.store.series import WriteBatch, WriteResult
-from test_store import add_device
 
 T0 = 1_764_000_000_000
 
@@ -36,13 +36,12 @@ async def test_submissions_of_one_turn_share_one_commit(
     database: Database, series: SeriesStore
 ) -> None:
     dev = add_device(database)
-    pipe = Pipeline(series, batch_size=1000, batch_age_ms=1)
     seen: list[WriteBatch] = []
 
     async def listener(b: WriteBatch) -> None:
         seen.append(b)
 
-    pipe.listeners.append(listener)
+    pipe = Pipeline(series, batch_size=1000, batch_age_ms=1, listeners=[listener])
     await pipe.start()
     try:
         futures = [pipe.enqueue(batch(dev, i)) for i in range(50)]  # one turn of the loop

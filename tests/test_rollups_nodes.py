@@ -15,8 +15,10 @@ from alembic import command
 from sqlalchemy import text
 
 from smartpole.config import Settings
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Reading
-from smartpole.store import Database, SeriesStore, WriteBatch, now_ms, open_series
+from smartpole.model.writes import WriteBatch
+from smartpole.store import Database, SeriesStore, open_series
 from smartpole.store.postgres import month_bounds
 
 BASE = 1_764_000_000_000  # 2025-11-24

@@ -16,7 +16,7 @@ import pytest
 
 from fixtures_api import City, make_device, make_pole
 from smartpole.app import Platform
-from smartpole.hub.rules import default_rules
+from smartpole.hub.rules.documents import default_rules
 from smartpole.model.types import DeviceKind
 from smartpole.sim.district import plan_district
 from smartpole.sim.environment import District
@@ -136,6 +136,6 @@ async def test_held_back_readings_raise_the_lamp_alarms_whenever_the_demo_starts
 
 async def settle(platform: Platform) -> None:
     """Wait until every upload so far is committed, evaluated and acted on."""
-    await platform.pipeline._queue.join()
+    await platform.pipeline.drain()
     await platform.hub.settle()
     await asyncio.sleep(0)

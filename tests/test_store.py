@@ -10,13 +10,15 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 
+from helpers import add_device
 from pg import PostgresCluster
 from smartpole.config import Settings
 from smartpole.model.types import Quality, Reading, Value
-from smartpole.store import Database, Quarantined, SeriesStore, WriteBatch, open_series
-from smartpole.store.schema import devices, tenants
+from smartpole.model.writes import Quarantined, WriteBatch
+from smartpole.store import Database, SeriesStore, open_series
+from smartpole.store.schema import devices
 from smartpole.store.series import Aggregation
 
 BASE = 1_764_000_000_000  # 2025-11-24T16:00:00Z, hour-aligned
@@ -31,27 +33,6 @@ AGGS: tuple[Aggregation, ...] = ("avg", "min", "max", "sum", "count")
 # -- helpers ------------------------------------------------------------------------------
 def write(series: SeriesStore, readings: Iterable[Reading], **kwargs: Any) -> Any:
     return series.write(WriteBatch(readings=list(readings), **kwargs))
-
-
-def add_device(db: Database, name: str | None = None) -> int:
-    """Insert a tenant and a device owned by it; return the device id."""
-    name = name or f"dev-{uuid.uuid4().hex[:8]}"
-    with db.engine.begin() as conn:
-        tenant_id = conn.execute(
-            insert(tenants).values(name=f"t-{name}", created=BASE)
-        ).inserted_primary_key[0]
-        return int(
-            conn.execute(
-                insert(devices).values(
-                    name=name,
-                    kind="lamp",
-                    owner_id=tenant_id,
-                    token_hash=uuid.uuid4().hex * 2,
-                    token_hint="abcd",
-                    created=BASE,
-                )
-            ).inserted_primary_key[0]
-        )
 
 
 def last_seen(db: Database, device_id: int) -> int | None:

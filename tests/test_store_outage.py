@@ -33,7 +33,8 @@ from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.errors import StoreUnavailable
 from smartpole.model.types import Reading
-from smartpole.store import Database, WriteBatch, open_series
+from smartpole.model.writes import WriteBatch
+from smartpole.store import Database, open_series
 from smartpole.transport.mqtt import codec
 
 T0 = 1_764_000_000_000  # on a whole hour
@@ -240,7 +241,7 @@ async def api(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     """The platform's HTTP API, in-process."""
     from smartpole.api import create_app
 
-    transport = httpx.ASGITransport(app=create_app(platform, manage_lifecycle=False))
+    transport = httpx.ASGITransport(app=create_app(platform.api_services()))
     async with httpx.AsyncClient(transport=transport, base_url="http://smartpole.test") as c:
         yield c
 

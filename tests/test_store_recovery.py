@@ -7,7 +7,8 @@ import random
 from sqlalchemy import text
 
 from smartpole.model.types import Reading
-from smartpole.store import Database, SeriesStore, WriteBatch, open_series
+from smartpole.model.writes import WriteBatch
+from smartpole.store import Database, SeriesStore, open_series
 
 BASE = 1_764_000_000_000
 HOUR = 3_600_000

@@ -7,23 +7,25 @@ import orjson
 import pytest
 
 from fixtures_api import City
+from helpers import bind, device, eventually, make_site, refusal_logged, sync_files
+from helpers import latest_values as latest
 from mosquitto import Mosquitto
 from smartpole.app import Platform
-from test_broker import (  # noqa: F401 - fixtures among them
-    broker,
-    device,
-    eventually,
-    platform,
-    sync_files,
-)
-from test_tenancy_gateways import T0, bind, latest, make_site, refusal_logged
+
+T0 = 1_764_000_000_000
+
+
+@pytest.fixture
+def platform(broker_platform: Platform) -> Platform:
+    """Broker mode: the platform consumes from ``broker`` (``fixtures_broker``)."""
+    return broker_platform
 
 
 async def test_broker_mode_keeps_the_same_rule(
     client: httpx.AsyncClient,
     city: City,
-    platform: Platform,  # noqa: F811 - a fixture
-    broker: Mosquitto,  # noqa: F811 - a fixture
+    platform: Platform,
+    broker: Mosquitto,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     site = await make_site(client, city)

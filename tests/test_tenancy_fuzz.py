@@ -285,7 +285,7 @@ def calls(draw: st.DrawFn, spec: dict[str, Any], v: Victim) -> list[Call]:
 @pytest.fixture
 def spec(platform: Platform) -> dict[str, Any]:
     """The OpenAPI document of the app under test."""
-    return create_app(platform, manage_lifecycle=False).openapi()
+    return create_app(platform.api_services()).openapi()
 
 
 @settings(

@@ -9,15 +9,15 @@ broker mode. (The HTTP device API has no gateway API: a device posts only for it
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from fixtures_api import City, grant_mount, make_device, make_pole
+from fixtures_api import City, make_device
+from helpers import Site, bind, make_site, refusal_logged
+from helpers import latest_values as latest
 from mqtt_client import V5, V311, Device
 from smartpole.app import Platform
 
@@ -25,54 +25,11 @@ T0 = 1_764_000_000_000
 RC_NOT_AUTHORIZED = 0x87
 
 
-@dataclass
-class Site:
-    """Pole P with lighting's gateway and lamp and telecom's small cell."""
-
-    pole: int
-    gw: dict[str, Any]
-    lamp: dict[str, Any]
-    cell: dict[str, Any]
-
-
-async def make_site(client: httpx.AsyncClient, city: City) -> Site:
-    """Lighting's gateway and lamp on pole P, and telecom's cell there by lighting's grant."""
-    pole = await make_pole(client, city, "FT-TN-0001")
-    gw = await make_device(client, city, "lighting", "gateway", pole, name="gw-l", port=1)
-    lamp = await make_device(client, city, "lighting", "lamp", pole, name="lamp-l", port=2)
-    await grant_mount(client, city, pole, "lighting", "telecom")
-    cell = await make_device(client, city, "telecom", "small_cell", pole, name="cell-t", port=3)
-    return Site(pole, gw, lamp, cell)
-
-
-async def latest(client: httpx.AsyncClient, city: City, device_id: int) -> dict[str, Any]:
-    """The device's latest values, as the city operator reads them."""
-    r = await client.get(f"/api/devices/{device_id}/latest", headers=city.auth("city"))
-    assert r.status_code == 200, r.text
-    return {k: v["value"] for k, v in r.json().items()}
-
-
 async def client_attributes(client: httpx.AsyncClient, city: City, device_id: int) -> Any:
     """The device's client-scope attributes."""
     r = await client.get(f"/api/devices/{device_id}/attributes", headers=city.auth("city"))
     assert r.status_code == 200, r.text
     return {k: v["value"] for k, v in r.json().get("client", {}).items()}
-
-
-async def bind(client: httpx.AsyncClient, city: City, device_id: int, gateway: str) -> int:
-    """The telecom operator binds its device to a gateway; returns the binding's id."""
-    body, auth = {"gateway": gateway}, city.auth("telecom")
-    r = await client.post(f"/api/devices/{device_id}/bindings", json=body, headers=auth)
-    assert r.status_code == 201, r.text
-    return int(r.json()["id"])
-
-
-def refusal_logged(caplog: pytest.LogCaptureFixture, gateway: str, device: str) -> bool:
-    """A warning names both the gateway and the device it may not speak for."""
-    return any(
-        r.levelno == logging.WARNING and gateway in r.getMessage() and device in r.getMessage()
-        for r in caplog.records
-    )
 
 
 # -- the built-in MQTT endpoint ---------------------------------------------------------------

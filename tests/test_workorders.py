@@ -17,8 +17,8 @@ from fixtures_api import City, make_device, make_pole
 from smartpole.app import Platform
 from smartpole.cli import app as cli
 from smartpole.errors import InvalidInput
-from smartpole.hub.alarms import Severity
-from smartpole.hub.workorders import HOUR_MS, OVERDUE, parse_sla
+from smartpole.hub.workorders.lifecycle import HOUR_MS, OVERDUE, parse_sla
+from smartpole.model.lifecycle import Severity
 from smartpole.model.types import Role
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
@@ -36,7 +36,7 @@ RULE = {
 
 async def settle(platform: Platform) -> None:
     """Wait until every upload so far is committed, evaluated and acted on."""
-    await platform.pipeline._queue.join()
+    await platform.pipeline.drain()
     await platform.hub.settle()
 
 

@@ -7,16 +7,16 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smartpole.config import Settings
 from smartpole.control import Control
-from smartpole.devices import DeviceService
+from smartpole.devices import DeviceApi, DeviceService, SessionLimits
 from smartpole.errors import StoreUnavailable
-from smartpole.hub.anomaly import AnomalyService, Detector
+from smartpole.hub.analytics.anomaly import AnomalyService, Detector
+from smartpole.hub.analytics.forecast import Forecasts
 from smartpole.hub.engine import Hub
-from smartpole.hub.forecast import Forecasts
-from smartpole.hub.workorders import WorkOrders, parse_sla
+from smartpole.hub.workorders.lifecycle import parse_sla
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.metrics import Metrics
 from smartpole.registry.access import Tenants
@@ -32,10 +32,12 @@ from smartpole.store import Database, SeriesStore, open_database, open_series
 from smartpole.store.backup import server_lock
 from smartpole.store.database import store_unavailable
 from smartpole.transport.broker import BrokerConsumer
-from smartpole.transport.mqtt.port import SessionLimits
 from smartpole.transport.mqtt.server import MqttServer
 from smartpole.transport.mqtt.websocket import MqttWebSocketServer
 from smartpole.transport.polls import Polls
+
+if TYPE_CHECKING:
+    from smartpole.api import Services
 
 __all__ = ["Channels", "Platform"]
 
@@ -43,32 +45,35 @@ log = logging.getLogger(__name__)
 
 
 class Channels:
-    """The MQTT endpoints (plain and TLS) and the external broker as one command channel."""
+    """The platform's one command channel: the MQTT endpoints (plain, TLS, WebSocket) and the
+    external broker, each from its start to its stop, then the devices polling over HTTP."""
 
-    def __init__(
-        self, servers: list[MqttServer], broker: BrokerConsumer | None, polls: Polls
-    ) -> None:
-        self.servers = servers
-        self.broker = broker
+    def __init__(self, polls: Polls) -> None:
+        self.endpoints: list[MqttServer | BrokerConsumer] = []  # in the order they started
         self.polls = polls
+
+    def open(self, endpoint: MqttServer | BrokerConsumer) -> None:
+        """A started endpoint takes commands from now on."""
+        self.endpoints.append(endpoint)
+
+    def close(self, endpoint: MqttServer | BrokerConsumer) -> None:
+        """An endpoint about to stop takes no more commands."""
+        if endpoint in self.endpoints:  # one that failed to start never joined
+            self.endpoints.remove(endpoint)
 
     async def send(self, device_id: int, request_id: int, method: str, params: Any) -> bool:
         """Send a command through whichever endpoint holds the device's session."""
-        for server in self.servers:
-            if server.is_connected(device_id):
-                return await server.send(device_id, request_id, method, params)
-        if self.broker is not None and self.broker.is_connected(device_id):
-            return await self.broker.send(device_id, request_id, method, params)
+        for endpoint in self.endpoints:
+            if endpoint.is_connected(device_id):
+                return await endpoint.send(device_id, request_id, method, params)
         return await self.polls.send(device_id, request_id, method, params)
 
     def is_connected(self, device_id: int) -> bool:
         """Whether any endpoint holds a session of the device (or the broker deems it online),
         or it has an HTTP poll open."""
-        return (
-            any(server.is_connected(device_id) for server in self.servers)
-            or (self.broker is not None and self.broker.is_connected(device_id))
-            or self.polls.is_connected(device_id)
-        )
+        return any(
+            endpoint.is_connected(device_id) for endpoint in self.endpoints
+        ) or self.polls.is_connected(device_id)
 
 
 class Platform:
@@ -87,19 +92,43 @@ class Platform:
         self.tenants = Tenants(self.db.engine, settings.hub_timezone)
         self.assets = Assets(self.db.engine)
         self.grants = Grants(self.db.engine)
+        self.polls = Polls()  # HTTP devices waiting for a command
+        # the MQTT endpoints and the broker join the command channel as they start
+        self.channels = Channels(self.polls)
+        self.control = Control(self.db.engine, self.channels)
+        self.credentials = Credentials(self.db.engine, self.assets)
+        self.provisioning = Provisioning(self.db.engine, self.assets, self.credentials)
+        self.claims = Claims(self.db.engine, self.assets, settings.claim_allowed_by_default)
+        self.firmware = Firmware(self.db.engine, self.assets, settings.firmware_max_bytes)
+        self.hub = Hub(
+            self.db.engine,
+            commander=self.control,
+            series=self.series,
+            work_order_sla=parse_sla(settings.work_order_sla),
+            timezone=settings.hub_timezone,
+            webhook_attempts=settings.hub_webhook_attempts,
+            webhook_backoff_ms=settings.hub_webhook_backoff_ms,
+            metrics=self.metrics,
+        )
+        self.work_orders = self.hub.work_orders
+        detector = Detector(
+            threshold=settings.anomaly_threshold,
+            consecutive=settings.anomaly_consecutive,
+            max_series=settings.anomaly_max_series,
+        )
+        self.anomaly = AnomalyService(
+            self.db.engine, self.hub.alarms, detector, node=settings.node_id
+        )
+        self.census = Census(self.db.engine, self.metrics, settings.inactivity_timeout_s * 1000)
+        analytics = [self.anomaly.on_batch] if settings.anomaly_enabled else []
         self.pipeline = Pipeline(
             self.series,
             batch_size=settings.batch_size,
             batch_age_ms=settings.batch_age_ms,
             capacity=settings.queue_readings,
             metrics=self.metrics,
+            listeners=[self.hub.on_batch, *analytics, self.census.on_batch],
         )
-        self.control = Control(self.db.engine)
-        self.polls = Polls()  # HTTP devices waiting for a command
-        self.credentials = Credentials(self.db.engine, self.assets)
-        self.provisioning = Provisioning(self.db.engine, self.assets, self.credentials)
-        self.claims = Claims(self.db.engine, self.assets, settings.claim_allowed_by_default)
-        self.firmware = Firmware(self.db.engine, self.assets, settings.firmware_max_bytes)
         self.devices = DeviceService(
             self.assets,
             self.pipeline,
@@ -115,31 +144,7 @@ class Platform:
             claims=self.claims,
             firmware=self.firmware,
         )
-        self.hub = Hub(
-            self.db.engine,
-            commander=self.control,
-            series=self.series,
-            timezone=settings.hub_timezone,
-            webhook_attempts=settings.hub_webhook_attempts,
-            webhook_backoff_ms=settings.hub_webhook_backoff_ms,
-            metrics=self.metrics,
-        )
-        self.pipeline.listeners.append(self.hub.on_batch)
-        self.work_orders = WorkOrders(
-            self.db.engine, self.hub.alarms, sla=parse_sla(settings.work_order_sla)
-        )
-        self.hub.work_orders = self.work_orders
-        self.hub.alarms.listeners.append(self.work_orders.on_alarm_change)
-        detector = Detector(
-            threshold=settings.anomaly_threshold,
-            consecutive=settings.anomaly_consecutive,
-            max_series=settings.anomaly_max_series,
-        )
-        self.anomaly = AnomalyService(
-            self.db.engine, self.hub.alarms, detector, node=settings.node_id
-        )
-        if settings.anomaly_enabled:
-            self.pipeline.listeners.append(self.anomaly.on_batch)
+        self.device_api = DeviceApi(self.devices)  # what every device transport speaks to
         self.forecasts = Forecasts(
             self.series, self.assets, window_days=settings.forecast_window_days
         )
@@ -148,10 +153,8 @@ class Platform:
         if settings.broker:
             accounts = BrokerAccounts(self.assets)
             self.broker = BrokerConsumer.from_settings(
-                settings, self.devices, accounts, self.metrics
+                settings, self.device_api, accounts, self.metrics
             )
-        self.census = Census(self.db.engine, self.metrics, settings.inactivity_timeout_s * 1000)
-        self.pipeline.listeners.append(self.census.on_batch)
         self._gauges()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -225,22 +228,22 @@ class Platform:
         for seconds, name, work in every:
             self._tasks.append(asyncio.create_task(self._every(seconds, name, work), name=name))
         if s.metrics_port >= 0:
-            s.metrics_port = self.metrics.serve(s.metrics_host, s.metrics_port)
-            log.info("metrics on http://%s:%d/metrics", s.metrics_host, s.metrics_port)
+            port = self.metrics.serve(s.metrics_host, s.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", s.metrics_host, port)
 
     async def _start_mqtt(self) -> None:
         s = self.settings
         load = lambda: self.pipeline.load  # noqa: E731
         if s.mqtt_port >= 0:
             self.mqtt.append(
-                MqttServer(self.devices, s.host, s.mqtt_port, load=load, metrics=self.metrics)
+                MqttServer(self.device_api, s.host, s.mqtt_port, load=load, metrics=self.metrics)
             )
         if s.mqtt_tls_cert and s.mqtt_tls_key:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(s.mqtt_tls_cert, s.mqtt_tls_key)
             self.mqtt.append(
                 MqttServer(
-                    self.devices,
+                    self.device_api,
                     s.host,
                     s.mqtt_tls_port,
                     ssl_context=ctx,
@@ -255,7 +258,7 @@ class Platform:
                 ws_ctx.load_cert_chain(s.mqtt_tls_cert, s.mqtt_tls_key)
             self.mqtt.append(
                 MqttWebSocketServer(
-                    self.devices,
+                    self.device_api,
                     s.host,
                     s.mqtt_ws_port,
                     ssl_context=ws_ctx,
@@ -265,9 +268,10 @@ class Platform:
             )
         for server in self.mqtt:
             await server.start()
+            self.channels.open(server)
         if self.broker is not None:
             await self.broker.start()
-        self.control.channel = Channels(self.mqtt, self.broker, self.polls)
+            self.channels.open(self.broker)
 
     async def push_shared(self, device_id: int, values: dict[str, Any]) -> bool:
         """Send shared-attribute updates to the device if it is connected (or polls for them
@@ -321,8 +325,10 @@ class Platform:
         await asyncio.gather(*self._tasks)
         self._tasks.clear()
         if self.broker is not None:
+            self.channels.close(self.broker)
             await self.broker.stop()
         for server in self.mqtt:
+            self.channels.close(server)
             await server.stop()
         self.mqtt.clear()
         await self.pipeline.stop()
@@ -357,6 +363,39 @@ class Platform:
         deleted = await asyncio.to_thread(self.series.purge)
         if deleted:
             log.info("retention deleted %d expired readings", deleted)
+
+    def api_services(self) -> Services:
+        """What the REST API uses of this platform (``create_app(platform.api_services())``)."""
+        # imported here while transport/http/device.py imports this module (a circle otherwise)
+        from smartpole.api import Services
+
+        return Services(
+            settings=self.settings,
+            database=self.db,
+            tenants=self.tenants,
+            assets=self.assets,
+            grants=self.grants,
+            credentials=self.credentials,
+            provisioning=self.provisioning,
+            claims=self.claims,
+            firmware=self.firmware,
+            series=self.series,
+            pipeline=self.pipeline,
+            control=self.control,
+            hub=self.hub,
+            alarms=self.hub.alarms,
+            webhooks=self.hub.webhooks,
+            work_orders=self.work_orders,
+            anomaly=self.anomaly,
+            forecasts=self.forecasts,
+            devices=self.devices,
+            device_api=self.device_api,
+            polls=self.polls,
+            broker=self.broker,
+            metrics=self.metrics,
+            connections=self,
+            health=self,
+        )
 
 
 def _listener(server: MqttServer) -> str:

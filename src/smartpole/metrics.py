@@ -148,6 +148,11 @@ class Metrics:
         self._server, self._thread = start_http_server(port, host, registry=self.registry)
         return int(self._server.server_port)
 
+    @property
+    def port(self) -> int | None:
+        """The separate address's port while serving, else None."""
+        return None if self._server is None else int(self._server.server_port)
+
     def stop(self) -> None:
         """Stop the separate metrics address, if serving."""
         if self._server is not None:

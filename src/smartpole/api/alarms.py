@@ -11,10 +11,12 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from smartpole.api.deps import Caller, Plat
+from smartpole.api.deps import AlarmsDep, Caller, HubDep, TenantsDep
 from smartpole.api.schemas import Id, Millis, Offset
 from smartpole.errors import SmartpoleError
-from smartpole.hub.alarms import Alarm, AlarmFilter, AlarmStatus, Severity
+from smartpole.hub.alarms.store import AlarmFilter
+from smartpole.model.alarms import Alarm
+from smartpole.model.lifecycle import AlarmStatus, Severity
 from smartpole.model.types import Role
 
 __all__ = ["AlarmOut", "router"]
@@ -85,7 +87,7 @@ class CommentOut(BaseModel):
 
 @router.get("/alarms", summary="List alarms")
 def list_alarms(
-    p: Plat,
+    alarms: AlarmsDep,
     who: Caller,
     status: Annotated[list[AlarmStatus] | None, Query()] = None,
     severity: Annotated[list[Severity] | None, Query()] = None,
@@ -124,40 +126,40 @@ def list_alarms(
         roots=roots,
         root_id=root_id,
     )
-    return [AlarmOut.of(a) for a in p.hub.alarms.list(who, f, limit=limit, offset=offset)]
+    return [AlarmOut.of(a) for a in alarms.find(who, f, limit=limit, offset=offset)]
 
 
 @router.get("/alarms/{alarm_id}", summary="Get an alarm", responses=NOT_FOUND)
-def get_alarm(p: Plat, who: Caller, alarm_id: Id) -> AlarmOut:
+def get_alarm(alarms: AlarmsDep, who: Caller, alarm_id: Id) -> AlarmOut:
     """A visible alarm."""
-    return AlarmOut.of(p.hub.alarms.get_visible(who, alarm_id))
+    return AlarmOut.of(alarms.get_visible(who, alarm_id))
 
 
 @router.post("/alarms/{alarm_id}/ack", summary="Acknowledge an alarm", responses=NOT_FOUND)
-async def ack_alarm(p: Plat, who: Caller, alarm_id: Id) -> AlarmOut:
+async def ack_alarm(alarms: AlarmsDep, who: Caller, alarm_id: Id) -> AlarmOut:
     """Acknowledge a visible alarm (operator role); acknowledging twice changes nothing."""
     who.require(Role.OPERATOR)
-    return AlarmOut.of(await p.hub.alarms.acknowledge(who, alarm_id))
+    return AlarmOut.of(await alarms.acknowledge(who, alarm_id))
 
 
 @router.post("/alarms/{alarm_id}/clear", summary="Clear an alarm", responses=NOT_FOUND)
-async def clear_alarm(p: Plat, who: Caller, alarm_id: Id) -> AlarmOut:
+async def clear_alarm(alarms: AlarmsDep, who: Caller, alarm_id: Id) -> AlarmOut:
     """Clear a visible alarm by hand (operator role); a rule may raise it again."""
     who.require(Role.OPERATOR)
-    return AlarmOut.of(await p.hub.alarms.clear_by_id(who, alarm_id))
+    return AlarmOut.of(await alarms.clear_by_id(who, alarm_id))
 
 
 @router.post("/alarms/{alarm_id}/assign", summary="Assign an alarm", responses=NOT_FOUND)
-async def assign_alarm(p: Plat, who: Caller, alarm_id: Id, body: AssignIn) -> AlarmOut:
+async def assign_alarm(alarms: AlarmsDep, who: Caller, alarm_id: Id, body: AssignIn) -> AlarmOut:
     """Assign a visible alarm to someone, or unassign it with null (operator role)."""
     who.require(Role.OPERATOR)
-    return AlarmOut.of(await p.hub.alarms.assign(who, alarm_id, body.assignee))
+    return AlarmOut.of(await alarms.assign(who, alarm_id, body.assignee))
 
 
 @router.get("/alarms/{alarm_id}/comments", summary="List comments", responses=NOT_FOUND)
-def list_comments(p: Plat, who: Caller, alarm_id: Id) -> list[CommentOut]:
+def list_comments(alarms: AlarmsDep, who: Caller, alarm_id: Id) -> list[CommentOut]:
     """The comments of a visible alarm, oldest first."""
-    return [CommentOut(**c) for c in p.hub.alarms.comments(who, alarm_id)]
+    return [CommentOut(**c.to_dict()) for c in alarms.comments(who, alarm_id)]
 
 
 @router.post(
@@ -166,30 +168,29 @@ def list_comments(p: Plat, who: Caller, alarm_id: Id) -> list[CommentOut]:
     summary="Comment on an alarm",
     responses=NOT_FOUND,
 )
-async def add_comment(p: Plat, who: Caller, alarm_id: Id, body: CommentIn) -> CommentOut:
+async def add_comment(alarms: AlarmsDep, who: Caller, alarm_id: Id, body: CommentIn) -> CommentOut:
     """Add a comment to a visible alarm (any role of a tenant that sees it)."""
-    return CommentOut(**(await p.hub.alarms.comment(who, alarm_id, body.text)))
+    return CommentOut(**(await alarms.comment(who, alarm_id, body.text)).to_dict())
 
 
 @router.websocket("/alarms/stream")
-async def alarm_stream(ws: WebSocket) -> None:
+async def alarm_stream(ws: WebSocket, tenants: TenantsDep, hub: HubDep) -> None:
     """Every change of an alarm the caller sees, as JSON ``{"change": ..., "alarm": {...}}``.
 
     Authenticate with ``Authorization: Bearer <key>`` or ``?key=<key>``; a wrong key closes
     the socket with code 1008. A client too slow to keep up loses the oldest changes and is
     told with ``{"dropped": n}``.
     """
-    platform = ws.app.state.platform
     secret = ws.query_params.get("key") or ""
     auth = ws.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         secret = auth[7:]
     try:
-        who = await run_in_threadpool(platform.tenants.authenticate, secret)
+        who = await run_in_threadpool(tenants.authenticate, secret)
     except SmartpoleError:
         await ws.close(code=1008, reason="an API key is required")
         return
-    with platform.hub.stream.subscribe(who) as sub:
+    with hub.stream.subscribe(who) as sub:
         await ws.accept()  # subscribed first: a client sees every change after its connect
         closed = asyncio.ensure_future(ws.receive())  # the client's close (or anything) ends it
         try:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from smartpole.api.deps import Caller, Plat
+from smartpole.api.deps import AnomalyDep, Caller, ForecastsDep
 from smartpole.model.types import Role
 
 __all__ = ["router"]
@@ -73,7 +73,7 @@ class AnomalyStats(BaseModel):
     },
 )
 async def forecast(
-    p: Plat,
+    forecasts: ForecastsDep,
     who: Caller,
     district: Annotated[str, Query(min_length=1, max_length=100, examples=["Futian"])],
     key: Annotated[
@@ -91,12 +91,12 @@ async def forecast(
     Holt-Winters on a small parameter grid against the seasonal mean of the same hour, the one
     with the smaller one-step error wins. The answer names the model and the window.
     """
-    out = await run_in_threadpool(p.forecasts.forecast, who, district, key, hours)
+    out = await run_in_threadpool(forecasts.forecast, who, district, key, hours)
     return ForecastOut(**out)
 
 
 @router.get("/anomaly", summary="State of the anomaly detector")
-def anomaly(p: Plat, who: Caller) -> AnomalyStats:
+def anomaly(detector: AnomalyDep, who: Caller) -> AnomalyStats:
     """How many series the detector tracks, how much it scored and raised (city operator)."""
     who.require_city(Role.VIEWER)
-    return AnomalyStats(**p.anomaly.stats())
+    return AnomalyStats(**detector.stats())

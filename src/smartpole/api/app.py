@@ -28,9 +28,16 @@ from smartpole.api import metrics as metrics_api
 from smartpole.api import rules as rules_api
 from smartpole.api import webhooks as webhooks_api
 from smartpole.api import workorders as workorders_api
-from smartpole.api.deps import Plat
-from smartpole.app import Platform
-from smartpole.transport.http import router as device_router
+from smartpole.api.deps import (
+    AnomalyDep,
+    DatabaseDep,
+    HealthDep,
+    HubDep,
+    PipelineDep,
+    SettingsDep,
+)
+from smartpole.api.services import Lifecycle, Services
+from smartpole.transport.http.device import device_router
 
 __all__ = ["create_app"]
 
@@ -47,18 +54,19 @@ Errors are `application/problem+json` (RFC 9457).
 """
 
 
-def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
-    """Build the app around a platform; with ``manage_lifecycle`` it starts and stops it."""
+def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> FastAPI:
+    """Build the app around the services it serves; given a ``lifecycle`` (the platform), its
+    lifespan also starts and stops it (without one, whoever built the services runs them)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if manage_lifecycle:
-            await platform.start()
+        if lifecycle is not None:
+            await lifecycle.start()
         try:
             yield
         finally:
-            if manage_lifecycle:
-                await platform.stop()
+            if lifecycle is not None:
+                await lifecycle.stop()
 
     app = FastAPI(
         title="smartpole",
@@ -68,7 +76,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         docs_url=None,  # served offline by api.docs
         redoc_url=None,
     )
-    app.state.platform = platform
+    app.state.services = services  # read by api.deps
     problems.install(app)
     docs.install(app)
     app.include_router(registry.router)
@@ -83,7 +91,14 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(provisioning.router)
     app.include_router(grants.router)
     app.include_router(firmware.router)
-    app.include_router(device_router)
+    app.include_router(
+        device_router(
+            services.device_api,
+            services.polls,
+            services.metrics,
+            services.settings.max_body_bytes,
+        )
+    )
     app.include_router(metrics_api.router)
 
     @app.get("/livez", tags=["operations"], summary="Liveness: the process runs")
@@ -98,10 +113,10 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         summary="Readiness: the store can commit",
         responses={503: {"description": "Not ready; the reason is in the problem+json body"}},
     )
-    async def readyz(p: Plat) -> Any:
+    async def readyz(health: HealthDep) -> Any:
         """200 when this node can store what devices send; 503 problem+json with the reason
         while the store cannot commit (database down or unreachable, disk full, file locked)."""
-        outage = await run_in_threadpool(p.unready)
+        outage = await run_in_threadpool(health.unready)
         if outage is not None:
             return problems.problem(
                 503, "Not ready", outage.detail, retry_after=5, reason=outage.detail
@@ -119,28 +134,35 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
             }
         },
     )
-    async def healthz(p: Plat) -> Any:
+    async def healthz(
+        health: HealthDep,
+        database: DatabaseDep,
+        pipeline: PipelineDep,
+        hub: HubDep,
+        anomaly: AnomalyDep,
+        settings: SettingsDep,
+    ) -> Any:
         """Whether the store can commit (200, or 503 with ``reason``), and how the ingest
         pipeline, the rules and the anomaly detector are doing."""
-        outage = await run_in_threadpool(p.unready)
-        revision = None if outage is not None else await run_in_threadpool(p.db.revision)
+        outage = await run_in_threadpool(health.unready)
+        revision = None if outage is not None else await run_in_threadpool(database.revision)
         body = {
             "status": "ok" if outage is None else "unavailable",
             "version": __version__,
-            "engine": p.db.dialect,
+            "engine": database.dialect,
             "revision": revision,
             "pipeline": {
-                "pending": p.pipeline.pending,
-                "committed": p.pipeline.committed,
-                "batches": p.pipeline.batches,
+                "pending": pipeline.pending,
+                "committed": pipeline.committed,
+                "batches": pipeline.batches,
             },
             # batches committed but not yet evaluated by the rules / scored by the detector
-            "hub": {"queued": p.hub.queued},
+            "hub": {"queued": hub.queued},
             "anomaly": {
-                "enabled": p.settings.anomaly_enabled,
-                "queued": p.anomaly.queued,
-                "dropped": p.anomaly.dropped,
-                "raised": p.anomaly.raised,
+                "enabled": settings.anomaly_enabled,
+                "queued": anomaly.queued,
+                "dropped": anomaly.dropped,
+                "raised": anomaly.raised,
             },
         }
         if outage is None:

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header
 from pydantic import BaseModel, Field
 
-from smartpole.api.deps import Caller, Plat
-from smartpole.app import Platform
+from smartpole.api.deps import AssetsDep, BrokerDep, Caller, SettingsDep
+from smartpole.config import Settings
 from smartpole.errors import NotFound, Unauthenticated
 from smartpole.model.types import DeviceKind, Role
 from smartpole.registry.broker import USERNAME_RE, BrokerAccounts
@@ -66,49 +66,48 @@ def _same(given: str, expected: str | None) -> bool:
 
 
 def hook(
-    p: Plat,
+    settings: SettingsDep,
     secret: Annotated[str | None, Header(alias=SECRET_HEADER)] = None,
-) -> Platform:
-    """The platform, for a request that carries the broker hooks' shared secret."""
-    expected = p.settings.broker_hook_secret
+) -> Settings:
+    """The settings, for a request that carries the broker hooks' shared secret."""
+    expected = settings.broker_hook_secret
     if not expected:
         raise NotFound("the broker hooks are off: set broker_hook_secret")
     if not _same(secret or "", expected):
         raise Unauthenticated(f"a wrong or missing {SECRET_HEADER} header")
-    return p
+    return settings
 
 
-Hook = Annotated[Platform, Depends(hook)]
+Hook = Annotated[Settings, Depends(hook)]
 
 
 @router.post("/authenticate", summary="EMQX HTTP authentication hook")
-def authenticate(p: Hook, body: AuthnIn) -> Verdict:
+def authenticate(s: Hook, assets: AssetsDep, body: AuthnIn) -> Verdict:
     """Allow a device (name + access token) or smartpole's own broker user; deny the rest."""
-    s = p.settings
     if body.username == s.broker_username:
         ok = _same(body.password, s.broker_password)
     else:
-        ok = BrokerAccounts(p.assets).authenticate(body.username, body.password) is not None
+        ok = BrokerAccounts(assets).authenticate(body.username, body.password) is not None
     return Verdict(result="allow" if ok else "deny")
 
 
 @router.post("/authorize", summary="EMQX HTTP authorization hook")
-async def authorize(p: Hook, body: AuthzIn) -> Verdict:
+async def authorize(s: Hook, assets: AssetsDep, body: AuthzIn) -> Verdict:
     """Allow a device its own topics (a gateway its gateway API's too), smartpole's user the
     service topics; deny the rest."""
     user = body.username
     device = None
-    if user != p.settings.broker_username and USERNAME_RE.match(user):
-        device = await asyncio.to_thread(p.assets.device_by_name, user)
+    if user != s.broker_username and USERNAME_RE.match(user):
+        device = await asyncio.to_thread(assets.device_by_name, user)
     gateway = device is not None and device.kind is DeviceKind.GATEWAY
-    ok = may(user, body.topic, body.action, p.settings.broker_username, gateway=gateway)
+    ok = may(user, body.topic, body.action, s.broker_username, gateway=gateway)
     return Verdict(result="allow" if ok else "deny")
 
 
 @router.get("/status", summary="This node's broker consumer")
-async def status(p: Plat, who: Caller) -> dict[str, Any]:
+async def status(broker: BrokerDep, settings: SettingsDep, who: Caller) -> dict[str, Any]:
     """Whether this node is connected to the broker, and what it has consumed (city operator)."""
     who.require_city(Role.VIEWER)
-    if p.broker is None:
+    if broker is None:
         return {"enabled": False}
-    return {"enabled": True, "node": p.settings.node_id, **p.broker.status()}
+    return {"enabled": True, "node": settings.node_id, **broker.status()}

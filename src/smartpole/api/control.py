@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from smartpole.api.deps import Caller, Plat
+from smartpole.api.deps import AssetsDep, Caller, ControlDep
 from smartpole.api.schemas import Id
-from smartpole.control import Control
 from smartpole.errors import NotFound
 from smartpole.model.commands import Command, CommandStatus
 from smartpole.model.types import Role
@@ -70,14 +69,6 @@ class CommandOut(BaseModel):
         return cls.model_validate(command, from_attributes=True)
 
 
-async def control(p: Plat) -> Control:
-    """The platform's command control (async: no thread hop for a dependency without I/O)."""
-    return p.control
-
-
-Ctl = Annotated[Control, Depends(control)]
-
-
 @router.post(
     "/devices/{device_id}/rpc",
     summary="Send a command to a device",
@@ -88,7 +79,12 @@ Ctl = Annotated[Control, Depends(control)]
     },
 )
 async def send_command(
-    p: Plat, ctl: Ctl, who: Caller, device_id: Id, body: CommandIn, response: Response
+    assets: AssetsDep,
+    ctl: ControlDep,
+    who: Caller,
+    device_id: Id,
+    body: CommandIn,
+    response: Response,
 ) -> CommandOut:
     """Call a method on a visible device (operator).
 
@@ -99,7 +95,7 @@ async def send_command(
     refused with 409; a persistent one is queued until the device connects or it expires.
     """
     who.require(Role.OPERATOR)
-    await run_in_threadpool(p.assets.get_device, who, device_id)
+    await run_in_threadpool(assets.get_device, who, device_id)
     out = await ctl.call(
         device_id,
         body.method,
@@ -116,24 +112,24 @@ async def send_command(
 
 @router.get("/devices/{device_id}/commands", summary="List a device's commands")
 def list_commands(
-    p: Plat,
-    ctl: Ctl,
+    assets: AssetsDep,
+    ctl: ControlDep,
     who: Caller,
     device_id: Id,
     status: CommandStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[CommandOut]:
     """The commands of a visible device, newest first, optionally of one status."""
-    p.assets.get_device(who, device_id)
+    assets.get_device(who, device_id)
     return [CommandOut.of(c) for c in ctl.of_device(device_id, status, limit)]
 
 
 @router.get("/commands/{command_id}", summary="Get a command")
-def get_command(p: Plat, ctl: Ctl, who: Caller, command_id: Id) -> CommandOut:
+def get_command(assets: AssetsDep, ctl: ControlDep, who: Caller, command_id: Id) -> CommandOut:
     """One command, if its device is visible to the caller."""
     command = ctl.get(command_id)
     try:
-        p.assets.get_device(who, command.device_id)
+        assets.get_device(who, command.device_id)
     except NotFound as err:
         raise NotFound(f"command {command_id} not found", command_id=command_id) from err
     return CommandOut.of(command)

@@ -1,29 +1,221 @@
-"""Request dependencies: the platform and the calling principal."""
+"""Request dependencies: the services a route uses, and the calling principal.
+
+``create_app`` keeps its :class:`~smartpole.api.services.Services` on ``app.state``; each
+dependency hands a route one entry of it, so a route declares exactly what it uses
+(``def get_pole(assets: AssetsDep, who: Caller, ...)``). They are async and do no I/O: no
+thread hop per request.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
+from fastapi.requests import HTTPConnection
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from smartpole.app import Platform
+from smartpole.api.services import Connections, Health, Services
+from smartpole.config import Settings
+from smartpole.control import Control
+from smartpole.devices import DeviceService
 from smartpole.errors import Unauthenticated
-from smartpole.registry.access import Principal
+from smartpole.hub.alarms.store import Alarms
+from smartpole.hub.analytics.anomaly import AnomalyService
+from smartpole.hub.analytics.forecast import Forecasts
+from smartpole.hub.engine import Hub
+from smartpole.hub.webhooks.store import Webhooks
+from smartpole.hub.workorders.store import WorkOrders
+from smartpole.ingest.pipeline import Pipeline
+from smartpole.metrics import Metrics
+from smartpole.registry.access import Principal, Tenants
+from smartpole.registry.assets import Assets
+from smartpole.registry.claims import Claims
+from smartpole.registry.credentials import Credentials
+from smartpole.registry.firmware import Firmware
+from smartpole.registry.grants import Grants
+from smartpole.registry.provisioning import Provisioning
+from smartpole.store import Database, SeriesStore
+from smartpole.transport.broker import BrokerConsumer
 
-__all__ = ["Caller", "Plat"]
+__all__ = [
+    "AlarmsDep",
+    "AnomalyDep",
+    "AssetsDep",
+    "BrokerDep",
+    "Caller",
+    "ClaimsDep",
+    "ConnectionsDep",
+    "ControlDep",
+    "CredentialsDep",
+    "DatabaseDep",
+    "DevicesDep",
+    "FirmwareDep",
+    "ForecastsDep",
+    "GrantsDep",
+    "HealthDep",
+    "HubDep",
+    "MetricsDep",
+    "PipelineDep",
+    "ProvisioningDep",
+    "SeriesDep",
+    "SettingsDep",
+    "TenantsDep",
+    "WebhooksDep",
+    "WorkOrdersDep",
+]
+
+
+def services_of(conn: HTTPConnection) -> Services:
+    """The services the app was built with (for a request or a WebSocket)."""
+    services: Services = conn.app.state.services
+    return services
+
+
+async def settings(conn: HTTPConnection) -> Settings:
+    """The node's settings."""
+    return services_of(conn).settings
+
+
+async def database(conn: HTTPConnection) -> Database:
+    """The database (its engine, dialect and schema revision)."""
+    return services_of(conn).database
+
+
+async def tenants(conn: HTTPConnection) -> Tenants:
+    """Tenants and their API keys."""
+    return services_of(conn).tenants
+
+
+async def assets(conn: HTTPConnection) -> Assets:
+    """Poles, devices and their attributes."""
+    return services_of(conn).assets
+
+
+async def grants(conn: HTTPConnection) -> Grants:
+    """Gateway bindings and mount grants."""
+    return services_of(conn).grants
+
+
+async def credentials(conn: HTTPConnection) -> Credentials:
+    """Devices' MQTT credentials."""
+    return services_of(conn).credentials
+
+
+async def provisioning(conn: HTTPConnection) -> Provisioning:
+    """Provisioning profiles."""
+    return services_of(conn).provisioning
+
+
+async def claims(conn: HTTPConnection) -> Claims:
+    """Device claiming."""
+    return services_of(conn).claims
+
+
+async def firmware(conn: HTTPConnection) -> Firmware:
+    """Firmware packages and their assignment."""
+    return services_of(conn).firmware
+
+
+async def series(conn: HTTPConnection) -> SeriesStore:
+    """Telemetry: latest values, history, rollups, retention, quarantine."""
+    return services_of(conn).series
+
+
+async def pipeline(conn: HTTPConnection) -> Pipeline:
+    """The ingest pipeline."""
+    return services_of(conn).pipeline
+
+
+async def control(conn: HTTPConnection) -> Control:
+    """Commands to devices."""
+    return services_of(conn).control
+
+
+async def hub(conn: HTTPConnection) -> Hub:
+    """The rules engine (rules, the alarm stream, its queue)."""
+    return services_of(conn).hub
+
+
+async def alarms(conn: HTTPConnection) -> Alarms:
+    """Alarms."""
+    return services_of(conn).alarms
+
+
+async def webhooks(conn: HTTPConnection) -> Webhooks:
+    """Webhooks and their deliveries."""
+    return services_of(conn).webhooks
+
+
+async def work_orders(conn: HTTPConnection) -> WorkOrders:
+    """Work orders and maintenance teams."""
+    return services_of(conn).work_orders
+
+
+async def anomaly(conn: HTTPConnection) -> AnomalyService:
+    """The anomaly detector."""
+    return services_of(conn).anomaly
+
+
+async def forecasts(conn: HTTPConnection) -> Forecasts:
+    """Demand forecasts."""
+    return services_of(conn).forecasts
+
+
+async def devices(conn: HTTPConnection) -> DeviceService:
+    """The device API (what devices do, whichever transport carries them)."""
+    return services_of(conn).devices
+
+
+async def broker(conn: HTTPConnection) -> BrokerConsumer | None:
+    """The external broker's consumer, or None without one."""
+    return services_of(conn).broker
+
+
+async def metrics(conn: HTTPConnection) -> Metrics:
+    """The node's metrics."""
+    return services_of(conn).metrics
+
+
+async def connections(conn: HTTPConnection) -> Connections:
+    """The devices' live connections."""
+    return services_of(conn).connections
+
+
+async def health(conn: HTTPConnection) -> Health:
+    """Whether the node can take traffic."""
+    return services_of(conn).health
+
+
+SettingsDep = Annotated[Settings, Depends(settings)]
+DatabaseDep = Annotated[Database, Depends(database)]
+TenantsDep = Annotated[Tenants, Depends(tenants)]
+AssetsDep = Annotated[Assets, Depends(assets)]
+GrantsDep = Annotated[Grants, Depends(grants)]
+CredentialsDep = Annotated[Credentials, Depends(credentials)]
+ProvisioningDep = Annotated[Provisioning, Depends(provisioning)]
+ClaimsDep = Annotated[Claims, Depends(claims)]
+FirmwareDep = Annotated[Firmware, Depends(firmware)]
+SeriesDep = Annotated[SeriesStore, Depends(series)]
+PipelineDep = Annotated[Pipeline, Depends(pipeline)]
+ControlDep = Annotated[Control, Depends(control)]
+HubDep = Annotated[Hub, Depends(hub)]
+AlarmsDep = Annotated[Alarms, Depends(alarms)]
+WebhooksDep = Annotated[Webhooks, Depends(webhooks)]
+WorkOrdersDep = Annotated[WorkOrders, Depends(work_orders)]
+AnomalyDep = Annotated[AnomalyService, Depends(anomaly)]
+ForecastsDep = Annotated[Forecasts, Depends(forecasts)]
+DevicesDep = Annotated[DeviceService, Depends(devices)]
+BrokerDep = Annotated[BrokerConsumer | None, Depends(broker)]
+MetricsDep = Annotated[Metrics, Depends(metrics)]
+ConnectionsDep = Annotated[Connections, Depends(connections)]
+HealthDep = Annotated[Health, Depends(health)]
 
 _bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
 
 
-async def platform(request: Request) -> Platform:
-    """The running platform (async: no thread hop for a dependency that does no I/O)."""
-    return request.app.state.platform  # type: ignore[no-any-return]
-
-
 def principal(
-    request: Request,
+    tenants: TenantsDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> Principal:
@@ -31,9 +223,7 @@ def principal(
     secret = bearer.credentials if bearer else header
     if not secret:
         raise Unauthenticated("an API key is required (Authorization: Bearer <key>)")
-    plat: Platform = request.app.state.platform
-    return plat.tenants.authenticate(secret)
+    return tenants.authenticate(secret)
 
 
-Plat = Annotated[Platform, Depends(platform)]
 Caller = Annotated[Principal, Depends(principal)]

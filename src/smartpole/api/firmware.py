@@ -9,12 +9,21 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from smartpole.api.deps import Caller, Plat
+from smartpole.api.deps import (
+    AssetsDep,
+    Caller,
+    ConnectionsDep,
+    FirmwareDep,
+    SeriesDep,
+    SettingsDep,
+    TenantsDep,
+)
 from smartpole.api.schemas import Id
-from smartpole.app import Platform
 from smartpole.errors import PayloadTooLarge
 from smartpole.model.types import DeviceKind
-from smartpole.registry.firmware import FW_KEYS, REPORTED_KEYS
+from smartpole.registry.access import Tenants
+from smartpole.registry.firmware import FW_KEYS, REPORTED_KEYS, Firmware
+from smartpole.store import SeriesStore
 
 __all__ = ["router"]
 
@@ -79,7 +88,8 @@ class FirmwareStatus(BaseModel):
 )
 async def upload_firmware(
     request: Request,
-    p: Plat,
+    firmware: FirmwareDep,
+    settings: SettingsDep,
     who: Caller,
     title: Annotated[str, Query(min_length=1, max_length=200, examples=["lamp-fw"])],
     version: Annotated[str, Query(min_length=1, max_length=100, examples=["2.1.0"])],
@@ -94,7 +104,7 @@ async def upload_firmware(
     The checksum is computed with ``checksum_algorithm``; when ``checksum`` is given the upload
     must match it (422 otherwise). At most ``firmware_max_bytes`` (413).
     """
-    limit = p.settings.firmware_max_bytes
+    limit = settings.firmware_max_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"firmware exceeds the {limit}-byte limit", limit=limit)
@@ -106,7 +116,7 @@ async def upload_firmware(
             raise PayloadTooLarge(f"firmware exceeds the {limit}-byte limit", limit=limit)
         chunks.append(chunk)
     row = await run_in_threadpool(
-        lambda: p.firmware.upload(
+        lambda: firmware.upload(
             who,
             title=title,
             version=version,
@@ -120,15 +130,17 @@ async def upload_firmware(
 
 
 @router.get("/firmware", summary="List firmware packages")
-def list_firmware(p: Plat, who: Caller, kind: DeviceKind | None = None) -> list[FirmwareOut]:
+def list_firmware(
+    firmware: FirmwareDep, who: Caller, kind: DeviceKind | None = None
+) -> list[FirmwareOut]:
     """The caller's tenant's packages (every tenant's for the city operator), newest first."""
-    return [FirmwareOut(**r) for r in p.firmware.list(who, str(kind) if kind else None)]
+    return [FirmwareOut(**r) for r in firmware.list(who, str(kind) if kind else None)]
 
 
 @router.get("/firmware/{firmware_id}", summary="Get a firmware package")
-def get_firmware(p: Plat, who: Caller, firmware_id: Id) -> FirmwareOut:
+def get_firmware(firmware: FirmwareDep, who: Caller, firmware_id: Id) -> FirmwareOut:
     """One package, without its bytes."""
-    return FirmwareOut(**p.firmware.get(who, firmware_id))
+    return FirmwareOut(**firmware.get(who, firmware_id))
 
 
 @router.get(
@@ -137,11 +149,11 @@ def get_firmware(p: Plat, who: Caller, firmware_id: Id) -> FirmwareOut:
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_firmware(p: Plat, who: Caller, firmware_id: Id) -> Response:
+def download_firmware(firmware: FirmwareDep, who: Caller, firmware_id: Id) -> Response:
     """The package's bytes."""
-    fw = p.firmware.get(who, firmware_id)
+    fw = firmware.get(who, firmware_id)
     return Response(
-        p.firmware.data(who, firmware_id),
+        firmware.data(who, firmware_id),
         media_type="application/octet-stream",
         headers={"Content-Disposition": _attachment(f"{fw['title']}-{fw['version']}.bin")},
     )
@@ -155,15 +167,17 @@ def _attachment(name: str) -> str:
 
 
 @router.delete("/firmware/{firmware_id}", status_code=204, summary="Delete a firmware package")
-def delete_firmware(p: Plat, who: Caller, firmware_id: Id) -> Response:
+def delete_firmware(firmware: FirmwareDep, who: Caller, firmware_id: Id) -> Response:
     """Remove a package that no device is assigned (409 otherwise)."""
-    p.firmware.delete(who, firmware_id)
+    firmware.delete(who, firmware_id)
     return Response(status_code=204)
 
 
-def _status(p: Platform, device_id: int) -> FirmwareStatus:
-    fw = p.firmware.assigned(device_id)
-    latest = p.series.latest([device_id], list(REPORTED_KEYS)).get(device_id, {})
+def _status(
+    firmware: Firmware, series: SeriesStore, tenants: Tenants, device_id: int
+) -> FirmwareStatus:
+    fw = firmware.assigned(device_id)
+    latest = series.latest([device_id], list(REPORTED_KEYS)).get(device_id, {})
     values = {k: v for k, (_, v) in latest.items()}
     reported = Reported(
         title=values.get("current_fw_title"),
@@ -174,7 +188,7 @@ def _status(p: Platform, device_id: int) -> FirmwareStatus:
     )
     assigned = None
     if fw is not None:
-        assigned = FirmwareOut(**{**fw, "owner": p.tenants.get(fw["tenant_id"])["name"]})
+        assigned = FirmwareOut(**{**fw, "owner": tenants.get(fw["tenant_id"])["name"]})
     up_to_date = (
         fw is not None
         and reported.title == fw["title"]
@@ -191,29 +205,46 @@ def _status(p: Platform, device_id: int) -> FirmwareStatus:
 
 
 @router.post("/devices/{device_id}/firmware", summary="Assign firmware to a device")
-async def assign_firmware(p: Plat, who: Caller, device_id: Id, body: AssignIn) -> FirmwareStatus:
+async def assign_firmware(
+    firmware: FirmwareDep,
+    connections: ConnectionsDep,
+    series: SeriesDep,
+    tenants: TenantsDep,
+    who: Caller,
+    device_id: Id,
+    body: AssignIn,
+) -> FirmwareStatus:
     """Assign a package of the device's kind (operator).
 
     Writes the shared attributes ``fw_title``, ``fw_version``, ``fw_size``, ``fw_checksum`` and
     ``fw_checksum_algorithm`` and pushes them to the device when it is connected.
     """
-    shared = await run_in_threadpool(p.firmware.assign, who, device_id, body.firmware_id)
-    await p.push_shared(device_id, shared)
-    return await run_in_threadpool(_status, p, device_id)
+    shared = await run_in_threadpool(firmware.assign, who, device_id, body.firmware_id)
+    await connections.push_shared(device_id, shared)
+    return await run_in_threadpool(_status, firmware, series, tenants, device_id)
 
 
 @router.get("/devices/{device_id}/firmware", summary="Firmware of a device")
-def firmware_status(p: Plat, who: Caller, device_id: Id) -> FirmwareStatus:
+def firmware_status(
+    assets: AssetsDep,
+    firmware: FirmwareDep,
+    series: SeriesDep,
+    tenants: TenantsDep,
+    who: Caller,
+    device_id: Id,
+) -> FirmwareStatus:
     """The assigned package against the version and state the device reports."""
-    p.assets.get_device(who, device_id)
-    return _status(p, device_id)
+    assets.get_device(who, device_id)
+    return _status(firmware, series, tenants, device_id)
 
 
 @router.delete(
     "/devices/{device_id}/firmware", status_code=204, summary="Unassign a device's firmware"
 )
-async def unassign_firmware(p: Plat, who: Caller, device_id: Id) -> Response:
+async def unassign_firmware(
+    firmware: FirmwareDep, connections: ConnectionsDep, who: Caller, device_id: Id
+) -> Response:
     """Take the package away; the ``fw_*`` shared attributes are deleted (and the device told)."""
-    await run_in_threadpool(p.firmware.unassign, who, device_id)
-    await p.push_shared(device_id, {"deleted": list(FW_KEYS)})
+    await run_in_threadpool(firmware.unassign, who, device_id)
+    await connections.push_shared(device_id, {"deleted": list(FW_KEYS)})
     return Response(status_code=204)

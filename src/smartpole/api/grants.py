@@ -9,7 +9,7 @@ from dataclasses import asdict
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from smartpole.api.deps import Caller, Plat
+from smartpole.api.deps import Caller, ConnectionsDep, GrantsDep
 from smartpole.api.schemas import Id
 from smartpole.model.grants import Binding, MountGrant
 
@@ -86,36 +86,38 @@ def _grant(g: MountGrant) -> MountGrantOut:
     status_code=201,
     summary="Bind a device to another tenant's gateway",
 )
-def bind(p: Plat, who: Caller, device_id: Id, body: BindingIn) -> BindingOut:
+def bind(grants: GrantsDep, who: Caller, device_id: Id, body: BindingIn) -> BindingOut:
     """Let a gateway on the device's pole speak for the device (its owner's admin)."""
-    return _binding(p.grants.bind(who, device_id, body.gateway))
+    return _binding(grants.bind(who, device_id, body.gateway))
 
 
 @router.get("/bindings", tags=["sharing"], summary="List gateway bindings")
 def list_bindings(
-    p: Plat,
+    grants: GrantsDep,
     who: Caller,
     device_id: Id | None = None,
     gateway_id: Id | None = None,
     active: bool | None = None,
 ) -> list[BindingOut]:
     """Bindings of the caller's devices and to the caller's gateways (all for the city)."""
-    found = p.grants.bindings(who, device_id=device_id, gateway_id=gateway_id, active=active)
+    found = grants.bindings(who, device_id=device_id, gateway_id=gateway_id, active=active)
     return [_binding(b) for b in found]
 
 
 @router.get("/bindings/{binding_id}", tags=["sharing"], summary="Get a gateway binding")
-def get_binding(p: Plat, who: Caller, binding_id: Id) -> BindingOut:
+def get_binding(grants: GrantsDep, who: Caller, binding_id: Id) -> BindingOut:
     """One binding the caller is a side of."""
-    return _binding(p.grants.binding(who, binding_id))
+    return _binding(grants.binding(who, binding_id))
 
 
 @router.delete("/bindings/{binding_id}", tags=["sharing"], summary="Revoke a gateway binding")
-def revoke_binding(p: Plat, who: Caller, binding_id: Id) -> BindingOut:
+def revoke_binding(
+    grants: GrantsDep, connections: ConnectionsDep, who: Caller, binding_id: Id
+) -> BindingOut:
     """Stop the gateway speaking for the device (either side's admin); the revoked binding
     is kept, with who revoked it and when."""
-    found = p.grants.unbind(who, binding_id)
-    p.unbound(found.device_id)
+    found = grants.unbind(who, binding_id)
+    connections.unbound(found.device_id)
     return _binding(found)
 
 
@@ -126,27 +128,27 @@ def revoke_binding(p: Plat, who: Caller, binding_id: Id) -> BindingOut:
     status_code=201,
     summary="Let another tenant mount devices on a pole",
 )
-def grant_mount(p: Plat, who: Caller, pole_id: Id, body: MountGrantIn) -> MountGrantOut:
+def grant_mount(grants: GrantsDep, who: Caller, pole_id: Id, body: MountGrantIn) -> MountGrantOut:
     """Let a tenant mount its devices on a pole the caller holds (its admin)."""
-    return _grant(p.grants.grant_mount(who, pole_id, body.tenant))
+    return _grant(grants.grant_mount(who, pole_id, body.tenant))
 
 
 @router.get("/mount-grants", tags=["sharing"], summary="List mount grants")
 def list_mount_grants(
-    p: Plat, who: Caller, pole_id: Id | None = None, active: bool | None = None
+    grants: GrantsDep, who: Caller, pole_id: Id | None = None, active: bool | None = None
 ) -> list[MountGrantOut]:
     """Mount grants the caller gave or received (all for the city)."""
-    return [_grant(g) for g in p.grants.mount_grants(who, pole_id=pole_id, active=active)]
+    return [_grant(g) for g in grants.mount_grants(who, pole_id=pole_id, active=active)]
 
 
 @router.get("/mount-grants/{grant_id}", tags=["sharing"], summary="Get a mount grant")
-def get_mount_grant(p: Plat, who: Caller, grant_id: Id) -> MountGrantOut:
+def get_mount_grant(grants: GrantsDep, who: Caller, grant_id: Id) -> MountGrantOut:
     """One mount grant the caller gave or received."""
-    return _grant(p.grants.mount_grant(who, grant_id))
+    return _grant(grants.mount_grant(who, grant_id))
 
 
 @router.delete("/mount-grants/{grant_id}", tags=["sharing"], summary="Revoke a mount grant")
-def revoke_mount_grant(p: Plat, who: Caller, grant_id: Id) -> MountGrantOut:
+def revoke_mount_grant(grants: GrantsDep, who: Caller, grant_id: Id) -> MountGrantOut:
     """Stop the tenant mounting more devices on the pole (either side's admin); devices
     mounted already stay. The revoked grant is kept, with who revoked it and when."""
-    return _grant(p.grants.revoke_mount(who, grant_id))
+    return _grant(grants.revoke_mount(who, grant_id))

@@ -10,7 +10,7 @@ import asyncio
 
 from fastapi import APIRouter, Response
 
-from smartpole.api.deps import Caller, Plat
+from smartpole.api.deps import Caller, MetricsDep
 from smartpole.metrics import CONTENT_TYPE
 from smartpole.model.types import Role
 
@@ -25,8 +25,8 @@ router = APIRouter(tags=["operations"])
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format."}},
 )
-async def metrics(p: Plat, who: Caller) -> Response:
+async def metrics(metrics: MetricsDep, who: Caller) -> Response:
     """Every metric in Prometheus' text format; needs a key of the city operator tenant."""
     who.require_city(Role.VIEWER)
-    body = await asyncio.to_thread(p.metrics.exposition)  # the per-tenant counts query the store
+    body = await asyncio.to_thread(metrics.exposition)  # the per-tenant counts query the store
     return Response(body, media_type=CONTENT_TYPE)

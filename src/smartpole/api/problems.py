@@ -25,14 +25,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smartpole.errors import InvalidInput, SmartpoleError, StoreUnavailable
 from smartpole.store.database import store_unavailable
+from smartpole.transport.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE, problem
 from smartpole.transport.refusals import http_status
 
 __all__ = ["PROBLEM_MEDIA_TYPE", "Problem", "RequestIds", "declare", "install", "problem"]
 
 log = logging.getLogger(__name__)
 
-PROBLEM_TYPE = "https://smartpole.dev/problems/"
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-Id"
 # A caller's own request id is kept only when it cannot forge a log line or a header.
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -54,30 +53,6 @@ class Problem(BaseModel):
     )
     errors: list[dict[str, Any]] | None = Field(
         None, description="On a 422: each problem with its location (``loc``, ``msg``, ``type``)."
-    )
-
-
-def problem(
-    status: int, title: str, detail: str, /, *, retry_after: int = 1, **extra: Any
-) -> Response:
-    """A problem+json response; ``extra`` adds members (an error's fields may be named like a
-    standard member, ``title`` say: the standard member wins). A 503 tells when to retry:
-    ``Retry-After``, in seconds."""
-    body = {
-        **extra,  # first: an error's own field never hides a standard member (say, ``type``)
-        "type": PROBLEM_TYPE + title.lower().replace(" ", "-"),
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
-    headers = {"Retry-After": str(retry_after)} if status == 503 else None
-    if status == 401:
-        headers = {"WWW-Authenticate": "Bearer"}
-    return Response(
-        orjson.dumps(body, default=str),
-        status,
-        headers=headers,
-        media_type=PROBLEM_MEDIA_TYPE,
     )
 
 

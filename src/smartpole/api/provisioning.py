@@ -10,7 +10,15 @@ from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from smartpole.api.deps import Caller, Plat
+from smartpole.api.deps import (
+    AssetsDep,
+    Caller,
+    ClaimsDep,
+    ConnectionsDep,
+    CredentialsDep,
+    DevicesDep,
+    ProvisioningDep,
+)
 from smartpole.api.registry import device_out
 from smartpole.api.schemas import DeviceOut, Id
 from smartpole.errors import InvalidInput, PayloadTooLarge
@@ -87,24 +95,24 @@ class ProfileCreated(ProfileOut):
     status_code=201,
     summary="Create a provision profile",
 )
-def create_profile(p: Plat, who: Caller, body: ProfileIn) -> ProfileCreated:
+def create_profile(provisioning: ProvisioningDep, who: Caller, body: ProfileIn) -> ProfileCreated:
     """Add a profile (admin); the response holds its secret, shown once."""
-    row, secret = p.provisioning.create(who, **body.model_dump())
+    row, secret = provisioning.create(who, **body.model_dump())
     return ProfileCreated(**row, secret=secret)
 
 
 @router.get("/provision-profiles", tags=["provisioning"], summary="List provision profiles")
-def list_profiles(p: Plat, who: Caller) -> list[ProfileOut]:
+def list_profiles(provisioning: ProvisioningDep, who: Caller) -> list[ProfileOut]:
     """The caller's tenant's profiles (admin; every tenant's for the city operator)."""
-    return [ProfileOut(**r) for r in p.provisioning.list(who)]
+    return [ProfileOut(**r) for r in provisioning.list(who)]
 
 
 @router.get(
     "/provision-profiles/{profile_id}", tags=["provisioning"], summary="Get a provision profile"
 )
-def get_profile(p: Plat, who: Caller, profile_id: Id) -> ProfileOut:
+def get_profile(provisioning: ProvisioningDep, who: Caller, profile_id: Id) -> ProfileOut:
     """One profile, without its secret."""
-    return ProfileOut(**p.provisioning.get(who, profile_id))
+    return ProfileOut(**provisioning.get(who, profile_id))
 
 
 @router.patch(
@@ -112,10 +120,12 @@ def get_profile(p: Plat, who: Caller, profile_id: Id) -> ProfileOut:
     tags=["provisioning"],
     summary="Change a provision profile",
 )
-def update_profile(p: Plat, who: Caller, profile_id: Id, body: ProfilePatch) -> ProfileOut:
+def update_profile(
+    provisioning: ProvisioningDep, who: Caller, profile_id: Id, body: ProfilePatch
+) -> ProfileOut:
     """Change a profile's name, kind, what it may do, or its pole."""
     values = body.model_dump(exclude_unset=True)
-    return ProfileOut(**p.provisioning.update(who, profile_id, **values))
+    return ProfileOut(**provisioning.update(who, profile_id, **values))
 
 
 @router.delete(
@@ -124,9 +134,9 @@ def update_profile(p: Plat, who: Caller, profile_id: Id, body: ProfilePatch) -> 
     status_code=204,
     summary="Delete a provision profile",
 )
-def delete_profile(p: Plat, who: Caller, profile_id: Id) -> Response:
+def delete_profile(provisioning: ProvisioningDep, who: Caller, profile_id: Id) -> Response:
     """Remove a profile; devices it provisioned keep their credentials."""
-    p.provisioning.delete(who, profile_id)
+    provisioning.delete(who, profile_id)
     return Response(status_code=204)
 
 
@@ -146,7 +156,7 @@ PROVISION_EXAMPLE = {
         "requestBody": {"content": {"application/json": {"example": PROVISION_EXAMPLE}}}
     },
 )
-async def provision(request: Request, p: Plat) -> dict[str, Any]:
+async def provision(request: Request, devices: DevicesDep) -> dict[str, Any]:
     """ThingsBoard's provision request; always 200, the outcome is the body's ``status``.
 
     ``SUCCESS`` with ``credentialsType`` and ``credentialsValue``; ``NOT_FOUND`` for an unknown
@@ -164,7 +174,7 @@ async def provision(request: Request, p: Plat) -> dict[str, Any]:
         data = decode_json(body)
     except InvalidInput:
         data = None
-    return await p.devices.provision(data)
+    return await devices.provision(data)
 
 
 # -- credentials --------------------------------------------------------------------------
@@ -184,14 +194,14 @@ class CredentialsIn(BaseModel):
 @router.get(
     "/devices/{device_id}/credentials", tags=["devices"], summary="Get the credentials type"
 )
-def get_credentials(p: Plat, who: Caller, device_id: Id) -> dict[str, Any]:
+def get_credentials(credentials: CredentialsDep, who: Caller, device_id: Id) -> dict[str, Any]:
     """How the device authenticates, without any secret."""
-    return p.credentials.describe(who, device_id)
+    return credentials.describe(who, device_id)
 
 
 @router.put("/devices/{device_id}/credentials", tags=["devices"], summary="Set the credentials")
 def set_credentials(
-    p: Plat,
+    credentials: CredentialsDep,
     who: Caller,
     device_id: Id,
     body: Annotated[
@@ -212,13 +222,11 @@ def set_credentials(
     if body.type == "access_token":
         if body.client_id or body.username or body.password:
             raise InvalidInput("an access token has no client id, user name or password")
-        token = p.credentials.use_access_token(who, device_id, body.token)
+        token = credentials.use_access_token(who, device_id, body.token)
         return {"device_id": device_id, "type": "access_token", "token": token}
     if body.token:
         raise InvalidInput("MQTT Basic credentials have no token")
-    return p.credentials.use_mqtt_basic(
-        who, device_id, body.client_id, body.username, body.password
-    )
+    return credentials.use_mqtt_basic(who, device_id, body.client_id, body.username, body.password)
 
 
 # -- claiming -----------------------------------------------------------------------------
@@ -231,14 +239,21 @@ class ClaimIn(BaseModel):
 
 
 @router.post("/devices/claim", tags=["devices"], summary="Claim a device")
-async def claim_device(p: Plat, who: Caller, body: ClaimIn) -> DeviceOut:
+async def claim_device(
+    claims: ClaimsDep,
+    credentials: CredentialsDep,
+    assets: AssetsDep,
+    connections: ConnectionsDep,
+    who: Caller,
+    body: ClaimIn,
+) -> DeviceOut:
     """Become the owner of a device that opened a claim window with this secret key (operator).
 
     404 when no device of that name awaits a claim with that key (whether the name exists is
     not told); 409 ``claim-expired`` when the window closed. A claim can be used once; the
     device stays on its pole.
     """
-    device_id = await run_in_threadpool(p.claims.claim, who, body.name, body.secret_key)
-    p.credentials.forget(device_id)
-    row = await run_in_threadpool(p.assets.get_device, who, device_id)
-    return DeviceOut(**device_out(p, row))
+    device_id = await run_in_threadpool(claims.claim, who, body.name, body.secret_key)
+    credentials.forget(device_id)
+    row = await run_in_threadpool(assets.get_device, who, device_id)
+    return DeviceOut(**device_out(connections, row))

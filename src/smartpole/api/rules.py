@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-import yaml
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from smartpole.api.deps import Caller, Plat
+from smartpole.api.deps import Caller, HubDep
 from smartpole.api.schemas import Id
 from smartpole.errors import InvalidInput
-from smartpole.hub.conditions import ANY_KEY
+from smartpole.hub.rules.conditions import ANY_KEY
+from smartpole.hub.rules.documents import check_each, parse_rules_text, rules_in
+from smartpole.model.rules import StoredRule
 from smartpole.model.types import Role
 
-__all__ = ["RuleOut", "parse_rules_text", "router"]
+__all__ = ["RuleOut", "router"]
 
 router = APIRouter(prefix="/api", tags=["rules"])
 PROBLEM: dict[str, Any] = {"application/problem+json": {}}
@@ -48,15 +48,10 @@ class RuleOut(BaseModel):
     updated: int
     body: dict[str, Any] = Field(description="scope, condition and actions, as written")
 
-
-def parse_rules_text(text: bytes, content_type: str) -> Any:
-    """A JSON or YAML document (YAML when the content type says so), or InvalidInput."""
-    try:
-        if "yaml" in content_type:
-            return yaml.safe_load(text)
-        return orjson.loads(text)
-    except (yaml.YAMLError, orjson.JSONDecodeError) as err:
-        raise InvalidInput(f"the body is not valid {content_type or 'JSON'}: {err}") from err
+    @classmethod
+    def of(cls, rule: StoredRule) -> RuleOut:
+        """From the domain object."""
+        return cls(**rule.to_dict())
 
 
 async def _body(request: Request) -> Any:
@@ -64,9 +59,9 @@ async def _body(request: Request) -> Any:
 
 
 @router.get("/rules", summary="List rules")
-def list_rules(p: Plat, who: Caller) -> list[RuleOut]:
+def list_rules(hub: HubDep, who: Caller) -> list[RuleOut]:
     """The caller's tenant's rules (every tenant's for the city operator)."""
-    return [RuleOut(**r) for r in p.hub.rules.list(who)]
+    return [RuleOut.of(r) for r in hub.rules.visible(who)]
 
 
 @router.post(
@@ -79,7 +74,7 @@ def list_rules(p: Plat, who: Caller) -> list[RuleOut]:
         422: {"content": PROBLEM, "description": "the rule is invalid; `errors` lists why"},
     },
 )
-async def put_rule(p: Plat, who: Caller, request: Request, response: Response) -> RuleOut:
+async def put_rule(hub: HubDep, who: Caller, request: Request, response: Response) -> RuleOut:
     """Add a rule of the caller's tenant (operator role), or replace the one of that name.
 
     The body is JSON, or YAML with ``Content-Type: application/yaml``. Every problem is
@@ -87,11 +82,11 @@ async def put_rule(p: Plat, who: Caller, request: Request, response: Response) -
     takes effect at once, without a restart.
     """
     body = await _body(request)
-    row, created = await run_in_threadpool(p.hub.rules.put, who, body)
-    await p.hub.reload()
+    rule, created = await run_in_threadpool(hub.rules.put, who, body)
+    await hub.reload()
     if not created:
         response.status_code = 200
-    return RuleOut(**row)
+    return RuleOut.of(rule)
 
 
 @router.post(
@@ -100,11 +95,11 @@ async def put_rule(p: Plat, who: Caller, request: Request, response: Response) -
     openapi_extra=BODY,
     responses={422: {"content": PROBLEM, "description": "the rule is invalid"}},
 )
-async def check_rule(p: Plat, who: Caller, request: Request) -> dict[str, Any]:
+async def check_rule(hub: HubDep, who: Caller, request: Request) -> dict[str, Any]:
     """Validate a rule body as ``POST /api/rules`` would, and say which keys it reads
     (``any_key``: any reading wakes it, as ``missing`` without a key does)."""
     body = await _body(request)
-    rule = await run_in_threadpool(p.hub.check, who.tenant_id, who.is_operator, body)
+    rule = await run_in_threadpool(hub.check, who.tenant_id, who.is_operator, body)
     keys = sorted(k for k in rule.keys if k != ANY_KEY)
     return {"name": rule.name, "keys": keys, "any_key": ANY_KEY in rule.keys, "timed": rule.timed}
 
@@ -115,7 +110,7 @@ async def check_rule(p: Plat, who: Caller, request: Request) -> dict[str, Any]:
     openapi_extra=BODY,
     responses={422: {"content": PROBLEM, "description": "some rule is invalid; none is saved"}},
 )
-async def import_rules(p: Plat, who: Caller, request: Request) -> list[RuleOut]:
+async def import_rules(hub: HubDep, who: Caller, request: Request) -> list[RuleOut]:
     """Create or replace every rule of a list (or of ``{"rules": [...]}``), as YAML or JSON.
 
     All rules are checked first; if any is invalid, none is saved and ``errors`` locates each
@@ -123,31 +118,26 @@ async def import_rules(p: Plat, who: Caller, request: Request) -> list[RuleOut]:
     """
     who.require(Role.OPERATOR)
     doc = await _body(request)
-    items = doc.get("rules") if isinstance(doc, dict) else doc
-    if not isinstance(items, list):
-        raise InvalidInput("expected a list of rules, or an object with a 'rules' list")
-    errors: list[dict[str, Any]] = []
-    for i, item in enumerate(items):
-        try:
-            await run_in_threadpool(p.hub.check, who.tenant_id, who.is_operator, item)
-        except InvalidInput as err:
-            errors.extend({"loc": [i, *e["loc"]], "msg": e["msg"]} for e in err.errors)
+    items = rules_in(doc)
+    errors = await run_in_threadpool(
+        check_each, items, lambda item: hub.check(who.tenant_id, who.is_operator, item)
+    )
     if errors:
         raise InvalidInput(f"{len(errors)} problem(s) in the rules; none was saved", errors=errors)
-    out = [RuleOut(**(await run_in_threadpool(p.hub.rules.put, who, item))[0]) for item in items]
-    await p.hub.reload()
+    out = [RuleOut.of((await run_in_threadpool(hub.rules.put, who, item))[0]) for item in items]
+    await hub.reload()
     return out
 
 
 @router.get("/rules/{rule_id}", summary="Get a rule")
-def get_rule(p: Plat, who: Caller, rule_id: Id) -> RuleOut:
+def get_rule(hub: HubDep, who: Caller, rule_id: Id) -> RuleOut:
     """A visible rule."""
-    return RuleOut(**p.hub.rules.get(who, rule_id))
+    return RuleOut.of(hub.rules.get(who, rule_id))
 
 
 @router.delete("/rules/{rule_id}", status_code=204, summary="Delete a rule")
-async def delete_rule(p: Plat, who: Caller, rule_id: Id) -> Response:
+async def delete_rule(hub: HubDep, who: Caller, rule_id: Id) -> Response:
     """Delete a visible rule (operator role); its alarms stay as they are."""
-    await run_in_threadpool(p.hub.rules.delete, who, rule_id)
-    await p.hub.reload()
+    await run_in_threadpool(hub.rules.delete, who, rule_id)
+    await hub.reload()
     return Response(status_code=204)

@@ -254,13 +254,6 @@ class Point(BaseModel):
     value: Any
 
 
-class IngestResult(BaseModel):
-    """What the platform did with a telemetry upload."""
-
-    accepted: int = Field(description="Readings committed (duplicates included).")
-    quarantined: int = Field(description="Values kept apart: wrong type or out of range.")
-
-
 class RetentionIn(BaseModel):
     """Retention of one key."""
 

@@ -6,12 +6,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from smartpole.api.deps import Caller, Plat
+from smartpole.api.deps import AssetsDep, Caller, SeriesDep, SettingsDep, TenantsDep
 from smartpole.api.keys import KeyList, OneKey, asked_keys, checked_key
 from smartpole.api.schemas import MS_MAX, Id, Millis, Point, RetentionIn
 from smartpole.errors import InvalidInput
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
-from smartpole.store.database import now_ms
 from smartpole.store.series import Aggregation
 
 router = APIRouter(prefix="/api")
@@ -46,17 +46,24 @@ def _points(values: dict[str, tuple[int, Any]]) -> dict[str, Point]:
 
 @router.get("/devices/{device_id}/latest", tags=["telemetry"], summary="Latest values")
 def device_latest(
-    p: Plat, who: Caller, device_id: Id, keys: KeyList = None, key: OneKey = None
+    assets: AssetsDep,
+    series: SeriesDep,
+    who: Caller,
+    device_id: Id,
+    keys: KeyList = None,
+    key: OneKey = None,
 ) -> dict[str, Point]:
     """The newest value of each key (or of the keys asked for)."""
     ks = asked_keys(keys, key) or None
-    p.assets.get_device(who, device_id)
-    return _points(p.series.latest([device_id], ks).get(device_id, {}))
+    assets.get_device(who, device_id)
+    return _points(series.latest([device_id], ks).get(device_id, {}))
 
 
 @router.get("/devices/{device_id}/timeseries", tags=["telemetry"], summary="Time series")
 def device_timeseries(
-    p: Plat,
+    assets: AssetsDep,
+    series: SeriesDep,
+    tenants: TenantsDep,
     who: Caller,
     device_id: Id,
     keys: KeyList = None,
@@ -75,30 +82,35 @@ def device_timeseries(
     boundaries are on whole hours.
     """
     ks = asked_keys(keys, key, required=True)
-    p.assets.get_device(who, device_id)
+    assets.get_device(who, device_id)
     s, e = _window(start, end)
     if agg == "none":
-        raw = p.series.history(device_id, ks, s, e, limit)
+        raw = series.history(device_id, ks, s, e, limit)
         return {k: [Point(ts=t, value=v) for t, v in pts] for k, pts in raw.items()}
-    zone = p.tenants.zone(who.tenant_id)
-    out = p.series.aggregate([device_id], ks, s, e, interval, agg, zone=zone).get(device_id, {})
+    zone = tenants.zone(who.tenant_id)
+    out = series.aggregate([device_id], ks, s, e, interval, agg, zone=zone).get(device_id, {})
     return {k: [Point(ts=t, value=v) for t, v in out.get(k, [])] for k in ks}
 
 
 @router.get("/devices/{device_id}/quarantine", tags=["telemetry"], summary="Kept-apart values")
 def device_quarantine(
-    p: Plat, who: Caller, device_id: Id, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+    assets: AssetsDep,
+    series: SeriesDep,
+    who: Caller,
+    device_id: Id,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> dict[str, Any]:
     """Values that broke the catalog (wrong type, out of range), newest first, with reasons."""
-    p.assets.get_device(who, device_id)
-    items = p.series.quarantined(device_id, limit)
-    total = p.series.quarantine_counts([device_id]).get(device_id, 0)
+    assets.get_device(who, device_id)
+    items = series.quarantined(device_id, limit)
+    total = series.quarantine_counts([device_id]).get(device_id, 0)
     return {"total": total, "items": items}
 
 
 @router.get("/telemetry/latest", tags=["telemetry"], summary="Latest values of many devices")
 def fleet_latest(
-    p: Plat,
+    assets: AssetsDep,
+    series: SeriesDep,
     who: Caller,
     keys: KeyList = None,
     key: OneKey = None,
@@ -109,13 +121,15 @@ def fleet_latest(
 ) -> dict[int, dict[str, Point]]:
     """Latest values of every visible device matching the filters, by device id."""
     ks = asked_keys(keys, key) or None
-    ids = p.assets.device_ids(who, kind=kind, owner=owner, district=district, pole_id=pole_id)
-    return {d: _points(v) for d, v in p.series.latest(ids, ks).items()}
+    ids = assets.device_ids(who, kind=kind, owner=owner, district=district, pole_id=pole_id)
+    return {d: _points(v) for d, v in series.latest(ids, ks).items()}
 
 
 @router.get("/telemetry/aggregate", tags=["telemetry"], summary="Aggregate over devices")
 def fleet_aggregate(
-    p: Plat,
+    assets: AssetsDep,
+    series: SeriesDep,
+    tenants: TenantsDep,
     who: Caller,
     keys: KeyList = None,
     key: OneKey = None,
@@ -135,30 +149,32 @@ def fleet_aggregate(
         raise InvalidInput("choose an aggregation: avg, min, max, sum or count")
     ks = asked_keys(keys, key, required=True)
     s, e = _window(start, end)
-    ids = p.assets.device_ids(who, kind=kind, owner=owner, district=district, pole_id=pole_id)
+    ids = assets.device_ids(who, kind=kind, owner=owner, district=district, pole_id=pole_id)
     a: Aggregation = agg
-    zone = p.tenants.zone(who.tenant_id)
-    out = p.series.aggregate(ids, ks, s, e, interval, a, per_device=group == "device", zone=zone)
-    series = {
+    zone = tenants.zone(who.tenant_id)
+    out = series.aggregate(ids, ks, s, e, interval, a, per_device=group == "device", zone=zone)
+    points = {
         str(d): {k: [Point(ts=t, value=v) for t, v in pts] for k, pts in by_key.items()}
         for d, by_key in out.items()
     }
     if group == "fleet":
-        return {"devices": len(ids), "series": series.get("0", {k: [] for k in ks})}
-    return {"devices": len(ids), "series": series}
+        return {"devices": len(ids), "series": points.get("0", {k: [] for k in ks})}
+    return {"devices": len(ids), "series": points}
 
 
 @router.get("/telemetry/retention", tags=["telemetry"], summary="Retention rules")
-def get_retention(p: Plat, who: Caller) -> dict[str, Any]:
+def get_retention(series: SeriesDep, settings: SettingsDep, who: Caller) -> dict[str, Any]:
     """Per-key retention in days, and the default (0 = keep forever)."""
-    return {"default_days": p.settings.retention_days, "keys": p.series.retention_rules()}
+    return {"default_days": settings.retention_days, "keys": series.retention_rules()}
 
 
 @router.put("/telemetry/retention/{key:path}", tags=["telemetry"], summary="Set a key's retention")
-def set_retention(p: Plat, who: Caller, key: str, body: RetentionIn) -> dict[str, Any]:
+def set_retention(
+    series: SeriesDep, settings: SettingsDep, who: Caller, key: str, body: RetentionIn
+) -> dict[str, Any]:
     """Keep readings of ``key`` for ``days`` (city operator admin); null returns to default.
     The key is percent-encoded in the path (``room%20temp``, ``%E6%B8%A9%E5%BA%A6``); it may
     hold ``/``."""
     who.require_city(Role.ADMIN)
-    p.series.set_retention(checked_key(key), body.days)
-    return {"default_days": p.settings.retention_days, "keys": p.series.retention_rules()}
+    series.set_retention(checked_key(key), body.days)
+    return {"default_days": settings.retention_days, "keys": series.retention_rules()}

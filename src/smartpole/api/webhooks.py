@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from smartpole.api.deps import Caller, Plat
+from smartpole.api.deps import Caller, WebhooksDep
 from smartpole.api.schemas import Id
 
 __all__ = ["router"]
@@ -55,32 +55,32 @@ class DeliveryOut(BaseModel):
 
 
 @router.post("/webhooks", status_code=201, summary="Create a webhook")
-def create_webhook(p: Plat, who: Caller, body: WebhookIn) -> WebhookOut:
+def create_webhook(webhooks: WebhooksDep, who: Caller, body: WebhookIn) -> WebhookOut:
     """Add a webhook of the caller's tenant (admin). Each POST to it carries
     ``X-Smartpole-Signature: sha256=<hex HMAC-SHA256 of the body, keyed with the secret>``;
     the secret is in this answer only."""
-    return WebhookOut(**p.hub.webhooks.create(who, body.name, body.url, body.secret))
+    return WebhookOut(**webhooks.create(who, body.name, body.url, body.secret).to_dict())
 
 
 @router.get("/webhooks", summary="List webhooks")
-def list_webhooks(p: Plat, who: Caller) -> list[WebhookOut]:
+def list_webhooks(webhooks: WebhooksDep, who: Caller) -> list[WebhookOut]:
     """The caller's tenant's webhooks, without secrets."""
-    return [WebhookOut(**w) for w in p.hub.webhooks.list(who)]
+    return [WebhookOut(**w.to_dict()) for w in webhooks.visible(who)]
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, summary="Delete a webhook")
-def delete_webhook(p: Plat, who: Caller, webhook_id: Id) -> Response:
+def delete_webhook(webhooks: WebhooksDep, who: Caller, webhook_id: Id) -> Response:
     """Delete a webhook and its deliveries (admin)."""
-    p.hub.webhooks.delete(who, webhook_id)
+    webhooks.delete(who, webhook_id)
     return Response(status_code=204)
 
 
 @router.get("/webhooks/{webhook_id}/deliveries", summary="List a webhook's deliveries")
 def list_deliveries(
-    p: Plat,
+    webhooks: WebhooksDep,
     who: Caller,
     webhook_id: Id,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeliveryOut]:
     """Deliveries newest first: status, attempts made, last HTTP status or error."""
-    return [DeliveryOut(**d) for d in p.hub.webhooks.deliveries(who, webhook_id, limit)]
+    return [DeliveryOut(**d.to_dict()) for d in webhooks.deliveries(who, webhook_id, limit)]

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from smartpole.api.deps import Caller, Plat
+from smartpole.api.deps import AlarmsDep, AssetsDep, Caller, WorkOrdersDep
 from smartpole.api.schemas import Id, Offset
-from smartpole.app import Platform
 from smartpole.errors import Forbidden, InvalidInput
-from smartpole.hub.alarms import Severity
-from smartpole.hub.workorders import WorkOrderFilter, WorkOrders, WorkOrderStatus
+from smartpole.hub.alarms.store import Alarms
+from smartpole.hub.workorders.store import WorkOrderFilter, WorkOrders
+from smartpole.model.lifecycle import Severity, WorkOrderStatus
 from smartpole.model.types import Role
+from smartpole.model.workorders import Team, WorkOrder, WorkOrderEntry
 from smartpole.registry.access import Principal
+from smartpole.registry.assets import Assets
 
 __all__ = ["router"]
 
@@ -58,6 +60,11 @@ class TeamOut(BaseModel):
     title: str
     contact: str
     created: int
+
+    @classmethod
+    def of(cls, team: Team) -> TeamOut:
+        """From the domain object."""
+        return cls(**team.to_dict())
 
 
 class WorkOrderIn(BaseModel):
@@ -114,6 +121,11 @@ class HistoryEntry(BaseModel):
     comment: str
     details: dict[str, Any]
 
+    @classmethod
+    def of(cls, entry: WorkOrderEntry) -> HistoryEntry:
+        """From the domain object."""
+        return cls(**entry.to_dict())
+
 
 class WorkOrderOut(BaseModel):
     """A work order."""
@@ -138,6 +150,11 @@ class WorkOrderOut(BaseModel):
     overdue_since: int | None = Field(description="when the overdue alarm was raised")
     resolve_suggested: bool = Field(description="its alarm cleared: consider resolving it")
 
+    @classmethod
+    def of(cls, order: WorkOrder) -> Self:
+        """From the domain object."""
+        return cls(**order.to_dict())
+
 
 class WorkOrderDetail(WorkOrderOut):
     """A work order with every change made to it."""
@@ -154,19 +171,14 @@ class WorkOrderPage(BaseModel):
     offset: int
 
 
-async def work_orders(p: Plat) -> WorkOrders:
-    """The platform's work orders (async: no thread hop for a dependency without I/O)."""
-    return p.work_orders
-
-
-WO = Annotated[WorkOrders, Depends(work_orders)]
+WO = WorkOrdersDep
 
 
 # -- teams ----------------------------------------------------------------------------------
 @router.get("/teams", tags=["work orders"], summary="List maintenance teams")
 def list_teams(wo: WO, who: Caller) -> list[TeamOut]:
     """The teams of the caller's tenant (the city operator sees every tenant's)."""
-    return [TeamOut(**t) for t in wo.list_teams(who)]
+    return [TeamOut.of(t) for t in wo.list_teams(who)]
 
 
 @router.post("/teams", tags=["work orders"], status_code=201, summary="Create a team")
@@ -181,7 +193,7 @@ def create_team(wo: WO, who: Caller, body: TeamIn) -> TeamOut:
     if body.tenant_id is not None and body.tenant_id != who.tenant_id:
         who.require_city(Role.ADMIN)
         tenant_id = body.tenant_id
-    return TeamOut(**wo.create_team(tenant_id, body.name, body.title, body.contact))
+    return TeamOut.of(wo.create_team(tenant_id, body.name, body.title, body.contact))
 
 
 @router.get(
@@ -192,7 +204,7 @@ def create_team(wo: WO, who: Caller, body: TeamIn) -> TeamOut:
 )
 def get_team(wo: WO, who: Caller, team_id: Id) -> TeamOut:
     """One team of the caller's tenant."""
-    return TeamOut(**wo.get_team(who, team_id))
+    return TeamOut.of(wo.get_team(who, team_id))
 
 
 @router.patch("/teams/{team_id}", tags=["work orders"], summary="Change a team")
@@ -200,7 +212,7 @@ def update_team(wo: WO, who: Caller, team_id: Id, body: TeamPatch) -> TeamOut:
     """Rename a team or change its title or contact (admin)."""
     who.require(Role.ADMIN)
     values = body.model_dump(exclude_unset=True, exclude_none=True)
-    return TeamOut(**wo.update_team(who, team_id, **values))
+    return TeamOut.of(wo.update_team(who, team_id, **values))
 
 
 @router.delete("/teams/{team_id}", tags=["work orders"], status_code=204, summary="Delete")
@@ -236,9 +248,9 @@ def list_work_orders(
         pole_id=pole_id,
         severity=severity,
     )
-    rows, total = wo.list(who, f, limit=limit, offset=offset)
+    rows, total = wo.find(who, f, limit=limit, offset=offset)
     return WorkOrderPage(
-        items=[WorkOrderOut(**r) for r in rows], total=total, limit=limit, offset=offset
+        items=[WorkOrderOut.of(r) for r in rows], total=total, limit=limit, offset=offset
     )
 
 
@@ -249,7 +261,9 @@ def list_work_orders(
     summary="Open a work order by hand",
     responses={404: {"content": PROBLEM, "description": "alarm, device, pole or team unknown"}},
 )
-async def create_work_order(p: Plat, wo: WO, who: Caller, body: WorkOrderIn) -> WorkOrderDetail:
+async def create_work_order(
+    alarms: AlarmsDep, assets: AssetsDep, wo: WO, who: Caller, body: WorkOrderIn
+) -> WorkOrderDetail:
     """Open a work order (operator), from an alarm or free-standing for a device or pole.
 
     From an alarm it belongs to the alarm's tenant (only that tenant or the city operator may
@@ -257,15 +271,17 @@ async def create_work_order(p: Plat, wo: WO, who: Caller, body: WorkOrderIn) -> 
     device's owner; for a pole, to the caller's tenant. The deadline is the severity's SLA.
     """
     who.require(Role.OPERATOR)
-    wo_id = await run_in_threadpool(_create, p, wo, who, body)
-    return WorkOrderDetail(**await run_in_threadpool(wo.get, who, wo_id))
+    wo_id = await run_in_threadpool(_create, alarms, assets, wo, who, body)
+    return WorkOrderDetail.of(await run_in_threadpool(wo.get, who, wo_id))
 
 
-def _create(p: Platform, wo: WorkOrders, who: Principal, body: WorkOrderIn) -> int:
+def _create(
+    alarms: Alarms, assets: Assets, wo: WorkOrders, who: Principal, body: WorkOrderIn
+) -> int:
     alarm = None
     tenant_id = who.tenant_id
     if body.alarm_id is not None:
-        alarm = p.hub.alarms.get_visible(who, body.alarm_id)
+        alarm = alarms.get_visible(who, body.alarm_id)
         if alarm.tenant_id != who.tenant_id and not who.is_operator:
             raise Forbidden(
                 f"work orders of alarm {alarm.id} belong to its owner tenant",
@@ -273,15 +289,15 @@ def _create(p: Platform, wo: WorkOrders, who: Principal, body: WorkOrderIn) -> i
             )
         tenant_id = alarm.tenant_id
     elif body.device_id is not None:
-        tenant_id = p.assets.get_device(who, body.device_id).owner_id
+        tenant_id = assets.get_device(who, body.device_id).owner_id
     elif body.pole_id is not None:
-        p.assets.get_pole(who, body.pole_id)
+        assets.get_pole(who, body.pole_id)
     else:
         raise InvalidInput("give an alarm_id, a device_id or a pole_id")
     if body.device_id is not None and alarm is not None:
-        p.assets.get_device(who, body.device_id)
+        assets.get_device(who, body.device_id)
     if body.pole_id is not None and (alarm is not None or body.device_id is not None):
-        p.assets.get_pole(who, body.pole_id)
+        assets.get_pole(who, body.pole_id)
     return wo.create(
         actor=f"{who.tenant} ({who.role})",
         tenant_id=tenant_id,
@@ -303,7 +319,7 @@ def _create(p: Platform, wo: WorkOrders, who: Principal, body: WorkOrderIn) -> i
 )
 def get_work_order(wo: WO, who: Caller, work_order_id: Id) -> WorkOrderDetail:
     """A visible work order with every change made to it, oldest first."""
-    return WorkOrderDetail(**wo.get(who, work_order_id))
+    return WorkOrderDetail.of(wo.get(who, work_order_id))
 
 
 @router.post(
@@ -327,7 +343,7 @@ async def transition(wo: WO, who: Caller, work_order_id: Id, body: TransitionIn)
     Resolving or closing clears the order's overdue alarm.
     """
     who.require(Role.OPERATOR)
-    return WorkOrderDetail(**await wo.transition(who, work_order_id, body.to, body.comment))
+    return WorkOrderDetail.of(await wo.transition(who, work_order_id, body.to, body.comment))
 
 
 @router.post(
@@ -342,7 +358,7 @@ async def assign(wo: WO, who: Caller, work_order_id: Id, body: AssignIn) -> Work
     An ``open`` order becomes ``assigned``; an assigned or in-progress one changes team.
     """
     who.require(Role.OPERATOR)
-    return WorkOrderDetail(**await wo.assign(who, work_order_id, body.team_id, body.comment))
+    return WorkOrderDetail.of(await wo.assign(who, work_order_id, body.team_id, body.comment))
 
 
 @router.post(
@@ -355,4 +371,4 @@ async def assign(wo: WO, who: Caller, work_order_id: Id, body: AssignIn) -> Work
 def comment(wo: WO, who: Caller, work_order_id: Id, body: CommentIn) -> HistoryEntry:
     """Add a comment to the work order's history (operator)."""
     who.require(Role.OPERATOR)
-    return HistoryEntry(**wo.comment(who, work_order_id, body.comment))
+    return HistoryEntry.of(wo.comment(who, work_order_id, body.comment))

@@ -28,7 +28,7 @@ DEMO_OFFLINE_AFTER = "20s"
 
 def demo_rules(fleet: Fleet) -> list[dict[str, Any]]:
     """The city's default rules, and the demo's quick offline rule for the scenario's pole."""
-    from smartpole.hub.rules import default_rules
+    from smartpole.hub.rules.documents import default_rules
     from smartpole.sim.scenario import DEMO, Event, cast
 
     rules = default_rules()

@@ -28,7 +28,7 @@ from smartpole.model.lifecycle import AlarmStatus
 
 if TYPE_CHECKING:
     from smartpole.app import Platform
-    from smartpole.hub.alarms import Alarm
+    from smartpole.model.alarms import Alarm
     from smartpole.registry.access import Principal
 
 __all__ = ["register"]
@@ -52,7 +52,7 @@ def _who(p: Platform, tenant: str) -> Principal:
 
 
 def _read(path: Path) -> Any:
-    from smartpole.api.rules import parse_rules_text
+    from smartpole.hub.rules.documents import parse_rules_text
 
     kind = "application/yaml" if path.suffix.lower() in (".yaml", ".yml") else "application/json"
     return parse_rules_text(path.read_bytes(), kind)
@@ -64,18 +64,15 @@ def rule_list(
 ) -> None:
     """List rules."""
     with command_platform(data_dir, db) as p:
-        rows = p.hub.rules.list(_who(p, tenant))
+        rows = p.hub.rules.visible(_who(p, tenant))
         names = {t["id"]: t["name"] for t in p.tenants.list(city(p.tenants))}
     if json:
-        print_json(rows)
+        print_json([r.to_dict() for r in rows])
         return
     print_table(
         counted(len(rows), len(rows), "rule"),
         ("id", "tenant", "name", "enabled", "description"),
-        (
-            (r["id"], names[r["tenant_id"]], r["name"], r["enabled"], r["body"].get("description"))
-            for r in rows
-        ),
+        ((r.id, names[r.tenant_id], r.name, r.enabled, r.description) for r in rows),
     )
 
 
@@ -89,11 +86,11 @@ def rule_add(
 ) -> None:
     """Create a rule, or replace the tenant's rule of the same name."""
     with command_platform(data_dir, db) as p:
-        row, created = p.hub.rules.put(_who(p, tenant), _read(file))
+        rule, created = p.hub.rules.put(_who(p, tenant), _read(file))
     if json:
-        print_json(row)
+        print_json(rule.to_dict())
     else:
-        console.print(f"rule {row['name']} id {row['id']} {'created' if created else 'replaced'}")
+        console.print(f"rule {rule.name} id {rule.id} {'created' if created else 'replaced'}")
 
 
 @rule_app.command("show")
@@ -107,15 +104,15 @@ def rule_show(
     """Show a rule: its name, tenant and body."""
     with command_platform(data_dir, db) as p:
         rule = p.hub.rules.get(_who(p, tenant), rule_id)
-        owner = p.tenants.get(rule["tenant_id"])["name"]
+        owner = p.tenants.get(rule.tenant_id)["name"]
     if json:
-        print_json(rule)
+        print_json(rule.to_dict())
         return
     import orjson
 
-    body = orjson.dumps(rule["body"], option=orjson.OPT_INDENT_2).decode()
-    fields = {k: v for k, v in rule.items() if k not in ("tenant_id", "body")}
-    print_record(f"rule {rule['name']}", {**fields, "tenant": owner, "body": body})
+    body = orjson.dumps(rule.body, option=orjson.OPT_INDENT_2).decode()
+    fields = {k: v for k, v in rule.to_dict().items() if k not in ("tenant_id", "body")}
+    print_record(f"rule {rule.name}", {**fields, "tenant": owner, "body": body})
 
 
 @rule_app.command("delete")
@@ -147,19 +144,12 @@ def rule_import(
     if (file is None) == (not defaults):
         raise typer.BadParameter("give a FILE or --defaults")
     with command_platform(data_dir, db) as p:
-        from smartpole.hub.rules import default_rules
+        from smartpole.hub.rules.documents import check_each, default_rules, rules_in
 
         who = _who(p, tenant)
         doc = default_rules() if defaults else _read(file)  # type: ignore[arg-type]
-        items = doc.get("rules") if isinstance(doc, dict) else doc
-        if not isinstance(items, list):
-            raise InvalidInput("expected a list of rules, or an object with a 'rules' list")
-        errors: list[dict[str, Any]] = []
-        for i, item in enumerate(items):
-            try:
-                p.hub.check(who.tenant_id, who.is_operator, item)
-            except InvalidInput as err:
-                errors.extend({"loc": [i, *e["loc"]], "msg": e["msg"]} for e in err.errors)
+        items = rules_in(doc)
+        errors = check_each(items, lambda item: p.hub.check(who.tenant_id, who.is_operator, item))
         if errors:
             raise InvalidInput(f"{len(errors)} problem(s); no rule was saved", errors=errors)
         for item in items:
@@ -181,11 +171,11 @@ def alarm_list(
     json: JsonOut = False,
 ) -> None:
     """List alarms, newest first."""
-    from smartpole.hub.alarms import AlarmFilter
+    from smartpole.hub.alarms.store import AlarmFilter
 
     status = [s for s in AlarmStatus if s.active] if active else None
     with command_platform(data_dir, db) as p:
-        rows = p.hub.alarms.list(
+        rows = p.hub.alarms.find(
             _who(p, tenant), AlarmFilter(status=status, type=type, roots=roots), limit=limit
         )
         named = {a.id: _originator(p, a) for a in rows}

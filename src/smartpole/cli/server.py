@@ -54,7 +54,7 @@ def run_server(platform: Platform) -> None:
     s = platform.settings
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = uvicorn.Config(
-        create_app(platform),
+        create_app(platform.api_services(), lifecycle=platform),
         host=s.host,
         port=s.http_port,
         log_level=s.log_level.lower(),

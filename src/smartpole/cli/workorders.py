@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,9 @@ from smartpole.cli.common import (
 from smartpole.errors import InvalidInput
 from smartpole.model.lifecycle import Severity, WorkOrderStatus
 
+if TYPE_CHECKING:
+    from smartpole.model.workorders import WorkOrder
+
 __all__ = ["register"]
 
 workorder_app = typer.Typer(help="Work orders (工单): maintenance jobs.", no_args_is_help=True)
@@ -31,16 +34,8 @@ ACTOR = "cli"
 COLUMNS = ("id", "status", "severity", "team", "title", "deadline", "overdue")
 
 
-def _cells(r: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        r["id"],
-        r["status"],
-        r["severity"],
-        r["team"],
-        r["title"],
-        moment(r["deadline"]),
-        r["overdue"],
-    )
+def _cells(r: WorkOrder) -> tuple[Any, ...]:
+    return (r.id, r.status, r.severity, r.team, r.title, moment(r.deadline), r.overdue)
 
 
 @workorder_app.command("list")
@@ -56,13 +51,13 @@ def workorder_list(
     json: JsonOut = False,
 ) -> None:
     """List work orders, newest first."""
-    from smartpole.hub.workorders import WorkOrderFilter
+    from smartpole.hub.workorders.store import WorkOrderFilter
 
     with command_platform(data_dir, db) as p:
         f = WorkOrderFilter(status=status or None, team_id=team, overdue=overdue)
-        rows, total = p.work_orders.list(city(p.tenants), f, limit=limit)
+        rows, total = p.work_orders.find(city(p.tenants), f, limit=limit)
     if json:
-        print_json({"items": rows, "total": total})
+        print_json({"items": [r.to_dict() for r in rows], "total": total})
         return
     print_table(counted(len(rows), total, "work order"), COLUMNS, map(_cells, rows))
 
@@ -78,7 +73,7 @@ def workorder_show(
     with command_platform(data_dir, db) as p:
         row = p.work_orders.get(city(p.tenants), work_order_id)
     if json:
-        print_json(row)
+        print_json(row.to_dict())
         return
     print_record(
         f"work order {work_order_id}",
@@ -88,15 +83,8 @@ def workorder_show(
         "history",
         ("when", "who", "action", "from", "to", "comment"),
         (
-            (
-                moment(h["ts"]),
-                h["actor"],
-                h["action"],
-                h["from_status"],
-                h["to_status"],
-                h["comment"],
-            )
-            for h in row["history"]
+            (moment(h.ts), h.actor, h.action, h.from_status, h.to_status, h.comment)
+            for h in row.history or ()
         ),
     )
 
@@ -139,9 +127,9 @@ def workorder_create(
         )
         row = p.work_orders.get(who, wo_id)
     if json:
-        print_json(row)
+        print_json(row.to_dict())
     else:
-        console.print(f"work order {wo_id} {row['status']}, deadline {moment(row['deadline'])}")
+        console.print(f"work order {wo_id} {row.status}, deadline {moment(row.deadline)}")
 
 
 @workorder_app.command("transition")
@@ -159,9 +147,9 @@ def workorder_transition(
     with command_platform(data_dir, db) as p:
         row = asyncio.run(p.work_orders.transition(city(p.tenants), work_order_id, to, comment))
     if json:
-        print_json(row)
+        print_json(row.to_dict())
     else:
-        console.print(f"work order {work_order_id} is {row['status']}")
+        console.print(f"work order {work_order_id} is {row.status}")
 
 
 def register(app: typer.Typer) -> None:

@@ -28,8 +28,8 @@ from sqlalchemy import Engine, Row, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import DeviceOffline, InvalidInput, NotFound, Timeout
+from smartpole.model.clock import now_ms
 from smartpole.model.commands import Command, CommandStatus
-from smartpole.store.database import now_ms
 from smartpole.store.schema import commands, devices
 
 __all__ = ["CommandChannel", "Control"]
@@ -105,8 +105,8 @@ def _reply_error(response: Any) -> str | None:
 class Control:
     """Records commands, sends them over the channel and follows them to their end.
 
-    The channel is optional at construction (the transport is built later): until one is set,
-    every device counts as offline.
+    The channel is the platform's transports as one (``app.Channels``, which they join as they
+    start); without one (a node that only records commands) every device counts as offline.
     """
 
     def __init__(self, engine: Engine, channel: CommandChannel | None = None) -> None:

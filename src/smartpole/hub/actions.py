@@ -13,10 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from smartpole.errors import SmartpoleError
-from smartpole.hub.alarms import Alarm, Alarms
+from smartpole.hub.alarms.store import Alarms
 from smartpole.hub.directory import DeviceInfo, Directory
-from smartpole.hub.rules import AlarmAction, CommandAction, Rule, WebhookAction, WorkOrderAction
-from smartpole.hub.webhooks import Webhooks
+from smartpole.hub.rules.model import (
+    AlarmAction,
+    CommandAction,
+    Rule,
+    WebhookAction,
+    WorkOrderAction,
+)
+from smartpole.hub.webhooks.store import Webhooks
+from smartpole.model.alarms import Alarm
 from smartpole.model.commands import Command
 from smartpole.model.types import Value
 
@@ -26,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class WorkOrderOpener(Protocol):
-    """Opens a work order for an alarm (``smartpole.hub.workorders.WorkOrders``)."""
+    """Opens a work order for an alarm (``smartpole.hub.workorders.store.WorkOrders``)."""
 
     async def open_for_alarm(self, alarm: Alarm, team: str | None, note: str | None) -> int:
         """Open a work order for the alarm; return its id."""

@@ -18,29 +18,36 @@ import logging
 import time
 import zoneinfo
 from collections import defaultdict, deque
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from shapely.geometry import Point
 from sqlalchemy import Engine, select
 
-from smartpole.hub.actions import Actor, Commander, Transition, WorkOrderOpener
-from smartpole.hub.alarms import Alarms
-from smartpole.hub.conditions import ANY_KEY, Context
+from smartpole.hub.actions import Actor, Commander, Transition
+from smartpole.hub.alarms.outages import PoleOutages
+from smartpole.hub.alarms.store import Alarms
+from smartpole.hub.alarms.stream import AlarmStream
 from smartpole.hub.directory import DeviceInfo, Directory
-from smartpole.hub.outages import PoleOutages
-from smartpole.hub.rule_body import compile_rule
-from smartpole.hub.rules import Rule, RuleStore
-from smartpole.hub.stream import AlarmStream
-from smartpole.hub.tables import rule_state
-from smartpole.hub.webhooks import Webhooks
+from smartpole.hub.rules.conditions import ANY_KEY, Context
+from smartpole.hub.rules.model import Rule
+from smartpole.hub.rules.parser import compile_rule
+from smartpole.hub.rules.store import RuleStore
+from smartpole.hub.rules.tables import rule_state
+from smartpole.hub.webhooks.store import Webhooks
+from smartpole.hub.workorders.store import WorkOrders
 from smartpole.metrics import Metrics
+from smartpole.model.alarms import AlarmChange
+from smartpole.model.clock import now_ms
+from smartpole.model.lifecycle import Severity
 from smartpole.model.types import Reading, Value
-from smartpole.store.database import now_ms, upsert
+from smartpole.model.writes import WriteBatch
+from smartpole.store.database import upsert
 from smartpole.store.schema import poles, tenants
-from smartpole.store.series import TimeSeries, WriteBatch
+from smartpole.store.series import TimeSeries
 
-__all__ = ["Hub", "WorkOrderOpener"]
+__all__ = ["Hub"]
 
 log = logging.getLogger(__name__)
 DIRECTORY_REFRESH_S = 30.0
@@ -54,7 +61,10 @@ def _ts(r: Reading) -> int:
 
 
 class Hub:
-    """Rules, their state and evaluation; alarms and webhooks it acts through."""
+    """Rules, their state and evaluation; the alarms, work orders and webhooks it acts through.
+
+    ``work_order_sla`` is the deadline of each severity (default: ``DEFAULT_SLA``).
+    """
 
     def __init__(
         self,
@@ -62,7 +72,7 @@ class Hub:
         *,
         commander: Commander | None = None,
         series: TimeSeries | None = None,
-        work_orders: WorkOrderOpener | None = None,
+        work_order_sla: Mapping[Severity, int] | None = None,
         timezone: str = "Asia/Shanghai",
         webhook_attempts: int = 5,
         webhook_backoff_ms: int = 1000,
@@ -72,14 +82,16 @@ class Hub:
         self.metrics = metrics if metrics is not None else Metrics()
         self.series = series
         self.tz = zoneinfo.ZoneInfo(timezone)
-        self.alarms = Alarms(engine)
         self.stream = AlarmStream()
-        self.alarms.listeners.append(self.stream.publish)
+        # Outages and work orders raise alarms and listen to them too: the alarms, built
+        # first, tell them through the hub's two methods below.
+        listeners = (self.stream.publish, self._group_outage, self._suggest_resolve)
+        self.alarms = Alarms(engine, listeners)
         self.outages = PoleOutages(self.alarms)  # a dark pole: one root alarm, not six
-        self.alarms.listeners.append(self.outages.on_alarm_change)
+        self.work_orders = WorkOrders(engine, self.alarms, sla=work_order_sla)
         self.webhooks = Webhooks(engine, attempts=webhook_attempts, backoff_ms=webhook_backoff_ms)
         self.rules = RuleStore(engine, self.check)
-        self.actor = Actor(self.alarms, commander, self.webhooks, work_orders)
+        self.actor = Actor(self.alarms, commander, self.webhooks, self.work_orders)
         self.directory = Directory()
         self.evaluated = 0  # rule evaluations, for the benchmark and the status page
         self.started = 0  # when start() was done (ms): offline durations count from then at most
@@ -106,14 +118,13 @@ class Hub:
         self._looked_up: set[int] = set()
         self._insert = upsert(engine)
 
-    @property
-    def work_orders(self) -> WorkOrderOpener | None:
-        """What opens work orders for the ``work_order`` action (None: not wired)."""
-        return self.actor.work_orders
+    async def _group_outage(self, change: AlarmChange) -> None:
+        """A dark pole's device alarms grouped under one root (an alarm listener)."""
+        await self.outages.on_alarm_change(change)
 
-    @work_orders.setter
-    def work_orders(self, opener: WorkOrderOpener | None) -> None:
-        self.actor.work_orders = opener
+    async def _suggest_resolve(self, change: AlarmChange) -> None:
+        """A cleared alarm's work orders marked ``resolve_suggested`` (an alarm listener)."""
+        await self.work_orders.on_alarm_change(change)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -421,24 +432,24 @@ class Hub:
         d = self.directory
         compiled: dict[int, Rule] = {}
         for row in rows:
-            if not row["enabled"]:
+            if not row.enabled:
                 continue
             try:
-                compiled[row["id"]] = compile_rule(
-                    row["body"],
-                    rule_id=row["id"],
-                    tenant_id=row["tenant_id"],
-                    city_wide=row["tenant_id"] in d.operators,
+                compiled[row.id] = compile_rule(
+                    row.body,
+                    rule_id=row.id,
+                    tenant_id=row.tenant_id,
+                    city_wide=row.tenant_id in d.operators,
                     tenant_lookup=d.tenant_ids.get,
                     pole_lookup=d.pole_codes.get,
                     webhook_exists=lambda _: True,  # a deleted webhook only skips deliveries
                 )
             except Exception as err:
-                log.warning("rule %s (%r) is skipped: %s", row["id"], row["name"], err)
+                log.warning("rule %s (%r) is skipped: %s", row.id, row.name, err)
                 continue
-            if self._updated.get(row["id"], row["updated"]) != row["updated"]:
-                self._forget(row["id"], keep_active=True)
-            self._updated[row["id"]] = row["updated"]
+            if self._updated.get(row.id, row.updated) != row.updated:
+                self._forget(row.id, keep_active=True)
+            self._updated[row.id] = row.updated
         for gone in set(self._rules) - set(compiled):
             self._forget(gone, keep_active=False)
         index: dict[tuple[Kind, str], list[Rule]] = defaultdict(list)

@@ -26,7 +26,7 @@ from smartpole.model.types import (
     key_label,
     key_problem,
 )
-from smartpole.store.series import Quarantined, WriteBatch
+from smartpole.model.writes import Quarantined, WriteBatch
 
 __all__ = ["decode_json", "parse_attributes", "parse_telemetry", "to_batch"]
 

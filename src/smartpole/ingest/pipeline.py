@@ -20,11 +20,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from smartpole.errors import Overloaded, StoreUnavailable
 from smartpole.metrics import Metrics
-from smartpole.store.series import TimeSeries, WriteBatch, WriteResult
+from smartpole.model.writes import WriteBatch, WriteResult
+from smartpole.store.series import TimeSeries
 
 __all__ = ["Pipeline"]
 
@@ -65,7 +66,11 @@ class _Shared:
 
 
 class Pipeline:
-    """Batches submissions into the store and tells listeners what was committed."""
+    """Batches submissions into the store and tells listeners what was committed.
+
+    The listeners (the hub, anomaly detection, the census) are called in order with every
+    committed batch, by the writer task: a slow one holds the next commit back.
+    """
 
     def __init__(
         self,
@@ -74,6 +79,7 @@ class Pipeline:
         batch_age_ms: int = 10,
         capacity: int = 200_000,
         metrics: Metrics | None = None,
+        listeners: Iterable[Listener] = (),
     ) -> None:
         self.store = store
         self.metrics = metrics if metrics is not None else Metrics()
@@ -81,7 +87,7 @@ class Pipeline:
         self.batch_age = batch_age_ms / 1000
         self.capacity = capacity
         self.pending = 0
-        self.listeners: list[Listener] = []
+        self.listeners: tuple[Listener, ...] = tuple(listeners)
         self.committed = 0
         self.batches = 0
         self._queue: asyncio.Queue[tuple[WriteBatch, asyncio.Future[WriteResult]]] = asyncio.Queue()
@@ -118,6 +124,12 @@ class Pipeline:
                 reason=self.outage.detail,
             )
         return await asyncio.shield(self.enqueue(batch))
+
+    async def drain(self) -> None:
+        """Wait until every batch submitted so far is committed (or failed) and the listeners
+        have seen it."""
+        self._close()
+        await self._queue.join()  # a batch is marked done after its listeners ran
 
     def enqueue(self, batch: WriteBatch) -> asyncio.Future[WriteResult]:
         """Queue a batch; the future resolves at its commit. Raise Overloaded when full.

@@ -204,6 +204,17 @@ class Tenant:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceRef:
+    """What ingest and the transports need to know about an authenticated device."""
+
+    id: int
+    name: str
+    kind: DeviceKind
+    owner_id: int
+    pole_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Attribute:
     """One attribute of a device in one scope."""
 

@@ -13,9 +13,9 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
 from smartpole.store.buckets import time_zone
-from smartpole.store.database import now_ms
 from smartpole.store.schema import api_keys, devices, tenants
 
 __all__ = ["Principal", "Tenants", "hash_secret", "new_secret", "token_hint"]

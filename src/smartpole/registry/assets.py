@@ -15,32 +15,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from smartpole.errors import Conflict, Forbidden, InvalidInput, NotFound
+from smartpole.model.clock import now_ms
 from smartpole.model.devices import Device
 from smartpole.model.poles import MountedDevice, Pole
-from smartpole.model.types import POLE_CODE_RE, DeviceKind, Role, Scope, key_errors
+from smartpole.model.types import POLE_CODE_RE, DeviceKind, DeviceRef, Role, Scope, key_errors
 from smartpole.registry.access import Principal, hash_secret, new_secret, token_hint
-from smartpole.registry.broker import save_broker_hashes
+from smartpole.registry.broker_hashes import save_broker_hashes
 from smartpole.registry.grants import gateway_bindings, may_mount
 from smartpole.registry.unique import device_taken
-from smartpole.store.database import now_ms, put_rows
+from smartpole.store.database import put_rows
 from smartpole.store.schema import attributes, devices, poles, tenants
 
-__all__ = ["Assets", "DeviceRef", "PoleFilter", "pole_of", "seen_recently"]
+__all__ = ["Assets", "PoleFilter", "pole_of", "seen_recently"]
 
 POLE_FIELDS = ("code", "name", "lat", "lon", "height_m", "district", "road", "installed")
 TOKEN_CACHE_S = 30.0
 KINDS = {str(kind): kind for kind in DeviceKind}  # a dict lookup costs less than DeviceKind(...)
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRef:
-    """What ingest needs to know about an authenticated device."""
-
-    id: int
-    name: str
-    kind: DeviceKind
-    owner_id: int
-    pole_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

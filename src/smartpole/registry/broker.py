@@ -6,44 +6,24 @@ is the account because it is unique, chosen by the operator before a device exis
 flashed at the factory with its token), readable in broker logs and ACLs, and already what
 gateways call their sub-devices. Renaming a device therefore changes its broker account.
 
-Tokens are kept as SHA-256 only, which no broker understands, so when a token is issued or
-rotated its Mosquitto hash (PBKDF2-SHA512, the ``$7$`` format of Mosquitto 2.x) is stored as
-well. A device whose token predates this has no broker hash: it is listed as skipped until its
-token is rotated. EMQX asks smartpole instead (``api/broker.py``) and needs no broker hash.
+Each account's password is the device's token, checked by the broker against the token's
+Mosquitto hash (``broker_hashes.py``). A device whose token predates broker mode has no broker
+hash: it is listed as skipped until its token is rotated. EMQX asks smartpole instead
+(``api/broker.py``) and needs no broker hash.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import re
-import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    Engine,
-    ForeignKey,
-    Integer,
-    String,
-    Table,
-    delete,
-    insert,
-    select,
-)
+from sqlalchemy import Engine, select
 
-from smartpole.model.types import DeviceKind, Scope
-from smartpole.store.database import now_ms
-from smartpole.store.schema import commands, devices, metadata
-
-if TYPE_CHECKING:  # assets.py imports this module to store broker hashes
-    from smartpole.registry.assets import Assets, DeviceRef
+from smartpole.model.types import DeviceKind, DeviceRef, Scope
+from smartpole.registry.assets import Assets
+from smartpole.registry.broker_hashes import broker_credentials
+from smartpole.store.schema import commands, devices
 
 __all__ = [
     "LAST_GATEWAY",
@@ -51,63 +31,13 @@ __all__ = [
     "Account",
     "BrokerAccounts",
     "Skipped",
-    "broker_credentials",
-    "broker_hash",
-    "save_broker_hashes",
-    "verify_broker_hash",
 ]
-
-broker_credentials = Table(
-    "broker_credentials",
-    metadata,
-    Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
-    Column("hash", String(200), nullable=False),  # $7$<iterations>$<salt b64>$<sha512 b64>
-    Column("updated", BigInteger, nullable=False),
-)
 
 # A name usable as a broker user name and as one topic level: no '/', '+', '#', ':' (the
 # password file's separator), no leading '$', no spaces.
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 # server attribute of a sub-device: the id of the gateway that last reported it (ThingsBoard's name)
 LAST_GATEWAY = "lastConnectedGateway"
-ITERATIONS = 101  # mosquitto_passwd's default; the broker pays it on every CONNECT
-SALT_BYTES = 12  # as mosquitto_passwd
-
-
-def broker_hash(secret: str, *, iterations: int = ITERATIONS, salt: bytes | None = None) -> str:
-    """The Mosquitto 2.x password-file hash of a secret: ``$7$<iter>$<salt>$<digest>``."""
-    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
-    digest = hashlib.pbkdf2_hmac("sha512", secret.encode(), salt, iterations)
-    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
-
-
-def verify_broker_hash(secret: str, hashed: str) -> bool:
-    """Whether ``secret`` matches a ``$7$`` hash (as Mosquitto checks it)."""
-    parts = hashed.split("$")
-    if len(parts) != 5 or parts[1] != "7" or not parts[2].isdigit():
-        return False
-    try:
-        salt = base64.b64decode(parts[3], validate=True)
-        digest = base64.b64decode(parts[4], validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    mine = hashlib.pbkdf2_hmac("sha512", secret.encode(), salt, int(parts[2]))
-    return hmac.compare_digest(mine, digest)
-
-
-def save_broker_hashes(conn: Connection, tokens: Mapping[int, str]) -> None:
-    """Store the broker hash of each device's new token, in the caller's transaction."""
-    ids = list(tokens)
-    for i in range(0, len(ids), 500):  # SQLite limits the parameters of one statement
-        chunk = ids[i : i + 500]
-        conn.execute(delete(broker_credentials).where(broker_credentials.c.device_id.in_(chunk)))
-    if not ids:
-        return
-    updated = now_ms()
-    conn.execute(
-        insert(broker_credentials),
-        [{"device_id": d, "hash": broker_hash(t), "updated": updated} for d, t in tokens.items()],
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,9 @@ from sqlalchemy import Engine, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from smartpole.metrics import Metrics
-from smartpole.store.database import now_ms
+from smartpole.model.clock import now_ms
+from smartpole.model.writes import WriteBatch
 from smartpole.store.schema import devices, tenants
-from smartpole.store.series import WriteBatch
 
 __all__ = ["Census"]
 

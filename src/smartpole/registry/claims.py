@@ -24,10 +24,11 @@ from sqlalchemy import (
 )
 
 from smartpole.errors import ClaimExpired, Forbidden, InvalidInput, NotFound
-from smartpole.model.types import Role, Scope
+from smartpole.model.clock import now_ms
+from smartpole.model.types import DeviceRef, Role, Scope
 from smartpole.registry.access import Principal, hash_secret
-from smartpole.registry.assets import Assets, DeviceRef
-from smartpole.store.database import now_ms, put_rows
+from smartpole.registry.assets import Assets
+from smartpole.store.database import put_rows
 from smartpole.store.schema import attributes, devices, metadata
 
 __all__ = ["CLAIMING_ALLOWED", "Claims", "device_claims"]

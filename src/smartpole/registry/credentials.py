@@ -31,10 +31,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, InvalidInput
-from smartpole.model.types import Role
+from smartpole.model.clock import now_ms
+from smartpole.model.types import DeviceRef, Role
 from smartpole.registry.access import Principal, hash_secret
-from smartpole.registry.assets import Assets, DeviceRef
-from smartpole.store.database import now_ms
+from smartpole.registry.assets import Assets
 from smartpole.store.schema import devices, metadata
 
 __all__ = ["BasicAuth", "Credentials", "device_credentials", "hash_password", "verify_password"]

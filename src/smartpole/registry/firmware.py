@@ -33,10 +33,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from smartpole.model.clock import now_ms
 from smartpole.model.types import DeviceKind, Role, Scope
 from smartpole.registry.access import Principal
 from smartpole.registry.assets import Assets
-from smartpole.store.database import now_ms, put_rows
+from smartpole.store.database import put_rows
 from smartpole.store.schema import metadata, tenants
 
 __all__ = [

@@ -23,7 +23,7 @@ from smartpole.registry.access import Principal
 from smartpole.registry.assets import Assets, PoleFilter, pole_of
 from smartpole.store.schema import poles
 
-__all__ = ["EARTH_RADIUS_M", "MAX_RADIUS_M", "Geo", "haversine_m"]
+__all__ = ["EARTH_RADIUS_M", "MAX_RADIUS_M", "Geo", "haversine_m", "polygon_of"]
 
 EARTH_RADIUS_M = 6_371_008.8
 """Mean earth radius (IUGG), metres."""
@@ -101,7 +101,7 @@ def _circle_box(
     return lat_lo, lat_hi, [(lo, hi)]
 
 
-def _polygon(geometry: Any) -> Any:
+def polygon_of(geometry: Any) -> Any:
     """A valid shapely (Multi)Polygon from a GeoJSON geometry dict, or InvalidInput."""
     if not isinstance(geometry, dict):
         raise InvalidInput("geometry must be a GeoJSON object (Polygon or MultiPolygon)")
@@ -174,7 +174,7 @@ class Geo:
         self, who: Principal, geometry: dict[str, Any], f: PoleFilter = _ALL, limit: int = 10000
     ) -> list[Pole]:
         """Visible poles inside (or on the edge of) a GeoJSON Polygon or MultiPolygon, by code."""
-        geom = _polygon(geometry)
+        geom = polygon_of(geometry)
         limit = _limit(limit)
         min_x, min_y, max_x, max_y = geom.bounds
         q = (

@@ -43,10 +43,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
 from smartpole.errors import Conflict, InvalidInput, NotFound
+from smartpole.model.clock import now_ms
 from smartpole.model.grants import Binding, MountGrant, Stamp
 from smartpole.model.types import DeviceKind, Role
 from smartpole.registry.access import Principal
-from smartpole.store.database import now_ms
 from smartpole.store.schema import devices, metadata, poles, tenants
 
 __all__ = ["Grants", "gateway_bindings", "may_mount", "mount_grants"]

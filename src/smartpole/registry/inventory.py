@@ -26,10 +26,10 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, InvalidInput
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal
 from smartpole.registry.assets import Assets, PoleFilter, check_pole, parse_date
-from smartpole.store.database import now_ms
 from smartpole.store.schema import devices, poles
 
 __all__ = ["FIELDS", "ImportReport", "Rejected", "export_poles", "import_poles"]

@@ -31,11 +31,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, InvalidInput, NotFound, SmartpoleError
+from smartpole.model.clock import now_ms
 from smartpole.model.types import DeviceKind, Role, Scope
 from smartpole.registry.access import Principal, hash_secret, new_secret, token_hint
 from smartpole.registry.assets import Assets, check_not_null
 from smartpole.registry.credentials import Credentials, check_basic
-from smartpole.store.database import now_ms
 from smartpole.store.schema import metadata, poles, tenants
 
 __all__ = ["FAILURE", "NOT_FOUND", "PROVISION_STATE", "Provisioning", "provision_profiles"]

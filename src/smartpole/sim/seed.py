@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import func, insert, select
 
 from smartpole.errors import NotFound
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal, Tenants
 from smartpole.registry.assets import Assets
 from smartpole.sim.district import TENANTS, PlannedPole, plan_district
-from smartpole.store.database import now_ms
 from smartpole.store.schema import poles
 
 __all__ = ["Seeded", "city_principal", "seed_district"]

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from smartpole.store.database import Database, now_ms
+from smartpole.store.database import Database
 from smartpole.store.files import private_dir
-from smartpole.store.series import (
-    Quarantined,
-    SeriesStore,
-    TimeSeries,
-    WriteBatch,
-    WriteResult,
-)
+from smartpole.store.series import SeriesStore, TimeSeries
 
 __all__ = [
     "Database",
-    "Quarantined",
     "SeriesStore",
     "TimeSeries",
-    "WriteBatch",
-    "WriteResult",
-    "now_ms",
     "open_database",
     "open_series",
 ]

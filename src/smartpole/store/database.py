@@ -1,10 +1,9 @@
-"""Connection to the configured engine, migrations, and clock."""
+"""Connection to the configured engine, and migrations."""
 
 from __future__ import annotations
 
 import sqlite3
 import sys
-import time
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from smartpole.errors import StoreUnavailable
 from smartpole.store.files import private_file
 
-__all__ = ["Database", "now_ms", "put_rows", "store_unavailable", "upsert"]
+__all__ = ["Database", "put_rows", "store_unavailable", "upsert"]
 
 # SQLite errors that pass when the disk has room again or the other process lets go of the file
 TRANSIENT_SQLITE = {"SQLITE_FULL", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN"}
@@ -35,11 +34,6 @@ PG_CONNECT_ARGS = {
     "keepalives_count": 3,
     "tcp_user_timeout": 30_000,
 }
-
-
-def now_ms() -> int:
-    """Wall-clock time in milliseconds since the Unix epoch."""
-    return time.time_ns() // 1_000_000
 
 
 def upsert(engine: Engine) -> Any:

@@ -16,9 +16,11 @@ from typing import Any
 
 import psycopg
 
-from smartpole.store.database import Database, now_ms
+from smartpole.model.clock import now_ms
+from smartpole.model.writes import WriteBatch
+from smartpole.store.database import Database
 from smartpole.store.derived import Journal
-from smartpole.store.series import SeriesStore, WriteBatch
+from smartpole.store.series import SeriesStore
 
 log = logging.getLogger(__name__)
 

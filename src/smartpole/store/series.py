@@ -15,7 +15,6 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from typing import Any, Literal, Protocol
 
@@ -23,9 +22,11 @@ import orjson
 from sqlalchemy import BindParameter, bindparam, text
 
 from smartpole.errors import StoreUnavailable
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Quality, Reading, Value
+from smartpole.model.writes import WriteBatch, WriteResult
 from smartpole.store.buckets import Buckets
-from smartpole.store.database import Database, now_ms, store_unavailable
+from smartpole.store.database import Database, store_unavailable
 from smartpole.store.derived import (
     HOUR_MS,
     Journal,
@@ -42,11 +43,8 @@ __all__ = [
     "HOUR_MS",
     "AggPoint",
     "Aggregation",
-    "Quarantined",
     "SeriesStore",
     "TimeSeries",
-    "WriteBatch",
-    "WriteResult",
     "decode_value",
     "encode_value",
 ]
@@ -78,44 +76,6 @@ def decode_value(vtype: int, num: float | None, txt: str | None) -> Value:
     if vtype == 2:
         return txt or ""
     return orjson.loads(txt or "null")  # type: ignore[no-any-return]
-
-
-@dataclass(frozen=True, slots=True)
-class Quarantined:
-    """A reading kept apart from good data, with why."""
-
-    reading: Reading
-    quality: Quality
-    reason: str
-
-
-@dataclass(slots=True)
-class WriteBatch:
-    """What the pipeline hands the store in one transaction."""
-
-    readings: list[Reading] = field(default_factory=list)
-    quarantined: list[Quarantined] = field(default_factory=list)
-    seen: dict[int, int] = field(default_factory=dict)  # device id -> receive time (ms)
-
-    def extend(self, other: WriteBatch) -> None:
-        """Append another batch's content to this one."""
-        self.readings.extend(other.readings)
-        self.quarantined.extend(other.quarantined)
-        for device_id, ts in other.seen.items():
-            if ts > self.seen.get(device_id, 0):
-                self.seen[device_id] = ts
-
-    def __len__(self) -> int:
-        return len(self.readings) + len(self.quarantined)
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    """How a batch landed: new readings, duplicates ignored, values quarantined."""
-
-    inserted: int
-    duplicates: int
-    quarantined: int
 
 
 class TimeSeries(Protocol):

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from smartpole.model.writes import WriteBatch
 from smartpole.store.database import Database
 from smartpole.store.derived import Journal
-from smartpole.store.series import SeriesStore, WriteBatch
+from smartpole.store.series import SeriesStore
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ shows the table to device makers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, Final
@@ -38,16 +37,16 @@ from smartpole.errors import (
     Unauthenticated,
 )
 from smartpole.metrics import Metrics
+from smartpole.model.writes import Quarantine
+from smartpole.transport.mqtt.reasons import Reason
 
 __all__ = [
     "MAX_REASON",
     "REFUSALS",
-    "Quarantine",
     "Refusal",
     "http_status",
     "mqtt_reason",
     "noted",
-    "noting_quarantine",
     "reason_string",
     "told",
     "unheard",
@@ -55,14 +54,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# MQTT 5 PUBACK reason codes (MQTT 5.0 §3.4.2.1).
-SUCCESS: Final = 0x00
-UNSPECIFIED: Final = 0x80
-IMPLEMENTATION_SPECIFIC: Final = 0x83
-NOT_AUTHORIZED: Final = 0x87
-TOPIC_NAME_INVALID: Final = 0x90
-QUOTA_EXCEEDED: Final = 0x97
-PAYLOAD_FORMAT_INVALID: Final = 0x99
 MAX_REASON = 200  # characters of a Reason String: enough for the detail and the first problem
 INTERNAL_STATUS = 500
 
@@ -71,27 +62,27 @@ INTERNAL_STATUS = 500
 class Refusal:
     """How one error reaches the device: an MQTT 5 reason code and an HTTP status."""
 
-    mqtt5: int
+    mqtt5: Reason
     http: int
 
 
 REFUSALS: Final[dict[type[SmartpoleError], Refusal]] = {
-    PayloadError: Refusal(PAYLOAD_FORMAT_INVALID, 422),  # 400 when the JSON is malformed
-    InvalidInput: Refusal(PAYLOAD_FORMAT_INVALID, 422),  # 0x90 when it names a ``topic``
-    PayloadTooLarge: Refusal(QUOTA_EXCEEDED, 413),
-    Overloaded: Refusal(QUOTA_EXCEEDED, 503),
-    Forbidden: Refusal(NOT_AUTHORIZED, 403),
-    Unauthenticated: Refusal(NOT_AUTHORIZED, 401),
-    NotFound: Refusal(IMPLEMENTATION_SPECIFIC, 404),
-    ClaimExpired: Refusal(IMPLEMENTATION_SPECIFIC, 409),
-    InvalidTransition: Refusal(IMPLEMENTATION_SPECIFIC, 409),
-    Conflict: Refusal(IMPLEMENTATION_SPECIFIC, 409),
-    DeviceOffline: Refusal(IMPLEMENTATION_SPECIFIC, 409),
-    StoreUnavailable: Refusal(IMPLEMENTATION_SPECIFIC, 503),
-    Timeout: Refusal(IMPLEMENTATION_SPECIFIC, 504),
+    PayloadError: Refusal(Reason.PAYLOAD_FORMAT_INVALID, 422),  # 400 when the JSON is malformed
+    InvalidInput: Refusal(Reason.PAYLOAD_FORMAT_INVALID, 422),  # 0x90 when it names a ``topic``
+    PayloadTooLarge: Refusal(Reason.QUOTA_EXCEEDED, 413),
+    Overloaded: Refusal(Reason.QUOTA_EXCEEDED, 503),
+    Forbidden: Refusal(Reason.NOT_AUTHORIZED, 403),
+    Unauthenticated: Refusal(Reason.NOT_AUTHORIZED, 401),
+    NotFound: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 404),
+    ClaimExpired: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 409),
+    InvalidTransition: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 409),
+    Conflict: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 409),
+    DeviceOffline: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 409),
+    StoreUnavailable: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 503),
+    Timeout: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 504),
 }
 # An error smartpole did not raise on purpose (a bug): unspecified, a 500.
-INTERNAL: Final = Refusal(UNSPECIFIED, INTERNAL_STATUS)
+INTERNAL: Final = Refusal(Reason.UNSPECIFIED, INTERNAL_STATUS)
 
 
 def refusal(err: BaseException) -> Refusal:
@@ -103,10 +94,10 @@ def refusal(err: BaseException) -> Refusal:
     return INTERNAL
 
 
-def mqtt_reason(err: BaseException) -> int:
+def mqtt_reason(err: BaseException) -> Reason:
     """The MQTT 5 PUBACK reason code of a refusal."""
     if isinstance(err, InvalidInput) and "topic" in err.fields:
-        return TOPIC_NAME_INVALID  # a topic outside the device API, not a bad payload
+        return Reason.TOPIC_NAME_INVALID  # a topic outside the device API, not a bad payload
     return refusal(err).mqtt5
 
 
@@ -129,6 +120,10 @@ def reason_string(err: BaseException) -> str:
         if msg not in text:  # payload errors name their first problem in the detail already
             where = ".".join(str(part) for part in first.get("loc", ()))
             text += f"; {where}: {msg}" if where else f"; {msg}"
+    return _clipped(text)
+
+
+def _clipped(text: str) -> str:
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
 
 
@@ -147,52 +142,9 @@ def unheard(device: str, topic: str, err: BaseException, metrics: Metrics | None
         metrics.reject("broker", err)
 
 
-@dataclass(frozen=True, slots=True)
-class Quarantine:
-    """A committed message some of whose values broke the catalog and were kept apart."""
-
-    count: int
-    first: str  # why the first one was
-
-    @property
-    def reason_string(self) -> str:
-        """The PUBACK's Reason String."""
-        text = f"{self.count} value(s) quarantined: {self.first}"
-        return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
-
-    @property
-    def user_properties(self) -> list[tuple[str, str]]:
-        """The PUBACK's user properties."""
-        return [("quarantined", str(self.count))]
-
-
-def noting_quarantine(committed: asyncio.Future[Any], note: Quarantine) -> asyncio.Future[Any]:
-    """A future that resolves like ``committed`` (a commit shared by every message of one
-    turn of the loop) but to a :class:`Quarantine` of this message's own quarantined values,
-    for its acknowledgement. Only messages with quarantined values pay for it."""
-    noted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-    def settle(done: asyncio.Future[Any]) -> None:
-        if noted.done():
-            return
-        if done.cancelled():
-            noted.cancel()
-        elif (err := done.exception()) is not None:
-            noted.set_exception(err)
-        else:
-            noted.set_result(note)
-
-    committed.add_done_callback(settle)
-    noted.add_done_callback(_retrieve)
-    return noted
-
-
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    # a connection that closed before acknowledging leaves the failure unread: not an error
-    if not fut.cancelled():
-        fut.exception()
-
-
 def noted(note: Quarantine) -> dict[str, Any]:
     """The MQTT 5 properties of a PUBACK of a message with quarantined values."""
-    return {"reason_string": note.reason_string, "user_property": note.user_properties}
+    return {
+        "reason_string": _clipped(f"{note.count} value(s) quarantined: {note.first}"),
+        "user_property": [("quarantined", str(note.count))],
+    }

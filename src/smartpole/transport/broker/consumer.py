@@ -33,47 +33,28 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from smartpole.config import Settings
-from smartpole.errors import Forbidden, InvalidInput, NotFound, Overloaded, SmartpoleError
-from smartpole.ingest.payload import decode_json
+from smartpole.devices import DeviceApi
+from smartpole.devices.gateway import command
+from smartpole.errors import InvalidInput, NotFound, SmartpoleError
 from smartpole.metrics import Metrics
-from smartpole.model.types import DeviceKind, split_keys
-from smartpole.registry.assets import DeviceRef
-from smartpole.store.database import now_ms
-from smartpole.transport import firmware, gateway, refusals
-from smartpole.transport.broker import topics
+from smartpole.model.clock import now_ms
+from smartpole.model.types import DeviceRef
+from smartpole.transport import refusals
 from smartpole.transport.broker.topics import (
-    ATTR_REQUEST,
-    ATTR_RESPONSE,
-    ATTRIBUTES,
-    CLAIM,
-    FW_ERROR,
-    FW_REQUEST,
-    FW_RESPONSE,
-    GATEWAY,
-    GW_ATTR_REQUEST,
-    GW_ATTR_RESPONSE,
-    GW_ATTRIBUTES,
-    GW_CLAIM,
-    GW_CONNECT,
-    GW_DISCONNECT,
-    GW_RPC,
     GW_RPC_REQUEST,
     GW_SHARED,
-    GW_TELEMETRY,
-    RPC_CALL,
     RPC_REQUEST,
-    RPC_RESPONSE,
-    RPC_RESULT,
     SHARED,
     STATUS,
-    TELEMETRY,
     device_topic,
+    parse,
+    subscriptions,
 )
+from smartpole.transport.broker.uplink import Uplink
 from smartpole.transport.mqtt import codec
 from smartpole.transport.mqtt.client import MqttClient, PublishRefused
-from smartpole.transport.mqtt.port import SessionLimits
 
-__all__ = ["BrokerConsumer", "BrokerStats", "BrokerUrl", "Directory", "Ingest"]
+__all__ = ["BrokerConsumer", "BrokerStats", "BrokerUrl", "Directory"]
 
 log = logging.getLogger(__name__)
 
@@ -90,78 +71,6 @@ MISS_CACHE_S = 5.0
 # here: a node that has just connected must not send a queued command to a device (or gateway)
 # whose "offline" it has not read yet.
 STATUS_SETTLE_S = 0.25
-
-
-class Ingest(Protocol):
-    """What the consumer needs from the platform (``smartpole.devices.DeviceService``)."""
-
-    def telemetry(self, device: DeviceRef, data: Any, now: int) -> asyncio.Future[Any]:
-        """Queue telemetry; the future resolves at its commit. Raises Overloaded when full."""
-        ...
-
-    async def client_attributes(self, device: DeviceRef, data: Any) -> None:
-        """Store client-scope attributes."""
-        ...
-
-    async def attributes(
-        self, device: DeviceRef, client_keys: list[str] | None, shared_keys: list[str] | None
-    ) -> dict[str, dict[str, Any]]:
-        """Client and shared attributes, all or the keys asked for."""
-        ...
-
-    async def rpc_reply(self, device: DeviceRef, request_id: int, response: Any) -> None:
-        """A device answered a command."""
-        ...
-
-    async def rpc_delivered(self, device_id: int, request_id: int) -> None:
-        """A command was delivered (here: the broker took it)."""
-        ...
-
-    async def rpc_ready(self, device: DeviceRef, *, resend: bool = True) -> None:
-        """The device is back: send the commands queued for it (and, ``resend``, those sent
-        before and never delivered)."""
-        ...
-
-    limits: SessionLimits  # the largest firmware chunk a device may ask for: max_payload
-
-    async def client_rpc(self, device: DeviceRef, method: str, params: Any) -> Any:
-        """A device-initiated RPC (``getCurrentTime``, ``getSessionLimits``, …)."""
-        ...
-
-    async def claim(self, device: DeviceRef, data: Any) -> None:
-        """A device opened its claim window. Raises Forbidden."""
-        ...
-
-    async def firmware_chunk(self, device: DeviceRef, size: int, index: int) -> bytes | None:
-        """Chunk ``index`` of ``size`` bytes of the device's firmware; None: none assigned."""
-        ...
-
-    def telemetry_of(
-        self, items: list[tuple[DeviceRef, Any]], now: int, via: DeviceRef | None = None
-    ) -> asyncio.Future[Any]:
-        """Queue the telemetry of a gateway's sub-devices as one batch (the gateway ``via``
-        heard from too)."""
-        ...
-
-    async def sub_devices(self, gateway: DeviceRef, names: list[str]) -> dict[str, DeviceRef]:
-        """Those of ``names`` registered on the gateway's pole (one lookup for many)."""
-        ...
-
-    async def sub_device(self, gateway: DeviceRef, name: str, kind: str | None) -> DeviceRef:
-        """The sub-device a gateway names; auto-created when the gateway may. Raises Forbidden."""
-        ...
-
-    async def reported_by(self, device: DeviceRef, gateway: DeviceRef) -> None:
-        """Remember which gateway reports the device (for commands from any node)."""
-        ...
-
-    async def connected(self, device: DeviceRef, via: DeviceRef | None = None) -> None:
-        """A gateway connected a sub-device: record it online, send its queued commands."""
-        ...
-
-    async def disconnected(self, device: DeviceRef, via: DeviceRef | None = None) -> None:
-        """A gateway disconnected a sub-device: record it offline."""
-        ...
 
 
 class Directory(Protocol):
@@ -238,7 +147,7 @@ class BrokerConsumer:
 
     def __init__(
         self,
-        ingest: Ingest,
+        api: DeviceApi,
         directory: Directory,
         url: str,
         *,
@@ -251,7 +160,8 @@ class BrokerConsumer:
         keep_alive_s: int = 30,
         metrics: Metrics | None = None,
     ) -> None:
-        self.ingest = ingest
+        self.api = api
+        self.platform = api.platform
         self.metrics = metrics
         self.directory = directory
         self.url = BrokerUrl.parse(url)
@@ -273,22 +183,22 @@ class BrokerConsumer:
         self._seen: dict[int, int] = {}  # device id -> last heard (ms), from any node
         self._status: dict[int, bool] = {}  # device id -> its retained status topic
         self._sent: dict[tuple[int, int], float] = {}  # commands this node sent -> forget at
-        # gateways: (gateway id, name) -> its sub-device, and how this node last heard a device
-        self._subs: dict[tuple[int, str], tuple[float, DeviceRef]] = {}
+        # how this node last heard a device: directly, or through which gateway
         self._via: dict[int, DeviceRef | None] = {}  # device id -> its gateway; None: direct
         self._gateways: dict[int, tuple[float, DeviceRef | None]] = {}  # registry's, by device
         self._statuses_read = 0.0  # when the last status message was read (monotonic)
         self._statuses_in_hand = 0  # retained statuses of this connection read, not handled yet
         self._connection = 0  # counts connections: a handler of an earlier one is not counted
+        self.uplink = Uplink(self)
 
     @classmethod
     def from_settings(
-        cls, s: Settings, ingest: Ingest, directory: Directory, metrics: Metrics | None = None
+        cls, s: Settings, api: DeviceApi, directory: Directory, metrics: Metrics | None = None
     ) -> BrokerConsumer:
         """A consumer configured by the ``broker_*`` settings."""
         assert s.broker is not None
         return cls(
-            ingest,
+            api,
             directory,
             s.broker,
             username=s.broker_username,
@@ -378,7 +288,7 @@ class BrokerConsumer:
         # handler cut off with the last connection never finishes)
         self._statuses_in_hand = 0
         self._connection += 1
-        filters = topics.subscriptions(self.group)
+        filters = subscriptions(self.group)
         granted = await asyncio.wait_for(client.subscribe(filters), PUBLISH_TIMEOUT_S)
         refused = [f for (f, _), code in zip(filters, granted, strict=False) if code >= 0x80]
         if refused:
@@ -396,7 +306,8 @@ class BrokerConsumer:
             ", ".join(f for f, _ in filters),
         )
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run work in the background (waited for at stop; a failure is logged)."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -410,7 +321,7 @@ class BrokerConsumer:
     def _on_message(self, packet: codec.Publish) -> Awaitable[None] | None:
         self.stats.messages += 1
         self.stats.redelivered += packet.dup
-        where = topics.parse(packet.topic)
+        where = parse(packet.topic)
         if where is None:
             self._drop(packet.topic, "not a broker-mode topic")
             return None
@@ -434,250 +345,72 @@ class BrokerConsumer:
     async def _handle(self, name: str, suffix: str, payload: bytes) -> None:
         """Handle one message; return (so that it is acknowledged) unless it should come again."""
         try:
-            device = await self._device(name)
+            device = await self.device(name)
             if device is None:
                 raise NotFound(f"no device is named {name!r}")
             if suffix == STATUS:
                 self._on_status(device, payload)
                 return
-            if suffix.startswith(GATEWAY):
-                await self._gateway(device, suffix, payload)
-            elif suffix == TELEMETRY:
-                await self._telemetry(device, payload)
-            elif suffix == ATTRIBUTES:
-                await self.ingest.client_attributes(device, decode_json(payload))
-            elif suffix.startswith(ATTR_REQUEST):
-                request, asked = suffix[len(ATTR_REQUEST) :], decode_json(payload)
-                if not isinstance(asked, dict):
-                    raise InvalidInput("an attribute request is a JSON object")
-                self._spawn(self._attribute_request(device, request, asked))
-            elif suffix.startswith(RPC_RESPONSE):
-                await self._reply(device, _request_id(suffix[len(RPC_RESPONSE) :]), payload)
-            elif suffix.startswith(RPC_CALL):
-                call = decode_json(payload)
-                if not isinstance(call, dict) or not isinstance(call.get("method"), str):
-                    raise InvalidInput('client RPC needs {"method": "...", "params": ...}')
-                self._spawn(self._client_rpc(device, suffix[len(RPC_CALL) :], call))
-            elif suffix == CLAIM:
-                await self.ingest.claim(device, decode_json(payload))
-            elif suffix.startswith(FW_REQUEST):
-                chunk = firmware.chunk_request(suffix[len(FW_REQUEST) :], payload)
-                self._spawn(self._firmware(device, *chunk))
-            else:
-                raise InvalidInput(f"{suffix!r} is not a broker-mode topic")
-        except SmartpoleError as err:  # a refusal, for good (a full queue waits in _commit)
+            stored = await self.uplink.handle(device, suffix, payload)
+        except SmartpoleError as err:  # a refusal, for good (a full queue waits in the uplink)
             self.stats.dropped += 1
             refusals.unheard(name, suffix, err, self.metrics)
             return
-        if not suffix.startswith(GATEWAY):  # (a gateway message: heard as soon as it is read)
-            self._heard(device)
-            self._via[device.id] = None  # it speaks for itself: commands go to its own topics
-
-    async def _telemetry(self, device: DeviceRef, payload: bytes) -> None:
-        data = decode_json(payload)
-        now = now_ms()
-        await self._commit(lambda: self.ingest.telemetry(device, data, now))
-
-    async def _commit(self, queue: Callable[[], asyncio.Future[Any]]) -> None:
-        """Queue readings, waiting while the pipeline is full; return once they are committed."""
-        pause = 0.01
-        while True:
-            try:
-                committed = queue()
-                break
-            except Overloaded:  # back-pressure: hold the acknowledgement, the broker waits
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 1.0)
-        await asyncio.shield(committed)  # a failed commit raises: no PUBACK, delivered again
-        self.stats.stored += 1
+        self.stats.stored += stored
 
     # -- the gateway API ------------------------------------------------------------------
-    async def _gateway(self, gw: DeviceRef, suffix: str, payload: bytes) -> None:
-        """ThingsBoard's gateway API on ``sp/v1/{gateway}/gateway/...``."""
-        if gw.kind is not DeviceKind.GATEWAY:
-            raise Forbidden(f"device {gw.name} is not a gateway: it has no gateway API")
-        data = decode_json(payload)
-        self._heard(gw)  # now: its sub-devices are reachable once it has connected them
-        if suffix == GW_TELEMETRY:
-            reports = gateway.reports(data, "telemetry")
-            now = now_ms()
-            subs = await self._subs_of(gw, list(reports))
-            items = [(subs[name], values) for name, values in reports.items() if name in subs]
-            # the gateway's heard-from time goes to every node with the batch: its sub-devices
-            # count as online only while it does
-            await self._commit(lambda: self.ingest.telemetry_of(items, now, via=gw))
-            for sub in subs.values():
-                self._heard(sub)
-        elif suffix == GW_ATTRIBUTES:
-            reports = gateway.reports(data, "attributes")
-            subs = await self._subs_of(gw, list(reports))
-            for name, values in reports.items():
-                if name in subs:
-                    await self.ingest.client_attributes(subs[name], values)
-        elif suffix == GW_CONNECT:
-            sub = await self._sub(gw, gateway.device_of(data, "connect"), data.get("type"))
-            self._status[sub.id] = True
+    async def sub_device_status(self, gw: DeviceRef, sub: DeviceRef, *, online: bool) -> None:
+        """A gateway connected (or disconnected) a sub-device: so it is here at once, it is
+        recorded (connected: its queued commands go), and every node (and those that start
+        later) is told on its retained status topic, as a device keeps its own."""
+        self._status[sub.id] = online
+        if online:
             self._seen[sub.id] = now_ms()
-            await self.ingest.connected(sub, via=gw)  # also sends the commands queued for it
-            await self._tell_status(sub, b"online")
-        elif suffix == GW_DISCONNECT:
-            sub = await self._sub(gw, gateway.device_of(data, "disconnect"))
-            self._status[sub.id] = False
-            await self.ingest.disconnected(sub, via=gw)
-            await self._tell_status(sub, b"offline")
-        elif suffix == GW_CLAIM:
-            reports = gateway.reports(data, "claim")
-            subs = await self._subs_of(gw, list(reports))
-            for name, body in reports.items():
-                if name in subs:
-                    await self.ingest.claim(subs[name], body)
-        elif suffix == GW_ATTR_REQUEST:
-            name, keys, client = gateway.attribute_request(data)
-            sub = await self._sub(gw, name)
-            self._spawn(self._gw_attribute_request(gw, sub, data, keys, client))
-        elif suffix == GW_RPC:  # every node gets the replies: look up only, never create
-            name, request_id, response = gateway.rpc_reply(data)
-            if not isinstance(name, str):
-                raise InvalidInput("a gateway RPC reply names its device")
-            found = await self._subs_of(gw, [name], create=False)
-            if name not in found:
-                raise NotFound(f"gateway {gw.name} has no device {name!r}")
-            await self._reply_with(found[name], request_id, response)
+            await self.platform.connected(sub, via=gw)
         else:
-            raise InvalidInput(f"{suffix!r} is not part of the gateway API")
-
-    async def _tell_status(self, sub: DeviceRef, status: bytes) -> None:
-        """Tell every node (and those that start later) what the gateway said of a sub-device:
-        its retained status topic, as a device keeps its own."""
-        if not await self._publish(device_topic(sub.name, STATUS), status, retain=True):
+            await self.platform.disconnected(sub, via=gw)
+        status = b"online" if online else b"offline"
+        if not await self.publish(device_topic(sub.name, STATUS), status, retain=True):
             log.warning("broker: could not publish the status of %s to other nodes", sub.name)
 
-    async def _sub(self, gw: DeviceRef, name: Any, kind: Any = None) -> DeviceRef:
-        """The sub-device ``name`` of a gateway (auto-created when the gateway may)."""
-        if not isinstance(name, str) or not name:
-            raise InvalidInput("a gateway message must name its device")
-        hit = self._subs.get((gw.id, name))
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        sub = await self.ingest.sub_device(gw, name, kind if isinstance(kind, str) else None)
-        await self._learn(gw, name, sub)
-        return sub
-
-    async def _subs_of(
-        self, gw: DeviceRef, names: list[str], *, create: bool = True
-    ) -> dict[str, DeviceRef]:
-        """The sub-devices of a report: cached, else one registry query, else one by one
-        (``create``: created when the gateway may). A device the gateway may not speak for
-        (logged by the device service) is left out without refusing the rest; a report of
-        such devices only is refused."""
-        found: dict[str, DeviceRef] = {}
-        missing: list[str] = []
-        refusal: Forbidden | None = None
-        now = time.monotonic()
-        for name in names:
-            hit = self._subs.get((gw.id, name))
-            if hit is not None and hit[0] > now:
-                found[name] = hit[1]
-            else:
-                missing.append(name)
-        if missing:
-            known = await self.ingest.sub_devices(gw, missing)
-            for name in missing:
-                if name in known:
-                    await self._learn(gw, name, known[name])
-                    found[name] = known[name]
-                elif create:
-                    try:
-                        found[name] = await self._sub(gw, name)
-                    except Forbidden as err:
-                        refusal = refusal or err
-        if refusal is not None and not found:
-            raise refusal
-        return found
-
-    async def _learn(self, gw: DeviceRef, name: str, sub: DeviceRef) -> None:
-        """Cache a sub-device; when it is new to this node, record its gateway (for commands
-        sent from any node)."""
-        self._subs[(gw.id, name)] = (time.monotonic() + CACHE_S, sub)
+    async def learn(self, gw: DeviceRef, name: str, sub: DeviceRef) -> None:
+        """A sub-device (re)named; when it is new to this node, record its gateway (for
+        commands sent from any node)."""
         if self._via.get(sub.id) != gw:
             self._via[sub.id] = gw
             self._gateways[sub.id] = (time.monotonic() + CACHE_S, gw)
-            await self.ingest.reported_by(sub, gw)
+            await self.platform.reported_by(sub, gw)
 
-    async def _gw_attribute_request(
-        self,
-        gw: DeviceRef,
-        sub: DeviceRef,
-        data: dict[str, Any],
-        keys: list[str] | None,
-        client: bool,
-    ) -> None:
-        answer = await self.ingest.attributes(
-            sub, keys if client else None, None if client else keys
-        )
-        body = gateway.attribute_response(data, sub.name, answer)
-        await self._publish(device_topic(gw.name, GW_ATTR_RESPONSE), body)
-
-    async def _attribute_request(
-        self, device: DeviceRef, request: str, data: dict[str, Any]
-    ) -> None:
-        def keys(name: str) -> list[str] | None:
-            value = data.get(name)
-            if value is None or value == "":
-                return None
-            if isinstance(value, list):
-                return [str(k) for k in value]
-            return split_keys(str(value))
-
-        answer = await self.ingest.attributes(device, keys("clientKeys"), keys("sharedKeys"))
-        await self._publish(device_topic(device.name, ATTR_RESPONSE + request), answer)
-
-    async def _client_rpc(self, device: DeviceRef, request: str, call: dict[str, Any]) -> None:
-        try:
-            result = await self.ingest.client_rpc(device, call["method"], call.get("params"))
-        except SmartpoleError as err:
-            result = {"error": err.detail}
-        await self._publish(device_topic(device.name, RPC_RESULT + request), result)
-
-    async def _firmware(self, device: DeviceRef, request: str, index: int, size: int) -> None:
-        """A firmware chunk on ``fw/response/{request}/chunk/{n}``, or a ThingsBoard status
-        (``PAYLOAD_TOO_LARGE``, ``NOT_FOUND``) on ``fw/error``."""
-        status = "PAYLOAD_TOO_LARGE"
-        if size <= self.ingest.limits.max_payload:
-            data = await self.ingest.firmware_chunk(device, size, index)
-            if data is not None:
-                topic = device_topic(device.name, f"{FW_RESPONSE}{request}/chunk/{index}")
-                await self._publish(topic, data)
-                return
-            status = "NOT_FOUND"
-        log.warning("broker: firmware request of device %s refused: %s", device.name, status)
-        await self._publish(device_topic(device.name, FW_ERROR), status.encode())
-
-    async def _reply(self, device: DeviceRef, request_id: int, payload: bytes) -> None:
-        await self._reply_with(device, request_id, decode_json(payload))
-
-    async def _reply_with(self, device: DeviceRef, request_id: int, data: Any) -> None:
+    async def reply(self, device: DeviceRef, request_id: int, data: Any) -> None:
+        """A device's reply to a command: completed at once when this node sent it, else after
+        a grace period (the node that sent it completes it, waking its caller)."""
         if self._sent.pop((device.id, request_id), None) is not None:
-            await self.ingest.rpc_reply(device, request_id, data)
+            await self.platform.rpc_reply(device, request_id, data)
         else:
-            self._spawn(self._late_reply(device, request_id, data))
+            self.spawn(self._late_reply(device, request_id, data))
 
     async def _late_reply(self, device: DeviceRef, request_id: int, data: Any) -> None:
         """A reply to a command another node sent: complete it only if that node does not."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), REPLY_GRACE_S)
             return
-        await self.ingest.rpc_reply(device, request_id, data)
+        await self.platform.rpc_reply(device, request_id, data)
 
     # -- presence -------------------------------------------------------------------------
-    def _heard(self, device: DeviceRef) -> None:
+    def spoke(self, device: DeviceRef) -> None:
+        """A device's own message was handled: it is heard from, and it speaks for itself
+        (commands go to its own topics)."""
+        self.heard(device)
+        self._via[device.id] = None
+
+    def heard(self, device: DeviceRef) -> None:
         """A device spoke: it is online, and if it was not, its queued commands go out."""
         was = self.is_connected(device.id)
         if self._status.get(device.id) is False:
             del self._status[device.id]  # traffic outdates a retained "offline"
         self._seen[device.id] = now_ms()
         if not was:
-            self._spawn(self.ingest.rpc_ready(device))
+            self.spawn(self.platform.rpc_ready(device))
 
     def _on_status(self, device: DeviceRef, payload: bytes) -> None:
         text = payload.strip().lower()
@@ -691,7 +424,7 @@ class BrokerConsumer:
         if online:
             self._seen[device.id] = now_ms()
             if not was:
-                self._spawn(self.ingest.rpc_ready(device))
+                self.spawn(self.platform.rpc_ready(device))
 
     def presence(self, device_id: int) -> bool | None:
         """What the device's status topic says, or None when it keeps none."""
@@ -748,8 +481,9 @@ class BrokerConsumer:
                 if device is not None and self.is_connected(device_id):
                     # queued ones only: a command sent a moment ago (not yet recorded as
                     # delivered) must not go again
-                    self._spawn(self.ingest.rpc_ready(device, resend=False))
-        for cache in (self._names, self._ids, self._subs, self._gateways, self._via):
+                    self.spawn(self.platform.rpc_ready(device, resend=False))
+        self.uplink.forget_if_over(200_000)
+        for cache in (self._names, self._ids, self._gateways, self._via):
             if len(cache) > 200_000:
                 cache.clear()
 
@@ -778,7 +512,8 @@ class BrokerConsumer:
         cache[key] = (time.monotonic() + (CACHE_S if ref else MISS_CACHE_S), ref)
         return ref
 
-    async def _device(self, name: str) -> DeviceRef | None:
+    async def device(self, name: str) -> DeviceRef | None:
+        """The device of a broker user name (cached), or None."""
         return await self._cached(self._names, name, self.directory.device_by_name)
 
     async def _device_by_id(self, device_id: int) -> DeviceRef | None:
@@ -792,7 +527,7 @@ class BrokerConsumer:
         return await self._cached(self._gateways, device_id, self.directory.gateway_of)
 
     # -- downlink (the command channel) ---------------------------------------------------
-    async def _publish(self, topic: str, body: Any, *, retain: bool = False) -> bool:
+    async def publish(self, topic: str, body: Any, *, retain: bool = False) -> bool:
         """Publish QoS 1 and wait for the broker's PUBACK; False when it did not take it."""
         client = self._client
         if client is None or not client.is_connected:
@@ -823,15 +558,15 @@ class BrokerConsumer:
         self._sent[key] = time.monotonic() + SENT_KEEP_S
         if gw is not None:
             topic = device_topic(gw.name, GW_RPC_REQUEST)
-            body = gateway.command(device.name, request_id, method, params)
+            body = command(device.name, request_id, method, params)
         else:
             topic = device_topic(device.name, RPC_REQUEST + str(request_id))
             body = {"method": method, "params": params}
-        if not await self._publish(topic, body):
+        if not await self.publish(topic, body):
             self._sent.pop(key, None)
             return False
         self.stats.commands += 1
-        self._spawn(self.ingest.rpc_delivered(device_id, request_id))
+        self.spawn(self.platform.rpc_delivered(device_id, request_id))
         return True
 
     async def push_attributes(self, device_id: int, values: dict[str, Any]) -> bool:
@@ -843,8 +578,8 @@ class BrokerConsumer:
         gw = await self._route(device_id)
         if gw is not None:
             body = {"device": device.name, "data": values}
-            return await self._publish(device_topic(gw.name, GW_SHARED), body)
-        return await self._publish(device_topic(device.name, SHARED), values)
+            return await self.publish(device_topic(gw.name, GW_SHARED), body)
+        return await self.publish(device_topic(device.name, SHARED), values)
 
     def status(self) -> dict[str, Any]:
         """The consumer's connection and counters."""
@@ -856,10 +591,3 @@ class BrokerConsumer:
             **asdict(self.stats),
             "ready": self.ready,
         }
-
-
-def _request_id(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError as err:
-        raise InvalidInput(f"request id {text!r} is not an integer") from err

@@ -15,13 +15,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smartpole.registry.broker import (
-    Account,
-    BrokerAccounts,
-    Skipped,
-    broker_hash,
-    verify_broker_hash,
-)
+from smartpole.registry.broker import Account, BrokerAccounts, Skipped
+from smartpole.registry.broker_hashes import broker_hash, verify_broker_hash
 from smartpole.transport.broker.topics import (
     DEVICE_READ,
     DEVICE_WRITE,

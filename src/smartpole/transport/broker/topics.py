@@ -31,7 +31,9 @@ attributes (MQTT 5 forbids No Local on shared subscriptions), and a device its o
 
 from __future__ import annotations
 
+from smartpole.devices.operations import Operation, Reply
 from smartpole.registry.broker import USERNAME_RE
+from smartpole.transport.topics import ROUTES
 
 __all__ = [
     "ATTRIBUTES",
@@ -71,31 +73,40 @@ __all__ = [
 ]
 
 PREFIX = "sp/v1/"
-TELEMETRY = "telemetry"
-ATTRIBUTES = "attributes"
-ATTR_REQUEST = "attributes/request/"
-RPC_RESPONSE = "rpc/response/"
-STATUS = "status"
-RPC_REQUEST = "rpc/request/"
-SHARED = "attributes/shared"
-ATTR_RESPONSE = "attributes/response/"
-RPC_CALL = "rpc/call/"
-RPC_RESULT = "rpc/result/"
-CLAIM = "claim"
-FW_REQUEST = "fw/request/"
-FW_RESPONSE = "fw/response/"
-FW_ERROR = "fw/error"
+STATUS = "status"  # broker mode's own: a device's retained presence
+
+
+def _suffix(what: Operation | Reply) -> str:
+    suffix = ROUTES[what].broker
+    assert suffix is not None
+    return suffix
+
+
+# The suffixes, from the one table of device API topics (transport.topics).
+TELEMETRY = _suffix(Operation.TELEMETRY)
+ATTRIBUTES = _suffix(Operation.CLIENT_ATTRIBUTES)
+ATTR_REQUEST = _suffix(Operation.ATTRIBUTE_REQUEST)
+RPC_RESPONSE = _suffix(Operation.RPC_REPLY)
+RPC_REQUEST = _suffix(Reply.COMMAND)
+SHARED = _suffix(Reply.SHARED_ATTRIBUTES)
+ATTR_RESPONSE = _suffix(Reply.ATTRIBUTE_RESPONSE)
+RPC_CALL = _suffix(Operation.CLIENT_RPC)
+RPC_RESULT = _suffix(Reply.CLIENT_RPC_RESPONSE)
+CLAIM = _suffix(Operation.CLAIM)
+FW_REQUEST = _suffix(Operation.FIRMWARE_CHUNK)
+FW_RESPONSE = _suffix(Reply.FIRMWARE_CHUNK)
+FW_ERROR = _suffix(Reply.FIRMWARE_ERROR)
 GATEWAY = "gateway/"
-GW_TELEMETRY = GATEWAY + "telemetry"
-GW_ATTRIBUTES = GATEWAY + "attributes"
-GW_CONNECT = GATEWAY + "connect"
-GW_DISCONNECT = GATEWAY + "disconnect"
-GW_ATTR_REQUEST = GATEWAY + "attributes/request"
-GW_RPC = GATEWAY + "rpc"
-GW_CLAIM = GATEWAY + "claim"
-GW_RPC_REQUEST = GATEWAY + "rpc/request"
-GW_SHARED = GATEWAY + "attributes/shared"
-GW_ATTR_RESPONSE = GATEWAY + "attributes/response"
+GW_TELEMETRY = _suffix(Operation.GATEWAY_TELEMETRY)
+GW_ATTRIBUTES = _suffix(Operation.GATEWAY_ATTRIBUTES)
+GW_CONNECT = _suffix(Operation.GATEWAY_CONNECT)
+GW_DISCONNECT = _suffix(Operation.GATEWAY_DISCONNECT)
+GW_ATTR_REQUEST = _suffix(Operation.GATEWAY_ATTRIBUTE_REQUEST)
+GW_RPC = _suffix(Operation.GATEWAY_RPC_REPLY)
+GW_CLAIM = _suffix(Operation.GATEWAY_CLAIM)
+GW_RPC_REQUEST = _suffix(Reply.GATEWAY_COMMAND)
+GW_SHARED = _suffix(Reply.GATEWAY_SHARED_ATTRIBUTES)
+GW_ATTR_RESPONSE = _suffix(Reply.GATEWAY_ATTRIBUTE_RESPONSE)
 
 # Suffixes (topic filters under sp/v1/{d}/) a device may publish to and subscribe to.
 DEVICE_UPLINK = (  # what smartpole's nodes share

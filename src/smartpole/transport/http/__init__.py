@@ -1,5 +1,1 @@
-"""ThingsBoard-compatible HTTP device API."""
-
-from smartpole.transport.http.device import router
-
-__all__ = ["router"]
+"""ThingsBoard-compatible HTTP device API (``device.device_router``)."""

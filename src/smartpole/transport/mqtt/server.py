@@ -1,7 +1,8 @@
 """The built-in MQTT endpoint: listens, tracks sessions, and sends to devices.
 
 Not a general broker: devices never receive each other's messages. It serves the ThingsBoard
-device and gateway APIs (``session.py``) and delivers what the platform sends a device:
+device and gateway APIs (``connection.py`` the MQTT mechanics, ``connect.py`` CONNECT,
+``session.py`` the device API's framing) and delivers what the platform sends a device:
 commands (RPC) and shared-attribute updates, directly or through the device's gateway.
 """
 
@@ -14,16 +15,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from smartpole.devices import DeviceApi, Reply
+from smartpole.devices.gateway import command
 from smartpole.metrics import Metrics
-from smartpole.transport import gateway
-from smartpole.transport.mqtt.port import DevicePort
-from smartpole.transport.mqtt.session import (
-    ATTRIBUTES,
-    GATEWAY,
-    RC_TAKEN_OVER,
-    RPC_REQUEST,
-    Connection,
-)
+from smartpole.transport.mqtt import connect
+from smartpole.transport.mqtt.codec import Connect
+from smartpole.transport.mqtt.connection import Connection
+from smartpole.transport.mqtt.reasons import Reason
+from smartpole.transport.topics import thingsboard_topic
 
 __all__ = ["MqttServer"]
 
@@ -36,7 +35,7 @@ class MqttServer:
 
     def __init__(
         self,
-        port: DevicePort,
+        api: DeviceApi,
         host: str = "127.0.0.1",
         mqtt_port: int = 1883,
         *,
@@ -44,7 +43,7 @@ class MqttServer:
         load: Callable[[], float] = lambda: 0.0,
         metrics: Metrics | None = None,
     ) -> None:
-        self.port = port
+        self.api = api
         self.metrics = metrics if metrics is not None else Metrics()
         self.host = host
         self.mqtt_port = mqtt_port
@@ -82,8 +81,7 @@ class MqttServer:
             self._server.close()
             conns = list(self.connections)
             for conn in conns:
-                if conn.transport is not None:
-                    conn.transport.close()
+                conn.close()
             await self._server.wait_closed()
             self._server = None
             # one line, not one per device: their sessions end with the platform, and the hub
@@ -96,21 +94,22 @@ class MqttServer:
             )
             # let every connection finish its work (offline records, wills) before the
             # pipeline and the store below it stop
-            for _ in range(100):
-                pending = [t for c in conns for t in c._tasks if not t.done()]
-                pending += [c._worker for c in conns if c._worker and not c._worker.done()]
-                if not pending:
-                    break
-                await asyncio.wait(pending, timeout=0.1)
+            await asyncio.gather(*(conn.drain() for conn in conns))
 
     # -- sessions -------------------------------------------------------------------------
+    async def accept(self, conn: Connection, packet: Connect) -> None:
+        """Answer a CONNECT: authenticate and open the connection's session, or refuse."""
+        await connect.accept(conn, packet)
+
     def attach(self, conn: Connection, clean_start: bool, props: dict[str, Any]) -> bool:
         """Register an authenticated connection; return whether a session was resumed."""
         assert conn.device is not None
         old = self.by_client.get(conn.client_id)
         if old is not None and old is not conn:
-            old._taken_over = True  # the new connection carries on the device's session
-            old._abort(RC_TAKEN_OVER, "session taken over by a new connection")
+            # the new connection carries on the device's session
+            old.close(
+                Reason.SESSION_TAKEN_OVER, "session taken over by a new connection", taken_over=True
+            )
         self.by_client[conn.client_id] = conn
         self.by_device[conn.device.id] = conn
         present = False
@@ -124,9 +123,6 @@ class MqttServer:
         else:
             conn.session_expiry = 0 if clean_start else PERSISTENT_SESSION_S
         return present
-
-    def remember(self, conn: Connection) -> None:
-        """Subscriptions changed: nothing to do until the connection ends (kept in memory)."""
 
     def detach(self, conn: Connection) -> None:
         """Forget a closed connection; keep its session if it asked for one."""
@@ -149,7 +145,7 @@ class MqttServer:
         via = self.via_gateway.pop(device_id, None)
         if via is not None:
             conn, name = via
-            conn.gateway_devices.pop(name, None)
+            conn.forget(name)
 
     # -- to devices -----------------------------------------------------------------------
     def is_connected(self, device_id: int) -> bool:
@@ -161,21 +157,24 @@ class MqttServer:
         conn = self.by_device.get(device_id)
         if conn is not None:
             body = {"method": method, "params": params}
-            return conn.send(RPC_REQUEST + str(request_id), body, rpc=(device_id, request_id))
+            topic = thingsboard_topic(Reply.COMMAND, str(request_id))
+            return conn.send(topic, body, rpc=(device_id, request_id))
         via = self.via_gateway.get(device_id)
         if via is not None:
             gw, name = via
-            body = gateway.command(name, request_id, method, params)
-            return gw.send(GATEWAY + "rpc", body, rpc=(device_id, request_id))
+            body = command(name, request_id, method, params)
+            topic = thingsboard_topic(Reply.GATEWAY_COMMAND)
+            return gw.send(topic, body, rpc=(device_id, request_id))
         return False
 
     async def push_attributes(self, device_id: int, values: dict[str, Any]) -> bool:
         """Push shared-attribute updates to a connected device (or its gateway)."""
         conn = self.by_device.get(device_id)
         if conn is not None:
-            return conn.send(ATTRIBUTES[0], values)
+            return conn.send(thingsboard_topic(Reply.SHARED_ATTRIBUTES), values)
         via = self.via_gateway.get(device_id)
         if via is not None:
             gw, name = via
-            return gw.send(GATEWAY + "attributes", {"device": name, "data": values})
+            body = {"device": name, "data": values}
+            return gw.send(thingsboard_topic(Reply.GATEWAY_SHARED_ATTRIBUTES), body)
         return False

@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
-from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from smartpole.metrics import Metrics
-from smartpole.transport.mqtt.port import DevicePort
+from smartpole.transport.mqtt.connection import Connection
+from smartpole.transport.mqtt.reasons import Reason
 from smartpole.transport.mqtt.server import MqttServer
-from smartpole.transport.mqtt.session import Connection
 
 __all__ = ["MqttWebSocketServer"]
 
@@ -87,18 +84,7 @@ class _Transport:
 class MqttWebSocketServer(MqttServer):
     """The MQTT endpoint on a WebSocket port (``mqtt_ws_port``)."""
 
-    def __init__(
-        self,
-        port: DevicePort,
-        host: str = "127.0.0.1",
-        mqtt_port: int = 8083,
-        *,
-        ssl_context: ssl.SSLContext | None = None,
-        load: Callable[[], float] = lambda: 0.0,
-        metrics: Metrics | None = None,
-    ) -> None:
-        super().__init__(port, host, mqtt_port, ssl_context=ssl_context, load=load, metrics=metrics)
-        self._ws_server: Server | None = None
+    _ws_server: Server | None = None  # (the port is the caller's: ``mqtt_ws_port``)
 
     async def start(self) -> None:
         """Listen; ``mqtt_port`` 0 picks a free port (read it back from ``mqtt_port``)."""
@@ -108,7 +94,7 @@ class MqttWebSocketServer(MqttServer):
             self.mqtt_port,
             subprotocols=[SUBPROTOCOL],
             compression=None,
-            max_size=self.port.limits.max_payload + 1024,
+            max_size=self.api.limits.max_payload + 1024,
             ping_interval=None,  # MQTT has its own keep-alive
             ssl=self.ssl_context,
         )
@@ -125,7 +111,9 @@ class MqttWebSocketServer(MqttServer):
         try:
             async for message in ws:
                 if isinstance(message, str):
-                    conn._abort(0x81, "a text WebSocket message: MQTT needs binary ones")
+                    conn.close(
+                        Reason.MALFORMED_PACKET, "a text WebSocket message: MQTT needs binary ones"
+                    )
                     break
                 conn.data_received(message)
                 await transport.wait_readable()
@@ -144,10 +132,4 @@ class MqttWebSocketServer(MqttServer):
             self._ws_server.close()
             await self._ws_server.wait_closed()
             self._ws_server = None
-        conns = list(self.connections)
-        for _ in range(100):
-            pending = [t for c in conns for t in c._tasks if not t.done()]
-            pending += [c._worker for c in conns if c._worker and not c._worker.done()]
-            if not pending:
-                break
-            await asyncio.wait(pending, timeout=0.1)
+        await asyncio.gather(*(conn.drain() for conn in list(self.connections)))

@@ -1,0 +1,2 @@
+"""Analytics over readings: online anomaly detection (``anomaly``) and district forecasts
+(``forecast``)."""

@@ -1,0 +1,157 @@
+"""Actions of a rule body (alarm, command, webhook, work order), checked and built into the
+actions of :mod:`smartpole.hub.rules.model`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from smartpole.hub.rules.model import (
+    DEFAULT_COMMAND_EXPIRY_MS,
+    Action,
+    AlarmAction,
+    CommandAction,
+    WebhookAction,
+    WorkOrderAction,
+)
+from smartpole.hub.rules.parse_conditions import parse_duration
+from smartpole.hub.rules.problems import Loc, Lookup, Problems
+from smartpole.model.lifecycle import Severity
+from smartpole.model.types import DeviceKind
+
+__all__ = ["MAX_COMMAND_EXPIRY_MS", "MAX_RADIUS_M", "ActionParser"]
+
+MAX_RADIUS_M = 5_000.0
+MAX_COMMAND_EXPIRY_MS = 86_400_000  # the control layer's own limit for a persistent command
+
+
+class ActionParser:
+    """Reads the ``actions`` of a rule body, noting each problem; ``tenant_id`` looks up the
+    tenants an alarm is propagated to."""
+
+    def __init__(self, problems: Problems, tenant_id: Lookup) -> None:
+        self.problems = problems
+        self.err = problems.err
+        self.tenant_id = tenant_id
+
+    def actions(self, body: Any, webhooks: Callable[[str], bool]) -> list[Action]:
+        """The rule's actions (a non-empty list); ``webhooks`` says which names exist."""
+        if not isinstance(body, list) or not body:
+            self.err(["actions"], "must be a non-empty list")
+            return []
+        out: list[Action] = []
+        for i, item in enumerate(body):
+            loc: Loc = ["actions", i]
+            if not isinstance(item, dict) or len(item) != 1:
+                self.err(loc, "each action is one of alarm, command, webhook, work_order")
+                continue
+            ((kind, spec),) = item.items()
+            if kind == "alarm":
+                out.append(self._alarm(spec, [*loc, kind]))
+            elif kind == "command":
+                out.append(self._command(spec, [*loc, kind]))
+            elif kind == "webhook":
+                name = spec.get("name") if isinstance(spec, dict) else spec
+                on = spec.get("on", "both") if isinstance(spec, dict) else "both"
+                if not isinstance(name, str) or not webhooks(name):
+                    self.err([*loc, kind], f"no webhook {name!r} of this tenant")
+                if on not in ("raise", "clear", "both"):
+                    self.err([*loc, kind, "on"], "must be raise, clear or both")
+                out.append(WebhookAction(str(name), on))
+            elif kind == "work_order":
+                spec = spec or {}
+                if not isinstance(spec, dict):
+                    self.err([*loc, kind], "must be an object {team?, note?}")
+                    continue
+                out.append(WorkOrderAction(spec.get("team"), spec.get("note")))
+            else:
+                self.err(loc, f"unknown action {kind!r}")
+        if any(isinstance(a, WorkOrderAction) for a in out) and not any(
+            isinstance(a, AlarmAction) for a in out
+        ):
+            self.err(["actions"], "a work_order action needs an alarm action to open it for")
+        return out
+
+    def _alarm(self, spec: Any, loc: Loc) -> AlarmAction:
+        if not isinstance(spec, dict):
+            self.err(loc, "must be an object {type, severity, ...}")
+            return AlarmAction("_", Severity.INDETERMINATE)
+        atype = spec.get("type")
+        if not isinstance(atype, str) or not 1 <= len(atype) <= 128:
+            self.err([*loc, "type"], "is required, 1 to 128 characters")
+        severity = spec.get("severity", "major")
+        if severity not in Severity.__members__.values():
+            self.err([*loc, "severity"], f"must be one of {', '.join(Severity)}")
+            severity = Severity.INDETERMINATE
+        originator = spec.get("originator", "device")
+        if originator not in ("device", "pole"):
+            self.err([*loc, "originator"], "must be device or pole")
+        propagate = self.problems.ids(
+            spec.get("propagate"), [*loc, "propagate"], self.tenant_id, "tenant"
+        )
+        details = spec.get("details", {})
+        if not isinstance(details, dict):
+            self.err([*loc, "details"], "must be an object")
+            details = {}
+        latch = spec.get("latch", False)
+        if not isinstance(latch, bool):
+            self.err([*loc, "latch"], "must be true or false")
+            latch = False
+        return AlarmAction(
+            str(atype),
+            Severity(severity),
+            str(originator),
+            tuple(propagate),
+            bool(spec.get("clear", True)),
+            details,
+            latch,
+        )
+
+    def _command(self, spec: Any, loc: Loc) -> CommandAction:
+        if not isinstance(spec, dict):
+            self.err(loc, "must be an object {method, params, kind?, target?}")
+            return CommandAction("_", {})
+        method = spec.get("method")
+        if not isinstance(method, str) or not 1 <= len(method) <= 128:
+            self.err([*loc, "method"], "is required, 1 to 128 characters")
+        kind = spec.get("kind")
+        if kind is not None and kind not in DeviceKind.__members__.values():
+            self.err([*loc, "kind"], f"unknown device kind {kind!r}")
+        target, radius = spec.get("target", "self"), 0.0
+        if isinstance(target, dict) and "within_m" in target:
+            radius = target["within_m"]
+            if not isinstance(radius, int | float) or not 0 < radius <= MAX_RADIUS_M:
+                self.err([*loc, "target", "within_m"], f"a radius in (0, {MAX_RADIUS_M:g}] m")
+                radius = 0.0
+            target = "radius"
+        elif target not in ("self", "pole"):
+            self.err([*loc, "target"], "must be self, pole or {within_m: metres}")
+        if target != "self" and kind is None:
+            self.err([*loc, "kind"], "is required to command devices other than the originator")
+        on = spec.get("on", "raise")
+        if on not in ("raise", "clear"):
+            self.err([*loc, "on"], "must be raise or clear")
+        persistent = spec.get("persistent", True)
+        if not isinstance(persistent, bool):
+            self.err([*loc, "persistent"], "must be true or false")
+            persistent = True
+        expires = DEFAULT_COMMAND_EXPIRY_MS
+        if "expires" in spec:
+            if not persistent:
+                self.err([*loc, "expires"], "only a persistent command waits, and expires")
+            try:
+                expires = parse_duration(spec["expires"])
+            except ValueError as e:
+                self.err([*loc, "expires"], str(e))
+            if expires > MAX_COMMAND_EXPIRY_MS:
+                self.err([*loc, "expires"], "at most 1d")
+        return CommandAction(
+            str(method),
+            spec.get("params", {}),
+            kind,
+            str(target),
+            float(radius),
+            str(on),
+            persistent,
+            expires,
+        )

@@ -57,9 +57,9 @@ def seed(data_dir: Path, devices: int, gateways: int, gateway_subs: int) -> dict
     specs = [{"name": f"lamp-{i}", "kind": "lamp", "owner": "city"} for i in range(devices)]
     for g in range(gateways):
         pole = p.assets.create_pole(who, code=f"BENCH-{g}", lat=22.54, lon=114.05 + g / 1e4)
-        specs.append({"name": f"gw-{g}", "kind": "gateway", "owner": "city", "pole_id": pole["id"]})
+        specs.append({"name": f"gw-{g}", "kind": "gateway", "owner": "city", "pole_id": pole.id})
         specs += [
-            {"name": f"sub-{g}-{i}", "kind": "meter", "owner": "city", "pole_id": pole["id"]}
+            {"name": f"sub-{g}-{i}", "kind": "meter", "owner": "city", "pole_id": pole.id}
             for i in range(gateway_subs)
         ]
     created = p.assets.create_devices(who, specs)

@@ -69,7 +69,7 @@ def test_issuing_and_rotating_a_token_keeps_its_broker_hash(
     [account], skipped = accounts.accounts()
     assert (account.name, skipped) == ("lamp-1", [])
     assert verify_broker_hash(token, account.hash)
-    new = assets.rotate_token(who, row["id"])
+    new = assets.rotate_token(who, row.id)
     [account], _ = accounts.accounts()
     assert verify_broker_hash(new, account.hash)
     assert not verify_broker_hash(token, account.hash)
@@ -97,7 +97,7 @@ def test_devices_that_cannot_have_an_account_are_listed_with_the_reason(
     assets.create_device(who, DeviceKind.CAMERA, name="camera/1")
     assets.create_device(who, DeviceKind.METER, name="smartpole")
     with database.engine.begin() as conn:  # as if registered before broker mode
-        conn.execute(delete(broker_credentials).where(broker_credentials.c.device_id == old["id"]))
+        conn.execute(delete(broker_credentials).where(broker_credentials.c.device_id == old.id))
     ok, skipped = accounts.accounts(reserved={"smartpole"})
     assert [a.name for a in ok] == ["lamp-1"]
     reasons = {s.name: s.reason for s in skipped}

@@ -184,13 +184,13 @@ def test_device_token_rotates(registry: Registry) -> None:
             city_principal(platform.tenants), DeviceKind.AIR, owner="telecom"
         )
     d = ("--data-dir", str(registry.data_dir))
-    out = run_json(registry.data_dir.parent, "device", "token", str(row["id"]), *d)
-    assert out == {"device_id": row["id"], "token": out["token"]}
+    out = run_json(registry.data_dir.parent, "device", "token", str(row.id), *d)
+    assert out == {"device_id": row.id, "token": out["token"]}
     assert out["token"] != old
     with embedded(registry.data_dir) as platform:
         ref = platform.assets.device_by_token(out["token"])
         assert ref is not None
-        assert ref.id == row["id"]
+        assert ref.id == row.id
         assert platform.assets.device_by_token(old) is None
 
 
@@ -515,7 +515,7 @@ def test_commands_work_on_postgres(pg_cluster: PostgresCluster, tmp_path: Path) 
         listed = run_json(tmp_path, "device", "list", *db)
         assert listed["total"] == 1
         assert [(d["id"], d["pole"], d["owner"]) for d in listed["items"]] == [
-            (row["id"], "PG-0001", "city")
+            (row.id, "PG-0001", "city")
         ]
         assert not (tmp_path / "smartpole-data").exists()  # the embedded store stayed unused
     finally:

@@ -117,7 +117,7 @@ async def test_two_way_command_answers_with_the_reply(
         {"level": 60},
     )
     await control.on_delivered(lamp, sent.request_id)
-    assert control.list(lamp)[0]["status"] == "delivered"
+    assert control.of_device(lamp)[0].status == "delivered"
     await control.on_reply(lamp, sent.request_id, {"level": 60})
     r = await call
     assert r.status_code == 200, r.text
@@ -150,10 +150,10 @@ async def test_no_reply_within_the_timeout_is_504_and_expires_the_command(
         await client.post(rpc(lamp), json=body, headers=city.auth(*OPERATOR)), 504
     )
     command = control.get(problem["command_id"])
-    assert command["status"] == "expired"
-    assert command["error"] == "no reply within the timeout"
-    await control.on_reply(lamp, command["request_id"], {"late": True})
-    assert control.get(command["id"])["status"] == "expired"
+    assert command.status == "expired"
+    assert command.error == "no reply within the timeout"
+    await control.on_reply(lamp, command.request_id, {"late": True})
+    assert control.get(command.id).status == "expired"
 
 
 @pytest.mark.parametrize(
@@ -167,7 +167,7 @@ async def test_reply_to_an_unknown_request_id_is_ignored(
 ) -> None:
     await control.on_reply(lamp, request_id, {"ok": True})
     await control.on_delivered(lamp, request_id)
-    assert control.list(lamp) == []
+    assert control.of_device(lamp) == []
 
 
 async def test_request_ids_count_per_device(
@@ -176,14 +176,14 @@ async def test_request_ids_count_per_device(
     other = int((await make_device(client, city, "lighting", "lamp"))["id"])
     for device_id in (lamp, lamp, other):
         await control.call(device_id, "ping", None, persistent=True)
-    assert [c["request_id"] for c in control.list(lamp)] == [2, 1]
-    assert [c["request_id"] for c in control.list(other)] == [1]
+    assert [c.request_id for c in control.of_device(lamp)] == [2, 1]
+    assert [c.request_id for c in control.of_device(other)] == [1]
 
 
 async def test_concurrent_calls_get_distinct_request_ids(control: Control, lamp: int) -> None:
     calls = [control.call(lamp, "ping", {"n": n}, persistent=True) for n in range(8)]
     rows = await asyncio.gather(*calls)
-    assert sorted(r["request_id"] for r in rows) == list(range(1, 9))
+    assert sorted(r.request_id for r in rows) == list(range(1, 9))
 
 
 # -- one-way ----------------------------------------------------------------------------------
@@ -197,8 +197,8 @@ async def test_one_way_command_is_accepted_and_succeeds_once_delivered(
     assert r.json()["status"] == "sent"
     await control.on_delivered(lamp, r.json()["request_id"])
     done = control.get(r.json()["id"])
-    assert done["status"] == "succeeded"
-    assert done["delivered"] == done["completed"]
+    assert done.status == "succeeded"
+    assert done.delivered == done.completed
 
 
 async def test_one_way_command_never_delivered_expires(
@@ -206,10 +206,10 @@ async def test_one_way_command_never_delivered_expires(
 ) -> None:
     sessions.online.add(lamp)
     row = await control.call(lamp, "blink", {}, oneway=True, timeout_ms=1000)
-    assert await control.expire(row["sent"] + 999) == 0
-    assert await control.expire(row["sent"] + 1000) == 1
-    gone = control.get(row["id"])
-    assert (gone["status"], gone["error"]) == ("expired", "not delivered within the timeout")
+    assert await control.expire(row.sent + 999) == 0
+    assert await control.expire(row.sent + 1000) == 1
+    gone = control.get(row.id)
+    assert (gone.status, gone.error) == ("expired", "not delivered within the timeout")
 
 
 # -- offline and persistent -----------------------------------------------------------------
@@ -220,7 +220,7 @@ async def test_command_to_an_offline_device_is_409_and_recorded_failed(
     problem = assert_problem(r, 409)
     assert problem["device_id"] == lamp
     failed = control.get(problem["command_id"])
-    assert (failed["status"], failed["error"]) == ("failed", "device offline")
+    assert (failed.status, failed.error) == ("failed", "device offline")
 
 
 async def test_persistent_commands_wait_for_the_device_and_go_in_order(
@@ -237,7 +237,7 @@ async def test_persistent_commands_wait_for_the_device_and_go_in_order(
     sessions.online.add(lamp)
     assert await control.on_connect(lamp) == 3
     assert [s.params["level"] for s in sessions.sent] == [10, 20, 30]
-    assert [control.get(i)["status"] for i in ids] == ["sent"] * 3
+    assert [control.get(i).status for i in ids] == ["sent"] * 3
 
 
 async def test_expired_persistent_command_is_not_sent(
@@ -248,10 +248,10 @@ async def test_expired_persistent_command_is_not_sent(
     await asyncio.sleep(0.01)
     sessions.online.add(lamp)
     assert await control.on_connect(lamp) == 1
-    assert [s.request_id for s in sessions.sent] == [fresh["request_id"]]
+    assert [s.request_id for s in sessions.sent] == [fresh.request_id]
     assert await control.expire() == 1
-    gone = control.get(stale["id"])
-    assert (gone["status"], gone["error"]) == ("expired", "not sent before it expired")
+    gone = control.get(stale.id)
+    assert (gone.status, gone.error) == ("expired", "not sent before it expired")
 
 
 async def test_persistent_command_to_a_connected_device_goes_at_once(
@@ -265,7 +265,7 @@ async def test_persistent_command_to_a_connected_device_goes_at_once(
     assert out["status"] == "sent"
     assert out["expires"] == out["sent"] + 5000
     await control.on_reply(lamp, out["request_id"], {"ok": True})
-    assert control.get(out["id"])["status"] == "succeeded"
+    assert control.get(out["id"]).status == "succeeded"
 
 
 async def test_persistent_command_sent_but_undelivered_is_sent_again_on_reconnect(
@@ -277,8 +277,8 @@ async def test_persistent_command_sent_but_undelivered_is_sent_again_on_reconnec
     await asyncio.sleep(0.002)  # the next session starts after the first send
     sessions.online.add(lamp)
     assert await control.on_connect(lamp) == 1
-    assert [s.request_id for s in sessions.sent] == [row["request_id"]] * 2
-    assert control.get(row["id"])["retries"] == 1
+    assert [s.request_id for s in sessions.sent] == [row.request_id] * 2
+    assert control.get(row.id).retries == 1
 
 
 async def test_a_command_queued_after_the_waiting_list_was_read_still_goes_on_connect(
@@ -288,7 +288,7 @@ async def test_a_command_queued_after_the_waiting_list_was_read_still_goes_on_co
     row = await control.call(lamp, "setDim", {"level": 7}, persistent=True)
     sessions.online.add(lamp)
     assert await control.on_connect(lamp) == 1
-    assert [s.request_id for s in sessions.sent] == [row["request_id"]]
+    assert [s.request_id for s in sessions.sent] == [row.request_id]
 
 
 async def test_a_command_queued_by_another_node_reaches_a_device_connected_here(
@@ -298,27 +298,27 @@ async def test_a_command_queued_by_another_node_reaches_a_device_connected_here(
     await control.expire()
     other_node = Control(platform.db.engine)  # no session of the lamp there: it queues
     row = await other_node.call(lamp, "setDim", {"level": 9}, persistent=True)
-    assert row["status"] == "queued"
+    assert row.status == "queued"
     assert await control.on_connect(lamp) == 0  # this node has not read the table since
     await control.expire()  # the periodic sweep
-    assert [s.request_id for s in sessions.sent] == [row["request_id"]]
-    assert control.get(row["id"])["status"] == "sent"
+    assert [s.request_id for s in sessions.sent] == [row.request_id]
+    assert control.get(row.id).status == "sent"
 
 
 async def test_only_a_new_session_resends_what_was_sent_but_not_delivered(
     control: Control, sessions: Sessions, lamp: int
 ) -> None:
     row = await control.call(lamp, "reboot", {}, persistent=True, oneway=True)
-    assert row["status"] == "queued"
+    assert row.status == "queued"
     sessions.online.add(lamp)
     assert await control.on_connect(lamp) == 1  # its session began: sent, not delivered yet
     await asyncio.sleep(0.002)
     # what the periodic sweep does for a device connected here (it may have read the command
     # as queued just before the connect sent it): queued ones only, nothing sent twice
     assert await control.on_connect(lamp, resend=False) == 0
-    assert [s.request_id for s in sessions.sent] == [row["request_id"]]
+    assert [s.request_id for s in sessions.sent] == [row.request_id]
     assert await control.on_connect(lamp) == 1  # a new session: sent again
-    assert control.get(row["id"])["retries"] == 1
+    assert control.get(row.id).retries == 1
 
 
 async def test_expire_leaves_finished_and_unexpired_commands_alone(
@@ -327,10 +327,10 @@ async def test_expire_leaves_finished_and_unexpired_commands_alone(
     queued = await control.call(lamp, "a", {}, persistent=True, expiration_ms=60_000)
     sessions.online.add(lamp)
     done = await control.call(lamp, "b", {}, oneway=True)
-    await control.on_delivered(lamp, done["request_id"])
+    await control.on_delivered(lamp, done.request_id)
     assert await control.expire(now_ms() + 1000) == 0
-    assert await control.expire(queued["created"] + 60_000) == 1
-    assert control.get(done["id"])["status"] == "succeeded"
+    assert await control.expire(queued.created + 60_000) == 1
+    assert control.get(done.id).status == "succeeded"
 
 
 # -- reading commands -------------------------------------------------------------------------
@@ -349,7 +349,7 @@ async def test_list_is_newest_first_and_filters_by_status(
     failed = (await client.get(base, params={"status": "failed"}, headers=viewer)).json()
     assert [c["method"] for c in failed] == ["offline"]
     one = (await client.get(base, params={"limit": 1}, headers=viewer)).json()
-    assert [c["id"] for c in one] == [sent["id"]]
+    assert [c["id"] for c in one] == [sent.id]
     assert_problem(await client.get(base, params={"status": "lost"}, headers=viewer), 422)
 
 
@@ -368,10 +368,10 @@ async def test_other_tenants_see_no_device_and_no_command(
     r = await client.post(rpc(lamp), json={"method": "setDim"}, headers=telecom)
     assert_problem(r, 404)
     assert_problem(await client.get(f"/api/devices/{lamp}/commands", headers=telecom), 404)
-    assert_problem(await client.get(f"/api/commands/{row['id']}", headers=telecom), 404)
-    city_sees = await client.get(f"/api/commands/{row['id']}", headers=city.auth("city"))
+    assert_problem(await client.get(f"/api/commands/{row.id}", headers=telecom), 404)
+    city_sees = await client.get(f"/api/commands/{row.id}", headers=city.auth("city"))
     assert city_sees.status_code == 200
-    assert len(control.list(lamp)) == 1
+    assert len(control.of_device(lamp)) == 1
 
 
 async def test_a_viewer_may_not_send_commands(
@@ -379,7 +379,7 @@ async def test_a_viewer_may_not_send_commands(
 ) -> None:
     viewer = city.auth("lighting", Role.VIEWER)
     assert_problem(await client.post(rpc(lamp), json={"method": "setDim"}, headers=viewer), 403)
-    assert control.list(lamp) == []
+    assert control.of_device(lamp) == []
 
 
 @pytest.mark.parametrize(
@@ -397,7 +397,7 @@ async def test_invalid_commands_are_422(
     client: httpx.AsyncClient, city: City, control: Control, lamp: int, body: dict[str, Any]
 ) -> None:
     assert_problem(await client.post(rpc(lamp), json=body, headers=city.auth(*OPERATOR)), 422)
-    assert control.list(lamp) == []
+    assert control.of_device(lamp) == []
 
 
 async def test_commands_go_with_their_device(
@@ -406,4 +406,4 @@ async def test_commands_go_with_their_device(
     row = await control.call(lamp, "setDim", {}, persistent=True)
     r = await client.delete(f"/api/devices/{lamp}", headers=city.auth("lighting"))
     assert r.status_code == 204
-    assert_problem(await client.get(f"/api/commands/{row['id']}", headers=city.auth("city")), 404)
+    assert_problem(await client.get(f"/api/commands/{row.id}", headers=city.auth("city")), 404)

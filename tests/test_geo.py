@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy import create_engine, insert
 
 from smartpole.errors import InvalidInput
 from smartpole.model.clock import now_ms
+from smartpole.model.poles import Pole
 from smartpole.model.types import DeviceKind, Role
 from smartpole.registry.access import Principal, Tenants
 from smartpole.registry.assets import Assets, PoleFilter
@@ -70,8 +72,8 @@ def world(database: Database) -> World:
     listed, _ = assets.list_poles(city, PoleFilter(), limit=N + 10)
     telco_codes: set[str] = set()
     for pole in rng.sample(listed, 120):
-        assets.create_device(telco, DeviceKind.SMALL_CELL, pole_id=pole["id"], port=1)
-        telco_codes.add(pole["code"])
+        assets.create_device(telco, DeviceKind.SMALL_CELL, pole_id=pole.id, port=1)
+        telco_codes.add(pole.code)
     return World(Geo(assets), assets, city, telco, rows, telco_codes)
 
 
@@ -82,8 +84,9 @@ def bare() -> tuple[Geo, Principal]:
     return geo, Principal(1, "city", Role.ADMIN, True)
 
 
-def codes(rows: list[dict[str, Any]]) -> list[str]:
-    return [r["code"] for r in rows]
+def codes(rows: Sequence[Pole] | Sequence[tuple[Pole, float]]) -> list[str]:
+    """The codes of poles (found in an area, or near a point with their distance)."""
+    return [(r[0] if isinstance(r, tuple) else r).code for r in rows]
 
 
 def test_near_matches_brute_force_sorted_by_distance(world: World) -> None:
@@ -99,12 +102,18 @@ def test_near_matches_brute_force_sorted_by_distance(world: World) -> None:
             if (d := brute_distance(lat, lon, p["lat"], p["lon"])) <= radius
         )
         assert codes(got) == [c for _, c in want]
-        distances = [r["distance_m"] for r in got]
+        distances = [distance for _, distance in got]
         assert distances == sorted(distances)
-        for row, (d, _) in zip(got, want, strict=True):
-            assert row["distance_m"] == pytest.approx(d, abs=0.051)
+        for (_, distance), (d, _) in zip(got, want, strict=True):
+            assert distance == pytest.approx(d, abs=0.051)
         if got:
-            assert set(got[0]) >= {"id", "code", "name", "lat", "lon", "district", "distance_m"}
+            pole, _ = got[0]
+            inserted = next(p for p in world.poles if p["code"] == pole.code)
+            assert (pole.lat, pole.lon, pole.district) == (
+                inserted["lat"],
+                inserted["lon"],
+                inserted["district"],
+            )
 
 
 def test_near_limit_filter_and_tenant(world: World) -> None:
@@ -118,7 +127,7 @@ def test_near_limit_filter_and_tenant(world: World) -> None:
     assert nanshan
     assert all(by_code[c]["district"] == "Nanshan" for c in codes(nanshan))
     assert codes(nanshan) == [
-        r["code"] for r in world.geo.near(world.city, lat, lon, 5000) if r["district"] == "Nanshan"
+        r.code for r, _ in world.geo.near(world.city, lat, lon, 5000) if r.district == "Nanshan"
     ]
 
     mine = world.geo.near(world.telco, lat, lon, 50_000)
@@ -184,7 +193,7 @@ def test_within_matches_brute_force(world: World) -> None:
     got = world.geo.within(world.city, multi)
     assert codes(got) == want
     assert {"EDGE-1", "EDGE-2"} <= set(want)
-    assert not any(114.03 < r["lon"] < 114.07 and 22.53 < r["lat"] < 22.57 for r in got)
+    assert not any(114.03 < r.lon < 114.07 and 22.53 < r.lat < 22.57 for r in got)
     assert codes(world.geo.within(world.city, multi, limit=5)) == want[:5]
     assert codes(world.geo.within(world.city, multi, PoleFilter(district="Luohu"))) == [
         c for c in want if next(p for p in world.poles if p["code"] == c)["district"] == "Luohu"
@@ -207,7 +216,7 @@ def test_near_across_the_antimeridian_and_near_a_geographic_pole(database: Datab
     geo = Geo(Assets(database.engine))
     got = geo.near(city, 0.0, 180.0, 200)
     assert sorted(codes(got)) == ["EAST", "WEST"]
-    assert [r["distance_m"] for r in got] == [55.6, 55.6]
+    assert [distance for _, distance in got] == [55.6, 55.6]
     assert codes(geo.near(city, 0.0, -179.9999, 200)) == ["WEST", "EAST"]
     assert sorted(codes(geo.near(city, 90.0, 0.0, 100))) == ["NORTH-A", "NORTH-B"]
     # 0.0001 deg from the pole, a quarter turn round it: 15.7 m from both

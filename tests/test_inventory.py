@@ -82,8 +82,8 @@ def test_import_1000_rows_then_reimport_is_idempotent(env: Env) -> None:
     assert calls[-1] == (1000, 1000)
     assert count(env) == 1000
     pole = env.assets.pole_by_code(env.city, "SZ-00042")
-    assert pole["name"] == "Pole 42"
-    assert pole["district"] == "D0"
+    assert pole.name == "Pole 42"
+    assert pole.district == "D0"
 
     again = import_poles(env.assets, env.city, text.encode(), "csv")
     assert summary(again) == (0, 0, 1000, 0, True)
@@ -99,15 +99,15 @@ def test_edited_row_updates_only_that_pole(env: Env) -> None:
     report = import_poles(env.assets, env.city, "\r\n".join(lines), "csv")
     assert summary(report) == (0, 1, 199, 0, True)
     after = env.assets.pole_by_code(env.city, "SZ-00010")
-    assert after["id"] == before["id"]
-    assert after["created"] == before["created"]
-    assert (after["name"], after["lat"], after["lon"], after["height_m"]) == (
+    assert after.id == before.id
+    assert after.created == before.created
+    assert (after.name, after.lat, after.lon, after.height_m) == (
         "Renamed",
         22.51,
         114.01,
         15.0,
     )
-    assert (after["district"], after["road"], after["installed"]) == (
+    assert (after.district, after.road, after.installed) == (
         "D9",
         "New Road",
         date(2020, 1, 2),
@@ -124,7 +124,7 @@ def test_columns_left_out_keep_their_values_and_empty_cells_clear(env: Env) -> N
     report = import_poles(env.assets, env.city, "code,lat,lon\nP-1,22.5,114.0\n", "csv")
     assert summary(report) == (0, 0, 1, 0, True)
     pole = env.assets.pole_by_code(env.city, "P-1")
-    assert (pole["name"], pole["height_m"], pole["installed"]) == (
+    assert (pole.name, pole.height_m, pole.installed) == (
         "Lamp one",
         9.0,
         date(2022, 5, 6),
@@ -135,7 +135,7 @@ def test_columns_left_out_keep_their_values_and_empty_cells_clear(env: Env) -> N
     )
     assert summary(report) == (0, 1, 0, 0, True)
     pole = env.assets.pole_by_code(env.city, "P-1")
-    assert (pole["name"], pole["height_m"], pole["installed"]) == ("Lamp one", None, None)
+    assert (pole.name, pole.height_m, pole.installed) == ("Lamp one", None, None)
 
 
 def test_rejected_rows_have_line_numbers_and_nothing_is_applied(env: Env) -> None:
@@ -173,13 +173,13 @@ def test_rejected_rows_have_line_numbers_and_nothing_is_applied(env: Env) -> Non
 
     report = import_poles(env.assets, env.city, text, "csv", skip_invalid=True)
     assert summary(report) == (3, 0, 0, 7, True)
-    assert sorted(p["code"] for p in env.assets.list_poles(env.city, PoleFilter())[0]) == [
+    assert sorted(p.code for p in env.assets.list_poles(env.city, PoleFilter())[0]) == [
         "OK-1",
         "OK-2",
         "OK-3",
     ]
-    assert env.assets.pole_by_code(env.city, "OK-2")["name"] == "two\nline name"
-    assert env.assets.pole_by_code(env.city, "OK-1")["name"] == "fine"  # the first occurrence
+    assert env.assets.pole_by_code(env.city, "OK-2").name == "two\nline name"
+    assert env.assets.pole_by_code(env.city, "OK-1").name == "fine"  # the first occurrence
 
 
 def test_failed_transaction_writes_nothing(env: Env) -> None:
@@ -203,12 +203,12 @@ def test_bom_chinese_names_aliases_and_extra_columns_round_trip(env: Env, tmp_pa
     assert summary(report) == (2, 0, 0, 0, True)
     assert report.warnings == ["ignored unknown columns: 名称备注"]
     pole = env.assets.pole_by_code(env.city, "SZ-FT-001")
-    assert (pole["name"], pole["district"], pole["road"]) == (
+    assert (pole.name, pole.district, pole.road) == (
         "深南大道1号灯杆",
         "福田区",
         "深南大道",
     )
-    assert (pole["lat"], pole["lon"], pole["height_m"]) == (22.5431, 114.0579, 12.0)
+    assert (pole.lat, pole.lon, pole.height_m) == (22.5431, 114.0579, 12.0)
 
     exported = export_poles(env.assets, env.city, "csv")
     rows = list(csv.DictReader(io.StringIO(exported)))
@@ -259,13 +259,13 @@ def test_geojson_import_export_round_trip(env: Env) -> None:
     assert summary(report) == (3, 0, 0, 0, True)
     assert report.warnings == ["ignored unknown properties: colour"]
     pole = env.assets.pole_by_code(env.city, "G-1")
-    assert (pole["lat"], pole["lon"], pole["name"], pole["height_m"]) == (
+    assert (pole.lat, pole.lon, pole.name, pole.height_m) == (
         22.54,
         114.05,
         "南山一号",
         10.0,
     )
-    assert pole["installed"] == date(2020, 2, 2)
+    assert pole.installed == date(2020, 2, 2)
 
     exported = export_poles(env.assets, env.city, "geojson")
     out = orjson.loads(exported)
@@ -333,7 +333,7 @@ def test_geojson_rejections_name_the_feature(env: Env) -> None:
 
 def test_tenant_export_lists_only_its_poles_and_device_kinds(env: Env) -> None:
     import_poles(env.assets, env.city, generated_csv(5), "csv")
-    ids = {p["code"]: p["id"] for p in env.assets.list_poles(env.city, PoleFilter())[0]}
+    ids = {p.code: p.id for p in env.assets.list_poles(env.city, PoleFilter())[0]}
     env.assets.create_device(env.telco, DeviceKind.SMALL_CELL, pole_id=ids["SZ-00001"], port=1)
     env.assets.create_device(env.telco, DeviceKind.CAMERA, pole_id=ids["SZ-00001"], port=2)
     env.assets.create_device(env.telco, DeviceKind.CAMERA, pole_id=ids["SZ-00003"], port=1)

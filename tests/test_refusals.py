@@ -17,6 +17,7 @@ from fixtures_api import City, make_device, make_pole
 from mqtt_client import V5, V311, Device
 from smartpole import errors
 from smartpole.app import Platform
+from smartpole.model.devices import Device as RegisteredDevice
 from smartpole.model.types import DeviceKind, Role
 from smartpole.transport.refusals import REFUSALS, http_status, mqtt_reason
 
@@ -157,7 +158,7 @@ async def test_http_answers_quarantined_values_with_their_count(
 
 # -- re-kinding a generic device ----------------------------------------------------------
 @pytest.fixture
-async def thermometer(platform: Platform, city: City) -> dict[str, Any]:
+async def thermometer(platform: Platform, city: City) -> RegisteredDevice:
     """A generic device as a gateway creates it (profile ``Thermometer``)."""
     who = platform.tenants.authenticate(city.keys[("city", Role.ADMIN)])
     row, _ = platform.assets.create_device(
@@ -167,9 +168,9 @@ async def thermometer(platform: Platform, city: City) -> dict[str, Any]:
 
 
 async def test_an_admin_gives_a_generic_device_its_kind(
-    client: httpx.AsyncClient, city: City, thermometer: dict[str, Any]
+    client: httpx.AsyncClient, city: City, thermometer: RegisteredDevice
 ) -> None:
-    url = f"/api/devices/{thermometer['id']}"
+    url = f"/api/devices/{thermometer.id}"
     r = await client.patch(url, json={"kind": "air"}, headers=city.auth("city", Role.OPERATOR))
     assert r.status_code == 403, r.text
     r = await client.patch(url, json={"kind": "air", "model": "T-1"}, headers=city.auth("city"))
@@ -182,11 +183,11 @@ async def test_an_admin_gives_a_generic_device_its_kind(
 
 
 async def test_a_refused_change_changes_nothing_of_a_generic_device(
-    client: httpx.AsyncClient, city: City, thermometer: dict[str, Any], lamp: dict[str, Any]
+    client: httpx.AsyncClient, city: City, thermometer: RegisteredDevice, lamp: dict[str, Any]
 ) -> None:
     """The kind and the other fields of one PATCH are one change: a taken name leaves the
     device generic."""
-    url = f"/api/devices/{thermometer['id']}"
+    url = f"/api/devices/{thermometer.id}"
     r = await client.patch(
         url, json={"kind": "air", "name": lamp["name"]}, headers=city.auth("city")
     )

@@ -10,8 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from smartpole.api.deps import AssetsDep, Caller, ControlDep
 from smartpole.api.schemas import Id
-from smartpole.control import CommandStatus
 from smartpole.errors import NotFound
+from smartpole.model.commands import Command, CommandStatus
 from smartpole.model.types import Role
 
 __all__ = ["CommandIn", "CommandOut", "router"]
@@ -63,6 +63,11 @@ class CommandOut(BaseModel):
     error: str | None
     retries: int = Field(description="times it was sent again after an unconfirmed send")
 
+    @classmethod
+    def of(cls, command: Command) -> CommandOut:
+        """The answer for a command."""
+        return cls.model_validate(command, from_attributes=True)
+
 
 @router.post(
     "/devices/{device_id}/rpc",
@@ -102,7 +107,7 @@ async def send_command(
     )
     if body.oneway or body.persistent:
         response.status_code = 202
-    return CommandOut(**out)
+    return CommandOut.of(out)
 
 
 @router.get("/devices/{device_id}/commands", summary="List a device's commands")
@@ -116,15 +121,15 @@ def list_commands(
 ) -> list[CommandOut]:
     """The commands of a visible device, newest first, optionally of one status."""
     assets.get_device(who, device_id)
-    return [CommandOut(**c) for c in ctl.list(device_id, status, limit)]
+    return [CommandOut.of(c) for c in ctl.of_device(device_id, status, limit)]
 
 
 @router.get("/commands/{command_id}", summary="Get a command")
 def get_command(assets: AssetsDep, ctl: ControlDep, who: Caller, command_id: Id) -> CommandOut:
     """One command, if its device is visible to the caller."""
-    row = ctl.get(command_id)
+    command = ctl.get(command_id)
     try:
-        assets.get_device(who, row["device_id"])
+        assets.get_device(who, command.device_id)
     except NotFound as err:
         raise NotFound(f"command {command_id} not found", command_id=command_id) from err
-    return CommandOut(**row)
+    return CommandOut.of(command)

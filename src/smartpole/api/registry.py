@@ -33,6 +33,8 @@ from smartpole.api.schemas import (
 )
 from smartpole.api.services import Connections
 from smartpole.errors import Forbidden, InvalidInput
+from smartpole.model.devices import Device, fields_of
+from smartpole.model.poles import Pole
 from smartpole.model.types import Role, Scope
 from smartpole.registry.access import Principal
 from smartpole.registry.assets import PoleFilter
@@ -134,6 +136,13 @@ def _filter(district: str | None, road: str | None, code_prefix: str | None) -> 
     return PoleFilter(district=district, road=road, code_prefix=code_prefix)
 
 
+def pole_out(pole: Pole, distance_m: float | None = None) -> PoleOut:
+    """The answer for a pole (and its distance, for a search near a point)."""
+    out = PoleOut.model_validate(pole, from_attributes=True)
+    out.distance_m = distance_m
+    return out
+
+
 @router.get("/poles", tags=["poles"], summary="List poles")
 def list_poles(
     assets: AssetsDep,
@@ -146,13 +155,13 @@ def list_poles(
 ) -> Page[PoleOut]:
     """Poles the caller may see (the city sees all; others the poles carrying their devices)."""
     rows, total = assets.list_poles(who, _filter(district, road, code_prefix), limit, offset)
-    return Page(items=[PoleOut(**r) for r in rows], total=total, limit=limit, offset=offset)
+    return Page(items=[pole_out(r) for r in rows], total=total, limit=limit, offset=offset)
 
 
 @router.post("/poles", tags=["poles"], status_code=201, summary="Create a pole")
 def create_pole(assets: AssetsDep, who: Caller, body: PoleIn) -> PoleOut:
     """Add a pole (city operator)."""
-    return PoleOut(**assets.create_pole(who, **body.model_dump()))
+    return pole_out(assets.create_pole(who, **body.model_dump()))
 
 
 @router.get("/poles/near", tags=["geo"], summary="Poles near a point")
@@ -168,7 +177,7 @@ def poles_near(
 ) -> list[PoleOut]:
     """Visible poles within ``radius`` metres, nearest first, with ``distance_m``."""
     rows = Geo(assets).near(who, lat, lon, radius, _filter(district, road, None), limit)
-    return [PoleOut(**r) for r in rows]
+    return [pole_out(r, distance_m) for r, distance_m in rows]
 
 
 @router.get("/poles/bbox", tags=["geo"], summary="Poles in a bounding box")
@@ -191,7 +200,7 @@ def poles_bbox(
     except ValueError as err:
         raise InvalidInput("bbox must be four numbers: min_lon,min_lat,max_lon,max_lat") from err
     rows = Geo(assets).bbox(who, a, b, c, d, _filter(district, road, None), limit)
-    return [PoleOut(**r) for r in rows]
+    return [pole_out(r) for r in rows]
 
 
 @router.post("/poles/within", tags=["geo"], summary="Poles within a polygon")
@@ -205,7 +214,7 @@ def poles_within(
 ) -> list[PoleOut]:
     """Visible poles inside a GeoJSON polygon."""
     rows = Geo(assets).within(who, geometry, _filter(district, road, None), limit)
-    return [PoleOut(**r) for r in rows]
+    return [pole_out(r) for r in rows]
 
 
 @router.get(
@@ -251,19 +260,19 @@ async def poles_import(
 @router.get("/poles/by-code/{code}", tags=["poles"], summary="Get a pole by code")
 def pole_by_code(assets: AssetsDep, who: Caller, code: str) -> PoleOut:
     """One visible pole by its code, with its visible devices."""
-    return PoleOut(**assets.pole_by_code(who, code))
+    return pole_out(assets.pole_by_code(who, code))
 
 
 @router.get("/poles/{pole_id}", tags=["poles"], summary="Get a pole")
 def get_pole(assets: AssetsDep, who: Caller, pole_id: Id) -> PoleOut:
     """One visible pole with its visible devices."""
-    return PoleOut(**assets.get_pole(who, pole_id))
+    return pole_out(assets.get_pole(who, pole_id))
 
 
 @router.patch("/poles/{pole_id}", tags=["poles"], summary="Change a pole")
 def update_pole(assets: AssetsDep, who: Caller, pole_id: Id, body: PolePatch) -> PoleOut:
     """Change a pole's fields (city operator)."""
-    return PoleOut(**assets.update_pole(who, pole_id, **body.model_dump(exclude_unset=True)))
+    return pole_out(assets.update_pole(who, pole_id, **body.model_dump(exclude_unset=True)))
 
 
 @router.delete("/poles/{pole_id}", tags=["poles"], status_code=204, summary="Delete a pole")
@@ -274,9 +283,9 @@ def delete_pole(assets: AssetsDep, who: Caller, pole_id: Id) -> Response:
 
 
 # -- devices ------------------------------------------------------------------------------
-def device_out(connections: Connections, row: dict[str, Any]) -> dict[str, Any]:
-    """A device row with its computed online state."""
-    return {**row, "online": connections.is_online(row["id"], row.get("last_seen"))}
+def device_out(connections: Connections, device: Device) -> dict[str, Any]:
+    """A device's fields with its computed online state."""
+    return {**fields_of(device), "online": connections.is_online(device.id, device.last_seen)}
 
 
 @router.get("/devices", tags=["devices"], summary="List devices")

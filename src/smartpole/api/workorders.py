@@ -289,7 +289,7 @@ def _create(
             )
         tenant_id = alarm.tenant_id
     elif body.device_id is not None:
-        tenant_id = assets.get_device(who, body.device_id)["owner_id"]
+        tenant_id = assets.get_device(who, body.device_id).owner_id
     elif body.pole_id is not None:
         assets.get_pole(who, body.pole_id)
     else:

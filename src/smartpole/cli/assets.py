@@ -7,6 +7,7 @@ delete asks first unless ``--yes``. They act as the city operator, through the r
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
@@ -32,15 +33,17 @@ from smartpole.cli.registry import (
     device_record,
     kind_label,
     pole_app,
+    pole_record,
     print_devices,
     tenant_app,
 )
 from smartpole.errors import NotFound
+from smartpole.model.devices import Device
 from smartpole.model.types import DeviceKind
 
 __all__ = ["api_key_record", "find_device"]
 
-Device = Annotated[str, typer.Argument(help="Device name (or id).", show_default=False)]
+DeviceName = Annotated[str, typer.Argument(help="Device name (or id).", show_default=False)]
 PoleCode = Annotated[str, typer.Argument(help="Pole code.", show_default=False)]
 
 
@@ -171,12 +174,12 @@ def pole_list(
         f = PoleFilter(district=district, road=road, code_prefix=prefix)
         rows, total = p.assets.list_poles(city(p.tenants), f, limit=limit)
     if json:
-        print_json({"items": rows, "total": total})
+        print_json({"items": [pole_record(r) for r in rows], "total": total})
         return
     print_table(
         counted(len(rows), total, "pole"),
         ("id", *POLE_COLUMNS),
-        ((r["id"], *(r[c] for c in POLE_COLUMNS)) for r in rows),
+        ((r.id, *(getattr(r, c) for c in POLE_COLUMNS)) for r in rows),
     )
 
 
@@ -188,11 +191,11 @@ def pole_show(
     with command_registry(data_dir, db) as p:
         who = city(p.tenants)
         pole = p.assets.pole_by_code(who, code)
-        mounted = [device_record(p, p.assets.get_device(who, d["id"])) for d in pole["devices"]]
+        mounted = [device_record(p, p.assets.get_device(who, d.id)) for d in pole.devices or ()]
     if json:
-        print_json({**pole, "devices": mounted})
+        print_json({**pole_record(pole), "devices": mounted})
         return
-    print_record(f"pole {pole['code']}", {k: pole[k] for k in ("id", *POLE_COLUMNS[1:])})
+    print_record(f"pole {pole.code}", {k: getattr(pole, k) for k in ("id", *POLE_COLUMNS[1:])})
     print_devices(counted(len(mounted), len(mounted), "device") + " mounted", mounted)
 
 
@@ -211,19 +214,19 @@ def pole_delete(
 
     with command_registry(data_dir, db) as p:
         pole = p.assets.pole_by_code(city(p.tenants), code)
-        mounted = len(pole["devices"])
+        mounted = len(pole.devices or ())
         what = f" and unmount the {mounted} on it" if mounted and force else ""
         if not mounted or force:
             _confirm(f"delete pole {code}{what}?", yes)
         try:
-            p.assets.delete_pole(city(p.tenants), pole["id"], force=force)
+            p.assets.delete_pole(city(p.tenants), pole.id, force=force)
         except Conflict as err:
             raise Conflict(f"{err.detail}; unmount them, or give --force") from err
     console.print(f"pole {code} deleted" + (f"; unmounted {mounted}" if mounted else ""))
 
 
 # -- devices ------------------------------------------------------------------------------
-def find_device(p: Registry, device: str) -> dict[str, Any]:
+def find_device(p: Registry, device: str) -> Device:
     """A device by name, or else by id when ``device`` is a number."""
     ref = p.assets.device_by_name(device)
     if ref is None and device.isdigit():
@@ -235,7 +238,7 @@ def find_device(p: Registry, device: str) -> dict[str, Any]:
 
 @device_app.command("show")
 def device_show(
-    device: Device, data_dir: DataDir = None, db: Db = None, json: JsonOut = False
+    device: DeviceName, data_dir: DataDir = None, db: Db = None, json: JsonOut = False
 ) -> None:
     """Show a device: kind, owner, pole and port, whether it is online, its token's hint."""
     with command_registry(data_dir, db) as p:
@@ -257,20 +260,20 @@ def device_show(
 
 @device_app.command("delete")
 def device_delete(
-    device: Device, yes: Yes = False, data_dir: DataDir = None, db: Db = None
+    device: DeviceName, yes: Yes = False, data_dir: DataDir = None, db: Db = None
 ) -> None:
     """Delete a device and its attributes (its readings age out by retention)."""
     with command_registry(data_dir, db) as p:
-        row = find_device(p, device)
-        where = f" on pole {row['pole']}" if row["pole"] else ""
-        _confirm(f"delete device {row['name']} ({row['kind']}{where})?", yes)
-        p.assets.delete_device(city(p.tenants), row["id"])
-    console.print(f"device {row['name']} deleted")
+        found = find_device(p, device)
+        where = f" on pole {found.pole}" if found.pole else ""
+        _confirm(f"delete device {found.name} ({found.kind}{where})?", yes)
+        p.assets.delete_device(city(p.tenants), found.id)
+    console.print(f"device {found.name} deleted")
 
 
 @device_app.command("kind")
 def device_kind(
-    device: Device,
+    device: DeviceName,
     kind: Annotated[DeviceKind, typer.Argument(help="Its real kind.")],
     data_dir: DataDir = None,
     db: Db = None,
@@ -280,5 +283,8 @@ def device_kind(
     real kind."""
     with command_registry(data_dir, db) as p:
         found = find_device(p, device)
-        row = p.assets.set_kind(city(p.tenants), found["id"], kind)
-    print_json(row) if json else console.print(f"device {row['name']} is now a {row['kind']}")
+        changed = p.assets.set_kind(city(p.tenants), found.id, kind)
+    if json:
+        print_json(asdict(changed))
+    else:
+        console.print(f"device {changed.name} is now a {changed.kind}")

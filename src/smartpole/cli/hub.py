@@ -210,7 +210,7 @@ def _originator(p: Platform, alarm: Alarm) -> str:
             ref = p.assets.device_ref(alarm.originator_id)
             return ref.name if ref else str(alarm.originator_id)
         if alarm.originator_type == "pole":
-            return str(p.assets.get_pole(city(p.tenants), alarm.originator_id)["code"])
+            return p.assets.get_pole(city(p.tenants), alarm.originator_id).code
     except NotFound:
         pass
     return str(alarm.originator_id)

@@ -21,6 +21,8 @@ from smartpole.cli.common import (
     print_json,
     print_table,
 )
+from smartpole.model.devices import Device, fields_of
+from smartpole.model.poles import Pole
 from smartpole.model.types import DeviceKind, Role
 
 tenant_app = typer.Typer(
@@ -116,7 +118,7 @@ def pole_add(
             district=district,
             road=road,
         )
-    print_json(row) if json else console.print(f"pole {row['code']} id {row['id']}")
+    print_json(pole_record(row)) if json else console.print(f"pole {row.code} id {row.id}")
 
 
 @device_app.command("add")
@@ -134,11 +136,11 @@ def device_add(
     """Register a device; prints its id and access token (shown once)."""
     with command_registry(data_dir, db) as p:
         who = city(p.tenants)
-        pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
-        row, token = p.assets.create_device(
+        pole_id = p.assets.pole_by_code(who, pole).id if pole else None
+        device, token = p.assets.create_device(
             who, kind, name=name, pole_id=pole_id, owner=owner, port=port, model=model
         )
-        row = device_record(p, row)
+        row = device_record(p, device)
     if json:
         print_json({**row, "token": token})
     else:
@@ -160,20 +162,30 @@ def device_list(
     """List devices, with whether each is online."""
     with command_registry(data_dir, db) as p:
         who = city(p.tenants)
-        pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
-        rows, total = p.assets.list_devices(
+        pole_id = p.assets.pole_by_code(who, pole).id if pole else None
+        devices, total = p.assets.list_devices(
             who, limit, 0, kind=kind, owner=owner, pole_id=pole_id, district=district
         )
-        rows = [device_record(p, r) for r in rows]
+        rows = [device_record(p, d) for d in devices]
     if json:
         print_json({"items": rows, "total": total})
         return
     print_devices(counted(len(rows), total, "device"), rows)
 
 
-def device_record(p: Registry, row: dict[str, Any]) -> dict[str, Any]:
-    """A device as the command line shows it: the registry's row and whether it is online."""
-    return {**row, "online": p.is_online(row["id"], row["last_seen"])}
+def pole_record(pole: Pole) -> dict[str, Any]:
+    """A pole as the command line shows it: its fields, and the devices on it when it was
+    read alone (not in a listing)."""
+    record = asdict(pole)
+    if pole.devices is None:
+        del record["devices"]
+    return record
+
+
+def device_record(p: Registry, device: Device) -> dict[str, Any]:
+    """A device as the command line shows it: the registry's fields and whether it is
+    online."""
+    return {**fields_of(device), "online": p.is_online(device.id, device.last_seen)}
 
 
 def kind_label(row: dict[str, Any]) -> str:

@@ -107,11 +107,11 @@ def workorder_create(
         who = city(p.tenants)
         found = p.hub.alarms.get_visible(who, alarm) if alarm is not None else None
         tenant_id = who.tenant_id
-        pole_id = p.assets.pole_by_code(who, pole)["id"] if pole else None
+        pole_id = p.assets.pole_by_code(who, pole).id if pole else None
         if found is not None:
             tenant_id = found.tenant_id
         elif device is not None:
-            tenant_id = p.assets.get_device(who, device)["owner_id"]
+            tenant_id = p.assets.get_device(who, device).owner_id
         elif pole_id is None:
             raise InvalidInput("give --alarm, --device or --pole")
         wo_id = p.work_orders.create(

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from smartpole.control.commands import CommandChannel, CommandStatus, Control
+from smartpole.control.commands import CommandChannel, Control
 
-__all__ = ["CommandChannel", "CommandStatus", "Control"]
+__all__ = ["CommandChannel", "Control"]

@@ -20,20 +20,19 @@ node that sent the command (the node that holds the device's session).
 from __future__ import annotations
 
 import asyncio
-import builtins
-import enum
 import logging
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Engine, case, func, insert, select, update
+from sqlalchemy import Engine, Row, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import DeviceOffline, InvalidInput, NotFound, Timeout
 from smartpole.model.clock import now_ms
+from smartpole.model.commands import Command, CommandStatus
 from smartpole.store.schema import commands, devices
 
-__all__ = ["CommandChannel", "CommandStatus", "Control"]
+__all__ = ["CommandChannel", "Control"]
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +41,6 @@ MAX_METHOD = 128
 MAX_ERROR = 500
 MAX_REQUEST_ID = 2**31 - 1  # the column is a 32-bit integer; a larger id is no command of ours
 INSERT_ATTEMPTS = 5  # concurrent calls to one device may pick the same next request id
-
-
-class CommandStatus(enum.StrEnum):
-    """Where a command is in its lifecycle."""
-
-    QUEUED = "queued"
-    SENT = "sent"
-    DELIVERED = "delivered"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    EXPIRED = "expired"
 
 
 QUEUED, SENT, DELIVERED = CommandStatus.QUEUED, CommandStatus.SENT, CommandStatus.DELIVERED
@@ -80,13 +68,29 @@ def _dumps(value: Any, what: str) -> str:
         raise InvalidInput(f"{what} must be JSON: {err}") from err
 
 
-def _out(row: Any) -> dict[str, Any]:
-    """A command row as a dict, with params and response decoded."""
-    out = dict(row._mapping)
-    out["params"] = orjson.loads(out["params"])
-    if out["response"] is not None:
-        out["response"] = orjson.loads(out["response"])
-    return out
+def _command(row: Row[Any]) -> Command:
+    """A command row as a value, with params and response decoded."""
+    m = row._mapping
+    response = m["response"]
+    return Command(
+        id=m["id"],
+        device_id=m["device_id"],
+        request_id=m["request_id"],
+        method=m["method"],
+        params=orjson.loads(m["params"]),
+        oneway=m["oneway"],
+        persistent=m["persistent"],
+        status=CommandStatus(m["status"]),
+        timeout=m["timeout"],
+        created=m["created"],
+        expires=m["expires"],
+        sent=m["sent"],
+        delivered=m["delivered"],
+        completed=m["completed"],
+        response=None if response is None else orjson.loads(response),
+        error=m["error"],
+        retries=m["retries"],
+    )
 
 
 def _reply_error(response: Any) -> str | None:
@@ -130,7 +134,7 @@ class Control:
         timeout_ms: int = 10_000,
         persistent: bool = False,
         expiration_ms: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> Command:
         """Record a command and send it if the device is connected.
 
         A two-way, non-persistent command waits up to ``timeout_ms`` for the reply and returns
@@ -166,68 +170,70 @@ class Control:
         }
         if not connected and not persistent:
             values.update(status=FAILED, completed=now, error="device offline")
-        row = await asyncio.to_thread(self._insert, values)
+        command = await asyncio.to_thread(self._insert, values)
         if persistent:
             self._note_pending(device_id)
         if not connected:
             if not persistent:
-                raise self._offline(row)
-            return row
+                raise self._offline(command)
+            return command
         wait = not oneway and not persistent
-        key = (device_id, row["request_id"])
+        key = (device_id, command.request_id)
         if wait:
             self._waiting[key] = asyncio.get_running_loop().create_future()
         try:
-            if not await self._transmit(row):
+            if not await self._transmit(command):
                 if persistent:
-                    return await asyncio.to_thread(self.get, row["id"])
-                raise self._offline(row)
+                    return await asyncio.to_thread(self.get, command.id)
+                raise self._offline(command)
             if wait:
-                return await self._reply(row, self._waiting[key])
-            return await asyncio.to_thread(self.get, row["id"])
+                return await self._reply(command, self._waiting[key])
+            return await asyncio.to_thread(self.get, command.id)
         finally:
             if wait:
                 del self._waiting[key]
 
     @staticmethod
-    def _offline(row: dict[str, Any]) -> DeviceOffline:
+    def _offline(command: Command) -> DeviceOffline:
         return DeviceOffline(
-            f"device {row['device_id']} is offline; send a persistent command to queue it",
-            command_id=row["id"],
-            device_id=row["device_id"],
+            f"device {command.device_id} is offline; send a persistent command to queue it",
+            command_id=command.id,
+            device_id=command.device_id,
         )
 
-    async def _reply(self, row: dict[str, Any], reply: asyncio.Future[None]) -> dict[str, Any]:
+    async def _reply(self, command: Command, reply: asyncio.Future[None]) -> Command:
         """Wait for the reply to a sent two-way command; expire it when none comes in time."""
         try:
-            await asyncio.wait_for(reply, row["timeout"] / 1000)
+            await asyncio.wait_for(reply, command.timeout / 1000)
         except TimeoutError:
-            await asyncio.to_thread(self._give_up, row["id"])
-        out = await asyncio.to_thread(self.get, row["id"])
-        if out["status"] == EXPIRED:
+            await asyncio.to_thread(self._give_up, command.id)
+        out = await asyncio.to_thread(self.get, command.id)
+        if out.status == EXPIRED:
             raise Timeout(
-                f"device {row['device_id']} did not answer {row['method']!r} "
-                f"within {row['timeout']} ms",
-                command_id=row["id"],
-                device_id=row["device_id"],
-                timeout=row["timeout"],
+                f"device {command.device_id} did not answer {command.method!r} "
+                f"within {command.timeout} ms",
+                command_id=command.id,
+                device_id=command.device_id,
+                timeout=command.timeout,
             )
         return out
 
-    async def _transmit(self, row: dict[str, Any]) -> bool:
+    async def _transmit(self, command: Command) -> bool:
         """Write a command already marked ``sent`` to the channel; undo the mark if it fails."""
         ok = False
         if self.channel is not None:
             try:
                 ok = await self.channel.send(
-                    row["device_id"], row["request_id"], row["method"], row["params"]
+                    command.device_id, command.request_id, command.method, command.params
                 )
             except Exception:
-                log.exception("sending command %d to device %d failed", row["id"], row["device_id"])
-        if ok and row["persistent"]:
-            await asyncio.to_thread(self._sent, row["id"])
+                log.exception(
+                    "sending command %d to device %d failed", command.id, command.device_id
+                )
+        if ok and command.persistent:
+            await asyncio.to_thread(self._sent, command.id)
         elif not ok:
-            await asyncio.to_thread(self._unsent, row)
+            await asyncio.to_thread(self._unsent, command)
         return ok
 
     # -- events from the transport ------------------------------------------------------
@@ -264,10 +270,10 @@ class Control:
         if self._pending is not None and device_id not in self._pending:
             return 0
         count = 0
-        for row in await asyncio.to_thread(self._due, device_id, now_ms(), resend):
-            if not await asyncio.to_thread(self._claim, row):
+        for command in await asyncio.to_thread(self._due, device_id, now_ms(), resend):
+            if not await asyncio.to_thread(self._claim, command):
                 continue  # another node or task sent it meanwhile
-            if not await self._transmit(row):
+            if not await self._transmit(command):
                 break  # the session is gone again
             count += 1
         return count
@@ -295,27 +301,27 @@ class Control:
             self._pending.add(device_id)
 
     # -- reads -----------------------------------------------------------------------------
-    def get(self, command_id: int) -> dict[str, Any]:
+    def get(self, command_id: int) -> Command:
         """One command by id."""
         with self.engine.connect() as conn:
             row = conn.execute(select(commands).where(commands.c.id == command_id)).first()
         if row is None:
             raise NotFound(f"command {command_id} not found", command_id=command_id)
-        return _out(row)
+        return _command(row)
 
-    def list(
-        self, device_id: int, status: str | None = None, limit: int = 100
-    ) -> builtins.list[dict[str, Any]]:
+    def of_device(
+        self, device_id: int, status: CommandStatus | None = None, limit: int = 100
+    ) -> list[Command]:
         """A device's commands, newest first, optionally of one status."""
         q = select(commands).where(commands.c.device_id == device_id)
         if status is not None:
             q = q.where(commands.c.status == status)
         q = q.order_by(commands.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
-            return [_out(r) for r in conn.execute(q)]
+            return [_command(r) for r in conn.execute(q)]
 
     # -- database work (in worker threads) -------------------------------------------------
-    def _insert(self, values: dict[str, Any]) -> dict[str, Any]:
+    def _insert(self, values: dict[str, Any]) -> Command:
         """Store a command under the device's next request id."""
         device_id = values["device_id"]
         next_request = (
@@ -349,16 +355,16 @@ class Control:
                 .values(expires=commands.c.sent + commands.c.timeout)
             )
 
-    def _unsent(self, row: dict[str, Any]) -> None:
+    def _unsent(self, command: Command) -> None:
         """The channel did not take the command: persistent ones wait again, others fail."""
-        if row["persistent"]:
+        if command.persistent:
             values: dict[str, Any] = {"status": QUEUED, "sent": None}
         else:
             values = {"status": FAILED, "completed": now_ms(), "error": "device offline"}
         with self.engine.begin() as conn:
             conn.execute(
                 update(commands)
-                .where(commands.c.id == row["id"], commands.c.status == SENT)
+                .where(commands.c.id == command.id, commands.c.status == SENT)
                 .values(**values)
             )
 
@@ -408,7 +414,7 @@ class Control:
             )
         return done.rowcount > 0
 
-    def _due(self, device_id: int, now: int, resend: bool = True) -> builtins.list[dict[str, Any]]:
+    def _due(self, device_id: int, now: int, resend: bool = True) -> list[Command]:
         """Persistent commands to send: queued, or (``resend``, a new session) sent before it,
         unexpired."""
         waiting = commands.c.status == QUEUED
@@ -425,7 +431,7 @@ class Control:
             .order_by(commands.c.created, commands.c.id)
         )
         with self.engine.connect() as conn:
-            return [_out(r) for r in conn.execute(q)]
+            return [_command(r) for r in conn.execute(q)]
 
     def _waiting_devices(self, now: int) -> tuple[set[int], set[int]]:
         """Devices with unexpired persistent commands queued or sent; and those with queued."""
@@ -447,12 +453,12 @@ class Control:
                     queued.add(device_id)
         return waiting, queued
 
-    def _claim(self, row: dict[str, Any]) -> bool:
+    def _claim(self, command: Command) -> bool:
         """Mark a due command sent, unless someone else changed it since it was read."""
-        again = row["status"] == SENT
-        q = update(commands).where(commands.c.id == row["id"], commands.c.status == row["status"])
+        again = command.status == SENT
+        q = update(commands).where(commands.c.id == command.id, commands.c.status == command.status)
         if again:
-            q = q.where(commands.c.sent == row["sent"])
+            q = q.where(commands.c.sent == command.sent)
         with self.engine.begin() as conn:
             done = conn.execute(
                 q.values(status=SENT, sent=now_ms(), retries=commands.c.retries + int(again))

@@ -215,12 +215,12 @@ class DeviceService:
         log.info(
             "gateway %s created device %s (%s), a %s%s",
             gateway.name,
-            row["id"],
+            row.id,
             name,
             device_kind,
             f" of profile {profile!r}" if profile else "",
         )
-        return DeviceRef(row["id"], name, device_kind, gateway.owner_id, gateway.pole_id)
+        return DeviceRef(row.id, name, device_kind, gateway.owner_id, gateway.pole_id)
 
     # -- commands -------------------------------------------------------------------------
     async def rpc_reply(self, device: DeviceRef, request_id: int, response: Any) -> None:

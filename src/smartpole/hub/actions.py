@@ -24,6 +24,7 @@ from smartpole.hub.rules.model import (
 )
 from smartpole.hub.webhooks.store import Webhooks
 from smartpole.model.alarms import Alarm
+from smartpole.model.commands import Command
 from smartpole.model.types import Value
 
 __all__ = ["Actor", "Commander", "Transition", "WorkOrderOpener"]
@@ -52,7 +53,7 @@ class Commander(Protocol):
         timeout_ms: int = 10_000,
         persistent: bool = False,
         expiration_ms: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> Command:
         """Record and send a command."""
         ...
 

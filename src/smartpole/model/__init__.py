@@ -1,11 +1,11 @@
 """Domain types shared by every layer. No I/O lives here."""
 
 from smartpole.model.catalog import CATALOG, KeySpec, KindSpec, ValueType
+from smartpole.model.devices import Device
+from smartpole.model.poles import Pole
 from smartpole.model.types import (
     Attribute,
-    Device,
     DeviceKind,
-    Pole,
     Quality,
     Reading,
     Role,

@@ -6,8 +6,7 @@ import enum
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 Value: TypeAlias = float | int | bool | str | dict[str, Any] | list[Any]
@@ -202,36 +201,6 @@ class Tenant:
     name: str
     title: str = ""
     is_operator: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Pole:
-    """A located asset that carries devices."""
-
-    id: int
-    code: str
-    lat: float
-    lon: float
-    name: str = ""
-    height_m: float | None = None
-    district: str = ""
-    road: str = ""
-    installed: date | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    """A thing mounted on a pole, owned by one tenant."""
-
-    id: int
-    name: str
-    kind: DeviceKind
-    owner_id: int
-    pole_id: int | None = None
-    model: str = ""
-    port: int | None = None
-    last_seen: int | None = None
-    tags: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -15,6 +16,8 @@ from sqlalchemy.sql import Select
 
 from smartpole.errors import Conflict, Forbidden, InvalidInput, NotFound
 from smartpole.model.clock import now_ms
+from smartpole.model.devices import Device
+from smartpole.model.poles import MountedDevice, Pole
 from smartpole.model.types import POLE_CODE_RE, DeviceKind, DeviceRef, Role, Scope, key_errors
 from smartpole.registry.access import Principal, hash_secret, new_secret, token_hint
 from smartpole.registry.broker_hashes import save_broker_hashes
@@ -23,10 +26,11 @@ from smartpole.registry.unique import device_taken
 from smartpole.store.database import put_rows
 from smartpole.store.schema import attributes, devices, poles, tenants
 
-__all__ = ["Assets", "PoleFilter", "seen_recently"]
+__all__ = ["Assets", "PoleFilter", "pole_of", "seen_recently"]
 
 POLE_FIELDS = ("code", "name", "lat", "lon", "height_m", "district", "road", "installed")
 TOKEN_CACHE_S = 30.0
+KINDS = {str(kind): kind for kind in DeviceKind}  # a dict lookup costs less than DeviceKind(...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,23 @@ def check_pole(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def pole_of(row: Sequence[Any], devices: tuple[MountedDevice, ...] | None = None) -> Pole:
+    """A row of the poles table (its columns, in the table's order, are Pole's fields) as a
+    value, with its devices when they were read; built positionally, as geo queries build
+    thousands."""
+    pole_id, code, name, lat, lon, height_m, district, road, installed, created = row
+    return Pole(
+        pole_id, code, name, lat, lon, height_m, district, road, installed, created, devices
+    )
+
+
+def _device(row: Sequence[Any]) -> Device:
+    """A row of :meth:`Assets.device_query` (its columns in the order of Device's fields) as a
+    value; built positionally, since a listing builds a thousand."""
+    device_id, name, kind, *rest = row
+    return Device(device_id, name, KINDS[kind], *rest)
+
+
 def check_not_null(values: dict[str, Any], fields: tuple[str, ...], what: str) -> None:
     """Raise InvalidInput when a change sets one of ``fields`` to null."""
     errors = [
@@ -94,7 +115,7 @@ class Assets:
         )
 
     # -- poles ----------------------------------------------------------------------------
-    def create_pole(self, who: Principal, **values: Any) -> dict[str, Any]:
+    def create_pole(self, who: Principal, **values: Any) -> Pole:
         """Add a pole (city operator only); its code is unique."""
         who.require_city(Role.OPERATOR)
         check_pole(values)
@@ -107,7 +128,7 @@ class Assets:
             raise Conflict(f"pole {values.get('code')!r} exists", code=values.get("code")) from err
         return self.get_pole(who, pid)
 
-    def get_pole(self, who: Principal, pole_id: int) -> dict[str, Any]:
+    def get_pole(self, who: Principal, pole_id: int) -> Pole:
         """One pole the caller may see, with the devices on it the caller may see."""
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -115,18 +136,17 @@ class Assets:
             ).first()
             if row is None:
                 raise NotFound(f"pole {pole_id} not found", pole_id=pole_id)
-            out = dict(row._mapping)
-            out["devices"] = [
-                dict(r._mapping)
+            mounted = tuple(
+                MountedDevice(r.id, r.name, DeviceKind(r.kind), r.port)
                 for r in conn.execute(
                     select(devices.c.id, devices.c.name, devices.c.kind, devices.c.port)
                     .where(devices.c.pole_id == pole_id, self._visible_devices(who))
                     .order_by(devices.c.id)
                 )
-            ]
-        return out
+            )
+        return pole_of(row, mounted)
 
-    def pole_by_code(self, who: Principal, code: str) -> dict[str, Any]:
+    def pole_by_code(self, who: Principal, code: str) -> Pole:
         """One visible pole by its code."""
         with self.engine.connect() as conn:
             pid = conn.execute(
@@ -152,7 +172,8 @@ class Assets:
         raise NotFound(f"pole {what} not found", pole=pole)
 
     def pole_query(self, who: Principal, f: PoleFilter) -> Select[Any]:
-        """A SELECT of the visible poles matching a filter (used by listings and geo)."""
+        """A SELECT of the visible poles matching a filter (used by listings and geo); see
+        :func:`pole_of` for its rows as values."""
         q = select(poles).where(self._visible_poles(who))
         if f.district:
             q = q.where(poles.c.district == f.district)
@@ -164,15 +185,15 @@ class Assets:
 
     def list_poles(
         self, who: Principal, f: PoleFilter, limit: int = 100, offset: int = 0
-    ) -> tuple[list[dict[str, Any]], int]:
-        """A page of visible poles and the total count."""
+    ) -> tuple[list[Pole], int]:
+        """A page of visible poles (without their devices) and the total count."""
         q = self.pole_query(who, f)
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
             rows = conn.execute(q.order_by(poles.c.code).limit(limit).offset(offset))
-            return [dict(r._mapping) for r in rows], total
+            return [pole_of(r) for r in rows], total
 
-    def update_pole(self, who: Principal, pole_id: int, **values: Any) -> dict[str, Any]:
+    def update_pole(self, who: Principal, pole_id: int, **values: Any) -> Pole:
         """Change a pole's fields (city operator only)."""
         who.require_city(Role.OPERATOR)
         check_not_null(values, ("code", "name", "lat", "lon", "district", "road"), "pole")
@@ -231,7 +252,7 @@ class Assets:
         port: int | None = None,
         token: str | None = None,
         profile: str | None = None,
-    ) -> tuple[dict[str, Any], str]:
+    ) -> tuple[Device, str]:
         """Register a device; returns it and its access token (shown only now). ``profile``:
         the ThingsBoard device type a gateway named it with."""
         who.require(Role.OPERATOR)
@@ -324,7 +345,8 @@ class Assets:
         pole_id: int | None = None,
         district: str | None = None,
     ) -> Select[Any]:
-        """A SELECT of visible devices (with owner and pole code) matching the filters."""
+        """A SELECT of visible devices (with owner and pole code) matching the filters: the
+        columns of a :class:`~smartpole.model.devices.Device`."""
         q = (
             select(
                 devices.c.id,
@@ -357,13 +379,13 @@ class Assets:
 
     def list_devices(
         self, who: Principal, limit: int = 100, offset: int = 0, **filters: Any
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[Device], int]:
         """A page of visible devices and the total count."""
         q = self.device_query(who, **filters)
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
             rows = conn.execute(q.order_by(devices.c.id).limit(limit).offset(offset))
-            return [dict(r._mapping) for r in rows], total
+            return [_device(r) for r in rows], total
 
     def device_ids(self, who: Principal, **filters: Any) -> list[int]:
         """Ids of every visible device matching the filters."""
@@ -371,28 +393,28 @@ class Assets:
         with self.engine.connect() as conn:
             return list(conn.execute(q).scalars())
 
-    def get_device(self, who: Principal, device_id: int) -> dict[str, Any]:
+    def get_device(self, who: Principal, device_id: int) -> Device:
         """One visible device."""
         q = self.device_query(who).where(devices.c.id == device_id)
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
         if row is None:
             raise NotFound(f"device {device_id} not found", device_id=device_id)
-        return dict(row._mapping)
+        return _device(row)
 
     def update_device(
         self, who: Principal, device_id: int, kind: DeviceKind | None = None, **values: Any
-    ) -> dict[str, Any]:
+    ) -> Device:
         """Change a visible device's name, model, pole, port or owner, and (see
         :meth:`set_kind`) its kind, all in one transaction or none."""
         who.require(Role.OPERATOR)
-        row = self.get_device(who, device_id)
+        device = self.get_device(who, device_id)
         check_not_null(values, ("name", "model", "owner"), "device")
-        if kind is not None and kind != row["kind"]:
-            _check_rekind(who, row, kind)
+        if kind is not None and kind != device.kind:
+            _check_rekind(who, device, kind)
             values["kind"] = str(kind)
         if not values:
-            return row
+            return device
         if values.get("pole_id") is not None:
             self.mount_pole(who, values["pole_id"])
         if "owner" in values:
@@ -405,7 +427,7 @@ class Assets:
         self._forget(device_id)
         return self.get_device(who, device_id)
 
-    def set_kind(self, who: Principal, device_id: int, kind: DeviceKind) -> dict[str, Any]:
+    def set_kind(self, who: Principal, device_id: int, kind: DeviceKind) -> Device:
         """Give a generic device (one a gateway created for a type smartpole does not know) its
         real kind; admins only. A device of a known kind keeps it: its readings, rules and
         commands are that kind's, so a wrong one is deleted and registered again."""
@@ -600,14 +622,14 @@ def parse_date(value: str | date | None) -> date | None:
     return date.fromisoformat(value) if value else None
 
 
-def _check_rekind(who: Principal, row: dict[str, Any], kind: DeviceKind) -> None:
+def _check_rekind(who: Principal, device: Device, kind: DeviceKind) -> None:
     """Only an admin changes a kind, only a generic device's, and never to generic."""
     who.require(Role.ADMIN)
-    if row["kind"] != DeviceKind.GENERIC:
+    if device.kind != DeviceKind.GENERIC:
         raise Conflict(
-            f"device {row['id']} is a {row['kind']}: only a generic device can change its "
+            f"device {device.id} is a {device.kind}: only a generic device can change its "
             "kind (delete it and register it again)",
-            kind=row["kind"],
+            kind=str(device.kind),
         )
     if kind is DeviceKind.GENERIC:
         raise InvalidInput("a device cannot be made generic; only gateways create those")

@@ -100,7 +100,7 @@ class Credentials:
                 select(device_credentials).where(device_credentials.c.device_id == device_id)
             ).first()
         if row is None:
-            return {"device_id": device_id, "type": "access_token", "token_hint": dev["token_hint"]}
+            return {"device_id": device_id, "type": "access_token", "token_hint": dev.token_hint}
         return {
             "device_id": device_id,
             "type": "mqtt_basic",

@@ -211,10 +211,10 @@ class Firmware:
         who.require(Role.OPERATOR)
         device = self.assets.get_device(who, device_id)
         fw = self.get(who, firmware_id)
-        if fw["kind"] != device["kind"]:
+        if fw["kind"] != device.kind:
             raise InvalidInput(
                 f"firmware {firmware_id} is for {fw['kind']} devices, device {device_id} is a "
-                f"{device['kind']}"
+                f"{device.kind}"
             )
         row = {"device_id": device_id, "firmware_id": firmware_id, "assigned": now_ms()}
         with self.engine.begin() as conn:

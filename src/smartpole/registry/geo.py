@@ -18,8 +18,9 @@ from shapely.validation import explain_validity
 from sqlalchemy import or_
 
 from smartpole.errors import InvalidInput
+from smartpole.model.poles import Pole
 from smartpole.registry.access import Principal
-from smartpole.registry.assets import Assets, PoleFilter
+from smartpole.registry.assets import Assets, PoleFilter, pole_of
 from smartpole.store.schema import poles
 
 __all__ = ["EARTH_RADIUS_M", "MAX_RADIUS_M", "Geo", "haversine_m", "polygon_of"]
@@ -144,10 +145,9 @@ class Geo:
         radius_m: float,
         f: PoleFilter = _ALL,
         limit: int = 1000,
-    ) -> list[dict[str, Any]]:
-        """Visible poles within ``radius_m`` metres of a point, nearest first.
-
-        Each pole carries ``distance_m`` (great-circle, rounded to 0.1 m); ties sort by code.
+    ) -> list[tuple[Pole, float]]:
+        """Visible poles within ``radius_m`` metres of a point, nearest first, each with its
+        distance in metres (great-circle, rounded to 0.1 m); ties sort by code.
         """
         lat = _lat("lat", lat)
         lon = _lon("lon", lon)
@@ -161,22 +161,18 @@ class Geo:
             poles.c.lat.between(lat_lo, lat_hi),
             or_(*(poles.c.lon.between(a, b) for a, b in lon_ranges)),
         )
-        hits: list[tuple[float, str, dict[str, Any]]] = []
+        hits: list[tuple[float, str, Pole]] = []
         with self.assets.engine.connect() as conn:
             for row in conn.execute(q):
                 d = haversine_m(lat, lon, row.lat, row.lon)
                 if d <= r:
-                    hits.append((d, row.code, dict(row._mapping)))
+                    hits.append((d, row.code, pole_of(row)))
         hits.sort(key=lambda h: (h[0], h[1]))
-        out = []
-        for d, _, pole in hits[:limit]:
-            pole["distance_m"] = round(d, 1)
-            out.append(pole)
-        return out
+        return [(pole, round(d, 1)) for d, _, pole in hits[:limit]]
 
     def within(
         self, who: Principal, geometry: dict[str, Any], f: PoleFilter = _ALL, limit: int = 10000
-    ) -> list[dict[str, Any]]:
+    ) -> list[Pole]:
         """Visible poles inside (or on the edge of) a GeoJSON Polygon or MultiPolygon, by code."""
         geom = polygon_of(geometry)
         limit = _limit(limit)
@@ -193,10 +189,10 @@ class Geo:
         shapely.prepare(geom)
         # intersects_xy of a point is "covers": the interior and the boundary.
         inside = shapely.intersects_xy(geom, [r.lon for r in rows], [r.lat for r in rows])
-        out: list[dict[str, Any]] = []
+        out: list[Pole] = []
         for row, hit in zip(rows, inside.tolist(), strict=True):
             if hit:
-                out.append(dict(row._mapping))
+                out.append(pole_of(row))
                 if len(out) >= limit:
                     break
         return out
@@ -210,7 +206,7 @@ class Geo:
         max_lat: float,
         f: PoleFilter = _ALL,
         limit: int = 10000,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Pole]:
         """Visible poles inside a lon/lat box (edges included), by code."""
         min_lon, max_lon = _lon("min_lon", min_lon), _lon("max_lon", max_lon)
         min_lat, max_lat = _lat("min_lat", min_lat), _lat("max_lat", max_lat)
@@ -227,4 +223,4 @@ class Geo:
             .limit(limit)
         )
         with self.assets.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [pole_of(r) for r in conn.execute(q)]

@@ -234,12 +234,12 @@ class Provisioning:
                 raise _Refused(FAILURE, f"no pre-registered device {name!r}")
             token = wanted.get("token") if wanted["type"] == "ACCESS_TOKEN" else None
             try:
-                row, issued = self.assets.create_device(
+                device, issued = self.assets.create_device(
                     who, DeviceKind(profile.kind), name=name, pole_id=profile.pole_id, token=token
                 )
             except SmartpoleError as err:
                 raise _Refused(FAILURE, f"cannot create {name!r}: {err}") from err
-            device_id = row["id"]
+            device_id = device.id
             log.info("provision profile %d created device %d (%s)", profile.id, device_id, name)
         try:
             answer = self._issue(who, device_id, wanted, issued)

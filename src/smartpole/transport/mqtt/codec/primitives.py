@@ -19,18 +19,23 @@ _U32_PACK: Final = struct.Struct("!I").pack
 _BYTES: Final = [bytes((i,)) for i in range(256)]
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """A variable byte integer at ``pos`` inside a packet body: (value, next position)."""
+def _read_varint(
+    buf: bytes, pos: int, end: int = -1, what: str = "variable byte integer"
+) -> tuple[int, int]:
+    """A variable byte integer at ``pos``: (value, next position). Given ``end`` (a stream's
+    buffered bytes), (0, -1) while it is not all there yet."""
     value = 0
     for shift in (0, 7, 14, 21):
+        if pos == end:
+            return 0, -1
         byte = buf[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
             if byte == 0 and shift:
-                raise MalformedPacket("variable byte integer not in its shortest form")
+                raise MalformedPacket(f"{what} not in its shortest form")
             return value, pos
-    raise MalformedPacket("variable byte integer longer than 4 bytes")
+    raise MalformedPacket(f"{what} longer than 4 bytes")
 
 
 def _varint(value: int) -> bytes:

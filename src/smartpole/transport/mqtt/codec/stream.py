@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from smartpole.transport.mqtt.codec.packets import (
     MAX_REMAINING_LENGTH,
-    MalformedPacket,
     PacketTooLarge,
 )
+from smartpole.transport.mqtt.codec.primitives import _read_varint
 
 
 class Reader:
@@ -60,15 +60,4 @@ class Reader:
 
 def _header_length(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     """The remaining length at ``pos``: (value, body start), or (0, -1) while incomplete."""
-    value = 0
-    for shift in (0, 7, 14, 21):
-        if pos >= end:
-            return 0, -1
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            if byte == 0 and shift:
-                raise MalformedPacket("remaining length not in its shortest form")
-            return value, pos
-    raise MalformedPacket("remaining length longer than 4 bytes")
+    return _read_varint(buf, pos, end, "remaining length")

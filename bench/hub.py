@@ -163,22 +163,21 @@ async def run(
         if change.change == "raised" and start is not None:
             lat.append(time.perf_counter() - start)
 
-    p.hub.alarms.listeners.append(on_alarm)
-    sem = asyncio.Semaphore(16)
+    with p.hub.alarms.watching(on_alarm):
+        sem = asyncio.Semaphore(16)
 
-    async def one(batch: WriteBatch, marks: dict[int, int]) -> None:
-        async with sem:
-            for lamp in marks:
-                sent[lamp] = time.perf_counter()
-            await pipeline.submit(batch)
+        async def one(batch: WriteBatch, marks: dict[int, int]) -> None:
+            async with sem:
+                for lamp in marks:
+                    sent[lamp] = time.perf_counter()
+                await pipeline.submit(batch)
 
-    total = sum(len(b) for b, _ in work)
-    start = time.perf_counter()
-    await asyncio.gather(*(one(b, m) for b, m in work))
-    await pipeline.drain()
-    await p.hub.settle()
-    elapsed = time.perf_counter() - start
-    p.hub.alarms.listeners.remove(on_alarm)
+        total = sum(len(b) for b, _ in work)
+        start = time.perf_counter()
+        await asyncio.gather(*(one(b, m) for b, m in work))
+        await pipeline.drain()
+        await p.hub.settle()
+        elapsed = time.perf_counter() - start
     if latency and lat:
         lat.sort()
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]

@@ -73,7 +73,7 @@ class OfflinePage:
     page: Page
     off_host: list[str] = field(default_factory=list)
 
-    def _route(self, route: Route) -> None:
+    def route(self, route: Route) -> None:
         url = route.request.url
         host = urlsplit(url).hostname or ""
         if url.startswith(("data:", "blob:", "about:")) or host in LOCAL_HOSTS:
@@ -89,7 +89,7 @@ def offline_page(browser: Browser) -> Iterator[OfflinePage]:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     out = OfflinePage(page)
-    context.route("**/*", out._route)
+    context.route("**/*", out.route)
     try:
         yield out
     finally:

@@ -534,8 +534,7 @@ def test_db_recover_settles_the_batches_of_a_node_gone_for_good(tmp_path: Path) 
         gone = open_series(db, flush_ms=10**9, node="gone")
         for i in range(3):
             gone.write(WriteBatch(readings=[Reading(1, "power", hour + i, 2.0)]))
-        gone._conn.close()  # killed: nothing flushed
-        gone._conn = None
+        gone.close(flush=False)  # killed: nothing flushed
     finally:
         db.dispose()
 

@@ -16,10 +16,7 @@ HOUR = 3_600_000
 
 def crash(store: SeriesStore) -> None:
     """Lose the writer's memory without flushing, as a killed process would."""
-    conn = store._conn  # type: ignore[attr-defined]
-    if conn is not None:
-        conn.close()
-    store._conn = None  # type: ignore[attr-defined]
+    store.close(flush=False)
 
 
 def table(db: Database, sql: str) -> list[tuple[object, ...]]:

@@ -78,7 +78,10 @@ def demo(
     from smartpole.sim.seed import city_principal, seed_district
     from smartpole.store.files import write_private
 
-    ensure_free(settings(data_dir, db, host=host, http_port=http_port, mqtt_port=mqtt_port))
+    wanted = settings(data_dir, db, host=host, http_port=http_port, mqtt_port=mqtt_port)
+    ensure_free(wanted)
+    if wanted.mqtt_port == 0:  # the simulator must know the port before the platform binds
+        mqtt_port = free_port(wanted.host)
     p = open_platform(data_dir, db, host=host, http_port=http_port, mqtt_port=mqtt_port)
     creds = p.settings.data_dir / "demo-credentials.json"
     seeded = seed_district(p.tenants, p.assets, poles)
@@ -94,8 +97,6 @@ def demo(
         console.print(
             f"seeded {seeded.poles} poles, {seeded.devices} devices and {len(rules)} rules"
         )
-    if p.settings.mqtt_port == 0:  # the simulator must know the port before the platform binds
-        p.settings.mqtt_port = free_port(p.settings.host)
     _print_banner(p, creds)
     s = p.settings
     child = None

@@ -193,10 +193,14 @@ class SeriesStore:
         self._last_flush = time.monotonic()
         self._conn: Any = None  # the writer's pooled DBAPI connection (engines open it)
 
-    def close(self) -> None:
-        """Write what is gathered and return the writer's connection to the pool."""
+    def close(self, *, flush: bool = True) -> None:
+        """Write what is gathered and return the writer's connection to the pool.
+
+        ``flush=False`` leaves what is gathered unwritten, as a killed process would: the committed
+        readings are safe and ``db recover`` rebuilds their latest values and rollups.
+        """
         try:
-            if self._pending_marks or self._in_doubt:
+            if flush and (self._pending_marks or self._in_doubt):
                 self.flush()
         finally:
             if self._conn is not None:

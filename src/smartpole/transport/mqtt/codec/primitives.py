@@ -53,25 +53,26 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _read_str(buf: bytes, pos: int) -> tuple[str, int]:
+def _read_prefixed(buf: bytes, pos: int, what: str) -> tuple[bytes, int]:
+    """Two-byte length, then that many bytes (a string or binary data)."""
     (size,) = _U16_FROM(buf, pos)
     pos += 2
     end = pos + size
     if end > len(buf):
-        raise MalformedPacket("string runs past the end of the packet")
-    text = buf[pos:end].decode()
+        raise MalformedPacket(f"{what} runs past the end of the packet")
+    return buf[pos:end], end
+
+
+def _read_str(buf: bytes, pos: int) -> tuple[str, int]:
+    raw, end = _read_prefixed(buf, pos, "string")
+    text = raw.decode()
     if "\x00" in text:
         raise MalformedPacket("string contains U+0000")
     return text, end
 
 
 def _read_bin(buf: bytes, pos: int) -> tuple[bytes, int]:
-    (size,) = _U16_FROM(buf, pos)
-    pos += 2
-    end = pos + size
-    if end > len(buf):
-        raise MalformedPacket("binary data runs past the end of the packet")
-    return buf[pos:end], end
+    return _read_prefixed(buf, pos, "binary data")
 
 
 def _str(text: str) -> bytes:

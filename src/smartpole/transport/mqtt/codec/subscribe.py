@@ -32,14 +32,20 @@ from smartpole.transport.mqtt.codec.properties import (
 # --- decoding -------------------------------------------------------------------------------
 
 
-def _decode_subscribe(flags: int, body: bytes, version: int) -> Subscribe:
+def _head(body: bytes, version: int, packet_type: int) -> tuple[int, Properties, int]:
+    """The packet identifier and (in 5.0) the properties that open all four packets, and where
+    the payload starts."""
     packet_id = _packet_id(body, 0)
-    pos = 2
-    props: Properties = {}
     if version == 5:
-        props, pos = _read_properties(body, pos, _T.SUBSCRIBE)
-        if len(props.get("subscription_identifier", ())) > 1:
-            raise ProtocolError("more than one subscription identifier")
+        props, pos = _read_properties(body, 2, packet_type)
+        return packet_id, props, pos
+    return packet_id, {}, 2
+
+
+def _decode_subscribe(flags: int, body: bytes, version: int) -> Subscribe:
+    packet_id, props, pos = _head(body, version, _T.SUBSCRIBE)
+    if len(props.get("subscription_identifier", ())) > 1:
+        raise ProtocolError("more than one subscription identifier")
     reserved = 0xC0 if version == 5 else 0xFC
     subscriptions = []
     size = len(body)
@@ -61,13 +67,8 @@ def _decode_subscribe(flags: int, body: bytes, version: int) -> Subscribe:
 
 
 def _decode_suback(flags: int, body: bytes, version: int) -> SubAck:
-    packet_id = _packet_id(body, 0)
-    pos = 2
-    props: Properties = {}
-    allowed = _SUBACK_V4_CODES
-    if version == 5:
-        props, pos = _read_properties(body, pos, _T.SUBACK)
-        allowed = _REASON_CODES[_T.SUBACK]
+    packet_id, props, pos = _head(body, version, _T.SUBACK)
+    allowed = _REASON_CODES[_T.SUBACK] if version == 5 else _SUBACK_V4_CODES
     codes = list(body[pos:])
     if not codes:
         raise ProtocolError("SUBACK without reason codes")
@@ -77,11 +78,7 @@ def _decode_suback(flags: int, body: bytes, version: int) -> SubAck:
 
 
 def _decode_unsubscribe(flags: int, body: bytes, version: int) -> Unsubscribe:
-    packet_id = _packet_id(body, 0)
-    pos = 2
-    props: Properties = {}
-    if version == 5:
-        props, pos = _read_properties(body, pos, _T.UNSUBSCRIBE)
+    packet_id, props, pos = _head(body, version, _T.UNSUBSCRIBE)
     topics = []
     size = len(body)
     while pos < size:

@@ -6,6 +6,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, Final
 
+import smartpole.transport.mqtt.codec.packets as _p
 from smartpole.transport.mqtt.codec.connection import (
     _decode_auth,
     _decode_connack,
@@ -19,26 +20,6 @@ from smartpole.transport.mqtt.codec.connection import (
     _encode_disconnect,
     _encode_pingreq,
     _encode_pingresp,
-)
-from smartpole.transport.mqtt.codec.packets import (
-    Auth,
-    ConnAck,
-    Connect,
-    Disconnect,
-    MalformedPacket,
-    Packet,
-    PacketType,
-    PingReq,
-    PingResp,
-    PubAck,
-    PubComp,
-    Publish,
-    PubRec,
-    PubRel,
-    SubAck,
-    Subscribe,
-    UnsubAck,
-    Unsubscribe,
 )
 from smartpole.transport.mqtt.codec.properties import _T
 from smartpole.transport.mqtt.codec.publish import (
@@ -58,14 +39,14 @@ from smartpole.transport.mqtt.codec.subscribe import (
     _encode_unsubscribe,
 )
 
-_DECODERS: Final[dict[int, Callable[[int, bytes, int], Packet]]] = {
+_DECODERS: Final[dict[int, Callable[[int, bytes, int], _p.Packet]]] = {
     _T.CONNECT: _decode_connect,
     _T.CONNACK: _decode_connack,
     _T.PUBLISH: _decode_publish,
-    _T.PUBACK: _ack_decoder(PubAck, _T.PUBACK),
-    _T.PUBREC: _ack_decoder(PubRec, _T.PUBREC),
-    _T.PUBREL: _ack_decoder(PubRel, _T.PUBREL),
-    _T.PUBCOMP: _ack_decoder(PubComp, _T.PUBCOMP),
+    _T.PUBACK: _ack_decoder(_p.PubAck, _T.PUBACK),
+    _T.PUBREC: _ack_decoder(_p.PubRec, _T.PUBREC),
+    _T.PUBREL: _ack_decoder(_p.PubRel, _T.PUBREL),
+    _T.PUBCOMP: _ack_decoder(_p.PubComp, _T.PUBCOMP),
     _T.SUBSCRIBE: _decode_subscribe,
     _T.SUBACK: _decode_suback,
     _T.UNSUBSCRIBE: _decode_unsubscribe,
@@ -79,7 +60,7 @@ _DECODERS: Final[dict[int, Callable[[int, bytes, int], Packet]]] = {
 _FLAGS: Final = (-2, 0, 0, -1, 0, 0, 2, 0, 2, 0, 2, 0, 0, 0, 0, 0)
 
 
-def decode(packet_type: int, flags: int, body: bytes, version: int) -> Packet:
+def decode(packet_type: int, flags: int, body: bytes, version: int) -> _p.Packet:
     """Decode one packet from ``Reader.feed`` for protocol ``version`` (4 or 5).
 
     CONNECT ignores ``version`` and reads its own protocol level (see ``Connect.protocol_level``).
@@ -88,36 +69,37 @@ def decode(packet_type: int, flags: int, body: bytes, version: int) -> Packet:
     if version not in (4, 5):
         raise ValueError(f"MQTT version must be 4 or 5, not {version}")
     if not 0 < packet_type < 16:
-        raise MalformedPacket(f"reserved packet type {packet_type}")
+        raise _p.MalformedPacket(f"reserved packet type {packet_type}")
     expected = _FLAGS[packet_type]
     if expected >= 0 and flags != expected:
-        raise MalformedPacket(f"reserved flags {flags:#06b} in {PacketType(packet_type).name}")
+        name = _p.PacketType(packet_type).name
+        raise _p.MalformedPacket(f"reserved flags {flags:#06b} in {name}")
     try:
         return _DECODERS[packet_type](flags, body, version)
     except (IndexError, struct.error, ValueError) as err:  # ValueError covers UnicodeDecodeError
-        raise MalformedPacket(f"{PacketType(packet_type).name}: {err}") from err
+        raise _p.MalformedPacket(f"{_p.PacketType(packet_type).name}: {err}") from err
 
 
 _ENCODERS: Final[dict[type, Callable[[Any, int], bytes]]] = {
-    Connect: _encode_connect,
-    ConnAck: _encode_connack,
-    Publish: _encode_publish,
-    PubAck: _ack_encoder(0x40, _T.PUBACK),
-    PubRec: _ack_encoder(0x50, _T.PUBREC),
-    PubRel: _ack_encoder(0x62, _T.PUBREL),
-    PubComp: _ack_encoder(0x70, _T.PUBCOMP),
-    Subscribe: _encode_subscribe,
-    SubAck: _encode_suback,
-    Unsubscribe: _encode_unsubscribe,
-    UnsubAck: _encode_unsuback,
-    PingReq: _encode_pingreq,
-    PingResp: _encode_pingresp,
-    Disconnect: _encode_disconnect,
-    Auth: _encode_auth,
+    _p.Connect: _encode_connect,
+    _p.ConnAck: _encode_connack,
+    _p.Publish: _encode_publish,
+    _p.PubAck: _ack_encoder(0x40, _T.PUBACK),
+    _p.PubRec: _ack_encoder(0x50, _T.PUBREC),
+    _p.PubRel: _ack_encoder(0x62, _T.PUBREL),
+    _p.PubComp: _ack_encoder(0x70, _T.PUBCOMP),
+    _p.Subscribe: _encode_subscribe,
+    _p.SubAck: _encode_suback,
+    _p.Unsubscribe: _encode_unsubscribe,
+    _p.UnsubAck: _encode_unsuback,
+    _p.PingReq: _encode_pingreq,
+    _p.PingResp: _encode_pingresp,
+    _p.Disconnect: _encode_disconnect,
+    _p.Auth: _encode_auth,
 }
 
 
-def encode(packet: Packet, version: int) -> bytes:
+def encode(packet: _p.Packet, version: int) -> bytes:
     """The wire bytes of ``packet`` for protocol ``version`` (4 or 5).
 
     CONNECT is encoded at its own ``protocol_level``. A packet that cannot be sent validly

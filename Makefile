@@ -21,7 +21,7 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 ## install: create/refresh the virtualenv from the lock file
 install: $(VENV)/.synced
 
-## system-deps: Debian packages the tests and benchmarks need (PostgreSQL, Mosquitto)
+## system-deps: Debian packages the tests and benchmarks need (PostgreSQL, Mosquitto, Chromium, CJK fonts)
 system-deps:
 	@bash scripts/system-deps.sh test
 

@@ -159,6 +159,14 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Address the separate metrics port listens on."
     )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
+    map_tiles: str | None = Field(
+        None,
+        pattern=r"^https?://[^/{}]+/.*\{z\}.*\{x\}.*\{y\}",
+        description=(
+            "Base map of the console: an XYZ raster tile URL template (https://host/{z}/{x}/{y}.png);"
+            " unset = the offline map (district outlines and roads drawn from the poles)."
+        ),
+    )
 
     @property
     def database_url(self) -> str:

@@ -15,6 +15,7 @@ from smartpole.api import alarms as alarms_api
 from smartpole.api import analytics as analytics_api
 from smartpole.api import broker as broker_api
 from smartpole.api import (
+    console,
     control,
     docs,
     firmware,
@@ -100,6 +101,7 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
         )
     )
     app.include_router(metrics_api.router)
+    console.install(app, services.settings)
 
     @app.get("/livez", tags=["operations"], summary="Liveness: the process runs")
     def livez() -> dict[str, str]:

@@ -2,6 +2,7 @@
 // clustered on one canvas (map/layer.js), live state changes from the WebSocket, filters,
 // search by code, layers (air quality, noise, lamp level) and a card that leads to the pole.
 import * as i18n from "../i18n.js";
+import { BaseLayer } from "../map/base.js";
 import { AQI_BANDS, LAMP_BANDS, NOISE_BANDS, STATE_COLOURS } from "../map/colours.js";
 import { PoleLayer } from "../map/layer.js";
 import { Poles, STATES } from "../map/poles.js";
@@ -140,10 +141,11 @@ function legendRows(t, layer) {
 export async function mount(root, ctx) {
   const { api, t, live, fmt } = ctx;
   const tiles = document.querySelector("meta[name=smartpole-map-tiles]")?.content || "";
-  const [L, body, outlines, catalog] = await Promise.all([
+  // the base map is drawn when it arrives: the poles do not wait for it
+  const outlines = tiles ? Promise.resolve(null) : api.get("/api/map/outlines").catch(() => null);
+  const [L, body, catalog] = await Promise.all([
     leaflet(),
     api.get("/api/map/poles"),
-    api.get("/api/map/outlines").catch(() => null),
     api.get(`/api/catalog?lang=${encodeURIComponent(ctx.lang)}`).catch(() => null),
   ]);
   const poles = new Poles(body);
@@ -205,16 +207,12 @@ export async function mount(root, ctx) {
     zoomAnimation: false,
     fadeAnimation: false,
     markerZoomAnimation: false,
-    preferCanvas: true,
     maxZoom: MAX_ZOOM,
     attributionControl: Boolean(tiles),
     worldCopyJump: false,
   });
   if (tiles) {
     L.tileLayer(tiles, { maxZoom: MAX_ZOOM, attribution: new URL(tiles.replace(/[{}]/g, "")).host }).addTo(map);
-  } else {
-    mapBox.classList.add("offline");
-    drawOutlines(L, map, outlines);
   }
 
   function showLegend() {
@@ -234,6 +232,11 @@ export async function mount(root, ctx) {
   const bounds = poles.bounds();
   if (bounds) map.fitBounds(bounds, { padding: [24, 24], maxZoom: SEARCH_ZOOM });
   else map.setView([30, 110], 4);
+  let base = null;
+  let mounted = true;
+  outlines.then((shapes) => {
+    if (mounted && shapes) base = new BaseLayer(map, shapes);
+  });
   showLegend();
   showCount(0);
 
@@ -322,26 +325,10 @@ export async function mount(root, ctx) {
   mapBox.dataset.ready = "1";
 
   return () => {
+    mounted = false;
     offStates();
     canvas.remove();
+    base?.remove();
     map.remove();
   };
-}
-
-/** The offline base map: district outlines and roads from GET /api/map/outlines. */
-function drawOutlines(L, map, outlines) {
-  if (!outlines) return;
-  const flip = (points) => points.map(([lon, lat]) => [lat, lon]);
-  for (const district of outlines.districts ?? []) {
-    L.polygon(flip(district.outline), {
-      color: "#7d93a8",
-      weight: 1.5,
-      fillColor: "#dfe7ee",
-      fillOpacity: 0.6,
-      interactive: false,
-    }).addTo(map);
-  }
-  for (const road of outlines.roads ?? []) {
-    L.polyline(flip(road.line), { color: "#ffffff", weight: 4, opacity: 0.9, interactive: false }).addTo(map);
-  }
 }

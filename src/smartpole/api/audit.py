@@ -10,10 +10,7 @@ entries.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -26,27 +23,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from smartpole.api.deps import WRITES, AuditDep, Caller, services_of
 from smartpole.api.schemas import Millis
 from smartpole.model.types import Role
-from smartpole.model.users import AuditEntry
 from smartpole.registry.access import Principal
-from smartpole.registry.audit import AuditFilter
+from smartpole.registry.audit import AuditFilter, entries_csv
 
-__all__ = ["AuditTrail", "action_of", "entries_csv", "router"]
+__all__ = ["AuditTrail", "action_of", "router"]
 
 router = APIRouter(prefix="/api", tags=["audit"])
-CSV_COLUMNS = [
-    "id",
-    "ts",
-    "tenant_id",
-    "actor_type",
-    "actor_id",
-    "actor_name",
-    "action",
-    "target_type",
-    "target_id",
-    "address",
-    "status",
-    "detail",
-]
 
 
 def _singular(word: str) -> str:
@@ -182,28 +164,6 @@ class AuditPage(BaseModel):
 
     entries: list[AuditEntryOut]
     next_cursor: int | None = Field(description="pass as cursor= for older entries; null: done")
-
-
-def entries_csv(entries: list[AuditEntry]) -> str:
-    """Entries as CSV text with a header row (``detail`` as JSON)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for e in entries:
-        row = e.to_dict()
-        row["detail"] = json.dumps(row["detail"], ensure_ascii=False, sort_keys=True)
-        writer.writerow([_cell(row[c]) for c in CSV_COLUMNS])
-    return out.getvalue()
-
-
-_FORMULA = re.compile(r"^[=+\-@\t\r]")
-
-
-def _cell(value: Any) -> Any:
-    """A CSV cell a spreadsheet will not run as a formula (a login name like ``=cmd()``)."""
-    if isinstance(value, str) and _FORMULA.match(value):
-        return "'" + value
-    return "" if value is None else value
 
 
 @router.get(

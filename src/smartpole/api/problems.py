@@ -63,8 +63,8 @@ async def _domain(_: Request, err: Exception) -> Response:
         extra["errors"] = err.errors
     status = http_status(err)  # the one table of what each refusal answers (transport.refusals)
     retry_after = next((RETRY_AFTER[c] for c in type(err).__mro__ if c in RETRY_AFTER), 1)
-    if isinstance(err, Throttled):
-        retry_after = int(err.fields["retry_after"])
+    if isinstance(err, Throttled):  # its own wait, in the Retry-After header
+        retry_after = int(extra.pop("retry_after"))
     return problem(status, err.title, err.detail, retry_after=retry_after, **extra)
 
 

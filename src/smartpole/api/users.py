@@ -168,6 +168,7 @@ def update_user(
 
 @router.post(
     "/users/{user_id}/password",
+    name="user.password",
     status_code=204,
     summary="Set a user's password",
     responses={

@@ -8,7 +8,10 @@ No code path updates or deletes an entry, and the database refuses to (triggers 
 from __future__ import annotations
 
 import builtins
+import csv
+import io
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +22,22 @@ from smartpole.model.users import Actor, ActorType, AuditEntry
 from smartpole.registry.access import Principal
 from smartpole.store.schema import audit
 
-__all__ = ["AuditFilter", "AuditLog"]
+__all__ = ["CSV_COLUMNS", "AuditFilter", "AuditLog", "entries_csv"]
 
+CSV_COLUMNS = [
+    "id",
+    "ts",
+    "tenant_id",
+    "actor_type",
+    "actor_id",
+    "actor_name",
+    "action",
+    "target_type",
+    "target_id",
+    "address",
+    "status",
+    "detail",
+]
 SECRET_WORDS = ("password", "secret", "token", "key", "csrf", "cookie", "authorization")
 
 
@@ -114,3 +131,25 @@ class AuditLog:
                 )
                 for r in conn.execute(q)
             ]
+
+
+def entries_csv(entries: list[AuditEntry]) -> str:
+    """Entries as CSV text with a header row (``detail`` as JSON)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for e in entries:
+        row = e.to_dict()
+        row["detail"] = json.dumps(row["detail"], ensure_ascii=False, sort_keys=True)
+        writer.writerow([_cell(row[c]) for c in CSV_COLUMNS])
+    return out.getvalue()
+
+
+_FORMULA = re.compile(r"^[=+\-@\t\r]")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run as a formula (a login name like ``=cmd()``)."""
+    if isinstance(value, str) and _FORMULA.match(value):
+        return "'" + value
+    return "" if value is None else value

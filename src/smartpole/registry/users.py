@@ -11,6 +11,7 @@ absolute ``lifetime_s``, and at once when its user is disabled, loses its passwo
 from __future__ import annotations
 
 import builtins
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -80,8 +81,11 @@ class Users:
         self.idle_ms = idle_timeout_s * 1000
         self.lifetime_ms = lifetime_s * 1000
         self.hasher = hasher or PasswordHasher()  # argon2id, RFC 9106's low-memory profile
-        # verified against for unknown names, so that they take as long as known ones
-        self._decoy = self.hasher.hash(new_secret())
+
+    @functools.cached_property
+    def _decoy(self) -> str:
+        """A hash checked for unknown names, so that they take as long as known ones."""
+        return self.hasher.hash(new_secret())
 
     # -- accounts ---------------------------------------------------------------------------
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, WebSocket
 from fastapi.requests import HTTPConnection
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from smartpole.api.services import Connections, Health, Services
 from smartpole.config import Settings
@@ -23,6 +24,8 @@ from smartpole.hub.alarms.store import Alarms
 from smartpole.hub.analytics.anomaly import AnomalyService
 from smartpole.hub.analytics.forecast import Forecasts
 from smartpole.hub.engine import Hub
+from smartpole.hub.live import Live
+from smartpole.hub.poles import PoleStates
 from smartpole.hub.webhooks.store import Webhooks
 from smartpole.hub.workorders.store import WorkOrders
 from smartpole.ingest.pipeline import Pipeline
@@ -54,14 +57,17 @@ __all__ = [
     "GrantsDep",
     "HealthDep",
     "HubDep",
+    "LiveDep",
     "MetricsDep",
     "PipelineDep",
+    "PoleStatesDep",
     "ProvisioningDep",
     "SeriesDep",
     "SettingsDep",
     "TenantsDep",
     "WebhooksDep",
     "WorkOrdersDep",
+    "websocket_principal",
 ]
 
 
@@ -141,6 +147,16 @@ async def alarms(conn: HTTPConnection) -> Alarms:
     return services_of(conn).alarms
 
 
+async def pole_states(conn: HTTPConnection) -> PoleStates:
+    """Every pole's state per tenant (the map)."""
+    return services_of(conn).pole_states
+
+
+async def live(conn: HTTPConnection) -> Live:
+    """The console's live socket service."""
+    return services_of(conn).live
+
+
 async def webhooks(conn: HTTPConnection) -> Webhooks:
     """Webhooks and their deliveries."""
     return services_of(conn).webhooks
@@ -201,6 +217,8 @@ ControlDep = Annotated[Control, Depends(control)]
 HubDep = Annotated[Hub, Depends(hub)]
 AlarmsDep = Annotated[Alarms, Depends(alarms)]
 WebhooksDep = Annotated[Webhooks, Depends(webhooks)]
+PoleStatesDep = Annotated[PoleStates, Depends(pole_states)]
+LiveDep = Annotated[Live, Depends(live)]
 WorkOrdersDep = Annotated[WorkOrders, Depends(work_orders)]
 AnomalyDep = Annotated[AnomalyService, Depends(anomaly)]
 ForecastsDep = Annotated[Forecasts, Depends(forecasts)]
@@ -227,3 +245,15 @@ def principal(
 
 
 Caller = Annotated[Principal, Depends(principal)]
+
+
+async def websocket_principal(ws: WebSocket) -> Principal:
+    """The principal behind a WebSocket: an API key from ``?key=`` or ``Authorization:
+    Bearer``; Unauthenticated otherwise (the caller closes the socket with 1008)."""
+    secret = ws.query_params.get("key") or ""
+    auth = ws.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        secret = auth[7:]
+    if not secret:
+        raise Unauthenticated("an API key is required (?key=<key> or Authorization: Bearer)")
+    return await run_in_threadpool(services_of(ws).tenants.authenticate, secret)

@@ -98,7 +98,7 @@ class Platform:
         # the MQTT endpoints and the broker join the command channel as they start
         self.channels = Channels(self.polls)
         # live updates for the console: built first, every part that changes tells it
-        self.live = Live()
+        self.live = Live(capacity=settings.live_queue)
         self.pole_states = PoleStates(
             self.db.engine, is_online=self.is_online, listeners=[self.live]
         )

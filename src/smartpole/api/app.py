@@ -15,15 +15,18 @@ from smartpole.api import alarms as alarms_api
 from smartpole.api import analytics as analytics_api
 from smartpole.api import broker as broker_api
 from smartpole.api import (
+    catalog,
     control,
     docs,
     firmware,
     grants,
+    live,
     problems,
     provisioning,
     registry,
     telemetry,
 )
+from smartpole.api import map as map_api
 from smartpole.api import metrics as metrics_api
 from smartpole.api import rules as rules_api
 from smartpole.api import webhooks as webhooks_api
@@ -91,6 +94,9 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
     app.include_router(provisioning.router)
     app.include_router(grants.router)
     app.include_router(firmware.router)
+    app.include_router(map_api.router)
+    app.include_router(catalog.router)
+    app.include_router(live.router)
     app.include_router(
         device_router(
             services.device_api,

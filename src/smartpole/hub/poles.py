@@ -99,6 +99,10 @@ class PoleStates:
         """One pole's state in the caller's view."""
         return self._views.get(self.view_of(who), {}).get(pole_id, PoleState.OK)
 
+    def is_offline(self, device_id: int) -> bool:
+        """Whether a device on a pole is offline, as the map shows it."""
+        return device_id in self._offline
+
     @property
     def offline(self) -> int:
         """How many devices on poles are offline."""

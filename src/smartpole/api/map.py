@@ -25,7 +25,7 @@ from smartpole.registry.mapdata import devices_of_kind, map_poles, outlines
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/map", tags=["map"])
-GZIP_MIN = 1024  # smaller answers are not worth compressing
+GZIP_MIN = 256  # smaller answers are not worth compressing
 GZIP_LEVEL = 6
 
 

@@ -194,18 +194,27 @@ class PoleStates:
             self._pending.update(batch.seen.keys() & self._offline.keys())
 
     async def sweep(self) -> None:
-        """Read the presence of the noted devices (every ``refresh_s``: of every device) and
+        """Read the presence of the noted devices, or every ``refresh_s`` of every device, and
         update the poles they are on (the platform calls this every second)."""
-        full = time.monotonic() - self._refreshed >= self.refresh_s
-        if not self._pending and not full:
+        if time.monotonic() - self._refreshed >= self.refresh_s:
+            await self.refresh()
+            return
+        if not self._pending:
             return
         ids, self._pending = sorted(self._pending), set()
-        if full:
-            self._refreshed = time.monotonic()
-            found = await asyncio.to_thread(self._presence, None)
-            ids = sorted({*found, *self._offline})
-        else:
-            found = await asyncio.to_thread(self._presence, ids)
+        self._apply(ids, await asyncio.to_thread(self._presence, ids))
+
+    async def refresh(self) -> None:
+        """Read every device's presence (a device falls silent without an event; devices are
+        added, moved and removed) and update the poles whose state it changes."""
+        self._pending = set()
+        self._refreshed = time.monotonic()
+        found = await asyncio.to_thread(self._presence, None)
+        self._apply(sorted({*found, *self._offline}), found)
+
+    def _apply(self, ids: Sequence[int], found: dict[int, tuple[int, int]]) -> None:
+        """Take the presence of ``ids`` as read (``found``: the offline ones, with pole and
+        owner); tell presence changes, then the poles' state changes."""
         changes: list[StateChange] = []
         touched: set[int] = set()
         for device_id in ids:

@@ -218,8 +218,8 @@ async def test_layers_give_aqi_noise_and_lamp_level_per_pole(
 async def test_outlines_draw_districts_from_their_poles_and_roads_through_them(
     platform: Platform, client: httpx.AsyncClient, city: City
 ) -> None:
-    street = await make_street(client, city)
-    p4 = await make_pole(
+    await make_street(client, city)
+    await make_pole(
         client, city, "FT-SN-0003", lon=114.04, lat=22.5399, district="Futian", road="Shennan Blvd"
     )
     await make_pole(client, city, "FT-YT-0001", lon=114.045, lat=22.55, district="Futian")
@@ -240,7 +240,6 @@ async def test_outlines_draw_districts_from_their_poles_and_roads_through_them(
     r = await client.get("/api/map/outlines", headers=city.auth("telecom", Role.VIEWER))
     assert [d["name"] for d in r.json()["districts"]] == ["Futian"]
     assert r.json()["roads"] == []  # one pole is no line
-    assert street.p3 and p4
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)

@@ -3,67 +3,18 @@ outlines, the catalog; over the REST API, in process (httpx over ASGI)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 import shapely
 
-from fixtures_api import City, grant_mount, make_device, make_pole
-from helpers import add_rule, send, settle
+from fixtures_api import City, make_device, make_pole
+from helpers import HOT_LAMP, add_rule, all_online, make_street, send, settle
 from smartpole.app import Platform
 from smartpole.hub.aqi import iaqi
 from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
-
-HOT_LAMP = {
-    "name": "hot-lamp",
-    "scope": {"kinds": ["lamp"]},
-    "condition": {"key": "temperature", "op": ">", "value": 100},
-    "actions": [{"alarm": {"type": "lamp_hot", "severity": "major"}}],
-}
-
-
-@dataclass
-class Street:
-    """Two poles on Shennan Blvd (Futian) and a bare one on Keji Rd (Nanshan).
-
-    P1 carries lighting's gateway and lamp and telecom's small cell (by lighting's grant);
-    P2 a lighting lamp; P3 nothing (only the city operator sees it).
-    """
-
-    p1: int
-    p2: int
-    p3: int
-    devices: dict[str, dict[str, Any]]
-
-
-async def make_street(client: httpx.AsyncClient, city: City) -> Street:
-    road = {"district": "Futian", "road": "Shennan Blvd"}
-    p1 = await make_pole(client, city, "FT-SN-0001", lon=114.05, lat=22.54, **road)
-    p2 = await make_pole(client, city, "FT-SN-0002", lon=114.0512346, lat=22.5400001, **road)
-    p3 = await make_pole(
-        client, city, "NS-KJ-0001", lon=113.95, lat=22.53, district="Nanshan", road="Keji Rd"
-    )
-    devices = {
-        "gw": await make_device(client, city, "lighting", "gateway", p1, name="gw-1", port=1),
-        "lamp": await make_device(client, city, "lighting", "lamp", p1, name="lamp-1", port=2),
-        "lamp2": await make_device(client, city, "lighting", "lamp", p2, name="lamp-2", port=1),
-    }
-    await grant_mount(client, city, p1, "lighting", "telecom")
-    devices["cell"] = await make_device(
-        client, city, "telecom", "small_cell", p1, name="cell-1", port=3
-    )
-    return Street(p1, p2, p3, devices)
-
-
-async def all_online(platform: Platform, client: httpx.AsyncClient, street: Street) -> None:
-    """Every device reports once, and the map reads every device's presence again."""
-    for device in street.devices.values():
-        await send(client, device["token"], now_ms(), rssi=-60)
-    await settle(platform)
-    await platform.pole_states.refresh()
 
 
 async def map_of(client: httpx.AsyncClient, city: City, tenant: str) -> dict[str, Any]:

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     inactivity_timeout_s: int = Field(
         600, ge=1, description="A device with no reading for this long is shown offline."
     )
+    live_queue: int = Field(
+        1000, ge=1, description="Messages waiting per console live socket before the oldest go."
+    )
     broker: str | None = Field(
         None, description="External MQTT 5 broker (mqtt://host:1883, mqtts://…); set = broker mode."
     )

@@ -61,9 +61,8 @@ def wait_ready(url: str, seconds: float = 60) -> None:
 def photograph(page: Page, url: str, path: str, out: Path) -> bool:
     """Open one page; save it unless it is a placeholder. Whether it was saved."""
     page.goto(f"{url}{path}")
-    page.wait_for_function(
-        "() => document.querySelector('[data-testid=page]')?.dataset.page !== undefined"
-    )
+    # the page's module has mounted (or the placeholder is shown): the page holds something
+    page.wait_for_function("() => document.querySelector('[data-testid=page]')?.children.length")
     if page.get_by_test_id("placeholder").count():
         return False
     if path == "/":
@@ -89,6 +88,7 @@ def main() -> None:
             [str(SMARTPOLE), "demo", "--data-dir", data, "--http-port", str(http_port),
              "--mqtt-port", str(mqtt_port)],
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
             wait_ready(url)

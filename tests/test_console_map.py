@@ -18,9 +18,17 @@ from browser import OfflinePage, serve
 from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.config import Settings
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
 
 PASSWORD = "lamps-at-dusk-2026"
+HOT_LAMP = {
+    "name": "hot-lamp",
+    "scope": {"kinds": ["lamp"]},
+    "condition": {"key": "temperature", "op": ">", "value": 100},
+    "actions": [{"alarm": {"type": "lamp_hot", "severity": "major"}}],
+}
+MAJOR = 4  # the state code of a pole with a major alarm
 USER = "li.wei"
 
 
@@ -30,6 +38,8 @@ class Site:
 
     url: str
     poles: dict[str, int]  # code -> id
+    tokens: dict[str, str]  # code -> the access token of the device on that pole
+    keys: dict[str, str]  # tenant -> admin API key
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +55,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             platform.users.create(tenant["id"], USER, Role.OPERATOR, PASSWORD)
     with serve(create_app(platform.api_services(), lifecycle=platform)) as url:
         city = {"Authorization": f"Bearer {keys['city']}"}
-        poles = {}
+        poles, tokens = {}, {}
         with httpx.Client(base_url=url, headers=city) as http:
             for n, (code, owner, kind) in enumerate(
                 [
@@ -60,8 +70,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 assert r.status_code == 201, r.text
                 poles[code] = r.json()["id"]
                 device = {"kind": kind, "pole_id": poles[code], "owner": owner}
-                assert http.post("/api/devices", json=device).status_code == 201
-        yield Site(url, poles)
+                r = http.post("/api/devices", json=device)
+                assert r.status_code == 201, r.text
+                tokens[code] = r.json()["token"]
+        yield Site(url, poles, tokens, keys)
 
 
 @pytest.fixture(scope="module")
@@ -184,4 +196,34 @@ def test_switching_the_language_changes_the_labels_and_is_kept(
     assert page.evaluate("document.documentElement.lang") == "zh-CN"
     page.get_by_test_id("lang").select_option("en")
     expect(page.get_by_test_id("nav-map")).to_have_text("Map")
+    assert offline.off_host == []
+
+
+def test_a_state_change_reaches_the_open_map_without_a_reload(
+    site: Site, offline: OfflinePage
+) -> None:
+    page = offline.page
+    log_in(page, site)
+    open_map(page, site)
+    count = page.get_by_test_id("map-count")
+    before = [int(n) for n in (count.get_attribute("data-states") or "").split(",")]
+    assert sum(before) == 2
+    assert before[MAJOR] == 0
+    page.evaluate("window.__sameDocument = true")
+    lighting = {"Authorization": f"Bearer {site.keys['lighting']}"}
+    with httpx.Client(base_url=site.url) as http:
+        assert http.post("/api/rules", json=HOT_LAMP, headers=lighting).status_code == 201
+        reading = {"ts": now_ms(), "values": {"temperature": 110.0}}
+        r = http.post(f"/api/v1/{site.tokens['FT-SN-001']}/telemetry", json=reading)
+        assert r.status_code == 200, r.text
+    page.wait_for_function(
+        "major => (document.querySelector('[data-testid=map-count]').dataset.states || '')"
+        ".split(',')[major] === '1'",
+        arg=MAJOR,
+        timeout=10_000,
+    )
+    assert page.evaluate("window.__sameDocument") is True  # no reload
+    page.get_by_test_id("map-search").fill("FT-SN-001")
+    page.get_by_test_id("map-search-go").click()
+    expect(page.get_by_test_id("pole-card-state")).to_have_attribute("data-state", "major")
     assert offline.off_host == []

@@ -1,11 +1,13 @@
 // The offline base map: district outlines and names, and the roads (GET /api/map/outlines),
 // drawn on one CPU canvas under the poles. Redrawn when a move or zoom ends and shifted with
-// the map while it moves, like a Leaflet pane; roads only from ROAD_ZOOM on, where they are
-// legible and clipped to the view. (Leaflet's own canvas renderer rasterises on the GPU canvas,
+// the map while it moves, like a Leaflet pane; roads from ROAD_ZOOM on (or always, when few),
+// clipped to the view. (Leaflet's own canvas renderer rasterises on the GPU canvas,
 // which without a GPU is SwiftShader: at 100,000 poles a redraw of the roads took seconds.)
 import { project } from "./poles.js";
 
+// roads of a big city only from this zoom on; a district's few thousand points at any zoom
 const ROAD_ZOOM = 15;
+const ROAD_POINTS_ALWAYS = 20_000;
 const TILE = 256;
 
 /** [[lon, lat], ...] -> Float64Array [x0, y0, x1, y1, ...] in world fractions (0..1). */
@@ -34,6 +36,7 @@ export class BaseLayer {
       return { name: d.name, xy, cx: cx / n, cy: cy / n };
     });
     this.roads = (outlines?.roads ?? []).map((r) => projected(r.line));
+    this.roadPoints = this.roads.reduce((sum, xy) => sum + xy.length / 2, 0);
     this.canvas = document.createElement("canvas");
     this.canvas.className = "base-canvas";
     map.getContainer().append(this.canvas);
@@ -91,7 +94,7 @@ export class BaseLayer {
       ctx.strokeStyle = "#7d93a8";
       ctx.stroke();
     }
-    if (zoom >= ROAD_ZOOM) this.drawRoads(ctx, size, scale, ox, oy);
+    if (zoom >= ROAD_ZOOM || this.roadPoints <= ROAD_POINTS_ALWAYS) this.drawRoads(ctx, size, scale, ox, oy);
     ctx.font = "600 13px system-ui, 'Noto Sans CJK SC', sans-serif";
     ctx.textAlign = "center";
     ctx.fillStyle = "#5d6b79";

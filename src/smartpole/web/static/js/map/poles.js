@@ -79,6 +79,13 @@ export class Poles {
     return count;
   }
 
+  /** How many shown poles are in each state (index: state code). */
+  stateCounts() {
+    const counts = new Array(STATES.length).fill(0);
+    for (let i = 0; i < this.n; i++) if (this.shown[i]) counts[this.state[i]]++;
+    return counts;
+  }
+
   /** Values of a layer ({id: [...], value: [...]}); poles without one get NaN. */
   setValues(layer) {
     this.value.fill(Number.NaN);

@@ -240,8 +240,15 @@ export async function mount(root, ctx) {
   showLegend();
   showCount(0);
 
+  // for whoever reads the page (tests, benchmarks): shown poles by state code, "ok,offline,..."
+  function showStates() {
+    count.dataset.states = poles.stateCounts().join(",");
+  }
+  showStates();
+
   function refilter() {
     poles.filter(filters);
+    showStates();
     card.hidden = true;
     canvas.schedule();
   }
@@ -319,7 +326,10 @@ export async function mount(root, ctx) {
   });
 
   const offStates = live.on("states", (message) => {
-    if (poles.applyStates(message.poles)) canvas.schedule();
+    if (poles.applyStates(message.poles)) {
+      showStates();
+      canvas.schedule();
+    }
   });
   live.send({ op: "map" });
   mapBox.dataset.ready = "1";

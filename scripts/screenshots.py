@@ -62,7 +62,10 @@ def photograph(page: Page, url: str, path: str, out: Path) -> bool:
     """Open one page; save it unless it is a placeholder. Whether it was saved."""
     page.goto(f"{url}{path}")
     # the page's module has mounted (or the placeholder is shown): the page holds something
-    page.wait_for_function("() => document.querySelector('[data-testid=page]')?.children.length")
+    page.wait_for_function(
+        "() => { const root = document.querySelector('[data-testid=page]');"
+        " return root && root.children.length && !root.querySelector('.loading'); }"
+    )
     if page.get_by_test_id("placeholder").count():
         return False
     if path == "/":
@@ -112,6 +115,12 @@ def main() -> None:
                         out = IMAGES / f"console-{name}-{lang}.png"
                         if photograph(page, url, path, out):
                             print(f"wrote {out.relative_to(ROOT)}")
+                        if name == "map":  # and the air quality layer
+                            page.get_by_test_id("layer-aqi").check()
+                            page.wait_for_timeout(1000)
+                            aqi = IMAGES / f"console-map-aqi-{lang}.png"
+                            page.screenshot(path=str(aqi))
+                            print(f"wrote {aqi.relative_to(ROOT)}")
                     context.close()
                 browser.close()
         finally:

@@ -7,7 +7,7 @@ import { project } from "./poles.js";
 
 // roads of a big city only from this zoom on; a district's few thousand points at any zoom
 const ROAD_ZOOM = 15;
-const ROAD_POINTS_ALWAYS = 20_000;
+const ROAD_POINTS_ALWAYS = 5_000;
 const TILE = 256;
 
 /** [[lon, lat], ...] -> Float64Array [x0, y0, x1, y1, ...] in world fractions (0..1). */

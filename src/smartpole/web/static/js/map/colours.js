@@ -39,5 +39,5 @@ export function bandColour(bands, value) {
 export function inkOn(fill) {
   const n = parseInt(fill.slice(1), 16);
   const luma = 0.299 * (n >> 16) + 0.587 * ((n >> 8) & 255) + 0.114 * (n & 255);
-  return luma > 150 ? "#1c2733" : "#ffffff";
+  return luma > 130 ? "#1c2733" : "#ffffff";
 }

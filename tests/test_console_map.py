@@ -95,8 +95,16 @@ def log_in(page: Page, site: Site) -> None:
 
 
 def open_map(page: Page, site: Site) -> None:
+    """Log in (unless the page's session is open) and open the map with both poles drawn."""
+    log_in(page, site)
     page.goto(f"{site.url}/")
     expect(page.get_by_test_id("map-count")).to_have_attribute("data-drawn", "2", timeout=20_000)
+
+
+def search(page: Page, code: str) -> None:
+    """Find a pole by its code in the map's search box."""
+    page.get_by_test_id("map-search").fill(code)
+    page.get_by_test_id("map-search-go").click()
 
 
 def test_log_in_refuses_a_wrong_password_and_lands_on_the_map(
@@ -132,24 +140,20 @@ def test_the_map_shows_the_poles_of_the_tenant_and_only_those(
     site: Site, offline: OfflinePage
 ) -> None:
     page = offline.page
-    log_in(page, site)
     open_map(page, site)
     count = page.get_by_test_id("map-count")
     expect(count).to_have_attribute("data-total", "2")
     expect(count).to_have_text("2 of 2 poles")
     # the telecom pole is neither drawn nor found by its code
-    page.get_by_test_id("map-search").fill("FT-SN-003")
-    page.get_by_test_id("map-search-go").click()
+    search(page, "FT-SN-003")
     expect(page.get_by_test_id("map-search-error")).to_have_text("No pole FT-SN-003")
     assert offline.off_host == []
 
 
 def test_a_pole_found_by_code_opens_its_card_and_its_page(site: Site, offline: OfflinePage) -> None:
     page = offline.page
-    log_in(page, site)
     open_map(page, site)
-    page.get_by_test_id("map-search").fill("ft-sn-002")
-    page.get_by_test_id("map-search-go").click()
+    search(page, "ft-sn-002")
     card = page.get_by_test_id("pole-card")
     expect(card.get_by_test_id("pole-card-code")).to_have_text("FT-SN-002")
     card.get_by_test_id("pole-card-open").click()
@@ -160,10 +164,8 @@ def test_a_pole_found_by_code_opens_its_card_and_its_page(site: Site, offline: O
 
 def test_clicking_a_pole_on_the_map_opens_its_card(site: Site, offline: OfflinePage) -> None:
     page = offline.page
-    log_in(page, site)
     open_map(page, site)
-    page.get_by_test_id("map-search").fill("FT-SN-001")
-    page.get_by_test_id("map-search-go").click()  # centres the map on it
+    search(page, "FT-SN-001")  # centres the map on it
     page.get_by_test_id("pole-card").get_by_role("button").click()  # close the card
     box = page.get_by_test_id("map").bounding_box()
     assert box is not None
@@ -185,7 +187,6 @@ def test_switching_the_language_changes_the_labels_and_is_kept(
     site: Site, offline: OfflinePage
 ) -> None:
     page = offline.page
-    log_in(page, site)
     open_map(page, site)
     expect(page.get_by_test_id("nav-alarms")).to_have_text("Alarms")
     page.get_by_test_id("lang").select_option("zh-CN")
@@ -203,7 +204,6 @@ def test_a_state_change_reaches_the_open_map_without_a_reload(
     site: Site, offline: OfflinePage
 ) -> None:
     page = offline.page
-    log_in(page, site)
     open_map(page, site)
     count = page.get_by_test_id("map-count")
     before = [int(n) for n in (count.get_attribute("data-states") or "").split(",")]
@@ -223,7 +223,6 @@ def test_a_state_change_reaches_the_open_map_without_a_reload(
         timeout=10_000,
     )
     assert page.evaluate("window.__sameDocument") is True  # no reload
-    page.get_by_test_id("map-search").fill("FT-SN-001")
-    page.get_by_test_id("map-search-go").click()
+    search(page, "FT-SN-001")
     expect(page.get_by_test_id("pole-card-state")).to_have_attribute("data-state", "major")
     assert offline.off_host == []

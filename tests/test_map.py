@@ -12,8 +12,10 @@ import shapely
 from fixtures_api import City, make_device, make_pole
 from helpers import HOT_LAMP, add_rule, all_online, make_street, send, settle
 from smartpole.app import Platform
+from smartpole.hub.alarms.store import Alarms
 from smartpole.hub.aqi import iaqi
 from smartpole.model.clock import now_ms
+from smartpole.model.lifecycle import Severity
 from smartpole.model.types import Role
 
 
@@ -117,6 +119,28 @@ async def test_a_device_never_heard_from_shows_its_pole_offline_to_its_owner_onl
     assert states(await map_of(client, city, "telecom"))[street.p1] == offline
     assert states(await map_of(client, city, "city"))[street.p1] == offline
     assert states(await map_of(client, city, "lighting")) == {street.p1: 0, street.p2: 0}
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_an_alarm_raised_by_another_node_shows_after_the_refresh(
+    platform: Platform, client: httpx.AsyncClient, city: City
+) -> None:
+    street = await make_street(client, city)
+    await all_online(platform, client, street)
+    other_node = Alarms(platform.db.engine)  # the same database, none of this node's listeners
+    other_node.raise_sync(
+        tenant_id=city.ids["telecom"],
+        originator_type="device",
+        originator_id=street.devices["cell"]["id"],
+        type="overheat",
+        severity=Severity.CRITICAL,
+        pole_id=street.p1,
+    )
+    assert states(await map_of(client, city, "telecom"))[street.p1] == 0
+    await platform.pole_states.refresh()
+    assert states(await map_of(client, city, "telecom"))[street.p1] == 5
+    assert states(await map_of(client, city, "city"))[street.p1] == 5
+    assert states(await map_of(client, city, "lighting"))[street.p1] == 0
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)

@@ -23,6 +23,7 @@ from smartpole.ingest.pipeline import Pipeline
 from smartpole.metrics import Metrics
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets, seen_recently
+from smartpole.registry.audit import AuditLog
 from smartpole.registry.broker import BrokerAccounts
 from smartpole.registry.census import Census
 from smartpole.registry.claims import Claims
@@ -30,6 +31,8 @@ from smartpole.registry.credentials import Credentials
 from smartpole.registry.firmware import Firmware
 from smartpole.registry.grants import Grants
 from smartpole.registry.provisioning import Provisioning
+from smartpole.registry.throttle import LoginThrottle
+from smartpole.registry.users import Users
 from smartpole.store import Database, SeriesStore, open_database, open_series
 from smartpole.store.backup import server_lock
 from smartpole.store.database import store_unavailable
@@ -92,6 +95,13 @@ class Platform:
             node=settings.node_id,
         )
         self.tenants = Tenants(self.db.engine, settings.hub_timezone)
+        self.users = Users(
+            self.db.engine,
+            idle_timeout_s=settings.session_idle_timeout_s,
+            lifetime_s=settings.session_lifetime_s,
+        )
+        self.logins = LoginThrottle(settings.login_max_failures, settings.login_max_delay_s)
+        self.audit = AuditLog(self.db.engine)
         self.assets = Assets(self.db.engine)
         self.grants = Grants(self.db.engine)
         self.polls = Polls()  # HTTP devices waiting for a command
@@ -389,6 +399,9 @@ class Platform:
             settings=self.settings,
             database=self.db,
             tenants=self.tenants,
+            users=self.users,
+            logins=self.logins,
+            audit=self.audit,
             assets=self.assets,
             grants=self.grants,
             credentials=self.credentials,

@@ -63,14 +63,12 @@ def encode(message: Message) -> dict[str, Any]:
 async def live_socket(ws: WebSocket) -> None:
     """Live updates for the console (see the module's docstring and docs/console.md).
 
-    Authenticate with ``?key=<key>`` or ``Authorization: Bearer <key>``; without a valid
-    credential the socket is closed with code 1008.
+    Authenticate with ``?key=<key>`` or ``Authorization: Bearer <key>``, or the console's
+    session cookie from a page of this host; anything else closes the socket with code 1008.
     """
-    await ws.accept()
-    try:
-        who = await websocket_principal(ws)
-    except SmartpoleError as err:
-        await ws.close(code=POLICY_VIOLATION, reason=err.detail[:120])
+    await ws.accept()  # first, so that a refusal is a close frame with its code (1008)
+    who = await websocket_principal(ws)
+    if who is None:
         return
     live = services_of(ws).live
     with live.watch(who) as watcher:

@@ -26,11 +26,14 @@ from smartpole.ingest.pipeline import Pipeline
 from smartpole.metrics import Metrics
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets
+from smartpole.registry.audit import AuditLog
 from smartpole.registry.claims import Claims
 from smartpole.registry.credentials import Credentials
 from smartpole.registry.firmware import Firmware
 from smartpole.registry.grants import Grants
 from smartpole.registry.provisioning import Provisioning
+from smartpole.registry.throttle import LoginThrottle
+from smartpole.registry.users import Users
 from smartpole.store import Database, SeriesStore
 from smartpole.transport.broker import BrokerConsumer
 from smartpole.transport.polls import Polls
@@ -75,6 +78,9 @@ class Services:
     settings: Settings
     database: Database
     tenants: Tenants
+    users: Users  # people who log in, and their sessions
+    logins: LoginThrottle  # failed logins per user name and address (this node's memory)
+    audit: AuditLog
     assets: Assets
     grants: Grants
     credentials: Credentials

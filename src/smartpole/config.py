@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     inactivity_timeout_s: int = Field(
         600, ge=1, description="A device with no reading for this long is shown offline."
     )
+    live_queue: int = Field(
+        1000, ge=1, description="Messages waiting per console live socket before the oldest go."
+    )
     broker: str | None = Field(
         None, description="External MQTT 5 broker (mqtt://host:1883, mqtts://…); set = broker mode."
     )
@@ -173,6 +176,14 @@ class Settings(BaseSettings):
         300, ge=1, description="Longest wait imposed after repeated failed logins (seconds)."
     )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
+    map_tiles: str | None = Field(
+        None,
+        pattern=r"^https?://[^/{}]+/.*\{z\}.*\{x\}.*\{y\}",
+        description=(
+            "Base map of the console: an XYZ raster tile URL template (https://host/{z}/{x}/{y}.png);"
+            " unset = the offline map (district outlines and roads drawn from the poles)."
+        ),
+    )
 
     @property
     def database_url(self) -> str:

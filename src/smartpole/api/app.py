@@ -16,15 +16,19 @@ from smartpole.api import analytics as analytics_api
 from smartpole.api import audit as audit_api
 from smartpole.api import broker as broker_api
 from smartpole.api import (
+    catalog,
+    console,
     control,
     docs,
     firmware,
     grants,
+    live,
     problems,
     provisioning,
     registry,
     telemetry,
 )
+from smartpole.api import map as map_api
 from smartpole.api import metrics as metrics_api
 from smartpole.api import rules as rules_api
 from smartpole.api import session as session_api
@@ -100,6 +104,9 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
     app.include_router(provisioning.router)
     app.include_router(grants.router)
     app.include_router(firmware.router)
+    app.include_router(map_api.router)
+    app.include_router(catalog.router)
+    app.include_router(live.router)
     app.include_router(
         device_router(
             services.device_api,
@@ -109,6 +116,7 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
         )
     )
     app.include_router(metrics_api.router)
+    console.install(app, services.settings)
 
     @app.get("/livez", tags=["operations"], summary="Liveness: the process runs")
     def livez() -> dict[str, str]:

@@ -26,6 +26,8 @@ from smartpole.hub.alarms.store import Alarms
 from smartpole.hub.analytics.anomaly import AnomalyService
 from smartpole.hub.analytics.forecast import Forecasts
 from smartpole.hub.engine import Hub
+from smartpole.hub.live import Live
+from smartpole.hub.poles import PoleStates
 from smartpole.hub.webhooks.store import Webhooks
 from smartpole.hub.workorders.store import WorkOrders
 from smartpole.ingest.pipeline import Pipeline
@@ -65,10 +67,12 @@ __all__ = [
     "GrantsDep",
     "HealthDep",
     "HubDep",
+    "LiveDep",
     "LoginDep",
     "LoginsDep",
     "MetricsDep",
     "PipelineDep",
+    "PoleStatesDep",
     "ProvisioningDep",
     "SeriesDep",
     "SettingsDep",
@@ -176,6 +180,16 @@ async def alarms(conn: HTTPConnection) -> Alarms:
     return services_of(conn).alarms
 
 
+async def pole_states(conn: HTTPConnection) -> PoleStates:
+    """Every pole's state per tenant (the map)."""
+    return services_of(conn).pole_states
+
+
+async def live(conn: HTTPConnection) -> Live:
+    """The console's live socket service."""
+    return services_of(conn).live
+
+
 async def webhooks(conn: HTTPConnection) -> Webhooks:
     """Webhooks and their deliveries."""
     return services_of(conn).webhooks
@@ -239,6 +253,8 @@ ControlDep = Annotated[Control, Depends(control)]
 HubDep = Annotated[Hub, Depends(hub)]
 AlarmsDep = Annotated[Alarms, Depends(alarms)]
 WebhooksDep = Annotated[Webhooks, Depends(webhooks)]
+PoleStatesDep = Annotated[PoleStates, Depends(pole_states)]
+LiveDep = Annotated[Live, Depends(live)]
 WorkOrdersDep = Annotated[WorkOrders, Depends(work_orders)]
 AnomalyDep = Annotated[AnomalyService, Depends(anomaly)]
 ForecastsDep = Annotated[Forecasts, Depends(forecasts)]

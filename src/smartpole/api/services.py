@@ -18,6 +18,8 @@ from smartpole.hub.alarms.store import Alarms
 from smartpole.hub.analytics.anomaly import AnomalyService
 from smartpole.hub.analytics.forecast import Forecasts
 from smartpole.hub.engine import Hub
+from smartpole.hub.live import Live
+from smartpole.hub.poles import PoleStates
 from smartpole.hub.webhooks.store import Webhooks
 from smartpole.hub.workorders.store import WorkOrders
 from smartpole.ingest.pipeline import Pipeline
@@ -90,6 +92,8 @@ class Services:
     control: Control
     hub: Hub  # rules (check, reload), the alarm stream, the evaluation queue
     alarms: Alarms
+    pole_states: PoleStates  # every pole's state per tenant, for the map
+    live: Live  # the console's live socket
     webhooks: Webhooks
     work_orders: WorkOrders
     anomaly: AnomalyService

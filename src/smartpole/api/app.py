@@ -25,6 +25,7 @@ from smartpole.api import (
     telemetry,
 )
 from smartpole.api import metrics as metrics_api
+from smartpole.api import overview as overview_api
 from smartpole.api import rules as rules_api
 from smartpole.api import webhooks as webhooks_api
 from smartpole.api import workorders as workorders_api
@@ -88,6 +89,7 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
     app.include_router(webhooks_api.router)
     app.include_router(workorders_api.router)
     app.include_router(analytics_api.router)
+    app.include_router(overview_api.router)
     app.include_router(provisioning.router)
     app.include_router(grants.router)
     app.include_router(firmware.router)

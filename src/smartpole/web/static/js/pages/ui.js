@@ -100,3 +100,10 @@ add({
     "ui.clear": "清除",
   },
 });
+
+/** HJ 633-2012 AQI level (1..6) of a value: the upper bounds of hub/aqi.py's AQI_LEVELS. */
+export function aqiLevel(aqi) {
+  const bounds = [50, 100, 150, 200, 300];
+  const i = bounds.findIndex((b) => aqi <= b);
+  return i === -1 ? 6 : i + 1;
+}

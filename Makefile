@@ -58,6 +58,7 @@ bench: install system-deps
 	$(VENV)/bin/python -m bench.stages
 	$(VENV)/bin/python -m bench.outage
 	$(VENV)/bin/python -m bench.cli
+	$(VENV)/bin/python -m bench.map
 
 bench-short: install system-deps
 	$(VENV)/bin/python -m bench.ingest --short
@@ -68,6 +69,7 @@ bench-short: install system-deps
 	$(VENV)/bin/python -m bench.stages --short
 	$(VENV)/bin/python -m bench.soak --short
 	$(VENV)/bin/python -m bench.cli --short
+	$(VENV)/bin/python -m bench.map --short
 
 ## soak: serve + simulator for 30 minutes, memory, files and queues every minute (bench/soak.py);
 ## soak-short: about 2 minutes (CI runs it in bench-short)

@@ -32,6 +32,7 @@ from fixtures_api import City, grant_mount, make_device, make_pole
 from mosquitto import Mosquitto
 from smartpole.app import Platform
 from smartpole.config import Settings
+from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
 from smartpole.registry.broker import BrokerAccounts
 from smartpole.store import Database
@@ -325,3 +326,53 @@ def refusal_logged(caplog: pytest.LogCaptureFixture, gateway: str, device: str) 
         r.levelno == logging.WARNING and gateway in r.getMessage() and device in r.getMessage()
         for r in caplog.records
     )
+
+
+# -- a street of poles shared by tenants (the map and the live socket) -----------------------
+HOT_LAMP = {
+    "name": "hot-lamp",
+    "scope": {"kinds": ["lamp"]},
+    "condition": {"key": "temperature", "op": ">", "value": 100},
+    "actions": [{"alarm": {"type": "lamp_hot", "severity": "major"}}],
+}
+
+
+@dataclass
+class Street:
+    """Two poles on Shennan Blvd (Futian) and a bare one on Keji Rd (Nanshan).
+
+    P1 carries lighting's gateway and lamp and telecom's small cell (by lighting's grant);
+    P2 a lighting lamp; P3 nothing (only the city operator sees it).
+    """
+
+    p1: int
+    p2: int
+    p3: int
+    devices: dict[str, dict[str, Any]]
+
+
+async def make_street(client: httpx.AsyncClient, city: City) -> Street:
+    road = {"district": "Futian", "road": "Shennan Blvd"}
+    p1 = await make_pole(client, city, "FT-SN-0001", lon=114.05, lat=22.54, **road)
+    p2 = await make_pole(client, city, "FT-SN-0002", lon=114.0512346, lat=22.5400001, **road)
+    p3 = await make_pole(
+        client, city, "NS-KJ-0001", lon=113.95, lat=22.53, district="Nanshan", road="Keji Rd"
+    )
+    devices = {
+        "gw": await make_device(client, city, "lighting", "gateway", p1, name="gw-1", port=1),
+        "lamp": await make_device(client, city, "lighting", "lamp", p1, name="lamp-1", port=2),
+        "lamp2": await make_device(client, city, "lighting", "lamp", p2, name="lamp-2", port=1),
+    }
+    await grant_mount(client, city, p1, "lighting", "telecom")
+    devices["cell"] = await make_device(
+        client, city, "telecom", "small_cell", p1, name="cell-1", port=3
+    )
+    return Street(p1, p2, p3, devices)
+
+
+async def all_online(platform: Platform, client: httpx.AsyncClient, street: Street) -> None:
+    """Every device reports once, and the map reads every device's presence again."""
+    for device in street.devices.values():
+        await send(client, device["token"], now_ms(), rssi=-60)
+    await settle(platform)
+    await platform.pole_states.refresh()

@@ -177,6 +177,22 @@ def _demo_streams(data: Path, log: Path) -> tuple[str, list[int]]:
             assert latest["energy"]["value"] > 0
             rules = httpx.get(f"{base}/api/rules", headers=auth).json()
             assert {"sos", "flood"} <= {r["name"] for r in rules}  # the city's defaults
+            # one console user per tenant, its password beside the keys (file mode 600)
+            users = json.loads(creds.read_text())["users"]
+            assert set(users) == {
+                "city",
+                "lighting",
+                "telecom",
+                "police",
+                "environment",
+                "transport",
+                "media",
+            }
+            assert creds.stat().st_mode & 0o777 == 0o600
+            city = {"user": users["city"]["name"], "password": users["city"]["password"]}
+            r = httpx.post(f"{base}/api/session", json=city)
+            assert (r.status_code, r.json()["user"]["role"]) == (200, "admin"), r.text
+            assert f"console: {base}/" in log.read_text()
             sims = _children(proc.pid)
             assert sims, "the demo started no simulator"
         finally:

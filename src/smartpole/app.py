@@ -16,11 +16,14 @@ from smartpole.errors import StoreUnavailable
 from smartpole.hub.analytics.anomaly import AnomalyService, Detector
 from smartpole.hub.analytics.forecast import Forecasts
 from smartpole.hub.engine import Hub
+from smartpole.hub.live import Live
+from smartpole.hub.poles import PoleStates
 from smartpole.hub.workorders.lifecycle import parse_sla
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.metrics import Metrics
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets, seen_recently
+from smartpole.registry.audit import AuditLog
 from smartpole.registry.broker import BrokerAccounts
 from smartpole.registry.census import Census
 from smartpole.registry.claims import Claims
@@ -28,6 +31,8 @@ from smartpole.registry.credentials import Credentials
 from smartpole.registry.firmware import Firmware
 from smartpole.registry.grants import Grants
 from smartpole.registry.provisioning import Provisioning
+from smartpole.registry.throttle import LoginThrottle
+from smartpole.registry.users import Users
 from smartpole.store import Database, SeriesStore, open_database, open_series
 from smartpole.store.backup import server_lock
 from smartpole.store.database import store_unavailable
@@ -90,12 +95,24 @@ class Platform:
             node=settings.node_id,
         )
         self.tenants = Tenants(self.db.engine, settings.hub_timezone)
+        self.users = Users(
+            self.db.engine,
+            idle_timeout_s=settings.session_idle_timeout_s,
+            lifetime_s=settings.session_lifetime_s,
+        )
+        self.logins = LoginThrottle(settings.login_max_failures, settings.login_max_delay_s)
+        self.audit = AuditLog(self.db.engine)
         self.assets = Assets(self.db.engine)
         self.grants = Grants(self.db.engine)
         self.polls = Polls()  # HTTP devices waiting for a command
         # the MQTT endpoints and the broker join the command channel as they start
         self.channels = Channels(self.polls)
-        self.control = Control(self.db.engine, self.channels)
+        # live updates for the console: built first, every part that changes tells it
+        self.live = Live(capacity=settings.live_queue)
+        self.pole_states = PoleStates(
+            self.db.engine, is_online=self.is_online, listeners=[self.live]
+        )
+        self.control = Control(self.db.engine, self.channels, listeners=[self.live.on_command])
         self.credentials = Credentials(self.db.engine, self.assets)
         self.provisioning = Provisioning(self.db.engine, self.assets, self.credentials)
         self.claims = Claims(self.db.engine, self.assets, settings.claim_allowed_by_default)
@@ -109,6 +126,7 @@ class Platform:
             webhook_attempts=settings.hub_webhook_attempts,
             webhook_backoff_ms=settings.hub_webhook_backoff_ms,
             metrics=self.metrics,
+            alarm_listeners=[self.pole_states.on_alarm, self.live.on_alarm],
         )
         self.work_orders = self.hub.work_orders
         detector = Detector(
@@ -127,7 +145,13 @@ class Platform:
             batch_age_ms=settings.batch_age_ms,
             capacity=settings.queue_readings,
             metrics=self.metrics,
-            listeners=[self.hub.on_batch, *analytics, self.census.on_batch],
+            listeners=[
+                self.hub.on_batch,
+                *analytics,
+                self.census.on_batch,
+                self.pole_states.on_batch,
+                self.live.on_batch,
+            ],
         )
         self.devices = DeviceService(
             self.assets,
@@ -213,12 +237,14 @@ class Platform:
         await self.pipeline.start()
         await self.hub.start()
         await self.anomaly.start()
+        await self.pole_states.start()
         await self._start_mqtt()
         self._stopping.clear()
         s = self.settings
         every: list[tuple[float, str, Callable[[], Awaitable[Any]]]] = [
             (s.retention_interval_s, "retention", self._purge),
             (1.0, "command expiry", self.control.expire),
+            (1.0, "pole states", self.pole_states.sweep),
             (s.hub_tick_ms / 1000, "hub timer", self.hub.tick),
             (s.work_order_check_s, "work-order overdue check", self.work_orders.check_overdue),
             (s.anomaly_snapshot_s, "anomaly snapshot", self.anomaly.snapshot),
@@ -373,6 +399,9 @@ class Platform:
             settings=self.settings,
             database=self.db,
             tenants=self.tenants,
+            users=self.users,
+            logins=self.logins,
+            audit=self.audit,
             assets=self.assets,
             grants=self.grants,
             credentials=self.credentials,
@@ -384,6 +413,8 @@ class Platform:
             control=self.control,
             hub=self.hub,
             alarms=self.hub.alarms,
+            pole_states=self.pole_states,
+            live=self.live,
             webhooks=self.hub.webhooks,
             work_orders=self.work_orders,
             anomaly=self.anomaly,

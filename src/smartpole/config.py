@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     inactivity_timeout_s: int = Field(
         600, ge=1, description="A device with no reading for this long is shown offline."
     )
+    live_queue: int = Field(
+        1000, ge=1, description="Messages waiting per console live socket before the oldest go."
+    )
     broker: str | None = Field(
         None, description="External MQTT 5 broker (mqtt://host:1883, mqtts://…); set = broker mode."
     )
@@ -158,7 +161,29 @@ class Settings(BaseSettings):
     metrics_host: str = Field(
         "127.0.0.1", description="Address the separate metrics port listens on."
     )
+    session_idle_timeout_s: int = Field(
+        7200, ge=60, description="A console session ends after this long without a request (s)."
+    )
+    session_lifetime_s: int = Field(
+        43_200, ge=300, description="A console session ends this long after its login (s)."
+    )
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        description="Failed logins in a row per user name or address before they are slowed.",
+    )
+    login_max_delay_s: int = Field(
+        300, ge=1, description="Longest wait imposed after repeated failed logins (seconds)."
+    )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
+    map_tiles: str | None = Field(
+        None,
+        pattern=r"^https?://[^/{}]+/.*\{z\}.*\{x\}.*\{y\}",
+        description=(
+            "Base map of the console: an XYZ raster tile URL template (https://host/{z}/{x}/{y}.png);"
+            " unset = the offline map (district outlines and roads drawn from the poles)."
+        ),
+    )
 
     @property
     def database_url(self) -> str:

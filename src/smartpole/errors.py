@@ -7,6 +7,7 @@
     │   └── InvalidTransition      a lifecycle step not allowed from the current status
     ├── Forbidden                  the caller's role or tenant may not do this
     ├── Unauthenticated            no credential, or an unknown/wrong one
+    ├── Throttled                  too many failed logins; retry after ``retry_after`` seconds
     ├── InvalidInput               a value that fails validation (with ``errors``)
     │   └── PayloadError           a device payload of the wrong shape
     ├── PayloadTooLarge            a body beyond the configured limit
@@ -37,6 +38,7 @@ __all__ = [
     "PayloadTooLarge",
     "SmartpoleError",
     "StoreUnavailable",
+    "Throttled",
     "Timeout",
     "Unauthenticated",
 ]
@@ -87,6 +89,13 @@ class Unauthenticated(SmartpoleError):
     """No credential, or a credential nobody issued."""
 
     title = "Unauthenticated"
+
+
+class Throttled(SmartpoleError):
+    """Too many failed logins for a user name or from an address: wait ``retry_after``
+    seconds before the next attempt."""
+
+    title = "Too many attempts"
 
 
 class InvalidInput(SmartpoleError):

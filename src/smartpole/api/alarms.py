@@ -9,11 +9,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
-from smartpole.api.deps import AlarmsDep, Caller, HubDep, TenantsDep
+from smartpole.api.deps import AlarmsDep, Caller, HubDep, websocket_principal
 from smartpole.api.schemas import Id, Millis, Offset
-from smartpole.errors import SmartpoleError
 from smartpole.hub.alarms.store import AlarmFilter
 from smartpole.model.alarms import Alarm
 from smartpole.model.lifecycle import AlarmStatus, Severity
@@ -164,6 +162,7 @@ def list_comments(alarms: AlarmsDep, who: Caller, alarm_id: Id) -> list[CommentO
 
 @router.post(
     "/alarms/{alarm_id}/comments",
+    name="alarm.comment",
     status_code=201,
     summary="Comment on an alarm",
     responses=NOT_FOUND,
@@ -174,21 +173,15 @@ async def add_comment(alarms: AlarmsDep, who: Caller, alarm_id: Id, body: Commen
 
 
 @router.websocket("/alarms/stream")
-async def alarm_stream(ws: WebSocket, tenants: TenantsDep, hub: HubDep) -> None:
+async def alarm_stream(ws: WebSocket, hub: HubDep) -> None:
     """Every change of an alarm the caller sees, as JSON ``{"change": ..., "alarm": {...}}``.
 
-    Authenticate with ``Authorization: Bearer <key>`` or ``?key=<key>``; a wrong key closes
-    the socket with code 1008. A client too slow to keep up loses the oldest changes and is
-    told with ``{"dropped": n}``.
+    Authenticate with ``Authorization: Bearer <key>`` or ``?key=<key>``, or the console's
+    session cookie from a page of this host; anything else closes the socket with code 1008.
+    A client too slow to keep up loses the oldest changes and is told with ``{"dropped": n}``.
     """
-    secret = ws.query_params.get("key") or ""
-    auth = ws.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        secret = auth[7:]
-    try:
-        who = await run_in_threadpool(tenants.authenticate, secret)
-    except SmartpoleError:
-        await ws.close(code=1008, reason="an API key is required")
+    who = await websocket_principal(ws)
+    if who is None:
         return
     with hub.stream.subscribe(who) as sub:
         await ws.accept()  # subscribed first: a client sees every change after its connect

@@ -13,20 +13,27 @@ from starlette.concurrency import run_in_threadpool
 from smartpole import __version__
 from smartpole.api import alarms as alarms_api
 from smartpole.api import analytics as analytics_api
+from smartpole.api import audit as audit_api
 from smartpole.api import broker as broker_api
 from smartpole.api import (
+    catalog,
+    console,
     control,
     docs,
     firmware,
     grants,
+    live,
     problems,
     provisioning,
     registry,
     telemetry,
 )
+from smartpole.api import map as map_api
 from smartpole.api import metrics as metrics_api
 from smartpole.api import overview as overview_api
 from smartpole.api import rules as rules_api
+from smartpole.api import session as session_api
+from smartpole.api import users as users_api
 from smartpole.api import webhooks as webhooks_api
 from smartpole.api import workorders as workorders_api
 from smartpole.api.deps import (
@@ -45,10 +52,12 @@ __all__ = ["create_app"]
 DESCRIPTION = """
 The REST API of **smartpole**, the platform for a city's multi-function smart poles.
 
-Authenticate with an API key: `Authorization: Bearer <key>` (or `X-API-Key: <key>`). A key
-belongs to a tenant and has a role (`viewer` reads, `operator` also writes devices, attributes
-and telemetry settings, `admin` also manages keys). The city operator tenant sees every pole and
-device; any other tenant sees only its own devices and the poles that carry them.
+Authenticate with an API key: `Authorization: Bearer <key>` (or `X-API-Key: <key>`), or with
+the console's session cookie (`POST /api/session`; its writes also send `X-CSRF-Token`). A key
+or a user belongs to a tenant and has a role (`viewer` reads, `operator` also writes devices,
+attributes and telemetry settings, `admin` also manages keys and users). The city operator
+tenant sees every pole and device; any other tenant sees only its own devices and the poles that
+carry them. Every change a key or a user makes is in the audit log (`GET /api/audit`).
 
 Devices upload over `/api/v1/{access_token}/...`, the ThingsBoard HTTP device API.
 Errors are `application/problem+json` (RFC 9457).
@@ -78,8 +87,12 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
         redoc_url=None,
     )
     app.state.services = services  # read by api.deps
+    app.add_middleware(audit_api.AuditTrail)  # inside problems' request ids: a failure is a 500
     problems.install(app)
     docs.install(app)
+    app.include_router(session_api.router)
+    app.include_router(users_api.router)
+    app.include_router(audit_api.router)
     app.include_router(registry.router)
     app.include_router(telemetry.router)
     app.include_router(control.router)
@@ -93,6 +106,9 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
     app.include_router(provisioning.router)
     app.include_router(grants.router)
     app.include_router(firmware.router)
+    app.include_router(map_api.router)
+    app.include_router(catalog.router)
+    app.include_router(live.router)
     app.include_router(
         device_router(
             services.device_api,
@@ -102,6 +118,7 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
         )
     )
     app.include_router(metrics_api.router)
+    console.install(app, services.settings)
 
     @app.get("/livez", tags=["operations"], summary="Liveness: the process runs")
     def livez() -> dict[str, str]:

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from smartpole.errors import InvalidInput, SmartpoleError, StoreUnavailable
+from smartpole.errors import InvalidInput, SmartpoleError, StoreUnavailable, Throttled
 from smartpole.store.database import store_unavailable
 from smartpole.transport.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE, problem
 from smartpole.transport.refusals import http_status
@@ -63,6 +63,8 @@ async def _domain(_: Request, err: Exception) -> Response:
         extra["errors"] = err.errors
     status = http_status(err)  # the one table of what each refusal answers (transport.refusals)
     retry_after = next((RETRY_AFTER[c] for c in type(err).__mro__ if c in RETRY_AFTER), 1)
+    if isinstance(err, Throttled):  # its own wait, in the Retry-After header
+        retry_after = int(extra.pop("retry_after"))
     return problem(status, err.title, err.detail, retry_after=retry_after, **extra)
 
 
@@ -148,13 +150,14 @@ def _problem_answer(description: str) -> dict[str, Any]:
 # What each problem status means, as the OpenAPI document words it.
 ANSWERS: dict[int, str] = {
     400: "Malformed body (not JSON, or not the declared format)",
-    401: "No API key, or one nobody issued",
-    403: "The key's role or tenant may not do this",
+    401: "No API key or session, or one nobody issued (or an ended session)",
+    403: "The caller's role or tenant may not do this, or a session's write lacks X-CSRF-Token",
     404: "No such object, or one the caller's tenant may not see",
     408: "Nothing came within the timeout; ask again",
     409: "Conflicts with the current state (a name taken, a step not allowed)",
     413: "The body is larger than the limit",
     422: "A parameter or the body does not fit the schema",
+    429: "Too many failed logins; retry after the Retry-After header's seconds",
     500: "An unexpected error; the body's request_id names it in the server's log",
     503: "Busy or stopping; retry after the Retry-After header's seconds",
     504: "The device did not answer in time",

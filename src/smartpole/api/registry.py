@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from smartpole.api.deps import AssetsDep, Caller, ConnectionsDep, TenantsDep
+from smartpole.api.deps import NOT_A_CHANGE, AssetsDep, Caller, ConnectionsDep, TenantsDep
 from smartpole.api.keys import KeyList, OneKey, asked_keys
 from smartpole.api.schemas import (
     ApiKeyCreated,
@@ -203,7 +203,12 @@ def poles_bbox(
     return [pole_out(r) for r in rows]
 
 
-@router.post("/poles/within", tags=["geo"], summary="Poles within a polygon")
+@router.post(
+    "/poles/within",
+    tags=["geo"],
+    summary="Poles within a polygon",
+    dependencies=[NOT_A_CHANGE],
+)
 def poles_within(
     assets: AssetsDep,
     who: Caller,
@@ -237,7 +242,7 @@ def poles_export(
     return Response(text, media_type=media)
 
 
-@router.post("/poles/import", tags=["poles"], summary="Import an inventory")
+@router.post("/poles/import", name="pole.import", tags=["poles"], summary="Import an inventory")
 async def poles_import(
     request: Request,
     assets: AssetsDep,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from smartpole.api.deps import Caller, HubDep
+from smartpole.api.deps import NOT_A_CHANGE, Caller, HubDep
 from smartpole.api.schemas import Id
 from smartpole.errors import InvalidInput
 from smartpole.hub.rules.conditions import ANY_KEY
@@ -120,6 +120,7 @@ async def put_rule(hub: HubDep, who: Caller, request: Request, response: Respons
     "/rules/check",
     summary="Check a rule without saving it",
     openapi_extra=BODY,
+    dependencies=[NOT_A_CHANGE],
     responses={422: {"content": PROBLEM, "description": LOCATED}},
 )
 async def check_rule(hub: HubDep, who: Caller, request: Request) -> dict[str, Any]:

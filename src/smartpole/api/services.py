@@ -18,17 +18,22 @@ from smartpole.hub.alarms.store import Alarms
 from smartpole.hub.analytics.anomaly import AnomalyService
 from smartpole.hub.analytics.forecast import Forecasts
 from smartpole.hub.engine import Hub
+from smartpole.hub.live import Live
+from smartpole.hub.poles import PoleStates
 from smartpole.hub.webhooks.store import Webhooks
 from smartpole.hub.workorders.store import WorkOrders
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.metrics import Metrics
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets
+from smartpole.registry.audit import AuditLog
 from smartpole.registry.claims import Claims
 from smartpole.registry.credentials import Credentials
 from smartpole.registry.firmware import Firmware
 from smartpole.registry.grants import Grants
 from smartpole.registry.provisioning import Provisioning
+from smartpole.registry.throttle import LoginThrottle
+from smartpole.registry.users import Users
 from smartpole.store import Database, SeriesStore
 from smartpole.transport.broker import BrokerConsumer
 from smartpole.transport.polls import Polls
@@ -73,6 +78,9 @@ class Services:
     settings: Settings
     database: Database
     tenants: Tenants
+    users: Users  # people who log in, and their sessions
+    logins: LoginThrottle  # failed logins per user name and address (this node's memory)
+    audit: AuditLog
     assets: Assets
     grants: Grants
     credentials: Credentials
@@ -84,6 +92,8 @@ class Services:
     control: Control
     hub: Hub  # rules (check, reload), the alarm stream, the evaluation queue
     alarms: Alarms
+    pole_states: PoleStates  # every pole's state per tenant, for the map
+    live: Live  # the console's live socket
     webhooks: Webhooks
     work_orders: WorkOrders
     anomaly: AnomalyService

@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from smartpole.cli import assets as _assets  # noqa: F401 - adds its commands to registry's groups
-from smartpole.cli import backup, broker, demo, grants, hub, registry, server, sim, workorders
+from smartpole.cli import (
+    backup,
+    broker,
+    demo,
+    grants,
+    hub,
+    registry,
+    server,
+    sim,
+    users,
+    workorders,
+)
 
 __all__ = ["app", "main"]
 
@@ -28,6 +39,7 @@ hub.register(app)
 sim.register(app)
 workorders.register(app)
 backup.register(app)
+users.register(app)
 
 
 def main() -> None:

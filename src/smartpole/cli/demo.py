@@ -84,9 +84,12 @@ def demo(
         mqtt_port = free_port(wanted.host)
     p = open_platform(data_dir, db, host=host, http_port=http_port, mqtt_port=mqtt_port)
     creds = p.settings.data_dir / "demo-credentials.json"
-    seeded = seed_district(p.tenants, p.assets, poles)
+    seeded = seed_district(p.tenants, p.assets, poles, users=p.users)
     if seeded.poles:
-        write_private(creds, orjson.dumps({"keys": seeded.keys, "tokens": seeded.tokens}))
+        write_private(
+            creds,
+            orjson.dumps({"keys": seeded.keys, "users": seeded.users, "tokens": seeded.tokens}),
+        )
         fleet = fleet_from_plan(seeded.plan, seeded.tokens, 1, "Futian")
         fleet.save(p.settings.data_dir / FLEET_FILE)
         # The city's default rules, so that the simulator's faults and events become alarms.
@@ -109,7 +112,8 @@ def demo(
 
 
 def banner(base: str, creds: Path) -> list[str]:
-    """The demo's banner: keys, a token, and curl commands each on one line, to paste as is."""
+    """The demo's banner: the console's URL and logins, keys, a token, and curl commands each on
+    one line, to paste as is."""
     import orjson
 
     if not creds.exists():
@@ -118,8 +122,17 @@ def banner(base: str, creds: Path) -> list[str]:
     viewer = data["keys"]["city"]["viewer"]
     device, token = next(iter(data["tokens"].items()))
     auth = f"-H 'Authorization: Bearer {viewer}'"
+    users = data.get("users") or {}  # none in a data dir seeded before the console
+    logins = [f"{u['name']} / {u['password']}" for t, u in users.items() if t != "city"]
+    console = []
+    if "city" in users:
+        city = users["city"]
+        console.append(f"console: {base}/   log in as {city['name']} / {city['password']} (admin)")
+    if logins:
+        console.append(f"  other tenants (operators): {', '.join(logins)}")
     return [
         "",
+        *console,
         f"smartpole demo — API docs: {base}/docs   (credentials in {creds})",
         f"  city admin key:  {data['keys']['city']['admin']}",
         f"  city viewer key: {viewer}",

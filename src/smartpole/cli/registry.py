@@ -72,6 +72,20 @@ def tenant_list(data_dir: DataDir = None, db: Db = None, json: JsonOut = False) 
     )
 
 
+def _audit_key(p: Registry, row: dict[str, Any]) -> None:
+    """Record a key issued from the command line in the audit log (never its secret)."""
+    from smartpole.cli.users import cli_actor
+    from smartpole.registry.audit import AuditLog
+
+    AuditLog(p.db.engine).record(
+        cli_actor(row["tenant_id"]),
+        "key.create",
+        target_type="key",
+        target_id=row["id"],
+        detail={"role": row["role"], "name": row["name"], "prefix": row["prefix"]},
+    )
+
+
 @apikey_app.command("create")
 def apikey_create(
     tenant: Annotated[str, typer.Option(help="Tenant name.")],
@@ -86,6 +100,7 @@ def apikey_create(
         if tenant == "city":
             city(p.tenants)
         row, secret = p.tenants.create_key(p.tenants.by_name(tenant)["id"], role, name)
+        _audit_key(p, row)
     if json:
         print_json({**row, "key": secret})
     else:

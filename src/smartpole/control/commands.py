@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -32,7 +33,7 @@ from smartpole.model.clock import now_ms
 from smartpole.model.commands import Command, CommandStatus
 from smartpole.store.schema import commands, devices
 
-__all__ = ["CommandChannel", "Control"]
+__all__ = ["CommandChannel", "CommandListener", "Control"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ QUEUED, SENT, DELIVERED = CommandStatus.QUEUED, CommandStatus.SENT, CommandStatu
 SUCCEEDED, FAILED, EXPIRED = CommandStatus.SUCCEEDED, CommandStatus.FAILED, CommandStatus.EXPIRED
 IN_FLIGHT = (SENT, DELIVERED)
 ACTIVE = (QUEUED, SENT, DELIVERED)
+
+
+CommandListener = Callable[[Command], None]
+"""Told each new state of a command (queued, sent, delivered, succeeded, failed, expired), on
+the event loop, after it is stored; it must not block (the live socket queues it)."""
 
 
 class CommandChannel(Protocol):
@@ -107,11 +113,18 @@ class Control:
 
     The channel is the platform's transports as one (``app.Channels``, which they join as they
     start); without one (a node that only records commands) every device counts as offline.
+    ``listeners`` are told every change of a command's status.
     """
 
-    def __init__(self, engine: Engine, channel: CommandChannel | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        channel: CommandChannel | None = None,
+        listeners: Iterable[CommandListener] = (),
+    ) -> None:
         self.engine = engine
         self.channel = channel
+        self.listeners = tuple(listeners)
         self._waiting: dict[tuple[int, int], asyncio.Future[None]] = {}
         # Devices that may have persistent commands waiting (queued, or sent and undelivered),
         # so that a connect storm of thousands of devices costs no query per device. None until
@@ -171,6 +184,7 @@ class Control:
         if not connected and not persistent:
             values.update(status=FAILED, completed=now, error="device offline")
         command = await asyncio.to_thread(self._insert, values)
+        self._tell(command)
         if persistent:
             self._note_pending(device_id)
         if not connected:
@@ -206,7 +220,7 @@ class Control:
         try:
             await asyncio.wait_for(reply, command.timeout / 1000)
         except TimeoutError:
-            await asyncio.to_thread(self._give_up, command.id)
+            self._tell(await asyncio.to_thread(self._give_up, command.id))
         out = await asyncio.to_thread(self.get, command.id)
         if out.status == EXPIRED:
             raise Timeout(
@@ -233,7 +247,7 @@ class Control:
         if ok and command.persistent:
             await asyncio.to_thread(self._sent, command.id)
         elif not ok:
-            await asyncio.to_thread(self._unsent, command)
+            self._tell(await asyncio.to_thread(self._unsent, command))
         return ok
 
     # -- events from the transport ------------------------------------------------------
@@ -242,11 +256,13 @@ class Control:
 
         A reply to no command in flight (unknown, one-way, finished or expired) is ignored.
         """
-        if not 0 <= request_id <= MAX_REQUEST_ID or not await asyncio.to_thread(
-            self._complete, device_id, request_id, response
-        ):
+        done = None
+        if 0 <= request_id <= MAX_REQUEST_ID:
+            done = await asyncio.to_thread(self._complete, device_id, request_id, response)
+        if done is None:
             log.debug("ignored a reply to no command in flight: %d/%d", device_id, request_id)
             return
+        self._tell(done)
         waiter = self._waiting.get((device_id, request_id))
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -256,10 +272,12 @@ class Control:
 
         A two-way command becomes ``delivered``; a one-way one ``succeeded``.
         """
-        if not 0 <= request_id <= MAX_REQUEST_ID or not await asyncio.to_thread(
-            self._delivered, device_id, request_id
-        ):
+        done = None
+        if 0 <= request_id <= MAX_REQUEST_ID:
+            done = await asyncio.to_thread(self._delivered, device_id, request_id)
+        if done is None:
             log.debug("ignored a delivery of no sent command: %d/%d", device_id, request_id)
+        self._tell(done)
 
     async def on_connect(self, device_id: int, *, resend: bool = True) -> int:
         """Send the device's waiting persistent commands in creation order; return how many.
@@ -271,8 +289,10 @@ class Control:
             return 0
         count = 0
         for command in await asyncio.to_thread(self._due, device_id, now_ms(), resend):
-            if not await asyncio.to_thread(self._claim, command):
+            claimed = await asyncio.to_thread(self._claim, command)
+            if claimed is None:
                 continue  # another node or task sent it meanwhile
+            self._tell(claimed)
             if not await self._transmit(command):
                 break  # the session is gone again
             count += 1
@@ -284,7 +304,10 @@ class Control:
         Also re-reads which devices have persistent commands waiting, and sends the queued ones
         of devices connected here (queued by another node, or while they were connecting).
         """
-        expired = await asyncio.to_thread(self._expire, now_ms() if now is None else now)
+        gone = await asyncio.to_thread(self._expire, now_ms() if now is None else now)
+        for command in gone:
+            self._tell(command)
+        expired = len(gone)
         self._added = set()
         waiting, queued = await asyncio.to_thread(self._waiting_devices, now_ms())
         self._pending = waiting | self._added
@@ -294,6 +317,16 @@ class Control:
                 # may have been sent a moment ago by on_connect (not delivered yet)
                 await self.on_connect(device_id, resend=False)
         return expired
+
+    def _tell(self, command: Command | None) -> None:
+        """Tell the listeners a command's new state (None: nothing changed)."""
+        if command is None:
+            return
+        for listener in self.listeners:
+            try:
+                listener(command)
+            except Exception:
+                log.exception("command listener %r failed", listener)
 
     def _note_pending(self, device_id: int) -> None:
         self._added.add(device_id)
@@ -355,31 +388,35 @@ class Control:
                 .values(expires=commands.c.sent + commands.c.timeout)
             )
 
-    def _unsent(self, command: Command) -> None:
+    def _unsent(self, command: Command) -> Command | None:
         """The channel did not take the command: persistent ones wait again, others fail."""
         if command.persistent:
             values: dict[str, Any] = {"status": QUEUED, "sent": None}
         else:
             values = {"status": FAILED, "completed": now_ms(), "error": "device offline"}
         with self.engine.begin() as conn:
-            conn.execute(
+            row = conn.execute(
                 update(commands)
                 .where(commands.c.id == command.id, commands.c.status == SENT)
                 .values(**values)
-            )
+                .returning(*commands.c)
+            ).first()
+        return None if row is None else _command(row)
 
-    def _give_up(self, command_id: int) -> None:
+    def _give_up(self, command_id: int) -> Command | None:
         with self.engine.begin() as conn:
-            conn.execute(
+            row = conn.execute(
                 update(commands)
                 .where(commands.c.id == command_id, commands.c.status.in_(IN_FLIGHT))
                 .values(status=EXPIRED, completed=now_ms(), error="no reply within the timeout")
-            )
+                .returning(*commands.c)
+            ).first()
+        return None if row is None else _command(row)
 
-    def _complete(self, device_id: int, request_id: int, response: Any) -> bool:
+    def _complete(self, device_id: int, request_id: int, response: Any) -> Command | None:
         error = _reply_error(response)
         with self.engine.begin() as conn:
-            done = conn.execute(
+            row = conn.execute(
                 update(commands)
                 .where(
                     commands.c.device_id == device_id,
@@ -393,13 +430,14 @@ class Control:
                     response=orjson.dumps(response, default=str).decode(),
                     error=error,
                 )
-            )
-        return done.rowcount > 0
+                .returning(*commands.c)
+            ).first()
+        return None if row is None else _command(row)
 
-    def _delivered(self, device_id: int, request_id: int) -> bool:
+    def _delivered(self, device_id: int, request_id: int) -> Command | None:
         now = now_ms()
         with self.engine.begin() as conn:
-            done = conn.execute(
+            row = conn.execute(
                 update(commands)
                 .where(
                     commands.c.device_id == device_id,
@@ -411,8 +449,9 @@ class Control:
                     status=case((commands.c.oneway, SUCCEEDED.value), else_=DELIVERED.value),
                     completed=case((commands.c.oneway, now), else_=None),
                 )
-            )
-        return done.rowcount > 0
+                .returning(*commands.c)
+            ).first()
+        return None if row is None else _command(row)
 
     def _due(self, device_id: int, now: int, resend: bool = True) -> list[Command]:
         """Persistent commands to send: queued, or (``resend``, a new session) sent before it,
@@ -453,28 +492,31 @@ class Control:
                     queued.add(device_id)
         return waiting, queued
 
-    def _claim(self, command: Command) -> bool:
+    def _claim(self, command: Command) -> Command | None:
         """Mark a due command sent, unless someone else changed it since it was read."""
         again = command.status == SENT
         q = update(commands).where(commands.c.id == command.id, commands.c.status == command.status)
         if again:
             q = q.where(commands.c.sent == command.sent)
         with self.engine.begin() as conn:
-            done = conn.execute(
-                q.values(status=SENT, sent=now_ms(), retries=commands.c.retries + int(again))
-            )
-        return done.rowcount > 0
+            row = conn.execute(
+                q.values(
+                    status=SENT, sent=now_ms(), retries=commands.c.retries + int(again)
+                ).returning(*commands.c)
+            ).first()
+        return None if row is None else _command(row)
 
-    def _expire(self, now: int) -> int:
+    def _expire(self, now: int) -> list[Command]:
         error = case(
             (commands.c.status == QUEUED, "not sent before it expired"),
             (commands.c.oneway, "not delivered within the timeout"),
             else_="no reply within the timeout",
         )
         with self.engine.begin() as conn:
-            done = conn.execute(
+            rows = conn.execute(
                 update(commands)
                 .where(commands.c.status.in_(ACTIVE), commands.c.expires <= now)
                 .values(status=EXPIRED, completed=now, error=error)
-            )
-        return done.rowcount
+                .returning(*commands.c)
+            ).all()
+        return [_command(r) for r in rows]

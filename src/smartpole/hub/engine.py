@@ -18,7 +18,7 @@ import logging
 import time
 import zoneinfo
 from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select
 
 from smartpole.hub.actions import Actor, Commander, Transition
 from smartpole.hub.alarms.outages import PoleOutages
-from smartpole.hub.alarms.store import Alarms
+from smartpole.hub.alarms.store import Alarms, ChangeListener
 from smartpole.hub.alarms.stream import AlarmStream
 from smartpole.hub.directory import DeviceInfo, Directory
 from smartpole.hub.rules.conditions import ANY_KEY, Context
@@ -63,7 +63,8 @@ def _ts(r: Reading) -> int:
 class Hub:
     """Rules, their state and evaluation; the alarms, work orders and webhooks it acts through.
 
-    ``work_order_sla`` is the deadline of each severity (default: ``DEFAULT_SLA``).
+    ``work_order_sla`` is the deadline of each severity (default: ``DEFAULT_SLA``);
+    ``alarm_listeners`` are told every alarm change after the hub's own.
     """
 
     def __init__(
@@ -77,6 +78,7 @@ class Hub:
         webhook_attempts: int = 5,
         webhook_backoff_ms: int = 1000,
         metrics: Metrics | None = None,
+        alarm_listeners: Iterable[ChangeListener] = (),
     ) -> None:
         self.engine = engine
         self.metrics = metrics if metrics is not None else Metrics()
@@ -85,7 +87,12 @@ class Hub:
         self.stream = AlarmStream()
         # Outages and work orders raise alarms and listen to them too: the alarms, built
         # first, tell them through the hub's two methods below.
-        listeners = (self.stream.publish, self._group_outage, self._suggest_resolve)
+        listeners = (
+            self.stream.publish,
+            self._group_outage,
+            self._suggest_resolve,
+            *alarm_listeners,  # the platform's others: the map's pole states, the live socket
+        )
         self.alarms = Alarms(engine, listeners)
         self.outages = PoleOutages(self.alarms)  # a dark pole: one root alarm, not six
         self.work_orders = WorkOrders(engine, self.alarms, sla=work_order_sla)

@@ -15,8 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from smartpole.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
+from smartpole.model.users import Actor, ActorType
 from smartpole.store.buckets import time_zone
-from smartpole.store.schema import api_keys, devices, tenants
+from smartpole.store.schema import api_keys, devices, tenants, users
 
 __all__ = ["Principal", "Tenants", "hash_secret", "new_secret", "token_hint"]
 
@@ -51,12 +52,27 @@ class Principal:
     tenant: str
     role: Role
     is_operator: bool
-    key_id: int | None = None  # None: not an API key (the command line, a device's own path)
+    key_id: int | None = None  # None: not an API key (the command line, a user, a device)
+    user_id: int | None = None  # a person logged in to the console (registry.users)
+    name: str = ""  # who acts, as the audit log names it: a user's login, a key's name
+
+    @property
+    def actor_type(self) -> ActorType:
+        """Whether a person, an API key or the command line is acting."""
+        if self.user_id is not None:
+            return ActorType.USER
+        return ActorType.CLI if self.key_id is None else ActorType.APIKEY
+
+    @property
+    def actor(self) -> Actor:
+        """Who acts, as the audit log records it."""
+        actor_id = self.user_id if self.user_id is not None else self.key_id
+        return Actor(self.actor_type, actor_id, self.name, self.tenant_id)
 
     def require(self, role: Role) -> None:
         """Raise Forbidden unless the caller's role includes ``role``."""
         if not self.role.at_least(role):
-            raise Forbidden(f"this needs the {role} role; the key has {self.role}", role=role)
+            raise Forbidden(f"this needs the {role} role; the caller has {self.role}", role=role)
 
     def require_city(self, role: Role) -> None:
         """Raise Forbidden unless the caller is the city operator with at least ``role``."""
@@ -149,7 +165,7 @@ class Tenants:
         return self.get(tenant_id)
 
     def delete(self, tenant_id: int) -> None:
-        """Remove a tenant that owns no devices (its API keys go with it)."""
+        """Remove a tenant that owns no devices (its API keys and users go with it)."""
         with self.engine.begin() as conn:
             owned = conn.execute(
                 select(func.count()).select_from(devices).where(devices.c.owner_id == tenant_id)
@@ -157,6 +173,7 @@ class Tenants:
             if owned:
                 raise Conflict(f"tenant {tenant_id} still owns {owned} devices", owned=owned)
             conn.execute(api_keys.delete().where(api_keys.c.tenant_id == tenant_id))
+            conn.execute(users.delete().where(users.c.tenant_id == tenant_id))
             if not conn.execute(tenants.delete().where(tenants.c.id == tenant_id)).rowcount:
                 raise NotFound(f"tenant {tenant_id} not found", tenant_id=tenant_id)
 
@@ -225,6 +242,8 @@ class Tenants:
                 select(
                     api_keys.c.id.label("key_id"),
                     api_keys.c.role,
+                    api_keys.c.name.label("key_name"),
+                    api_keys.c.prefix,
                     tenants.c.id,
                     tenants.c.name,
                     tenants.c.is_operator,
@@ -234,4 +253,11 @@ class Tenants:
             ).first()
         if row is None:
             raise Unauthenticated("unknown or revoked API key")
-        return Principal(row.id, row.name, Role(row.role), bool(row.is_operator), row.key_id)
+        return Principal(
+            row.id,
+            row.name,
+            Role(row.role),
+            bool(row.is_operator),
+            row.key_id,
+            name=row.key_name or f"key {row.prefix}",
+        )

@@ -1,4 +1,4 @@
-"""Seed a platform with a planned district: tenants, API keys, poles and devices."""
+"""Seed a platform with a planned district: tenants, API keys, users, poles and devices."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from sqlalchemy import func, insert, select
 from smartpole.errors import NotFound
 from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
-from smartpole.registry.access import Principal, Tenants
+from smartpole.registry.access import Principal, Tenants, new_secret
 from smartpole.registry.assets import Assets
+from smartpole.registry.users import Users
 from smartpole.sim.district import TENANTS, PlannedPole, plan_district
 from smartpole.store.schema import poles
 
@@ -20,11 +21,13 @@ __all__ = ["Seeded", "city_principal", "seed_district"]
 
 @dataclass(slots=True)
 class Seeded:
-    """What seeding created: API keys by tenant, device tokens by device name."""
+    """What seeding created: API keys and the console's user by tenant, device tokens by
+    device name."""
 
     poles: int = 0
     devices: int = 0
     keys: dict[str, dict[str, str]] = field(default_factory=dict)
+    users: dict[str, dict[str, str]] = field(default_factory=dict)  # {"name", "password", "role"}
     tokens: dict[str, str] = field(default_factory=dict)
     plan: list[PlannedPole] = field(default_factory=list)
 
@@ -44,8 +47,11 @@ def seed_district(
     n_poles: int = 500,
     seed: int = 1,
     district: str = "Futian",
+    users: Users | None = None,
 ) -> Seeded:
-    """Create the district's tenants, keys, poles and devices unless it already has poles."""
+    """Create the district's tenants, keys, poles and devices unless it already has poles; with
+    ``users``, also one user per tenant, named like it, with a random password (the city
+    operator's an admin, the others operators)."""
     out = Seeded()
     who = city_principal(tenants)
     with assets.engine.connect() as conn:
@@ -59,6 +65,11 @@ def seed_district(
             row = tenants.create(name, title, is_operator)
         roles = (Role.ADMIN, Role.VIEWER) if is_operator else (Role.VIEWER,)
         out.keys[name] = {str(r): tenants.create_key(row["id"], r, "demo")[1] for r in roles}
+        if users is not None:
+            role = Role.ADMIN if is_operator else Role.OPERATOR
+            password = new_secret(12)
+            users.create(row["id"], name, role, password)
+            out.users[name] = {"name": name, "password": password, "role": str(role)}
     plan = plan_district(n_poles, seed, district)
     created = now_ms()
     rows: list[dict[str, Any]] = [

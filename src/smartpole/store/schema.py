@@ -201,3 +201,55 @@ commands = Table(
     Index("ix_commands_status_expires", "status", "expires"),
     UniqueConstraint("device_id", "request_id", name="uq_commands_device_request"),
 )
+
+# People who log in to the console. ``name`` is the login name, unique across tenants; the
+# password is kept only as an argon2id hash (registry.users).
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default="0"),
+    Column("created", BigInteger, nullable=False),
+    Column("last_login", BigInteger),
+    Column("updated", BigInteger, nullable=False),
+    Index("ix_users_tenant", "tenant_id"),
+)
+
+# A user's logins: ``id`` is the SHA-256 of the cookie's secret, never the secret itself.
+user_sessions = Table(
+    "user_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("expires", BigInteger, nullable=False),  # the absolute lifetime's end
+    Column("last_seen", BigInteger, nullable=False),  # the idle timeout counts from here
+    Column("address", String(64), nullable=False, server_default=""),
+    Index("ix_user_sessions_user", "user_id"),
+)
+
+# What callers changed. Rows are only ever inserted: the database refuses UPDATE and DELETE
+# (triggers of migration 0015). No foreign keys: an entry outlives its tenant, user or key.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", BigInteger, nullable=False),
+    Column("tenant_id", Integer),
+    Column("actor_type", String(8), nullable=False),  # user | apikey | cli
+    Column("actor_id", Integer),
+    Column("actor_name", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("target_type", String(64)),
+    Column("target_id", String(200)),
+    Column("detail", Text, nullable=False, server_default="{}"),  # JSON text
+    Column("address", String(64), nullable=False, server_default=""),
+    Column("status", SmallInteger, nullable=False),
+    Index("ix_audit_ts", "ts"),
+    Index("ix_audit_tenant_ts", "tenant_id", "ts"),
+)

@@ -33,6 +33,7 @@ from smartpole.errors import (
     PayloadTooLarge,
     SmartpoleError,
     StoreUnavailable,
+    Throttled,
     Timeout,
     Unauthenticated,
 )
@@ -73,6 +74,7 @@ REFUSALS: Final[dict[type[SmartpoleError], Refusal]] = {
     Overloaded: Refusal(Reason.QUOTA_EXCEEDED, 503),
     Forbidden: Refusal(Reason.NOT_AUTHORIZED, 403),
     Unauthenticated: Refusal(Reason.NOT_AUTHORIZED, 401),
+    Throttled: Refusal(Reason.QUOTA_EXCEEDED, 429),
     NotFound: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 404),
     ClaimExpired: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 409),
     InvalidTransition: Refusal(Reason.IMPLEMENTATION_SPECIFIC, 409),

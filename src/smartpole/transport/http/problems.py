@@ -27,7 +27,7 @@ def problem(
         "status": status,
         "detail": detail,
     }
-    headers = {"Retry-After": str(retry_after)} if status == 503 else None
+    headers = {"Retry-After": str(retry_after)} if status in (429, 503) else None
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     return Response(

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Copy the console's JavaScript libraries from web/node_modules (pinned by web/package-lock.json)
+# into src/smartpole/web/static/vendor/, with their licences. The copies are committed: nothing
+# runs npm when smartpole serves the console. Run after changing web/package.json:
+#   scripts/vendor-web.sh            (npm ci, then copy)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+web="$root/web"
+out="$root/src/smartpole/web/static/vendor"
+(cd "$web" && npm ci --no-audit --no-fund --silent)
+mods="$web/node_modules"
+version() { node -p "require('$mods/$1/package.json').version"; }
+
+copy() {  # copy <package> <dest dir> <files...>
+  local pkg="$1" dest="$out/$2"; shift 2
+  rm -rf "$dest" && mkdir -p "$dest"
+  for f in "$@"; do cp "$mods/$pkg/$f" "$dest/"; done
+  cp "$mods/$pkg"/LICENSE* "$dest/"
+  echo "$pkg $(version "$pkg")" > "$dest/VERSION"
+}
+
+copy uplot uplot dist/uPlot.iife.min.js dist/uPlot.min.css
+copy leaflet leaflet dist/leaflet.js dist/leaflet.css
+copy supercluster supercluster dist/supercluster.min.js
+# supercluster's bundle includes kdbush: its licence goes with it
+cp "$mods/kdbush/LICENSE" "$out/supercluster/LICENSE.kdbush"
+echo "vendored into $out:"; cat "$out"/*/VERSION

@@ -1,0 +1,38 @@
+// Vendored libraries (static/vendor/, pinned by web/package-lock.json) loaded on first use as
+// classic scripts: script-src 'self' allows them, and pages that do not need them never pay.
+const loaded = new Map();
+
+function once(key, make) {
+  if (!loaded.has(key)) loaded.set(key, make());
+  return loaded.get(key);
+}
+
+function script(src) {
+  return once(src, () => new Promise((resolve, reject) => {
+    const el = document.createElement("script");
+    el.src = src;
+    el.onload = resolve;
+    el.onerror = () => reject(new Error(`cannot load ${src}`));
+    document.head.append(el);
+  }));
+}
+
+function style(href) {
+  return once(href, () => new Promise((resolve, reject) => {
+    const el = document.createElement("link");
+    el.rel = "stylesheet";
+    el.href = href;
+    el.onload = resolve;
+    el.onerror = () => reject(new Error(`cannot load ${href}`));
+    document.head.append(el);
+  }));
+}
+
+/** uPlot (charts): the uPlot constructor. */
+export async function uplot() {
+  await Promise.all([
+    script("/static/vendor/uplot/uPlot.iife.min.js"),
+    style("/static/vendor/uplot/uPlot.min.css"),
+  ]);
+  return window.uPlot;
+}

@@ -1,6 +1,8 @@
 // The header's alarm bell: counts critical alarms raised since they were last looked at and
 // plays a short tone for each (Web Audio, no file fetched). One per browser page: the shell
 // starts it and puts bell.element in its header; the alarms page marks them seen.
+import { stylesheet } from "./pages/ui.js";
+
 let count = 0;
 let audio = null;
 let started = false;
@@ -42,6 +44,7 @@ export function beep() {
 export function start(live) {
   if (started) return;
   started = true;
+  stylesheet();
   live.on("alarm", (m) => {
     if (m.change === "raised" && m.alarm?.severity === "critical") {
       count += 1;

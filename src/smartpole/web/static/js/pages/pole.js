@@ -15,6 +15,8 @@ const RANGES = [
 const DONE = new Set(["succeeded", "failed", "expired"]);
 const LIFECYCLE = ["queued", "sent", "delivered", "succeeded"];
 const COMMAND = { persistent: true, timeout: 10_000, expiration: 300_000 };
+// How far along each status is: the POST's answer may come after the live "succeeded".
+const RANK = { queued: 0, sent: 1, delivered: 2, succeeded: 3, failed: 3, expired: 3 };
 
 /** The catalog (GET /api/catalog) as kind -> {label, keys: key -> {label, unit}}. */
 function catalogIndex(catalog) {
@@ -158,6 +160,8 @@ export async function mount(root, ctx) {
   function showCommand(c) {
     const list = root.querySelector(`[data-testid=commands-${c.device_id}]`);
     if (!list) return;
+    const shown = commands.get(c.id)?.dataset.status;
+    if (shown && RANK[shown] >= RANK[c.status]) return;
     const row = el(
       "li",
       { testid: `command-${c.id}`, dataset: { status: c.status } },

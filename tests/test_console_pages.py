@@ -172,6 +172,14 @@ def test_an_operator_works_the_pole_alarms_board_and_rules(browser: Browser, sit
         "41.5", timeout=LIVE_MS
     )
 
+    # the chart draws the key's history; 1 h is raw readings
+    page.get_by_test_id("chart-key").select_option(f"{lamp}:temperature")
+    page.get_by_test_id("range-1h").click()
+    chart = page.get_by_test_id("chart")
+    expect(chart).to_have_attribute("data-range", "1h")
+    expect(chart).to_have_attribute("data-points", "1")
+    expect(chart.locator("canvas")).to_have_count(1)
+
     # a lamp command reaches the lamp over MQTT; its lifecycle ends in succeeded
     page.get_by_test_id(f"dim-level-{lamp}").fill("35")
     page.get_by_test_id(f"cmd-dim-{lamp}").click()
@@ -270,6 +278,12 @@ def test_a_viewer_sees_no_control_and_a_forged_command_is_refused(
     go(page, "rules")
     expect(page.get_by_test_id("rule-editor")).to_have_attribute("readonly", "")
     expect(page.get_by_test_id("rule-save")).to_have_count(0)
+
+    # the labels follow the language switch
+    page.get_by_test_id("lang").select_option("zh-CN")
+    expect(page.get_by_test_id("rules-page").locator("h1")).to_have_text("规则")
+    go(page, "alarms")
+    expect(page.get_by_test_id("alarms-page").locator("h1")).to_have_text("告警")
 
     # another tenant's pole is not reachable by its address
     page.goto(f"{site.url}/poles/{site.p2}")

@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import Browser, Page, expect
 
 from browser import OfflinePage, screenshot, serve
+from helpers import BAD_RULE
 from mosquitto import free_port
 from smartpole.api import create_app
 from smartpole.app import Platform
@@ -34,17 +35,6 @@ TILT_RULE = {
     "condition": {"key": "tilt", "op": ">", "value": 5},
     "actions": [{"alarm": {"type": "pole_tilt", "severity": "critical"}}],
 }
-BAD_RULE = """\
-name: broken
-scope:
-  kinds: [air]
-condition:
-  key: pm25
-  op: "~"
-  value: 75
-actions:
-  - alarm: {type: air_quality, severity: minor}
-"""
 
 
 class Lamp:
@@ -233,6 +223,10 @@ def test_an_operator_works_the_pole_alarms_board_and_rules(browser: Browser, sit
     # the rule editor shows a YAML problem at its line
     go(page, "rules")
     expect(page.get_by_test_id("rule-tilt")).to_be_visible()
+    [rule] = site.api("GET", "/api/rules", "lighting")
+    page.get_by_test_id(f"enabled-{rule['id']}").uncheck()
+    expect(page.get_by_test_id("rule-tilt")).to_have_attribute("data-enabled", "false")
+    assert site.api("GET", f"/api/rules/{rule['id']}", "lighting")["enabled"] is False
     page.get_by_test_id("rule-editor").fill(BAD_RULE)
     page.get_by_test_id("rule-check").click()
     expect(page.get_by_test_id("problem-line-6")).to_contain_text("condition.op")

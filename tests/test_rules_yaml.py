@@ -7,26 +7,16 @@ import httpx
 import pytest
 
 from fixtures_api import City
+from helpers import BAD_RULE
 
 YAML = {"Content-Type": "application/yaml"}
-BAD = """\
-name: pm25-high
-scope:
-  kinds: [air]
-condition:
-  key: pm25
-  op: "~"
-  value: 75
-actions:
-  - alarm: {type: air_quality, severity: terrible}
-"""
 
 
 @pytest.mark.parametrize("path", ["/api/rules", "/api/rules/check"])
 async def test_a_yaml_rule_s_problems_carry_their_lines(
     client: httpx.AsyncClient, city: City, path: str
 ) -> None:
-    r = await client.post(path, content=BAD, headers={**city.auth("city"), **YAML})
+    r = await client.post(path, content=BAD_RULE, headers={**city.auth("city"), **YAML})
     assert r.status_code == 422, r.text
     lines = {tuple(e["loc"]): e["line"] for e in r.json()["errors"]}
     assert lines[("condition", "op")] == 6
@@ -53,7 +43,7 @@ async def test_import_locates_each_rule_s_problem(client: httpx.AsyncClient, cit
 
 
 async def test_a_rule_reads_back_as_yaml(client: httpx.AsyncClient, city: City) -> None:
-    good = BAD.replace('"~"', '">"').replace("terrible", "minor")
+    good = BAD_RULE.replace('"~"', '">"').replace("terrible", "minor")
     r = await client.post("/api/rules", content=good, headers={**city.auth("city"), **YAML})
     assert r.status_code == 201, r.text
     rule_id = r.json()["id"]

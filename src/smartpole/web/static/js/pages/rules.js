@@ -16,30 +16,7 @@ actions:
   - alarm: {type: air_quality, severity: minor}
 `;
 
-/** A rule request with a YAML body or answer (api.js speaks JSON); problem+json -> Error. */
-async function yamlRequest(ctx, method, path, text) {
-  const headers = { Accept: text === undefined ? "application/yaml, application/problem+json" : "application/json, application/problem+json" };
-  const init = { method, headers, credentials: "same-origin" };
-  if (text !== undefined) {
-    const session = await ctx.api.get("/api/session"); // its csrf token, for a cookie's write
-    headers["Content-Type"] = "application/yaml";
-    headers["X-CSRF-Token"] = session.csrf;
-    init.body = text;
-  }
-  const response = await fetch(path, init);
-  const type = response.headers.get("Content-Type") || "";
-  const body = type.includes("json") ? await response.json() : await response.text();
-  if (!response.ok) {
-    const problem = typeof body === "object" && body ? body : { detail: String(body) };
-    throw Object.assign(new Error(problem.detail || problem.title || `HTTP ${response.status}`), {
-      status: response.status,
-      title: problem.title || "",
-      detail: problem.detail || "",
-      problem,
-    });
-  }
-  return body;
-}
+const YAML = "application/yaml";
 
 export async function mount(root, ctx) {
   const { api, t, fmt } = ctx;
@@ -112,7 +89,7 @@ export async function mount(root, ctx) {
 
   async function check() {
     try {
-      const got = await yamlRequest(ctx, "POST", "/api/rules/check", editor.value);
+      const got = await api.send("POST", "/api/rules/check", editor.value, YAML);
       clearProblems(t("rules.valid", { keys: got.keys.join(", ") || "–" }));
     } catch (err) {
       if (err.status === 422) showProblems(err);
@@ -122,7 +99,7 @@ export async function mount(root, ctx) {
 
   async function save() {
     try {
-      const rule = await yamlRequest(ctx, "POST", "/api/rules", editor.value);
+      const rule = await api.send("POST", "/api/rules", editor.value, YAML);
       clearProblems(t("rules.saved", { name: rule.name }));
       await load();
     } catch (err) {
@@ -133,7 +110,7 @@ export async function mount(root, ctx) {
 
   async function edit(rule) {
     try {
-      editor.value = await yamlRequest(ctx, "GET", `/api/rules/${rule.id}`);
+      editor.value = await api.send("GET", `/api/rules/${rule.id}`, undefined, YAML);
       clearProblems(t("rules.editing", { name: rule.name }));
     } catch (err) {
       flash(notice, failure(t, err));

@@ -161,6 +161,17 @@ def test_an_operator_works_the_pole_alarms_board_and_rules(browser: Browser, sit
     expect(page.get_by_test_id(f"value-{lamp}-temperature")).to_contain_text(
         "41.5", timeout=LIVE_MS
     )
+    kinds = site.api("GET", "/api/catalog", "lighting", params={"lang": "en"})["kinds"]
+    [spec] = [
+        k
+        for kind in kinds
+        if kind["kind"] == "lamp"
+        for k in kind["keys"]
+        if k["key"] == "temperature"
+    ]
+    row = page.get_by_test_id(f"value-{lamp}-temperature").locator("xpath=..")
+    expect(row).to_contain_text(spec["label"])  # the catalog's label and unit
+    expect(row).to_contain_text(spec["unit"])
 
     # the chart draws the key's history; 1 h is raw readings
     page.get_by_test_id("chart-key").select_option(f"{lamp}:temperature")

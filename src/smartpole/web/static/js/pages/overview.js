@@ -1,7 +1,7 @@
 // The overview (/overview): devices online and offline by kind, active alarms by severity,
 // today's lamp energy, each district's air quality now and its forecast for the next hours.
 import { add } from "../i18n.js";
-import { aqiLevel, el, SEVERITIES, severityBadge, stylesheet } from "./ui.js";
+import { aqiLevel, catalog as loadCatalog, el, SEVERITIES, severityBadge, stylesheet } from "./ui.js";
 
 const FORECAST_HOURS = 24;
 
@@ -10,11 +10,8 @@ export async function mount(root, ctx) {
   await stylesheet();
   const [data, catalog] = await Promise.all([
     api.get("/api/overview"),
-    api.get(`/api/catalog?lang=${encodeURIComponent(ctx.lang)}`).catch(() => null),
+    loadCatalog(ctx),
   ]);
-  const kindLabels = {};
-  const kinds = Array.isArray(catalog?.kinds) ? catalog.kinds : Object.entries(catalog?.kinds ?? {}).map(([kind, s]) => ({ kind, ...s }));
-  for (const k of kinds) kindLabels[k.kind ?? k.name] = k.label;
 
   const total = data.devices.reduce((n, k) => n + k.online + k.offline, 0);
   const online = data.devices.reduce((n, k) => n + k.online, 0);
@@ -30,7 +27,7 @@ export async function mount(root, ctx) {
         "tbody",
         {},
         data.devices.map((k) =>
-          el("tr", { testid: `kind-${k.kind}` }, el("th", { scope: "row" }, kindLabels[k.kind] ?? k.kind), el("td", { testid: `online-${k.kind}` }, fmt.number(k.online)), el("td", { testid: `offline-${k.kind}`, class: k.offline ? "warn" : "" }, fmt.number(k.offline))),
+          el("tr", { testid: `kind-${k.kind}` }, el("th", { scope: "row" }, catalog[k.kind]?.label ?? k.kind), el("td", { testid: `online-${k.kind}` }, fmt.number(k.online)), el("td", { testid: `offline-${k.kind}`, class: k.offline ? "warn" : "" }, fmt.number(k.offline))),
         ),
       ),
     ),

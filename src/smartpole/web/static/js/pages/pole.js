@@ -3,7 +3,7 @@
 // and the pole's alarms and work orders. Live over ctx.live ({"op": "pole"}), no polling.
 import { add } from "../i18n.js";
 import { uplot } from "../vendor.js";
-import { el, failure, flash, mayOperate, severityBadge, stylesheet } from "./ui.js";
+import { catalog as loadCatalog, el, failure, flash, mayOperate, severityBadge, stylesheet } from "./ui.js";
 
 const RANGES = [
   // [label key, window ms, aggregation, bucket ms]; whole hours come from the hourly rollups
@@ -18,23 +18,6 @@ const COMMAND = { persistent: true, timeout: 10_000, expiration: 300_000 };
 // How far along each status is: the POST's answer may come after the live "succeeded".
 const RANK = { queued: 0, sent: 1, delivered: 2, succeeded: 3, failed: 3, expired: 3 };
 
-/** The catalog (GET /api/catalog) as kind -> {label, keys: key -> {label, unit}}. */
-function catalogIndex(catalog) {
-  const out = {};
-  const kinds = Array.isArray(catalog?.kinds)
-    ? catalog.kinds
-    : Object.entries(catalog?.kinds ?? catalog ?? {}).map(([kind, spec]) => ({ kind, ...spec }));
-  for (const spec of kinds) {
-    const keys = {};
-    const list = Array.isArray(spec.keys)
-      ? spec.keys
-      : Object.entries(spec.keys ?? {}).map(([key, k]) => ({ key, ...k }));
-    for (const k of list) keys[k.key] = k;
-    out[spec.kind ?? spec.name] = { label: spec.label, keys };
-  }
-  return out;
-}
-
 function display(ctx, value, unit) {
   if (typeof value === "number") return `${ctx.fmt.number(value, { maximumFractionDigits: 2 })}${unit ? ` ${unit}` : ""}`;
   if (typeof value === "boolean") return ctx.t(value ? "pole.yes" : "pole.no");
@@ -48,14 +31,13 @@ export async function mount(root, ctx) {
   if (!Number.isInteger(poleId) || poleId < 1) throw Object.assign(new Error("not found"), { status: 404 });
   await stylesheet();
   const pole = await api.get(`/api/poles/${poleId}`); // 404: the shell shows "not found"
-  const [devicePage, catalog, latest, alarms, orders] = await Promise.all([
+  const [devicePage, cat, latest, alarms, orders] = await Promise.all([
     api.get(`/api/devices?pole_id=${poleId}&limit=1000`),
-    api.get(`/api/catalog?lang=${encodeURIComponent(ctx.lang)}`).catch(() => null),
+    loadCatalog(ctx),
     api.get(`/api/telemetry/latest?pole_id=${poleId}`),
     api.get(`/api/alarms?pole_id=${poleId}&active=true&limit=200`),
     api.get(`/api/work-orders?pole_id=${poleId}&status=open&status=assigned&status=in_progress&status=resolved`),
   ]);
-  const cat = catalogIndex(catalog);
   const operate = mayOperate(ctx.user);
   const devices = devicePage.items;
   const byId = new Map(devices.map((d) => [d.id, d]));

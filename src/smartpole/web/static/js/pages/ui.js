@@ -30,6 +30,21 @@ export function stylesheet() {
   return styled;
 }
 
+/** The catalog in the chosen language (GET /api/catalog) as kind -> {label, keys: key ->
+ * {label, unit, ...}}; empty when it cannot be had (the raw names are shown then). */
+export async function catalog(ctx) {
+  const out = {};
+  try {
+    const got = await ctx.api.get(`/api/catalog?lang=${encodeURIComponent(ctx.lang)}`);
+    for (const kind of got.kinds) {
+      out[kind.kind] = { label: kind.label, keys: Object.fromEntries(kind.keys.map((k) => [k.key, k])) };
+    }
+  } catch (err) {
+    console.warn("no catalog", err);
+  }
+  return out;
+}
+
 /** Severities, worst first (model/lifecycle.py: Severity). */
 export const SEVERITIES = ["critical", "major", "minor", "warning", "indeterminate"];
 

@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection
 
 from fixtures_api import City
 from helpers import HOT_LAMP, add_rule, all_online, make_street, send, settle
+from smartpole.api.deps import SESSION_COOKIE
 from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.model.clock import now_ms
@@ -28,6 +29,7 @@ from smartpole.transport.mqtt import codec
 from smartpole.transport.mqtt.client import MqttClient
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+PASSWORD = "a long enough password"
 QUEUE = 16  # messages a socket may have waiting: small, so that a slow client loses some
 Message = dict[str, Any]
 
@@ -130,6 +132,32 @@ async def test_without_a_valid_key_the_socket_is_closed_with_1008(
                 await ws.recv()
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1008
+
+
+async def test_a_console_session_opens_the_socket_from_its_own_site_only(
+    platform: Platform, client: httpx.AsyncClient, city: City, server_port: int
+) -> None:
+    user = platform.users.create(city.ids["telecom"], "duty-desk", Role.OPERATOR, PASSWORD)
+    r = await client.post("/api/session", json={"user": "duty-desk", "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    cookie = f"{SESSION_COOKIE}={r.cookies[SESSION_COOKIE]}"
+    url = f"ws://127.0.0.1:{server_port}/api/live"
+    here = {"Cookie": cookie, "Origin": f"http://127.0.0.1:{server_port}"}
+    async with websockets.connect(url, additional_headers=here) as ws:
+        hello = orjson.loads(await ws.recv())
+    assert hello == {
+        "type": "hello",
+        "user": {"id": user.id, "name": "duty-desk"},
+        "tenant": "telecom",
+        "role": "operator",
+    }
+    # a page of another site: the browser sends the cookie, the socket refuses it
+    there = {"Cookie": cookie, "Origin": "https://elsewhere.example"}
+    async with websockets.connect(url, additional_headers=there) as ws:
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008
 
 
 async def test_pole_states_are_pushed_per_view_an_alarm_to_lighting_and_offline_to_telecom(

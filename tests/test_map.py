@@ -10,11 +10,21 @@ import pytest
 import shapely
 
 from fixtures_api import City, make_device, make_pole
-from helpers import HOT_LAMP, add_rule, all_online, make_street, send, settle
+from helpers import HOT_LAMP, Street, add_rule, all_online, make_street, send, settle
 from smartpole.app import Platform
+from smartpole.hub.alarms.store import Alarms
 from smartpole.hub.aqi import iaqi
 from smartpole.model.clock import now_ms
+from smartpole.model.lifecycle import Severity
 from smartpole.model.types import Role
+
+
+@pytest.fixture
+async def street(platform: Platform, client: httpx.AsyncClient, city: City) -> Street:
+    """The street of poles, every device heard from once."""
+    built = await make_street(client, city)
+    await all_online(platform, client, built)
+    return built
 
 
 async def map_of(client: httpx.AsyncClient, city: City, tenant: str) -> dict[str, Any]:
@@ -47,10 +57,8 @@ def states(body: dict[str, Any]) -> dict[int, int]:
 
 
 async def test_the_map_lists_exactly_the_poles_each_tenant_sees(
-    platform: Platform, client: httpx.AsyncClient, city: City
+    platform: Platform, client: httpx.AsyncClient, city: City, street: Street
 ) -> None:
-    street = await make_street(client, city)
-    await all_online(platform, client, street)
     lighting = rows(await map_of(client, city, "lighting"))
     telecom = rows(await map_of(client, city, "telecom"))
     everyone = rows(await map_of(client, city, "city"))
@@ -84,10 +92,8 @@ async def test_the_map_lists_exactly_the_poles_each_tenant_sees(
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_a_lamp_alarm_colours_the_pole_for_lighting_and_the_city_not_for_telecom(
-    platform: Platform, client: httpx.AsyncClient, city: City
+    platform: Platform, client: httpx.AsyncClient, city: City, street: Street
 ) -> None:
-    street = await make_street(client, city)
-    await all_online(platform, client, street)
     await add_rule(client, city, "lighting", HOT_LAMP)
     before = (await map_of(client, city, "city"))["version"]
     await send(client, street.devices["lamp"]["token"], now_ms(), temperature=110.0)
@@ -117,6 +123,26 @@ async def test_a_device_never_heard_from_shows_its_pole_offline_to_its_owner_onl
     assert states(await map_of(client, city, "telecom"))[street.p1] == offline
     assert states(await map_of(client, city, "city"))[street.p1] == offline
     assert states(await map_of(client, city, "lighting")) == {street.p1: 0, street.p2: 0}
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_an_alarm_raised_by_another_node_shows_after_the_refresh(
+    platform: Platform, client: httpx.AsyncClient, city: City, street: Street
+) -> None:
+    other_node = Alarms(platform.db.engine)  # the same database, none of this node's listeners
+    other_node.raise_sync(
+        tenant_id=city.ids["telecom"],
+        originator_type="device",
+        originator_id=street.devices["cell"]["id"],
+        type="overheat",
+        severity=Severity.CRITICAL,
+        pole_id=street.p1,
+    )
+    assert states(await map_of(client, city, "telecom"))[street.p1] == 0
+    await platform.pole_states.refresh()
+    assert states(await map_of(client, city, "telecom"))[street.p1] == 5
+    assert states(await map_of(client, city, "city"))[street.p1] == 5
+    assert states(await map_of(client, city, "lighting"))[street.p1] == 0
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)

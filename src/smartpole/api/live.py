@@ -36,8 +36,9 @@ MAX_OP_BYTES = 1024
 
 
 def hello(who: Principal) -> dict[str, Any]:
-    """The first message: who the socket acts for."""
-    return {"type": "hello", "user": None, "tenant": who.tenant, "role": who.role.value}
+    """The first message: who the socket acts for (``user`` is null for an API key)."""
+    user = None if who.user_id is None else {"id": who.user_id, "name": who.name}
+    return {"type": "hello", "user": user, "tenant": who.tenant, "role": who.role.value}
 
 
 def encode(message: Message) -> dict[str, Any]:

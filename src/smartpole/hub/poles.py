@@ -83,6 +83,7 @@ class PoleStates:
         self._views: dict[int, dict[int, PoleState]] = {}  # view -> pole -> state (not ok)
         self._pole_views: dict[int, set[int]] = {}  # pole -> views where it is not ok
         self._pending: set[int] = set()  # devices whose presence may have changed
+        self._alarm_changes = 0  # alarm changes told so far (a refresh must not undo one)
         self._refreshed = 0.0
 
     # -- reads -----------------------------------------------------------------------------
@@ -126,6 +127,12 @@ class PoleStates:
         for pole in {*self._alarms, *self._offline_at}:
             self._recompute(pole, [])
 
+    def _set_offline(self, offline: dict[int, tuple[int, int]]) -> None:
+        self._offline = {d: p for d, (p, _) in offline.items()}
+        self._offline_at = {}
+        for device_id, (pole_id, owner_id) in offline.items():
+            self._offline_at.setdefault(pole_id, {})[device_id] = owner_id
+
     def _load(
         self,
     ) -> tuple[dict[int, dict[int, tuple[PoleState, frozenset[int]]]], dict[int, tuple[int, int]]]:
@@ -160,12 +167,6 @@ class PoleStates:
                     offline[device_id] = (pole_id, owner_id)
         return offline
 
-    def _set_offline(self, offline: dict[int, tuple[int, int]]) -> None:
-        self._offline = {d: p for d, (p, _) in offline.items()}
-        self._offline_at = {}
-        for device_id, (pole_id, owner_id) in offline.items():
-            self._offline_at.setdefault(pole_id, {})[device_id] = owner_id
-
     # -- events ----------------------------------------------------------------------------
     def on_alarm(self, change: AlarmChange) -> None:
         """An alarm listener: an active alarm counts on its pole, a cleared one no more."""
@@ -173,6 +174,7 @@ class PoleStates:
         pole_id = pole_of_alarm(alarm)
         if pole_id is None:
             return
+        self._alarm_changes += 1
         at = self._alarms.setdefault(pole_id, {})
         if alarm.status.active:
             at[alarm.id] = (state_of(alarm.severity), frozenset(change.tenants))
@@ -206,17 +208,27 @@ class PoleStates:
 
     async def refresh(self) -> None:
         """Read every device's presence (a device falls silent without an event; devices are
-        added, moved and removed) and update the poles whose state it changes."""
+        added, moved and removed) and the active alarms (another node may have changed one)
+        again, and update the poles whose state that changes."""
         self._pending = set()
         self._refreshed = time.monotonic()
-        found = await asyncio.to_thread(self._presence, None)
-        self._apply(sorted({*found, *self._offline}), found)
-
-    def _apply(self, ids: Sequence[int], found: dict[int, tuple[int, int]]) -> None:
-        """Take the presence of ``ids`` as read (``found``: the offline ones, with pole and
-        owner); tell presence changes, then the poles' state changes."""
-        changes: list[StateChange] = []
+        told = self._alarm_changes
+        found, offline = await asyncio.to_thread(self._load)
         touched: set[int] = set()
+        if told == self._alarm_changes:  # else this read may be older than a change told
+            for pole_id in self._alarms.keys() | found.keys():
+                if self._alarms.get(pole_id) != found.get(pole_id):
+                    touched.add(pole_id)
+            self._alarms = found
+        self._apply(sorted({*offline, *self._offline}), offline, touched)
+
+    def _apply(
+        self, ids: Sequence[int], found: dict[int, tuple[int, int]], touched: set[int] | None = None
+    ) -> None:
+        """Take the presence of ``ids`` as read (``found``: the offline ones, with pole and
+        owner); tell presence changes, then the state changes of their poles and ``touched``."""
+        changes: list[StateChange] = []
+        touched = set() if touched is None else touched
         for device_id in ids:
             was = self._offline.get(device_id)
             now = found.get(device_id)

@@ -206,6 +206,14 @@ def test_an_operator_works_the_pole_alarms_board_and_rules(browser: Browser, sit
     expect(page.get_by_test_id(f"map-link-{alarm['id']}")).to_have_attribute(
         "href", f"/?pole={site.p1}"
     )
+    page.get_by_test_id(f"comments-toggle-{alarm['id']}").click()
+    page.get_by_test_id(f"comment-text-{alarm['id']}").fill("crew on the way")
+    page.get_by_test_id(f"comment-{alarm['id']}").click()
+    expect(page.get_by_test_id(f"comments-{alarm['id']}")).to_contain_text("crew on the way")
+    page.get_by_test_id("filter-severity").select_option("minor")
+    expect(row).to_have_count(0)
+    page.get_by_test_id("filter-severity").select_option("critical")
+    expect(row).to_have_count(1)
     screenshot(page, "console-alarms")
 
     # the board steps a work order: assigned to a team, then in progress

@@ -145,6 +145,7 @@ export async function mount(root, ctx) {
       return;
     }
     const fresh = row(a);
+    if (known?.row.querySelector("details")?.open) fresh.querySelector("details").open = true; // stays open, comments reread
     if (known) known.row.replaceWith(fresh);
     else if (live) list.prepend(fresh);
     else list.append(fresh);

@@ -238,6 +238,7 @@ def test_an_operator_works_the_pole_alarms_board_and_rules(browser: Browser, sit
     expect(card).to_have_attribute("data-status", "in_progress")
     got = site.api("GET", f"/api/work-orders/{order['id']}", "lighting")
     assert got["status"] == "in_progress"
+    screenshot(page, "console-work-orders")
 
     # the rule editor shows a YAML problem at its line
     go(page, "rules")
@@ -257,6 +258,7 @@ def test_an_operator_works_the_pole_alarms_board_and_rules(browser: Browser, sit
     go(page, "overview")
     expect(page.get_by_test_id("online-lamp")).to_have_text("1")
     expect(page.get_by_test_id("alarms-critical").locator("a")).to_have_text("1")
+    screenshot(page, "console-overview")
     assert offline.off_host == []
     assert errors == []
     page.context.close()

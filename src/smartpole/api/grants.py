@@ -82,6 +82,7 @@ def _grant(g: MountGrant) -> MountGrantOut:
 # -- gateway bindings ---------------------------------------------------------------------
 @router.post(
     "/devices/{device_id}/bindings",
+    name="binding.create",  # the audit's action, as binding.revoke undoes it
     tags=["sharing"],
     status_code=201,
     summary="Bind a device to another tenant's gateway",
@@ -124,6 +125,7 @@ def revoke_binding(
 # -- mount grants -------------------------------------------------------------------------
 @router.post(
     "/poles/{pole_id}/mount-grants",
+    name="mount_grant.create",  # the audit's action, as mount_grant.revoke undoes it
     tags=["sharing"],
     status_code=201,
     summary="Let another tenant mount devices on a pole",

@@ -200,6 +200,20 @@ TILT_RULE = {
 }
 
 
+# A YAML rule with problems on known lines: the operator on line 6, the severity on line 9.
+BAD_RULE = """\
+name: pm25-high
+scope:
+  kinds: [air]
+condition:
+  key: pm25
+  op: "~"
+  value: 75
+actions:
+  - alarm: {type: air_quality, severity: terrible}
+"""
+
+
 async def settle(platform: Platform) -> None:
     """Wait until every upload so far is committed, evaluated and acted on."""
     await platform.pipeline.drain()

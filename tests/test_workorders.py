@@ -117,10 +117,15 @@ async def test_the_lifecycle_leaves_a_history_of_every_change(
     client: httpx.AsyncClient, city: City, tilted: dict[str, Any]
 ) -> None:
     [wo] = (await orders(client, city, "lighting"))["items"]
-    for to in ("in_progress", "resolved", "closed"):
+    assert wo["steps"] == ["in_progress"]  # what a board offers from "assigned"
+    for to, steps in (
+        ("in_progress", ["resolved"]),
+        ("resolved", ["closed", "in_progress"]),
+        ("closed", []),
+    ):
         r = await move(client, city, wo["id"], to)
         assert r.status_code == 200, r.text
-        assert r.json()["status"] == to
+        assert (r.json()["status"], r.json()["steps"]) == (to, steps)
     r = await client.post(
         f"/api/work-orders/{wo['id']}/comments",
         json={"comment": "photos attached"},

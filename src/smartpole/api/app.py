@@ -30,6 +30,7 @@ from smartpole.api import (
 )
 from smartpole.api import map as map_api
 from smartpole.api import metrics as metrics_api
+from smartpole.api import overview as overview_api
 from smartpole.api import rules as rules_api
 from smartpole.api import session as session_api
 from smartpole.api import users as users_api
@@ -101,6 +102,7 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
     app.include_router(webhooks_api.router)
     app.include_router(workorders_api.router)
     app.include_router(analytics_api.router)
+    app.include_router(overview_api.router)
     app.include_router(provisioning.router)
     app.include_router(grants.router)
     app.include_router(firmware.router)

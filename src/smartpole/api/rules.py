@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -12,7 +14,14 @@ from smartpole.api.deps import NOT_A_CHANGE, Caller, HubDep
 from smartpole.api.schemas import Id
 from smartpole.errors import InvalidInput
 from smartpole.hub.rules.conditions import ANY_KEY
-from smartpole.hub.rules.documents import check_each, parse_rules_text, rules_in
+from smartpole.hub.rules.documents import (
+    check_each,
+    is_yaml,
+    locate_lines,
+    parse_rules_text,
+    rules_in,
+    rules_yaml,
+)
 from smartpole.model.rules import StoredRule
 from smartpole.model.types import Role
 
@@ -35,6 +44,10 @@ BODY = {
         },
     }
 }
+LOCATED = (
+    "the rule is invalid; `errors` lists why, each at its location (`loc`) and, in a YAML"
+    " body, its line (`line`, from 1)"
+)
 
 
 class RuleOut(BaseModel):
@@ -54,8 +67,21 @@ class RuleOut(BaseModel):
         return cls(**rule.to_dict())
 
 
-async def _body(request: Request) -> Any:
-    return parse_rules_text(await request.body(), request.headers.get("content-type", ""))
+@contextlib.contextmanager
+def _lines(text: bytes, content_type: str, prefix: list[Any] | None = None) -> Iterator[None]:
+    """A YAML body's problems located at their lines too."""
+    try:
+        yield
+    except InvalidInput as err:
+        if is_yaml(content_type):
+            locate_lines(err, text, prefix or [])
+        raise
+
+
+async def _body(request: Request) -> tuple[Any, bytes, str]:
+    """The parsed body, its text and its content type."""
+    text, content_type = await request.body(), request.headers.get("content-type", "")
+    return parse_rules_text(text, content_type), text, content_type
 
 
 @router.get("/rules", summary="List rules")
@@ -71,7 +97,7 @@ def list_rules(hub: HubDep, who: Caller) -> list[RuleOut]:
     openapi_extra=BODY,
     responses={
         200: {"model": RuleOut, "description": "a rule of that name was replaced"},
-        422: {"content": PROBLEM, "description": "the rule is invalid; `errors` lists why"},
+        422: {"content": PROBLEM, "description": LOCATED},
     },
 )
 async def put_rule(hub: HubDep, who: Caller, request: Request, response: Response) -> RuleOut:
@@ -81,8 +107,9 @@ async def put_rule(hub: HubDep, who: Caller, request: Request, response: Respons
     reported at once, each with its location (``["condition", "all", 1, "op"]``). The rule
     takes effect at once, without a restart.
     """
-    body = await _body(request)
-    rule, created = await run_in_threadpool(hub.rules.put, who, body)
+    body, text, content_type = await _body(request)
+    with _lines(text, content_type):
+        rule, created = await run_in_threadpool(hub.rules.put, who, body)
     await hub.reload()
     if not created:
         response.status_code = 200
@@ -94,13 +121,14 @@ async def put_rule(hub: HubDep, who: Caller, request: Request, response: Respons
     summary="Check a rule without saving it",
     openapi_extra=BODY,
     dependencies=[NOT_A_CHANGE],
-    responses={422: {"content": PROBLEM, "description": "the rule is invalid"}},
+    responses={422: {"content": PROBLEM, "description": LOCATED}},
 )
 async def check_rule(hub: HubDep, who: Caller, request: Request) -> dict[str, Any]:
     """Validate a rule body as ``POST /api/rules`` would, and say which keys it reads
     (``any_key``: any reading wakes it, as ``missing`` without a key does)."""
-    body = await _body(request)
-    rule = await run_in_threadpool(hub.check, who.tenant_id, who.is_operator, body)
+    body, text, content_type = await _body(request)
+    with _lines(text, content_type):
+        rule = await run_in_threadpool(hub.check, who.tenant_id, who.is_operator, body)
     keys = sorted(k for k in rule.keys if k != ANY_KEY)
     return {"name": rule.name, "keys": keys, "any_key": ANY_KEY in rule.keys, "timed": rule.timed}
 
@@ -118,22 +146,39 @@ async def import_rules(hub: HubDep, who: Caller, request: Request) -> list[RuleO
     problem by the rule's position in the list.
     """
     who.require(Role.OPERATOR)
-    doc = await _body(request)
+    doc, text, content_type = await _body(request)
     items = rules_in(doc)
     errors = await run_in_threadpool(
         check_each, items, lambda item: hub.check(who.tenant_id, who.is_operator, item)
     )
     if errors:
-        raise InvalidInput(f"{len(errors)} problem(s) in the rules; none was saved", errors=errors)
+        with _lines(text, content_type, ["rules"] if isinstance(doc, dict) else []):
+            raise InvalidInput(
+                f"{len(errors)} problem(s) in the rules; none was saved", errors=errors
+            )
     out = [RuleOut.of((await run_in_threadpool(hub.rules.put, who, item))[0]) for item in items]
     await hub.reload()
     return out
 
 
-@router.get("/rules/{rule_id}", summary="Get a rule")
-def get_rule(hub: HubDep, who: Caller, rule_id: Id) -> RuleOut:
-    """A visible rule."""
-    return RuleOut.of(hub.rules.get(who, rule_id))
+@router.get(
+    "/rules/{rule_id}",
+    summary="Get a rule",
+    response_model=RuleOut,
+    responses={
+        200: {
+            "content": {"application/yaml": {"schema": {"type": "string"}}},
+            "description": "the rule; with `Accept: application/yaml`, its body as YAML",
+        }
+    },
+)
+def get_rule(hub: HubDep, who: Caller, rule_id: Id, request: Request) -> Any:
+    """A visible rule; asked with ``Accept: application/yaml``, just its body written as YAML
+    (what ``POST /api/rules`` takes back), as an editor shows it."""
+    rule = hub.rules.get(who, rule_id)
+    if is_yaml(request.headers.get("accept", "")):
+        return Response(rules_yaml(rule.body), media_type="application/yaml")
+    return RuleOut.of(rule)
 
 
 @router.delete("/rules/{rule_id}", status_code=204, summary="Delete a rule")

@@ -12,6 +12,7 @@ from smartpole.api.deps import AlarmsDep, AssetsDep, Caller, WorkOrdersDep
 from smartpole.api.schemas import Id, Offset
 from smartpole.errors import Forbidden, InvalidInput
 from smartpole.hub.alarms.store import Alarms
+from smartpole.hub.workorders.lifecycle import TRANSITIONS
 from smartpole.hub.workorders.store import WorkOrderFilter, WorkOrders
 from smartpole.model.lifecycle import Severity, WorkOrderStatus
 from smartpole.model.types import Role
@@ -149,11 +150,16 @@ class WorkOrderOut(BaseModel):
     overdue: bool = Field(description="unresolved and past its deadline")
     overdue_since: int | None = Field(description="when the overdue alarm was raised")
     resolve_suggested: bool = Field(description="its alarm cleared: consider resolving it")
+    steps: list[WorkOrderStatus] = Field(
+        default_factory=list,
+        description="the statuses it may move to next (`POST .../transition`); `assigned` is"
+        " reached by `POST .../assign`",
+    )
 
     @classmethod
     def of(cls, order: WorkOrder) -> Self:
-        """From the domain object."""
-        return cls(**order.to_dict())
+        """From the domain object, with the steps its status allows."""
+        return cls(**order.to_dict(), steps=list(TRANSITIONS[order.status]))
 
 
 class WorkOrderDetail(WorkOrderOut):

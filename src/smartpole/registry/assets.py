@@ -393,6 +393,25 @@ class Assets:
         with self.engine.connect() as conn:
             return list(conn.execute(q).scalars())
 
+    def device_presence(self, who: Principal) -> list[tuple[int, str, int | None]]:
+        """(id, kind, last seen) of every visible device: what online counts are made of."""
+        q = self.device_query(who).with_only_columns(
+            devices.c.id, devices.c.kind, devices.c.last_seen
+        )
+        with self.engine.connect() as conn:
+            return [(r.id, r.kind, r.last_seen) for r in conn.execute(q)]
+
+    def air_devices(self, who: Principal) -> dict[str, list[int]]:
+        """The visible air sensors on poles, by their pole's district."""
+        q = self.device_query(who, kind=DeviceKind.AIR.value).with_only_columns(
+            devices.c.id, poles.c.district
+        )
+        out: dict[str, list[int]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(q.where(poles.c.district.is_not(None))):
+                out.setdefault(r.district, []).append(r.id)
+        return out
+
     def get_device(self, who: Principal, device_id: int) -> Device:
         """One visible device."""
         q = self.device_query(who).where(devices.c.id == device_id)

@@ -449,6 +449,16 @@ class Alarms:
         with self.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
 
+    def active_by_severity(self, who: Principal) -> dict[Severity, int]:
+        """How many visible alarms are active, by severity (severities without one left out)."""
+        q = (
+            select(alarms.c.severity, func.count())
+            .where(alarms.c.status.in_(ACTIVE), self._visible(who))
+            .group_by(alarms.c.severity)
+        )
+        with self.engine.connect() as conn:
+            return {Severity(s): int(n) for s, n in conn.execute(q)}
+
     def purge_cleared(self, before: int) -> int:
         """Delete alarms cleared before ``before`` (ms); return how many."""
         with self.engine.begin() as conn:

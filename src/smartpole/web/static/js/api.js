@@ -20,12 +20,12 @@ export class ApiError extends Error {
   }
 }
 
-async function request(method, path, body) {
-  const headers = { Accept: "application/json, application/problem+json" };
+async function request(method, path, body, media = "application/json") {
+  const headers = { Accept: `${media}, application/problem+json` };
   const init = { method, headers, credentials: "same-origin" };
   if (body !== undefined) {
-    headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
+    headers["Content-Type"] = media;
+    init.body = media === "application/json" ? JSON.stringify(body) : body;
   }
   if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
   const response = await fetch(path, init);
@@ -46,4 +46,6 @@ export const api = {
   put: (path, body) => request("PUT", path, body),
   patch: (path, body) => request("PATCH", path, body),
   del: (path, body) => request("DELETE", path, body),
+  /** Another media type (YAML rules): send(method, path, text, "application/yaml") -> text. */
+  send: (method, path, text, media) => request(method, path, text, media),
 };

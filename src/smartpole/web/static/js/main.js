@@ -1,6 +1,7 @@
 // The console's shell: boot (who is logged in, else /login), the header, the router.
 // Each page is static/js/pages/<name>.js exporting `async mount(root, ctx)` that returns an
 // unmount function; ctx = {api, live, t, lang, user, navigate, fmt, params}.
+import { bell } from "./alarm-bell.js";
 import { api, setCsrf } from "./api.js";
 import * as i18n from "./i18n.js";
 import { connect } from "./live.js";
@@ -93,7 +94,7 @@ function header(active) {
     el("a", { class: "brand", href: "/" }, el("img", { src: "/static/img/pole.svg", alt: "" }), "smartpole"),
     nav,
     offline,
-    el("div", { class: "header-end" }, lang, menu),
+    el("div", { class: "header-end" }, bell.element, lang, menu),
   );
 }
 
@@ -202,6 +203,7 @@ async function boot() {
   state.live.on("open", () => {
     document.querySelector("[data-testid=live-state]")?.setAttribute("hidden", "");
   });
+  bell.start(state.live);
   document.addEventListener("click", interceptLinks);
   window.addEventListener("popstate", route);
   await route();

@@ -21,7 +21,7 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 ## install: create/refresh the virtualenv from the lock file
 install: $(VENV)/.synced
 
-## system-deps: Debian packages the tests and benchmarks need (PostgreSQL, Mosquitto)
+## system-deps: Debian packages the tests and benchmarks need (PostgreSQL, Mosquitto, Chromium, CJK fonts)
 system-deps:
 	@bash scripts/system-deps.sh test
 
@@ -59,6 +59,7 @@ bench: install system-deps
 	$(VENV)/bin/python -m bench.outage
 	$(VENV)/bin/python -m bench.cli
 	$(VENV)/bin/python -m bench.map
+	$(VENV)/bin/python -m bench.console
 
 bench-short: install system-deps
 	$(VENV)/bin/python -m bench.ingest --short
@@ -70,6 +71,7 @@ bench-short: install system-deps
 	$(VENV)/bin/python -m bench.soak --short
 	$(VENV)/bin/python -m bench.cli --short
 	$(VENV)/bin/python -m bench.map --short
+	$(VENV)/bin/python -m bench.console --short
 
 ## soak: serve + simulator for 30 minutes, memory, files and queues every minute (bench/soak.py);
 ## soak-short: about 1 minute (CI runs it in bench-short)

@@ -8,6 +8,8 @@ case "${1:-test}" in
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || want+=(postgresql)
     command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || want+=(mosquitto)
     command -v chromium >/dev/null || want+=(chromium)
+    # Chinese labels in the console's screenshots (scripts/screenshots.py)
+    dpkg -s fonts-noto-cjk >/dev/null 2>&1 || want+=(fonts-noto-cjk)
     ;;
 esac
 [ ${#want[@]} -eq 0 ] && exit 0

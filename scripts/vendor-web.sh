@@ -8,6 +8,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 web="$root/web"
 out="$root/src/smartpole/web/static/vendor"
 (cd "$web" && npm ci --no-audit --no-fund --silent)
+# devDependencies (MapLibre, supercluster) are for bench/map_libraries.py only: not copied
 mods="$web/node_modules"
 version() { node -p "require('$mods/$1/package.json').version"; }
 
@@ -21,7 +22,4 @@ copy() {  # copy <package> <dest dir> <files...>
 
 copy uplot uplot dist/uPlot.iife.min.js dist/uPlot.min.css
 copy leaflet leaflet dist/leaflet.js dist/leaflet.css
-copy supercluster supercluster dist/supercluster.min.js
-# supercluster's bundle includes kdbush: its licence goes with it
-cp "$mods/kdbush/LICENSE" "$out/supercluster/LICENSE.kdbush"
 echo "vendored into $out:"; cat "$out"/*/VERSION

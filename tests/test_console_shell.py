@@ -121,3 +121,30 @@ def test_a_configured_tile_server_is_allowed_and_handed_to_the_map(
     assert "https://tiles.example.org" in directives["img-src"]
     assert "https://tiles.example.org" not in directives["script-src"]
     assert 'content="https://tiles.example.org/{z}/{x}/{y}.png"' in r.text
+
+
+def registered_labels(script: str) -> dict[str, set[str]]:
+    """The keys each language registers with ``i18n.add({en: {...}, "zh-CN": {...}})``."""
+    out: dict[str, set[str]] = {}
+    for block in re.findall(r"add\(\{(.*?)\n\}\);", script, flags=re.S):
+        for lang, body in re.findall(r'^  "?([\w-]+)"?: \{(.*?)^  \},?$', block, flags=re.S | re.M):
+            out.setdefault(lang, set()).update(re.findall(r'^\s+"([^"]+)":', body, flags=re.M))
+    return out
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        p
+        for p in sorted(STATIC.rglob("*.js"))
+        if "vendor" not in p.parts and "add({" in p.read_text()
+    ],
+    ids=lambda p: p.name,
+)
+def test_every_label_is_in_chinese_and_english(script: Path) -> None:
+    labels = registered_labels(script.read_text(encoding="utf-8"))
+    assert labels.get("en"), f"{script.name} registers no English labels"
+    assert labels["en"] == labels.get("zh-CN"), (
+        f"only English: {sorted(labels['en'] - labels.get('zh-CN', set()))}, "
+        f"only Chinese: {sorted(labels.get('zh-CN', set()) - labels['en'])}"
+    )

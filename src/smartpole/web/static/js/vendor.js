@@ -36,3 +36,12 @@ export async function uplot() {
   ]);
   return window.uPlot;
 }
+
+/** Leaflet (the city map): the L namespace. */
+export async function leaflet() {
+  await Promise.all([
+    script("/static/vendor/leaflet/leaflet.js"),
+    style("/static/vendor/leaflet/leaflet.css"),
+  ]);
+  return window.L;
+}

@@ -8,7 +8,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 web="$root/web"
 out="$root/src/smartpole/web/static/vendor"
 (cd "$web" && npm ci --no-audit --no-fund --silent)
-# devDependencies (MapLibre, supercluster) are for bench/map_libraries.py only: not copied
+# devDependencies (supercluster) are for bench/map_libraries.py only: not copied
 mods="$web/node_modules"
 version() { node -p "require('$mods/$1/package.json').version"; }
 
@@ -22,4 +22,8 @@ copy() {  # copy <package> <dest dir> <files...>
 
 copy uplot uplot dist/uPlot.iife.min.js dist/uPlot.min.css
 copy leaflet leaflet dist/leaflet.js dist/leaflet.css
+# the base map from a MapLibre style (only loaded when one is configured): the CSP build, whose
+# worker is a file of this host rather than a blob, and its Leaflet binding
+copy maplibre-gl maplibre-gl dist/maplibre-gl-csp.js dist/maplibre-gl-csp-worker.js dist/maplibre-gl.css
+copy @maplibre/maplibre-gl-leaflet maplibre-gl-leaflet leaflet-maplibre-gl.js
 echo "vendored into $out:"; cat "$out"/*/VERSION

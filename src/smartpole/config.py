@@ -178,10 +178,13 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     map_tiles: str | None = Field(
         None,
-        pattern=r"^https?://[^/{}]+/.*\{z\}.*\{x\}.*\{y\}",
+        # an XYZ template names {z}, {x} and {y}; a style URL has no braces at all
+        pattern=r"^https?://[^/{}]+/(?:[^{}]*\{z\}.*\{x\}.*\{y\}.*|[^{}]*)$",
         description=(
-            "Base map of the console: an XYZ raster tile URL template (https://host/{z}/{x}/{y}.png);"
-            " unset = the offline map (district outlines and roads drawn from the poles)."
+            "Base map of the console: an XYZ raster tile URL template"
+            " (https://host/{z}/{x}/{y}.png) or a MapLibre style URL (https://host/style.json,"
+            " its tiles, glyphs and sprites on the same host); unset = the offline map (district"
+            " outlines and roads drawn from the poles)."
         ),
     )
 

@@ -36,8 +36,8 @@ OWN_CACHE = "no-cache"
 
 
 def content_security_policy(map_tiles: str | None) -> str:
-    """This host only, no inline script or style element; a tile server's origin may add
-    images (XYZ raster tiles) and connections."""
+    """This host only, no inline script or style element; a tile server's origin (an XYZ
+    template's or a MapLibre style's) may add images and connections, never scripts."""
     extra = ""
     if map_tiles:
         parts = urlsplit(map_tiles)

@@ -45,3 +45,16 @@ export async function leaflet() {
   ]);
   return window.L;
 }
+
+/** MapLibre GL and its Leaflet binding (a base map from a MapLibre style): the L namespace,
+ * with L.maplibreGL. The CSP build: its worker is a file of this host, not a blob. */
+export async function maplibre() {
+  const L = await leaflet();
+  await Promise.all([
+    script("/static/vendor/maplibre-gl/maplibre-gl-csp.js"),
+    style("/static/vendor/maplibre-gl/maplibre-gl.css"),
+  ]);
+  window.maplibregl.setWorkerUrl("/static/vendor/maplibre-gl/maplibre-gl-csp-worker.js");
+  await script("/static/vendor/maplibre-gl-leaflet/leaflet-maplibre-gl.js");
+  return L;
+}

@@ -6,7 +6,7 @@ import { BaseLayer } from "../map/base.js";
 import { AQI_BANDS, LAMP_BANDS, NOISE_BANDS, STATE_COLOURS } from "../map/colours.js";
 import { PoleLayer } from "../map/layer.js";
 import { Poles, STATES } from "../map/poles.js";
-import { leaflet } from "../vendor.js";
+import { leaflet, maplibre } from "../vendor.js";
 
 const LAYERS = [null, "aqi", "noise", "lamp"];
 const LEGENDS = { aqi: AQI_BANDS, noise: NOISE_BANDS, lamp: LAMP_BANDS };
@@ -141,10 +141,13 @@ function legendRows(t, layer) {
 export async function mount(root, ctx) {
   const { api, t, live, fmt } = ctx;
   const tiles = document.querySelector("meta[name=smartpole-map-tiles]")?.content || "";
+  // the base map: an XYZ raster template ({z}/{x}/{y}), a MapLibre style URL, or none (offline)
+  let source = !tiles ? "offline" : /\{z\}/.test(tiles) ? "xyz" : "style";
+  const drawOutlines = () => api.get("/api/map/outlines").catch(() => null);
   // the base map is drawn when it arrives: the poles do not wait for it
-  const outlines = tiles ? Promise.resolve(null) : api.get("/api/map/outlines").catch(() => null);
+  let outlines = source === "offline" ? drawOutlines() : Promise.resolve(null);
   const [L, body, catalog] = await Promise.all([
-    leaflet(),
+    source === "style" ? maplibre() : leaflet(),
     api.get("/api/map/poles"),
     api.get(`/api/catalog?lang=${encodeURIComponent(ctx.lang)}`).catch(() => null),
   ]);
@@ -211,9 +214,19 @@ export async function mount(root, ctx) {
     attributionControl: Boolean(tiles),
     worldCopyJump: false,
   });
-  if (tiles) {
+  if (source === "xyz") {
     L.tileLayer(tiles, { maxZoom: MAX_ZOOM, attribution: new URL(tiles.replace(/[{}]/g, "")).host }).addTo(map);
+  } else if (source === "style") {
+    try {
+      L.maplibreGL({ style: tiles }).addTo(map);
+    } catch (err) {
+      // no WebGL in this browser: the offline base map rather than none
+      console.warn("the MapLibre base map cannot be drawn here:", err.message);
+      source = "offline";
+      outlines = drawOutlines();
+    }
   }
+  mapBox.dataset.base = source;
 
   function showLegend() {
     legend.replaceChildren(...legendRows(t, layerState.layer));

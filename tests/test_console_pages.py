@@ -209,7 +209,9 @@ def test_an_operator_works_the_pole_alarms_board_and_rules(browser: Browser, sit
     page.get_by_test_id(f"comments-toggle-{alarm['id']}").click()
     page.get_by_test_id(f"comment-text-{alarm['id']}").fill("crew on the way")
     page.get_by_test_id(f"comment-{alarm['id']}").click()
-    expect(page.get_by_test_id(f"comments-{alarm['id']}")).to_contain_text("crew on the way")
+    comments = page.get_by_test_id(f"comments-{alarm['id']}")
+    expect(comments).to_contain_text("crew on the way")
+    expect(comments).to_contain_text("ops-li (lighting, operator)")  # signed by the person
     page.get_by_test_id("filter-severity").select_option("minor")
     expect(row).to_have_count(0)
     page.get_by_test_id("filter-severity").select_option("critical")
@@ -238,6 +240,7 @@ def test_an_operator_works_the_pole_alarms_board_and_rules(browser: Browser, sit
     expect(card).to_have_attribute("data-status", "in_progress")
     got = site.api("GET", f"/api/work-orders/{order['id']}", "lighting")
     assert got["status"] == "in_progress"
+    assert got["history"][-1]["actor"] == "ops-li (lighting, operator)"  # the person who stepped it
     screenshot(page, "console-work-orders")
 
     # the rule editor shows a YAML problem at its line

@@ -78,7 +78,7 @@ async def test_alarm_ack_assign_comment_and_tenancy(
     r = await client.post(base + "/clear", headers=city.auth("lighting"))
     assert (r.json()["status"], r.json()["assignee"]) == ("cleared_ack", "crew-3")
     comments = await client.get(base + "/comments", headers=city.auth("lighting"))
-    assert [(c["author"], c["text"]) for c in comments.json()] == [("lighting", "on it")]
+    assert [(c["author"], c["text"]) for c in comments.json()] == [("lighting (admin)", "on it")]
     for path in ("/ack", "/clear"):
         r = await client.post(base + path, headers=city.auth("telecom"))
         assert r.status_code == 404

@@ -74,7 +74,8 @@ class CommentIn(BaseModel):
 
 
 class CommentOut(BaseModel):
-    """A comment and who wrote it (the tenant's name)."""
+    """A comment and who wrote it: a person's login, tenant and role ("li.wei (lighting,
+    operator)"), or for an API key its tenant and role ("lighting (operator)")."""
 
     id: int
     alarm_id: int

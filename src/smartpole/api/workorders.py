@@ -305,7 +305,7 @@ def _create(
     if body.pole_id is not None and (alarm is not None or body.device_id is not None):
         assets.get_pole(who, body.pole_id)
     return wo.create(
-        actor=f"{who.tenant} ({who.role})",
+        actor=who.signature,
         tenant_id=tenant_id,
         alarm=alarm,
         device_id=body.device_id,

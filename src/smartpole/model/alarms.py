@@ -77,7 +77,8 @@ class AlarmChange:
 
 @dataclass(frozen=True, slots=True)
 class AlarmComment:
-    """A comment on an alarm, signed with its author's tenant name."""
+    """A comment on an alarm, signed by its author: a person's login, tenant and role, or a
+    key's tenant and role."""
 
     id: int
     alarm_id: int

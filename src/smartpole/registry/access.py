@@ -69,6 +69,14 @@ class Principal:
         actor_id = self.user_id if self.user_id is not None else self.key_id
         return Actor(self.actor_type, actor_id, self.name, self.tenant_id)
 
+    @property
+    def signature(self) -> str:
+        """How a comment or a work-order step is signed: a person's login with their tenant and
+        role, else (an API key, the command line) the tenant and role."""
+        if self.user_id is not None and self.name:
+            return f"{self.name} ({self.tenant}, {self.role})"
+        return f"{self.tenant} ({self.role})"
+
     def require(self, role: Role) -> None:
         """Raise Forbidden unless the caller's role includes ``role``."""
         if not self.role.at_least(role):

@@ -316,11 +316,11 @@ class Alarms:
         return alarm
 
     async def comment(self, who: Principal, alarm_id: int, body: str) -> AlarmComment:
-        """Add a comment to a visible alarm, signed with the caller's tenant."""
+        """Add a comment to a visible alarm, signed by the caller (``Principal.signature``)."""
         alarm = await asyncio.to_thread(self.get_visible, who, alarm_id)
         if not 1 <= len(body) <= 4000:
             raise InvalidInput("a comment is 1 to 4000 characters")
-        row = {"alarm_id": alarm_id, "ts": now_ms(), "author": who.tenant, "text": body}
+        row = {"alarm_id": alarm_id, "ts": now_ms(), "author": who.signature, "text": body}
         added = await asyncio.to_thread(self._add_comment, row)
         tenants = await asyncio.to_thread(self.tenants_of, alarm_id)
         await self._tell(AlarmChange(alarm, "commented", tenants))

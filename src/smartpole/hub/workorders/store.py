@@ -142,7 +142,7 @@ class WorkOrders:
                 .returning(work_orders.c.id, work_orders.c.status)
             ).all()
             for wo_id, _ in back:
-                self._log(conn, wo_id, _actor(who), "unassigned", None, S.OPEN, "team deleted")
+                self._log(conn, wo_id, who.signature, "unassigned", None, S.OPEN, "team deleted")
             conn.execute(delete(teams).where(teams.c.id == team_id))
 
     def _team_for(self, conn: Any, tenant_id: int, team_id: int) -> Team:
@@ -408,7 +408,7 @@ class WorkOrders:
             ).rowcount
             if n != 1:  # someone else moved it in between: let the caller retry on fresh state
                 raise Conflict(f"work order {wo_id} changed meanwhile; retry", work_order_id=wo_id)
-            self._log(conn, wo_id, _actor(who), "transition", current, to, comment)
+            self._log(conn, wo_id, who.signature, "transition", current, to, comment)
             return done and wo.overdue_since is not None
 
     async def assign(
@@ -438,7 +438,7 @@ class WorkOrders:
                 .values(team_id=team_id, status=to.value, updated=self.clock())
             )
             details = {"team_id": team_id, "previous_team_id": wo.team_id}
-            self._log(conn, wo_id, _actor(who), "assigned", current, to, comment, details)
+            self._log(conn, wo_id, who.signature, "assigned", current, to, comment, details)
 
     def comment(self, who: Principal, wo_id: int, text: str) -> WorkOrderEntry:
         """Add a comment to a visible work order's history; return the entry."""
@@ -449,7 +449,7 @@ class WorkOrders:
             conn.execute(
                 update(work_orders).where(work_orders.c.id == wo_id).values(updated=self.clock())
             )
-            entry_id = self._log(conn, wo_id, _actor(who), "comment", status, status, text)
+            entry_id = self._log(conn, wo_id, who.signature, "comment", status, status, text)
             row = conn.execute(
                 select(work_order_history).where(work_order_history.c.id == entry_id)
             ).one()
@@ -577,11 +577,6 @@ class WorkOrders:
                     f"alarm {alarm.id} ({alarm.type}) cleared",
                     {"alarm_id": alarm.id, "cleared_ts": alarm.cleared_ts},
                 )
-
-
-def _actor(who: Principal) -> str:
-    """How a person appears in history: their tenant and role (keys are not people)."""
-    return f"{who.tenant} ({who.role})"
 
 
 def _check_comment(comment: str) -> None:

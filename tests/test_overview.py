@@ -3,6 +3,9 @@ districts' air quality, each from what the caller's tenant may see."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import httpx
 
 from fixtures_api import City, make_device, make_pole
@@ -31,8 +34,13 @@ async def test_overview_counts_what_the_tenant_sees(
     await make_device(client, city, "telecom", "camera", luohu)
     await add_rule(client, city, "telecom", TILT_RULE)
     now = now_ms()
-    start = (await client.get("/api/overview", headers=city.auth("city"))).json()["day_start"]
+    first = (await client.get("/api/overview", headers=city.auth("city"))).json()
+    start = first["day_start"]
     assert start <= now
+    # "today" is the tenant's: it starts at midnight in the zone the answer names
+    midnight = datetime.fromtimestamp(start / 1000, ZoneInfo(first["timezone"]))
+    assert (midnight.hour, midnight.minute, midnight.second) == (0, 0, 0)
+    assert now - start < 86_400_000
     await send(client, lamp["token"], start + 1000, energy=100.0)
     await send(client, lamp["token"], now, energy=102.5)
     await send(client, air_ft["token"], now, aqi=40)

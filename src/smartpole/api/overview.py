@@ -40,6 +40,10 @@ class OverviewOut(BaseModel):
     alarms: dict[Severity, int] = Field(description="active alarms by severity, worst first")
     lamp_energy_kwh: float = Field(description="the lamps' meters since midnight (kWh)")
     day_start: int = Field(description="midnight in the tenant's time zone (ms)")
+    timezone: str = Field(
+        description="the tenant's time zone (IANA name), where its day starts",
+        examples=["Asia/Shanghai"],
+    )
     air: list[DistrictAirOut] = Field(description="districts with an air sensor, by name")
 
 

@@ -41,6 +41,7 @@ class Overview:
     alarms: tuple[tuple[Severity, int], ...]  # every severity, worst first
     lamp_energy_kwh: float
     day_start: int  # ms: midnight in the tenant's time zone, where "today" starts
+    timezone: str  # that zone's IANA name
     air: tuple[DistrictAir, ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,6 +53,7 @@ class Overview:
             "alarms": {s.value: n for s, n in self.alarms},
             "lamp_energy_kwh": self.lamp_energy_kwh,
             "day_start": self.day_start,
+            "timezone": self.timezone,
             "air": [
                 {"district": a.district, "aqi": a.aqi, "level": a.level, "devices": a.devices}
                 for a in self.air

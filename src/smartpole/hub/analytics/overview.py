@@ -51,18 +51,22 @@ def overview(
     return Overview(
         devices=devices,
         alarms=tuple((s, active.get(s, 0)) for s in Severity),
-        lamp_energy_kwh=_lamp_energy(assets.device_ids(who, kind="lamp"), series, midnight, now),
+        lamp_energy_kwh=_lamp_energy(
+            assets.device_ids(who, kind="lamp"), series, midnight, now, zone
+        ),
         day_start=midnight,
+        timezone=str(zone),
         air=_air(assets.air_devices(who), series),
     )
 
 
-def _lamp_energy(lamps: list[int], series: TimeSeries, start: int, now: int) -> float:
-    """kWh the lamps' energy meters (cumulative) counted since ``start``."""
+def _lamp_energy(lamps: list[int], series: TimeSeries, start: int, now: int, zone: tzinfo) -> float:
+    """kWh the lamps' energy meters (cumulative) counted since ``start``, midnight in ``zone``:
+    one day bucket of that zone (a UTC day would cut the tenant's day in two)."""
     if not lamps:
         return 0.0
-    top = series.aggregate(lamps, ["energy"], start, now + 1, DAY_MS, "max")
-    low = series.aggregate(lamps, ["energy"], start, now + 1, DAY_MS, "min")
+    top = series.aggregate(lamps, ["energy"], start, now + 1, DAY_MS, "max", zone=zone)
+    low = series.aggregate(lamps, ["energy"], start, now + 1, DAY_MS, "min", zone=zone)
     total = 0.0
     for device_id, keys in top.items():
         highs = keys.get("energy", [])

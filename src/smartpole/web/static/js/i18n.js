@@ -46,6 +46,7 @@ export function translator(lang) {
 export function formatter(lang) {
   const numbers = new Map();
   const dates = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "medium" });
+  const zoned = new Map(); // IANA zone -> its formatter
   const relative = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
   const STEPS = [
     [60, "second"],
@@ -63,9 +64,14 @@ export function formatter(lang) {
       if (!numbers.has(key)) numbers.set(key, new Intl.NumberFormat(lang, options));
       return numbers.get(key).format(value);
     },
-    datetime(value) {
+    /** A time in the browser's zone, or in ``timeZone`` (an IANA name) when given. */
+    datetime(value, timeZone) {
       if (value === null || value === undefined) return "–";
-      return dates.format(new Date(value));
+      if (!timeZone) return dates.format(new Date(value));
+      if (!zoned.has(timeZone)) {
+        zoned.set(timeZone, new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short", timeZone, timeZoneName: "short" }));
+      }
+      return zoned.get(timeZone).format(new Date(value));
     },
     relative(value, now = Date.now()) {
       if (value === null || value === undefined) return "–";

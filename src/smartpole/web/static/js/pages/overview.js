@@ -47,7 +47,7 @@ export async function mount(root, ctx) {
     { class: "card", testid: "overview-energy" },
     el("h2", {}, t("ov.energy")),
     el("p", { class: "big", testid: "energy-kwh" }, `${fmt.number(data.lamp_energy_kwh, { maximumFractionDigits: 1 })} kWh`),
-    el("p", { class: "muted" }, t("ov.since", { when: fmt.datetime(data.day_start) })),
+    el("p", { class: "muted" }, t("ov.since", { when: fmt.datetime(data.day_start, data.timezone) })),
   );
   const air = el(
     "section",

@@ -62,8 +62,10 @@ class Device:
             self._acked.notify_all()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        self.disconnect_reason = rc.value
-        self.disconnected.set()
+        with self._acked:  # wake a publish waiting for its PUBACK: none will come now
+            self.disconnect_reason = rc.value
+            self.disconnected.set()
+            self._acked.notify_all()
 
     async def connect(self) -> int:
         """Connect and wait for the CONNACK; return its reason code."""

@@ -17,7 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import Browser, Page, expect
 
-from browser import OfflinePage, screenshot, serve
+from browser import OfflinePage, serve
 from helpers import BAD_RULE
 from mosquitto import free_port
 from smartpole.api import create_app
@@ -188,7 +188,6 @@ def test_an_operator_works_the_pole_alarms_board_and_rules(browser: Browser, sit
     expect(command).to_have_attribute("data-status", "succeeded", timeout=WAIT_MS)
     assert site.lamp is not None
     assert site.lamp.calls[-1] == {"method": "setDim", "params": {"level": 35}}
-    screenshot(page, "console-pole")
 
     # an alarm raised by a rule appears in the list live; acknowledging it changes it in the API
     go(page, "alarms")
@@ -216,7 +215,6 @@ def test_an_operator_works_the_pole_alarms_board_and_rules(browser: Browser, sit
     expect(row).to_have_count(0)
     page.get_by_test_id("filter-severity").select_option("critical")
     expect(row).to_have_count(1)
-    screenshot(page, "console-alarms")
 
     # the board steps a work order: assigned to a team, then in progress
     team = site.api("POST", "/api/teams", "lighting", json={"name": "crew-1", "title": "Crew 1"})
@@ -241,7 +239,6 @@ def test_an_operator_works_the_pole_alarms_board_and_rules(browser: Browser, sit
     got = site.api("GET", f"/api/work-orders/{order['id']}", "lighting")
     assert got["status"] == "in_progress"
     assert got["history"][-1]["actor"] == "ops-li (lighting, operator)"  # the person who stepped it
-    screenshot(page, "console-work-orders")
 
     # the rule editor shows a YAML problem at its line
     go(page, "rules")
@@ -255,13 +252,11 @@ def test_an_operator_works_the_pole_alarms_board_and_rules(browser: Browser, sit
     expect(page.get_by_test_id("problem-line-6")).to_contain_text("condition.op")
     expect(page.get_by_test_id("line-6")).to_have_attribute("data-error", "true")
     expect(page.get_by_test_id("line-5")).not_to_have_attribute("data-error", "true")
-    screenshot(page, "console-rules")
 
     # the overview counts what lighting sees
     go(page, "overview")
     expect(page.get_by_test_id("online-lamp")).to_have_text("1")
     expect(page.get_by_test_id("alarms-critical").locator("a")).to_have_text("1")
-    screenshot(page, "console-overview")
     assert offline.off_host == []
     assert errors == []
     page.context.close()

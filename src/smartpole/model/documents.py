@@ -32,6 +32,9 @@ def parse_document(text: bytes, content_type: str) -> Any:
         raise InvalidInput(f"the body is not valid YAML: {err}", errors=line) from err
     except (yaml.YAMLError, orjson.JSONDecodeError) as err:
         raise InvalidInput(f"the body is not valid {content_type or 'JSON'}: {err}") from err
+    except (ValueError, TypeError) as err:
+        # YAML's own dates and times are built while loading: 2026-02-30 fails there
+        raise InvalidInput(f"the body holds an impossible value: {err}") from err
 
 
 def _line_of(node: yaml.Node | None, loc: Sequence[Any]) -> int | None:

@@ -322,3 +322,24 @@ def test_a_change_to_one_roads_calendar_recompiles_only_its_lamps() -> None:
     )
     assert changed(before, after) == {"L1", "L4", "L7"}
     assert after["L0"] is before["L0"]
+
+
+def test_the_astro_grid_moves_a_lamps_sunset_by_seconds_only() -> None:
+    """Nights are cached on a 0.05° grid: a lamp at the edge of a cell sees its sunset within
+    30 s of the one computed at its own position."""
+    from smartpole.lighting.astro import position_key
+
+    exact = night_of(22.5249, 114.0749, "Asia/Shanghai", dt.date(2026, 6, 21))
+    gridded = night_of(*position_key(22.5249, 114.0749), "Asia/Shanghai", dt.date(2026, 6, 21))
+    assert abs(exact.sunset - gridded.sunset) < 30_000
+    assert abs(exact.sunrise - gridded.sunrise) < 30_000
+
+
+def test_an_override_past_the_plan_still_hands_back_to_the_program_at_its_end() -> None:
+    until = 2**42
+    plans, _ = shenzhen_plans([Override("event", "city", 80, until)])
+    plan = plans["L1"]
+    first = night_of(22.54, 114.06, "Asia/Shanghai", dt.date(2026, 3, 2))
+    assert level_at(plan, first.sunrise + 3_600_000) == (80, Reason(override="event"))
+    assert (plan[-1].ts_ms, plan[-1].level) == (until, 0)
+    assert plan[-1].reason != Reason(override="event")

@@ -14,14 +14,8 @@ from smartpole.api.deps import NOT_A_CHANGE, Caller, HubDep
 from smartpole.api.schemas import Id
 from smartpole.errors import InvalidInput
 from smartpole.hub.rules.conditions import ANY_KEY
-from smartpole.hub.rules.documents import (
-    check_each,
-    is_yaml,
-    locate_lines,
-    parse_rules_text,
-    rules_in,
-    rules_yaml,
-)
+from smartpole.hub.rules.documents import check_each, rules_in, rules_yaml
+from smartpole.model.documents import is_yaml, locate_lines, parse_document
 from smartpole.model.rules import StoredRule
 from smartpole.model.types import Role
 
@@ -81,7 +75,7 @@ def _lines(text: bytes, content_type: str, prefix: list[Any] | None = None) -> I
 async def _body(request: Request) -> tuple[Any, bytes, str]:
     """The parsed body, its text and its content type."""
     text, content_type = await request.body(), request.headers.get("content-type", "")
-    return parse_rules_text(text, content_type), text, content_type
+    return parse_document(text, content_type), text, content_type
 
 
 @router.get("/rules", summary="List rules")

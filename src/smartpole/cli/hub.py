@@ -52,10 +52,10 @@ def _who(p: Platform, tenant: str) -> Principal:
 
 
 def _read(path: Path) -> Any:
-    from smartpole.hub.rules.documents import parse_rules_text
+    from smartpole.model.documents import parse_document
 
     kind = "application/yaml" if path.suffix.lower() in (".yaml", ".yml") else "application/json"
-    return parse_rules_text(path.read_bytes(), kind)
+    return parse_document(path.read_bytes(), kind)
 
 
 @rule_app.command("list")

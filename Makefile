@@ -60,6 +60,7 @@ bench: install system-deps
 	$(VENV)/bin/python -m bench.cli
 	$(VENV)/bin/python -m bench.map
 	$(VENV)/bin/python -m bench.console
+	$(VENV)/bin/python -m bench.lighting
 
 bench-short: install system-deps
 	$(VENV)/bin/python -m bench.ingest --short
@@ -72,6 +73,7 @@ bench-short: install system-deps
 	$(VENV)/bin/python -m bench.cli --short
 	$(VENV)/bin/python -m bench.map --short
 	$(VENV)/bin/python -m bench.console --short
+	$(VENV)/bin/python -m bench.lighting --short
 
 ## soak: serve + simulator for 30 minutes, memory, files and queues every minute (bench/soak.py);
 ## soak-short: about 1 minute (CI runs it in bench-short)

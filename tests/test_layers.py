@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("store",),
     ("registry",),
     ("ingest",),
-    ("hub", "control"),
+    ("hub", "control", "lighting"),
     ("devices",),
     ("transport",),
     ("api", "web"),

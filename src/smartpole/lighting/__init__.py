@@ -1,0 +1,1 @@
+"""Street lighting: programs, plans, diagnostics, energy."""

@@ -12,6 +12,7 @@ from smartpole.errors import InvalidInput
 from smartpole.lighting.energy import (
     HEADER,
     Span,
+    astral_night,
     bounds,
     counter_energy,
     energy_csv,
@@ -283,3 +284,30 @@ def test_a_bad_tariff_is_refused_naming_the_problem(
 def test_a_negative_emission_factor_is_refused() -> None:
     with pytest.raises(InvalidInput):
         GridFactor(-0.5, "nowhere")
+
+
+@pytest.mark.parametrize(
+    ("lat", "day", "hours"),
+    [
+        pytest.param(31.23, date(2026, 6, 21), (9, 10), id="shanghai-midsummer"),
+        pytest.param(31.23, date(2026, 12, 21), (13, 14), id="shanghai-midwinter"),
+        pytest.param(78.2, date(2026, 6, 21), None, id="svalbard-midnight-sun"),
+    ],
+)
+def test_the_default_night_runs_from_sunset_to_the_next_sunrise(
+    lat: float, day: date, hours: tuple[int, int] | None
+) -> None:
+    dark = astral_night(lat, 121.47 if lat < 60 else 15.6, SHANGHAI, day)
+    if hours is None:
+        assert dark is None
+    else:
+        assert dark is not None
+        assert hours[0] * HOUR < dark[1] - dark[0] < hours[1] * HOUR
+
+
+def test_energy_by_hour_puts_each_rise_in_its_hour(series: SeriesStore) -> None:
+    t0 = at(SHANGHAI, 2026, 5, 10, 18)
+    write(series, "energy", [(t0 + i * 600_000, 1.0 + 0.01 * i) for i in range(13)])
+    energy = read_energy(series, [LAMP], t0, t0 + 2 * HOUR, SHANGHAI, "hour")
+    # the hour's first reading opens the count; the next hour counts from the last one
+    assert energy[LAMP] == {t0: pytest.approx(0.05), t0 + HOUR: pytest.approx(0.06)}

@@ -311,3 +311,13 @@ def test_energy_by_hour_puts_each_rise_in_its_hour(series: SeriesStore) -> None:
     energy = read_energy(series, [LAMP], t0, t0 + 2 * HOUR, SHANGHAI, "hour")
     # the hour's first reading opens the count; the next hour counts from the last one
     assert energy[LAMP] == {t0: pytest.approx(0.05), t0 + HOUR: pytest.approx(0.06)}
+
+
+def test_a_lamp_burning_by_day_is_priced_at_that_hour_and_saves_nothing() -> None:
+    noon = at(SHANGHAI, 2026, 5, 10, 12)
+    [row] = savings(
+        {LAMP: {noon: 0.1}}, [place()], noon, noon + HOUR, SHANGHAI, "hour",
+        Tariff.parse(TOU), GRID, "lamp", night_18_to_6,
+    )  # fmt: skip
+    assert (row.baseline_kwh, row.actual_cost) == (0.0, pytest.approx(0.07))
+    assert row.saved_kwh == pytest.approx(-0.1)

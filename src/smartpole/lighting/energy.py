@@ -172,7 +172,10 @@ def read_energy(
                 out[lamp] = _fold(power_energy(watts, edges, max_gap_ms), edges)
             continue
         used: dict[int, float] = defaultdict(float)
-        for (bucket, low), (_, high) in zip(lo, hi, strict=True):
+        # two reads: a reading committed between them may give a bucket a high but no low
+        top = dict(hi)
+        for bucket, low in lo:
+            high = top.get(bucket, low)
             if level is not None and low < level:
                 # the counter dropped in this bucket: its raw readings say where
                 b_end = grid[bisect.bisect_right(grid, bucket)]
@@ -308,6 +311,7 @@ def savings(
     clock = TariffClock(tariff, zone)
     # lamps of one place share their nights: compute each place's once
     nights: dict[tuple[float, float], dict[int, PricedTime]] = {}
+    daylight: dict[int, float] = {}
     rows: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0] * 4)
     for place in places:
         where = (round(place.lat, 2), round(place.lon, 2))
@@ -315,14 +319,19 @@ def savings(
             nights[where] = _night_time(*where, start, end, zone, edges, clock, night)
         dark = nights[where]
         used = actual.get(place.device_id, {})
-        for b in edges[:-1]:
+        for i, b in enumerate(edges[:-1]):
             t = dark.get(b)
             kwh = used.get(b, 0.0)
             if t is None and not kwh:
                 continue
             row = rows[group_of(place, level), b]
             row[0] += kwh
-            row[2] += kwh * (t.price() if t and t.total_ms else clock.day_price)
+            if t is not None and t.total_ms:
+                row[2] += kwh * t.price()
+            elif kwh:  # burning outside the night: priced at the bucket's own mean price
+                if b not in daylight:
+                    daylight[b] = clock.split(max(b, start), min(edges[i + 1], end)).price()
+                row[2] += kwh * daylight[b]
             if t is not None:
                 row[1] += place.rated_w * t.total_ms / WH_MS
                 row[3] += place.rated_w * t.priced / WH_MS

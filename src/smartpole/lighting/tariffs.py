@@ -52,7 +52,6 @@ class TariffClock:
         # the minutes where the period changes, and what holds from each on
         self._starts = [m for m in range(DAY_MINUTES) if m == 0 or table[m] != table[m - 1]]
         self._values = [table[m] for m in self._starts]
-        self.day_price = sum(price for _, price in table) / DAY_MINUTES
 
     def split(self, start: int, end: int) -> PricedTime:
         """How the interval ``[start, end)`` (ms) falls into the tariff's periods."""

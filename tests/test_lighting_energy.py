@@ -321,3 +321,12 @@ def test_a_lamp_burning_by_day_is_priced_at_that_hour_and_saves_nothing() -> Non
     )  # fmt: skip
     assert (row.baseline_kwh, row.actual_cost) == (0.0, pytest.approx(0.07))
     assert row.saved_kwh == pytest.approx(-0.1)
+
+
+def test_a_lamp_that_reported_nothing_is_not_counted_as_a_saving() -> None:
+    day = at(SHANGHAI, 2026, 5, 10)
+    rows = savings(
+        {1: {day: 0.6}}, [place(1), place(2)], day, day + 24 * HOUR, SHANGHAI, "day",
+        Tariff.parse(TOU), GRID, "lamp", night_18_to_6,
+    )  # fmt: skip
+    assert [(r.group, r.baseline_kwh) for r in rows] == [("1", pytest.approx(1.2))]

@@ -306,7 +306,10 @@ def savings(
     level: Level,
     night: Night = astral_night,
 ) -> list[Savings]:
-    """Actual energy against the baseline (rated power dusk to dawn) per group and bucket."""
+    """Actual energy against the baseline (rated power dusk to dawn) per group and bucket.
+
+    A lamp counts, baseline and actual alike, only in the buckets where ``actual`` has a value
+    for it (0 included), so a lamp that reported nothing is not counted as a saving."""
     edges = bounds(start, end, zone, by)
     clock = TariffClock(tariff, zone)
     # lamps of one place share their nights: compute each place's once
@@ -320,10 +323,9 @@ def savings(
         dark = nights[where]
         used = actual.get(place.device_id, {})
         for i, b in enumerate(edges[:-1]):
-            t = dark.get(b)
-            kwh = used.get(b, 0.0)
-            if t is None and not kwh:
-                continue
+            if b not in used:
+                continue  # no measurement: an offline lamp must not look like a saving
+            t, kwh = dark.get(b), used[b]
             row = rows[group_of(place, level), b]
             row[0] += kwh
             if t is not None and t.total_ms:

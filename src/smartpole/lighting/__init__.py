@@ -1,2 +1,2 @@
-"""Lighting control's domain core: the nights of a position, programs resolved on them,
-calendars and holidays, and the plans compiled for every lamp (no storage, no transport)."""
+"""Street lighting: the nights of a position, programs resolved on them, calendars and
+holidays, the plans compiled for every lamp, and the lamps' energy and savings."""

@@ -1,0 +1,408 @@
+"""Lamp energy by hour, day and month in the tenant's time zone, and savings against full power.
+
+**Counters** (telemetry ``energy``, kWh, cumulative). A lamp's readings, or the hourly/daily
+low and high of its counter from the rollups, are walked in time order keeping the counter's
+last known level:
+
+- the counter at or above the level: the increase counts, in the bucket where it was seen
+  (after a gap, everything since the last reading lands in the first bucket with a reading);
+- the counter below the level (a new meter, a firmware reset): only the increase after the
+  drop counts; what was used between the last reading before the drop and the first after is
+  unknown and not counted. A bucket whose low is below the level is re-read from the raw
+  readings, so a drop costs at most one reading interval.
+
+Nothing is counted twice and nothing is negative.
+
+**Power** (``power``, W) for a lamp with no counter: trapezoids between readings, nothing
+assumed across a gap longer than ``max_gap_ms``.
+
+**Savings**: the baseline is the same lamps at rated power from dusk to dawn (``night``);
+cost with a time-of-use tariff (the actual energy is priced at the mean price of the lamp's
+night, the baseline exactly); CO2 with a :class:`GridFactor`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import itertools
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Literal
+
+from astral import LocationInfo
+from astral.sun import sun
+
+from smartpole.lighting.tariffs import PricedTime, TariffClock
+from smartpole.model.energy import GridFactor, LampPlace, Level, Tariff
+from smartpole.store.buckets import DAY_MS, HOUR_MS, Buckets
+from smartpole.store.series import TimeSeries
+
+__all__ = [
+    "HEADER",
+    "By",
+    "Energy",
+    "Night",
+    "Savings",
+    "Span",
+    "astral_night",
+    "bounds",
+    "counter_energy",
+    "energy_csv",
+    "group_energy",
+    "group_of",
+    "label_text",
+    "monthly_report",
+    "power_energy",
+    "read_energy",
+    "savings",
+]
+
+By = Literal["hour", "day", "month"]
+Energy = dict[int, dict[int, float]]  # lamp -> bucket start (ms) -> kWh
+Night = Callable[[float, float, tzinfo, date], tuple[int, int] | None]
+WH_MS = 3_600_000_000.0  # W x ms in one kWh
+RAW_LIMIT = 10_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A counter's lowest and highest value in one bucket (a reading: both the same)."""
+
+    bucket: int
+    low: float
+    high: float
+
+
+def counter_energy(
+    spans: Iterable[Span], level: float | None = None
+) -> tuple[dict[int, float], float | None]:
+    """kWh per bucket of one counter's spans (oldest first) after ``level``, and the new level
+    (see the module for the rule)."""
+    out: dict[int, float] = defaultdict(float)
+    for s in spans:
+        if level is None or s.high < level:
+            used = s.high - s.low  # the first span, or one after a drop: only its own rise
+        else:
+            used = s.high - level
+        out[s.bucket] += used
+        level = s.high
+    return dict(out), level
+
+
+def bounds(start: int, end: int, zone: tzinfo, by: By) -> list[int]:
+    """Bucket boundaries covering ``[start, end)``: clock hours, local midnights, or local
+    midnights of each month's first (from the one at or before start to one at or after end)."""
+    if by == "hour":
+        first = start - start % HOUR_MS
+        return [first + i * HOUR_MS for i in range(-(-(end - first) // HOUR_MS) + 1)]
+    days = Buckets.of(start, end, DAY_MS, zone)
+    out = [r.first + r.step * i for r in days.runs for i in range(r.count)]
+    out.append(days.runs[-1].end)
+    if by == "day":
+        return out
+    month = datetime.fromtimestamp(start / 1000, zone).date().replace(day=1)
+    months = [_midnight(month, zone)]
+    while months[-1] < end:
+        month = (month + timedelta(days=32)).replace(day=1)
+        months.append(_midnight(month, zone))
+    return months
+
+
+def _midnight(day: date, zone: tzinfo) -> int:
+    return round(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp() * 1000)
+
+
+def power_energy(
+    points: Sequence[tuple[int, float]], edges: Sequence[int], max_gap_ms: int
+) -> dict[int, float]:
+    """kWh per bucket (``edges`` as from :func:`bounds`) from power readings (ms, W) by
+    trapezoids; a gap longer than ``max_gap_ms`` adds nothing."""
+    out: dict[int, float] = defaultdict(float)
+    lo, hi = edges[0], edges[-1]
+    for (t0, p0), (t1, p1) in itertools.pairwise(points):
+        if t1 <= t0 or t1 - t0 > max_gap_ms:
+            continue
+        a = max(t0, lo)
+        while a < min(t1, hi):
+            i = bisect.bisect_right(edges, a) - 1
+            b = min(t1, hi, edges[i + 1])
+            pa = p0 + (p1 - p0) * (a - t0) / (t1 - t0)
+            pb = p0 + (p1 - p0) * (b - t0) / (t1 - t0)
+            out[edges[i]] += (pa + pb) / 2 * (b - a) / WH_MS
+            a = b
+    return dict(out)
+
+
+def read_energy(
+    series: TimeSeries,
+    lamps: Sequence[int],
+    start: int,
+    end: int,
+    zone: tzinfo,
+    by: By,
+    *,
+    lookback_ms: int = 7 * DAY_MS,
+    max_gap_ms: int = 15 * 60_000,
+) -> Energy:
+    """kWh per lamp and bucket in ``[start, end)`` (see the module for the rules).
+
+    Counters are read from the rollups (hourly, or daily lows and highs for days and months)
+    and the level before ``start`` from the ``lookback_ms`` before it; a bucket where a
+    counter dropped is re-read raw. Lamps without a counter integrate ``power`` raw."""
+    edges = bounds(start, end, zone, by)
+    interval = HOUR_MS if by == "hour" else DAY_MS
+    key = ["energy"]
+    lows = series.aggregate(lamps, key, start, end, interval, "min", zone=zone)
+    highs = series.aggregate(lamps, key, start, end, interval, "max", zone=zone)
+    before = series.aggregate(lamps, key, start - lookback_ms, start, DAY_MS, "max", zone=zone)
+    grid = edges if by != "month" else bounds(start, end, zone, "day")
+    out: Energy = {}
+    for lamp in lamps:
+        lo, hi = lows.get(lamp, {}).get("energy", []), highs.get(lamp, {}).get("energy", [])
+        prior = before.get(lamp, {}).get("energy")
+        level = prior[-1][1] if prior else None
+        if not lo and level is None:
+            points = series.history(lamp, ["power"], start - max_gap_ms, end, RAW_LIMIT)
+            watts = [(t, float(v)) for t, v in points["power"] if isinstance(v, int | float)]
+            if watts:
+                out[lamp] = _fold(power_energy(watts, edges, max_gap_ms), edges)
+            continue
+        used: dict[int, float] = defaultdict(float)
+        # two reads: a reading committed between them may give a bucket a high but no low
+        top = dict(hi)
+        for bucket, low in lo:
+            high = top.get(bucket, low)
+            if level is not None and low < level:
+                # the counter dropped in this bucket: its raw readings say where
+                b_end = grid[bisect.bisect_right(grid, bucket)]
+                raw = series.history(lamp, key, max(bucket, start), min(b_end, end), RAW_LIMIT)
+                spans: Iterable[Span] = [
+                    Span(bucket, float(v), float(v))
+                    for _, v in raw["energy"]
+                    if isinstance(v, int | float)
+                ]
+            else:
+                spans = [Span(bucket, low, high)]
+            part, level = counter_energy(spans, level)
+            for b, kwh in part.items():
+                used[b] += kwh
+        out[lamp] = _fold(dict(used), edges)
+    return out
+
+
+def _fold(per_bucket: Mapping[int, float], edges: Sequence[int]) -> dict[int, float]:
+    """Buckets (hours or days) summed into the buckets starting at ``edges``."""
+    out: dict[int, float] = defaultdict(float)
+    for b, kwh in per_bucket.items():
+        out[edges[max(0, bisect.bisect_right(edges, b) - 1)]] += kwh
+    return dict(out)
+
+
+def group_of(place: LampPlace, level: Level) -> str:
+    """The name of the group a lamp belongs to at ``level``."""
+    if level == "lamp":
+        return str(place.device_id)
+    if level == "pole":
+        return str(place.pole_id)
+    if level == "road":
+        return f"{place.district}/{place.road}"
+    if level == "district":
+        return place.district
+    return "tenant"
+
+
+def group_energy(
+    energy: Energy, places: Iterable[LampPlace], level: Level
+) -> dict[str, dict[int, float]]:
+    """kWh per group (lamp, pole, ``district/road``, district or the tenant) and bucket."""
+    out: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    for place in places:
+        for b, kwh in energy.get(place.device_id, {}).items():
+            out[group_of(place, level)][b] += kwh
+    return {g: dict(v) for g, v in out.items()}
+
+
+def astral_night(lat: float, lon: float, zone: tzinfo, day: date) -> tuple[int, int] | None:
+    """Sunset of ``day`` to sunrise of the next at (lat, lon), ms; None where the sun does
+    not set or rise (polar day or night)."""
+    where = LocationInfo(latitude=lat, longitude=lon, timezone=str(zone)).observer
+    try:
+        dusk = sun(where, date=day, tzinfo=zone)["sunset"]
+        dawn = sun(where, date=day + timedelta(days=1), tzinfo=zone)["sunrise"]
+    except ValueError:
+        return None
+    return round(dusk.timestamp() * 1000), round(dawn.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Savings:
+    """One group's energy in one bucket against its baseline (kWh, cost, kg CO2)."""
+
+    group: str
+    bucket: int
+    actual_kwh: float
+    baseline_kwh: float
+    actual_cost: float
+    baseline_cost: float
+    saved_co2_kg: float
+
+    @property
+    def saved_kwh(self) -> float:
+        """Baseline minus actual."""
+        return self.baseline_kwh - self.actual_kwh
+
+    @property
+    def saved_pct(self) -> float:
+        """Saved energy as a percentage of the baseline (0 without a baseline)."""
+        return 100 * self.saved_kwh / self.baseline_kwh if self.baseline_kwh else 0.0
+
+    @property
+    def saved_cost(self) -> float:
+        """Baseline cost minus actual cost."""
+        return self.baseline_cost - self.actual_cost
+
+
+def _night_time(
+    lat: float,
+    lon: float,
+    start: int,
+    end: int,
+    zone: tzinfo,
+    edges: Sequence[int],
+    clock: TariffClock,
+    night: Night,
+) -> dict[int, PricedTime]:
+    """Night time (dusk to dawn) inside ``[start, end)`` per bucket, split by tariff period."""
+    out: dict[int, PricedTime] = defaultdict(PricedTime)
+    day = datetime.fromtimestamp(start / 1000, zone).date() - timedelta(days=1)
+    last = datetime.fromtimestamp(end / 1000, zone).date()
+    while day <= last:
+        dark = night(lat, lon, zone, day)
+        day += timedelta(days=1)
+        if dark is None:
+            continue
+        a, b = max(dark[0], start), min(dark[1], end)
+        while a < b:
+            i = bisect.bisect_right(edges, a) - 1
+            stop = min(b, edges[i + 1])
+            out[edges[i]].add(clock.split(a, stop))
+            a = stop
+    return dict(out)
+
+
+def savings(
+    actual: Energy,
+    places: Sequence[LampPlace],
+    start: int,
+    end: int,
+    zone: tzinfo,
+    by: By,
+    tariff: Tariff,
+    grid: GridFactor,
+    level: Level,
+    night: Night = astral_night,
+) -> list[Savings]:
+    """Actual energy against the baseline (rated power dusk to dawn) per group and bucket.
+
+    A lamp counts, baseline and actual alike, only in the buckets where ``actual`` has a value
+    for it (0 included), so a lamp that reported nothing is not counted as a saving."""
+    edges = bounds(start, end, zone, by)
+    clock = TariffClock(tariff, zone)
+    # lamps of one place share their nights: compute each place's once
+    nights: dict[tuple[float, float], dict[int, PricedTime]] = {}
+    daylight: dict[int, float] = {}
+    rows: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0] * 4)
+    for place in places:
+        where = (round(place.lat, 2), round(place.lon, 2))
+        if where not in nights:
+            nights[where] = _night_time(*where, start, end, zone, edges, clock, night)
+        dark = nights[where]
+        used = actual.get(place.device_id, {})
+        for i, b in enumerate(edges[:-1]):
+            if b not in used:
+                continue  # no measurement: an offline lamp must not look like a saving
+            t, kwh = dark.get(b), used[b]
+            row = rows[group_of(place, level), b]
+            row[0] += kwh
+            if t is not None and t.total_ms:
+                row[2] += kwh * t.price()
+            elif kwh:  # burning outside the night: priced at the bucket's own mean price
+                if b not in daylight:
+                    daylight[b] = clock.split(max(b, start), min(edges[i + 1], end)).price()
+                row[2] += kwh * daylight[b]
+            if t is not None:
+                row[1] += place.rated_w * t.total_ms / WH_MS
+                row[3] += place.rated_w * t.priced / WH_MS
+    return [
+        Savings(g, b, a, base, cost, base_cost, (base - a) * grid.kg_per_kwh)
+        for (g, b), (a, base, cost, base_cost) in sorted(rows.items())
+    ]
+
+
+def label_text(bucket: int, zone: tzinfo, by: By) -> str:
+    """A bucket's start as the report prints it: ``2026-03``, ``2026-03-29``, or the local hour."""
+    local = datetime.fromtimestamp(bucket / 1000, zone)
+    if by == "month":
+        return local.strftime("%Y-%m")
+    if by == "day":
+        return local.date().isoformat()
+    return local.isoformat(timespec="minutes")
+
+
+HEADER = (
+    "group",
+    "period",
+    "actual_kwh",
+    "baseline_kwh",
+    "saved_kwh",
+    "saved_pct",
+    "actual_cost",
+    "baseline_cost",
+    "saved_cost",
+    "saved_co2_kg",
+)
+
+
+def energy_csv(rows: Iterable[Savings], zone: tzinfo, by: By) -> str:
+    """The rows as CSV text, one line per group and period."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(HEADER)
+    for r in rows:
+        out.writerow(
+            (
+                r.group,
+                label_text(r.bucket, zone, by),
+                f"{r.actual_kwh:.3f}",
+                f"{r.baseline_kwh:.3f}",
+                f"{r.saved_kwh:.3f}",
+                f"{r.saved_pct:.1f}",
+                f"{r.actual_cost:.2f}",
+                f"{r.baseline_cost:.2f}",
+                f"{r.saved_cost:.2f}",
+                f"{r.saved_co2_kg:.1f}",
+            )
+        )
+    return buf.getvalue()
+
+
+def monthly_report(
+    actual: Energy,
+    places: Sequence[LampPlace],
+    month: date,
+    zone: tzinfo,
+    tariff: Tariff,
+    grid: GridFactor,
+    night: Night = astral_night,
+) -> str:
+    """A tenant's month as CSV: a row per district, per road, and the tenant's total."""
+    start = _midnight(month.replace(day=1), zone)
+    end = _midnight((month.replace(day=1) + timedelta(days=32)).replace(day=1), zone)
+    rows: list[Savings] = []
+    for level in ("district", "road", "tenant"):
+        rows += savings(actual, places, start, end, zone, "month", tariff, grid, level, night)
+    return energy_csv(rows, zone, "month")

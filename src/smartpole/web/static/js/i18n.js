@@ -69,9 +69,10 @@ export function formatter(lang) {
       if (value === null || value === undefined) return "–";
       if (!timeZone) return dates.format(new Date(value));
       if (!zoned.has(timeZone)) {
-        zoned.set(timeZone, new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short", timeZone, timeZoneName: "short" }));
+        // dateStyle/timeStyle cannot be combined with timeZoneName: the zone is named after it
+        zoned.set(timeZone, new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short", timeZone }));
       }
-      return zoned.get(timeZone).format(new Date(value));
+      return `${zoned.get(timeZone).format(new Date(value))} (${timeZone})`;
     },
     relative(value, now = Date.now()) {
       if (value === null || value === undefined) return "–";

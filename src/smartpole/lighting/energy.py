@@ -33,9 +33,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Literal
 
-from astral import LocationInfo
-from astral.sun import sun
-
+from smartpole.lighting.astro import NightKind, night_of, position_key
 from smartpole.lighting.tariffs import PricedTime, TariffClock
 from smartpole.model.energy import GridFactor, LampPlace, Level, Tariff
 from smartpole.store.buckets import DAY_MS, HOUR_MS, Buckets
@@ -227,15 +225,13 @@ def group_energy(
 
 
 def astral_night(lat: float, lon: float, zone: tzinfo, day: date) -> tuple[int, int] | None:
-    """Sunset of ``day`` to sunrise of the next at (lat, lon), ms; None where the sun does
-    not set or rise (polar day or night)."""
-    where = LocationInfo(latitude=lat, longitude=lon, timezone=str(zone)).observer
-    try:
-        dusk = sun(where, date=day, tzinfo=zone)["sunset"]
-        dawn = sun(where, date=day + timedelta(days=1), tzinfo=zone)["sunrise"]
-    except ValueError:
+    """Sunset of ``day`` to sunrise of the next at (lat, lon), ms, as the lighting programs see
+    the night (``lighting.astro.night_of``: a polar night runs from solar noon to solar noon);
+    None under the midnight sun (no night)."""
+    night = night_of(*position_key(lat, lon), str(zone), day)
+    if night.kind is NightKind.EMPTY:
         return None
-    return round(dusk.timestamp() * 1000), round(dawn.timestamp() * 1000)
+    return night.sunset, night.sunrise
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from smartpole.errors import InvalidInput
 from smartpole.hub.aqi import iaqi, level
 from smartpole.hub.rules.conditions import Context
 from smartpole.hub.rules.documents import default_rules
+from smartpole.hub.rules.model import LightAction
 from smartpole.hub.rules.parse_conditions import parse_duration
 from smartpole.hub.rules.parser import compile_rule
 
@@ -54,6 +55,39 @@ def test_every_problem_is_reported_with_its_location() -> None:
         ("actions", 0, "command", "target", "within_m"),
         ("actions", 1),
     } <= locs
+
+
+@pytest.mark.parametrize(
+    ("light", "loc"),
+    [
+        pytest.param({"level": 120}, ("level",), id="level-over-100"),
+        pytest.param({"level": True}, ("level",), id="level-not-a-number"),
+        pytest.param({"for": "forever"}, ("for",), id="for-not-a-duration"),
+        pytest.param({"for": "2d"}, ("for",), id="for-over-a-day"),
+        pytest.param({"target": {"within_m": 0}}, ("target", "within_m"), id="no-radius"),
+        pytest.param({"target": "street"}, ("target",), id="unknown-target"),
+        pytest.param({"dim": 50}, ("dim",), id="unknown-field"),
+    ],
+)
+def test_a_light_action_is_refused_where_it_is_wrong(light: dict[str, Any], loc: Any) -> None:
+    body = rule({"key": "pressed", "op": "==", "value": True})
+    body["actions"].append({"light": light})
+    with pytest.raises(InvalidInput) as info:
+        compile_rule(body)
+    assert [tuple(e["loc"]) for e in info.value.errors] == [("actions", 1, "light", *loc)]
+
+
+def test_a_light_action_holds_the_lamps_near_the_device_for_its_time() -> None:
+    body = rule({"key": "pressed", "op": "==", "value": True})
+    body["actions"].append({"light": {"target": {"within_m": 100}, "level": 80, "for": "15m"}})
+    action = compile_rule(body).actions[1]
+    assert isinstance(action, LightAction)
+    assert (action.level, action.for_ms, action.target, action.radius_m) == (
+        80,
+        900_000,
+        "radius",
+        100,
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""What a rule does when it fires or stops: alarms, commands, webhooks, work orders.
+"""What a rule does when it fires or stops: alarms, commands, lamps held, webhooks, work orders.
 
 The engine hands every transition to :class:`Actor`, whose own task does the slow parts (database
 writes, commands, HTTP) so that evaluation, and the ingest writer before it, never wait for them.
@@ -18,16 +18,18 @@ from smartpole.hub.directory import DeviceInfo, Directory
 from smartpole.hub.rules.model import (
     AlarmAction,
     CommandAction,
+    LightAction,
     Rule,
     WebhookAction,
     WorkOrderAction,
 )
 from smartpole.hub.webhooks.store import Webhooks
 from smartpole.model.alarms import Alarm
+from smartpole.model.clock import now_ms
 from smartpole.model.commands import Command
 from smartpole.model.types import Value
 
-__all__ = ["Actor", "Commander", "Transition", "WorkOrderOpener"]
+__all__ = ["Actor", "Commander", "LampHolder", "Transition", "WorkOrderOpener"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,17 @@ class Commander(Protocol):
         ...
 
 
+class LampHolder(Protocol):
+    """Holds lamps at a level until a time in their lighting plans
+    (``smartpole.lighting.service.LightingService``)."""
+
+    async def hold(
+        self, tenant_id: int, lamps: list[int], level: float, until_ms: int, reason: str
+    ) -> None:
+        """Override the lamps' programs with ``level`` until ``until_ms``."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     """A rule started (``raised``) or stopped holding for a device at ``ts``."""
@@ -79,11 +92,13 @@ class Actor:
         webhooks: Webhooks | None,
         work_orders: WorkOrderOpener | None = None,
         max_parallel: int = 32,
+        lamps: LampHolder | None = None,
     ) -> None:
         self.alarms = alarms
         self.commander = commander
         self.webhooks = webhooks
         self.work_orders = work_orders
+        self.lamps = lamps
         self.directory = Directory()
         self.done = 0
         self._queue: asyncio.Queue[Transition] = asyncio.Queue()
@@ -137,8 +152,10 @@ class Actor:
                     new_alarm = t.raised and found.count == 1
         for action in t.rule.actions:
             if isinstance(action, CommandAction) and (action.on == "raise") == t.raised:
-                for device_id in self.targets(t, action):
+                for device_id in self.targets(t, action.target, action.radius_m, action.kind):
                     self._spawn(self._command(t.rule, device_id, action))
+            elif isinstance(action, LightAction) and t.raised:
+                self._light(t, action)
             elif isinstance(action, WebhookAction) and self.webhooks is not None:
                 if action.on == "both" or (action.on == "raise") == t.raised:
                     self._spawn(self._webhook(t, action, alarm))
@@ -180,29 +197,50 @@ class Actor:
             originator_type=otype, originator_id=oid, type=action.type, ts=t.ts
         )
 
-    def targets(self, t: Transition, action: CommandAction) -> list[int]:
-        """The devices a command action reaches: the originator, its pole's or nearby ones,
-        of the action's kind, and only the rule tenant's own unless it is the city's rule."""
+    def targets(self, t: Transition, target: str, radius_m: float, kind: str | None) -> list[int]:
+        """The devices an action reaches: the originator, its pole's or those within
+        ``radius_m``, of ``kind``, and only the rule tenant's own unless it is the city's rule."""
         d = self.directory
-        if action.target == "self":
+        if target == "self":
             found = [t.device.id]
-        elif action.target == "pole":
+        elif target == "pole":
             found = list(d.on_pole.get(t.device.pole_id, ())) if t.device.pole_id else []
         else:
             pole = d.pole_of(t.device)
             found = []
             if pole is not None:
-                for pid in d.poles_within(pole.lat, pole.lon, action.radius_m):
+                for pid in d.poles_within(pole.lat, pole.lon, radius_m):
                     found.extend(d.on_pole.get(pid, ()))
         out = []
         for device_id in found:
             info = d.devices.get(device_id)
-            if info is None or (action.kind is not None and info.kind != action.kind):
+            if info is None or (kind is not None and info.kind != kind):
                 continue
             if not t.rule.city_wide and info.owner_id != t.rule.tenant_id:
                 continue
             out.append(device_id)
         return sorted(out)
+
+    def _light(self, t: Transition, action: LightAction) -> None:
+        lamps = self.targets(t, action.target, action.radius_m, "lamp")
+        if not lamps:
+            return
+        # At once, persistent for the hold: a lamp offline at the press gets it when back.
+        dim = CommandAction("setDim", {"level": action.level}, "lamp", expires_ms=action.for_ms)
+        for device_id in lamps:
+            self._spawn(self._command(t.rule, device_id, dim))
+        if self.lamps is not None:
+            # counted from now, as the commands: the hub may learn of the event late
+            until = now_ms() + action.for_ms
+            self._spawn(self._hold(t, lamps, action.level, until))
+
+    async def _hold(self, t: Transition, lamps: list[int], level: float, until: int) -> None:
+        assert self.lamps is not None
+        reason = f"rule {t.rule.name} (device {t.device.id})"
+        try:
+            await self.lamps.hold(t.rule.tenant_id, lamps, level, until, reason)
+        except Exception:
+            log.exception("rule %r: holding lamps %s failed", t.rule.name, lamps)
 
     def _spawn(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(work)

@@ -14,6 +14,7 @@ __all__ = [
     "Action",
     "AlarmAction",
     "CommandAction",
+    "LightAction",
     "Rule",
     "RuleScope",
     "WebhookAction",
@@ -71,6 +72,22 @@ class CommandAction:
 
 
 @dataclass(frozen=True, slots=True)
+class LightAction:
+    """Hold the lamps on the device's pole or nearby at ``level`` % for ``for_ms``, then let
+    them go back to their lighting program (an SOS lights the street around the call).
+
+    The lamps get ``setDim`` at once; where lighting programs run, the hold is also an override
+    of their plans, so that a gateway following its plan keeps the level and the lamps are not
+    reported out of program; it ends by itself.
+    """
+
+    level: float
+    for_ms: int
+    target: str = "radius"  # "self" | "pole" | "radius"
+    radius_m: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookAction:
     """Post the event to one of the rule tenant's webhooks (signed, retried)."""
 
@@ -86,7 +103,7 @@ class WorkOrderAction:
     note: str | None = None
 
 
-Action = AlarmAction | CommandAction | WebhookAction | WorkOrderAction
+Action = AlarmAction | CommandAction | LightAction | WebhookAction | WorkOrderAction
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""Actions of a rule body (alarm, command, webhook, work order), checked and built into the
+"""Actions of a rule body (alarm, command, light, webhook, work order), checked and built into the
 actions of :mod:`smartpole.hub.rules.model`."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from smartpole.hub.rules.model import (
     Action,
     AlarmAction,
     CommandAction,
+    LightAction,
     WebhookAction,
     WorkOrderAction,
 )
@@ -43,13 +44,15 @@ class ActionParser:
         for i, item in enumerate(body):
             loc: Loc = ["actions", i]
             if not isinstance(item, dict) or len(item) != 1:
-                self.err(loc, "each action is one of alarm, command, webhook, work_order")
+                self.err(loc, "each action is one of alarm, command, light, webhook, work_order")
                 continue
             ((kind, spec),) = item.items()
             if kind == "alarm":
                 out.append(self._alarm(spec, [*loc, kind]))
             elif kind == "command":
                 out.append(self._command(spec, [*loc, kind]))
+            elif kind == "light":
+                out.append(self._light(spec, [*loc, kind]))
             elif kind == "webhook":
                 name = spec.get("name") if isinstance(spec, dict) else spec
                 on = spec.get("on", "both") if isinstance(spec, dict) else "both"
@@ -117,15 +120,7 @@ class ActionParser:
         kind = spec.get("kind")
         if kind is not None and kind not in DeviceKind.__members__.values():
             self.err([*loc, "kind"], f"unknown device kind {kind!r}")
-        target, radius = spec.get("target", "self"), 0.0
-        if isinstance(target, dict) and "within_m" in target:
-            radius = target["within_m"]
-            if not isinstance(radius, int | float) or not 0 < radius <= MAX_RADIUS_M:
-                self.err([*loc, "target", "within_m"], f"a radius in (0, {MAX_RADIUS_M:g}] m")
-                radius = 0.0
-            target = "radius"
-        elif target not in ("self", "pole"):
-            self.err([*loc, "target"], "must be self, pole or {within_m: metres}")
+        target, radius = self._target(spec.get("target", "self"), [*loc, "target"])
         if target != "self" and kind is None:
             self.err([*loc, "kind"], "is required to command devices other than the originator")
         on = spec.get("on", "raise")
@@ -155,3 +150,36 @@ class ActionParser:
             persistent,
             expires,
         )
+
+    def _target(self, target: Any, loc: Loc) -> tuple[str, float]:
+        """``self``, ``pole`` or ``{within_m: metres}`` as (target, radius)."""
+        if isinstance(target, dict) and "within_m" in target:
+            radius = target["within_m"]
+            if not isinstance(radius, int | float) or not 0 < radius <= MAX_RADIUS_M:
+                self.err([*loc, "within_m"], f"a radius in (0, {MAX_RADIUS_M:g}] m")
+                return "radius", 0.0
+            return "radius", float(radius)
+        if target not in ("self", "pole"):
+            self.err(loc, "must be self, pole or {within_m: metres}")
+        return str(target), 0.0
+
+    def _light(self, spec: Any, loc: Loc) -> LightAction:
+        if not isinstance(spec, dict):
+            self.err(loc, "must be an object {level, for, target?}")
+            return LightAction(100.0, 0)
+        unknown = set(spec) - {"level", "for", "target"}
+        if unknown:
+            self.err([*loc, sorted(unknown)[0]], "unknown field: level, for and target are known")
+        level = spec.get("level", 100)
+        if isinstance(level, bool) or not isinstance(level, int | float) or not 0 <= level <= 100:
+            self.err([*loc, "level"], "a level from 0 to 100 (%)")
+            level = 100
+        for_ms = 0
+        try:
+            for_ms = parse_duration(spec.get("for", "30m"))
+        except ValueError as e:
+            self.err([*loc, "for"], str(e))
+        if for_ms > MAX_COMMAND_EXPIRY_MS:
+            self.err([*loc, "for"], "at most 1d: a hold always ends")
+        target, radius = self._target(spec.get("target", "pole"), [*loc, "target"])
+        return LightAction(float(level), for_ms, target, radius)

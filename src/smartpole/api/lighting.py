@@ -206,7 +206,8 @@ for _segment, (_part, _what) in PARTS.items():
 @router.get(
     "/document",
     summary="Export the lighting document",
-    responses={200: {"content": {"application/yaml": {"schema": {"type": "string"}}}}},
+    response_model=dict[str, Any],
+    responses={200: {"content": {"application/yaml": {"schema": {"type": "object"}}}}},
     name="lighting.document.get",
 )
 async def get_document(

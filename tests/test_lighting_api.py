@@ -32,11 +32,14 @@ programs:
 groups:
   - {name: everyone}
   - {name: shennan, roads: [Shennan]}
+holidays:
+  - {name: shenzhen, dates: [2026-09-01]}
 calendar:
   - name: every-night
     program: night
     group: everyone
     weekdays: [mon, tue, wed, thu, fri, sat, sun]
+  - {name: festival, program: night, group: shennan, holidays: shenzhen, priority: 10}
 """
 YAML = {"Content-Type": "application/yaml"}
 
@@ -119,7 +122,7 @@ async def test_programs_are_created_read_replaced_and_deleted_one_at_a_time(
                 "weekdays": ["sat"],
                 "priority": 5,
             },
-            ["calendar", 1, "program"],
+            ["calendar", 2, "program"],
             id="entry-naming-an-unknown-program",
         ),
         pytest.param(
@@ -135,6 +138,20 @@ async def test_programs_are_created_read_replaced_and_deleted_one_at_a_time(
             None,
             ["calendar", 0, "group"],
             id="deleting-a-group-in-use",
+        ),
+        pytest.param(
+            "DELETE",
+            "/api/lighting/holidays/shenzhen",
+            None,
+            ["calendar", 1, "holidays"],
+            id="deleting-a-holiday-calendar-in-use",
+        ),
+        pytest.param(
+            "POST",
+            "/api/lighting/groups",
+            {"name": "x" * 129},
+            ["groups", 2, "name"],
+            id="a-name-too-long-to-store",
         ),
         pytest.param(
             "POST",

@@ -44,6 +44,8 @@ PlanListener = Callable[[str, set[str]], None]
 PLAN_NIGHTS = 7  # how many nights ahead a gateway's plan runs
 MAX_NIGHTS = 31
 MAX_OVERRIDE_MS = 366 * 86_400_000
+MAX_NAME = 128  # the stored names' column width
+MAX_REASON = 500
 
 
 def night_date(ts_ms: int, zone: ZoneInfo) -> dt.date:
@@ -91,6 +93,14 @@ class LightingService:
 
     def _check(self, tenant_id: int) -> Callable[[Body], Body]:
         def check(body: Body) -> Body:
+            long = [
+                {"loc": [part, i, "name"], "msg": f"a name is at most {MAX_NAME} characters"}
+                for part in PARTS
+                for i, item in enumerate(body.get(part, []))
+                if isinstance(item, dict) and len(str(item.get("name", ""))) > MAX_NAME
+            ]
+            if long:
+                raise InvalidInput(f"{len(long)} name(s) too long", errors=long)
             return lighting_body_all(parse_lighting(body, self._today(tenant_id)))
 
         return check
@@ -210,10 +220,12 @@ class LightingService:
             if not now < until <= now + MAX_OVERRIDE_MS:
                 loc = "until" if until_ms is not None else "duration_s"
                 errors.append({"loc": [loc], "msg": "an override ends within a year from now"})
+        if len(reason) > MAX_REASON:
+            errors.append({"loc": ["reason"], "msg": f"at most {MAX_REASON} characters"})
         if errors:
             raise InvalidInput("; ".join(e["msg"] for e in errors), errors=errors)
         stored = self.store.add_override(
-            who.tenant_id, group, level, now, until, reason, who.signature
+            who.tenant_id, group, level, now, until, reason, who.signature[:200]
         )
         self._plans_changed(who)
         return stored

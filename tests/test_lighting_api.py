@@ -468,3 +468,21 @@ async def test_plan_listeners_hear_which_gateways_and_lamps_a_change_touches(
     )
     assert r.status_code == 201
     assert heard[-1] == ("lighting", {"gw-a"})
+
+
+async def test_a_lamps_server_attributes_cap_its_plan_and_rate_its_baseline(
+    client: httpx.AsyncClient, city: City, platform: Platform
+) -> None:
+    lit = await light_up(client, city)
+    op = city.auth("lighting", Role.OPERATOR)
+    attrs = {"maintenance": 0.8, "rated_w": 50, "tags": ["school"]}
+    path = f"/api/devices/{lit.lamps['lamp-a1']}/attributes/server"
+    assert (await client.post(path, json=attrs, headers=op)).status_code in (200, 201)
+    q = {"lamp": "lamp-a1", "date": NIGHT.isoformat()}
+    steps = (await client.get("/api/lighting/plan", params=q, headers=op)).json()["lamps"][0]
+    assert [s["level"] for s in steps["steps"]] == [80, 40, 64, 0]
+    lamps = platform.lighting.inventory.lamps(city.ids["lighting"])
+    [lamp] = [r for r in lamps if r.lamp.id == "lamp-a1"]
+    assert lamp.rated_w == 50
+    assert lamp.lamp.tags == frozenset({"school"})
+    assert lamp.lamp.gateway == lit.gateway

@@ -117,6 +117,27 @@ async def victim(client: httpx.AsyncClient, city: City, platform: Platform) -> V
             headers=b,
         )
     )
+    lighting = {
+        "programs": [{"name": "b-secret-program", "steps": [{"at": "sunset", "level": 70}]}],
+        "groups": [{"name": "b-secret-group"}],
+        "calendar": [
+            {
+                "name": "b-secret-entry",
+                "program": "b-secret-program",
+                "group": "b-secret-group",
+                "weekdays": ["mon"],
+            }
+        ],
+    }
+    r = await client.put("/api/lighting/document", json=lighting, headers=b)
+    assert r.status_code == 200, r.text
+    override = await created(
+        await client.post(
+            "/api/lighting/overrides",
+            json={"group": "b-secret-group", "level": 5, "duration_s": 3600},
+            headers=b,
+        )
+    )
     key = platform.tenants.list_keys(city.ids["telecom"])[0]
     devices = [cell["id"], gw["id"], cell2["id"]]
     ids = {
@@ -134,8 +155,10 @@ async def victim(client: httpx.AsyncClient, city: City, platform: Platform) -> V
         "webhook_id": [hook["id"]],
         "command_id": [command["id"]],
         "request_id": [command.get("request_id", 1)],
+        "override_id": [override["id"]],
     }
     names = ["b-secret-cell", "b-secret-gw", "b-secret-air", "telecom", "B-SECRET-0001"]
+    names += ["b-secret-program", "b-secret-group", "b-secret-entry"]
     secrets = [cell["token"], gw["token"], cell2["token"], profile["secret"], profile["key"]]
     secrets += [city.keys[(t, r)] for (t, r) in city.keys if t == "telecom"]
     return Victim(

@@ -20,6 +20,9 @@ from smartpole.hub.live import Live
 from smartpole.hub.poles import PoleStates
 from smartpole.hub.workorders.lifecycle import parse_sla
 from smartpole.ingest.pipeline import Pipeline
+from smartpole.lighting.lamps import LampInventory
+from smartpole.lighting.service import LightingService
+from smartpole.lighting.store import LightingStore
 from smartpole.metrics import Metrics
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets, seen_recently
@@ -171,6 +174,12 @@ class Platform:
         self.device_api = DeviceApi(self.devices)  # what every device transport speaks to
         self.forecasts = Forecasts(
             self.series, self.assets, window_days=settings.forecast_window_days
+        )
+        # plan listeners (pushing plans to gateways) join here when that part is wired
+        self.lighting = LightingService(
+            LightingStore(self.db.engine),
+            LampInventory(self.db.engine, self.tenants.zone),
+            self.series,
         )
         self.mqtt: list[MqttServer] = []
         self.broker: BrokerConsumer | None = None
@@ -419,6 +428,7 @@ class Platform:
             work_orders=self.work_orders,
             anomaly=self.anomaly,
             forecasts=self.forecasts,
+            lighting=self.lighting,
             devices=self.devices,
             device_api=self.device_api,
             polls=self.polls,

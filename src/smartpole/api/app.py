@@ -28,6 +28,7 @@ from smartpole.api import (
     registry,
     telemetry,
 )
+from smartpole.api import lighting as lighting_api
 from smartpole.api import map as map_api
 from smartpole.api import metrics as metrics_api
 from smartpole.api import overview as overview_api
@@ -98,6 +99,7 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
     app.include_router(control.router)
     app.include_router(broker_api.router)
     app.include_router(rules_api.router)
+    app.include_router(lighting_api.router)
     app.include_router(alarms_api.router)
     app.include_router(webhooks_api.router)
     app.include_router(workorders_api.router)

@@ -31,6 +31,7 @@ from smartpole.hub.poles import PoleStates
 from smartpole.hub.webhooks.store import Webhooks
 from smartpole.hub.workorders.store import WorkOrders
 from smartpole.ingest.pipeline import Pipeline
+from smartpole.lighting.service import LightingService
 from smartpole.metrics import Metrics
 from smartpole.registry.access import Principal, Tenants
 from smartpole.registry.assets import Assets
@@ -67,6 +68,7 @@ __all__ = [
     "GrantsDep",
     "HealthDep",
     "HubDep",
+    "LightingDep",
     "LiveDep",
     "LoginDep",
     "LoginsDep",
@@ -210,6 +212,11 @@ async def forecasts(conn: HTTPConnection) -> Forecasts:
     return services_of(conn).forecasts
 
 
+async def lighting(conn: HTTPConnection) -> LightingService:
+    """Lighting programs, calendars, overrides, plans and energy."""
+    return services_of(conn).lighting
+
+
 async def devices(conn: HTTPConnection) -> DeviceService:
     """The device API (what devices do, whichever transport carries them)."""
     return services_of(conn).devices
@@ -258,6 +265,7 @@ LiveDep = Annotated[Live, Depends(live)]
 WorkOrdersDep = Annotated[WorkOrders, Depends(work_orders)]
 AnomalyDep = Annotated[AnomalyService, Depends(anomaly)]
 ForecastsDep = Annotated[Forecasts, Depends(forecasts)]
+LightingDep = Annotated[LightingService, Depends(lighting)]
 DevicesDep = Annotated[DeviceService, Depends(devices)]
 BrokerDep = Annotated[BrokerConsumer | None, Depends(broker)]
 MetricsDep = Annotated[Metrics, Depends(metrics)]

@@ -23,6 +23,7 @@ from smartpole.hub.poles import PoleStates
 from smartpole.hub.webhooks.store import Webhooks
 from smartpole.hub.workorders.store import WorkOrders
 from smartpole.ingest.pipeline import Pipeline
+from smartpole.lighting.service import LightingService
 from smartpole.metrics import Metrics
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets
@@ -98,6 +99,7 @@ class Services:
     work_orders: WorkOrders
     anomaly: AnomalyService
     forecasts: Forecasts
+    lighting: LightingService  # programs, calendars, overrides, plans, energy
     devices: DeviceService  # the platform as devices see it (provisioning)
     device_api: DeviceApi  # the one device API (the HTTP device routes)
     polls: Polls  # the HTTP device API's long polls

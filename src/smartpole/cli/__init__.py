@@ -11,6 +11,7 @@ from smartpole.cli import (
     demo,
     grants,
     hub,
+    lighting,
     registry,
     server,
     sim,
@@ -36,6 +37,7 @@ registry.register(app)
 grants.register(app)
 broker.register(app)
 hub.register(app)
+lighting.register(app)
 sim.register(app)
 workorders.register(app)
 backup.register(app)

@@ -1,0 +1,426 @@
+"""A tenant's lighting as a service: its programs, groups, holiday calendars, calendar entries and
+overrides changed one at a time or by a whole document, the plans compiled from them for its lamps
+(grouped by pole gateway), and the energy its lamps used against their dusk-to-dawn baseline.
+
+One validation: after any change the tenant's whole document must parse (``parse_lighting``);
+a change that would break it (an entry naming an unknown program, deleting a program in use) is
+refused with InvalidInput, located in the document (``["calendar", 2, "program"]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from smartpole.errors import InvalidInput, NotFound
+from smartpole.lighting.documents import LightingDocument, lighting_body, parse_lighting
+from smartpole.lighting.energy import By, Savings, monthly_report, read_energy, savings
+from smartpole.lighting.lamps import LampInventory, LampRecord
+from smartpole.lighting.plan import Plan, PlanCache, changed, compile_plans, level_at, members
+from smartpole.lighting.store import PARTS, Body, EnergySettings, LightingStore, StoredOverride
+from smartpole.model.clock import now_ms
+from smartpole.model.documents import is_yaml, locate_lines, parse_document
+from smartpole.model.energy import GridFactor, Tariff
+from smartpole.model.lighting import Lamp, Reason
+from smartpole.model.types import Role
+from smartpole.registry.access import Principal
+from smartpole.store.series import TimeSeries
+
+__all__ = [
+    "MAX_NIGHTS",
+    "PLAN_NIGHTS",
+    "LightingService",
+    "PlanListener",
+    "by_reason",
+    "lighting_body_all",
+    "night_date",
+]
+
+PlanListener = Callable[[str, set[str]], None]
+PLAN_NIGHTS = 7  # how many nights ahead a gateway's plan runs
+MAX_NIGHTS = 31
+MAX_OVERRIDE_MS = 366 * 86_400_000
+MAX_NAME = 128  # the stored names' column width
+MAX_REASON = 500
+
+
+def night_date(ts_ms: int, zone: ZoneInfo) -> dt.date:
+    """The date of the evening of the night ``ts_ms`` falls in (before local noon: yesterday's)."""
+    local = dt.datetime.fromtimestamp(ts_ms / 1000, zone)
+    return local.date() if local.hour >= 12 else local.date() - dt.timedelta(days=1)
+
+
+def _bad(loc: list[Any], msg: str) -> InvalidInput:
+    return InvalidInput(msg, errors=[{"loc": loc, "msg": msg}])
+
+
+class LightingService:
+    """Lighting per tenant; writes need the operator role, reads any role of the tenant."""
+
+    def __init__(
+        self,
+        store: LightingStore,
+        inventory: LampInventory,
+        series: TimeSeries,
+        clock: Callable[[], int] = now_ms,
+        plan_listeners: Sequence[PlanListener] = (),
+        nights: int = PLAN_NIGHTS,
+    ) -> None:
+        self.store = store
+        self.inventory = inventory
+        self.series = series
+        self.clock = clock
+        self.plan_listeners = list(plan_listeners)
+        self.nights = nights
+        self._lock = threading.Lock()
+        # per tenant: the last lamps (the same object while equal, so PlanCache keeps its
+        # groups' members), the cache of plans, and the plans last compiled
+        self._lamps: dict[int, list[Lamp]] = {}
+        self._caches: dict[int, PlanCache] = {}
+        self._compiled: dict[int, dict[str, Plan]] = {}
+
+    # -- the document -----------------------------------------------------------------------
+    def _today(self, tenant_id: int) -> dt.date:
+        return dt.datetime.fromtimestamp(self.clock() / 1000, self.zone(tenant_id)).date()
+
+    def zone(self, tenant_id: int) -> ZoneInfo:
+        """The tenant's time zone."""
+        return self.inventory.zone(tenant_id)
+
+    def _check(self, tenant_id: int) -> Callable[[Body], Body]:
+        def check(body: Body) -> Body:
+            long = [
+                {"loc": [part, i, "name"], "msg": f"a name is at most {MAX_NAME} characters"}
+                for part in PARTS
+                for i, item in enumerate(body.get(part, []))
+                if isinstance(item, dict) and len(str(item.get("name", ""))) > MAX_NAME
+            ]
+            if long:
+                raise InvalidInput(f"{len(long)} name(s) too long", errors=long)
+            return lighting_body_all(parse_lighting(body, self._today(tenant_id)))
+
+        return check
+
+    def _change(self, who: Principal, edit: Callable[[Body], Body]) -> Body:
+        who.require(Role.OPERATOR)
+        body = self.store.change(who.tenant_id, edit, self._check(who.tenant_id))
+        self._plans_changed(who)
+        return body
+
+    def document(self, who: Principal) -> LightingDocument:
+        """The tenant's lighting document (it always parses: every change was checked)."""
+        return parse_lighting(self.store.body(who.tenant_id), self._today(who.tenant_id))
+
+    def items(self, who: Principal, part: str) -> list[dict[str, Any]]:
+        """The items of one part (``programs``, ``groups``, ``holidays``, ``calendar``)."""
+        return self.store.body(who.tenant_id)[_part(part)]
+
+    def item(self, who: Principal, part: str, name: str) -> dict[str, Any]:
+        """One item by name; NotFound otherwise."""
+        for item in self.items(who, part):
+            if item["name"] == name:
+                return item
+        raise NotFound(f"no {_part(part)} item {name!r}", name=name)
+
+    def put_item(self, who: Principal, part: str, item: Any) -> tuple[dict[str, Any], bool]:
+        """Add an item, or replace the one of its name; return it (as stored) and whether it
+        was created. InvalidInput, located in the document, if the whole would not parse."""
+        part = _part(part)
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise _bad(["name"], "an item is an object with a name")
+        name = item["name"]
+        created = True
+
+        def edit(body: Body) -> Body:
+            nonlocal created
+            items = list(body[part])
+            at = next((i for i, x in enumerate(items) if x["name"] == name), None)
+            if at is None:
+                items.append(item)
+            else:
+                items[at], created = item, False
+            return {**body, part: items}
+
+        body = self._change(who, edit)
+        return next(x for x in body[part] if x["name"] == name), created
+
+    def delete_item(self, who: Principal, part: str, name: str) -> None:
+        """Delete an item; InvalidInput if something still uses it, NotFound if none."""
+        part = _part(part)
+        self.item(who, part, name)
+        self._change(who, lambda body: {**body, part: [x for x in body[part] if x["name"] != name]})
+
+    def import_document(
+        self, who: Principal, text: bytes, content_type: str, replace: bool
+    ) -> LightingDocument:
+        """Import a JSON or YAML document: replacing the tenant's (``replace``) or merged into
+        it item by item (by name). Nothing is saved unless the whole parses; YAML problems
+        carry their line."""
+        doc = parse_document(text, content_type)
+        try:
+            parse_lighting(doc, self._today(who.tenant_id))
+        except InvalidInput as err:
+            if is_yaml(content_type):
+                locate_lines(err, text)
+            raise
+        given = lighting_body_all(parse_lighting(doc, self._today(who.tenant_id)))
+
+        def edit(body: Body) -> Body:
+            if replace:
+                return given
+            merged: Body = {}
+            for part in PARTS:
+                new = {x["name"]: x for x in given[part]}
+                kept = [new.pop(x["name"], x) for x in body[part]]
+                merged[part] = kept + list(new.values())
+            return merged
+
+        self._change(who, edit)
+        return self.document(who)
+
+    def export_body(self, who: Principal) -> dict[str, Any]:
+        """The tenant's document as plain data (what ``import_document`` takes back)."""
+        return lighting_body(self.document(who))
+
+    # -- overrides --------------------------------------------------------------------------
+    def overrides(self, who: Principal, running: bool = False) -> list[StoredOverride]:
+        """The tenant's overrides (only those not yet over with ``running``)."""
+        return self.store.overrides(who.tenant_id, self.clock() if running else None)
+
+    def override(self, who: Principal, override_id: int) -> StoredOverride:
+        """One of the tenant's overrides."""
+        return self.store.override(who.tenant_id, override_id)
+
+    def add_override(
+        self,
+        who: Principal,
+        group: str,
+        level: float,
+        until_ms: int | None = None,
+        duration_s: float | None = None,
+        reason: str = "",
+    ) -> StoredOverride:
+        """Hold a group at a level from now until ``until_ms`` or for ``duration_s`` (exactly
+        one), then back to its program; InvalidInput naming each bad field."""
+        who.require(Role.OPERATOR)
+        now = self.clock()
+        errors: list[dict[str, Any]] = []
+        if group not in {g.name for g in self.document(who).groups}:
+            errors.append({"loc": ["group"], "msg": f"no group {group!r}"})
+        if not 0 <= level <= 100:
+            errors.append({"loc": ["level"], "msg": "a level is between 0 and 100 (%)"})
+        if (until_ms is None) == (duration_s is None):
+            errors.append({"loc": ["until"], "msg": "give either until or duration_s"})
+        else:
+            until = until_ms if until_ms is not None else now + round((duration_s or 0) * 1000)
+            if not now < until <= now + MAX_OVERRIDE_MS:
+                loc = "until" if until_ms is not None else "duration_s"
+                errors.append({"loc": [loc], "msg": "an override ends within a year from now"})
+        if len(reason) > MAX_REASON:
+            errors.append({"loc": ["reason"], "msg": f"at most {MAX_REASON} characters"})
+        if errors:
+            raise InvalidInput("; ".join(e["msg"] for e in errors), errors=errors)
+        stored = self.store.add_override(
+            who.tenant_id, group, level, now, until, reason, who.signature[:200]
+        )
+        self._plans_changed(who)
+        return stored
+
+    def end_override(self, who: Principal, override_id: int) -> StoredOverride:
+        """End an override now: its lamps go back to their program."""
+        who.require(Role.OPERATOR)
+        ended = self.store.end_override(who.tenant_id, override_id, self.clock())
+        self._plans_changed(who)
+        return ended
+
+    # -- lamps and plans --------------------------------------------------------------------
+    def lamps(self, who: Principal) -> list[LampRecord]:
+        """The tenant's lamps on poles."""
+        return self.inventory.lamps(who.tenant_id)
+
+    def _lamp_list(self, tenant_id: int, records: Sequence[LampRecord]) -> list[Lamp]:
+        lamps = [r.lamp for r in records]
+        with self._lock:
+            if self._lamps.get(tenant_id) != lamps:
+                self._lamps[tenant_id] = lamps
+            return self._lamps[tenant_id]
+
+    def _plans(
+        self,
+        who: Principal,
+        lamps: Sequence[Lamp],
+        first: dt.date,
+        nights: int,
+        cache: PlanCache | None = None,
+    ) -> dict[str, Plan]:
+        doc = self.document(who)
+        running = [o.override() for o in self.overrides(who, running=True)]
+        programs = {p.name: p for p in doc.programs}
+        return compile_plans(
+            lamps, doc.groups, programs, doc.calendar_of(), running, first, nights, cache
+        )
+
+    def _lamps_of(self, who: Principal, group: str | None, lamp: str | None) -> list[LampRecord]:
+        records = self.lamps(who)
+        if lamp is not None:
+            found = [r for r in records if r.lamp.id == lamp]
+            if not found:
+                raise NotFound(f"no lamp {lamp!r}", lamp=lamp)
+            return found
+        if group is None:
+            return records
+        groups = [g for g in self.document(who).groups if g.name == group]
+        if not groups:
+            raise NotFound(f"no group {group!r}", group=group)
+        ids = members(groups, [r.lamp for r in records])[group]
+        return [r for r in records if r.lamp.id in ids]
+
+    def plan(
+        self,
+        who: Principal,
+        group: str | None = None,
+        lamp: str | None = None,
+        date: dt.date | None = None,
+        nights: int = 1,
+    ) -> dict[str, Plan]:
+        """The plan of each lamp of a group (or one lamp) for ``nights`` nights from the
+        evening of ``date`` (tonight by default), by lamp."""
+        if not 1 <= nights <= MAX_NIGHTS:
+            raise _bad(["nights"], f"nights is from 1 to {MAX_NIGHTS}")
+        chosen = self._lamps_of(who, group, lamp)
+        first = date or night_date(self.clock(), self.zone(who.tenant_id))
+        return self._plans(who, [r.lamp for r in chosen], first, nights)
+
+    def at(self, who: Principal, lamp: str, ts_ms: int | None = None) -> tuple[float, Reason]:
+        """The level a lamp should have at ``ts_ms`` (now by default), and why."""
+        ts = self.clock() if ts_ms is None else ts_ms
+        chosen = self._lamps_of(who, None, lamp)
+        night = night_date(ts, self.zone(who.tenant_id))
+        plan = self._plans(who, [r.lamp for r in chosen], night, 1)[lamp]
+        return level_at(plan, ts)
+
+    def compile(self, who: Principal) -> dict[str | None, dict[str, Plan]]:
+        """Every lamp's plan for the next nights by its pole's gateway (None: no gateway);
+        a change since the last compile recompiles only the plans it touches."""
+        tid = who.tenant_id
+        lamps = self._lamp_list(tid, self.lamps(who))
+        with self._lock:
+            cache = self._caches.setdefault(tid, PlanCache())
+        first = night_date(self.clock(), self.zone(tid))
+        plans = self._plans(who, lamps, first, self.nights, cache)
+        with self._lock:
+            self._compiled[tid] = plans
+        out: dict[str | None, dict[str, Plan]] = {}
+        for lamp in lamps:
+            out.setdefault(lamp.gateway or None, {})[lamp.id] = plans[lamp.id]
+        return out
+
+    def _plans_changed(self, who: Principal) -> None:
+        """Tell the listeners which gateways (or lamps without one) have a new plan."""
+        if not self.plan_listeners:
+            return
+        old = self._compiled.get(who.tenant_id, {})
+        by_gateway = self.compile(who)
+        new = self._compiled[who.tenant_id]
+        touched = changed(old, new)
+        ids = {
+            gateway or lamp
+            for gateway, plans in by_gateway.items()
+            for lamp in plans
+            if lamp in touched
+        }
+        if ids:
+            for listener in self.plan_listeners:
+                listener(who.tenant, ids)
+
+    # -- energy -----------------------------------------------------------------------------
+    def settings(self, who: Principal) -> EnergySettings:
+        """The tenant's tariff and grid emission factor."""
+        return self.store.settings(who.tenant_id)
+
+    def put_settings(self, who: Principal, body: Any) -> EnergySettings:
+        """Set the tariff (``tariff``: ``Tariff.parse``'s document) and the grid factor
+        (``grid``: ``kg_per_kwh``, ``source``); every problem located."""
+        who.require(Role.OPERATOR)
+        if not isinstance(body, dict):
+            raise _bad([], "expected an object with tariff and grid")
+        errors: list[dict[str, Any]] = []
+        current = self.settings(who)
+        tariff_body, grid = current.tariff_body, current.grid
+        if "tariff" in body:
+            try:
+                raw = body["tariff"]
+                Tariff.parse(raw if isinstance(raw, dict) else {})
+                tariff_body = raw
+            except InvalidInput as err:
+                errors += [{**e, "loc": ["tariff", *e.get("loc", [])]} for e in err.errors]
+        if "grid" in body:
+            raw = body["grid"]
+            factor = raw.get("kg_per_kwh") if isinstance(raw, dict) else None
+            source = raw.get("source") if isinstance(raw, dict) else None
+            if isinstance(factor, bool) or not isinstance(factor, int | float):
+                errors.append({"loc": ["grid", "kg_per_kwh"], "msg": "must be a number"})
+            if not isinstance(source, str) or not source.strip():
+                errors.append({"loc": ["grid", "source"], "msg": "name the factor's source"})
+            if not errors:
+                try:
+                    grid = GridFactor(float(factor), str(source))  # type: ignore[arg-type]
+                except InvalidInput as err:
+                    errors += [{**e, "loc": ["grid", *e["loc"]]} for e in err.errors]
+        if errors:
+            raise InvalidInput("; ".join(e["msg"] for e in errors), errors=errors)
+        return self.store.put_settings(who.tenant_id, tariff_body, grid)
+
+    def energy(
+        self, who: Principal, group: str | None, start_ms: int, end_ms: int, by: By
+    ) -> list[Savings]:
+        """A group's (every lamp's without one) energy per ``by`` bucket in [start, end),
+        against its baseline, priced and in CO2 with the tenant's settings."""
+        if end_ms <= start_ms:
+            raise _bad(["to"], "the period ends after it starts")
+        records = self._lamps_of(who, group, None)
+        zone = self.zone(who.tenant_id)
+        settings = self.settings(who)
+        ids = [r.device_id for r in records]
+        actual = read_energy(self.series, ids, start_ms, end_ms, zone, by) if ids else {}
+        places = [r.place for r in records]
+        rows = savings(
+            actual, places, start_ms, end_ms, zone, by, settings.tariff, settings.grid, "tenant"
+        )
+        name = group or "all"
+        return [dataclasses.replace(row, group=name) for row in rows]
+
+    def report(self, who: Principal, month: dt.date) -> str:
+        """The tenant's month as CSV: a row per district, per road, and its total."""
+        zone = self.zone(who.tenant_id)
+        first = month.replace(day=1)
+        after = (first + dt.timedelta(days=32)).replace(day=1)
+        start = round(dt.datetime.combine(first, dt.time(), zone).timestamp() * 1000)
+        end = round(dt.datetime.combine(after, dt.time(), zone).timestamp() * 1000)
+        records = self.lamps(who)
+        ids = [r.device_id for r in records]
+        actual = read_energy(self.series, ids, start, end, zone, "month") if ids else {}
+        settings = self.settings(who)
+        places = [r.place for r in records]
+        return monthly_report(actual, places, first, zone, settings.tariff, settings.grid)
+
+
+def _part(part: str) -> str:
+    if part not in PARTS:
+        raise NotFound(f"no part {part!r}: one of {', '.join(PARTS)}", part=part)
+    return part
+
+
+def lighting_body_all(document: LightingDocument) -> Body:
+    """A document as stored: every part present, in the shape ``parse_lighting`` reads."""
+    body = lighting_body(document)
+    return {part: list(body.get(part, [])) for part in PARTS}
+
+
+def by_reason(reason: Reason) -> dict[str, str | None]:
+    """A reason as plain data."""
+    return {"program": reason.program, "entry": reason.entry, "override": reason.override}

@@ -160,8 +160,7 @@ def test_the_gateway_level_is_the_platforms_level_through_a_fade() -> None:
     wire = tuple((s.ts_ms, s.level, s.fade_s) for s in plan)
     for minute in range(-5, 70, 1):
         ts = T0 + minute * MIN_MS
-        platform_level = level_at(plan, ts)[0] if ts >= T0 else None
-        assert plan_level(wire, ts) == platform_level
+        assert plan_level(wire, ts) == level_at(plan, ts)[0]
 
 
 # -- pushing ----------------------------------------------------------------------------------
@@ -288,13 +287,22 @@ def dims(ps: PoleSim, minutes: range) -> list[int]:
     return out
 
 
-PLAN = steps((T0, 100, 0), (T0 + 10 * MIN_MS, 40, 0), (T0 + 20 * MIN_MS, 70, 0))
+PLAN = steps(
+    (T0, 100, 0), (T0 + 10 * MIN_MS, 40, 0), (T0 + 20 * MIN_MS, 70, 0), (T0 + 600 * MIN_MS, 0, 0)
+)
 
 
 def test_a_sim_gateway_sets_its_lamps_from_its_plan() -> None:
     ps = pole_sim()
     push(ps, PLAN, EVENING - 60)
     assert dims(ps, range(0, 30, 5)) == [100, 100, 40, 40, 70, 70]
+
+
+def test_a_sim_gateway_past_its_plans_end_hands_its_lamps_back_to_the_photocell() -> None:
+    ps = pole_sim()
+    push(ps, steps((T0, 30, 0), (T0 + 10 * MIN_MS, 20, 0)), EVENING - 60)
+    assert dims(ps, range(0, 15, 5)) == [30, 30, 20]
+    assert dims(ps, range(15, 20, 5)) == [100]  # a January evening in Shenzhen: dark
 
 
 def test_a_dim_command_holds_until_the_next_plan_step() -> None:
@@ -452,9 +460,9 @@ async def test_a_sim_gateway_follows_its_pushed_plan_through_a_link_outage(
     finally:
         sim.stop()
         await task
-    assert abs(after["value"] - plan_level(plan, after["ts"])) <= 1  # type: ignore[operator]
+    assert abs(after["value"] - plan_level(plan, after["ts"])) <= 1
     offline = [p for p in during if p["ts"] < (cut + 30 * 60) * 1000]
     assert len(offline) >= 5  # kept by the gateway, sent when it was back
     for point in during:
-        assert abs(point["value"] - plan_level(plan, point["ts"])) <= 1, point  # type: ignore[operator]
+        assert abs(point["value"] - plan_level(plan, point["ts"])) <= 1, point
     assert {p["value"] for p in offline} >= {30}

@@ -133,12 +133,12 @@ def read_plan_attribute(value: Any, gateway: str = "") -> GatewayPlan:
     )
 
 
-def plan_level(steps: Steps, ts_ms: int) -> float | None:
-    """The level at ``ts_ms`` (fades linear from the level before), None before the first step:
+def plan_level(steps: Steps, ts_ms: int) -> float:
+    """The level at ``ts_ms`` (fades linear from the level before; 0 % before the first step):
     the same arithmetic as ``smartpole.lighting.plan.level_at``, for a gateway's own clock."""
     i = bisect.bisect_right(steps, ts_ms, key=lambda step: step[0])
     if i == 0:
-        return None
+        return 0.0
     ts, level, fade_s = steps[i - 1]
     elapsed = ts_ms - ts
     if fade_s and elapsed < fade_s * 1000:

@@ -485,14 +485,17 @@ class Gateway(Model):
         if self.plan is None:
             return
         ts = int(t * 1000)
+        if ts > self.plan.valid_until_ms:
+            for model in self.ports.values():
+                if isinstance(model, Lamp):
+                    model.planned = False  # a plan run out: the photocell takes over again
+            self.plan, self.steps = None, {}
+            return
         for model in self.ports.values():
             steps = self.plan.lamps.get(model.name)
             if not steps or not isinstance(model, Lamp):
                 continue
             i = bisect.bisect_right(steps, ts, key=lambda step: step[0])
-            level = plan_level(steps, ts)
-            if i == 0 or level is None:
-                continue
-            start = steps[i - 1][0]
-            model.follow(level, step=self.steps.get(model.name) != start)
+            start = steps[i - 1][0] if i else 0  # before the first step: off, as planned
+            model.follow(plan_level(steps, ts), step=self.steps.get(model.name) != start)
             self.steps[model.name] = start

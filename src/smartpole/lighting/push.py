@@ -35,6 +35,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+MORNING_MS = 6 * 3_600_000  # a plan holds its last step (off at sunrise) into the morning
 RETRY_MS = 3_600_000  # a push that did not reach its gateway, or a plan not rolled on, waits
 
 PlansOf = Callable[[str], Mapping[str, Plan]]
@@ -53,7 +54,8 @@ def gateway_plans(
     generated_ms: int | None = None,
 ) -> dict[str, GatewayPlan]:
     """Each gateway's plan from its lamps' plans (lamps without a gateway are left out). It is
-    valid until its lamps' last step (the last night's sunrise)."""
+    valid until the morning after its lamps' last step (the last night's sunrise + 6 h): past
+    that a gateway falls back to its own default."""
     now = now_ms() if generated_ms is None else generated_ms
     steps: dict[str, dict[str, tuple[tuple[int, float, int], ...]]] = {}
     compact: dict[int, tuple[tuple[int, float, int], ...]] = {}  # shared plans compacted once
@@ -63,13 +65,12 @@ def gateway_plans(
             continue
         key = id(plan)
         if key not in compact:
-            # whole seconds: the attribute counts seconds (a step moves by under one)
-            compact[key] = tuple((s.ts_ms // 1000 * 1000, s.level, s.fade_s) for s in plan)
+            compact[key] = tuple((s.ts_ms, s.level, s.fade_s) for s in plan)
         steps.setdefault(gateway, {})[lamp] = compact[key]
     out: dict[str, GatewayPlan] = {}
     for gateway, lamps in steps.items():
         last = max((s[-1][0] for s in lamps.values() if s), default=now)
-        out[gateway] = GatewayPlan(gateway, now, last, lamps)
+        out[gateway] = GatewayPlan(gateway, now, last + MORNING_MS, lamps)
     return out
 
 

@@ -11,9 +11,10 @@ a few kilobytes.
      "plans": [[[0, 100, 60], [15000, 70, 0], ...]],
      "lamps": {"FT-0001-lamp": 0, "FT-0002-lamp": 0}}
 
-A step is ``[seconds after base, level %, fade s]``: whole seconds after one base moment keep a
-step to a dozen bytes (50 lamps with 50 different plans for 7 nights: about 33 kB, where
-absolute milliseconds made 49 kB, close to the usual 64 KiB MQTT limit).
+A step is ``[seconds after base, level %, fade s]``, the seconds with a fraction down to the
+millisecond where the moment has one (a sunset): counting from one base moment keeps a step to
+a dozen bytes (50 lamps with 50 different plans for 7 nights: under 40 kB, where absolute
+milliseconds made 49 kB, close to the usual 64 KiB MQTT limit).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ __all__ = [
 PLAN_ATTRIBUTE = "lightingPlan"
 PLAN_VERSION = 1
 Steps = tuple[tuple[int, float, int], ...]  # (ts_ms UTC, level %, fade_s), in time order
-# A plan's moments are whole seconds: the attribute counts seconds from its base.
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,8 @@ def plan_attribute(plan: GatewayPlan) -> dict[str, Any]:
     index: dict[Steps, int] = {}
     for steps in plan.lamps.values():
         index.setdefault(steps, len(index))
-    base = min((s[0][0] for s in index if s), default=plan.generated_ms)
+    # on a whole second, so that clock-time steps count whole seconds from it
+    base = min((s[0][0] for s in index if s), default=plan.generated_ms) // 1000 * 1000
     return {
         "v": PLAN_VERSION,
         "hash": plan.hash,
@@ -74,10 +75,15 @@ def plan_attribute(plan: GatewayPlan) -> dict[str, Any]:
         "validUntil": plan.valid_until_ms,
         "base": base,
         "plans": [
-            [[(ts - base) // 1000, _number(level), fade] for ts, level, fade in s] for s in index
+            [[_seconds(ts - base), _number(level), fade] for ts, level, fade in s] for s in index
         ],
         "lamps": {name: index[steps] for name, steps in sorted(plan.lamps.items())},
     }
+
+
+def _seconds(ms: int) -> float | int:
+    """Milliseconds as seconds: whole ones as an integer, else with their fraction."""
+    return ms // 1000 if ms % 1000 == 0 else ms / 1000
 
 
 def _number(level: float) -> float | int:
@@ -110,7 +116,9 @@ def read_plan_attribute(value: Any, gateway: str = "") -> GatewayPlan:
             where = f"plans[{i}][{j}]"
             if not isinstance(step, list) or len(step) != 3:
                 raise ValueError(f"{where}: expected [seconds after base, level, fade_s]")
-            ts = base + _int(step[0], where) * 1000
+            if isinstance(step[0], bool) or not isinstance(step[0], int | float):
+                raise ValueError(f"{where}: the moment is a number of seconds after base")
+            ts = base + round(step[0] * 1000)
             level, fade = step[1], _int(step[2], where)
             if isinstance(level, bool) or not isinstance(level, int | float):
                 raise ValueError(f"{where}: the level is a number")

@@ -19,7 +19,9 @@ from smartpole.hub.alarms.store import Alarms
 from smartpole.lighting.calendar import Calendar
 from smartpole.lighting.conformance import ALARM_TYPE, Conformance, LampRef
 from smartpole.lighting.plan import Plan, compile_plans, level_at
-from smartpole.lighting.push import PlanPusher, TimedCommands, gateway_plans
+from smartpole.lighting.push import PlanPusher, TimedCommands, command_sender, gateway_plans
+from smartpole.model.clock import now_ms
+from smartpole.model.commands import CommandStatus
 from smartpole.model.gateway_plan import (
     PLAN_ATTRIBUTE,
     GatewayPlan,
@@ -254,6 +256,28 @@ async def test_a_lamp_without_a_gateway_gets_a_timed_dim_at_each_step_with_its_f
         ("L-direct", 50, 540, T0 + 120 * MIN_MS),  # a minute late: what is left of the fade
         ("L-direct", 0, 0, T0 + 125 * MIN_MS + DAY_MS),
     ]
+
+
+async def test_timed_commands_wait_in_the_command_queue_for_an_offline_lamp_until_the_next_step(
+    platform: Platform,
+) -> None:
+    seeded = seed_district(platform.tenants, platform.assets, 1, seed=3)
+    name = f"{seeded.plan[0].code}-lamp"
+    device = platform.assets.device_by_name(name)
+    assert device is not None
+    now = now_ms()
+    plan = steps((now - 2 * MIN_MS, 60, 300), (now + 30 * MIN_MS, 20, 0))
+    timed = TimedCommands(
+        lambda tenant: {name: plan},
+        lambda tenant, lamp: None,
+        command_sender(platform.control, lambda tenant, lamp: device.id),
+    )
+    timed.plans_changed("city", {name})
+    assert await timed.tick(now) == 1
+    (queued,) = platform.control.of_device(device.id)
+    assert (queued.method, queued.params) == ("setDim", {"level": 60, "fade_s": 180})
+    assert (queued.status, queued.persistent, queued.oneway) == (CommandStatus.QUEUED, True, True)
+    assert abs(queued.expires - (now + 30 * MIN_MS)) < 5_000
 
 
 # -- the simulator's gateway ------------------------------------------------------------------

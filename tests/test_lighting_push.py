@@ -393,6 +393,32 @@ async def test_a_lamp_off_its_plan_for_ten_minutes_raises_out_of_program_then_cl
     assert alarms.active("device", 41, ALARM_TYPE) is None
 
 
+async def test_a_sim_gateway_that_lost_its_plan_is_found_out_of_program(
+    database: Database, lamp_ref: LampRef
+) -> None:
+    alarms = Alarms(database.engine)
+    plan = steps((T0, 100, 0), (T0 + 30 * MIN_MS, 50, 300), (T0 + 600 * MIN_MS, 0, 0))
+    detector = Conformance(
+        lambda tenant, lamp, ts: level_at(plan, ts)[0], alarms, lambda device_id: lamp_ref
+    )
+    ps = pole_sim()
+    push(ps, plan, EVENING - 60)
+    raised_at = None
+    for minute in range(0, 90, 2):
+        if minute == 20:
+            ps.faults = FaultRates.parse(["none", "lost_plan=1000000"])
+        tick = ps.tick(EVENING + minute * 60)
+        for entry in tick.telemetry["L1"]:
+            dim = entry["values"]["dim"]
+            await detector.on_batch(WriteBatch([Reading(41, "dim", entry["ts"], dim)]))
+        if raised_at is None and alarms.active("device", 41, ALARM_TYPE) is not None:
+            raised_at = minute
+    alarm = alarms.active("device", 41, ALARM_TYPE)
+    assert alarm is not None
+    assert raised_at == 42  # the step at 30 min was missed; 10 min later (and a minute's grace)
+    assert (alarm.details["commanded"], alarm.details["actual"]) == (50, 100)
+
+
 @pytest.mark.parametrize(
     ("minute", "level"),
     [

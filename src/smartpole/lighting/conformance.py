@@ -97,7 +97,11 @@ class _State:
 
 
 class Conformance:
-    """Compares each lamp's reported level with its plan; a pipeline listener (``on_batch``)."""
+    """Compares each lamp's reported level with its plan; a pipeline listener (``on_batch``).
+
+    ``expected`` and ``lamp_of`` run on the event loop for every lamp reading: give them
+    in-memory look-ups (the lighting service's compiled plans, a cache of lamp devices).
+    """
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smartpole.control.commands import Control
+from smartpole.errors import SmartpoleError
 from smartpole.lighting.plan import Plan
 from smartpole.model.clock import now_ms
 from smartpole.model.gateway_plan import PLAN_ATTRIBUTE, GatewayPlan, plan_attribute
@@ -166,20 +167,25 @@ class TimedCommands:
         self.plans_of = plans_of
         self.gateway_of = gateway_of
         self.send = send
-        self.tenants: set[str] = set()
+        self.direct: dict[str, set[str]] = {}  # by tenant: its lamps without a gateway
         self.sent: dict[tuple[str, str], tuple[int, float]] = {}
 
     def plans_changed(self, tenant: str, changed: set[str]) -> None:
-        """Plan listener: the tenant's lamps are looked at on every tick from now on."""
-        self.tenants.add(tenant)
+        """Plan listener: the tenant's lamps without a gateway are found again (a change of
+        plans is when lamps come and go); the next ticks send their steps."""
+        self.direct[tenant] = {
+            lamp for lamp in self.plans_of(tenant) if self.gateway_of(tenant, lamp) is None
+        }
 
     async def tick(self, now: int | None = None) -> int:
         """Send the steps due at ``now`` (ms); how many commands were queued."""
         now = now_ms() if now is None else now
         count = 0
-        for tenant in sorted(self.tenants):
-            for lamp, plan in self.plans_of(tenant).items():
-                if self.gateway_of(tenant, lamp) is not None:
+        for tenant, direct in sorted(self.direct.items()):
+            plans = self.plans_of(tenant)
+            for lamp in sorted(direct):
+                plan = plans.get(lamp)
+                if not plan:
                     continue
                 i = bisect.bisect_right(plan, now, key=lambda step: step.ts_ms)
                 if i == 0:
@@ -189,7 +195,11 @@ class TimedCommands:
                     continue
                 fade_s = max(0, step.fade_s - (now - step.ts_ms) // 1000)
                 until = plan[i].ts_ms if i < len(plan) else now + DAY_MS
-                await self.send(tenant, lamp, step.level, int(fade_s), until)
+                try:
+                    await self.send(tenant, lamp, step.level, int(fade_s), until)
+                except SmartpoleError as err:  # one lamp's refusal must not stop the others
+                    log.warning("timed setDim to %s/%s failed: %s", tenant, lamp, err)
+                    continue
                 self.sent[(tenant, lamp)] = (step.ts_ms, step.level)
                 count += 1
         return count

@@ -517,3 +517,56 @@ async def test_a_sim_gateway_follows_its_pushed_plan_through_a_link_outage(
     for point in during:
         assert abs(point["value"] - plan_level(plan, point["ts"])) <= 1, point
     assert {p["value"] for p in offline} >= {30}
+
+
+async def test_a_sim_gateway_away_when_its_plan_was_pushed_asks_for_it_when_back(
+    platform: Platform, client: httpx.AsyncClient, seeded: Seeded
+) -> None:
+    headers = {"Authorization": f"Bearer {seeded.keys['city']['admin']}"}
+    r = await client.get("/api/devices", params={"limit": 100}, headers=headers)
+    ids = {d["name"]: d["id"] for d in r.json()["items"]}
+    code = seeded.plan[0].code
+    gateway, lamp = f"{code}-gateway", f"{code}-lamp"
+    fleet = fleet_from_plan(seeded.plan, seeded.tokens, 3, "Futian")
+    opts = SimOptions(
+        mqtt_port=platform.mqtt[0].mqtt_port, interval=0.2, start=EVENING, speed=1200.0
+    )
+    sim = Simulator(fleet, opts, FaultRates.parse(["none"]))
+    task = asyncio.create_task(sim.run())
+    try:
+
+        async def dim() -> Any:
+            r = await client.get(f"/api/devices/{ids[lamp]}/latest", headers=headers)
+            return r.json().get("dim")
+
+        await until(dim, "the lamp reporting")
+        (ps,) = [p for p in sim.poles if p.pole.code == code]
+        cut = sim.now()
+        ps.pole_away_until = cut + 20 * 60
+
+        async def gone() -> bool:
+            r = await client.get(f"/api/devices/{ids[gateway]}", headers=headers)
+            return not r.json()["online"]
+
+        await until(gone, "the gateway offline")
+        now = int(sim.now() * 1000)
+        plan = ((now, 35.0, 0), (now + 600 * MIN_MS, 0.0, 0))
+        attribute = plan_attribute(GatewayPlan(gateway, now, plan[-1][0], {lamp: plan}))
+        r = await client.post(
+            f"/api/devices/{ids[gateway]}/attributes/shared",
+            json={PLAN_ATTRIBUTE: attribute},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        assert ps.gateway is not None
+        assert ps.gateway.plan is None  # it was away: nothing reached it
+
+        async def following() -> Any:
+            value = await dim()
+            return value if value and value["value"] == 35 else None
+
+        back = await until(following, "the lamp at the plan's level after the reconnection")
+    finally:
+        sim.stop()
+        await task
+    assert back["ts"] >= (cut + 20 * 60) * 1000

@@ -470,8 +470,11 @@ class Gateway(Model):
 
     def update(self, values: dict[str, Any], amb: Ambient) -> None:
         if PLAN_ATTRIBUTE in values:
-            self.plan = read_plan_attribute(values[PLAN_ATTRIBUTE], self.name)
-            self.steps = {}
+            plan = read_plan_attribute(values[PLAN_ATTRIBUTE], self.name)
+            if self.plan is None or plan.hash != self.plan.hash:  # the same again: keep commands
+                self.plan, self.steps = plan, {}
+            else:
+                self.plan = plan
 
     def inject(self, fault: str, amb: Ambient) -> bool:
         if fault == "lost_plan" and self.plan is not None:

@@ -3,13 +3,21 @@ tilt, flood and manhole sensors, the pole's meter and its gateway (see ``physics
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Any
 
+from smartpole.model.gateway_plan import (
+    PLAN_ATTRIBUTE,
+    GatewayPlan,
+    plan_level,
+    read_plan_attribute,
+)
 from smartpole.model.types import DeviceKind
 from smartpole.sim.environment import Ambient
 from smartpole.sim.physics import (
     MAINS_V,
+    Lamp,
     Model,
     Report,
     Site,
@@ -405,10 +413,13 @@ class Gateway(Model):
     """
 
     kind = DeviceKind.GATEWAY
+    faults = ("lost_plan",)
 
     def __init__(self, name: str, seed: int, site: Site | None = None) -> None:
         super().__init__(name, seed, site)
         self.ports: dict[int, Model] = {}
+        self.plan: GatewayPlan | None = None  # the ``lightingPlan`` pushed last
+        self.steps: dict[str, int] = {}  # lamp name -> start of the plan step it was given
         self.switched_off: set[int] = set()
         self.port_energy: dict[int, float] = {}
         self.energy = self.rng.uniform(100, 10_000)
@@ -456,3 +467,38 @@ class Gateway(Model):
             (self.switched_off.discard if on else self.switched_off.add)(port)
             return {"port": port, "on": on}
         return super().command(method, params, amb)
+
+    def update(self, values: dict[str, Any], amb: Ambient) -> None:
+        if PLAN_ATTRIBUTE in values:
+            plan = read_plan_attribute(values[PLAN_ATTRIBUTE], self.name)
+            if self.plan is None or plan.hash != self.plan.hash:  # the same again: keep commands
+                self.plan, self.steps = plan, {}
+            else:
+                self.plan = plan
+
+    def inject(self, fault: str, amb: Ambient) -> bool:
+        if fault == "lost_plan" and self.plan is not None:
+            self.plan, self.steps = None, {}  # the lamps stay at the level they were given
+            return True
+        return False
+
+    def follow_plan(self, t: float) -> None:
+        """Set each lamp on a port to its plan's level at ``t`` (the gateway's own clock,
+        link or no link)."""
+        if self.plan is None:
+            return
+        ts = int(t * 1000)
+        if ts > self.plan.valid_until_ms:
+            for model in self.ports.values():
+                if isinstance(model, Lamp):
+                    model.planned = False  # a plan run out: the photocell takes over again
+            self.plan, self.steps = None, {}
+            return
+        for model in self.ports.values():
+            steps = self.plan.lamps.get(model.name)
+            if not steps or not isinstance(model, Lamp):
+                continue
+            i = bisect.bisect_right(steps, ts, key=lambda step: step[0])
+            start = steps[i - 1][0] if i else 0  # before the first step: off, as planned
+            model.follow(plan_level(steps, ts), step=self.steps.get(model.name) != start)
+            self.steps[model.name] = start

@@ -21,6 +21,7 @@ FAULTS: dict[str, str] = {
     "sos": "someone presses an emergency button; a call of 1-5 minutes follows",
     "offline": "a device goes silent (a pole: its gateway drops the connection) for ~15 min",
     "late": "a pole's gateway buffers 3-12 reports, then sends them at once (late readings)",
+    "lost_plan": "a pole's gateway forgets its lighting plan: its lamps stay at their last level",
 }
 
 # Per device per simulated hour: a 500-pole district shows a few events an hour.
@@ -33,6 +34,7 @@ DEFAULT_RATES: dict[str, float] = {
     "sos": 0.01,
     "offline": 0.002,
     "late": 0.002,
+    "lost_plan": 0.0005,
 }
 
 OFFLINE_MEAN_S = 900.0

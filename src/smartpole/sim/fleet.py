@@ -184,6 +184,8 @@ class PoleSim:
         self.last_t = t
         amb = self.district.at(t)
         ts = int(t * 1000)
+        if self.gateway is not None:
+            self.gateway.follow_plan(t)  # on its own clock: also while the pole is cut off
         load = sum(m.draw_w() for n, m in self.models.items() if self.powered(n))
         for name, model in self.models.items():
             if isinstance(model, Meter):

@@ -156,6 +156,8 @@ class Lamp(Model):
         self.on = False
         self.level = 100.0
         self.override: bool | None = None  # the darkness at the time of the command
+        self.planned = False  # its gateway sets the level from a plan: no photocell
+        self.commanded = False  # a command since the plan's last step: it holds until the next
         self.failed = False
         self.burning = False  # day burner: relay welded shut
         self.energy = self.rng.uniform(50, 3000)  # kWh since installation
@@ -165,6 +167,8 @@ class Lamp(Model):
         self._power = 0.0
 
     def _auto(self, amb: Ambient) -> None:
+        if self.planned:
+            return
         if self.override is not None and self.override != amb.is_dark:
             self.override = None  # the next dusk or dawn ends a manual override
         if self.override is None:
@@ -219,7 +223,20 @@ class Lamp(Model):
         else:
             raise UnknownMethod(method)
         self.override = amb.is_dark
+        self.commanded = True
         return {"on": self.on, "dim": round(self.level)}
+
+    def follow(self, level: float, step: bool) -> None:
+        """Take a level from the gateway's plan: at a new ``step`` always, else (within a
+        fade, or after a command) only when no command came since the step began."""
+        if step:
+            self.commanded = False
+        elif self.commanded:
+            return
+        self.planned = True
+        self.level = clamp(level, 0, 100)
+        self.on = self.level > 0
+        self.override = None
 
     def update(self, values: dict[str, Any], amb: Ambient) -> None:
         if "dim" in values:

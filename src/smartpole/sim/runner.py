@@ -28,6 +28,7 @@ from typing import Any, Literal
 import httpx
 import orjson
 
+from smartpole.model.gateway_plan import PLAN_ATTRIBUTE
 from smartpole.sim.environment import District
 from smartpole.sim.faults import FaultRates
 from smartpole.sim.fleet import Entry, Fleet, PoleSim
@@ -464,7 +465,12 @@ class _PoleLink:
             filters = [(ME + "rpc/request/+", 1), (ME + "attributes", 1)]
             if self.mode == "gateway":
                 filters += [(GW + "rpc", 1), (GW + "attributes", 1)]
+            if name == self.ps.gateway_name:
+                filters.append((ME + "attributes/response/+", 1))
             await client.subscribe(filters)
+            if name == self.ps.gateway_name:  # a plan pushed while it was away
+                asked = orjson.dumps({"sharedKeys": PLAN_ATTRIBUTE})
+                await client.publish(ME + "attributes/request/1", asked, qos=1)
             if self.mode == "gateway":
                 for sub in self.ps.subs:
                     if self.ps.online(sub, t):
@@ -520,6 +526,8 @@ class _PoleLink:
             elif topic == ME + "attributes":
                 ps.update(via, body, t)
                 await self._report(client, via, t)
+            elif topic.startswith(ME + "attributes/response/"):
+                ps.update(via, body.get("shared") or {}, t)
         except SEND_ERRORS as err:
             log.debug("%s: reply failed: %s", via, err)
 

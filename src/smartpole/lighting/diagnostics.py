@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ __all__ = [
     "LampFactsLookup",
     "RoadForecast",
     "burn_hours_forecast",
+    "day_of",
     "is_daylight",
 ]
 
@@ -68,6 +70,9 @@ class Diagnosis(enum.StrEnum):
     LAMP_CYCLING = "lamp_cycling"
     LOW_POWER = "low_power"
     CONTROL_GEAR_FAILURE = "control_gear_failure"
+
+
+DIAGNOSES = tuple(Diagnosis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +166,21 @@ class DiagnosisEvent:
 def is_daylight(facts: LampFacts, ts: int, margin_s: float = 0.0) -> bool:
     """Whether ``ts`` (ms) is between sunrise + margin and sunset - margin at the lamp."""
     lat, lon = position_key(facts.lat, facts.lon)
-    day = dt.datetime.fromtimestamp(ts / 1000, ZoneInfo(facts.tz)).date()
-    morning = night_of(lat, lon, facts.tz, day - dt.timedelta(days=1)).sunrise
-    evening = night_of(lat, lon, facts.tz, day).sunset
+    morning, evening = day_of(lat, lon, facts.tz, ts // QUARTER_MS)
     margin = int(margin_s * 1000)
     return morning + margin <= ts <= evening - margin
+
+
+QUARTER_MS = 900_000  # every zone's offset is whole quarters: a quarter is in one local date
+
+
+@functools.lru_cache(maxsize=8192)
+def day_of(lat: float, lon: float, tz: str, quarter: int) -> tuple[int, int]:
+    """Sunrise and sunset (UTC ms) of the local day holding the quarter of an hour
+    ``quarter`` (UTC ms // 900,000) at a position (cached: pass ``position_key`` values)."""
+    day = dt.datetime.fromtimestamp(quarter * QUARTER_MS / 1000, ZoneInfo(tz)).date()
+    morning = night_of(lat, lon, tz, day - dt.timedelta(days=1)).sunrise
+    return morning, night_of(lat, lon, tz, day).sunset
 
 
 @dataclass(slots=True)
@@ -188,8 +203,10 @@ class LampDiagnostics:
     """The diagnostics of many lamps; pure logic, no I/O, not thread-safe."""
 
     def __init__(self, settings: DiagnosticSettings | None = None) -> None:
-        self.settings = settings or DiagnosticSettings()
+        self.settings = s = settings or DiagnosticSettings()
         self.lamps: dict[int, _Lamp] = {}
+        self._hold_ms = {d: s.hold_s(d) * 1000 for d in DIAGNOSES}
+        self._clear_ms = {d: s.clear_after_s(d) * 1000 for d in DIAGNOSES}
 
     def active(self, device_id: int) -> frozenset[Diagnosis]:
         """The diagnoses raised and not cleared on a lamp."""
@@ -234,7 +251,7 @@ class LampDiagnostics:
         switched_on = lamp.on if lamp.on is not None else (level is not None and level > 0)
         commanded_on = switched_on and (level is None or level > 0)
         settled = lamp.changed < 0 or ts - lamp.changed >= s.settle_s * 1000
-        out: dict[Diagnosis, bool | None] = dict.fromkeys(Diagnosis)
+        out: dict[Diagnosis, bool | None] = dict.fromkeys(DIAGNOSES)
         if power is None:
             return out
         out[Diagnosis.LAMP_FAILURE] = (
@@ -256,7 +273,6 @@ class LampDiagnostics:
         return out
 
     def _judge(self, facts: LampFacts, lamp: _Lamp, ts: int) -> list[DiagnosisEvent]:
-        s = self.settings
         events: list[DiagnosisEvent] = []
         for diagnosis, holds in self.conditions(facts, lamp, ts).items():
             if holds is None:
@@ -264,7 +280,7 @@ class LampDiagnostics:
             if holds:
                 lamp.gone.pop(diagnosis, None)
                 since = lamp.since.setdefault(diagnosis, ts)
-                if diagnosis not in lamp.active and ts - since >= s.hold_s(diagnosis) * 1000:
+                if diagnosis not in lamp.active and ts - since >= self._hold_ms[diagnosis]:
                     lamp.active.add(diagnosis)
                     events.append(self._event("raised", diagnosis, facts, lamp, ts, since))
                 continue
@@ -272,7 +288,7 @@ class LampDiagnostics:
             if diagnosis not in lamp.active:
                 continue
             gone = lamp.gone.setdefault(diagnosis, ts)
-            if ts - gone >= s.clear_after_s(diagnosis) * 1000:
+            if ts - gone >= self._clear_ms[diagnosis]:
                 lamp.active.discard(diagnosis)
                 lamp.gone.pop(diagnosis, None)
                 events.append(self._event("cleared", diagnosis, facts, lamp, ts, since))

@@ -4,7 +4,10 @@ A district's street lamps (the simulator's physics, ``smartpole.sim.physics.Lamp
 district's sun and weather in Shenzhen) report every minute for 14 simulated days. After a
 day's warm-up, some lamps get one of the simulator's lamp faults through ``Model.inject``:
 ``lamp_failure``, ``day_burner``, ``lamp_cycling``, ``low_power`` and ``gear_failure``, each
-repaired after 12-48 hours; the others stay healthy.
+repaired after 12-48 hours; the others stay healthy. To make the healthy ones hard to tell
+from faulty ones, every lamp is also dimmed by hand now and then at night (a ``setDim`` to
+10-100 %, back to its program at the next dusk or dawn), 2 % of the reports are lost and a
+lamp's gateway now and then holds back 15-60 minutes of reports, sent later in one go.
 
 A fault counts as found (recall) when its own diagnosis is raised on its lamp between its start
 and one hour after its end; a raise is right (precision) when it falls in such a window of a
@@ -29,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 from smartpole.lighting.diagnostics import Diagnosis, DiagnosisEvent, LampDiagnostics, LampFacts
 from smartpole.sim.environment import District
-from smartpole.sim.physics import Lamp, Site
+from smartpole.sim.physics import Lamp, Report, Site
 
 STEP_S = 60
 DAY_S = 86_400
@@ -93,8 +96,17 @@ def run(
     ]
     by_lamp = {f.lamp: f for f in faults}
     diag = LampDiagnostics()
+    rng = random.Random(11)
+    held: dict[int, list[tuple[int, Report]]] = defaultdict(list)
+    held_until: dict[int, int] = {}
     raises: list[tuple[int, DiagnosisEvent]] = []
     reports = 0
+
+    def observe(i: int, ts: int, report: Report) -> None:
+        for e in diag.observe(facts[i], ts, report):
+            if e.change == "raised":
+                raises.append((i, e))
+
     for step in range(days * DAY_S // STEP_S):
         t = START + step * STEP_S
         ts = t * 1000
@@ -105,10 +117,23 @@ def run(
                 lamp.inject(f.name, amb)
             elif f is not None and f.end <= ts < f.end + STEP_S * 1000:
                 repair(lamp)
+            if amb.is_dark and rng.random() < 1 / 600:  # by hand, about once a night
+                lamp.command("setDim", {"level": rng.choice((10, 30, 50, 80, 100))}, amb)
+            report = lamp.report(amb)
+            if rng.random() < 0.02:
+                continue  # lost
             reports += 1
-            for e in diag.observe(facts[i], ts, lamp.report(amb)):
-                if e.change == "raised":
-                    raises.append((i, e))
+            if i not in held_until and rng.random() < 1 / 2000:
+                held_until[i] = ts + rng.randint(15, 60) * 60_000
+            if i in held_until:
+                held[i].append((ts, report))
+                if ts < held_until[i]:
+                    continue
+                del held_until[i]
+                for late_ts, late in held.pop(i):
+                    observe(i, late_ts, late)
+                continue
+            observe(i, ts, report)
     return raises, reports
 
 

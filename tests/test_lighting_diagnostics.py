@@ -203,21 +203,30 @@ def test_low_power_is_measured_against_the_level_rated_power_and_minimum_wattage
     assert raised(events) == ([Diagnosis.LOW_POWER] if weak else [])
 
 
+def test_low_power_clears_when_the_lamp_draws_its_share_again() -> None:
+    diag = LampDiagnostics()
+    assert raised(feed(diag, steady(NIGHT, 16, on=True, dim=100, power=50.0))) == [
+        Diagnosis.LOW_POWER
+    ]
+    events = feed(diag, steady(NIGHT + 16 * MIN, 6, on=True, dim=100, power=healthy_power(100)))
+    assert [(e.change, e.diagnosis) for e in events] == [("cleared", Diagnosis.LOW_POWER)]
+
+
 def test_low_power_needs_a_rated_power() -> None:
     unknown = LampFacts(1, 1, 1, LAT, LON, TZ)
     assert feed(LampDiagnostics(), steady(NIGHT, 30, on=True, dim=100, power=40.0), unknown) == []
 
 
-def test_a_fade_is_not_low_power_while_it_settles() -> None:
-    diag = LampDiagnostics()
+def test_a_fade_up_is_not_low_power_while_the_power_follows() -> None:
+    diag = LampDiagnostics(DiagnosticSettings(low_power_hold_s=0))
     reports: list[tuple[int, Mapping[str, Value]]] = list(
-        steady(NIGHT, 5, on=True, dim=100, power=healthy_power(100))
+        steady(NIGHT, 5, on=True, dim=30, power=healthy_power(30))
     )
-    # A 90-second fade from 100 % to 30 %: the level jumps, the power follows.
+    # A 90-second fade from 30 % to 100 %: the level jumps, the power follows.
     ts = NIGHT + 5 * MIN
-    for i, p in enumerate((99.3, 70.0, 40.0, healthy_power(30))):
-        reports.append((ts + i * 30_000, {"on": True, "dim": 30, "power": p}))
-    reports += steady(ts + 2 * MIN, 20, on=True, dim=30, power=healthy_power(30))
+    for i, p in enumerate((healthy_power(30), 50.0, 80.0, healthy_power(100))):
+        reports.append((ts + i * 30_000, {"on": True, "dim": 100, "power": p}))
+    reports += steady(ts + 2 * MIN, 20, on=True, dim=100, power=healthy_power(100))
     assert feed(diag, reports) == []
 
 

@@ -25,6 +25,7 @@ from smartpole.lighting.diagnostics import (
     burn_hours_forecast,
     is_daylight,
 )
+from smartpole.model.lifecycle import Severity
 from smartpole.model.types import Value
 from smartpole.sim.environment import District
 from smartpole.sim.physics import Lamp, Site
@@ -328,3 +329,26 @@ async def test_a_dead_lamp_over_mqtt_raises_lamp_failure_and_opens_its_work_orde
     r = await client.get("/api/work-orders", headers=city.auth("lighting"))
     orders: list[dict[str, Any]] = r.json()["items"]
     assert [o["alarm_id"] for o in orders] == [alarm["id"]]
+
+
+async def test_a_diagnosis_raised_before_a_restart_clears_when_its_fault_is_gone(
+    platform: Platform, client: httpx.AsyncClient, city: City
+) -> None:
+    pole_id = await make_pole(client, city, "FT-L5-0002", lat=LAT, lon=LON)
+    lamp = await make_device(client, city, "lighting", "lamp", pole_id)
+    before = await platform.hub.alarms.raise_alarm(
+        tenant_id=city.ids["lighting"],
+        originator_type="device",
+        originator_id=lamp["id"],
+        type="day_burner",
+        severity=Severity.MINOR,
+        ts=NOON - 60 * MIN,
+    )
+    body = {"ts": NOON, "values": {"on": False, "dim": 100, "power": 0.4}}
+    r = await client.post(f"/api/v1/{lamp['token']}/telemetry", json=body)
+    assert r.status_code == 200, r.text
+    await platform.pipeline.drain()
+    await platform.lamp_watch.drain()
+    after = platform.hub.alarms.get(before.id)
+    assert after is not None
+    assert after.status == "cleared_unack"

@@ -42,6 +42,7 @@ from smartpole.model.types import Value
 
 __all__ = [
     "DEFAULT_RATED_LIFE_H",
+    "DIAGNOSES",
     "LATCHED",
     "SEVERITY",
     "WORK_ORDER",
@@ -213,6 +214,11 @@ class LampDiagnostics:
         lamp = self.lamps.get(device_id)
         return frozenset(lamp.active) if lamp else frozenset()
 
+    def resume(self, device_id: int, diagnoses: Iterable[Diagnosis]) -> None:
+        """Take diagnoses raised before a restart as active, so that they clear when their
+        condition is gone (their hold starts again only if they end and come back)."""
+        self.lamps.setdefault(device_id, _Lamp()).active.update(diagnoses)
+
     def observe(
         self, facts: LampFacts, ts: int, values: Mapping[str, Value]
     ) -> list[DiagnosisEvent]:
@@ -343,11 +349,12 @@ class RoadForecast:
 
 
 def burn_hours_forecast(
-    lamps: Iterable[BurnHours], *, today: dt.date, horizon_years: int = 10
+    lamps: Iterable[BurnHours], *, today: dt.date | None = None, horizon_years: int = 10
 ) -> list[RoadForecast]:
     """Forecast lamp replacements per road: each lamp is due when its burn hours reach its
     rated life at its burning rate; lamps due beyond ``horizon_years`` are not counted by
-    year. Roads are sorted by district, then road."""
+    year. ``today`` defaults to the local date. Roads are sorted by district, then road."""
+    today = today or dt.date.today()
     roads: dict[tuple[str, str], list[BurnHours]] = defaultdict(list)
     for lamp in lamps:
         roads[(lamp.district, lamp.road)].append(lamp)

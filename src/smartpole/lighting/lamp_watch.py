@@ -23,12 +23,15 @@ import orjson
 from sqlalchemy import Engine, select
 
 from smartpole.hub.actions import WorkOrderOpener
-from smartpole.hub.alarms.store import Alarms
+from smartpole.hub.alarms.store import ACTIVE, Alarms
+from smartpole.hub.alarms.tables import alarms as alarm_rows
 from smartpole.lighting.diagnostics import (
     DEFAULT_RATED_LIFE_H,
+    DIAGNOSES,
     LATCHED,
     SEVERITY,
     WORK_ORDER,
+    Diagnosis,
     DiagnosisEvent,
     LampDiagnostics,
     LampFacts,
@@ -140,6 +143,7 @@ class LampWatch:
         self.raised = 0
         self._queue: asyncio.Queue[list[Reading] | None] = asyncio.Queue(queue_batches)
         self._task: asyncio.Task[None] | None = None
+        self._resumed: set[int] = set()
 
     async def on_batch(self, batch: WriteBatch) -> None:
         """Pipeline listener: hand the batch's lamp readings to the task and return at once."""
@@ -188,6 +192,7 @@ class LampWatch:
         reports: dict[tuple[int, int], dict[str, Value]] = {}
         for r in readings:
             reports.setdefault((r.device_id, r.ts), {})[r.key] = r.value
+        self._resume({device_id for device_id, _ in reports} - self._resumed)
         out: list[tuple[DiagnosisEvent, LampFacts]] = []
         for (device_id, ts), values in sorted(reports.items()):
             facts = self.lamp_facts(None, device_id)
@@ -195,6 +200,22 @@ class LampWatch:
                 continue
             out.extend((e, facts) for e in self.diagnostics.observe(facts, ts, values))
         return out
+
+    def _resume(self, device_ids: set[int]) -> None:
+        """Lamps seen for the first time since start: take their active diagnosis alarms
+        (raised before a restart) as raised, so that they clear when the fault is gone."""
+        if not device_ids or self.alarms is None:
+            return
+        self._resumed |= device_ids
+        q = select(alarm_rows.c.originator_id, alarm_rows.c.type).where(
+            alarm_rows.c.originator_type == "device",
+            alarm_rows.c.originator_id.in_(sorted(device_ids)),
+            alarm_rows.c.type.in_([d.value for d in DIAGNOSES]),
+            alarm_rows.c.status.in_(ACTIVE),
+        )
+        with self.alarms.engine.connect() as conn:
+            for device_id, kind in conn.execute(q):
+                self.diagnostics.resume(device_id, [Diagnosis(kind)])
 
     async def _tell(self, event: DiagnosisEvent, facts: LampFacts) -> None:
         """Raise or clear the lamp's alarm of the diagnosis; open its work order if new."""

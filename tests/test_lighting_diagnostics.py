@@ -25,8 +25,9 @@ from smartpole.lighting.diagnostics import (
     burn_hours_forecast,
     is_daylight,
 )
+from smartpole.lighting.lamp_watch import RegistryLampFacts
 from smartpole.model.lifecycle import Severity
-from smartpole.model.types import Value
+from smartpole.model.types import Scope, Value
 from smartpole.sim.environment import District
 from smartpole.sim.physics import Lamp, Site
 
@@ -352,3 +353,29 @@ async def test_a_diagnosis_raised_before_a_restart_clears_when_its_fault_is_gone
     after = platform.hub.alarms.get(before.id)
     assert after is not None
     assert after.status == "cleared_unack"
+
+
+async def test_lamp_facts_come_from_the_pole_and_the_rating_attributes(
+    platform: Platform, client: httpx.AsyncClient, city: City
+) -> None:
+    pole_id = await make_pole(client, city, "FT-L5-0003", lat=22.6, lon=114.1, road="红荔路")
+    lamp = await make_device(client, city, "lighting", "lamp", pole_id)
+    air = await make_device(client, city, "lighting", "air", pole_id)
+    platform.assets.set_attributes(lamp["id"], Scope.SERVER, {"rated_power": 120})
+    platform.assets.set_attributes(lamp["id"], Scope.CLIENT, {"min_power": 12.5})
+    lookup = RegistryLampFacts(platform.db.engine, TZ)
+    facts = lookup(None, lamp["id"])
+    assert facts == LampFacts(
+        device_id=lamp["id"],
+        tenant_id=city.ids["lighting"],
+        pole_id=pole_id,
+        lat=22.6,
+        lon=114.1,
+        tz=TZ,
+        rated_w=120.0,
+        min_w=12.5,
+        road="红荔路",
+        district="Futian",
+    )
+    assert lookup(city.ids["telecom"], lamp["id"]) is None  # not that tenant's lamp
+    assert lookup(None, air["id"]) is None  # no lamp

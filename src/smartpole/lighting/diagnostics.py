@@ -1,7 +1,7 @@
 """Lamp diagnostics: what a street lamp's own readings say is wrong with it.
 
-A :class:`LampDiagnostics` is fed each lamp's reports (the catalog's ``on``, ``dim``, ``power``
-and ``hours`` keys, at the readings' own times) and says when a diagnosis starts or ends. The
+A :class:`LampDiagnostics` is fed each lamp's reports (the catalog's ``on``, ``dim`` and
+``power`` keys, at the readings' own times) and says when a diagnosis starts or ends. The
 diagnoses and their alarm types follow uCIFI / OMA LwM2M object 3416 (Outdoor Lamp Controller)
 where it names them (see docs/lighting-diagnostics.md):
 

@@ -16,7 +16,6 @@ import pytest
 
 from fixtures_api import City, make_device, make_pole
 from smartpole.app import Platform
-from smartpole.hub.rules.documents import default_rules
 from smartpole.model.types import DeviceKind
 from smartpole.sim.district import plan_district
 from smartpole.sim.environment import District
@@ -109,9 +108,6 @@ def pole_sim(fleet: Fleet, cue: Cue) -> PoleSim:
 async def test_held_back_readings_raise_the_lamp_alarms_whenever_the_demo_starts(
     platform: Platform, client: httpx.AsyncClient, city: City, hour: int
 ) -> None:
-    rules = [r for r in default_rules() if r["name"] in ("lamp-failure", "day-burner")]
-    r = await client.post("/api/rules/import", json=rules, headers=city.auth("city"))
-    assert r.status_code in (200, 201), r.text
     now = datetime(2026, 3, 10, hour, 7, tzinfo=SHANGHAI).timestamp()
     for event in (Event.LAMP_FAILURE, Event.DAY_BURNER):
         pole_id = await make_pole(client, city, f"P-{event}", lat=LAT, lon=LON)
@@ -138,4 +134,5 @@ async def settle(platform: Platform) -> None:
     """Wait until every upload so far is committed, evaluated and acted on."""
     await platform.pipeline.drain()
     await platform.hub.settle()
+    await platform.lamp_watch.drain()
     await asyncio.sleep(0)

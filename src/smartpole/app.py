@@ -23,6 +23,7 @@ from smartpole.ingest.pipeline import Pipeline
 from smartpole.lighting.lamps import LampInventory
 from smartpole.lighting.service import LightingService
 from smartpole.lighting.store import LightingStore
+from smartpole.lighting.lamp_watch import LampWatch, RegistryLampFacts
 from smartpole.metrics import Metrics
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets, seen_recently
@@ -140,6 +141,11 @@ class Platform:
         self.anomaly = AnomalyService(
             self.db.engine, self.hub.alarms, detector, node=settings.node_id
         )
+        self.lamp_watch = LampWatch(
+            self.hub.alarms,
+            RegistryLampFacts(self.db.engine, settings.hub_timezone),
+            work_orders=self.work_orders,
+        )
         self.census = Census(self.db.engine, self.metrics, settings.inactivity_timeout_s * 1000)
         analytics = [self.anomaly.on_batch] if settings.anomaly_enabled else []
         self.pipeline = Pipeline(
@@ -151,6 +157,7 @@ class Platform:
             listeners=[
                 self.hub.on_batch,
                 *analytics,
+                self.lamp_watch.on_batch,
                 self.census.on_batch,
                 self.pole_states.on_batch,
                 self.live.on_batch,
@@ -246,6 +253,7 @@ class Platform:
         await self.pipeline.start()
         await self.hub.start()
         await self.anomaly.start()
+        await self.lamp_watch.start()
         await self.pole_states.start()
         await self._start_mqtt()
         self._stopping.clear()
@@ -368,6 +376,7 @@ class Platform:
         self.mqtt.clear()
         await self.pipeline.stop()
         await self.anomaly.stop()
+        await self.lamp_watch.stop()
         await self.hub.stop()
         try:
             self.series.close()

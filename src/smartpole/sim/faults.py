@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["DEFAULT_RATES", "FAULTS", "FaultRates"]
+__all__ = ["DEFAULT_RATES", "FAULTS", "LAMP_FAULTS", "LAMP_FAULT_RATES", "FaultRates"]
 
 FAULTS: dict[str, str] = {
     "lamp_failure": "a lamp's driver dies: switched on, draws next to nothing, gives no light",
@@ -36,6 +36,23 @@ DEFAULT_RATES: dict[str, float] = {
     "late": 0.002,
     "lost_plan": 0.0005,
 }
+
+# The lamp diagnostics' faults (#15 L5: docs/lighting-diagnostics.md), a block of their own.
+# day_burner against gear_failure: a day burner's controller keeps the lamp on and says so
+# (photocell or clock wrong); a gear failure's controller switches it off and says so, but the
+# relay is welded and the lamp burns on (seen by day, when it should be off).
+LAMP_FAULTS: dict[str, str] = {
+    "lamp_cycling": "a lamp's driver overheats: dark 4 of every 10 minutes while switched on",
+    "low_power": "a lamp's LED strings fail: it draws 40-70 % of what its level needs",
+    "gear_failure": "a lamp's relay welds: switched off (and reporting off), it burns on",
+}
+LAMP_FAULT_RATES: dict[str, float] = {
+    "lamp_cycling": 0.0002,
+    "low_power": 0.0002,
+    "gear_failure": 0.0001,
+}
+FAULTS.update(LAMP_FAULTS)
+DEFAULT_RATES.update(LAMP_FAULT_RATES)
 
 OFFLINE_MEAN_S = 900.0
 

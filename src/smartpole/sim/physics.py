@@ -144,11 +144,15 @@ class Lamp(Model):
     """An LED street lamp: photocell on at dusk, commands override until the next dawn/dusk.
 
     Power is the LED's rated watts times the dim level plus the driver's loss; the energy
-    counter and operating hours only grow.
+    counter and operating hours only grow. Faults: ``lamp_failure`` (dead driver),
+    ``day_burner`` (the controller keeps it on), ``lamp_cycling`` (thermal cut-out: dark 4 of
+    every 10 minutes), ``low_power`` (power at 40-70 %) and ``gear_failure`` (welded relay:
+    reported off, burning on).
     """
 
     kind = DeviceKind.LAMP
-    faults = ("lamp_failure", "day_burner")
+    faults = ("lamp_failure", "day_burner", "lamp_cycling", "low_power", "gear_failure")
+    CYCLE_S = 600.0  # a cycling lamp's period: lit 6 minutes, dark 4
 
     def __init__(self, name: str, seed: int, site: Site | None = None) -> None:
         super().__init__(name, seed, site)
@@ -160,6 +164,10 @@ class Lamp(Model):
         self.commanded = False  # a command since the plan's last step: it holds until the next
         self.failed = False
         self.burning = False  # day burner: relay welded shut
+        self.cycling = False  # thermal cut-out trips and resets
+        self.weak = 1.0  # share of its power a failing LED string still draws
+        self.welded = False  # gear failure: the relay does not open when switched off
+        self._cycle = 0.0
         self.energy = self.rng.uniform(50, 3000)  # kWh since installation
         self.hours = self.energy * 1000 / self.rated_w
         self.temperature = 25.0
@@ -178,16 +186,19 @@ class Lamp(Model):
 
     def step(self, dt: float, amb: Ambient) -> Report:
         self._auto(amb)
-        lit = (self.on or self.burning) and not self.failed
+        self._cycle = (self._cycle + dt) % self.CYCLE_S
+        cut_out = self.cycling and self._cycle >= 0.6 * self.CYCLE_S
+        lit = (self.on or self.burning or self.welded) and not self.failed and not cut_out
         level = 100.0 if self.burning else self.level
         led = self.rated_w * level / 100 if lit else 0.0
         if lit:
-            power = led + 3.0 + 0.07 * led  # driver: fixed plus proportional loss
+            power = (led + 3.0 + 0.07 * led) * self.weak  # driver: fixed plus proportional loss
         else:
-            power = 1.5 if (self.on and self.failed) else 0.4  # failed driver / standby
+            dead = self.on and (self.failed or cut_out)
+            power = 1.5 if dead else 0.4  # failed driver / standby
         power *= 1 + self.rng.gauss(0, 0.01)
         self.energy += power * dt / 3.6e6
-        if self.on or self.burning:
+        if self.on or self.burning or self.welded:
             self.hours += dt / 3600
         self._power = power
         pf = 0.82 + 0.15 * level / 100 if lit else 0.5
@@ -250,6 +261,15 @@ class Lamp(Model):
             return True
         if fault == "day_burner" and not self.burning:
             self.burning = True
+            return True
+        if fault == "lamp_cycling" and not self.cycling:
+            self.cycling = True
+            return True
+        if fault == "low_power" and self.weak == 1.0:
+            self.weak = self.rng.uniform(0.4, 0.7)
+            return True
+        if fault == "gear_failure" and not self.welded:
+            self.welded = True
             return True
         return False
 

@@ -69,8 +69,8 @@ class History:
     minutes: int
 
 
-# Events that need past readings: their rules count a duration inside a time window (the
-# default lamp-failure rule: on at night, under 5 W, for 5 minutes; day-burner: on in daylight,
+# Events that need past readings: their lamp diagnoses count a duration inside a time window
+# (lamp_failure: on, under 5 W, for 5 minutes; day_burner: on in daylight, from sunrise + 30 min,
 # for 15 minutes), met by readings from the last evening or dawn, well inside the windows.
 HISTORY: dict[Event, History] = {
     Event.LAMP_FAILURE: History("sunset", 45, 7),

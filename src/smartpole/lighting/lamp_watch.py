@@ -1,0 +1,257 @@
+"""The lamp diagnostics on the pipeline: committed readings in, lamp alarms and work orders out.
+
+:class:`LampWatch` is a pipeline listener (wired in ``smartpole.app`` like the anomaly detector):
+it only enqueues each committed batch; its own task groups the readings into reports (one lamp,
+one moment), runs :class:`~smartpole.lighting.diagnostics.LampDiagnostics` in a worker thread
+and raises or clears each diagnosis's alarm through the hub's alarm API, opening a work order
+for the diagnoses that need a crew (``lamp_failure``, ``control_gear_failure``).
+
+:class:`RegistryLampFacts` answers ``lamp_facts(tenant, device)`` from the registry: the lamp's
+owner and pole, the pole's position, road and district, and the rating attributes
+``rated_power`` (W), ``min_power`` (W) and ``rated_life`` (h, L70) in any attribute scope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, select
+
+from smartpole.hub.actions import WorkOrderOpener
+from smartpole.hub.alarms.store import ACTIVE, Alarms
+from smartpole.hub.alarms.tables import alarms as alarm_rows
+from smartpole.lighting.diagnostics import (
+    DEFAULT_RATED_LIFE_H,
+    DIAGNOSES,
+    LATCHED,
+    SEVERITY,
+    WORK_ORDER,
+    Diagnosis,
+    DiagnosisEvent,
+    LampDiagnostics,
+    LampFacts,
+    LampFactsLookup,
+)
+from smartpole.model.types import DeviceKind, Reading, Value
+from smartpole.model.writes import WriteBatch
+from smartpole.store.schema import attributes, devices, poles
+
+__all__ = ["RATING_KEYS", "LampWatch", "RegistryLampFacts"]
+
+log = logging.getLogger(__name__)
+RATING_KEYS = ("rated_power", "min_power", "rated_life")
+LAMP_KEYS = frozenset({"on", "dim", "power"})
+
+
+class RegistryLampFacts:
+    """``lamp_facts(tenant, device)`` from the registry, each answer kept ``ttl_s`` seconds.
+
+    A lamp on no pole has no position: it is placed at (``lat``, ``lon``), the city's centre.
+    """
+
+    def __init__(
+        self, engine: Engine, tz: str, *, lat: float = 0.0, lon: float = 0.0, ttl_s: float = 300.0
+    ) -> None:
+        self.engine = engine
+        self.tz = tz
+        self.lat, self.lon = lat, lon
+        self.ttl_s = ttl_s
+        self._cache: dict[int, tuple[float, LampFacts | None]] = {}
+
+    def __call__(self, tenant: int | None, device: int) -> LampFacts | None:
+        """The lamp's facts; None for a device of another kind or tenant, or unknown."""
+        hit = self._cache.get(device)
+        if hit is None or time.monotonic() - hit[0] > self.ttl_s:
+            hit = self._cache[device] = (time.monotonic(), self._load(device))
+        facts = hit[1]
+        if facts is None or (tenant is not None and facts.tenant_id != tenant):
+            return None
+        return facts
+
+    def _load(self, device: int) -> LampFacts | None:
+        q = (
+            select(
+                devices.c.kind,
+                devices.c.owner_id,
+                devices.c.pole_id,
+                poles.c.lat,
+                poles.c.lon,
+                poles.c.road,
+                poles.c.district,
+            )
+            .select_from(devices.outerjoin(poles, poles.c.id == devices.c.pole_id))
+            .where(devices.c.id == device)
+        )
+        ratings = select(attributes.c.key, attributes.c.value).where(
+            attributes.c.device_id == device, attributes.c.key.in_(RATING_KEYS)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+            if row is None or row.kind != DeviceKind.LAMP.value:
+                return None
+            rated = {k: _number(v) for k, v in conn.execute(ratings)}
+        return LampFacts(
+            device_id=device,
+            tenant_id=row.owner_id,
+            pole_id=row.pole_id,
+            lat=row.lat if row.lat is not None else self.lat,
+            lon=row.lon if row.lon is not None else self.lon,
+            tz=self.tz,
+            rated_w=rated.get("rated_power"),
+            min_w=rated.get("min_power") or 0.0,
+            rated_life_h=rated.get("rated_life") or DEFAULT_RATED_LIFE_H,
+            road=row.road or "",
+            district=row.district or "",
+        )
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    return float(value) if ok else None
+
+
+class LampWatch:
+    """Lamp diagnostics fed by the pipeline; alarms raised from its own task.
+
+    ``queue_batches`` bounds the batches waiting; when the task falls behind, new batches are
+    dropped (counted in ``dropped``) rather than slowing ingest.
+    """
+
+    def __init__(
+        self,
+        alarms: Alarms | None,
+        lamp_facts: LampFactsLookup,
+        diagnostics: LampDiagnostics | None = None,
+        *,
+        work_orders: WorkOrderOpener | None = None,
+        queue_batches: int = 1000,
+    ) -> None:
+        self.alarms = alarms
+        self.lamp_facts = lamp_facts
+        self.diagnostics = diagnostics or LampDiagnostics()
+        self.work_orders = work_orders
+        self.dropped = 0
+        self.raised = 0
+        self._queue: asyncio.Queue[list[Reading] | None] = asyncio.Queue(queue_batches)
+        self._task: asyncio.Task[None] | None = None
+        self._resumed: set[int] = set()
+
+    async def on_batch(self, batch: WriteBatch) -> None:
+        """Pipeline listener: hand the batch's lamp readings to the task and return at once."""
+        if self._task is None:
+            return
+        readings = [r for r in batch.readings if r.key in LAMP_KEYS]
+        if not readings:
+            return
+        try:
+            self._queue.put_nowait(readings)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def start(self) -> None:
+        """Start diagnosing."""
+        self._task = asyncio.create_task(self._run(), name="lamp-diagnostics")
+
+    async def stop(self) -> None:
+        """Diagnose what is queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.put(None)
+        await self._task
+        self._task = None
+
+    async def drain(self) -> None:
+        """Wait until every batch queued so far is diagnosed and its alarms raised."""
+        await self._queue.join()
+
+    async def _run(self) -> None:
+        while True:
+            readings = await self._queue.get()
+            try:
+                if readings is None:
+                    return
+                events = await asyncio.to_thread(self.process, readings)
+                for event, facts in events:
+                    await self._tell(event, facts)
+            except Exception:
+                log.exception("lamp diagnostics of a batch failed")
+            finally:
+                self._queue.task_done()
+
+    def process(self, readings: Sequence[Reading]) -> list[tuple[DiagnosisEvent, LampFacts]]:
+        """Diagnose a batch (blocking): each lamp's reports in time order."""
+        reports: dict[tuple[int, int], dict[str, Value]] = {}
+        for r in readings:
+            reports.setdefault((r.device_id, r.ts), {})[r.key] = r.value
+        self._resume({device_id for device_id, _ in reports} - self._resumed)
+        out: list[tuple[DiagnosisEvent, LampFacts]] = []
+        for (device_id, ts), values in sorted(reports.items()):
+            facts = self.lamp_facts(None, device_id)
+            if facts is None:
+                continue
+            out.extend((e, facts) for e in self.diagnostics.observe(facts, ts, values))
+        return out
+
+    def _resume(self, device_ids: set[int]) -> None:
+        """Lamps seen for the first time since start: take their active diagnosis alarms
+        (raised before a restart) as raised, so that they clear when the fault is gone."""
+        if not device_ids or self.alarms is None:
+            return
+        self._resumed |= device_ids
+        q = select(alarm_rows.c.originator_id, alarm_rows.c.type).where(
+            alarm_rows.c.originator_type == "device",
+            alarm_rows.c.originator_id.in_(sorted(device_ids)),
+            alarm_rows.c.type.in_([d.value for d in DIAGNOSES]),
+            alarm_rows.c.status.in_(ACTIVE),
+        )
+        with self.alarms.engine.connect() as conn:
+            for device_id, kind in conn.execute(q):
+                self.diagnostics.resume(device_id, [Diagnosis(kind)])
+
+    async def _tell(self, event: DiagnosisEvent, facts: LampFacts) -> None:
+        """Raise or clear the lamp's alarm of the diagnosis; open its work order if new."""
+        if self.alarms is None:
+            return
+        details: dict[str, Any] = {"since": event.since, **event.details}
+        if event.change == "cleared":
+            await self.alarms.clear(
+                originator_type="device",
+                originator_id=event.device_id,
+                type=event.diagnosis.value,
+                details=details,
+                ts=event.ts,
+            )
+            return
+        self.raised += 1
+        alarm = await self.alarms.raise_alarm(
+            tenant_id=facts.tenant_id,
+            originator_type="device",
+            originator_id=event.device_id,
+            type=event.diagnosis.value,
+            severity=SEVERITY[event.diagnosis],
+            details=details,
+            ts=event.ts,
+            pole_id=facts.pole_id,
+            latch=event.diagnosis in LATCHED,
+        )
+        note = WORK_ORDER.get(event.diagnosis)
+        if note is not None and alarm.count == 1 and self.work_orders is not None:
+            await self.work_orders.open_for_alarm(alarm, None, note)
+
+    def stats(self) -> dict[str, Any]:
+        """What the diagnostics hold and have done."""
+        return {
+            "lamps": len(self.diagnostics.lamps),
+            "raised": self.raised,
+            "dropped_batches": self.dropped,
+            "queued": self._queue.qsize(),
+        }

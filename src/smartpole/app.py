@@ -20,10 +20,10 @@ from smartpole.hub.live import Live
 from smartpole.hub.poles import PoleStates
 from smartpole.hub.workorders.lifecycle import parse_sla
 from smartpole.ingest.pipeline import Pipeline
+from smartpole.lighting.lamp_watch import LampWatch, RegistryLampFacts
 from smartpole.lighting.lamps import LampInventory
 from smartpole.lighting.service import LightingService
 from smartpole.lighting.store import LightingStore
-from smartpole.lighting.lamp_watch import LampWatch, RegistryLampFacts
 from smartpole.metrics import Metrics
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets, seen_recently

@@ -450,7 +450,7 @@ async def test_changes_are_in_the_audit_log(client: httpx.AsyncClient, city: Cit
     assert "lighting.document.import" in [e["action"] for e in r.json()["entries"]]
 
 
-async def test_plan_listeners_hear_which_gateways_and_lamps_a_change_touches(
+async def test_plan_listeners_hear_which_lamps_a_change_touches(
     client: httpx.AsyncClient, city: City, platform: Platform
 ) -> None:
     await light_up(client, city)
@@ -460,14 +460,14 @@ async def test_plan_listeners_hear_which_gateways_and_lamps_a_change_touches(
     op = city.auth("lighting", Role.OPERATOR)
     unused = {"name": "unused", "steps": [{"at": "sunset", "level": 10}]}
     assert (await client.post("/api/lighting/programs", json=unused, headers=op)).status_code == 201
-    assert heard == [("lighting", {"gw-a", "lamp-b1"})]  # the first compile: every plan is new
+    assert heard == [("lighting", {"lamp-a1", "lamp-a2", "lamp-b1"})]  # the first: all new
     r = await client.post(
         "/api/lighting/overrides",
         json={"group": "shennan", "level": 10, "duration_s": 600},
         headers=op,
     )
     assert r.status_code == 201
-    assert heard[-1] == ("lighting", {"gw-a"})
+    assert heard[-1] == ("lighting", {"lamp-a1", "lamp-a2"})
 
 
 async def test_a_lamps_server_attributes_cap_its_plan_and_rate_its_baseline(
@@ -475,7 +475,7 @@ async def test_a_lamps_server_attributes_cap_its_plan_and_rate_its_baseline(
 ) -> None:
     lit = await light_up(client, city)
     op = city.auth("lighting", Role.OPERATOR)
-    attrs = {"maintenance": 0.8, "rated_w": 50, "tags": ["school"]}
+    attrs = {"maintenance": 0.8, "rated_power": 50, "tags": ["school"]}
     path = f"/api/devices/{lit.lamps['lamp-a1']}/attributes/server"
     assert (await client.post(path, json=attrs, headers=op)).status_code in (200, 201)
     q = {"lamp": "lamp-a1", "date": NIGHT.isoformat()}

@@ -363,7 +363,7 @@ async def test_lamp_facts_come_from_the_pole_and_the_rating_attributes(
     air = await make_device(client, city, "lighting", "air", pole_id)
     platform.assets.set_attributes(lamp["id"], Scope.SERVER, {"rated_power": 120})
     platform.assets.set_attributes(lamp["id"], Scope.CLIENT, {"min_power": 12.5})
-    lookup = RegistryLampFacts(platform.db.engine, TZ)
+    lookup = RegistryLampFacts(platform.db.engine, platform.tenants.zone)
     facts = lookup(None, lamp["id"])
     assert facts == LampFacts(
         device_id=lamp["id"],

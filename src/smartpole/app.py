@@ -143,7 +143,7 @@ class Platform:
         )
         self.lamp_watch = LampWatch(
             self.hub.alarms,
-            RegistryLampFacts(self.db.engine, settings.hub_timezone),
+            RegistryLampFacts(self.db.engine, self.tenants.zone),
             work_orders=self.work_orders,
         )
         self.census = Census(self.db.engine, self.metrics, settings.inactivity_timeout_s * 1000)

@@ -73,7 +73,8 @@ class OverrideOut(BaseModel):
     """An override; ``until`` is when it ends or ended (an ended one moved it to that time)."""
 
     id: int
-    group: str
+    group: str = Field(description='the group held; "" for a rule\'s hold of the lamps listed')
+    lamps: list[str] = Field(default_factory=list, description="the lamps a rule's hold lists")
     level: float
     start: int
     until: int
@@ -88,6 +89,7 @@ class OverrideOut(BaseModel):
         return cls(
             id=o.id,
             group=o.group,
+            lamps=list(o.lamps),
             level=o.level,
             start=o.start_ms,
             until=o.until_ms,

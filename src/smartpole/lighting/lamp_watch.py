@@ -8,7 +8,7 @@ for the diagnoses that need a crew (``lamp_failure``, ``control_gear_failure``).
 
 :class:`RegistryLampFacts` answers ``lamp_facts(tenant, device)`` from the registry: the lamp's
 owner and pole, the pole's position, road and district, and the rating attributes
-``rated_power`` (W), ``min_power`` (W) and ``rated_life`` (h, L70) in any attribute scope.
+and its ratings as :mod:`smartpole.lighting.lamps` reads them.
 """
 
 from __future__ import annotations
@@ -16,17 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
-import orjson
 from sqlalchemy import Engine, select
 
 from smartpole.hub.actions import WorkOrderOpener
 from smartpole.hub.alarms.store import ACTIVE, Alarms
 from smartpole.hub.alarms.tables import alarms as alarm_rows
 from smartpole.lighting.diagnostics import (
-    DEFAULT_RATED_LIFE_H,
     DIAGNOSES,
     LATCHED,
     SEVERITY,
@@ -37,28 +36,35 @@ from smartpole.lighting.diagnostics import (
     LampFacts,
     LampFactsLookup,
 )
+from smartpole.lighting.lamps import Ratings, read_ratings
 from smartpole.model.types import DeviceKind, Reading, Value
 from smartpole.model.writes import WriteBatch
-from smartpole.store.schema import attributes, devices, poles
+from smartpole.store.schema import devices, poles
 
-__all__ = ["RATING_KEYS", "LampWatch", "RegistryLampFacts"]
+__all__ = ["LampWatch", "RegistryLampFacts"]
 
 log = logging.getLogger(__name__)
-RATING_KEYS = ("rated_power", "min_power", "rated_life")
 LAMP_KEYS = frozenset({"on", "dim", "power"})
 
 
 class RegistryLampFacts:
-    """``lamp_facts(tenant, device)`` from the registry, each answer kept ``ttl_s`` seconds.
+    """``lamp_facts(tenant, device)`` from the registry, each answer kept ``ttl_s`` seconds;
+    ratings as :mod:`smartpole.lighting.lamps` reads them, times in the owner's zone.
 
     A lamp on no pole has no position: it is placed at (``lat``, ``lon``), the city's centre.
     """
 
     def __init__(
-        self, engine: Engine, tz: str, *, lat: float = 0.0, lon: float = 0.0, ttl_s: float = 300.0
+        self,
+        engine: Engine,
+        zone: Callable[[int], ZoneInfo],
+        *,
+        lat: float = 0.0,
+        lon: float = 0.0,
+        ttl_s: float = 300.0,
     ) -> None:
         self.engine = engine
-        self.tz = tz
+        self.zone = zone  # a tenant's time zone (registry.access.Tenants.zone)
         self.lat, self.lon = lat, lon
         self.ttl_s = ttl_s
         self._cache: dict[int, tuple[float, LampFacts | None]] = {}
@@ -87,36 +93,25 @@ class RegistryLampFacts:
             .select_from(devices.outerjoin(poles, poles.c.id == devices.c.pole_id))
             .where(devices.c.id == device)
         )
-        ratings = select(attributes.c.key, attributes.c.value).where(
-            attributes.c.device_id == device, attributes.c.key.in_(RATING_KEYS)
-        )
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
             if row is None or row.kind != DeviceKind.LAMP.value:
                 return None
-            rated = {k: _number(v) for k, v in conn.execute(ratings)}
+            rated = read_ratings(conn, select(devices.c.id).where(devices.c.id == device))
+        ratings = rated.get(device, Ratings())
         return LampFacts(
             device_id=device,
             tenant_id=row.owner_id,
             pole_id=row.pole_id,
             lat=row.lat if row.lat is not None else self.lat,
             lon=row.lon if row.lon is not None else self.lon,
-            tz=self.tz,
-            rated_w=rated.get("rated_power"),
-            min_w=rated.get("min_power") or 0.0,
-            rated_life_h=rated.get("rated_life") or DEFAULT_RATED_LIFE_H,
+            tz=str(self.zone(row.owner_id)),
+            rated_w=ratings.rated_power,
+            min_w=ratings.min_power,
+            rated_life_h=ratings.rated_life,
             road=row.road or "",
             district=row.district or "",
         )
-
-
-def _number(text: str) -> float | None:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-    return float(value) if ok else None
 
 
 class LampWatch:

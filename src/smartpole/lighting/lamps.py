@@ -1,19 +1,23 @@
 """A tenant's lamps as lighting sees them, built from the registry: the devices of kind ``lamp``
 the tenant owns that are mounted on a pole, with the pole's position, district and road, the
-pole's gateway, the tenant's time zone, and what the lamp's server attributes say of it.
+pole's gateway, the tenant's time zone, and what the lamp's attributes say of it.
 
-Server attributes read (each optional; a missing or unusable value takes its default):
+The lamp's ratings are attributes (each optional; a missing or unusable value takes its
+default); a server attribute (set by the city) wins over a shared or a client one (reported by
+the lamp's controller). Plans, energy and the diagnostics all read them here:
 
-==================  =========================================================  ========
-key                 meaning                                                    default
-==================  =========================================================  ========
-``rated_w``         rated power, W (the energy baseline)                       100
-``min_w``           the driver's minimum power, W                              0
-``rated_hours``     rated life (L70), h                                        100000
-``clo_start``       constant light output: the share driven when new, (0, 1]   1 (off)
-``maintenance``     maintenance factor, (0, 1]                                 1
-``tags``            a list of tags groups can select                           none
-==================  =========================================================  ========
+================  =========================================================  ===============
+key               meaning                                                    default
+================  =========================================================  ===============
+``rated_power``   rated power, W (the energy baseline; ``low_power``)         100 W for energy;
+                                                                             unknown: no
+                                                                             ``low_power``
+``min_power``     the driver's minimum power, W                              0
+``rated_life``    rated life (L70), h (CLO; the replacement forecast)        50,000
+``clo_start``     constant light output: the share driven when new, (0, 1]   1 (no CLO)
+``maintenance``   maintenance factor, (0, 1]                                 1
+``tags``          a list of tags groups can select                           none
+================  =========================================================  ===============
 
 Burn hours come from the lamp's latest ``hours`` reading (the catalog's operating hours).
 """
@@ -21,28 +25,26 @@ Burn hours come from the lamp's latest ``hours`` reading (the catalog's operatin
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Connection, Engine, and_, select
 
+from smartpole.lighting.diagnostics import DEFAULT_RATED_LIFE_H
 from smartpole.model.energy import LampPlace
 from smartpole.model.lighting import Cap, Lamp
 from smartpole.model.types import DeviceKind, Scope
 from smartpole.store.schema import attributes, devices, latest, poles
 
-__all__ = ["DEFAULTS", "LampInventory", "LampRecord"]
+__all__ = ["RATED_POWER_W", "RATING_KEYS", "LampInventory", "LampRecord", "Ratings"]
 
-DEFAULTS: dict[str, float] = {
-    "rated_w": 100.0,
-    "min_w": 0.0,
-    "rated_hours": 100_000.0,
-    "clo_start": 1.0,
-    "maintenance": 1.0,
-}
+RATED_POWER_W = 100.0  # the energy baseline of a lamp whose rating nobody gave
+RATING_KEYS = ("rated_power", "min_power", "rated_life", "clo_start", "maintenance", "tags")
+# which attribute scope wins when a key is in several: the city's server attribute
+_SCOPE_RANK = {str(Scope.CLIENT): 0, str(Scope.SHARED): 1, str(Scope.SERVER): 2}
 BURN_HOURS_KEY = "hours"
 
 
@@ -71,7 +73,7 @@ class LampRecord:
         )
 
 
-def _number(value: Any, default: float, low: float, high: float) -> float:
+def _number(value: Any, default: float | None, low: float, high: float) -> float | None:
     """A finite number within [low, high], or the default."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return default
@@ -80,16 +82,64 @@ def _number(value: Any, default: float, low: float, high: float) -> float:
     return float(value)
 
 
-def _cap(attrs: dict[str, Any], burn_hours: float) -> Cap:
-    try:
-        return Cap(
-            maintenance=_number(attrs.get("maintenance"), 1.0, 1e-3, 1.0),
-            clo_start=_number(attrs.get("clo_start"), 1.0, 1e-3, 1.0),
-            burn_hours=max(0.0, burn_hours),
-            rated_hours=_number(attrs.get("rated_hours"), DEFAULTS["rated_hours"], 0, 1e7),
+@dataclass(frozen=True, slots=True)
+class Ratings:
+    """A lamp's ratings from its attributes (see the module's table)."""
+
+    rated_power: float | None = None  # W; None: nobody said
+    min_power: float = 0.0
+    rated_life: float = DEFAULT_RATED_LIFE_H
+    clo_start: float = 1.0
+    maintenance: float = 1.0
+    tags: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, attrs: Mapping[str, Any]) -> Ratings:
+        """From the lamp's attribute values by key (decoded JSON); bad values are ignored."""
+        rated = _number(attrs.get("rated_power"), None, 1e-3, 1e5)
+        tags = attrs.get("tags")
+
+        def within(key: str, default: float, low: float, high: float) -> float:
+            value = _number(attrs.get(key), default, low, high)
+            return default if value is None else value
+
+        return cls(
+            rated_power=rated,
+            min_power=within("min_power", 0.0, 0, rated or 1e5),
+            rated_life=within("rated_life", DEFAULT_RATED_LIFE_H, 1, 1e7),
+            clo_start=within("clo_start", 1.0, 1e-3, 1.0),
+            maintenance=within("maintenance", 1.0, 1e-3, 1.0),
+            tags=frozenset(t for t in tags if isinstance(t, str))
+            if isinstance(tags, list)
+            else frozenset(),
         )
+
+
+NO_RATINGS = Ratings()
+
+
+def _cap(rated: Ratings, burn_hours: float) -> Cap:
+    """What limits the lamp's levels: maintenance and CLO at its burn hours."""
+    try:
+        return Cap(rated.maintenance, rated.clo_start, max(0.0, burn_hours), rated.rated_life)
     except ValueError:
         return Cap()
+
+
+def read_ratings(conn: Connection, devices_q: Any) -> dict[int, Ratings]:
+    """The ratings of the devices ``devices_q`` selects (a select of device ids), by device."""
+    q = select(attributes.c.device_id, attributes.c.scope, attributes.c.key, attributes.c.value)
+    q = q.where(attributes.c.device_id.in_(devices_q), attributes.c.key.in_(RATING_KEYS))
+    found: dict[int, dict[str, tuple[int, Any]]] = {}
+    for device_id, scope, key, value in conn.execute(q):
+        rank = _SCOPE_RANK.get(scope, 0)
+        mine = found.setdefault(device_id, {})
+        if key not in mine or mine[key][0] <= rank:
+            try:
+                mine[key] = (rank, orjson.loads(value))
+            except orjson.JSONDecodeError:
+                continue
+    return {d: Ratings.of({k: v for k, (_r, v) in kv.items()}) for d, kv in found.items()}
 
 
 class LampInventory:
@@ -126,12 +176,6 @@ class LampInventory:
             devices.c.kind == DeviceKind.GATEWAY.value,
             devices.c.pole_id.in_(select(devices.c.pole_id).where(own)),
         )
-        attrs_q = (
-            select(attributes.c.device_id, attributes.c.key, attributes.c.value)
-            .join(devices, devices.c.id == attributes.c.device_id)
-            .where(own, attributes.c.scope == str(Scope.SERVER))
-            .where(attributes.c.key.in_([*DEFAULTS, "tags"]))
-        )
         hours_q = (
             select(latest.c.device_id, latest.c.num)
             .join(devices, devices.c.id == latest.c.device_id)
@@ -142,15 +186,12 @@ class LampInventory:
             gateways: dict[int, str] = {}
             for pole_id, name in conn.execute(gw.order_by(devices.c.id)):
                 gateways.setdefault(pole_id, name)
-            attrs: dict[int, dict[str, Any]] = {}
-            for device_id, key, value in conn.execute(attrs_q):
-                attrs.setdefault(device_id, {})[key] = orjson.loads(value)
+            ratings = read_ratings(conn, select(devices.c.id).where(own))
             hours = {d: float(n) for d, n in conn.execute(hours_q) if n is not None}
         tz = str(self.zone(tenant_id))
         out = []
         for r in rows:
-            mine = attrs.get(r.id, {})
-            tags = mine.get("tags")
+            rated = ratings.get(r.id, NO_RATINGS)
             lamp = Lamp(
                 id=r.name,
                 pole=r.code,
@@ -160,12 +201,9 @@ class LampInventory:
                 tz=tz,
                 district=r.district,
                 road=r.road,
-                tags=frozenset(t for t in tags if isinstance(t, str))
-                if isinstance(tags, list)
-                else frozenset(),
-                cap=_cap(mine, hours.get(r.id, 0.0)),
+                tags=rated.tags,
+                cap=_cap(rated, hours.get(r.id, 0.0)),
             )
-            rated = _number(mine.get("rated_w"), DEFAULTS["rated_w"], 0, 1e5)
-            minimum = _number(mine.get("min_w"), DEFAULTS["min_w"], 0, rated)
-            out.append(LampRecord(lamp, r.id, r.pole_id, rated, minimum))
+            power = rated.rated_power or RATED_POWER_W
+            out.append(LampRecord(lamp, r.id, r.pole_id, power, min(rated.min_power, power)))
         return out

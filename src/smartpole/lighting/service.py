@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 PlanListener = Callable[[str, set[str]], None]
+"""(tenant name, the lamps whose plan changed) after a change or a recompile."""
 PLAN_NIGHTS = 7  # how many nights ahead a gateway's plan runs
 MAX_NIGHTS = 31
 MAX_OVERRIDE_MS = 366 * 86_400_000
@@ -230,6 +231,26 @@ class LightingService:
         self._plans_changed(who)
         return stored
 
+    def hold(
+        self, who: Principal, lamps: Sequence[str], level: float, until_ms: int, reason: str
+    ) -> StoredOverride | None:
+        """Hold the listed lamps (of the tenant's; others are left out) at ``level`` until
+        ``until_ms``, then back to their program: a rule's override (the SOS rule's light).
+        None when none of the lamps is the tenant's or the hold is already over."""
+        who.require(Role.OPERATOR)
+        now = self.clock()
+        mine = {r.lamp.id for r in self.lamps(who)}
+        chosen = sorted(set(lamps) & mine)
+        if not chosen or until_ms <= now:
+            return None
+        until = min(until_ms, now + MAX_OVERRIDE_MS)
+        level = min(100.0, max(0.0, level))
+        stored = self.store.add_override(
+            who.tenant_id, "", level, now, until, reason[:MAX_REASON], who.signature[:200], chosen
+        )
+        self._plans_changed(who)
+        return stored
+
     def end_override(self, who: Principal, override_id: int) -> StoredOverride:
         """End an override now: its lamps go back to their program."""
         who.require(Role.OPERATOR)
@@ -258,10 +279,13 @@ class LightingService:
         cache: PlanCache | None = None,
     ) -> dict[str, Plan]:
         doc = self.document(who)
-        running = [o.override() for o in self.overrides(who, running=True)]
+        stored = self.overrides(who, running=True)
+        running = [o.override() for o in stored]
+        # a rule's hold of listed lamps is an override of a group of its own
+        held = [g for g in (o.held for o in stored) if g is not None]
         programs = {p.name: p for p in doc.programs}
         return compile_plans(
-            lamps, doc.groups, programs, doc.calendar_of(), running, first, nights, cache
+            lamps, [*doc.groups, *held], programs, doc.calendar_of(), running, first, nights, cache
         )
 
     def _lamps_of(self, who: Principal, group: str | None, lamp: str | None) -> list[LampRecord]:
@@ -319,23 +343,26 @@ class LightingService:
             out.setdefault(lamp.gateway or None, {})[lamp.id] = plans[lamp.id]
         return out
 
-    def _plans_changed(self, who: Principal) -> None:
-        """Tell the listeners which gateways (or lamps without one) have a new plan."""
-        if not self.plan_listeners:
-            return
-        old = self._compiled.get(who.tenant_id, {})
-        by_gateway = self.compile(who)
-        new = self._compiled[who.tenant_id]
-        touched = changed(old, new)
-        ids = {
-            gateway or lamp
-            for gateway, plans in by_gateway.items()
-            for lamp in plans
-            if lamp in touched
-        }
-        if ids:
+    def compiled(self, tenant_id: int) -> dict[str, Plan]:
+        """The tenant's plans by lamp as last compiled (empty before the first compile)."""
+        with self._lock:
+            return self._compiled.get(tenant_id, {})
+
+    def recompile(self, who: Principal) -> set[str]:
+        """Compile the tenant's plans again (its lamps may have changed, the nights roll on)
+        and tell the plan listeners which lamps' plans changed; those lamps."""
+        old = self.compiled(who.tenant_id)
+        self.compile(who)
+        touched = changed(old, self.compiled(who.tenant_id))
+        if touched:
             for listener in self.plan_listeners:
-                listener(who.tenant, ids)
+                listener(who.tenant, touched)
+        return touched
+
+    def _plans_changed(self, who: Principal) -> None:
+        """After a change: tell the listeners which lamps have a new plan."""
+        if self.plan_listeners:
+            self.recompile(who)
 
     # -- energy -----------------------------------------------------------------------------
     def settings(self, who: Principal) -> EnergySettings:

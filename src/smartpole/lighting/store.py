@@ -9,7 +9,7 @@ inside the transaction that writes it, so the stored whole always parses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from smartpole.errors import NotFound
 from smartpole.lighting.tables import lighting_items, lighting_overrides, lighting_settings
 from smartpole.model.clock import now_ms
 from smartpole.model.energy import GridFactor, Tariff
-from smartpole.model.lighting import Override
+from smartpole.model.lighting import Group, Override, Selector
 from smartpole.store.schema import tenants
 
 __all__ = [
@@ -49,8 +49,9 @@ DEFAULT_TARIFF: dict[str, Any] = {
 
 @dataclass(frozen=True, slots=True)
 class StoredOverride:
-    """An override as kept: ``group`` held at ``level`` from ``start_ms`` until ``until_ms``
-    (ended early by moving ``until_ms`` to the moment it was ended)."""
+    """An override as kept: ``group`` (or, for a rule's hold, the ``lamps`` listed) held at
+    ``level`` from ``start_ms`` until ``until_ms`` (ended early by moving ``until_ms`` to the
+    moment it was ended)."""
 
     id: int
     tenant_id: int
@@ -61,15 +62,25 @@ class StoredOverride:
     reason: str
     by: str
     created: int
+    lamps: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         """The name a plan's reason gives it."""
         return f"override-{self.id}"
 
+    @property
+    def held(self) -> Group | None:
+        """The group of the lamps listed (a rule's hold), named after the override."""
+        if not self.lamps:
+            return None
+        return Group(f"@{self.name}", Selector(lamps=frozenset(self.lamps)))
+
     def override(self) -> Override:
         """The value a plan is compiled with."""
-        return Override(self.name, self.group, self.level, self.until_ms, self.start_ms)
+        held = self.held
+        group = self.group if held is None else held.name
+        return Override(self.name, group, self.level, self.until_ms, self.start_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +105,7 @@ def _override(row: Any) -> StoredOverride:
         reason=m["reason"],
         by=m["by_whom"],
         created=m["created"],
+        lamps=tuple(orjson.loads(m["lamps"])) if m["lamps"] else (),
     )
 
 
@@ -177,11 +189,14 @@ class LightingStore:
         until_ms: int,
         reason: str,
         by: str,
+        lamps: Sequence[str] = (),
     ) -> StoredOverride:
-        """Keep a new override (the caller has checked it)."""
+        """Keep a new override of a group, or of the ``lamps`` listed (the caller has checked
+        it)."""
         values = {
             "tenant_id": tenant_id,
             "group_name": group,
+            "lamps": orjson.dumps(list(lamps)).decode() if lamps else None,
             "level": level,
             "start_ms": start_ms,
             "until_ms": until_ms,

@@ -42,7 +42,8 @@ lighting_overrides = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("tenant_id", Integer, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
-    Column("group_name", String(128), nullable=False),
+    Column("group_name", String(128), nullable=False),  # "" for a hold of listed lamps
+    Column("lamps", Text, nullable=True),  # JSON list of lamp names (a rule's hold), or NULL
     Column("level", Float, nullable=False),
     Column("start_ms", BigInteger, nullable=False),
     Column("until_ms", BigInteger, nullable=False),

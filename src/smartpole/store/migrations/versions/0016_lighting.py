@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("tenant_id", sa.Integer, tenant_fk(), nullable=False),
         sa.Column("group_name", sa.String(128), nullable=False),
+        sa.Column("lamps", sa.Text, nullable=True),
         sa.Column("level", sa.Float, nullable=False),
         sa.Column("start_ms", sa.BigInteger, nullable=False),
         sa.Column("until_ms", sa.BigInteger, nullable=False),

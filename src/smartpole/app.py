@@ -20,9 +20,10 @@ from smartpole.hub.live import Live
 from smartpole.hub.poles import PoleStates
 from smartpole.hub.workorders.lifecycle import parse_sla
 from smartpole.ingest.pipeline import Pipeline
+from smartpole.lighting.conformance import Conformance
 from smartpole.lighting.lamp_watch import LampWatch, RegistryLampFacts
 from smartpole.lighting.lamps import LampInventory
-from smartpole.lighting.service import LightingService
+from smartpole.lighting.runtime import LightingRuntime
 from smartpole.lighting.store import LightingStore
 from smartpole.metrics import Metrics
 from smartpole.registry.access import Tenants
@@ -121,6 +122,16 @@ class Platform:
         self.provisioning = Provisioning(self.db.engine, self.assets, self.credentials)
         self.claims = Claims(self.db.engine, self.assets, settings.claim_allowed_by_default)
         self.firmware = Firmware(self.db.engine, self.assets, settings.firmware_max_bytes)
+        # lighting: plans pushed to gateways, timed commands, rule holds (the hub's light action)
+        self.lighting_runtime = LightingRuntime(
+            LightingStore(self.db.engine),
+            LampInventory(self.db.engine, self.tenants.zone),
+            self.series,
+            self.control,
+            self.assets.set_attributes,
+            self.push_shared,
+        )
+        self.lighting = self.lighting_runtime.service
         self.hub = Hub(
             self.db.engine,
             commander=self.control,
@@ -131,6 +142,7 @@ class Platform:
             webhook_backoff_ms=settings.hub_webhook_backoff_ms,
             metrics=self.metrics,
             alarm_listeners=[self.pole_states.on_alarm, self.live.on_alarm],
+            lamps=self.lighting_runtime,
         )
         self.work_orders = self.hub.work_orders
         detector = Detector(
@@ -146,6 +158,14 @@ class Platform:
             RegistryLampFacts(self.db.engine, self.tenants.zone),
             work_orders=self.work_orders,
         )
+        # out of program: reported levels against the plans the runtime keeps in memory
+        self.conformance = Conformance(
+            self.lighting_runtime.expected,
+            self.hub.alarms,
+            self.lighting_runtime.lamp_of,
+            tolerance=settings.lighting_tolerance,
+            hold_ms=int(settings.lighting_out_of_program_s * 1000),
+        )
         self.census = Census(self.db.engine, self.metrics, settings.inactivity_timeout_s * 1000)
         analytics = [self.anomaly.on_batch] if settings.anomaly_enabled else []
         self.pipeline = Pipeline(
@@ -158,6 +178,7 @@ class Platform:
                 self.hub.on_batch,
                 *analytics,
                 self.lamp_watch.on_batch,
+                self.conformance.on_batch,
                 self.census.on_batch,
                 self.pole_states.on_batch,
                 self.live.on_batch,
@@ -181,12 +202,6 @@ class Platform:
         self.device_api = DeviceApi(self.devices)  # what every device transport speaks to
         self.forecasts = Forecasts(
             self.series, self.assets, window_days=settings.forecast_window_days
-        )
-        # plan listeners (pushing plans to gateways) join here when that part is wired
-        self.lighting = LightingService(
-            LightingStore(self.db.engine),
-            LampInventory(self.db.engine, self.tenants.zone),
-            self.series,
         )
         self.mqtt: list[MqttServer] = []
         self.broker: BrokerConsumer | None = None
@@ -254,6 +269,7 @@ class Platform:
         await self.hub.start()
         await self.anomaly.start()
         await self.lamp_watch.start()
+        await self.lighting_runtime.start()
         await self.pole_states.start()
         await self._start_mqtt()
         self._stopping.clear()
@@ -265,6 +281,8 @@ class Platform:
             (s.hub_tick_ms / 1000, "hub timer", self.hub.tick),
             (s.work_order_check_s, "work-order overdue check", self.work_orders.check_overdue),
             (s.anomaly_snapshot_s, "anomaly snapshot", self.anomaly.snapshot),
+            (s.lighting_tick_s, "lighting plans and timed commands", self.lighting_runtime.tick),
+            (s.lighting_recompile_s, "lighting recompile", self.lighting_runtime.roll_on),
         ]
         if s.derived_flush_ms:
             every.append((s.derived_flush_ms / 1000, "derived-state flush", self._flush))

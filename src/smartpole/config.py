@@ -149,6 +149,26 @@ class Settings(BaseSettings):
     anomaly_snapshot_s: int = Field(
         600, ge=10, description="How often anomaly baselines are saved to the store (seconds)."
     )
+    lighting_tick_s: float = Field(
+        5.0,
+        ge=0.1,
+        le=60,
+        description="How often lighting plans due are pushed and timed setDim commands sent (s).",
+    )
+    lighting_recompile_s: float = Field(
+        300.0,
+        ge=1,
+        description="How often every tenant's lighting plans are compiled again (s): nights roll"
+        " on, lamps are mounted and moved.",
+    )
+    lighting_tolerance: float = Field(
+        2.0, ge=0, le=50, description="How far (percentage points) a lamp may be off its plan."
+    )
+    lighting_out_of_program_s: float = Field(
+        600.0,
+        ge=0,
+        description="How long a lamp off its plan waits before an out_of_program alarm (s).",
+    )
     forecast_window_days: int = Field(
         14, ge=3, le=90, description="Days of hourly rollups a district forecast is fitted on."
     )

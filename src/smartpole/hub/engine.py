@@ -25,7 +25,7 @@ import orjson
 from shapely.geometry import Point
 from sqlalchemy import Engine, select
 
-from smartpole.hub.actions import Actor, Commander, Transition
+from smartpole.hub.actions import Actor, Commander, LampHolder, Transition
 from smartpole.hub.alarms.outages import PoleOutages
 from smartpole.hub.alarms.store import Alarms, ChangeListener
 from smartpole.hub.alarms.stream import AlarmStream
@@ -79,6 +79,7 @@ class Hub:
         webhook_backoff_ms: int = 1000,
         metrics: Metrics | None = None,
         alarm_listeners: Iterable[ChangeListener] = (),
+        lamps: LampHolder | None = None,
     ) -> None:
         self.engine = engine
         self.metrics = metrics if metrics is not None else Metrics()
@@ -98,7 +99,7 @@ class Hub:
         self.work_orders = WorkOrders(engine, self.alarms, sla=work_order_sla)
         self.webhooks = Webhooks(engine, attempts=webhook_attempts, backoff_ms=webhook_backoff_ms)
         self.rules = RuleStore(engine, self.check)
-        self.actor = Actor(self.alarms, commander, self.webhooks, self.work_orders)
+        self.actor = Actor(self.alarms, commander, self.webhooks, self.work_orders, lamps=lamps)
         self.directory = Directory()
         self.evaluated = 0  # rule evaluations, for the benchmark and the status page
         self.started = 0  # when start() was done (ms): offline durations count from then at most

@@ -149,6 +149,14 @@ class LampInventory:
         self.engine = engine
         self.zone = zone  # the tenant's time zone (registry.access.Tenants.zone)
 
+    def gateways(self, tenant_id: int) -> dict[str, int]:
+        """The tenant's gateways: device name -> id."""
+        q = select(devices.c.name, devices.c.id).where(
+            devices.c.owner_id == tenant_id, devices.c.kind == DeviceKind.GATEWAY.value
+        )
+        with self.engine.connect() as conn:
+            return {name: device_id for name, device_id in conn.execute(q)}
+
     def lamps(self, tenant_id: int) -> list[LampRecord]:
         """The tenant's lamps mounted on poles, by device id."""
         own = and_(
@@ -171,9 +179,11 @@ class LampInventory:
             .where(own)
             .order_by(devices.c.id)
         )
-        # the gateway of a pole, whoever owns it: the first one mounted if there are several
+        # the tenant's own gateway on the pole (the first mounted if several): another tenant's
+        # gateway on a shared pole gets no plan of this tenant's; its lamps take timed commands
         gw = select(devices.c.pole_id, devices.c.name).where(
             devices.c.kind == DeviceKind.GATEWAY.value,
+            devices.c.owner_id == tenant_id,
             devices.c.pole_id.in_(select(devices.c.pole_id).where(own)),
         )
         hours_q = (

@@ -160,6 +160,13 @@ class LightingStore:
                 conn.execute(insert(lighting_items), rows)
         return {part: kept.get(part, []) for part in PARTS}
 
+    def tenants(self) -> list[tuple[int, str]]:
+        """The tenants with a lighting document or an override: (id, name), by id."""
+        having = select(lighting_items.c.tenant_id).union(select(lighting_overrides.c.tenant_id))
+        q = select(tenants.c.id, tenants.c.name).where(tenants.c.id.in_(having))
+        with self.engine.connect() as conn:
+            return [(i, n) for i, n in conn.execute(q.order_by(tenants.c.id))]
+
     # -- overrides ------------------------------------------------------------------------
     def overrides(self, tenant_id: int, after_ms: int | None = None) -> list[StoredOverride]:
         """The tenant's overrides by id; only those running after ``after_ms`` if given."""

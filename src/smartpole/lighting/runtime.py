@@ -1,0 +1,209 @@
+"""Lighting at work: every tenant's lamps kept on their plans while the platform runs.
+
+:class:`LightingRuntime` builds the :class:`~smartpole.lighting.service.LightingService` with
+itself as its plan listener, drives the parts that act on plans and answers, from memory, what
+a lamp's plan says now (``expected``, for the
+:class:`~smartpole.lighting.conformance.Conformance` detector and the diagnostics):
+
+- the :class:`~smartpole.lighting.push.PlanPusher` (a ``lightingPlan`` shared attribute per pole
+  gateway, pushed when its lamps' plans change and before it runs out),
+- :class:`~smartpole.lighting.push.TimedCommands` (``setDim`` at each step for lamps without a
+  gateway of their tenant's),
+- rule holds (the SOS rule's ``light`` action, :class:`~smartpole.hub.actions.LampHolder`).
+
+Plans are compiled again every ``recompile_s`` (the nights roll on; lamps are mounted, moved,
+re-rated) and at start, so that a restarted platform pushes what its gateways need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from smartpole.control.commands import Control
+from smartpole.lighting.conformance import LampRef
+from smartpole.lighting.lamps import LampInventory, LampRecord
+from smartpole.lighting.plan import Plan, level_at
+from smartpole.lighting.push import PlanPusher, TimedCommands, command_sender
+from smartpole.lighting.service import LightingService
+from smartpole.lighting.store import LightingStore
+from smartpole.model.clock import now_ms
+from smartpole.model.types import Role, Scope
+from smartpole.registry.access import Principal
+from smartpole.store.series import TimeSeries
+
+__all__ = ["LightingRuntime"]
+
+log = logging.getLogger(__name__)
+
+StoreShared = Callable[[int, Scope, dict[str, Any]], None]
+"""(device id, scope, values): keep attributes (``registry.assets.Assets.set_attributes``)."""
+PushShared = Callable[[int, dict[str, Any]], Awaitable[bool]]
+"""(device id, values): send shared attributes to a connected device; True when delivered."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Lamps:
+    """One tenant's lamps as the runtime looks them up."""
+
+    tenant_id: int
+    by_name: dict[str, LampRecord]
+    gateways: dict[str, int]  # gateway device name -> id (the tenant's own)
+
+
+class LightingRuntime:
+    """Pushes plans, times commands, watches levels and holds lamps for every tenant."""
+
+    def __init__(
+        self,
+        store: LightingStore,
+        inventory: LampInventory,
+        series: TimeSeries,
+        control: Control,
+        store_shared: StoreShared,
+        push_shared: PushShared,
+        *,
+        clock: Callable[[], int] = now_ms,
+        refresh_days: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.control = control
+        self.store_shared = store_shared
+        self.push_shared = push_shared
+        self.service = LightingService(
+            store, inventory, series, clock=clock, plan_listeners=[self.plans_changed]
+        )
+        self._lamps: dict[str, _Lamps] = {}  # by tenant name
+        self._refs: dict[int, LampRef] = {}  # lamp device id -> who it is
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.pusher = PlanPusher(
+            self.plans_of, self.gateway_of, self.set_shared, refresh_days=refresh_days
+        )
+        self.timed = TimedCommands(
+            self.plans_of, self.gateway_of, command_sender(control, self.device_id_of)
+        )
+
+    # -- look-ups (in memory: they run on the event loop for every lamp reading) --------------
+    def plans_of(self, tenant: str) -> dict[str, Plan]:
+        """The tenant's plans by lamp name, as last compiled."""
+        found = self._lamps.get(tenant)
+        return {} if found is None else self.service.compiled(found.tenant_id)
+
+    def gateway_of(self, tenant: str, lamp: str) -> str | None:
+        """The tenant's gateway the lamp is behind; None for a lamp connected directly."""
+        found = self._lamps.get(tenant)
+        record = None if found is None else found.by_name.get(lamp)
+        return (record.lamp.gateway or None) if record is not None else None
+
+    def device_id_of(self, tenant: str, name: str) -> int | None:
+        """The device id of a tenant's lamp or gateway by name."""
+        found = self._lamps.get(tenant)
+        if found is None:
+            return None
+        record = found.by_name.get(name)
+        return record.device_id if record is not None else found.gateways.get(name)
+
+    def lamp_of(self, device_id: int) -> LampRef | None:
+        """Who a lamp device is (None: no lamp of a tenant with lighting)."""
+        return self._refs.get(device_id)
+
+    def expected(self, tenant: str, lamp: str, ts_ms: int) -> float | None:
+        """The plan's level for the lamp at ``ts_ms``; None when it has no plan to follow."""
+        plan = self.plans_of(tenant).get(lamp)
+        if not plan or ts_ms < plan[0].ts_ms - 43_200_000:
+            return None  # no program, or a reading from before the plan compiled covers
+        return level_at(plan, ts_ms)[0]
+
+    def commanded(self, device_id: int, ts_ms: int) -> float | None:
+        """The level a lamp device's plan gives it at ``ts_ms`` (None: no plan)."""
+        ref = self._refs.get(device_id)
+        return None if ref is None else self.expected(ref.tenant, ref.lamp, ts_ms)
+
+    # -- plan changes -----------------------------------------------------------------------
+    def _index(self, tenant: str, tenant_id: int) -> None:
+        """Read the tenant's lamps again (blocking: in a worker thread)."""
+        records = self.service.inventory.lamps(tenant_id)
+        gateways = self.service.inventory.gateways(tenant_id)
+        with self._lock:
+            self._lamps[tenant] = _Lamps(tenant_id, {r.lamp.id: r for r in records}, gateways)
+            for ref_id in [d for d, r in self._refs.items() if r.tenant_id == tenant_id]:
+                del self._refs[ref_id]
+            for r in records:
+                self._refs[r.device_id] = LampRef(
+                    tenant, r.lamp.id, tenant_id, r.device_id, r.pole_id
+                )
+
+    def plans_changed(self, tenant: str, lamps: set[str]) -> None:
+        """Plan listener (called in the thread that changed the plans): the pusher and the
+        timed commands take the change on the event loop."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            self._apply(tenant, lamps)
+        else:
+            loop.call_soon_threadsafe(self._apply, tenant, lamps)
+
+    def _apply(self, tenant: str, lamps: set[str]) -> None:
+        self.pusher.plans_changed(tenant, lamps)
+        self.timed.plans_changed(tenant, lamps)
+
+    def recompile(self) -> int:
+        """Compile every tenant's plans again, telling the pushers what changed (blocking: in a
+        worker thread); how many lamps' plans changed."""
+        touched = 0
+        for tenant_id, tenant in self.store.tenants():
+            try:
+                self._index(tenant, tenant_id)
+                touched += len(self.service.recompile(_system(tenant_id, tenant)))
+            except Exception:
+                log.exception("lighting: compiling the plans of tenant %s failed", tenant)
+        return touched
+
+    # -- the way out ------------------------------------------------------------------------
+    async def set_shared(self, tenant: str, gateway: str, values: dict[str, Any]) -> bool:
+        """Keep the gateway's shared attributes and push them if it is connected."""
+        device_id = self.device_id_of(tenant, gateway)
+        if device_id is None:
+            return False
+        await asyncio.to_thread(self.store_shared, device_id, Scope.SHARED, values)
+        return await self.push_shared(device_id, values)
+
+    async def hold(
+        self, tenant_id: int, lamps: list[int], level: float, until_ms: int, reason: str
+    ) -> None:
+        """A rule's hold (:class:`~smartpole.hub.actions.LampHolder`): the lamps of the rule's
+        tenant (by device id) at ``level`` until ``until_ms`` in their plans."""
+        names = [r.lamp for d in lamps if (r := self._refs.get(d)) and r.tenant_id == tenant_id]
+        tenant = next((r.tenant for r in self._refs.values() if r.tenant_id == tenant_id), None)
+        if not names or tenant is None:
+            return  # no lighting for these lamps: the rule's setDim commands are all there is
+        who = _system(tenant_id, tenant)
+        await asyncio.to_thread(self.service.hold, who, names, level, until_ms, reason)
+
+    # -- running ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Compile every tenant's plans (their gateways get them on the first tick)."""
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.recompile)
+
+    async def tick(self) -> None:
+        """Push the plans due and send the timed commands due now."""
+        await self.pusher.tick()
+        await self.timed.tick()
+
+    async def roll_on(self) -> None:
+        """Compile again (the platform's clock calls it every few minutes)."""
+        await asyncio.to_thread(self.recompile)
+
+    def tenants(self) -> Iterable[str]:
+        """The tenants whose lamps the runtime knows."""
+        return list(self._lamps)
+
+
+def _system(tenant_id: int, tenant: str) -> Principal:
+    """The platform acting for a tenant's lighting (recompiles, rule holds)."""
+    return Principal(tenant_id, tenant, Role.OPERATOR, is_operator=False, name="lighting")

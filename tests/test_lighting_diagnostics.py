@@ -150,6 +150,24 @@ def test_day_burner_follows_the_season_at_the_lamp(month: int, burner: bool) -> 
     assert raised(events) == ([Diagnosis.DAY_BURNER] if burner else [])
 
 
+@pytest.mark.parametrize(
+    ("commanded", "burner"),
+    [
+        pytest.param(100.0, False, id="held-by-its-plan"),
+        pytest.param(0.0, True, id="plan-says-off"),
+        pytest.param(None, True, id="no-plan"),
+    ],
+)
+def test_a_lamp_its_plan_lights_by_day_is_no_day_burner(
+    commanded: float | None, burner: bool
+) -> None:
+    diag = LampDiagnostics()
+    noon = at(2026, 6, 21, 12)
+    reports = steady(noon, 20, on=True, dim=100, power=99.3)
+    events = [e for ts, v in reports for e in diag.observe(FACTS, ts, v, commanded)]
+    assert raised(events) == ([Diagnosis.DAY_BURNER] if burner else [])
+
+
 def test_day_burner_clears_at_nightfall_and_when_switched_off() -> None:
     diag = LampDiagnostics()
     burn = at(2026, 6, 21, 10)

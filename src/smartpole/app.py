@@ -157,6 +157,7 @@ class Platform:
             self.hub.alarms,
             RegistryLampFacts(self.db.engine, self.tenants.zone),
             work_orders=self.work_orders,
+            commanded=self.lighting_runtime.commanded,
         )
         # out of program: reported levels against the plans the runtime keeps in memory
         self.conformance = Conformance(

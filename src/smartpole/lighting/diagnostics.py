@@ -220,15 +220,21 @@ class LampDiagnostics:
         self.lamps.setdefault(device_id, _Lamp()).active.update(diagnoses)
 
     def observe(
-        self, facts: LampFacts, ts: int, values: Mapping[str, Value]
+        self,
+        facts: LampFacts,
+        ts: int,
+        values: Mapping[str, Value],
+        commanded: float | None = None,
     ) -> list[DiagnosisEvent]:
-        """Take one report of a lamp (its keys at one moment); return what started or ended."""
+        """Take one report of a lamp (its keys at one moment); return what started or ended.
+        ``commanded`` is the level its lighting plan gives it then (None: no plan): a lamp its
+        plan lights by day (an SOS hold, an override for road works) is no day burner."""
         lamp = self.lamps.setdefault(facts.device_id, _Lamp())
         if ts < lamp.ts:
             return []  # late: the lamp's state has moved on
         lamp.ts = ts
         self._take(lamp, ts, values)
-        return self._judge(facts, lamp, ts)
+        return self._judge(facts, lamp, ts, commanded)
 
     def _take(self, lamp: _Lamp, ts: int, values: Mapping[str, Value]) -> None:
         on, level, power = values.get("on"), values.get("dim"), values.get("power")
@@ -250,7 +256,9 @@ class LampDiagnostics:
         while lamp.switches and lamp.switches[0] <= ts - window:
             lamp.switches.popleft()
 
-    def conditions(self, facts: LampFacts, lamp: _Lamp, ts: int) -> dict[Diagnosis, bool | None]:
+    def conditions(
+        self, facts: LampFacts, lamp: _Lamp, ts: int, commanded: float | None = None
+    ) -> dict[Diagnosis, bool | None]:
         """Each diagnosis's condition now: True, False, or None when it cannot be told."""
         s = self.settings
         power, level = lamp.power, lamp.level
@@ -264,7 +272,10 @@ class LampDiagnostics:
             (commanded_on and power < s.dark_w) if settled or not commanded_on else None
         )
         out[Diagnosis.DAY_BURNER] = (
-            switched_on and power >= s.dark_w and is_daylight(facts, ts, s.daylight_margin_s)
+            switched_on
+            and power >= s.dark_w
+            and not (commanded is not None and commanded > 0)
+            and is_daylight(facts, ts, s.daylight_margin_s)
         )
         # once cycling, it lasts until the window holds at most one change (hysteresis)
         needed = 2 if Diagnosis.LAMP_CYCLING in lamp.active else s.cycling_switches
@@ -278,9 +289,11 @@ class LampDiagnostics:
         out[Diagnosis.CONTROL_GEAR_FAILURE] = gear if settled or not gear else None
         return out
 
-    def _judge(self, facts: LampFacts, lamp: _Lamp, ts: int) -> list[DiagnosisEvent]:
+    def _judge(
+        self, facts: LampFacts, lamp: _Lamp, ts: int, commanded: float | None = None
+    ) -> list[DiagnosisEvent]:
         events: list[DiagnosisEvent] = []
-        for diagnosis, holds in self.conditions(facts, lamp, ts).items():
+        for diagnosis, holds in self.conditions(facts, lamp, ts, commanded).items():
             if holds is None:
                 continue  # settling or unknown: neither start nor end a diagnosis
             if holds:

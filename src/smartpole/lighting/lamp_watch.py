@@ -129,9 +129,12 @@ class LampWatch:
         *,
         work_orders: WorkOrderOpener | None = None,
         queue_batches: int = 1000,
+        commanded: Callable[[int, int], float | None] | None = None,
     ) -> None:
         self.alarms = alarms
         self.lamp_facts = lamp_facts
+        # (device, ts) -> the level its lighting plan gives it (the lighting runtime), or None
+        self.commanded = commanded
         self.diagnostics = diagnostics or LampDiagnostics()
         self.work_orders = work_orders
         self.dropped = 0
@@ -193,7 +196,8 @@ class LampWatch:
             facts = self.lamp_facts(None, device_id)
             if facts is None:
                 continue
-            out.extend((e, facts) for e in self.diagnostics.observe(facts, ts, values))
+            level = None if self.commanded is None else self.commanded(device_id, ts)
+            out.extend((e, facts) for e in self.diagnostics.observe(facts, ts, values, level))
         return out
 
     def _resume(self, device_ids: set[int]) -> None:

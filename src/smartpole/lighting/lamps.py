@@ -58,6 +58,7 @@ class LampRecord:
     pole_id: int
     rated_w: float
     min_w: float
+    gateway_id: int | None = None  # the device id of ``lamp.gateway``
 
     @property
     def place(self) -> LampPlace:
@@ -149,14 +150,6 @@ class LampInventory:
         self.engine = engine
         self.zone = zone  # the tenant's time zone (registry.access.Tenants.zone)
 
-    def gateways(self, tenant_id: int) -> dict[str, int]:
-        """The tenant's gateways: device name -> id."""
-        q = select(devices.c.name, devices.c.id).where(
-            devices.c.owner_id == tenant_id, devices.c.kind == DeviceKind.GATEWAY.value
-        )
-        with self.engine.connect() as conn:
-            return {name: device_id for name, device_id in conn.execute(q)}
-
     def lamps(self, tenant_id: int) -> list[LampRecord]:
         """The tenant's lamps mounted on poles, by device id."""
         own = and_(
@@ -179,11 +172,10 @@ class LampInventory:
             .where(own)
             .order_by(devices.c.id)
         )
-        # the tenant's own gateway on the pole (the first mounted if several): another tenant's
-        # gateway on a shared pole gets no plan of this tenant's; its lamps take timed commands
-        gw = select(devices.c.pole_id, devices.c.name).where(
+        # the gateway of a pole, whoever owns it (the lamp is its sub-device: it carries the
+        # lamp's readings and commands already): the first one mounted if there are several
+        gw = select(devices.c.pole_id, devices.c.name, devices.c.id).where(
             devices.c.kind == DeviceKind.GATEWAY.value,
-            devices.c.owner_id == tenant_id,
             devices.c.pole_id.in_(select(devices.c.pole_id).where(own)),
         )
         hours_q = (
@@ -193,9 +185,9 @@ class LampInventory:
         )
         with self.engine.connect() as conn:
             rows = conn.execute(base).all()
-            gateways: dict[int, str] = {}
-            for pole_id, name in conn.execute(gw.order_by(devices.c.id)):
-                gateways.setdefault(pole_id, name)
+            gateways: dict[int, tuple[str, int]] = {}
+            for pole_id, name, gateway_id in conn.execute(gw.order_by(devices.c.id)):
+                gateways.setdefault(pole_id, (name, gateway_id))
             ratings = read_ratings(conn, select(devices.c.id).where(own))
             hours = {d: float(n) for d, n in conn.execute(hours_q) if n is not None}
         tz = str(self.zone(tenant_id))
@@ -205,7 +197,7 @@ class LampInventory:
             lamp = Lamp(
                 id=r.name,
                 pole=r.code,
-                gateway=gateways.get(r.pole_id, ""),
+                gateway=gateways.get(r.pole_id, ("", 0))[0],
                 lat=r.lat,
                 lon=r.lon,
                 tz=tz,
@@ -215,5 +207,7 @@ class LampInventory:
                 cap=_cap(rated, hours.get(r.id, 0.0)),
             )
             power = rated.rated_power or RATED_POWER_W
-            out.append(LampRecord(lamp, r.id, r.pole_id, power, min(rated.min_power, power)))
+            gateway_id = gateways.get(r.pole_id, ("", None))[1]
+            minimum = min(rated.min_power, power)
+            out.append(LampRecord(lamp, r.id, r.pole_id, power, minimum, gateway_id))
         return out

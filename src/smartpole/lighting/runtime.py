@@ -21,7 +21,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from smartpole.control.commands import Control
@@ -46,13 +45,9 @@ PushShared = Callable[[int, dict[str, Any]], Awaitable[bool]]
 """(device id, values): send shared attributes to a connected device; True when delivered."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Lamps:
-    """One tenant's lamps as the runtime looks them up."""
-
-    tenant_id: int
-    by_name: dict[str, LampRecord]
-    gateways: dict[str, int]  # gateway device name -> id (the tenant's own)
+ALL = ""
+"""The pusher's and timed commands' one view: a gateway's plan holds every tenant's lamps behind
+it (device names are unique across tenants)."""
 
 
 class LightingRuntime:
@@ -77,7 +72,10 @@ class LightingRuntime:
         self.service = LightingService(
             store, inventory, series, clock=clock, plan_listeners=[self.plans_changed]
         )
-        self._lamps: dict[str, _Lamps] = {}  # by tenant name
+        self._tenant_ids: dict[str, int] = {}  # tenants with lighting, by name
+        self._records: dict[str, LampRecord] = {}  # every tenant's lamps by device name
+        self._gateways: dict[str, int] = {}  # the gateways they are behind: name -> device id
+        self._names: dict[int, set[str]] = {}  # each tenant's lamp names
         self._refs: dict[int, LampRef] = {}  # lamp device id -> who it is
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -90,23 +88,24 @@ class LightingRuntime:
 
     # -- look-ups (in memory: they run on the event loop for every lamp reading) --------------
     def plans_of(self, tenant: str) -> dict[str, Plan]:
-        """The tenant's plans by lamp name, as last compiled."""
-        found = self._lamps.get(tenant)
-        return {} if found is None else self.service.compiled(found.tenant_id)
+        """A tenant's plans by lamp name as last compiled; every tenant's for ``ALL``."""
+        if tenant != ALL:
+            tenant_id = self._tenant_ids.get(tenant)
+            return {} if tenant_id is None else self.service.compiled(tenant_id)
+        merged: dict[str, Plan] = {}
+        for tenant_id in list(self._tenant_ids.values()):
+            merged.update(self.service.compiled(tenant_id))
+        return merged
 
     def gateway_of(self, tenant: str, lamp: str) -> str | None:
-        """The tenant's gateway the lamp is behind; None for a lamp connected directly."""
-        found = self._lamps.get(tenant)
-        record = None if found is None else found.by_name.get(lamp)
+        """The gateway the lamp is behind; None for a lamp connected directly."""
+        record = self._records.get(lamp)
         return (record.lamp.gateway or None) if record is not None else None
 
     def device_id_of(self, tenant: str, name: str) -> int | None:
-        """The device id of a tenant's lamp or gateway by name."""
-        found = self._lamps.get(tenant)
-        if found is None:
-            return None
-        record = found.by_name.get(name)
-        return record.device_id if record is not None else found.gateways.get(name)
+        """The device id of a lamp or of a gateway lamps are behind, by name."""
+        record = self._records.get(name)
+        return record.device_id if record is not None else self._gateways.get(name)
 
     def lamp_of(self, device_id: int) -> LampRef | None:
         """Who a lamp device is (None: no lamp of a tenant with lighting)."""
@@ -128,12 +127,18 @@ class LightingRuntime:
     def _index(self, tenant: str, tenant_id: int) -> None:
         """Read the tenant's lamps again (blocking: in a worker thread)."""
         records = self.service.inventory.lamps(tenant_id)
-        gateways = self.service.inventory.gateways(tenant_id)
         with self._lock:
-            self._lamps[tenant] = _Lamps(tenant_id, {r.lamp.id: r for r in records}, gateways)
-            for ref_id in [d for d, r in self._refs.items() if r.tenant_id == tenant_id]:
-                del self._refs[ref_id]
+            self._tenant_ids[tenant] = tenant_id
+            gone = self._names.pop(tenant_id, set())
+            for name in gone:
+                record = self._records.pop(name, None)
+                if record is not None:
+                    self._refs.pop(record.device_id, None)
+            self._names[tenant_id] = {r.lamp.id for r in records}
             for r in records:
+                self._records[r.lamp.id] = r
+                if r.gateway_id is not None:
+                    self._gateways[r.lamp.gateway] = r.gateway_id
                 self._refs[r.device_id] = LampRef(
                     tenant, r.lamp.id, tenant_id, r.device_id, r.pole_id
                 )
@@ -141,15 +146,25 @@ class LightingRuntime:
     def plans_changed(self, tenant: str, lamps: set[str]) -> None:
         """Plan listener (called in the thread that changed the plans): the pusher and the
         timed commands take the change on the event loop."""
+        if any(lamp not in self._records for lamp in lamps):
+            tenant_id = self.service_tenant(tenant)  # a tenant's first change, a lamp mounted
+            if tenant_id is not None:
+                self._index(tenant, tenant_id)
         loop = self._loop
         if loop is None or not loop.is_running():
-            self._apply(tenant, lamps)
+            self._apply(lamps)
         else:
-            loop.call_soon_threadsafe(self._apply, tenant, lamps)
+            loop.call_soon_threadsafe(self._apply, lamps)
 
-    def _apply(self, tenant: str, lamps: set[str]) -> None:
-        self.pusher.plans_changed(tenant, lamps)
-        self.timed.plans_changed(tenant, lamps)
+    def _apply(self, lamps: set[str]) -> None:
+        self.pusher.plans_changed(ALL, lamps)
+        self.timed.plans_changed(ALL, lamps)
+
+    def service_tenant(self, tenant: str) -> int | None:
+        """The id of a tenant with lighting, by name (None: it has none)."""
+        if tenant in self._tenant_ids:
+            return self._tenant_ids[tenant]
+        return next((i for i, n in self.store.tenants() if n == tenant), None)
 
     def recompile(self) -> int:
         """Compile every tenant's plans again, telling the pushers what changed (blocking: in a
@@ -175,14 +190,19 @@ class LightingRuntime:
     async def hold(
         self, tenant_id: int, lamps: list[int], level: float, until_ms: int, reason: str
     ) -> None:
-        """A rule's hold (:class:`~smartpole.hub.actions.LampHolder`): the lamps of the rule's
-        tenant (by device id) at ``level`` until ``until_ms`` in their plans."""
-        names = [r.lamp for d in lamps if (r := self._refs.get(d)) and r.tenant_id == tenant_id]
-        tenant = next((r.tenant for r in self._refs.values() if r.tenant_id == tenant_id), None)
-        if not names or tenant is None:
-            return  # no lighting for these lamps: the rule's setDim commands are all there is
-        who = _system(tenant_id, tenant)
-        await asyncio.to_thread(self.service.hold, who, names, level, until_ms, reason)
+        """A rule's hold (:class:`~smartpole.hub.actions.LampHolder`): the lamps (by device id,
+        the ones the rule may reach: the hub chose them) at ``level`` until ``until_ms`` in
+        their plans, as an override of each owner's (a city-wide SOS rule holds the lighting
+        department's lamps)."""
+        by_owner: dict[tuple[int, str], list[str]] = {}
+        for device_id in lamps:
+            ref = self._refs.get(device_id)
+            if ref is not None:
+                by_owner.setdefault((ref.tenant_id, ref.tenant), []).append(ref.lamp)
+        # lamps of tenants without lighting get the rule's setDim commands and nothing more
+        for (owner_id, owner), names in sorted(by_owner.items()):
+            who = _system(owner_id, owner)
+            await asyncio.to_thread(self.service.hold, who, names, level, until_ms, reason)
 
     # -- running ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -201,7 +221,7 @@ class LightingRuntime:
 
     def tenants(self) -> Iterable[str]:
         """The tenants whose lamps the runtime knows."""
-        return list(self._lamps)
+        return list(self._tenant_ids)
 
 
 def _system(tenant_id: int, tenant: str) -> Principal:

@@ -28,7 +28,7 @@ import csv
 import io
 import itertools
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Literal
@@ -37,6 +37,7 @@ from smartpole.lighting.astro import NightKind, night_of, position_key
 from smartpole.lighting.tariffs import PricedTime, TariffClock
 from smartpole.model.energy import GridFactor, LampPlace, Level, Tariff
 from smartpole.store.buckets import DAY_MS, HOUR_MS, Buckets
+from smartpole.store.marks import Mark
 from smartpole.store.series import TimeSeries
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "group_of",
     "label_text",
     "monthly_report",
+    "pieces",
     "power_energy",
     "read_energy",
     "savings",
@@ -64,6 +66,10 @@ Energy = dict[int, dict[int, float]]  # lamp -> bucket start (ms) -> kWh
 Night = Callable[[float, float, tzinfo, date], tuple[int, int] | None]
 WH_MS = 3_600_000_000.0  # W x ms in one kWh
 RAW_LIMIT = 10_000_000
+COUNTER = "energy"  # the cumulative kWh key of model/catalog.py
+# a counter under this many buckets' worth of its fastest rise may have reset and climbed back
+# past its old value inside one bucket: such buckets are read raw
+YOUNG = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,24 +120,30 @@ def _midnight(day: date, zone: tzinfo) -> int:
     return round(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp() * 1000)
 
 
+def pieces(edges: Sequence[int], start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """``[start, end)`` cut at ``edges`` (as from :func:`bounds`), within them: ``(bucket,
+    piece start, piece end)``. The one walk energy, power and baseline all split time with."""
+    a, b = max(start, edges[0]), min(end, edges[-1])
+    i = bisect.bisect_right(edges, a) - 1
+    while a < b:
+        stop = min(b, edges[i + 1])
+        yield edges[i], a, stop
+        a, i = stop, i + 1
+
+
 def power_energy(
     points: Sequence[tuple[int, float]], edges: Sequence[int], max_gap_ms: int
 ) -> dict[int, float]:
     """kWh per bucket (``edges`` as from :func:`bounds`) from power readings (ms, W) by
     trapezoids; a gap longer than ``max_gap_ms`` adds nothing."""
     out: dict[int, float] = defaultdict(float)
-    lo, hi = edges[0], edges[-1]
     for (t0, p0), (t1, p1) in itertools.pairwise(points):
         if t1 <= t0 or t1 - t0 > max_gap_ms:
             continue
-        a = max(t0, lo)
-        while a < min(t1, hi):
-            i = bisect.bisect_right(edges, a) - 1
-            b = min(t1, hi, edges[i + 1])
+        for bucket, a, b in pieces(edges, t0, t1):
             pa = p0 + (p1 - p0) * (a - t0) / (t1 - t0)
             pb = p0 + (p1 - p0) * (b - t0) / (t1 - t0)
-            out[edges[i]] += (pa + pb) / 2 * (b - a) / WH_MS
-            a = b
+            out[bucket] += (pa + pb) / 2 * (b - a) / WH_MS
     return dict(out)
 
 
@@ -145,50 +157,93 @@ def read_energy(
     *,
     lookback_ms: int = 7 * DAY_MS,
     max_gap_ms: int = 15 * 60_000,
+    raw_power_ms: int = 7 * DAY_MS,
 ) -> Energy:
     """kWh per lamp and bucket in ``[start, end)`` (see the module for the rules).
 
-    Counters are read from the rollups (hourly, or daily lows and highs for days and months)
-    and the level before ``start`` from the ``lookback_ms`` before it; a bucket where a
-    counter dropped is re-read raw. Lamps without a counter integrate ``power`` raw."""
+    A counter is read at the bucket boundaries (its last reading before each: one index seek
+    per lamp and boundary, the first one looking back ``lookback_ms`` before ``start``); a
+    bucket where it ends lower than it began, or the lamp's first, is re-read raw. Lamps
+    without a counter integrate ``power``: raw over spans up to ``raw_power_ms``, from the
+    hourly means beyond (an approximation, see the module)."""
     edges = bounds(start, end, zone, by)
-    interval = HOUR_MS if by == "hour" else DAY_MS
-    key = ["energy"]
-    lows = series.aggregate(lamps, key, start, end, interval, "min", zone=zone)
-    highs = series.aggregate(lamps, key, start, end, interval, "max", zone=zone)
-    before = series.aggregate(lamps, key, start - lookback_ms, start, DAY_MS, "max", zone=zone)
-    grid = edges if by != "month" else bounds(start, end, zone, "day")
+    marks = [start, *edges[1:-1], end]
+    found = series.values_before(lamps, COUNTER, marks, start - lookback_ms)
     out: Energy = {}
     for lamp in lamps:
-        lo, hi = lows.get(lamp, {}).get("energy", []), highs.get(lamp, {}).get("energy", [])
-        prior = before.get(lamp, {}).get("energy")
-        level = prior[-1][1] if prior else None
-        if not lo and level is None:
-            points = series.history(lamp, ["power"], start - max_gap_ms, end, RAW_LIMIT)
-            watts = [(t, float(v)) for t, v in points["power"] if isinstance(v, int | float)]
-            if watts:
-                out[lamp] = _fold(power_energy(watts, edges, max_gap_ms), edges)
+        values = found.get(lamp)
+        if values is not None:
+            out[lamp] = _counter_buckets(series, lamp, values, marks, edges)
+    rest = [lamp for lamp in lamps if lamp not in found]
+    out.update(_power(series, rest, start, end, zone, edges, max_gap_ms, raw_power_ms))
+    return out
+
+
+def _counter_buckets(
+    series: TimeSeries,
+    lamp: int,
+    values: Sequence[Mark],
+    marks: Sequence[int],
+    edges: Sequence[int],
+) -> dict[int, float]:
+    """kWh per bucket of one counter from its last reading before each boundary."""
+    seen = [
+        (i, prev, cur)
+        for i, (prev, cur) in enumerate(itertools.pairwise(values))
+        if cur is not None and cur[0] >= marks[i]  # else nothing measured, not even a 0
+    ]
+    # the fastest this counter rose: a reset it could climb back from within a bucket
+    rate = max(
+        (
+            (cur[1] - prev[1]) / (cur[0] - prev[0])
+            for _, prev, cur in seen
+            if prev is not None and cur is not None and cur[1] >= prev[1]
+        ),
+        default=0.0,
+    )
+    used: dict[int, float] = {}
+    for i, prev, cur in seen:
+        assert cur is not None
+        young = prev is not None and prev[1] <= YOUNG * rate * (marks[i + 1] - marks[i])
+        if prev is not None and cur[1] >= prev[1] and not young:
+            used[edges[i]] = cur[1] - prev[1]
             continue
-        used: dict[int, float] = defaultdict(float)
-        # two reads: a reading committed between them may give a bucket a high but no low
-        top = dict(hi)
-        for bucket, low in lo:
-            high = top.get(bucket, low)
-            if level is not None and low < level:
-                # the counter dropped in this bucket: its raw readings say where
-                b_end = grid[bisect.bisect_right(grid, bucket)]
-                raw = series.history(lamp, key, max(bucket, start), min(b_end, end), RAW_LIMIT)
-                spans: Iterable[Span] = [
-                    Span(bucket, float(v), float(v))
-                    for _, v in raw["energy"]
-                    if isinstance(v, int | float)
-                ]
-            else:
-                spans = [Span(bucket, low, high)]
-            part, level = counter_energy(spans, level)
-            for b, kwh in part.items():
-                used[b] += kwh
-        out[lamp] = _fold(dict(used), edges)
+        # the first bucket, a drop, or a counter young enough to hide one: read it raw
+        raw = series.history(lamp, [COUNTER], marks[i], marks[i + 1], RAW_LIMIT)[COUNTER]
+        spans = [Span(edges[i], float(v), float(v)) for _, v in raw if isinstance(v, int | float)]
+        part, _ = counter_energy(spans, None if prev is None else prev[1])
+        used[edges[i]] = part.get(edges[i], 0.0)
+    return used
+
+
+def _power(
+    series: TimeSeries,
+    lamps: Sequence[int],
+    start: int,
+    end: int,
+    zone: tzinfo,
+    edges: Sequence[int],
+    max_gap_ms: int,
+    raw_power_ms: int,
+) -> Energy:
+    """kWh per lamp and bucket from ``power``: trapezoids over short spans, hourly means x the
+    hour's time in the window over long ones (a year of raw readings is too many to walk)."""
+    out: Energy = {}
+    if not lamps:
+        return out
+    if end - start > raw_power_ms:
+        means = series.aggregate(lamps, ["power"], start, end, HOUR_MS, "avg", zone=zone)
+        for lamp, keys in means.items():
+            hours = {
+                h: w * (min(h + HOUR_MS, end) - max(h, start)) / WH_MS for h, w in keys["power"]
+            }
+            out[lamp] = _fold(hours, edges)
+        return out
+    for lamp in lamps:
+        points = series.history(lamp, ["power"], start - max_gap_ms, end, RAW_LIMIT)["power"]
+        watts = [(t, float(v)) for t, v in points if isinstance(v, int | float)]
+        if watts:
+            out[lamp] = _fold(power_energy(watts, edges, max_gap_ms), edges)
     return out
 
 
@@ -281,12 +336,8 @@ def _night_time(
         day += timedelta(days=1)
         if dark is None:
             continue
-        a, b = max(dark[0], start), min(dark[1], end)
-        while a < b:
-            i = bisect.bisect_right(edges, a) - 1
-            stop = min(b, edges[i + 1])
-            out[edges[i]].add(clock.split(a, stop))
-            a = stop
+        for bucket, a, b in pieces(edges, max(dark[0], start), min(dark[1], end)):
+            out[bucket].add(clock.split(a, b))
     return dict(out)
 
 

@@ -38,6 +38,7 @@ from smartpole.store.derived import (
     encode_partials,
     merge,
 )
+from smartpole.store.marks import Mark, values_before
 
 __all__ = [
     "HOUR_MS",
@@ -110,6 +111,12 @@ class TimeSeries(Protocol):
     ) -> dict[int, dict[str, list[AggPoint]]]:
         """Buckets aligned to the clock (days at midnight in ``zone``), labelled by their
         start; with ``per_device=False`` all under id 0."""
+        ...
+
+    def values_before(
+        self, device_ids: Sequence[int], key: str, marks: Sequence[int], floor: int
+    ) -> dict[int, list[Mark]]:
+        """Per device, the last numeric ``(ts, value)`` of ``key`` before each of ``marks``."""
         ...
 
     def purge(self, now: int | None = None) -> int:
@@ -534,6 +541,13 @@ class SeriesStore:
         for (device_id, key, bucket), p in sorted(parts.items()):
             out[device_id][key].append((int(bucket), _finish(p, agg)))
         return {d: dict(v) for d, v in out.items()}
+
+    def values_before(
+        self, device_ids: Sequence[int], key: str, marks: Sequence[int], floor: int
+    ) -> dict[int, list[Mark]]:
+        """Per device, the last numeric ``(ts, value)`` of ``key`` before each of ``marks``
+        and not before ``floor``: one index seek each (see :mod:`smartpole.store.marks`)."""
+        return values_before(self.db, device_ids, key, marks, floor)
 
     def quarantine_counts(self, device_ids: Sequence[int]) -> dict[int, int]:
         """How many values each device had kept apart."""

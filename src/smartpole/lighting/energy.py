@@ -169,24 +169,33 @@ def read_energy(
     edges = bounds(start, end, zone, by)
     marks = [start, *edges[1:-1], end]
     found = series.values_before(lamps, COUNTER, marks, start - lookback_ms)
+    walks = {lamp: _walk(values, marks) for lamp, values in found.items()}
+    # a young counter's buckets are checked against their lowest value: one query for all
+    young = [lamp for lamp, walk in walks.items() if any(w.young for w in walk)]
+    step = HOUR_MS if by == "hour" else DAY_MS
+    lows = series.aggregate(young, [COUNTER], start, end, step, "min", zone=zone) if young else {}
     out: Energy = {}
-    for lamp in lamps:
-        values = found.get(lamp)
-        if values is not None:
-            out[lamp] = _counter_buckets(series, lamp, values, marks, edges)
+    for lamp, walk in walks.items():
+        dips = _dips(lows.get(lamp, {}).get(COUNTER, []), walk, marks)
+        out[lamp] = _counter_buckets(series, lamp, walk, dips, marks, edges)
     rest = [lamp for lamp in lamps if lamp not in found]
     out.update(_power(series, rest, start, end, zone, edges, max_gap_ms, raw_power_ms))
     return out
 
 
-def _counter_buckets(
-    series: TimeSeries,
-    lamp: int,
-    values: Sequence[Mark],
-    marks: Sequence[int],
-    edges: Sequence[int],
-) -> dict[int, float]:
-    """kWh per bucket of one counter from its last reading before each boundary."""
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One measured bucket of a counter: its index, the last readings before and at its end,
+    and whether the counter is young enough to have reset and climbed back inside it."""
+
+    index: int
+    prev: Mark
+    cur: tuple[int, float]
+    young: bool
+
+
+def _walk(values: Sequence[Mark], marks: Sequence[int]) -> list[_Step]:
+    """The buckets where a counter has a reading, from its last reading before each boundary."""
     seen = [
         (i, prev, cur)
         for i, (prev, cur) in enumerate(itertools.pairwise(values))
@@ -201,14 +210,51 @@ def _counter_buckets(
         ),
         default=0.0,
     )
+    return [
+        _Step(
+            i,
+            prev,
+            cur,
+            prev is not None
+            and cur[1] >= prev[1]
+            and prev[1] <= YOUNG * rate * (marks[i + 1] - marks[i]),
+        )
+        for i, prev, cur in seen
+        if cur is not None
+    ]
+
+
+def _dips(
+    lows: Sequence[tuple[int, float]], walk: Sequence[_Step], marks: Sequence[int]
+) -> set[int]:
+    """Indexes of the young buckets whose lowest value is under the level they started at."""
+    low: dict[int, float] = {}
+    for at, value in lows:
+        i = max(0, bisect.bisect_right(marks, at) - 1)
+        low[i] = min(value, low.get(i, value))
+    return {
+        s.index
+        for s in walk
+        if s.young and s.prev is not None and low.get(s.index, s.prev[1]) < s.prev[1]
+    }
+
+
+def _counter_buckets(
+    series: TimeSeries,
+    lamp: int,
+    walk: Sequence[_Step],
+    dips: set[int],
+    marks: Sequence[int],
+    edges: Sequence[int],
+) -> dict[int, float]:
+    """kWh per bucket of one counter; the first bucket and those with a drop are read raw."""
     used: dict[int, float] = {}
-    for i, prev, cur in seen:
-        assert cur is not None
-        young = prev is not None and prev[1] <= YOUNG * rate * (marks[i + 1] - marks[i])
-        if prev is not None and cur[1] >= prev[1] and not young:
+    for s in walk:
+        i, prev, cur = s.index, s.prev, s.cur
+        if prev is not None and cur[1] >= prev[1] and i not in dips:
             used[edges[i]] = cur[1] - prev[1]
             continue
-        # the first bucket, a drop, or a counter young enough to hide one: read it raw
+        # the lamp's first bucket, or the counter dropped in it: its raw readings say where
         raw = series.history(lamp, [COUNTER], marks[i], marks[i + 1], RAW_LIMIT)[COUNTER]
         spans = [Span(edges[i], float(v), float(v)) for _, v in raw if isinstance(v, int | float)]
         part, _ = counter_energy(spans, None if prev is None else prev[1])

@@ -257,6 +257,30 @@ def test_time_of_use_splits_a_night_between_peak_and_valley() -> None:
     assert split.priced / HOUR == pytest.approx(2 * 1.2 + 4 * 0.3)
 
 
+@pytest.mark.parametrize(
+    ("day", "valley_h"),
+    [
+        pytest.param(date(2026, 3, 29), 7, id="spring-forward-loses-a-valley-hour"),
+        pytest.param(date(2026, 10, 25), 9, id="fall-back-gains-a-valley-hour"),
+    ],
+)
+def test_a_berlin_tariff_day_across_daylight_saving_keeps_its_clock_times(
+    day: date, valley_h: int
+) -> None:
+    two = {
+        "name": "two periods",
+        "currency": "EUR",
+        "periods": [
+            {"kind": "valley", "start": "22:00", "end": "06:00", "price": 0.2},
+            {"kind": "peak", "start": "06:00", "end": "22:00", "price": 0.4},
+        ],
+    }
+    clock = TariffClock(Tariff.parse(two), BERLIN)
+    start = at(BERLIN, day.year, day.month, day.day)
+    split = clock.split(start, bounds(start, start + 1, BERLIN, "day")[1])
+    assert split.ms == {"valley": valley_h * HOUR, "peak": 16 * HOUR}
+
+
 def test_savings_compare_actual_with_rated_power_dusk_to_dawn() -> None:
     day = at(SHANGHAI, 2026, 5, 10)
     tariff = Tariff.parse(TOU)

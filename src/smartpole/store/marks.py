@@ -17,20 +17,21 @@ from sqlalchemy import text
 
 from smartpole.store.database import Database
 
-__all__ = ["Mark", "values_before"]
+__all__ = ["Mark", "lowest", "values_before"]
 
 Mark = tuple[int, float] | None  # the last (ts, value) before an instant, None if none
 # PostgreSQL partitions readings by month: a first seek within this window touches at most two
 # partitions; only instants with nothing in it pay for the unbounded seek.
 NEAR_MS = 32 * 86_400_000
+HOUR_MS = 3_600_000
 
+# one scalar subquery per (device, instant) is one seek; json_array carries ts and value out of it
 _SQLITE = """
-SELECT d.value, m.key, r.ts, r.num
-FROM json_each(:ids) AS d CROSS JOIN json_each(:marks) AS m
-JOIN readings AS r ON r.device_id = d.value AND r.key = :k AND r.ts = (
-    SELECT s.ts FROM readings AS s
+SELECT d.value, m.key, (
+    SELECT json_array(s.ts, s.num) FROM readings AS s
     WHERE s.device_id = d.value AND s.key = :k AND s.ts < m.value AND s.ts >= :floor
     AND s.vtype <= 1 ORDER BY s.ts DESC LIMIT 1)
+FROM json_each(:ids) AS d CROSS JOIN json_each(:marks) AS m
 """
 
 _POSTGRES = """
@@ -58,35 +59,57 @@ def values_before(
     if not device_ids or not marks:
         return {}
     out: dict[int, list[Mark]] = {}
+    with db.engine.connect() as conn:
+        if db.dialect == "sqlite":
+            ids, at = orjson.dumps(list(device_ids)).decode(), orjson.dumps(list(marks)).decode()
+            params = {"ids": ids, "marks": at, "k": key, "floor": floor}
+            for device, i, hit in conn.execute(text(_SQLITE), params).all():
+                if hit is not None:
+                    ts, num = orjson.loads(hit)
+                    out.setdefault(device, [None] * len(marks))[i] = (int(ts), float(num))
+            return out
+        params = {"ids": list(device_ids), "marks": list(marks), "k": key, "floor": floor}
+        for device, i, ts, num in conn.execute(text(_POSTGRES), {**params, "near": NEAR_MS}):
+            # WITH ORDINALITY counts from 1
+            out.setdefault(device, [None] * len(marks))[i - 1] = (int(ts), float(num))
+        _far(conn, out, device_ids, key, marks, floor)
+    return out
+
+
+_LOWEST_SQLITE = """
+SELECT p.key, (
+    SELECT MIN(r.min) FROM rollups AS r WHERE r.device_id = p.value ->> 0 AND r.key = :k
+    AND r.hour >= p.value ->> 1 AND r.hour < p.value ->> 2)
+FROM json_each(:spans) AS p
+"""
+
+_LOWEST_POSTGRES = """
+SELECT s.i, (
+    SELECT MIN(r.min) FROM rollups AS r WHERE r.device_id = s.d AND r.key = :k
+    AND r.hour >= s.a AND r.hour < s.b)
+FROM unnest(CAST(:d AS integer[]), CAST(:a AS bigint[]), CAST(:b AS bigint[]))
+    WITH ORDINALITY AS s(d, a, b, i)
+"""
+
+
+def lowest(db: Database, key: str, spans: Sequence[tuple[int, int, int]]) -> list[float | None]:
+    """The lowest value of ``key`` in the hourly rollups of each ``(device, start, end)``: the
+    hours that overlap ``[start, end)``, so a low just outside may count (None: no rollup)."""
+    if not spans:
+        return []
+    hours = [(d, a - a % HOUR_MS, b) for d, a, b in spans]
+    out: list[float | None] = [None] * len(spans)
     rows: Sequence[Sequence[Any]]
     with db.engine.connect() as conn:
         if db.dialect == "sqlite":
-            rows = conn.execute(
-                text(_SQLITE),
-                {
-                    "ids": orjson.dumps(list(device_ids)).decode(),
-                    "marks": orjson.dumps(list(marks)).decode(),
-                    "k": key,
-                    "floor": floor,
-                },
-            ).all()
+            params: dict[str, Any] = {"k": key, "spans": orjson.dumps(hours).decode()}
+            rows = conn.execute(text(_LOWEST_SQLITE), params).all()
         else:
-            rows = conn.execute(
-                text(_POSTGRES),
-                {
-                    "ids": list(device_ids),
-                    "marks": list(marks),
-                    "k": key,
-                    "floor": floor,
-                    "near": NEAR_MS,
-                },
-            ).all()
-            # json_each's key and ORDINALITY differ by one: make both 0-based
-            rows = [(d, i - 1, ts, num) for d, i, ts, num in rows]
-        for device, i, ts, num in rows:
-            out.setdefault(int(device), [None] * len(marks))[int(i)] = (int(ts), float(num))
-        if db.dialect != "sqlite":
-            _far(conn, out, device_ids, key, marks, floor)
+            d, a, b = (list(c) for c in zip(*hours, strict=True))
+            rows = conn.execute(text(_LOWEST_POSTGRES), {"k": key, "d": d, "a": a, "b": b}).all()
+            rows = [(i - 1, low) for i, low in rows]  # WITH ORDINALITY counts from 1
+    for i, low in rows:
+        out[int(i)] = None if low is None else float(low)
     return out
 
 

@@ -38,7 +38,7 @@ from smartpole.store.derived import (
     encode_partials,
     merge,
 )
-from smartpole.store.marks import Mark, values_before
+from smartpole.store.marks import Mark, lowest, values_before
 
 __all__ = [
     "HOUR_MS",
@@ -117,6 +117,10 @@ class TimeSeries(Protocol):
         self, device_ids: Sequence[int], key: str, marks: Sequence[int], floor: int
     ) -> dict[int, list[Mark]]:
         """Per device, the last numeric ``(ts, value)`` of ``key`` before each of ``marks``."""
+        ...
+
+    def lowest(self, key: str, spans: Sequence[tuple[int, int, int]]) -> list[float | None]:
+        """The lowest rollup value of ``key`` in each ``(device, start, end)``."""
         ...
 
     def purge(self, now: int | None = None) -> int:
@@ -548,6 +552,12 @@ class SeriesStore:
         """Per device, the last numeric ``(ts, value)`` of ``key`` before each of ``marks``
         and not before ``floor``: one index seek each (see :mod:`smartpole.store.marks`)."""
         return values_before(self.db, device_ids, key, marks, floor)
+
+    def lowest(self, key: str, spans: Sequence[tuple[int, int, int]]) -> list[float | None]:
+        """The lowest value of ``key`` in the hourly rollups overlapping each ``(device,
+        start, end)`` (see :mod:`smartpole.store.marks`)."""
+        self.flush()
+        return lowest(self.db, key, spans)
 
     def quarantine_counts(self, device_ids: Sequence[int]) -> dict[int, int]:
         """How many values each device had kept apart."""

@@ -61,6 +61,7 @@ bench: install system-deps
 	$(VENV)/bin/python -m bench.map
 	$(VENV)/bin/python -m bench.console
 	$(VENV)/bin/python -m bench.lighting
+	$(VENV)/bin/python -m bench.lighting_energy
 
 bench-short: install system-deps
 	$(VENV)/bin/python -m bench.ingest --short
@@ -74,6 +75,7 @@ bench-short: install system-deps
 	$(VENV)/bin/python -m bench.map --short
 	$(VENV)/bin/python -m bench.console --short
 	$(VENV)/bin/python -m bench.lighting --short
+	$(VENV)/bin/python -m bench.lighting_energy --short
 
 ## soak: serve + simulator for 30 minutes, memory, files and queues every minute (bench/soak.py);
 ## soak-short: about 1 minute (CI runs it in bench-short)

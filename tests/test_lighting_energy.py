@@ -219,6 +219,25 @@ def test_the_store_finds_the_last_reading_before_each_boundary(series: SeriesSto
     assert found == {LAMP: [None, (jan, 10.0), (jan, 10.0), (mar, 12.5)]}
 
 
+def test_the_level_before_start_comes_from_as_far_back_as_the_lookback(
+    series: SeriesStore,
+) -> None:
+    start = at(SHANGHAI, 2026, 3, 1)
+    write(series, "energy", [(start - 45 * 24 * HOUR, 100.0), (start + 5 * HOUR, 103.0)])
+    end = at(SHANGHAI, 2026, 4, 1)
+    far = read_energy(series, [LAMP], start, end, SHANGHAI, "month", lookback_ms=60 * 24 * HOUR)
+    near = read_energy(series, [LAMP], start, end, SHANGHAI, "month")
+    assert far == {LAMP: {start: pytest.approx(3.0)}}
+    assert near == {LAMP: {start: 0.0}}  # no level: the first reading only starts the count
+
+
+def test_the_store_gives_the_lowest_rollup_value_of_each_span(series: SeriesStore) -> None:
+    day = at(SHANGHAI, 2026, 5, 10)
+    write(series, "energy", [(day + h * HOUR, 50.0 - h) for h in range(10)])
+    spans = [(LAMP, day, day + 3 * HOUR), (LAMP, day + 5 * HOUR + 1, day + 24 * HOUR)]
+    assert series.lowest("energy", [*spans, (LAMP + 1, day, day + HOUR)]) == [48.0, 41.0, None]
+
+
 def test_over_a_long_span_power_comes_from_the_hourly_means(series: SeriesStore) -> None:
     start = at(SHANGHAI, 2026, 1, 1)
     write(series, "power", [(start + i * 600_000, 100.0) for i in range(6 * 24 * 40)])

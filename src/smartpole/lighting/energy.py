@@ -1,20 +1,25 @@
 """Lamp energy by hour, day and month in the tenant's time zone, and savings against full power.
 
-**Counters** (telemetry ``energy``, kWh, cumulative). A lamp's readings, or the hourly/daily
-low and high of its counter from the rollups, are walked in time order keeping the counter's
-last known level:
+**Counters** (telemetry ``energy``, kWh, cumulative). A lamp's readings are walked in time
+order keeping the counter's last known level:
 
 - the counter at or above the level: the increase counts, in the bucket where it was seen
   (after a gap, everything since the last reading lands in the first bucket with a reading);
 - the counter below the level (a new meter, a firmware reset): only the increase after the
   drop counts; what was used between the last reading before the drop and the first after is
-  unknown and not counted. A bucket whose low is below the level is re-read from the raw
-  readings, so a drop costs at most one reading interval.
+  unknown and not counted.
 
-Nothing is counted twice and nothing is negative.
+Nothing is counted twice and nothing is negative. The walk is not done reading by reading: the
+counter is read at each bucket boundary (its last reading before it: one index seek), and a
+bucket's energy is the difference. A bucket read raw instead: the lamp's first, one where the
+counter ends lower than it began, and one of a *young* counter (under ``YOUNG`` buckets' worth
+of its fastest rise, so it could have reset and climbed back past its old value inside the
+bucket) whose lowest hourly rollup value is under the level.
 
 **Power** (``power``, W) for a lamp with no counter: trapezoids between readings, nothing
-assumed across a gap longer than ``max_gap_ms``.
+assumed across a gap longer than ``max_gap_ms``; over spans longer than ``raw_power_ms``, the
+hourly mean power x the hour's time in the window (an approximation: an hour with a few
+readings counts as a whole one, a silent hour as none).
 
 **Savings**: the baseline is the same lamps at rated power from dusk to dawn (``night``);
 cost with a time-of-use tariff (the actual energy is priced at the mean price of the lamp's
@@ -25,12 +30,14 @@ from __future__ import annotations
 
 import bisect
 import csv
+import functools
 import io
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from types import MappingProxyType
 from typing import Literal
 
 from smartpole.lighting.astro import NightKind, night_of, position_key
@@ -339,17 +346,19 @@ class Savings:
         return self.baseline_cost - self.actual_cost
 
 
+@functools.lru_cache(maxsize=64)
+def _clock(tariff: Tariff, zone: tzinfo) -> TariffClock:
+    """One clock per tariff and zone: its running totals serve every report."""
+    return TariffClock(tariff, zone)
+
+
+@functools.lru_cache(maxsize=4096)
 def _night_time(
-    lat: float,
-    lon: float,
-    start: int,
-    end: int,
-    zone: tzinfo,
-    edges: Sequence[int],
-    clock: TariffClock,
-    night: Night,
-) -> dict[int, PricedTime]:
-    """Night time (dusk to dawn) inside ``[start, end)`` per bucket, split by tariff period."""
+    lat: float, lon: float, start: int, end: int, zone: tzinfo, by: By, tariff: Tariff, night: Night
+) -> Mapping[int, tuple[int, float]]:
+    """Night time (dusk to dawn) inside ``[start, end)`` per bucket: ms and ms x price (cached
+    per night-cache cell and window: a city's year is a few dozen cells x 366 nights)."""
+    edges, clock = bounds(start, end, zone, by), _clock(tariff, zone)
     out: dict[int, PricedTime] = defaultdict(PricedTime)
     day = datetime.fromtimestamp(start / 1000, zone).date() - timedelta(days=1)
     last = datetime.fromtimestamp(end / 1000, zone).date()
@@ -360,7 +369,7 @@ def _night_time(
             continue
         for bucket, a, b in pieces(edges, max(dark[0], start), min(dark[1], end)):
             out[bucket].add(clock.split(a, b))
-    return dict(out)
+    return MappingProxyType({b: (t.total_ms, t.priced) for b, t in out.items()})
 
 
 def savings(
@@ -380,32 +389,29 @@ def savings(
     A lamp counts, baseline and actual alike, only in the buckets where ``actual`` has a value
     for it (0 included), so a lamp that reported nothing is not counted as a saving."""
     edges = bounds(start, end, zone, by)
-    clock = TariffClock(tariff, zone)
-    # lamps in one cell of the nights' cache (0.05 degree: sun times within 15 s) share them
-    nights: dict[tuple[float, float], dict[int, PricedTime]] = {}
+    clock = _clock(tariff, zone)
     daylight: dict[int, float] = {}
     rows: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0] * 4)
     for place in places:
-        where = position_key(place.lat, place.lon)
-        if where not in nights:
-            nights[where] = _night_time(*where, start, end, zone, edges, clock, night)
-        dark = nights[where]
+        # lamps in one cell of the nights' cache (0.05 degree: sun times within 15 s) share them
+        dark = _night_time(*position_key(place.lat, place.lon), start, end, zone, by, tariff, night)
         used = actual.get(place.device_id, {})
+        group = group_of(place, level)
         for i, b in enumerate(edges[:-1]):
             if b not in used:
                 continue  # no measurement: an offline lamp must not look like a saving
-            t, kwh = dark.get(b), used[b]
-            row = rows[group_of(place, level), b]
+            ms, priced = dark.get(b, (0, 0.0))
+            kwh = used[b]
+            row = rows[group, b]
             row[0] += kwh
-            if t is not None and t.total_ms:
-                row[2] += kwh * t.price()
+            if ms:
+                row[2] += kwh * priced / ms
             elif kwh:  # burning outside the night: priced at the bucket's own mean price
                 if b not in daylight:
                     daylight[b] = clock.split(max(b, start), min(edges[i + 1], end)).price()
                 row[2] += kwh * daylight[b]
-            if t is not None:
-                row[1] += place.rated_w * t.total_ms / WH_MS
-                row[3] += place.rated_w * t.priced / WH_MS
+            row[1] += place.rated_w * ms / WH_MS
+            row[3] += place.rated_w * priced / WH_MS
     return [
         Savings(g, b, a, base, cost, base_cost, (base - a) * grid.kg_per_kwh)
         for (g, b), (a, base, cost, base_cost) in sorted(rows.items())

@@ -21,7 +21,7 @@ __all__ = ["Mark", "lowest", "values_before"]
 
 Mark = tuple[int, float] | None  # the last (ts, value) before an instant, None if none
 # PostgreSQL partitions readings by month: a first seek within this window touches at most two
-# partitions; only instants with nothing in it pay for the unbounded seek.
+# partitions; only instants with nothing in it pay for a seek further back.
 NEAR_MS = 32 * 86_400_000
 HOUR_MS = 3_600_000
 
@@ -34,13 +34,12 @@ SELECT d.value, m.key, (
 FROM json_each(:ids) AS d CROSS JOIN json_each(:marks) AS m
 """
 
+# one statement per instant, its bounds written in (integers): the planner then keeps the one or
+# two monthly partitions they touch (with bound parameters every seek walked all of them)
 _POSTGRES = """
-SELECT d, i, r.ts, r.num
-FROM unnest(CAST(:ids AS integer[])) AS d
-CROSS JOIN unnest(CAST(:marks AS bigint[])) WITH ORDINALITY AS m(b, i)
-CROSS JOIN LATERAL (
+SELECT d, r.ts, r.num FROM unnest(CAST(:ids AS integer[])) AS d CROSS JOIN LATERAL (
     SELECT s.ts, s.num FROM readings AS s
-    WHERE s.device_id = d AND s.key = :k AND s.ts < m.b AND s.ts >= GREATEST(:floor, m.b - :near)
+    WHERE s.device_id = d AND s.key = :k AND s.ts < {before:d} AND s.ts >= {since:d}
     AND s.vtype <= 1 ORDER BY s.ts DESC LIMIT 1) AS r
 """
 
@@ -68,10 +67,11 @@ def values_before(
                     ts, num = orjson.loads(hit)
                     out.setdefault(device, [None] * len(marks))[i] = (int(ts), float(num))
             return out
-        params = {"ids": list(device_ids), "marks": list(marks), "k": key, "floor": floor}
-        for device, i, ts, num in conn.execute(text(_POSTGRES), {**params, "near": NEAR_MS}):
-            # WITH ORDINALITY counts from 1
-            out.setdefault(device, [None] * len(marks))[i - 1] = (int(ts), float(num))
+        params = {"ids": list(device_ids), "k": key}
+        for i, b in enumerate(marks):
+            sql = _POSTGRES.format(before=int(b), since=int(max(floor, b - NEAR_MS)))
+            for device, ts, num in conn.execute(text(sql), params):
+                out.setdefault(device, [None] * len(marks))[i] = (int(ts), float(num))
         _far(conn, out, device_ids, key, marks, floor)
     return out
 

@@ -62,6 +62,8 @@ bench: install system-deps
 	$(VENV)/bin/python -m bench.console
 	$(VENV)/bin/python -m bench.lighting
 	$(VENV)/bin/python -m bench.lighting_diagnostics
+	$(VENV)/bin/python -m bench.lighting_energy
+	$(VENV)/bin/python -m bench.lighting_night
 
 bench-short: install system-deps
 	$(VENV)/bin/python -m bench.ingest --short
@@ -76,6 +78,8 @@ bench-short: install system-deps
 	$(VENV)/bin/python -m bench.console --short
 	$(VENV)/bin/python -m bench.lighting --short
 	$(VENV)/bin/python -m bench.lighting_diagnostics --short
+	$(VENV)/bin/python -m bench.lighting_energy --short
+	$(VENV)/bin/python -m bench.lighting_night --short
 
 ## soak: serve + simulator for 30 minutes, memory, files and queues every minute (bench/soak.py);
 ## soak-short: about 1 minute (CI runs it in bench-short)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from datetime import date, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,6 +12,7 @@ import pytest
 from smartpole.errors import InvalidInput
 from smartpole.lighting.energy import (
     HEADER,
+    By,
     Span,
     astral_night,
     bounds,
@@ -129,6 +131,121 @@ def test_months_split_at_midnight_in_shanghai_not_utc(series: SeriesStore) -> No
     assert energy[LAMP] == {start: pytest.approx(1.0), at(SHANGHAI, 2026, 2, 1): pytest.approx(3.0)}
 
 
+def raw_scan(
+    series: SeriesStore, lamp: int, start: int, end: int, zone: tzinfo, by: By
+) -> dict[int, float]:
+    """The reference: every raw reading from a week before ``start`` walked one by one, each
+    rise in the bucket of the reading that shows it."""
+    edges = bounds(start, end, zone, by)
+    raw = series.history(lamp, ["energy"], start - 7 * 24 * HOUR, end, 10_000_000)["energy"]
+    spans = [
+        Span(edges[bisect.bisect_right(edges, ts) - 1] if ts >= start else 0, float(v), float(v))
+        for ts, v in raw
+        if isinstance(v, int | float)
+    ]
+    used, _ = counter_energy(spans)
+    return {b: kwh for b, kwh in used.items() if b}
+
+
+def year_of_a_counter(start: int, hours: int, first: float) -> list[tuple[int, float]]:
+    """Hourly readings of a 100 W lamp on from 18:00 to 06:00 local (Shanghai), from ``first``
+    kWh, with a reset at the January/February boundary, a gap across the end of February and a
+    new meter in mid-March."""
+    feb1, mar1 = at(SHANGHAI, 2026, 2, 1), at(SHANGHAI, 2026, 3, 1)
+    gap = range(mar1 - 30 * HOUR, mar1 + 40 * HOUR)
+    mar15 = at(SHANGHAI, 2026, 3, 15, 12)
+    points, level = [], first
+    for h in range(hours):
+        ts = start + h * HOUR
+        local = datetime.fromtimestamp(ts / 1000, SHANGHAI).hour
+        level += 0.1 if local >= 18 or local < 6 else 0.0
+        if ts == feb1:
+            level = 0.3  # a firmware reset on the first reading of February
+        if ts == mar15:
+            level = 0.0  # a new meter
+        if ts not in gap:
+            points.append((ts, round(level, 4)))
+    return points
+
+
+@pytest.mark.parametrize(
+    ("by", "first"),
+    [
+        pytest.param("month", 5000.0, id="by-month"),
+        pytest.param("day", 5000.0, id="by-day"),
+        pytest.param("hour", 5000.0, id="by-hour"),
+        pytest.param("month", 2.0, id="by-month-a-young-meter"),
+    ],
+)
+def test_reading_at_the_boundaries_gives_the_raw_scan_totals_with_resets_and_gaps(
+    series: SeriesStore, by: By, first: float
+) -> None:
+    start = at(SHANGHAI, 2026, 1, 20)
+    write(series, "energy", year_of_a_counter(start - 2 * HOUR, 24 * 70, first))
+    window = (at(SHANGHAI, 2026, 1, 25, 7), at(SHANGHAI, 2026, 3, 28, 13))
+    energy = read_energy(series, [LAMP], *window, SHANGHAI, by)
+    expected = raw_scan(series, LAMP, *window, SHANGHAI, by)
+    assert energy[LAMP] == pytest.approx(expected)
+    assert all(kwh >= 0 for kwh in energy[LAMP].values())
+
+
+def test_a_lamp_first_seen_in_the_window_counts_from_its_first_reading(
+    series: SeriesStore,
+) -> None:
+    first = at(SHANGHAI, 2026, 2, 10, 20)
+    write(series, "energy", [(first + h * HOUR, 700.0 + h) for h in range(5)])
+    start, end = at(SHANGHAI, 2026, 1, 1), at(SHANGHAI, 2026, 4, 1)
+    energy = read_energy(series, [LAMP], start, end, SHANGHAI, "month")
+    assert energy[LAMP] == {at(SHANGHAI, 2026, 2, 1): pytest.approx(4.0)}
+
+
+def test_a_month_without_a_reading_is_not_measured_and_its_energy_lands_after_it(
+    series: SeriesStore,
+) -> None:
+    # silent from mid-January to mid-March: longer than a PostgreSQL partition's month
+    jan, mar = at(SHANGHAI, 2026, 1, 15), at(SHANGHAI, 2026, 3, 15)
+    write(series, "energy", [(jan, 10.0), (jan + HOUR, 11.0), (mar, 70.0), (mar + HOUR, 71.0)])
+    start, end = at(SHANGHAI, 2026, 1, 1), at(SHANGHAI, 2026, 5, 1)
+    energy = read_energy(series, [LAMP], start, end, SHANGHAI, "month")
+    assert energy[LAMP] == {start: pytest.approx(1.0), at(SHANGHAI, 2026, 3, 1): 60.0}
+
+
+def test_the_store_finds_the_last_reading_before_each_boundary(series: SeriesStore) -> None:
+    jan, mar = at(SHANGHAI, 2026, 1, 15), at(SHANGHAI, 2026, 3, 20)
+    write(series, "energy", [(jan, 10.0), (mar, 12.5)])
+    series.write(WriteBatch(readings=[Reading(LAMP + 1, "energy", mar, "broken")]))
+    marks = [at(SHANGHAI, 2026, m, 1) for m in (1, 2, 3, 4)]
+    found = series.values_before([LAMP, LAMP + 1, LAMP + 2], "energy", marks, jan - 1)
+    assert found == {LAMP: [None, (jan, 10.0), (jan, 10.0), (mar, 12.5)]}
+
+
+def test_the_level_before_start_comes_from_as_far_back_as_the_lookback(
+    series: SeriesStore,
+) -> None:
+    start = at(SHANGHAI, 2026, 3, 1)
+    write(series, "energy", [(start - 45 * 24 * HOUR, 100.0), (start + 5 * HOUR, 103.0)])
+    end = at(SHANGHAI, 2026, 4, 1)
+    far = read_energy(series, [LAMP], start, end, SHANGHAI, "month", lookback_ms=60 * 24 * HOUR)
+    near = read_energy(series, [LAMP], start, end, SHANGHAI, "month")
+    assert far == {LAMP: {start: pytest.approx(3.0)}}
+    assert near == {LAMP: {start: 0.0}}  # no level: the first reading only starts the count
+
+
+def test_the_store_gives_the_lowest_rollup_value_of_each_span(series: SeriesStore) -> None:
+    day = at(SHANGHAI, 2026, 5, 10)
+    write(series, "energy", [(day + h * HOUR, 50.0 - h) for h in range(10)])
+    spans = [(LAMP, day, day + 3 * HOUR), (LAMP, day + 5 * HOUR + 1, day + 24 * HOUR)]
+    assert series.lowest("energy", [*spans, (LAMP + 1, day, day + HOUR)]) == [48.0, 41.0, None]
+
+
+def test_over_a_long_span_power_comes_from_the_hourly_means(series: SeriesStore) -> None:
+    start = at(SHANGHAI, 2026, 1, 1)
+    write(series, "power", [(start + i * 600_000, 100.0) for i in range(6 * 24 * 40)])
+    end = at(SHANGHAI, 2026, 2, 1)
+    energy = read_energy(series, [LAMP], start, end, SHANGHAI, "month", raw_power_ms=HOUR)
+    assert energy[LAMP] == {start: pytest.approx(0.1 * 24 * 31)}
+
+
 # -- power ----------------------------------------------------------------------------------
 
 
@@ -157,6 +274,30 @@ def test_time_of_use_splits_a_night_between_peak_and_valley() -> None:
     split = clock.split(at(SHANGHAI, 2026, 5, 10, 20), at(SHANGHAI, 2026, 5, 11, 2))
     assert split.ms == {"peak": 2 * HOUR, "valley": 4 * HOUR}
     assert split.priced / HOUR == pytest.approx(2 * 1.2 + 4 * 0.3)
+
+
+@pytest.mark.parametrize(
+    ("day", "valley_h"),
+    [
+        pytest.param(date(2026, 3, 29), 7, id="spring-forward-loses-a-valley-hour"),
+        pytest.param(date(2026, 10, 25), 9, id="fall-back-gains-a-valley-hour"),
+    ],
+)
+def test_a_berlin_tariff_day_across_daylight_saving_keeps_its_clock_times(
+    day: date, valley_h: int
+) -> None:
+    two = {
+        "name": "two periods",
+        "currency": "EUR",
+        "periods": [
+            {"kind": "valley", "start": "22:00", "end": "06:00", "price": 0.2},
+            {"kind": "peak", "start": "06:00", "end": "22:00", "price": 0.4},
+        ],
+    }
+    clock = TariffClock(Tariff.parse(two), BERLIN)
+    start = at(BERLIN, day.year, day.month, day.day)
+    split = clock.split(start, bounds(start, start + 1, BERLIN, "day")[1])
+    assert split.ms == {"valley": valley_h * HOUR, "peak": 16 * HOUR}
 
 
 def test_savings_compare_actual_with_rated_power_dusk_to_dawn() -> None:

@@ -1,20 +1,25 @@
 """Lamp energy by hour, day and month in the tenant's time zone, and savings against full power.
 
-**Counters** (telemetry ``energy``, kWh, cumulative). A lamp's readings, or the hourly/daily
-low and high of its counter from the rollups, are walked in time order keeping the counter's
-last known level:
+**Counters** (telemetry ``energy``, kWh, cumulative). A lamp's readings are walked in time
+order keeping the counter's last known level:
 
 - the counter at or above the level: the increase counts, in the bucket where it was seen
   (after a gap, everything since the last reading lands in the first bucket with a reading);
 - the counter below the level (a new meter, a firmware reset): only the increase after the
   drop counts; what was used between the last reading before the drop and the first after is
-  unknown and not counted. A bucket whose low is below the level is re-read from the raw
-  readings, so a drop costs at most one reading interval.
+  unknown and not counted.
 
-Nothing is counted twice and nothing is negative.
+Nothing is counted twice and nothing is negative. The walk is not done reading by reading: the
+counter is read at each bucket boundary (its last reading before it: one index seek), and a
+bucket's energy is the difference. A bucket read raw instead: the lamp's first, one where the
+counter ends lower than it began, and one of a *young* counter (under ``YOUNG`` buckets' worth
+of its fastest rise, so it could have reset and climbed back past its old value inside the
+bucket) whose lowest hourly rollup value is under the level.
 
 **Power** (``power``, W) for a lamp with no counter: trapezoids between readings, nothing
-assumed across a gap longer than ``max_gap_ms``.
+assumed across a gap longer than ``max_gap_ms``; over spans longer than ``raw_power_ms``, the
+hourly mean power x the hour's time in the window (an approximation: an hour with a few
+readings counts as a whole one, a silent hour as none).
 
 **Savings**: the baseline is the same lamps at rated power from dusk to dawn (``night``);
 cost with a time-of-use tariff (the actual energy is priced at the mean price of the lamp's
@@ -25,18 +30,21 @@ from __future__ import annotations
 
 import bisect
 import csv
+import functools
 import io
 import itertools
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from types import MappingProxyType
 from typing import Literal
 
 from smartpole.lighting.astro import NightKind, night_of, position_key
 from smartpole.lighting.tariffs import PricedTime, TariffClock
 from smartpole.model.energy import GridFactor, LampPlace, Level, Tariff
 from smartpole.store.buckets import DAY_MS, HOUR_MS, Buckets
+from smartpole.store.marks import Mark
 from smartpole.store.series import TimeSeries
 
 __all__ = [
@@ -54,6 +62,7 @@ __all__ = [
     "group_of",
     "label_text",
     "monthly_report",
+    "pieces",
     "power_energy",
     "read_energy",
     "savings",
@@ -64,6 +73,10 @@ Energy = dict[int, dict[int, float]]  # lamp -> bucket start (ms) -> kWh
 Night = Callable[[float, float, tzinfo, date], tuple[int, int] | None]
 WH_MS = 3_600_000_000.0  # W x ms in one kWh
 RAW_LIMIT = 10_000_000
+COUNTER = "energy"  # the cumulative kWh key of model/catalog.py
+# a counter under this many buckets' worth of its fastest rise may have reset and climbed back
+# past its old value inside one bucket: such buckets are read raw
+YOUNG = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,24 +127,30 @@ def _midnight(day: date, zone: tzinfo) -> int:
     return round(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp() * 1000)
 
 
+def pieces(edges: Sequence[int], start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """``[start, end)`` cut at ``edges`` (as from :func:`bounds`), within them: ``(bucket,
+    piece start, piece end)``. The one walk energy, power and baseline all split time with."""
+    a, b = max(start, edges[0]), min(end, edges[-1])
+    i = bisect.bisect_right(edges, a) - 1
+    while a < b:
+        stop = min(b, edges[i + 1])
+        yield edges[i], a, stop
+        a, i = stop, i + 1
+
+
 def power_energy(
     points: Sequence[tuple[int, float]], edges: Sequence[int], max_gap_ms: int
 ) -> dict[int, float]:
     """kWh per bucket (``edges`` as from :func:`bounds`) from power readings (ms, W) by
     trapezoids; a gap longer than ``max_gap_ms`` adds nothing."""
     out: dict[int, float] = defaultdict(float)
-    lo, hi = edges[0], edges[-1]
     for (t0, p0), (t1, p1) in itertools.pairwise(points):
         if t1 <= t0 or t1 - t0 > max_gap_ms:
             continue
-        a = max(t0, lo)
-        while a < min(t1, hi):
-            i = bisect.bisect_right(edges, a) - 1
-            b = min(t1, hi, edges[i + 1])
+        for bucket, a, b in pieces(edges, t0, t1):
             pa = p0 + (p1 - p0) * (a - t0) / (t1 - t0)
             pb = p0 + (p1 - p0) * (b - t0) / (t1 - t0)
-            out[edges[i]] += (pa + pb) / 2 * (b - a) / WH_MS
-            a = b
+            out[bucket] += (pa + pb) / 2 * (b - a) / WH_MS
     return dict(out)
 
 
@@ -145,50 +164,115 @@ def read_energy(
     *,
     lookback_ms: int = 7 * DAY_MS,
     max_gap_ms: int = 15 * 60_000,
+    raw_power_ms: int = 7 * DAY_MS,
 ) -> Energy:
     """kWh per lamp and bucket in ``[start, end)`` (see the module for the rules).
 
-    Counters are read from the rollups (hourly, or daily lows and highs for days and months)
-    and the level before ``start`` from the ``lookback_ms`` before it; a bucket where a
-    counter dropped is re-read raw. Lamps without a counter integrate ``power`` raw."""
+    A counter is read at the bucket boundaries (its last reading before each: one index seek
+    per lamp and boundary, the first one looking back ``lookback_ms`` before ``start``); a
+    bucket where it ends lower than it began, or the lamp's first, is re-read raw. Lamps
+    without a counter integrate ``power``: raw over spans up to ``raw_power_ms``, from the
+    hourly means beyond (an approximation, see the module)."""
     edges = bounds(start, end, zone, by)
-    interval = HOUR_MS if by == "hour" else DAY_MS
-    key = ["energy"]
-    lows = series.aggregate(lamps, key, start, end, interval, "min", zone=zone)
-    highs = series.aggregate(lamps, key, start, end, interval, "max", zone=zone)
-    before = series.aggregate(lamps, key, start - lookback_ms, start, DAY_MS, "max", zone=zone)
-    grid = edges if by != "month" else bounds(start, end, zone, "day")
+    marks = [start, *edges[1:-1], end]
+    found = series.values_before(lamps, COUNTER, marks, start - lookback_ms)
+    walks = {lamp: _walk(values, marks) for lamp, values in found.items()}
+    # a young counter's buckets are checked against their lowest value: one query for all
+    young = [(lamp, s[0]) for lamp, walk in walks.items() for s in walk if s[3]]
+    lows = series.lowest(COUNTER, [(lamp, marks[i], marks[i + 1]) for lamp, i in young])
+    dips = {
+        (lamp, i)
+        for (lamp, i), low in zip(young, lows, strict=True)
+        if low is not None and low < _level(walks[lamp], i)
+    }
     out: Energy = {}
-    for lamp in lamps:
-        lo, hi = lows.get(lamp, {}).get("energy", []), highs.get(lamp, {}).get("energy", [])
-        prior = before.get(lamp, {}).get("energy")
-        level = prior[-1][1] if prior else None
-        if not lo and level is None:
-            points = series.history(lamp, ["power"], start - max_gap_ms, end, RAW_LIMIT)
-            watts = [(t, float(v)) for t, v in points["power"] if isinstance(v, int | float)]
-            if watts:
-                out[lamp] = _fold(power_energy(watts, edges, max_gap_ms), edges)
+    for lamp, walk in walks.items():
+        out[lamp] = _counter_buckets(series, lamp, walk, dips, marks, edges)
+    rest = [lamp for lamp in lamps if lamp not in found]
+    out.update(_power(series, rest, start, end, zone, edges, max_gap_ms, raw_power_ms))
+    return out
+
+
+# one measured bucket of a counter: its index, the last readings before and at its end, and
+# whether the counter is young enough to have reset and climbed back inside it
+_Step = tuple[int, Mark, tuple[int, float], bool]
+
+
+def _walk(values: Sequence[Mark], marks: Sequence[int]) -> list[_Step]:
+    """The buckets where a counter has a reading, from its last reading before each boundary."""
+    steps: list[_Step] = []
+    rate = 0.0  # the fastest it rose: a reset it could climb back from within a bucket
+    for i in range(len(values) - 1):
+        prev, cur = values[i], values[i + 1]
+        if cur is None or cur[0] < marks[i]:
+            continue  # no reading in this bucket: nothing measured, not even a 0
+        if prev is not None and cur[1] >= prev[1]:
+            rate = max(rate, (cur[1] - prev[1]) / (cur[0] - prev[0]))
+        steps.append((i, prev, cur, False))
+    return [
+        (i, prev, cur, cur[1] >= prev[1] and prev[1] <= YOUNG * rate * (marks[i + 1] - marks[i]))
+        if prev is not None
+        else (i, prev, cur, False)
+        for i, prev, cur, _ in steps
+    ]
+
+
+def _level(walk: Sequence[_Step], i: int) -> float:
+    """The counter's level at the start of bucket ``i`` of ``walk``."""
+    prev = next(s[1] for s in walk if s[0] == i)
+    return prev[1] if prev is not None else float("inf")
+
+
+def _counter_buckets(
+    series: TimeSeries,
+    lamp: int,
+    walk: Sequence[_Step],
+    dips: set[tuple[int, int]],
+    marks: Sequence[int],
+    edges: Sequence[int],
+) -> dict[int, float]:
+    """kWh per bucket of one counter; the first bucket and those with a drop are read raw."""
+    used: dict[int, float] = {}
+    for i, prev, cur, _ in walk:
+        if prev is not None and cur[1] >= prev[1] and (lamp, i) not in dips:
+            used[edges[i]] = cur[1] - prev[1]
             continue
-        used: dict[int, float] = defaultdict(float)
-        # two reads: a reading committed between them may give a bucket a high but no low
-        top = dict(hi)
-        for bucket, low in lo:
-            high = top.get(bucket, low)
-            if level is not None and low < level:
-                # the counter dropped in this bucket: its raw readings say where
-                b_end = grid[bisect.bisect_right(grid, bucket)]
-                raw = series.history(lamp, key, max(bucket, start), min(b_end, end), RAW_LIMIT)
-                spans: Iterable[Span] = [
-                    Span(bucket, float(v), float(v))
-                    for _, v in raw["energy"]
-                    if isinstance(v, int | float)
-                ]
-            else:
-                spans = [Span(bucket, low, high)]
-            part, level = counter_energy(spans, level)
-            for b, kwh in part.items():
-                used[b] += kwh
-        out[lamp] = _fold(dict(used), edges)
+        # the lamp's first bucket, or the counter dropped in it: its raw readings say where
+        raw = series.history(lamp, [COUNTER], marks[i], marks[i + 1], RAW_LIMIT)[COUNTER]
+        spans = [Span(edges[i], float(v), float(v)) for _, v in raw if isinstance(v, int | float)]
+        part, _ = counter_energy(spans, None if prev is None else prev[1])
+        used[edges[i]] = part.get(edges[i], 0.0)
+    return used
+
+
+def _power(
+    series: TimeSeries,
+    lamps: Sequence[int],
+    start: int,
+    end: int,
+    zone: tzinfo,
+    edges: Sequence[int],
+    max_gap_ms: int,
+    raw_power_ms: int,
+) -> Energy:
+    """kWh per lamp and bucket from ``power``: trapezoids over short spans, hourly means x the
+    hour's time in the window over long ones (a year of raw readings is too many to walk)."""
+    out: Energy = {}
+    if not lamps:
+        return out
+    if end - start > raw_power_ms:
+        means = series.aggregate(lamps, ["power"], start, end, HOUR_MS, "avg", zone=zone)
+        for lamp, keys in means.items():
+            hours = {
+                h: w * (min(h + HOUR_MS, end) - max(h, start)) / WH_MS for h, w in keys["power"]
+            }
+            out[lamp] = _fold(hours, edges)
+        return out
+    for lamp in lamps:
+        points = series.history(lamp, ["power"], start - max_gap_ms, end, RAW_LIMIT)["power"]
+        watts = [(t, float(v)) for t, v in points if isinstance(v, int | float)]
+        if watts:
+            out[lamp] = _fold(power_energy(watts, edges, max_gap_ms), edges)
     return out
 
 
@@ -262,17 +346,19 @@ class Savings:
         return self.baseline_cost - self.actual_cost
 
 
+@functools.lru_cache(maxsize=64)
+def _clock(tariff: Tariff, zone: tzinfo) -> TariffClock:
+    """One clock per tariff and zone: its running totals serve every report."""
+    return TariffClock(tariff, zone)
+
+
+@functools.lru_cache(maxsize=4096)
 def _night_time(
-    lat: float,
-    lon: float,
-    start: int,
-    end: int,
-    zone: tzinfo,
-    edges: Sequence[int],
-    clock: TariffClock,
-    night: Night,
-) -> dict[int, PricedTime]:
-    """Night time (dusk to dawn) inside ``[start, end)`` per bucket, split by tariff period."""
+    lat: float, lon: float, start: int, end: int, zone: tzinfo, by: By, tariff: Tariff, night: Night
+) -> Mapping[int, tuple[int, float]]:
+    """Night time (dusk to dawn) inside ``[start, end)`` per bucket: ms and ms x price (cached
+    per night-cache cell and window: a city's year is a few dozen cells x 366 nights)."""
+    edges, clock = bounds(start, end, zone, by), _clock(tariff, zone)
     out: dict[int, PricedTime] = defaultdict(PricedTime)
     day = datetime.fromtimestamp(start / 1000, zone).date() - timedelta(days=1)
     last = datetime.fromtimestamp(end / 1000, zone).date()
@@ -281,13 +367,9 @@ def _night_time(
         day += timedelta(days=1)
         if dark is None:
             continue
-        a, b = max(dark[0], start), min(dark[1], end)
-        while a < b:
-            i = bisect.bisect_right(edges, a) - 1
-            stop = min(b, edges[i + 1])
-            out[edges[i]].add(clock.split(a, stop))
-            a = stop
-    return dict(out)
+        for bucket, a, b in pieces(edges, max(dark[0], start), min(dark[1], end)):
+            out[bucket].add(clock.split(a, b))
+    return MappingProxyType({b: (t.total_ms, t.priced) for b, t in out.items()})
 
 
 def savings(
@@ -307,32 +389,29 @@ def savings(
     A lamp counts, baseline and actual alike, only in the buckets where ``actual`` has a value
     for it (0 included), so a lamp that reported nothing is not counted as a saving."""
     edges = bounds(start, end, zone, by)
-    clock = TariffClock(tariff, zone)
-    # lamps of one place share their nights: compute each place's once
-    nights: dict[tuple[float, float], dict[int, PricedTime]] = {}
+    clock = _clock(tariff, zone)
     daylight: dict[int, float] = {}
     rows: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0] * 4)
     for place in places:
-        where = (round(place.lat, 2), round(place.lon, 2))
-        if where not in nights:
-            nights[where] = _night_time(*where, start, end, zone, edges, clock, night)
-        dark = nights[where]
+        # lamps in one cell of the nights' cache (0.05 degree: sun times within 15 s) share them
+        dark = _night_time(*position_key(place.lat, place.lon), start, end, zone, by, tariff, night)
         used = actual.get(place.device_id, {})
+        group = group_of(place, level)
         for i, b in enumerate(edges[:-1]):
             if b not in used:
                 continue  # no measurement: an offline lamp must not look like a saving
-            t, kwh = dark.get(b), used[b]
-            row = rows[group_of(place, level), b]
+            ms, priced = dark.get(b, (0, 0.0))
+            kwh = used[b]
+            row = rows[group, b]
             row[0] += kwh
-            if t is not None and t.total_ms:
-                row[2] += kwh * t.price()
+            if ms:
+                row[2] += kwh * priced / ms
             elif kwh:  # burning outside the night: priced at the bucket's own mean price
                 if b not in daylight:
                     daylight[b] = clock.split(max(b, start), min(edges[i + 1], end)).price()
                 row[2] += kwh * daylight[b]
-            if t is not None:
-                row[1] += place.rated_w * t.total_ms / WH_MS
-                row[3] += place.rated_w * t.priced / WH_MS
+            row[1] += place.rated_w * ms / WH_MS
+            row[3] += place.rated_w * priced / WH_MS
     return [
         Savings(g, b, a, base, cost, base_cost, (base - a) * grid.kg_per_kwh)
         for (g, b), (a, base, cost, base_cost) in sorted(rows.items())

@@ -15,6 +15,7 @@ from smartpole.errors import InvalidInput
 
 __all__ = [
     "DAY_MINUTES",
+    "PERIOD_KINDS",
     "GridFactor",
     "LampPlace",
     "Level",

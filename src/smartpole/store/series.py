@@ -38,6 +38,7 @@ from smartpole.store.derived import (
     encode_partials,
     merge,
 )
+from smartpole.store.marks import Mark, lowest, values_before
 
 __all__ = [
     "HOUR_MS",
@@ -110,6 +111,16 @@ class TimeSeries(Protocol):
     ) -> dict[int, dict[str, list[AggPoint]]]:
         """Buckets aligned to the clock (days at midnight in ``zone``), labelled by their
         start; with ``per_device=False`` all under id 0."""
+        ...
+
+    def values_before(
+        self, device_ids: Sequence[int], key: str, marks: Sequence[int], floor: int
+    ) -> dict[int, list[Mark]]:
+        """Per device, the last numeric ``(ts, value)`` of ``key`` before each of ``marks``."""
+        ...
+
+    def lowest(self, key: str, spans: Sequence[tuple[int, int, int]]) -> list[float | None]:
+        """The lowest rollup value of ``key`` in each ``(device, start, end)``."""
         ...
 
     def purge(self, now: int | None = None) -> int:
@@ -534,6 +545,19 @@ class SeriesStore:
         for (device_id, key, bucket), p in sorted(parts.items()):
             out[device_id][key].append((int(bucket), _finish(p, agg)))
         return {d: dict(v) for d, v in out.items()}
+
+    def values_before(
+        self, device_ids: Sequence[int], key: str, marks: Sequence[int], floor: int
+    ) -> dict[int, list[Mark]]:
+        """Per device, the last numeric ``(ts, value)`` of ``key`` before each of ``marks``
+        and not before ``floor``: one index seek each (see :mod:`smartpole.store.marks`)."""
+        return values_before(self.db, device_ids, key, marks, floor)
+
+    def lowest(self, key: str, spans: Sequence[tuple[int, int, int]]) -> list[float | None]:
+        """The lowest value of ``key`` in the hourly rollups overlapping each ``(device,
+        start, end)`` (see :mod:`smartpole.store.marks`)."""
+        self.flush()
+        return lowest(self.db, key, spans)
 
     def quarantine_counts(self, device_ids: Sequence[int]) -> dict[int, int]:
         """How many values each device had kept apart."""

@@ -19,10 +19,14 @@ from mosquitto import free_port
 from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.config import Settings
-from smartpole.model.types import Role
+from smartpole.model.clock import now_ms
+from smartpole.model.types import Reading, Role
+from smartpole.model.writes import WriteBatch
 
 PASSWORD = "a long enough console password"
 WAIT_MS = 10_000
+HOUR_MS = 3_600_000
+METERED_DAYS = 45  # the lamp's meter: two or three months
 DOCUMENT = """\
 programs:
   - name: night
@@ -76,7 +80,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         r = httpx.post(f"{url}/api/poles", json={**pole, "road": "Shennan"}, headers=city)
         assert r.is_success, r.text
         lamp = {"kind": "lamp", "pole_id": r.json()["id"], "name": "lamp-sn-1"}
-        s.api("POST", "/api/devices", Role.ADMIN, json=lamp)
+        lamp_id = s.api("POST", "/api/devices", Role.ADMIN, json=lamp)["id"]
+        # its energy meter counts 0.02 kWh an hour (20 W, less than the 100 W baseline)
+        start = now_ms() - METERED_DAYS * 24 * HOUR_MS
+        meter = [
+            Reading(lamp_id, "energy", start + h * HOUR_MS, 0.02 * h)
+            for h in range(METERED_DAYS * 24)
+        ]
+        platform.series.write(WriteBatch(readings=meter))
         for user, role in (("ops-li", "operator"), ("view-wu", "viewer")):
             body = {"name": user, "role": role, "password": PASSWORD}
             s.api("POST", "/api/users", Role.ADMIN, json=body)
@@ -151,9 +162,15 @@ def test_an_operator_sees_tonights_plan_holds_a_group_and_ends_the_override(
     expect(page.get_by_test_id("error-level")).to_be_visible(timeout=WAIT_MS)
     assert site.api("GET", "/api/lighting/overrides?running=true") == []
 
-    # the energy card shows its chart and exports
-    expect(page.get_by_test_id("energy-csv")).to_have_attribute("href", re.compile(r"format=csv"))
-    expect(page.get_by_test_id("energy-month-saved-pct")).to_be_visible()
+    # the energy card: the metered months as bars, what was saved, the exports
+    energy = page.get_by_test_id("energy-chart")
+    expect(energy).to_have_attribute("data-months", re.compile(r"^[23]$"))
+    expect(energy.locator("canvas")).to_have_count(1)
+    expect(page.get_by_test_id("energy-year-actual")).to_contain_text(re.compile(r"[1-9].* kWh"))
+    expect(page.get_by_test_id("energy-year-saved-pct")).to_contain_text(re.compile(r"\d+(\.\d)?%"))
+    csv = page.get_by_test_id("energy-csv")
+    expect(csv).to_have_attribute("href", re.compile(r"by=month&format=csv"))
+    assert page.request.get(f"{site.url}{csv.get_attribute('href')}").text().startswith("group,")
     assert errors == []
 
 
@@ -198,5 +215,6 @@ def test_the_page_speaks_chinese(browser: Browser, site: Site) -> None:
     expect(page.locator("h1")).to_have_text("照明")
     expect(page.get_by_test_id("hold")).to_have_text("保持")
     expect(page.get_by_test_id("energy")).to_contain_text("能耗")
+    expect(page.get_by_test_id("energy-year-actual")).to_contain_text("实际用电")
     expect(page.get_by_test_id("plan-chart")).to_have_attribute("data-steps", "3", timeout=WAIT_MS)
     assert errors == []

@@ -55,7 +55,7 @@ export async function energySection(card, ctx, zone) {
     card.append(el("p", { class: "notice", testid: "energy-error" }, failure(t, err)));
     return;
   }
-  const money = (v) => fmt.number(v, { style: "currency", currency, maximumFractionDigits: 0 });
+  const money = (v) => fmt.number(v, { style: "currency", currency });
   const kwh = (v) => `${fmt.number(v, { maximumFractionDigits: 1 })} kWh`;
   const pct = (saved, base) => (base > 0 ? fmt.number(saved / base, { style: "percent", maximumFractionDigits: 1 }) : "–");
   function tiles(testid, title, part) {
@@ -78,9 +78,15 @@ export async function energySection(card, ctx, zone) {
     );
   }
   const current = rows.filter((r) => r.period === label);
+  // the 12 months, oldest first, each with its row (a month without readings has none)
+  const months = Array.from({ length: 12 }, (_, i) => {
+    const start = monthStart(zone, year, month - 11 + i);
+    const period = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit" }).format(new Date(start)).slice(0, 7);
+    return { start, period, row: rows.find((r) => r.period === period) };
+  });
   const chartBox = el("div", { class: "chart", testid: "energy-chart", dataset: { months: String(rows.length) } });
   card.append(
-    el("div", { class: "cards" }, tiles("energy-month", t("energy.month", { month: label }), current), tiles("energy-year", t("energy.year"), rows)),
+    el("div", { class: "cards energy-cards" }, tiles("energy-month", t("energy.month", { month: label }), current), tiles("energy-year", t("energy.year"), rows)),
     chartBox,
   );
   if (!rows.length) {
@@ -88,22 +94,24 @@ export async function energySection(card, ctx, zone) {
     return;
   }
   const UPlot = await uplot();
-  const xs = rows.map((r) => r.start / 1000);
-  const bars = (align) => UPlot.paths.bars({ size: [0.35, 40], align });
+  const names = new Intl.DateTimeFormat(ctx.lang, { timeZone: zone, year: "2-digit", month: "short" });
+  const labels = months.map((m) => names.format(new Date(m.start)));
+  const xs = months.map((_, i) => i);
+  const bars = (align) => UPlot.paths.bars({ size: [0.35, 48], align });
+  const kwhValue = (u, v) => (v == null ? "–" : kwh(v));
   new UPlot(
     {
       width: Math.max(320, chartBox.clientWidth || 640),
       height: 240,
-      tzDate: (ts) => UPlot.tzDate(new Date(ts * 1000), zone),
-      scales: { x: { time: true, range: (u, lo, hi) => [lo - 20 * 86_400, hi + 40 * 86_400] } },
-      axes: [{ values: (u, ticks) => ticks.map((s) => new Intl.DateTimeFormat(ctx.lang, { timeZone: zone, year: "2-digit", month: "short" }).format(new Date(s * 1000))) }, { label: "kWh" }],
+      scales: { x: { time: false, range: () => [-0.6, 11.6] } },
+      axes: [{ splits: () => xs, values: (u, ticks) => ticks.map((i) => labels[i] ?? "") }, { label: "kWh" }],
       series: [
-        {},
-        { label: t("energy.actual"), fill: "#1f6feb", stroke: "#1f6feb", paths: bars(-1), points: { show: false } },
-        { label: t("energy.baseline"), fill: "#9ca3af", stroke: "#9ca3af", paths: bars(1), points: { show: false } },
+        { label: t("energy.period"), value: (u, i) => (i == null ? "–" : labels[i]) },
+        { label: t("energy.actual"), fill: "#1f6feb", stroke: "#1f6feb", paths: bars(-1), points: { show: false }, value: kwhValue },
+        { label: t("energy.baseline"), fill: "#9ca3af", stroke: "#9ca3af", paths: bars(1), points: { show: false }, value: kwhValue },
       ],
     },
-    [xs, rows.map((r) => r.actual_kwh), rows.map((r) => r.baseline_kwh)],
+    [xs, months.map((m) => m.row?.actual_kwh ?? null), months.map((m) => m.row?.baseline_kwh ?? null)],
     chartBox,
   );
 }
@@ -111,6 +119,7 @@ export async function energySection(card, ctx, zone) {
 add({
   en: {
     "energy.title": "Energy",
+    "energy.period": "Month",
     "energy.csv": "Export CSV (12 months)",
     "energy.report": "Report of {month} (CSV)",
     "energy.month": "This month ({month})",
@@ -124,6 +133,7 @@ add({
   },
   "zh-CN": {
     "energy.title": "能耗",
+    "energy.period": "月份",
     "energy.csv": "导出 CSV（近 12 个月）",
     "energy.report": "{month} 月报（CSV）",
     "energy.month": "本月（{month}）",

@@ -73,6 +73,7 @@ export async function mount(root, ctx) {
   const zone = await tenantZone(api);
   const notice = el("p", { class: "notice", testid: "lighting-notice", hidden: true });
   let plot = null;
+  const hours = new Intl.DateTimeFormat(ctx.lang, { timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   let groups = [];
 
   // -- tonight ---------------------------------------------------------------------------------
@@ -127,8 +128,8 @@ export async function mount(root, ctx) {
           height: 240,
           tzDate: (ts) => UPlot.tzDate(new Date(ts * 1000), zone),
           scales: { y: { range: [0, 100] } },
-          axes: [{}, { label: t("lighting.level.pct") }],
-          series: [{}, { label: t("lighting.level.pct"), stroke: "#1f6feb", fill: "rgba(31,111,235,0.12)", width: 2, paths: UPlot.paths.stepped({ align: 1 }) }],
+          axes: [{ values: (u, ticks) => ticks.map((x) => hours.format(new Date(x * 1000))) }, { label: t("lighting.level.pct") }],
+          series: [{ label: t("lighting.time"), value: (u, x) => (x == null ? "–" : fmt.datetime(x * 1000, zone)) }, { label: t("lighting.level.pct"), stroke: "#1f6feb", fill: "rgba(31,111,235,0.12)", width: 2, paths: UPlot.paths.stepped({ align: 1 }) }],
         },
         [xs, ys],
         chartBox,

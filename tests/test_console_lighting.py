@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from mosquitto import free_port
 from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.config import Settings
+from smartpole.lighting.service import night_date
 from smartpole.model.clock import now_ms
 from smartpole.model.types import Reading, Role
 from smartpole.model.writes import WriteBatch
@@ -122,6 +124,9 @@ def test_an_operator_sees_tonights_plan_holds_a_group_and_ends_the_override(
     page = open_lighting(browser, site, "ops-li", errors)
     expect(page.get_by_test_id("nav-lighting")).to_have_attribute("aria-current", "page")
     expect(page.get_by_test_id("plan-group")).to_have_value("shennan")
+    # tonight as the service counts it: before local noon, the night begun yesterday
+    zone = ZoneInfo(page.get_by_test_id("lighting-zone").inner_text())
+    expect(page.get_by_test_id("plan-date")).to_have_value(night_date(now_ms(), zone).isoformat())
     chart = page.get_by_test_id("plan-chart")
     expect(chart).to_have_attribute("data-steps", "3", timeout=WAIT_MS)
     expect(chart.locator("canvas")).to_have_count(1)

@@ -10,9 +10,11 @@ const YAML = "application/yaml";
 const HOUR_MS = 3_600_000;
 const FIELDS = { group: "group", level: "level", duration_s: "duration", reason: "reason" };
 
-/** Today's date in an IANA zone, as YYYY-MM-DD (the evening a plan starts on). */
-export function today(zone) {
-  return new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
+/** Tonight's evening date in an IANA zone, as YYYY-MM-DD: before local noon, yesterday's (the
+ * night still running), as the service's night_date. */
+export function tonight(zone) {
+  const halfDayAgo = new Date(Date.now() - 12 * HOUR_MS);
+  return new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" }).format(halfDayAgo);
 }
 
 /** The tenant's time zone (the overview names it), else the browser's. */
@@ -78,7 +80,7 @@ export async function mount(root, ctx) {
 
   // -- tonight ---------------------------------------------------------------------------------
   const groupPick = el("select", { testid: "plan-group", "aria-label": t("lighting.group") });
-  const datePick = el("input", { type: "date", testid: "plan-date", value: today(zone), "aria-label": t("lighting.date") });
+  const datePick = el("input", { type: "date", testid: "plan-date", value: tonight(zone), "aria-label": t("lighting.date") });
   const chartBox = el("div", { class: "chart", testid: "plan-chart" });
   const planInfo = el("p", { class: "muted", testid: "plan-info" });
   const reasons = el("div", { testid: "plan-reasons" });
@@ -89,11 +91,13 @@ export async function mount(root, ctx) {
     const group = groupPick.value;
     if (!group) return;
     try {
-      const q = new URLSearchParams({ group, date: datePick.value || today(zone) });
+      const q = new URLSearchParams({ group, date: datePick.value || tonight(zone) });
       const [got, UPlot] = await Promise.all([api.get(`/api/lighting/plan?${q}`), uplot()]);
       // lamps of a group mostly share one plan (same calendar); the first one is drawn
       const steps = got.lamps[0]?.steps ?? [];
-      planInfo.textContent = t("lighting.plan.lamps", { n: fmt.number(got.lamps.length), lamp: got.lamps[0]?.lamp ?? "–" });
+      planInfo.textContent = got.lamps.length
+        ? t("lighting.plan.lamps", { n: fmt.number(got.lamps.length), lamp: got.lamps[0].lamp })
+        : t("lighting.plan.no-lamps");
       chartBox.dataset.steps = String(steps.length);
       plot?.destroy();
       plot = null;
@@ -379,6 +383,7 @@ add({
     "lighting.date": "Evening of",
     "lighting.plan.lamps": "{n} lamp(s); the plan of {lamp} is drawn.",
     "lighting.plan.empty": "No step this night (no calendar entry matches, or no lamp).",
+    "lighting.plan.no-lamps": "No lamp is in this group.",
     "lighting.time": "Time",
     "lighting.level": "Level",
     "lighting.level.pct": "Level (%)",
@@ -431,6 +436,7 @@ add({
     "lighting.date": "日期（当晚）",
     "lighting.plan.lamps": "共 {n} 盏灯；图中为 {lamp} 的计划。",
     "lighting.plan.empty": "当晚没有步骤（无匹配的日历条目或没有灯）。",
+    "lighting.plan.no-lamps": "此分组没有路灯。",
     "lighting.time": "时间",
     "lighting.level": "亮度",
     "lighting.level.pct": "亮度（%）",

@@ -143,7 +143,10 @@ def test_an_operator_sees_tonights_plan_holds_a_group_and_ends_the_override(
     lamp_now = page.get_by_test_id("lamp-now")
     expect(lamp_now).to_have_attribute("data-level", re.compile(r"^\d"), timeout=WAIT_MS)
     expect(lamp_now).to_contain_text("lamp-sn-1 should be at")
-    expect(lamp_now).to_contain_text("night · every-night")
+    # by day the night's program no longer applies: the API says which it is now
+    now = site.api("GET", "/api/lighting/plan", params={"lamp": "lamp-sn-1", "at": now_ms()})
+    why = "night · every-night" if now["reason"]["program"] else "no program"
+    expect(lamp_now).to_contain_text(f"{now['level']:g} % now: {why}")
 
     # hold the group at 80 % for 10 minutes: the override is listed, and ends on "End now"
     page.get_by_test_id("hold-level").fill("80")
@@ -189,6 +192,8 @@ def test_an_invalid_document_shows_its_problem_at_its_line_and_saves_nothing(
     problem = page.get_by_test_id("problem-line-5")
     expect(problem).to_be_visible(timeout=WAIT_MS)
     expect(problem).to_contain_text("programs.0.steps.1.level")
+    expect(page.get_by_test_id("import-line-5")).to_have_attribute("data-error", "true")
+    expect(page.get_by_test_id("import-line-4")).not_to_have_attribute("data-error", "true")
     [night] = site.api("GET", "/api/lighting/programs")
     assert night["steps"][1]["level"] == 50
     assert errors == []

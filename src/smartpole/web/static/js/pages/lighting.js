@@ -240,15 +240,39 @@ export async function mount(root, ctx) {
 
   // -- the document ----------------------------------------------------------------------------
   const lists = el("div", { testid: "lighting-lists" });
-  const importText = el("textarea", { class: "code", testid: "import-text", rows: 12, spellcheck: "false", wrap: "off", "aria-label": t("lighting.import") });
+  const importText = el("textarea", { class: "code", testid: "import-text", rows: 18, spellcheck: "false", wrap: "off", "aria-label": t("lighting.import") });
   const importFile = el("input", { type: "file", accept: ".yaml,.yml,.json", testid: "import-file", "aria-label": t("lighting.import.file") });
   const importMerge = el("input", { type: "checkbox", testid: "import-merge" });
   const problems = el("ul", { class: "problems", testid: "import-problems" });
   const importStatus = el("p", { class: "muted", testid: "import-status" });
 
+  const gutter = el("div", { class: "gutter", testid: "import-gutter", "aria-hidden": "true" });
+  let marks = new Map(); // line -> its problems
+
+  // line numbers beside the text, a line with a problem in red (as on the rules page)
+  function numberLines() {
+    const count = importText.value.split("\n").length;
+    gutter.replaceChildren(
+      ...Array.from({ length: count }, (_, i) => {
+        const msgs = marks.get(i + 1);
+        return el("div", { class: msgs ? "error" : "", testid: `import-line-${i + 1}`, dataset: msgs ? { error: "true" } : {}, title: msgs?.join("\n") }, String(i + 1));
+      }),
+    );
+    gutter.scrollTop = importText.scrollTop;
+  }
+  importText.addEventListener("input", () => {
+    marks = new Map();
+    problems.replaceChildren();
+    numberLines();
+  });
+  importText.addEventListener("scroll", () => {
+    gutter.scrollTop = importText.scrollTop;
+  });
   importFile.addEventListener("change", async () => {
     const file = importFile.files?.[0];
     if (file) importText.value = await file.text();
+    marks = new Map();
+    numberLines();
   });
 
   function goTo(line) {
@@ -260,6 +284,9 @@ export async function mount(root, ctx) {
 
   function showProblems(err) {
     const items = err.problem?.errors ?? [];
+    marks = new Map();
+    for (const p of items) if (p.line) marks.set(p.line, [...(marks.get(p.line) ?? []), p.msg]);
+    numberLines();
     problems.replaceChildren(
       ...(items.length ? items : [{ msg: err.detail || err.message }]).map((p) =>
         el(
@@ -280,6 +307,8 @@ export async function mount(root, ctx) {
     try {
       await api.send("PUT", path, importText.value, YAML);
       problems.replaceChildren();
+      marks = new Map();
+      numberLines();
       importStatus.textContent = t("lighting.imported");
       await loadDocument();
       await drawPlan();
@@ -333,7 +362,7 @@ export async function mount(root, ctx) {
         { testid: "import" },
         el("h3", {}, t("lighting.import")),
         el("div", { class: "toolbar" }, importFile, el("label", {}, importMerge, " ", t("lighting.import.merge")), el("button", { type: "button", testid: "import-submit", onclick: importDocument }, t("lighting.import.submit"))),
-        importText,
+        el("div", { class: "code-editor" }, gutter, importText),
         importStatus,
         problems,
       )
@@ -368,6 +397,7 @@ export async function mount(root, ctx) {
       energy,
     ),
   );
+  numberLines();
   await loadDocument();
   await Promise.all([drawPlan(), loadOverrides(), energySection(energy, ctx, zone)]);
   return () => {

@@ -165,7 +165,7 @@ def main() -> None:
                     if args.only in (None, "lighting"):
                         # the page scrolls inside the shell: a tall window shows all its cards
                         context = browser.new_context(
-                            viewport={"width": 1440, "height": 2400}, locale=locale
+                            viewport={"width": 1440, "height": 2500}, locale=locale
                         )
                         page = context.new_page()
                         light_up(page, url, creds["users"]["lighting"])

@@ -1,5 +1,7 @@
 """Screenshots of the console for the docs: a real demo, logged in, every built page in both
-languages, saved as ``docs/images/console-<page>-<lang>.png``.
+languages, saved as ``docs/images/console-<page>-<lang>.png``; the lighting page as the lighting
+tenant's operator (a small lighting document and an override set up first), saved as
+``docs/images/lighting-en.png`` and ``lighting-zh.png``.
 
 Runs ``smartpole demo`` (a seeded district streamed by the simulator) on free ports in a
 temporary data directory, lets it stream for a while so that devices are online and values and
@@ -7,7 +9,7 @@ alarms exist, logs in as the demo's city admin and photographs each page in head
 Chromium. Pages not built yet (a placeholder) are skipped. Chinese labels need Debian's
 ``fonts-noto-cjk`` (``make system-deps`` installs it).
 
-    .venv/bin/python scripts/screenshots.py [--settle 25]
+    .venv/bin/python scripts/screenshots.py [--settle 25] [--only lighting]
 """
 
 from __future__ import annotations
@@ -38,6 +40,24 @@ PAGES = {
     "rules": "/rules",
 }
 LANGS = {"en": "en-US", "zh-CN": "zh-CN"}
+# the lighting page's pictures: every night, full at dusk, half from an hour before midnight
+LIGHTING_DOCUMENT = """\
+programs:
+  - name: night
+    steps:
+      - {at: sunset, level: 100}
+      - {at: "virtual_midnight-60", level: 50, fade_s: 300}
+      - {at: "civil_dawn", level: 30}
+      - {at: sunrise, level: 0}
+groups:
+  - {name: futian}
+calendar:
+  - name: every-night
+    program: night
+    group: futian
+    weekdays: [mon, tue, wed, thu, fri, sat, sun]
+"""
+LIGHTING_SHOTS = {"en": "lighting-en.png", "zh-CN": "lighting-zh.png"}
 
 
 def free_port() -> int:
@@ -78,9 +98,27 @@ def photograph(page: Page, url: str, path: str, out: Path) -> bool:
     return True
 
 
+def light_up(page: Page, url: str, user: dict[str, str]) -> None:
+    """Log in as the lighting tenant's operator; give it a lighting document and an override."""
+    login = page.request.post(
+        f"{url}/api/session", data={"user": user["name"], "password": user["password"]}
+    )
+    assert login.ok, login.text()
+    csrf = {"X-CSRF-Token": login.json()["csrf"]}
+    if not page.request.get(f"{url}/api/lighting/programs").json():
+        yaml = {**csrf, "Content-Type": "application/yaml"}
+        r = page.request.put(f"{url}/api/lighting/document", data=LIGHTING_DOCUMENT, headers=yaml)
+        assert r.ok, r.text()
+    if not page.request.get(f"{url}/api/lighting/overrides?running=true").json():
+        hold = {"group": "futian", "level": 80, "duration_s": 3600, "reason": "night market"}
+        r = page.request.post(f"{url}/api/lighting/overrides", data=hold, headers=csrf)
+        assert r.ok, r.text()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settle", type=float, default=25, help="seconds of streaming first")
+    parser.add_argument("--only", choices=[*PAGES, "lighting"], help="just this page")
     args = parser.parse_args()
     chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     IMAGES.mkdir(parents=True, exist_ok=True)
@@ -112,6 +150,8 @@ def main() -> None:
                     page.goto(f"{url}/login")
                     page.evaluate("lang => localStorage.setItem('smartpole.lang', lang)", lang)
                     for name, path in PAGES.items():
+                        if args.only and name != args.only:
+                            continue
                         out = IMAGES / f"console-{name}-{lang}.png"
                         if photograph(page, url, path, out):
                             print(f"wrote {out.relative_to(ROOT)}")
@@ -122,6 +162,19 @@ def main() -> None:
                             page.screenshot(path=str(aqi))
                             print(f"wrote {aqi.relative_to(ROOT)}")
                     context.close()
+                    if args.only in (None, "lighting"):
+                        # the page scrolls inside the shell: a tall window shows all its cards
+                        context = browser.new_context(
+                            viewport={"width": 1440, "height": 2500}, locale=locale
+                        )
+                        page = context.new_page()
+                        light_up(page, url, creds["users"]["lighting"])
+                        page.goto(f"{url}/login")
+                        page.evaluate("l => localStorage.setItem('smartpole.lang', l)", lang)
+                        out = IMAGES / LIGHTING_SHOTS[lang]
+                        if photograph(page, url, "/lighting", out):
+                            print(f"wrote {out.relative_to(ROOT)}")
+                        context.close()
                 browser.close()
         finally:
             demo.terminate()

@@ -17,7 +17,7 @@ from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.web import STATIC
 
-PAGES = ["/", "/poles/17", "/alarms", "/work-orders", "/overview", "/rules"]
+PAGES = ["/", "/poles/17", "/alarms", "/work-orders", "/overview", "/rules", "/lighting"]
 TILES = "https://tiles.example.org/{z}/{x}/{y}.png"
 
 

@@ -27,7 +27,7 @@ from smartpole.web import STATIC
 __all__ = ["PAGES", "content_security_policy", "install"]
 
 # the console's page addresses; each is answered with the same shell
-PAGES = ("/", "/alarms", "/work-orders", "/overview", "/rules")
+PAGES = ("/", "/alarms", "/work-orders", "/overview", "/rules", "/lighting")
 TILES_PLACEHOLDER = "{{map_tiles}}"
 # pinned by web/package-lock.json; a new version comes with a new copy, so a day is safe
 VENDOR_CACHE = "public, max-age=86400"

@@ -13,6 +13,7 @@ const ROUTES = [
   { pattern: /^\/work-orders$/, page: "workorders", nav: "work-orders" },
   { pattern: /^\/overview$/, page: "overview", nav: "overview" },
   { pattern: /^\/rules$/, page: "rules", nav: "rules" },
+  { pattern: /^\/lighting$/, page: "lighting", nav: "lighting" },
 ];
 const NAV = [
   ["map", "/"],
@@ -20,6 +21,7 @@ const NAV = [
   ["work-orders", "/work-orders"],
   ["overview", "/overview"],
   ["rules", "/rules"],
+  ["lighting", "/lighting"],
 ];
 
 const state = { user: null, lang: i18n.chosen(), live: null, unmount: null, seq: 0 };

@@ -19,6 +19,7 @@ from smartpole.lighting.energy import (
     counter_energy,
     energy_csv,
     group_energy,
+    metered,
     monthly_report,
     power_energy,
     read_energy,
@@ -197,6 +198,32 @@ def test_a_lamp_first_seen_in_the_window_counts_from_its_first_reading(
     start, end = at(SHANGHAI, 2026, 1, 1), at(SHANGHAI, 2026, 4, 1)
     energy = read_energy(series, [LAMP], start, end, SHANGHAI, "month")
     assert energy[LAMP] == {at(SHANGHAI, 2026, 2, 1): pytest.approx(4.0)}
+
+
+@pytest.mark.parametrize("key", ["energy", "power"])
+def test_a_lamp_metered_from_mid_month_is_held_against_the_nights_it_was_metered(
+    series: SeriesStore, key: str
+) -> None:
+    # metered from 20:10 on 10 Feb to 00:50 on 11 Feb (a platform started that evening): the
+    # baseline is the night from 20:00 to 01:00, not all of February's 28 nights
+    first = at(SHANGHAI, 2026, 2, 10, 20) + 10 * 60_000
+    points = [(first + h * HOUR, (700.0 + h * 0.05) if key == "energy" else 50.0) for h in range(5)]
+    write(series, key, points)
+    start, end = at(SHANGHAI, 2026, 2, 1), at(SHANGHAI, 2026, 3, 1)
+    read = metered(series, [LAMP], start, end, SHANGHAI, "month")
+    assert read.spans[LAMP] == (at(SHANGHAI, 2026, 2, 10, 20), at(SHANGHAI, 2026, 2, 11, 1))
+    tariff = Tariff.parse(TOU)
+    [row] = savings(
+        read.energy, [place()], start, end, SHANGHAI, "month", tariff, GRID, "tenant",
+        night_18_to_6, read.spans,
+    )  # fmt: skip
+    assert row.baseline_kwh == pytest.approx(0.5)  # 100 W for 5 hours
+    assert row.actual_kwh == pytest.approx(sum(read.energy[LAMP].values()))
+    [unclipped] = savings(
+        read.energy, [place()], start, end, SHANGHAI, "month", tariff, GRID, "tenant",
+        night_18_to_6,
+    )  # fmt: skip
+    assert unclipped.baseline_kwh == pytest.approx(28 * 1.2)  # what the report said before
 
 
 def test_a_month_without_a_reading_is_not_measured_and_its_energy_lands_after_it(

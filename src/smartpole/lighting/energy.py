@@ -51,6 +51,7 @@ __all__ = [
     "HEADER",
     "By",
     "Energy",
+    "Metered",
     "Night",
     "Savings",
     "Span",
@@ -61,6 +62,7 @@ __all__ = [
     "group_energy",
     "group_of",
     "label_text",
+    "metered",
     "monthly_report",
     "pieces",
     "power_energy",
@@ -154,6 +156,16 @@ def power_energy(
     return dict(out)
 
 
+@dataclass(frozen=True, slots=True)
+class Metered:
+    """kWh per lamp and bucket, and the time each lamp was metered in the window: from its
+    first reading to its last, to the hour (outward), so that a lamp installed, or a platform
+    started, mid-month is held against the nights it was metered only."""
+
+    energy: Energy
+    spans: Mapping[int, tuple[int, int]]
+
+
 def read_energy(
     series: TimeSeries,
     lamps: Sequence[int],
@@ -166,7 +178,38 @@ def read_energy(
     max_gap_ms: int = 15 * 60_000,
     raw_power_ms: int = 7 * DAY_MS,
 ) -> Energy:
-    """kWh per lamp and bucket in ``[start, end)`` (see the module for the rules).
+    """kWh per lamp and bucket in ``[start, end)`` (:func:`metered`'s energy)."""
+    return metered(
+        series,
+        lamps,
+        start,
+        end,
+        zone,
+        by,
+        lookback_ms=lookback_ms,
+        max_gap_ms=max_gap_ms,
+        raw_power_ms=raw_power_ms,
+    ).energy
+
+
+def _hour_span(first: int, last: int) -> tuple[int, int]:
+    return first - first % HOUR_MS, last - last % HOUR_MS + HOUR_MS
+
+
+def metered(
+    series: TimeSeries,
+    lamps: Sequence[int],
+    start: int,
+    end: int,
+    zone: tzinfo,
+    by: By,
+    *,
+    lookback_ms: int = 7 * DAY_MS,
+    max_gap_ms: int = 15 * 60_000,
+    raw_power_ms: int = 7 * DAY_MS,
+) -> Metered:
+    """kWh per lamp and bucket in ``[start, end)`` (see the module for the rules), and the
+    span each lamp was metered.
 
     A counter is read at the bucket boundaries (its last reading before each: one index seek
     per lamp and boundary, the first one looking back ``lookback_ms`` before ``start``); a
@@ -186,11 +229,16 @@ def read_energy(
         if low is not None and low < _level(walks[lamp], i)
     }
     out: Energy = {}
+    spans: dict[int, tuple[int, int]] = {}
     for lamp, walk in walks.items():
-        out[lamp] = _counter_buckets(series, lamp, walk, dips, marks, edges)
+        out[lamp], first = _counter_buckets(series, lamp, walk, dips, marks, edges)
+        if walk:
+            spans[lamp] = _hour_span(first, walk[-1][2][0])
     rest = [lamp for lamp in lamps if lamp not in found]
-    out.update(_power(series, rest, start, end, zone, edges, max_gap_ms, raw_power_ms))
-    return out
+    power, seen = _power(series, rest, start, end, zone, edges, max_gap_ms, raw_power_ms)
+    out.update(power)
+    spans.update(seen)
+    return Metered(out, spans)
 
 
 # one measured bucket of a counter: its index, the last readings before and at its end, and
@@ -230,19 +278,26 @@ def _counter_buckets(
     dips: set[tuple[int, int]],
     marks: Sequence[int],
     edges: Sequence[int],
-) -> dict[int, float]:
-    """kWh per bucket of one counter; the first bucket and those with a drop are read raw."""
+) -> tuple[dict[int, float], int]:
+    """kWh per bucket of one counter, and when it was first read in the window; the first
+    bucket and those with a drop are read raw."""
     used: dict[int, float] = {}
+    first = walk[0][2][0] if walk else marks[0]
+    if walk and walk[0][1] is not None:
+        first = marks[walk[0][0]]  # read before the bucket: metered from its start
     for i, prev, cur, _ in walk:
         if prev is not None and cur[1] >= prev[1] and (lamp, i) not in dips:
             used[edges[i]] = cur[1] - prev[1]
             continue
         # the lamp's first bucket, or the counter dropped in it: its raw readings say where
         raw = series.history(lamp, [COUNTER], marks[i], marks[i + 1], RAW_LIMIT)[COUNTER]
-        spans = [Span(edges[i], float(v), float(v)) for _, v in raw if isinstance(v, int | float)]
+        numbers = [(t, float(v)) for t, v in raw if isinstance(v, int | float)]
+        spans = [Span(edges[i], v, v) for _, v in numbers]
         part, _ = counter_energy(spans, None if prev is None else prev[1])
         used[edges[i]] = part.get(edges[i], 0.0)
-    return used
+        if prev is None and numbers:
+            first = numbers[0][0]
+    return used, first
 
 
 def _power(
@@ -254,12 +309,14 @@ def _power(
     edges: Sequence[int],
     max_gap_ms: int,
     raw_power_ms: int,
-) -> Energy:
-    """kWh per lamp and bucket from ``power``: trapezoids over short spans, hourly means x the
-    hour's time in the window over long ones (a year of raw readings is too many to walk)."""
+) -> tuple[Energy, dict[int, tuple[int, int]]]:
+    """kWh per lamp and bucket from ``power``, and each lamp's metered span: trapezoids over
+    short spans, hourly means x the hour's time in the window over long ones (a year of raw
+    readings is too many to walk)."""
     out: Energy = {}
+    spans: dict[int, tuple[int, int]] = {}
     if not lamps:
-        return out
+        return out, spans
     if end - start > raw_power_ms:
         means = series.aggregate(lamps, ["power"], start, end, HOUR_MS, "avg", zone=zone)
         for lamp, keys in means.items():
@@ -267,13 +324,16 @@ def _power(
                 h: w * (min(h + HOUR_MS, end) - max(h, start)) / WH_MS for h, w in keys["power"]
             }
             out[lamp] = _fold(hours, edges)
-        return out
+            if keys["power"]:
+                spans[lamp] = _hour_span(keys["power"][0][0], keys["power"][-1][0])
+        return out, spans
     for lamp in lamps:
         points = series.history(lamp, ["power"], start - max_gap_ms, end, RAW_LIMIT)["power"]
         watts = [(t, float(v)) for t, v in points if isinstance(v, int | float)]
         if watts:
             out[lamp] = _fold(power_energy(watts, edges, max_gap_ms), edges)
-    return out
+            spans[lamp] = _hour_span(max(watts[0][0], start), watts[-1][0])
+    return out, spans
 
 
 def _fold(per_bucket: Mapping[int, float], edges: Sequence[int]) -> dict[int, float]:
@@ -354,20 +414,29 @@ def _clock(tariff: Tariff, zone: tzinfo) -> TariffClock:
 
 @functools.lru_cache(maxsize=4096)
 def _night_time(
-    lat: float, lon: float, start: int, end: int, zone: tzinfo, by: By, tariff: Tariff, night: Night
+    lat: float,
+    lon: float,
+    window: tuple[int, int],
+    zone: tzinfo,
+    by: By,
+    tariff: Tariff,
+    night: Night,
+    lo: int,
+    hi: int,
 ) -> Mapping[int, tuple[int, float]]:
-    """Night time (dusk to dawn) inside ``[start, end)`` per bucket: ms and ms x price (cached
-    per night-cache cell and window: a city's year is a few dozen cells x 366 nights)."""
-    edges, clock = bounds(start, end, zone, by), _clock(tariff, zone)
+    """Night time (dusk to dawn) inside ``[lo, hi)`` per bucket of ``window``: ms and ms x
+    price (cached per night-cache cell and span: a city's year is a few dozen cells x 366
+    nights; metered spans are whole hours, so lamps started together share them)."""
+    edges, clock = bounds(*window, zone, by), _clock(tariff, zone)
     out: dict[int, PricedTime] = defaultdict(PricedTime)
-    day = datetime.fromtimestamp(start / 1000, zone).date() - timedelta(days=1)
-    last = datetime.fromtimestamp(end / 1000, zone).date()
+    day = datetime.fromtimestamp(lo / 1000, zone).date() - timedelta(days=1)
+    last = datetime.fromtimestamp(hi / 1000, zone).date()
     while day <= last:
         dark = night(lat, lon, zone, day)
         day += timedelta(days=1)
         if dark is None:
             continue
-        for bucket, a, b in pieces(edges, max(dark[0], start), min(dark[1], end)):
+        for bucket, a, b in pieces(edges, max(dark[0], lo), min(dark[1], hi)):
             out[bucket].add(clock.split(a, b))
     return MappingProxyType({b: (t.total_ms, t.priced) for b, t in out.items()})
 
@@ -383,18 +452,26 @@ def savings(
     grid: GridFactor,
     level: Level,
     night: Night = astral_night,
+    spans: Mapping[int, tuple[int, int]] | None = None,
 ) -> list[Savings]:
     """Actual energy against the baseline (rated power dusk to dawn) per group and bucket.
 
     A lamp counts, baseline and actual alike, only in the buckets where ``actual`` has a value
-    for it (0 included), so a lamp that reported nothing is not counted as a saving."""
+    for it (0 included), so a lamp that reported nothing is not counted as a saving; with
+    ``spans`` (:class:`Metered`), its baseline covers only the time it was metered."""
     edges = bounds(start, end, zone, by)
     clock = _clock(tariff, zone)
     daylight: dict[int, float] = {}
     rows: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0] * 4)
     for place in places:
         # lamps in one cell of the nights' cache (0.05 degree: sun times within 15 s) share them
-        dark = _night_time(*position_key(place.lat, place.lon), start, end, zone, by, tariff, night)
+        lo, hi = start, end
+        if spans is not None and place.device_id in spans:
+            first, last = spans[place.device_id]
+            lo, hi = max(start, first), min(end, last)
+        cell = position_key(place.lat, place.lon)
+        window = (start, end)
+        dark = _night_time(*cell, window, zone, by, tariff, night, lo, hi) if lo < hi else {}
         used = actual.get(place.device_id, {})
         group = group_of(place, level)
         for i, b in enumerate(edges[:-1]):
@@ -473,11 +550,14 @@ def monthly_report(
     tariff: Tariff,
     grid: GridFactor,
     night: Night = astral_night,
+    spans: Mapping[int, tuple[int, int]] | None = None,
 ) -> str:
     """A tenant's month as CSV: a row per district, per road, and the tenant's total."""
     start = _midnight(month.replace(day=1), zone)
     end = _midnight((month.replace(day=1) + timedelta(days=32)).replace(day=1), zone)
     rows: list[Savings] = []
     for level in ("district", "road", "tenant"):
-        rows += savings(actual, places, start, end, zone, "month", tariff, grid, level, night)
+        rows += savings(
+            actual, places, start, end, zone, "month", tariff, grid, level, night, spans
+        )
     return energy_csv(rows, zone, "month")

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from smartpole.errors import InvalidInput, NotFound
 from smartpole.lighting.documents import LightingDocument, lighting_body, parse_lighting
-from smartpole.lighting.energy import By, Savings, monthly_report, read_energy, savings
+from smartpole.lighting.energy import By, Metered, Savings, metered, monthly_report, savings
 from smartpole.lighting.lamps import LampInventory, LampRecord
 from smartpole.lighting.plan import Plan, PlanCache, changed, compile_plans, level_at, members
 from smartpole.lighting.store import PARTS, Body, EnergySettings, LightingStore, StoredOverride
@@ -40,6 +40,7 @@ __all__ = [
     "night_date",
 ]
 
+NOTHING = Metered({}, {})
 PlanListener = Callable[[str, set[str]], None]
 """(tenant name, the lamps whose plan changed) after a change or a recompile."""
 PLAN_NIGHTS = 7  # how many nights ahead a gateway's plan runs
@@ -413,10 +414,19 @@ class LightingService:
         zone = self.zone(who.tenant_id)
         settings = self.settings(who)
         ids = [r.device_id for r in records]
-        actual = read_energy(self.series, ids, start_ms, end_ms, zone, by) if ids else {}
+        read = metered(self.series, ids, start_ms, end_ms, zone, by) if ids else NOTHING
         places = [r.place for r in records]
         rows = savings(
-            actual, places, start_ms, end_ms, zone, by, settings.tariff, settings.grid, "tenant"
+            read.energy,
+            places,
+            start_ms,
+            end_ms,
+            zone,
+            by,
+            settings.tariff,
+            settings.grid,
+            "tenant",
+            spans=read.spans,
         )
         name = group or "all"
         return [dataclasses.replace(row, group=name) for row in rows]
@@ -430,10 +440,12 @@ class LightingService:
         end = round(dt.datetime.combine(after, dt.time(), zone).timestamp() * 1000)
         records = self.lamps(who)
         ids = [r.device_id for r in records]
-        actual = read_energy(self.series, ids, start, end, zone, "month") if ids else {}
+        read = metered(self.series, ids, start, end, zone, "month") if ids else NOTHING
         settings = self.settings(who)
         places = [r.place for r in records]
-        return monthly_report(actual, places, first, zone, settings.tariff, settings.grid)
+        return monthly_report(
+            read.energy, places, first, zone, settings.tariff, settings.grid, spans=read.spans
+        )
 
 
 def _part(part: str) -> str:

@@ -226,20 +226,22 @@ def test_demo_shows_alarms_a_work_order_and_a_command_in_its_first_minute(tmp_pa
     base = f"http://127.0.0.1:{port}"
     try:
         creds = data / "demo-credentials.json"
-        auth = None
+        auth = lighting = None
         seen: dict[str, object] = {}
-        while time.monotonic() - started < 60 and len(seen) < 4:
+        while time.monotonic() - started < 60 and len(seen) < 5:
             time.sleep(1)
-            if auth is None:
+            if auth is None or lighting is None:
                 if not creds.exists():
                     continue
-                viewer = json.loads(creds.read_text())["keys"]["city"]["viewer"]
-                auth = {"Authorization": f"Bearer {viewer}"}
+                keys = json.loads(creds.read_text())["keys"]
+                auth = {"Authorization": f"Bearer {keys['city']['viewer']}"}
+                lighting = {"Authorization": f"Bearer {keys['lighting']['viewer']}"}
             try:
                 seen.update(_first_minute(base, auth))
+                seen.update(_lighting(base, lighting))
             except httpx.TransportError:
                 continue
-        assert set(seen) == {"alarms", "offline", "work_order", "command"}, (
+        assert set(seen) == {"alarms", "offline", "work_order", "command", "lighting"}, (
             f"after {time.monotonic() - started:.0f} s only {sorted(seen)}; log:\n{log.read_text()}"
         )
         text = log.read_text()
@@ -279,6 +281,18 @@ def _first_minute(base: str, auth: dict[str, str]) -> dict[str, object]:
         if any(c["method"] == "setDim" and c["status"] == "succeeded" for c in commands):
             out["command"] = "setDim"
     return out
+
+
+def _lighting(base: str, auth: dict[str, str]) -> dict[str, object]:
+    """The demo's lighting: every lamp has tonight's plan, and the SOS press held the lamps
+    near it at full light in their plans."""
+    plan = httpx.get(f"{base}/api/lighting/plan", params={"group": "futian"}, headers=auth)
+    lamps = plan.json()["lamps"] if plan.status_code == 200 else []
+    holds = httpx.get(f"{base}/api/lighting/overrides", headers=auth).json()
+    held = [o for o in holds if o["lamps"] and o["level"] == 100]
+    if len(lamps) == DEMO_POLES and all(lamp["steps"] for lamp in lamps) and held:
+        return {"lighting": held[0]["reason"]}
+    return {}
 
 
 @pytest.mark.parametrize(

@@ -75,7 +75,7 @@ def demo(
     from smartpole.cli.server import run_server
     from smartpole.cli.sim import free_port, spawn_simulator, stop_simulator
     from smartpole.sim.fleet import FLEET_FILE, fleet_from_plan
-    from smartpole.sim.seed import city_principal, seed_district
+    from smartpole.sim.seed import city_principal, demo_lighting, lighting_principal, seed_district
     from smartpole.store.files import write_private
 
     wanted = settings(data_dir, db, host=host, http_port=http_port, mqtt_port=mqtt_port)
@@ -97,8 +97,13 @@ def demo(
         operator = city_principal(p.tenants)
         for rule in rules:
             p.hub.rules.put(operator, rule)
+        # The lighting department's programs, so that the lamps run them from the first night.
+        p.lighting.import_document(
+            lighting_principal(p.tenants), demo_lighting(), "application/yaml", replace=True
+        )
         console.print(
-            f"seeded {seeded.poles} poles, {seeded.devices} devices and {len(rules)} rules"
+            f"seeded {seeded.poles} poles, {seeded.devices} devices, {len(rules)} rules and "
+            "the lighting programs"
         )
     _print_banner(p, creds)
     s = p.settings

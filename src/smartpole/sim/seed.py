@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -16,7 +17,7 @@ from smartpole.registry.users import Users
 from smartpole.sim.district import TENANTS, PlannedPole, plan_district
 from smartpole.store.schema import poles
 
-__all__ = ["Seeded", "city_principal", "seed_district"]
+__all__ = ["Seeded", "city_principal", "demo_lighting", "lighting_principal", "seed_district"]
 
 
 @dataclass(slots=True)
@@ -39,6 +40,17 @@ def city_principal(tenants: Tenants, name: str = "city") -> Principal:
     except NotFound:
         row = tenants.create(name, "City operator 城市运营中心", is_operator=True)
     return Principal(row["id"], row["name"], Role.ADMIN, bool(row["is_operator"]))
+
+
+def lighting_principal(tenants: Tenants, name: str = "lighting") -> Principal:
+    """The lighting department (the lamps' owner in a seeded district) as an operator."""
+    row = tenants.by_name(name)
+    return Principal(row["id"], row["name"], Role.OPERATOR, bool(row["is_operator"]))
+
+
+def demo_lighting() -> bytes:
+    """The demo's lighting document (YAML): programs, groups and a calendar for Futian."""
+    return (resources.files("smartpole.sim") / "lighting_demo.yaml").read_bytes()
 
 
 def seed_district(

@@ -540,7 +540,7 @@ async def test_replacements_forecast_each_road_from_burn_hours_and_rated_life(
     assert theirs.json()["roads"] == []
 
 
-async def test_a_lamp_past_l70_is_due_now_and_the_next_by_its_own_burn_rate(
+async def test_a_lamp_burns_at_the_rate_its_hours_grew_over_the_last_day(
     client: httpx.AsyncClient, city: City, platform: Platform
 ) -> None:
     lit = await light_up(client, city)

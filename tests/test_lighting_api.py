@@ -486,3 +486,91 @@ async def test_a_lamps_server_attributes_cap_its_plan_and_rate_its_baseline(
     assert lamp.rated_w == 50
     assert lamp.lamp.tags == frozenset({"school"})
     assert lamp.lamp.gateway == lit.gateway
+
+
+async def test_replacements_forecast_each_road_from_burn_hours_and_rated_life(
+    client: httpx.AsyncClient, city: City, platform: Platform
+) -> None:
+    lit = await light_up(client, city)
+    now = ms(2026, 3, 10, 12)
+    platform.lighting.clock = Clock(now)
+    op = city.auth("lighting", Role.OPERATOR)
+    for name, life in (("lamp-a1", 50_000), ("lamp-a2", 30_000), ("lamp-b1", 60_000)):
+        path = f"/api/devices/{lit.lamps[name]}/attributes/server"
+        r = await client.post(path, json={"rated_life": life}, headers=op)
+        assert r.status_code in (200, 201), r.text
+    a1, a2, b1 = (lit.lamps[n] for n in ("lamp-a1", "lamp-a2", "lamp-b1"))
+    readings = [
+        # 12 h a night over 40 days: 520 h left is 43 days, due 22 April
+        Reading(a1, "hours", now - 40 * 24 * HOUR, 49_000.0),
+        Reading(a1, "hours", now - HOUR, 49_480.0),
+        Reading(a2, "hours", now - HOUR, 31_000.0),  # past its 30,000 h
+        # one reading: 50,000 h left at 11.5 h a day is 11.9 years, in 2038
+        Reading(b1, "hours", now - HOUR, 10_000.0),
+    ]
+    platform.series.write(WriteBatch(readings=readings))
+    platform.series.flush()  # type: ignore[attr-defined]
+    viewer = city.auth("lighting", Role.VIEWER)
+    r = await client.get("/api/lighting/replacements", headers=viewer)
+    assert r.status_code == 200, r.text
+    roads = {row["road"]: row for row in r.json()["roads"]}
+    assert roads["Shennan"] == {
+        "district": "Futian",
+        "road": "Shennan",
+        "lamps": 2,
+        "past_l70": 1,
+        "next_due": "2026-03-10",
+        "due": [{"year": 2026, "lamps": 1}],
+        "mean_life_used": pytest.approx((49_480 / 50_000 + 31_000 / 30_000) / 2, abs=1e-4),
+    }
+    assert roads["Binhe"]["past_l70"] == 0
+    assert roads["Binhe"]["due"] == []  # beyond the 10 years asked
+    assert roads["Binhe"]["next_due"].startswith("2038-")
+    q = {"horizon_years": 12, "format": "csv"}
+    as_csv = await client.get("/api/lighting/replacements", params=q, headers=viewer)
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    header, *rows = as_csv.text.splitlines()
+    assert header.split(",")[-13:] == [str(y) for y in range(2026, 2039)]
+    [binhe] = [row.split(",") for row in rows if ",Binhe," in row]
+    assert binhe[-1] == "1"  # due in 2038
+    # another tenant sees none of these lamps
+    other = city.auth("telecom", Role.ADMIN)
+    theirs = await client.get("/api/lighting/replacements", headers=other)
+    assert theirs.status_code == 200
+    assert theirs.json()["roads"] == []
+
+
+async def test_a_lamp_burns_at_the_rate_its_hours_grew_over_the_last_day(
+    client: httpx.AsyncClient, city: City, platform: Platform
+) -> None:
+    lit = await light_up(client, city)
+    now = ms(2026, 3, 10, 12)
+    platform.lighting.clock = Clock(now)
+    a1 = lit.lamps["lamp-a1"]
+    readings = [
+        # 20 h a day over the last day only: 1,000 h left is 50 days, due 29 April
+        Reading(a1, "hours", now - 25 * HOUR, 48_980.0),
+        Reading(a1, "hours", now - HOUR, 49_000.0),
+    ]
+    platform.series.write(WriteBatch(readings=readings))
+    platform.series.flush()  # type: ignore[attr-defined]
+    q = {"horizon_years": 1}
+    r = await client.get("/api/lighting/replacements", params=q, headers=city.auth("lighting"))
+    shennan = next(row for row in r.json()["roads"] if row["road"] == "Shennan")
+    assert shennan["next_due"] == "2026-04-29"
+    assert shennan["past_l70"] == 0
+
+
+@pytest.mark.parametrize(
+    "horizon", [pytest.param(0, id="zero-years"), pytest.param(31, id="past-the-longest")]
+)
+async def test_a_replacements_horizon_out_of_range_is_a_422(
+    client: httpx.AsyncClient, city: City, horizon: int
+) -> None:
+    r = await client.get(
+        "/api/lighting/replacements",
+        params={"horizon_years": horizon},
+        headers=city.auth("lighting"),
+    )
+    assert r.status_code == 422
+    assert r.headers["content-type"].startswith("application/problem+json")

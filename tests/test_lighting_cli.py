@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 from smartpole.cli import app as cli_app
 from smartpole.cli.common import city, open_platform
-from smartpole.model.types import DeviceKind
+from smartpole.model.clock import now_ms
+from smartpole.model.types import DeviceKind, Reading, Scope
+from smartpole.model.writes import WriteBatch
 
 DOCUMENT = """
 programs:
@@ -89,3 +91,50 @@ def test_an_override_shows_in_the_plan_of_a_lamp(
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli_app, ["lighting", "plan", "--lamp", "lamp-1", "--json", *where], env=env)
     assert {step["override"] for step in orjson.loads(r.stdout)["lamp-1"]} == {None}
+
+
+def test_replacements_are_forecast_per_road_as_a_table_and_as_csv(
+    cli: tuple[CliRunner, list[str], dict[str, str]], tmp_path: Path
+) -> None:
+    runner, where, env = cli
+    p = open_platform(tmp_path, None)
+    try:
+        who = city(p.tenants)
+        readings = []
+        for code, road, life, hours in (
+            ("FT-SN-001", "Shennan", 30_000, 31_000.0),  # past its rated life
+            ("FT-BH-001", "Binhe", 50_000, 10_000.0),  # 40,000 h left: years ahead
+        ):
+            pole = p.assets.create_pole(who, code=code, lat=22.54, lon=114.05, road=road)
+            lamp, _ = p.assets.create_device(who, DeviceKind.LAMP, name=road, pole_id=pole.id)
+            p.assets.set_attributes(lamp.id, Scope.SERVER, {"rated_life": life})
+            readings.append(Reading(lamp.id, "hours", now_ms() - 60_000, hours))
+        p.series.write(WriteBatch(readings=readings))
+        p.series.flush()  # type: ignore[attr-defined]
+    finally:
+        p.series.close()
+        p.db.dispose()
+    r = runner.invoke(cli_app, ["lighting", "replacements", *where], env=env)
+    assert r.exit_code == 0, r.output
+    assert "2 lamps on 2 roads" in r.output
+    assert "Shennan" in r.output
+    assert "Binhe" in r.output
+    r = runner.invoke(
+        cli_app, ["lighting", "replacements", "--csv", "--horizon", "20", *where], env=env
+    )
+    assert r.exit_code == 0, r.output
+    header, *rows = r.stdout.splitlines()
+    assert header.startswith("district,road,lamps,past_l70,next_due,mean_life_used,")
+    by_road = {row.split(",")[1]: row.split(",") for row in rows}
+    assert by_road["Shennan"][3] == "1"
+    assert by_road["Binhe"][3] == "0"
+    assert sum(int(n) for n in by_road["Binhe"][6:]) == 1  # due within the 20 years
+
+
+def test_a_replacements_horizon_out_of_range_ends_with_its_problem(
+    cli: tuple[CliRunner, list[str], dict[str, str]],
+) -> None:
+    runner, where, env = cli
+    r = runner.invoke(cli_app, ["lighting", "replacements", "--horizon", "0", *where], env=env)
+    assert r.exit_code == 1
+    assert "horizon_years" in r.output

@@ -23,6 +23,7 @@ from smartpole.lighting.diagnostics import (
     LampDiagnostics,
     LampFacts,
     burn_hours_forecast,
+    burn_rate,
     is_daylight,
 )
 from smartpole.lighting.lamp_watch import RegistryLampFacts
@@ -314,6 +315,34 @@ def test_burn_hours_forecast_counts_replacements_per_road_and_year() -> None:
     assert hongli.mean_life_used == 0.01
     assert hongli.next_due is not None
     assert hongli.next_due.year > 2046
+
+
+def test_a_lamp_due_beyond_the_horizon_keeps_its_real_date_but_counts_in_no_year() -> None:
+    today = dt.date(2026, 3, 10)
+    lamp = BurnHours(1, "Binhe", "Futian", hours=10_000, rated_life_h=60_000)
+    [binhe] = burn_hours_forecast([lamp], today=today, horizon_years=10)
+    assert binhe.by_year == ()
+    assert binhe.next_due == today + dt.timedelta(days=50_000 / 11.5)
+
+
+DAY_MS = 86_400_000
+
+
+@pytest.mark.parametrize(
+    ("earlier", "latest", "rate"),
+    [
+        pytest.param((0, 1_000.0), (10 * DAY_MS, 1_120.0), 12.0, id="twelve-hours-a-night"),
+        pytest.param((0, 1_000.0), (DAY_MS // 2, 1_006.0), None, id="under-a-day-apart"),
+        pytest.param((0, 40_000.0), (30 * DAY_MS, 300.0), None, id="reset-by-a-new-lamp"),
+        pytest.param((0, 1_000.0), (30 * DAY_MS, 1_000.0), None, id="a-stuck-counter"),
+        pytest.param((0, 1_000.0), (DAY_MS, 1_030.0), None, id="more-than-a-day-has"),
+        pytest.param(None, (DAY_MS, 1_030.0), None, id="one-reading"),
+    ],
+)
+def test_a_burn_rate_comes_only_from_hours_growing_by_at_most_a_day_a_day(
+    earlier: tuple[int, float] | None, latest: tuple[int, float], rate: float | None
+) -> None:
+    assert burn_rate(earlier, latest) == rate
 
 
 # -- end to end: a lamp over MQTT, its alarm and its work order ------------------------------

@@ -1,5 +1,6 @@
 """REST endpoints of lighting: programs, groups, holiday calendars and calendar entries (one at a
-time, or the whole document as YAML or JSON), overrides, plans, energy and its settings.
+time, or the whole document as YAML or JSON), overrides, plans, energy and its settings, and the
+lamp replacements forecast.
 
 Each tenant sees and changes only its own lighting; operators write, viewers read.
 """
@@ -19,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from smartpole.api.deps import Caller, LightingDep
 from smartpole.api.schemas import Id
 from smartpole.errors import InvalidInput
+from smartpole.lighting.diagnostics import MAX_HORIZON_YEARS, RoadForecast, replacements_csv
 from smartpole.lighting.energy import By, Savings, energy_csv, label_text
 from smartpole.lighting.plan import Plan
 from smartpole.lighting.service import MAX_NIGHTS, by_reason
@@ -400,6 +402,45 @@ async def get_report(
     text = await run_in_threadpool(lighting.report, who, first)
     headers = {"Content-Disposition": f'attachment; filename="lighting-{month}.csv"'}
     return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
+
+
+# -- replacements -----------------------------------------------------------------------------
+def _forecast(r: RoadForecast) -> dict[str, Any]:
+    return {
+        "district": r.district,
+        "road": r.road,
+        "lamps": r.lamps,
+        "past_l70": r.due_now,
+        "next_due": r.next_due.isoformat() if r.next_due else None,
+        "due": [{"year": year, "lamps": n} for year, n in r.by_year],
+        "mean_life_used": r.mean_life_used,
+    }
+
+
+@router.get(
+    "/replacements",
+    summary="Lamp replacements forecast per road",
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    name="lighting.replacements.get",
+)
+async def get_replacements(
+    lighting: LightingDep,
+    who: Caller,
+    request: Request,
+    horizon_years: Annotated[int, Query(ge=1, le=MAX_HORIZON_YEARS)] = 10,
+    format: Annotated[Literal["json", "csv"] | None, Query()] = None,
+) -> Any:
+    """The tenant's lamps per district and road against their rated life (L70, the
+    ``rated_life`` attribute) by their burn hours (the ``hours`` reading): how many are past it
+    now, the next date one is due, how many fall due each year up to ``horizon_years`` ahead,
+    and the mean share of rated life used. CSV (a column per year) with ``format=csv`` or
+    ``Accept: text/csv``."""
+    roads = await run_in_threadpool(lighting.replacements, who, horizon_years)
+    first = dt.datetime.fromtimestamp(lighting.clock() / 1000, lighting.zone(who.tenant_id)).year
+    if _wants(request, format, "text/csv"):
+        text = replacements_csv(roads, first, horizon_years)
+        return Response(text, media_type="text/csv; charset=utf-8")
+    return {"horizon_years": horizon_years, "roads": [_forecast(r) for r in roads]}
 
 
 # -- settings ---------------------------------------------------------------------------------

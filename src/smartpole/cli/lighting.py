@@ -1,6 +1,6 @@
 """Lighting commands: list programs, groups and calendar entries, import and export the document,
-overrides, a night's plan and energy. They work on the database directly, as a tenant's admin;
-a running server sees the change at its next read.
+overrides, a night's plan, energy and the lamp replacements forecast. They work on the database
+directly, as a tenant's admin; a running server sees the change at its next read.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 lighting_app = typer.Typer(
-    help="Lighting: programs, groups, calendar, overrides, plans and energy.",
+    help="Lighting: programs, groups, calendar, overrides, plans, energy and replacements.",
     no_args_is_help=True,
 )
 Tenant = Annotated[
@@ -219,6 +219,44 @@ def energy(
 
         rows = p.lighting.energy(who, group, ms(start), ms(end), by)
     typer.echo(energy_csv(rows, zone, by), nl=False)
+
+
+@lighting_app.command("replacements")
+def replacements(
+    horizon: Annotated[
+        int, typer.Option("--horizon", help="Count lamps due up to so many years ahead (1-30).")
+    ] = 10,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a column per year.")] = False,
+    tenant: Tenant = "city",
+    data_dir: DataDir = None,
+    db: Db = None,
+) -> None:
+    """Lamps per road against their rated life (L70): past it now, the next due, due per year."""
+    from smartpole.lighting.diagnostics import replacements_csv
+
+    with command_platform(data_dir, db) as p:
+        who = _who(p, tenant)
+        roads = p.lighting.replacements(who, horizon)
+        first = dt.datetime.fromtimestamp(p.lighting.clock() / 1000, p.lighting.zone(who.tenant_id))
+    if as_csv:
+        typer.echo(replacements_csv(roads, first.year, horizon), nl=False)
+        return
+    print_table(
+        f"{sum(r.lamps for r in roads)} lamps on {len(roads)} roads",
+        ("district", "road", "lamps", "past L70", "next due", "due by year", "life used"),
+        (
+            (
+                r.district,
+                r.road,
+                r.lamps,
+                r.due_now,
+                r.next_due.isoformat() if r.next_due else "",
+                ", ".join(f"{year}: {n}" for year, n in r.by_year),
+                f"{r.mean_life_used:.0%}",
+            )
+            for r in roads
+        ),
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -28,9 +28,11 @@ until its light falls to 70 %) and forecasts replacements per road.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import enum
 import functools
+import io
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +46,9 @@ __all__ = [
     "DEFAULT_RATED_LIFE_H",
     "DIAGNOSES",
     "LATCHED",
+    "MAX_HORIZON_YEARS",
+    "NIGHT_HOURS_PER_DAY",
+    "REPLACEMENTS_HEADER",
     "SEVERITY",
     "WORK_ORDER",
     "BurnHours",
@@ -55,12 +60,17 @@ __all__ = [
     "LampFactsLookup",
     "RoadForecast",
     "burn_hours_forecast",
+    "burn_rate",
     "day_of",
     "is_daylight",
+    "replacements_csv",
 ]
 
 DEFAULT_RATED_LIFE_H = 50_000.0  # a typical LED luminaire's L70 (manufacturers: 50-100 kh)
 NIGHT_HOURS_PER_DAY = 11.5  # a year's mean dusk-to-dawn hours near the tropic (Shenzhen)
+MAX_HORIZON_YEARS = 30  # past a lamp's whole life: a longer forecast says nothing more
+DAY_MS = 86_400_000
+MAX_FORECAST_DAYS = 36_600.0  # a century: "never" to a city, and dates end at year 9999
 
 
 class Diagnosis(enum.StrEnum):
@@ -366,7 +376,8 @@ def burn_hours_forecast(
 ) -> list[RoadForecast]:
     """Forecast lamp replacements per road: each lamp is due when its burn hours reach its
     rated life at its burning rate; lamps due beyond ``horizon_years`` are not counted by
-    year. ``today`` defaults to the local date. Roads are sorted by district, then road."""
+    year (``next_due`` may be past it: a century at most). ``today`` defaults to the local
+    date. Roads are sorted by district, then road."""
     today = today or dt.date.today()
     roads: dict[tuple[str, str], list[BurnHours]] = defaultdict(list)
     for lamp in lamps:
@@ -386,7 +397,7 @@ def burn_hours_forecast(
                 due_now += 1
                 continue
             days = left / max(lamp.hours_per_day, 1e-6)
-            due = today + dt.timedelta(days=min(days, 366.0 * (horizon_years + 1)))
+            due = today + dt.timedelta(days=min(days, MAX_FORECAST_DAYS))
             dates.append(due)
             if due.year <= last_year:
                 years[due.year] += 1
@@ -402,3 +413,31 @@ def burn_hours_forecast(
             )
         )
     return out
+
+
+def burn_rate(earlier: tuple[int, float] | None, latest: tuple[int, float] | None) -> float | None:
+    """Hours a lamp burns a day from two of its ``hours`` readings ``(ts ms, hours)``; None
+    when either is missing, they are under a day apart, or the hours did not grow by more than
+    0 and at most 24 a day (a counter reset by a new lamp, a stuck or broken counter)."""
+    if earlier is None or latest is None or latest[0] - earlier[0] < DAY_MS:
+        return None
+    rate = (latest[1] - earlier[1]) / ((latest[0] - earlier[0]) / DAY_MS)
+    return rate if 0 < rate <= 24 else None
+
+
+REPLACEMENTS_HEADER = ("district", "road", "lamps", "past_l70", "next_due", "mean_life_used")
+
+
+def replacements_csv(roads: Iterable[RoadForecast], first_year: int, horizon_years: int) -> str:
+    """The forecast as CSV: a row per road, a column of lamps due per year from ``first_year``
+    through ``horizon_years`` more (every road has every column, for a spreadsheet)."""
+    years = list(range(first_year, first_year + horizon_years + 1))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*REPLACEMENTS_HEADER, *(str(y) for y in years)])
+    for r in roads:
+        due = dict(r.by_year)
+        next_due = r.next_due.isoformat() if r.next_due else ""
+        head = [r.district, r.road, r.lamps, r.due_now, next_due, f"{r.mean_life_used:.4f}"]
+        writer.writerow([*head, *(due.get(y, 0) for y in years)])
+    return out.getvalue()

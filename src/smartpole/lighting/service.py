@@ -17,9 +17,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from smartpole.errors import InvalidInput, NotFound
+from smartpole.lighting.diagnostics import (
+    DEFAULT_RATED_LIFE_H,
+    MAX_HORIZON_YEARS,
+    NIGHT_HOURS_PER_DAY,
+    BurnHours,
+    RoadForecast,
+    burn_hours_forecast,
+    burn_rate,
+)
 from smartpole.lighting.documents import LightingDocument, lighting_body, parse_lighting
 from smartpole.lighting.energy import By, Metered, Savings, metered, monthly_report, savings
-from smartpole.lighting.lamps import LampInventory, LampRecord
+from smartpole.lighting.lamps import BURN_HOURS_KEY, LampInventory, LampRecord
 from smartpole.lighting.plan import Plan, PlanCache, changed, compile_plans, level_at, members
 from smartpole.lighting.store import PARTS, Body, EnergySettings, LightingStore, StoredOverride
 from smartpole.model.clock import now_ms
@@ -48,6 +57,9 @@ MAX_NIGHTS = 31
 MAX_OVERRIDE_MS = 366 * 86_400_000
 MAX_NAME = 128  # the stored names' column width
 MAX_REASON = 500
+DAY_MS = 86_400_000
+RATE_DAYS = 30  # burn hours a day from a month's growth: a season's nights barely change in it
+RATE_FLOOR_DAYS = 400  # an older reading is not looked for: over a year, one seek may be slow
 
 
 def night_date(ts_ms: int, zone: ZoneInfo) -> dt.date:
@@ -446,6 +458,31 @@ class LightingService:
         return monthly_report(
             read.energy, places, first, zone, settings.tariff, settings.grid, spans=read.spans
         )
+
+    # -- burn hours and replacements --------------------------------------------------------
+    def replacements(self, who: Principal, horizon_years: int = 10) -> list[RoadForecast]:
+        """Each road's lamps against their rated life (L70): how many are past it, when the
+        next is due, how many fall due each year up to ``horizon_years`` ahead. A lamp burns
+        at the rate its ``hours`` grew over the last month (else the last day), or
+        NIGHT_HOURS_PER_DAY when its readings cannot tell."""
+        if not 1 <= horizon_years <= MAX_HORIZON_YEARS:
+            raise _bad(["horizon_years"], f"horizon_years is from 1 to {MAX_HORIZON_YEARS}")
+        records = self.lamps(who)
+        now = self.clock()
+        marks = [now + 1, now - RATE_DAYS * DAY_MS, now - DAY_MS]
+        ids = [r.device_id for r in records]
+        floor = now - RATE_FLOOR_DAYS * DAY_MS
+        found = self.series.values_before(ids, BURN_HOURS_KEY, marks, floor) if ids else {}
+        lamps = []
+        for r in records:
+            latest, month, day = found.get(r.device_id, [None, None, None])
+            rate = burn_rate(month, latest) or burn_rate(day, latest) or NIGHT_HOURS_PER_DAY
+            cap = r.lamp.cap
+            life = cap.rated_hours or DEFAULT_RATED_LIFE_H
+            road, district = r.lamp.road, r.lamp.district
+            lamps.append(BurnHours(r.device_id, road, district, cap.burn_hours, life, rate))
+        today = self._today(who.tenant_id)
+        return burn_hours_forecast(lamps, today=today, horizon_years=horizon_years)
 
 
 def _part(part: str) -> str:

@@ -561,6 +561,26 @@ async def test_a_lamp_burns_at_the_rate_its_hours_grew_over_the_last_day(
     assert shennan["past_l70"] == 0
 
 
+async def test_a_lamp_last_read_months_ago_burns_at_the_rate_since_then(
+    client: httpx.AsyncClient, city: City, platform: Platform
+) -> None:
+    lit = await light_up(client, city)
+    now = ms(2026, 3, 10, 12)
+    platform.lighting.clock = Clock(now)
+    a1 = lit.lamps["lamp-a1"]
+    readings = [
+        # 1,100 h in 100 days: 11 h a day; 1,000 h left is 91 days, due 8 June
+        Reading(a1, "hours", now - 100 * 24 * HOUR, 47_900.0),
+        Reading(a1, "hours", now - HOUR, 49_000.0),
+    ]
+    platform.series.write(WriteBatch(readings=readings))
+    platform.series.flush()  # type: ignore[attr-defined]
+    q = {"horizon_years": 1}
+    r = await client.get("/api/lighting/replacements", params=q, headers=city.auth("lighting"))
+    shennan = next(row for row in r.json()["roads"] if row["road"] == "Shennan")
+    assert shennan["next_due"] == "2026-06-08"
+
+
 @pytest.mark.parametrize(
     "horizon", [pytest.param(0, id="zero-years"), pytest.param(31, id="past-the-longest")]
 )

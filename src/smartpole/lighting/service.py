@@ -469,13 +469,13 @@ class LightingService:
             raise _bad(["horizon_years"], f"horizon_years is from 1 to {MAX_HORIZON_YEARS}")
         records = self.lamps(who)
         now = self.clock()
-        marks = [now + 1, now - RATE_DAYS * DAY_MS, now - DAY_MS]
+        marks = [now - RATE_DAYS * DAY_MS, now - DAY_MS, now + 1]  # ascending: the store wants it
         ids = [r.device_id for r in records]
         floor = now - RATE_FLOOR_DAYS * DAY_MS
         found = self.series.values_before(ids, BURN_HOURS_KEY, marks, floor) if ids else {}
         lamps = []
         for r in records:
-            latest, month, day = found.get(r.device_id, [None, None, None])
+            month, day, latest = found.get(r.device_id, [None, None, None])
             rate = burn_rate(month, latest) or burn_rate(day, latest) or NIGHT_HOURS_PER_DAY
             cap = r.lamp.cap
             life = cap.rated_hours or DEFAULT_RATED_LIFE_H

@@ -116,7 +116,8 @@ class TimeSeries(Protocol):
     def values_before(
         self, device_ids: Sequence[int], key: str, marks: Sequence[int], floor: int
     ) -> dict[int, list[Mark]]:
-        """Per device, the last numeric ``(ts, value)`` of ``key`` before each of ``marks``."""
+        """Per device, the last numeric ``(ts, value)`` of ``key`` before each of ``marks``
+        (ascending)."""
         ...
 
     def lowest(self, key: str, spans: Sequence[tuple[int, int, int]]) -> list[float | None]:

@@ -135,6 +135,17 @@ def test_overlapping_equal_priorities_are_a_located_problem() -> None:
     assert found[0]["line"] == 5
 
 
+def test_two_items_of_a_part_with_one_name_are_a_located_problem() -> None:
+    found = problems(
+        "programs: [{name: p, steps: [{at: sunset, level: 100}]}]\n"
+        "groups:\n"
+        "  - {name: g}\n"
+        "  - {name: g, roads: [a]}\n"
+    )
+    assert [(p["loc"], p["line"]) for p in found] == [(["groups", 1, "name"], 4)]
+    assert "already the name of item 0" in found[0]["msg"]
+
+
 def test_a_yaml_syntax_error_names_its_line() -> None:
     found = problems("programs:\n  - name: [unclosed\n")
     assert found[0]["line"] >= 2

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import bisect
+import random
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -301,6 +304,32 @@ def test_time_of_use_splits_a_night_between_peak_and_valley() -> None:
     split = clock.split(at(SHANGHAI, 2026, 5, 10, 20), at(SHANGHAI, 2026, 5, 11, 2))
     assert split.ms == {"peak": 2 * HOUR, "valley": 4 * HOUR}
     assert split.priced / HOUR == pytest.approx(2 * 1.2 + 4 * 0.3)
+
+
+def test_one_tariff_clock_answers_reports_in_many_threads_alike() -> None:
+    # the API's worker threads share one clock per tariff while it grows its running totals
+    rng = random.Random(7)
+    base = at(SHANGHAI, 2026, 1, 1)
+    alone = TariffClock(Tariff.parse(TOU), SHANGHAI)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        for _ in range(6):  # a new clock each round: it grows its totals most while young
+            shared = TariffClock(Tariff.parse(TOU), SHANGHAI)
+            # over ten years, in no order: the clock grows again and again meanwhile
+            days = [rng.randrange(3650) for _ in range(200)]
+            spans = [(base + d * 24 * HOUR, base + d * 24 * HOUR + 30 * HOUR) for d in days]
+
+            def work(part: list[tuple[int, int]], clock: TariffClock = shared) -> list[float]:
+                return [clock.split(a, b).priced for a, b in part]
+
+            with ThreadPoolExecutor(4) as pool:
+                chunks = list(pool.map(work, [spans[i::4] for i in range(4)]))
+            found = [p for chunk in chunks for p in chunk]
+            expected = [alone.split(a, b).priced for i in range(4) for a, b in spans[i::4]]
+            assert found == pytest.approx(expected)
+    finally:
+        sys.setswitchinterval(switch)
 
 
 @pytest.mark.parametrize(

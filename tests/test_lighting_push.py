@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from smartpole.app import Platform
+from smartpole.errors import StoreUnavailable
 from smartpole.hub.alarms.store import Alarms
 from smartpole.lighting.calendar import Calendar
 from smartpole.lighting.conformance import ALARM_TYPE, Conformance, LampRef
@@ -175,8 +176,11 @@ class Gateways:
     def __init__(self, delivered: bool = True) -> None:
         self.sent: list[tuple[str, str, dict[str, Any]]] = []
         self.delivered = delivered
+        self.broken: set[str] = set()  # gateways whose attributes cannot be stored
 
     async def set_shared(self, tenant: str, device: str, values: dict[str, Any]) -> bool:
+        if device in self.broken:
+            raise StoreUnavailable("database is locked")
         self.sent.append((tenant, device, values))
         return self.delivered
 
@@ -205,6 +209,20 @@ async def test_only_the_gateways_of_changed_lamps_are_pushed() -> None:
     assert (tenant, device, len(pushed.lamps)) == ("city", "GW-1", 3)
     assert pushed.lamps["FT-0005-lamp"] == ((T0 + 3_600_000, 30.0, 0), (T0 + 2 * DAY_MS, 0.0, 0))
     assert await pusher.tick(T0 + 2 * MIN_MS) == []  # nothing changed since
+
+
+async def test_a_gateway_that_cannot_be_pushed_neither_stops_the_others_nor_is_forgotten() -> None:
+    fleet = lamps(6, gateways=3)
+    plans: dict[str, Plan] = dict(compile_for(fleet, 3))
+    out = Gateways()
+    out.broken = {"GW-0"}
+    pusher = pusher_for(fleet, plans, out)
+    pusher.plans_changed("city", set(plans))
+    assert sorted(await pusher.tick(T0)) == ["GW-0", "GW-1", "GW-2"]  # tried, all three
+    assert out.names() == ["GW-1", "GW-2"]
+    out.broken.clear()
+    assert await pusher.tick(T0 + 3_600_000) == ["GW-0"]  # an hour later, again
+    assert out.names() == ["GW-0", "GW-1", "GW-2"]
 
 
 async def test_a_plan_is_pushed_again_before_it_runs_out() -> None:

@@ -179,7 +179,14 @@ class Conformance:
     async def on_batch(self, batch: WriteBatch) -> None:
         """Pipeline listener: check the committed readings and raise or clear alarms."""
         for change in self.check(batch.readings):
-            await self.tell(change)
+            try:
+                await self.tell(change)
+            except Exception:
+                # not told: the next reading tries again (the store may be away for a moment)
+                log.exception("out-of-program alarm of lamp %s failed", change.lamp.device_id)
+                state = self.states.get(change.lamp.device_id)
+                if state is not None:
+                    state.alarmed = change.change == "cleared"
 
     async def tell(self, change: Deviation) -> None:
         """Raise or clear the lamp's ``out_of_program`` alarm."""

@@ -79,11 +79,16 @@ class _Reader:
             self.err([key], "must be a list")
             return []
         out = []
+        seen: dict[str, int] = {}
         for i, item in enumerate(value):
-            if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]:
-                out.append((i, item))
-            else:
+            if not (isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]):
                 self.err([key, i, "name"], "each item is an object with a name")
+            elif item["name"] in seen:
+                first = seen[item["name"]]
+                self.err([key, i, "name"], f"{item['name']!r} is already the name of item {first}")
+            else:
+                seen[item["name"]] = i
+                out.append((i, item))
         return out
 
     def strs(self, value: Any, loc: list[Any]) -> frozenset[str]:

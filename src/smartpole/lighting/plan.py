@@ -53,6 +53,13 @@ class PlanCache:
     # each set of programs compiled with, numbered: a plan key holds the number, cheap to hash
     programs: dict[tuple[tuple[str, Program], ...], int] = field(default_factory=dict)
 
+    def prune(self, first_night: dt.date, most: int = 20_000) -> None:
+        """Forget plans of nights gone by; all of them past ``most`` (program edits, overrides
+        and holds add plans that are never asked for again: the next compile makes them anew)."""
+        self.plans = {k: v for k, v in self.plans.items() if k[1] >= first_night}
+        if len(self.plans) > most:
+            self.plans, self.programs, self.members = {}, {}, {}
+
 
 class _Index:
     """The lamps by district, road, tag and pole, to evaluate selectors with set operations."""

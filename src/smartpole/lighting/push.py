@@ -107,6 +107,11 @@ class PlanPusher:
         """Plan listener: these lamps' plans changed; their gateways go out on the next tick."""
         self._changed.setdefault(tenant, set()).update(changed)
 
+    def forget(self, tenant: str, gateways: set[str]) -> None:
+        """Stop refreshing gateways that are gone (deleted, or no lamp is behind them)."""
+        for gateway in gateways:
+            self.pushed.pop((tenant, gateway), None)
+
     def _due(self, now: int) -> dict[str, set[str]]:
         """The gateways to look at, by tenant: changed, running out, or not delivered."""
         due: dict[str, set[str]] = {}
@@ -144,9 +149,13 @@ class PlanPusher:
                 ):
                     last.at_ms = now
                     continue  # nothing new (a plan not rolled on yet): ask again in an hour
-                delivered = await self.set_shared(
-                    tenant, gateway, {PLAN_ATTRIBUTE: plan_attribute(plan)}
-                )
+                try:
+                    delivered = await self.set_shared(
+                        tenant, gateway, {PLAN_ATTRIBUTE: plan_attribute(plan)}
+                    )
+                except Exception:  # one gateway's failure must not stop the others' plans
+                    log.exception("pushing the lighting plan of gateway %s failed", gateway)
+                    delivered = False
                 self.pushed[(tenant, gateway)] = _Pushed(
                     plan.hash, plan.valid_until_ms, delivered, now
                 )
@@ -199,6 +208,9 @@ class TimedCommands:
                     await self.send(tenant, lamp, step.level, int(fade_s), until)
                 except SmartpoleError as err:  # one lamp's refusal must not stop the others
                     log.warning("timed setDim to %s/%s failed: %s", tenant, lamp, err)
+                    continue
+                except Exception:
+                    log.exception("timed setDim to %s/%s failed", tenant, lamp)
                     continue
                 self.sent[(tenant, lamp)] = (step.ts_ms, step.level)
                 count += 1

@@ -129,19 +129,26 @@ class LightingRuntime:
         records = self.service.inventory.lamps(tenant_id)
         with self._lock:
             self._tenant_ids[tenant] = tenant_id
-            gone = self._names.pop(tenant_id, set())
-            for name in gone:
+            for name in self._names.pop(tenant_id, set()):
                 record = self._records.pop(name, None)
                 if record is not None:
                     self._refs.pop(record.device_id, None)
             self._names[tenant_id] = {r.lamp.id for r in records}
             for r in records:
                 self._records[r.lamp.id] = r
-                if r.gateway_id is not None:
-                    self._gateways[r.lamp.gateway] = r.gateway_id
                 self._refs[r.device_id] = LampRef(
                     tenant, r.lamp.id, tenant_id, r.device_id, r.pole_id
                 )
+            # the gateways lamps are behind now: a deleted one is no longer refreshed
+            gateways = {
+                r.lamp.gateway: r.gateway_id
+                for r in self._records.values()
+                if r.gateway_id is not None
+            }
+            gone = set(self._gateways) - set(gateways)
+            self._gateways = gateways
+        if gone:
+            self._on_loop(self.pusher.forget, ALL, gone)
 
     def plans_changed(self, tenant: str, lamps: set[str]) -> None:
         """Plan listener (called in the thread that changed the plans): the pusher and the
@@ -150,11 +157,16 @@ class LightingRuntime:
             tenant_id = self.service_tenant(tenant)  # a tenant's first change, a lamp mounted
             if tenant_id is not None:
                 self._index(tenant, tenant_id)
+        self._on_loop(self._apply, lamps)
+
+    def _on_loop(self, work: Callable[..., None], *args: Any) -> None:
+        """Run ``work`` on the event loop (the pusher's state lives there); at once before
+        the loop runs."""
         loop = self._loop
         if loop is None or not loop.is_running():
-            self._apply(lamps)
+            work(*args)
         else:
-            loop.call_soon_threadsafe(self._apply, lamps)
+            loop.call_soon_threadsafe(work, *args)
 
     def _apply(self, lamps: set[str]) -> None:
         self.pusher.plans_changed(ALL, lamps)
@@ -176,6 +188,8 @@ class LightingRuntime:
                 touched += len(self.service.recompile(_system(tenant_id, tenant)))
             except Exception:
                 log.exception("lighting: compiling the plans of tenant %s failed", tenant)
+        # lamps that lost or gained a gateway without a change of plan: route them again
+        self.plans_changed(ALL, set())
         return touched
 
     # -- the way out ------------------------------------------------------------------------
@@ -211,9 +225,13 @@ class LightingRuntime:
         await asyncio.to_thread(self.recompile)
 
     async def tick(self) -> None:
-        """Push the plans due and send the timed commands due now."""
-        await self.pusher.tick()
-        await self.timed.tick()
+        """Push the plans due and send the timed commands due now (each on its own: a failure
+        of one never stops the other)."""
+        for work in (self.pusher.tick, self.timed.tick):
+            try:
+                await work()
+            except Exception:
+                log.exception("lighting: %s failed", work.__qualname__)
 
     async def roll_on(self) -> None:
         """Compile again (the platform's clock calls it every few minutes)."""

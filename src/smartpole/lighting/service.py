@@ -96,6 +96,7 @@ class LightingService:
         self._lamps: dict[int, list[Lamp]] = {}
         self._caches: dict[int, PlanCache] = {}
         self._compiled: dict[int, dict[str, Plan]] = {}
+        self._tenant_locks: dict[int, threading.RLock] = {}
 
     # -- the document -----------------------------------------------------------------------
     def _today(self, tenant_id: int) -> dt.date:
@@ -344,17 +345,23 @@ class LightingService:
         """Every lamp's plan for the next nights by its pole's gateway (None: no gateway);
         a change since the last compile recompiles only the plans it touches."""
         tid = who.tenant_id
-        lamps = self._lamp_list(tid, self.lamps(who))
-        with self._lock:
-            cache = self._caches.setdefault(tid, PlanCache())
-        first = night_date(self.clock(), self.zone(tid))
-        plans = self._plans(who, lamps, first, self.nights, cache)
-        with self._lock:
-            self._compiled[tid] = plans
+        with self._compiling(tid):  # one compile of a tenant at a time: the last one stands
+            lamps = self._lamp_list(tid, self.lamps(who))
+            with self._lock:
+                cache = self._caches.setdefault(tid, PlanCache())
+            first = night_date(self.clock(), self.zone(tid))
+            cache.prune(first)
+            plans = self._plans(who, lamps, first, self.nights, cache)
+            with self._lock:
+                self._compiled[tid] = plans
         out: dict[str | None, dict[str, Plan]] = {}
         for lamp in lamps:
             out.setdefault(lamp.gateway or None, {})[lamp.id] = plans[lamp.id]
         return out
+
+    def _compiling(self, tenant_id: int) -> threading.RLock:
+        with self._lock:
+            return self._tenant_locks.setdefault(tenant_id, threading.RLock())
 
     def compiled(self, tenant_id: int) -> dict[str, Plan]:
         """The tenant's plans by lamp as last compiled (empty before the first compile)."""
@@ -364,9 +371,10 @@ class LightingService:
     def recompile(self, who: Principal) -> set[str]:
         """Compile the tenant's plans again (its lamps may have changed, the nights roll on)
         and tell the plan listeners which lamps' plans changed; those lamps."""
-        old = self.compiled(who.tenant_id)
-        self.compile(who)
-        touched = changed(old, self.compiled(who.tenant_id))
+        with self._compiling(who.tenant_id):
+            old = self.compiled(who.tenant_id)
+            self.compile(who)
+            touched = changed(old, self.compiled(who.tenant_id))
         if touched:
             for listener in self.plan_listeners:
                 listener(who.tenant, touched)

@@ -8,6 +8,7 @@ daylight saving change still falls at its clock time.
 from __future__ import annotations
 
 import bisect
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
@@ -57,6 +58,8 @@ class TariffClock:
         self._which: list[int] = []
         self._ms: list[tuple[int, ...]] = []
         self._priced: list[float] = []
+        # one clock serves concurrent reports (the API's worker threads): its totals grow in place
+        self._lock = threading.Lock()
 
     def _changes(self, day: date) -> list[int]:
         """When each period of the local ``day`` starts (ms), then the next midnight; a start the
@@ -77,8 +80,9 @@ class TariffClock:
         out = PricedTime()
         if end <= start:
             return out
-        self._cover(start, end)
-        (ms_a, priced_a), (ms_b, priced_b) = self._total(start), self._total(end)
+        with self._lock:
+            self._cover(start, end)
+            (ms_a, priced_a), (ms_b, priced_b) = self._total(start), self._total(end)
         for kind, a, b in zip(PERIOD_KINDS, ms_a, ms_b, strict=True):
             if b > a:
                 out.ms[kind] = b - a

@@ -169,6 +169,16 @@ def test_a_lamp_its_plan_lights_by_day_is_no_day_burner(
     assert raised(events) == ([Diagnosis.DAY_BURNER] if burner else [])
 
 
+def test_a_diagnosis_whose_alarm_was_not_written_is_made_again_by_the_next_report() -> None:
+    diag = LampDiagnostics()
+    noon = at(2026, 6, 21, 12)
+    [event] = feed(diag, steady(noon, 16, on=True, dim=100, power=99.3))
+    assert (event.change, event.diagnosis) == ("raised", Diagnosis.DAY_BURNER)
+    diag.retry(event)  # the alarm store refused it
+    again = feed(diag, [(noon + 16 * MIN, {"on": True, "dim": 100, "power": 99.3})])
+    assert [(e.change, e.diagnosis) for e in again] == [("raised", Diagnosis.DAY_BURNER)]
+
+
 def test_day_burner_clears_at_nightfall_and_when_switched_off() -> None:
     diag = LampDiagnostics()
     burn = at(2026, 6, 21, 10)

@@ -229,6 +229,17 @@ class LampDiagnostics:
         condition is gone (their hold starts again only if they end and come back)."""
         self.lamps.setdefault(device_id, _Lamp()).active.update(diagnoses)
 
+    def retry(self, event: DiagnosisEvent) -> None:
+        """An event whose alarm could not be written (the store away for a moment): undo it,
+        so that the lamp's next report makes it again."""
+        lamp = self.lamps.get(event.device_id)
+        if lamp is None:
+            return
+        if event.change == "raised":
+            lamp.active.discard(event.diagnosis)
+        else:
+            lamp.active.add(event.diagnosis)
+
     def observe(
         self,
         facts: LampFacts,

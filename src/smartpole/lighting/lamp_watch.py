@@ -179,7 +179,11 @@ class LampWatch:
                     return
                 events = await asyncio.to_thread(self.process, readings)
                 for event, facts in events:
-                    await self._tell(event, facts)
+                    try:
+                        await self._tell(event, facts)
+                    except Exception:
+                        log.exception("lamp %s: %s alarm failed", event.device_id, event.diagnosis)
+                        self.diagnostics.retry(event)
             except Exception:
                 log.exception("lamp diagnostics of a batch failed")
             finally:

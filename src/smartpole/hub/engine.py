@@ -2,10 +2,12 @@
 
 The pipeline calls :meth:`Hub.on_batch` after each commit, inside its writer task, so that call
 only keeps the readings some rule reads (a set lookup per reading) and queues them. The hub's
-own task evaluates: rules are indexed by (device kind, key); a device's readings are taken in
-timestamp order, and at each of their times the rules their keys wake are checked against the
-device's values as of then (so a burst or a late batch is seen as it happened); a rule that
-starts or stops holding becomes a :class:`~smartpole.hub.actions.Transition` for the actor.
+own task evaluates: each device's rules come from the scope index (``hub/scopes.py``: the
+rules whose scope holds it, by the key that wakes them, computed once per device); a device's
+readings are taken in timestamp order, and at each of their times the rules their keys wake
+are checked against the device's values as of then (so a burst or a late batch is seen as it
+happened); a rule that starts or stops holding becomes a
+:class:`~smartpole.hub.actions.Transition` for the actor.
 A timer evaluates the rules that time alone can change (``for``, missing data, time windows),
 writes changed rule state (so durations survive a restart) and picks up rules changed by
 another process.
@@ -22,7 +24,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
-from shapely.geometry import Point
 from sqlalchemy import Engine, select
 
 from smartpole.hub.actions import Actor, Commander, LampHolder, Transition
@@ -35,6 +36,7 @@ from smartpole.hub.rules.model import Rule
 from smartpole.hub.rules.parser import compile_rule
 from smartpole.hub.rules.store import RuleStore
 from smartpole.hub.rules.tables import rule_state
+from smartpole.hub.scopes import ScopeIndex
 from smartpole.hub.webhooks.store import Webhooks
 from smartpole.hub.workorders.store import WorkOrders
 from smartpole.metrics import Metrics
@@ -53,7 +55,6 @@ log = logging.getLogger(__name__)
 DIRECTORY_REFRESH_S = 30.0
 QUEUE_BATCHES = 64  # committed batches waiting for evaluation before ingest waits
 Latest = dict[str, tuple[int, Value]]
-Kind = str | None
 
 
 def _ts(r: Reading) -> int:
@@ -105,16 +106,13 @@ class Hub:
         self.started = 0  # when start() was done (ms): offline durations count from then at most
         self._rules: dict[int, Rule] = {}
         self._updated: dict[int, int] = {}
-        self._index: dict[tuple[Kind, str], list[Rule]] = {}
         self._needed: frozenset[str] = frozenset()
-        self._timed: list[Rule] = []
         self._version: tuple[int, int, int] | None = None
         self._values: dict[int, Latest] = defaultdict(dict)
         self._seen: dict[int, int] = {}
         self._state: dict[tuple[int, int], dict[str, Any]] = {}
         self._dirty: set[tuple[int, int]] = set()
-        self._polygon_hits: dict[tuple[int, int], bool] = {}
-        self._device_rules: dict[int, dict[str, list[Rule]]] = {}
+        self._scopes = ScopeIndex((), self.directory)
         # Bounded: when evaluation falls behind, the pipeline's writer waits here, so the
         # back-pressure reaches the devices instead of memory growing or readings going unseen.
         self._queue: asyncio.Queue[tuple[list[Reading], dict[int, int]]] = asyncio.Queue(
@@ -233,9 +231,7 @@ class Hub:
             if info is None:
                 unknown.add(device_id)
                 continue
-            mine = self._device_rules.get(device_id)
-            if mine is None:
-                mine = self._device_rules[device_id] = self._rules_of(info)
+            mine = self._scopes.rules_of(info)
             if len(rs) > 1:
                 rs.sort(key=_ts)  # stable: readings of one time keep their order
             self._evaluate_device(info, rs, mine)
@@ -310,43 +306,6 @@ class Hub:
                 candidates[rule.id] = rule
         return list(candidates.values())
 
-    def _rules_of(self, info: DeviceInfo) -> dict[str, list[Rule]]:
-        """The rules whose scope holds the device, by the key that wakes them (computed once
-        per device, so that each reading meets only its own rules)."""
-        out: dict[str, list[Rule]] = defaultdict(list)
-        for (kind, key), rules in self._index.items():
-            if kind is None or kind == info.kind:
-                out[key].extend(r for r in rules if self._in_scope(r, info))
-        return {k: v for k, v in out.items() if v}
-
-    def _in_scope(self, rule: Rule, info: DeviceInfo) -> bool:
-        s = rule.scope
-        if s.kinds and info.kind not in s.kinds:
-            return False
-        if not rule.city_wide and info.owner_id != rule.tenant_id:
-            return False
-        if (s.tenants and info.owner_id not in s.tenants) or (
-            s.devices and info.id not in s.devices
-        ):
-            return False
-        if s.tags and not (s.tags & info.tags):
-            return False
-        if s.poles and info.pole_id not in s.poles:
-            return False
-        if s.districts or s.polygon is not None:
-            pole = self.directory.pole_of(info)
-            if pole is None or (s.districts and pole.district not in s.districts):
-                return False
-            if s.polygon is not None:
-                key = (rule.id, info.id)
-                hit = self._polygon_hits.get(key)
-                if hit is None:
-                    hit = self._polygon_hits[key] = bool(
-                        s.polygon.contains(Point(pole.lon, pole.lat))
-                    )
-                return hit
-        return True
-
     def _context(self, info: DeviceInfo, now: int, view: Latest | None = None) -> Context:
         """What the device's rules see at ``now``: its values (or ``view``), its pole; built
         once per device and time, and handed to each rule with the rule's own state."""
@@ -395,19 +354,13 @@ class Hub:
 
     def check_timed(self, now: int) -> None:
         """Evaluate every rule that time alone can change, for every device in its scope."""
-        d = self.directory
         contexts: dict[int, Context] = {}
-        for rule in self._timed:
-            kinds = rule.scope.kinds or d.by_kind.keys()
-            for kind in kinds:
-                for device_id in d.by_kind.get(kind, ()):
-                    info = d.devices.get(device_id)
-                    if info is None or not self._in_scope(rule, info):
-                        continue
-                    ctx = contexts.get(device_id)
-                    if ctx is None:
-                        ctx = contexts[device_id] = self._context(info, now)
-                    self._check(rule, info, ctx)
+        for rule, members in self._scopes.timed():
+            for info in members:
+                ctx = contexts.get(info.id)
+                if ctx is None:
+                    ctx = contexts[info.id] = self._context(info, now)
+                self._check(rule, info, ctx)
 
     # -- rules -------------------------------------------------------------------------------
     def check(self, tenant_id: int, is_operator: bool, body: dict[str, Any]) -> Rule:
@@ -460,17 +413,9 @@ class Hub:
             self._updated[row.id] = row.updated
         for gone in set(self._rules) - set(compiled):
             self._forget(gone, keep_active=False)
-        index: dict[tuple[Kind, str], list[Rule]] = defaultdict(list)
-        for rule in compiled.values():
-            for key in rule.keys:
-                for kind in rule.scope.kinds or (None,):
-                    index[(kind, key)].append(rule)
         self._rules = compiled
-        self._index = dict(index)
-        self._needed = frozenset(k for (_, k) in index)
-        self._timed = [r for r in compiled.values() if r.timed]
-        self._polygon_hits.clear()
-        self._device_rules.clear()
+        self._needed = frozenset(k for rule in compiled.values() for k in rule.keys)
+        self._scopes = ScopeIndex(compiled.values(), d)
         self._version = version
         self.actor.directory = d
 
@@ -486,8 +431,7 @@ class Hub:
     async def _refresh_directory(self) -> None:
         self.directory = await asyncio.to_thread(Directory.load, self.engine)
         self.actor.directory = self.directory
-        self._polygon_hits.clear()
-        self._device_rules.clear()
+        self._scopes.with_directory(self.directory)
         self._loaded_at = time.monotonic()
 
     # -- state -------------------------------------------------------------------------------

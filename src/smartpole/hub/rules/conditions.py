@@ -11,7 +11,8 @@ which stateful nodes (``for``, rates) keep what must survive between batches and
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
@@ -86,6 +87,18 @@ def _number(value: Value) -> float | None:
     return None
 
 
+_ORDER: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def compare(op: str, left: Value, right: Any) -> bool:
     """``left op right``; numbers compare as numbers, anything else only by (in)equality."""
     if op == "between":
@@ -130,12 +143,35 @@ class Threshold(Condition):
         """Only the key it compares."""
         return {self.key}
 
+    def __post_init__(self) -> None:
+        # The common threshold (a number against a number, no AQI, no hysteresis) is decided
+        # by one comparison, its operator and bounds resolved here rather than per reading.
+        self._plain: tuple[Callable[[float, float], bool], float] | None = None
+        self._between: tuple[float, float] | None = None
+        if self.aqi or self.clear is not None:
+            return
+        if self.op in _ORDER and _is_number(self.value):
+            self._plain = (_ORDER[self.op], float(self.value))
+        elif (
+            self.op == "between"
+            and isinstance(self.value, list | tuple)
+            and len(self.value) == 2
+            and all(_is_number(v) for v in self.value)
+        ):
+            self._between = (float(self.value[0]), float(self.value[1]))
+
     def test(self, ctx: Context) -> bool:
         """False when the device never sent the key."""
         found = ctx.values.get(self.key)
         if found is None:
             return False
         value = found[1]
+        kind = type(value)
+        if kind is float or kind is int:  # not bool: True compares as 1.0 below
+            if self._plain is not None:
+                return self._plain[0](value, self._plain[1])
+            if self._between is not None:
+                return self._between[0] <= value <= self._between[1]
         if self.aqi:
             x = _number(value)
             if x is None:

@@ -54,6 +54,18 @@ RECOVER_LATEST = (
 )
 
 
+def _first_of_each(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows without repeats of a (device, key, ts), the first of each kept."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for row in rows:
+        series = row[:3]
+        if series not in seen:
+            seen.add(series)
+            out.append(row)
+    return out
+
+
 class SqliteSeries(SeriesStore):
     """Time series in the embedded SQLite file (WAL, readings clustered by device, key, ts)."""
 
@@ -92,15 +104,21 @@ class SqliteSeries(SeriesStore):
                 cur.executemany(INSERT_READING, sorted(rows, key=SERIES_ORDER))
                 new = rows
                 if cur.rowcount < len(rows):
-                    # Some were stored already (a retransmission) or repeat within the batch:
-                    # insert again row by row to learn which are new, so that only those count
-                    # in the rollups (a recount of every hour the batch touched cost more).
+                    # Some repeat within the batch (a device sent one reading twice, two
+                    # uploads of one instant met in a batch) or were stored already (a
+                    # retransmission): only the new count in the rollups (a recount of every
+                    # hour the batch touched cost more). The repeats are dropped first, the
+                    # first of each kept; if some are still not new, row by row.
                     cur.execute("ROLLBACK TO batch")
-                    new = []
-                    for row in rows:
-                        cur.execute(INSERT_READING, row)
-                        if cur.rowcount:
-                            new.append(row)
+                    new = _first_of_each(rows)
+                    cur.executemany(INSERT_READING, sorted(new, key=SERIES_ORDER))
+                    if cur.rowcount < len(new):
+                        cur.execute("ROLLBACK TO batch")
+                        new = []
+                        for row in rows:
+                            cur.execute(INSERT_READING, row)
+                            if cur.rowcount:
+                                new.append(row)
                 cur.execute("RELEASE batch")
                 inserted = len(new)
                 if new:

@@ -31,7 +31,7 @@ from smartpole.hub.alarms.outages import PoleOutages
 from smartpole.hub.alarms.store import Alarms, ChangeListener
 from smartpole.hub.alarms.stream import AlarmStream
 from smartpole.hub.directory import DeviceInfo, Directory
-from smartpole.hub.rules.conditions import ANY_KEY, Context
+from smartpole.hub.rules.conditions import ANY_KEY, Context, waits
 from smartpole.hub.rules.model import Rule
 from smartpole.hub.rules.parser import compile_rule
 from smartpole.hub.rules.store import RuleStore
@@ -112,6 +112,9 @@ class Hub:
         self._seen: dict[int, int] = {}
         self._state: dict[tuple[int, int], dict[str, Any]] = {}
         self._dirty: set[tuple[int, int]] = set()
+        # (rule, device) pairs of timed rules that time alone may change now (a ``for``
+        # counting, a ``hold`` running out): the timer checks only these, and clocked rules
+        self._waiting: set[tuple[int, int]] = set()
         self._scopes = ScopeIndex((), self.directory)
         # Bounded: when evaluation falls behind, the pipeline's writer waits here, so the
         # back-pressure reaches the devices instead of memory growing or readings going unseen.
@@ -137,6 +140,13 @@ class Hub:
         """Load the registry, rules and rule state; start evaluation, actions and webhooks."""
         await self.reload()
         self._state = await asyncio.to_thread(self._load_state)
+        self._waiting = {
+            key
+            for key, state in self._state.items()
+            if (rule := self._rules.get(key[0])) is not None
+            and rule.timed
+            and waits(rule.condition, state)
+        }
         await asyncio.to_thread(self._warm_values)
         await self.webhooks.start()
         await self.actor.start()
@@ -333,6 +343,11 @@ class Hub:
         ctx.holding = state["active"]
         self.evaluated += 1
         holds = rule.condition.test(ctx)
+        if rule.timed and not rule.clocked:
+            if waits(rule.condition, state):
+                self._waiting.add(key)
+            else:
+                self._waiting.discard(key)
         if holds != state["active"]:
             state["active"] = holds
             latest = ctx.values
@@ -353,10 +368,15 @@ class Hub:
             await asyncio.to_thread(self._flush_state)
 
     def check_timed(self, now: int) -> None:
-        """Evaluate every rule that time alone can change, for every device in its scope."""
+        """Evaluate the rules that time alone can change: clocked ones (missing data, presence,
+        windows) for every device in their scope, the others where a duration is counting."""
         contexts: dict[int, Context] = {}
+        waiting = self._waiting
         for rule, members in self._scopes.timed():
+            clocked, rule_id = rule.clocked, rule.id
             for info in members:
+                if not clocked and (rule_id, info.id) not in waiting:
+                    continue  # nothing counting: only a reading can change it
                 ctx = contexts.get(info.id)
                 if ctx is None:
                     ctx = contexts[info.id] = self._context(info, now)
@@ -421,6 +441,7 @@ class Hub:
 
     def _forget(self, rule_id: int, *, keep_active: bool) -> None:
         for key in [k for k in self._state if k[0] == rule_id]:
+            self._waiting.discard(key)
             if keep_active:
                 self._state[key] = {"active": self._state[key].get("active", False)}
                 self._dirty.add(key)

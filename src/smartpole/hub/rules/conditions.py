@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from astral import LocationInfo
 from astral.sun import sun
@@ -168,10 +168,11 @@ class Threshold(Condition):
         value = found[1]
         kind = type(value)
         if kind is float or kind is int:  # not bool: True compares as 1.0 below
+            number = cast(float, value)
             if self._plain is not None:
-                return self._plain[0](value, self._plain[1])
+                return self._plain[0](number, self._plain[1])
             if self._between is not None:
-                return self._between[0] <= value <= self._between[1]
+                return self._between[0] <= number <= self._between[1]
         if self.aqi:
             x = _number(value)
             if x is None:
@@ -484,6 +485,27 @@ def has_state(root: Condition) -> bool:
 def has_offline(root: Condition) -> bool:
     """Whether the tree reads the device's presence (``offline``)."""
     return isinstance(root, Offline) or any(has_offline(c) for c in _children(root))
+
+
+def is_clocked(root: Condition) -> bool:
+    """Whether the tree may change with time alone whatever its state (missing data, presence,
+    time windows), so that the timer checks it for every device it watches."""
+    return isinstance(root, Missing | Offline | Window) or any(
+        is_clocked(c) for c in _children(root)
+    )
+
+
+def waits(root: Condition, state: Mapping[str, Any]) -> bool:
+    """Whether time alone may change the tree's result, given a (rule, device) state: a
+    ``for`` counting since its part began to hold, a ``hold`` counting since its part
+    stopped, or a clocked node. Any other tree only changes with a reading."""
+    if isinstance(root, Missing | Offline | Window):
+        return True
+    if isinstance(root, For):
+        return "since" in state.get(root.id, ()) or waits(root.inner, state)
+    if isinstance(root, Hold):
+        return "off" in state.get(root.id, ()) or waits(root.inner, state)
+    return any(waits(c, state) for c in _children(root))
 
 
 def is_timed(root: Condition) -> bool:

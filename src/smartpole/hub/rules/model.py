@@ -120,4 +120,5 @@ class Rule:
     city_wide: bool = False  # the rule's tenant is the city operator
     keys: frozenset[str] = frozenset()
     timed: bool = False
+    clocked: bool = False  # time alone may change it whatever its state (missing, windows)
     stateful: bool = False  # some node keeps state (written to ``rule_state``)

@@ -31,7 +31,7 @@ from typing import Any
 from shapely.prepared import prep
 
 from smartpole.errors import InvalidInput
-from smartpole.hub.rules.conditions import has_state, is_timed, number_tree
+from smartpole.hub.rules.conditions import has_state, is_clocked, is_timed, number_tree
 from smartpole.hub.rules.model import Rule, RuleScope
 from smartpole.hub.rules.parse_actions import ActionParser
 from smartpole.hub.rules.parse_conditions import ConditionParser
@@ -125,5 +125,6 @@ def compile_rule(
         city_wide=city_wide,
         keys=frozenset(condition.keys()),
         timed=is_timed(condition),
+        clocked=is_clocked(condition),
         stateful=has_state(condition),
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from random import Random
 from typing import Any
 
 import httpx
@@ -184,6 +185,10 @@ def snapshot(platform: Platform, v: Victim) -> dict[str, list[tuple[Any, ...]]]:
             if table.name in UNOWNED:
                 continue
             where = [table.c[col].in_(ids) for col, ids in owned.items() if col in table.c]
+            if table.name == "mount_grants":
+                # B's grants are those it gave and those on its pole; a grant another tenant
+                # gives B on a pole of its own (A shares one with B) is the giver's to give
+                where = [table.c.granted_by == v.tenant_id, table.c.pole_id == v.pole_id]
             if table.name == "tenants":
                 where.append(table.c.id == v.tenant_id)
             q = select(table)
@@ -193,6 +198,18 @@ def snapshot(platform: Platform, v: Victim) -> dict[str, list[tuple[Any, ...]]]:
                 q = q.where(or_(*where))
             rows = conn.execute(q).all()
             out[table.name] = sorted((tuple(r) for r in rows), key=repr)
+    return out
+
+
+def changes(
+    before: dict[str, list[tuple[Any, ...]]], after: dict[str, list[tuple[Any, ...]]]
+) -> dict[str, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+    """The rows of each table that went (first) and came (second)."""
+    out = {}
+    for name in before.keys() | after.keys():
+        old, new = before.get(name, []), after.get(name, [])
+        if old != new:
+            out[name] = ([r for r in old if r not in new], [r for r in new if r not in old])
     return out
 
 
@@ -214,62 +231,60 @@ def resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-@st.composite
 def value_for(
-    draw: st.DrawFn, spec: dict[str, Any], name: str, schema: dict[str, Any], v: Victim, depth: int
+    rnd: Random, spec: dict[str, Any], name: str, schema: dict[str, Any], v: Victim, depth: int
 ) -> Any:
     """A value for a parameter or property: B's id or name when its name says it takes one,
     else something of the schema's type."""
     schema = resolve(spec, schema)
     if name in v.ids:
-        return draw(st.sampled_from(v.ids[name]))
+        return rnd.choice(v.ids[name])
     if name in ("pole", "code"):
-        return draw(st.sampled_from(["B-SECRET-0001", "SHARED-0001"]))
+        return rnd.choice(["B-SECRET-0001", "SHARED-0001"])
     if name in ("device", "gateway", "owner", "tenant", "originator"):
-        return draw(st.sampled_from(v.names))
+        return rnd.choice(v.names)
     options = schema.get("anyOf") or schema.get("oneOf")
     if options:
-        return draw(value_for(spec, name, draw(st.sampled_from(options)), v, depth))
+        return value_for(rnd, spec, name, rnd.choice(options), v, depth)
     if "enum" in schema:
-        return draw(st.sampled_from(schema["enum"]))
+        return rnd.choice(schema["enum"])
     kind = schema.get("type")
     if kind == "integer":
-        return draw(st.sampled_from([1, 2, 3, *v.devices]))
+        return rnd.choice([1, 2, 3, *v.devices])
     if kind == "number":
-        return draw(st.sampled_from([0.0, 1.5, 22.54, 114.05]))
+        return rnd.choice([0.0, 1.5, 22.54, 114.05])
     if kind == "boolean":
-        return draw(st.booleans())
+        return rnd.random() < 0.5
     if kind == "null":
         return None
     if kind == "array":
         if depth > 2:
             return []
         item = schema.get("items", {})
-        return draw(st.lists(value_for(spec, name, item, v, depth + 1), max_size=2))
+        return [value_for(rnd, spec, name, item, v, depth + 1) for _ in range(rnd.randint(0, 2))]
     if kind == "object" or "properties" in schema:
         if depth > 2:
             return {}
-        return draw(body_for(spec, schema, v, depth + 1))
+        return body_for(rnd, spec, schema, v, depth + 1)
     if kind == "string":
         # no marker here: A may name its own objects so, and read them back
-        return draw(st.sampled_from(["fz-1", "telecom", "2026-01-01"]))
-    return draw(st.sampled_from([None, 1, "fz", v.devices[0]]))
+        return rnd.choice(["fz-1", "telecom", "2026-01-01"])
+    return rnd.choice([None, 1, "fz", v.devices[0]])
 
 
-@st.composite
 def body_for(
-    draw: st.DrawFn, spec: dict[str, Any], schema: dict[str, Any], v: Victim, depth: int = 0
+    rnd: Random, spec: dict[str, Any], schema: dict[str, Any], v: Victim, depth: int = 0
 ) -> Any:
     """A JSON body: the required properties and some of the others."""
     schema = resolve(spec, schema)
     props = schema.get("properties", {})
     if not props:
-        return {n: draw(st.sampled_from(v.devices)) for n in ("device_id",)}
+        return {"device_id": rnd.choice(v.devices)}
     required = set(schema.get("required", []))
     out = {}
     for name, sub in props.items():
-        if name in required or draw(st.booleans()):
-            out[name] = draw(value_for(spec, name, sub, v, depth))
+        if name in required or rnd.random() < 0.5:
+            out[name] = value_for(rnd, spec, name, sub, v, depth)
     return out
 
 
@@ -283,23 +298,22 @@ class Call:
     body: Any
 
 
-@st.composite
-def calls(draw: st.DrawFn, spec: dict[str, Any], v: Victim) -> list[Call]:
+def calls(rnd: Random, spec: dict[str, Any], v: Victim) -> list[Call]:
     """One call of every operation of the document."""
     out = []
     for path, item in spec["paths"].items():
         for method, op in item.items():
             filled, query = path, {}
             for prm in op.get("parameters", []):
-                value = draw(value_for(spec, prm["name"], prm.get("schema", {}), v, 0))
+                value = value_for(rnd, spec, prm["name"], prm.get("schema", {}), v, 0)
                 if prm["in"] == "path":
                     filled = filled.replace("{" + prm["name"] + "}", str(value))
-                elif prm["in"] == "query" and (prm.get("required") or draw(st.booleans())):
+                elif prm["in"] == "query" and (prm.get("required") or rnd.random() < 0.5):
                     query[prm["name"]] = value
             body = None
             content = op.get("requestBody", {}).get("content", {})
             if "application/json" in content:
-                body = draw(body_for(spec, content["application/json"].get("schema", {}), v))
+                body = body_for(rnd, spec, content["application/json"].get("schema", {}), v)
             filled = re.sub(r"\{[^}]+\}", "b-secret", filled)  # a parameter of no known kind
             out.append(Call(method.upper(), filled, query, body))
     return out
@@ -312,11 +326,7 @@ def spec(platform: Platform) -> dict[str, Any]:
 
 
 @settings(
-    # one example by default: an example calls every operation (hundreds of draws), and a
-    # second one in the same run has been seen to trip Hypothesis's consistency check of its
-    # choice tree (FlakyStrategyDefinition) since the lighting routes were added; `make fuzz`
-    # runs more
-    max_examples=max(1, int(os.environ.get("FUZZ_EXAMPLES", "60")) // 60),
+    max_examples=max(1, int(os.environ.get("FUZZ_EXAMPLES", "60")) // 30),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     # the store is not reset between examples: a shrunk example would meet another state
@@ -324,9 +334,15 @@ def spec(platform: Platform) -> dict[str, Any]:
     database=None,
     print_blob=False,
 )
-@given(data=st.data())
+# An example calls every operation: thousands of values, drawn from one seed. Drawn one by one
+# from Hypothesis they outgrew its choice budget, and a second example meeting that limit at
+# another place tripped its consistency check (FlakyStrategyDefinition). A failure prints the
+# seed, which reproduces it.
+@given(rnd=st.randoms(use_true_random=True))
+# the failing example is replayed with its fixtures printed: the OpenAPI document is ~450 kB
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
 async def test_no_route_reads_or_changes_another_tenants_objects(
-    data: st.DataObject,
+    rnd: Random,
     platform: Platform,
     client: httpx.AsyncClient,
     city: City,
@@ -335,7 +351,7 @@ async def test_no_route_reads_or_changes_another_tenants_objects(
 ) -> None:
     before = snapshot(platform, victim)
     auth = city.auth("lighting")
-    tried = data.draw(calls(spec, victim))
+    tried = calls(rnd, spec, victim)
     assert len(tried) == sum(len(item) for item in spec["paths"].values())
     for call in tried:
         r = await client.request(
@@ -348,7 +364,8 @@ async def test_no_route_reads_or_changes_another_tenants_objects(
         )
         asked = f"{call.path} {call.query} {call.body}"
         assert not leaks(r.text, asked, victim), (call, r.status_code, r.text[:500])
-    assert snapshot(platform, victim) == before
+    changed = changes(before, snapshot(platform, victim))
+    assert not changed, changed
 
 
 async def test_no_gateway_topic_reaches_another_tenants_devices(
@@ -373,4 +390,5 @@ async def test_no_gateway_topic_reaches_another_tenants_devices(
                 assert refused == RC_NOT_AUTHORIZED or topic.endswith("disconnect"), topic
     finally:
         await gw.close()
-    assert snapshot(platform, victim) == before
+    changed = changes(before, snapshot(platform, victim))
+    assert not changed, changed

@@ -16,6 +16,7 @@ from fixtures_api import City, make_device, make_pole
 from helpers import TILT_RULE, add_rule, alarms_of, send, settle
 from smartpole.app import Platform
 from smartpole.config import Settings
+from smartpole.hub.rules.tables import rule_state
 from smartpole.hub.webhooks.store import SIGNATURE_HEADER, sign
 from smartpole.model.types import Role
 from smartpole.registry.access import Principal
@@ -252,3 +253,70 @@ async def test_webhook_is_signed_retried_and_its_attempts_are_visible(
     assert hook.secret not in listing.text
     r = await client.get(f"/api/webhooks/{hook_id}/deliveries", headers=city.auth("telecom"))
     assert r.status_code == 404
+
+
+async def test_a_rule_added_while_its_condition_holds_raises_at_once(
+    platform: Platform, client: httpx.AsyncClient, city: City
+) -> None:
+    pole = await make_pole(client, city, "NEW-1")
+    tilt = await make_device(client, city, "lighting", "tilt", pole)
+    await add_rule(client, city, "city", {**TILT_RULE, "name": "unrelated"})  # keys kept: tilt
+    await send(client, tilt["token"], T0, tilt=9.0)
+    await settle(platform)
+    rule = {
+        "name": "tilt-hard",
+        "condition": {"key": "tilt", "op": ">", "value": 8},
+        "actions": [{"alarm": {"type": "tilt_hard", "severity": "critical"}}],
+    }
+    await add_rule(client, city, "city", rule)  # no reading since: the pole leans already
+    await platform.hub.settle()
+    alarms = {a["type"]: a for a in await alarms_of(client, city, "lighting")}
+    assert alarms["tilt_hard"]["first_ts"] == T0  # as of the reading that shows it
+    assert alarms["tilt_hard"]["details"]["values"] == {"tilt": 9.0}
+
+
+async def test_a_new_combination_rule_sees_a_key_no_rule_read_before(
+    platform: Platform, client: httpx.AsyncClient, city: City
+) -> None:
+    await add_rule(client, city, "city", TILT_RULE)  # the only rule: only tilt is kept
+    pole = await make_pole(client, city, "NEW-2")
+    sensor = await make_device(client, city, "lighting", "tilt", pole)
+    await send(client, sensor["token"], T0, tilt=1.0, water_level=30)
+    await settle(platform)
+    rule = {
+        "name": "flood-tilt",
+        "condition": {
+            "all": [
+                {"key": "water_level", "op": ">=", "value": 20},
+                {"key": "tilt", "op": ">", "value": 3},
+            ]
+        },
+        "actions": [{"alarm": {"type": "flood_tilt", "severity": "critical"}}],
+    }
+    await add_rule(client, city, "city", rule)
+    await send(client, sensor["token"], T0 + MIN, tilt=4.0)  # water_level stands at 30
+    await settle(platform)
+    types = {a["type"] for a in await alarms_of(client, city, "lighting")}
+    assert "flood_tilt" in types
+
+
+async def test_a_rule_deleted_before_the_state_is_written_loses_no_other_state(
+    platform: Platform, client: httpx.AsyncClient, city: City
+) -> None:
+    timed = {
+        "condition": {"key": "water_level", "op": ">=", "value": 15, "for": "5m"},
+        "actions": [{"alarm": {"type": "flood", "severity": "critical"}}],
+    }
+    kept = await add_rule(client, city, "city", {**timed, "name": "kept"})
+    doomed = await add_rule(client, city, "city", {**timed, "name": "doomed"})
+    flood = await make_device(client, city, "lighting", "flood", await make_pole(client, city, "D"))
+    await send(client, flood["token"], T0, water_level=20)
+    await settle(platform)
+    # Deleted in the store as by another node, before this one reloads and writes its state.
+    hub = platform.hub
+    await asyncio.to_thread(hub.rules.delete, city_principal(platform, city), doomed)
+    hub._flush_state()
+    with platform.db.engine.connect() as conn:
+        rows = conn.execute(rule_state.select()).all()
+    assert {(r.rule_id, r.device_id) for r in rows} == {(kept, flood["id"])}
+    assert orjson.loads(rows[0].state)["active"] is False

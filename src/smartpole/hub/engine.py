@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from smartpole.hub.actions import Actor, Commander, LampHolder, Transition
 from smartpole.hub.alarms.outages import PoleOutages
@@ -412,6 +413,7 @@ class Hub:
         await self._refresh_directory()  # a rule may name a tenant or pole created just now
         d = self.directory
         compiled: dict[int, Rule] = {}
+        fresh: list[int] = []  # rules new or changed: checked against the values there are
         for row in rows:
             if not row.enabled:
                 continue
@@ -430,14 +432,41 @@ class Hub:
                 continue
             if self._updated.get(row.id, row.updated) != row.updated:
                 self._forget(row.id, keep_active=True)
+                fresh.append(row.id)
+            elif row.id not in self._rules:
+                fresh.append(row.id)
             self._updated[row.id] = row.updated
         for gone in set(self._rules) - set(compiled):
             self._forget(gone, keep_active=False)
+        needed = frozenset(k for rule in compiled.values() for k in rule.keys)
+        added, self._needed = needed - self._needed, needed
         self._rules = compiled
-        self._needed = frozenset(k for rule in compiled.values() for k in rule.keys)
         self._scopes = ScopeIndex(compiled.values(), d)
         self._version = version
         self.actor.directory = d
+        if self.started:  # at start, the rules carry on from their stored state instead
+            if added:  # values kept until now only for the keys the old rules read
+                await asyncio.to_thread(self._warm_values, added)
+            self._check_fresh([compiled[i] for i in fresh if i in compiled])
+
+    def _check_fresh(self, fresh: list[Rule]) -> None:
+        """Check new and changed rules on every device's latest values, as of the latest of the
+        keys each reads: a rule added while its condition holds raises now, not at the next
+        reading of its key."""
+        if not fresh:
+            return
+        ids = {rule.id for rule in fresh}
+        devices = self.directory.devices
+        for device_id, latest in list(self._values.items()):
+            info = devices.get(device_id)
+            if info is None or not latest:
+                continue
+            for rule in self._woken(self._scopes.rules_of(info), set(latest)):
+                if rule.id not in ids:
+                    continue
+                times = [latest[k][0] for k in rule.keys if k in latest]
+                if times:
+                    self._check(rule, info, self._context(info, max(times)))
 
     def _forget(self, rule_id: int, *, keep_active: bool) -> None:
         for key in [k for k in self._state if k[0] == rule_id]:
@@ -463,10 +492,11 @@ class Hub:
             )
             return {(r, d): orjson.loads(s) for r, d, s in rows if r in self._rules}
 
-    def _warm_values(self) -> None:
-        """Read the latest values of the keys rules use, once at start, so that durations and
-        combinations carry on after a restart instead of waiting for every key again."""
-        keys = sorted(k for k in self._needed if k != ANY_KEY)
+    def _warm_values(self, wanted: Iterable[str] | None = None) -> None:
+        """Read the latest values of the keys rules use (or of ``wanted``): at start, so that
+        durations and combinations carry on after a restart instead of waiting for every key
+        again, and for the keys new rules read."""
+        keys = sorted(k for k in (self._needed if wanted is None else wanted) if k != ANY_KEY)
         if self.series is None or not keys:
             return
         ids = sorted(self.directory.devices)
@@ -475,6 +505,9 @@ class Hub:
                 self._values[device_id].update(values)
 
     def _flush_state(self) -> None:
+        """Write the changed rule states. States that could not be written stay to write at
+        the next flush; one of a rule deleted meanwhile (by another node, or before this node
+        reloaded) is dropped without taking the others with it."""
         dirty, self._dirty = self._dirty, set()
         rows = [
             {"rule_id": r, "device_id": d, "state": orjson.dumps(s).decode(), "updated": now_ms()}
@@ -488,9 +521,26 @@ class Hub:
             index_elements=["rule_id", "device_id"],
             set_={"state": stmt.excluded.state, "updated": stmt.excluded.updated},
         )
-        with self.engine.begin() as conn:
-            for i in range(0, len(rows), 500):
-                conn.execute(stmt, rows[i : i + 500])
+        try:
+            with self.engine.begin() as conn:
+                for i in range(0, len(rows), 500):
+                    conn.execute(stmt, rows[i : i + 500])
+        except IntegrityError:  # a rule gone: the others one by one
+            self._write_each(stmt, rows)
+        except Exception:
+            self._dirty |= dirty  # written at the next flush
+            raise
+
+    def _write_each(self, stmt: Any, rows: list[dict[str, Any]]) -> None:
+        for n, row in enumerate(rows):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(stmt, row)
+            except IntegrityError:
+                log.info("state of deleted rule %s is dropped", row["rule_id"])
+            except Exception:
+                self._dirty |= {(int(r["rule_id"]), int(r["device_id"])) for r in rows[n:]}
+                raise
 
     def active_rules(self) -> int:
         """How many enabled rules are being evaluated."""

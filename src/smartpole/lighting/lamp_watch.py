@@ -191,14 +191,19 @@ class LampWatch:
 
     def process(self, readings: Sequence[Reading]) -> list[tuple[DiagnosisEvent, LampFacts]]:
         """Diagnose a batch (blocking): each lamp's reports in time order."""
+        lamps: dict[int, LampFacts | None] = {}  # meters and sensors share the lamps' keys
         reports: dict[tuple[int, int], dict[str, Value]] = {}
         for r in readings:
-            reports.setdefault((r.device_id, r.ts), {})[r.key] = r.value
+            device_id = r.device_id
+            if device_id not in lamps:
+                lamps[device_id] = self.lamp_facts(None, device_id)
+            if lamps[device_id] is not None:
+                reports.setdefault((device_id, r.ts), {})[r.key] = r.value
         self._resume({device_id for device_id, _ in reports} - self._resumed)
         out: list[tuple[DiagnosisEvent, LampFacts]] = []
         for (device_id, ts), values in sorted(reports.items()):
-            facts = self.lamp_facts(None, device_id)
-            if facts is None:
+            facts = lamps[device_id]
+            if facts is None:  # (not reached: only lamps have reports)
                 continue
             level = None if self.commanded is None else self.commanded(device_id, ts)
             out.extend((e, facts) for e in self.diagnostics.observe(facts, ts, values, level))

@@ -43,6 +43,7 @@ from smartpole.hub.worker import (
     DirectoryUpdate,
     HubWorker,
     Message,
+    Part,
     Reply,
     Seed,
     Tick,
@@ -65,6 +66,8 @@ __all__ = ["Hub"]
 log = logging.getLogger(__name__)
 DIRECTORY_REFRESH_S = 30.0
 QUEUE_BATCHES = 64  # committed batches waiting for evaluation before ingest waits
+WORKER_BATCHES = 16  # queued batches sent to a worker in one message at most
+Queued = tuple[list[Reading], dict[int, int]]  # a committed batch's readings, devices heard
 
 
 class Hub:
@@ -128,9 +131,7 @@ class Hub:
             )
         # Bounded: when evaluation falls behind, the pipeline's writer waits here, so the
         # back-pressure reaches the devices instead of memory growing or readings going unseen.
-        self._queue: asyncio.Queue[tuple[list[Reading], dict[int, int]]] = asyncio.Queue(
-            QUEUE_BATCHES
-        )
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue(QUEUE_BATCHES)
         self._task: asyncio.Task[None] | None = None
         self._queued_at: deque[float] = deque()  # when each queued batch arrived, in order
         self._loaded_at = 0.0
@@ -208,29 +209,39 @@ class Hub:
                 raise
 
     async def _run(self) -> None:
+        queue = self._queue
         while True:
-            readings, seen = await self._queue.get()
+            batches = [await queue.get()]
+            if self._worker is not None:  # what queued while the worker was busy goes at once
+                while len(batches) < WORKER_BATCHES and not queue.empty():
+                    batches.append(queue.get_nowait())
             try:
-                unknown = await self._evaluate(readings, seen)
+                unknown = await self._evaluate(batches)
                 # A new device is looked up once; a deleted one does not reload every batch.
                 if unknown - self._looked_up:
                     self._looked_up |= unknown
                     await self._refresh_directory()
-                    await self._evaluate([r for r in readings if r.device_id in unknown], {})
+                    again = [r for rs, _ in batches for r in rs if r.device_id in unknown]
+                    await self._evaluate([(again, {})])
             except Exception:
                 log.exception("hub evaluation failed")
             finally:
-                self.metrics.hub_delay.observe(time.monotonic() - self._queued_at.popleft())
-                self._queue.task_done()
+                done = time.monotonic()
+                for _ in batches:
+                    self.metrics.hub_delay.observe(done - self._queued_at.popleft())
+                    queue.task_done()
 
-    async def _evaluate(self, readings: list[Reading], seen: dict[int, int]) -> set[int]:
-        """Evaluate a batch here or in the worker, act on what changed; return the devices
+    async def _evaluate(self, batches: list[Queued]) -> set[int]:
+        """Evaluate batches here or in the worker, act on what changed; return the devices
         the directory does not know (yet)."""
         if self._worker is None:
-            outcome = self._evaluator.evaluate(readings, seen)
-            self._act(outcome)
-            return outcome.unknown
-        reply = await self._worker.call(Batch(readings, seen))
+            unknown: set[int] = set()
+            for readings, seen in batches:
+                outcome = self._evaluator.evaluate(readings, seen)
+                self._act(outcome)
+                unknown |= outcome.unknown
+            return unknown
+        reply = await self._worker.call(Batch([Part.of(rs, seen) for rs, seen in batches]))
         return reply.unknown if isinstance(reply, Outcome) else set()
 
     def _act(self, outcome: Outcome) -> None:
@@ -247,7 +258,8 @@ class Hub:
         """The worker's answer applied to the authoritative copy, then acted on (called before
         another message can be sent, so a restarted worker is seeded with it)."""
         if isinstance(message, Batch):
-            self._evaluator.remember(message.readings, message.seen)
+            for part in message.parts:
+                self._evaluator.remember(part.readings(), part.seen)
         if isinstance(reply, Outcome):
             self._evaluator.apply(reply)
             self._act(reply)

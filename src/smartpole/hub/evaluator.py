@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -26,14 +26,37 @@ from smartpole.hub.rules.model import Rule
 from smartpole.hub.rules.parser import compile_rule
 from smartpole.hub.scopes import ScopeIndex
 from smartpole.model.rules import StoredRule
-from smartpole.model.types import Reading, Value
+from smartpole.model.types import Value
 
-__all__ = ["Change", "Evaluator", "Latest", "Outcome", "RuleKey", "State", "compile_rules"]
+__all__ = [
+    "Change",
+    "Evaluator",
+    "Latest",
+    "Outcome",
+    "RuleKey",
+    "Sample",
+    "State",
+    "compile_rules",
+]
 
 log = logging.getLogger(__name__)
 Latest = dict[str, tuple[int, Value]]
 RuleKey = tuple[int, int]  # (rule id, device id)
 State = dict[str, Any]  # a rule's state for one device: {"active": bool, ...its nodes' own}
+
+
+class Sample(Protocol):
+    """A reading as evaluation sees it: a :class:`~smartpole.model.types.Reading`, or the
+    lighter tuple a worker rebuilds from a batch's columns."""
+
+    @property
+    def device_id(self) -> int: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def ts(self) -> int: ...
+    @property
+    def value(self) -> Value: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +79,15 @@ class Outcome:
     unknown: set[int] = field(default_factory=set)  # devices the directory does not know
     evaluated: int = 0  # rule checks made
 
+    def add(self, later: Outcome) -> None:
+        """Take a later evaluation's outcome into this one."""
+        self.changes += later.changes
+        self.states.update(later.states)
+        self.unknown |= later.unknown
+        self.evaluated += later.evaluated
 
-def _ts(r: Reading) -> int:
+
+def _ts(r: Sample) -> int:
     return r.ts
 
 
@@ -126,7 +156,7 @@ class Evaluator:
         self.values = defaultdict(dict, {d: dict(v) for d, v in values.items()})
         self.seen = dict(seen)
 
-    def remember(self, readings: list[Reading], seen: Mapping[int, int]) -> None:
+    def remember(self, readings: Iterable[Sample], seen: Mapping[int, int]) -> None:
         """Update latest values and last-heard times without evaluating (the hub's copy while
         a worker evaluates)."""
         self._take_seen(seen)
@@ -172,7 +202,7 @@ class Evaluator:
         return out
 
     # -- evaluation --------------------------------------------------------------------------
-    def evaluate(self, readings: list[Reading], seen: Mapping[int, int]) -> Outcome:
+    def evaluate(self, readings: Sequence[Sample], seen: Mapping[int, int]) -> Outcome:
         """Update latest values and check the rules the readings concern, reading by reading
         in timestamp order per device; ``unknown`` are the devices the directory does not
         know (yet).
@@ -185,7 +215,7 @@ class Evaluator:
         not hold now, then those rules are checked again against the latest values.
         """
         self._take_seen(seen)
-        by_device: dict[int, list[Reading]] = defaultdict(list)
+        by_device: dict[int, list[Sample]] = defaultdict(list)
         for r in readings:
             by_device[r.device_id].append(r)
         unknown = self._outcome.unknown
@@ -202,7 +232,7 @@ class Evaluator:
         return self._done()
 
     def _evaluate_device(
-        self, info: DeviceInfo, rs: list[Reading], mine: dict[str, list[Rule]]
+        self, info: DeviceInfo, rs: list[Sample], mine: dict[str, list[Rule]]
     ) -> None:
         """One device's readings, already in timestamp order, step by step."""
         latest = self.values[info.id]
@@ -211,7 +241,7 @@ class Evaluator:
         while i < n:
             ts = rs[i].ts
             keys: set[str] = set()
-            late: list[Reading] = []
+            late: list[Sample] = []
             while i < n and rs[i].ts == ts:
                 r = rs[i]
                 old = latest.get(r.key)
@@ -230,7 +260,7 @@ class Evaluator:
                     for rule in woken:
                         self._check(rule, info, ctx)
 
-    def _replay(self, info: DeviceInfo, late: list[Reading], mine: dict[str, list[Rule]]) -> None:
+    def _replay(self, info: DeviceInfo, late: list[Sample], mine: dict[str, list[Rule]]) -> None:
         """Check the stateless rules that late readings wake and that do not hold now, as of the
         readings' time, then again on the latest values (a press reported after its release
         still raises, then clears).

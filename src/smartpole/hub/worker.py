@@ -23,13 +23,13 @@ import pickle
 import struct
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import IO, Any
+from dataclasses import dataclass
+from typing import IO, Any, NamedTuple
 
 from smartpole.hub.directory import Directory
 from smartpole.hub.evaluator import Evaluator, Latest, Outcome, RuleKey, State, compile_rules
 from smartpole.model.rules import StoredRule
-from smartpole.model.types import Reading
+from smartpole.model.types import Reading, Value
 
 __all__ = [
     "Batch",
@@ -37,6 +37,7 @@ __all__ = [
     "Failure",
     "HubWorker",
     "Message",
+    "Part",
     "Reply",
     "Seed",
     "Tick",
@@ -68,12 +69,48 @@ class DirectoryUpdate:
     directory: Directory
 
 
+class Sent(NamedTuple):
+    """A reading rebuilt from a :class:`Part`'s columns (a tuple: no check, no copy)."""
+
+    device_id: int
+    key: str
+    ts: int
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One committed batch's readings that rules read, as columns (lists of plain values
+    pickle some twenty times faster than reading objects), and when its devices were heard."""
+
+    device_ids: list[int]
+    keys: list[str]
+    ts: list[int]
+    values: list[Value]
+    seen: dict[int, int]
+
+    @classmethod
+    def of(cls, readings: list[Reading], seen: dict[int, int]) -> Part:
+        """The columns of these readings."""
+        return cls(
+            [r.device_id for r in readings],
+            [r.key for r in readings],
+            [r.ts for r in readings],
+            [r.value for r in readings],
+            seen,
+        )
+
+    def readings(self) -> list[Sent]:
+        """The readings again, in their order."""
+        return list(map(Sent, self.device_ids, self.keys, self.ts, self.values))
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """A committed batch's readings that rules read, and when its devices were heard."""
+    """Committed batches, evaluated one after the other (those queued while the worker was
+    busy travel together)."""
 
-    readings: list[Reading]
-    seen: dict[int, int] = field(default_factory=dict)
+    parts: list[Part]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +175,10 @@ def answer(evaluator: Evaluator | None, message: Message) -> tuple[Evaluator | N
         evaluator.set_directory(message.directory)
         return evaluator, None
     if isinstance(message, Batch):
-        return evaluator, evaluator.evaluate(message.readings, message.seen)
+        outcome = Outcome()
+        for part in message.parts:
+            outcome.add(evaluator.evaluate(part.readings(), part.seen))
+        return evaluator, outcome
     return evaluator, evaluator.check_timed(message.now)
 
 

@@ -11,6 +11,10 @@ happened); a rule that starts or stops holding becomes a
 A timer evaluates the rules that time alone can change (``for``, missing data, time windows),
 writes changed rule state (so durations survive a restart) and picks up rules changed by
 another process.
+
+The evaluation itself is :class:`~smartpole.hub.evaluator.Evaluator`'s, run in the hub's task,
+or with ``workers=1`` in a worker process (``hub/worker.py``) while the hub keeps the
+authoritative copy of rule states and latest values and does all the I/O.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 _HEADER = struct.Struct(">I")
 RESTART_BACKOFF_S = 0.5  # the wait before starting a worker again after one died seeding
+DEATHS_PER_MESSAGE = 3  # workers that may die on one message before it is given up
 
 
 @dataclass(slots=True)
@@ -270,6 +271,8 @@ class HubWorker:
                 failures += 1
                 log.warning("hub worker %s died (%s): restarting", self._pid(), err)
                 await self._end()
+                if failures >= DEATHS_PER_MESSAGE:  # it is this message that kills them
+                    raise RuntimeError(f"hub worker died {failures} times on one message") from err
                 continue
             if isinstance(reply, Failure):
                 failures += 1

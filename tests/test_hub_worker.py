@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import httpx
 import pytest
 
 from fixtures_api import City, make_device, make_pole
-from helpers import TILT_RULE, add_rule, alarms_of, send, settle
+from helpers import EXE, TILT_RULE, add_rule, alarms_of, free_port, send, settle
 from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.model.types import Role
@@ -153,3 +155,41 @@ async def test_a_duration_counts_on_across_a_worker_kill(
     [alarm] = await alarms_of(client, city, "telecom")
     assert (alarm["type"], alarm["first_ts"]) == ("air_quality", T0 + 10 * MIN)
     assert (await worker_of(client))["restarts"] == 1
+
+
+def test_serve_with_two_workers_starts_the_rules_worker_and_ends_it(tmp_path: Path) -> None:
+    port = free_port()
+    args = ["serve", "--http-port", str(port), "--mqtt-port", "0", "--workers", "2"]
+    proc = subprocess.Popen(
+        [str(EXE), *args, "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        health = None
+        for _ in range(150):
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert health is not None, "the server did not start"
+        worker = health["hub"]["worker"]
+        assert (worker["alive"], worker["restarts"]) == (True, 0)
+        with open(f"/proc/{worker['pid']}/stat", encoding="ascii") as f:
+            parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        assert parent == proc.pid  # the server's own child
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    for _ in range(50):  # the worker ends with the server (its stdin closes)
+        if not os.path.exists(f"/proc/{worker['pid']}") or _zombie(worker["pid"]):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"worker {worker['pid']} outlived the server")
+
+
+def _zombie(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "Z"

@@ -239,10 +239,11 @@ class HubWorker:
         return WorkerStatus(None if proc is None else proc.pid, alive, self.restarts)
 
     async def start(self) -> None:
-        """Start the process and seed it."""
+        """Start the process and seed it; a worker that cannot start (three tries) is an
+        error here, where the platform starts, rather than a hub that waits for ever."""
         async with self._lock:
+            await self._spawn(attempts=3)
             self._running = True
-            await self._spawn()
 
     async def stop(self) -> None:
         """Close its input and wait for it to end (kill it if it does not)."""
@@ -294,9 +295,11 @@ class HubWorker:
             await asyncio.sleep(RESTART_BACKOFF_S * min(failures, 10))
         await self._spawn()
 
-    async def _spawn(self) -> None:
-        """A new process, seeded; retried until one takes the seed."""
+    async def _spawn(self, attempts: int | None = None) -> None:
+        """A new process, seeded; retried until one takes the seed (or ``attempts`` tried)."""
+        tried = 0
         while True:
+            tried += 1
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -312,6 +315,8 @@ class HubWorker:
                 return
             log.warning("hub worker could not be seeded (%s): starting another", reply)
             await self._end()
+            if attempts is not None and tried >= attempts:
+                raise RuntimeError(f"the hub worker could not start: {reply}")
             await asyncio.sleep(RESTART_BACKOFF_S)
 
     async def _exchange(self, message: Message) -> Reply:

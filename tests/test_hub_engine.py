@@ -30,8 +30,16 @@ MIN = 60_000
 async def platform(
     database: Database, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Platform]:
-    """A started platform evaluating its rules in-process, or in a worker process (#16)."""
-    settings = Settings(data_dir=tmp_path, batch_age_ms=2, mqtt_port=0, hub_workers=request.param)
+    """A started platform evaluating its rules in-process, or in a worker process (#16); its
+    timer runs only when a test calls ``hub.tick`` (on the wall clock, past T0, it would
+    complete the durations the tests count from T0)."""
+    settings = Settings(
+        data_dir=tmp_path,
+        batch_age_ms=2,
+        mqtt_port=0,
+        hub_workers=request.param,
+        hub_tick_ms=3_600_000,
+    )
     p = Platform(settings, db=database)
     await p.start()
     try:

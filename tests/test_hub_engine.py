@@ -6,6 +6,7 @@ import asyncio
 import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +25,28 @@ from smartpole.store import Database
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 MIN = 60_000
+
+
+@pytest.fixture(params=[0, 1], ids=["in-process", "worker"])
+async def platform(
+    database: Database, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Platform]:
+    """A started platform evaluating its rules in-process, or in a worker process (#16); its
+    timer runs only when a test calls ``hub.tick`` (on the wall clock, past T0, it would
+    complete the durations the tests count from T0)."""
+    settings = Settings(
+        data_dir=tmp_path,
+        batch_age_ms=2,
+        mqtt_port=0,
+        hub_workers=request.param,
+        hub_tick_ms=3_600_000,
+    )
+    p = Platform(settings, db=database)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
 
 
 async def test_threshold_raises_counts_and_clears_an_alarm(

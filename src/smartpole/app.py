@@ -143,6 +143,7 @@ class Platform:
             metrics=self.metrics,
             alarm_listeners=[self.pole_states.on_alarm, self.live.on_alarm],
             lamps=self.lighting_runtime,
+            workers=settings.hub_workers,
         )
         self.work_orders = self.hub.work_orders
         detector = Detector(

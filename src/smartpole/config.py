@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     hub_tick_ms: int = Field(
         1000, ge=50, description="How often the hub checks durations, missing data and windows."
     )
+    hub_workers: int = Field(
+        0,
+        ge=0,
+        le=1,
+        description="Processes evaluating the rules beside the one that ingests (0: in that"
+        " process; 1: a worker process, so ingest and rules use two cores).",
+    )
     hub_timezone: str = Field(
         "Asia/Shanghai",
         description="IANA time zone of rule time windows (clock times), and of tenants that"

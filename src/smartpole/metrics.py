@@ -114,6 +114,11 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.hub_worker_restarts = Counter(
+            "smartpole_hub_worker_restarts",
+            "Times the hub's rule-evaluation worker process was started again after it died.",
+            registry=r,
+        )
         self.tenant_readings = Counter(
             "smartpole_tenant_readings_accepted",
             "Readings committed (duplicates included), by the device's owner tenant.",

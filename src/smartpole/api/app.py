@@ -167,6 +167,16 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
         pipeline, the rules and the anomaly detector are doing."""
         outage = await run_in_threadpool(health.unready)
         revision = None if outage is not None else await run_in_threadpool(database.revision)
+        hub_body: dict[str, Any] = {"queued": hub.queued}
+        worker = hub.worker_status()
+        if worker is not None:  # rules evaluated in a process of their own
+            hub_body["worker"] = {
+                "pid": worker.pid,
+                "alive": worker.alive,
+                "restarts": worker.restarts,
+                "queued": hub.queued,
+                "lag": round(hub.lag, 3),
+            }
         body = {
             "status": "ok" if outage is None else "unavailable",
             "version": __version__,
@@ -178,7 +188,7 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
                 "batches": pipeline.batches,
             },
             # batches committed but not yet evaluated by the rules / scored by the detector
-            "hub": {"queued": hub.queued},
+            "hub": hub_body,
             "anomaly": {
                 "enabled": settings.anomaly_enabled,
                 "queued": anomaly.queued,

@@ -35,6 +35,18 @@ Broker = Annotated[
 ]
 
 
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Processes to use: 1 ingests and evaluates rules in one; 2 or more evaluate the"
+        " rules in a worker process of their own (SMARTPOLE_HUB_WORKERS=1).",
+        show_default=False,
+    ),
+]
+
+
 def run_server(platform: Platform) -> None:
     """Serve the platform with uvicorn until Ctrl-C (SIGINT) or SIGTERM."""
     import socket
@@ -71,11 +83,19 @@ def serve(
     http_port: HttpPort = None,
     mqtt_port: MqttPort = None,
     broker: Broker = None,
+    workers: Workers = None,
 ) -> None:
     """Run the platform: REST API, device HTTP and MQTT APIs, ingest pipeline."""
     if broker and mqtt_port is None:
         mqtt_port = -1  # devices use the broker; the built-in endpoint would compete for 1883
-    given = {"host": host, "http_port": http_port, "mqtt_port": mqtt_port, "broker": broker}
+    given: dict[str, object] = {
+        "host": host,
+        "http_port": http_port,
+        "mqtt_port": mqtt_port,
+        "broker": broker,
+    }
+    if workers is not None:
+        given["hub_workers"] = 1 if workers >= 2 else 0
     ensure_free(settings(data_dir, db, **given))
     try:
         p = open_platform(data_dir, db, **given)

@@ -11,6 +11,10 @@ happened); a rule that starts or stops holding becomes a
 A timer evaluates the rules that time alone can change (``for``, missing data, time windows),
 writes changed rule state (so durations survive a restart) and picks up rules changed by
 another process.
+
+The evaluation itself is :class:`~smartpole.hub.evaluator.Evaluator`'s, run in the hub's task,
+or with ``workers=1`` in a worker process (``hub/worker.py``) while the hub keeps the
+authoritative copy of rule states and latest values and does all the I/O.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import asyncio
 import logging
 import time
 import zoneinfo
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -31,20 +35,33 @@ from smartpole.hub.actions import Actor, Commander, LampHolder, Transition
 from smartpole.hub.alarms.outages import PoleOutages
 from smartpole.hub.alarms.store import Alarms, ChangeListener
 from smartpole.hub.alarms.stream import AlarmStream
-from smartpole.hub.directory import DeviceInfo, Directory
-from smartpole.hub.rules.conditions import ANY_KEY, Context, waits
+from smartpole.hub.directory import Directory
+from smartpole.hub.evaluator import Evaluator, Outcome, RuleKey, State, compile_rules
+from smartpole.hub.rules.conditions import ANY_KEY
 from smartpole.hub.rules.model import Rule
 from smartpole.hub.rules.parser import compile_rule
 from smartpole.hub.rules.store import RuleStore
 from smartpole.hub.rules.tables import rule_state
-from smartpole.hub.scopes import ScopeIndex
 from smartpole.hub.webhooks.store import Webhooks
+from smartpole.hub.worker import (
+    Batch,
+    CheckRules,
+    DirectoryUpdate,
+    HubWorker,
+    Message,
+    Part,
+    Reply,
+    Seed,
+    Tick,
+    WorkerStatus,
+)
 from smartpole.hub.workorders.store import WorkOrders
 from smartpole.metrics import Metrics
 from smartpole.model.alarms import AlarmChange
 from smartpole.model.clock import now_ms
 from smartpole.model.lifecycle import Severity
-from smartpole.model.types import Reading, Value
+from smartpole.model.rules import StoredRule
+from smartpole.model.types import Reading
 from smartpole.model.writes import WriteBatch
 from smartpole.store.database import upsert
 from smartpole.store.schema import poles, tenants
@@ -55,11 +72,8 @@ __all__ = ["Hub"]
 log = logging.getLogger(__name__)
 DIRECTORY_REFRESH_S = 30.0
 QUEUE_BATCHES = 64  # committed batches waiting for evaluation before ingest waits
-Latest = dict[str, tuple[int, Value]]
-
-
-def _ts(r: Reading) -> int:
-    return r.ts
+WORKER_BATCHES = 16  # queued batches sent to a worker in one message at most
+Queued = tuple[list[Reading], dict[int, int]]  # a committed batch's readings, devices heard
 
 
 class Hub:
@@ -82,6 +96,7 @@ class Hub:
         metrics: Metrics | None = None,
         alarm_listeners: Iterable[ChangeListener] = (),
         lamps: LampHolder | None = None,
+        workers: int = 0,
     ) -> None:
         self.engine = engine
         self.metrics = metrics if metrics is not None else Metrics()
@@ -106,22 +121,23 @@ class Hub:
         self.evaluated = 0  # rule evaluations, for the benchmark and the status page
         self.started = 0  # when start() was done (ms): offline durations count from then at most
         self._rules: dict[int, Rule] = {}
+        self._rows: list[StoredRule] = []  # the rules as stored, as last loaded (for a worker)
         self._updated: dict[int, int] = {}
         self._needed: frozenset[str] = frozenset()
         self._version: tuple[int, int, int] | None = None
-        self._values: dict[int, Latest] = defaultdict(dict)
-        self._seen: dict[int, int] = {}
-        self._state: dict[tuple[int, int], dict[str, Any]] = {}
-        self._dirty: set[tuple[int, int]] = set()
-        # (rule, device) pairs of timed rules that time alone may change now (a ``for``
-        # counting, a ``hold`` running out): the timer checks only these, and clocked rules
-        self._waiting: set[tuple[int, int]] = set()
-        self._scopes = ScopeIndex((), self.directory)
+        # Rules, scopes, latest values, rule states: evaluated here, or only kept here (the
+        # authoritative copy) while a worker process evaluates.
+        self._evaluator = Evaluator(timezone)
+        self._timezone = timezone
+        self._dirty: set[RuleKey] = set()  # rule states to write
+        self._worker: HubWorker | None = None
+        if workers > 0:
+            self._worker = HubWorker(
+                self._seed, self._take_reply, self.metrics.hub_worker_restarts.inc
+            )
         # Bounded: when evaluation falls behind, the pipeline's writer waits here, so the
         # back-pressure reaches the devices instead of memory growing or readings going unseen.
-        self._queue: asyncio.Queue[tuple[list[Reading], dict[int, int]]] = asyncio.Queue(
-            QUEUE_BATCHES
-        )
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue(QUEUE_BATCHES)
         self._task: asyncio.Task[None] | None = None
         self._queued_at: deque[float] = deque()  # when each queued batch arrived, in order
         self._loaded_at = 0.0
@@ -140,18 +156,14 @@ class Hub:
     async def start(self) -> None:
         """Load the registry, rules and rule state; start evaluation, actions and webhooks."""
         await self.reload()
-        self._state = await asyncio.to_thread(self._load_state)
-        self._waiting = {
-            key
-            for key, state in self._state.items()
-            if (rule := self._rules.get(key[0])) is not None
-            and rule.timed
-            and waits(rule.condition, state)
-        }
+        self._evaluator.seed_states(await asyncio.to_thread(self._load_state))
         await asyncio.to_thread(self._warm_values)
         await self.webhooks.start()
         await self.actor.start()
         self.started = now_ms()  # ready: the devices' sessions can only begin after this
+        self._evaluator.started = self.started
+        if self._worker is not None:
+            await self._worker.start()
         self._task = asyncio.create_task(self._run(), name="hub-evaluation")
 
     async def stop(self) -> None:
@@ -165,6 +177,8 @@ class Hub:
         await self.actor.stop()
         await self.webhooks.stop()
         await asyncio.to_thread(self._flush_state)
+        if self._worker is not None:
+            await self._worker.stop()
 
     async def settle(self) -> None:
         """Wait until every queued batch is evaluated and acted on (tests, benchmarks)."""
@@ -201,162 +215,77 @@ class Hub:
                 raise
 
     async def _run(self) -> None:
+        queue = self._queue
         while True:
-            readings, seen = await self._queue.get()
+            batches = [await queue.get()]
+            if self._worker is not None:  # what queued while the worker was busy goes at once
+                while len(batches) < WORKER_BATCHES and not queue.empty():
+                    batches.append(queue.get_nowait())
             try:
-                unknown = self.evaluate(readings, seen)
+                unknown = await self._evaluate(batches)
                 # A new device is looked up once; a deleted one does not reload every batch.
                 if unknown - self._looked_up:
                     self._looked_up |= unknown
                     await self._refresh_directory()
-                    self.evaluate([r for r in readings if r.device_id in unknown], {})
+                    again = [r for rs, _ in batches for r in rs if r.device_id in unknown]
+                    await self._evaluate([(again, {})])
             except Exception:
                 log.exception("hub evaluation failed")
             finally:
-                self.metrics.hub_delay.observe(time.monotonic() - self._queued_at.popleft())
-                self._queue.task_done()
+                done = time.monotonic()
+                for _ in batches:
+                    self.metrics.hub_delay.observe(done - self._queued_at.popleft())
+                    queue.task_done()
 
-    # -- evaluation --------------------------------------------------------------------------
-    def evaluate(self, readings: list[Reading], seen: dict[int, int]) -> set[int]:
-        """Update latest values and check the rules the readings concern, reading by reading
-        in timestamp order per device; return the ids of devices the directory does not know
-        (yet).
+    async def _evaluate(self, batches: list[Queued]) -> set[int]:
+        """Evaluate batches here or in the worker, act on what changed; return the devices
+        the directory does not know (yet)."""
+        if self._worker is None:
+            unknown: set[int] = set()
+            for readings, seen in batches:
+                outcome = self._evaluator.evaluate(readings, seen)
+                self._act(outcome)
+                unknown |= outcome.unknown
+            return unknown
+        reply = await self._worker.call(Batch([Part.of(rs, seen) for rs, seen in batches]))
+        return reply.unknown if isinstance(reply, Outcome) else set()
 
-        Each distinct timestamp of a device is one step: its readings update the latest
-        values, then the rules woken by their keys are checked at that time. So a press that
-        a late batch carries between two releases is seen, and durations count from the
-        readings' own times. A reading older than the latest of its key (it arrived after a
-        newer one) is replayed over the latest values for the stateless rules it wakes that do
-        not hold now, then those rules are checked again against the latest values.
-        """
-        for device_id, ts in seen.items():
-            if ts > self._seen.get(device_id, 0):
-                self._seen[device_id] = ts
-        by_device: dict[int, list[Reading]] = defaultdict(list)
-        for r in readings:
-            by_device[r.device_id].append(r)
-        unknown = set()
-        devices = self.directory.devices
-        for device_id, rs in by_device.items():
-            info = devices.get(device_id)
-            if info is None:
-                unknown.add(device_id)
-                continue
-            mine = self._scopes.rules_of(info)
-            if len(rs) > 1:
-                rs.sort(key=_ts)  # stable: readings of one time keep their order
-            self._evaluate_device(info, rs, mine)
-        return unknown
+    def _act(self, outcome: Outcome) -> None:
+        """Hand the rules that started or stopped holding to the actor; note states to write."""
+        rules, devices = self._rules, self.directory.devices
+        for change in outcome.changes:
+            rule, info = rules.get(change.rule_id), devices.get(change.device_id)
+            if rule is not None and info is not None:
+                self.actor.put(Transition(rule, info, change.holds, change.now, change.values))
+        self._dirty.update(outcome.states)
+        self.evaluated += outcome.evaluated
 
-    def _evaluate_device(
-        self, info: DeviceInfo, rs: list[Reading], mine: dict[str, list[Rule]]
-    ) -> None:
-        """One device's readings, already in timestamp order, step by step."""
-        latest = self._values[info.id]
-        n = len(rs)
-        i = 0
-        while i < n:
-            ts = rs[i].ts
-            keys: set[str] = set()
-            late: list[Reading] = []
-            while i < n and rs[i].ts == ts:
-                r = rs[i]
-                old = latest.get(r.key)
-                if old is None or ts >= old[0]:
-                    latest[r.key] = (ts, r.value)
-                    keys.add(r.key)
-                else:
-                    late.append(r)
-                i += 1
-            if late:
-                self._replay(info, late, mine)
-            if keys:
-                woken = self._woken(mine, keys)
-                if woken:
-                    ctx = self._context(info, ts)
-                    for rule in woken:
-                        self._check(rule, info, ctx)
+    def _take_reply(self, message: Message, reply: Reply) -> None:
+        """The worker's answer applied to the authoritative copy, then acted on (called before
+        another message can be sent, so a restarted worker is seeded with it)."""
+        if isinstance(message, Batch):
+            for part in message.parts:
+                self._evaluator.remember(part.readings(), part.seen)
+        if isinstance(reply, Outcome):
+            self._evaluator.apply(reply)
+            self._act(reply)
 
-    def _replay(self, info: DeviceInfo, late: list[Reading], mine: dict[str, list[Rule]]) -> None:
-        """Check the stateless rules that late readings wake and that do not hold now, as of the
-        readings' time, then again on the latest values (a press reported after its release
-        still raises, then clears).
-
-        Rules with durations, rates or missing data are left to the latest values: their
-        state counts forward in time, and a reading from its past would restart it.
-        """
-        latest = self._values[info.id]
-        ts = late[0].ts
-        then = dict(latest)
-        for r in late:
-            then[r.key] = (r.ts, r.value)
-        # Only rules not holding now: a late reading can show an event that was missed, but
-        # must not clear and raise again an alarm that stands.
-        woken = [
-            r
-            for r in self._woken(mine, {r.key for r in late})
-            if not r.stateful and not self._state.get((r.id, info.id), {}).get("active")
-        ]
-        if not woken:
-            return
-        ctx = self._context(info, ts, then)
-        for rule in woken:
-            self._check(rule, info, ctx)
-        ctx = self._context(info, max(v[0] for v in latest.values()))
-        for rule in woken:
-            self._check(rule, info, ctx)
-
-    @staticmethod
-    def _woken(mine: dict[str, list[Rule]], keys: set[str]) -> list[Rule]:
-        """The device's rules that readings of these keys wake (each once)."""
-        if len(keys) == 1 and ANY_KEY not in mine:  # the common case: no merging needed
-            return mine.get(next(iter(keys)), [])
-        candidates: dict[int, Rule] = {}
-        for key in (*keys, ANY_KEY):
-            for rule in mine.get(key, ()):
-                candidates[rule.id] = rule
-        return list(candidates.values())
-
-    def _context(self, info: DeviceInfo, now: int, view: Latest | None = None) -> Context:
-        """What the device's rules see at ``now``: its values (or ``view``), its pole; built
-        once per device and time, and handed to each rule with the rule's own state."""
-        pole = self.directory.pole_of(info)
-        # heard here (this process's batches), or by any node (the store, as of the last load)
-        seen = max(self._seen.get(info.id, 0), self.directory.last_seen.get(info.id, 0))
-        return Context(
-            values=self._values.get(info.id, {}) if view is None else view,
-            now=now,
-            state={},
-            seen=seen or None,
-            lat=None if pole is None else pole.lat,
-            lon=None if pole is None else pole.lon,
-            tz=self.tz,
+    def _seed(self) -> Seed:
+        """What a (new) worker needs: the rules as stored and the authoritative copy."""
+        e = self._evaluator
+        return Seed(
+            rules=self._rows,
+            directory=self.directory,
+            states=e.state,
+            values=dict(e.values),
+            seen=e.seen,
             started=self.started,
+            timezone=self._timezone,
         )
 
-    def _check(self, rule: Rule, info: DeviceInfo, ctx: Context) -> None:
-        key = (rule.id, info.id)
-        state = self._state.get(key)
-        if state is None:
-            state = self._state[key] = {"active": False}
-        before = orjson.dumps(state) if rule.stateful else b""
-        ctx.state = state
-        ctx.holding = state["active"]
-        self.evaluated += 1
-        holds = rule.condition.test(ctx)
-        if rule.timed and not rule.clocked:
-            if waits(rule.condition, state):
-                self._waiting.add(key)
-            else:
-                self._waiting.discard(key)
-        if holds != state["active"]:
-            state["active"] = holds
-            latest = ctx.values
-            values = {k: latest[k][1] for k in rule.keys if k in latest}
-            self.actor.put(Transition(rule, info, holds, ctx.now, values))
-            self._dirty.add(key)
-        elif rule.stateful and orjson.dumps(state) != before:
-            self._dirty.add(key)
+    def worker_status(self) -> WorkerStatus | None:
+        """The evaluation worker's process (``None``: rules are evaluated in this process)."""
+        return None if self._worker is None else self._worker.status()
 
     async def tick(self, now: int | None = None) -> None:
         """The periodic work: rules changed elsewhere, timed rules, registry, rule state."""
@@ -364,24 +293,13 @@ class Hub:
             await self.reload()
         if time.monotonic() - self._loaded_at > DIRECTORY_REFRESH_S:
             await self._refresh_directory()
-        self.check_timed(now_ms() if now is None else now)
+        now = now_ms() if now is None else now
+        if self._worker is None:
+            self._act(self._evaluator.check_timed(now))
+        else:
+            await self._worker.call(Tick(now))
         if self._dirty:
             await asyncio.to_thread(self._flush_state)
-
-    def check_timed(self, now: int) -> None:
-        """Evaluate the rules that time alone can change: clocked ones (missing data, presence,
-        windows) for every device in their scope, the others where a duration is counting."""
-        contexts: dict[int, Context] = {}
-        waiting = self._waiting
-        for rule, members in self._scopes.timed():
-            clocked, rule_id = rule.clocked, rule.id
-            for info in members:
-                if not clocked and (rule_id, info.id) not in waiting:
-                    continue  # nothing counting: only a reading can change it
-                ctx = contexts.get(info.id)
-                if ctx is None:
-                    ctx = contexts[info.id] = self._context(info, now)
-                self._check(rule, info, ctx)
 
     # -- rules -------------------------------------------------------------------------------
     def check(self, tenant_id: int, is_operator: bool, body: dict[str, Any]) -> Rule:
@@ -407,85 +325,62 @@ class Hub:
 
     async def reload(self) -> None:
         """Recompile every rule from the store (after a change through the API, CLI or
-        another node) and rebuild the index; changed rules start their state afresh."""
+        another node) and rebuild the index; changed rules start their state afresh, and new
+        or changed rules are checked at once on the latest values."""
         version = await asyncio.to_thread(self.rules.version)
         rows = await asyncio.to_thread(self.rules.all)
         await self._refresh_directory()  # a rule may name a tenant or pole created just now
+        if self._worker is None:
+            fresh = await self._take_rules(rows)
+        else:
+            async with self._worker.lock:  # no batch out while the states change
+                fresh = await self._take_rules(rows)
+                await self._worker.reseed()
+        self._version = version
+        if self.started and fresh:  # at start, the rules carry on from their stored state
+            if self._worker is None:
+                self._act(self._evaluator.check_rules(fresh))
+            else:
+                await self._worker.call(CheckRules(tuple(fresh)))
+
+    async def _take_rules(self, rows: list[StoredRule]) -> list[int]:
+        """Take the rules as stored; return the ids of those new or changed."""
         d = self.directory
-        compiled: dict[int, Rule] = {}
-        fresh: list[int] = []  # rules new or changed: checked against the values there are
+        compiled = compile_rules(rows, d)
+        fresh: list[int] = []
         for row in rows:
-            if not row.enabled:
-                continue
-            try:
-                compiled[row.id] = compile_rule(
-                    row.body,
-                    rule_id=row.id,
-                    tenant_id=row.tenant_id,
-                    city_wide=row.tenant_id in d.operators,
-                    tenant_lookup=d.tenant_ids.get,
-                    pole_lookup=d.pole_codes.get,
-                    webhook_exists=lambda _: True,  # a deleted webhook only skips deliveries
-                )
-            except Exception as err:
-                log.warning("rule %s (%r) is skipped: %s", row.id, row.name, err)
+            if row.id not in compiled:
                 continue
             if self._updated.get(row.id, row.updated) != row.updated:
-                self._forget(row.id, keep_active=True)
+                changed, _ = self._evaluator.forget(row.id, keep_active=True)
+                self._dirty |= changed
                 fresh.append(row.id)
             elif row.id not in self._rules:
                 fresh.append(row.id)
             self._updated[row.id] = row.updated
         for gone in set(self._rules) - set(compiled):
-            self._forget(gone, keep_active=False)
+            _, removed = self._evaluator.forget(gone, keep_active=False)
+            self._dirty -= removed
+        self._rows = rows
+        self._rules = compiled
         needed = frozenset(k for rule in compiled.values() for k in rule.keys)
         added, self._needed = needed - self._needed, needed
-        self._rules = compiled
-        self._scopes = ScopeIndex(compiled.values(), d)
-        self._version = version
+        self._evaluator.load_rules(compiled)
         self.actor.directory = d
-        if self.started:  # at start, the rules carry on from their stored state instead
-            if added:  # values kept until now only for the keys the old rules read
-                await asyncio.to_thread(self._warm_values, added)
-            self._check_fresh([compiled[i] for i in fresh if i in compiled])
-
-    def _check_fresh(self, fresh: list[Rule]) -> None:
-        """Check new and changed rules on every device's latest values, as of the latest of the
-        keys each reads: a rule added while its condition holds raises now, not at the next
-        reading of its key."""
-        if not fresh:
-            return
-        ids = {rule.id for rule in fresh}
-        devices = self.directory.devices
-        for device_id, latest in list(self._values.items()):
-            info = devices.get(device_id)
-            if info is None or not latest:
-                continue
-            for rule in self._woken(self._scopes.rules_of(info), set(latest)):
-                if rule.id not in ids:
-                    continue
-                times = [latest[k][0] for k in rule.keys if k in latest]
-                if times:
-                    self._check(rule, info, self._context(info, max(times)))
-
-    def _forget(self, rule_id: int, *, keep_active: bool) -> None:
-        for key in [k for k in self._state if k[0] == rule_id]:
-            self._waiting.discard(key)
-            if keep_active:
-                self._state[key] = {"active": self._state[key].get("active", False)}
-                self._dirty.add(key)
-            else:
-                del self._state[key]
-                self._dirty.discard(key)
+        if self.started and added:  # values were kept only for the keys the old rules read
+            await asyncio.to_thread(self._warm_values, added)
+        return fresh
 
     async def _refresh_directory(self) -> None:
         self.directory = await asyncio.to_thread(Directory.load, self.engine)
         self.actor.directory = self.directory
-        self._scopes.with_directory(self.directory)
+        self._evaluator.set_directory(self.directory)
         self._loaded_at = time.monotonic()
+        if self._worker is not None and self._worker.running:
+            await self._worker.call(DirectoryUpdate(self.directory))
 
     # -- state -------------------------------------------------------------------------------
-    def _load_state(self) -> dict[tuple[int, int], dict[str, Any]]:
+    def _load_state(self) -> dict[RuleKey, State]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(rule_state.c.rule_id, rule_state.c.device_id, rule_state.c.state)
@@ -502,7 +397,7 @@ class Hub:
         ids = sorted(self.directory.devices)
         for i in range(0, len(ids), 5000):
             for device_id, values in self.series.latest(ids[i : i + 5000], keys).items():
-                self._values[device_id].update(values)
+                self._evaluator.values[device_id].update(values)
 
     def _flush_state(self) -> None:
         """Write the changed rule states. States that could not be written stay to write at
@@ -512,7 +407,7 @@ class Hub:
         rows = [
             {"rule_id": r, "device_id": d, "state": orjson.dumps(s).decode(), "updated": now_ms()}
             for (r, d) in dirty
-            if r in self._rules and (s := self._state.get((r, d))) is not None
+            if r in self._rules and (s := self._evaluator.state.get((r, d))) is not None
         ]
         if not rows:
             return

@@ -3,8 +3,9 @@
 The platform runs as a real ``smartpole serve`` process; the load comes from separate
 processes that send pre-encoded packets on raw sockets (so the generator is not the
 bottleneck). Every number is printed beside Mosquitto's own throughput for the same load,
-measured in the same run (Debian's mosquitto, no subscriber, nothing stored). The loads, the
-load generator and Mosquitto are in ``bench/mqtt_load.py``.
+measured in the same run (Debian's mosquitto, no subscriber, nothing stored), and beside the
+naive pipeline's (``bench/naive.py``: Mosquitto, one paho subscriber, SQLite), which is given
+the same loads (``bench/mqtt_load.py``) in the same run and measured until it has stored them.
 
     python -m bench.mqtt            # full
     python -m bench.mqtt --short    # CI
@@ -37,6 +38,7 @@ from bench.mqtt_load import (
     rss_mib,
     scenarios,
 )
+from bench.naive import NaivePipeline, NaiveRun
 from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.model.types import Role
@@ -144,11 +146,12 @@ def main() -> None:
     mosquitto = find_mosquitto()
 
     print(f"smartpole MQTT benchmark ({'short' if args.short else 'full'}): MQTT 5, embedded store")
-    rows: list[tuple[Scenario, float, float, str]] = []
+    rows: list[tuple[Scenario, float, float, str, NaiveRun | None, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         tokens = seed(Path(tmp) / "data", max(100, idle), GATEWAYS, SUB_DEVICES)
         server = Server(Path(tmp) / "data")
         broker = Mosquitto(Path(tmp), mosquitto) if mosquitto else None
+        naive = NaivePipeline(Path(tmp) / "naive", mosquitto) if mosquitto else None
         try:
             committed = 0
             for scenario in scenarios(args.short):
@@ -168,6 +171,7 @@ def main() -> None:
                 if scenario.qos == 0:  # until stored, counted from the start of the load
                     wall = wait_committed(server, committed) - sent.started
                 mine = scenario.messages / wall
+                peak = server.rss_mib("VmHWM")
                 theirs = float("nan")
                 if broker is not None and not scenario.gateway:
                     bwall = load(
@@ -182,7 +186,9 @@ def main() -> None:
                 extra = f"p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms" if lat else ""
                 if scenario.gateway:
                     extra = f"{mine * scenario.readings_per_message:,.0f} readings/s; {extra}"
-                rows.append((scenario, mine, theirs, extra))
+                run = naive.drive(scenario) if naive is not None else None
+                naive_peak = naive.peak_rss_mib() if naive is not None else float("nan")
+                rows.append((scenario, mine, theirs, extra, run, peak, naive_peak))
             # idle connections: memory per connection
             before = server.rss_mib()
             # (one device each: a second connection with the same token would take the first over)
@@ -207,8 +213,10 @@ def main() -> None:
             server.stop()
             if broker is not None:
                 broker.stop()
+            if naive is not None:
+                naive.close()
     print(f"{'load':42} {'smartpole msg/s':>16} {'mosquitto msg/s':>16} {'ratio':>6}")
-    for scenario, mine, theirs, extra in rows:
+    for scenario, mine, theirs, extra, *_ in rows:
         ratio = mine / theirs if theirs == theirs else float("nan")
         print(f"{scenario.label:42} {mine:16,.0f} {theirs:16,.0f} {ratio:6.2f}  {extra}")
     print(
@@ -216,6 +224,25 @@ def main() -> None:
         f"RSS {before:.0f} -> {after:.0f} MiB, "
         f"{1024 * (after - before) / idle:.1f} KiB per connection"
     )
+    print(
+        "\nagainst the naive pipeline (bench/naive.py: Mosquitto -> paho at QoS 0 -> json.loads "
+        "-> SQLite executemany),\nthe same loads, each until all its readings are stored; "
+        "ratio = smartpole / naive readings/s"
+    )
+    print(
+        f"{'load':42} {'smartpole rd/s':>14} {'naive rd/s':>11} {'ratio':>6} "
+        f"{'naive msg/s':>11} {'naive lost':>10}  peak RSS smartpole, naive"
+    )
+    for scenario, mine, _, _, run, peak, naive_peak in rows:
+        readings = mine * scenario.readings_per_message
+        if run is None:
+            print(f"{scenario.label:42} {readings:14,.0f}  (no mosquitto: no naive pipeline)")
+            continue
+        print(
+            f"{scenario.label:42} {readings:14,.0f} {run.readings_per_s:11,.0f} "
+            f"{readings / run.readings_per_s:6.2f} {run.messages_per_s:11,.0f} {run.lost:10,}  "
+            f"{peak:.0f} MiB, {naive_peak:.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

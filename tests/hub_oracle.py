@@ -8,9 +8,10 @@ alarm store does: at most one active alarm per (type, originator); a raise while
 bumps its count, a clear clears it whichever device raised it.
 
 Only the condition's own evaluation is borrowed (``compile_rule`` and ``Condition.test``), and
-only stateless conditions (thresholds, ``all``/``any``/``not``) are supported: their result
-depends on the values alone. Where docs/hub.md documents a semantic that differs from "every
-rule on every reading", the oracle follows the documentation; each place says so.
+only conditions that time alone cannot change are supported: thresholds (with or without
+hysteresis, ``clear``) and ``all``/``any``/``not`` of them. Where docs/hub.md documents a
+semantic that differs from "every rule on every reading", the oracle follows the
+documentation; each place says so.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class _Rule:
     keys: frozenset[str]
     alarm_type: str
     on_pole: bool
+    stateful: bool  # hysteresis: the condition keeps a state per device
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Oracle:
         default_factory=lambda: defaultdict(list)
     )
     holding: dict[tuple[str, int], bool] = field(default_factory=dict)
+    states: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     book: dict[AlarmKey, list[AlarmRecord]] = field(default_factory=lambda: defaultdict(list))
     log: list[str] = field(default_factory=list)  # what happened, for a failure's message
 
@@ -124,8 +127,6 @@ class Oracle:
         return self.values_at(device, 2**62)
 
     # -- evaluation ----------------------------------------------------------------------------
-    def _holds(self, rule: _Rule, values: dict[str, tuple[int, Value]], now: int) -> bool:
-        return bool(rule.condition.test(Context(values=values, now=now, state={})))
 
     def _evaluate(self, name: str, device: Device, values: dict[str, tuple[int, Value]]) -> None:
         """Evaluate one rule for one device and act on a change."""
@@ -135,7 +136,9 @@ class Oracle:
         # (``not {pm25 > 75}`` does not fire for a device that never sent pm25).
         if not rule.keys & values.keys():
             return
-        holds = self._holds(rule, values, max(t for t, _ in values.values()))
+        state = self.states.setdefault((name, device.id), {})
+        now = max(t for t, _ in values.values())
+        holds = bool(rule.condition.test(Context(values=values, now=now, state=state)))
         if holds != self.holding.get((name, device.id), False):
             self._transition(name, device, holds)
 
@@ -173,12 +176,13 @@ class Oracle:
         Documented (docs/hub.md): a late reading does not replace the latest value; the rules
         it wakes that do not hold now are checked as of its time, then again on the latest
         values (a press reported after its release raises, then clears); an alarm that stands
-        is left alone. "As of its time" is taken literally: every key's value as of then.
+        is left alone; rules with a state (here: hysteresis) are not replayed. "As of its
+        time" is taken literally: every key's value as of then.
         """
         then = self.values_at(device, ts)
         now = self.latest(device)
         for name, rule in self.rules.items():
-            if not self.watches(rule, device) or not rule.keys & keys:
+            if not self.watches(rule, device) or not rule.keys & keys or rule.stateful:
                 continue
             if self.holding.get((name, device.id), False):
                 continue
@@ -192,6 +196,7 @@ class Oracle:
             del self.rules[change.name]
             for key in [k for k in self.holding if k[0] == change.name]:
                 del self.holding[key]
+                self.states.pop(key, None)
             return
         compiled = compile_rule(change.body, pole_lookup=self.pole_codes.get)
         [alarm] = [a["alarm"] for a in change.body["actions"] if "alarm" in a]
@@ -201,7 +206,10 @@ class Oracle:
             keys=compiled.keys,
             alarm_type=alarm["type"],
             on_pole=alarm.get("originator") == "pole",
+            stateful=compiled.stateful,
         )
+        for key in [k for k in self.states if k[0] == change.name]:
+            del self.states[key]  # documented: a changed rule starts its state afresh
         # Documented: a rule added or changed is checked at once against every device's latest
         # values. A replaced rule keeps whether it held for each device (its alarm stands until
         # the new condition says otherwise); a device its new scope leaves is no longer checked.

@@ -3,11 +3,12 @@
 Speed never buys a missed SOS press: the hub indexes rules by device kind and district, keeps
 only the keys rules read, replays late readings and checks new rules on the latest values. Each
 example builds a small city (2 districts, 3 device kinds, 6 poles, 10 devices), random
-stateless rules (thresholds and ``all``/``any``/``not`` across keys, scoped by kind, district
-and pole; always an SOS-like ``button == 1`` rule on the pole) and random uploads through the
-HTTP device API (single readings, bursts of several timestamps in one upload, late readings
-older than the newest of their key), then compares the alarms the platform holds, by type,
-originator, state and count, with those of the reference evaluator in ``hub_oracle.py``.
+rules (thresholds, some with hysteresis, and ``all``/``any``/``not`` across keys, scoped by
+kind, district and pole; always an SOS-like ``button == 1`` rule on the pole) and random
+uploads through the HTTP device API (single readings, bursts of several timestamps in one
+upload, late readings older than the newest of their key), then compares the alarms the
+platform holds, by type, originator, state and count, with those of the reference evaluator
+in ``hub_oracle.py``.
 
 ``FUZZ_EXAMPLES`` (default 30) scales the search: each test runs ``FUZZ_EXAMPLES // 5``
 examples. Without it the examples are the same on every run (CI is repeatable); with it they
@@ -84,9 +85,17 @@ async def build_town(client: httpx.AsyncClient, city: City, rnd: Random, prefix:
 
 # -- random rules --------------------------------------------------------------------------
 def threshold(rnd: Random) -> dict[str, Any]:
+    """``key op value``, a quarter of the ordered ones with hysteresis (``clear``)."""
     op = rnd.choice(OPS)
-    value: Any = sorted(rnd.sample(range(11), 2)) if op == "between" else rnd.randint(0, 10)
-    return {"key": rnd.choice(KEYS), "op": op, "value": value}
+    value: Any = sorted(rnd.sample(range(2, 9), 2)) if op == "between" else rnd.randint(0, 10)
+    out = {"key": rnd.choice(KEYS), "op": op, "value": value}
+    if op in ("==", "!=") or rnd.random() < 0.75:
+        return out
+    if op == "between":
+        out["clear"] = [value[0] - rnd.randint(0, 2), value[1] + rnd.randint(0, 2)]
+    else:
+        out["clear"] = value + rnd.randint(0, 3) * (-1 if op in (">", ">=") else 1)
+    return out
 
 
 def condition(rnd: Random, depth: int = 0) -> dict[str, Any]:

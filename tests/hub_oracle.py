@@ -143,6 +143,10 @@ class Oracle:
             self._transition(name, device, holds)
 
     def _transition(self, name: str, device: Device, raised: bool) -> None:
+        """The alarm store's rules, as documented: one active alarm per (type, originator); a
+        clear clears it. On a pole that is the known bug of ``test_a_pole_alarm_stands_while_
+        another_device_of_the_pole_holds`` (one device's stop clears what another holds): the
+        random examples follow the store rather than fail on it each time."""
         rule = self.rules[name]
         self.holding[(name, device.id)] = raised
         origin = ("pole", device.pole_id) if rule.on_pole else ("device", device.id)

@@ -10,6 +10,14 @@ upload, late readings older than the newest of their key), then compares the ala
 platform holds, by type, originator, state and count, with those of the reference evaluator
 in ``hub_oracle.py``.
 
+Two known bugs have tests of their own with fixed data, expected to fail until they are fixed
+(the random examples steer clear of the first and follow the store in the second): a late
+reading is judged with the other keys' newest values rather than their values as of its time
+(so a late upload here carries every key), and a pole's alarm is cleared by one device's rule
+stopping while another device of the pole still holds it. Rules added or changed mid-run raise
+alarms on their devices, not on poles: a rule check goes over the devices in no defined order,
+and a pole's alarm would depend on it.
+
 ``FUZZ_EXAMPLES`` (default 30) scales the search: each test runs ``FUZZ_EXAMPLES // 5``
 examples. Without it the examples are the same on every run (CI is repeatable); with it they
 are new each time. An example's bulk values come from one seeded ``Random`` (one Hypothesis
@@ -141,14 +149,14 @@ def rule_body(
     }
 
 
-def sos_body(town: Town) -> dict[str, Any]:
+def sos_body(prefix: str) -> dict[str, Any]:
     """The emergency button, as the default rule set has it (without the latch)."""
     return {
-        "name": f"{town.prefix}-sos",
+        "name": f"{prefix}-sos",
         "scope": {"kinds": ["sos"]},
         "condition": {"key": BUTTON, "op": "==", "value": 1},
         "actions": [
-            {"alarm": {"type": f"{town.prefix}-sos", "severity": "critical", "originator": "pole"}}
+            {"alarm": {"type": f"{prefix}-sos", "severity": "critical", "originator": "pole"}}
         ],
     }
 
@@ -308,7 +316,7 @@ async def test_the_rule_index_raises_what_every_rule_on_every_reading_raises(
 ) -> None:
     rnd = Random(seed)
     run = await start_run(platform, client, city, rnd, counter)
-    await run.apply(RuleChange(f"{run.town.prefix}-sos", sos_body(run.town)))
+    await run.apply(RuleChange(f"{run.town.prefix}-sos", sos_body(run.town.prefix)))
     for n in range(rnd.randint(3, 8)):
         body = rule_body(rnd, run.town, n)
         await run.apply(RuleChange(body["name"], body))
@@ -338,7 +346,7 @@ async def test_rules_added_changed_and_removed_between_uploads_raise_what_the_or
 ) -> None:
     rnd = Random(seed)
     run = await start_run(platform, client, city, rnd, counter)
-    await run.apply(RuleChange(f"{run.town.prefix}-sos", sos_body(run.town)))
+    await run.apply(RuleChange(f"{run.town.prefix}-sos", sos_body(run.town.prefix)))
     clock = Clock()
     made = 0
     for _ in range(rnd.randint(40, 70)):
@@ -416,3 +424,25 @@ async def test_a_late_reading_is_judged_with_the_other_keys_values_of_its_time(
     assert len(oracle.alarms()) == raised  # the oracle: raised and cleared, or never raised
     found = await alarms_of(client, city, "city", type="both_over_5")
     assert [(a["status"], a["first_ts"]) for a in found] == [("cleared_unack", T0 + 1000)] * raised
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Actor._alarm (hub/actions.py) clears the pole's alarm when one device's rule stops, "
+    "though another device of the pole still holds it",
+)
+async def test_a_pole_alarm_stands_while_another_device_of_the_pole_holds(
+    platform: Platform, client: httpx.AsyncClient, city: City
+) -> None:
+    await add_rule(client, city, "city", sos_body("two"))
+    pole = await make_pole(client, city, "TWO-1")
+    first = await make_device(client, city, "lighting", "sos", pole, name="sos-1")
+    second = await make_device(client, city, "lighting", "sos", pole, name="sos-2")
+    for device, ts, pressed in [(first, T0, 1), (second, T0 + 1000, 1), (first, T0 + 2000, 0)]:
+        r = await client.post(
+            f"/api/v1/{device['token']}/telemetry", json={"ts": ts, "values": {BUTTON: pressed}}
+        )
+        assert r.status_code == 200, r.text
+    await settle(platform)
+    [alarm] = await alarms_of(client, city, "city", type="two-sos")
+    assert alarm["status"] == "active_unack"  # the second post is still pressed

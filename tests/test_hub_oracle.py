@@ -325,14 +325,15 @@ async def test_the_rule_index_raises_what_every_rule_on_every_reading_raises(
     pending: list[Upload] = []
     for _ in range(rnd.randint(30, 60)):
         event = upload(rnd, run.town, clock)
-        if rnd.random() < 0.5:
-            await run.apply(event)
-            continue
-        # some uploads go at once, of devices on different poles
+        # some uploads go at once, of devices on different poles; one waiting goes before its
+        # device's next (or it would arrive late, with only some keys: the known bug below)
         if poles[event.device_id] in {poles[u.device_id] for u in pending}:
             await run.apply_at_once(pending)
             pending = []
-        pending.append(event)
+        if rnd.random() < 0.5:
+            await run.apply(event)
+        else:
+            pending.append(event)
     await run.apply_at_once(pending)
     got, want = await run.alarms(), run.oracle.alarms()
     await run.finish()

@@ -32,11 +32,12 @@ demo: install
 ## test: lint, type-check and the whole test suite (README command two)
 test: install system-deps lint typecheck pytest
 
-## fuzz: only the fuzz tests (REST API, MQTT, broker, cross-tenant), with FUZZ_EXAMPLES cases each
+## fuzz: only the fuzz tests (REST API, MQTT, broker, cross-tenant, hub oracle), with FUZZ_EXAMPLES cases each
 FUZZ_EXAMPLES ?= 300
 fuzz: install system-deps
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest -n 2 tests/test_api_fuzz.py \
-		tests/test_mqtt_fuzz.py tests/test_broker_fuzz.py tests/test_tenancy_fuzz.py
+		tests/test_mqtt_fuzz.py tests/test_broker_fuzz.py tests/test_tenancy_fuzz.py \
+		tests/test_hub_oracle.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

@@ -144,9 +144,8 @@ class Oracle:
 
     def _transition(self, name: str, device: Device, raised: bool) -> None:
         """The alarm store's rules, as documented: one active alarm per (type, originator); a
-        clear clears it. On a pole that is the known bug of ``test_a_pole_alarm_stands_while_
-        another_device_of_the_pole_holds`` (one device's stop clears what another holds): the
-        random examples follow the store rather than fail on it each time."""
+        clear clears it. A pole's alarm stays while the rule holds for another device of the
+        pole (every device here has the same owner)."""
         rule = self.rules[name]
         self.holding[(name, device.id)] = raised
         origin = ("pole", device.pole_id) if rule.on_pole else ("device", device.id)
@@ -157,7 +156,14 @@ class Oracle:
             standing.count += 1
         elif raised:
             records.append(AlarmRecord())
-        elif standing is not None:
+        elif standing is not None and not (
+            rule.on_pole
+            and any(
+                self.holding.get((name, other.id), False)
+                for other in self.devices
+                if other.pole_id == device.pole_id and other.id != device.id
+            )
+        ):
             standing.active = False
 
     def _upload(self, upload: Upload) -> None:

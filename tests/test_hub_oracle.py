@@ -10,13 +10,11 @@ upload, late readings older than the newest of their key), then compares the ala
 platform holds, by type, originator, state and count, with those of the reference evaluator
 in ``hub_oracle.py``.
 
-Two known bugs have tests of their own with fixed data, expected to fail until they are fixed
-(the random examples steer clear of the first and follow the store in the second): a late
-reading is judged with the other keys' newest values rather than their values as of its time
-(so a late upload here carries every key), and a pole's alarm is cleared by one device's rule
-stopping while another device of the pole still holds it. Rules added or changed mid-run raise
-alarms on their devices, not on poles: a rule check goes over the devices in no defined order,
-and a pole's alarm would depend on it.
+A known bug has a test of its own with fixed data, expected to fail until it is fixed (the
+random examples steer clear of it): a late reading is judged with the other keys' newest values
+rather than their values as of its time (so a late upload here carries every key). Rules added
+or changed mid-run raise alarms on their devices, not on poles: a rule check goes over the
+devices in no defined order, and a pole's alarm count would depend on it.
 
 ``FUZZ_EXAMPLES`` (default 30) scales the search: each test runs ``FUZZ_EXAMPLES // 5``
 examples. Without it the examples are the same on every run (CI is repeatable); with it they
@@ -427,11 +425,6 @@ async def test_a_late_reading_is_judged_with_the_other_keys_values_of_its_time(
     assert [(a["status"], a["first_ts"]) for a in found] == [("cleared_unack", T0 + 1000)] * raised
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Actor._alarm (hub/actions.py) clears the pole's alarm when one device's rule stops, "
-    "though another device of the pole still holds it",
-)
 async def test_a_pole_alarm_stands_while_another_device_of_the_pole_holds(
     platform: Platform, client: httpx.AsyncClient, city: City
 ) -> None:

@@ -80,6 +80,8 @@ class Transition:
     raised: bool
     ts: int
     values: dict[str, Value] = field(default_factory=dict)
+    # the rule still holds for another device of the pole (and owner): a pole's alarm stays
+    pole_holds: bool = False
 
 
 class Actor:
@@ -191,7 +193,7 @@ class Actor:
                 propagate=action.propagate,
                 latch=action.latch,
             )
-        if not action.clear:
+        if not action.clear or (otype == "pole" and t.pole_holds):
             return None
         return await self.alarms.clear(
             originator_type=otype, originator_id=oid, type=action.type, ts=t.ts

@@ -35,7 +35,7 @@ from smartpole.hub.actions import Actor, Commander, LampHolder, Transition
 from smartpole.hub.alarms.outages import PoleOutages
 from smartpole.hub.alarms.store import Alarms, ChangeListener
 from smartpole.hub.alarms.stream import AlarmStream
-from smartpole.hub.directory import Directory
+from smartpole.hub.directory import DeviceInfo, Directory
 from smartpole.hub.evaluator import Evaluator, Outcome, RuleKey, State, compile_rules
 from smartpole.hub.rules.conditions import ANY_KEY
 from smartpole.hub.rules.model import Rule
@@ -256,9 +256,25 @@ class Hub:
         for change in outcome.changes:
             rule, info = rules.get(change.rule_id), devices.get(change.device_id)
             if rule is not None and info is not None:
-                self.actor.put(Transition(rule, info, change.holds, change.now, change.values))
+                shared = not change.holds and self._pole_holds(rule, info)
+                self.actor.put(
+                    Transition(rule, info, change.holds, change.now, change.values, shared)
+                )
         self._dirty.update(outcome.states)
         self.evaluated += outcome.evaluated
+
+    def _pole_holds(self, rule: Rule, info: DeviceInfo) -> bool:
+        """Whether the rule holds for another device of the same owner on the device's pole
+        (an alarm raised on the pole stays while one of them holds it)."""
+        if info.pole_id is None:
+            return False
+        state, devices = self._evaluator.state, self.directory.devices
+        for other in self.directory.on_pole.get(info.pole_id, ()):
+            if other == info.id or (o := devices.get(other)) is None:
+                continue
+            if o.owner_id == info.owner_id and state.get((rule.id, other), {}).get("active"):
+                return True
+        return False
 
     def _take_reply(self, message: Message, reply: Reply) -> None:
         """The worker's answer applied to the authoritative copy, then acted on (called before

@@ -84,6 +84,10 @@ class Oracle:
     history: dict[int, list[tuple[int, str, Value]]] = field(
         default_factory=lambda: defaultdict(list)
     )
+    # per (device, key), the readings that became its newest value, in the order they came
+    newest: dict[tuple[int, str], list[tuple[int, Value]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     holding: dict[tuple[str, int], bool] = field(default_factory=dict)
     states: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     book: dict[AlarmKey, list[AlarmRecord]] = field(default_factory=lambda: defaultdict(list))
@@ -172,6 +176,9 @@ class Oracle:
             newest = self.latest(device)
             late = {k for k in values if k in newest and ts < newest[k][0]}
             self.history[device.id].extend((ts, k, v) for k, v in values.items())
+            for k, v in values.items():
+                if k not in late:
+                    self.newest[(device.id, k)].append((ts, v))
             if late:
                 self._late(device, ts, late)
             if set(values) - late:
@@ -186,10 +193,20 @@ class Oracle:
         Documented (docs/hub.md): a late reading does not replace the latest value; the rules
         it wakes that do not hold now are checked as of its time, then again on the latest
         values (a press reported after its release raises, then clears); an alarm that stands
-        is left alone; rules with a state (here: hysteresis) are not replayed. "As of its
-        time" is taken literally: every key's value as of then.
+        is left alone; rules with a state (here: hysteresis) are not replayed. The other keys
+        are as of its time one step back (documented): the newest value if not newer, else the
+        one it replaced if not newer, else unknown.
         """
-        then = self.values_at(device, ts)
+        then: dict[str, tuple[int, Value]] = {}
+        for key, value in self.latest(device).items():
+            chain = self.newest[(device.id, key)]
+            if key in keys:
+                continue
+            if value[0] <= ts:
+                then[key] = value
+            elif len(chain) > 1 and chain[-2][0] <= ts:
+                then[key] = chain[-2]
+        then.update({k: v for k, v in self.values_at(device, ts).items() if k in keys})
         now = self.latest(device)
         for name, rule in self.rules.items():
             if not self.watches(rule, device) or not rule.keys & keys or rule.stateful:

@@ -10,9 +10,9 @@ upload, late readings older than the newest of their key), then compares the ala
 platform holds, by type, originator, state and count, with those of the reference evaluator
 in ``hub_oracle.py``.
 
-A known bug has a test of its own with fixed data, expected to fail until it is fixed (the
-random examples steer clear of it): a late reading is judged with the other keys' newest values
-rather than their values as of its time (so a late upload here carries every key). Rules added
+Two bugs it found have tests of their own with fixed data: a late reading was judged with the
+other keys' newest values rather than their values as of its time, and a pole's alarm was
+cleared by one device while another device of the pole held it. Rules added
 or changed mid-run raise alarms on their devices, not on poles: a rule check goes over the
 devices in no defined order, and a pole's alarm count would depend on it.
 
@@ -206,8 +206,7 @@ def upload(rnd: Random, town: Town, clock: Clock) -> Upload:
     if roll < 0.25:
         ts = clock.late(rnd, device.id)
         if ts is not None:
-            # every key: one key late among newer ones of the others is the known bug below
-            entries.append((ts, values(rnd, device, every_key=True)))
+            entries.append((ts, values(rnd, device)))
     elif roll < 0.45:
         times = [clock.fresh(device.id) for _ in range(rnd.randint(2, 6))]
         rnd.shuffle(times)  # the order within an upload is not the order in time
@@ -324,7 +323,7 @@ async def test_the_rule_index_raises_what_every_rule_on_every_reading_raises(
     for _ in range(rnd.randint(30, 60)):
         event = upload(rnd, run.town, clock)
         # some uploads go at once, of devices on different poles; one waiting goes before its
-        # device's next (or it would arrive late, with only some keys: the known bug below)
+        # device's next (two of one device at once arrive in no defined order)
         if poles[event.device_id] in {poles[u.device_id] for u in pending}:
             await run.apply_at_once(pending)
             pending = []
@@ -372,7 +371,7 @@ async def test_rules_added_changed_and_removed_between_uploads_raise_what_the_or
     assert got == want, explain(run, got, want, seed)
 
 
-# -- a known bug, reproduced with fixed data ------------------------------------------------
+# -- bugs it found, reproduced with fixed data ------------------------------------------------
 BOTH_OVER_5 = {
     "name": "both-over-5",
     "condition": {
@@ -382,11 +381,6 @@ BOTH_OVER_5 = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Hub._replay (hub/engine.py) judges a late reading against the newest values of the "
-    "other keys, not their values as of the reading's time (it keeps no history of them)",
-)
 @pytest.mark.parametrize(
     ("k_b_before", "k_b_after", "raised"),
     [

@@ -121,6 +121,8 @@ class Evaluator:
         self.directory = Directory()
         self.scopes = ScopeIndex((), self.directory)
         self.values: dict[int, Latest] = defaultdict(dict)
+        # the value each latest one replaced: what a late reading's time saw (one step back)
+        self.before: dict[int, Latest] = defaultdict(dict)
         self.seen: dict[int, int] = {}
         self.state: dict[RuleKey, State] = {}
         # (rule, device) pairs of timed rules that time alone may change now (a ``for``
@@ -236,6 +238,7 @@ class Evaluator:
     ) -> None:
         """One device's readings, already in timestamp order, step by step."""
         latest = self.values[info.id]
+        before = self.before[info.id]
         n = len(rs)
         i = 0
         while i < n:
@@ -246,6 +249,8 @@ class Evaluator:
                 r = rs[i]
                 old = latest.get(r.key)
                 if old is None or ts >= old[0]:
+                    if old is not None:
+                        before[r.key] = old
                     latest[r.key] = (ts, r.value)
                     keys.add(r.key)
                 else:
@@ -265,12 +270,22 @@ class Evaluator:
         readings' time, then again on the latest values (a press reported after its release
         still raises, then clears).
 
+        The other keys are taken as of that time: the latest value if it is not newer, else
+        the one it replaced if that is not newer; a key with neither is unknown then (only one
+        step back is kept, so a key that changed twice since is left out rather than guessed).
+
         Rules with durations, rates or missing data are left to the latest values: their
         state counts forward in time, and a reading from its past would restart it.
         """
         latest = self.values[info.id]
         ts = late[0].ts
-        then = dict(latest)
+        previous = self.before.get(info.id, {})
+        then: Latest = {}
+        for key, value in latest.items():
+            if value[0] <= ts:
+                then[key] = value
+            elif (old := previous.get(key)) is not None and old[0] <= ts:
+                then[key] = old
         for r in late:
             then[r.key] = (r.ts, r.value)
         # Only rules not holding now: a late reading can show an event that was missed, but

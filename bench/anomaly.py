@@ -29,7 +29,7 @@ import tracemalloc
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from smartpole.hub.analytics.anomaly import AnomalyEvent, Detector, floor_for
+from smartpole.hub.analytics.detector import AnomalyEvent, Detector, floor_for
 from smartpole.model.types import DeviceKind
 from smartpole.sim.environment import District
 from smartpole.sim.models import model_for

@@ -35,8 +35,8 @@ from bench.mqtt_load import (
     load,
     pct,
     raise_fd_limit,
-    rss_mib,
     scenarios,
+    tree_rss_mib,
 )
 from bench.naive import NaivePipeline, NaiveRun
 from smartpole.app import Platform
@@ -73,7 +73,7 @@ def seed(data_dir: Path, devices: int, gateways: int, gateway_subs: int) -> dict
 class Server:
     """A ``smartpole serve`` process on the embedded store."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, workers: int = 1) -> None:
         self.http = free_port()
         self.mqtt = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTPOLE_")}
@@ -94,6 +94,8 @@ class Server:
                 str(self.http),
                 "--mqtt-port",
                 str(self.mqtt),
+                "--workers",
+                str(workers),
             ],
             env=env,
             preexec_fn=raise_fd_limit,
@@ -111,7 +113,8 @@ class Server:
         )
 
     def rss_mib(self, field: str = "VmRSS") -> float:
-        return rss_mib(self.proc.pid, field)
+        """The server's resident memory, its worker processes counted."""
+        return tree_rss_mib(self.proc.pid, field)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -140,16 +143,22 @@ def wait_committed(server: Server, expected: int, timeout: float = 120) -> float
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--short", action="store_true")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="smartpole serve --workers N (1: one process)"
+    )
     args = ap.parse_args()
     raise_fd_limit()  # the idle connections, here and in the server it spawns
     idle = 1000 if args.short else 10_000
     mosquitto = find_mosquitto()
 
-    print(f"smartpole MQTT benchmark ({'short' if args.short else 'full'}): MQTT 5, embedded store")
+    print(
+        f"smartpole MQTT benchmark ({'short' if args.short else 'full'}): MQTT 5, embedded store,"
+        f" smartpole serve --workers {args.workers} (memory: its worker processes counted)"
+    )
     rows: list[tuple[Scenario, float, float, str, NaiveRun | None, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         tokens = seed(Path(tmp) / "data", max(100, idle), GATEWAYS, SUB_DEVICES)
-        server = Server(Path(tmp) / "data")
+        server = Server(Path(tmp) / "data", args.workers)
         broker = Mosquitto(Path(tmp), mosquitto) if mosquitto else None
         naive = NaivePipeline(Path(tmp) / "naive", mosquitto) if mosquitto else None
         try:

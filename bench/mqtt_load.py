@@ -8,6 +8,7 @@ same bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import resource
@@ -53,6 +54,24 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def children(pid: int) -> list[int]:
+    """The processes a process started (its workers), from ``/proc``."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def tree_rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """:func:`rss_mib` of a process and of the processes it started, summed."""
+    total = rss_mib(pid, field)
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            total += rss_mib(child, field)
+    return total
 
 
 def pct(lat: list[float], p: float) -> float:

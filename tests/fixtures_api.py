@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,16 +19,25 @@ from smartpole.model.types import Role
 from smartpole.store import Database
 
 
-@pytest.fixture
-async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform]:
-    """A started platform on the test's database (both engines)."""
-    p = Platform(Settings(data_dir=tmp_path, batch_age_ms=2, mqtt_port=0), db=database)
+@asynccontextmanager
+async def started(database: Database, tmp_path: Path, **settings: Any) -> AsyncIterator[Platform]:
+    """A started platform on the test's database, its built-in MQTT endpoint on a free port,
+    batches committed after 2 ms, with ``settings`` over these; stopped at the end."""
+    given: dict[str, Any] = {"data_dir": tmp_path, "batch_age_ms": 2, "mqtt_port": 0}
+    p = Platform(Settings(**{**given, **settings}), db=database)
     await p.start()
     try:
         yield p
     finally:
         await p.stop()
         gc.collect()  # surface a leaked connection in the test that leaked it
+
+
+@pytest.fixture
+async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform]:
+    """A started platform on the test's database (both engines)."""
+    async with started(database, tmp_path) as p:
+        yield p
 
 
 @pytest.fixture

@@ -1,19 +1,25 @@
-"""Anomaly detection: the seasonal baseline (pure), its snapshot, and alarms from real ingest."""
+"""Anomaly detection: the seasonal baseline (pure), its snapshot, and alarms from real ingest,
+scored in the platform's process or in a worker process (``anomaly_worker``)."""
 
 from __future__ import annotations
 
 import math
+import os
 import random
+import signal
 import tracemalloc
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from river import stats
 
-from fixtures_api import City, make_device, make_pole
+from fixtures_api import City, make_device, make_pole, started
 from smartpole.app import Platform
-from smartpole.hub.analytics.anomaly import SERIES_BYTES, AnomalyService, Detector, ew_update
+from smartpole.hub.analytics.anomaly import AnomalyService
+from smartpole.hub.analytics.detector import SERIES_BYTES, Detector, ew_update
 from smartpole.store import Database
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
@@ -133,11 +139,37 @@ def test_the_service_keeps_its_baselines_across_a_restart(database: Database) ->
 
 
 # -- end to end ----------------------------------------------------------------------------
+@pytest.fixture(params=[False, True], ids=["in-process", "worker"])
+async def platform(
+    database: Database, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Platform]:
+    """A started platform that scores anomalies in its own process or in a worker."""
+    async with started(database, tmp_path, anomaly_worker=request.param) as p:
+        yield p
+
+
+def diurnal(start: int, end: int, every: int, rng: random.Random) -> list[dict[str, Any]]:
+    """Timestamped PM2.5 readings of the usual curve."""
+    return [{"ts": t, "values": {"pm25": round(pm25(t, rng), 1)}} for t in range(start, end, every)]
+
+
 async def upload(client: httpx.AsyncClient, token: str, entries: list[dict[str, Any]]) -> None:
     """Upload timestamped readings through the HTTP device API, in bodies of 500."""
     for i in range(0, len(entries), 500):
         r = await client.post(f"/api/v1/{token}/telemetry", json=entries[i : i + 500])
         assert r.status_code == 200, r.text
+
+
+async def scored(platform: Platform, client: httpx.AsyncClient, token: str, entries: Any) -> None:
+    """Upload readings and wait until they are committed and scored."""
+    await upload(client, token, entries)
+    await platform.pipeline.drain()
+    await platform.anomaly.drain()
+
+
+def spike(ts: int, every: int) -> list[dict[str, Any]]:
+    """Three readings far above any PM2.5 the curve has."""
+    return [{"ts": ts + i * every, "values": {"pm25": 400.0}} for i in range(3)]
 
 
 async def anomalies(client: httpx.AsyncClient, city: City, tenant: str) -> list[Any]:
@@ -154,16 +186,9 @@ async def test_readings_over_http_raise_and_clear_an_anomaly_alarm(
     air = await make_device(client, city, "telecom", "air", pole)
     rng = random.Random(5)
     every = 10 * MIN
-    history = [
-        {"ts": ts, "values": {"pm25": round(pm25(ts, rng), 1)}}
-        for ts in range(T0, T0 + 3 * DAY, every)
-    ]
-    await upload(client, air["token"], history)
+    await upload(client, air["token"], diurnal(T0, T0 + 3 * DAY, every, rng))
     ts = T0 + 3 * DAY
-    spike = [{"ts": ts + i * every, "values": {"pm25": 400.0}} for i in range(3)]
-    await upload(client, air["token"], spike)
-    await platform.pipeline.drain()
-    await platform.anomaly.drain()
+    await scored(platform, client, air["token"], spike(ts, every))
     [alarm] = await anomalies(client, city, "telecom")
     assert (alarm["originator_type"], alarm["originator_id"], alarm["status"]) == (
         "device",
@@ -175,14 +200,42 @@ async def test_readings_over_http_raise_and_clear_an_anomaly_alarm(
     assert alarm["pole_id"] == pole
     assert await anomalies(client, city, "lighting") == []
     ts += 3 * every
-    calm = [
-        {"ts": t, "values": {"pm25": round(pm25(t, rng), 1)}}
-        for t in range(ts, ts + 3 * every, every)
-    ]
-    await upload(client, air["token"], calm)
-    await platform.pipeline.drain()
-    await platform.anomaly.drain()
+    await scored(platform, client, air["token"], diurnal(ts, ts + 3 * every, every, rng))
     [alarm] = await anomalies(client, city, "telecom")
     assert alarm["status"] == "cleared_unack"
     r = await client.get("/api/analytics/anomaly", headers=city.auth("city"))
     assert r.json()["raised"] == 1
+
+
+async def scorer(client: httpx.AsyncClient) -> dict[str, Any]:
+    """The anomaly worker as ``/healthz`` shows it."""
+    r = await client.get("/healthz")
+    assert r.status_code == 200, r.text
+    worker: dict[str, Any] = r.json()["anomaly"]["worker"]
+    return worker
+
+
+@pytest.mark.parametrize("platform", [True], ids=["worker"], indirect=True)
+async def test_a_killed_worker_comes_back_with_the_saved_baselines(
+    platform: Platform, client: httpx.AsyncClient, city: City
+) -> None:
+    r = await client.get("/healthz")
+    assert "worker" not in r.json()["hub"]  # the rules are evaluated in this process
+    pole = await make_pole(client, city, "P-1")
+    air = await make_device(client, city, "telecom", "air", pole)
+    rng = random.Random(7)
+    every = 10 * MIN
+    await scored(platform, client, air["token"], diurnal(T0, T0 + 3 * DAY, every, rng))
+    await platform.anomaly.snapshot()  # the baselines a new worker starts from
+    before = await scorer(client)
+    assert before["alive"]
+    assert before["restarts"] == 0
+    os.kill(int(before["pid"]), signal.SIGKILL)
+    await scored(platform, client, air["token"], spike(T0 + 3 * DAY, every))
+    [alarm] = await anomalies(client, city, "telecom")
+    assert (alarm["originator_id"], alarm["details"]["value"]) == (air["id"], 400.0)
+    after = await scorer(client)
+    assert after["alive"]
+    assert (after["restarts"], after["pid"] != before["pid"]) == (1, True)
+    r = await client.get("/api/analytics/anomaly", headers=city.auth("city"))
+    assert (r.json()["series"], r.json()["raised"]) == (1, 1)

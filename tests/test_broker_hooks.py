@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,9 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fixtures_api import City, make_device
+from fixtures_api import City, make_device, started
 from smartpole.app import Platform
-from smartpole.config import Settings
 from smartpole.model.types import Role
 from smartpole.store import Database
 
@@ -22,19 +20,14 @@ SECRET = {"X-Smartpole-Broker-Secret": "hook-secret"}
 @pytest.fixture
 async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform]:
     """A platform whose broker hooks are on (no broker of its own: EMQX asks it)."""
-    settings = Settings(
-        data_dir=tmp_path,
+    async with started(
+        database,
+        tmp_path,
         mqtt_port=-1,
         broker_password="svc-pw",
         broker_hook_secret=SECRET["X-Smartpole-Broker-Secret"],
-    )
-    p = Platform(settings, db=database)
-    await p.start()
-    try:
+    ) as p:
         yield p
-    finally:
-        await p.stop()
-        gc.collect()
 
 
 @pytest.fixture

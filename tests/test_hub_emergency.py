@@ -7,7 +7,6 @@ sends them."""
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from fixtures_api import City, make_device, make_pole
+from fixtures_api import City, make_device, make_pole, started
 from mqtt_client import V5, Device
 from smartpole.app import Platform
-from smartpole.config import Settings
 from smartpole.errors import InvalidInput
 from smartpole.hub.rules.documents import default_rules
 from smartpole.hub.rules.model import CommandAction
@@ -36,14 +34,8 @@ MIN = 60 * SEC
 async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform]:
     """A started platform whose hub timer runs only when a test calls ``hub.tick``: the tests
     move the clock forward (ten minutes offline), and the wall clock must not move it back."""
-    settings = Settings(data_dir=tmp_path, batch_age_ms=2, mqtt_port=0, hub_tick_ms=3_600_000)
-    p = Platform(settings, db=database)
-    await p.start()
-    try:
+    async with started(database, tmp_path, hub_tick_ms=3_600_000) as p:
         yield p
-    finally:
-        await p.stop()
-        gc.collect()
 
 
 async def settle(platform: Platform) -> None:

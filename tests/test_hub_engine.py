@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from fixtures_api import City, make_device, make_pole
+from fixtures_api import City, make_device, make_pole, started
 from helpers import TILT_RULE, add_rule, alarms_of, send, settle
 from smartpole.app import Platform
 from smartpole.config import Settings
@@ -34,19 +34,8 @@ async def platform(
     """A started platform evaluating its rules in-process, or in a worker process (#16); its
     timer runs only when a test calls ``hub.tick`` (on the wall clock, past T0, it would
     complete the durations the tests count from T0)."""
-    settings = Settings(
-        data_dir=tmp_path,
-        batch_age_ms=2,
-        mqtt_port=0,
-        hub_workers=request.param,
-        hub_tick_ms=3_600_000,
-    )
-    p = Platform(settings, db=database)
-    await p.start()
-    try:
+    async with started(database, tmp_path, hub_workers=request.param, hub_tick_ms=3_600_000) as p:
         yield p
-    finally:
-        await p.stop()
 
 
 async def test_threshold_raises_counts_and_clears_an_alarm(

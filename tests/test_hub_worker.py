@@ -16,10 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from fixtures_api import City, make_device, make_pole
+from fixtures_api import City, make_device, make_pole, started
 from helpers import EXE, TILT_RULE, add_rule, alarms_of, free_port, send, settle
 from smartpole.app import Platform
-from smartpole.config import Settings
 from smartpole.model.types import Role
 from smartpole.store import Database
 
@@ -32,15 +31,8 @@ POLES = 24
 async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform]:
     """A started platform whose rules are evaluated by a worker process; its timer runs only
     when a test calls ``hub.tick`` (the wall clock would complete a duration the test counts)."""
-    settings = Settings(
-        data_dir=tmp_path, batch_age_ms=2, mqtt_port=0, hub_workers=1, hub_tick_ms=3_600_000
-    )
-    p = Platform(settings, db=database)
-    await p.start()
-    try:
+    async with started(database, tmp_path, hub_workers=1, hub_tick_ms=3_600_000) as p:
         yield p
-    finally:
-        await p.stop()
 
 
 async def worker_of(client: httpx.AsyncClient) -> dict[str, Any]:

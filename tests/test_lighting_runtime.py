@@ -5,7 +5,6 @@ not follow its plan raises ``out_of_program`` (over real MQTT, on both engines).
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from fixtures_api import City, make_device, make_pole
+from fixtures_api import City, make_device, make_pole, started
 from mqtt_client import V5, Device
 from smartpole.app import Platform
-from smartpole.config import Settings
 from smartpole.hub.rules.documents import default_rules
 from smartpole.lighting.plan import level_at
 from smartpole.model.clock import now_ms
@@ -44,20 +42,8 @@ DOCUMENT = {
 @pytest.fixture
 async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform]:
     """A started platform whose lighting works every 0.1 s and raises out of program at once."""
-    settings = Settings(
-        data_dir=tmp_path,
-        batch_age_ms=2,
-        mqtt_port=0,
-        lighting_tick_s=0.1,
-        lighting_out_of_program_s=0,
-    )
-    p = Platform(settings, db=database)
-    await p.start()
-    try:
+    async with started(database, tmp_path, lighting_tick_s=0.1, lighting_out_of_program_s=0) as p:
         yield p
-    finally:
-        await p.stop()
-        gc.collect()
 
 
 @dataclass

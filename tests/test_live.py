@@ -4,7 +4,6 @@ uvicorn, readings over the HTTP device API, a device over MQTT."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,11 +16,10 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from fixtures_api import City
+from fixtures_api import City, started
 from helpers import HOT_LAMP, add_rule, all_online, make_street, send, settle
 from smartpole.api.deps import SESSION_COOKIE
 from smartpole.app import Platform
-from smartpole.config import Settings
 from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
 from smartpole.store import Database
@@ -37,15 +35,8 @@ Message = dict[str, Any]
 @pytest.fixture
 async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform]:
     """A started platform whose live sockets hold few messages each."""
-    p = Platform(
-        Settings(data_dir=tmp_path, batch_age_ms=2, mqtt_port=0, live_queue=QUEUE), db=database
-    )
-    await p.start()
-    try:
+    async with started(database, tmp_path, live_queue=QUEUE) as p:
         yield p
-    finally:
-        await p.stop()
-        gc.collect()
 
 
 class Socket:

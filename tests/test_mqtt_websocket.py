@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from fixtures_api import City, make_device
+from fixtures_api import City, make_device, started
 from mqtt_client import V5, V311, Device
 from smartpole.app import Platform
-from smartpole.config import Settings
 from smartpole.store import Database
 from smartpole.transport.mqtt.websocket import MqttWebSocketServer
 
@@ -26,14 +24,8 @@ from smartpole.transport.mqtt.websocket import MqttWebSocketServer
 @pytest.fixture
 async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform]:
     """A started platform with MQTT over WebSocket on a free port (this module only)."""
-    settings = Settings(data_dir=tmp_path, batch_age_ms=2, mqtt_port=0, mqtt_ws_port=0)
-    p = Platform(settings, db=database)
-    await p.start()
-    try:
+    async with started(database, tmp_path, mqtt_ws_port=0) as p:
         yield p
-    finally:
-        await p.stop()
-        gc.collect()
 
 
 def ws_port(platform: Platform) -> int:

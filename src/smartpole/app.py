@@ -13,7 +13,8 @@ from smartpole.config import Settings
 from smartpole.control import Control
 from smartpole.devices import DeviceApi, DeviceService, SessionLimits
 from smartpole.errors import StoreUnavailable
-from smartpole.hub.analytics.anomaly import AnomalyService, Detector
+from smartpole.hub.analytics.anomaly import AnomalyService
+from smartpole.hub.analytics.detector import Detector
 from smartpole.hub.analytics.forecast import Forecasts
 from smartpole.hub.engine import Hub
 from smartpole.hub.live import Live
@@ -152,7 +153,12 @@ class Platform:
             max_series=settings.anomaly_max_series,
         )
         self.anomaly = AnomalyService(
-            self.db.engine, self.hub.alarms, detector, node=settings.node_id
+            self.db.engine,
+            self.hub.alarms,
+            detector,
+            node=settings.node_id,
+            worker=settings.anomaly_worker and settings.anomaly_enabled,
+            on_worker_restart=self.metrics.anomaly_worker_restarts.inc,
         )
         self.lamp_watch = LampWatch(
             self.hub.alarms,

@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     anomaly_max_series: int = Field(
         100_000, ge=100, description="Series with an anomaly baseline in memory at most (LRU)."
     )
+    anomaly_worker: bool = Field(
+        False,
+        description="Score anomalies in a worker process of their own, so that scoring uses"
+        " another core than ingest (false: a thread of the process that ingests).",
+    )
     anomaly_snapshot_s: int = Field(
         600, ge=10, description="How often anomaly baselines are saved to the store (seconds)."
     )

@@ -119,6 +119,11 @@ class Metrics:
             "Times the hub's rule-evaluation worker process was started again after it died.",
             registry=r,
         )
+        self.anomaly_worker_restarts = Counter(
+            "smartpole_anomaly_worker_restarts",
+            "Times the anomaly detector's worker process was started again after it died.",
+            registry=r,
+        )
         self.tenant_readings = Counter(
             "smartpole_tenant_readings_accepted",
             "Readings committed (duplicates included), by the device's owner tenant.",

@@ -46,6 +46,7 @@ from smartpole.api.deps import (
     SettingsDep,
 )
 from smartpole.api.services import Lifecycle, Services
+from smartpole.child import ChildStatus
 from smartpole.transport.http.device import device_router
 
 __all__ = ["create_app"]
@@ -170,13 +171,16 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
         hub_body: dict[str, Any] = {"queued": hub.queued}
         worker = hub.worker_status()
         if worker is not None:  # rules evaluated in a process of their own
-            hub_body["worker"] = {
-                "pid": worker.pid,
-                "alive": worker.alive,
-                "restarts": worker.restarts,
-                "queued": hub.queued,
-                "lag": round(hub.lag, 3),
-            }
+            hub_body["worker"] = {**_child(worker), "queued": hub.queued, "lag": round(hub.lag, 3)}
+        anomaly_body: dict[str, Any] = {
+            "enabled": settings.anomaly_enabled,
+            "queued": anomaly.queued,
+            "dropped": anomaly.dropped,
+            "raised": anomaly.raised,
+        }
+        scorer = anomaly.worker_status()
+        if scorer is not None:  # anomalies scored in a process of their own
+            anomaly_body["worker"] = _child(scorer)
         body = {
             "status": "ok" if outage is None else "unavailable",
             "version": __version__,
@@ -189,15 +193,15 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
             },
             # batches committed but not yet evaluated by the rules / scored by the detector
             "hub": hub_body,
-            "anomaly": {
-                "enabled": settings.anomaly_enabled,
-                "queued": anomaly.queued,
-                "dropped": anomaly.dropped,
-                "raised": anomaly.raised,
-            },
+            "anomaly": anomaly_body,
         }
         if outage is None:
             return body
         return JSONResponse({**body, "reason": outage.detail}, 503, {"Retry-After": "5"})
 
     return app
+
+
+def _child(status: ChildStatus) -> dict[str, Any]:
+    """A worker process as ``/healthz`` shows it."""
+    return {"pid": status.pid, "alive": status.alive, "restarts": status.restarts}

@@ -31,6 +31,7 @@ import orjson
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
+from smartpole.child import Child, ChildStatus
 from smartpole.hub.actions import Actor, Commander, LampHolder, Transition
 from smartpole.hub.alarms.outages import PoleOutages
 from smartpole.hub.alarms.store import Alarms, ChangeListener
@@ -47,13 +48,12 @@ from smartpole.hub.worker import (
     Batch,
     CheckRules,
     DirectoryUpdate,
-    HubWorker,
     Message,
     Part,
     Reply,
     Seed,
     Tick,
-    WorkerStatus,
+    hub_worker,
 )
 from smartpole.hub.workorders.store import WorkOrders
 from smartpole.metrics import Metrics
@@ -130,9 +130,9 @@ class Hub:
         self._evaluator = Evaluator(timezone)
         self._timezone = timezone
         self._dirty: set[RuleKey] = set()  # rule states to write
-        self._worker: HubWorker | None = None
+        self._worker: Child | None = None
         if workers > 0:
-            self._worker = HubWorker(
+            self._worker = hub_worker(
                 self._seed, self._take_reply, self.metrics.hub_worker_restarts.inc
             )
         # Bounded: when evaluation falls behind, the pipeline's writer waits here, so the
@@ -299,7 +299,7 @@ class Hub:
             timezone=self._timezone,
         )
 
-    def worker_status(self) -> WorkerStatus | None:
+    def worker_status(self) -> ChildStatus | None:
         """The evaluation worker's process (``None``: rules are evaluated in this process)."""
         return None if self._worker is None else self._worker.status()
 

@@ -16,7 +16,7 @@ import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -25,6 +25,7 @@ from smartpole.hub.rules.conditions import ANY_KEY, Context, waits
 from smartpole.hub.rules.model import Rule
 from smartpole.hub.rules.parser import compile_rule
 from smartpole.hub.scopes import ScopeIndex
+from smartpole.model.columns import Sample
 from smartpole.model.rules import StoredRule
 from smartpole.model.types import Value
 
@@ -34,7 +35,6 @@ __all__ = [
     "Latest",
     "Outcome",
     "RuleKey",
-    "Sample",
     "State",
     "compile_rules",
 ]
@@ -43,20 +43,6 @@ log = logging.getLogger(__name__)
 Latest = dict[str, tuple[int, Value]]
 RuleKey = tuple[int, int]  # (rule id, device id)
 State = dict[str, Any]  # a rule's state for one device: {"active": bool, ...its nodes' own}
-
-
-class Sample(Protocol):
-    """A reading as evaluation sees it: a :class:`~smartpole.model.types.Reading`, or the
-    lighter tuple a worker rebuilds from a batch's columns."""
-
-    @property
-    def device_id(self) -> int: ...
-    @property
-    def key(self) -> str: ...
-    @property
-    def ts(self) -> int: ...
-    @property
-    def value(self) -> Value: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,317 +1,43 @@
-"""Online anomaly detection: a seasonal baseline per (device, key), learned from every reading.
+"""The anomaly detector on the pipeline: committed readings scored, ``anomaly`` alarms raised.
 
-Each watched series keeps 24 hour-of-day slots. A slot holds an exponentially weighted mean of
-the readings in that hour of the day, updated with Finch's incremental formula — the one
-``river.stats.EWMean`` implements, so the baseline of one slot equals river's (a test checks
-it) — and an exponentially weighted mean of the squared residuals, the scale. The expected value
-at a moment is interpolated between the two nearest slot means, so a diurnal curve is followed
-within the hour. A reading's score is ``|value - expected| / sqrt(scale + floor²)``, a z-score
-against the series' own seasonal behaviour; ``floor`` is a per-key noise level below which
-differences do not matter (0.5 dB, 1 µg/m³, ...).
+The detector (``detector.py``: seasonal baselines per series, pure logic) runs in a thread of
+the platform, or with ``anomaly_worker = true`` in a process of its own
+(``anomaly_worker.py``), so that scoring uses another core than ingest. Either way the
+pipeline listener only enqueues the committed batch and alarms are raised from the service's
+own task, never from the pipeline's writer.
 
-Why not one ``river`` object per slot: two river statistics per slot take about 10 KB per series
-(measured with tracemalloc), while 72 float32 values take 288 bytes; a city has 10⁵ series.
-
-A series raises an ``anomaly`` alarm on its device after ``consecutive`` readings in a row score
-above ``threshold``, and clears it after as many readings back under ``threshold / 2``. A device
-has one ``anomaly`` alarm (alarms are one per originator and type): it names the newest key that
-tripped and lists every key anomalous now, and clears when the last one is back to normal.
-An anomalous reading moves its slot's mean at a quarter of the usual rate (``adapt``) and
-leaves the scale alone, so a fault does not become the baseline in a few readings, while a
-lasting change of level is still learned: in about 170 readings of each hour of the day.
-
-Memory is bounded: at most ``max_series`` series, the least recently updated evicted first
-(about ``SERIES_BYTES`` each). The baselines are saved to ``hub_snapshots`` every few minutes
-and at stop, and loaded at start, so a restart does not relearn from zero.
-
-The pipeline listener only enqueues the committed batch; scoring runs in a worker thread and
-alarms are raised from the detector's own task, never from the pipeline's writer.
+The baselines are saved to ``hub_snapshots`` every few minutes and at stop, and loaded at
+start, so a restart does not relearn from zero.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import re
 import struct
 import threading
 import zlib
-from array import array
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 
+from smartpole.child import Child, ChildStatus
 from smartpole.hub.alarms.store import Alarms
+from smartpole.hub.analytics.anomaly_worker import Dump, Scores, Scoring, Seed, anomaly_worker
+from smartpole.hub.analytics.detector import SERIES_BYTES, AnomalyEvent, Detector, score
 from smartpole.hub.analytics.tables import hub_snapshots
 from smartpole.model.clock import now_ms
+from smartpole.model.columns import Columns
 from smartpole.model.lifecycle import Severity
 from smartpole.model.types import DeviceKind, Reading
 from smartpole.model.writes import WriteBatch
 from smartpole.store.schema import devices
 
-__all__ = [
-    "SERIES_BYTES",
-    "WATCHED",
-    "AnomalyEvent",
-    "AnomalyService",
-    "Detector",
-    "ew_update",
-    "floor_for",
-]
+__all__ = ["AnomalyService"]
 
 log = logging.getLogger(__name__)
-HOUR_MS = 3_600_000
-DAY_MS = 24 * HOUR_MS
-SLOTS = 24
-MAGIC = b"SPAD2"
-MAD_TO_SIGMA = 1.25  # mean absolute deviation to standard deviation, for normal noise
-SERIES_BYTES = 700  # measured (tracemalloc): slots, bookkeeping and the LRU entry
-
-# Watched keys per kind, each with its noise floor (in the key's unit): cumulative counters,
-# angles and bursty keys (rain, illuminance) are left out; a seasonal z-score fits them badly.
-WATCHED: dict[DeviceKind, dict[str, float]] = {
-    DeviceKind.AIR: {
-        "pm25": 1.0,
-        "pm10": 2.0,
-        "no2": 2.0,
-        "o3": 2.0,
-        "co": 0.05,
-        "so2": 1.0,
-        "aqi": 2.0,
-    },
-    DeviceKind.NOISE: {"laeq": 0.5, "lamax": 1.0},
-    DeviceKind.WEATHER: {"temperature": 0.3, "humidity": 1.0, "pressure": 0.5, "wind_speed": 0.3},
-    DeviceKind.LAMP: {"power": 2.0},
-    DeviceKind.GATEWAY: {"power": 5.0, "temperature": 0.5},
-    DeviceKind.METER: {"power": 5.0},
-}
-PORT_POWER = re.compile(r"port\d{1,3}_power")  # a gateway's per-port meters (W)
-PORT_POWER_FLOOR = 2.0
-
-
-def floor_for(kind: DeviceKind, key: str) -> float | None:
-    """The noise floor of a watched key of a kind; None when the key is not watched."""
-    floor = WATCHED.get(kind, {}).get(key)
-    if floor is None and kind is DeviceKind.GATEWAY and PORT_POWER.fullmatch(key):
-        return PORT_POWER_FLOOR
-    return floor
-
-
-def ew_update(mean: float, n: float, x: float, alpha: float) -> float:
-    """One step of the exponentially weighted mean (``river.stats.EWMean``'s formula).
-
-    ``n`` values were learned before; the first ``1/alpha`` are averaged plainly (weight
-    ``1/(n+1)``) so that a new series is not dominated by its first readings.
-    """
-    a = max(alpha, 1.0 / (n + 1.0))
-    return mean + a * (x - mean)
-
-
-@dataclass(frozen=True, slots=True)
-class AnomalyEvent:
-    """A series turning anomalous (``raised``) or back to normal (``cleared``)."""
-
-    change: str  # "raised" | "cleared"
-    device_id: int
-    key: str
-    ts: int
-    value: float
-    expected: float
-    score: float
-
-
-class _Series:
-    """The baseline of one series: per slot (count, mean, mean absolute residual)."""
-
-    __slots__ = ("calm", "dt", "first_ts", "flagged", "last_ts", "slots", "streak")
-
-    def __init__(self, first_ts: int) -> None:
-        self.slots = array("f", bytes(4 * 3 * SLOTS))
-        self.first_ts = self.last_ts = first_ts
-        self.dt = 0.0  # the series' usual interval between readings (ms), smoothed
-        self.streak = 0
-        self.calm = 0
-        self.flagged = False
-
-
-class Detector:
-    """Seasonal baselines and scores for many series; pure logic, no I/O, not thread-safe.
-
-    ``day_weight`` is how far one day's readings of an hour move that hour's slot (0.2: the
-    baseline remembers about the last five days); it is spread over the readings of the hour,
-    whatever the series' reporting interval. ``warmup_ms`` is how long a series learns before
-    it is scored: each hour of the day must have been seen more than once.
-    """
-
-    def __init__(
-        self,
-        *,
-        threshold: float = 8.0,
-        consecutive: int = 3,
-        day_weight: float = 0.2,
-        warmup_ms: int = 2 * DAY_MS,
-        max_series: int = 100_000,
-        min_slot_count: int = 3,
-        adapt: float = 0.25,
-    ) -> None:
-        self.threshold = threshold
-        self.consecutive = consecutive
-        self.day_weight = day_weight
-        self.warmup_ms = warmup_ms
-        self.max_series = max_series
-        self.min_slot_count = min_slot_count
-        self.adapt = adapt
-        self.series: OrderedDict[tuple[int, str], _Series] = OrderedDict()
-        self.scored = 0
-        self.evicted = 0
-
-    def __len__(self) -> int:
-        return len(self.series)
-
-    def expected(self, s: _Series, ts: int) -> tuple[float, float] | None:
-        """The value expected at ``ts`` and the typical deviation; None while learning.
-
-        The mean is interpolated between the two nearest slot centres (a diurnal curve is
-        followed within the hour); the deviation is the reading's own slot's, the one its
-        residuals are learned into.
-        """
-        pos = (ts % DAY_MS) / HOUR_MS - 0.5  # slot centres are at half past each hour
-        lo = math.floor(pos)
-        w = pos - lo
-        i0, i1 = lo % SLOTS, (lo + 1) % SLOTS
-        own = int((ts % DAY_MS) // HOUR_MS)
-        v = s.slots
-        if v[3 * own] < self.min_slot_count:
-            return None
-        if v[3 * i0] < self.min_slot_count:
-            w = 1.0
-        elif v[3 * i1] < self.min_slot_count:
-            w = 0.0
-        mean = (1 - w) * v[3 * i0 + 1] + w * v[3 * i1 + 1]
-        return mean, MAD_TO_SIGMA * v[3 * own + 2]
-
-    def _z(self, exp: tuple[float, float], value: float, floor: float) -> float:
-        return abs(value - exp[0]) / math.sqrt(exp[1] * exp[1] + floor * floor)
-
-    def score(self, device_id: int, key: str, ts: int, value: float, floor: float) -> float | None:
-        """Score a reading against its series without learning it (None while learning)."""
-        s = self.series.get((device_id, key))
-        if s is None or ts - s.first_ts < self.warmup_ms:
-            return None
-        exp = self.expected(s, ts)
-        return None if exp is None else self._z(exp, value, floor)
-
-    def update(
-        self, device_id: int, key: str, ts: int, value: float, floor: float
-    ) -> AnomalyEvent | None:
-        """Score a reading, learn it, and say whether its series turned anomalous or normal."""
-        k = (device_id, key)
-        s = self.series.get(k)
-        if s is None:
-            s = self.series[k] = _Series(ts)
-            if len(self.series) > self.max_series:
-                self.series.popitem(last=False)
-                self.evicted += 1
-        else:
-            self.series.move_to_end(k)
-            gap = min(max(ts - s.last_ts, 0), HOUR_MS)  # an outage is not the usual interval
-            s.dt = float(gap) if s.dt == 0.0 else s.dt + 0.1 * (gap - s.dt)
-            s.last_ts = max(s.last_ts, ts)
-        alpha = min(1.0, self.day_weight * s.dt / HOUR_MS)
-        exp = self.expected(s, ts)
-        event: AnomalyEvent | None = None
-        if exp is not None and ts - s.first_ts >= self.warmup_ms:
-            self.scored += 1
-            z = self._z(exp, value, floor)
-            event = self._step(s, device_id, key, ts, value, exp[0], z)
-            if z > self.threshold:
-                # A fault must not become normal in a few readings: move the mean slowly and
-                # leave the deviation alone (learning this residual would widen it at once).
-                i = int((ts % DAY_MS) // HOUR_MS)
-                s.slots[3 * i + 1] += alpha * self.adapt * (value - s.slots[3 * i + 1])
-                return event
-        self._learn(s, ts, value, exp[0] if exp is not None else None, alpha)
-        return event
-
-    def _step(
-        self, s: _Series, device_id: int, key: str, ts: int, value: float, exp: float, z: float
-    ) -> AnomalyEvent | None:
-        """Count readings in a row above (or back under) the threshold; report a change."""
-        if z > self.threshold:
-            s.streak += 1
-            s.calm = 0
-        elif z < self.threshold / 2:
-            s.calm += 1
-            s.streak = 0
-        else:  # between the two: neither anomalous in a row nor calm yet
-            s.streak = s.calm = 0
-        if not s.flagged and s.streak >= self.consecutive:
-            s.flagged = True
-            return AnomalyEvent("raised", device_id, key, ts, value, exp, z)
-        if s.flagged and s.calm >= self.consecutive:
-            s.flagged = False
-            return AnomalyEvent("cleared", device_id, key, ts, value, exp, z)
-        return None
-
-    @staticmethod
-    def _learn(s: _Series, ts: int, x: float, expected: float | None, alpha: float) -> None:
-        i = int((ts % DAY_MS) // HOUR_MS)
-        v = s.slots
-        n, mean = v[3 * i], v[3 * i + 1]
-        residual = abs(x - (expected if expected is not None else mean))
-        v[3 * i + 2] = ew_update(v[3 * i + 2], n, residual, alpha)
-        v[3 * i + 1] = ew_update(mean, n, x, alpha)
-        v[3 * i] = min(n + 1.0, 1e6)
-
-    # -- snapshot ---------------------------------------------------------------------------
-    # device id, key length, first ts, last ts, interval, streak, calm, flagged
-    _HEAD = struct.Struct("<qHqqdii?")
-
-    def dump(self) -> bytes:
-        """The baselines as compressed bytes (a plain binary format: no pickle to load)."""
-        parts = [MAGIC]
-        for (device_id, key), s in self.series.items():
-            kb = key.encode()
-            parts.append(
-                self._HEAD.pack(
-                    device_id, len(kb), s.first_ts, s.last_ts, s.dt, s.streak, s.calm, s.flagged
-                )
-            )
-            parts.append(kb)
-            parts.append(s.slots.tobytes())
-        return zlib.compress(b"".join(parts), 1)
-
-    def load(self, data: bytes) -> int:
-        """Replace the baselines with a snapshot from :meth:`dump`; return the series loaded."""
-        raw = zlib.decompress(data)
-        if not raw.startswith(MAGIC):
-            raise ValueError("not an anomaly snapshot of this version")
-        self.series.clear()
-        pos, head, size = len(MAGIC), self._HEAD, 4 * 3 * SLOTS
-        while pos < len(raw):
-            device_id, klen, first_ts, last_ts, dt, streak, calm, flagged = head.unpack_from(
-                raw, pos
-            )
-            pos += head.size
-            key = raw[pos : pos + klen].decode()
-            pos += klen
-            s = _Series(first_ts)
-            s.slots = array("f", raw[pos : pos + size])
-            pos += size
-            s.last_ts, s.dt, s.streak, s.calm, s.flagged = last_ts, dt, streak, calm, flagged
-            self.series[(device_id, key)] = s
-        while len(self.series) > self.max_series:
-            self.series.popitem(last=False)
-        return len(self.series)
-
-    def flagged(self) -> Iterable[tuple[int, str]]:
-        """The series anomalous now."""
-        return (k for k, s in self.series.items() if s.flagged)
-
+WORKER_BATCHES = 16  # queued batches sent to the worker in one message at most
 
 _Device = tuple[DeviceKind, int, int | None]  # kind, owner tenant, pole
 
@@ -331,6 +57,8 @@ class AnomalyService:
         *,
         node: str = "local",
         queue_batches: int = 1000,
+        worker: bool = False,
+        on_worker_restart: Callable[[], None] = lambda: None,
     ) -> None:
         self.engine = engine
         self.alarms = alarms
@@ -343,6 +71,13 @@ class AnomalyService:
         self._lock = threading.Lock()  # one thread at a time in the detector
         self._devices: dict[int, _Device] = {}
         self._anomalous: dict[int, dict[str, AnomalyEvent]] = {}
+        # with a worker: the baselines last saved or loaded (a new worker starts from them)
+        # and the detector's size as of its last answer
+        self._baseline: bytes | None = None
+        self._sizes = (0, 0, 0)  # series, scored, evicted
+        self._worker: Child | None = None
+        if worker:
+            self._worker = anomaly_worker(self._seed, on_worker_restart)
 
     @property
     def queued(self) -> int:
@@ -363,6 +98,8 @@ class AnomalyService:
         loaded = await asyncio.to_thread(self.restore)
         if loaded:
             log.info("anomaly baselines restored for %d series", loaded)
+        if self._worker is not None:
+            await self._worker.start()
         self._task = asyncio.create_task(self._run(), name="anomaly-detector")
 
     async def stop(self) -> None:
@@ -372,58 +109,90 @@ class AnomalyService:
         await self._queue.put(None)
         await self._task
         self._task = None
-        await asyncio.to_thread(self.save)
+        await self._save()
+        if self._worker is not None:
+            await self._worker.stop()
 
     async def drain(self) -> None:
         """Wait until every batch queued so far is scored and its alarms raised."""
         await self._queue.join()
 
     async def _run(self) -> None:
+        queue = self._queue
         while True:
-            readings = await self._queue.get()
+            batches = [await queue.get()]
+            if self._worker is not None:  # what queued while the worker was busy goes at once
+                while len(batches) < WORKER_BATCHES and not queue.empty():
+                    batches.append(queue.get_nowait())
+            stop = batches[-1] is None
+            readings = [b for b in batches if b is not None]
             try:
-                if readings is None:
-                    return
-                events = await asyncio.to_thread(self.process, readings)
-                for event, device in events:
-                    await self._tell(event, device)
+                if readings:
+                    await self._score(readings)
             except Exception:
                 log.exception("anomaly detection of a batch failed")
             finally:
-                self._queue.task_done()
+                for _ in batches:
+                    queue.task_done()
+            if stop:
+                return
+
+    async def _score(self, batches: list[list[Reading]]) -> None:
+        """Score committed batches here or in the worker; raise and clear alarms."""
+        if self._worker is None:
+            for readings in batches:
+                for event, device in await asyncio.to_thread(self.process, readings):
+                    await self._tell(event, device)
+            return
+        ids = {r.device_id for rs in batches for r in rs}
+        fresh, known = await asyncio.to_thread(self._known, ids)
+        columns = Columns()
+        for readings in batches:
+            columns.add(readings)
+        reply = await self._worker.call(Scoring({i: known[i][0] for i in fresh}, columns))
+        assert isinstance(reply, Scores)
+        self._sizes = (reply.series, reply.scored, reply.evicted)
+        for event in reply.events:
+            await self._tell(event, known[event.device_id])
 
     def process(self, readings: Sequence[Reading]) -> list[tuple[AnomalyEvent, _Device]]:
-        """Score and learn a batch (blocking); return the series that changed state.
-
-        Each event comes with its device's (kind, owner, pole), looked up now: the cache may
-        be emptied by a snapshot before the alarm is raised.
-        """
+        """Score and learn a batch in this process (blocking); return the series that changed
+        state, each with its device's (kind, owner, pole), looked up now: the cache may be
+        emptied by a snapshot before the alarm is raised."""
         with self._lock:
             self._lookup({r.device_id for r in readings} - self._devices.keys())
-            events: list[tuple[AnomalyEvent, _Device]] = []
-            update = self.detector.update
-            for r in readings:
-                dev = self._devices.get(r.device_id)
-                if dev is None:
-                    continue
-                floor = floor_for(dev[0], r.key)
-                value = r.value
-                if floor is None or isinstance(value, bool) or not isinstance(value, int | float):
-                    continue
-                event = update(r.device_id, r.key, r.ts, float(value), floor)
-                if event is not None:
-                    events.append((event, dev))
-            return events
+            devs = self._devices
+            kinds = {i: devs[i][0] for i in {r.device_id for r in readings} if i in devs}
+            return [(e, devs[e.device_id]) for e in score(self.detector, kinds, readings)]
 
-    def _lookup(self, device_ids: set[int]) -> None:
+    def _known(self, ids: set[int]) -> tuple[set[int], dict[int, _Device]]:
+        """The devices among ``ids`` looked up now (the worker was not told their kind) and
+        every one of them that exists."""
+        with self._lock:
+            fresh = self._lookup(ids - self._devices.keys())
+            devs = self._devices
+            return fresh, {i: devs[i] for i in ids if i in devs}
+
+    def _seed(self) -> Seed:
+        """What a (new) worker starts from: the settings, the baselines last saved or loaded,
+        the kinds of the devices known."""
+        with self._lock:
+            kinds = {i: d[0] for i, d in self._devices.items()}
+        return Seed(self.detector, self._baseline, kinds)
+
+    def _lookup(self, device_ids: set[int]) -> set[int]:
+        """Look devices up into the cache (the caller holds the lock); return those found."""
         if not device_ids:
-            return
+            return set()
+        found: set[int] = set()
         q = select(devices.c.id, devices.c.kind, devices.c.owner_id, devices.c.pole_id).where(
             devices.c.id.in_(sorted(device_ids))
         )
         with self.engine.connect() as conn:
             for device_id, kind, owner, pole in conn.execute(q):
                 self._devices[device_id] = (DeviceKind(kind), owner, pole)
+                found.add(device_id)
+        return found
 
     async def _tell(self, event: AnomalyEvent, dev: _Device) -> None:
         """Raise or clear the device's ``anomaly`` alarm for a series that changed state."""
@@ -472,12 +241,25 @@ class AnomalyService:
     async def snapshot(self) -> None:
         """Save the baselines (the platform runs this every ``anomaly_snapshot_s``)."""
         if self._task is not None:  # nothing learned before start: keep the stored snapshot
+            await self._save()
+
+    async def _save(self) -> None:
+        if self._worker is None:
             await asyncio.to_thread(self.save)
+            return
+        data = await self._worker.call(Dump())
+        assert isinstance(data, bytes)
+        await asyncio.to_thread(self._write, data)
+        self._baseline = data
 
     def save(self) -> int:
-        """Write the baselines to ``hub_snapshots``; return the bytes written."""
+        """Write this process's baselines to ``hub_snapshots``; return the bytes written."""
         with self._lock:
             data = self.detector.dump()
+        return self._write(data)
+
+    def _write(self, data: bytes) -> int:
+        with self._lock:
             # Device owners and kinds may change: look them up afresh after a snapshot.
             self._devices.clear()
         with self.engine.begin() as conn:
@@ -488,33 +270,47 @@ class AnomalyService:
         return len(data)
 
     def restore(self) -> int:
-        """Load the baselines of the last snapshot, if any; return the series loaded."""
+        """Load the baselines of the last snapshot, if any; return the series loaded (with a
+        worker, the worker loads them as it starts)."""
         q = select(hub_snapshots.c.data).where(hub_snapshots.c.name == self.snapshot_name)
         with self.engine.connect() as conn:
             data = conn.execute(q).scalar()
         if data is None:
             return 0
+        # with a worker, a copy of the detector reads the snapshot here only to check it and
+        # to know which series are anomalous; the worker keeps the baselines
+        detector = self.detector if self._worker is None else _empty(self.detector)
         with self._lock:
             try:
-                n = self.detector.load(bytes(data))
+                n = detector.load(bytes(data))
             except (ValueError, zlib.error, struct.error) as err:
                 log.warning("anomaly snapshot unreadable (%s); learning from zero", err)
                 return 0
-            for device_id, key in self.detector.flagged():
+            for device_id, key in detector.flagged():
                 self._anomalous.setdefault(device_id, {})[key] = AnomalyEvent(
                     "raised", device_id, key, 0, 0.0, 0.0, 0.0
                 )
+            if self._worker is not None:
+                self._baseline = bytes(data)
+                self._sizes = (n, 0, 0)
             return n
+
+    def worker_status(self) -> ChildStatus | None:
+        """The detector's worker process (``None``: it scores in this process)."""
+        return None if self._worker is None else self._worker.status()
 
     def stats(self) -> dict[str, Any]:
         """What the detector holds and has done, for the API and the logs."""
         d = self.detector
+        series, scored, evicted = (
+            (len(d), d.scored, d.evicted) if self._worker is None else self._sizes
+        )
         return {
-            "series": len(d),
+            "series": series,
             "max_series": d.max_series,
             "bytes_per_series": SERIES_BYTES,
-            "scored": d.scored,
-            "evicted": d.evicted,
+            "scored": scored,
+            "evicted": evicted,
             "raised": self.raised,
             "dropped_batches": self.dropped,
             "anomalous_devices": len(self._anomalous),
@@ -522,3 +318,16 @@ class AnomalyService:
             "day_weight": d.day_weight,
             "consecutive": d.consecutive,
         }
+
+
+def _empty(detector: Detector) -> Detector:
+    """A detector of the same settings with no series."""
+    return Detector(
+        threshold=detector.threshold,
+        consecutive=detector.consecutive,
+        day_weight=detector.day_weight,
+        warmup_ms=detector.warmup_ms,
+        max_series=detector.max_series,
+        min_slot_count=detector.min_slot_count,
+        adapt=detector.adapt,
+    )

@@ -220,7 +220,11 @@ async def main(short: bool, workers: int) -> None:
     n_poles, total, n_rules = (2_000, 60_000, 1_000) if short else (10_000, 400_000, 1_000)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
-            data_dir=Path(tmp), mqtt_port=-1, sqlite_synchronous="NORMAL", hub_workers=workers
+            data_dir=Path(tmp),
+            mqtt_port=-1,
+            sqlite_synchronous="NORMAL",
+            hub_workers=1 if workers >= 2 else 0,
+            anomaly_worker=workers >= 2,
         )
         p = Platform(settings)
         p.upgrade()
@@ -231,10 +235,10 @@ async def main(short: bool, workers: int) -> None:
             for body in rules(n_rules):
                 p.hub.rules.put(who, body)
             await p.hub.reload()
-            where = "in a worker process" if workers else "in the ingest process"
+            where = "in worker processes" if workers >= 2 else "in the ingest process"
             print(
                 f"hub: {n_poles:,} poles, {2 * n_poles:,} devices, {p.hub.active_rules()} rules"
-                f" evaluated {where}"
+                f" evaluated and anomalies scored {where}"
             )
             t0 = now_ms() - 3_600_000
             without = unhubbed(p)
@@ -268,9 +272,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "--workers",
         type=int,
-        choices=(0, 1),
-        default=0,
-        help="rule-evaluation worker processes (0: in the ingest process)",
+        default=1,
+        help="processes, as smartpole serve --workers: 1 evaluates rules and scores anomalies"
+        " in the ingest process, 2 or more each in a worker process",
     )
     args = parser.parse_args()
     asyncio.run(main(args.short, args.workers))

@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from smartpole.hub.directory import DeviceInfo, Directory
-from smartpole.hub.rules.conditions import ANY_KEY, Context, waits
+from smartpole.hub.rules.conditions import Context, compile_waits
 from smartpole.hub.rules.model import Rule
 from smartpole.hub.rules.parser import compile_rule
 from smartpole.hub.scopes import ScopeIndex
@@ -116,12 +116,14 @@ class Evaluator:
         self.waiting: set[RuleKey] = set()
         self.started = 0  # when the hub was ready (ms): offline durations count from then
         self._outcome = Outcome()
+        self._waits: dict[int, Callable[[State], bool]] = {}  # rule id -> waits(), compiled
 
     # -- what it holds ---------------------------------------------------------------------
     def load_rules(self, rules: dict[int, Rule]) -> None:
         """Take a new set of compiled rules (states of removed rules are the caller's)."""
         self.rules = rules
         self.scopes = ScopeIndex(rules.values(), self.directory)
+        self._waits = {rule.id: compile_waits(rule.condition) for rule in rules.values()}
 
     def set_directory(self, directory: Directory) -> None:
         """Take a newly loaded registry."""
@@ -136,7 +138,7 @@ class Evaluator:
             for key, state in states.items()
             if (rule := self.rules.get(key[0])) is not None
             and rule.timed
-            and waits(rule.condition, state)
+            and self._waits[rule.id](state)
         }
 
     def seed_values(self, values: Mapping[int, Latest], seen: Mapping[int, int]) -> None:
@@ -245,7 +247,7 @@ class Evaluator:
             if late:
                 self._replay(info, late, mine)
             if keys:
-                woken = self._woken(mine, keys)
+                woken = self.scopes.woken(mine, keys)
                 if woken:
                     ctx = self._context(info, ts)
                     for rule in woken:
@@ -278,7 +280,7 @@ class Evaluator:
         # must not clear and raise again an alarm that stands.
         woken = [
             r
-            for r in self._woken(mine, {r.key for r in late})
+            for r in self.scopes.woken(mine, {r.key for r in late})
             if not r.stateful and not self.state.get((r.id, info.id), {}).get("active")
         ]
         if not woken:
@@ -289,17 +291,6 @@ class Evaluator:
         ctx = self._context(info, max(v[0] for v in latest.values()))
         for rule in woken:
             self._check(rule, info, ctx)
-
-    @staticmethod
-    def _woken(mine: dict[str, list[Rule]], keys: set[str]) -> list[Rule]:
-        """The device's rules that readings of these keys wake (each once)."""
-        if len(keys) == 1 and ANY_KEY not in mine:  # the common case: no merging needed
-            return mine.get(next(iter(keys)), [])
-        candidates: dict[int, Rule] = {}
-        for key in (*keys, ANY_KEY):
-            for rule in mine.get(key, ()):
-                candidates[rule.id] = rule
-        return list(candidates.values())
 
     def _context(self, info: DeviceInfo, now: int, view: Latest | None = None) -> Context:
         """What the device's rules see at ``now``: its values (or ``view``), its pole; built
@@ -330,7 +321,7 @@ class Evaluator:
         out.evaluated += 1
         holds = rule.condition.test(ctx)
         if rule.timed and not rule.clocked:
-            if waits(rule.condition, state):
+            if self._waits[rule.id](state):
                 self.waiting.add(key)
             else:
                 self.waiting.discard(key)
@@ -369,7 +360,7 @@ class Evaluator:
             info = devices.get(device_id)
             if info is None or not latest:
                 continue
-            for rule in self._woken(self.scopes.rules_of(info), set(latest)):
+            for rule in self.scopes.woken(self.scopes.rules_of(info), set(latest)):
                 if rule.id not in ids:
                     continue
                 times = [latest[k][0] for k in rule.keys if k in latest]

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from shapely.geometry import Point
 
 from smartpole.hub.directory import DeviceInfo, Directory, PoleInfo
+from smartpole.hub.rules.conditions import ANY_KEY
 from smartpole.hub.rules.model import Rule
 
 __all__ = ["ScopeIndex", "in_scope"]
@@ -57,6 +58,10 @@ class ScopeIndex:
                     buckets[(kind, district)].append(rule)
         self._buckets = dict(buckets)
         self._by_device: dict[int, dict[str, list[Rule]]] = {}
+        # devices watched by the same rules share one dict (kept here, so that its id stays
+        # its own while the index lives), and the rules a set of keys wakes in it is kept
+        self._shared: dict[tuple[int, ...], dict[str, list[Rule]]] = {}
+        self._woken: dict[tuple[int, frozenset[str]], list[Rule]] = {}
         self._timed: list[tuple[Rule, list[DeviceInfo]]] | None = None
 
     @property
@@ -83,11 +88,28 @@ class ScopeIndex:
     def _compute(self, info: DeviceInfo) -> dict[str, list[Rule]]:
         pole = self._directory.pole_of(info)
         out: dict[str, list[Rule]] = defaultdict(list)
+        ids: list[int] = []
         for rule in self._candidates(info, pole):
             if in_scope(rule, info, pole):
+                ids.append(rule.id)
                 for key in rule.keys:
                     out[key].append(rule)
-        return dict(out)
+        return self._shared.setdefault(tuple(ids), dict(out))
+
+    def woken(self, mine: dict[str, list[Rule]], keys: set[str]) -> list[Rule]:
+        """The rules of :meth:`rules_of` that readings of these keys wake (each once); a
+        device reports the same keys step after step, so the answer is kept."""
+        if len(keys) == 1 and ANY_KEY not in mine:  # the common case: no merging needed
+            return mine.get(next(iter(keys)), [])
+        cache_key = (id(mine), frozenset(keys))
+        found = self._woken.get(cache_key)
+        if found is None:
+            candidates: dict[int, Rule] = {}
+            for key in (*keys, ANY_KEY):
+                for rule in mine.get(key, ()):
+                    candidates[rule.id] = rule
+            found = self._woken[cache_key] = list(candidates.values())
+        return found
 
     def timed(self) -> list[tuple[Rule, list[DeviceInfo]]]:
         """Every rule that time alone can change, with the devices it watches."""

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
@@ -34,22 +34,33 @@ from smartpole.lighting.diagnostics import (
     DiagnosisEvent,
     LampDiagnostics,
     LampFacts,
-    LampFactsLookup,
 )
 from smartpole.lighting.lamps import Ratings, read_ratings
 from smartpole.model.types import DeviceKind, Reading, Value
 from smartpole.model.writes import WriteBatch
 from smartpole.store.schema import devices, poles
 
-__all__ = ["LampWatch", "RegistryLampFacts"]
+__all__ = ["LampFactsSource", "LampWatch", "RegistryLampFacts"]
 
 log = logging.getLogger(__name__)
 LAMP_KEYS = frozenset({"on", "dim", "power"})
+WARM_CHUNK = 500  # devices looked up in one query
+
+
+class LampFactsSource(Protocol):
+    """``lamp_facts(tenant, device)`` (:data:`LampFactsLookup`) that can also be told which
+    devices a batch is about, to look them up together."""
+
+    def __call__(self, tenant: int | None, device: int) -> LampFacts | None: ...
+
+    def warm(self, device_ids: Iterable[int]) -> None:
+        """Look up at once the devices not known or known too long ago."""
 
 
 class RegistryLampFacts:
     """``lamp_facts(tenant, device)`` from the registry, each answer kept ``ttl_s`` seconds;
     ratings as :mod:`smartpole.lighting.lamps` reads them, times in the owner's zone.
+    :meth:`warm` looks up the devices of a batch in a few queries rather than two each.
 
     A lamp on no pole has no position: it is placed at (``lat``, ``lon``), the city's centre.
     """
@@ -73,15 +84,27 @@ class RegistryLampFacts:
         """The lamp's facts; None for a device of another kind or tenant, or unknown."""
         hit = self._cache.get(device)
         if hit is None or time.monotonic() - hit[0] > self.ttl_s:
-            hit = self._cache[device] = (time.monotonic(), self._load(device))
+            self._load([device])
+            hit = self._cache[device]
         facts = hit[1]
         if facts is None or (tenant is not None and facts.tenant_id != tenant):
             return None
         return facts
 
-    def _load(self, device: int) -> LampFacts | None:
+    def warm(self, device_ids: Iterable[int]) -> None:
+        """Look up the devices not known or known longer than ``ttl_s``."""
+        now, cache, ttl = time.monotonic(), self._cache, self.ttl_s
+        stale = [d for d in device_ids if (hit := cache.get(d)) is None or now - hit[0] > ttl]
+        for i in range(0, len(stale), WARM_CHUNK):
+            self._load(stale[i : i + WARM_CHUNK])
+
+    def _load(self, device_ids: list[int]) -> None:
+        """Look devices up (two queries for all) into the cache; a device that is no lamp, or
+        is gone, is cached as None."""
+        wanted = devices.c.id.in_(device_ids)
         q = (
             select(
+                devices.c.id,
                 devices.c.kind,
                 devices.c.owner_id,
                 devices.c.pole_id,
@@ -91,27 +114,35 @@ class RegistryLampFacts:
                 poles.c.district,
             )
             .select_from(devices.outerjoin(poles, poles.c.id == devices.c.pole_id))
-            .where(devices.c.id == device)
+            .where(wanted, devices.c.kind == DeviceKind.LAMP.value)
         )
         with self.engine.connect() as conn:
-            row = conn.execute(q).first()
-            if row is None or row.kind != DeviceKind.LAMP.value:
-                return None
-            rated = read_ratings(conn, select(devices.c.id).where(devices.c.id == device))
-        ratings = rated.get(device, Ratings())
-        return LampFacts(
-            device_id=device,
-            tenant_id=row.owner_id,
-            pole_id=row.pole_id,
-            lat=row.lat if row.lat is not None else self.lat,
-            lon=row.lon if row.lon is not None else self.lon,
-            tz=str(self.zone(row.owner_id)),
-            rated_w=ratings.rated_power,
-            min_w=ratings.min_power,
-            rated_life_h=ratings.rated_life,
-            road=row.road or "",
-            district=row.district or "",
-        )
+            rows = conn.execute(q).all()
+            rated = read_ratings(conn, select(devices.c.id).where(wanted)) if rows else {}
+        now = time.monotonic()
+        zones: dict[int, str] = {}
+        for device in device_ids:
+            self._cache[device] = (now, None)
+        for row in rows:
+            ratings = rated.get(row.id, Ratings())
+            if row.owner_id not in zones:
+                zones[row.owner_id] = str(self.zone(row.owner_id))
+            self._cache[row.id] = (
+                now,
+                LampFacts(
+                    device_id=row.id,
+                    tenant_id=row.owner_id,
+                    pole_id=row.pole_id,
+                    lat=row.lat if row.lat is not None else self.lat,
+                    lon=row.lon if row.lon is not None else self.lon,
+                    tz=zones[row.owner_id],
+                    rated_w=ratings.rated_power,
+                    min_w=ratings.min_power,
+                    rated_life_h=ratings.rated_life,
+                    road=row.road or "",
+                    district=row.district or "",
+                ),
+            )
 
 
 class LampWatch:
@@ -124,7 +155,7 @@ class LampWatch:
     def __init__(
         self,
         alarms: Alarms | None,
-        lamp_facts: LampFactsLookup,
+        lamp_facts: LampFactsSource,
         diagnostics: LampDiagnostics | None = None,
         *,
         work_orders: WorkOrderOpener | None = None,
@@ -191,7 +222,9 @@ class LampWatch:
 
     def process(self, readings: Sequence[Reading]) -> list[tuple[DiagnosisEvent, LampFacts]]:
         """Diagnose a batch (blocking): each lamp's reports in time order."""
-        lamps: dict[int, LampFacts | None] = {}  # meters and sensors share the lamps' keys
+        # meters and sensors share the lamps' keys: the facts say which devices are lamps
+        self.lamp_facts.warm({r.device_id for r in readings})
+        lamps: dict[int, LampFacts | None] = {}
         reports: dict[tuple[int, int], dict[str, Value]] = {}
         for r in readings:
             device_id = r.device_id

@@ -180,12 +180,15 @@ class Threshold(Condition):
             value = iaqi(self.key, x)
         if self.clear is None:
             return compare(self.op, value, self.value)
-        mine = ctx.state.setdefault(self.id, {})
-        holds = compare(self.op, value, self.clear if mine.get("on") else self.value)
-        if holds:
-            mine["on"] = True
-        else:
-            mine.pop("on", None)
+        # a node's state is written only when it has something to remember: a rule that
+        # never held has no state to store (10⁵ such pairs in a city)
+        mine = ctx.state.get(self.id)
+        on = mine is not None and bool(mine.get("on"))
+        holds = compare(self.op, value, self.clear if on else self.value)
+        if holds and not on:
+            ctx.state[self.id] = {"on": True}
+        elif on and not holds:
+            ctx.state[self.id] = {}
         return holds
 
 
@@ -294,10 +297,13 @@ class For(Condition):
 
     def test(self, ctx: Context) -> bool:
         """Remembers since when the inner condition holds, in the state."""
-        mine = ctx.state.setdefault(self.id, {})
+        mine = ctx.state.get(self.id)
         if not self.inner.test(ctx):
-            mine.pop("since", None)
+            if mine:
+                mine.pop("since", None)
             return False
+        if mine is None:
+            mine = ctx.state[self.id] = {}
         since = mine.setdefault("since", ctx.now)
         if self.from_start and not ctx.holding:
             since = max(since, ctx.started)
@@ -321,13 +327,12 @@ class Hold(Condition):
     def test(self, ctx: Context) -> bool:
         """Remembers whether it holds and since when the inner condition does not, in the
         state (written only on those changes, not on every reading)."""
-        mine = ctx.state.setdefault(self.id, {})
+        mine = ctx.state.get(self.id)
         if self.inner.test(ctx):
-            if mine.get("off") is not None or not mine.get("on"):
-                mine.clear()
-                mine["on"] = True
+            if mine is None or mine.get("off") is not None or not mine.get("on"):
+                ctx.state[self.id] = {"on": True}
             return True
-        if not mine.get("on"):
+        if mine is None or not mine.get("on"):
             return False
         off = mine.setdefault("off", ctx.now)
         if ctx.now - off < self.ms:
@@ -506,6 +511,28 @@ def waits(root: Condition, state: Mapping[str, Any]) -> bool:
     if isinstance(root, Hold):
         return "off" in state.get(root.id, ()) or waits(root.inner, state)
     return any(waits(c, state) for c in _children(root))
+
+
+def compile_waits(root: Condition) -> Callable[[Mapping[str, Any]], bool]:
+    """:func:`waits` for one tree, as one flat test of the state: a clocked tree always waits;
+    otherwise the tree waits when some ``for`` has a ``since`` or some ``hold`` an ``off``."""
+    if is_clocked(root):
+        return lambda state: True
+    marks: list[tuple[str, str]] = []
+
+    def walk(node: Condition) -> None:
+        if isinstance(node, For | Hold):
+            marks.append((node.id, "since" if isinstance(node, For) else "off"))
+        for child in _children(node):
+            walk(child)
+
+    walk(root)
+    if not marks:
+        return lambda state: False
+    if len(marks) == 1:
+        [(node, mark)] = marks
+        return lambda state: mark in state.get(node, ())
+    return lambda state: any(mark in state.get(node, ()) for node, mark in marks)
 
 
 def is_timed(root: Condition) -> bool:

@@ -4,10 +4,12 @@ check or a rule's state."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -185,3 +187,15 @@ def test_serve_with_two_workers_starts_the_rules_worker_and_ends_it(tmp_path: Pa
 def _zombie(pid: int) -> bool:
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.parametrize(
+    "module", ["smartpole.hub.worker", "smartpole.hub.analytics.anomaly_worker"]
+)
+def test_a_worker_process_loads_no_database_code(module: str) -> None:
+    """Each worker costs the memory of what it imports: the evaluation and the detector need
+    neither SQLAlchemy nor the web stack (the idle server's memory counts its workers)."""
+    probe = f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}}))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = set(ast.literal_eval(out.stdout))
+    assert not loaded & {"sqlalchemy", "psycopg", "fastapi", "starlette", "pydantic"}

@@ -37,6 +37,7 @@ from smartpole.hub.alarms.outages import PoleOutages
 from smartpole.hub.alarms.store import Alarms, ChangeListener
 from smartpole.hub.alarms.stream import AlarmStream
 from smartpole.hub.directory import DeviceInfo, Directory
+from smartpole.hub.directory_load import load_directory
 from smartpole.hub.evaluator import Evaluator, Outcome, RuleKey, State, compile_rules
 from smartpole.hub.rules.conditions import ANY_KEY
 from smartpole.hub.rules.model import Rule
@@ -388,7 +389,7 @@ class Hub:
         return fresh
 
     async def _refresh_directory(self) -> None:
-        self.directory = await asyncio.to_thread(Directory.load, self.engine)
+        self.directory = await asyncio.to_thread(load_directory, self.engine)
         self.actor.directory = self.directory
         self._evaluator.set_directory(self.directory)
         self._loaded_at = time.monotonic()

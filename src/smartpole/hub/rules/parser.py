@@ -36,8 +36,8 @@ from smartpole.hub.rules.model import Rule, RuleScope
 from smartpole.hub.rules.parse_actions import ActionParser
 from smartpole.hub.rules.parse_conditions import ConditionParser
 from smartpole.hub.rules.problems import Loc, Lookup, Problems
+from smartpole.model.geo import polygon_of
 from smartpole.model.types import DeviceKind
-from smartpole.registry.geo import polygon_of
 
 __all__ = ["compile_rule"]
 

@@ -332,3 +332,46 @@ async def test_a_rule_deleted_before_the_state_is_written_loses_no_other_state(
         rows = conn.execute(rule_state.select()).all()
     assert {(r.rule_id, r.device_id) for r in rows} == {(kept, flood["id"])}
     assert orjson.loads(rows[0].state)["active"] is False
+
+
+async def test_a_rule_whose_alarm_type_changes_clears_the_old_alarm_and_raises_the_new(
+    platform: Platform, client: httpx.AsyncClient, city: City
+) -> None:
+    tilt = await make_device(client, city, "lighting", "tilt", await make_pole(client, city, "C"))
+    await add_rule(client, city, "city", TILT_RULE)
+    await send(client, tilt["token"], T0, tilt=9.0)
+    await settle(platform)
+    renamed = {**TILT_RULE, "actions": [{"alarm": {"type": "pole_lean", "severity": "major"}}]}
+    r = await client.post("/api/rules", json=renamed, headers=city.auth("city"))
+    assert r.status_code == 200, r.text  # the rule of that name replaced
+    await platform.hub.settle()
+    status = {a["type"]: a["status"] for a in await alarms_of(client, city, "lighting")}
+    assert status == {"pole_tilt": "cleared_unack", "pole_lean": "active_unack"}
+    await send(client, tilt["token"], T0 + MIN, tilt=1.0)  # upright again: the new one clears
+    await settle(platform)
+    status = {a["type"]: a["status"] for a in await alarms_of(client, city, "lighting")}
+    assert status == {"pole_tilt": "cleared_unack", "pole_lean": "cleared_unack"}
+
+
+async def test_a_device_a_changed_rule_no_longer_watches_has_its_alarm_cleared(
+    platform: Platform, client: httpx.AsyncClient, city: City
+) -> None:
+    flood = {
+        "name": "flood",
+        "scope": {"kinds": ["flood"]},
+        "condition": {"key": "water_level", "op": ">=", "value": 15},
+        "actions": [{"alarm": {"type": "flood", "severity": "critical"}}],
+    }
+    pole = await make_pole(client, city, "F")
+    sensor = await make_device(client, city, "lighting", "flood", pole)
+    await add_rule(client, city, "city", flood)
+    await send(client, sensor["token"], T0, water_level=20)
+    await settle(platform)
+    assert [a["status"] for a in await alarms_of(client, city, "lighting")] == ["active_unack"]
+    narrowed = {**flood, "scope": {"kinds": ["flood"], "poles": ["ELSEWHERE"]}}
+    await make_pole(client, city, "ELSEWHERE")
+    r = await client.post("/api/rules", json=narrowed, headers=city.auth("city"))
+    assert r.status_code == 200, r.text
+    await platform.hub.settle()
+    [alarm] = await alarms_of(client, city, "lighting")
+    assert alarm["status"] == "cleared_unack"  # the rule no longer watches this sensor

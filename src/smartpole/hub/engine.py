@@ -44,6 +44,7 @@ from smartpole.hub.rules.model import Rule
 from smartpole.hub.rules.parser import compile_rule
 from smartpole.hub.rules.store import RuleStore
 from smartpole.hub.rules.tables import rule_state
+from smartpole.hub.scopes import in_scope
 from smartpole.hub.webhooks.store import Webhooks
 from smartpole.hub.worker import (
     Batch,
@@ -364,6 +365,7 @@ class Hub:
         """Take the rules as stored; return the ids of those new or changed."""
         d = self.directory
         compiled = compile_rules(rows, d)
+        before = self._rules
         fresh: list[int] = []
         for row in rows:
             if row.id not in compiled:
@@ -384,9 +386,31 @@ class Hub:
         added, self._needed = needed - self._needed, needed
         self._evaluator.load_rules(compiled)
         self.actor.directory = d
+        for rule_id in fresh:
+            if (old := before.get(rule_id)) is not None:
+                self._release_stranded(old, compiled[rule_id])
         if self.started and added:  # values were kept only for the keys the old rules read
             await asyncio.to_thread(self._warm_values, added)
         return fresh
+
+    def _release_stranded(self, old: Rule, new: Rule) -> None:
+        """Release what a changed rule holds that its new version would never release: every
+        device's, when its actions changed (another alarm type, originator or command), and
+        those of devices it no longer watches. They are released as the old version acts (its
+        alarm cleared, its holds ended) and start afresh: the new version, checked at once,
+        raises its own where it holds."""
+        devices, state = self.directory.devices, self._evaluator.state
+        same_actions = new.actions == old.actions
+        for key in [k for k, s in state.items() if k[0] == old.id and s.get("active")]:
+            info = devices.get(key[1])
+            if info is None:
+                continue  # a deleted device: its alarms went with it
+            if same_actions and in_scope(new, info, self.directory.pole_of(info)):
+                continue
+            state[key] = {"active": False}
+            self._dirty.add(key)
+            shared = same_actions and self._pole_holds(old, info)
+            self.actor.put(Transition(old, info, False, now_ms(), {}, shared))
 
     async def _refresh_directory(self) -> None:
         self.directory = await asyncio.to_thread(load_directory, self.engine)

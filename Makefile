@@ -47,7 +47,7 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 pytest: install
-	$(VENV)/bin/pytest -n 2
+	$(VENV)/bin/pytest -n 3
 
 ## bench: the benchmarks at full size; bench-short: the quick run CI does
 bench: install system-deps

@@ -227,7 +227,7 @@ class Oracle:
             return
         compiled = compile_rule(change.body, pole_lookup=self.pole_codes.get)
         [alarm] = [a["alarm"] for a in change.body["actions"] if "alarm" in a]
-        self.rules[change.name] = _Rule(
+        new = _Rule(
             body=change.body,
             condition=compiled.condition,
             keys=compiled.keys,
@@ -235,11 +235,25 @@ class Oracle:
             on_pole=alarm.get("originator") == "pole",
             stateful=compiled.stateful,
         )
+        # Documented (docs/hub.md, "Managing rules"): a replaced rule keeps whether it held for
+        # each device (its alarm stands until the new condition says otherwise; a device its
+        # new scope leaves is no longer checked); an alarm of another type or originator is
+        # cleared and the new one raised at once.
+        old, raise_new = self.rules.get(change.name), []
+        same_alarm = old is None or (old.alarm_type, old.on_pole) == (new.alarm_type, new.on_pole)
+        for device in self.devices if not same_alarm else ():
+            if not self.holding.get((change.name, device.id), False):
+                continue
+            self._transition(change.name, device, False)  # as the old version
+            if self.watches(new, device):
+                raise_new.append(device)
+        self.rules[change.name] = new
+        for device in raise_new:
+            self._transition(change.name, device, True)
         for key in [k for k in self.states if k[0] == change.name]:
             del self.states[key]  # documented: a changed rule starts its state afresh
         # Documented: a rule added or changed is checked at once against every device's latest
-        # values. A replaced rule keeps whether it held for each device (its alarm stands until
-        # the new condition says otherwise); a device its new scope leaves is no longer checked.
+        # values.
         for device in self.devices:
             if self.watches(self.rules[change.name], device):
                 self._evaluate(change.name, device, self.latest(device))

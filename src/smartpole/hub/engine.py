@@ -40,7 +40,7 @@ from smartpole.hub.directory import DeviceInfo, Directory
 from smartpole.hub.directory_load import load_directory
 from smartpole.hub.evaluator import Evaluator, Outcome, RuleKey, State, compile_rules
 from smartpole.hub.rules.conditions import ANY_KEY
-from smartpole.hub.rules.model import Rule
+from smartpole.hub.rules.model import AlarmAction, Rule
 from smartpole.hub.rules.parser import compile_rule
 from smartpole.hub.rules.store import RuleStore
 from smartpole.hub.rules.tables import rule_state
@@ -394,23 +394,25 @@ class Hub:
         return fresh
 
     def _release_stranded(self, old: Rule, new: Rule) -> None:
-        """Release what a changed rule holds that its new version would never release: every
-        device's, when its actions changed (another alarm type, originator or command), and
-        those of devices it no longer watches. They are released as the old version acts (its
-        alarm cleared, its holds ended) and start afresh: the new version, checked at once,
-        raises its own where it holds."""
-        devices, state = self.directory.devices, self._evaluator.state
-        same_actions = new.actions == old.actions
-        for key in [k for k, s in state.items() if k[0] == old.id and s.get("active")]:
+        """A replaced rule whose alarm changed type or originator: where it holds, the old
+        version's alarm is cleared (its holds ended) and the new version's raised at once, the
+        rule still holding; the new version would never clear the old alarm. Anything else
+        (severity, commands, the condition, the scope) the new version takes over as is."""
+        if _alarms_of(new) == _alarms_of(old):
+            return
+        devices, evaluator, now = self.directory.devices, self._evaluator, now_ms()
+        for key in [k for k, s in evaluator.state.items() if k[0] == old.id and s.get("active")]:
             info = devices.get(key[1])
             if info is None:
                 continue  # a deleted device: its alarms went with it
-            if same_actions and in_scope(new, info, self.directory.pole_of(info)):
-                continue
-            state[key] = {"active": False}
-            self._dirty.add(key)
-            shared = same_actions and self._pole_holds(old, info)
-            self.actor.put(Transition(old, info, False, now_ms(), {}, shared))
+            self.actor.put(Transition(old, info, False, now, {}, False))
+            if in_scope(new, info, self.directory.pole_of(info)):
+                latest = evaluator.values.get(info.id, {})
+                values = {k: latest[k][1] for k in new.keys if k in latest}
+                self.actor.put(Transition(new, info, True, now, values))
+            else:
+                evaluator.state[key] = {"active": False}
+                self._dirty.add(key)
 
     async def _refresh_directory(self) -> None:
         self.directory = await asyncio.to_thread(load_directory, self.engine)
@@ -481,3 +483,8 @@ class Hub:
     def active_rules(self) -> int:
         """How many enabled rules are being evaluated."""
         return len(self._rules)
+
+
+def _alarms_of(rule: Rule) -> set[tuple[str, str]]:
+    """The (type, originator) of each alarm a rule raises: an alarm's identity."""
+    return {(a.type, a.originator) for a in rule.actions if isinstance(a, AlarmAction)}

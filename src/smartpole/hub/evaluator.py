@@ -116,7 +116,7 @@ class Evaluator:
         self.waiting: set[RuleKey] = set()
         self.started = 0  # when the hub was ready (ms): offline durations count from then
         self._outcome = Outcome()
-        self._waits: dict[int, Callable[[State], bool]] = {}  # rule id -> waits(), compiled
+        self._waits: dict[int, Callable[[State], bool]] = {}  # rule id -> compile_waits()
 
     # -- what it holds ---------------------------------------------------------------------
     def load_rules(self, rules: dict[int, Rule]) -> None:

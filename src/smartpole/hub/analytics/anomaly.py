@@ -160,9 +160,10 @@ class AnomalyService:
         state, each with its device's (kind, owner, pole), looked up now: the cache may be
         emptied by a snapshot before the alarm is raised."""
         with self._lock:
-            self._lookup({r.device_id for r in readings} - self._devices.keys())
+            ids = {r.device_id for r in readings}
+            self._lookup(ids - self._devices.keys())
             devs = self._devices
-            kinds = {i: devs[i][0] for i in {r.device_id for r in readings} if i in devs}
+            kinds = {i: devs[i][0] for i in ids if i in devs}
             return [(e, devs[e.device_id]) for e in score(self.detector, kinds, readings)]
 
     def _known(self, ids: set[int]) -> tuple[set[int], dict[int, _Device]]:
@@ -277,9 +278,7 @@ class AnomalyService:
             data = conn.execute(q).scalar()
         if data is None:
             return 0
-        # with a worker, a copy of the detector reads the snapshot here only to check it and
-        # to know which series are anomalous; the worker keeps the baselines
-        detector = self.detector if self._worker is None else _empty(self.detector)
+        detector = self.detector
         with self._lock:
             try:
                 n = detector.load(bytes(data))
@@ -291,6 +290,9 @@ class AnomalyService:
                     "raised", device_id, key, 0, 0.0, 0.0, 0.0
                 )
             if self._worker is not None:
+                # read here only to check it and to know which series are anomalous: the
+                # worker keeps the baselines
+                detector.series.clear()
                 self._baseline = bytes(data)
                 self._sizes = (n, 0, 0)
             return n
@@ -318,16 +320,3 @@ class AnomalyService:
             "day_weight": d.day_weight,
             "consecutive": d.consecutive,
         }
-
-
-def _empty(detector: Detector) -> Detector:
-    """A detector of the same settings with no series."""
-    return Detector(
-        threshold=detector.threshold,
-        consecutive=detector.consecutive,
-        day_weight=detector.day_weight,
-        warmup_ms=detector.warmup_ms,
-        max_series=detector.max_series,
-        min_slot_count=detector.min_slot_count,
-        adapt=detector.adapt,
-    )

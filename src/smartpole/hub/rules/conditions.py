@@ -500,22 +500,11 @@ def is_clocked(root: Condition) -> bool:
     )
 
 
-def waits(root: Condition, state: Mapping[str, Any]) -> bool:
-    """Whether time alone may change the tree's result, given a (rule, device) state: a
-    ``for`` counting since its part began to hold, a ``hold`` counting since its part
-    stopped, or a clocked node. Any other tree only changes with a reading."""
-    if isinstance(root, Missing | Offline | Window):
-        return True
-    if isinstance(root, For):
-        return "since" in state.get(root.id, ()) or waits(root.inner, state)
-    if isinstance(root, Hold):
-        return "off" in state.get(root.id, ()) or waits(root.inner, state)
-    return any(waits(c, state) for c in _children(root))
-
-
 def compile_waits(root: Condition) -> Callable[[Mapping[str, Any]], bool]:
-    """:func:`waits` for one tree, as one flat test of the state: a clocked tree always waits;
-    otherwise the tree waits when some ``for`` has a ``since`` or some ``hold`` an ``off``."""
+    """Whether time alone may change the tree's result, given a (rule, device) state, as one
+    flat test of the state: a clocked tree always waits; any other waits when some ``for`` is
+    counting since its part began to hold (a ``since``) or some ``hold`` since its part
+    stopped (an ``off``), and otherwise changes only with a reading."""
     if is_clocked(root):
         return lambda state: True
     marks: list[tuple[str, str]] = []

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import signal
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +20,13 @@ import httpx
 import orjson
 import pytest
 
-from fixtures_api import City, make_device, make_pole
+from fixtures_api import City, make_device, make_pole, started
 from helpers import EXE, FIRMWARE, assign, claim, cli, free_port
+from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
+from smartpole.store import Database
 from smartpole.transport.polls import ATTRIBUTES, RPC
 
 OPERATOR = ("lighting", Role.OPERATOR)
@@ -274,3 +278,23 @@ def test_stopping_the_server_ends_open_polls_with_503(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def _served_once(database: Database, tmp_path: Path) -> weakref.ref[Platform]:
+    """Start a platform, answer two device requests through an app over it, stop it."""
+    async with started(database, tmp_path) as p:
+        transport = httpx.ASGITransport(app=create_app(p.api_services()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://sp.test") as c:
+            r = await c.post("/api/v1/no-such-token/telemetry", json={"power": 1})
+            assert r.status_code == 401
+            r = await c.get("/api/v1/no-such-token/attributes")
+            assert r.status_code == 401
+        return weakref.ref(p)
+
+
+async def test_a_stopped_platform_and_its_app_are_freed(database: Database, tmp_path: Path) -> None:
+    """A process that builds apps over and over (an embedding host, a test run) gets its memory
+    back: no cache of FastAPI's keeps an app's device routes, and through them its platform."""
+    gone = await _served_once(database, tmp_path)
+    gc.collect()
+    assert gone() is None, "the platform outlived its app"

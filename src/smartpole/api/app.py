@@ -47,7 +47,7 @@ from smartpole.api.deps import (
 )
 from smartpole.api.services import Lifecycle, Services
 from smartpole.child import ChildStatus
-from smartpole.transport.http.device import device_router
+from smartpole.transport.http import device as device_http
 
 __all__ = ["create_app"]
 
@@ -112,13 +112,14 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
     app.include_router(map_api.router)
     app.include_router(catalog.router)
     app.include_router(live.router)
-    app.include_router(
-        device_router(
+    device_http.mount(
+        app,
+        device_http.DeviceHttp(
             services.device_api,
             services.polls,
             services.metrics,
             services.settings.max_body_bytes,
-        )
+        ),
     )
     app.include_router(metrics_api.router)
     console.install(app, services.settings)

@@ -1,1 +1,1 @@
-"""ThingsBoard-compatible HTTP device API (``device.device_router``)."""
+"""ThingsBoard-compatible HTTP device API (``device.router``, put on an app by ``device.mount``)."""

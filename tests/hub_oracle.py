@@ -84,10 +84,6 @@ class Oracle:
     history: dict[int, list[tuple[int, str, Value]]] = field(
         default_factory=lambda: defaultdict(list)
     )
-    # per (device, key), the readings that became its newest value, in the order they came
-    newest: dict[tuple[int, str], list[tuple[int, Value]]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
     holding: dict[tuple[str, int], bool] = field(default_factory=dict)
     states: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     book: dict[AlarmKey, list[AlarmRecord]] = field(default_factory=lambda: defaultdict(list))
@@ -176,9 +172,6 @@ class Oracle:
             newest = self.latest(device)
             late = {k for k in values if k in newest and ts < newest[k][0]}
             self.history[device.id].extend((ts, k, v) for k, v in values.items())
-            for k, v in values.items():
-                if k not in late:
-                    self.newest[(device.id, k)].append((ts, v))
             if late:
                 self._late(device, ts, late)
             if set(values) - late:
@@ -195,17 +188,16 @@ class Oracle:
         values (a press reported after its release raises, then clears); an alarm that stands
         is left alone; rules with a state (here: hysteresis) are not replayed. The other keys
         are as of its time one step back (documented): the newest value if not newer, else the
-        one it replaced if not newer, else unknown.
+        newest one older than it if not newer, else unknown.
         """
         then: dict[str, tuple[int, Value]] = {}
         for key, value in self.latest(device).items():
-            chain = self.newest[(device.id, key)]
             if key in keys:
                 continue
             if value[0] <= ts:
                 then[key] = value
-            elif len(chain) > 1 and chain[-2][0] <= ts:
-                then[key] = chain[-2]
+            elif (prior := self.values_at(device, value[0] - 1).get(key)) and prior[0] <= ts:
+                then[key] = prior
         then.update({k: v for k, v in self.values_at(device, ts).items() if k in keys})
         now = self.latest(device)
         for name, rule in self.rules.items():

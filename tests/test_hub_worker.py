@@ -151,6 +151,36 @@ async def test_a_duration_counts_on_across_a_worker_kill(
     assert (await worker_of(client))["restarts"] == 1
 
 
+async def test_a_late_reading_after_a_worker_kill_sees_the_other_keys_of_its_time(
+    platform: Platform, client: httpx.AsyncClient, city: City
+) -> None:
+    """The restarted worker is seeded with the value before each latest one, too: a reading
+    that arrives late, after the restart, is judged with the other keys as they were then."""
+    rule = {
+        "name": "both-over-5",
+        "scope": {"kinds": ["tilt"]},
+        "condition": {
+            "all": [{"key": "a", "op": ">", "value": 5}, {"key": "b", "op": ">", "value": 5}]
+        },
+        "actions": [{"alarm": {"type": "both_over_5", "severity": "major"}}],
+    }
+    await add_rule(client, city, "city", rule)
+    tilt = await make_device(client, city, "lighting", "tilt", await make_pole(client, city, "L"))
+    await send(client, tilt["token"], T0, b=10)
+    await send(client, tilt["token"], T0 + 2000, a=0)
+    await send(client, tilt["token"], T0 + 3000, b=0)  # b's value before the latest: 10 at T0
+    await settle(platform)
+    await kill(client)
+
+    await send(client, tilt["token"], T0 + 1000, a=10)  # late: a and b both over 5 then
+    await settle(platform)
+
+    [alarm] = await alarms_of(client, city, "lighting")
+    assert (alarm["type"], alarm["first_ts"]) == ("both_over_5", T0 + 1000)
+    assert alarm["status"] == "cleared_unack"  # and not now: cleared on the latest values
+    assert (await worker_of(client))["restarts"] == 1
+
+
 def test_serve_with_two_workers_starts_the_rules_worker_and_ends_it(tmp_path: Path) -> None:
     port = free_port()
     args = ["serve", "--http-port", str(port), "--mqtt-port", "0", "--workers", "2"]

@@ -279,6 +279,18 @@ def test_latest_is_newest_of_one_batch_whatever_the_order(series: SeriesStore) -
     assert series.latest([1]) == {1: {"k": (BASE + 2000, "new")}}
 
 
+def test_previous_is_the_newest_value_older_than_the_latest(series: SeriesStore) -> None:
+    """What the rules' late readings see of a key whose latest value is younger than them, as
+    the hub reads it at start and for a key a new rule reads: a late reading between the two
+    newest counts, the key's other devices and keys are apart."""
+    write(series, [Reading(1, "k", BASE, "first"), Reading(1, "k", BASE + 10_000, "third")])
+    write(series, [Reading(1, "k", BASE + 5_000, "second (late)"), Reading(1, "j", BASE, 1)])
+    write(series, [Reading(2, "k", BASE, "only"), Reading(3, "k", BASE, "other device")])
+
+    assert series.previous([1, 2], ["k", "j"]) == {1: {"k": (BASE + 5_000, "second (late)")}}
+    assert series.previous([1], []) == {}
+
+
 # -- aggregation --------------------------------------------------------------------------
 WINDOWS = [
     pytest.param(BASE, BASE + 6 * HOUR, HOUR, id="rollups-hourly"),

@@ -296,6 +296,7 @@ class Hub:
             directory=self.directory,
             states=e.state,
             values=dict(e.values),
+            before=dict(e.before),
             seen=e.seen,
             started=self.started,
             timezone=self._timezone,
@@ -431,16 +432,26 @@ class Hub:
             return {(r, d): orjson.loads(s) for r, d, s in rows if r in self._rules}
 
     def _warm_values(self, wanted: Iterable[str] | None = None) -> None:
-        """Read the latest values of the keys rules use (or of ``wanted``): at start, so that
-        durations and combinations carry on after a restart instead of waiting for every key
-        again, and for the keys new rules read."""
+        """Read the latest values of the keys rules use (or of ``wanted``), and the values
+        before them (what a late reading's time saw): at start, so that durations and
+        combinations carry on after a restart instead of waiting for every key again, and for
+        the keys new rules read."""
         keys = sorted(k for k in (self._needed if wanted is None else wanted) if k != ANY_KEY)
         if self.series is None or not keys:
             return
         ids = sorted(self.directory.devices)
+        evaluator = self._evaluator
         for i in range(0, len(ids), 5000):
-            for device_id, values in self.series.latest(ids[i : i + 5000], keys).items():
-                self._evaluator.values[device_id].update(values)
+            chunk = ids[i : i + 5000]
+            previous = self.series.previous(chunk, keys)
+            for device_id, values in self.series.latest(chunk, keys).items():
+                evaluator.values[device_id].update(values)
+                before, prior = evaluator.before[device_id], previous.get(device_id, {})
+                for key in values:  # what it held of a key no rule read for a while is stale
+                    if key in prior:
+                        before[key] = prior[key]
+                    else:
+                        before.pop(key, None)
 
     def _flush_state(self) -> None:
         """Write the changed rule states. States that could not be written stay to write at

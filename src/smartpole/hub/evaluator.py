@@ -73,6 +73,21 @@ class Outcome:
         self.evaluated += later.evaluated
 
 
+def _keep(latest: Latest, before: Latest, key: str, ts: int, value: Value) -> bool:
+    """Take a reading into a device's latest values and the values before them (per key, the
+    newest older than the latest); whether it is the key's latest (a late one is not)."""
+    old = latest.get(key)
+    if old is None or ts >= old[0]:
+        if old is not None and old[0] < ts:
+            before[key] = old
+        latest[key] = (ts, value)
+        return True
+    prior = before.get(key)
+    if prior is None or ts >= prior[0]:
+        before[key] = (ts, value)
+    return False
+
+
 def _ts(r: Sample) -> int:
     return r.ts
 
@@ -107,7 +122,7 @@ class Evaluator:
         self.directory = Directory()
         self.scopes = ScopeIndex((), self.directory)
         self.values: dict[int, Latest] = defaultdict(dict)
-        # the value each latest one replaced: what a late reading's time saw (one step back)
+        # per key, the newest value older than the latest: what a late reading's time saw
         self.before: dict[int, Latest] = defaultdict(dict)
         self.seen: dict[int, int] = {}
         self.state: dict[RuleKey, State] = {}
@@ -141,21 +156,22 @@ class Evaluator:
             and self._waits[rule.id](state)
         }
 
-    def seed_values(self, values: Mapping[int, Latest], seen: Mapping[int, int]) -> None:
-        """Take latest values and last-heard times (as warmed from the store or kept)."""
+    def seed_values(
+        self, values: Mapping[int, Latest], before: Mapping[int, Latest], seen: Mapping[int, int]
+    ) -> None:
+        """Take latest values, the values before them and last-heard times (as warmed from the
+        store or kept)."""
         self.values = defaultdict(dict, {d: dict(v) for d, v in values.items()})
+        self.before = defaultdict(dict, {d: dict(v) for d, v in before.items()})
         self.seen = dict(seen)
 
     def remember(self, readings: Iterable[Sample], seen: Mapping[int, int]) -> None:
         """Update latest values and last-heard times without evaluating (the hub's copy while
         a worker evaluates)."""
         self._take_seen(seen)
-        values = self.values
+        values, before = self.values, self.before
         for r in readings:
-            latest = values[r.device_id]
-            old = latest.get(r.key)
-            if old is None or r.ts >= old[0]:
-                latest[r.key] = (r.ts, r.value)
+            _keep(values[r.device_id], before[r.device_id], r.key, r.ts, r.value)
 
     def apply(self, outcome: Outcome) -> None:
         """Take the rule states another evaluator changed (those of rules still loaded)."""
@@ -235,11 +251,7 @@ class Evaluator:
             late: list[Sample] = []
             while i < n and rs[i].ts == ts:
                 r = rs[i]
-                old = latest.get(r.key)
-                if old is None or ts >= old[0]:
-                    if old is not None:
-                        before[r.key] = old
-                    latest[r.key] = (ts, r.value)
+                if _keep(latest, before, r.key, ts, r.value):
                     keys.add(r.key)
                 else:
                     late.append(r)
@@ -259,8 +271,8 @@ class Evaluator:
         still raises, then clears).
 
         The other keys are taken as of that time: the latest value if it is not newer, else
-        the one it replaced if that is not newer; a key with neither is unknown then (only one
-        step back is kept, so a key that changed twice since is left out rather than guessed).
+        the newest one older than it if that is not newer; a key with neither is unknown then
+        (it changed twice since: only the value before the latest is kept).
 
         Rules with durations, rates or missing data are left to the latest values: their
         state counts forward in time, and a reading from its past would restart it.

@@ -45,6 +45,7 @@ class Seed:
     directory: Directory
     states: dict[RuleKey, State]
     values: dict[int, Latest]
+    before: dict[int, Latest]
     seen: dict[int, int]
     started: int
     timezone: str
@@ -109,7 +110,7 @@ def answer(evaluator: Evaluator | None, message: Message) -> tuple[Evaluator | N
         evaluator.set_directory(message.directory)
         evaluator.load_rules(compile_rules(message.rules, message.directory))
         evaluator.seed_states(message.states)
-        evaluator.seed_values(message.values, message.seen)
+        evaluator.seed_values(message.values, message.before, message.seen)
         evaluator.started = message.started
         return evaluator, None
     if evaluator is None:

@@ -16,6 +16,7 @@ import pytest
 from fixtures_api import City, make_device, make_pole
 from mqtt_client import V5, V311, Device, read_pubacks
 from smartpole.app import Platform
+from smartpole.model.types import DeviceRef
 from smartpole.transport.mqtt import codec
 
 T0 = 1_764_000_000_000
@@ -394,13 +395,13 @@ async def test_a_first_report_naming_many_devices_looks_them_up_together(
     with one registry query, and a name that is not on its pole is left out (looked up once
     more, alone, to log why)."""
     calls: list[list[str]] = []
-    lookups = platform.assets.devices_by_name
+    lookups = platform.assets.gateway_devices
 
-    def counting(names: list[str]) -> Any:
+    def counting(gateway: DeviceRef, names: list[str]) -> Any:
         calls.append(list(names))
-        return lookups(names)
+        return lookups(gateway, names)
 
-    platform.assets.devices_by_name = counting  # type: ignore[method-assign]
+    platform.assets.gateway_devices = counting  # type: ignore[method-assign]
     try:
         body = {"cell-1": [{"users": 3}], "cam-1": [{"people": 2}], "lamp-far": [{"dim": 5}]}
         assert await gateway5.publish("v1/gateway/telemetry", body) == 0
@@ -411,7 +412,7 @@ async def test_a_first_report_naming_many_devices_looks_them_up_together(
         assert await gateway5.publish("v1/gateway/telemetry", body) == 0
         assert len(calls) == looked_up  # the two found the first time are this session's now
     finally:
-        del platform.assets.devices_by_name
+        del platform.assets.gateway_devices
     assert (await latest(client, city.auth("telecom"), site.cell["id"]))["users"] == 3
     assert (await latest(client, city.auth("city"), site.cam["id"]))["people"] == 2
     assert "dim" not in await latest(client, city.auth("lighting"), site.far_lamp["id"])

@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
@@ -507,20 +507,6 @@ class Assets:
         """A device by its unique name (gateways name their sub-devices), or None."""
         return self._ref(devices.c.name == name)
 
-    def devices_by_name(self, names: list[str]) -> dict[str, DeviceRef]:
-        """The devices of several names at once (a gateway's report after it reconnected)."""
-        cols = (devices.c.id, devices.c.name, devices.c.kind, devices.c.owner_id, devices.c.pole_id)
-        found: dict[str, DeviceRef] = {}
-        unique = list(dict.fromkeys(names))
-        with self.engine.connect() as conn:
-            for i in range(0, len(unique), 500):
-                rows = conn.execute(select(*cols).where(devices.c.name.in_(unique[i : i + 500])))
-                for row in rows:
-                    found[row.name] = DeviceRef(
-                        row.id, row.name, DeviceKind(row.kind), row.owner_id, row.pole_id
-                    )
-        return found
-
     def gateway_devices(
         self, gateway: DeviceRef, names: list[str]
     ) -> tuple[dict[str, DeviceRef], dict[str, str]]:
@@ -531,8 +517,32 @@ class Assets:
         to it (:mod:`smartpole.registry.grants`); a city operator's gateway for every device
         on its pole. Returns ``(allowed, refused)``: the devices by name, and the reason for
         each registered device refused; names of no device are in neither.
+
+        One query (two with another tenant's devices on a pole of an ordinary tenant's
+        gateway), on one connection: every gateway asks at once after a restart.
         """
-        found = self.devices_by_name(names)
+        cols = (devices.c.id, devices.c.name, devices.c.kind, devices.c.owner_id, devices.c.pole_id)
+        is_city = select(tenants.c.is_operator).where(tenants.c.id == gateway.owner_id)
+        found: dict[str, DeviceRef] = {}
+        unique = list(dict.fromkeys(names))
+        city = False
+        with self.engine.connect() as conn:
+            for i in range(0, len(unique), 500):
+                query = select(*cols, is_city.scalar_subquery().label("city")).where(
+                    devices.c.name.in_(unique[i : i + 500])
+                )
+                for row in conn.execute(query):
+                    city = bool(row.city)
+                    found[row.name] = DeviceRef(
+                        row.id, row.name, DeviceKind(row.kind), row.owner_id, row.pole_id
+                    )
+            return self._judge(conn, gateway, found, city)
+
+    @staticmethod
+    def _judge(
+        conn: Connection, gateway: DeviceRef, found: dict[str, DeviceRef], city: bool
+    ) -> tuple[dict[str, DeviceRef], dict[str, str]]:
+        """:meth:`gateway_devices`' rule over the devices found."""
         allowed: dict[str, DeviceRef] = {}
         refused: dict[str, str] = {}
         foreign: dict[str, DeviceRef] = {}
@@ -546,23 +556,19 @@ class Assets:
             else:
                 foreign[name] = ref
         if foreign:
-            with self.engine.connect() as conn:
-                city = conn.execute(
-                    select(tenants.c.is_operator).where(tenants.c.id == gateway.owner_id)
-                ).scalar()
-                bound = (
-                    set()
-                    if city
-                    else set(
-                        conn.execute(
-                            select(gateway_bindings.c.device_id).where(
-                                gateway_bindings.c.gateway_id == gateway.id,
-                                gateway_bindings.c.device_id.in_([r.id for r in foreign.values()]),
-                                gateway_bindings.c.revoked.is_(None),
-                            )
-                        ).scalars()
-                    )
+            bound = (
+                set()
+                if city
+                else set(
+                    conn.execute(
+                        select(gateway_bindings.c.device_id).where(
+                            gateway_bindings.c.gateway_id == gateway.id,
+                            gateway_bindings.c.device_id.in_([r.id for r in foreign.values()]),
+                            gateway_bindings.c.revoked.is_(None),
+                        )
+                    ).scalars()
                 )
+            )
             for name, ref in foreign.items():
                 if city or ref.id in bound:
                     allowed[name] = ref

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import queue
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -395,13 +395,13 @@ async def test_a_first_report_naming_many_devices_looks_them_up_together(
     with one registry query, and a name that is not on its pole is left out (looked up once
     more, alone, to log why)."""
     calls: list[list[str]] = []
-    lookups = platform.assets.gateway_devices
+    lookups = platform.assets.gateways_devices
 
-    def counting(gateway: DeviceRef, names: list[str]) -> Any:
-        calls.append(list(names))
-        return lookups(gateway, names)
+    def counting(asks: Sequence[tuple[DeviceRef, Sequence[str]]]) -> Any:
+        calls.extend(list(names) for _, names in asks)
+        return lookups(asks)
 
-    platform.assets.gateway_devices = counting  # type: ignore[method-assign]
+    platform.assets.gateways_devices = counting  # type: ignore[method-assign]
     try:
         body = {"cell-1": [{"users": 3}], "cam-1": [{"people": 2}], "lamp-far": [{"dim": 5}]}
         assert await gateway5.publish("v1/gateway/telemetry", body) == 0
@@ -412,7 +412,7 @@ async def test_a_first_report_naming_many_devices_looks_them_up_together(
         assert await gateway5.publish("v1/gateway/telemetry", body) == 0
         assert len(calls) == looked_up  # the two found the first time are this session's now
     finally:
-        del platform.assets.gateway_devices
+        del platform.assets.gateways_devices
     assert (await latest(client, city.auth("telecom"), site.cell["id"]))["users"] == 3
     assert (await latest(client, city.auth("city"), site.cam["id"]))["people"] == 2
     assert "dim" not in await latest(client, city.auth("lighting"), site.far_lamp["id"])
@@ -473,3 +473,46 @@ async def test_a_report_with_quarantined_values_says_how_many(gateway5: Device) 
     assert await gateway5.publish("v1/gateway/telemetry", body) == 0
     assert list(gateway5.last_ack.UserProperty) == [("quarantined", "2")]
     assert gateway5.last_ack.ReasonString.startswith("2 value(s) quarantined: users=-5")
+
+
+async def test_gateways_asking_at_once_are_answered_together_each_by_its_own_rule(
+    platform: Platform, client: httpx.AsyncClient, city: City
+) -> None:
+    """A restart's reconnect storm: gateways that name their sub-devices while another
+    gateway's look-up runs share one look-up, and each still gets what the rule gives it: the
+    city operator's gateway its pole's lamp, a telecom gateway not the lighting lamp beside it
+    (not bound), neither the lamp of the next pole."""
+    refs: list[DeviceRef] = []
+    for i in range(12):
+        pole = await make_pole(client, city, f"STORM-{i}")
+        owner = "city" if i % 2 == 0 else "telecom"
+        gateway = await make_device(
+            client, city, "city", "gateway", pole, name=f"gw-{i}", owner=owner
+        )
+        lamp = await make_device(
+            client, city, "city", "lamp", pole, name=f"lamp-{i}", owner="lighting"
+        )
+        assert (gateway["owner"], lamp["owner"]) == (owner, "lighting")
+        ref = platform.assets.device_ref(gateway["id"])
+        assert ref is not None
+        refs.append(ref)
+    calls: list[int] = []
+    lookups = platform.assets.gateways_devices
+
+    def counting(asks: Sequence[tuple[DeviceRef, Sequence[str]]]) -> Any:
+        calls.append(len(asks))
+        return lookups(asks)
+
+    platform.assets.gateways_devices = counting  # type: ignore[method-assign]
+    try:
+        answers = await asyncio.gather(
+            *(
+                platform.devices.sub_devices(ref, [f"lamp-{i}", f"lamp-{(i + 1) % 12}"])
+                for i, ref in enumerate(refs)
+            )
+        )
+    finally:
+        del platform.assets.gateways_devices
+    assert [sorted(a) for a in answers] == [[f"lamp-{i}"] if i % 2 == 0 else [] for i in range(12)]
+    assert sum(calls) == 12
+    assert len(calls) < 12  # asked together while the first one ran

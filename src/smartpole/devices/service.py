@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from smartpole.devices.batched import BatchedLookup
 from smartpole.devices.platform import SessionLimits
 from smartpole.errors import Conflict, Forbidden, InvalidInput, StoreUnavailable
 from smartpole.ingest.commits import noting_quarantine
@@ -37,6 +38,9 @@ __all__ = ["DeviceService"]
 log = logging.getLogger("smartpole.devices")
 MAX_PROFILE = 200  # characters of a device type kept as its profile (devices.profile)
 AUTO_CREATE = "autoCreateDevices"  # server attribute of a gateway that may create sub-devices
+
+
+SubDevicesFound = tuple[dict[str, DeviceRef], dict[str, str]]  # allowed by name, refused: why
 
 
 def _noted(committed: asyncio.Future[Any], batch: WriteBatch) -> asyncio.Future[Any]:
@@ -75,6 +79,10 @@ class DeviceService:
         self.online: set[int] = set()
         self.offline: set[int] = set()  # sessions that ended here: offline whatever last_seen says
         self._stamps: dict[int, int] = {}  # the receive time last given to each device's message
+        # the gateways' sub-device look-ups, asked together while one runs (a reconnect storm)
+        self._sub_lookups = BatchedLookup[tuple[DeviceRef, Sequence[str]], SubDevicesFound](
+            lambda asks: self.assets.gateways_devices(asks)
+        )
 
     def receive_time(self, device_id: int, now: int) -> int:
         """The time to stamp a device's message without its own timestamps: ``now``, or 1 ms
@@ -165,14 +173,15 @@ class DeviceService:
         }
 
     async def sub_devices(self, gateway: DeviceRef, names: list[str]) -> dict[str, DeviceRef]:
-        """Those of ``names`` the gateway may speak for (the registry's rule), in one query."""
-        allowed, _ = await asyncio.to_thread(self.assets.gateway_devices, gateway, names)
+        """Those of ``names`` the gateway may speak for (the registry's rule), in one query
+        with the other gateways' that ask meanwhile."""
+        allowed, _ = await self._sub_lookups((gateway, names))
         return allowed
 
     async def sub_device(self, gateway: DeviceRef, name: str, kind: str | None) -> DeviceRef:
         """A gateway's sub-device by name: one it may speak for, or a new one it may create
         (in the gateway's tenant, on its pole). Raises Forbidden, logged with both names."""
-        allowed, refused = await asyncio.to_thread(self.assets.gateway_devices, gateway, [name])
+        allowed, refused = await self._sub_lookups((gateway, [name]))
         if name in allowed:
             return allowed[name]
         if name in refused:

@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, select, update
+from sqlalchemy import Engine, and_, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
@@ -517,64 +517,63 @@ class Assets:
         to it (:mod:`smartpole.registry.grants`); a city operator's gateway for every device
         on its pole. Returns ``(allowed, refused)``: the devices by name, and the reason for
         each registered device refused; names of no device are in neither.
-
-        One query (two with another tenant's devices on a pole of an ordinary tenant's
-        gateway), on one connection: every gateway asks at once after a restart.
         """
+        [answer] = self.gateways_devices([(gateway, names)])
+        return answer
+
+    def gateways_devices(
+        self, asks: Sequence[tuple[DeviceRef, Sequence[str]]]
+    ) -> list[tuple[dict[str, DeviceRef], dict[str, str]]]:
+        """:meth:`gateway_devices` for several gateways at once (every gateway asks after a
+        restart), in two or three queries on one connection whatever their number."""
         cols = (devices.c.id, devices.c.name, devices.c.kind, devices.c.owner_id, devices.c.pole_id)
-        is_city = select(tenants.c.is_operator).where(tenants.c.id == gateway.owner_id)
+        unique = list(dict.fromkeys(n for _, names in asks for n in names))
+        owners = list({gateway.owner_id for gateway, _ in asks})
         found: dict[str, DeviceRef] = {}
-        unique = list(dict.fromkeys(names))
-        city = False
         with self.engine.connect() as conn:
             for i in range(0, len(unique), 500):
-                query = select(*cols, is_city.scalar_subquery().label("city")).where(
-                    devices.c.name.in_(unique[i : i + 500])
-                )
+                query = select(*cols).where(devices.c.name.in_(unique[i : i + 500]))
                 for row in conn.execute(query):
-                    city = bool(row.city)
                     found[row.name] = DeviceRef(
                         row.id, row.name, DeviceKind(row.kind), row.owner_id, row.pole_id
                     )
-            return self._judge(conn, gateway, found, city)
-
-    @staticmethod
-    def _judge(
-        conn: Connection, gateway: DeviceRef, found: dict[str, DeviceRef], city: bool
-    ) -> tuple[dict[str, DeviceRef], dict[str, str]]:
-        """:meth:`gateway_devices`' rule over the devices found."""
-        allowed: dict[str, DeviceRef] = {}
-        refused: dict[str, str] = {}
-        foreign: dict[str, DeviceRef] = {}
-        for name, ref in found.items():
-            if ref.id == gateway.id:
-                refused[name] = "a gateway does not report itself as a sub-device"
-            elif gateway.pole_id is None or ref.pole_id != gateway.pole_id:
-                refused[name] = "it is not on the gateway's pole"
-            elif ref.owner_id == gateway.owner_id:
-                allowed[name] = ref
-            else:
-                foreign[name] = ref
-        if foreign:
-            bound = (
-                set()
-                if city
-                else set(
-                    conn.execute(
-                        select(gateway_bindings.c.device_id).where(
-                            gateway_bindings.c.gateway_id == gateway.id,
-                            gateway_bindings.c.device_id.in_([r.id for r in foreign.values()]),
-                            gateway_bindings.c.revoked.is_(None),
-                        )
-                    ).scalars()
-                )
+            operators = set(
+                conn.execute(
+                    select(tenants.c.id).where(tenants.c.id.in_(owners), tenants.c.is_operator)
+                ).scalars()
             )
-            for name, ref in foreign.items():
-                if city or ref.id in bound:
-                    allowed[name] = ref
+            judged = [
+                _judge(gateway, [found[n] for n in dict.fromkeys(names) if n in found])
+                for gateway, names in asks
+            ]
+            # another tenant's devices on an ordinary tenant's gateway: bound to it?
+            strangers = [
+                (gateway, ref)
+                for (gateway, _), (_, _, foreign) in zip(asks, judged, strict=True)
+                if gateway.owner_id not in operators
+                for ref in foreign
+            ]
+            bound: set[tuple[int, int]] = set()
+            for i in range(0, len(strangers), 500):
+                part = strangers[i : i + 500]
+                rows = conn.execute(
+                    select(gateway_bindings.c.gateway_id, gateway_bindings.c.device_id).where(
+                        gateway_bindings.c.gateway_id.in_({g.id for g, _ in part}),
+                        gateway_bindings.c.device_id.in_({r.id for _, r in part}),
+                        gateway_bindings.c.revoked.is_(None),
+                    )
+                )
+                bound |= {(g, d) for g, d in rows}
+        answers = []
+        for (gateway, _), (allowed, refused, foreign) in zip(asks, judged, strict=True):
+            city = gateway.owner_id in operators
+            for ref in foreign:
+                if city or (gateway.id, ref.id) in bound:
+                    allowed[ref.name] = ref
                 else:
-                    refused[name] = "it is another tenant's and not bound to the gateway"
-        return allowed, refused
+                    refused[ref.name] = "it is another tenant's and not bound to the gateway"
+            answers.append((allowed, refused))
+        return answers
 
     def _ref(self, condition: Any) -> DeviceRef | None:
         cols = (devices.c.id, devices.c.name, devices.c.kind, devices.c.owner_id, devices.c.pole_id)
@@ -658,3 +657,24 @@ def _check_rekind(who: Principal, device: Device, kind: DeviceKind) -> None:
         )
     if kind is DeviceKind.GENERIC:
         raise InvalidInput("a device cannot be made generic; only gateways create those")
+
+
+def _judge(
+    gateway: DeviceRef, found: list[DeviceRef]
+) -> tuple[dict[str, DeviceRef], dict[str, str], list[DeviceRef]]:
+    """:meth:`Assets.gateway_devices`' rule over the devices found by name, but for another
+    tenant's devices on the gateway's pole: those are left to the caller (the third list),
+    which knows whether the gateway is the city operator's or bound to them."""
+    allowed: dict[str, DeviceRef] = {}
+    refused: dict[str, str] = {}
+    foreign: list[DeviceRef] = []
+    for ref in found:
+        if ref.id == gateway.id:
+            refused[ref.name] = "a gateway does not report itself as a sub-device"
+        elif gateway.pole_id is None or ref.pole_id != gateway.pole_id:
+            refused[ref.name] = "it is not on the gateway's pole"
+        elif ref.owner_id == gateway.owner_id:
+            allowed[ref.name] = ref
+        else:
+            foreign.append(ref)
+    return allowed, refused, foreign

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, tzinfo
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import orjson
 from sqlalchemy import BindParameter, bindparam, text
@@ -39,6 +39,7 @@ from smartpole.store.derived import (
     merge,
 )
 from smartpole.store.marks import Mark, lowest, values_before
+from smartpole.store.protocol import AggPoint, Aggregation, TimeSeries
 
 __all__ = [
     "HOUR_MS",
@@ -52,8 +53,6 @@ __all__ = [
 
 SERIES = operator.itemgetter(0, 1)  # device_id, key of a row
 log = logging.getLogger(__name__)
-Aggregation = Literal["none", "avg", "min", "max", "sum", "count"]
-AggPoint = tuple[int, float]
 
 
 def encode_value(value: Value) -> tuple[int, float | None, str | None]:
@@ -77,62 +76,6 @@ def decode_value(vtype: int, num: float | None, txt: str | None) -> Value:
     if vtype == 2:
         return txt or ""
     return orjson.loads(txt or "null")  # type: ignore[no-any-return]
-
-
-class TimeSeries(Protocol):
-    """What the pipeline, the API and the hub need of the time-series store."""
-
-    def write(self, batch: WriteBatch) -> WriteResult:
-        """Commit one batch in one transaction."""
-        ...
-
-    def latest(
-        self, device_ids: Sequence[int], keys: Sequence[str] | None = None
-    ) -> dict[int, dict[str, tuple[int, Value]]]:
-        """Newest ``(ts, value)`` per device and key."""
-        ...
-
-    def previous(
-        self, device_ids: Sequence[int], keys: Sequence[str]
-    ) -> dict[int, dict[str, tuple[int, Value]]]:
-        """Per device and key, the newest ``(ts, value)`` older than the newest."""
-        ...
-
-    def history(
-        self, device_id: int, keys: Sequence[str], start: int, end: int, limit: int = 1000
-    ) -> dict[str, list[tuple[int, Value]]]:
-        """Raw readings in ``[start, end)``, oldest first."""
-        ...
-
-    def aggregate(
-        self,
-        device_ids: Sequence[int],
-        keys: Sequence[str],
-        start: int,
-        end: int,
-        interval: int,
-        agg: Aggregation,
-        per_device: bool = True,
-        zone: tzinfo = UTC,
-    ) -> dict[int, dict[str, list[AggPoint]]]:
-        """Buckets aligned to the clock (days at midnight in ``zone``), labelled by their
-        start; with ``per_device=False`` all under id 0."""
-        ...
-
-    def values_before(
-        self, device_ids: Sequence[int], key: str, marks: Sequence[int], floor: int
-    ) -> dict[int, list[Mark]]:
-        """Per device, the last numeric ``(ts, value)`` of ``key`` before each of ``marks``
-        (ascending)."""
-        ...
-
-    def lowest(self, key: str, spans: Sequence[tuple[int, int, int]]) -> list[float | None]:
-        """The lowest rollup value of ``key`` in each ``(device, start, end)``."""
-        ...
-
-    def purge(self, now: int | None = None) -> int:
-        """Delete readings past their key's retention; return how many went."""
-        ...
 
 
 @contextlib.contextmanager

@@ -67,10 +67,14 @@ class Census:
         unknown = [d for d in per_device if d not in self._owners]
         if unknown:
             self._owners.update(await asyncio.to_thread(self._owner_names, unknown))
+        per_tenant: Counter[str] = Counter()
+        owners = self._owners
         for device_id, n in per_device.items():
-            tenant = self._owners.get(device_id)
+            tenant = owners.get(device_id)
             if tenant is not None:
-                self.metrics.tenant_readings.labels(tenant).inc(n)
+                per_tenant[tenant] += n
+        for tenant, n in per_tenant.items():  # a labelled child's look-up is not free
+            self.metrics.tenant_readings.labels(tenant).inc(n)
 
     def _owner_names(self, device_ids: Sequence[int]) -> dict[int, str]:
         found: dict[int, str] = {}

@@ -5,12 +5,14 @@ separate processes. For each step of a ramp of pole counts, at one report per de
 10 s and every 1 s, it records messages/s and readings/s acknowledged (PUBACK after commit),
 end-to-end latency from the device timestamp to the committed reading reaching a console that
 watches the pole (``/api/live``, one socket per sampled gateway's pole), and the platform's
-CPU and peak RSS. Latency is given for the steady state (p50/p99, from the second report round
-on) and, apart, the worst of the first round, when every pole connects at once (a restart's
-reconnect storm). The ramp stops at the first step that falls behind.
+CPU and peak RSS (its worker processes counted). Latency is given for the steady state
+(p50/p99, from the second report round on) and, apart, the worst of the first round, when every
+pole connects at once (a restart's reconnect storm). The ramp stops at the first step that
+falls behind.
 
-    python -m bench.fleet            # full ramp (minutes)
-    python -m bench.fleet --short    # under a minute (make bench-short)
+    python -m bench.fleet               # full ramp (minutes)
+    python -m bench.fleet --short       # under a minute (make bench-short)
+    python -m bench.fleet --workers 2   # serve --workers 2: rules and detector in processes
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import httpx
 import orjson
 from websockets.sync.client import connect as ws_connect
 
+from bench.mqtt_load import children, tree_rss_mib
 from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.sim.fleet import FLEET_FILE, fleet_from_plan
@@ -64,11 +67,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of the worker processes it started."""
+    total = cpu_seconds(pid)
+    for child in children(pid):
+        with contextlib.suppress(OSError, IndexError):
+            total += cpu_seconds(child)
+    return total
 
 
 class Probe:
@@ -117,13 +122,14 @@ class Probe:
             self.failures += 1
 
 
-def step(poles: int, interval: float, seconds: float) -> dict[str, Any]:
+def step(poles: int, interval: float, seconds: float, workers: int = 1) -> dict[str, Any]:
     """One run: seed, serve, simulate for ``seconds``, measure."""
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         data = Path(tmp)
         key, devices = seed(data, poles)
         http_port, mqtt_port = free_port(), free_port()
         serve = ["serve", "--data-dir", str(data), "--http-port", str(http_port)]
+        serve += ["--workers", str(workers)]
         server = subprocess.Popen(
             [str(EXE), *serve, "--mqtt-port", str(mqtt_port)],
             stdout=subprocess.DEVNULL,
@@ -154,14 +160,14 @@ def step(poles: int, interval: float, seconds: float) -> dict[str, Any]:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
                 )
-                cpu0, t0, peak, sim_cpu = cpu_seconds(server.pid), time.monotonic(), 0.0, 0.0
+                cpu0, t0, peak, sim_cpu = tree_cpu_seconds(server.pid), time.monotonic(), 0.0, 0.0
                 while sim.poll() is None:
-                    peak = max(peak, rss_mb(server.pid))
+                    peak = max(peak, tree_rss_mib(server.pid))
                     with contextlib.suppress(OSError, IndexError):  # it may just have ended
                         sim_cpu = cpu_seconds(sim.pid)
                     time.sleep(0.1)
             elapsed = time.monotonic() - t0
-            cpu = (cpu_seconds(server.pid) - cpu0) / elapsed * 100
+            cpu = (tree_cpu_seconds(server.pid) - cpu0) / elapsed * 100
             out, _ = sim.communicate()
             stats = json.loads(out)
         finally:
@@ -205,6 +211,12 @@ def main() -> None:
     """Run the ramps and print one row per step."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="quick run (under a minute)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="smartpole serve --workers (2: rules and anomaly detector in processes of their own)",
+    )
     args = parser.parse_args()
     if args.short:
         ramps = {10.0: [500], 1.0: [100]}
@@ -217,7 +229,7 @@ def main() -> None:
     print(head + f"{'cpu%':>5} {'RSS MB':>6} {'sim cpu%':>8}  sustained", flush=True)
     for interval, ramp in ramps.items():
         for poles in ramp:
-            r = step(poles, interval, seconds[interval])
+            r = step(poles, interval, seconds[interval], args.workers)
             print(
                 f"{r['poles']:>6} {r['devices']:>7} {r['interval_s']:>4g}s {r['msg_s']:>7} "
                 f"{r['target_msg_s']:>7} {r['readings_s']:>10} {r['e2e_p50_ms']:>6}ms "

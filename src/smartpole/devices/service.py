@@ -83,6 +83,9 @@ class DeviceService:
         self._sub_lookups = BatchedLookup[tuple[DeviceRef, Sequence[str]], SubDevicesFound](
             lambda asks: self.assets.gateways_devices(asks)
         )
+        self._attribute_lookups = BatchedLookup[int, dict[str, dict[str, Any]]](
+            self._client_and_shared
+        )
 
     def receive_time(self, device_id: int, now: int) -> int:
         """The time to stamp a device's message without its own timestamps: ``now``, or 1 ms
@@ -163,14 +166,17 @@ class DeviceService:
         await asyncio.to_thread(self.assets.set_attributes, device.id, Scope.CLIENT, values)
 
     async def attributes(self, device: DeviceRef) -> dict[str, dict[str, Any]]:
-        """The device's client and shared attributes' values, by scope."""
-        attrs = await asyncio.to_thread(
-            self.assets.get_attributes, device.id, [Scope.CLIENT, Scope.SHARED]
-        )
+        """The device's client and shared attributes' values, by scope (in one query with the
+        other devices' that ask meanwhile)."""
+        attrs = await self._attribute_lookups(device.id)
         return {
             scope: {k: v["value"] for k, v in attrs.get(scope, {}).items()}
             for scope in ("client", "shared")
         }
+
+    def _client_and_shared(self, device_ids: Sequence[int]) -> list[dict[str, dict[str, Any]]]:
+        found = self.assets.attributes_of(device_ids, [Scope.CLIENT, Scope.SHARED])
+        return [found.get(device_id, {}) for device_id in device_ids]
 
     async def sub_devices(self, gateway: DeviceRef, names: list[str]) -> dict[str, DeviceRef]:
         """Those of ``names`` the gateway may speak for (the registry's rule), in one query

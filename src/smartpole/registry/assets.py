@@ -21,7 +21,8 @@ from smartpole.model.poles import MountedDevice, Pole
 from smartpole.model.types import POLE_CODE_RE, DeviceKind, DeviceRef, Role, Scope, key_errors
 from smartpole.registry.access import Principal, hash_secret, new_secret, token_hint
 from smartpole.registry.broker_hashes import save_broker_hashes
-from smartpole.registry.grants import gateway_bindings, may_mount
+from smartpole.registry.gateway_rule import gateways_devices
+from smartpole.registry.grants import may_mount
 from smartpole.registry.unique import device_taken
 from smartpole.store.database import put_rows
 from smartpole.store.schema import attributes, devices, poles, tenants
@@ -525,55 +526,8 @@ class Assets:
         self, asks: Sequence[tuple[DeviceRef, Sequence[str]]]
     ) -> list[tuple[dict[str, DeviceRef], dict[str, str]]]:
         """:meth:`gateway_devices` for several gateways at once (every gateway asks after a
-        restart), in two or three queries on one connection whatever their number."""
-        cols = (devices.c.id, devices.c.name, devices.c.kind, devices.c.owner_id, devices.c.pole_id)
-        unique = list(dict.fromkeys(n for _, names in asks for n in names))
-        owners = list({gateway.owner_id for gateway, _ in asks})
-        found: dict[str, DeviceRef] = {}
-        with self.engine.connect() as conn:
-            for i in range(0, len(unique), 500):
-                query = select(*cols).where(devices.c.name.in_(unique[i : i + 500]))
-                for row in conn.execute(query):
-                    found[row.name] = DeviceRef(
-                        row.id, row.name, DeviceKind(row.kind), row.owner_id, row.pole_id
-                    )
-            operators = set(
-                conn.execute(
-                    select(tenants.c.id).where(tenants.c.id.in_(owners), tenants.c.is_operator)
-                ).scalars()
-            )
-            judged = [
-                _judge(gateway, [found[n] for n in dict.fromkeys(names) if n in found])
-                for gateway, names in asks
-            ]
-            # another tenant's devices on an ordinary tenant's gateway: bound to it?
-            strangers = [
-                (gateway, ref)
-                for (gateway, _), (_, _, foreign) in zip(asks, judged, strict=True)
-                if gateway.owner_id not in operators
-                for ref in foreign
-            ]
-            bound: set[tuple[int, int]] = set()
-            for i in range(0, len(strangers), 500):
-                part = strangers[i : i + 500]
-                rows = conn.execute(
-                    select(gateway_bindings.c.gateway_id, gateway_bindings.c.device_id).where(
-                        gateway_bindings.c.gateway_id.in_({g.id for g, _ in part}),
-                        gateway_bindings.c.device_id.in_({r.id for _, r in part}),
-                        gateway_bindings.c.revoked.is_(None),
-                    )
-                )
-                bound |= {(g, d) for g, d in rows}
-        answers = []
-        for (gateway, _), (allowed, refused, foreign) in zip(asks, judged, strict=True):
-            city = gateway.owner_id in operators
-            for ref in foreign:
-                if city or (gateway.id, ref.id) in bound:
-                    allowed[ref.name] = ref
-                else:
-                    refused[ref.name] = "it is another tenant's and not bound to the gateway"
-            answers.append((allowed, refused))
-        return answers
+        restart), in two or three queries whatever their number."""
+        return gateways_devices(self.engine, asks)
 
     def _ref(self, condition: Any) -> DeviceRef | None:
         cols = (devices.c.id, devices.c.name, devices.c.kind, devices.c.owner_id, devices.c.pole_id)
@@ -612,18 +566,30 @@ class Assets:
         self, device_id: int, scopes: list[Scope] | None = None, keys: list[str] | None = None
     ) -> dict[str, dict[str, Any]]:
         """Attributes by scope: ``{"shared": {"key": {"value": v, "updated": ts}}}``."""
-        q = select(attributes).where(attributes.c.device_id == device_id)
-        if scopes:
-            q = q.where(attributes.c.scope.in_([str(s) for s in scopes]))
-        if keys:
-            q = q.where(attributes.c.key.in_(keys))
-        out: dict[str, dict[str, Any]] = {}
+        return self.attributes_of([device_id], scopes, keys).get(device_id, {})
+
+    def attributes_of(
+        self,
+        device_ids: Sequence[int],
+        scopes: list[Scope] | None = None,
+        keys: list[str] | None = None,
+    ) -> dict[int, dict[str, dict[str, Any]]]:
+        """:meth:`get_attributes` of several devices, by device id (those with none left out):
+        every gateway asks for its attributes as it reconnects after a restart."""
+        out: dict[int, dict[str, dict[str, Any]]] = {}
+        ids = list(dict.fromkeys(device_ids))
         with self.engine.connect() as conn:
-            for r in conn.execute(q.order_by(attributes.c.key)):
-                out.setdefault(r.scope, {})[r.key] = {
-                    "value": orjson.loads(r.value),
-                    "updated": r.updated,
-                }
+            for i in range(0, len(ids), 500):
+                q = select(attributes).where(attributes.c.device_id.in_(ids[i : i + 500]))
+                if scopes:
+                    q = q.where(attributes.c.scope.in_([str(s) for s in scopes]))
+                if keys:
+                    q = q.where(attributes.c.key.in_(keys))
+                for r in conn.execute(q.order_by(attributes.c.device_id, attributes.c.key)):
+                    out.setdefault(r.device_id, {}).setdefault(r.scope, {})[r.key] = {
+                        "value": orjson.loads(r.value),
+                        "updated": r.updated,
+                    }
         return out
 
     def delete_attributes(self, device_id: int, scope: Scope, keys: list[str]) -> int:
@@ -657,24 +623,3 @@ def _check_rekind(who: Principal, device: Device, kind: DeviceKind) -> None:
         )
     if kind is DeviceKind.GENERIC:
         raise InvalidInput("a device cannot be made generic; only gateways create those")
-
-
-def _judge(
-    gateway: DeviceRef, found: list[DeviceRef]
-) -> tuple[dict[str, DeviceRef], dict[str, str], list[DeviceRef]]:
-    """:meth:`Assets.gateway_devices`' rule over the devices found by name, but for another
-    tenant's devices on the gateway's pole: those are left to the caller (the third list),
-    which knows whether the gateway is the city operator's or bound to them."""
-    allowed: dict[str, DeviceRef] = {}
-    refused: dict[str, str] = {}
-    foreign: list[DeviceRef] = []
-    for ref in found:
-        if ref.id == gateway.id:
-            refused[ref.name] = "a gateway does not report itself as a sub-device"
-        elif gateway.pole_id is None or ref.pole_id != gateway.pole_id:
-            refused[ref.name] = "it is not on the gateway's pole"
-        elif ref.owner_id == gateway.owner_id:
-            allowed[ref.name] = ref
-        else:
-            foreign.append(ref)
-    return allowed, refused, foreign

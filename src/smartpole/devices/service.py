@@ -81,7 +81,7 @@ class DeviceService:
         self._stamps: dict[int, int] = {}  # the receive time last given to each device's message
         # the gateways' sub-device look-ups, asked together while one runs (a reconnect storm)
         self._sub_lookups = BatchedLookup[tuple[DeviceRef, Sequence[str]], SubDevicesFound](
-            lambda asks: self.assets.gateways_devices(asks)
+            self._gateways_devices
         )
         self._attribute_lookups = BatchedLookup[int, dict[str, dict[str, Any]]](
             self._client_and_shared
@@ -173,6 +173,11 @@ class DeviceService:
             scope: {k: v["value"] for k, v in attrs.get(scope, {}).items()}
             for scope in ("client", "shared")
         }
+
+    def _gateways_devices(
+        self, asks: Sequence[tuple[DeviceRef, Sequence[str]]]
+    ) -> list[SubDevicesFound]:
+        return self.assets.gateways_devices(asks)
 
     def _client_and_shared(self, device_ids: Sequence[int]) -> list[dict[str, dict[str, Any]]]:
         found = self.assets.attributes_of(device_ids, [Scope.CLIENT, Scope.SHARED])

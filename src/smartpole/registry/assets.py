@@ -23,6 +23,7 @@ from smartpole.registry.access import Principal, hash_secret, new_secret, token_
 from smartpole.registry.broker_hashes import save_broker_hashes
 from smartpole.registry.gateway_rule import gateways_devices
 from smartpole.registry.grants import may_mount
+from smartpole.registry.refs import REF_COLUMNS, ref_of
 from smartpole.registry.unique import device_taken
 from smartpole.store.database import put_rows
 from smartpole.store.schema import attributes, devices, poles, tenants
@@ -530,12 +531,9 @@ class Assets:
         return gateways_devices(self.engine, asks)
 
     def _ref(self, condition: Any) -> DeviceRef | None:
-        cols = (devices.c.id, devices.c.name, devices.c.kind, devices.c.owner_id, devices.c.pole_id)
         with self.engine.connect() as conn:
-            row = conn.execute(select(*cols).where(condition)).first()
-        if row is None:
-            return None
-        return DeviceRef(row.id, row.name, DeviceKind(row.kind), row.owner_id, row.pole_id)
+            row = conn.execute(select(*REF_COLUMNS).where(condition)).first()
+        return None if row is None else ref_of(row)
 
     # -- attributes -----------------------------------------------------------------------
     def set_attributes(self, device_id: int, scope: Scope, values: dict[str, Any]) -> None:

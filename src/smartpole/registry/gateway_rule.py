@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine, select
 
-from smartpole.model.types import DeviceKind, DeviceRef
+from smartpole.model.types import DeviceRef
 from smartpole.registry.grants import gateway_bindings
+from smartpole.registry.refs import REF_COLUMNS, ref_of
 from smartpole.store.schema import devices, tenants
 
 __all__ = ["gateways_devices"]
@@ -24,17 +25,13 @@ def gateways_devices(
     owns, or that their owner bound to it (:mod:`smartpole.registry.grants`); a city
     operator's gateway for every device on its pole. Every gateway asks after a restart: two or
     three queries on one connection whatever their number."""
-    cols = (devices.c.id, devices.c.name, devices.c.kind, devices.c.owner_id, devices.c.pole_id)
     unique = list(dict.fromkeys(n for _, names in asks for n in names))
     owners = list({gateway.owner_id for gateway, _ in asks})
     found: dict[str, DeviceRef] = {}
     with engine.connect() as conn:
         for i in range(0, len(unique), 500):
-            query = select(*cols).where(devices.c.name.in_(unique[i : i + 500]))
-            for row in conn.execute(query):
-                found[row.name] = DeviceRef(
-                    row.id, row.name, DeviceKind(row.kind), row.owner_id, row.pole_id
-                )
+            query = select(*REF_COLUMNS).where(devices.c.name.in_(unique[i : i + 500]))
+            found.update((row.name, ref_of(row)) for row in conn.execute(query))
         operators = set(
             conn.execute(
                 select(tenants.c.id).where(tenants.c.id.in_(owners), tenants.c.is_operator)

@@ -406,3 +406,61 @@ async def test_keepalive_timeout_closes_a_silent_session(
     assert await asyncio.wait_for(reader.read(), 5) == b""  # closed after 1.5 x keep-alive
     assert asyncio.get_running_loop().time() - started >= 1.4
     writer.close()
+
+
+async def test_a_full_pipeline_holds_connections_and_lets_them_read_again(
+    platform: Platform, client: httpx.AsyncClient, city: City
+) -> None:
+    """Back-pressure: while the pipeline is full a connection stops reading after a packet;
+    when it empties every held connection reads again, and nothing it sent is lost."""
+    from smartpole.transport.mqtt.server import MqttServer
+
+    level = [0.0]
+    server = MqttServer(
+        platform.device_api, "127.0.0.1", 0, load=lambda: level[0], metrics=platform.metrics
+    )
+    await server.start()
+    pole = await make_pole(client, city, "FT-SN-0001")
+    lamps = [await make_device(client, city, "lighting", "lamp", pole) for _ in range(20)]
+    streams = []
+    try:
+        for i, lamp in enumerate(lamps):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.mqtt_port)
+            writer.write(codec.encode(codec.Connect(5, f"lamp-c{i}", True, 60, lamp["token"]), 5))
+            [(kind, _, _)] = codec.Reader().feed(await reader.read(64))
+            assert kind == codec.PacketType.CONNACK
+            streams.append((reader, writer))
+
+        def publish(writer: asyncio.StreamWriter, i: int, packet_id: int) -> None:
+            body = b'{"ts":%d,"values":{"power":%d}}' % (T0 + packet_id * 100 + i, i)
+            writer.write(
+                codec.encode(
+                    codec.Publish("v1/devices/me/telemetry", body, 1, packet_id=packet_id), 5
+                )
+            )
+
+        for i, (reader, writer) in enumerate(streams):
+            publish(writer, i, 1)
+            assert await read_pubacks(reader, 1) == [(1, 0)]
+        level[0] = 1.0  # full: each stops reading once it has taken its next packet
+        for i, (reader, writer) in enumerate(streams):
+            publish(writer, i, 2)
+            assert await read_pubacks(reader, 1) == [(2, 0)]  # (it was paused before this)
+        for i, (_, writer) in enumerate(streams):
+            publish(writer, i, 3)
+        waiting = [asyncio.ensure_future(read_pubacks(r, 1)) for r, _ in streams]
+        done, _ = await asyncio.wait(waiting, timeout=0.5)
+        assert not done  # held: nothing read while the pipeline is full
+        level[0] = 0.0
+        assert await asyncio.gather(*waiting) == [[(3, 0)]] * len(streams)
+    finally:
+        for _, writer in streams:
+            writer.close()
+        await server.stop()
+    for i, lamp in enumerate(lamps):
+        r = await client.get(
+            f"/api/devices/{lamp['id']}/timeseries",
+            params={"keys": "power", "start": 0, "end": 4_102_444_800_000},
+            headers=city.auth("lighting"),
+        )
+        assert [p["value"] for p in r.json()["power"]] == [i, i, i]

@@ -43,6 +43,10 @@ __all__ = ["Connection", "Endpoint", "Router", "topic_matches"]
 log = logging.getLogger("smartpole.transport.mqtt.session")
 
 CONNECT_TIMEOUT_S = 10.0
+# the ingest pipeline's load (0 to 1) above which a connection stops reading after a packet,
+# and below which it reads again
+PAUSE_LOAD = 0.9
+RESUME_LOAD = 0.8
 # Topic filters a session may subscribe to: the answers the server can send it.
 SUBSCRIBABLE = ("v1/devices/me/", "v1/gateway/", "v2/", "/provision/")
 PROVISION_RESPONSE = "/provision/response"
@@ -88,10 +92,13 @@ class Endpoint(Protocol):
     api: DeviceApi
     metrics: Metrics
     connections: set[Connection]
-    via_gateway: dict[int, tuple[Connection, str]]  # sub-device id -> its gateway's, its name
 
     def load(self) -> float:
         """How full the ingest pipeline is, 0 to 1."""
+        ...
+
+    def hold(self, conn: Connection) -> None:
+        """``conn`` stopped reading: call its ``resume`` until it reads again."""
         ...
 
     def attach(self, conn: Connection, clean_start: bool, props: dict[str, Any]) -> bool:
@@ -100,6 +107,14 @@ class Endpoint(Protocol):
 
     def detach(self, conn: Connection) -> None:
         """Forget a closed connection."""
+        ...
+
+    def route_via(self, conn: Connection, sub_id: int, name: str) -> None:
+        """The gateway on ``conn`` speaks for the sub-device ``sub_id`` (called ``name``)."""
+        ...
+
+    def unroute(self, sub_id: int) -> tuple[Connection, str] | None:
+        """No gateway speaks for ``sub_id`` any more; which one did, under what name."""
         ...
 
     async def accept(self, conn: Connection, packet: Connect) -> None:
@@ -286,25 +301,27 @@ class Connection(asyncio.Protocol):
 
     # -- plumbing -------------------------------------------------------------------------
     def pause(self) -> None:
-        """Stop reading until the backlog is down (back-pressure)."""
+        """Stop reading until the backlog is down (back-pressure); the endpoint holds the
+        connection and tries ``resume`` again (one timer for every paused connection)."""
         if self.transport is not None and not self._paused:
             self._paused = True
             self.transport.pause_reading()
-            asyncio.get_running_loop().call_later(0.005, self.resume)
+            self.endpoint.hold(self)
 
-    def resume(self) -> None:
-        """Read again if reading was paused and the backlog is down; else look again soon."""
+    def resume(self) -> bool:
+        """Read again if reading was paused and the backlog is down; whether the connection
+        is no longer held (reading, or closed)."""
         if not self._paused or self.closed or self.transport is None:
-            return
+            return True
         if (
             len(self.uplink) < MAX_QUEUED_ACKS // 2
             and self._inbox.qsize() < MAX_QUEUED_ACKS // 2
-            and self.endpoint.load() < 0.8
+            and self.endpoint.load() < RESUME_LOAD
         ):
             self._paused = False
             self.transport.resume_reading()
-        else:
-            asyncio.get_running_loop().call_later(0.005, self.resume)
+            return True
+        return False
 
     def write_bytes(self, packets: list[bytes]) -> None:
         """Send encoded packets in one write (nothing once closed)."""
@@ -344,7 +361,7 @@ class Connection(asyncio.Protocol):
                 except Closing as err:
                     self.close(err.reason, str(err))
                     return
-                if self.endpoint.load() > 0.9:
+                if self.endpoint.load() > PAUSE_LOAD:
                     self.pause()
         except Exception:
             log.exception("MQTT connection %s failed", self.peer)

@@ -20,7 +20,7 @@ from smartpole.devices.gateway import command
 from smartpole.metrics import Metrics
 from smartpole.transport.mqtt import connect
 from smartpole.transport.mqtt.codec import Connect
-from smartpole.transport.mqtt.connection import Connection
+from smartpole.transport.mqtt.connection import RESUME_LOAD, Connection
 from smartpole.transport.mqtt.reasons import Reason
 from smartpole.transport.topics import thingsboard_topic
 
@@ -28,6 +28,7 @@ __all__ = ["MqttServer"]
 
 log = logging.getLogger(__name__)
 PERSISTENT_SESSION_S = 86_400  # a 3.1.1 persistent session is kept a day at most
+RESUME_EVERY_S = 0.005  # how often connections held by back-pressure are looked at
 
 
 class MqttServer:
@@ -53,8 +54,12 @@ class MqttServer:
         self.by_device: dict[int, Connection] = {}
         self.by_client: dict[str, Connection] = {}
         self.via_gateway: dict[int, tuple[Connection, str]] = {}
+        self._routed: dict[Connection, set[int]] = {}  # a gateway's connection -> its subs
         self._sessions: dict[str, tuple[dict[str, int], float]] = {}
         self._server: asyncio.Server | None = None
+        # connections that stopped reading (back-pressure), in the order they stopped
+        self._held: dict[Connection, None] = {}
+        self._release: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         """Listen; ``mqtt_port`` 0 picks a free port (read it back from ``mqtt_port``)."""
@@ -77,6 +82,7 @@ class MqttServer:
 
     async def stop(self) -> None:
         """Stop listening and close every connection."""
+        self._stop_releasing()
         if self._server is not None:
             self._server.close()
             conns = list(self.connections)
@@ -95,6 +101,31 @@ class MqttServer:
             # let every connection finish its work (offline records, wills) before the
             # pipeline and the store below it stop
             await asyncio.gather(*(conn.drain() for conn in conns))
+
+    # -- back-pressure --------------------------------------------------------------------
+    def hold(self, conn: Connection) -> None:
+        """``conn`` stopped reading: try its ``resume`` every few milliseconds until it reads.
+
+        One timer for all of them: at 10,000 poles a timer per paused connection cost the
+        event loop a quarter of the server's CPU while the pipeline was full."""
+        self._held[conn] = None
+        if self._release is None:
+            self._release = asyncio.get_running_loop().call_later(RESUME_EVERY_S, self._resume)
+
+    def _resume(self) -> None:
+        self._release = None
+        if self.load() < RESUME_LOAD:  # else none of them may read yet
+            for conn in list(self._held):
+                if conn.resume():
+                    del self._held[conn]
+        if self._held:
+            self._release = asyncio.get_running_loop().call_later(RESUME_EVERY_S, self._resume)
+
+    def _stop_releasing(self) -> None:
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        self._held.clear()
 
     # -- sessions -------------------------------------------------------------------------
     async def accept(self, conn: Connection, packet: Connect) -> None:
@@ -136,13 +167,26 @@ class MqttServer:
                 )
         if conn.device is not None and self.by_device.get(conn.device.id) is conn:
             del self.by_device[conn.device.id]
-        for sub_id in [d for d, (c, _) in self.via_gateway.items() if c is conn]:
-            del self.via_gateway[sub_id]
+        for sub_id in self._routed.pop(conn, ()):
+            if self.via_gateway.get(sub_id, (None,))[0] is conn:
+                del self.via_gateway[sub_id]
+
+    def route_via(self, conn: Connection, sub_id: int, name: str) -> None:
+        """The gateway on ``conn`` speaks for the sub-device ``sub_id`` (called ``name``)."""
+        self.via_gateway[sub_id] = (conn, name)
+        self._routed.setdefault(conn, set()).add(sub_id)
+
+    def unroute(self, sub_id: int) -> tuple[Connection, str] | None:
+        """No gateway speaks for ``sub_id`` any more; which one did, under what name."""
+        via = self.via_gateway.pop(sub_id, None)
+        if via is not None:
+            self._routed.get(via[0], set()).discard(sub_id)
+        return via
 
     def drop_sub_device(self, device_id: int) -> None:
         """Forget that a gateway speaks for the device (its binding was revoked): the gateway's
         next message naming it is looked up, and refused, again."""
-        via = self.via_gateway.pop(device_id, None)
+        via = self.unroute(device_id)
         if via is not None:
             conn, name = via
             conn.forget(name)

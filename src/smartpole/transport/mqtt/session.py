@@ -89,7 +89,7 @@ class DeviceSession:
         """End the session of a sub-device the gateway named, if it had one."""
         sub = self.sub_devices.forget(name) if self.sub_devices is not None else None
         if sub is not None:
-            self.conn.endpoint.via_gateway.pop(sub.id, None)
+            self.conn.endpoint.unroute(sub.id)
             await self.api.platform.disconnected(sub, via=self.device)
 
     def reported(self, subs: Iterable[DeviceRef]) -> None:
@@ -99,7 +99,7 @@ class DeviceSession:
         """Start the session of a sub-device this gateway named."""
         if self.conn.closed:  # the gateway left while the look-up ran: no session to start
             return
-        self.conn.endpoint.via_gateway[sub.id] = (self.conn, name)
+        self.conn.endpoint.route_via(self.conn, sub.id, name)
         await self.api.platform.connected(sub, via=self.device)
 
     # -- the connection's end -------------------------------------------------------------

@@ -52,8 +52,8 @@ class Link(Protocol):
         """Stop reading until the backlog is down."""
         ...
 
-    def resume(self) -> None:
-        """Read again if reading was paused and the backlog is down."""
+    def resume(self) -> bool:
+        """Read again if reading was paused and the backlog is down (whether it reads)."""
         ...
 
 

@@ -128,6 +128,7 @@ class MqttWebSocketServer(MqttServer):
 
     async def stop(self) -> None:
         """Stop listening and close every connection."""
+        self._stop_releasing()
         if self._ws_server is not None:
             self._ws_server.close()
             await self._ws_server.wait_closed()

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
+from smartpole.runtime import tune_collector
+
 __all__ = ["Child", "ChildStatus", "Failure", "serve"]
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ def serve(name: str, answer: Callable[[S | None, Any], tuple[S | None, Any]]) ->
     """Answer the parent's messages until it closes stdin: ``answer(state, message)`` returns
     the state from then on (``None`` before the seed) and the reply."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    tune_collector()
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not break a frame
     requests = sys.stdin.buffer

@@ -20,6 +20,7 @@ from smartpole.cli.common import (
 )
 from smartpole.cli.ports import Host, HttpPort, MqttPort, ensure_free
 from smartpole.errors import SmartpoleError
+from smartpole.runtime import settle_heap, tune_collector
 
 if TYPE_CHECKING:
     from smartpole.app import Platform
@@ -58,13 +59,18 @@ def run_server(platform: Platform) -> None:
 
     class Server(uvicorn.Server):
         """uvicorn, which first ends the devices' open HTTP polls when it shuts down (it would
-        wait for them, up to a minute each)."""
+        wait for them, up to a minute each), and settles the heap once the platform started."""
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             platform.polls.stop()
             await super().shutdown(sockets)
 
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            settle_heap()
+
     s = platform.settings
+    tune_collector()
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = uvicorn.Config(
         create_app(platform.api_services(), lifecycle=platform),

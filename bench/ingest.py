@@ -40,7 +40,7 @@ from smartpole.model.types import Reading
 from smartpole.model.writes import WriteBatch
 from smartpole.sim.seed import city_principal
 from smartpole.store import Database, SeriesStore, open_series
-from smartpole.store.series import encode_value
+from smartpole.store.values import encode_value
 
 HOUR = 3_600_000
 T0 = 1_764_000_000_000 - 1_764_000_000_000 % HOUR

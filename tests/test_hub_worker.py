@@ -203,15 +203,18 @@ def test_serve_with_two_workers_starts_the_rules_worker_and_ends_it(tmp_path: Pa
         with open(f"/proc/{worker['pid']}/stat", encoding="ascii") as f:
             parent = int(f.read().rsplit(")", 1)[1].split()[1])
         assert parent == proc.pid  # the server's own child
+        writer = health["pipeline"]["writer"]  # and readings committed by another
+        assert (writer["alive"], writer["restarts"]) == (True, 0)
     finally:
         proc.terminate()
         proc.wait(15)
-    for _ in range(50):  # the worker ends with the server (its stdin closes)
-        if not os.path.exists(f"/proc/{worker['pid']}") or _zombie(worker["pid"]):
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError(f"worker {worker['pid']} outlived the server")
+    for pid in (worker["pid"], writer["pid"]):
+        for _ in range(50):  # the workers end with the server (their stdin closes)
+            if not os.path.exists(f"/proc/{pid}") or _zombie(pid):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"worker {pid} outlived the server")
 
 
 def _zombie(pid: int) -> bool:

@@ -351,11 +351,19 @@ async def _ok(client: httpx.AsyncClient, path: str) -> bool:
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------
+WRITERS = [pytest.param(False, id="in-process"), pytest.param(True, id="writer-process")]
+
+
 @pytest.mark.postgres
+@pytest.mark.parametrize("writer_process", WRITERS)
 async def test_ingest_rides_out_a_postgres_restart(
-    own_cluster: PostgresCluster, tmp_path: Path
+    own_cluster: PostgresCluster, tmp_path: Path, writer_process: bool
 ) -> None:
-    async with serving(migrated(own_cluster), tmp_path) as platform, api(platform) as client:
+    url = migrated(own_cluster)
+    async with (
+        serving(url, tmp_path, store_writer_process=writer_process) as platform,
+        api(platform) as client,
+    ):
         city = seed(platform)
         await ride_out(platform, client, city, own_cluster.halt, own_cluster.resume)
         assert platform.pipeline.outage is None
@@ -576,11 +584,15 @@ class Locker:
                     pipe.close()
 
 
-async def test_sqlite_rides_out_a_file_locked_by_another_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer_process", WRITERS)
+async def test_sqlite_rides_out_a_file_locked_by_another_process(
+    tmp_path: Path, writer_process: bool
+) -> None:
     path = sqlite_file(tmp_path)
     locker = Locker(path)
+    settings = {"sqlite_busy_timeout_ms": 100, "store_writer_process": writer_process}
     try:
-        async with serving(f"sqlite:///{path}", tmp_path, sqlite_busy_timeout_ms=100) as platform:
+        async with serving(f"sqlite:///{path}", tmp_path, **settings) as platform:
             async with api(platform) as client:
                 await ride_out(platform, client, seed(platform), locker.lock, locker.release)
     finally:

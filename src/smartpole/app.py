@@ -99,6 +99,7 @@ class Platform:
             settings.retention_days,
             flush_ms=settings.derived_flush_ms,
             node=settings.node_id,
+            writer_process=settings.store_writer_process,
         )
         self.tenants = Tenants(self.db.engine, settings.hub_timezone)
         self.users = Users(

@@ -30,7 +30,7 @@ from typing import IO, Any, TypeVar
 
 from smartpole.runtime import tune_collector
 
-__all__ = ["Child", "ChildStatus", "Failure", "serve"]
+__all__ = ["Child", "ChildStatus", "Failure", "read_frame", "serve", "write_frame"]
 
 log = logging.getLogger(__name__)
 S = TypeVar("S")
@@ -59,16 +59,21 @@ class ChildDied(Exception):
     """The child process ended or broke the protocol."""
 
 
-# -- the child's side -------------------------------------------------------------------
-def _read(stream: IO[bytes]) -> Any:
+# -- the frames, and the child's side ---------------------------------------------------
+def read_frame(stream: IO[bytes]) -> Any:
+    """One message (None at the end of the stream)."""
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
         return None
     (size,) = _HEADER.unpack(header)
-    return pickle.loads(stream.read(size))  # noqa: S301 - from our parent, over a pipe
+    body = stream.read(size)
+    if len(body) < size:  # the other end died writing it
+        return None
+    return pickle.loads(body)  # noqa: S301 - from our own process, over a pipe
 
 
-def _write(stream: IO[bytes], obj: Any) -> None:
+def write_frame(stream: IO[bytes], obj: Any) -> None:
+    """Send one message."""
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(_HEADER.pack(len(data)) + data)
     stream.flush()
@@ -83,13 +88,13 @@ def serve(name: str, answer: Callable[[S | None, Any], tuple[S | None, Any]]) ->
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not break a frame
     requests = sys.stdin.buffer
     state: S | None = None
-    while (message := _read(requests)) is not None:
+    while (message := read_frame(requests)) is not None:
         try:
             state, reply = answer(state, message)
         except Exception as err:
             log.exception("%s: a message failed", name)
             reply = Failure(repr(err))
-        _write(replies, reply)
+        write_frame(replies, reply)
 
 
 # -- the parent's side ------------------------------------------------------------------

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         description="Processes evaluating the rules beside the one that ingests (0: in that"
         " process; 1: a worker process, so ingest and rules use two cores).",
     )
+    store_writer_process: bool = Field(
+        False,
+        description="Commit readings in a process of their own, so that committing and the"
+        " rest of ingest use two cores (false: a thread of the process that ingests).",
+    )
     hub_timezone: str = Field(
         "Asia/Shanghai",
         description="IANA time zone of rule time windows (clock times), and of tenants that"

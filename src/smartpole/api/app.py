@@ -43,6 +43,7 @@ from smartpole.api.deps import (
     HealthDep,
     HubDep,
     PipelineDep,
+    SeriesDep,
     SettingsDep,
 )
 from smartpole.api.services import Lifecycle, Services
@@ -164,6 +165,7 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
         hub: HubDep,
         anomaly: AnomalyDep,
         settings: SettingsDep,
+        series: SeriesDep,
     ) -> Any:
         """Whether the store can commit (200, or 503 with ``reason``), and how the ingest
         pipeline, the rules and the anomaly detector are doing."""
@@ -182,16 +184,19 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
         scorer = anomaly.worker_status()
         if scorer is not None:  # anomalies scored in a process of their own
             anomaly_body["worker"] = _child(scorer)
+        pipeline_body: dict[str, Any] = {
+            "pending": pipeline.pending,
+            "committed": pipeline.committed,
+            "batches": pipeline.batches,
+        }
+        if series.writer is not None:  # readings committed by a process of their own
+            pipeline_body["writer"] = _child(series.writer.status())
         body = {
             "status": "ok" if outage is None else "unavailable",
             "version": __version__,
             "engine": database.dialect,
             "revision": revision,
-            "pipeline": {
-                "pending": pipeline.pending,
-                "committed": pipeline.committed,
-                "batches": pipeline.batches,
-            },
+            "pipeline": pipeline_body,
             # batches committed but not yet evaluated by the rules / scored by the detector
             "hub": hub_body,
             "anomaly": anomaly_body,

@@ -41,9 +41,10 @@ Workers = Annotated[
     typer.Option(
         "--workers",
         min=1,
-        help="Processes to use: 1 ingests, evaluates rules and scores anomalies in one; 2 or"
-        " more evaluate the rules and score anomalies in worker processes of their own"
-        " (SMARTPOLE_HUB_WORKERS=1, SMARTPOLE_ANOMALY_WORKER=true).",
+        help="Processes to use: 1 ingests, commits, evaluates rules and scores anomalies in"
+        " one; 2 or more commit readings, evaluate the rules and score anomalies in worker"
+        " processes of their own (SMARTPOLE_STORE_WRITER_PROCESS=true, SMARTPOLE_HUB_WORKERS=1,"
+        " SMARTPOLE_ANOMALY_WORKER=true).",
         show_default=False,
     ),
 ]
@@ -104,6 +105,7 @@ def serve(
     if workers is not None:
         given["hub_workers"] = 1 if workers >= 2 else 0
         given["anomaly_worker"] = workers >= 2
+        given["store_writer_process"] = workers >= 2
     ensure_free(settings(data_dir, db, **given))
     try:
         p = open_platform(data_dir, db, **given)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from smartpole.store.database import Database
+from smartpole.store.engines import engine_series
 from smartpole.store.files import private_dir
 from smartpole.store.series import SeriesStore, TimeSeries
+from smartpole.store.writer import WriterProcess, WriterSeed
 
 __all__ = [
     "Database",
@@ -32,13 +34,24 @@ def open_database(settings: Settings) -> Database:
 
 
 def open_series(
-    db: Database, default_retention_days: int = 0, *, flush_ms: int = 0, node: str = "local"
+    db: Database,
+    default_retention_days: int = 0,
+    *,
+    flush_ms: int = 0,
+    node: str = "local",
+    writer_process: bool = False,
 ) -> SeriesStore:
-    """The time-series store for the database's engine (see :class:`SeriesStore`)."""
-    if db.dialect == "sqlite":
-        from smartpole.store.sqlite import SqliteSeries
-
-        return SqliteSeries(db, default_retention_days, flush_ms=flush_ms, node=node)
-    from smartpole.store.postgres import PostgresSeries
-
-    return PostgresSeries(db, default_retention_days, flush_ms=flush_ms, node=node)
+    """The time-series store for the database's engine (see :class:`SeriesStore`); with
+    ``writer_process``, its writes are committed by a process of their own (``writer.py``)."""
+    writer = None
+    if writer_process:
+        seed = WriterSeed(
+            db.url,
+            node,
+            flush_ms=flush_ms,
+            retention_days=default_retention_days,
+            sqlite_synchronous=db.sqlite_synchronous,
+            sqlite_busy_timeout_ms=db.sqlite_busy_timeout_ms,
+        )
+        writer = WriterProcess(seed)
+    return engine_series(db, default_retention_days, flush_ms=flush_ms, node=node, writer=writer)

@@ -99,6 +99,8 @@ class Database:
     ) -> None:
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        self.sqlite_synchronous = sqlite_synchronous
+        self.sqlite_busy_timeout_ms = sqlite_busy_timeout_ms
         kwargs: dict[str, Any] = {}
         if self.dialect == "sqlite":
             path = make_url(url).database

@@ -21,6 +21,7 @@ from smartpole.model.writes import WriteBatch
 from smartpole.store.database import Database
 from smartpole.store.derived import Journal
 from smartpole.store.series import SeriesStore
+from smartpole.store.values import quarantine_rows
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class PostgresSeries(SeriesStore):
                     cur.execute(MARK, (self.node, journal.min_ts, journal.max_ts, journal.blob))
                     journal.mark = cur.fetchone()[0]
             if batch.quarantined:
-                cur.executemany(QUARANTINE, self._quarantine_rows(batch))
+                cur.executemany(QUARANTINE, quarantine_rows(batch))
             if batch.seen:
                 cur.execute(TOUCH, (list(batch.seen), list(batch.seen.values())))
         return inserted, journal

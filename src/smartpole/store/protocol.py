@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, tzinfo
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from smartpole.child import ChildStatus
 from smartpole.model.types import Value
 from smartpole.model.writes import WriteBatch, WriteResult
 from smartpole.store.marks import Mark
 
-__all__ = ["AggPoint", "Aggregation", "TimeSeries"]
+__all__ = ["AggPoint", "Aggregation", "TimeSeries", "Writer"]
 
 Aggregation = Literal["none", "avg", "min", "max", "sum", "count"]
 AggPoint = tuple[int, float]
@@ -70,4 +71,28 @@ class TimeSeries(Protocol):
 
     def purge(self, now: int | None = None) -> int:
         """Delete readings past their key's retention; return how many went."""
+        ...
+
+
+class Writer(Protocol):
+    """Who commits a series store's writes when it is not its own process (``writer.py``)."""
+
+    def write(self, rows: list[tuple[Any, ...]], batch: WriteBatch) -> WriteResult:
+        """Commit the readings' rows with the batch's quarantine and last-seen."""
+        ...
+
+    def flush(self) -> None:
+        """Write the gathered latest values and rollups now."""
+        ...
+
+    def recover(self) -> int:
+        """Settle the node's unflushed marks; how many were settled."""
+        ...
+
+    def close(self, *, flush: bool = True) -> None:
+        """Stop (after writing what is gathered, unless ``flush`` is False)."""
+        ...
+
+    def status(self) -> ChildStatus:
+        """How its process is doing (``/healthz``)."""
         ...

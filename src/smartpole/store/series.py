@@ -13,7 +13,7 @@ import operator
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, tzinfo
 from typing import Any
@@ -23,7 +23,7 @@ from sqlalchemy import BindParameter, bindparam, text
 
 from smartpole.errors import StoreUnavailable
 from smartpole.model.clock import now_ms
-from smartpole.model.types import Quality, Reading, Value
+from smartpole.model.types import Quality, Value
 from smartpole.model.writes import WriteBatch, WriteResult
 from smartpole.store.buckets import Buckets
 from smartpole.store.database import Database, store_unavailable
@@ -39,7 +39,8 @@ from smartpole.store.derived import (
     merge,
 )
 from smartpole.store.marks import Mark, lowest, values_before
-from smartpole.store.protocol import AggPoint, Aggregation, TimeSeries
+from smartpole.store.protocol import AggPoint, Aggregation, TimeSeries, Writer
+from smartpole.store.values import decode_value, reading_rows
 
 __all__ = [
     "HOUR_MS",
@@ -47,35 +48,10 @@ __all__ = [
     "Aggregation",
     "SeriesStore",
     "TimeSeries",
-    "decode_value",
-    "encode_value",
 ]
 
 SERIES = operator.itemgetter(0, 1)  # device_id, key of a row
 log = logging.getLogger(__name__)
-
-
-def encode_value(value: Value) -> tuple[int, float | None, str | None]:
-    """Turn a value into its stored ``(vtype, num, txt)`` columns."""
-    if isinstance(value, bool):
-        return 1, 1.0 if value else 0.0, None
-    if isinstance(value, int | float):
-        return 0, float(value), None
-    if isinstance(value, str):
-        return 2, None, value
-    return 3, None, orjson.dumps(value).decode()
-
-
-def decode_value(vtype: int, num: float | None, txt: str | None) -> Value:
-    """Inverse of :func:`encode_value`; whole numbers come back as ``int``."""
-    if vtype == 0:
-        assert num is not None
-        return int(num) if num.is_integer() and abs(num) < 2**53 else num
-    if vtype == 1:
-        return bool(num)
-    if vtype == 2:
-        return txt or ""
-    return orjson.loads(txt or "null")  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager
@@ -139,8 +115,10 @@ class SeriesStore:
         *,
         flush_ms: int = 0,
         node: str = "local",
+        writer: Writer | None = None,
     ) -> None:
         self.db = db
+        self.writer = writer  # None: this process writes
         self.default_retention_days = default_retention_days
         self.flush_ms = flush_ms
         self.node = node[:64]
@@ -161,7 +139,9 @@ class SeriesStore:
         readings are safe and ``db recover`` rebuilds their latest values and rollups.
         """
         try:
-            if flush and (self._pending_marks or self._in_doubt):
+            if self.writer is not None:
+                self.writer.close(flush=flush)
+            elif flush and (self._pending_marks or self._in_doubt):
                 self.flush()
         finally:
             if self._conn is not None:
@@ -177,9 +157,17 @@ class SeriesStore:
 
     # -- writes ---------------------------------------------------------------------------
     def write(self, batch: WriteBatch) -> WriteResult:
-        """Commit one batch's readings in one transaction (one writer at a time)."""
+        """Commit one batch's readings in one transaction (one writer at a time: this
+        process's, or its writer process when it has one)."""
+        rows = reading_rows(batch.readings)
+        if self.writer is not None:
+            rest = WriteBatch(quarantined=batch.quarantined, seen=batch.seen)
+            return self.writer.write(rows, rest)
+        return self.write_rows(rows, batch)
+
+    def write_rows(self, rows: list[tuple[Any, ...]], batch: WriteBatch) -> WriteResult:
+        """:meth:`write` of the batch's readings as rows (:func:`reading_rows`), in this process."""
         with self._write_lock:
-            rows = self._rows(batch.readings)
             # A COMMIT whose answer was lost may have landed: its retry finds every reading a
             # duplicate and adds no journal, so the next flush must look for the landed mark
             # even when it holds no mark of its own.
@@ -235,6 +223,9 @@ class SeriesStore:
         A flush whose answer was lost may have landed: the next one finds its marks gone and
         settles the rest from their journals (see :meth:`_flush`), so nothing counts twice.
         """
+        if self.writer is not None:
+            self.writer.flush()
+            return
         with self._write_lock, _outages():
             had_connection = self._conn is not None
             try:
@@ -301,6 +292,8 @@ class SeriesStore:
         another node's: its marks are adopted, which is exact even if that node is still
         running (whoever deletes a mark counts it).
         """
+        if self.writer is not None and (node is None or node[:64] == self.node):
+            return self.writer.recover()
         with self._write_lock, _outages():
             if node is None or node == self.node:
                 self._prepare()
@@ -348,32 +341,6 @@ class SeriesStore:
         """Upsert latest rows (newer wins), add rollup partials, and when ``since`` is given
         recompute latest state from the readings from ``since`` on (newer wins: idempotent)."""
         raise NotImplementedError
-
-    @staticmethod
-    def _rows(readings: Iterable[Reading]) -> list[tuple[Any, ...]]:
-        # the common case (a JSON number) inline; encode_value for the rest
-        return [
-            (r.device_id, r.key, r.ts, 0, float(v), None)
-            if (type(v := r.value) is int or type(v) is float)
-            else (r.device_id, r.key, r.ts, *encode_value(v))
-            for r in readings
-        ]
-
-    @staticmethod
-    def _quarantine_rows(batch: WriteBatch) -> list[tuple[Any, ...]]:
-        received = now_ms()
-        return [
-            (
-                q.reading.device_id,
-                q.reading.key,
-                q.reading.ts,
-                orjson.dumps(q.reading.value).decode(),
-                int(q.quality),
-                q.reason[:300],
-                received,
-            )
-            for q in batch.quarantined
-        ]
 
     # -- reads ----------------------------------------------------------------------------
     def _ids(self, device_ids: Sequence[int]) -> tuple[str, Any]:

@@ -13,6 +13,7 @@ from smartpole.model.writes import WriteBatch
 from smartpole.store.database import Database
 from smartpole.store.derived import Journal
 from smartpole.store.series import SeriesStore
+from smartpole.store.values import quarantine_rows
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class SqliteSeries(SeriesStore):
                     assert cur.lastrowid is not None
                     journal.mark = cur.lastrowid
             if batch.quarantined:
-                cur.executemany(INSERT_QUARANTINE, self._quarantine_rows(batch))
+                cur.executemany(INSERT_QUARANTINE, quarantine_rows(batch))
             if batch.seen:
                 cur.executemany(TOUCH_DEVICE, [(t, d, t) for d, t in batch.seen.items()])
         return inserted, journal

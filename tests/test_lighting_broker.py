@@ -133,7 +133,11 @@ async def test_a_gateway_at_the_broker_gets_the_override_in_its_lighting_plan(
 
 
 async def test_a_gateway_away_when_the_override_was_made_asks_for_its_plan_when_back(
-    client: httpx.AsyncClient, city: City, broker: Mosquitto, pole: dict[str, Any]
+    client: httpx.AsyncClient,
+    city: City,
+    broker: Mosquitto,
+    pole: dict[str, Any],
+    platform: Platform,
 ) -> None:
     op = await light(client, city)
     made = await override(client, op)  # nobody at the broker listens for the push
@@ -147,7 +151,12 @@ async def test_a_gateway_away_when_the_override_was_made_asks_for_its_plan_when_
         shared = r.json().get("shared", {})
         return PLAN_ATTRIBUTE in shared and level_now(shared[PLAN_ATTRIBUTE]["value"], made) == 37
 
+    async def pushed() -> bool:  # to the broker, before the gateway is back
+        assert platform.broker is not None
+        return platform.broker.stats.attributes >= 1
+
     await eventually(kept)
+    await eventually(pushed)
     inbox = Inbox()
     mqtt = await connected_gateway(broker, pole, inbox)
     try:

@@ -138,6 +138,7 @@ class BrokerStats:
     stored: int = 0  # telemetry messages committed
     dropped: int = 0  # refused for good: unknown device, bad topic or payload
     commands: int = 0  # commands published to devices
+    attributes: int = 0  # shared-attribute updates published to devices
     reconnects: int = 0
     last_error: str | None = None
 
@@ -578,8 +579,11 @@ class BrokerConsumer:
         gw = await self._route(device_id)
         if gw is not None:
             body = {"device": device.name, "data": values}
-            return await self.publish(device_topic(gw.name, GW_SHARED), body)
-        return await self.publish(device_topic(device.name, SHARED), values)
+            sent = await self.publish(device_topic(gw.name, GW_SHARED), body)
+        else:
+            sent = await self.publish(device_topic(device.name, SHARED), values)
+        self.stats.attributes += sent
+        return sent
 
     def status(self) -> dict[str, Any]:
         """The consumer's connection and counters."""

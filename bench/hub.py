@@ -7,7 +7,7 @@ sensors' keys, scoped by district so that each reading meets a realistic handful
 
     python -m bench.hub            # full: 10,000 poles, 400,000 readings per run
     python -m bench.hub --short    # CI: 2,000 poles, 60,000 readings per run (< 60 s)
-    python -m bench.hub --workers 1   # the rules evaluated in a worker process (#16)
+    python -m bench.hub --workers 2   # rules, anomalies and commits in worker processes (#16)
 
 A warm-up run of the pipeline alone goes first and is not reported: the first run on a cold
 store is slower, which would flatter the hub's ratio.
@@ -225,6 +225,7 @@ async def main(short: bool, workers: int) -> None:
             sqlite_synchronous="NORMAL",
             hub_workers=1 if workers >= 2 else 0,
             anomaly_worker=workers >= 2,
+            store_writer_process=workers >= 2,
         )
         p = Platform(settings)
         p.upgrade()
@@ -238,7 +239,7 @@ async def main(short: bool, workers: int) -> None:
             where = "in worker processes" if workers >= 2 else "in the ingest process"
             print(
                 f"hub: {n_poles:,} poles, {2 * n_poles:,} devices, {p.hub.active_rules()} rules"
-                f" evaluated and anomalies scored {where}"
+                f" evaluated, anomalies scored and readings committed {where}"
             )
             t0 = now_ms() - 3_600_000
             without = unhubbed(p)
@@ -273,8 +274,8 @@ if __name__ == "__main__":
         "--workers",
         type=int,
         default=1,
-        help="processes, as smartpole serve --workers: 1 evaluates rules and scores anomalies"
-        " in the ingest process, 2 or more each in a worker process",
+        help="processes, as smartpole serve --workers: 1 evaluates rules, scores anomalies and"
+        " commits in the ingest process, 2 or more each in a worker process",
     )
     args = parser.parse_args()
     asyncio.run(main(args.short, args.workers))

@@ -19,6 +19,8 @@ from fixtures_api import City, make_device, make_pole, started
 from helpers import send
 from mqtt_client import read_pubacks
 from smartpole.app import Platform
+from smartpole.child import ChildStatus
+from smartpole.errors import StoreUnavailable
 from smartpole.store import Database
 from smartpole.transport.mqtt import codec
 
@@ -130,3 +132,16 @@ async def test_a_killed_writer_loses_no_acknowledged_reading_and_counts_none_twi
     counted = rollups(platform.db)
     assert counted == recounted(platform.db)  # the killed writer's batches counted once
     assert sum(c for (_, key, _), (c, _) in counted.items() if key == "power") == DEVICES * MESSAGES
+
+
+async def test_a_stopped_platform_starts_no_writer_again(
+    database: Database, tmp_path: Path
+) -> None:
+    """A read after the platform stopped (a request still in flight) is refused; it does not
+    start a writer that nobody would stop."""
+    async with started(database, tmp_path, store_writer_process=True) as p:
+        assert p.series.writer is not None
+        assert p.series.writer.status().alive is True
+    with pytest.raises(StoreUnavailable):
+        p.series.flush()
+    assert p.series.writer.status() == ChildStatus(None, False, 0)

@@ -27,5 +27,7 @@ def tune_collector() -> None:
 
 def settle_heap() -> None:
     """The process has started: what it loaded (modules, registry, catalog, caches) lives as
-    long as it does, so no full pass needs to walk it again."""
+    long as it does, so no full pass needs to walk it again (what startup left as garbage is
+    collected first, not kept for good)."""
+    gc.collect()
     gc.freeze()

@@ -12,12 +12,15 @@ The child is a ``SeriesStore`` of the same node. When it dies
 marks from their journals, exactly as a restarted server does (``SeriesStore.recover``), and
 sends the batch again: a commit that landed before the death finds its readings duplicates and
 adds nothing twice. A child that dies twice on one call is a :class:`StoreUnavailable` to the
-caller, which the pipeline retries with its backoff.
+caller, which the pipeline retries with its backoff; four deaths in a row (two calls) refuse
+the batch (an error its devices are told), so that a batch that kills the writer cannot hold
+all ingest for ever.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import sys
 import threading
@@ -34,6 +37,7 @@ __all__ = ["WriterProcess", "WriterSeed"]
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 2  # processes one call may start (the second after the first died)
+DEATHS_PER_BATCH = 4  # deaths in a row (two calls) after which the call is refused for good
 STOP_WAIT_S = 10.0
 
 
@@ -66,6 +70,9 @@ class WriterProcess:
         self._spawned = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self._deaths = 0  # in a row, since the last answer
+        self._settled_at_start = 0  # marks a new process settled before its first call
+        self._closed = False
 
     def write(self, rows: list[tuple[Any, ...]], batch: WriteBatch) -> WriteResult:
         """Commit ``rows`` (``values.reading_rows``) with the batch's quarantine and last-seen."""
@@ -77,8 +84,10 @@ class WriterProcess:
         self._call(("flush",))
 
     def recover(self) -> int:
-        """Settle the node's unflushed marks (a new process has done so already: 0)."""
+        """Settle the node's unflushed marks; how many were settled, counting those a new
+        process settled as it started."""
         settled: int = self._call(("recover",))
+        settled, self._settled_at_start = settled + self._settled_at_start, 0
         return settled
 
     def status(self) -> ChildStatus:
@@ -90,19 +99,26 @@ class WriterProcess:
     def close(self, *, flush: bool = True) -> None:
         """End the process (after writing what it gathered, unless ``flush`` is False)."""
         with self._lock:
+            self._closed = True
             proc, self._proc = self._proc, None
             if proc is None:
                 return
             try:
                 if proc.poll() is None and flush:
-                    self._exchange(proc, ("close",))
-            except StoreUnavailable as err:
-                log.warning("the store's writer could not flush as it stopped: %s", err.detail)
+                    reply = self._exchange(proc, ("close",))
+                    if reply is None:
+                        raise StoreUnavailable("it ended", reason="writer process")
+                    self._answer(reply)
+            except (StoreUnavailable, RuntimeError) as err:
+                # the readings are committed; the next start settles their derived state
+                log.warning("the store's writer could not flush as it stopped: %s", err)
             finally:
                 self._end(proc, kill=not flush)
 
     def _call(self, message: tuple[Any, ...]) -> Any:
         with self._lock:
+            if self._closed:
+                raise StoreUnavailable("the store's writer has stopped", reason="stopped")
             for attempt in range(1, ATTEMPTS + 1):
                 proc = self._proc
                 if proc is not None and proc.poll() is not None:  # it died between calls
@@ -117,9 +133,18 @@ class WriterProcess:
                     proc = self._spawn()
                 reply = self._exchange(proc, message)
                 if reply is not None:
+                    self._deaths = 0
                     return self._answer(reply)
                 self._end(proc)
                 self._proc = None
+                self._deaths += 1
+                if self._deaths >= DEATHS_PER_BATCH:
+                    # it is this message that kills them (a batch too large for its memory):
+                    # refuse it rather than stop all ingest retrying it
+                    self._deaths = 0
+                    raise RuntimeError(
+                        f"the store's writer process died {DEATHS_PER_BATCH} times on one call"
+                    )
                 log.warning(
                     "the store's writer process %d ended (%s); %s",
                     proc.pid,
@@ -138,13 +163,14 @@ class WriterProcess:
             stdout=subprocess.PIPE,
         )
         reply = self._exchange(proc, self.seed)
-        if reply is None or isinstance(reply, _Refused):
+        if reply is None or not isinstance(reply, tuple):
             self._end(proc)
             if reply is None:
                 raise StoreUnavailable(
                     "the store's writer process ended as it started", reason="writer process"
                 )
             self._answer(reply)
+        self._settled_at_start += self._answer(reply)
         self._proc = proc
         return proc
 
@@ -222,5 +248,9 @@ def answer(series: Any, message: Any) -> tuple[Any, Any]:
 
 
 def main() -> None:
-    """The writer process: answer the parent until it closes the pipe."""
+    """The writer process: answer the parent until it closes the pipe. It ends with its
+    parent, which closes the pipe as it stops: a Ctrl-C or a SIGTERM to the whole process group
+    must not end it before the parent has drained the pipeline into it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     serve("the store's writer", answer)

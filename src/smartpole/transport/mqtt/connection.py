@@ -101,6 +101,10 @@ class Endpoint(Protocol):
         """``conn`` stopped reading: call its ``resume`` until it reads again."""
         ...
 
+    def release(self, conn: Connection) -> None:
+        """``conn`` closed: hold it no longer."""
+        ...
+
     def attach(self, conn: Connection, clean_start: bool, props: dict[str, Any]) -> bool:
         """Register an authenticated connection; whether a session was resumed."""
         ...
@@ -182,6 +186,8 @@ class Connection(asyncio.Protocol):
         """Stop the worker; publish the will and end the session unless it was taken over."""
         self.closed = True
         self.endpoint.connections.discard(self)
+        if self._paused:
+            self.endpoint.release(self)
         if self.timer is not None:
             self.timer.cancel()
         self._inbox.put_nowait(None)

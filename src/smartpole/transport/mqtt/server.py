@@ -112,6 +112,10 @@ class MqttServer:
         if self._release is None:
             self._release = asyncio.get_running_loop().call_later(RESUME_EVERY_S, self._resume)
 
+    def release(self, conn: Connection) -> None:
+        """``conn`` closed: hold it no longer."""
+        self._held.pop(conn, None)
+
     def _resume(self) -> None:
         self._release = None
         if self.load() < RESUME_LOAD:  # else none of them may read yet

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("store",),
     ("registry",),
     ("ingest",),
-    ("hub", "control", "lighting"),
+    ("hub", "control", "lighting", "ngsild"),
     ("devices",),
     ("transport",),
     ("api", "web"),

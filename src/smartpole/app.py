@@ -27,6 +27,9 @@ from smartpole.lighting.lamps import LampInventory
 from smartpole.lighting.runtime import LightingRuntime
 from smartpole.lighting.store import LightingStore
 from smartpole.metrics import Metrics
+from smartpole.ngsild.broker import ContextBroker
+from smartpole.ngsild.context import ContextLoader, fetch_over_http
+from smartpole.ngsild.store import EntityStore
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets, seen_recently
 from smartpole.registry.audit import AuditLog
@@ -134,6 +137,20 @@ class Platform:
             self.push_shared,
         )
         self.lighting = self.lighting_runtime.service
+        # NGSI-LD open data: entities other systems create; contexts never fetched unless allowed
+        self.ngsi_ld = ContextBroker(EntityStore(self.db.engine))
+        self.contexts = ContextLoader.from_file(
+            settings.ngsi_ld_contexts,
+            hosts=frozenset(h.strip() for h in settings.ngsi_ld_context_hosts.split(",") if h),
+            offline=settings.ngsi_ld_offline,
+            fetch=fetch_over_http,
+        )
+        if settings.ngsi_ld_anonymous:
+            log.warning(
+                "NGSI-LD: requests WITHOUT credentials act as %s (ngsi_ld_anonymous); "
+                "for sandboxes and conformance runs only",
+                settings.ngsi_ld_anonymous,
+            )
         self.hub = Hub(
             self.db.engine,
             commander=self.control,
@@ -465,6 +482,8 @@ class Platform:
             anomaly=self.anomaly,
             forecasts=self.forecasts,
             lighting=self.lighting,
+            ngsi_ld=self.ngsi_ld,
+            contexts=self.contexts,
             devices=self.devices,
             device_api=self.device_api,
             polls=self.polls,

@@ -212,6 +212,28 @@ class Settings(BaseSettings):
     login_max_delay_s: int = Field(
         300, ge=1, description="Longest wait imposed after repeated failed logins (seconds)."
     )
+    ngsi_ld_offline: bool = Field(
+        True,
+        description="NGSI-LD: never fetch a JSON-LD @context from the network; a context that"
+        " is neither shipped nor preloaded (ngsi_ld_contexts) is refused (LdContextNotAvailable).",
+    )
+    ngsi_ld_context_hosts: str = Field(
+        "",
+        description="NGSI-LD, with ngsi_ld_offline off: comma-separated hosts a @context may be"
+        " fetched from (once, then cached); * for any host.",
+    )
+    ngsi_ld_contexts: Path | None = Field(
+        None,
+        description="NGSI-LD: a JSON file mapping @context URLs to local files (relative to"
+        " it), served from disk and never fetched (air-gapped sites).",
+    )
+    ngsi_ld_anonymous: str | None = Field(
+        None,
+        pattern=r"^[^:]+:(admin|operator|viewer)$",
+        description="NGSI-LD sandboxes and conformance runs only: requests without credentials"
+        " act as this tenant and role (tenant:role, e.g. city:admin). Off by default; logged"
+        " loudly at start.",
+    )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     map_tiles: str | None = Field(
         None,

@@ -23,6 +23,8 @@ from smartpole.api import (
     firmware,
     grants,
     live,
+    ngsi_ld_batch,
+    ngsi_ld_http,
     problems,
     provisioning,
     registry,
@@ -31,6 +33,7 @@ from smartpole.api import (
 from smartpole.api import lighting as lighting_api
 from smartpole.api import map as map_api
 from smartpole.api import metrics as metrics_api
+from smartpole.api import ngsi_ld as ngsi_ld_api
 from smartpole.api import overview as overview_api
 from smartpole.api import rules as rules_api
 from smartpole.api import session as session_api
@@ -113,6 +116,9 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
     app.include_router(map_api.router)
     app.include_router(catalog.router)
     app.include_router(live.router)
+    app.include_router(ngsi_ld_api.router)
+    app.include_router(ngsi_ld_batch.router)
+    ngsi_ld_http.install(app)
     device_http.mount(
         app,
         device_http.DeviceHttp(

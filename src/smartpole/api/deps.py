@@ -72,6 +72,7 @@ __all__ = [
     "LiveDep",
     "LoginDep",
     "LoginsDep",
+    "MaybeCaller",
     "MetricsDep",
     "PipelineDep",
     "PoleStatesDep",
@@ -336,6 +337,21 @@ def principal(
     return who
 
 
+def principal_or_none(
+    request: Request,
+    tenants: TenantsDep,
+    users: UsersDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+    cookie: Annotated[str | None, Depends(_cookie)],
+) -> Principal | None:
+    """Who calls, as :func:`principal`, or None when the request carries no credential at all
+    (a route that also serves anonymous callers decides what they get)."""
+    if not (bearer or header or cookie):
+        return None
+    return principal(request, tenants, users, bearer, header, cookie)
+
+
 def _same_origin(ws: WebSocket) -> bool:
     origin = ws.headers.get("origin")
     host = ws.headers.get("host")
@@ -371,4 +387,5 @@ NOT_A_CHANGE = Depends(_unaudited)
 the audit log (``api.audit.AuditTrail``) leaves it out."""
 
 Caller = Annotated[Principal, Depends(principal)]
+MaybeCaller = Annotated[Principal | None, Depends(principal_or_none)]
 LoginDep = Annotated[Login, Depends(session_login)]

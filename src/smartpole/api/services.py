@@ -25,6 +25,8 @@ from smartpole.hub.workorders.store import WorkOrders
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.lighting.service import LightingService
 from smartpole.metrics import Metrics
+from smartpole.ngsild.broker import ContextBroker
+from smartpole.ngsild.context import ContextLoader
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets
 from smartpole.registry.audit import AuditLog
@@ -100,6 +102,8 @@ class Services:
     anomaly: AnomalyService
     forecasts: Forecasts
     lighting: LightingService  # programs, calendars, overrides, plans, energy
+    ngsi_ld: ContextBroker  # NGSI-LD entities other systems create
+    contexts: ContextLoader  # JSON-LD @contexts: shipped, preloaded, fetched once if allowed
     devices: DeviceService  # the platform as devices see it (provisioning)
     device_api: DeviceApi  # the one device API (the HTTP device routes)
     polls: Polls  # the HTTP device API's long polls

@@ -1,0 +1,286 @@
+"""The NGSI-LD API (``/ngsi-ld/v1``): entities and their attributes.
+
+Routes read their parameters from the request themselves (not through pydantic): the standard
+says how a bad one is answered (``BadRequestData``), and a parameter such as ``q`` needs the
+caller's ``@context`` to mean anything. Batch operations, types and contexts are in
+:mod:`smartpole.api.ngsi_ld_batch`; everything else is in :mod:`smartpole.ngsild`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from smartpole.api.ngsi_ld_http import (
+    COUNT_HEADER,
+    ENTITY_ANSWERS,
+    GEO,
+    JSON,
+    LOCATION,
+    NO_CONTEXT,
+    PREFIX,
+    BrokerDep,
+    LoaderDep,
+    NgsiScope,
+    NgsiWrite,
+    accepted,
+    answer,
+    entity_query,
+    flag,
+    names,
+    options,
+    request_context,
+)
+from smartpole.ngsild.broker import UpdateResult
+from smartpole.ngsild.context import Context
+from smartpole.ngsild.entities import Entity, render
+
+__all__ = ["geojson", "router"]
+
+router = APIRouter(prefix=PREFIX, tags=["ngsi-ld"])
+
+
+def geojson(
+    entities: list[Entity], ctx: Context, representation: str, sys_attrs: bool, geometry: str
+) -> dict[str, Any]:
+    prop = ctx.expand(geometry)
+    features = []
+    for entity in entities:
+        shown = render(entity, ctx, representation=representation, sys_attrs=sys_attrs)
+        located = next((a for a in entity.attrs.get(prop, ()) if a.kind == "GeoProperty"), None)
+        properties = {k: v for k, v in shown.items() if k != "id"}
+        features.append(
+            {
+                "id": entity.id,
+                "type": "Feature",
+                "geometry": located.value if located else None,
+                "properties": properties,
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _update_answer(result: UpdateResult) -> Response:
+    if not result.not_updated:
+        return Response(status_code=204)
+    body = {
+        "updated": result.updated,
+        "notUpdated": [{"attributeName": n, "reason": r} for n, r in result.not_updated],
+    }
+    return answer(body, NO_CONTEXT, JSON, status=207)
+
+
+# Entities -------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/entities",
+    status_code=201,
+    summary="Create an entity",
+    responses={**ENTITY_ANSWERS, 201: {"description": "Created; Location names it"}},
+)
+async def create_entity(write: NgsiWrite, broker: BrokerDep) -> Response:
+    """Create an entity of the caller's tenant (AlreadyExists when its id is taken)."""
+    entity = await run_in_threadpool(broker.create, write.tenant_id, write.body, write.ctx)
+    location = f"{PREFIX}/entities/{quote(entity.id, safe=':')}"
+    return Response(status_code=201, headers={"Location": location})
+
+
+@router.get("/entities", summary="Query entities", responses=ENTITY_ANSWERS)
+async def query_entities(
+    request: Request, scope: NgsiScope, broker: BrokerDep, loader: LoaderDep
+) -> Response:
+    """Entities matching ``type``, ``id``, ``idPattern``, ``attrs``, ``q``, ``scopeQ`` and a
+    geo-query (``georel``, ``geometry``, ``coordinates``, ``geoproperty``), a page at a time
+    (``limit``, ``offset``; ``count=true`` adds ``NGSILD-Results-Count``)."""
+    media = accepted(request, geo=True)
+    ctx = await request_context(request, loader)
+    query = entity_query(request, ctx)
+    representation, sys_attrs = options(request)
+    count = flag(request, "count")
+    page, total = await run_in_threadpool(broker.query, scope.tenant_id, query)
+    headers = {COUNT_HEADER: str(total)} if count else None
+    if media == GEO:
+        geometry = request.query_params.get("geometryProperty", LOCATION)
+        body = geojson(page, ctx, representation, sys_attrs, geometry)
+        return answer(body, ctx, GEO, headers=headers)
+    shown = [
+        render(e, ctx, representation=representation, sys_attrs=sys_attrs, attrs=query.attrs)
+        for e in page
+    ]
+    return answer(shown, ctx, media, headers=headers)
+
+
+@router.get("/entities/{entity_id}", summary="Retrieve an entity", responses=ENTITY_ANSWERS)
+async def retrieve_entity(
+    entity_id: str, request: Request, scope: NgsiScope, broker: BrokerDep, loader: LoaderDep
+) -> Response:
+    """One entity (``attrs`` narrows its attributes; ``options=keyValues|sysAttrs``)."""
+    media = accepted(request, geo=True)
+    ctx = await request_context(request, loader)
+    representation, sys_attrs = options(request)
+    attrs = names(request, "attrs", ctx)
+    entity = await run_in_threadpool(broker.retrieve, scope.tenant_id, entity_id)
+    if media == GEO:
+        geometry = request.query_params.get("geometryProperty", LOCATION)
+        feature = geojson([entity], ctx, representation, sys_attrs, geometry)["features"][0]
+        return answer(feature, ctx, GEO)
+    shown = render(
+        entity,
+        ctx,
+        representation=representation,
+        sys_attrs=sys_attrs,
+        attrs=frozenset(attrs) if attrs is not None else None,
+    )
+    return answer(shown, ctx, media)
+
+
+@router.delete(
+    "/entities/{entity_id}", status_code=204, summary="Delete an entity", responses=ENTITY_ANSWERS
+)
+async def delete_entity(entity_id: str, scope: NgsiScope, broker: BrokerDep) -> Response:
+    """Delete an entity."""
+    scope.require_write()
+    await run_in_threadpool(broker.delete, scope.tenant_id, entity_id)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/entities/{entity_id}",
+    status_code=204,
+    summary="Replace an entity",
+    responses=ENTITY_ANSWERS,
+)
+async def replace_entity(
+    entity_id: str,
+    write: NgsiWrite,
+    broker: BrokerDep,
+) -> Response:
+    """Replace an entity's type and attributes (its creation time stays)."""
+    await run_in_threadpool(broker.replace, write.tenant_id, entity_id, write.body, write.ctx)
+    return Response(status_code=204)
+
+
+@router.patch(
+    "/entities/{entity_id}", status_code=204, summary="Merge an entity", responses=ENTITY_ANSWERS
+)
+async def merge_entity(
+    entity_id: str,
+    write: NgsiWrite,
+    broker: BrokerDep,
+) -> Response:
+    """Merge attributes into an entity (``urn:ngsi-ld:null`` deletes one)."""
+    await run_in_threadpool(broker.merge, write.tenant_id, entity_id, write.body, write.ctx)
+    return Response(status_code=204)
+
+
+# Attributes -----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/entities/{entity_id}/attrs",
+    status_code=204,
+    summary="Append attributes",
+    responses={**ENTITY_ANSWERS, 207: {"description": "Some attributes were not appended"}},
+)
+async def append_attributes(
+    entity_id: str,
+    request: Request,
+    write: NgsiWrite,
+    broker: BrokerDep,
+) -> Response:
+    """Add attributes to an entity (``options=noOverwrite`` keeps existing ones)."""
+    overwrite = "noOverwrite" not in request.query_params.get("options", "")
+    result = await run_in_threadpool(
+        lambda: broker.append(
+            write.tenant_id, entity_id, write.body, write.ctx, overwrite=overwrite
+        )
+    )
+    return _update_answer(result)
+
+
+@router.patch(
+    "/entities/{entity_id}/attrs",
+    status_code=204,
+    summary="Update attributes",
+    responses={**ENTITY_ANSWERS, 207: {"description": "Some attributes were not updated"}},
+)
+async def update_attributes(
+    entity_id: str,
+    write: NgsiWrite,
+    broker: BrokerDep,
+) -> Response:
+    """Replace attributes an entity has (the others are reported in a 207)."""
+    result = await run_in_threadpool(
+        broker.update, write.tenant_id, entity_id, write.body, write.ctx
+    )
+    return _update_answer(result)
+
+
+@router.patch(
+    "/entities/{entity_id}/attrs/{attr}",
+    status_code=204,
+    summary="Partially update an attribute",
+    responses=ENTITY_ANSWERS,
+)
+async def patch_attribute(
+    entity_id: str,
+    attr: str,
+    write: NgsiWrite,
+    broker: BrokerDep,
+) -> Response:
+    """Change some members of one attribute."""
+    await run_in_threadpool(
+        broker.patch_attribute, write.tenant_id, entity_id, attr, write.body, write.ctx
+    )
+    return Response(status_code=204)
+
+
+@router.put(
+    "/entities/{entity_id}/attrs/{attr}",
+    status_code=204,
+    summary="Replace an attribute",
+    responses=ENTITY_ANSWERS,
+)
+async def replace_attribute(
+    entity_id: str,
+    attr: str,
+    write: NgsiWrite,
+    broker: BrokerDep,
+) -> Response:
+    """Replace one attribute as a whole."""
+    await run_in_threadpool(
+        broker.replace_attribute, write.tenant_id, entity_id, attr, write.body, write.ctx
+    )
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/entities/{entity_id}/attrs/{attr}",
+    status_code=204,
+    summary="Delete an attribute",
+    responses=ENTITY_ANSWERS,
+)
+async def delete_attribute(
+    entity_id: str,
+    attr: str,
+    request: Request,
+    scope: NgsiScope,
+    broker: BrokerDep,
+    loader: LoaderDep,
+) -> Response:
+    """Delete an attribute (``datasetId`` one instance, ``deleteAll=true`` every one)."""
+    scope.require_write()
+    ctx = await request_context(request, loader)
+    dataset = request.query_params.get("datasetId")
+    delete_all = flag(request, "deleteAll")
+    await run_in_threadpool(
+        lambda: broker.delete_attribute(
+            scope.tenant_id, entity_id, attr, ctx, dataset_id=dataset, delete_all=delete_all
+        )
+    )
+    return Response(status_code=204)

@@ -1,0 +1,414 @@
+"""HTTP of the NGSI-LD API (ETSI GS CIM 009, clause 6.3): media types, the ``@context`` of a
+request, the tenant, and answers in the caller's representation.
+
+* A body is ``application/json`` (its ``@context`` in a ``Link`` header, or the core context) or
+  ``application/ld+json`` (its ``@context`` inside); anything else is a 415.
+* An answer is ``application/json`` with a ``Link`` header naming the context, or
+  ``application/ld+json`` with ``@context`` inside each entity, or ``application/geo+json``
+  (entities as GeoJSON features) for the entity routes that allow it; else a 406.
+* ``NGSILD-Tenant`` names the smartpole tenant: the caller's own, or any tenant for the city
+  operator; a tenant the caller may not see is ``NonexistentTenant``.
+* Errors are the standard's problem types, ``application/json`` as the standard asks.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from smartpole.api.deps import MaybeCaller, SettingsDep, TenantsDep, services_of
+from smartpole.errors import NotFound, PayloadTooLarge, Unauthenticated
+from smartpole.model.types import Role
+from smartpole.ngsild.broker import ContextBroker, EntityQuery
+from smartpole.ngsild.context import LINK_REL, Context, ContextLoader
+from smartpole.ngsild.entities import check_id
+from smartpole.ngsild.errors import NgsiLdError, ProblemType
+from smartpole.ngsild.geo import parse_geo_query
+from smartpole.ngsild.query import parse_q, parse_scope_q
+from smartpole.registry.access import Principal
+
+__all__ = [
+    "COUNT_HEADER",
+    "ENTITY_ANSWERS",
+    "GEO",
+    "JSON",
+    "LD",
+    "LOCATION",
+    "NO_CONTEXT",
+    "PREFIX",
+    "TENANT_HEADER",
+    "BrokerDep",
+    "LoaderDep",
+    "Ngsi",
+    "NgsiCaller",
+    "NgsiWrite",
+    "Write",
+    "accepted",
+    "answer",
+    "entity_query",
+    "flag",
+    "install",
+    "int_param",
+    "names",
+    "options",
+    "read_body",
+    "request_context",
+]
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+LD = "application/ld+json"
+GEO = "application/geo+json"
+MERGE_PATCH = "application/merge-patch+json"
+TENANT_HEADER = "NGSILD-Tenant"
+_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[A-Za-z-]+\s*=\s*(?:\"[^\"]*\"|[^;,\s]*)\s*)*)")
+_PARAM = re.compile(r";\s*([A-Za-z-]+)\s*=\s*(?:\"([^\"]*)\"|([^;,\s]*))")
+
+
+async def _problem(_: Request, err: Exception) -> Response:
+    assert isinstance(err, NgsiLdError)
+    return Response(orjson.dumps(err.body(), default=str), err.kind.status, media_type=JSON)
+
+
+def install(app: FastAPI) -> None:
+    """Answer the standard's problem types for NGSI-LD errors."""
+    app.add_exception_handler(NgsiLdError, _problem)
+
+
+def link_context(request: Request) -> str | None:
+    """The context URL of a ``Link`` header with the JSON-LD context relation, or None."""
+    header = request.headers.get("link")
+    if not header:
+        return None
+    found: list[str] = []
+    for match in _LINK.finditer(header):
+        params = {m.group(1).lower(): m.group(2) or m.group(3) for m in _PARAM.finditer(match[2])}
+        if params.get("rel") == LINK_REL:
+            found.append(match[1])
+    if len(found) > 1:
+        raise NgsiLdError.bad_data("more than one JSON-LD context Link header")
+    if header and not found and "json-ld#context" in header:
+        raise NgsiLdError.bad_data("the Link header is not a well-formed JSON-LD context link")
+    return found[0] if found else None
+
+
+async def request_context(request: Request, loader: ContextLoader) -> Context:
+    """The active context of a request without a body (a GET, a DELETE)."""
+    return await loader.active(link_context(request))
+
+
+def _media(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_body(
+    request: Request, loader: ContextLoader, max_bytes: int, *, merge_patch: bool = False
+) -> tuple[Any, Context]:
+    """The JSON body and its active context (415, 413, InvalidRequest, BadRequestData)."""
+    media = _media(request)
+    allowed = (JSON, LD, MERGE_PATCH) if merge_patch else (JSON, LD)
+    if media not in allowed:
+        raise NgsiLdError(
+            ProblemType.UNSUPPORTED_MEDIA_TYPE,
+            f"the body must be {' or '.join(allowed)}, not {media or 'untyped'}",
+        )
+    raw = await request.body()
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes", limit=max_bytes)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise NgsiLdError.invalid(f"the body is not JSON: {err}") from None
+    if media == LD:
+        sent = _inline_context(body)
+        if link_context(request) is not None:
+            raise NgsiLdError.bad_data("application/ld+json carries its @context in the body")
+        return _without_context(body), await loader.active(sent)
+    if isinstance(body, dict) and "@context" in body:
+        raise NgsiLdError.bad_data("application/json cannot carry @context; use a Link header")
+    return body, await loader.active(link_context(request))
+
+
+def _inline_context(body: Any) -> Any:
+    if isinstance(body, dict):
+        if "@context" not in body:
+            raise NgsiLdError.bad_data("application/ld+json needs an @context in the body")
+        return body["@context"]
+    if isinstance(body, list) and body and all(isinstance(e, dict) for e in body):
+        contexts = [orjson.dumps(e.get("@context")) for e in body]
+        if any(e.get("@context") is None for e in body):
+            raise NgsiLdError.bad_data("each entity of application/ld+json needs an @context")
+        if len(set(contexts)) > 1:
+            raise NgsiLdError.bad_data("the entities of one batch must share their @context")
+        return body[0]["@context"]
+    raise NgsiLdError.bad_data("application/ld+json needs an @context in the body")
+
+
+def _without_context(body: Any) -> Any:
+    if isinstance(body, dict):
+        return {k: v for k, v in body.items() if k != "@context"}
+    if isinstance(body, list):
+        return [_without_context(e) for e in body]
+    return body
+
+
+def accepted(request: Request, *, geo: bool = False) -> str:
+    """The media type to answer in, from ``Accept`` (406 when none fits)."""
+    header = request.headers.get("accept", "")
+    if not header.strip():
+        return JSON
+    offered = [JSON, LD, GEO] if geo else [JSON, LD]
+    best: tuple[float, str] | None = None
+    for part in header.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        quality = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    quality = float(param[2:])
+                except ValueError:
+                    quality = 0.0
+        media = media.lower()
+        if media in ("*/*", "application/*"):
+            media = JSON
+        if media in offered and quality > 0 and (best is None or quality > best[0]):
+            best = (quality, media)
+    if best is None:
+        raise NgsiLdError(
+            ProblemType.NOT_ACCEPTABLE, f"this answer can be {', '.join(offered)}, not {header}"
+        )
+    return best[1]
+
+
+def answer(
+    data: Any,
+    ctx: Context,
+    media: str,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An answer in the caller's media type: ``@context`` inside for ld+json, else a Link."""
+    out_headers = dict(headers or {})
+    if media == LD:
+        if isinstance(data, dict):
+            data = {"@context": ctx.body_context(), **data}
+        elif isinstance(data, list):
+            data = [
+                {"@context": ctx.body_context(), **e} if isinstance(e, dict) else e for e in data
+            ]
+    else:
+        out_headers["Link"] = f'<{ctx.link}>; rel="{LINK_REL}"; type="{LD}"'
+    return Response(orjson.dumps(data), status, headers=out_headers, media_type=media)
+
+
+def _anonymous(setting: str, tenants: Any) -> Principal:
+    name, _, role = setting.rpartition(":")
+    row = tenants.by_name(name)
+    return Principal(
+        row["id"], row["name"], Role(role), bool(row["is_operator"]), name="ngsi-ld anonymous"
+    )
+
+
+async def ngsi_caller(
+    request: Request, settings: SettingsDep, tenants: TenantsDep, who: MaybeCaller
+) -> Principal:
+    """Who calls: an API key or a session as for the REST API; without any credential, the
+    ``ngsi_ld_anonymous`` tenant and role when that is set (a sandbox), else a 401."""
+    if who is not None:
+        return who
+    if not settings.ngsi_ld_anonymous:
+        raise Unauthenticated("an API key (Authorization: Bearer <key>) or a session is required")
+    anonymous = await run_in_threadpool(_anonymous, settings.ngsi_ld_anonymous, tenants)
+    request.state.principal = anonymous
+    return anonymous
+
+
+NgsiCaller = Annotated[Principal, Depends(ngsi_caller)]
+
+
+class Ngsi:
+    """What an NGSI-LD route needs about its request: the caller and the tenant it acts on."""
+
+    def __init__(self, who: Principal, tenant_id: int) -> None:
+        self.who = who
+        self.tenant_id = tenant_id
+
+    def require_write(self) -> None:
+        """Writes need the operator role (viewers read)."""
+        self.who.require(Role.OPERATOR)
+
+
+async def ngsi_scope(request: Request, who: NgsiCaller, tenants: TenantsDep) -> Ngsi:
+    """The caller and the tenant ``NGSILD-Tenant`` names (the caller's own by default)."""
+    name = request.headers.get(TENANT_HEADER)
+    if name is None or name == who.tenant:
+        return Ngsi(who, who.tenant_id)
+    if not who.is_operator:
+        raise NgsiLdError(
+            ProblemType.NONEXISTENT_TENANT, f"tenant {name!r} does not exist for this caller"
+        )
+    try:
+        row = await run_in_threadpool(tenants.by_name, name)
+    except NotFound:
+        raise NgsiLdError(
+            ProblemType.NONEXISTENT_TENANT, f"tenant {name!r} does not exist"
+        ) from None
+    return Ngsi(who, int(row["id"]))
+
+
+NgsiScope = Annotated[Ngsi, Depends(ngsi_scope)]
+
+
+PREFIX = "/ngsi-ld/v1"
+LOCATION = "location"
+COUNT_HEADER = "NGSILD-Results-Count"
+
+
+async def broker_of(request: Request) -> ContextBroker:
+    broker: ContextBroker = services_of(request).ngsi_ld
+    return broker
+
+
+async def loader_of(request: Request) -> ContextLoader:
+    loader: ContextLoader = services_of(request).contexts
+    return loader
+
+
+BrokerDep = Annotated[ContextBroker, Depends(broker_of)]
+LoaderDep = Annotated[ContextLoader, Depends(loader_of)]
+
+ENTITY_ANSWERS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "InvalidRequest or BadRequestData (the standard's problem types)"},
+    404: {"description": "ResourceNotFound, or NonexistentTenant"},
+    406: {"description": "The Accept header names no media type this route answers in"},
+    409: {"description": "AlreadyExists"},
+    415: {"description": "The body is neither application/json nor application/ld+json"},
+    503: {"description": "LdContextNotAvailable: the @context cannot be had offline"},
+}
+
+
+def options(request: Request) -> tuple[str, bool]:
+    """(representation, sysAttrs) from ``options`` and ``format``."""
+    options = {o.strip() for o in request.query_params.get("options", "").split(",") if o.strip()}
+    unknown = options - {"keyValues", "sysAttrs", "concise", "normalized", "noOverwrite"}
+    if unknown:
+        raise NgsiLdError.bad_data(f"unknown options {sorted(unknown)}")
+    chosen = request.query_params.get("format") or next(
+        (o for o in ("keyValues", "concise", "normalized") if o in options), "normalized"
+    )
+    if chosen not in ("keyValues", "concise", "normalized"):
+        raise NgsiLdError.bad_data(f"unknown format {chosen!r}")
+    return chosen, "sysAttrs" in options
+
+
+def names(request: Request, name: str, ctx: Context) -> list[str] | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    if not names:
+        raise NgsiLdError.bad_data(f"{name} is empty")
+    return [ctx.expand(n) for n in names]
+
+
+def int_param(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise NgsiLdError.bad_data(f"{name} must be an integer, not {raw!r}") from None
+
+
+def flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "false").lower()
+    if raw not in ("true", "false"):
+        raise NgsiLdError.bad_data(f"{name} must be true or false")
+    return raw == "true"
+
+
+def entity_query(request: Request, ctx: Context, params: Any = None) -> EntityQuery:
+    """An entity query from URL parameters (or a POST query body's members)."""
+    get = (params or request.query_params).get
+    type_param = get("type")
+    types = None
+    if type_param is not None:
+        names = [n.strip() for n in re.split(r"[,|;]", str(type_param)) if n.strip()]
+        if not names:
+            raise NgsiLdError.bad_data("type is empty")
+        types = [ctx.expand(n) for n in names]
+    ids_param = get("id")
+    ids = None
+    if ids_param is not None:
+        ids = [check_id(i.strip()) for i in str(ids_param).split(",") if i.strip()]
+    pattern = None
+    if get("idPattern") is not None:
+        try:
+            pattern = re.compile(str(get("idPattern")))
+        except re.error as err:
+            raise NgsiLdError.bad_data(f"idPattern is not a regular expression: {err}") from None
+    attrs_param = get("attrs")
+    attrs = None
+    if attrs_param is not None:
+        attrs = frozenset(ctx.expand(n.strip()) for n in str(attrs_param).split(",") if n.strip())
+    q = parse_q(str(get("q")), ctx) if get("q") is not None else None
+    scope_q = parse_scope_q(str(get("scopeQ"))) if get("scopeQ") is not None else None
+    geo = parse_geo_query(
+        get("georel"),
+        get("geometry"),
+        get("coordinates"),
+        ctx.expand(str(get("geoproperty") or LOCATION)),
+    )
+    return EntityQuery(
+        types,
+        ids,
+        pattern,
+        attrs,
+        q,
+        scope_q,
+        geo,
+        int_param(request, "limit", 20),
+        int_param(request, "offset", 0),
+    )
+
+
+class _NoContext(Context):
+    def __init__(self) -> None:
+        super().__init__({}, "", None)
+
+
+NO_CONTEXT = _NoContext()
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """A write's tenant, body and active context (the caller's role checked)."""
+
+    tenant_id: int
+    body: Any
+    ctx: Context
+
+
+async def ngsi_write(
+    request: Request, scope: NgsiScope, loader: LoaderDep, settings: SettingsDep
+) -> Write:
+    """A write request: the operator role, then its body and context (PATCH also takes
+    ``application/merge-patch+json``)."""
+    scope.require_write()
+    body, ctx = await read_body(
+        request, loader, settings.max_body_bytes, merge_patch=request.method == "PATCH"
+    )
+    return Write(scope.tenant_id, body, ctx)
+
+
+NgsiWrite = Annotated[Write, Depends(ngsi_write)]

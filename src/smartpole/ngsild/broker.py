@@ -1,0 +1,503 @@
+"""The NGSI-LD context broker: each operation of the standard on a tenant's entities.
+
+Transport-free: the HTTP routes (``smartpole.api.ngsi_ld``) parse headers and parameters, pick
+the tenant and the ``@context``, and hand this class parsed values; it answers entities and
+results, and raises :class:`~smartpole.ngsild.errors.NgsiLdError` with the standard's types.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from smartpole.model.clock import now_ms
+from smartpole.ngsild.context import Context
+from smartpole.ngsild.entities import (
+    KINDS,
+    Attribute,
+    Entity,
+    check_id,
+    parse_attribute,
+    parse_attributes,
+    parse_entity,
+)
+from smartpole.ngsild.errors import NgsiLdError
+from smartpole.ngsild.geo import GeoQuery
+from smartpole.ngsild.query import Predicate
+from smartpole.ngsild.store import EntityFilter, EntityStore
+
+__all__ = ["NULL", "BatchResult", "ContextBroker", "EntityQuery", "UpdateResult"]
+
+NULL = "urn:ngsi-ld:null"  # a merge's value that deletes the attribute
+MAX_LIMIT = 1000
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class EntityQuery:
+    """A query's filters, names expanded."""
+
+    types: Sequence[str] | None = None
+    ids: Sequence[str] | None = None
+    id_pattern: re.Pattern[str] | None = None
+    attrs: frozenset[str] | None = None
+    q: Predicate | None = None
+    scope_q: Predicate | None = None
+    geo: GeoQuery | None = None
+    limit: int = 20
+    offset: int = 0
+
+    def is_empty(self) -> bool:
+        """True when nothing narrows the query (the standard asks for at least one filter)."""
+        return all(
+            v is None
+            for v in (self.types, self.ids, self.id_pattern, self.attrs, self.q, self.scope_q)
+        ) and (self.geo is None)
+
+    def matches(self, entity: Entity) -> bool:
+        """Whether the entity passes the filters the store did not apply."""
+        if self.attrs is not None and not any(a in entity.attrs for a in self.attrs):
+            return False
+        if self.q is not None and not self.q(entity):
+            return False
+        if self.scope_q is not None and not self.scope_q(entity):
+            return False
+        if self.geo is not None:
+            instances = entity.attrs.get(self.geo.property, ())
+            if not any(a.kind == "GeoProperty" and self.geo.matches(a.value) for a in instances):
+                return False
+        return True
+
+
+@dataclass(slots=True)
+class UpdateResult:
+    """Which attributes an update changed, and why the others were not."""
+
+    updated: list[str] = field(default_factory=list)
+    not_updated: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """A batch operation's outcome per entity."""
+
+    success: list[str] = field(default_factory=list)
+    errors: list[tuple[str, NgsiLdError]] = field(default_factory=list)
+
+
+def _stamp_all(attrs: dict[str, list[Attribute]], now: int) -> None:
+    for instances in attrs.values():
+        for attribute in instances:
+            attribute.stamped(now)
+
+
+class ContextBroker:
+    """NGSI-LD operations over the entities of the ``ngsi_entities`` table."""
+
+    def __init__(self, store: EntityStore, clock: Callable[[], int] = now_ms) -> None:
+        self.store = store
+        self.clock = clock
+
+    # Entities -----------------------------------------------------------------------------
+
+    def create(self, tenant_id: int, body: Any, ctx: Context) -> Entity:
+        """Create an entity (AlreadyExists when its id is taken)."""
+        entity = parse_entity(body, ctx)
+        now = self.clock()
+        entity.created_at = entity.modified_at = now
+        _stamp_all(entity.attrs, now)
+        self.store.create(tenant_id, entity)
+        return entity
+
+    def retrieve(self, tenant_id: int, entity_id: str) -> Entity:
+        """One entity (ResourceNotFound when there is none)."""
+        check_id(entity_id)
+        entity = self.store.get(tenant_id, entity_id)
+        if entity is None:
+            raise NgsiLdError.not_found(f"entity {entity_id} not found")
+        return entity
+
+    def query(self, tenant_id: int, query: EntityQuery) -> tuple[list[Entity], int]:
+        """The page of matching entities (id order) and how many match in all."""
+        if query.is_empty():
+            raise NgsiLdError.bad_data(
+                "a query needs at least one of type, id, idPattern, attrs, q, scopeQ or a geo-query"
+            )
+        if not 0 <= query.limit <= MAX_LIMIT:
+            raise NgsiLdError.bad_data(f"limit must be between 0 and {MAX_LIMIT}")
+        if query.offset < 0:
+            raise NgsiLdError.bad_data("offset must not be negative")
+        narrowed = EntityFilter(
+            query.types, query.ids, query.id_pattern, query.geo.box() if query.geo else None
+        )
+        page: list[Entity] = []
+        total = 0
+        for entity in self.store.scan(tenant_id, narrowed):
+            if not query.matches(entity):
+                continue
+            if query.offset <= total < query.offset + query.limit:
+                page.append(entity)
+            total += 1
+        return page, total
+
+    def delete(self, tenant_id: int, entity_id: str) -> None:
+        """Delete an entity (ResourceNotFound when there is none)."""
+        check_id(entity_id)
+        if not self.store.delete(tenant_id, entity_id):
+            raise NgsiLdError.not_found(f"entity {entity_id} not found")
+
+    def replace(self, tenant_id: int, entity_id: str, body: Any, ctx: Context) -> None:
+        """Replace an entity's type and attributes, keeping its creation time."""
+        check_id(entity_id)
+        if isinstance(body, dict) and body.get("id", entity_id) != entity_id:
+            raise NgsiLdError.bad_data("the body's id differs from the URL's")
+        if isinstance(body, dict):
+            body = {**body, "id": entity_id}
+        new = parse_entity(body, ctx)
+        now = self.clock()
+        _stamp_all(new.attrs, now)
+
+        def change(entity: Entity) -> None:
+            entity.types = new.types
+            entity.attrs = new.attrs
+            entity.scopes = new.scopes
+            entity.modified_at = now
+
+        self.store.change(tenant_id, entity_id, change)
+
+    def merge(self, tenant_id: int, entity_id: str, body: Any, ctx: Context) -> None:
+        """Merge attributes into an entity: new ones added, existing ones merged member by
+        member, ``urn:ngsi-ld:null`` deleting one."""
+        check_id(entity_id)
+        if not isinstance(body, dict):
+            raise NgsiLdError.bad_data("a merge needs a JSON object")
+        if body.get("id", entity_id) != entity_id:
+            raise NgsiLdError.bad_data("the body's id differs from the URL's")
+        deleted = {ctx.expand(n) for n, v in body.items() if v == NULL or _is_null_value(v)}
+        kept = {n: v for n, v in body.items() if ctx.expand(n) not in deleted or n == "type"}
+        attrs = parse_attributes(kept, ctx)
+        types = (
+            None
+            if "type" not in body
+            else parse_entity({"id": entity_id, "type": body["type"]}, ctx).types
+        )
+        now = self.clock()
+
+        def change(entity: Entity) -> None:
+            for name in deleted:
+                entity.attrs.pop(name, None)
+            for name, instances in attrs.items():
+                for attribute in instances:
+                    old = entity.instance(name, attribute.dataset_id)
+                    if old is None:
+                        entity.put(name, attribute.stamped(now))
+                    else:
+                        entity.put(name, _merged(old, attribute, now))
+            if types is not None:
+                entity.types = list(dict.fromkeys([*entity.types, *types]))
+            if "scope" in body:
+                entity.scopes = parse_entity({"id": entity_id, **body}, ctx).scopes
+            entity.modified_at = now
+
+        self.store.change(tenant_id, entity_id, change)
+
+    # Attributes ---------------------------------------------------------------------------
+
+    def append(
+        self, tenant_id: int, entity_id: str, body: Any, ctx: Context, *, overwrite: bool = True
+    ) -> UpdateResult:
+        """Add attributes (``overwrite`` False: existing ones are left alone and reported)."""
+        check_id(entity_id)
+        attrs = self._attrs_of(body, ctx, entity_id)
+        now = self.clock()
+
+        def change(entity: Entity) -> UpdateResult:
+            result = UpdateResult()
+            for name, instances in attrs.items():
+                for attribute in instances:
+                    old = entity.instance(name, attribute.dataset_id)
+                    if old is not None and not overwrite:
+                        result.not_updated.append((ctx.compact(name), "attribute exists"))
+                        continue
+                    created = None if old is None else old.created_at
+                    entity.put(name, attribute.stamped(now, created))
+                    result.updated.append(ctx.compact(name))
+            if "type" in body:
+                extra = parse_entity({"id": entity_id, "type": body["type"]}, ctx).types
+                entity.types = list(dict.fromkeys([*entity.types, *extra]))
+            entity.modified_at = now
+            return result
+
+        result: UpdateResult = self.store.change(tenant_id, entity_id, change)
+        return result
+
+    def update(self, tenant_id: int, entity_id: str, body: Any, ctx: Context) -> UpdateResult:
+        """Replace attributes that exist; the others are reported as not updated."""
+        check_id(entity_id)
+        attrs = self._attrs_of(body, ctx, entity_id)
+        now = self.clock()
+
+        def change(entity: Entity) -> UpdateResult:
+            result = UpdateResult()
+            for name, instances in attrs.items():
+                for attribute in instances:
+                    old = entity.instance(name, attribute.dataset_id)
+                    if old is None:
+                        result.not_updated.append((ctx.compact(name), "attribute not found"))
+                        continue
+                    entity.put(name, attribute.stamped(now, old.created_at))
+                    result.updated.append(ctx.compact(name))
+            if result.updated:
+                entity.modified_at = now
+            return result
+
+        result: UpdateResult = self.store.change(tenant_id, entity_id, change)
+        return result
+
+    def patch_attribute(
+        self, tenant_id: int, entity_id: str, name: str, body: Any, ctx: Context
+    ) -> None:
+        """Partial update of one attribute: its members merged (ResourceNotFound when the
+        entity or the attribute is missing)."""
+        check_id(entity_id)
+        if not isinstance(body, dict):
+            raise NgsiLdError.bad_data("an attribute update needs a JSON object")
+        iri = ctx.expand(name)
+        dataset = body.get("datasetId")
+        now = self.clock()
+
+        def change(entity: Entity) -> None:
+            old = entity.instance(iri, dataset)
+            if old is None:
+                raise NgsiLdError.not_found(f"entity {entity_id} has no attribute {name}")
+            raw = dict(body)
+            raw.setdefault("type", old.kind)
+            if all(m not in raw for m in ("value", "object", "languageMap", "json", "vocab")):
+                raw.setdefault(_member(old), old.value)
+            new = parse_attribute(name, raw, ctx)
+            entity.put(iri, _merged(old, new, now))
+            entity.modified_at = now
+
+        self.store.change(tenant_id, entity_id, change)
+
+    def replace_attribute(
+        self, tenant_id: int, entity_id: str, name: str, body: Any, ctx: Context
+    ) -> None:
+        """Replace one attribute instance as a whole (ResourceNotFound when missing)."""
+        check_id(entity_id)
+        iri = ctx.expand(name)
+        new = parse_attribute(name, body, ctx)
+        now = self.clock()
+
+        def change(entity: Entity) -> None:
+            old = entity.instance(iri, new.dataset_id)
+            if old is None:
+                raise NgsiLdError.not_found(f"entity {entity_id} has no attribute {name}")
+            entity.put(iri, new.stamped(now, old.created_at))
+            entity.modified_at = now
+
+        self.store.change(tenant_id, entity_id, change)
+
+    def delete_attribute(
+        self,
+        tenant_id: int,
+        entity_id: str,
+        name: str,
+        ctx: Context,
+        *,
+        dataset_id: str | None = None,
+        delete_all: bool = False,
+    ) -> None:
+        """Delete an attribute's default instance, one dataset or all of them."""
+        check_id(entity_id)
+        iri = ctx.expand(name)
+        now = self.clock()
+
+        def change(entity: Entity) -> None:
+            instances = entity.attrs.get(iri)
+            if not instances:
+                raise NgsiLdError.not_found(f"entity {entity_id} has no attribute {name}")
+            if delete_all:
+                del entity.attrs[iri]
+            else:
+                kept = [a for a in instances if a.dataset_id != dataset_id]
+                if len(kept) == len(instances):
+                    raise NgsiLdError.not_found(
+                        f"attribute {name} of {entity_id} has no instance of that datasetId"
+                    )
+                if kept:
+                    entity.attrs[iri] = kept
+                else:
+                    del entity.attrs[iri]
+            entity.modified_at = now
+
+        self.store.change(tenant_id, entity_id, change)
+
+    def _attrs_of(self, body: Any, ctx: Context, entity_id: str) -> dict[str, list[Attribute]]:
+        if not isinstance(body, dict):
+            raise NgsiLdError.bad_data("attributes must come as a JSON object")
+        if body.get("id", entity_id) != entity_id:
+            raise NgsiLdError.bad_data("the body's id differs from the URL's")
+        return parse_attributes(body, ctx)
+
+    # Batch operations ---------------------------------------------------------------------
+
+    def batch_create(self, tenant_id: int, bodies: Any, ctx: Context) -> BatchResult:
+        """Create many entities; each that fails is reported, the others are created."""
+        result = BatchResult()
+        parsed = self._parse_batch(bodies, ctx, result)
+        now = self.clock()
+        for entity in parsed:
+            entity.created_at = entity.modified_at = now
+            _stamp_all(entity.attrs, now)
+        taken = set(self.store.create_many(tenant_id, parsed))
+        for entity in parsed:
+            if entity.id in taken:
+                result.errors.append(
+                    (entity.id, NgsiLdError.exists(f"entity {entity.id} exists already"))
+                )
+            else:
+                result.success.append(entity.id)
+        return result
+
+    def batch_upsert(
+        self, tenant_id: int, bodies: Any, ctx: Context, *, replace: bool = True
+    ) -> tuple[BatchResult, list[str]]:
+        """Create the entities that do not exist, and replace (or update, ``replace`` False)
+        those that do. Returns the outcome and the ids that were created."""
+        result = BatchResult()
+        parsed = self._parse_batch(bodies, ctx, result)
+        now = self.clock()
+        existing = self.store.get_many(tenant_id, [e.id for e in parsed])
+        fresh: list[Entity] = []
+        changed: list[Entity] = []
+        for entity in parsed:
+            _stamp_all(entity.attrs, now)
+            old = existing.get(entity.id)
+            if old is None:
+                entity.created_at = entity.modified_at = now
+                fresh.append(entity)
+                continue
+            if replace:
+                old.types, old.attrs, old.scopes = entity.types, entity.attrs, entity.scopes
+            else:
+                for name, instances in entity.attrs.items():
+                    for attribute in instances:
+                        before = old.instance(name, attribute.dataset_id)
+                        created = None if before is None else before.created_at
+                        old.put(name, attribute.stamped(now, created))
+                old.types = list(dict.fromkeys([*old.types, *entity.types]))
+            old.modified_at = now
+            changed.append(old)
+        raced = set(self.store.create_many(tenant_id, fresh))
+        self.store.save_many(tenant_id, changed)
+        made = [e.id for e in fresh if e.id not in raced]
+        for entity in parsed:
+            if entity.id in raced:
+                result.errors.append((entity.id, NgsiLdError.exists("created concurrently")))
+            else:
+                result.success.append(entity.id)
+        return result, made
+
+    def batch_update(self, tenant_id: int, bodies: Any, ctx: Context) -> BatchResult:
+        """Update attributes of existing entities (``noOverwrite`` not applied)."""
+        result = BatchResult()
+        parsed = self._parse_batch(bodies, ctx, result, id_only=True)
+        existing = self.store.get_many(tenant_id, [e.id for e in parsed])
+        now = self.clock()
+        changed: list[Entity] = []
+        for entity in parsed:
+            old = existing.get(entity.id)
+            if old is None:
+                result.errors.append(
+                    (entity.id, NgsiLdError.not_found(f"entity {entity.id} not found"))
+                )
+                continue
+            for name, instances in entity.attrs.items():
+                for attribute in instances:
+                    before = old.instance(name, attribute.dataset_id)
+                    created = None if before is None else before.created_at
+                    old.put(name, attribute.stamped(now, created))
+            old.modified_at = now
+            changed.append(old)
+            result.success.append(entity.id)
+        self.store.save_many(tenant_id, changed)
+        return result
+
+    def batch_delete(self, tenant_id: int, ids: Any) -> BatchResult:
+        """Delete entities by id."""
+        if not isinstance(ids, list) or not ids:
+            raise NgsiLdError.bad_data("a batch delete needs a non-empty array of entity ids")
+        if len(ids) > MAX_BATCH:
+            raise NgsiLdError.bad_data(f"a batch holds at most {MAX_BATCH} entities")
+        result = BatchResult()
+        valid: list[str] = []
+        for raw in ids:
+            try:
+                valid.append(check_id(raw))
+            except NgsiLdError as err:
+                result.errors.append((str(raw), err))
+        found = self.store.delete_many(tenant_id, valid)
+        for entity_id in valid:
+            if entity_id in found:
+                result.success.append(entity_id)
+            else:
+                result.errors.append(
+                    (entity_id, NgsiLdError.not_found(f"entity {entity_id} not found"))
+                )
+        return result
+
+    def _parse_batch(
+        self, bodies: Any, ctx: Context, result: BatchResult, *, id_only: bool = False
+    ) -> list[Entity]:
+        if not isinstance(bodies, list) or not bodies:
+            raise NgsiLdError.bad_data("a batch needs a non-empty array of entities")
+        if len(bodies) > MAX_BATCH:
+            raise NgsiLdError.bad_data(f"a batch holds at most {MAX_BATCH} entities")
+        parsed: dict[str, Entity] = {}
+        for body in bodies:
+            entity_id = body.get("id") if isinstance(body, dict) else None
+            try:
+                if id_only and isinstance(body, dict) and "type" not in body:
+                    entity = Entity(check_id(entity_id), [], parse_attributes(body, ctx))
+                else:
+                    entity = parse_entity(body, ctx)
+            except NgsiLdError as err:
+                result.errors.append((str(entity_id), err))
+                continue
+            if entity.id in parsed:  # the same id twice: the later one wins, as in a loop
+                parsed[entity.id].attrs.update(entity.attrs)
+                continue
+            parsed[entity.id] = entity
+        return list(parsed.values())
+
+    # Types and attributes -----------------------------------------------------------------
+
+    def types(self, tenant_id: int) -> dict[str, set[str]]:
+        """Every entity type with the attributes its entities have."""
+        return self.store.types(tenant_id)
+
+
+def _member(attribute: Attribute) -> str:
+    return KINDS[attribute.kind]
+
+
+def _is_null_value(raw: Any) -> bool:
+    return isinstance(raw, dict) and (raw.get("value") == NULL or raw.get("object") == NULL)
+
+
+def _merged(old: Attribute, new: Attribute, now: int) -> Attribute:
+    """``new``'s members over ``old``'s; sub-attributes merged by name."""
+    merged = Attribute(
+        new.kind,
+        new.value,
+        new.dataset_id,
+        new.observed_at if new.observed_at is not None else old.observed_at,
+        new.unit_code if new.unit_code is not None else old.unit_code,
+        {**old.sub, **{k: v.stamped(now) for k, v in new.sub.items()}},
+        old.created_at,
+        now,
+    )
+    return merged

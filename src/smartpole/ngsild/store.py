@@ -1,0 +1,256 @@
+"""The entities other systems create through NGSI-LD, per tenant (table ``ngsi_entities``).
+
+Each entity is one row: its attributes as JSON (the stored form of :mod:`entities`), its first
+type and the bounding box of its ``location`` in columns of their own, so that a query by type
+or by place reads only the rows that can match. A change is a read and a write of the row in
+one transaction (the row locked on PostgreSQL), so two writers never lose each other's
+attributes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, Select, and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from smartpole.ngsild.entities import Attribute, Entity
+from smartpole.ngsild.errors import NgsiLdError
+from smartpole.ngsild.geo import bounds
+from smartpole.ngsild.tables import ngsi_entities as t
+from smartpole.ngsild.tables import ngsi_entity_types as types_t
+
+__all__ = ["EntityFilter", "EntityStore"]
+
+LOCATION = "https://uri.etsi.org/ngsi-ld/location"
+_PAGE = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class EntityFilter:
+    """What the database can narrow a query by before the finer checks run in Python."""
+
+    types: Sequence[str] | None = None
+    ids: Sequence[str] | None = None
+    id_pattern: re.Pattern[str] | None = None
+    box: tuple[float, float, float, float] | None = None  # on the location's bounding box
+
+
+def _row_values(entity: Entity) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "types": orjson.dumps(entity.types).decode(),
+        "scopes": orjson.dumps(entity.scopes).decode() if entity.scopes else None,
+        "attrs": orjson.dumps(entity.attrs_json()).decode(),
+        "created": entity.created_at,
+        "modified": entity.modified_at,
+        "min_lon": None,
+        "min_lat": None,
+        "max_lon": None,
+        "max_lat": None,
+    }
+    location = entity.instance(LOCATION, None) or next(iter(entity.attrs.get(LOCATION, ())), None)
+    if location is not None and location.kind == "GeoProperty":
+        box = bounds(location.value)
+        values.update(min_lon=box[0], min_lat=box[1], max_lon=box[2], max_lat=box[3])
+    return values
+
+
+def _entity(row: Any) -> Entity:
+    raw = orjson.loads(row.attrs)
+    return Entity(
+        row.entity_id,
+        orjson.loads(row.types),
+        {name: [Attribute.from_json(a) for a in items] for name, items in raw.items()},
+        orjson.loads(row.scopes) if row.scopes else None,
+        row.created,
+        row.modified,
+    )
+
+
+class EntityStore:
+    """Create, read, change and delete a tenant's NGSI-LD entities."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock_rows = engine.dialect.name == "postgresql"
+
+    def create(self, tenant_id: int, entity: Entity) -> None:
+        """Store a new entity (AlreadyExists when its id is taken in the tenant)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(t).values(
+                        tenant_id=tenant_id, entity_id=entity.id, **_row_values(entity)
+                    )
+                )
+                _write_types(conn, tenant_id, [entity])
+        except IntegrityError:
+            raise NgsiLdError.exists(f"entity {entity.id} exists already") from None
+
+    def create_many(self, tenant_id: int, entities: Sequence[Entity]) -> list[str]:
+        """Store new entities in one transaction; the ids that existed already are left out
+        (and returned) instead of failing the others."""
+        if not entities:
+            return []
+        ids = [e.id for e in entities]
+        with self.engine.begin() as conn:
+            taken = {
+                r[0]
+                for chunk in _chunks(ids)
+                for r in conn.execute(
+                    select(t.c.entity_id).where(
+                        t.c.tenant_id == tenant_id, t.c.entity_id.in_(chunk)
+                    )
+                )
+            }
+            rows = [
+                {"tenant_id": tenant_id, "entity_id": e.id, **_row_values(e)}
+                for e in entities
+                if e.id not in taken
+            ]
+            if rows:
+                conn.execute(insert(t), rows)
+                _write_types(conn, tenant_id, [e for e in entities if e.id not in taken])
+        return [i for i in ids if i in taken]
+
+    def get(self, tenant_id: int, entity_id: str) -> Entity | None:
+        """One entity, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t).where(t.c.tenant_id == tenant_id, t.c.entity_id == entity_id)
+            ).first()
+        return None if row is None else _entity(row)
+
+    def get_many(self, tenant_id: int, ids: Sequence[str]) -> dict[str, Entity]:
+        """The entities of these ids that exist."""
+        found: dict[str, Entity] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(ids)):
+                query = select(t).where(t.c.tenant_id == tenant_id, t.c.entity_id.in_(chunk))
+                for row in conn.execute(query):
+                    found[row.entity_id] = _entity(row)
+        return found
+
+    def change(self, tenant_id: int, entity_id: str, change: Callable[[Entity], Any]) -> Any:
+        """Apply ``change`` to the stored entity and write it back, in one transaction;
+        returns what ``change`` returned (ResourceNotFound when there is no such entity)."""
+        with self.engine.begin() as conn:
+            entity = self._read_for_update(conn, tenant_id, entity_id)
+            if entity is None:
+                raise NgsiLdError.not_found(f"entity {entity_id} not found")
+            types = list(entity.types)
+            result = change(entity)
+            _rewrite(conn, tenant_id, entity, types_changed=entity.types != types)
+        return result
+
+    def save_many(self, tenant_id: int, entities: Sequence[Entity]) -> None:
+        """Write back entities read and changed by the caller (batch update and upsert)."""
+        if not entities:
+            return
+        with self.engine.begin() as conn:
+            for entity in entities:
+                _rewrite(conn, tenant_id, entity, types_changed=True)
+
+    def _read_for_update(self, conn: Connection, tenant_id: int, entity_id: str) -> Entity | None:
+        query = select(t).where(t.c.tenant_id == tenant_id, t.c.entity_id == entity_id)
+        if self._lock_rows:
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        return None if row is None else _entity(row)
+
+    def delete(self, tenant_id: int, entity_id: str) -> bool:
+        """Delete an entity; False when there was none."""
+        with self.engine.begin() as conn:
+            gone = conn.execute(
+                delete(t).where(t.c.tenant_id == tenant_id, t.c.entity_id == entity_id)
+            ).rowcount
+        return bool(gone)
+
+    def delete_many(self, tenant_id: int, ids: Sequence[str]) -> set[str]:
+        """Delete entities; returns the ids that were there."""
+        found: set[str] = set()
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(ids)):
+                where = and_(t.c.tenant_id == tenant_id, t.c.entity_id.in_(chunk))
+                found |= {r[0] for r in conn.execute(select(t.c.entity_id).where(where))}
+                conn.execute(delete(t).where(where))
+        return found
+
+    def scan(self, tenant_id: int, f: EntityFilter) -> Iterator[Entity]:
+        """Entities that may match ``f`` (its id pattern and box checked exactly later), in id
+        order, read a page at a time."""
+        after = ""
+        while True:
+            query = self._narrowed(select(t), tenant_id, f).where(t.c.entity_id > after)
+            with self.engine.connect() as conn:
+                rows = conn.execute(query.order_by(t.c.entity_id).limit(_PAGE)).all()
+            for row in rows:
+                if f.id_pattern is None or f.id_pattern.fullmatch(row.entity_id):
+                    yield _entity(row)
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1].entity_id
+
+    def _narrowed(self, query: Select[Any], tenant_id: int, f: EntityFilter) -> Select[Any]:
+        query = query.where(t.c.tenant_id == tenant_id)
+        if f.types is not None:
+            typed = select(types_t.c.entity_id).where(
+                types_t.c.tenant_id == tenant_id, types_t.c.type.in_(f.types)
+            )
+            query = query.where(t.c.entity_id.in_(typed))
+        if f.ids is not None:
+            query = query.where(t.c.entity_id.in_(f.ids))
+        if f.box is not None:
+            min_lon, min_lat, max_lon, max_lat = f.box
+            query = query.where(
+                t.c.min_lon <= max_lon,
+                t.c.max_lon >= min_lon,
+                t.c.min_lat <= max_lat,
+                t.c.max_lat >= min_lat,
+            )
+        return query
+
+    def types(self, tenant_id: int) -> dict[str, set[str]]:
+        """Every entity type of the tenant with the attributes its entities have."""
+        found: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            query = select(t.c.types, t.c.attrs).where(t.c.tenant_id == tenant_id)
+            for row in conn.execute(query):
+                names = set(orjson.loads(row.attrs))
+                for type_iri in orjson.loads(row.types):
+                    found.setdefault(type_iri, set()).update(names)
+        return found
+
+
+def _write_types(conn: Connection, tenant_id: int, entities: Sequence[Entity]) -> None:
+    rows = [
+        {"tenant_id": tenant_id, "type": type_iri, "entity_id": e.id}
+        for e in entities
+        for type_iri in e.types
+    ]
+    if rows:
+        conn.execute(insert(types_t), rows)
+
+
+def _rewrite(conn: Connection, tenant_id: int, entity: Entity, *, types_changed: bool) -> None:
+    conn.execute(
+        update(t)
+        .where(t.c.tenant_id == tenant_id, t.c.entity_id == entity.id)
+        .values(**_row_values(entity))
+    )
+    if types_changed:
+        conn.execute(
+            delete(types_t).where(
+                types_t.c.tenant_id == tenant_id, types_t.c.entity_id == entity.id
+            )
+        )
+        _write_types(conn, tenant_id, [entity])
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

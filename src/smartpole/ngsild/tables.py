@@ -1,0 +1,62 @@
+"""Tables of NGSI-LD: the entities other systems create through the API.
+
+Declared on the store's shared ``metadata`` so that migration 0017 and the tests see one schema.
+smartpole's own poles and devices are not copied here: they are read from the registry and the
+store as they are.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+
+from smartpole.store.schema import metadata
+
+__all__ = ["ngsi_entities", "ngsi_entity_types"]
+
+ngsi_entities = Table(
+    "ngsi_entities",
+    metadata,
+    Column(
+        "tenant_id",
+        Integer,
+        ForeignKey("tenants.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("entity_id", String(256), primary_key=True),
+    Column("types", Text, nullable=False),  # JSON list of every type's IRI
+    Column("scopes", Text, nullable=True),  # JSON list of scope paths
+    Column("attrs", Text, nullable=False),  # JSON: attribute IRI -> instances (entities.py)
+    # The bounding box of the ``location`` GeoProperty, for geo-queries (None: no location).
+    Column("min_lon", Float, nullable=True),
+    Column("min_lat", Float, nullable=True),
+    Column("max_lon", Float, nullable=True),
+    Column("max_lat", Float, nullable=True),
+    Column("created", BigInteger, nullable=False),
+    Column("modified", BigInteger, nullable=False),
+    Index("ix_ngsi_entities_tenant_lon", "tenant_id", "min_lon"),
+)
+
+# Every type of every entity (an entity may have several): what a query by type reads.
+ngsi_entity_types = Table(
+    "ngsi_entity_types",
+    metadata,
+    Column("tenant_id", Integer, primary_key=True),
+    Column("type", String(512), primary_key=True),
+    Column("entity_id", String(256), primary_key=True),
+    ForeignKeyConstraint(
+        ["tenant_id", "entity_id"],
+        ["ngsi_entities.tenant_id", "ngsi_entities.entity_id"],
+        ondelete="CASCADE",
+    ),
+)

@@ -1,0 +1,56 @@
+"""NGSI-LD: entities created through the NGSI-LD API.
+
+Revision ID: 0017
+Revises: 0016
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0017"
+down_revision = "0016"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    """Add ``ngsi_entities`` and ``ngsi_entity_types``."""
+    op.create_table(
+        "ngsi_entities",
+        sa.Column(
+            "tenant_id",
+            sa.Integer,
+            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("entity_id", sa.String(256), primary_key=True),
+        sa.Column("types", sa.Text, nullable=False),
+        sa.Column("scopes", sa.Text, nullable=True),
+        sa.Column("attrs", sa.Text, nullable=False),
+        sa.Column("min_lon", sa.Float, nullable=True),
+        sa.Column("min_lat", sa.Float, nullable=True),
+        sa.Column("max_lon", sa.Float, nullable=True),
+        sa.Column("max_lat", sa.Float, nullable=True),
+        sa.Column("created", sa.BigInteger, nullable=False),
+        sa.Column("modified", sa.BigInteger, nullable=False),
+    )
+    op.create_index("ix_ngsi_entities_tenant_lon", "ngsi_entities", ["tenant_id", "min_lon"])
+    op.create_table(
+        "ngsi_entity_types",
+        sa.Column("tenant_id", sa.Integer, primary_key=True),
+        sa.Column("type", sa.String(512), primary_key=True),
+        sa.Column("entity_id", sa.String(256), primary_key=True),
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "entity_id"],
+            ["ngsi_entities.tenant_id", "ngsi_entities.entity_id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+
+def downgrade() -> None:
+    """Drop ``ngsi_entity_types`` and ``ngsi_entities``."""
+    op.drop_table("ngsi_entity_types")
+    op.drop_table("ngsi_entities")

@@ -1,0 +1,455 @@
+"""NGSI-LD entities over HTTP: create, retrieve, query, update, delete, with the standard's
+media types, @context handling, problem types and tenants (on both engines)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from fixtures_api import City
+from smartpole.model.types import Role
+
+BASE = "/ngsi-ld/v1"
+CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
+LINK_REL = 'rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+SDM = "https://smartdatamodels.org/"
+USER_CONTEXT = {"sdm": SDM, "speed": "sdm:speed", "brandName": "sdm:brandName", "Car": "sdm:Car"}
+
+
+def car(
+    n: int, speed: float = 50, lon: float = 114.05, lat: float = 22.54, **extra: Any
+) -> dict[str, Any]:
+    """A car entity, normalized, with a location."""
+    return {
+        "id": f"urn:ngsi-ld:Car:{n}",
+        "type": "Car",
+        "speed": {
+            "type": "Property",
+            "value": speed,
+            "unitCode": "KMH",
+            "observedAt": "2026-12-01T08:00:00Z",
+        },
+        "brandName": {"type": "Property", "value": "BYD" if n % 2 else "NIO"},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}},
+        **extra,
+    }
+
+
+def ld(body: Any) -> dict[str, str]:
+    """Headers that send ``body`` as application/ld+json."""
+    return {"Content-Type": "application/ld+json"}
+
+
+def with_context(entity: dict[str, Any], context: Any) -> dict[str, Any]:
+    return {**entity, "@context": context}
+
+
+async def create(client: httpx.AsyncClient, auth: dict[str, str], entity: dict[str, Any]) -> None:
+    r = await client.post(f"{BASE}/entities", json=entity, headers=auth)
+    assert r.status_code == 201, r.text
+
+
+async def test_an_entity_created_is_retrieved_as_sent(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    r = await client.post(f"{BASE}/entities", json=car(1), headers=auth)
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == f"{BASE}/entities/urn:ngsi-ld:Car:1"
+    r = await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:1", headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert "json-ld#context" in r.headers["link"]
+    got = r.json()
+    assert got == car(1) | {"speed": {**car(1)["speed"], "observedAt": "2026-12-01T08:00:00.000Z"}}
+    # keyValues and sysAttrs
+    r = await client.get(
+        f"{BASE}/entities/urn:ngsi-ld:Car:1", params={"options": "keyValues"}, headers=auth
+    )
+    assert r.json() == {
+        "id": "urn:ngsi-ld:Car:1",
+        "type": "Car",
+        "speed": 50,
+        "brandName": "BYD",
+        "location": {"type": "Point", "coordinates": [114.05, 22.54]},
+    }
+    r = await client.get(
+        f"{BASE}/entities/urn:ngsi-ld:Car:1", params={"options": "sysAttrs"}, headers=auth
+    )
+    body = r.json()
+    assert body["createdAt"].endswith("Z")
+    assert body["modifiedAt"] == body["createdAt"]
+    assert body["speed"]["createdAt"] == body["createdAt"]
+    # a second create of the same id is AlreadyExists
+    r = await client.post(f"{BASE}/entities", json=car(1), headers=auth)
+    assert r.status_code == 409
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/AlreadyExists"
+    assert r.headers["content-type"] == "application/json"
+
+
+async def test_a_context_in_the_body_or_a_link_decides_the_names(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    entity = with_context(car(2), [USER_CONTEXT, CORE])
+    r = await client.post(f"{BASE}/entities", json=entity, headers={**auth, **ld(entity)})
+    assert r.status_code == 201, r.text
+    # Without the context the names come back as full IRIs ...
+    r = await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:2", headers=auth)
+    got = r.json()
+    assert got["type"] == SDM + "Car"
+    assert SDM + "speed" in got
+    assert "location" in got
+    # ... with it, as the caller wrote them, ld+json carrying the context inside.
+    r = await client.get(
+        f"{BASE}/entities/urn:ngsi-ld:Car:2",
+        headers={**auth, "Accept": "application/ld+json"},
+    )
+    # the context was inline: the caller must send it again to read short names
+    assert r.headers["content-type"] == "application/ld+json"
+    assert r.json()["@context"]
+    # A query by the short type needs the same context; by the IRI it works without.
+    r = await client.get(f"{BASE}/entities", params={"type": SDM + "Car"}, headers=auth)
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Car:2"]
+    r = await client.get(f"{BASE}/entities", params={"type": "Car"}, headers=auth)
+    assert r.json() == []
+
+
+async def test_a_context_that_is_not_here_is_refused_offline(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    link = f"<https://example.org/ctx.jsonld>; {LINK_REL}"
+    r = await client.post(f"{BASE}/entities", json=car(3), headers={**auth, "Link": link})
+    assert r.status_code == 503
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/LdContextNotAvailable"
+    r = await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:3", headers=auth)
+    assert r.status_code == 404  # nothing half-written
+    # The core context by any of its URLs is known without a fetch.
+    link = f"<{CORE}>; {LINK_REL}"
+    r = await client.post(f"{BASE}/entities", json=car(3), headers={**auth, "Link": link})
+    assert r.status_code == 201, r.text
+
+
+async def test_queries_filter_by_type_q_geo_and_page(client: httpx.AsyncClient, city: City) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    for n in range(10):
+        await create(client, auth, car(n, speed=10 * n, lon=114.05 + n * 0.001))
+
+    async def ids(**params: Any) -> list[str]:
+        r = await client.get(f"{BASE}/entities", params=params, headers=auth)
+        assert r.status_code == 200, r.text
+        return [e["id"] for e in r.json()]
+
+    assert len(await ids(type="Car", limit=100)) == 10
+    assert await ids(type="Car", q="speed>70") == ["urn:ngsi-ld:Car:8", "urn:ngsi-ld:Car:9"]
+    assert await ids(type="Car", q='speed>=70;brandName=="NIO"') == ["urn:ngsi-ld:Car:8"]
+    assert await ids(type="Car", q="speed==10..20|speed==90") == [
+        "urn:ngsi-ld:Car:1",
+        "urn:ngsi-ld:Car:2",
+        "urn:ngsi-ld:Car:9",
+    ]
+    assert await ids(type="Car", q='brandName=~"^N"', limit=2) == [
+        "urn:ngsi-ld:Car:0",
+        "urn:ngsi-ld:Car:2",
+    ]
+    assert await ids(idPattern="urn:ngsi-ld:Car:[3-4]") == [
+        "urn:ngsi-ld:Car:3",
+        "urn:ngsi-ld:Car:4",
+    ]
+    near = await ids(
+        type="Car",
+        georel="near;maxDistance==250",
+        geometry="Point",
+        coordinates="[114.05,22.54]",
+    )
+    assert near == ["urn:ngsi-ld:Car:0", "urn:ngsi-ld:Car:1", "urn:ngsi-ld:Car:2"]  # ~103 m apart
+    polygon = (
+        "[[[114.0545,22.53],[114.0575,22.53],[114.0575,22.55],[114.0545,22.55],[114.0545,22.53]]]"
+    )
+    assert await ids(type="Car", georel="within", geometry="Polygon", coordinates=polygon) == [
+        "urn:ngsi-ld:Car:5",
+        "urn:ngsi-ld:Car:6",
+        "urn:ngsi-ld:Car:7",
+    ]
+    r = await client.get(
+        f"{BASE}/entities",
+        params={"type": "Car", "limit": 3, "offset": 3, "count": "true"},
+        headers=auth,
+    )
+    assert r.headers["NGSILD-Results-Count"] == "10"
+    assert [e["id"] for e in r.json()] == [f"urn:ngsi-ld:Car:{n}" for n in (3, 4, 5)]
+    r = await client.get(
+        f"{BASE}/entities",
+        params={"type": "Car", "attrs": "speed", "limit": 1},
+        headers=auth,
+    )
+    assert set(r.json()[0]) == {"id", "type", "speed"}
+    r = await client.get(
+        f"{BASE}/entities",
+        params={"type": "Car", "limit": 2},
+        headers={**auth, "Accept": "application/geo+json"},
+    )
+    assert r.headers["content-type"] == "application/geo+json"
+    features = r.json()
+    assert features["type"] == "FeatureCollection"
+    assert features["features"][0]["geometry"] == {"type": "Point", "coordinates": [114.05, 22.54]}
+
+
+@pytest.mark.parametrize(
+    ("params", "what"),
+    [
+        ({}, "a query needs at least one"),
+        ({"type": "Car", "q": "speed>>3"}, "q"),
+        ({"type": "Car", "q": "(speed>3"}, "q"),
+        ({"type": "Car", "georel": "near", "geometry": "Point", "coordinates": "[1,2]"}, "near"),
+        (
+            {
+                "type": "Car",
+                "georel": "within",
+                "geometry": "Polygon",
+                "coordinates": "[[[0,0],[1,0],[1,1],[0,1]]]",
+            },
+            "close",
+        ),
+        ({"type": "Car", "idPattern": "(["}, "idPattern"),
+        ({"type": "Car", "limit": "lots"}, "limit"),
+        ({"type": "Car", "limit": "5000"}, "limit"),
+        ({"type": "Car", "options": "everything"}, "options"),
+    ],
+)
+async def test_a_bad_query_is_bad_request_data(
+    client: httpx.AsyncClient, city: City, params: dict[str, str], what: str
+) -> None:
+    r = await client.get(f"{BASE}/entities", params=params, headers=city.auth("city"))
+    assert r.status_code == 400, r.text
+    problem = r.json()
+    assert problem["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+    assert what in problem["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "kind"),
+    [
+        (b"{not json", 400, "InvalidRequest"),
+        (b'{"id": "no uri", "type": "Car"}', 400, "BadRequestData"),
+        (b'{"id": "urn:ngsi-ld:Car:x"}', 400, "BadRequestData"),
+        (
+            b'{"id": "urn:ngsi-ld:Car:x", "type": "Car", "speed": {"type": "Property"}}',
+            400,
+            "BadRequestData",
+        ),
+        (
+            b'{"id": "urn:ngsi-ld:Car:x", "type": "Car", "speed": {"type": "Weird", "value": 1}}',
+            400,
+            "BadRequestData",
+        ),
+        (
+            b'{"id": "urn:ngsi-ld:Car:x", "type": "Car", "location": {"type": "GeoProperty", '
+            b'"value": {"type": "Polygon", "coordinates": [[[0,0],[1,0],[1,1],[0,1]]]}}}',
+            400,
+            "BadRequestData",
+        ),
+        (b'{"id": "urn:ngsi-ld:Car:x", "type": "Car", "@context": []}', 400, "BadRequestData"),
+    ],
+)
+async def test_a_bad_entity_is_refused_with_the_standard_type(
+    client: httpx.AsyncClient, city: City, body: bytes, status: int, kind: str
+) -> None:
+    auth = {**city.auth("city"), "Content-Type": "application/json"}
+    r = await client.post(f"{BASE}/entities", content=body, headers=auth)
+    assert r.status_code == status, r.text
+    assert r.json()["type"] == f"https://uri.etsi.org/ngsi-ld/errors/{kind}"
+    r = await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:x", headers=city.auth("city"))
+    assert r.status_code == 404
+
+
+async def test_media_types_are_negotiated(client: httpx.AsyncClient, city: City) -> None:
+    auth = city.auth("city")
+    r = await client.post(
+        f"{BASE}/entities", content=b"<car/>", headers={**auth, "Content-Type": "application/xml"}
+    )
+    assert r.status_code == 415
+    r = await client.get(
+        f"{BASE}/entities", params={"type": "Car"}, headers={**auth, "Accept": "text/html"}
+    )
+    assert r.status_code == 406
+    r = await client.post(
+        f"{BASE}/entities", json=car(5), headers={**auth, "Content-Type": "application/ld+json"}
+    )
+    assert r.status_code == 400  # ld+json without @context
+
+
+async def test_attributes_are_appended_updated_patched_and_deleted(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    await create(client, auth, car(1))
+    url = f"{BASE}/entities/urn:ngsi-ld:Car:1"
+    r = await client.post(
+        f"{url}/attrs",
+        json={"colour": {"type": "Property", "value": "red"}, "speed": {"value": 60}},
+        params={"options": "noOverwrite"},
+        headers=auth,
+    )
+    assert r.status_code == 207, r.text
+    assert r.json() == {
+        "updated": ["colour"],
+        "notUpdated": [{"attributeName": "speed", "reason": "attribute exists"}],
+    }
+    r = await client.patch(
+        f"{url}/attrs",
+        json={"speed": {"type": "Property", "value": 70, "unitCode": "MPH"}},
+        headers=auth,
+    )
+    assert r.status_code == 204, r.text
+    r = await client.patch(
+        f"{url}/attrs", json={"weight": {"type": "Property", "value": 1}}, headers=auth
+    )
+    assert r.status_code == 207
+    r = await client.patch(f"{url}/attrs/speed", json={"value": 80}, headers=auth)
+    assert r.status_code == 204, r.text
+    got = (await client.get(url, headers=auth)).json()
+    assert got["speed"]["value"] == 80
+    assert got["speed"]["unitCode"] == "MPH"  # PATCH of the value kept the unit
+    assert got["colour"]["value"] == "red"
+    r = await client.delete(f"{url}/attrs/colour", headers=auth)
+    assert r.status_code == 204
+    r = await client.delete(f"{url}/attrs/colour", headers=auth)
+    assert r.status_code == 404
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound"
+    # merge: a new attribute, a changed one, one deleted with urn:ngsi-ld:null
+    r = await client.patch(
+        url,
+        json={"brandName": "urn:ngsi-ld:null", "speed": {"value": 5}, "seats": 4},
+        headers=auth,
+    )
+    assert r.status_code == 204, r.text
+    got = (await client.get(url, params={"options": "keyValues"}, headers=auth)).json()
+    assert got["speed"] == 5
+    assert got["seats"] == 4
+    assert "brandName" not in got
+    # replace: only what is sent remains
+    r = await client.put(url, json={"type": "Car", "speed": 1}, headers=auth)
+    assert r.status_code == 204, r.text
+    got = (await client.get(url, params={"options": "keyValues"}, headers=auth)).json()
+    assert got == {"id": "urn:ngsi-ld:Car:1", "type": "Car", "speed": 1}
+    r = await client.delete(url, headers=auth)
+    assert r.status_code == 204
+    r = await client.get(url, headers=auth)
+    assert r.status_code == 404
+
+
+async def test_batch_operations_answer_per_entity(client: httpx.AsyncClient, city: City) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    r = await client.post(f"{BASE}/entityOperations/create", json=[car(1), car(2)], headers=auth)
+    assert r.status_code == 201, r.text
+    assert r.json() == ["urn:ngsi-ld:Car:1", "urn:ngsi-ld:Car:2"]
+    r = await client.post(
+        f"{BASE}/entityOperations/create",
+        json=[car(2), car(3), {"id": "bad", "type": "Car"}],
+        headers=auth,
+    )
+    assert r.status_code == 207
+    result = r.json()
+    assert result["success"] == ["urn:ngsi-ld:Car:3"]
+    kinds = {e["entityId"]: e["error"]["type"].rsplit("/", 1)[1] for e in result["errors"]}
+    assert kinds == {"urn:ngsi-ld:Car:2": "AlreadyExists", "bad": "BadRequestData"}
+    r = await client.post(
+        f"{BASE}/entityOperations/upsert", json=[car(3, speed=99), car(4)], headers=auth
+    )
+    assert r.status_code == 201, r.text
+    assert r.json() == ["urn:ngsi-ld:Car:4"]
+    r = await client.post(
+        f"{BASE}/entityOperations/update",
+        json=[{"id": "urn:ngsi-ld:Car:1", "speed": 1}, {"id": "urn:ngsi-ld:Car:9", "speed": 1}],
+        headers=auth,
+    )
+    assert r.status_code == 207
+    assert r.json()["success"] == ["urn:ngsi-ld:Car:1"]
+    r = await client.post(
+        f"{BASE}/entityOperations/query",
+        json={"type": "Query", "entities": [{"type": "Car"}], "q": "speed>90"},
+        headers=auth,
+    )
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Car:3"]
+    r = await client.post(
+        f"{BASE}/entityOperations/delete",
+        json=["urn:ngsi-ld:Car:1", "urn:ngsi-ld:Car:2", "urn:ngsi-ld:Car:3", "urn:ngsi-ld:Car:4"],
+        headers=auth,
+    )
+    assert r.status_code == 204, r.text
+    r = await client.get(f"{BASE}/entities", params={"type": "Car"}, headers=auth)
+    assert r.json() == []
+
+
+async def test_types_and_attributes_list_what_is_there(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    await create(client, auth, car(1))
+    await create(
+        client, auth, {"id": "urn:ngsi-ld:Bus:1", "type": "Bus", "speed": 3, "route": "B1"}
+    )
+    r = await client.get(f"{BASE}/types", headers=auth)
+    assert r.json()["typeList"] == ["Bus", "Car"]
+    r = await client.get(f"{BASE}/types/Car", headers=auth)
+    info = r.json()
+    assert info["entityCount"] == 1
+    assert {a["attributeName"] for a in info["attributeDetails"]} == {
+        "speed",
+        "brandName",
+        "location",
+    }
+    r = await client.get(f"{BASE}/attributes", headers=auth)
+    assert r.json()["attributeList"] == ["brandName", "location", "route", "speed"]
+    r = await client.get(f"{BASE}/types/Plane", headers=auth)
+    assert r.status_code == 404
+
+
+async def test_tenants_see_only_their_own_entities(client: httpx.AsyncClient, city: City) -> None:
+    telecom = city.auth("telecom", Role.OPERATOR)
+    await create(client, telecom, car(1))
+    lighting = city.auth("lighting", Role.ADMIN)
+    r = await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:1", headers=lighting)
+    assert r.status_code == 404
+    r = await client.get(f"{BASE}/entities", params={"type": "Car"}, headers=lighting)
+    assert r.json() == []
+    # the same id in another tenant is another entity
+    await create(client, lighting, car(1, speed=1))
+    # an ordinary tenant may not name another one; the city operator may
+    r = await client.get(
+        f"{BASE}/entities/urn:ngsi-ld:Car:1", headers={**lighting, "NGSILD-Tenant": "telecom"}
+    )
+    assert r.status_code == 404
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/NonexistentTenant"
+    r = await client.get(
+        f"{BASE}/entities/urn:ngsi-ld:Car:1",
+        headers={**city.auth("city"), "NGSILD-Tenant": "telecom"},
+    )
+    assert r.json()["speed"]["value"] == 50
+    r = await client.get(
+        f"{BASE}/entities/urn:ngsi-ld:Car:1",
+        headers={**city.auth("city"), "NGSILD-Tenant": "nobody"},
+    )
+    assert r.status_code == 404
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/NonexistentTenant"
+    # a viewer reads but does not write
+    viewer = city.auth("telecom", Role.VIEWER)
+    r = await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:1", headers=viewer)
+    assert r.status_code == 200
+    r = await client.delete(f"{BASE}/entities/urn:ngsi-ld:Car:1", headers=viewer)
+    assert r.status_code == 403
+    # no credential, no access (ngsi_ld_anonymous is off by default)
+    r = await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:1")
+    assert r.status_code == 401
+
+
+async def test_the_core_context_is_served_from_the_package(client: httpx.AsyncClient) -> None:
+    r = await client.get(f"{BASE}/jsonldContexts/ngsi-ld-core-context.jsonld")
+    assert r.status_code == 200
+    assert r.json()["@context"]["Property"] == "ngsi-ld:Property"
+    r = await client.get(f"{BASE}/jsonldContexts/smartpole-context.jsonld")
+    assert r.json()["@context"]["Streetlight"].startswith(SDM)

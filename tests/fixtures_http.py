@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -17,9 +18,9 @@ from smartpole.api import create_app
 from smartpole.app import Platform
 
 
-@pytest.fixture
-async def server_port(platform: Platform) -> AsyncIterator[int]:
-    """The app served by uvicorn on a free port (the in-process client has no WebSocket)."""
+@asynccontextmanager
+async def served(platform: Platform) -> AsyncIterator[int]:
+    """The platform's app served by uvicorn on a free port, until the block ends."""
     port = free_port()
     config = uvicorn.Config(
         create_app(platform.api_services()), port=port, log_level="warning", lifespan="off"
@@ -33,6 +34,13 @@ async def server_port(platform: Platform) -> AsyncIterator[int]:
     finally:
         server.should_exit = True
         await task
+
+
+@pytest.fixture
+async def server_port(platform: Platform) -> AsyncIterator[int]:
+    """The app served by uvicorn on a free port (the in-process client has no WebSocket)."""
+    async with served(platform) as port:
+        yield port
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from smartpole.lighting.store import LightingStore
 from smartpole.metrics import Metrics
 from smartpole.ngsild.broker import ContextBroker
 from smartpole.ngsild.context import ContextLoader, fetch_over_http
+from smartpole.ngsild.own import OwnEntities
 from smartpole.ngsild.store import EntityStore
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets, seen_recently
@@ -138,7 +139,9 @@ class Platform:
         )
         self.lighting = self.lighting_runtime.service
         # NGSI-LD open data: entities other systems create; contexts never fetched unless allowed
-        self.ngsi_ld = ContextBroker(EntityStore(self.db.engine))
+        self.ngsi_ld = ContextBroker(
+            EntityStore(self.db.engine), OwnEntities(self.assets, self.series)
+        )
         self.contexts = ContextLoader.from_file(
             settings.ngsi_ld_contexts,
             hosts=frozenset(h.strip() for h in settings.ngsi_ld_context_hosts.split(",") if h),

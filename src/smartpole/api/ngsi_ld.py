@@ -22,7 +22,9 @@ from smartpole.api.ngsi_ld_http import (
     JSON,
     LOCATION,
     NO_CONTEXT,
+    PARTIAL_ANSWER,
     PREFIX,
+    READ_ANSWERS,
     BrokerDep,
     LoaderDep,
     NgsiScope,
@@ -85,12 +87,12 @@ def _update_answer(result: UpdateResult) -> Response:
 )
 async def create_entity(write: NgsiWrite, broker: BrokerDep) -> Response:
     """Create an entity of the caller's tenant (AlreadyExists when its id is taken)."""
-    entity = await run_in_threadpool(broker.create, write.tenant_id, write.body, write.ctx)
+    entity = await run_in_threadpool(broker.create, write.who, write.body, write.ctx)
     location = f"{PREFIX}/entities/{quote(entity.id, safe=':')}"
     return Response(status_code=201, headers={"Location": location})
 
 
-@router.get("/entities", summary="Query entities", responses=ENTITY_ANSWERS)
+@router.get("/entities", summary="Query entities", responses=READ_ANSWERS)
 async def query_entities(
     request: Request, scope: NgsiScope, broker: BrokerDep, loader: LoaderDep
 ) -> Response:
@@ -102,7 +104,7 @@ async def query_entities(
     query = entity_query(request, ctx)
     representation, sys_attrs = options(request)
     count = flag(request, "count")
-    page, total = await run_in_threadpool(broker.query, scope.tenant_id, query)
+    page, total = await run_in_threadpool(broker.query, scope.who, query)
     headers = {COUNT_HEADER: str(total)} if count else None
     if media == GEO:
         geometry = request.query_params.get("geometryProperty", LOCATION)
@@ -115,7 +117,7 @@ async def query_entities(
     return answer(shown, ctx, media, headers=headers)
 
 
-@router.get("/entities/{entity_id}", summary="Retrieve an entity", responses=ENTITY_ANSWERS)
+@router.get("/entities/{entity_id}", summary="Retrieve an entity", responses=READ_ANSWERS)
 async def retrieve_entity(
     entity_id: str, request: Request, scope: NgsiScope, broker: BrokerDep, loader: LoaderDep
 ) -> Response:
@@ -124,7 +126,7 @@ async def retrieve_entity(
     ctx = await request_context(request, loader)
     representation, sys_attrs = options(request)
     attrs = names(request, "attrs", ctx)
-    entity = await run_in_threadpool(broker.retrieve, scope.tenant_id, entity_id)
+    entity = await run_in_threadpool(broker.retrieve, scope.who, entity_id)
     if media == GEO:
         geometry = request.query_params.get("geometryProperty", LOCATION)
         feature = geojson([entity], ctx, representation, sys_attrs, geometry)["features"][0]
@@ -145,7 +147,7 @@ async def retrieve_entity(
 async def delete_entity(entity_id: str, scope: NgsiScope, broker: BrokerDep) -> Response:
     """Delete an entity."""
     scope.require_write()
-    await run_in_threadpool(broker.delete, scope.tenant_id, entity_id)
+    await run_in_threadpool(broker.delete, scope.who, entity_id)
     return Response(status_code=204)
 
 
@@ -161,7 +163,7 @@ async def replace_entity(
     broker: BrokerDep,
 ) -> Response:
     """Replace an entity's type and attributes (its creation time stays)."""
-    await run_in_threadpool(broker.replace, write.tenant_id, entity_id, write.body, write.ctx)
+    await run_in_threadpool(broker.replace, write.who, entity_id, write.body, write.ctx)
     return Response(status_code=204)
 
 
@@ -174,7 +176,7 @@ async def merge_entity(
     broker: BrokerDep,
 ) -> Response:
     """Merge attributes into an entity (``urn:ngsi-ld:null`` deletes one)."""
-    await run_in_threadpool(broker.merge, write.tenant_id, entity_id, write.body, write.ctx)
+    await run_in_threadpool(broker.merge, write.who, entity_id, write.body, write.ctx)
     return Response(status_code=204)
 
 
@@ -185,7 +187,7 @@ async def merge_entity(
     "/entities/{entity_id}/attrs",
     status_code=204,
     summary="Append attributes",
-    responses={**ENTITY_ANSWERS, 207: {"description": "Some attributes were not appended"}},
+    responses={**ENTITY_ANSWERS, 207: PARTIAL_ANSWER},
 )
 async def append_attributes(
     entity_id: str,
@@ -196,9 +198,7 @@ async def append_attributes(
     """Add attributes to an entity (``options=noOverwrite`` keeps existing ones)."""
     overwrite = "noOverwrite" not in request.query_params.get("options", "")
     result = await run_in_threadpool(
-        lambda: broker.append(
-            write.tenant_id, entity_id, write.body, write.ctx, overwrite=overwrite
-        )
+        lambda: broker.append(write.who, entity_id, write.body, write.ctx, overwrite=overwrite)
     )
     return _update_answer(result)
 
@@ -207,7 +207,7 @@ async def append_attributes(
     "/entities/{entity_id}/attrs",
     status_code=204,
     summary="Update attributes",
-    responses={**ENTITY_ANSWERS, 207: {"description": "Some attributes were not updated"}},
+    responses={**ENTITY_ANSWERS, 207: PARTIAL_ANSWER},
 )
 async def update_attributes(
     entity_id: str,
@@ -215,9 +215,7 @@ async def update_attributes(
     broker: BrokerDep,
 ) -> Response:
     """Replace attributes an entity has (the others are reported in a 207)."""
-    result = await run_in_threadpool(
-        broker.update, write.tenant_id, entity_id, write.body, write.ctx
-    )
+    result = await run_in_threadpool(broker.update, write.who, entity_id, write.body, write.ctx)
     return _update_answer(result)
 
 
@@ -235,7 +233,7 @@ async def patch_attribute(
 ) -> Response:
     """Change some members of one attribute."""
     await run_in_threadpool(
-        broker.patch_attribute, write.tenant_id, entity_id, attr, write.body, write.ctx
+        broker.patch_attribute, write.who, entity_id, attr, write.body, write.ctx
     )
     return Response(status_code=204)
 
@@ -254,7 +252,7 @@ async def replace_attribute(
 ) -> Response:
     """Replace one attribute as a whole."""
     await run_in_threadpool(
-        broker.replace_attribute, write.tenant_id, entity_id, attr, write.body, write.ctx
+        broker.replace_attribute, write.who, entity_id, attr, write.body, write.ctx
     )
     return Response(status_code=204)
 
@@ -280,7 +278,7 @@ async def delete_attribute(
     delete_all = flag(request, "deleteAll")
     await run_in_threadpool(
         lambda: broker.delete_attribute(
-            scope.tenant_id, entity_id, attr, ctx, dataset_id=dataset, delete_all=delete_all
+            scope.who, entity_id, attr, ctx, dataset_id=dataset, delete_all=delete_all
         )
     )
     return Response(status_code=204)

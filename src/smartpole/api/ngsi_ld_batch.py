@@ -16,7 +16,9 @@ from smartpole.api.ngsi_ld_http import (
     JSON,
     LD,
     NO_CONTEXT,
+    PARTIAL_ANSWER,
     PREFIX,
+    READ_ANSWERS,
     BrokerDep,
     LoaderDep,
     NgsiScope,
@@ -55,7 +57,7 @@ def _batch_answer(result: BatchResult, *, created: bool = False) -> Response:
 
 _BATCH_ANSWERS = {
     **ENTITY_ANSWERS,
-    207: {"description": "Some entities failed: success and errors per entity"},
+    207: PARTIAL_ANSWER,
 }
 
 
@@ -67,7 +69,7 @@ _BATCH_ANSWERS = {
 )
 async def batch_create(write: NgsiWrite, broker: BrokerDep) -> Response:
     """Create many entities: 201 with their ids, or 207 with an error per failed one."""
-    result = await run_in_threadpool(broker.batch_create, write.tenant_id, write.body, write.ctx)
+    result = await run_in_threadpool(broker.batch_create, write.who, write.body, write.ctx)
     return _batch_answer(result, created=True)
 
 
@@ -82,7 +84,7 @@ async def batch_upsert(request: Request, write: NgsiWrite, broker: BrokerDep) ->
     201 with the created ids, 204 when none was new, 207 when some failed."""
     replace = request.query_params.get("options", "replace") != "update"
     result, created = await run_in_threadpool(
-        lambda: broker.batch_upsert(write.tenant_id, write.body, write.ctx, replace=replace)
+        lambda: broker.batch_upsert(write.who, write.body, write.ctx, replace=replace)
     )
     if result.errors:
         return _batch_answer(result)
@@ -99,7 +101,7 @@ async def batch_upsert(request: Request, write: NgsiWrite, broker: BrokerDep) ->
 )
 async def batch_update(write: NgsiWrite, broker: BrokerDep) -> Response:
     """Update attributes of many existing entities."""
-    result = await run_in_threadpool(broker.batch_update, write.tenant_id, write.body, write.ctx)
+    result = await run_in_threadpool(broker.batch_update, write.who, write.body, write.ctx)
     return _batch_answer(result)
 
 
@@ -111,7 +113,7 @@ async def batch_update(write: NgsiWrite, broker: BrokerDep) -> Response:
 )
 async def batch_merge(write: NgsiWrite, broker: BrokerDep) -> Response:
     """Merge attributes into many existing entities."""
-    result = await run_in_threadpool(broker.batch_update, write.tenant_id, write.body, write.ctx)
+    result = await run_in_threadpool(broker.batch_update, write.who, write.body, write.ctx)
     return _batch_answer(result)
 
 
@@ -123,12 +125,12 @@ async def batch_merge(write: NgsiWrite, broker: BrokerDep) -> Response:
 )
 async def batch_delete(write: NgsiWrite, broker: BrokerDep) -> Response:
     """Delete many entities by id."""
-    result = await run_in_threadpool(broker.batch_delete, write.tenant_id, write.body)
+    result = await run_in_threadpool(broker.batch_delete, write.who, write.body)
     return _batch_answer(result)
 
 
 @router.post(
-    "/entityOperations/query", summary="Query entities with a body", responses=ENTITY_ANSWERS
+    "/entityOperations/query", summary="Query entities with a body", responses=READ_ANSWERS
 )
 async def batch_query(
     request: Request, scope: NgsiScope, broker: BrokerDep, loader: LoaderDep, settings: SettingsDep
@@ -167,7 +169,7 @@ async def batch_query(
         )
     query = entity_query(request, ctx, {k: v for k, v in params.items() if v is not None})
     representation, sys_attrs = options(request)
-    page, total = await run_in_threadpool(broker.query, scope.tenant_id, query)
+    page, total = await run_in_threadpool(broker.query, scope.who, query)
     shown = [
         render(e, ctx, representation=representation, sys_attrs=sys_attrs, attrs=query.attrs)
         for e in page
@@ -179,14 +181,14 @@ async def batch_query(
 # Types, attributes and contexts ---------------------------------------------------------------
 
 
-@router.get("/types", summary="Entity types", responses=ENTITY_ANSWERS)
+@router.get("/types", summary="Entity types", responses=READ_ANSWERS)
 async def list_types(
     request: Request, scope: NgsiScope, broker: BrokerDep, loader: LoaderDep
 ) -> Response:
     """Every entity type of the tenant (``details=true``: with their attributes)."""
     media = accepted(request)
     ctx = await request_context(request, loader)
-    found = await run_in_threadpool(broker.types, scope.tenant_id)
+    found = await run_in_threadpool(broker.types, scope.who)
     if flag(request, "details"):
         details = [
             {
@@ -206,7 +208,7 @@ async def list_types(
     return answer(body, ctx, media)
 
 
-@router.get("/types/{type_name}", summary="One entity type", responses=ENTITY_ANSWERS)
+@router.get("/types/{type_name}", summary="One entity type", responses=READ_ANSWERS)
 async def type_info(
     type_name: str, request: Request, scope: NgsiScope, broker: BrokerDep, loader: LoaderDep
 ) -> Response:
@@ -214,11 +216,11 @@ async def type_info(
     media = accepted(request)
     ctx = await request_context(request, loader)
     iri = ctx.expand(type_name)
-    found = await run_in_threadpool(broker.types, scope.tenant_id)
+    found = await run_in_threadpool(broker.types, scope.who)
     if iri not in found:
         raise NgsiLdError.not_found(f"no entity has the type {type_name}")
     _page, total = await run_in_threadpool(
-        broker.query, scope.tenant_id, EntityQuery(types=[iri], limit=0)
+        broker.query, scope.who, EntityQuery(types=[iri], limit=0)
     )
     body = {
         "id": iri,
@@ -233,14 +235,14 @@ async def type_info(
     return answer(body, ctx, media)
 
 
-@router.get("/attributes", summary="Attribute names", responses=ENTITY_ANSWERS)
+@router.get("/attributes", summary="Attribute names", responses=READ_ANSWERS)
 async def list_attributes(
     request: Request, scope: NgsiScope, broker: BrokerDep, loader: LoaderDep
 ) -> Response:
     """Every attribute name in use in the tenant (``details=true``: with the types having it)."""
     media = accepted(request)
     ctx = await request_context(request, loader)
-    found = await run_in_threadpool(broker.types, scope.tenant_id)
+    found = await run_in_threadpool(broker.types, scope.who)
     by_attr: dict[str, set[str]] = {}
     for type_iri, attrs in found.items():
         for attr in attrs:
@@ -264,7 +266,11 @@ async def list_attributes(
     return answer(body, ctx, media)
 
 
-@router.get("/jsonldContexts/{name}", summary="A JSON-LD context this node serves")
+@router.get(
+    "/jsonldContexts/{name}",
+    summary="A JSON-LD context this node serves",
+    responses={200: {"description": "The context document", "content": {LD: {}}}},
+)
 async def context_document(name: str) -> Response:
     """The core context (``ngsi-ld-core-context.jsonld``) or smartpole's own
     (``smartpole-context.jsonld``), served from the package."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 import orjson
@@ -42,7 +42,9 @@ __all__ = [
     "LD",
     "LOCATION",
     "NO_CONTEXT",
+    "PARTIAL_ANSWER",
     "PREFIX",
+    "READ_ANSWERS",
     "TENANT_HEADER",
     "BrokerDep",
     "LoaderDep",
@@ -236,11 +238,11 @@ NgsiCaller = Annotated[Principal, Depends(ngsi_caller)]
 
 
 class Ngsi:
-    """What an NGSI-LD route needs about its request: the caller and the tenant it acts on."""
+    """What an NGSI-LD route needs about its request: who acts, in the tenant it acts on (the
+    city operator naming another tenant acts as that tenant, with its own role)."""
 
-    def __init__(self, who: Principal, tenant_id: int) -> None:
+    def __init__(self, who: Principal) -> None:
         self.who = who
-        self.tenant_id = tenant_id
 
     def require_write(self) -> None:
         """Writes need the operator role (viewers read)."""
@@ -251,7 +253,7 @@ async def ngsi_scope(request: Request, who: NgsiCaller, tenants: TenantsDep) -> 
     """The caller and the tenant ``NGSILD-Tenant`` names (the caller's own by default)."""
     name = request.headers.get(TENANT_HEADER)
     if name is None or name == who.tenant:
-        return Ngsi(who, who.tenant_id)
+        return Ngsi(who)
     if not who.is_operator:
         raise NgsiLdError(
             ProblemType.NONEXISTENT_TENANT, f"tenant {name!r} does not exist for this caller"
@@ -262,7 +264,10 @@ async def ngsi_scope(request: Request, who: NgsiCaller, tenants: TenantsDep) -> 
         raise NgsiLdError(
             ProblemType.NONEXISTENT_TENANT, f"tenant {name!r} does not exist"
         ) from None
-    return Ngsi(who, int(row["id"]))
+    acting = replace(
+        who, tenant_id=int(row["id"]), tenant=row["name"], is_operator=bool(row["is_operator"])
+    )
+    return Ngsi(acting)
 
 
 NgsiScope = Annotated[Ngsi, Depends(ngsi_scope)]
@@ -293,6 +298,17 @@ ENTITY_ANSWERS: dict[int | str, dict[str, Any]] = {
     409: {"description": "AlreadyExists"},
     415: {"description": "The body is neither application/json nor application/ld+json"},
     503: {"description": "LdContextNotAvailable: the @context cannot be had offline"},
+}
+READ_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **ENTITY_ANSWERS,
+    200: {
+        "description": "Entities in the representation asked for (Accept)",
+        "content": {JSON: {}, LD: {}, GEO: {}},
+    },
+}
+PARTIAL_ANSWER: dict[str, Any] = {
+    "description": "Some items failed: what succeeded and why each other one did not",
+    "content": {JSON: {}},
 }
 
 
@@ -392,9 +408,9 @@ NO_CONTEXT = _NoContext()
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """A write's tenant, body and active context (the caller's role checked)."""
+    """A write's author (in the tenant it acts on), body and active context (its role checked)."""
 
-    tenant_id: int
+    who: Principal
     body: Any
     ctx: Context
 
@@ -408,7 +424,7 @@ async def ngsi_write(
     body, ctx = await read_body(
         request, loader, settings.max_body_bytes, merge_patch=request.method == "PATCH"
     )
-    return Write(scope.tenant_id, body, ctx)
+    return Write(scope.who, body, ctx)
 
 
 NgsiWrite = Annotated[Write, Depends(ngsi_write)]

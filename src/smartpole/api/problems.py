@@ -192,12 +192,17 @@ def _own_body(answer: dict[str, Any]) -> bool:
     )
 
 
+# NGSI-LD routes answer the standard's problem types as application/json (ETSI GS CIM 009,
+# clause 6.3.2); smartpole's own refusals on them (401, 403, 413, 500) stay problem+json.
+STANDARD_ERRORS_PREFIX = "/ngsi-ld/"
+
+
 def declare(document: dict[str, Any]) -> None:
     """Declare the problem answers of every operation of an OpenAPI document: the statuses its
     traits imply (see :func:`_statuses`) and any error status a route names itself
     (``responses={408: {...}}``), each with the problem+json body it really has. FastAPI's own
     422 (an ``application/json`` validation error) is replaced: ours is a problem too."""
-    for operations in document.get("paths", {}).values():
+    for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
             answers: dict[str, Any] = operation.setdefault("responses", {})
             for status in _statuses(method, operation):
@@ -209,6 +214,9 @@ def declare(document: dict[str, Any]) -> None:
                     if answer.get("description") in (None, "Validation Error"):
                         answer["description"] = ANSWERS.get(int(code), "Error")
                     answer["content"] = _problem_answer(answer["description"])["content"]
+                    if path.startswith(STANDARD_ERRORS_PREFIX):
+                        schema = {"$ref": "#/components/schemas/Problem"}
+                        answer["content"]["application/json"] = {"schema": schema}
             operation["responses"] = dict(sorted(answers.items()))
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):

@@ -7,10 +7,11 @@ results, and raises :class:`~smartpole.ngsild.errors.NgsiLdError` with the stand
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from smartpole.model.clock import now_ms
 from smartpole.ngsild.context import Context
@@ -23,12 +24,13 @@ from smartpole.ngsild.entities import (
     parse_attributes,
     parse_entity,
 )
-from smartpole.ngsild.errors import NgsiLdError
+from smartpole.ngsild.errors import NgsiLdError, ProblemType
 from smartpole.ngsild.geo import GeoQuery
 from smartpole.ngsild.query import Predicate
 from smartpole.ngsild.store import EntityFilter, EntityStore
+from smartpole.registry.access import Principal
 
-__all__ = ["NULL", "BatchResult", "ContextBroker", "EntityQuery", "UpdateResult"]
+__all__ = ["NULL", "BatchResult", "ContextBroker", "EntityQuery", "OwnSource", "UpdateResult"]
 
 NULL = "urn:ngsi-ld:null"  # a merge's value that deletes the attribute
 MAX_LIMIT = 1000
@@ -93,33 +95,72 @@ def _stamp_all(attrs: dict[str, list[Attribute]], now: int) -> None:
             attribute.stamped(now)
 
 
-class ContextBroker:
-    """NGSI-LD operations over the entities of the ``ngsi_entities`` table."""
+class OwnSource(Protocol):
+    """smartpole's own poles and devices as read-only entities (``ngsild.own``)."""
 
-    def __init__(self, store: EntityStore, clock: Callable[[], int] = now_ms) -> None:
+    def owns(self, entity_id: str) -> bool:
+        """Whether the id is in smartpole's own namespace."""
+        ...
+
+    def get(self, who: Principal, entity_id: str) -> Entity | None:
+        """The entity, if the caller sees it."""
+        ...
+
+    def scan(self, who: Principal, f: EntityFilter) -> list[Entity]:
+        """Entities that may match ``f``, in id order."""
+        ...
+
+    def types(self, who: Principal) -> dict[str, set[str]]:
+        """Entity types with their attributes."""
+        ...
+
+
+class ContextBroker:
+    """NGSI-LD operations over smartpole's own entities (read-only) and those other systems
+    create (the ``ngsi_entities`` table), as one set per tenant."""
+
+    def __init__(
+        self,
+        store: EntityStore,
+        own: OwnSource | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
         self.store = store
+        self.own = own
         self.clock = clock
+
+    def _writable(self, entity_id: str) -> None:
+        if self.own is not None and self.own.owns(entity_id):
+            raise NgsiLdError(
+                ProblemType.OPERATION_NOT_SUPPORTED,
+                f"{entity_id} is one of smartpole's own poles or devices: read-only through "
+                "NGSI-LD (change it through smartpole's registry)",
+            )
 
     # Entities -----------------------------------------------------------------------------
 
-    def create(self, tenant_id: int, body: Any, ctx: Context) -> Entity:
+    def create(self, who: Principal, body: Any, ctx: Context) -> Entity:
         """Create an entity (AlreadyExists when its id is taken)."""
         entity = parse_entity(body, ctx)
+        self._writable(entity.id)
         now = self.clock()
         entity.created_at = entity.modified_at = now
         _stamp_all(entity.attrs, now)
-        self.store.create(tenant_id, entity)
+        self.store.create(who.tenant_id, entity)
         return entity
 
-    def retrieve(self, tenant_id: int, entity_id: str) -> Entity:
+    def retrieve(self, who: Principal, entity_id: str) -> Entity:
         """One entity (ResourceNotFound when there is none)."""
         check_id(entity_id)
-        entity = self.store.get(tenant_id, entity_id)
+        if self.own is not None and self.own.owns(entity_id):
+            entity = self.own.get(who, entity_id)
+        else:
+            entity = self.store.get(who.tenant_id, entity_id)
         if entity is None:
             raise NgsiLdError.not_found(f"entity {entity_id} not found")
         return entity
 
-    def query(self, tenant_id: int, query: EntityQuery) -> tuple[list[Entity], int]:
+    def query(self, who: Principal, query: EntityQuery) -> tuple[list[Entity], int]:
         """The page of matching entities (id order) and how many match in all."""
         if query.is_empty():
             raise NgsiLdError.bad_data(
@@ -134,7 +175,11 @@ class ContextBroker:
         )
         page: list[Entity] = []
         total = 0
-        for entity in self.store.scan(tenant_id, narrowed):
+        found = self.store.scan(who.tenant_id, narrowed)
+        if self.own is not None:
+            own = self.own.scan(who, narrowed)
+            found = heapq.merge(own, found, key=lambda e: e.id) if own else found
+        for entity in found:
             if not query.matches(entity):
                 continue
             if query.offset <= total < query.offset + query.limit:
@@ -142,15 +187,17 @@ class ContextBroker:
             total += 1
         return page, total
 
-    def delete(self, tenant_id: int, entity_id: str) -> None:
+    def delete(self, who: Principal, entity_id: str) -> None:
         """Delete an entity (ResourceNotFound when there is none)."""
         check_id(entity_id)
-        if not self.store.delete(tenant_id, entity_id):
+        self._writable(entity_id)
+        if not self.store.delete(who.tenant_id, entity_id):
             raise NgsiLdError.not_found(f"entity {entity_id} not found")
 
-    def replace(self, tenant_id: int, entity_id: str, body: Any, ctx: Context) -> None:
+    def replace(self, who: Principal, entity_id: str, body: Any, ctx: Context) -> None:
         """Replace an entity's type and attributes, keeping its creation time."""
         check_id(entity_id)
+        self._writable(entity_id)
         if isinstance(body, dict) and body.get("id", entity_id) != entity_id:
             raise NgsiLdError.bad_data("the body's id differs from the URL's")
         if isinstance(body, dict):
@@ -165,12 +212,13 @@ class ContextBroker:
             entity.scopes = new.scopes
             entity.modified_at = now
 
-        self.store.change(tenant_id, entity_id, change)
+        self.store.change(who.tenant_id, entity_id, change)
 
-    def merge(self, tenant_id: int, entity_id: str, body: Any, ctx: Context) -> None:
+    def merge(self, who: Principal, entity_id: str, body: Any, ctx: Context) -> None:
         """Merge attributes into an entity: new ones added, existing ones merged member by
         member, ``urn:ngsi-ld:null`` deleting one."""
         check_id(entity_id)
+        self._writable(entity_id)
         if not isinstance(body, dict):
             raise NgsiLdError.bad_data("a merge needs a JSON object")
         if body.get("id", entity_id) != entity_id:
@@ -201,15 +249,16 @@ class ContextBroker:
                 entity.scopes = parse_entity({"id": entity_id, **body}, ctx).scopes
             entity.modified_at = now
 
-        self.store.change(tenant_id, entity_id, change)
+        self.store.change(who.tenant_id, entity_id, change)
 
     # Attributes ---------------------------------------------------------------------------
 
     def append(
-        self, tenant_id: int, entity_id: str, body: Any, ctx: Context, *, overwrite: bool = True
+        self, who: Principal, entity_id: str, body: Any, ctx: Context, *, overwrite: bool = True
     ) -> UpdateResult:
         """Add attributes (``overwrite`` False: existing ones are left alone and reported)."""
         check_id(entity_id)
+        self._writable(entity_id)
         attrs = self._attrs_of(body, ctx, entity_id)
         now = self.clock()
 
@@ -230,12 +279,13 @@ class ContextBroker:
             entity.modified_at = now
             return result
 
-        result: UpdateResult = self.store.change(tenant_id, entity_id, change)
+        result: UpdateResult = self.store.change(who.tenant_id, entity_id, change)
         return result
 
-    def update(self, tenant_id: int, entity_id: str, body: Any, ctx: Context) -> UpdateResult:
+    def update(self, who: Principal, entity_id: str, body: Any, ctx: Context) -> UpdateResult:
         """Replace attributes that exist; the others are reported as not updated."""
         check_id(entity_id)
+        self._writable(entity_id)
         attrs = self._attrs_of(body, ctx, entity_id)
         now = self.clock()
 
@@ -253,15 +303,16 @@ class ContextBroker:
                 entity.modified_at = now
             return result
 
-        result: UpdateResult = self.store.change(tenant_id, entity_id, change)
+        result: UpdateResult = self.store.change(who.tenant_id, entity_id, change)
         return result
 
     def patch_attribute(
-        self, tenant_id: int, entity_id: str, name: str, body: Any, ctx: Context
+        self, who: Principal, entity_id: str, name: str, body: Any, ctx: Context
     ) -> None:
         """Partial update of one attribute: its members merged (ResourceNotFound when the
         entity or the attribute is missing)."""
         check_id(entity_id)
+        self._writable(entity_id)
         if not isinstance(body, dict):
             raise NgsiLdError.bad_data("an attribute update needs a JSON object")
         iri = ctx.expand(name)
@@ -280,13 +331,14 @@ class ContextBroker:
             entity.put(iri, _merged(old, new, now))
             entity.modified_at = now
 
-        self.store.change(tenant_id, entity_id, change)
+        self.store.change(who.tenant_id, entity_id, change)
 
     def replace_attribute(
-        self, tenant_id: int, entity_id: str, name: str, body: Any, ctx: Context
+        self, who: Principal, entity_id: str, name: str, body: Any, ctx: Context
     ) -> None:
         """Replace one attribute instance as a whole (ResourceNotFound when missing)."""
         check_id(entity_id)
+        self._writable(entity_id)
         iri = ctx.expand(name)
         new = parse_attribute(name, body, ctx)
         now = self.clock()
@@ -298,11 +350,11 @@ class ContextBroker:
             entity.put(iri, new.stamped(now, old.created_at))
             entity.modified_at = now
 
-        self.store.change(tenant_id, entity_id, change)
+        self.store.change(who.tenant_id, entity_id, change)
 
     def delete_attribute(
         self,
-        tenant_id: int,
+        who: Principal,
         entity_id: str,
         name: str,
         ctx: Context,
@@ -312,6 +364,7 @@ class ContextBroker:
     ) -> None:
         """Delete an attribute's default instance, one dataset or all of them."""
         check_id(entity_id)
+        self._writable(entity_id)
         iri = ctx.expand(name)
         now = self.clock()
 
@@ -333,7 +386,7 @@ class ContextBroker:
                     del entity.attrs[iri]
             entity.modified_at = now
 
-        self.store.change(tenant_id, entity_id, change)
+        self.store.change(who.tenant_id, entity_id, change)
 
     def _attrs_of(self, body: Any, ctx: Context, entity_id: str) -> dict[str, list[Attribute]]:
         if not isinstance(body, dict):
@@ -344,7 +397,7 @@ class ContextBroker:
 
     # Batch operations ---------------------------------------------------------------------
 
-    def batch_create(self, tenant_id: int, bodies: Any, ctx: Context) -> BatchResult:
+    def batch_create(self, who: Principal, bodies: Any, ctx: Context) -> BatchResult:
         """Create many entities; each that fails is reported, the others are created."""
         result = BatchResult()
         parsed = self._parse_batch(bodies, ctx, result)
@@ -352,7 +405,7 @@ class ContextBroker:
         for entity in parsed:
             entity.created_at = entity.modified_at = now
             _stamp_all(entity.attrs, now)
-        taken = set(self.store.create_many(tenant_id, parsed))
+        taken = set(self.store.create_many(who.tenant_id, parsed))
         for entity in parsed:
             if entity.id in taken:
                 result.errors.append(
@@ -363,14 +416,14 @@ class ContextBroker:
         return result
 
     def batch_upsert(
-        self, tenant_id: int, bodies: Any, ctx: Context, *, replace: bool = True
+        self, who: Principal, bodies: Any, ctx: Context, *, replace: bool = True
     ) -> tuple[BatchResult, list[str]]:
         """Create the entities that do not exist, and replace (or update, ``replace`` False)
         those that do. Returns the outcome and the ids that were created."""
         result = BatchResult()
         parsed = self._parse_batch(bodies, ctx, result)
         now = self.clock()
-        existing = self.store.get_many(tenant_id, [e.id for e in parsed])
+        existing = self.store.get_many(who.tenant_id, [e.id for e in parsed])
         fresh: list[Entity] = []
         changed: list[Entity] = []
         for entity in parsed:
@@ -391,8 +444,8 @@ class ContextBroker:
                 old.types = list(dict.fromkeys([*old.types, *entity.types]))
             old.modified_at = now
             changed.append(old)
-        raced = set(self.store.create_many(tenant_id, fresh))
-        self.store.save_many(tenant_id, changed)
+        raced = set(self.store.create_many(who.tenant_id, fresh))
+        self.store.save_many(who.tenant_id, changed)
         made = [e.id for e in fresh if e.id not in raced]
         for entity in parsed:
             if entity.id in raced:
@@ -401,11 +454,11 @@ class ContextBroker:
                 result.success.append(entity.id)
         return result, made
 
-    def batch_update(self, tenant_id: int, bodies: Any, ctx: Context) -> BatchResult:
+    def batch_update(self, who: Principal, bodies: Any, ctx: Context) -> BatchResult:
         """Update attributes of existing entities (``noOverwrite`` not applied)."""
         result = BatchResult()
         parsed = self._parse_batch(bodies, ctx, result, id_only=True)
-        existing = self.store.get_many(tenant_id, [e.id for e in parsed])
+        existing = self.store.get_many(who.tenant_id, [e.id for e in parsed])
         now = self.clock()
         changed: list[Entity] = []
         for entity in parsed:
@@ -423,10 +476,10 @@ class ContextBroker:
             old.modified_at = now
             changed.append(old)
             result.success.append(entity.id)
-        self.store.save_many(tenant_id, changed)
+        self.store.save_many(who.tenant_id, changed)
         return result
 
-    def batch_delete(self, tenant_id: int, ids: Any) -> BatchResult:
+    def batch_delete(self, who: Principal, ids: Any) -> BatchResult:
         """Delete entities by id."""
         if not isinstance(ids, list) or not ids:
             raise NgsiLdError.bad_data("a batch delete needs a non-empty array of entity ids")
@@ -437,9 +490,12 @@ class ContextBroker:
         for raw in ids:
             try:
                 valid.append(check_id(raw))
+                self._writable(raw)
             except NgsiLdError as err:
+                if valid and valid[-1] == raw:
+                    valid.pop()
                 result.errors.append((str(raw), err))
-        found = self.store.delete_many(tenant_id, valid)
+        found = self.store.delete_many(who.tenant_id, valid)
         for entity_id in valid:
             if entity_id in found:
                 result.success.append(entity_id)
@@ -467,6 +523,12 @@ class ContextBroker:
             except NgsiLdError as err:
                 result.errors.append((str(entity_id), err))
                 continue
+            if self.own is not None and self.own.owns(entity.id):
+                try:
+                    self._writable(entity.id)
+                except NgsiLdError as err:
+                    result.errors.append((entity.id, err))
+                continue
             if entity.id in parsed:  # the same id twice: the later one wins, as in a loop
                 parsed[entity.id].attrs.update(entity.attrs)
                 continue
@@ -475,9 +537,12 @@ class ContextBroker:
 
     # Types and attributes -----------------------------------------------------------------
 
-    def types(self, tenant_id: int) -> dict[str, set[str]]:
+    def types(self, who: Principal) -> dict[str, set[str]]:
         """Every entity type with the attributes its entities have."""
-        return self.store.types(tenant_id)
+        found = self.store.types(who.tenant_id)
+        for type_iri, attrs in (self.own.types(who) if self.own is not None else {}).items():
+            found.setdefault(type_iri, set()).update(attrs)
+        return found
 
 
 def _member(attribute: Attribute) -> str:

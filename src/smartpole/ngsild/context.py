@@ -6,8 +6,9 @@ header). The broker keeps the IRIs and answers in the caller's terms.
 
 * The core context (ETSI GS CIM 009, annex B) ships in the package and is never fetched; any of
   its published URLs names it. Its terms always win over a caller's (it is ``@protected``).
-* smartpole's own context (the Smart Data Models terms of what it publishes) ships beside it and
-  is served at ``/ngsi-ld/v1/jsonldContexts/smartpole-context.jsonld``.
+* smartpole's own context (the Smart Data Models terms of what it publishes, built from
+  :mod:`smartpole.ngsild.models`) is served at
+  ``/ngsi-ld/v1/jsonldContexts/smartpole-context.jsonld``.
 * ``ngsi_ld_contexts`` names a JSON file mapping context URLs to local files: those are read from
   disk, never fetched (air-gapped sites).
 * Any other URL is fetched once and cached, only when ``ngsi_ld_offline`` is off and its host is
@@ -36,11 +37,11 @@ import httpx
 import orjson
 
 from smartpole.ngsild.errors import NgsiLdError, ProblemType
+from smartpole.ngsild.models import context_document
 
 __all__ = [
     "CORE_URL",
     "LINK_REL",
-    "OWN_CONTEXTS",
     "Context",
     "ContextLoader",
     "Fetch",
@@ -58,7 +59,6 @@ _CORE_URL_RE = re.compile(
 )
 LINK_REL = "http://www.w3.org/ns/json-ld#context"
 OWN_PATH = "/ngsi-ld/v1/jsonldContexts/"
-OWN_CONTEXTS = ("smartpole-context.jsonld",)
 MAX_DOCUMENT = 1 << 20  # bytes of a fetched context
 MAX_DEPTH = 8  # contexts that name contexts
 _CACHED = 512
@@ -91,7 +91,7 @@ def _load(name: str) -> dict[str, Any]:
 
 
 _CORE = _load("ngsi-ld-core-context.jsonld")
-_OWN = {name: _load(name) for name in OWN_CONTEXTS}
+_OWN = {"smartpole-context.jsonld": context_document()}
 
 
 def core_document() -> dict[str, Any]:

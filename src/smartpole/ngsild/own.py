@@ -1,0 +1,283 @@
+"""smartpole's own poles and devices as NGSI-LD entities, read as they are from the registry
+and the latest values: nothing is copied, so a reading that arrives over MQTT is visible at
+once. They are read-only through NGSI-LD (they are changed through smartpole's registry).
+
+Ids: ``urn:ngsi-ld:<Type>:smartpole:<device name>`` for a device (``Streetlight``,
+``AirQualityObserved``, … see :mod:`smartpole.ngsild.models`) and
+``urn:ngsi-ld:Pole:smartpole:<pole code>`` for a pole, which links its devices (``hasDevice``);
+a device links its pole (``refPole``) and stands at its position (``location``). A caller sees
+the poles and devices its tenant sees in smartpole (a telecom its own small cells and the poles
+they are on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote, unquote
+
+from sqlalchemy import and_
+
+from smartpole.model.catalog import CATALOG
+from smartpole.model.devices import Device
+from smartpole.model.poles import Pole
+from smartpole.model.types import DeviceKind, Value
+from smartpole.ngsild.entities import Attribute, Entity, iso
+from smartpole.ngsild.models import (
+    CONTEXT_TERMS,
+    OWN_NAMESPACE,
+    POLE_TYPE,
+    attribute_of,
+    type_of,
+)
+from smartpole.ngsild.store import EntityFilter
+from smartpole.registry.access import Principal
+from smartpole.registry.assets import Assets, PoleFilter, pole_of
+from smartpole.store.schema import devices, poles
+
+__all__ = ["LatestValues", "OwnEntities", "is_own"]
+
+MARK = "smartpole"
+LOCATION = "https://uri.etsi.org/ngsi-ld/location"
+_OBSERVED = frozenset(
+    {"AirQualityObserved", "WeatherObserved", "NoiseLevelObserved"}
+)  # models with a dateObserved
+_TYPE_BY_IRI = {CONTEXT_TERMS[name]: name for name in CONTEXT_TERMS if name[:1].isupper()}
+
+
+class LatestValues(Protocol):
+    """The newest reading of each key of some devices (the store's ``latest``)."""
+
+    def latest(
+        self, device_ids: Sequence[int], keys: Sequence[str] | None = None
+    ) -> dict[int, dict[str, tuple[int, Value]]]:
+        """Newest ``(ts, value)`` per device and key."""
+        ...
+
+
+def _term(name: str) -> str:
+    return CONTEXT_TERMS.get(name) or OWN_NAMESPACE + quote(name, safe="")
+
+
+def device_id(device: Device) -> str:
+    """The entity id of a device."""
+    return f"urn:ngsi-ld:{type_of(device.kind)}:{MARK}:{quote(device.name, safe='-._~')}"
+
+
+def pole_id(code: str) -> str:
+    """The entity id of a pole."""
+    return f"urn:ngsi-ld:{POLE_TYPE}:{MARK}:{quote(code, safe='-._~')}"
+
+
+@dataclass(frozen=True, slots=True)
+class _OwnId:
+    entity_type: str
+    local: str  # a device's name or a pole's code
+
+
+def _parse(entity_id: str) -> _OwnId | None:
+    parts = entity_id.split(":", 4)
+    if len(parts) != 5 or parts[:2] != ["urn", "ngsi-ld"] or parts[3] != MARK:
+        return None
+    return _OwnId(parts[2], unquote(parts[4]))
+
+
+def is_own(entity_id: str) -> bool:
+    """Whether an id is in smartpole's own namespace (``urn:ngsi-ld:<Type>:smartpole:…``)."""
+    return _parse(entity_id) is not None
+
+
+def _prop(value: Any, at: int, unit: str | None = None, *, observed: bool = False) -> Attribute:
+    return Attribute("Property", value, None, at if observed else None, unit, {}, at, at)
+
+
+class OwnEntities:
+    """Poles and devices of the registry as entities, with their devices' latest readings."""
+
+    def __init__(self, assets: Assets, latest: LatestValues) -> None:
+        self.assets = assets
+        self.latest = latest
+
+    # -- one entity ---------------------------------------------------------------------------
+
+    def owns(self, entity_id: str) -> bool:
+        """Whether the id is in smartpole's own namespace."""
+        return is_own(entity_id)
+
+    def get(self, who: Principal, entity_id: str) -> Entity | None:
+        """The entity of that id if it is one of smartpole's and the caller sees it."""
+        own = _parse(entity_id)
+        if own is None:
+            return None
+        if own.entity_type == POLE_TYPE:
+            found = self._poles(who, codes=[own.local])
+        else:
+            found = self._devices(who, names=[own.local])
+        return next((e for e in found if e.id == entity_id), None)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def scan(self, who: Principal, f: EntityFilter) -> list[Entity]:
+        """The caller's own-namespace entities that may match ``f``, in id order."""
+        wanted = None
+        if f.types is not None:
+            wanted = {_TYPE_BY_IRI[t] for t in f.types if t in _TYPE_BY_IRI}
+            if not wanted:
+                return []
+        ids = [p for p in (_parse(i) for i in f.ids or ()) if p is not None]
+        if f.ids is not None and not ids:
+            return []
+        found: list[Entity] = []
+        if wanted is None or POLE_TYPE in wanted:
+            codes = [i.local for i in ids if i.entity_type == POLE_TYPE] if f.ids else None
+            if codes is None or codes:
+                found += self._poles(who, codes=codes, box=f.box)
+        if wanted is None or wanted - {POLE_TYPE}:
+            names = [i.local for i in ids if i.entity_type != POLE_TYPE] if f.ids else None
+            if names is None or names:
+                kinds = None if wanted is None else _kinds_of(wanted)
+                found += self._devices(who, names=names, kinds=kinds, box=f.box)
+        if f.id_pattern is not None:
+            found = [e for e in found if f.id_pattern.fullmatch(e.id)]
+        if wanted is not None:
+            iris = {CONTEXT_TERMS[t] for t in wanted}
+            found = [e for e in found if iris & set(e.types)]
+        return sorted(found, key=lambda e: e.id)
+
+    def types(self, who: Principal) -> dict[str, set[str]]:
+        """The entity types the caller's poles and devices have, with their attributes."""
+        out: dict[str, set[str]] = {}
+        for entity in self.scan(who, EntityFilter()):
+            for type_iri in entity.types:
+                out.setdefault(type_iri, set()).update(entity.attrs)
+        return out
+
+    # -- building entities ---------------------------------------------------------------------
+
+    def _poles(
+        self,
+        who: Principal,
+        *,
+        codes: Sequence[str] | None = None,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> list[Entity]:
+        query = self.assets.pole_query(who, PoleFilter())
+        if codes is not None:
+            query = query.where(poles.c.code.in_(codes))
+        if box is not None:
+            query = query.where(_inside(poles.c.lon, poles.c.lat, box))
+        with self.assets.engine.connect() as conn:
+            rows = [pole_of(r) for r in conn.execute(query)]
+        if not rows:
+            return []
+        mounted: dict[int, list[str]] = {}
+        device_query = self.assets.device_query(who).where(
+            devices.c.pole_id.in_([p.id for p in rows])
+        )
+        with self.assets.engine.connect() as conn:
+            for device in conn.execute(device_query):
+                mounted.setdefault(device.pole_id, []).append(device_id(_as_device(device)))
+        return [_pole_entity(p, sorted(mounted.get(p.id, []))) for p in rows]
+
+    def _devices(
+        self,
+        who: Principal,
+        *,
+        names: Sequence[str] | None = None,
+        kinds: Iterable[DeviceKind] | None = None,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> list[Entity]:
+        query = self.assets.device_query(who).add_columns(poles.c.lat, poles.c.lon)
+        if names is not None:
+            query = query.where(devices.c.name.in_(names))
+        if kinds is not None:
+            query = query.where(devices.c.kind.in_([k.value for k in kinds]))
+        if box is not None:
+            query = query.where(_inside(poles.c.lon, poles.c.lat, box))
+        with self.assets.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            return []
+        latest = self.latest.latest([r.id for r in rows])
+        return [_device_entity(_as_device(r), r.lat, r.lon, latest.get(r.id, {})) for r in rows]
+
+
+def _as_device(row: Any) -> Device:
+    return Device(
+        row.id,
+        row.name,
+        DeviceKind(row.kind),
+        row.model,
+        row.profile,
+        row.owner_id,
+        row.owner,
+        row.pole_id,
+        row.pole,
+        row.port,
+        row.token_hint,
+        row.last_seen,
+        row.created,
+    )
+
+
+def _inside(lon: Any, lat: Any, box: tuple[float, float, float, float]) -> Any:
+    min_lon, min_lat, max_lon, max_lat = box
+    return and_(lon >= min_lon, lon <= max_lon, lat >= min_lat, lat <= max_lat)
+
+
+def _kinds_of(types: set[str]) -> set[DeviceKind]:
+    return {kind for kind in DeviceKind if type_of(kind) in types}
+
+
+def _point(lat: float, lon: float, at: int) -> Attribute:
+    return Attribute(
+        "GeoProperty", {"type": "Point", "coordinates": [lon, lat]}, None, None, None, {}, at, at
+    )
+
+
+def _pole_entity(pole: Pole, mounted: list[str]) -> Entity:
+    attrs: dict[str, list[Attribute]] = {
+        _term("name"): [_prop(pole.name or pole.code, pole.created)],
+        LOCATION: [_point(pole.lat, pole.lon, pole.created)],
+        _term("address"): [
+            _prop({"addressLocality": pole.district, "streetAddress": pole.road}, pole.created)
+        ],
+    }
+    if pole.height_m is not None:
+        attrs[_term("height")] = [_prop(pole.height_m, pole.created, "MTR")]
+    if pole.installed is not None:
+        attrs[_term("dateInstalled")] = [_prop(pole.installed.isoformat(), pole.created)]
+    if mounted:
+        attrs[_term("hasDevice")] = [
+            Attribute("Relationship", mounted, None, None, None, {}, pole.created, pole.created)
+        ]
+    return Entity(pole_id(pole.code), [_term(POLE_TYPE)], attrs, None, pole.created, pole.created)
+
+
+def _device_entity(
+    device: Device, lat: float | None, lon: float | None, latest: dict[str, tuple[int, Value]]
+) -> Entity:
+    entity_type = type_of(device.kind)
+    created = device.created
+    attrs: dict[str, list[Attribute]] = {_term("name"): [_prop(device.name, created)]}
+    if entity_type == "Device":
+        attrs[_term("deviceCategory")] = [_prop([device.kind.value], created)]
+    if device.pole is not None and lat is not None and lon is not None:
+        attrs[LOCATION] = [_point(lat, lon, created)]
+        attrs[_term("refPole")] = [
+            Attribute("Relationship", pole_id(device.pole), None, None, None, {}, created, created)
+        ]
+    newest = 0
+    measured = CATALOG[device.kind].keys if device.kind in CATALOG else {}
+    for key, (ts, value) in sorted(latest.items()):
+        mapped = attribute_of(device.kind, key)
+        shown = mapped.convert(value) if mapped.convert is not None else value
+        attrs[_term(mapped.name)] = [_prop(shown, ts, mapped.unit, observed=True)]
+        if key in measured:  # not the platform's own keys (online)
+            newest = max(newest, ts)
+    if entity_type in _OBSERVED and newest:
+        attrs[_term("dateObserved")] = [_prop(iso(newest), newest)]
+    return Entity(
+        device_id(device), [_term(entity_type)], attrs, None, created, max(created, newest)
+    )

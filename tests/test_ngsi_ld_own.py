@@ -1,0 +1,224 @@
+"""smartpole's own poles and devices through NGSI-LD: Smart Data Models entities built from the
+registry and the latest readings (a reading sent over MQTT is there at once), per tenant,
+read-only (on both engines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from fixtures_api import City, make_device, make_pole
+from mqtt_client import V5, Device
+from smartpole.app import Platform
+from smartpole.model.catalog import CATALOG
+from smartpole.model.types import Role
+from smartpole.ngsild.models import attribute_of, type_of
+
+BASE = "/ngsi-ld/v1"
+OWN_CONTEXT = "http://smartpole.test/ngsi-ld/v1/jsonldContexts/smartpole-context.jsonld"
+LINK = {"Link": f'<{OWN_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"'}
+
+
+async def send(platform: Platform, token: str, values: dict[str, Any]) -> None:
+    """Publish telemetry over MQTT (QoS 1: acknowledged after the commit)."""
+    device = Device(platform.mqtt[0].mqtt_port, token, V5)
+    await device.connect()
+    try:
+        await device.publish("v1/devices/me/telemetry", values)
+    finally:
+        await device.close()
+
+
+async def entity(client: httpx.AsyncClient, auth: dict[str, str], entity_id: str) -> Any:
+    r = await client.get(f"{BASE}/entities/{entity_id}", headers={**auth, **LINK})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_a_lamp_is_a_streetlight_with_its_latest_readings(
+    client: httpx.AsyncClient, city: City, platform: Platform
+) -> None:
+    pole = await make_pole(client, city, "FU-SN-0001", name="Shennan 1")
+    lamp = await make_device(client, city, "lighting", "lamp", pole, name="FU-SN-0001-lamp")
+    auth = city.auth("lighting", Role.VIEWER)
+    lamp_id = "urn:ngsi-ld:Streetlight:smartpole:FU-SN-0001-lamp"
+    got = await entity(client, auth, lamp_id)
+    assert got["type"] == "Streetlight"
+    assert got["refPole"] == {
+        "type": "Relationship",
+        "object": "urn:ngsi-ld:Pole:smartpole:FU-SN-0001",
+    }
+    assert got["location"]["value"] == {"type": "Point", "coordinates": [114.05, 22.54]}
+    assert "powerState" not in got  # nothing reported yet
+    await send(
+        platform,
+        lamp["token"],
+        {"ts": 1_765_000_000_000, "values": {"on": True, "dim": 60, "power": 88.5}},
+    )
+    got = await entity(client, auth, lamp_id)
+    assert got["powerState"] == {
+        "type": "Property",
+        "value": "on",
+        "observedAt": "2025-12-06T05:46:40.000Z",
+    }
+    assert got["illuminanceLevel"]["value"] == 0.6
+    assert got["power"] == {
+        "type": "Property",
+        "value": 88.5,
+        "observedAt": "2025-12-06T05:46:40.000Z",
+        "unitCode": "WTT",
+    }
+    # the same entity, keyValues, without smartpole's context: full IRIs for its terms
+    r = await client.get(
+        f"{BASE}/entities/{lamp_id}", params={"options": "keyValues"}, headers=auth
+    )
+    plain = r.json()
+    assert plain["type"] == "https://smartdatamodels.org/dataModel.Streetlighting/Streetlight"
+    assert plain["https://smartdatamodels.org/dataModel.Streetlighting/powerState"] == "on"
+
+
+async def test_an_air_sensor_and_its_pole_link_each_other(
+    client: httpx.AsyncClient, city: City, platform: Platform
+) -> None:
+    pole = await make_pole(client, city, "FU-SN-0002")
+    air = await make_device(client, city, "city", "air", pole, name="FU-SN-0002-air")
+    await make_device(client, city, "telecom", "small_cell", pole, name="FU-SN-0002-5g")
+    await send(platform, air["token"], {"ts": 1_765_000_000_000, "values": {"pm25": 35, "aqi": 50}})
+    auth = city.auth("city")
+    got = await entity(client, auth, "urn:ngsi-ld:AirQualityObserved:smartpole:FU-SN-0002-air")
+    assert got["pm25"]["unitCode"] == "GQ"
+    assert got["airQualityIndex"]["value"] == 50
+    assert got["dateObserved"]["value"] == "2025-12-06T05:46:40.000Z"
+    pole_entity = await entity(client, auth, "urn:ngsi-ld:Pole:smartpole:FU-SN-0002")
+    assert pole_entity["type"] == "Pole"
+    assert pole_entity["hasDevice"]["object"] == [
+        "urn:ngsi-ld:AirQualityObserved:smartpole:FU-SN-0002-air",
+        "urn:ngsi-ld:Device:smartpole:FU-SN-0002-5g",
+    ]
+    # the telecom sees its small cell and the pole it is on, with only its own device
+    telecom = city.auth("telecom", Role.VIEWER)
+    pole_entity = await entity(client, telecom, "urn:ngsi-ld:Pole:smartpole:FU-SN-0002")
+    assert pole_entity["hasDevice"]["object"] == ["urn:ngsi-ld:Device:smartpole:FU-SN-0002-5g"]
+    r = await client.get(
+        f"{BASE}/entities/urn:ngsi-ld:AirQualityObserved:smartpole:FU-SN-0002-air", headers=telecom
+    )
+    assert r.status_code == 404
+    # queries: by type, by q over a reading, by place, merged with entities others created
+    r = await client.get(
+        f"{BASE}/entities",
+        params={"type": "AirQualityObserved", "q": "pm25>30"},
+        headers={**auth, **LINK},
+    )
+    assert [e["id"] for e in r.json()] == [
+        "urn:ngsi-ld:AirQualityObserved:smartpole:FU-SN-0002-air"
+    ]
+    r = await client.get(
+        f"{BASE}/entities",
+        params={"type": "AirQualityObserved", "q": "pm25>40"},
+        headers={**auth, **LINK},
+    )
+    assert r.json() == []
+    r = await client.post(
+        f"{BASE}/entities",
+        json={
+            "id": "urn:ngsi-ld:AirQualityObserved:bureau-7",
+            "type": "AirQualityObserved",
+            "pm25": {"type": "Property", "value": 80},
+            "location": {
+                "type": "GeoProperty",
+                "value": {"type": "Point", "coordinates": [114.0501, 22.5401]},
+            },
+        },
+        headers={**city.auth("city", Role.OPERATOR), **LINK},
+    )
+    assert r.status_code == 201, r.text
+    r = await client.get(
+        f"{BASE}/entities",
+        params={
+            "type": "AirQualityObserved",
+            "georel": "near;maxDistance==100",
+            "geometry": "Point",
+            "coordinates": "[114.05,22.54]",
+            "count": "true",
+        },
+        headers={**auth, **LINK},
+    )
+    assert [e["id"] for e in r.json()] == [
+        "urn:ngsi-ld:AirQualityObserved:bureau-7",
+        "urn:ngsi-ld:AirQualityObserved:smartpole:FU-SN-0002-air",
+    ]
+    assert r.headers["NGSILD-Results-Count"] == "2"
+    r = await client.get(f"{BASE}/types", headers={**auth, **LINK})
+    assert {"AirQualityObserved", "Device", "Pole"} <= set(r.json()["typeList"])
+
+
+async def test_smartpoles_own_entities_are_read_only(client: httpx.AsyncClient, city: City) -> None:
+    pole = await make_pole(client, city, "FU-SN-0003")
+    await make_device(client, city, "lighting", "lamp", pole, name="FU-SN-0003-lamp")
+    auth = city.auth("lighting", Role.ADMIN)
+    lamp_id = "urn:ngsi-ld:Streetlight:smartpole:FU-SN-0003-lamp"
+    r = await client.patch(
+        f"{BASE}/entities/{lamp_id}/attrs", json={"powerState": "off"}, headers=auth
+    )
+    assert r.status_code == 422
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/OperationNotSupported"
+    r = await client.delete(f"{BASE}/entities/{lamp_id}", headers=auth)
+    assert r.status_code == 422
+    r = await client.post(
+        f"{BASE}/entities",
+        json={"id": "urn:ngsi-ld:Streetlight:smartpole:new", "type": "Streetlight"},
+        headers=auth,
+    )
+    assert r.status_code == 422
+    r = await client.post(
+        f"{BASE}/entityOperations/upsert",
+        json=[
+            {"id": lamp_id, "type": "Streetlight"},
+            {"id": "urn:ngsi-ld:Thing:1", "type": "Thing"},
+        ],
+        headers=auth,
+    )
+    assert r.status_code == 207
+    assert r.json()["success"] == ["urn:ngsi-ld:Thing:1"]
+    assert (await client.get(f"{BASE}/entities/{lamp_id}", headers=auth)).status_code == 200
+
+
+async def test_the_own_context_names_every_attribute_it_publishes(
+    client: httpx.AsyncClient, city: City, platform: Platform
+) -> None:
+    r = await client.get(f"{BASE}/jsonldContexts/smartpole-context.jsonld")
+    terms = r.json()["@context"]
+    pole = await make_pole(client, city, "FU-SN-0004")
+    weather = await make_device(client, city, "city", "weather", pole, name="FU-SN-0004-wx")
+    await send(
+        platform,
+        weather["token"],
+        {"temperature": 21.5, "humidity": 40, "pressure": 1012, "wind_speed": 3, "rain": 0},
+    )
+    got = await entity(
+        client, city.auth("city"), "urn:ngsi-ld:WeatherObserved:smartpole:FU-SN-0004-wx"
+    )
+    names = set(got) - {"id", "type", "location"}  # location: a core term
+    assert names <= set(terms), names - set(terms)  # no name left as a full IRI
+    assert got["relativeHumidity"]["value"] == 0.4
+    assert got["atmosphericPressure"]["unitCode"] == "A97"
+
+
+def test_docs_give_the_mapping_of_every_catalog_key() -> None:
+    """docs/ngsi-ld.md prints what each key becomes; it says what the code does."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "ngsi-ld.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip().strip("`") for c in line.strip("|").split("|")]
+        if len(cells) == 6 and cells[0] in {k.value for k in CATALOG}:
+            rows[(cells[0], cells[2])] = cells
+    for kind, spec in CATALOG.items():
+        for key in spec.keys:
+            row = rows.get((kind.value, key))
+            assert row is not None, f"docs/ngsi-ld.md has no row for {kind.value} {key}"
+            mapped = attribute_of(kind, key)
+            assert row[1] == type_of(kind)
+            assert row[3] == mapped.name
+            assert row[4] == (mapped.unit or "—")

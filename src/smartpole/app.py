@@ -29,6 +29,7 @@ from smartpole.lighting.store import LightingStore
 from smartpole.metrics import Metrics
 from smartpole.ngsild.broker import ContextBroker
 from smartpole.ngsild.context import ContextLoader, fetch_over_http
+from smartpole.ngsild.history import TemporalBroker
 from smartpole.ngsild.own import OwnEntities
 from smartpole.ngsild.store import EntityStore
 from smartpole.registry.access import Tenants
@@ -142,6 +143,7 @@ class Platform:
         self.ngsi_ld = ContextBroker(
             EntityStore(self.db.engine), OwnEntities(self.assets, self.series)
         )
+        self.ngsi_ld_temporal = TemporalBroker(self.ngsi_ld)
         self.contexts = ContextLoader.from_file(
             settings.ngsi_ld_contexts,
             hosts=frozenset(h.strip() for h in settings.ngsi_ld_context_hosts.split(",") if h),
@@ -486,6 +488,7 @@ class Platform:
             forecasts=self.forecasts,
             lighting=self.lighting,
             ngsi_ld=self.ngsi_ld,
+            ngsi_ld_temporal=self.ngsi_ld_temporal,
             contexts=self.contexts,
             devices=self.devices,
             device_api=self.device_api,

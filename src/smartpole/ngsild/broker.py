@@ -28,6 +28,7 @@ from smartpole.ngsild.errors import NgsiLdError, ProblemType
 from smartpole.ngsild.geo import GeoQuery
 from smartpole.ngsild.query import Predicate
 from smartpole.ngsild.store import EntityFilter, EntityStore
+from smartpole.ngsild.temporal import Aggregated, TemporalQuery
 from smartpole.registry.access import Principal
 
 __all__ = ["NULL", "BatchResult", "ContextBroker", "EntityQuery", "OwnSource", "UpdateResult"]
@@ -114,6 +115,18 @@ class OwnSource(Protocol):
         """Entity types with their attributes."""
         ...
 
+    def history(
+        self, who: Principal, entities: Sequence[Entity], query: TemporalQuery
+    ) -> dict[str, dict[str, list[Attribute]]]:
+        """Per entity id and attribute IRI, the readings in the window as instances."""
+        ...
+
+    def aggregated(
+        self, who: Principal, entities: Sequence[Entity], query: TemporalQuery
+    ) -> dict[str, dict[str, Aggregated]]:
+        """Per entity id and attribute IRI, the aggregations per bucket."""
+        ...
+
 
 class ContextBroker:
     """NGSI-LD operations over smartpole's own entities (read-only) and those other systems
@@ -129,7 +142,8 @@ class ContextBroker:
         self.own = own
         self.clock = clock
 
-    def _writable(self, entity_id: str) -> None:
+    def check_writable(self, entity_id: str) -> None:
+        """OperationNotSupported for an id of smartpole's own (read-only) entities."""
         if self.own is not None and self.own.owns(entity_id):
             raise NgsiLdError(
                 ProblemType.OPERATION_NOT_SUPPORTED,
@@ -142,7 +156,7 @@ class ContextBroker:
     def create(self, who: Principal, body: Any, ctx: Context) -> Entity:
         """Create an entity (AlreadyExists when its id is taken)."""
         entity = parse_entity(body, ctx)
-        self._writable(entity.id)
+        self.check_writable(entity.id)
         now = self.clock()
         entity.created_at = entity.modified_at = now
         _stamp_all(entity.attrs, now)
@@ -190,14 +204,14 @@ class ContextBroker:
     def delete(self, who: Principal, entity_id: str) -> None:
         """Delete an entity (ResourceNotFound when there is none)."""
         check_id(entity_id)
-        self._writable(entity_id)
+        self.check_writable(entity_id)
         if not self.store.delete(who.tenant_id, entity_id):
             raise NgsiLdError.not_found(f"entity {entity_id} not found")
 
     def replace(self, who: Principal, entity_id: str, body: Any, ctx: Context) -> None:
         """Replace an entity's type and attributes, keeping its creation time."""
         check_id(entity_id)
-        self._writable(entity_id)
+        self.check_writable(entity_id)
         if isinstance(body, dict) and body.get("id", entity_id) != entity_id:
             raise NgsiLdError.bad_data("the body's id differs from the URL's")
         if isinstance(body, dict):
@@ -218,7 +232,7 @@ class ContextBroker:
         """Merge attributes into an entity: new ones added, existing ones merged member by
         member, ``urn:ngsi-ld:null`` deleting one."""
         check_id(entity_id)
-        self._writable(entity_id)
+        self.check_writable(entity_id)
         if not isinstance(body, dict):
             raise NgsiLdError.bad_data("a merge needs a JSON object")
         if body.get("id", entity_id) != entity_id:
@@ -258,7 +272,7 @@ class ContextBroker:
     ) -> UpdateResult:
         """Add attributes (``overwrite`` False: existing ones are left alone and reported)."""
         check_id(entity_id)
-        self._writable(entity_id)
+        self.check_writable(entity_id)
         attrs = self._attrs_of(body, ctx, entity_id)
         now = self.clock()
 
@@ -285,7 +299,7 @@ class ContextBroker:
     def update(self, who: Principal, entity_id: str, body: Any, ctx: Context) -> UpdateResult:
         """Replace attributes that exist; the others are reported as not updated."""
         check_id(entity_id)
-        self._writable(entity_id)
+        self.check_writable(entity_id)
         attrs = self._attrs_of(body, ctx, entity_id)
         now = self.clock()
 
@@ -312,7 +326,7 @@ class ContextBroker:
         """Partial update of one attribute: its members merged (ResourceNotFound when the
         entity or the attribute is missing)."""
         check_id(entity_id)
-        self._writable(entity_id)
+        self.check_writable(entity_id)
         if not isinstance(body, dict):
             raise NgsiLdError.bad_data("an attribute update needs a JSON object")
         iri = ctx.expand(name)
@@ -338,7 +352,7 @@ class ContextBroker:
     ) -> None:
         """Replace one attribute instance as a whole (ResourceNotFound when missing)."""
         check_id(entity_id)
-        self._writable(entity_id)
+        self.check_writable(entity_id)
         iri = ctx.expand(name)
         new = parse_attribute(name, body, ctx)
         now = self.clock()
@@ -364,7 +378,7 @@ class ContextBroker:
     ) -> None:
         """Delete an attribute's default instance, one dataset or all of them."""
         check_id(entity_id)
-        self._writable(entity_id)
+        self.check_writable(entity_id)
         iri = ctx.expand(name)
         now = self.clock()
 
@@ -490,7 +504,7 @@ class ContextBroker:
         for raw in ids:
             try:
                 valid.append(check_id(raw))
-                self._writable(raw)
+                self.check_writable(raw)
             except NgsiLdError as err:
                 if valid and valid[-1] == raw:
                     valid.pop()
@@ -525,7 +539,7 @@ class ContextBroker:
                 continue
             if self.own is not None and self.own.owns(entity.id):
                 try:
-                    self._writable(entity.id)
+                    self.check_writable(entity.id)
                 except NgsiLdError as err:
                     result.errors.append((entity.id, err))
                 continue

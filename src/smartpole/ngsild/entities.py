@@ -233,8 +233,11 @@ def parse_attribute(name: str, raw: Any, ctx: Context, *, top: bool = True) -> A
     return attribute
 
 
-def parse_attributes(body: dict[str, Any], ctx: Context) -> dict[str, list[Attribute]]:
-    """The attributes of a body (entity members skipped), each as a list of instances."""
+def parse_attributes(
+    body: dict[str, Any], ctx: Context, *, over_time: bool = False
+) -> dict[str, list[Attribute]]:
+    """The attributes of a body (entity members skipped), each as a list of instances: one
+    per datasetId, or (``over_time``, the temporal API) any number, one per moment."""
     attrs: dict[str, list[Attribute]] = {}
     for name, raw in body.items():
         if name in _ENTITY_MEMBERS:
@@ -244,7 +247,7 @@ def parse_attributes(body: dict[str, Any], ctx: Context) -> dict[str, list[Attri
         if not items:
             raise NgsiLdError.bad_data(f"attribute {name!r} is an empty array")
         parsed = [parse_attribute(name, item, ctx) for item in items]
-        if len({a.dataset_id for a in parsed}) != len(parsed):
+        if not over_time and len({a.dataset_id for a in parsed}) != len(parsed):
             raise NgsiLdError.bad_data(f"attribute {name!r} repeats a datasetId")
         attrs[ctx.expand(name)] = parsed
     return attrs

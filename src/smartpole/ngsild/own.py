@@ -13,8 +13,8 @@ they are on).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import quote, unquote
 
 from sqlalchemy import and_
@@ -28,15 +28,24 @@ from smartpole.ngsild.models import (
     CONTEXT_TERMS,
     OWN_NAMESPACE,
     POLE_TYPE,
+    Mapped,
     attribute_of,
     type_of,
 )
 from smartpole.ngsild.store import EntityFilter
+from smartpole.ngsild.temporal import (
+    MAX_INSTANCES,
+    STORE_KEPT,
+    Aggregated,
+    TemporalQuery,
+    aggregate,
+)
 from smartpole.registry.access import Principal
 from smartpole.registry.assets import Assets, PoleFilter, pole_of
+from smartpole.store.protocol import TimeSeries
 from smartpole.store.schema import devices, poles
 
-__all__ = ["LatestValues", "OwnEntities", "is_own"]
+__all__ = ["OwnEntities", "is_own"]
 
 MARK = "smartpole"
 LOCATION = "https://uri.etsi.org/ngsi-ld/location"
@@ -44,16 +53,6 @@ _OBSERVED = frozenset(
     {"AirQualityObserved", "WeatherObserved", "NoiseLevelObserved"}
 )  # models with a dateObserved
 _TYPE_BY_IRI = {CONTEXT_TERMS[name]: name for name in CONTEXT_TERMS if name[:1].isupper()}
-
-
-class LatestValues(Protocol):
-    """The newest reading of each key of some devices (the store's ``latest``)."""
-
-    def latest(
-        self, device_ids: Sequence[int], keys: Sequence[str] | None = None
-    ) -> dict[int, dict[str, tuple[int, Value]]]:
-        """Newest ``(ts, value)`` per device and key."""
-        ...
 
 
 def _term(name: str) -> str:
@@ -95,9 +94,9 @@ def _prop(value: Any, at: int, unit: str | None = None, *, observed: bool = Fals
 class OwnEntities:
     """Poles and devices of the registry as entities, with their devices' latest readings."""
 
-    def __init__(self, assets: Assets, latest: LatestValues) -> None:
+    def __init__(self, assets: Assets, readings: TimeSeries) -> None:
         self.assets = assets
-        self.latest = latest
+        self.readings = readings
 
     # -- one entity ---------------------------------------------------------------------------
 
@@ -153,6 +152,99 @@ class OwnEntities:
                 out.setdefault(type_iri, set()).update(entity.attrs)
         return out
 
+    # -- history ---------------------------------------------------------------------------------
+
+    def _series_of(
+        self, who: Principal, entities: Sequence[Entity], attrs: frozenset[str] | None
+    ) -> tuple[dict[int, Device], dict[int, dict[str, tuple[str, Mapped]]]]:
+        """The devices behind entities, and per device each key's (attribute IRI, mapping)
+        among the attributes asked for."""
+        names = [own.local for own in map(_parse, (e.id for e in entities)) if own]
+        if not names:
+            return {}, {}
+        query = self.assets.device_query(who).where(devices.c.name.in_(names))
+        with self.assets.engine.connect() as conn:
+            found = {r.id: _as_device(r) for r in conn.execute(query)}
+        keys: dict[int, dict[str, tuple[str, Mapped]]] = {}
+        for device_id_, by_key in self.readings.latest(list(found)).items():
+            device = found[device_id_]
+            for key in by_key:
+                mapped = attribute_of(device.kind, key)
+                iri = _term(mapped.name)
+                if attrs is None or iri in attrs:
+                    keys.setdefault(device_id_, {})[key] = (iri, mapped)
+        return found, keys
+
+    def history(
+        self, who: Principal, entities: Sequence[Entity], query: TemporalQuery
+    ) -> dict[str, dict[str, list[Attribute]]]:
+        """Per entity id and attribute IRI, the readings in the window (the newest ``lastN``,
+        else the newest :data:`MAX_INSTANCES`) as instances, oldest first."""
+        found, keys = self._series_of(who, entities, query.attrs)
+        wanted = sorted({k for by_key in keys.values() for k in by_key})
+        n = query.last_n or MAX_INSTANCES
+        rows = self.readings.recent(list(keys), wanted, query.start, query.end, n)
+        out: dict[str, dict[str, list[Attribute]]] = {}
+        for device_id_, by_key in rows.items():
+            device = found[device_id_]
+            series = out.setdefault(device_id(device), {})
+            for key, points in by_key.items():
+                if key not in keys[device_id_]:
+                    continue
+                iri, mapped = keys[device_id_][key]
+                series[iri] = [
+                    _prop(
+                        mapped.convert(v) if mapped.convert else v, ts, mapped.unit, observed=True
+                    )
+                    for ts, v in points
+                ]
+        return out
+
+    def aggregated(
+        self, who: Principal, entities: Sequence[Entity], query: TemporalQuery
+    ) -> dict[str, dict[str, Aggregated]]:
+        """Per entity id and attribute IRI, the aggregations per bucket: count, sum, avg, min
+        and max from the store (its hourly rollups for whole hours), the others from the raw
+        readings."""
+        found, keys = self._series_of(who, entities, query.attrs)
+        wanted = sorted({k for by_key in keys.values() for k in by_key})
+        out: dict[str, dict[str, Aggregated]] = {}
+        methods = query.aggr_methods or ()
+        period = query.aggr_period
+        raw_methods = [m for m in methods if m not in STORE_KEPT or period is None]
+        if raw_methods:
+            rows = self.readings.recent(
+                list(keys), wanted, query.start, query.end, 100 * MAX_INSTANCES
+            )
+            raw_query = replace(query, aggr_methods=tuple(raw_methods))
+            for device_id_, by_key in rows.items():
+                for key, points in by_key.items():
+                    if key not in keys[device_id_]:
+                        continue
+                    iri, mapped = keys[device_id_][key]
+                    instances = [
+                        _prop(mapped.convert(v) if mapped.convert else v, ts, None, observed=True)
+                        for ts, v in points
+                    ]
+                    entity = out.setdefault(device_id(found[device_id_]), {})
+                    entity.setdefault(iri, {}).update(aggregate(instances, raw_query))
+        if period is not None:
+            for method in (m for m in methods if m in STORE_KEPT):
+                buckets = self.readings.aggregate(
+                    list(keys), wanted, query.start, query.end, period, STORE_KEPT[method]
+                )
+                for device_id_, by_bucket in buckets.items():
+                    for key, cells in by_bucket.items():
+                        if key not in keys[device_id_]:
+                            continue
+                        iri, mapped = keys[device_id_][key]
+                        scale = mapped.convert if method != "totalCount" else None
+                        entity = out.setdefault(device_id(found[device_id_]), {})
+                        entity.setdefault(iri, {})[method] = [
+                            (_scaled(value, scale), start, start + period) for start, value in cells
+                        ]
+        return out
+
     # -- building entities ---------------------------------------------------------------------
 
     def _poles(
@@ -199,8 +291,16 @@ class OwnEntities:
             rows = conn.execute(query).all()
         if not rows:
             return []
-        latest = self.latest.latest([r.id for r in rows])
+        latest = self.readings.latest([r.id for r in rows])
         return [_device_entity(_as_device(r), r.lat, r.lon, latest.get(r.id, {})) for r in rows]
+
+
+def _scaled(value: float, convert: Any) -> Any:
+    """An aggregate in the model's scale (a percentage's average as a ratio)."""
+    if convert is None or not isinstance(value, int | float):
+        return value
+    shown = convert(value)
+    return shown if isinstance(shown, int | float) and not isinstance(shown, bool) else value
 
 
 def _as_device(row: Any) -> Device:

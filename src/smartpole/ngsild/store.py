@@ -10,12 +10,12 @@ attributes.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, Select, and_, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Select, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.ngsild.entities import Attribute, Entity
@@ -23,6 +23,7 @@ from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.geo import bounds
 from smartpole.ngsild.tables import ngsi_entities as t
 from smartpole.ngsild.tables import ngsi_entity_types as types_t
+from smartpole.ngsild.tables import ngsi_history as history_t
 
 __all__ = ["EntityFilter", "EntityStore"]
 
@@ -88,6 +89,7 @@ class EntityStore:
                     )
                 )
                 _write_types(conn, tenant_id, [entity])
+                _write_history(conn, tenant_id, [entity])
         except IntegrityError:
             raise NgsiLdError.exists(f"entity {entity.id} exists already") from None
 
@@ -114,7 +116,9 @@ class EntityStore:
             ]
             if rows:
                 conn.execute(insert(t), rows)
-                _write_types(conn, tenant_id, [e for e in entities if e.id not in taken])
+                fresh = [e for e in entities if e.id not in taken]
+                _write_types(conn, tenant_id, fresh)
+                _write_history(conn, tenant_id, fresh)
         return [i for i in ids if i in taken]
 
     def get(self, tenant_id: int, entity_id: str) -> Entity | None:
@@ -214,6 +218,66 @@ class EntityStore:
             )
         return query
 
+    def add_history(
+        self, tenant_id: int, entity_id: str, rows: Sequence[tuple[str, Attribute]]
+    ) -> None:
+        """Record past instances of an entity's attributes (the temporal API's provision)."""
+        if not rows:
+            return
+        values = [
+            {
+                "tenant_id": tenant_id,
+                "entity_id": entity_id,
+                "attr": name,
+                "observed": a.observed_at if a.observed_at is not None else a.modified_at,
+                "body": orjson.dumps(a.to_json()).decode(),
+            }
+            for name, a in rows
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(insert(history_t), values)
+
+    def history(
+        self,
+        tenant_id: int,
+        entity_ids: Sequence[str],
+        attrs: Collection[str] | None,
+        start: int,
+        end: int,
+        last_n: int | None,
+        limit: int,
+    ) -> dict[str, dict[str, list[tuple[int, Attribute]]]]:
+        """Per entity and attribute, its instances observed in ``[start, end)`` as
+        ``(instance id, instance)``, oldest first: the newest ``last_n``, else the oldest
+        ``limit``."""
+        out: dict[str, dict[str, list[tuple[int, Attribute]]]] = {}
+        h = history_t.c
+        for chunk in _chunks(list(entity_ids)):
+            where = [
+                h.tenant_id == tenant_id,
+                h.entity_id.in_(chunk),
+                h.observed >= start,
+                h.observed < end,
+            ]
+            if attrs is not None:
+                where.append(h.attr.in_(list(attrs)))
+            newest_first = last_n is not None
+            order = h.observed.desc() if newest_first else h.observed
+            rank = func.row_number().over(partition_by=(h.entity_id, h.attr), order_by=order)
+            inner = select(h.id, h.entity_id, h.attr, h.observed, h.body, rank.label("rn"))
+            ranked = inner.where(*where).subquery()
+            query = (
+                select(ranked.c.id, ranked.c.entity_id, ranked.c.attr, ranked.c.body)
+                .where(ranked.c.rn <= (last_n if newest_first else limit))
+                .order_by(ranked.c.entity_id, ranked.c.attr, ranked.c.observed, ranked.c.id)
+            )
+            with self.engine.connect() as conn:
+                for row in conn.execute(query):
+                    attribute = Attribute.from_json(orjson.loads(row.body))
+                    by_attr = out.setdefault(row.entity_id, {})
+                    by_attr.setdefault(row.attr, []).append((row.id, attribute))
+        return out
+
     def types(self, tenant_id: int) -> dict[str, set[str]]:
         """Every entity type of the tenant with the attributes its entities have."""
         found: dict[str, set[str]] = {}
@@ -236,7 +300,28 @@ def _write_types(conn: Connection, tenant_id: int, entities: Sequence[Entity]) -
         conn.execute(insert(types_t), rows)
 
 
+def _write_history(conn: Connection, tenant_id: int, entities: Sequence[Entity]) -> None:
+    """The instances each entity's last change wrote (those stamped with its modification
+    time), as history rows."""
+    rows = [
+        {
+            "tenant_id": tenant_id,
+            "entity_id": e.id,
+            "attr": name,
+            "observed": a.observed_at if a.observed_at is not None else a.modified_at,
+            "body": orjson.dumps(a.to_json()).decode(),
+        }
+        for e in entities
+        for name, instances in e.attrs.items()
+        for a in instances
+        if a.modified_at == e.modified_at
+    ]
+    if rows:
+        conn.execute(insert(history_t), rows)
+
+
 def _rewrite(conn: Connection, tenant_id: int, entity: Entity, *, types_changed: bool) -> None:
+    _write_history(conn, tenant_id, [entity])
     conn.execute(
         update(t)
         .where(t.c.tenant_id == tenant_id, t.c.entity_id == entity.id)

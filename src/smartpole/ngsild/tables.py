@@ -1,4 +1,4 @@
-"""Tables of NGSI-LD: the entities other systems create through the API.
+"""Tables of NGSI-LD: the entities other systems create through the API, and their history.
 
 Declared on the store's shared ``metadata`` so that migration 0017 and the tests see one schema.
 smartpole's own poles and devices are not copied here: they are read from the registry and the
@@ -22,7 +22,7 @@ from sqlalchemy import (
 
 from smartpole.store.schema import metadata
 
-__all__ = ["ngsi_entities", "ngsi_entity_types"]
+__all__ = ["ngsi_entities", "ngsi_entity_types", "ngsi_history"]
 
 ngsi_entities = Table(
     "ngsi_entities",
@@ -59,4 +59,23 @@ ngsi_entity_types = Table(
         ["ngsi_entities.tenant_id", "ngsi_entities.entity_id"],
         ondelete="CASCADE",
     ),
+)
+
+# Every instance an attribute ever had (the temporal API): one row per change, by the time it
+# was observed (observedAt, else when it was written).
+ngsi_history = Table(
+    "ngsi_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # the instanceId
+    Column("tenant_id", Integer, nullable=False),
+    Column("entity_id", String(256), nullable=False),
+    Column("attr", String(512), nullable=False),  # the attribute's IRI
+    Column("observed", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),  # JSON: the instance (entities.Attribute.to_json)
+    ForeignKeyConstraint(
+        ["tenant_id", "entity_id"],
+        ["ngsi_entities.tenant_id", "ngsi_entities.entity_id"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_ngsi_history_entity_attr_observed", "tenant_id", "entity_id", "attr", "observed"),
 )

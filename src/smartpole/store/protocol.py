@@ -43,6 +43,12 @@ class TimeSeries(Protocol):
         """Raw readings in ``[start, end)``, oldest first."""
         ...
 
+    def recent(
+        self, device_ids: Sequence[int], keys: Sequence[str], start: int, end: int, n: int
+    ) -> dict[int, dict[str, list[tuple[int, Value]]]]:
+        """Per device and key, the newest ``n`` raw readings in ``[start, end)``, oldest first."""
+        ...
+
     def aggregate(
         self,
         device_ids: Sequence[int],

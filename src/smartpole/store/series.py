@@ -414,6 +414,30 @@ class SeriesStore:
                 out[key] = [(ts, decode_value(vt, num, txt)) for ts, vt, num, txt in rows]
         return out
 
+    def recent(
+        self, device_ids: Sequence[int], keys: Sequence[str], start: int, end: int, n: int
+    ) -> dict[int, dict[str, list[tuple[int, Value]]]]:
+        """Per device and key, the newest ``n`` raw readings in ``[start, end)``, oldest first:
+        one query for every device (a window function), not one per device and key."""
+        out: dict[int, dict[str, list[tuple[int, Value]]]] = defaultdict(dict)
+        if not device_ids or not keys or n <= 0:
+            return {}
+        self.flush()
+        member, ids = self._ids(device_ids)
+        sql = text(
+            "SELECT device_id, key, ts, vtype, num, txt FROM ("
+            " SELECT device_id, key, ts, vtype, num, txt, ROW_NUMBER() OVER"
+            " (PARTITION BY device_id, key ORDER BY ts DESC) AS rn FROM readings"
+            f" WHERE {member} AND key IN :keys AND ts >= :s AND ts < :e) AS newest"
+            " WHERE rn <= :n ORDER BY device_id, key, ts"
+        ).bindparams(bindparam("keys", expanding=True))
+        params = {"ids": ids, "keys": list(keys), "s": start, "e": end, "n": n}
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(sql, params).all()
+        for device_id, key, ts, vtype, num, txt in rows:
+            out[device_id].setdefault(key, []).append((ts, decode_value(vtype, num, txt)))
+        return dict(out)
+
     def aggregate(
         self,
         device_ids: Sequence[int],

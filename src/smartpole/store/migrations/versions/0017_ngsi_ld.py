@@ -1,4 +1,4 @@
-"""NGSI-LD: entities created through the NGSI-LD API.
+"""NGSI-LD: entities created through the NGSI-LD API, their types and history.
 
 Revision ID: 0017
 Revises: 0016
@@ -16,7 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Add ``ngsi_entities`` and ``ngsi_entity_types``."""
+    """Add ``ngsi_entities``, ``ngsi_entity_types`` and ``ngsi_history``."""
     op.create_table(
         "ngsi_entities",
         sa.Column(
@@ -48,9 +48,29 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
     )
+    op.create_table(
+        "ngsi_history",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("tenant_id", sa.Integer, nullable=False),
+        sa.Column("entity_id", sa.String(256), nullable=False),
+        sa.Column("attr", sa.String(512), nullable=False),
+        sa.Column("observed", sa.BigInteger, nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "entity_id"],
+            ["ngsi_entities.tenant_id", "ngsi_entities.entity_id"],
+            ondelete="CASCADE",
+        ),
+    )
+    op.create_index(
+        "ix_ngsi_history_entity_attr_observed",
+        "ngsi_history",
+        ["tenant_id", "entity_id", "attr", "observed"],
+    )
 
 
 def downgrade() -> None:
     """Drop ``ngsi_entity_types`` and ``ngsi_entities``."""
+    op.drop_table("ngsi_history")
     op.drop_table("ngsi_entity_types")
     op.drop_table("ngsi_entities")

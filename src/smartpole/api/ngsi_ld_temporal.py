@@ -1,0 +1,144 @@
+"""The NGSI-LD temporal API (``/ngsi-ld/v1/temporal/entities``): entities' history, read from
+smartpole's readings and rollups and from the history of other systems' entities."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from smartpole.api.deps import services_of
+from smartpole.api.ngsi_ld_http import (
+    COUNT_HEADER,
+    ENTITY_ANSWERS,
+    PREFIX,
+    READ_ANSWERS,
+    LoaderDep,
+    NgsiScope,
+    NgsiWrite,
+    accepted,
+    answer,
+    entity_query,
+    flag,
+    int_param,
+    names,
+    request_context,
+)
+from smartpole.ngsild.errors import NgsiLdError
+from smartpole.ngsild.history import TemporalBroker
+from smartpole.ngsild.temporal import (
+    AGGREGATED_VALUES,
+    TEMPORAL_VALUES,
+    TemporalQuery,
+    parse_window,
+    render_temporal,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=f"{PREFIX}/temporal", tags=["ngsi-ld"])
+
+
+async def _temporal(request: Request) -> TemporalBroker:
+    temporal: TemporalBroker = services_of(request).ngsi_ld_temporal
+    return temporal
+
+
+TemporalDep = Annotated[TemporalBroker, Depends(_temporal)]
+
+
+def _representation(request: Request) -> str:
+    options = {o.strip() for o in request.query_params.get("options", "").split(",") if o}
+    chosen = request.query_params.get("format")
+    if chosen is None:
+        chosen = next(
+            (o for o in (AGGREGATED_VALUES, TEMPORAL_VALUES) if o in options), "normalized"
+        )
+    if chosen not in ("normalized", TEMPORAL_VALUES, AGGREGATED_VALUES):
+        raise NgsiLdError.bad_data(f"unknown temporal format {chosen!r}")
+    return chosen
+
+
+def _temporal_query(request: Request, attrs: frozenset[str] | None) -> tuple[TemporalQuery, str]:
+    params = request.query_params
+    representation = _representation(request)
+    methods = params.get("aggrMethods")
+    if representation == AGGREGATED_VALUES and methods is None:
+        raise NgsiLdError.bad_data("aggregatedValues needs aggrMethods")
+    if methods is not None:
+        representation = AGGREGATED_VALUES
+    window = parse_window(params.get("timerel"), params.get("timeAt"), params.get("endTimeAt"))
+    last_n = int_param(request, "lastN", 0) or None
+    tq = TemporalQuery.of(
+        window,
+        last_n,
+        attrs,
+        [m.strip() for m in methods.split(",")] if methods is not None else None,
+        params.get("aggrPeriodDuration"),
+    )
+    return tq, representation
+
+
+@router.get("/entities", summary="Query the history of entities", responses=READ_ANSWERS)
+async def query_temporal(
+    request: Request, scope: NgsiScope, temporal: TemporalDep, loader: LoaderDep
+) -> Response:
+    """The history of the entities a query matches (``type``, ``id``, ``idPattern``, ``attrs``,
+    ``q`` on their current state, geo-queries) within ``timerel``/``timeAt``/``endTimeAt``, the
+    newest ``lastN`` of each attribute, as instances, ``temporalValues`` or aggregations
+    (``aggrMethods``, ``aggrPeriodDuration``)."""
+    media = accepted(request)
+    ctx = await request_context(request, loader)
+    query = entity_query(request, ctx)
+    tq, representation = _temporal_query(request, query.attrs)
+    series, total = await run_in_threadpool(temporal.temporal_query, scope.who, query, tq)
+    body = [render_temporal(s, ctx, representation) for s in series]
+    headers = {COUNT_HEADER: str(total)} if flag(request, "count") else None
+    return answer(body, ctx, media, headers=headers)
+
+
+@router.get(
+    "/entities/{entity_id}", summary="Retrieve the history of an entity", responses=READ_ANSWERS
+)
+async def retrieve_temporal(
+    entity_id: str, request: Request, scope: NgsiScope, temporal: TemporalDep, loader: LoaderDep
+) -> Response:
+    """One entity's history (``attrs``, ``timerel``, ``lastN``, ``aggrMethods``…)."""
+    media = accepted(request)
+    ctx = await request_context(request, loader)
+    wanted = names(request, "attrs", ctx)
+    tq, representation = _temporal_query(request, frozenset(wanted) if wanted else None)
+    series = await run_in_threadpool(temporal.temporal_retrieve, scope.who, entity_id, tq)
+    return answer(render_temporal(series, ctx, representation), ctx, media)
+
+
+@router.post(
+    "/entities",
+    status_code=201,
+    summary="Add to the history of an entity",
+    responses={**ENTITY_ANSWERS, 204: {"description": "The entity existed: instances added"}},
+)
+async def provide_temporal(write: NgsiWrite, temporal: TemporalDep) -> Response:
+    """Add instances (each attribute an array of them) to an entity's history, creating the
+    entity when it does not exist (201) with the newest instance of each attribute as its
+    current state; 204 when it existed."""
+    created = await run_in_threadpool(temporal.temporal_provide, write.who, write.body, write.ctx)
+    if created:
+        location = f"{PREFIX}/temporal/entities/{write.body['id']}"
+        return Response(status_code=201, headers={"Location": location})
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/entities/{entity_id}",
+    status_code=204,
+    summary="Delete an entity with its history",
+    responses=ENTITY_ANSWERS,
+)
+async def delete_temporal(entity_id: str, scope: NgsiScope, temporal: TemporalDep) -> Response:
+    """Delete an entity and its history."""
+    scope.require_write()
+    await run_in_threadpool(temporal.broker.delete, scope.who, entity_id)
+    return Response(status_code=204)

@@ -1,0 +1,224 @@
+"""The NGSI-LD temporal API: history of other systems' entities (every change kept) and of
+smartpole's own devices (their readings and rollups), windows, lastN, temporalValues and
+aggregations (on both engines)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from fixtures_api import City, make_device, make_pole
+from smartpole.app import Platform
+from smartpole.model.types import Reading, Role
+from smartpole.model.writes import WriteBatch
+
+BASE = "/ngsi-ld/v1"
+OWN_CONTEXT = "http://smartpole.test/ngsi-ld/v1/jsonldContexts/smartpole-context.jsonld"
+LINK = {"Link": f'<{OWN_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"'}
+T0 = "2026-12-01T00:00:00Z"
+T0_MS = 1_764_547_200_000
+MIN = 60_000
+
+
+def at(minutes: int) -> str:
+    """T0 plus some minutes, as the standard's DateTime."""
+    return datetime.fromtimestamp((T0_MS + minutes * MIN) / 1000, UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S.000Z"
+    )
+
+
+async def test_every_change_of_an_entity_is_in_its_history(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    url = f"{BASE}/entities"
+    r = await client.post(
+        url,
+        json={
+            "id": "urn:ngsi-ld:Counter:1",
+            "type": "Counter",
+            "count": {"type": "Property", "value": 1, "observedAt": at(0)},
+        },
+        headers=auth,
+    )
+    assert r.status_code == 201, r.text
+    for n in range(2, 6):
+        r = await client.patch(
+            f"{url}/urn:ngsi-ld:Counter:1/attrs",
+            json={"count": {"type": "Property", "value": n, "observedAt": at(n)}},
+            headers=auth,
+        )
+        assert r.status_code == 204, r.text
+    temporal = f"{BASE}/temporal/entities/urn:ngsi-ld:Counter:1"
+    r = await client.get(temporal, headers=auth)
+    assert r.status_code == 200, r.text
+    instances = r.json()["count"]
+    assert [i["value"] for i in instances] == [1, 2, 3, 4, 5]
+    assert instances[0]["observedAt"] == at(0)
+    assert all(i["instanceId"].startswith("urn:ngsi-ld:attribute:instance:") for i in instances)
+    r = await client.get(temporal, params={"lastN": 2}, headers=auth)
+    assert [i["value"] for i in r.json()["count"]] == [4, 5]
+    r = await client.get(
+        temporal,
+        params={"timerel": "between", "timeAt": at(2), "endTimeAt": at(4)},
+        headers=auth,
+    )
+    assert [i["value"] for i in r.json()["count"]] == [2, 3]
+    r = await client.get(
+        temporal,
+        params={"timerel": "before", "timeAt": at(2), "options": "temporalValues"},
+        headers=auth,
+    )
+    assert r.json()["count"] == {"type": "Property", "values": [[1, at(0)]]}
+    r = await client.get(
+        temporal,
+        params={
+            "timerel": "after",
+            "timeAt": at(0),
+            "aggrMethods": "sum,avg,max,totalCount",
+        },
+        headers=auth,
+    )
+    aggregated = r.json()["count"]
+    assert aggregated["sum"][0][0] == 15
+    assert aggregated["avg"][0][0] == 3
+    assert aggregated["max"][0][0] == 5
+    assert aggregated["totalCount"][0][0] == 5
+
+
+async def test_instances_are_provided_through_the_temporal_api(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    body = {
+        "id": "urn:ngsi-ld:TrafficFlowObserved:shennan",
+        "type": "TrafficFlowObserved",
+        "intensity": [
+            {"type": "Property", "value": 100, "observedAt": at(10)},
+            {"type": "Property", "value": 300, "observedAt": at(30)},
+            {"type": "Property", "value": 200, "observedAt": at(20)},
+        ],
+    }
+    r = await client.post(f"{BASE}/temporal/entities", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    # the current state is the newest instance
+    r = await client.get(f"{BASE}/entities/{body['id']}", headers=auth)
+    assert r.json()["intensity"]["value"] == 300
+    more = {
+        "id": body["id"],
+        "type": "TrafficFlowObserved",
+        "intensity": [{"type": "Property", "value": 50, "observedAt": at(5)}],
+    }
+    r = await client.post(f"{BASE}/temporal/entities", json=more, headers=auth)
+    assert r.status_code == 204, r.text
+    r = await client.get(f"{BASE}/entities/{body['id']}", headers=auth)
+    assert r.json()["intensity"]["value"] == 300  # an older instance is history only
+    r = await client.get(
+        f"{BASE}/temporal/entities",
+        params={"type": "TrafficFlowObserved", "timerel": "after", "timeAt": at(0)},
+        headers=auth,
+    )
+    [entity] = r.json()
+    assert [i["value"] for i in entity["intensity"]] == [50, 100, 200, 300]
+    r = await client.get(
+        f"{BASE}/temporal/entities/{body['id']}",
+        params={
+            "timerel": "between",
+            "timeAt": at(0),
+            "endTimeAt": at(40),
+            "aggrMethods": "avg,min",
+            "aggrPeriodDuration": "PT20M",
+        },
+        headers=auth,
+    )
+    agg = r.json()["intensity"]
+    assert agg["avg"] == [[75.0, at(0), at(20)], [250.0, at(20), at(40)]]
+    assert agg["min"] == [[50.0, at(0), at(20)], [200.0, at(20), at(40)]]
+
+
+async def test_a_device_history_comes_from_its_readings(
+    client: httpx.AsyncClient, city: City, platform: Platform
+) -> None:
+    pole = await make_pole(client, city, "FU-SN-0001")
+    lamp = await make_device(client, city, "lighting", "lamp", pole, name="FU-SN-0001-lamp")
+    readings = [
+        Reading(lamp["id"], "dim", T0_MS + m * MIN, float(level))
+        for m, level in enumerate([0, 20, 40, 60, 80, 100] * 20)  # two hours, a minute apart
+    ]
+    await platform.pipeline.submit(WriteBatch(readings))
+    await platform.pipeline.drain()
+    auth = {**city.auth("lighting", Role.VIEWER), **LINK}
+    url = f"{BASE}/temporal/entities/urn:ngsi-ld:Streetlight:smartpole:FU-SN-0001-lamp"
+    r = await client.get(url, params={"attrs": "illuminanceLevel", "lastN": 3}, headers=auth)
+    assert r.status_code == 200, r.text
+    got = r.json()["illuminanceLevel"]
+    assert [i["value"] for i in got] == [0.6, 0.8, 1.0]  # dim % as the model's 0-1
+    assert got[-1]["observedAt"] == at(119)
+    r = await client.get(
+        url,
+        params={
+            "attrs": "illuminanceLevel",
+            "timerel": "between",
+            "timeAt": at(0),
+            "endTimeAt": at(120),
+            "aggrMethods": "avg,totalCount,stddev",
+            "aggrPeriodDuration": "PT1H",
+        },
+        headers=auth,
+    )
+    agg = r.json()["illuminanceLevel"]
+    assert agg["totalCount"] == [[60, at(0), at(60)], [60, at(60), at(120)]]
+    assert agg["avg"] == [[0.5, at(0), at(60)], [0.5, at(60), at(120)]]
+    assert agg["stddev"][0][0] == pytest.approx(0.3416, abs=1e-3)
+    # a query over every lamp of the tenant, as temporalValues
+    r = await client.get(
+        f"{BASE}/temporal/entities",
+        params={
+            "type": "Streetlight",
+            "attrs": "illuminanceLevel",
+            "lastN": 1,
+            "options": "temporalValues",
+        },
+        headers=auth,
+    )
+    assert r.json()[0]["illuminanceLevel"] == {"type": "Property", "values": [[1.0, at(119)]]}
+    # another tenant does not see it
+    r = await client.get(url, headers={**city.auth("telecom"), **LINK})
+    assert r.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("params", "what"),
+    [
+        ({"timerel": "during", "timeAt": T0}, "timerel"),
+        ({"timerel": "before"}, "timeAt"),
+        ({"timerel": "between", "timeAt": T0}, "endTimeAt"),
+        ({"timerel": "after", "timeAt": "yesterday"}, "timeAt"),
+        ({"lastN": "-1"}, "lastN"),
+        ({"aggrMethods": "median", "timerel": "after", "timeAt": T0}, "aggrMethods"),
+        ({"aggrMethods": "avg"}, "timerel"),
+        (
+            {"aggrMethods": "avg", "timerel": "after", "timeAt": T0, "aggrPeriodDuration": "P1M"},
+            "aggrPeriodDuration",
+        ),
+    ],
+)
+async def test_bad_temporal_parameters_are_bad_request_data(
+    client: httpx.AsyncClient, city: City, params: dict[str, Any], what: str
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    r = await client.post(
+        f"{BASE}/entities",
+        json={"id": "urn:ngsi-ld:Thing:1", "type": "Thing", "n": 1},
+        headers=auth,
+    )
+    assert r.status_code == 201
+    r = await client.get(
+        f"{BASE}/temporal/entities/urn:ngsi-ld:Thing:1", params=params, headers=auth
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+    assert what in r.json()["detail"]

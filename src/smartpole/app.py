@@ -27,12 +27,10 @@ from smartpole.lighting.lamps import LampInventory
 from smartpole.lighting.runtime import LightingRuntime
 from smartpole.lighting.store import LightingStore
 from smartpole.metrics import Metrics
-from smartpole.ngsild.broker import ContextBroker
+from smartpole.model.types import Role
 from smartpole.ngsild.context import ContextLoader, fetch_over_http
-from smartpole.ngsild.history import TemporalBroker
-from smartpole.ngsild.own import OwnEntities
-from smartpole.ngsild.store import EntityStore
-from smartpole.registry.access import Tenants
+from smartpole.ngsild.service import OpenData
+from smartpole.registry.access import Principal, Tenants
 from smartpole.registry.assets import Assets, seen_recently
 from smartpole.registry.audit import AuditLog
 from smartpole.registry.broker import BrokerAccounts
@@ -139,16 +137,21 @@ class Platform:
             self.push_shared,
         )
         self.lighting = self.lighting_runtime.service
-        # NGSI-LD open data: entities other systems create; contexts never fetched unless allowed
-        self.ngsi_ld = ContextBroker(
-            EntityStore(self.db.engine), OwnEntities(self.assets, self.series)
-        )
-        self.ngsi_ld_temporal = TemporalBroker(self.ngsi_ld)
-        self.contexts = ContextLoader.from_file(
-            settings.ngsi_ld_contexts,
-            hosts=frozenset(h.strip() for h in settings.ngsi_ld_context_hosts.split(",") if h),
-            offline=settings.ngsi_ld_offline,
-            fetch=fetch_over_http,
+        # NGSI-LD open data: entities, history, subscriptions; contexts never fetched unless allowed
+        self.open_data = OpenData.build(
+            self.db.engine,
+            self.assets,
+            self.series,
+            self._reader_of,
+            ContextLoader.from_file(
+                settings.ngsi_ld_contexts,
+                hosts=frozenset(h.strip() for h in settings.ngsi_ld_context_hosts.split(",") if h),
+                offline=settings.ngsi_ld_offline,
+                fetch=fetch_over_http,
+            ),
+            node=settings.node_id,
+            allow_private=settings.ngsi_ld_private_endpoints,
+            ttl_ms=settings.ngsi_ld_notification_ttl_s * 1000,
         )
         if settings.ngsi_ld_anonymous:
             log.warning(
@@ -213,6 +216,7 @@ class Platform:
                 self.census.on_batch,
                 self.pole_states.on_batch,
                 self.live.on_batch,
+                self.open_data.notifier.on_batch,
             ],
         )
         self.devices = DeviceService(
@@ -287,6 +291,11 @@ class Platform:
             self.census.devices,
         )
 
+    def _reader_of(self, tenant_id: int) -> Principal:
+        """A tenant as a reader (what its subscriptions may be told of)."""
+        row = self.tenants.get(tenant_id)
+        return Principal(tenant_id, row["name"], Role.VIEWER, bool(row["is_operator"]))
+
     def upgrade(self) -> str:
         """Bring the schema to this version's head."""
         return self.db.upgrade()
@@ -302,6 +311,7 @@ class Platform:
         await self.lamp_watch.start()
         await self.lighting_runtime.start()
         await self.pole_states.start()
+        await self.open_data.notifier.start()
         await self._start_mqtt()
         self._stopping.clear()
         s = self.settings
@@ -424,6 +434,7 @@ class Platform:
             await server.stop()
         self.mqtt.clear()
         await self.pipeline.stop()
+        await self.open_data.notifier.stop()
         await self.anomaly.stop()
         await self.lamp_watch.stop()
         await self.hub.stop()
@@ -487,9 +498,7 @@ class Platform:
             anomaly=self.anomaly,
             forecasts=self.forecasts,
             lighting=self.lighting,
-            ngsi_ld=self.ngsi_ld,
-            ngsi_ld_temporal=self.ngsi_ld_temporal,
-            contexts=self.contexts,
+            open_data=self.open_data,
             devices=self.devices,
             device_api=self.device_api,
             polls=self.polls,

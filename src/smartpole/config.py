@@ -227,6 +227,17 @@ class Settings(BaseSettings):
         description="NGSI-LD: a JSON file mapping @context URLs to local files (relative to"
         " it), served from disk and never fetched (air-gapped sites).",
     )
+    ngsi_ld_private_endpoints: bool = Field(
+        True,
+        description="NGSI-LD: notify subscription endpoints on loopback, private and link-local"
+        " addresses (a control room's own network); false refuses them (BadRequestData).",
+    )
+    ngsi_ld_notification_ttl_s: int = Field(
+        86_400,
+        ge=60,
+        description="NGSI-LD: how long a notification a receiver does not take is retried"
+        " before it is dropped (logged and counted as failed), in seconds.",
+    )
     ngsi_ld_anonymous: str | None = Field(
         None,
         pattern=r"^[^:]+:(admin|operator|viewer)$",

@@ -25,6 +25,7 @@ from smartpole.api import (
     live,
     ngsi_ld_batch,
     ngsi_ld_http,
+    ngsi_ld_subscriptions,
     ngsi_ld_temporal,
     problems,
     provisioning,
@@ -120,6 +121,7 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
     app.include_router(ngsi_ld_api.router)
     app.include_router(ngsi_ld_batch.router)
     app.include_router(ngsi_ld_temporal.router)
+    app.include_router(ngsi_ld_subscriptions.router)
     ngsi_ld_http.install(app)
     device_http.mount(
         app,

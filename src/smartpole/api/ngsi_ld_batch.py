@@ -3,13 +3,13 @@ this node serves."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from smartpole.api.deps import SettingsDep
+from smartpole.api.deps import SettingsDep, services_of
 from smartpole.api.ngsi_ld_http import (
     COUNT_HEADER,
     ENTITY_ANSWERS,
@@ -31,7 +31,8 @@ from smartpole.api.ngsi_ld_http import (
     read_body,
     request_context,
 )
-from smartpole.ngsild.broker import BatchResult, EntityQuery
+from smartpole.ngsild.batch import BatchOperations, BatchResult
+from smartpole.ngsild.broker import EntityQuery
 from smartpole.ngsild.context import core_document, own_document
 from smartpole.ngsild.entities import render
 from smartpole.ngsild.errors import NgsiLdError
@@ -39,6 +40,14 @@ from smartpole.ngsild.errors import NgsiLdError
 __all__ = ["router"]
 
 router = APIRouter(prefix=PREFIX, tags=["ngsi-ld"])
+
+
+async def _batches(request: Request) -> BatchOperations:
+    batch: BatchOperations = services_of(request).open_data.batch
+    return batch
+
+
+BatchDep = Annotated[BatchOperations, Depends(_batches)]
 
 
 def _batch_answer(result: BatchResult, *, created: bool = False) -> Response:
@@ -67,9 +76,9 @@ _BATCH_ANSWERS = {
     summary="Create entities in a batch",
     responses=_BATCH_ANSWERS,
 )
-async def batch_create(write: NgsiWrite, broker: BrokerDep) -> Response:
+async def batch_create(write: NgsiWrite, batch: BatchDep) -> Response:
     """Create many entities: 201 with their ids, or 207 with an error per failed one."""
-    result = await run_in_threadpool(broker.batch_create, write.who, write.body, write.ctx)
+    result = await run_in_threadpool(batch.batch_create, write.who, write.body, write.ctx)
     return _batch_answer(result, created=True)
 
 
@@ -79,12 +88,12 @@ async def batch_create(write: NgsiWrite, broker: BrokerDep) -> Response:
     summary="Create or replace entities in a batch",
     responses={**_BATCH_ANSWERS, 204: {"description": "Every entity existed and was changed"}},
 )
-async def batch_upsert(request: Request, write: NgsiWrite, broker: BrokerDep) -> Response:
+async def batch_upsert(request: Request, write: NgsiWrite, batch: BatchDep) -> Response:
     """Create the entities that do not exist, replace (``options=update``: update) the others:
     201 with the created ids, 204 when none was new, 207 when some failed."""
     replace = request.query_params.get("options", "replace") != "update"
     result, created = await run_in_threadpool(
-        lambda: broker.batch_upsert(write.who, write.body, write.ctx, replace=replace)
+        lambda: batch.batch_upsert(write.who, write.body, write.ctx, replace=replace)
     )
     if result.errors:
         return _batch_answer(result)
@@ -99,9 +108,9 @@ async def batch_upsert(request: Request, write: NgsiWrite, broker: BrokerDep) ->
     summary="Update entities in a batch",
     responses=_BATCH_ANSWERS,
 )
-async def batch_update(write: NgsiWrite, broker: BrokerDep) -> Response:
+async def batch_update(write: NgsiWrite, batch: BatchDep) -> Response:
     """Update attributes of many existing entities."""
-    result = await run_in_threadpool(broker.batch_update, write.who, write.body, write.ctx)
+    result = await run_in_threadpool(batch.batch_update, write.who, write.body, write.ctx)
     return _batch_answer(result)
 
 
@@ -111,9 +120,9 @@ async def batch_update(write: NgsiWrite, broker: BrokerDep) -> Response:
     summary="Merge entities in a batch",
     responses=_BATCH_ANSWERS,
 )
-async def batch_merge(write: NgsiWrite, broker: BrokerDep) -> Response:
+async def batch_merge(write: NgsiWrite, batch: BatchDep) -> Response:
     """Merge attributes into many existing entities."""
-    result = await run_in_threadpool(broker.batch_update, write.who, write.body, write.ctx)
+    result = await run_in_threadpool(batch.batch_update, write.who, write.body, write.ctx)
     return _batch_answer(result)
 
 
@@ -123,9 +132,9 @@ async def batch_merge(write: NgsiWrite, broker: BrokerDep) -> Response:
     summary="Delete entities in a batch",
     responses=_BATCH_ANSWERS,
 )
-async def batch_delete(write: NgsiWrite, broker: BrokerDep) -> Response:
+async def batch_delete(write: NgsiWrite, batch: BatchDep) -> Response:
     """Delete many entities by id."""
-    result = await run_in_threadpool(broker.batch_delete, write.who, write.body)
+    result = await run_in_threadpool(batch.batch_delete, write.who, write.body)
     return _batch_answer(result)
 
 

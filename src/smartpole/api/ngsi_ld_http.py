@@ -279,12 +279,12 @@ COUNT_HEADER = "NGSILD-Results-Count"
 
 
 async def broker_of(request: Request) -> ContextBroker:
-    broker: ContextBroker = services_of(request).ngsi_ld
+    broker: ContextBroker = services_of(request).open_data.broker
     return broker
 
 
 async def loader_of(request: Request) -> ContextLoader:
-    loader: ContextLoader = services_of(request).contexts
+    loader: ContextLoader = services_of(request).open_data.contexts
     return loader
 
 

@@ -42,7 +42,7 @@ router = APIRouter(prefix=f"{PREFIX}/temporal", tags=["ngsi-ld"])
 
 
 async def _temporal(request: Request) -> TemporalBroker:
-    temporal: TemporalBroker = services_of(request).ngsi_ld_temporal
+    temporal: TemporalBroker = services_of(request).open_data.temporal
     return temporal
 
 

@@ -25,9 +25,7 @@ from smartpole.hub.workorders.store import WorkOrders
 from smartpole.ingest.pipeline import Pipeline
 from smartpole.lighting.service import LightingService
 from smartpole.metrics import Metrics
-from smartpole.ngsild.broker import ContextBroker
-from smartpole.ngsild.context import ContextLoader
-from smartpole.ngsild.history import TemporalBroker
+from smartpole.ngsild.service import OpenData
 from smartpole.registry.access import Tenants
 from smartpole.registry.assets import Assets
 from smartpole.registry.audit import AuditLog
@@ -103,9 +101,7 @@ class Services:
     anomaly: AnomalyService
     forecasts: Forecasts
     lighting: LightingService  # programs, calendars, overrides, plans, energy
-    ngsi_ld: ContextBroker  # NGSI-LD: smartpole's own entities and those others create
-    ngsi_ld_temporal: TemporalBroker  # NGSI-LD: their history
-    contexts: ContextLoader  # JSON-LD @contexts: shipped, preloaded, fetched once if allowed
+    open_data: OpenData  # NGSI-LD: entities, history, batches, subscriptions, contexts
     devices: DeviceService  # the platform as devices see it (provisioning)
     device_api: DeviceApi  # the one device API (the HTTP device routes)
     polls: Polls  # the HTTP device API's long polls

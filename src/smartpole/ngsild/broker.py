@@ -31,11 +31,18 @@ from smartpole.ngsild.store import EntityFilter, EntityStore
 from smartpole.ngsild.temporal import Aggregated, TemporalQuery
 from smartpole.registry.access import Principal
 
-__all__ = ["NULL", "BatchResult", "ContextBroker", "EntityQuery", "OwnSource", "UpdateResult"]
+__all__ = [
+    "NULL",
+    "ChangeListener",
+    "ContextBroker",
+    "EntityQuery",
+    "OwnSource",
+    "UpdateResult",
+    "stamp_all",
+]
 
 NULL = "urn:ngsi-ld:null"  # a merge's value that deletes the attribute
 MAX_LIMIT = 1000
-MAX_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,18 +89,15 @@ class UpdateResult:
     not_updated: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
 
 
-@dataclass(slots=True)
-class BatchResult:
-    """A batch operation's outcome per entity."""
-
-    success: list[str] = field(default_factory=list)
-    errors: list[tuple[str, NgsiLdError]] = field(default_factory=list)
-
-
-def _stamp_all(attrs: dict[str, list[Attribute]], now: int) -> None:
+def stamp_all(attrs: dict[str, list[Attribute]], now: int) -> None:
     for instances in attrs.values():
         for attribute in instances:
             attribute.stamped(now)
+
+
+ChangeListener = Callable[[int, Sequence[Entity]], None]
+"""Told ``(tenant id, entities)`` after entities were written (each stamped with the time of
+the change on what it changed)."""
 
 
 class OwnSource(Protocol):
@@ -137,10 +141,32 @@ class ContextBroker:
         store: EntityStore,
         own: OwnSource | None = None,
         clock: Callable[[], int] = now_ms,
+        listeners: list[ChangeListener] | None = None,
     ) -> None:
         self.store = store
         self.own = own
         self.clock = clock
+        # told of every entity written, after the write (the notifier matches subscriptions)
+        self.listeners: list[ChangeListener] = listeners if listeners is not None else []
+
+    def change_entity(self, who: Principal, entity_id: str, change: Callable[[Entity], Any]) -> Any:
+        """Apply ``change`` to a stored entity in one transaction, then tell the listeners."""
+        written: list[Entity] = []
+
+        def wrapped(entity: Entity) -> Any:
+            result = change(entity)
+            written.append(entity)
+            return result
+
+        result = self.store.change(who.tenant_id, entity_id, wrapped)
+        self.changed(who, written)
+        return result
+
+    def changed(self, who: Principal, entities: Sequence[Entity]) -> None:
+        """Tell the listeners of entities just written."""
+        if entities:
+            for listener in self.listeners:
+                listener(who.tenant_id, entities)
 
     def check_writable(self, entity_id: str) -> None:
         """OperationNotSupported for an id of smartpole's own (read-only) entities."""
@@ -159,8 +185,9 @@ class ContextBroker:
         self.check_writable(entity.id)
         now = self.clock()
         entity.created_at = entity.modified_at = now
-        _stamp_all(entity.attrs, now)
+        stamp_all(entity.attrs, now)
         self.store.create(who.tenant_id, entity)
+        self.changed(who, [entity])
         return entity
 
     def retrieve(self, who: Principal, entity_id: str) -> Entity:
@@ -218,7 +245,7 @@ class ContextBroker:
             body = {**body, "id": entity_id}
         new = parse_entity(body, ctx)
         now = self.clock()
-        _stamp_all(new.attrs, now)
+        stamp_all(new.attrs, now)
 
         def change(entity: Entity) -> None:
             entity.types = new.types
@@ -226,7 +253,7 @@ class ContextBroker:
             entity.scopes = new.scopes
             entity.modified_at = now
 
-        self.store.change(who.tenant_id, entity_id, change)
+        self.change_entity(who, entity_id, change)
 
     def merge(self, who: Principal, entity_id: str, body: Any, ctx: Context) -> None:
         """Merge attributes into an entity: new ones added, existing ones merged member by
@@ -263,7 +290,7 @@ class ContextBroker:
                 entity.scopes = parse_entity({"id": entity_id, **body}, ctx).scopes
             entity.modified_at = now
 
-        self.store.change(who.tenant_id, entity_id, change)
+        self.change_entity(who, entity_id, change)
 
     # Attributes ---------------------------------------------------------------------------
 
@@ -293,7 +320,7 @@ class ContextBroker:
             entity.modified_at = now
             return result
 
-        result: UpdateResult = self.store.change(who.tenant_id, entity_id, change)
+        result: UpdateResult = self.change_entity(who, entity_id, change)
         return result
 
     def update(self, who: Principal, entity_id: str, body: Any, ctx: Context) -> UpdateResult:
@@ -317,7 +344,7 @@ class ContextBroker:
                 entity.modified_at = now
             return result
 
-        result: UpdateResult = self.store.change(who.tenant_id, entity_id, change)
+        result: UpdateResult = self.change_entity(who, entity_id, change)
         return result
 
     def patch_attribute(
@@ -345,7 +372,7 @@ class ContextBroker:
             entity.put(iri, _merged(old, new, now))
             entity.modified_at = now
 
-        self.store.change(who.tenant_id, entity_id, change)
+        self.change_entity(who, entity_id, change)
 
     def replace_attribute(
         self, who: Principal, entity_id: str, name: str, body: Any, ctx: Context
@@ -364,7 +391,7 @@ class ContextBroker:
             entity.put(iri, new.stamped(now, old.created_at))
             entity.modified_at = now
 
-        self.store.change(who.tenant_id, entity_id, change)
+        self.change_entity(who, entity_id, change)
 
     def delete_attribute(
         self,
@@ -400,7 +427,7 @@ class ContextBroker:
                     del entity.attrs[iri]
             entity.modified_at = now
 
-        self.store.change(who.tenant_id, entity_id, change)
+        self.change_entity(who, entity_id, change)
 
     def _attrs_of(self, body: Any, ctx: Context, entity_id: str) -> dict[str, list[Attribute]]:
         if not isinstance(body, dict):
@@ -408,146 +435,6 @@ class ContextBroker:
         if body.get("id", entity_id) != entity_id:
             raise NgsiLdError.bad_data("the body's id differs from the URL's")
         return parse_attributes(body, ctx)
-
-    # Batch operations ---------------------------------------------------------------------
-
-    def batch_create(self, who: Principal, bodies: Any, ctx: Context) -> BatchResult:
-        """Create many entities; each that fails is reported, the others are created."""
-        result = BatchResult()
-        parsed = self._parse_batch(bodies, ctx, result)
-        now = self.clock()
-        for entity in parsed:
-            entity.created_at = entity.modified_at = now
-            _stamp_all(entity.attrs, now)
-        taken = set(self.store.create_many(who.tenant_id, parsed))
-        for entity in parsed:
-            if entity.id in taken:
-                result.errors.append(
-                    (entity.id, NgsiLdError.exists(f"entity {entity.id} exists already"))
-                )
-            else:
-                result.success.append(entity.id)
-        return result
-
-    def batch_upsert(
-        self, who: Principal, bodies: Any, ctx: Context, *, replace: bool = True
-    ) -> tuple[BatchResult, list[str]]:
-        """Create the entities that do not exist, and replace (or update, ``replace`` False)
-        those that do. Returns the outcome and the ids that were created."""
-        result = BatchResult()
-        parsed = self._parse_batch(bodies, ctx, result)
-        now = self.clock()
-        existing = self.store.get_many(who.tenant_id, [e.id for e in parsed])
-        fresh: list[Entity] = []
-        changed: list[Entity] = []
-        for entity in parsed:
-            _stamp_all(entity.attrs, now)
-            old = existing.get(entity.id)
-            if old is None:
-                entity.created_at = entity.modified_at = now
-                fresh.append(entity)
-                continue
-            if replace:
-                old.types, old.attrs, old.scopes = entity.types, entity.attrs, entity.scopes
-            else:
-                for name, instances in entity.attrs.items():
-                    for attribute in instances:
-                        before = old.instance(name, attribute.dataset_id)
-                        created = None if before is None else before.created_at
-                        old.put(name, attribute.stamped(now, created))
-                old.types = list(dict.fromkeys([*old.types, *entity.types]))
-            old.modified_at = now
-            changed.append(old)
-        raced = set(self.store.create_many(who.tenant_id, fresh))
-        self.store.save_many(who.tenant_id, changed)
-        made = [e.id for e in fresh if e.id not in raced]
-        for entity in parsed:
-            if entity.id in raced:
-                result.errors.append((entity.id, NgsiLdError.exists("created concurrently")))
-            else:
-                result.success.append(entity.id)
-        return result, made
-
-    def batch_update(self, who: Principal, bodies: Any, ctx: Context) -> BatchResult:
-        """Update attributes of existing entities (``noOverwrite`` not applied)."""
-        result = BatchResult()
-        parsed = self._parse_batch(bodies, ctx, result, id_only=True)
-        existing = self.store.get_many(who.tenant_id, [e.id for e in parsed])
-        now = self.clock()
-        changed: list[Entity] = []
-        for entity in parsed:
-            old = existing.get(entity.id)
-            if old is None:
-                result.errors.append(
-                    (entity.id, NgsiLdError.not_found(f"entity {entity.id} not found"))
-                )
-                continue
-            for name, instances in entity.attrs.items():
-                for attribute in instances:
-                    before = old.instance(name, attribute.dataset_id)
-                    created = None if before is None else before.created_at
-                    old.put(name, attribute.stamped(now, created))
-            old.modified_at = now
-            changed.append(old)
-            result.success.append(entity.id)
-        self.store.save_many(who.tenant_id, changed)
-        return result
-
-    def batch_delete(self, who: Principal, ids: Any) -> BatchResult:
-        """Delete entities by id."""
-        if not isinstance(ids, list) or not ids:
-            raise NgsiLdError.bad_data("a batch delete needs a non-empty array of entity ids")
-        if len(ids) > MAX_BATCH:
-            raise NgsiLdError.bad_data(f"a batch holds at most {MAX_BATCH} entities")
-        result = BatchResult()
-        valid: list[str] = []
-        for raw in ids:
-            try:
-                valid.append(check_id(raw))
-                self.check_writable(raw)
-            except NgsiLdError as err:
-                if valid and valid[-1] == raw:
-                    valid.pop()
-                result.errors.append((str(raw), err))
-        found = self.store.delete_many(who.tenant_id, valid)
-        for entity_id in valid:
-            if entity_id in found:
-                result.success.append(entity_id)
-            else:
-                result.errors.append(
-                    (entity_id, NgsiLdError.not_found(f"entity {entity_id} not found"))
-                )
-        return result
-
-    def _parse_batch(
-        self, bodies: Any, ctx: Context, result: BatchResult, *, id_only: bool = False
-    ) -> list[Entity]:
-        if not isinstance(bodies, list) or not bodies:
-            raise NgsiLdError.bad_data("a batch needs a non-empty array of entities")
-        if len(bodies) > MAX_BATCH:
-            raise NgsiLdError.bad_data(f"a batch holds at most {MAX_BATCH} entities")
-        parsed: dict[str, Entity] = {}
-        for body in bodies:
-            entity_id = body.get("id") if isinstance(body, dict) else None
-            try:
-                if id_only and isinstance(body, dict) and "type" not in body:
-                    entity = Entity(check_id(entity_id), [], parse_attributes(body, ctx))
-                else:
-                    entity = parse_entity(body, ctx)
-            except NgsiLdError as err:
-                result.errors.append((str(entity_id), err))
-                continue
-            if self.own is not None and self.own.owns(entity.id):
-                try:
-                    self.check_writable(entity.id)
-                except NgsiLdError as err:
-                    result.errors.append((entity.id, err))
-                continue
-            if entity.id in parsed:  # the same id twice: the later one wins, as in a loop
-                parsed[entity.id].attrs.update(entity.attrs)
-                continue
-            parsed[entity.id] = entity
-        return list(parsed.values())
 
     # Types and attributes -----------------------------------------------------------------
 

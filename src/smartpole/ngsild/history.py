@@ -90,6 +90,7 @@ class TemporalBroker:
             entity.attrs = {name: [a] for name, a in current.items()}
             entity.created_at = entity.modified_at = now
             self.broker.store.create(who.tenant_id, entity)
+            self.broker.changed(who, [entity])
             self.broker.store.add_history(who.tenant_id, entity_id, older)
             return True
 
@@ -102,7 +103,7 @@ class TemporalBroker:
                     older.append((name, newest))
             entity.modified_at = now
 
-        self.broker.store.change(who.tenant_id, entity_id, change)
+        self.broker.change_entity(who, entity_id, change)
         self.broker.store.add_history(who.tenant_id, entity_id, older)
         return False
 

@@ -152,6 +152,24 @@ class OwnEntities:
                 out.setdefault(type_iri, set()).update(entity.attrs)
         return out
 
+    def changed(self, who: Principal, keys: dict[int, set[str]]) -> list[tuple[Entity, set[str]]]:
+        """The entities of devices whose ``keys`` just got readings (those the caller sees),
+        each with the attributes those keys are."""
+        entities = self._devices(who, ids=list(keys))
+        if not entities:
+            return []
+        by_name = {e.id: e for e in entities}
+        query = self.assets.device_query(who).where(devices.c.id.in_(list(keys)))
+        out: list[tuple[Entity, set[str]]] = []
+        with self.assets.engine.connect() as conn:
+            for row in conn.execute(query):
+                device = _as_device(row)
+                entity = by_name.get(device_id(device))
+                if entity is not None:
+                    names = {_term(attribute_of(device.kind, k).name) for k in keys[device.id]}
+                    out.append((entity, names))
+        return out
+
     # -- history ---------------------------------------------------------------------------------
 
     def _series_of(
@@ -279,10 +297,13 @@ class OwnEntities:
         names: Sequence[str] | None = None,
         kinds: Iterable[DeviceKind] | None = None,
         box: tuple[float, float, float, float] | None = None,
+        ids: Sequence[int] | None = None,
     ) -> list[Entity]:
         query = self.assets.device_query(who).add_columns(poles.c.lat, poles.c.lon)
         if names is not None:
             query = query.where(devices.c.name.in_(names))
+        if ids is not None:
+            query = query.where(devices.c.id.in_(ids))
         if kinds is not None:
             query = query.where(devices.c.kind.in_([k.value for k in kinds]))
         if box is not None:

@@ -22,7 +22,13 @@ from sqlalchemy import (
 
 from smartpole.store.schema import metadata
 
-__all__ = ["ngsi_entities", "ngsi_entity_types", "ngsi_history"]
+__all__ = [
+    "ngsi_entities",
+    "ngsi_entity_types",
+    "ngsi_history",
+    "ngsi_notifications",
+    "ngsi_subscriptions",
+]
 
 ngsi_entities = Table(
     "ngsi_entities",
@@ -78,4 +84,42 @@ ngsi_history = Table(
         ondelete="CASCADE",
     ),
     Index("ix_ngsi_history_entity_attr_observed", "tenant_id", "entity_id", "attr", "observed"),
+)
+
+# Subscriptions: what they ask for (``body``, names expanded) with the @context they were made
+# with, and the truth about their notifications.
+ngsi_subscriptions = Table(
+    "ngsi_subscriptions",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(256), primary_key=True),
+    Column("body", Text, nullable=False),  # JSON (subscriptions.Subscription.to_json)
+    Column("context", Text, nullable=True),  # JSON: the @context it was made with (None: core)
+    Column("times_sent", Integer, nullable=False, server_default="0"),
+    Column("times_failed", Integer, nullable=False, server_default="0"),
+    Column("last_notification", BigInteger, nullable=True),
+    Column("last_success", BigInteger, nullable=True),
+    Column("last_failure", BigInteger, nullable=True),
+    Column("created", BigInteger, nullable=False),
+    Column("modified", BigInteger, nullable=False),
+)
+
+# Notifications waiting to be delivered (an outbox): one row per matching change, the entity as
+# the subscription shows it; deleted once its receiver answered 2xx.
+ngsi_notifications = Table(
+    "ngsi_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, nullable=False),
+    Column("subscription_id", String(256), nullable=False),
+    Column("node", String(64), nullable=False),  # the node that matched it delivers it
+    Column("body", Text, nullable=False),  # JSON: the entity as the notification carries it
+    Column("created", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    ForeignKeyConstraint(
+        ["tenant_id", "subscription_id"],
+        ["ngsi_subscriptions.tenant_id", "ngsi_subscriptions.id"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_ngsi_notifications_node", "node", "id"),
 )

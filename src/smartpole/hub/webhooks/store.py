@@ -10,7 +10,6 @@ with the webhook's secret>``. A non-2xx answer or a network error is retried aft
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -24,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from smartpole.errors import Conflict, InvalidInput, NotFound
 from smartpole.hub.webhooks.tables import webhook_deliveries, webhooks
+from smartpole.loops import WorkLoop
 from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
 from smartpole.model.webhooks import Webhook, WebhookDelivery
@@ -100,9 +100,7 @@ class Webhooks:
         self.attempts = attempts
         self.backoff_ms = backoff_ms
         self.timeout_s = timeout_s
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = WorkLoop("webhook-deliveries", self._send_due)
         self._client: httpx.AsyncClient | None = None
 
     # -- endpoints --------------------------------------------------------------------------
@@ -193,36 +191,20 @@ class Webhooks:
             }
             ins = insert(webhook_deliveries).values(**row).returning(webhook_deliveries.c.id)
             delivery_id = int(conn.execute(ins).scalar_one())
-        self._wake.set()
+        self._loop.wake()
         return delivery_id
 
     async def start(self) -> None:
         """Start the delivery task."""
-        self._stopping.clear()
         self._client = httpx.AsyncClient(timeout=self.timeout_s)
-        self._task = asyncio.create_task(self._run(), name="webhook-deliveries")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop sending (a delivery in flight finishes first) and close the client."""
-        self._stopping.set()
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+        await self._loop.stop()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                wait_s = await self._send_due()
-            except Exception:
-                log.exception("webhook deliveries failed")
-                wait_s = 1.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait_s)
 
     async def _send_due(self) -> float:
         """Send every due delivery; return how long to sleep until the next one is due."""
@@ -306,4 +288,4 @@ class Webhooks:
                 update(webhook_deliveries).where(webhook_deliveries.c.id == d.id).values(**values)
             )
         if error is not None:
-            self._wake.set()
+            self._loop.wake()

@@ -16,7 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Add ``ngsi_entities``, ``ngsi_entity_types`` and ``ngsi_history``."""
+    """Add the entities, their types and history, subscriptions and their notifications."""
     op.create_table(
         "ngsi_entities",
         sa.Column(
@@ -68,9 +68,47 @@ def upgrade() -> None:
         ["tenant_id", "entity_id", "attr", "observed"],
     )
 
+    op.create_table(
+        "ngsi_subscriptions",
+        sa.Column(
+            "tenant_id",
+            sa.Integer,
+            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("id", sa.String(256), primary_key=True),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("context", sa.Text, nullable=True),
+        sa.Column("times_sent", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("times_failed", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_notification", sa.BigInteger, nullable=True),
+        sa.Column("last_success", sa.BigInteger, nullable=True),
+        sa.Column("last_failure", sa.BigInteger, nullable=True),
+        sa.Column("created", sa.BigInteger, nullable=False),
+        sa.Column("modified", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
+        "ngsi_notifications",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("tenant_id", sa.Integer, nullable=False),
+        sa.Column("subscription_id", sa.String(256), nullable=False),
+        sa.Column("node", sa.String(64), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("created", sa.BigInteger, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "subscription_id"],
+            ["ngsi_subscriptions.tenant_id", "ngsi_subscriptions.id"],
+            ondelete="CASCADE",
+        ),
+    )
+    op.create_index("ix_ngsi_notifications_node", "ngsi_notifications", ["node", "id"])
+
 
 def downgrade() -> None:
     """Drop ``ngsi_entity_types`` and ``ngsi_entities``."""
+    op.drop_table("ngsi_notifications")
+    op.drop_table("ngsi_subscriptions")
     op.drop_table("ngsi_history")
     op.drop_table("ngsi_entity_types")
     op.drop_table("ngsi_entities")

@@ -1,0 +1,173 @@
+"""NGSI-LD batch operations (``/entityOperations/…``): many entities in one request, each one's
+outcome reported (a 207 when some failed), the others written in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from smartpole.ngsild.broker import ContextBroker, stamp_all
+from smartpole.ngsild.context import Context
+from smartpole.ngsild.entities import Entity, check_id, parse_attributes, parse_entity
+from smartpole.ngsild.errors import NgsiLdError
+from smartpole.registry.access import Principal
+
+__all__ = ["MAX_BATCH", "BatchOperations", "BatchResult"]
+
+MAX_BATCH = 1000
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """A batch operation's outcome per entity."""
+
+    success: list[str] = field(default_factory=list)
+    errors: list[tuple[str, NgsiLdError]] = field(default_factory=list)
+
+
+class BatchOperations:
+    """Batch create, upsert, update and delete over one context broker's entities."""
+
+    def __init__(self, broker: ContextBroker) -> None:
+        self.broker = broker
+
+    def batch_create(self, who: Principal, bodies: Any, ctx: Context) -> BatchResult:
+        """Create many entities; each that fails is reported, the others are created."""
+        result = BatchResult()
+        parsed = self._parse_batch(bodies, ctx, result)
+        now = self.broker.clock()
+        for entity in parsed:
+            entity.created_at = entity.modified_at = now
+            stamp_all(entity.attrs, now)
+        taken = set(self.broker.store.create_many(who.tenant_id, parsed))
+        self.broker.changed(who, [e for e in parsed if e.id not in taken])
+        for entity in parsed:
+            if entity.id in taken:
+                result.errors.append(
+                    (entity.id, NgsiLdError.exists(f"entity {entity.id} exists already"))
+                )
+            else:
+                result.success.append(entity.id)
+        return result
+
+    def batch_upsert(
+        self, who: Principal, bodies: Any, ctx: Context, *, replace: bool = True
+    ) -> tuple[BatchResult, list[str]]:
+        """Create the entities that do not exist, and replace (or update, ``replace`` False)
+        those that do. Returns the outcome and the ids that were created."""
+        result = BatchResult()
+        parsed = self._parse_batch(bodies, ctx, result)
+        now = self.broker.clock()
+        existing = self.broker.store.get_many(who.tenant_id, [e.id for e in parsed])
+        fresh: list[Entity] = []
+        changed: list[Entity] = []
+        for entity in parsed:
+            stamp_all(entity.attrs, now)
+            old = existing.get(entity.id)
+            if old is None:
+                entity.created_at = entity.modified_at = now
+                fresh.append(entity)
+                continue
+            if replace:
+                old.types, old.attrs, old.scopes = entity.types, entity.attrs, entity.scopes
+            else:
+                for name, instances in entity.attrs.items():
+                    for attribute in instances:
+                        before = old.instance(name, attribute.dataset_id)
+                        created = None if before is None else before.created_at
+                        old.put(name, attribute.stamped(now, created))
+                old.types = list(dict.fromkeys([*old.types, *entity.types]))
+            old.modified_at = now
+            changed.append(old)
+        raced = set(self.broker.store.create_many(who.tenant_id, fresh))
+        self.broker.store.save_many(who.tenant_id, changed)
+        self.broker.changed(who, [e for e in fresh if e.id not in raced] + changed)
+        made = [e.id for e in fresh if e.id not in raced]
+        for entity in parsed:
+            if entity.id in raced:
+                result.errors.append((entity.id, NgsiLdError.exists("created concurrently")))
+            else:
+                result.success.append(entity.id)
+        return result, made
+
+    def batch_update(self, who: Principal, bodies: Any, ctx: Context) -> BatchResult:
+        """Update attributes of existing entities (``noOverwrite`` not applied)."""
+        result = BatchResult()
+        parsed = self._parse_batch(bodies, ctx, result, id_only=True)
+        existing = self.broker.store.get_many(who.tenant_id, [e.id for e in parsed])
+        now = self.broker.clock()
+        changed: list[Entity] = []
+        for entity in parsed:
+            old = existing.get(entity.id)
+            if old is None:
+                result.errors.append(
+                    (entity.id, NgsiLdError.not_found(f"entity {entity.id} not found"))
+                )
+                continue
+            for name, instances in entity.attrs.items():
+                for attribute in instances:
+                    before = old.instance(name, attribute.dataset_id)
+                    created = None if before is None else before.created_at
+                    old.put(name, attribute.stamped(now, created))
+            old.modified_at = now
+            changed.append(old)
+            result.success.append(entity.id)
+        self.broker.store.save_many(who.tenant_id, changed)
+        self.broker.changed(who, changed)
+        return result
+
+    def batch_delete(self, who: Principal, ids: Any) -> BatchResult:
+        """Delete entities by id."""
+        if not isinstance(ids, list) or not ids:
+            raise NgsiLdError.bad_data("a batch delete needs a non-empty array of entity ids")
+        if len(ids) > MAX_BATCH:
+            raise NgsiLdError.bad_data(f"a batch holds at most {MAX_BATCH} entities")
+        result = BatchResult()
+        valid: list[str] = []
+        for raw in ids:
+            try:
+                valid.append(check_id(raw))
+                self.broker.check_writable(raw)
+            except NgsiLdError as err:
+                if valid and valid[-1] == raw:
+                    valid.pop()
+                result.errors.append((str(raw), err))
+        found = self.broker.store.delete_many(who.tenant_id, valid)
+        for entity_id in valid:
+            if entity_id in found:
+                result.success.append(entity_id)
+            else:
+                result.errors.append(
+                    (entity_id, NgsiLdError.not_found(f"entity {entity_id} not found"))
+                )
+        return result
+
+    def _parse_batch(
+        self, bodies: Any, ctx: Context, result: BatchResult, *, id_only: bool = False
+    ) -> list[Entity]:
+        if not isinstance(bodies, list) or not bodies:
+            raise NgsiLdError.bad_data("a batch needs a non-empty array of entities")
+        if len(bodies) > MAX_BATCH:
+            raise NgsiLdError.bad_data(f"a batch holds at most {MAX_BATCH} entities")
+        parsed: dict[str, Entity] = {}
+        for body in bodies:
+            entity_id = body.get("id") if isinstance(body, dict) else None
+            try:
+                if id_only and isinstance(body, dict) and "type" not in body:
+                    entity = Entity(check_id(entity_id), [], parse_attributes(body, ctx))
+                else:
+                    entity = parse_entity(body, ctx)
+            except NgsiLdError as err:
+                result.errors.append((str(entity_id), err))
+                continue
+            if self.broker.own is not None and self.broker.own.owns(entity.id):
+                try:
+                    self.broker.check_writable(entity.id)
+                except NgsiLdError as err:
+                    result.errors.append((entity.id, err))
+                continue
+            if entity.id in parsed:  # the same id twice: the later one wins, as in a loop
+                parsed[entity.id].attrs.update(entity.attrs)
+                continue
+            parsed[entity.id] = entity
+        return list(parsed.values())

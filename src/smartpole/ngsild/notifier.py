@@ -1,0 +1,316 @@
+"""NGSI-LD notifications: changes matched against subscriptions, kept in an outbox
+(``ngsi_notifications``), delivered over HTTP until the receiver takes them.
+
+A change of an entity other systems created is matched when the broker has written it; a
+reading of one of smartpole's own devices when the pipeline has committed it. Each match is a
+row holding the entity as the subscription shows it. Delivery sends a subscription's rows in
+order, up to :data:`PER_NOTIFICATION` entities in one notification (``data``); a receiver that
+fails (an error, a timeout, a non-2xx answer) is tried again after a back-off that doubles up to
+:data:`MAX_BACKOFF_S`, its rows kept and their order too, so that a receiver down for a while
+loses nothing; a row is deleted only once a 2xx answer took it, so none is sent twice after a
+success. Rows older than ``ttl`` (the receiver gone for good) are dropped, counted and logged.
+The status a subscription shows (``timesSent``, ``timesFailed``, ``lastSuccess``,
+``lastFailure``) is written after each attempt.
+
+Each node delivers what it matched (rows carry its ``node_id``): in broker mode a reading is
+consumed, matched and notified by one node; a node that stops leaves its rows for when it is
+back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import Engine, delete, insert, select, update
+
+from smartpole.loops import WorkLoop
+from smartpole.model.clock import now_ms
+from smartpole.model.writes import WriteBatch
+from smartpole.ngsild.broker import ContextBroker, EntityQuery
+from smartpole.ngsild.context import LINK_REL, ContextLoader
+from smartpole.ngsild.entities import Entity, iso, render
+from smartpole.ngsild.errors import NgsiLdError
+from smartpole.ngsild.own import OwnEntities
+from smartpole.ngsild.subscriptions import SubscriptionStore, Watching, check_endpoint
+from smartpole.ngsild.tables import ngsi_notifications as n
+from smartpole.registry.access import Principal
+
+__all__ = ["Notifier"]
+
+log = logging.getLogger(__name__)
+PER_NOTIFICATION = 100
+MAX_BACKOFF_S = 5.0
+_CLAIM = 5_000
+Key = tuple[int, str]  # (tenant id, subscription id)
+
+
+@dataclass(slots=True)
+class _Row:
+    id: int
+    body: bytes
+    created: int
+    attempts: int
+
+
+def changed_attributes(entity: Entity) -> set[str]:
+    """The attributes an entity's last change wrote (stamped with its modification time)."""
+    return {
+        name
+        for name, instances in entity.attrs.items()
+        if any(a.modified_at == entity.modified_at for a in instances)
+    }
+
+
+class Notifier:
+    """Matches changes against the subscriptions, and delivers what matched."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        subscriptions: SubscriptionStore,
+        loader: ContextLoader,
+        broker: ContextBroker,
+        own: OwnEntities,
+        principal_of: Callable[[int], Principal],
+        *,
+        node: str = "",
+        allow_private: bool = True,
+        ttl_ms: int = 86_400_000,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.engine = engine
+        self.subscriptions = subscriptions
+        self.loader = loader
+        self.broker = broker
+        self.own = own
+        self.principal_of = principal_of
+        self.node = node
+        self.allow_private = allow_private
+        self.ttl_ms = ttl_ms
+        self.timeout_s = timeout_s
+        self.watching: dict[Key, Watching] = {}
+        self.delivered = 0  # entities delivered since start (the bench reads it)
+        self._blocked: dict[Key, tuple[int, float]] = {}  # key -> (until ms, back-off s)
+        self._last_sent: dict[Key, int] = {}
+        self._next_interval: dict[Key, int] = {}
+        self._rounds = WorkLoop("ngsi-ld notifications", self._round)
+        self._client: httpx.AsyncClient | None = None
+
+    # -- subscriptions ------------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """Read every subscription again (after one was created, changed or deleted)."""
+        fresh: dict[Key, Watching] = {}
+        for tenant_id, sub, context in await asyncio.to_thread(self.subscriptions.every):
+            try:
+                ctx = await self.loader.active(context)
+                fresh[(tenant_id, sub.id)] = Watching(tenant_id, sub, ctx)
+            except NgsiLdError as err:
+                log.warning("NGSI-LD subscription %s is not matched: %s", sub.id, err.detail)
+        self.watching = fresh
+        self._wake_soon()
+
+    # -- matching -------------------------------------------------------------------------------
+
+    def on_change(self, tenant_id: int, entities: Sequence[Entity]) -> None:
+        """Entities other systems wrote (blocking: the broker calls it in its thread)."""
+        now = now_ms()
+        rows = []
+        for key, watching in list(self.watching.items()):
+            if key[0] != tenant_id:
+                continue
+            for entity in entities:
+                if watching.matches(entity, changed_attributes(entity), now):
+                    rows.append(self._row(watching, entity, now))
+        self._enqueue(rows)
+
+    async def on_batch(self, batch: WriteBatch) -> None:
+        """Readings committed: notify subscriptions that watch smartpole's own devices."""
+        if not self.watching or not batch.readings:
+            return
+        keys: dict[int, set[str]] = {}
+        for reading in batch.readings:
+            keys.setdefault(reading.device_id, set()).add(reading.key)
+        await asyncio.to_thread(self._own_changes, keys)
+
+    def _own_changes(self, keys: dict[int, set[str]]) -> None:
+        now = now_ms()
+        by_tenant: dict[int, list[Watching]] = {}
+        for (tenant_id, _), watching in list(self.watching.items()):
+            by_tenant.setdefault(tenant_id, []).append(watching)
+        rows = []
+        for tenant_id, watchings in by_tenant.items():
+            who = self.principal_of(tenant_id)
+            for entity, changed in self.own.changed(who, keys):
+                for watching in watchings:
+                    if watching.matches(entity, changed, now):
+                        rows.append(self._row(watching, entity, now))
+        self._enqueue(rows)
+
+    def _row(self, watching: Watching, entity: Entity, now: int) -> dict[str, Any]:
+        sub = watching.sub
+        attrs = frozenset(sub.attributes) if sub.attributes is not None else None
+        shown = render(entity, watching.ctx, representation=sub.format, attrs=attrs)
+        return {
+            "tenant_id": watching.tenant_id,
+            "subscription_id": sub.id,
+            "node": self.node,
+            "body": orjson.dumps(shown).decode(),
+            "created": now,
+        }
+
+    def _enqueue(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(insert(n), rows)
+        self._wake_soon()
+
+    def _wake_soon(self) -> None:
+        self._rounds.wake(threadsafe=True)
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the subscriptions and start delivering."""
+        self._client = httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False)
+        self._rounds.start()
+        await self.reload()
+
+    async def stop(self) -> None:
+        """Stop delivering (what is in flight finishes; the outbox keeps the rest)."""
+        await self._rounds.stop()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _round(self) -> float:
+        wait_s = await self._deliver_due()
+        return min(wait_s, await self._time_intervals())
+
+    async def _deliver_due(self) -> float:
+        pending = await asyncio.to_thread(self._pending)
+        now = now_ms()
+        wait_s = 1.0
+        sends = []
+        for key, rows in pending.items():
+            watching = self.watching.get(key)
+            if watching is None:
+                continue
+            until = self._blocked.get(key, (0, 0.0))[0]
+            throttle = watching.sub.throttling
+            if throttle is not None and key in self._last_sent:
+                until = max(until, self._last_sent[key] + throttle * 1000)
+            if until > now:
+                wait_s = min(wait_s, (until - now) / 1000)
+                continue
+            sends.append(self._send(key, watching, rows[:PER_NOTIFICATION]))
+        if sends:
+            await asyncio.gather(*sends)
+            return 0.0
+        return wait_s
+
+    def _pending(self) -> dict[Key, list[_Row]]:
+        query = select(n).where(n.c.node == self.node).order_by(n.c.id).limit(_CLAIM)
+        out: dict[Key, list[_Row]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(query):
+                key = (r.tenant_id, r.subscription_id)
+                out.setdefault(key, []).append(_Row(r.id, r.body.encode(), r.created, r.attempts))
+        return out
+
+    async def _send(self, key: Key, watching: Watching, rows: list[_Row]) -> None:
+        assert self._client is not None
+        sub = watching.sub
+        now = now_ms()
+        body = (
+            b'{"id":"urn:ngsi-ld:Notification:'
+            + str(uuid.uuid4()).encode()
+            + b'","type":"Notification","subscriptionId":'
+            + orjson.dumps(sub.id)
+            + b',"notifiedAt":"'
+            + iso(now).encode()
+            + b'","data":['
+            + b",".join(r.body for r in rows)
+            + b"]"
+        )
+        headers = {"Content-Type": sub.accept, **dict(sub.receiver_info)}
+        if sub.accept == "application/ld+json":
+            body += b',"@context":' + orjson.dumps(watching.ctx.body_context())
+        else:
+            headers["Link"] = f'<{watching.ctx.link}>; rel="{LINK_REL}"; type="application/ld+json"'
+        body += b"}"
+        ok = False
+        try:
+            check_endpoint(sub.uri, allow_private=self.allow_private)
+            answer = await self._client.post(sub.uri, content=body, headers=headers)
+            ok = 200 <= answer.status_code < 300
+            if not ok:
+                log.info("NGSI-LD notification to %s: HTTP %d", sub.uri, answer.status_code)
+        except (httpx.HTTPError, NgsiLdError) as err:
+            log.info("NGSI-LD notification to %s failed: %s", sub.uri, err)
+        if ok:
+            self.delivered += len(rows)
+            self._blocked.pop(key, None)
+            self._last_sent[key] = now
+        else:
+            backoff = min(MAX_BACKOFF_S, max(0.25, self._blocked.get(key, (0, 0.125))[1] * 2))
+            self._blocked[key] = (now + int(backoff * 1000), backoff)
+        await asyncio.to_thread(self._settle, key, rows, ok, now)
+
+    def _settle(self, key: Key, rows: list[_Row], ok: bool, now: int) -> None:
+        ids = [r.id for r in rows]
+        with self.engine.begin() as conn:
+            if ok:
+                conn.execute(delete(n).where(n.c.id.in_(ids)))
+            else:
+                conn.execute(update(n).where(n.c.id.in_(ids)).values(attempts=n.c.attempts + 1))
+                stale = [r.id for r in rows if now - r.created > self.ttl_ms]
+                if stale:
+                    conn.execute(delete(n).where(n.c.id.in_(stale)))
+                    log.warning(
+                        "NGSI-LD subscription %s: %d notifications older than %d s dropped "
+                        "(the receiver never took them)",
+                        key[1],
+                        len(stale),
+                        self.ttl_ms // 1000,
+                    )
+        self.subscriptions.record(key[0], key[1], ok=ok, now=now)
+
+    async def _time_intervals(self) -> float:
+        """Subscriptions with ``timeInterval``: the current state of what they name, when due."""
+        now = now_ms()
+        wait_s = 1.0
+        for key, watching in list(self.watching.items()):
+            sub = watching.sub
+            if sub.time_interval is None or not sub.active:
+                continue
+            due = self._next_interval.get(key, now)
+            if due > now:
+                wait_s = min(wait_s, (due - now) / 1000)
+                continue
+            self._next_interval[key] = now + sub.time_interval * 1000
+            await asyncio.to_thread(self._snapshot, watching, now)
+        return wait_s
+
+    def _snapshot(self, watching: Watching, now: int) -> None:
+        who = self.principal_of(watching.tenant_id)
+        found: dict[str, Entity] = {}
+        for selector in watching.sub.entities:
+            query = EntityQuery(
+                types=[selector.type],
+                ids=[selector.id] if selector.id else None,
+                limit=1000,
+            )
+            page, _ = self.broker.query(who, query)
+            for entity in page:
+                if watching.selects(entity) and (watching.q is None or watching.q(entity)):
+                    found[entity.id] = entity
+        self._enqueue([self._row(watching, e, now) for e in found.values()])

@@ -1,0 +1,230 @@
+"""NGSI-LD subscriptions: created, listed, updated and deleted; notifications of other systems'
+changes and of readings of smartpole's own devices, delivered to a real receiver, kept while it
+is down and delivered once, in order, when it is back (on both engines)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fixtures_api import City, make_device, make_pole, started
+from mqtt_client import V5, Device
+from receiver import Receiver
+from smartpole.api import create_app
+from smartpole.app import Platform
+from smartpole.model.types import Role
+from smartpole.store import Database
+
+BASE = "/ngsi-ld/v1"
+OWN_CONTEXT = "http://smartpole.test/ngsi-ld/v1/jsonldContexts/smartpole-context.jsonld"
+LINK = {"Link": f'<{OWN_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"'}
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A notification receiver, listening."""
+    r = Receiver()
+    await r.up()
+    try:
+        yield r
+    finally:
+        await r.down()
+
+
+def subscription(url: str, **extra: Any) -> dict[str, Any]:
+    """A subscription to cars' speed, told at ``url``."""
+    return {
+        "id": "urn:ngsi-ld:Subscription:speeding",
+        "type": "Subscription",
+        "entities": [{"type": "Car"}],
+        "watchedAttributes": ["speed"],
+        "q": "speed>50",
+        "notification": {"endpoint": {"uri": url}, "attributes": ["speed"]},
+        **extra,
+    }
+
+
+async def set_speed(client: httpx.AsyncClient, auth: dict[str, str], n: int, speed: int) -> None:
+    r = await client.patch(
+        f"{BASE}/entities/urn:ngsi-ld:Car:{n}/attrs", json={"speed": speed}, headers=auth
+    )
+    assert r.status_code == 204, r.text
+
+
+async def test_subscriptions_are_created_read_updated_and_deleted(
+    client: httpx.AsyncClient, city: City, receiver: Receiver
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    r = await client.post(f"{BASE}/subscriptions", json=subscription(receiver.url), headers=auth)
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == f"{BASE}/subscriptions/urn:ngsi-ld:Subscription:speeding"
+    r = await client.post(f"{BASE}/subscriptions", json=subscription(receiver.url), headers=auth)
+    assert r.status_code == 409
+    url = f"{BASE}/subscriptions/urn:ngsi-ld:Subscription:speeding"
+    got = (await client.get(url, headers=auth)).json()
+    assert got["entities"] == [{"type": "Car"}]
+    assert got["watchedAttributes"] == ["speed"]
+    assert got["notification"]["status"] == "ok"
+    assert got["notification"]["timesSent"] == 0
+    assert got["status"] == "active"
+    r = await client.patch(url, json={"throttling": 5, "isActive": False}, headers=auth)
+    assert r.status_code == 204, r.text
+    got = (await client.get(url, headers=auth)).json()
+    assert (got["throttling"], got["status"], got["q"]) == (5, "paused", "speed>50")
+    r = await client.get(f"{BASE}/subscriptions", params={"count": "true"}, headers=auth)
+    assert r.headers["NGSILD-Results-Count"] == "1"
+    # another tenant does not see it
+    r = await client.get(url, headers=city.auth("telecom"))
+    assert r.status_code == 404
+    r = await client.delete(url, headers=auth)
+    assert r.status_code == 204
+    r = await client.get(url, headers=auth)
+    assert r.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "what"),
+    [
+        ({"notification": {}}, "endpoint"),
+        ({"notification": {"endpoint": {"uri": "ftp://x/y"}}}, "http"),
+        ({"q": "speed>>1"}, "q"),
+        ({"entities": [], "watchedAttributes": None}, "entities or watchedAttributes"),
+        ({"throttling": -1}, "throttling"),
+        ({"expiresAt": "2001-01-01T00:00:00Z"}, "past"),
+        (
+            {
+                "geoQ": {
+                    "georel": "within",
+                    "geometry": "Polygon",
+                    "coordinates": [[[0, 0], [1, 0], [1, 1]]],
+                }
+            },
+            "ring",
+        ),
+    ],
+)
+async def test_a_bad_subscription_is_refused_and_not_kept(
+    client: httpx.AsyncClient, city: City, change: dict[str, Any], what: str
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    body = {
+        k: v for k, v in {**subscription("http://127.0.0.1:9/n"), **change}.items() if v is not None
+    }
+    r = await client.post(f"{BASE}/subscriptions", json=body, headers=auth)
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+    assert what in r.json()["detail"]
+    r = await client.get(f"{BASE}/subscriptions", headers=auth)
+    assert r.json() == []
+
+
+async def test_private_endpoints_can_be_forbidden(database: Database, tmp_path: Path) -> None:
+    async with started(database, tmp_path, ngsi_ld_private_endpoints=False) as platform:
+        tenant = platform.tenants.create("city", "City", is_operator=True)
+        key = platform.tenants.create_key(tenant["id"], Role.OPERATOR)[1]
+        transport = httpx.ASGITransport(app=create_app(platform.api_services()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for url in ("http://127.0.0.1:8000/n", "http://10.1.2.3/n", "http://[::1]/n"):
+                r = await client.post(
+                    f"{BASE}/subscriptions",
+                    json=subscription(url),
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                assert r.status_code == 400, r.text
+                assert "private address" in r.json()["detail"]
+
+
+async def test_a_watched_change_that_matches_is_notified_once(
+    client: httpx.AsyncClient, city: City, receiver: Receiver
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    r = await client.post(f"{BASE}/subscriptions", json=subscription(receiver.url), headers=auth)
+    assert r.status_code == 201, r.text
+    car = {"id": "urn:ngsi-ld:Car:1", "type": "Car", "speed": 40, "brand": "BYD"}
+    assert (await client.post(f"{BASE}/entities", json=car, headers=auth)).status_code == 201
+    await set_speed(client, auth, 1, 45)  # watched, but q does not match
+    await set_speed(client, auth, 1, 60)  # notified
+    r = await client.patch(
+        f"{BASE}/entities/urn:ngsi-ld:Car:1/attrs", json={"brand": "NIO"}, headers=auth
+    )
+    assert r.status_code == 204  # not watched
+    await set_speed(client, auth, 1, 70)  # notified
+    got = await receiver.wait_for(2)
+    await asyncio.sleep(0.5)  # nothing else comes
+    assert [(e["id"], e["speed"]["value"]) for e in receiver.entities()] == [
+        ("urn:ngsi-ld:Car:1", 60),
+        ("urn:ngsi-ld:Car:1", 70),
+    ]
+    assert set(got[0]) == {"id", "type", "speed"}  # notification.attributes
+    body = receiver.bodies[0]
+    assert body["type"] == "Notification"
+    assert body["subscriptionId"] == "urn:ngsi-ld:Subscription:speeding"
+    assert "json-ld#context" in receiver.headers[0]["link"]
+    status = (
+        await client.get(f"{BASE}/subscriptions/urn:ngsi-ld:Subscription:speeding", headers=auth)
+    ).json()
+    assert status["notification"]["timesSent"] == len(receiver.bodies)
+    assert "lastSuccess" in status["notification"]
+    assert "lastFailure" not in status["notification"]
+
+
+async def test_notifications_wait_while_the_receiver_is_down(
+    client: httpx.AsyncClient, city: City, receiver: Receiver
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    r = await client.post(f"{BASE}/subscriptions", json=subscription(receiver.url), headers=auth)
+    assert r.status_code == 201
+    car = {"id": "urn:ngsi-ld:Car:1", "type": "Car", "speed": 10}
+    assert (await client.post(f"{BASE}/entities", json=car, headers=auth)).status_code == 201
+    await receiver.down()
+    for speed in range(51, 61):
+        await set_speed(client, auth, 1, speed)
+    url = f"{BASE}/subscriptions/urn:ngsi-ld:Subscription:speeding"
+    async with asyncio.timeout(10):
+        while (await client.get(url, headers=auth)).json()["notification"]["timesFailed"] == 0:  # noqa: ASYNC110 - polling the API, as a user would
+            await asyncio.sleep(0.1)
+    status = (await client.get(url, headers=auth)).json()["notification"]
+    assert status["status"] == "failed"
+    assert "lastFailure" in status
+    await receiver.up()
+    await receiver.wait_for(10)
+    await asyncio.sleep(0.5)
+    speeds = [e["speed"]["value"] for e in receiver.entities()]
+    assert speeds == list(range(51, 61))  # every change, once, in order
+    status = (await client.get(url, headers=auth)).json()["notification"]
+    assert status["status"] == "ok"
+
+
+async def test_a_reading_of_an_own_device_is_notified(
+    client: httpx.AsyncClient, city: City, platform: Platform, receiver: Receiver
+) -> None:
+    pole = await make_pole(client, city, "FU-SN-0001")
+    lamp = await make_device(client, city, "lighting", "lamp", pole, name="FU-SN-0001-lamp")
+    await make_device(client, city, "city", "air", pole, name="FU-SN-0001-air")
+    auth = {**city.auth("lighting", Role.OPERATOR), **LINK}
+    body = {
+        "type": "Subscription",
+        "entities": [{"type": "Streetlight"}],
+        "watchedAttributes": ["powerState"],
+        "notification": {"endpoint": {"uri": receiver.url}, "format": "keyValues"},
+    }
+    r = await client.post(f"{BASE}/subscriptions", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    device = Device(platform.mqtt[0].mqtt_port, lamp["token"], V5)
+    await device.connect()
+    try:
+        await device.publish("v1/devices/me/telemetry", {"power": 80})  # not watched
+        await device.publish("v1/devices/me/telemetry", {"on": True, "dim": 70})
+    finally:
+        await device.close()
+    [entity] = await receiver.wait_for(1)
+    assert entity["id"] == "urn:ngsi-ld:Streetlight:smartpole:FU-SN-0001-lamp"
+    assert entity["powerState"] == "on"
+    assert entity["illuminanceLevel"] == 0.7
+    await asyncio.sleep(0.3)
+    assert len(receiver.entities()) == 1

@@ -9,12 +9,14 @@ from typing import Any
 
 import httpx
 
-from fixtures_api import City, make_device, make_pole
+from fixtures_api import City, make_device, make_pole, started
 from mqtt_client import V5, Device
+from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.model.catalog import CATALOG
 from smartpole.model.types import Role
 from smartpole.ngsild.models import attribute_of, type_of
+from smartpole.store import Database
 
 BASE = "/ngsi-ld/v1"
 OWN_CONTEXT = "http://smartpole.test/ngsi-ld/v1/jsonldContexts/smartpole-context.jsonld"
@@ -222,3 +224,40 @@ def test_docs_give_the_mapping_of_every_catalog_key() -> None:
             assert row[1] == type_of(kind)
             assert row[3] == mapped.name
             assert row[4] == (mapped.unit or "—")
+
+
+async def test_open_types_are_readable_without_credentials(
+    database: Database, tmp_path: Path
+) -> None:
+    async with started(database, tmp_path, ngsi_ld_open_types="AirQualityObserved") as platform:
+        transport = httpx.ASGITransport(app=create_app(platform.api_services()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://smartpole.test") as c:
+            city = City()
+            for name, is_operator in (("city", True), ("lighting", False)):
+                row = platform.tenants.create(name, name.title(), is_operator)
+                city.ids[name] = row["id"]
+                city.keys[(name, Role.ADMIN)] = platform.tenants.create_key(row["id"], Role.ADMIN)[
+                    1
+                ]
+            pole = await make_pole(c, city, "FU-SN-0005")
+            air = await make_device(c, city, "city", "air", pole, name="FU-SN-0005-air")
+            await make_device(c, city, "lighting", "lamp", pole, name="FU-SN-0005-lamp")
+            await send(platform, air["token"], {"pm25": 12})
+            air_id = "urn:ngsi-ld:AirQualityObserved:smartpole:FU-SN-0005-air"
+            r = await c.get(f"{BASE}/entities/{air_id}", headers=LINK)
+            assert r.status_code == 200, r.text
+            assert r.json()["pm25"]["value"] == 12
+            r = await c.get(f"{BASE}/entities/urn:ngsi-ld:Streetlight:smartpole:FU-SN-0005-lamp")
+            assert r.status_code == 404  # not an open type
+            r = await c.get(f"{BASE}/entities", params={"type": "Streetlight"}, headers=LINK)
+            assert r.json() == []
+            r = await c.get(f"{BASE}/entities", params={"q": "pm25>1"}, headers=LINK)
+            assert [e["id"] for e in r.json()] == [air_id]
+            r = await c.get(f"{BASE}/types", headers=LINK)
+            assert r.json()["typeList"] == ["AirQualityObserved"]
+            r = await c.get(f"{BASE}/temporal/entities/{air_id}", headers=LINK)
+            assert r.json()["pm25"][0]["value"] == 12
+            r = await c.get(f"{BASE}/subscriptions")
+            assert r.status_code == 401
+            r = await c.post(f"{BASE}/entities", json={"id": "urn:ngsi-ld:X:1", "type": "X"})
+            assert r.status_code == 401

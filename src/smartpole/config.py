@@ -238,6 +238,17 @@ class Settings(BaseSettings):
         description="NGSI-LD: how long a notification a receiver does not take is retried"
         " before it is dropped (logged and counted as failed), in seconds.",
     )
+    ngsi_ld_open_types: str = Field(
+        "",
+        description="NGSI-LD open data: comma-separated entity types (smartpole's names, e.g."
+        " AirQualityObserved,NoiseLevelObserved,WeatherObserved, or full IRIs) that anyone may"
+        " read without credentials, as ngsi_ld_open_tenant sees them. Empty: none (the default).",
+    )
+    ngsi_ld_open_tenant: str = Field(
+        "city",
+        description="NGSI-LD open data: the tenant whose view of the open types anonymous readers"
+        " get (a viewer of it).",
+    )
     ngsi_ld_anonymous: str | None = Field(
         None,
         pattern=r"^[^:]+:(admin|operator|viewer)$",

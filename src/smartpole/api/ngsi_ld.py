@@ -101,7 +101,7 @@ async def query_entities(
     (``limit``, ``offset``; ``count=true`` adds ``NGSILD-Results-Count``)."""
     media = accepted(request, geo=True)
     ctx = await request_context(request, loader)
-    query = entity_query(request, ctx)
+    query = scope.narrow(entity_query(request, ctx))
     representation, sys_attrs = options(request)
     count = flag(request, "count")
     page, total = await run_in_threadpool(broker.query, scope.who, query)
@@ -126,7 +126,7 @@ async def retrieve_entity(
     ctx = await request_context(request, loader)
     representation, sys_attrs = options(request)
     attrs = names(request, "attrs", ctx)
-    entity = await run_in_threadpool(broker.retrieve, scope.who, entity_id)
+    entity = scope.check(await run_in_threadpool(broker.retrieve, scope.who, entity_id))
     if media == GEO:
         geometry = request.query_params.get("geometryProperty", LOCATION)
         feature = geojson([entity], ctx, representation, sys_attrs, geometry)["features"][0]

@@ -176,7 +176,9 @@ async def batch_query(
             coordinates=geo.get("coordinates"),
             geoproperty=geo.get("geoproperty"),
         )
-    query = entity_query(request, ctx, {k: v for k, v in params.items() if v is not None})
+    query = scope.narrow(
+        entity_query(request, ctx, {k: v for k, v in params.items() if v is not None})
+    )
     representation, sys_attrs = options(request)
     page, total = await run_in_threadpool(broker.query, scope.who, query)
     shown = [
@@ -197,7 +199,7 @@ async def list_types(
     """Every entity type of the tenant (``details=true``: with their attributes)."""
     media = accepted(request)
     ctx = await request_context(request, loader)
-    found = await run_in_threadpool(broker.types, scope.who)
+    found = scope.visible_types(await run_in_threadpool(broker.types, scope.who))
     if flag(request, "details"):
         details = [
             {
@@ -225,7 +227,7 @@ async def type_info(
     media = accepted(request)
     ctx = await request_context(request, loader)
     iri = ctx.expand(type_name)
-    found = await run_in_threadpool(broker.types, scope.who)
+    found = scope.visible_types(await run_in_threadpool(broker.types, scope.who))
     if iri not in found:
         raise NgsiLdError.not_found(f"no entity has the type {type_name}")
     _page, total = await run_in_threadpool(
@@ -251,7 +253,7 @@ async def list_attributes(
     """Every attribute name in use in the tenant (``details=true``: with the types having it)."""
     media = accepted(request)
     ctx = await request_context(request, loader)
-    found = await run_in_threadpool(broker.types, scope.who)
+    found = scope.visible_types(await run_in_threadpool(broker.types, scope.who))
     by_attr: dict[str, set[str]] = {}
     for type_iri, attrs in found.items():
         for attr in attrs:

@@ -27,10 +27,11 @@ from smartpole.api.deps import MaybeCaller, SettingsDep, TenantsDep, services_of
 from smartpole.errors import NotFound, PayloadTooLarge, Unauthenticated
 from smartpole.model.types import Role
 from smartpole.ngsild.broker import ContextBroker, EntityQuery
-from smartpole.ngsild.context import LINK_REL, Context, ContextLoader
-from smartpole.ngsild.entities import check_id
+from smartpole.ngsild.context import CORE, LINK_REL, Context, ContextLoader
+from smartpole.ngsild.entities import Entity, check_id
 from smartpole.ngsild.errors import NgsiLdError, ProblemType
 from smartpole.ngsild.geo import parse_geo_query
+from smartpole.ngsild.models import CONTEXT_TERMS
 from smartpole.ngsild.query import parse_q, parse_scope_q
 from smartpole.registry.access import Principal
 
@@ -220,16 +221,30 @@ def _anonymous(setting: str, tenants: Any) -> Principal:
     )
 
 
+def open_types(setting: str) -> frozenset[str]:
+    """The IRIs of the entity types ``ngsi_ld_open_types`` names (smartpole's own terms, or
+    full IRIs)."""
+    names = [n.strip() for n in setting.split(",") if n.strip()]
+    return frozenset(n if ":" in n else CONTEXT_TERMS.get(n, CORE.expand(n)) for n in names)
+
+
 async def ngsi_caller(
     request: Request, settings: SettingsDep, tenants: TenantsDep, who: MaybeCaller
 ) -> Principal:
-    """Who calls: an API key or a session as for the REST API; without any credential, the
-    ``ngsi_ld_anonymous`` tenant and role when that is set (a sandbox), else a 401."""
+    """Who calls: an API key or a session as for the REST API. Without any credential: the
+    ``ngsi_ld_anonymous`` tenant and role when that is set (a sandbox); else, for a read, the
+    ``ngsi_ld_open_tenant`` as a viewer of only the ``ngsi_ld_open_types`` (open data); else a
+    401."""
     if who is not None:
         return who
-    if not settings.ngsi_ld_anonymous:
+    if settings.ngsi_ld_anonymous:
+        anonymous = await run_in_threadpool(_anonymous, settings.ngsi_ld_anonymous, tenants)
+    elif settings.ngsi_ld_open_types and request.method == "GET":
+        setting = f"{settings.ngsi_ld_open_tenant}:{Role.VIEWER.value}"
+        anonymous = await run_in_threadpool(_anonymous, setting, tenants)
+        request.state.open_types = open_types(settings.ngsi_ld_open_types)
+    else:
         raise Unauthenticated("an API key (Authorization: Bearer <key>) or a session is required")
-    anonymous = await run_in_threadpool(_anonymous, settings.ngsi_ld_anonymous, tenants)
     request.state.principal = anonymous
     return anonymous
 
@@ -239,21 +254,49 @@ NgsiCaller = Annotated[Principal, Depends(ngsi_caller)]
 
 class Ngsi:
     """What an NGSI-LD route needs about its request: who acts, in the tenant it acts on (the
-    city operator naming another tenant acts as that tenant, with its own role)."""
+    city operator naming another tenant acts as that tenant, with its own role), and, for an
+    anonymous reader of open data, the only entity types it may see."""
 
-    def __init__(self, who: Principal) -> None:
+    def __init__(self, who: Principal, only_types: frozenset[str] | None = None) -> None:
         self.who = who
+        self.only_types = only_types
 
     def require_write(self) -> None:
         """Writes need the operator role (viewers read)."""
         self.who.require(Role.OPERATOR)
 
+    def require_identified(self) -> None:
+        """Subscriptions and the like are not open data: they need credentials."""
+        if self.only_types is not None:
+            raise Unauthenticated("this needs an API key (only entities are open data)")
+
+    def narrow(self, query: EntityQuery) -> EntityQuery:
+        """A query limited to the types the caller may see."""
+        if self.only_types is None:
+            return query
+        if query.types is None:
+            return replace(query, types=sorted(self.only_types))
+        return replace(query, types=[t for t in query.types if t in self.only_types])
+
+    def check(self, entity: Entity) -> Entity:
+        """The entity, if the caller may see its type (ResourceNotFound otherwise)."""
+        if self.only_types is not None and not self.only_types.intersection(entity.types):
+            raise NgsiLdError.not_found(f"entity {entity.id} not found")
+        return entity
+
+    def visible_types(self, found: dict[str, set[str]]) -> dict[str, set[str]]:
+        """Of ``/types``' answer, the types the caller may see."""
+        if self.only_types is None:
+            return found
+        return {t: a for t, a in found.items() if t in self.only_types}
+
 
 async def ngsi_scope(request: Request, who: NgsiCaller, tenants: TenantsDep) -> Ngsi:
     """The caller and the tenant ``NGSILD-Tenant`` names (the caller's own by default)."""
+    only = getattr(request.state, "open_types", None)
     name = request.headers.get(TENANT_HEADER)
     if name is None or name == who.tenant:
-        return Ngsi(who)
+        return Ngsi(who, only)
     if not who.is_operator:
         raise NgsiLdError(
             ProblemType.NONEXISTENT_TENANT, f"tenant {name!r} does not exist for this caller"

@@ -68,6 +68,7 @@ async def list_subscriptions(
 ) -> Response:
     """The tenant's subscriptions, a page at a time (``limit``, ``offset``, ``count``), each
     with the truth about its notifications."""
+    scope.require_identified()
     media = accepted(request)
     ctx = await request_context(request, loader)
     limit, offset = int_param(request, "limit", 20), int_param(request, "offset", 0)
@@ -89,6 +90,7 @@ async def retrieve_subscription(
 ) -> Response:
     """One subscription with its notification status (``lastSuccess``, ``lastFailure``,
     ``timesSent``, ``timesFailed``)."""
+    scope.require_identified()
     media = accepted(request)
     ctx = await request_context(request, loader)
     _, sys_attrs = options(request)

@@ -91,7 +91,7 @@ async def query_temporal(
     (``aggrMethods``, ``aggrPeriodDuration``)."""
     media = accepted(request)
     ctx = await request_context(request, loader)
-    query = entity_query(request, ctx)
+    query = scope.narrow(entity_query(request, ctx))
     tq, representation = _temporal_query(request, query.attrs)
     series, total = await run_in_threadpool(temporal.temporal_query, scope.who, query, tq)
     body = [render_temporal(s, ctx, representation) for s in series]
@@ -110,6 +110,8 @@ async def retrieve_temporal(
     ctx = await request_context(request, loader)
     wanted = names(request, "attrs", ctx)
     tq, representation = _temporal_query(request, frozenset(wanted) if wanted else None)
+    if scope.only_types is not None:  # open data: only the open types
+        scope.check(await run_in_threadpool(temporal.broker.retrieve, scope.who, entity_id))
     series = await run_in_threadpool(temporal.temporal_retrieve, scope.who, entity_id, tq)
     return answer(render_temporal(series, ctx, representation), ctx, media)
 

@@ -40,6 +40,7 @@ from smartpole.ngsild.errors import NgsiLdError, ProblemType
 from smartpole.ngsild.models import context_document
 
 __all__ = [
+    "CORE",
     "CORE_URL",
     "LINK_REL",
     "Context",

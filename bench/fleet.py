@@ -52,6 +52,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_ready(base: str) -> None:
+    """Wait (at most 30 s) until a starting server answers ``/healthz`` with 200."""
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+
+
 def seed(data: Path, poles: int) -> tuple[str, int]:
     """Register the district in-process; write the fleet file; the viewer key and devices."""
     p = Platform(Settings(data_dir=data))
@@ -140,12 +150,7 @@ def step(poles: int, interval: float, seconds: float, workers: int = 1) -> dict[
         auth = {"Authorization": f"Bearer {key}"}
         sim: subprocess.Popen[bytes] | None = None
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{base}/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+            wait_ready(base)
             gateways = httpx.get(
                 f"{base}/api/devices", params={"kind": "gateway", "limit": SAMPLED}, headers=auth
             ).json()["items"]

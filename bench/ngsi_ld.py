@@ -35,7 +35,7 @@ import httpx
 import orjson
 import uvicorn
 
-from bench.fleet import EXE, free_port
+from bench.fleet import EXE, free_port, wait_ready
 from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.model.types import Role
@@ -312,12 +312,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         auth = {"Authorization": f"Bearer {key}"}
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{base}/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+            wait_ready(base)
             rate = upserts(base, auth, n)
             floor = naive_floor(n)
             print(

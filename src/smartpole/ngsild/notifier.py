@@ -148,7 +148,11 @@ class Notifier:
         rows = []
         for tenant_id, watchings in by_tenant.items():
             who = self.principal_of(tenant_id)
-            for entity, changed in self.own.changed(who, keys):
+            # only the devices of the types some subscription names (any: one names none)
+            named = [s.type for w in watchings for s in w.sub.entities]
+            anything = any(not w.sub.entities for w in watchings)
+            types = None if anything else set(named)
+            for entity, changed in self.own.changed(who, keys, types):
                 for watching in watchings:
                     if watching.matches(entity, changed, now):
                         rows.append(self._row(watching, entity, now))

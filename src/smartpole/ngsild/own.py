@@ -152,10 +152,18 @@ class OwnEntities:
                 out.setdefault(type_iri, set()).update(entity.attrs)
         return out
 
-    def changed(self, who: Principal, keys: dict[int, set[str]]) -> list[tuple[Entity, set[str]]]:
-        """The entities of devices whose ``keys`` just got readings (those the caller sees),
-        each with the attributes those keys are."""
-        entities = self._devices(who, ids=list(keys))
+    def changed(
+        self, who: Principal, keys: dict[int, set[str]], types: set[str] | None = None
+    ) -> list[tuple[Entity, set[str]]]:
+        """The entities of devices whose ``keys`` just got readings (those the caller sees;
+        ``types``: only devices of these entity types' IRIs), each with the attributes those
+        keys are."""
+        kinds = None
+        if types is not None:
+            kinds = _kinds_of({_TYPE_BY_IRI[t] for t in types if t in _TYPE_BY_IRI})
+            if not kinds:
+                return []
+        entities = self._devices(who, ids=list(keys), kinds=kinds)
         if not entities:
             return []
         by_name = {e.id: e for e in entities}

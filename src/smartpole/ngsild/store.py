@@ -15,7 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, Select, and_, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.ngsild.entities import Attribute, Entity
@@ -202,10 +213,14 @@ class EntityStore:
     def _narrowed(self, query: Select[Any], tenant_id: int, f: EntityFilter) -> Select[Any]:
         query = query.where(t.c.tenant_id == tenant_id)
         if f.types is not None:
-            typed = select(types_t.c.entity_id).where(
-                types_t.c.tenant_id == tenant_id, types_t.c.type.in_(f.types)
+            # correlated: one primary-key probe per candidate row, so that a narrower
+            # condition (the box, the ids) drives the query
+            typed = exists().where(
+                types_t.c.tenant_id == tenant_id,
+                types_t.c.type.in_(f.types),
+                types_t.c.entity_id == t.c.entity_id,
             )
-            query = query.where(t.c.entity_id.in_(typed))
+            query = query.where(typed)
         if f.ids is not None:
             query = query.where(t.c.entity_id.in_(f.ids))
         if f.box is not None:

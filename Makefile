@@ -65,6 +65,7 @@ bench: install system-deps
 	$(VENV)/bin/python -m bench.lighting_diagnostics
 	$(VENV)/bin/python -m bench.lighting_energy
 	$(VENV)/bin/python -m bench.lighting_night
+	$(VENV)/bin/python -m bench.ngsi_ld
 
 bench-short: install system-deps
 	$(VENV)/bin/python -m bench.ingest --short
@@ -81,6 +82,7 @@ bench-short: install system-deps
 	$(VENV)/bin/python -m bench.lighting_diagnostics --short
 	$(VENV)/bin/python -m bench.lighting_energy --short
 	$(VENV)/bin/python -m bench.lighting_night --short
+	$(VENV)/bin/python -m bench.ngsi_ld --short
 
 ## soak: serve + simulator for 30 minutes, memory, files and queues every minute (bench/soak.py);
 ## soak-short: about 1 minute (CI runs it in bench-short)

@@ -77,6 +77,7 @@ def _temporal_query(request: Request, attrs: frozenset[str] | None) -> tuple[Tem
         attrs,
         [m.strip() for m in methods.split(",")] if methods is not None else None,
         params.get("aggrPeriodDuration"),
+        representation,
     )
     return tq, representation
 

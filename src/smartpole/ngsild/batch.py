@@ -61,6 +61,7 @@ class BatchOperations:
         existing = self.broker.store.get_many(who.tenant_id, [e.id for e in parsed])
         fresh: list[Entity] = []
         changed: list[Entity] = []
+        retyped: set[str] = set()
         for entity in parsed:
             stamp_all(entity.attrs, now)
             old = existing.get(entity.id)
@@ -68,6 +69,7 @@ class BatchOperations:
                 entity.created_at = entity.modified_at = now
                 fresh.append(entity)
                 continue
+            types_before = list(old.types)
             if replace:
                 old.types, old.attrs, old.scopes = entity.types, entity.attrs, entity.scopes
             else:
@@ -79,8 +81,10 @@ class BatchOperations:
                 old.types = list(dict.fromkeys([*old.types, *entity.types]))
             old.modified_at = now
             changed.append(old)
+            if old.types != types_before:
+                retyped.add(old.id)
         raced = set(self.broker.store.create_many(who.tenant_id, fresh))
-        self.broker.store.save_many(who.tenant_id, changed)
+        self.broker.store.save_many(who.tenant_id, changed, retyped)
         self.broker.changed(who, [e for e in fresh if e.id not in raced] + changed)
         made = [e.id for e in fresh if e.id not in raced]
         for entity in parsed:

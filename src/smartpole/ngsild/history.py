@@ -6,11 +6,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from smartpole.ngsild.broker import ContextBroker, EntityQuery
 from smartpole.ngsild.context import Context
 from smartpole.ngsild.entities import Attribute, Entity, check_id, parse_attributes, parse_entity
 from smartpole.ngsild.errors import NgsiLdError
-from smartpole.ngsild.temporal import MAX_INSTANCES, TemporalQuery, TemporalSeries, aggregate
+from smartpole.ngsild.store import HistoryRow
+from smartpole.ngsild.temporal import (
+    MAX_INSTANCES,
+    NORMALIZED,
+    TemporalQuery,
+    TemporalSeries,
+    aggregate,
+    fragment,
+)
 from smartpole.registry.access import Principal
 
 __all__ = ["TemporalBroker"]
@@ -43,20 +53,34 @@ class TemporalBroker:
         foreign = [e.id for e in entities if e.id not in {o.id for o in own}]
         aggregating = tq.aggr_methods is not None
         if foreign:
-            limit = 100 * MAX_INSTANCES if aggregating else MAX_INSTANCES
-            last_n = None if aggregating else tq.last_n
-            found = self.broker.store.history(
-                who.tenant_id, foreign, tq.attrs, tq.start, tq.end, last_n, limit
-            )
+            store = self.broker.store
+            if aggregating:
+                found = store.history(
+                    who.tenant_id, foreign, tq.attrs, tq.start, tq.end, 100 * MAX_INSTANCES
+                )
+            elif tq.last_n is not None:
+                found = store.last_instances(
+                    who.tenant_id,
+                    foreign,
+                    tq.attrs,
+                    tq.start,
+                    tq.end,
+                    tq.last_n,
+                    with_body=tq.representation != NORMALIZED,
+                )
+            else:
+                found = store.history(
+                    who.tenant_id, foreign, tq.attrs, tq.start, tq.end, MAX_INSTANCES
+                )
             for entity_id, by_attr in found.items():
-                if aggregating:
-                    out[entity_id].aggregated = {
-                        a: aggregate([x for _, x in items], tq) for a, items in by_attr.items()
-                    }
-                else:
-                    out[entity_id].instances = {
-                        a: [(i, x) for i, x in items] for a, items in by_attr.items()
-                    }
+                series = out[entity_id]
+                for attr, rows in by_attr.items():
+                    if aggregating:
+                        series.aggregated[attr] = aggregate([_parsed(r) for r in rows], tq)
+                    elif tq.representation == NORMALIZED and all(r[2] for r in rows):
+                        series.fragments[attr] = [fragment(r[0], r[2] or "") for r in rows]
+                    else:
+                        series.instances[attr] = [(r[0], _parsed(r)) for r in rows]
         if own and self.broker.own is not None:
             if aggregating:
                 for entity_id, aggs in self.broker.own.aggregated(who, own, tq).items():
@@ -106,6 +130,13 @@ class TemporalBroker:
         self.broker.change_entity(who, entity_id, change)
         self.broker.store.add_history(who.tenant_id, entity_id, older)
         return False
+
+
+def _parsed(row: HistoryRow) -> Attribute:
+    """A kept instance read back whole (its shown form parsed when its body was not read)."""
+    if row[1] is not None:
+        return Attribute.from_json(orjson.loads(row[1]))
+    raise AssertionError("an instance without its stored form was asked to be parsed")
 
 
 def _observed(attribute: Attribute) -> int:

@@ -45,7 +45,7 @@ from smartpole.registry.access import Principal
 __all__ = ["Notifier"]
 
 log = logging.getLogger(__name__)
-PER_NOTIFICATION = 100
+PER_NOTIFICATION = 500
 MAX_BACKOFF_S = 5.0
 _CLAIM = 5_000
 Key = tuple[int, str]  # (tenant id, subscription id)
@@ -215,7 +215,7 @@ class Notifier:
             if until > now:
                 wait_s = min(wait_s, (until - now) / 1000)
                 continue
-            sends.append(self._send(key, watching, rows[:PER_NOTIFICATION]))
+            sends.append(self._send_in_order(key, watching, rows))
         if sends:
             await asyncio.gather(*sends)
             return 0.0
@@ -230,7 +230,15 @@ class Notifier:
                 out.setdefault(key, []).append(_Row(r.id, r.body.encode(), r.created, r.attempts))
         return out
 
-    async def _send(self, key: Key, watching: Watching, rows: list[_Row]) -> None:
+    async def _send_in_order(self, key: Key, watching: Watching, rows: list[_Row]) -> None:
+        """A subscription's waiting rows, a notification of :data:`PER_NOTIFICATION` at a time
+        (one only when it is throttled), until one fails."""
+        for start in range(0, len(rows), PER_NOTIFICATION):
+            ok = await self._send(key, watching, rows[start : start + PER_NOTIFICATION])
+            if not ok or watching.sub.throttling is not None:
+                return
+
+    async def _send(self, key: Key, watching: Watching, rows: list[_Row]) -> bool:
         assert self._client is not None
         sub = watching.sub
         now = now_ms()
@@ -268,6 +276,7 @@ class Notifier:
             backoff = min(MAX_BACKOFF_S, max(0.25, self._blocked.get(key, (0, 0.125))[1] * 2))
             self._blocked[key] = (now + int(backoff * 1000), backoff)
         await asyncio.to_thread(self._settle, key, rows, ok, now)
+        return ok
 
     def _settle(self, key: Key, rows: list[_Row], ok: bool, now: int) -> None:
         ids = [r.id for r in rows]

@@ -20,6 +20,8 @@ from sqlalchemy import (
     Engine,
     Select,
     and_,
+    bindparam,
+    case,
     delete,
     exists,
     func,
@@ -35,11 +37,17 @@ from smartpole.ngsild.geo import bounds
 from smartpole.ngsild.tables import ngsi_entities as t
 from smartpole.ngsild.tables import ngsi_entity_types as types_t
 from smartpole.ngsild.tables import ngsi_history as history_t
+from smartpole.ngsild.temporal import instance_json
 
-__all__ = ["EntityFilter", "EntityStore"]
+__all__ = ["EntityFilter", "EntityStore", "HistoryRow"]
 
 LOCATION = "https://uri.etsi.org/ngsi-ld/location"
 _PAGE = 2_000
+
+
+HistoryRow = tuple[int, str | None, str | None]
+"""One kept instance: its id, its stored form (None when not read) and its shown form (None
+when it has none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,13 +170,16 @@ class EntityStore:
             _rewrite(conn, tenant_id, entity, types_changed=entity.types != types)
         return result
 
-    def save_many(self, tenant_id: int, entities: Sequence[Entity]) -> None:
-        """Write back entities read and changed by the caller (batch update and upsert)."""
+    def save_many(
+        self, tenant_id: int, entities: Sequence[Entity], retyped: Collection[str] = ()
+    ) -> None:
+        """Write back entities read and changed by the caller (batch update and upsert);
+        ``retyped``: the ids of those whose types changed."""
         if not entities:
             return
         with self.engine.begin() as conn:
             for entity in entities:
-                _rewrite(conn, tenant_id, entity, types_changed=True)
+                _rewrite(conn, tenant_id, entity, types_changed=entity.id in retyped)
 
     def _read_for_update(self, conn: Connection, tenant_id: int, entity_id: str) -> Entity | None:
         query = select(t).where(t.c.tenant_id == tenant_id, t.c.entity_id == entity_id)
@@ -246,6 +257,7 @@ class EntityStore:
                 "attr": name,
                 "observed": a.observed_at if a.observed_at is not None else a.modified_at,
                 "body": orjson.dumps(a.to_json()).decode(),
+                "shown": instance_json(a),
             }
             for name, a in rows
         ]
@@ -259,13 +271,11 @@ class EntityStore:
         attrs: Collection[str] | None,
         start: int,
         end: int,
-        last_n: int | None,
         limit: int,
-    ) -> dict[str, dict[str, list[tuple[int, Attribute]]]]:
-        """Per entity and attribute, its instances observed in ``[start, end)`` as
-        ``(instance id, instance)``, oldest first: the newest ``last_n``, else the oldest
-        ``limit``."""
-        out: dict[str, dict[str, list[tuple[int, Attribute]]]] = {}
+    ) -> dict[str, dict[str, list[HistoryRow]]]:
+        """Per entity and attribute, the oldest ``limit`` instances observed in
+        ``[start, end)``, oldest first."""
+        out: dict[str, dict[str, list[HistoryRow]]] = {}
         h = history_t.c
         for chunk in _chunks(list(entity_ids)):
             where = [
@@ -276,21 +286,79 @@ class EntityStore:
             ]
             if attrs is not None:
                 where.append(h.attr.in_(list(attrs)))
-            newest_first = last_n is not None
-            order = h.observed.desc() if newest_first else h.observed
-            rank = func.row_number().over(partition_by=(h.entity_id, h.attr), order_by=order)
-            inner = select(h.id, h.entity_id, h.attr, h.observed, h.body, rank.label("rn"))
+            rank = func.row_number().over(
+                partition_by=(h.entity_id, h.attr), order_by=(h.observed, h.id)
+            )
+            inner = select(h.id, h.entity_id, h.attr, h.observed, h.body, h.shown, rank.label("rn"))
             ranked = inner.where(*where).subquery()
             query = (
-                select(ranked.c.id, ranked.c.entity_id, ranked.c.attr, ranked.c.body)
-                .where(ranked.c.rn <= (last_n if newest_first else limit))
+                select(
+                    ranked.c.id, ranked.c.entity_id, ranked.c.attr, ranked.c.body, ranked.c.shown
+                )
+                .where(ranked.c.rn <= limit)
                 .order_by(ranked.c.entity_id, ranked.c.attr, ranked.c.observed, ranked.c.id)
             )
             with self.engine.connect() as conn:
                 for row in conn.execute(query):
-                    attribute = Attribute.from_json(orjson.loads(row.body))
                     by_attr = out.setdefault(row.entity_id, {})
-                    by_attr.setdefault(row.attr, []).append((row.id, attribute))
+                    by_attr.setdefault(row.attr, []).append((row.id, row.body, row.shown))
+        return out
+
+    def last_instances(
+        self,
+        tenant_id: int,
+        entity_ids: Sequence[str],
+        attrs: Collection[str] | None,
+        start: int,
+        end: int,
+        n: int,
+        *,
+        with_body: bool = True,
+    ) -> dict[str, dict[str, list[HistoryRow]]]:
+        """Per entity and attribute, the newest ``n`` instances observed in ``[start, end)``,
+        oldest first (``with_body`` False: their shown form only, where there is one): one
+        index seek per (entity, attribute), which at lastN=100 over 1,000 entities is several
+        times cheaper than ranking every instance of them."""
+        h = history_t.c
+        out: dict[str, dict[str, list[HistoryRow]]] = {}
+        body = h.body if with_body else case((h.shown.is_(None), h.body), else_=None)
+        newest = (
+            select(h.id, body.label("body"), h.shown)
+            .where(
+                h.tenant_id == tenant_id,
+                h.entity_id == bindparam("entity"),
+                h.attr == bindparam("attr"),
+                h.observed >= start,
+                h.observed < end,
+            )
+            .order_by(h.observed.desc(), h.id.desc())
+            .limit(n)
+        )
+        # A thousand small seeks: run on the driver's own cursor, rows as plain tuples (the
+        # result wrapping of each row cost more than the seek).
+        compiled = newest.compile(dialect=self.engine.dialect)
+        sql = str(compiled)
+        positions = compiled.positiontup
+        with self.engine.connect() as conn:
+            pairs: list[tuple[str, str]] = []
+            for chunk in _chunks(list(entity_ids)):
+                present = select(h.entity_id, h.attr).where(
+                    h.tenant_id == tenant_id, h.entity_id.in_(chunk)
+                )
+                if attrs is not None:
+                    present = present.where(h.attr.in_(list(attrs)))
+                pairs += [(r[0], r[1]) for r in conn.execute(present.distinct())]
+            cursor = conn.connection.cursor()
+            try:
+                for entity_id, attr in sorted(pairs):
+                    params = compiled.construct_params({"entity": entity_id, "attr": attr})
+                    bound = tuple(params[p] for p in positions) if positions else params
+                    cursor.execute(sql, bound)
+                    rows = cursor.fetchall()
+                    if rows:
+                        out.setdefault(entity_id, {})[attr] = list(rows[::-1])
+            finally:
+                cursor.close()
         return out
 
     def types(self, tenant_id: int) -> dict[str, set[str]]:
@@ -325,6 +393,7 @@ def _write_history(conn: Connection, tenant_id: int, entities: Sequence[Entity])
             "attr": name,
             "observed": a.observed_at if a.observed_at is not None else a.modified_at,
             "body": orjson.dumps(a.to_json()).decode(),
+            "shown": instance_json(a),
         }
         for e in entities
         for name, instances in e.attrs.items()

@@ -78,6 +78,9 @@ ngsi_history = Table(
     Column("attr", String(512), nullable=False),  # the attribute's IRI
     Column("observed", BigInteger, nullable=False),
     Column("body", Text, nullable=False),  # JSON: the instance (entities.Attribute.to_json)
+    # JSON: the instance as the temporal API shows it (temporal.instance_json), None when it
+    # has sub-attributes
+    Column("shown", Text, nullable=True),
     ForeignKeyConstraint(
         ["tenant_id", "entity_id"],
         ["ngsi_entities.tenant_id", "ngsi_entities.entity_id"],

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from smartpole.model.clock import now_ms
 from smartpole.ngsild.context import Context
 from smartpole.ngsild.entities import KINDS, Attribute, Entity, iso, parse_time
@@ -32,6 +34,8 @@ __all__ = [
     "TemporalQuery",
     "TemporalSeries",
     "aggregate",
+    "fragment",
+    "instance_json",
     "parse_duration",
     "parse_window",
     "render_temporal",
@@ -47,6 +51,8 @@ STORE_KEPT: dict[str, Aggregation] = {
     "max": "max",
 }
 MAX_INSTANCES = 1000  # per attribute and entity in one answer
+INSTANCE_PREFIX = "urn:ngsi-ld:attribute:instance:"
+NORMALIZED = "normalized"
 TEMPORAL_VALUES = "temporalValues"
 AGGREGATED_VALUES = "aggregatedValues"
 _DURATION = re.compile(
@@ -112,6 +118,7 @@ class TemporalQuery:
     attrs: frozenset[str] | None = None
     aggr_methods: tuple[str, ...] | None = None
     aggr_period: int | None = None
+    representation: str = NORMALIZED
 
     @classmethod
     def of(
@@ -121,6 +128,7 @@ class TemporalQuery:
         attrs: frozenset[str] | None,
         aggr_methods: Sequence[str] | None,
         aggr_period: str | None,
+        representation: str = "normalized",
     ) -> TemporalQuery:
         """Checked parameters."""
         if last_n is not None and last_n < 1:
@@ -137,7 +145,7 @@ class TemporalQuery:
         if period is not None and methods is None:
             raise NgsiLdError.bad_data("aggrPeriodDuration needs aggrMethods")
         start, end = window if window is not None else (0, now_ms() + 1)
-        return cls(start, end, last_n, attrs, methods, period)
+        return cls(start, end, last_n, attrs, methods, period, representation)
 
 
 @dataclass(slots=True)
@@ -148,6 +156,8 @@ class TemporalSeries:
     entity: Entity
     instances: dict[str, list[tuple[int | None, Attribute]]] = field(default_factory=dict)
     aggregated: dict[str, Aggregated] = field(default_factory=dict)
+    # instances already in their normalized JSON (the history keeps it): spliced, not rebuilt
+    fragments: dict[str, list[orjson.Fragment]] = field(default_factory=dict)
 
 
 Aggregated = dict[str, list[tuple[Any, int, int]]]
@@ -242,17 +252,38 @@ def render_temporal(series: TemporalSeries, ctx: Context, representation: str) -
             continue
         shown = []
         for instance_id, a in instances:
-            item: dict[str, Any] = {"type": a.kind, KINDS[a.kind]: a.value}
-            item["observedAt"] = iso(_time_of(a))
-            if a.unit_code is not None:
-                item["unitCode"] = a.unit_code
-            if a.dataset_id is not None:
-                item["datasetId"] = a.dataset_id
+            item = _instance_item(a)
             if instance_id is not None:
-                item["instanceId"] = f"urn:ngsi-ld:attribute:instance:{instance_id}"
+                item["instanceId"] = f"{INSTANCE_PREFIX}{instance_id}"
             shown.append(item)
         out[ctx.compact(name)] = shown
+    for name, fragments in series.fragments.items():
+        out[ctx.compact(name)] = fragments
     return out
+
+
+def _instance_item(a: Attribute) -> dict[str, Any]:
+    item: dict[str, Any] = {"type": a.kind, KINDS[a.kind]: a.value}
+    item["observedAt"] = iso(_time_of(a))
+    if a.unit_code is not None:
+        item["unitCode"] = a.unit_code
+    if a.dataset_id is not None:
+        item["datasetId"] = a.dataset_id
+    return item
+
+
+def instance_json(a: Attribute) -> str | None:
+    """An instance as the temporal API shows it (normalized, without its ``instanceId``), kept
+    with the history so that a query splices it instead of rebuilding it; None when it has
+    sub-attributes (their names depend on the caller's @context)."""
+    if a.sub:
+        return None
+    return orjson.dumps(_instance_item(a)).decode()
+
+
+def fragment(instance_id: int, shown: str) -> orjson.Fragment:
+    """A kept instance with its ``instanceId``, as a piece of JSON to embed as it is."""
+    return orjson.Fragment(f'{{"instanceId":"{INSTANCE_PREFIX}{instance_id}",{shown[1:]}')
 
 
 def _time_of(attribute: Attribute) -> int:

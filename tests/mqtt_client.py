@@ -147,3 +147,14 @@ async def read_pubacks(reader: asyncio.StreamReader, n: int) -> list[tuple[int, 
             assert kind == codec.PacketType.PUBACK
             acks.append((int.from_bytes(body[:2], "big"), body[2] if len(body) > 2 else 0))
     return acks
+
+
+async def send_telemetry(port: int, token: str, values: dict[str, Any]) -> None:
+    """Connect as a device, publish one telemetry message at QoS 1 (acknowledged after the
+    commit) and disconnect."""
+    device = Device(port, token, V5)
+    await device.connect()
+    try:
+        await device.publish("v1/devices/me/telemetry", values)
+    finally:
+        await device.close()

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from fixtures_api import City, make_device, make_pole, started
-from mqtt_client import V5, Device
+from mqtt_client import send_telemetry
 from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.model.catalog import CATALOG
@@ -24,13 +24,8 @@ LINK = {"Link": f'<{OWN_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"'}
 
 
 async def send(platform: Platform, token: str, values: dict[str, Any]) -> None:
-    """Publish telemetry over MQTT (QoS 1: acknowledged after the commit)."""
-    device = Device(platform.mqtt[0].mqtt_port, token, V5)
-    await device.connect()
-    try:
-        await device.publish("v1/devices/me/telemetry", values)
-    finally:
-        await device.close()
+    """Publish telemetry over the platform's MQTT endpoint (acknowledged after the commit)."""
+    await send_telemetry(platform.mqtt[0].mqtt_port, token, values)
 
 
 async def entity(client: httpx.AsyncClient, auth: dict[str, str], entity_id: str) -> Any:

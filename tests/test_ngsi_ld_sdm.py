@@ -25,7 +25,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from fixtures_api import City, make_device, make_pole
-from mqtt_client import V5, Device
+from mqtt_client import send_telemetry
 from smartpole.app import Platform
 from smartpole.model.types import Role
 
@@ -163,13 +163,8 @@ def invalid(model: str, entity: dict[str, Any]) -> list[str]:
 
 
 async def send(platform: Platform, token: str, values: dict[str, Any]) -> None:
-    """Publish telemetry over MQTT (QoS 1: acknowledged after the commit)."""
-    device = Device(platform.mqtt[0].mqtt_port, token, V5)
-    await device.connect()
-    try:
-        await device.publish("v1/devices/me/telemetry", values)
-    finally:
-        await device.close()
+    """Publish telemetry over the platform's MQTT endpoint (acknowledged after the commit)."""
+    await send_telemetry(platform.mqtt[0].mqtt_port, token, values)
 
 
 async def key_values(client: httpx.AsyncClient, auth: dict[str, str], entity_id: str) -> Any:

@@ -597,3 +597,36 @@ async def test_sqlite_rides_out_a_file_locked_by_another_process(
                 await ride_out(platform, client, seed(platform), locker.lock, locker.release)
     finally:
         locker.close()
+
+
+async def test_ngsi_ld_writes_answer_503_while_the_file_is_locked_and_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    path = sqlite_file(tmp_path)
+    locker = Locker(path)
+    try:
+        async with serving(f"sqlite:///{path}", tmp_path, sqlite_busy_timeout_ms=100) as platform:
+            async with api(platform) as client:
+                auth = seed(platform).auth("city")
+                cars = [
+                    {"id": f"urn:ngsi-ld:Car:{n}", "type": "Car", "speed": n} for n in range(50)
+                ]
+                locker.lock()
+                r = await client.post(
+                    "/ngsi-ld/v1/entityOperations/upsert", json=cars, headers=auth
+                )
+                assert r.status_code == 503, r.text  # the store's outage, not a 500
+                assert r.headers["retry-after"]
+                locker.release()
+                r = await client.get("/ngsi-ld/v1/entities", params={"type": "Car"}, headers=auth)
+                assert r.json() == []  # nothing half-written
+                r = await client.post(
+                    "/ngsi-ld/v1/entityOperations/upsert", json=cars, headers=auth
+                )
+                assert r.status_code == 201, r.text
+                r = await client.get(
+                    "/ngsi-ld/v1/entities", params={"type": "Car", "count": "true"}, headers=auth
+                )
+                assert r.headers["NGSILD-Results-Count"] == "50"
+    finally:
+        locker.close()

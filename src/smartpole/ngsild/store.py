@@ -9,6 +9,7 @@ attributes.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,7 +32,9 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from smartpole.ngsild.entities import Attribute, Entity
 from smartpole.ngsild.errors import NgsiLdError
@@ -179,9 +182,18 @@ class EntityStore:
         ``retyped``: the ids of those whose types changed."""
         if not entities:
             return
+        rows = [{"_tenant": tenant_id, "_entity": e.id, **_row_values(e)} for e in entities]
+        rewrite = (
+            update(t)
+            .where(t.c.tenant_id == bindparam("_tenant"), t.c.entity_id == bindparam("_entity"))
+            .values({k: bindparam(k) for k in rows[0] if not k.startswith("_")})
+        )
         with self.engine.begin() as conn:
+            _write_history(conn, tenant_id, entities)
+            conn.execute(rewrite, rows)  # one executemany
             for entity in entities:
-                _rewrite(conn, tenant_id, entity, types_changed=entity.id in retyped)
+                if entity.id in retyped:
+                    _retype(conn, tenant_id, entity)
 
     def _read_for_update(self, conn: Connection, tenant_id: int, entity_id: str) -> Entity | None:
         query = select(t).where(t.c.tenant_id == tenant_id, t.c.entity_id == entity_id)
@@ -226,14 +238,13 @@ class EntityStore:
     def _narrowed(self, query: Select[Any], tenant_id: int, f: EntityFilter) -> Select[Any]:
         query = query.where(t.c.tenant_id == tenant_id)
         if f.types is not None:
-            # correlated: one primary-key probe per candidate row, so that a narrower
-            # condition (the box, the ids) drives the query
-            typed = exists().where(
-                types_t.c.tenant_id == tenant_id,
-                types_t.c.type.in_(f.types),
-                types_t.c.entity_id == t.c.entity_id,
-            )
-            query = query.where(typed)
+            typed = (types_t.c.tenant_id == tenant_id, types_t.c.type.in_(f.types))
+            if f.box is not None or f.ids is not None:
+                # correlated: a primary-key probe per candidate row the box or ids leave
+                query = query.where(exists().where(*typed, types_t.c.entity_id == t.c.entity_id))
+            else:
+                # the type alone: the type's entities, read once from its index
+                query = query.where(t.c.entity_id.in_(select(types_t.c.entity_id).where(*typed)))
         if f.ids is not None:
             query = query.where(t.c.entity_id.in_(f.ids))
         if f.box is not None:
@@ -376,11 +387,18 @@ def _insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> 
     """Insert rows (dicts with the same keys) with the driver's ``executemany``: a batch of a
     thousand entities writes five thousand rows, and building each one's parameters through
     the statement cost more than writing it."""
-    compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(rows[0]))
+    compiled = _compiled_insert(table, tuple(rows[0]), conn.dialect)
     positions = compiled.positiontup
     params: list[Any] = [tuple(r[p] for p in positions) for r in rows] if positions else rows
     with driver_cursor(conn) as cursor:
         cursor.executemany(str(compiled), params)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_insert(table: Table, keys: tuple[str, ...], dialect: Dialect) -> SQLCompiler:
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+    assert isinstance(compiled, SQLCompiler)
+    return compiled
 
 
 @contextmanager
@@ -436,12 +454,14 @@ def _rewrite(conn: Connection, tenant_id: int, entity: Entity, *, types_changed:
         .values(**_row_values(entity))
     )
     if types_changed:
-        conn.execute(
-            delete(types_t).where(
-                types_t.c.tenant_id == tenant_id, types_t.c.entity_id == entity.id
-            )
-        )
-        _write_types(conn, tenant_id, [entity])
+        _retype(conn, tenant_id, entity)
+
+
+def _retype(conn: Connection, tenant_id: int, entity: Entity) -> None:
+    conn.execute(
+        delete(types_t).where(types_t.c.tenant_id == tenant_id, types_t.c.entity_id == entity.id)
+    )
+    _write_types(conn, tenant_id, [entity])
 
 
 def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:

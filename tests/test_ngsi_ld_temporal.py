@@ -222,3 +222,29 @@ async def test_bad_temporal_parameters_are_bad_request_data(
     assert r.status_code == 400, r.text
     assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
     assert what in r.json()["detail"]
+
+
+async def test_history_keeps_sub_attributes_and_answers_every_form(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    speed = {"type": "Property", "value": 10, "observedAt": at(1), "accuracy": {"value": 0.5}}
+    r = await client.post(
+        f"{BASE}/entities",
+        json={"id": "urn:ngsi-ld:Car:9", "type": "Car", "speed": speed, "colour": "red"},
+        headers=auth,
+    )
+    assert r.status_code == 201, r.text
+    r = await client.patch(
+        f"{BASE}/entities/urn:ngsi-ld:Car:9/attrs",
+        json={"speed": {**speed, "value": 20, "observedAt": at(2)}, "colour": "blue"},
+        headers=auth,
+    )
+    assert r.status_code == 204, r.text
+    url = f"{BASE}/temporal/entities/urn:ngsi-ld:Car:9"
+    got = (await client.get(url, params={"lastN": 5}, headers=auth)).json()
+    assert [(i["value"], i["accuracy"]["value"]) for i in got["speed"]] == [(10, 0.5), (20, 0.5)]
+    assert [i["value"] for i in got["colour"]] == ["red", "blue"]
+    values = (await client.get(url, params={"options": "temporalValues"}, headers=auth)).json()
+    assert values["speed"]["values"] == [[10, at(1)], [20, at(2)]]
+    assert [v[0] for v in values["colour"]["values"]] == ["red", "blue"]

@@ -29,6 +29,7 @@ __all__ = [
     "parse_entity",
     "parse_time",
     "render",
+    "render_attribute",
 ]
 
 # Each attribute type and the member its value is kept in.
@@ -278,7 +279,7 @@ def parse_entity(body: Any, ctx: Context, *, id_required: bool = True) -> Entity
     return Entity(entity_id, parse_types(body["type"], ctx), parse_attributes(body, ctx), scopes)
 
 
-def _render_attribute(
+def render_attribute(
     attribute: Attribute, ctx: Context, representation: str, sys_attrs: bool
 ) -> Any:
     if representation == Representation.KEY_VALUES:
@@ -302,7 +303,7 @@ def _render_attribute(
         out["createdAt"] = iso(attribute.created_at)
         out["modifiedAt"] = iso(attribute.modified_at)
     for name, sub in attribute.sub.items():
-        out[ctx.compact(name)] = _render_attribute(sub, ctx, representation, sys_attrs)
+        out[ctx.compact(name)] = render_attribute(sub, ctx, representation, sys_attrs)
     if representation == Representation.CONCISE and list(out) == ["value"]:
         return out["value"]
     return out
@@ -327,7 +328,7 @@ def render(
     for name, instances in entity.attrs.items():
         if attrs is not None and name not in attrs:
             continue
-        shown = [_render_attribute(a, ctx, representation, sys_attrs) for a in instances]
+        shown = [render_attribute(a, ctx, representation, sys_attrs) for a in instances]
         if representation == Representation.KEY_VALUES and len(instances) > 1:
             default = next((a for a in instances if a.dataset_id is None), instances[0])
             out[ctx.compact(name)] = default.value

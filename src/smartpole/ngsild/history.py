@@ -20,6 +20,7 @@ from smartpole.ngsild.temporal import (
     TemporalSeries,
     aggregate,
     fragment,
+    from_shown,
 )
 from smartpole.registry.access import Principal
 
@@ -66,7 +67,6 @@ class TemporalBroker:
                     tq.start,
                     tq.end,
                     tq.last_n,
-                    with_body=tq.representation != NORMALIZED,
                 )
             else:
                 found = store.history(
@@ -133,10 +133,10 @@ class TemporalBroker:
 
 
 def _parsed(row: HistoryRow) -> Attribute:
-    """A kept instance read back whole (its shown form parsed when its body was not read)."""
+    """A kept instance read back: its whole stored form, or its shown form."""
     if row[1] is not None:
         return Attribute.from_json(orjson.loads(row[1]))
-    raise AssertionError("an instance without its stored form was asked to be parsed")
+    return from_shown(orjson.loads(row[2] or "{}"))
 
 
 def _observed(attribute: Attribute) -> int:

@@ -24,7 +24,6 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
-    case,
     delete,
     exists,
     func,
@@ -51,8 +50,8 @@ _PAGE = 2_000
 
 
 HistoryRow = tuple[int, str | None, str | None]
-"""One kept instance: its id, its stored form (None when not read) and its shown form (None
-when it has none)."""
+"""One kept instance: its id, its whole stored form (only when it has sub-attributes) and its
+shown form (when it has none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,8 +268,7 @@ class EntityStore:
                 "entity_id": entity_id,
                 "attr": name,
                 "observed": a.observed_at if a.observed_at is not None else a.modified_at,
-                "body": orjson.dumps(a.to_json()).decode(),
-                "shown": instance_json(a),
+                **_kept(a),
             }
             for name, a in rows
         ]
@@ -325,18 +323,14 @@ class EntityStore:
         start: int,
         end: int,
         n: int,
-        *,
-        with_body: bool = True,
     ) -> dict[str, dict[str, list[HistoryRow]]]:
         """Per entity and attribute, the newest ``n`` instances observed in ``[start, end)``,
-        oldest first (``with_body`` False: their shown form only, where there is one): one
-        index seek per (entity, attribute), which at lastN=100 over 1,000 entities is several
-        times cheaper than ranking every instance of them."""
+        oldest first: one index seek per (entity, attribute), which at lastN=100 over 1,000
+        entities is several times cheaper than ranking every instance of them."""
         h = history_t.c
         out: dict[str, dict[str, list[HistoryRow]]] = {}
-        body = h.body if with_body else case((h.shown.is_(None), h.body), else_=None)
         newest = (
-            select(h.id, body.label("body"), h.shown)
+            select(h.id, h.body, h.shown)
             .where(
                 h.tenant_id == tenant_id,
                 h.entity_id == bindparam("entity"),
@@ -425,6 +419,13 @@ def _write_types(conn: Connection, tenant_id: int, entities: Sequence[Entity]) -
         _insert_many(conn, types_t, rows)
 
 
+def _kept(a: Attribute) -> dict[str, str | None]:
+    """How a history row keeps an instance: its shown form (what the temporal API answers, and
+    enough to read it back), else, with sub-attributes, its whole stored form."""
+    shown = instance_json(a)
+    return {"shown": shown, "body": None if shown else orjson.dumps(a.to_json()).decode()}
+
+
 def _write_history(conn: Connection, tenant_id: int, entities: Sequence[Entity]) -> None:
     """The instances each entity's last change wrote (those stamped with its modification
     time), as history rows."""
@@ -434,8 +435,7 @@ def _write_history(conn: Connection, tenant_id: int, entities: Sequence[Entity])
             "entity_id": e.id,
             "attr": name,
             "observed": a.observed_at if a.observed_at is not None else a.modified_at,
-            "body": orjson.dumps(a.to_json()).decode(),
-            "shown": instance_json(a),
+            **_kept(a),
         }
         for e in entities
         for name, instances in e.attrs.items()

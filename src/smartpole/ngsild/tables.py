@@ -77,10 +77,11 @@ ngsi_history = Table(
     Column("entity_id", String(256), nullable=False),
     Column("attr", String(512), nullable=False),  # the attribute's IRI
     Column("observed", BigInteger, nullable=False),
-    Column("body", Text, nullable=False),  # JSON: the instance (entities.Attribute.to_json)
-    # JSON: the instance as the temporal API shows it (temporal.instance_json), None when it
-    # has sub-attributes
+    # JSON: the instance as the temporal API shows it (temporal.instance_json); with
+    # sub-attributes (whose names depend on the caller's @context), None, and ``body`` holds it
+    # whole (entities.Attribute.to_json)
     Column("shown", Text, nullable=True),
+    Column("body", Text, nullable=True),
     ForeignKeyConstraint(
         ["tenant_id", "entity_id"],
         ["ngsi_entities.tenant_id", "ngsi_entities.entity_id"],

@@ -20,7 +20,7 @@ import orjson
 
 from smartpole.model.clock import now_ms
 from smartpole.ngsild.context import Context
-from smartpole.ngsild.entities import KINDS, Attribute, Entity, iso, parse_time
+from smartpole.ngsild.entities import KINDS, Attribute, Entity, iso, parse_time, render_attribute
 from smartpole.ngsild.errors import NgsiLdError
 from smartpole.registry.access import Principal
 from smartpole.store.protocol import Aggregation
@@ -35,6 +35,7 @@ __all__ = [
     "TemporalSeries",
     "aggregate",
     "fragment",
+    "from_shown",
     "instance_json",
     "parse_duration",
     "parse_window",
@@ -253,6 +254,8 @@ def render_temporal(series: TemporalSeries, ctx: Context, representation: str) -
         shown = []
         for instance_id, a in instances:
             item = _instance_item(a)
+            for sub_name, sub in a.sub.items():
+                item[ctx.compact(sub_name)] = render_attribute(sub, ctx, NORMALIZED, False)
             if instance_id is not None:
                 item["instanceId"] = f"{INSTANCE_PREFIX}{instance_id}"
             shown.append(item)
@@ -279,6 +282,22 @@ def instance_json(a: Attribute) -> str | None:
     if a.sub:
         return None
     return orjson.dumps(_instance_item(a)).decode()
+
+
+def from_shown(shown: dict[str, Any]) -> Attribute:
+    """An instance back from its shown form (:func:`instance_json`)."""
+    kind = shown["type"]
+    observed = parse_time(shown["observedAt"], "observedAt")
+    return Attribute(
+        kind,
+        shown[KINDS[kind]],
+        shown.get("datasetId"),
+        observed,
+        shown.get("unitCode"),
+        {},
+        observed,
+        observed,
+    )
 
 
 def fragment(instance_id: int, shown: str) -> orjson.Fragment:

@@ -55,8 +55,8 @@ def upgrade() -> None:
         sa.Column("entity_id", sa.String(256), nullable=False),
         sa.Column("attr", sa.String(512), nullable=False),
         sa.Column("observed", sa.BigInteger, nullable=False),
-        sa.Column("body", sa.Text, nullable=False),
         sa.Column("shown", sa.Text, nullable=True),
+        sa.Column("body", sa.Text, nullable=True),
         sa.ForeignKeyConstraint(
             ["tenant_id", "entity_id"],
             ["ngsi_entities.tenant_id", "ngsi_entities.entity_id"],

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from fixtures_api import City, make_device, make_pole, started
+from helpers import free_port
 from mqtt_client import V5, Device
 from receiver import Receiver
 from smartpole.api import create_app
@@ -228,3 +229,25 @@ async def test_a_reading_of_an_own_device_is_notified(
     assert entity["illuminanceLevel"] == 0.7
     await asyncio.sleep(0.3)
     assert len(receiver.entities()) == 1
+
+
+async def test_a_receiver_that_is_down_holds_up_no_other_subscription(
+    client: httpx.AsyncClient, city: City, receiver: Receiver
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    dead = f"http://127.0.0.1:{free_port()}/nobody"  # nothing listens there
+    for sub_id, url in (("dead", dead), ("live", receiver.url)):
+        body = subscription(url, id=f"urn:ngsi-ld:Subscription:{sub_id}")
+        r = await client.post(f"{BASE}/subscriptions", json=body, headers=auth)
+        assert r.status_code == 201, r.text
+    car = {"id": "urn:ngsi-ld:Car:1", "type": "Car", "speed": 10}
+    assert (await client.post(f"{BASE}/entities", json=car, headers=auth)).status_code == 201
+    for speed in range(51, 71):
+        await set_speed(client, auth, 1, speed)
+    await receiver.wait_for(20)
+    assert [e["speed"]["value"] for e in receiver.entities()] == list(range(51, 71))
+    dead_status = (
+        await client.get(f"{BASE}/subscriptions/urn:ngsi-ld:Subscription:dead", headers=auth)
+    ).json()["notification"]
+    assert dead_status["status"] == "failed"
+    assert dead_status["timesSent"] == 0

@@ -54,7 +54,9 @@ async def create_subscription(write: NgsiWrite, data: OpenDataDep) -> Response:
     ``watchedAttributes``, ``q``, ``geoQ``), at most every ``throttling`` seconds, or to their
     state every ``timeInterval`` seconds."""
     now = now_ms()
-    sub = parse_subscription(write.body, write.ctx, allow_private=data.allow_private, now=now)
+    sub = await run_in_threadpool(  # may resolve the endpoint's host name
+        lambda: parse_subscription(write.body, write.ctx, allow_private=data.allow_private, now=now)
+    )
     await run_in_threadpool(
         data.subscriptions.create, write.who.tenant_id, sub, write.ctx.sent, now
     )
@@ -121,8 +123,10 @@ async def update_subscription(sub_id: str, write: NgsiWrite, data: OpenDataDep) 
         merged["notification"] = {**current["notification"], **write.body["notification"]}
     if "expiresAt" in write.body and write.body["expiresAt"] is None:
         merged.pop("expiresAt")
-    updated = parse_subscription(
-        merged, ctx, allow_private=data.allow_private, now=now, sub_id=sub_id
+    updated = await run_in_threadpool(
+        lambda: parse_subscription(
+            merged, ctx, allow_private=data.allow_private, now=now, sub_id=sub_id
+        )
     )
     await run_in_threadpool(data.subscriptions.replace, tenant_id, updated, context, now)
     await data.notifier.reload()

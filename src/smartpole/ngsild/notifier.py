@@ -120,7 +120,8 @@ class Notifier:
     # -- matching -------------------------------------------------------------------------------
 
     def on_change(self, tenant_id: int, entities: Sequence[Entity]) -> None:
-        """Entities other systems wrote (blocking: the broker calls it in its thread)."""
+        """Entities other systems wrote (blocking: the broker calls it in its thread, after
+        the write committed: a failure here is logged, never the writer's error)."""
         now = now_ms()
         rows = []
         for key, watching in list(self.watching.items()):
@@ -129,7 +130,12 @@ class Notifier:
             for entity in entities:
                 if watching.matches(entity, changed_attributes(entity), now):
                     rows.append(self._row(watching, entity, now))
-        self._enqueue(rows)
+        try:
+            self._enqueue(rows)
+        except Exception:
+            log.exception(
+                "NGSI-LD: %d notifications of tenant %d could not be kept", len(rows), tenant_id
+            )
 
     async def on_batch(self, batch: WriteBatch) -> None:
         """Readings committed: notify subscriptions that watch smartpole's own devices."""
@@ -200,34 +206,45 @@ class Notifier:
         return min(wait_s, await self._time_intervals())
 
     async def _deliver_due(self) -> float:
-        pending = await asyncio.to_thread(self._pending)
         now = now_ms()
         wait_s = 1.0
-        sends = []
-        for key, rows in pending.items():
-            watching = self.watching.get(key)
-            if watching is None:
-                continue
+        due: list[tuple[Key, Watching]] = []
+        for key, watching in list(self.watching.items()):
             until = self._blocked.get(key, (0, 0.0))[0]
             throttle = watching.sub.throttling
             if throttle is not None and key in self._last_sent:
                 until = max(until, self._last_sent[key] + throttle * 1000)
             if until > now:
                 wait_s = min(wait_s, (until - now) / 1000)
-                continue
-            sends.append(self._send_in_order(key, watching, rows))
+            else:
+                due.append((key, watching))
+        # each subscription's own oldest rows: one that waits for its receiver holds up no other
+        pending = await asyncio.to_thread(self._pending, [key for key, _ in due])
+        sends = [self._send_in_order(k, w, pending[k]) for k, w in due if pending.get(k)]
         if sends:
             await asyncio.gather(*sends)
             return 0.0
         return wait_s
 
-    def _pending(self) -> dict[Key, list[_Row]]:
-        query = select(n).where(n.c.node == self.node).order_by(n.c.id).limit(_CLAIM)
+    def _pending(self, keys: list[Key]) -> dict[Key, list[_Row]]:
         out: dict[Key, list[_Row]] = {}
         with self.engine.connect() as conn:
-            for r in conn.execute(query):
-                key = (r.tenant_id, r.subscription_id)
-                out.setdefault(key, []).append(_Row(r.id, r.body.encode(), r.created, r.attempts))
+            for tenant_id, sub_id in keys:
+                query = (
+                    select(n)
+                    .where(
+                        n.c.node == self.node,
+                        n.c.tenant_id == tenant_id,
+                        n.c.subscription_id == sub_id,
+                    )
+                    .order_by(n.c.id)
+                    .limit(_CLAIM)
+                )
+                rows = [
+                    _Row(r.id, r.body.encode(), r.created, r.attempts) for r in conn.execute(query)
+                ]
+                if rows:
+                    out[(tenant_id, sub_id)] = rows
         return out
 
     async def _send_in_order(self, key: Key, watching: Watching, rows: list[_Row]) -> None:
@@ -261,7 +278,8 @@ class Notifier:
         body += b"}"
         ok = False
         try:
-            check_endpoint(sub.uri, allow_private=self.allow_private)
+            if not self.allow_private:  # a host name may resolve elsewhere since: again
+                await asyncio.to_thread(check_endpoint, sub.uri, allow_private=False)
             answer = await self._client.post(sub.uri, content=body, headers=headers)
             ok = 200 <= answer.status_code < 300
             if not ok:

@@ -125,5 +125,5 @@ ngsi_notifications = Table(
         ["ngsi_subscriptions.tenant_id", "ngsi_subscriptions.id"],
         ondelete="CASCADE",
     ),
-    Index("ix_ngsi_notifications_node", "node", "id"),
+    Index("ix_ngsi_notifications_node_subscription", "node", "tenant_id", "subscription_id", "id"),
 )

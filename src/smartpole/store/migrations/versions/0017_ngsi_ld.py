@@ -103,7 +103,11 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
     )
-    op.create_index("ix_ngsi_notifications_node", "ngsi_notifications", ["node", "id"])
+    op.create_index(
+        "ix_ngsi_notifications_node_subscription",
+        "ngsi_notifications",
+        ["node", "tenant_id", "subscription_id", "id"],
+    )
 
 
 def downgrade() -> None:

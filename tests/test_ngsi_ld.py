@@ -218,6 +218,18 @@ async def test_queries_filter_by_type_q_geo_and_page(client: httpx.AsyncClient, 
         ({"type": "Car", "limit": "lots"}, "limit"),
         ({"type": "Car", "limit": "5000"}, "limit"),
         ({"type": "Car", "options": "everything"}, "options"),
+        ({"type": "Car", "q": 'brand=~"\\d+\\q"'}, "pattern"),
+        ({"type": "Car", "q": "(" * 40 + "speed>1" + ")" * 40}, "nests"),
+        ({"type": "Car", "limit": str(10**20)}, "limit"),
+        (
+            {
+                "type": "Car",
+                "georel": "near;maxDistance==5",
+                "geometry": "LineString",
+                "coordinates": "[[114.0,22.5]]",
+            },
+            "2 positions",
+        ),
     ],
 )
 async def test_a_bad_query_is_bad_request_data(
@@ -264,6 +276,31 @@ async def test_a_bad_entity_is_refused_with_the_standard_type(
     assert r.json()["type"] == f"https://uri.etsi.org/ngsi-ld/errors/{kind}"
     r = await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:x", headers=city.auth("city"))
     assert r.status_code == 404
+
+
+async def test_a_range_of_mixed_types_matches_nothing(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    await create(client, auth, car(1))
+    r = await client.get(
+        f"{BASE}/entities", params={"type": "Car", "q": "speed==2026-01-01..2027"}, headers=auth
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == []
+
+
+async def test_a_change_that_changes_nothing_writes_no_history(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    await create(client, auth, car(1))
+    r = await client.patch(
+        f"{BASE}/entities/urn:ngsi-ld:Car:1/attrs", json={"weight": 1}, headers=auth
+    )
+    assert r.status_code == 207  # weight does not exist: nothing updated
+    r = await client.get(f"{BASE}/temporal/entities/urn:ngsi-ld:Car:1", headers=auth)
+    assert len(r.json()["speed"]) == 1  # the creation's instance, once
 
 
 async def test_media_types_are_negotiated(client: httpx.AsyncClient, city: City) -> None:

@@ -254,5 +254,11 @@ async def test_open_types_are_readable_without_credentials(
             assert r.json()["pm25"][0]["value"] == 12
             r = await c.get(f"{BASE}/subscriptions")
             assert r.status_code == 401
+            # open data is one tenant's view: naming another tenant reaches nothing
+            r = await c.get(
+                f"{BASE}/entities", params={"q": "pm25>1"}, headers={"NGSILD-Tenant": "lighting"}
+            )
+            assert r.status_code == 404
+            assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/NonexistentTenant"
             r = await c.post(f"{BASE}/entities", json={"id": "urn:ngsi-ld:X:1", "type": "X"})
             assert r.status_code == 401

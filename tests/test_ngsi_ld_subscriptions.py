@@ -96,6 +96,19 @@ async def test_subscriptions_are_created_read_updated_and_deleted(
         ({"q": "speed>>1"}, "q"),
         ({"entities": [], "watchedAttributes": None}, "entities or watchedAttributes"),
         ({"throttling": -1}, "throttling"),
+        ({"entities": [{"type": "Car", "idPattern": 5}]}, "idPattern"),
+        (
+            {
+                "notification": {
+                    "endpoint": {
+                        "uri": "http://127.0.0.1:9/n",
+                        "receiverInfo": [{"key": "X-Où", "value": "ü"}],
+                    }
+                }
+            },
+            "receiverInfo",
+        ),
+        ({"notification": {"endpoint": {"uri": "http://[::1/n"}}}, "URL"),
         ({"expiresAt": "2001-01-01T00:00:00Z"}, "past"),
         (
             {

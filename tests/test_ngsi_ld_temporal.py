@@ -198,6 +198,16 @@ async def test_a_device_history_comes_from_its_readings(
         ({"timerel": "between", "timeAt": T0}, "endTimeAt"),
         ({"timerel": "after", "timeAt": "yesterday"}, "timeAt"),
         ({"lastN": "-1"}, "lastN"),
+        ({"lastN": "5000"}, "lastN"),
+        (
+            {
+                "aggrMethods": "avg",
+                "timerel": "after",
+                "timeAt": T0,
+                "aggrPeriodDuration": "P99999999999W",
+            },
+            "aggrPeriodDuration",
+        ),
         ({"aggrMethods": "median", "timerel": "after", "timeAt": T0}, "aggrMethods"),
         ({"aggrMethods": "avg"}, "timerel"),
         (

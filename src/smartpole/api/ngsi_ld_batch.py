@@ -154,6 +154,19 @@ async def batch_query(
     selectors = body.get("entities") or []
     if not isinstance(selectors, list):
         raise NgsiLdError.bad_data("entities must be an array of entity selectors")
+    if not all(isinstance(sel, dict) for sel in selectors):
+        raise NgsiLdError.bad_data("each of entities must be an object")
+    for member in ("type", "id", "idPattern"):
+        if any(not isinstance(sel.get(member, ""), str) for sel in selectors):
+            raise NgsiLdError.bad_data(f"entities {member} must be a string")
+    attrs = body.get("attrs")
+    if attrs is not None and (
+        not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs)
+    ):
+        raise NgsiLdError.bad_data("attrs must be an array of attribute names")
+    for member in ("q", "scopeQ"):
+        if body.get(member) is not None and not isinstance(body[member], str):
+            raise NgsiLdError.bad_data(f"{member} must be a string")
     types = [s["type"] for s in selectors if isinstance(s, dict) and "type" in s]
     ids = [s["id"] for s in selectors if isinstance(s, dict) and "id" in s]
     patterns = [s["idPattern"] for s in selectors if isinstance(s, dict) and "idPattern" in s]

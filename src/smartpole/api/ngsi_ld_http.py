@@ -72,6 +72,7 @@ LD = "application/ld+json"
 GEO = "application/geo+json"
 MERGE_PATCH = "application/merge-patch+json"
 TENANT_HEADER = "NGSILD-Tenant"
+MAX_INT_PARAM = 1_000_000_000
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[A-Za-z-]+\s*=\s*(?:\"[^\"]*\"|[^;,\s]*)\s*)*)")
 _PARAM = re.compile(r";\s*([A-Za-z-]+)\s*=\s*(?:\"([^\"]*)\"|([^;,\s]*))")
 
@@ -297,7 +298,7 @@ async def ngsi_scope(request: Request, who: NgsiCaller, tenants: TenantsDep) -> 
     name = request.headers.get(TENANT_HEADER)
     if name is None or name == who.tenant:
         return Ngsi(who, only)
-    if not who.is_operator:
+    if not who.is_operator or only is not None:  # open data is one tenant's view, no other
         raise NgsiLdError(
             ProblemType.NONEXISTENT_TENANT, f"tenant {name!r} does not exist for this caller"
         )
@@ -384,9 +385,12 @@ def int_param(request: Request, name: str, default: int) -> int:
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise NgsiLdError.bad_data(f"{name} must be an integer, not {raw!r}") from None
+    if abs(value) > MAX_INT_PARAM:
+        raise NgsiLdError.bad_data(f"{name} must be at most {MAX_INT_PARAM}")
+    return value
 
 
 def flag(request: Request, name: str) -> bool:

@@ -154,8 +154,10 @@ class ContextBroker:
         written: list[Entity] = []
 
         def wrapped(entity: Entity) -> Any:
+            modified = entity.modified_at
             result = change(entity)
-            written.append(entity)
+            if entity.modified_at != modified:  # a change that changed nothing tells no one
+                written.append(entity)
             return result
 
         result = self.store.change(who.tenant_id, entity_id, wrapped)

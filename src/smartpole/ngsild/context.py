@@ -355,7 +355,11 @@ class ContextLoader:
         """The JSON of a context document: shipped, preloaded, or fetched once and cached."""
         if _CORE_URL_RE.match(url):
             return _CORE
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+        except ValueError:
+            raise NgsiLdError.bad_data(f"the @context {url!r} is not a URL") from None
         if parts.path.startswith(OWN_PATH) and parts.path[len(OWN_PATH) :] in _OWN:
             return _OWN[parts.path[len(OWN_PATH) :]]
         cached = self._documents.get(url)
@@ -365,7 +369,7 @@ class ContextLoader:
         if local is not None:
             body = local.read_bytes()
         else:
-            body = await self._fetch(url, parts.scheme, parts.hostname or "")
+            body = await self._fetch(url, parts.scheme, host)
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError as err:

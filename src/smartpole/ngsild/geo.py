@@ -68,7 +68,7 @@ def geometry_of(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise NgsiLdError.bad_data(f"{where}: a GeoProperty's value must be a GeoJSON geometry")
     gtype = value.get("type")
-    if gtype not in GEOMETRIES:
+    if not isinstance(gtype, str) or gtype not in GEOMETRIES:
         raise NgsiLdError.bad_data(f"{where}: {gtype!r} is not a GeoJSON geometry type")
     coordinates: Any = value.get("coordinates")
     _positions(coordinates, _DEPTH[gtype], where)
@@ -77,6 +77,10 @@ def geometry_of(value: Any, where: str) -> dict[str, Any]:
     elif gtype == "MultiPolygon":
         for polygon in coordinates:
             _rings(polygon, where)
+    elif gtype == "LineString" and len(coordinates) < 2:
+        raise NgsiLdError.bad_data(f"{where}: a LineString needs at least 2 positions")
+    elif gtype == "MultiLineString" and any(len(line) < 2 for line in coordinates):
+        raise NgsiLdError.bad_data(f"{where}: each line needs at least 2 positions")
     if gtype in ("Polygon", "MultiPolygon"):
         geom = shape(value)
         if not geom.is_valid:
@@ -173,6 +177,8 @@ def parse_geo_query(
         return None
     if georel is None or geometry is None or coordinates is None:
         raise NgsiLdError.bad_data("a geo-query needs georel, geometry and coordinates together")
+    if not isinstance(georel, str) or not isinstance(geometry, str):
+        raise NgsiLdError.bad_data("georel and geometry must be strings")
     parts = [p.strip() for p in georel.split(";")]
     relation = parts[0]
     if relation not in RELATIONS:

@@ -36,7 +36,6 @@ from smartpole.model.writes import WriteBatch
 from smartpole.ngsild.broker import ContextBroker, EntityQuery
 from smartpole.ngsild.context import LINK_REL, ContextLoader
 from smartpole.ngsild.entities import Entity, iso, render
-from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.own import OwnEntities
 from smartpole.ngsild.subscriptions import SubscriptionStore, Watching, check_endpoint
 from smartpole.ngsild.tables import ngsi_notifications as n
@@ -112,8 +111,8 @@ class Notifier:
             try:
                 ctx = await self.loader.active(context)
                 fresh[(tenant_id, sub.id)] = Watching(tenant_id, sub, ctx)
-            except NgsiLdError as err:
-                log.warning("NGSI-LD subscription %s is not matched: %s", sub.id, err.detail)
+            except Exception as err:  # one bad subscription must not stop the others
+                log.warning("NGSI-LD subscription %s is not matched: %s", sub.id, err)
         self.watching = fresh
         self._wake_soon()
 
@@ -123,19 +122,17 @@ class Notifier:
         """Entities other systems wrote (blocking: the broker calls it in its thread, after
         the write committed: a failure here is logged, never the writer's error)."""
         now = now_ms()
-        rows = []
-        for key, watching in list(self.watching.items()):
-            if key[0] != tenant_id:
-                continue
-            for entity in entities:
-                if watching.matches(entity, changed_attributes(entity), now):
-                    rows.append(self._row(watching, entity, now))
         try:
+            rows = []
+            for key, watching in list(self.watching.items()):
+                if key[0] != tenant_id:
+                    continue
+                for entity in entities:
+                    if watching.matches(entity, changed_attributes(entity), now):
+                        rows.append(self._row(watching, entity, now))
             self._enqueue(rows)
         except Exception:
-            log.exception(
-                "NGSI-LD: %d notifications of tenant %d could not be kept", len(rows), tenant_id
-            )
+            log.exception("NGSI-LD: notifications of tenant %d could not be kept", tenant_id)
 
     async def on_batch(self, batch: WriteBatch) -> None:
         """Readings committed: notify subscriptions that watch smartpole's own devices."""
@@ -222,7 +219,7 @@ class Notifier:
         pending = await asyncio.to_thread(self._pending, [key for key, _ in due])
         sends = [self._send_in_order(k, w, pending[k]) for k, w in due if pending.get(k)]
         if sends:
-            await asyncio.gather(*sends)
+            await asyncio.gather(*sends, return_exceptions=True)
             return 0.0
         return wait_s
 
@@ -284,7 +281,7 @@ class Notifier:
             ok = 200 <= answer.status_code < 300
             if not ok:
                 log.info("NGSI-LD notification to %s: HTTP %d", sub.uri, answer.status_code)
-        except (httpx.HTTPError, NgsiLdError) as err:
+        except Exception as err:  # any failure to send is the receiver's: try again later
             log.info("NGSI-LD notification to %s failed: %s", sub.uri, err)
         if ok:
             self.delivered += len(rows)

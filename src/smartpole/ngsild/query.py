@@ -25,6 +25,7 @@ __all__ = ["Predicate", "parse_q", "parse_scope_q"]
 
 Predicate = Callable[[Entity], bool]
 MAX_Q = 4096
+MAX_NESTING = 32
 _OPERATORS = ("!~=", "==", "!=", ">=", "<=", "=~", ">", "<")
 _SYSTEM = {"observedAt", "createdAt", "modifiedAt", "unitCode", "datasetId"}
 _TOKEN = re.compile(
@@ -124,7 +125,7 @@ def _compare(op: str, target: Any, ref: Any) -> bool:
         return found if op == "=~" else not found
     if isinstance(ref, tuple):  # a range
         low, high = ref
-        return _comparable(target, low) and low <= target <= high
+        return _comparable(target, low) and _comparable(target, high) and low <= target <= high
     if isinstance(ref, list):  # a list of values: any of them
         hit = any(_comparable(target, r) and target == r for r in ref)
         return hit if op == "==" else not hit
@@ -158,6 +159,7 @@ class _Parser:
             self.tokens.append((kind, match.group(kind)))
             pos = match.end()
         self.at = 0
+        self.depth = 0
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.at] if self.at < len(self.tokens) else None
@@ -196,9 +198,13 @@ class _Parser:
     def factor(self) -> Predicate:
         kind, text = self.take()
         if (kind, text) == ("logic", "("):
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise NgsiLdError.bad_data(f"q nests parentheses deeper than {MAX_NESTING}")
             inner = self.disjunction()
             if self.take() != ("logic", ")"):
                 raise NgsiLdError.bad_data("q: a '(' is not closed")
+            self.depth -= 1
             return inner
         if (kind, text) == ("logic", "!"):
             kind, text = self.take()
@@ -221,9 +227,11 @@ class _Parser:
         if kind not in ("word", "str"):
             raise NgsiLdError.bad_data(f"q: {op} must be followed by a value")
         if op in ("=~", "!~="):
-            pattern = orjson.loads(text) if kind == "str" else text
             try:
+                pattern = orjson.loads(text) if kind == "str" else text
                 return re.compile(pattern).pattern
+            except orjson.JSONDecodeError:
+                raise NgsiLdError.bad_data(f"q: bad pattern {text}") from None
             except re.error as err:
                 raise NgsiLdError.bad_data(f"q: bad pattern {pattern!r}: {err}") from None
         # A list or a range is one token unless it holds quoted strings: join what follows.

@@ -163,15 +163,17 @@ class EntityStore:
         return found
 
     def change(self, tenant_id: int, entity_id: str, change: Callable[[Entity], Any]) -> Any:
-        """Apply ``change`` to the stored entity and write it back, in one transaction;
-        returns what ``change`` returned (ResourceNotFound when there is no such entity)."""
+        """Apply ``change`` to the stored entity and write it back, in one transaction, unless
+        it changed nothing (left the modification time as it was); returns what ``change``
+        returned (ResourceNotFound when there is no such entity)."""
         with self.engine.begin() as conn:
             entity = self._read_for_update(conn, tenant_id, entity_id)
             if entity is None:
                 raise NgsiLdError.not_found(f"entity {entity_id} not found")
-            types = list(entity.types)
+            types, modified = list(entity.types), entity.modified_at
             result = change(entity)
-            _rewrite(conn, tenant_id, entity, types_changed=entity.types != types)
+            if entity.modified_at != modified:
+                _rewrite(conn, tenant_id, entity, types_changed=entity.types != types)
         return result
 
     def save_many(

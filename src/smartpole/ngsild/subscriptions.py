@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 FORMATS = ("normalized", "keyValues", "concise")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 ACCEPTS = ("application/json", "application/ld+json")
 _MEMBERS = frozenset(
     {
@@ -212,12 +213,16 @@ def check_endpoint(uri: Any, *, allow_private: bool) -> str:
     loopback, private or link-local address (by its literal IP or what its host resolves to)."""
     if not isinstance(uri, str):
         raise NgsiLdError.bad_data("notification.endpoint.uri must be a URL")
-    parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:
+        raise NgsiLdError.bad_data(f"notification.endpoint.uri {uri!r} is not a URL") from None
+    if parts.scheme not in ("http", "https") or not host:
         raise NgsiLdError.bad_data(f"notification.endpoint.uri {uri!r} is not an http(s) URL")
     if not allow_private:
         try:
-            infos = socket.getaddrinfo(parts.hostname, None)
+            infos = socket.getaddrinfo(host, None)
         except OSError:
             infos = []
         addresses = {str(info[4][0]) for info in infos}
@@ -258,8 +263,10 @@ def parse_subscription(
             raise NgsiLdError.bad_data("each of entities needs a type")
         pattern = item.get("idPattern")
         if pattern is not None:
+            if not isinstance(pattern, str):
+                raise NgsiLdError.bad_data("entities idPattern must be a string")
             try:
-                re.compile(str(pattern))
+                re.compile(pattern)
             except re.error as err:
                 raise NgsiLdError.bad_data(f"entities idPattern: {err}") from None
         entity_id = check_id(item["id"]) if item.get("id") is not None else None
@@ -296,9 +303,18 @@ def parse_subscription(
         raise NgsiLdError.bad_data(f"notification.endpoint.accept must be one of {ACCEPTS}")
     info = endpoint.get("receiverInfo") or []
     if not isinstance(info, list) or not all(
-        isinstance(i, dict) and isinstance(i.get("key"), str) for i in info
+        isinstance(i, dict)
+        and isinstance(i.get("key"), str)
+        and _HEADER_NAME.match(i["key"])
+        and isinstance(i.get("value", ""), str)
+        and str(i.get("value", "")).isascii()
+        and "\n" not in str(i.get("value", ""))
+        and "\r" not in str(i.get("value", ""))
+        for i in info
     ):
-        raise NgsiLdError.bad_data("receiverInfo must be an array of {key, value}")
+        raise NgsiLdError.bad_data(
+            "receiverInfo must be an array of {key, value}: header names and ASCII values"
+        )
     fmt = notification.get("format", "normalized")
     if fmt not in FORMATS:
         raise NgsiLdError.bad_data(f"notification.format must be one of {FORMATS}")

@@ -60,6 +60,7 @@ _DURATION = re.compile(
     r"^P(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
 )
 _END_OF_TIME = 4_102_444_800_000  # 2100-01-01
+MAX_PERIOD_MS = 100 * 365 * 86_400_000
 
 
 def parse_duration(text: str) -> int:
@@ -79,8 +80,8 @@ def parse_duration(text: str) -> int:
         + parts.get("m", 0) * 60_000
         + parts.get("s", 0) * 1000
     )
-    if ms < 1000:
-        raise NgsiLdError.bad_data("aggrPeriodDuration must be at least a second")
+    if not 1000 <= ms <= MAX_PERIOD_MS:
+        raise NgsiLdError.bad_data("aggrPeriodDuration must be between a second and 100 years")
     return int(ms)
 
 
@@ -132,8 +133,8 @@ class TemporalQuery:
         representation: str = "normalized",
     ) -> TemporalQuery:
         """Checked parameters."""
-        if last_n is not None and last_n < 1:
-            raise NgsiLdError.bad_data("lastN must be a positive integer")
+        if last_n is not None and not 1 <= last_n <= MAX_INSTANCES:
+            raise NgsiLdError.bad_data(f"lastN must be between 1 and {MAX_INSTANCES}")
         methods = None
         if aggr_methods is not None:
             unknown = [m for m in aggr_methods if m not in AGGREGATIONS]

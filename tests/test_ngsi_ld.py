@@ -490,3 +490,28 @@ async def test_the_core_context_is_served_from_the_package(client: httpx.AsyncCl
     assert r.json()["@context"]["Property"] == "ngsi-ld:Property"
     r = await client.get(f"{BASE}/jsonldContexts/smartpole-context.jsonld")
     assert r.json()["@context"]["Streetlight"].startswith(SDM)
+
+
+async def test_a_batch_merge_merges_each_entity(client: httpx.AsyncClient, city: City) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    await create(client, auth, car(1))
+    await create(client, auth, car(2))
+    r = await client.post(
+        f"{BASE}/entityOperations/merge",
+        json=[
+            {"id": "urn:ngsi-ld:Car:1", "brandName": "urn:ngsi-ld:null", "speed": {"value": 7}},
+            {"id": "urn:ngsi-ld:Car:2", "seats": 5},
+            {"id": "urn:ngsi-ld:Car:404", "seats": 5},
+        ],
+        headers=auth,
+    )
+    assert r.status_code == 207, r.text
+    assert r.json()["success"] == ["urn:ngsi-ld:Car:1", "urn:ngsi-ld:Car:2"]
+    [error] = r.json()["errors"]
+    assert error["entityId"] == "urn:ngsi-ld:Car:404"
+    first = (await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:1", headers=auth)).json()
+    assert "brandName" not in first  # deleted, not stored as a value
+    assert first["speed"]["value"] == 7
+    assert first["speed"]["unitCode"] == "KMH"  # merged member by member
+    second = (await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:2", headers=auth)).json()
+    assert second["seats"]["value"] == 5

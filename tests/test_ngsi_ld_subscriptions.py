@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +265,28 @@ async def test_a_receiver_that_is_down_holds_up_no_other_subscription(
     ).json()["notification"]
     assert dead_status["status"] == "failed"
     assert dead_status["timesSent"] == 0
+
+
+async def test_a_time_interval_subscription_sends_the_state_and_stops_when_it_expires(
+    client: httpx.AsyncClient, city: City, receiver: Receiver
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    car = {"id": "urn:ngsi-ld:Car:1", "type": "Car", "speed": 33}
+    assert (await client.post(f"{BASE}/entities", json=car, headers=auth)).status_code == 201
+    expires = datetime.now(UTC) + timedelta(seconds=3)
+    body = {
+        "type": "Subscription",
+        "entities": [{"type": "Car"}],
+        "timeInterval": 1,
+        "expiresAt": expires.isoformat().replace("+00:00", "Z"),
+        "notification": {"endpoint": {"uri": receiver.url}, "format": "keyValues"},
+    }
+    r = await client.post(f"{BASE}/subscriptions", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    [state, *_] = await receiver.wait_for(1)
+    assert state["speed"] == 33
+    await asyncio.sleep(4)  # it expires after 3 s
+    count = len(receiver.entities())
+    assert 1 <= count <= 5
+    await asyncio.sleep(2)
+    assert len(receiver.entities()) == count  # nothing after it expired

@@ -121,8 +121,9 @@ async def batch_update(write: NgsiWrite, batch: BatchDep) -> Response:
     responses=_BATCH_ANSWERS,
 )
 async def batch_merge(write: NgsiWrite, batch: BatchDep) -> Response:
-    """Merge attributes into many existing entities."""
-    result = await run_in_threadpool(batch.batch_update, write.who, write.body, write.ctx)
+    """Merge into many existing entities, each as ``PATCH /entities/{id}`` would
+    (``urn:ngsi-ld:null`` deletes an attribute)."""
+    result = await run_in_threadpool(batch.batch_merge, write.who, write.body, write.ctx)
     return _batch_answer(result)
 
 

@@ -120,6 +120,24 @@ class BatchOperations:
         self.broker.changed(who, changed)
         return result
 
+    def batch_merge(self, who: Principal, bodies: Any, ctx: Context) -> BatchResult:
+        """Merge into many existing entities, each as ``PATCH /entities/{id}`` would
+        (``urn:ngsi-ld:null`` deletes an attribute), each in its own transaction."""
+        if not isinstance(bodies, list) or not bodies:
+            raise NgsiLdError.bad_data("a batch needs a non-empty array of entities")
+        if len(bodies) > MAX_BATCH:
+            raise NgsiLdError.bad_data(f"a batch holds at most {MAX_BATCH} entities")
+        result = BatchResult()
+        for body in bodies:
+            entity_id = body.get("id") if isinstance(body, dict) else None
+            try:
+                self.broker.merge(who, check_id(entity_id), body, ctx)
+            except NgsiLdError as err:
+                result.errors.append((str(entity_id), err))
+                continue
+            result.success.append(str(entity_id))
+        return result
+
     def batch_delete(self, who: Principal, ids: Any) -> BatchResult:
         """Delete entities by id."""
         if not isinstance(ids, list) or not ids:

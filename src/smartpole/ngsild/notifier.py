@@ -320,6 +320,8 @@ class Notifier:
             sub = watching.sub
             if sub.time_interval is None or not sub.active:
                 continue
+            if sub.expires_at is not None and sub.expires_at <= now:
+                continue
             due = self._next_interval.get(key, now)
             if due > now:
                 wait_s = min(wait_s, (due - now) / 1000)

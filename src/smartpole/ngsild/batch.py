@@ -73,11 +73,7 @@ class BatchOperations:
             if replace:
                 old.types, old.attrs, old.scopes = entity.types, entity.attrs, entity.scopes
             else:
-                for name, instances in entity.attrs.items():
-                    for attribute in instances:
-                        before = old.instance(name, attribute.dataset_id)
-                        created = None if before is None else before.created_at
-                        old.put(name, attribute.stamped(now, created))
+                old.write_all(entity.attrs, now)
                 old.types = list(dict.fromkeys([*old.types, *entity.types]))
             old.modified_at = now
             changed.append(old)
@@ -108,11 +104,7 @@ class BatchOperations:
                     (entity.id, NgsiLdError.not_found(f"entity {entity.id} not found"))
                 )
                 continue
-            for name, instances in entity.attrs.items():
-                for attribute in instances:
-                    before = old.instance(name, attribute.dataset_id)
-                    created = None if before is None else before.created_at
-                    old.put(name, attribute.stamped(now, created))
+            old.write_all(entity.attrs, now)
             old.modified_at = now
             changed.append(old)
             result.success.append(entity.id)

@@ -309,12 +309,10 @@ class ContextBroker:
             result = UpdateResult()
             for name, instances in attrs.items():
                 for attribute in instances:
-                    old = entity.instance(name, attribute.dataset_id)
-                    if old is not None and not overwrite:
+                    if not overwrite and entity.instance(name, attribute.dataset_id):
                         result.not_updated.append((ctx.compact(name), "attribute exists"))
                         continue
-                    created = None if old is None else old.created_at
-                    entity.put(name, attribute.stamped(now, created))
+                    entity.write(name, attribute, now)
                     result.updated.append(ctx.compact(name))
             if "type" in body:
                 extra = parse_entity({"id": entity_id, "type": body["type"]}, ctx).types
@@ -336,11 +334,10 @@ class ContextBroker:
             result = UpdateResult()
             for name, instances in attrs.items():
                 for attribute in instances:
-                    old = entity.instance(name, attribute.dataset_id)
-                    if old is None:
+                    if entity.instance(name, attribute.dataset_id) is None:
                         result.not_updated.append((ctx.compact(name), "attribute not found"))
                         continue
-                    entity.put(name, attribute.stamped(now, old.created_at))
+                    entity.write(name, attribute, now)
                     result.updated.append(ctx.compact(name))
             if result.updated:
                 entity.modified_at = now

@@ -155,6 +155,18 @@ class Entity:
                 return
         instances.append(attribute)
 
+    def write(self, name: str, attribute: Attribute, now: int) -> None:
+        """Put ``attribute`` stamped ``now``, keeping the creation time of the instance (same
+        dataset id) it replaces."""
+        old = self.instance(name, attribute.dataset_id)
+        self.put(name, attribute.stamped(now, None if old is None else old.created_at))
+
+    def write_all(self, attrs: dict[str, list[Attribute]], now: int) -> None:
+        """:meth:`write` each instance of ``attrs``."""
+        for name, instances in attrs.items():
+            for attribute in instances:
+                self.write(name, attribute, now)
+
     def attrs_json(self) -> dict[str, Any]:
         """The stored form of the attributes."""
         return {name: [a.to_json() for a in items] for name, items in self.attrs.items()}

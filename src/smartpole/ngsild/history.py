@@ -122,7 +122,7 @@ class TemporalBroker:
             for name, newest in current.items():
                 old = entity.instance(name, newest.dataset_id)
                 if old is None or _observed(old) <= _observed(newest):
-                    entity.put(name, newest)
+                    entity.write(name, newest, now)
                 else:
                     older.append((name, newest))
             entity.modified_at = now

@@ -163,20 +163,10 @@ class OwnEntities:
             kinds = _kinds_of({_TYPE_BY_IRI[t] for t in types if t in _TYPE_BY_IRI})
             if not kinds:
                 return []
-        entities = self._devices(who, ids=list(keys), kinds=kinds)
-        if not entities:
-            return []
-        by_name = {e.id: e for e in entities}
-        query = self.assets.device_query(who).where(devices.c.id.in_(list(keys)))
-        out: list[tuple[Entity, set[str]]] = []
-        with self.assets.engine.connect() as conn:
-            for row in conn.execute(query):
-                device = _as_device(row)
-                entity = by_name.get(device_id(device))
-                if entity is not None:
-                    names = {_term(attribute_of(device.kind, k).name) for k in keys[device.id]}
-                    out.append((entity, names))
-        return out
+        return [
+            (entity, {_term(attribute_of(device.kind, k).name) for k in keys[device.id]})
+            for device, entity in self._device_entities(who, ids=list(keys), kinds=kinds)
+        ]
 
     # -- history ---------------------------------------------------------------------------------
 
@@ -305,8 +295,20 @@ class OwnEntities:
         names: Sequence[str] | None = None,
         kinds: Iterable[DeviceKind] | None = None,
         box: tuple[float, float, float, float] | None = None,
-        ids: Sequence[int] | None = None,
     ) -> list[Entity]:
+        return [e for _, e in self._device_entities(who, names=names, kinds=kinds, box=box)]
+
+    def _device_entities(
+        self,
+        who: Principal,
+        *,
+        names: Sequence[str] | None = None,
+        kinds: Iterable[DeviceKind] | None = None,
+        box: tuple[float, float, float, float] | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[tuple[Device, Entity]]:
+        """The visible devices matching the filters, each with its entity (one query for the
+        devices, one for their latest readings)."""
         query = self.assets.device_query(who).add_columns(poles.c.lat, poles.c.lon)
         if names is not None:
             query = query.where(devices.c.name.in_(names))
@@ -321,7 +323,8 @@ class OwnEntities:
         if not rows:
             return []
         latest = self.readings.latest([r.id for r in rows])
-        return [_device_entity(_as_device(r), r.lat, r.lon, latest.get(r.id, {})) for r in rows]
+        found = [(_as_device(r), r) for r in rows]
+        return [(d, _device_entity(d, r.lat, r.lon, latest.get(d.id, {}))) for d, r in found]
 
 
 def _scaled(value: float, convert: Any) -> Any:

@@ -290,3 +290,57 @@ async def test_a_time_interval_subscription_sends_the_state_and_stops_when_it_ex
     assert 1 <= count <= 5
     await asyncio.sleep(2)
     assert len(receiver.entities()) == count  # nothing after it expired
+
+
+async def test_a_change_and_its_notification_commit_together(
+    client: httpx.AsyncClient, city: City, receiver: Receiver, platform: Platform
+) -> None:
+    """The outbox row is written in the change's own transaction: a write that fails after
+    the row was added leaves neither the change nor a notification of it."""
+    auth = city.auth("city", Role.OPERATOR)
+    r = await client.post(f"{BASE}/subscriptions", json=subscription(receiver.url), headers=auth)
+    assert r.status_code == 201, r.text
+    car = {"id": "urn:ngsi-ld:Car:1", "type": "Car", "speed": 10}
+    assert (await client.post(f"{BASE}/entities", json=car, headers=auth)).status_code == 201
+
+    def failing(*_: Any) -> None:  # a fault after the notifier's journal, before the commit
+        raise OSError("disk gone")
+
+    journals = platform.open_data.broker.store.journals
+    journals.append(failing)
+    r = await client.patch(
+        f"{BASE}/entities/urn:ngsi-ld:Car:1/attrs", json={"speed": 90}, headers=auth
+    )
+    assert r.status_code == 500
+    assert r.headers["content-type"].startswith("application/")
+    batch = [{"id": "urn:ngsi-ld:Car:1", "speed": 95}, {"id": "urn:ngsi-ld:Car:2", "speed": 99}]
+    r = await client.post(f"{BASE}/entityOperations/update", json=batch, headers=auth)
+    assert r.status_code == 500
+    journals.remove(failing)
+    got = (await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:1", headers=auth)).json()
+    assert got["speed"]["value"] == 10  # the change was not kept
+    await set_speed(client, auth, 1, 60)
+    await receiver.wait_for(1)
+    await asyncio.sleep(0.5)  # nothing else comes: the failed changes were never notified
+    assert [e["speed"]["value"] for e in receiver.entities()] == [60]
+
+
+async def test_concurrent_batch_updates_lose_no_attribute(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """Two systems updating different attributes of the same entities at once, by batches:
+    each batch reads and writes its entities in one transaction, so neither loses the other's."""
+    auth = city.auth("city", Role.OPERATOR)
+    first = [{"id": f"urn:ngsi-ld:Car:{i}", "type": "Car", "a": 0, "b": 0} for i in range(50)]
+    r = await client.post(f"{BASE}/entityOperations/create", json=first, headers=auth)
+    assert r.status_code == 201, r.text
+
+    async def writer(attr: str) -> None:
+        for step in range(1, 11):
+            body = [{"id": f"urn:ngsi-ld:Car:{i}", attr: step} for i in range(50)]
+            r = await client.post(f"{BASE}/entityOperations/update", json=body, headers=auth)
+            assert r.status_code == 204, r.text
+
+    await asyncio.gather(writer("a"), writer("b"))
+    r = await client.get(f"{BASE}/entities", params={"type": "Car", "limit": 100}, headers=auth)
+    assert {(e["a"]["value"], e["b"]["value"]) for e in r.json()} == {(10, 10)}

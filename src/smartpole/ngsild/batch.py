@@ -10,6 +10,7 @@ from smartpole.ngsild.broker import ContextBroker, stamp_all
 from smartpole.ngsild.context import Context
 from smartpole.ngsild.entities import Entity, check_id, parse_attributes, parse_entity
 from smartpole.ngsild.errors import NgsiLdError
+from smartpole.ngsild.store import Writes
 from smartpole.registry.access import Principal
 
 __all__ = ["MAX_BATCH", "BatchOperations", "BatchResult"]
@@ -39,77 +40,85 @@ class BatchOperations:
         for entity in parsed:
             entity.created_at = entity.modified_at = now
             stamp_all(entity.attrs, now)
-        taken = set(self.broker.store.create_many(who.tenant_id, parsed))
-        self.broker.changed(who, [e for e in parsed if e.id not in taken])
+
+        def plan(existing: dict[str, Entity]) -> Writes:
+            return Writes(created=[e for e in parsed if e.id not in existing])
+
+        writes = self.broker.store.write_many(who.tenant_id, [e.id for e in parsed], plan)
+        self.broker.changed(who, writes.created)
+        made = {e.id for e in writes.created}
         for entity in parsed:
-            if entity.id in taken:
+            if entity.id in made:
+                result.success.append(entity.id)
+            else:
                 result.errors.append(
                     (entity.id, NgsiLdError.exists(f"entity {entity.id} exists already"))
                 )
-            else:
-                result.success.append(entity.id)
         return result
 
     def batch_upsert(
         self, who: Principal, bodies: Any, ctx: Context, *, replace: bool = True
     ) -> tuple[BatchResult, list[str]]:
         """Create the entities that do not exist, and replace (or update, ``replace`` False)
-        those that do. Returns the outcome and the ids that were created."""
+        those that do, all in one transaction. Returns the outcome and the ids created."""
         result = BatchResult()
         parsed = self._parse_batch(bodies, ctx, result)
         now = self.broker.clock()
-        existing = self.broker.store.get_many(who.tenant_id, [e.id for e in parsed])
-        fresh: list[Entity] = []
-        changed: list[Entity] = []
-        retyped: set[str] = set()
         for entity in parsed:
             stamp_all(entity.attrs, now)
-            old = existing.get(entity.id)
-            if old is None:
-                entity.created_at = entity.modified_at = now
-                fresh.append(entity)
-                continue
-            types_before = list(old.types)
-            if replace:
-                old.types, old.attrs, old.scopes = entity.types, entity.attrs, entity.scopes
-            else:
-                old.write_all(entity.attrs, now)
-                old.types = list(dict.fromkeys([*old.types, *entity.types]))
-            old.modified_at = now
-            changed.append(old)
-            if old.types != types_before:
-                retyped.add(old.id)
-        raced = set(self.broker.store.create_many(who.tenant_id, fresh))
-        self.broker.store.save_many(who.tenant_id, changed, retyped)
-        self.broker.changed(who, [e for e in fresh if e.id not in raced] + changed)
-        made = [e.id for e in fresh if e.id not in raced]
-        for entity in parsed:
-            if entity.id in raced:
-                result.errors.append((entity.id, NgsiLdError.exists("created concurrently")))
-            else:
-                result.success.append(entity.id)
-        return result, made
+
+        def plan(existing: dict[str, Entity]) -> Writes:
+            writes = Writes()
+            for entity in parsed:
+                old = existing.get(entity.id)
+                if old is None:
+                    entity.created_at = entity.modified_at = now
+                    writes.created.append(entity)
+                    continue
+                types_before = list(old.types)
+                if replace:
+                    old.types, old.attrs, old.scopes = entity.types, entity.attrs, entity.scopes
+                else:
+                    old.write_all(entity.attrs, now)
+                    old.types = list(dict.fromkeys([*old.types, *entity.types]))
+                old.modified_at = now
+                writes.changed.append(old)
+                if old.types != types_before:
+                    writes.retyped.add(old.id)
+            return writes
+
+        writes = self.broker.store.write_many(who.tenant_id, [e.id for e in parsed], plan)
+        self.broker.changed(who, [*writes.created, *writes.changed])
+        result.success += [e.id for e in parsed]
+        return result, [e.id for e in writes.created]
 
     def batch_update(self, who: Principal, bodies: Any, ctx: Context) -> BatchResult:
-        """Update attributes of existing entities (``noOverwrite`` not applied)."""
+        """Update attributes of existing entities (``noOverwrite`` not applied), all in one
+        transaction."""
         result = BatchResult()
         parsed = self._parse_batch(bodies, ctx, result, id_only=True)
-        existing = self.broker.store.get_many(who.tenant_id, [e.id for e in parsed])
         now = self.broker.clock()
-        changed: list[Entity] = []
+
+        def plan(existing: dict[str, Entity]) -> Writes:
+            writes = Writes()
+            for entity in parsed:
+                old = existing.get(entity.id)
+                if old is not None:
+                    old.write_all(entity.attrs, now)
+                    old.modified_at = now
+                    writes.changed.append(old)
+            return writes
+
+        writes = self.broker.store.write_many(who.tenant_id, [e.id for e in parsed], plan)
+        self.broker.changed(who, writes.changed)
+        found = {e.id for e in writes.changed}
         for entity in parsed:
-            old = existing.get(entity.id)
-            if old is None:
+            if entity.id in found:
+                result.success.append(entity.id)
+            else:
                 result.errors.append(
                     (entity.id, NgsiLdError.not_found(f"entity {entity.id} not found"))
                 )
-                continue
-            old.write_all(entity.attrs, now)
-            old.modified_at = now
-            changed.append(old)
-            result.success.append(entity.id)
-        self.broker.store.save_many(who.tenant_id, changed)
-        self.broker.changed(who, changed)
         return result
 
     def batch_merge(self, who: Principal, bodies: Any, ctx: Context) -> BatchResult:

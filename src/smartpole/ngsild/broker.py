@@ -96,8 +96,9 @@ def stamp_all(attrs: dict[str, list[Attribute]], now: int) -> None:
 
 
 ChangeListener = Callable[[int, Sequence[Entity]], None]
-"""Told ``(tenant id, entities)`` after entities were written (each stamped with the time of
-the change on what it changed)."""
+"""Told ``(tenant id, entities)`` after entities were written and committed (each stamped with
+the time of the change on what it changed). What must commit with the change is a journal of
+the store (:data:`smartpole.ngsild.store.Journal`)."""
 
 
 class OwnSource(Protocol):
@@ -146,7 +147,7 @@ class ContextBroker:
         self.store = store
         self.own = own
         self.clock = clock
-        # told of every entity written, after the write (the notifier matches subscriptions)
+        # told of every entity written, after the commit (the notifier wakes its delivery)
         self.listeners: list[ChangeListener] = listeners if listeners is not None else []
 
     def change_entity(self, who: Principal, entity_id: str, change: Callable[[Entity], Any]) -> Any:

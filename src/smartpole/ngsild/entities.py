@@ -9,6 +9,7 @@ normalized one, ``keyValues`` (simplified) and ``concise`` are written.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,8 +58,10 @@ _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 MAX_ID = 256
 
 
+@functools.lru_cache(maxsize=4096)
 def iso(ms: int) -> str:
-    """Milliseconds since the epoch as the standard's DateTime (UTC, ``Z``)."""
+    """Milliseconds since the epoch as the standard's DateTime (UTC, ``Z``); cached, as a
+    batch stamps every instance with the same few times."""
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 

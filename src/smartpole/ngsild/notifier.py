@@ -1,8 +1,9 @@
 """NGSI-LD notifications: changes matched against subscriptions, kept in an outbox
 (``ngsi_notifications``), delivered over HTTP until the receiver takes them.
 
-A change of an entity other systems created is matched when the broker has written it; a
-reading of one of smartpole's own devices when the pipeline has committed it. Each match is a
+A change of an entity other systems created is matched in the transaction that writes it (the
+outbox row commits with the change, or neither does); a reading of one of smartpole's own
+devices when the pipeline has committed it. Each match is a
 row holding the entity as the subscription shows it. Delivery sends a subscription's rows in
 order, up to :data:`PER_NOTIFICATION` entities in one notification (``data``); a receiver that
 fails (an error, a timeout, a non-2xx answer) is tried again after a back-off that doubles up to
@@ -28,7 +29,7 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from smartpole.loops import WorkLoop
 from smartpole.model.clock import now_ms
@@ -118,21 +119,24 @@ class Notifier:
 
     # -- matching -------------------------------------------------------------------------------
 
-    def on_change(self, tenant_id: int, entities: Sequence[Entity]) -> None:
-        """Entities other systems wrote (blocking: the broker calls it in its thread, after
-        the write committed: a failure here is logged, never the writer's error)."""
+    def journal(self, conn: Connection, tenant_id: int, entities: Sequence[Entity]) -> None:
+        """Entities other systems wrote: the matches go into the outbox in the transaction
+        that wrote the entities (the store calls this before it commits), so a change that
+        committed is notified, also after a crash, and in the order of the commits."""
         now = now_ms()
-        try:
-            rows = []
-            for key, watching in list(self.watching.items()):
-                if key[0] != tenant_id:
-                    continue
-                for entity in entities:
-                    if watching.matches(entity, changed_attributes(entity), now):
-                        rows.append(self._row(watching, entity, now))
-            self._enqueue(rows)
-        except Exception:
-            log.exception("NGSI-LD: notifications of tenant %d could not be kept", tenant_id)
+        rows = []
+        for key, watching in list(self.watching.items()):
+            if key[0] != tenant_id:
+                continue
+            for entity in entities:
+                if watching.matches(entity, changed_attributes(entity), now):
+                    rows.append(self._row(watching, entity, now))
+        if rows:
+            conn.execute(insert(n), rows)
+
+    def on_change(self, tenant_id: int, entities: Sequence[Entity]) -> None:
+        """Entities were written and committed: deliver what they added to the outbox."""
+        self._wake_soon()
 
     async def on_batch(self, batch: WriteBatch) -> None:
         """Readings committed: notify subscriptions that watch smartpole's own devices."""

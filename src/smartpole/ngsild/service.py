@@ -50,7 +50,8 @@ class OpenData:
     ) -> OpenData:
         """Wire the parts on one database."""
         own = OwnEntities(assets, readings)
-        broker = ContextBroker(EntityStore(engine), own)
+        store = EntityStore(engine)
+        broker = ContextBroker(store, own)
         subscriptions = SubscriptionStore(engine)
         notifier = Notifier(
             engine,
@@ -63,6 +64,7 @@ class OpenData:
             allow_private=allow_private,
             ttl_ms=ttl_ms,
         )
+        store.journals.append(notifier.journal)
         broker.listeners.append(notifier.on_change)
         return cls(
             broker,

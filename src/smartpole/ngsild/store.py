@@ -4,7 +4,9 @@ Each entity is one row: its attributes as JSON (the stored form of :mod:`entitie
 type and the bounding box of its ``location`` in columns of their own, so that a query by type
 or by place reads only the rows that can match. A change is a read and a write of the row in
 one transaction (the row locked on PostgreSQL), so two writers never lose each other's
-attributes.
+attributes; a batch reads and writes all its rows in one. Each transaction that writes entities
+also records what it wrote, in the same transaction: the history, and whatever the journals
+keep (the notifier's outbox), so that no committed change goes unrecorded.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import functools
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -43,10 +45,25 @@ from smartpole.ngsild.tables import ngsi_entity_types as types_t
 from smartpole.ngsild.tables import ngsi_history as history_t
 from smartpole.ngsild.temporal import instance_json
 
-__all__ = ["EntityFilter", "EntityStore", "HistoryRow"]
+__all__ = ["EntityFilter", "EntityStore", "HistoryRow", "Journal", "Writes"]
 
 LOCATION = "https://uri.etsi.org/ngsi-ld/location"
 _PAGE = 2_000
+
+
+Journal = Callable[[Connection, int, Sequence[Entity]], None]
+"""Told ``(connection, tenant id, entities)`` inside the transaction that wrote the entities
+(each stamped with the time of the change on what it changed), before it commits."""
+
+
+@dataclass(slots=True)
+class Writes:
+    """What a batch decided to write: entities to create, entities changed (read, then
+    changed by the caller), and the ids among those whose types changed."""
+
+    created: list[Entity] = field(default_factory=list)
+    changed: list[Entity] = field(default_factory=list)
+    retyped: set[str] = field(default_factory=set)
 
 
 HistoryRow = tuple[int, str | None, str | None]
@@ -98,8 +115,9 @@ def _entity(row: Any) -> Entity:
 class EntityStore:
     """Create, read, change and delete a tenant's NGSI-LD entities."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, journals: list[Journal] | None = None) -> None:
         self.engine = engine
+        self.journals: list[Journal] = journals if journals is not None else []
         self._lock_rows = engine.dialect.name == "postgresql"
 
     def create(self, tenant_id: int, entity: Entity) -> None:
@@ -112,37 +130,9 @@ class EntityStore:
                     )
                 )
                 _write_types(conn, tenant_id, [entity])
-                _write_history(conn, tenant_id, [entity])
+                self._record(conn, tenant_id, [entity])
         except IntegrityError:
             raise NgsiLdError.exists(f"entity {entity.id} exists already") from None
-
-    def create_many(self, tenant_id: int, entities: Sequence[Entity]) -> list[str]:
-        """Store new entities in one transaction; the ids that existed already are left out
-        (and returned) instead of failing the others."""
-        if not entities:
-            return []
-        ids = [e.id for e in entities]
-        with self.engine.begin() as conn:
-            taken = {
-                r[0]
-                for chunk in _chunks(ids)
-                for r in conn.execute(
-                    select(t.c.entity_id).where(
-                        t.c.tenant_id == tenant_id, t.c.entity_id.in_(chunk)
-                    )
-                )
-            }
-            rows = [
-                {"tenant_id": tenant_id, "entity_id": e.id, **_row_values(e)}
-                for e in entities
-                if e.id not in taken
-            ]
-            if rows:
-                _insert_many(conn, t, rows)
-                fresh = [e for e in entities if e.id not in taken]
-                _write_types(conn, tenant_id, fresh)
-                _write_history(conn, tenant_id, fresh)
-        return [i for i in ids if i in taken]
 
     def get(self, tenant_id: int, entity_id: str) -> Entity | None:
         """One entity, or None."""
@@ -152,15 +142,68 @@ class EntityStore:
             ).first()
         return None if row is None else _entity(row)
 
-    def get_many(self, tenant_id: int, ids: Sequence[str]) -> dict[str, Entity]:
-        """The entities of these ids that exist."""
+    def write_many(
+        self, tenant_id: int, ids: Sequence[str], plan: Callable[[dict[str, Entity]], Writes]
+    ) -> Writes:
+        """In one transaction: read the entities of these ids that exist (locked on
+        PostgreSQL), let ``plan`` decide what to create and what to change, write both and
+        record them. When another writer created one of the new ids meanwhile, the whole batch
+        is read and planned again (``plan`` must not depend on an earlier call)."""
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    existing = self._read_many(conn, tenant_id, ids)
+                    writes = plan(existing)
+                    self._insert(conn, tenant_id, writes.created)
+                    self._update(conn, tenant_id, writes.changed, writes.retyped)
+                    self._record(conn, tenant_id, [*writes.created, *writes.changed])
+                return writes
+            except IntegrityError:
+                if attempt == 2:
+                    raise NgsiLdError.exists(
+                        "entities of this batch were created meanwhile"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _read_many(self, conn: Connection, tenant_id: int, ids: Sequence[str]) -> dict[str, Entity]:
         found: dict[str, Entity] = {}
-        with self.engine.connect() as conn:
-            for chunk in _chunks(list(ids)):
-                query = select(t).where(t.c.tenant_id == tenant_id, t.c.entity_id.in_(chunk))
-                for row in conn.execute(query):
-                    found[row.entity_id] = _entity(row)
+        for chunk in _chunks(list(ids)):
+            query = select(t).where(t.c.tenant_id == tenant_id, t.c.entity_id.in_(chunk))
+            if self._lock_rows:
+                query = query.order_by(t.c.entity_id).with_for_update()
+            for row in conn.execute(query):
+                found[row.entity_id] = _entity(row)
         return found
+
+    def _insert(self, conn: Connection, tenant_id: int, entities: Sequence[Entity]) -> None:
+        if entities:
+            rows = [{"tenant_id": tenant_id, "entity_id": e.id, **_row_values(e)} for e in entities]
+            _insert_many(conn, t, rows)
+            _write_types(conn, tenant_id, entities)
+
+    def _update(
+        self, conn: Connection, tenant_id: int, entities: Sequence[Entity], retyped: Collection[str]
+    ) -> None:
+        if not entities:
+            return
+        rows = [{"_tenant": tenant_id, "_entity": e.id, **_row_values(e)} for e in entities]
+        rewrite = (
+            update(t)
+            .where(t.c.tenant_id == bindparam("_tenant"), t.c.entity_id == bindparam("_entity"))
+            .values({k: bindparam(k) for k in rows[0] if not k.startswith("_")})
+        )
+        conn.execute(rewrite, rows)  # one executemany
+        for entity in entities:
+            if entity.id in retyped:
+                _retype(conn, tenant_id, entity)
+
+    def _record(self, conn: Connection, tenant_id: int, entities: Sequence[Entity]) -> None:
+        """The history of what a change wrote, and the journals, in its transaction."""
+        if not entities:
+            return
+        _write_history(conn, tenant_id, entities)
+        for journal in self.journals:
+            journal(conn, tenant_id, entities)
 
     def change(self, tenant_id: int, entity_id: str, change: Callable[[Entity], Any]) -> Any:
         """Apply ``change`` to the stored entity and write it back, in one transaction, unless
@@ -173,28 +216,10 @@ class EntityStore:
             types, modified = list(entity.types), entity.modified_at
             result = change(entity)
             if entity.modified_at != modified:
-                _rewrite(conn, tenant_id, entity, types_changed=entity.types != types)
+                retyped = {entity.id} if entity.types != types else set()
+                self._update(conn, tenant_id, [entity], retyped)
+                self._record(conn, tenant_id, [entity])
         return result
-
-    def save_many(
-        self, tenant_id: int, entities: Sequence[Entity], retyped: Collection[str] = ()
-    ) -> None:
-        """Write back entities read and changed by the caller (batch update and upsert);
-        ``retyped``: the ids of those whose types changed."""
-        if not entities:
-            return
-        rows = [{"_tenant": tenant_id, "_entity": e.id, **_row_values(e)} for e in entities]
-        rewrite = (
-            update(t)
-            .where(t.c.tenant_id == bindparam("_tenant"), t.c.entity_id == bindparam("_entity"))
-            .values({k: bindparam(k) for k in rows[0] if not k.startswith("_")})
-        )
-        with self.engine.begin() as conn:
-            _write_history(conn, tenant_id, entities)
-            conn.execute(rewrite, rows)  # one executemany
-            for entity in entities:
-                if entity.id in retyped:
-                    _retype(conn, tenant_id, entity)
 
     def _read_for_update(self, conn: Connection, tenant_id: int, entity_id: str) -> Entity | None:
         query = select(t).where(t.c.tenant_id == tenant_id, t.c.entity_id == entity_id)
@@ -446,17 +471,6 @@ def _write_history(conn: Connection, tenant_id: int, entities: Sequence[Entity])
     ]
     if rows:
         _insert_many(conn, history_t, rows)
-
-
-def _rewrite(conn: Connection, tenant_id: int, entity: Entity, *, types_changed: bool) -> None:
-    _write_history(conn, tenant_id, [entity])
-    conn.execute(
-        update(t)
-        .where(t.c.tenant_id == tenant_id, t.c.entity_id == entity.id)
-        .values(**_row_values(entity))
-    )
-    if types_changed:
-        _retype(conn, tenant_id, entity)
 
 
 def _retype(conn: Connection, tenant_id: int, entity: Entity) -> None:

@@ -133,6 +133,33 @@ async def test_a_context_that_is_not_here_is_refused_offline(
     assert r.status_code == 201, r.text
 
 
+async def test_a_type_selection_reads_or_and_and_parentheses(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """``,`` and ``|`` select entities of either type, ``;`` those of both (multi-typed),
+    parentheses group (clause 4.17)."""
+    auth = city.auth("city", Role.OPERATOR)
+    kinds = {"1": ["Home"], "2": ["Building"], "3": ["Home", "Building"], "4": ["Car"]}
+    for n, types in kinds.items():
+        await create(client, auth, {"id": f"urn:ngsi-ld:Thing:{n}", "type": types, "size": 1})
+
+    async def ids(selection: str) -> list[str]:
+        r = await client.get(f"{BASE}/entities", params={"type": selection}, headers=auth)
+        assert r.status_code == 200, r.text
+        return [e["id"].rsplit(":", 1)[1] for e in r.json()]
+
+    assert await ids("Home") == ["1", "3"]
+    assert await ids("Home,Car") == ["1", "3", "4"]
+    assert await ids("Home|Car") == ["1", "3", "4"]
+    assert await ids("Home;Building") == ["3"]
+    assert await ids("(Home;Building),Car") == ["3", "4"]
+    assert await ids("Home;(Building|Car)") == ["3"]
+    for bad in ("Home;", "(Home", "Home)", ",", "Ho=me"):
+        r = await client.get(f"{BASE}/entities", params={"type": bad}, headers=auth)
+        assert r.status_code == 400, bad
+        assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+
+
 async def test_queries_filter_by_type_q_geo_and_page(client: httpx.AsyncClient, city: City) -> None:
     auth = city.auth("city", Role.OPERATOR)
     for n in range(10):

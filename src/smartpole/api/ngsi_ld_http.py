@@ -32,7 +32,7 @@ from smartpole.ngsild.entities import Entity, check_id
 from smartpole.ngsild.errors import NgsiLdError, ProblemType
 from smartpole.ngsild.geo import parse_geo_query
 from smartpole.ngsild.models import CONTEXT_TERMS
-from smartpole.ngsild.query import parse_q, parse_scope_q
+from smartpole.ngsild.query import parse_q, parse_scope_q, parse_type_selection
 from smartpole.registry.access import Principal
 
 __all__ = [
@@ -404,12 +404,7 @@ def entity_query(request: Request, ctx: Context, params: Any = None) -> EntityQu
     """An entity query from URL parameters (or a POST query body's members)."""
     get = (params or request.query_params).get
     type_param = get("type")
-    types = None
-    if type_param is not None:
-        names = [n.strip() for n in re.split(r"[,|;]", str(type_param)) if n.strip()]
-        if not names:
-            raise NgsiLdError.bad_data("type is empty")
-        types = [ctx.expand(n) for n in names]
+    selection = None if type_param is None else parse_type_selection(str(type_param), ctx)
     ids_param = get("id")
     ids = None
     if ids_param is not None:
@@ -433,7 +428,7 @@ def entity_query(request: Request, ctx: Context, params: Any = None) -> EntityQu
         ctx.expand(str(get("geoproperty") or LOCATION)),
     )
     return EntityQuery(
-        types,
+        None if selection is None else selection.names,
         ids,
         pattern,
         attrs,
@@ -442,6 +437,7 @@ def entity_query(request: Request, ctx: Context, params: Any = None) -> EntityQu
         geo,
         int_param(request, "limit", 20),
         int_param(request, "offset", 0),
+        None if selection is None else selection.matches,
     )
 
 

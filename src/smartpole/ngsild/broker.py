@@ -58,6 +58,7 @@ class EntityQuery:
     geo: GeoQuery | None = None
     limit: int = 20
     offset: int = 0
+    type_q: Predicate | None = None  # the exact type selection (``types``: every type it names)
 
     def is_empty(self) -> bool:
         """True when nothing narrows the query (the standard asks for at least one filter)."""
@@ -68,6 +69,8 @@ class EntityQuery:
 
     def matches(self, entity: Entity) -> bool:
         """Whether the entity passes the filters the store did not apply."""
+        if self.type_q is not None and not self.type_q(entity):
+            return False
         if self.attrs is not None and not any(a in entity.attrs for a in self.attrs):
             return False
         if self.q is not None and not self.q(entity):

@@ -1,4 +1,5 @@
-"""The NGSI-LD query language (``q``, ETSI GS CIM 009 clause 4.9) and ``scopeQ`` (4.19).
+"""The NGSI-LD query language (``q``, ETSI GS CIM 009 clause 4.9), ``scopeQ`` (4.19) and the
+entity type selection (``type``, 4.17).
 
 ``speed>50;brand=="Mercedes"|(seats==2..4)``: ``;`` is AND (binding tighter), ``|`` is OR,
 parentheses group. A term names an attribute, a sub-attribute (``speed.accuracy``), a member of a
@@ -21,7 +22,7 @@ from smartpole.ngsild.context import Context
 from smartpole.ngsild.entities import Attribute, Entity, parse_time
 from smartpole.ngsild.errors import NgsiLdError
 
-__all__ = ["Predicate", "parse_q", "parse_scope_q"]
+__all__ = ["Predicate", "TypeSelection", "parse_q", "parse_scope_q", "parse_type_selection"]
 
 Predicate = Callable[[Entity], bool]
 MAX_Q = 4096
@@ -318,3 +319,74 @@ def _scope_pattern(scope: str) -> re.Pattern[str]:
             parts.append(re.escape(part))
     pattern = "/" + "/".join(parts)
     return re.compile(pattern.replace("/.*", "(/.*)?"))
+
+
+@dataclass(frozen=True, slots=True)
+class TypeSelection:
+    """A ``type`` parameter: every type it names (an entity that matches has one of them, so a
+    store may narrow by these first) and the exact selection, as a predicate."""
+
+    names: list[str]
+    matches: Predicate
+
+
+_TYPE_TOKEN = re.compile(r"\s*([(),|;]|[^(),|;\s]+)")
+
+
+def parse_type_selection(text: str, ctx: Context) -> TypeSelection:
+    """``Building``, ``Car,Truck`` or ``Car|Truck`` (either), ``Home;Building`` (both, on a
+    multi-typed entity), with parentheses: ``(Home;Building),Car``. ``;`` binds tighter."""
+    if len(text) > MAX_Q:
+        raise NgsiLdError.bad_data(f"type is longer than {MAX_Q} characters")
+    tokens = [m.group(1) for m in _TYPE_TOKEN.finditer(text) if m.group(1)]
+    if not tokens:
+        raise NgsiLdError.bad_data("type is empty")
+    names: list[str] = []
+    at = 0
+
+    def peek() -> str | None:
+        return tokens[at] if at < len(tokens) else None
+
+    def either(depth: int) -> Callable[[set[str]], bool]:
+        nonlocal at
+        options = [both(depth)]
+        while peek() in (",", "|"):
+            at += 1
+            options.append(both(depth))
+        return lambda types: any(o(types) for o in options)
+
+    def both(depth: int) -> Callable[[set[str]], bool]:
+        nonlocal at
+        required = [one(depth)]
+        while peek() == ";":
+            at += 1
+            required.append(one(depth))
+        return lambda types: all(r(types) for r in required)
+
+    def one(depth: int) -> Callable[[set[str]], bool]:
+        nonlocal at
+        word = peek()
+        if word is None or word in ",|;)":
+            raise NgsiLdError.bad_data(f"type: a type name is missing in {text!r}")
+        at += 1
+        if word == "(":
+            if depth >= MAX_NESTING:
+                raise NgsiLdError.bad_data(f"type: parentheses nested past {MAX_NESTING}")
+            inner = either(depth + 1)
+            if peek() != ")":
+                raise NgsiLdError.bad_data(f"type: a parenthesis is not closed in {text!r}")
+            at += 1
+            return inner
+        if _FORBIDDEN_TYPE.search(word):
+            raise NgsiLdError.bad_data(f"type: {word!r} is not a type name")
+        iri = ctx.expand(word)
+        names.append(iri)
+        return lambda types: iri in types
+
+    selection = either(0)
+    if peek() is not None:
+        raise NgsiLdError.bad_data(f"type: unexpected {peek()!r} in {text!r}")
+    return TypeSelection(list(dict.fromkeys(names)), lambda entity: selection(set(entity.types)))
+
+
+_FORBIDDEN_TYPE = re.compile(r"[<>\"'=]")

@@ -242,6 +242,8 @@ async def test_queries_filter_by_type_q_geo_and_page(client: httpx.AsyncClient, 
             "close",
         ),
         ({"type": "Car", "idPattern": "(["}, "idPattern"),
+        ({"type": "Car", "idPattern": "(a)\\1"}, "idPattern"),  # no back-references (RE2)
+        ({"type": "Car", "idPattern": "a" * 2000}, "at most"),
         ({"type": "Car", "limit": "lots"}, "limit"),
         ({"type": "Car", "limit": "5000"}, "limit"),
         ({"type": "Car", "options": "everything"}, "options"),
@@ -267,6 +269,24 @@ async def test_a_bad_query_is_bad_request_data(
     problem = r.json()
     assert problem["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
     assert what in problem["detail"]
+
+
+async def test_a_pathological_pattern_answers_at_once(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """``(a+)+b`` over a long run of ``a`` takes a backtracking matcher longer than the age of
+    the universe; patterns are matched in linear time, so an open-data reader cannot hold a
+    worker with one."""
+    auth = city.auth("city", Role.OPERATOR)
+    await create(client, auth, car(1, brandName={"type": "Property", "value": "a" * 5000 + "c"}))
+    params = {"type": "Car", "q": 'brandName=~"(a+)+b"'}
+    r = await client.get(f"{BASE}/entities", params=params, headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json() == []
+    params = {"idPattern": "(u+r+n+.*)+x"}
+    r = await client.get(f"{BASE}/entities", params=params, headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json() == []
 
 
 @pytest.mark.parametrize(

@@ -329,7 +329,8 @@ async def test_concurrent_batch_updates_lose_no_attribute(
     client: httpx.AsyncClient, city: City
 ) -> None:
     """Two systems updating different attributes of the same entities at once, by batches:
-    each batch reads and writes its entities in one transaction, so neither loses the other's."""
+    each batch (and each PATCH) reads and writes its entities in one transaction, so neither
+    loses the other's."""
     auth = city.auth("city", Role.OPERATOR)
     first = [{"id": f"urn:ngsi-ld:Car:{i}", "type": "Car", "a": 0, "b": 0} for i in range(50)]
     r = await client.post(f"{BASE}/entityOperations/create", json=first, headers=auth)
@@ -341,6 +342,16 @@ async def test_concurrent_batch_updates_lose_no_attribute(
             r = await client.post(f"{BASE}/entityOperations/update", json=body, headers=auth)
             assert r.status_code == 204, r.text
 
+    async def patcher(attr: str) -> None:  # one entity at a time, the same read-then-write
+        for step in range(11, 21):
+            r = await client.patch(
+                f"{BASE}/entities/urn:ngsi-ld:Car:0/attrs", json={attr: step}, headers=auth
+            )
+            assert r.status_code == 204, r.text
+
     await asyncio.gather(writer("a"), writer("b"))
     r = await client.get(f"{BASE}/entities", params={"type": "Car", "limit": 100}, headers=auth)
     assert {(e["a"]["value"], e["b"]["value"]) for e in r.json()} == {(10, 10)}
+    await asyncio.gather(patcher("a"), patcher("b"))
+    car = (await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:0", headers=auth)).json()
+    assert (car["a"]["value"], car["b"]["value"]) == (20, 20)

@@ -32,6 +32,7 @@ from smartpole.ngsild.entities import Entity, check_id
 from smartpole.ngsild.errors import NgsiLdError, ProblemType
 from smartpole.ngsild.geo import parse_geo_query
 from smartpole.ngsild.models import CONTEXT_TERMS
+from smartpole.ngsild.patterns import caller_pattern
 from smartpole.ngsild.query import parse_q, parse_scope_q, parse_type_selection
 from smartpole.registry.access import Principal
 
@@ -411,10 +412,7 @@ def entity_query(request: Request, ctx: Context, params: Any = None) -> EntityQu
         ids = [check_id(i.strip()) for i in str(ids_param).split(",") if i.strip()]
     pattern = None
     if get("idPattern") is not None:
-        try:
-            pattern = re.compile(str(get("idPattern")))
-        except re.error as err:
-            raise NgsiLdError.bad_data(f"idPattern is not a regular expression: {err}") from None
+        pattern = caller_pattern(str(get("idPattern")), "idPattern")
     attrs_param = get("attrs")
     attrs = None
     if attrs_param is not None:

@@ -8,7 +8,6 @@ results, and raises :class:`~smartpole.ngsild.errors.NgsiLdError` with the stand
 from __future__ import annotations
 
 import heapq
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,6 +25,7 @@ from smartpole.ngsild.entities import (
 )
 from smartpole.ngsild.errors import NgsiLdError, ProblemType
 from smartpole.ngsild.geo import GeoQuery
+from smartpole.ngsild.patterns import Pattern
 from smartpole.ngsild.query import Predicate
 from smartpole.ngsild.store import EntityFilter, EntityStore
 from smartpole.ngsild.temporal import Aggregated, TemporalQuery
@@ -51,7 +51,7 @@ class EntityQuery:
 
     types: Sequence[str] | None = None
     ids: Sequence[str] | None = None
-    id_pattern: re.Pattern[str] | None = None
+    id_pattern: Pattern | None = None
     attrs: frozenset[str] | None = None
     q: Predicate | None = None
     scope_q: Predicate | None = None

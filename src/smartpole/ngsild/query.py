@@ -21,6 +21,7 @@ import orjson
 from smartpole.ngsild.context import Context
 from smartpole.ngsild.entities import Attribute, Entity, parse_time
 from smartpole.ngsild.errors import NgsiLdError
+from smartpole.ngsild.patterns import caller_pattern
 
 __all__ = ["Predicate", "TypeSelection", "parse_q", "parse_scope_q", "parse_type_selection"]
 
@@ -122,7 +123,7 @@ def _compare(op: str, target: Any, ref: Any) -> bool:
     if isinstance(target, list):
         return any(_compare(op, item, ref) for item in target)
     if op in ("=~", "!~="):
-        found = isinstance(target, str) and re.search(ref, target) is not None
+        found = isinstance(target, str) and ref.search(target) is not None
         return found if op == "=~" else not found
     if isinstance(ref, tuple):  # a range
         low, high = ref
@@ -230,11 +231,9 @@ class _Parser:
         if op in ("=~", "!~="):
             try:
                 pattern = orjson.loads(text) if kind == "str" else text
-                return re.compile(pattern).pattern
             except orjson.JSONDecodeError:
                 raise NgsiLdError.bad_data(f"q: bad pattern {text}") from None
-            except re.error as err:
-                raise NgsiLdError.bad_data(f"q: bad pattern {pattern!r}: {err}") from None
+            return caller_pattern(pattern, "q")
         # A list or a range is one token unless it holds quoted strings: join what follows.
         while self.peek() is not None and self.peek()[0] in ("str", "word"):  # type: ignore[index]
             nxt = self.take()[1]

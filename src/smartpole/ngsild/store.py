@@ -3,16 +3,16 @@
 Each entity is one row: its attributes as JSON (the stored form of :mod:`entities`), its first
 type and the bounding box of its ``location`` in columns of their own, so that a query by type
 or by place reads only the rows that can match. A change is a read and a write of the row in
-one transaction (the row locked on PostgreSQL), so two writers never lose each other's
-attributes; a batch reads and writes all its rows in one. Each transaction that writes entities
-also records what it wrote, in the same transaction: the history, and whatever the journals
-keep (the notifier's outbox), so that no committed change goes unrecorded.
+one transaction (the row locked on PostgreSQL, the database on SQLite), so two writers never
+lose each other's attributes; a batch reads and writes all its rows in one. Each transaction
+that writes entities also records what it wrote, in the same transaction: the history, and
+whatever the journals keep (the notifier's outbox), so that no committed change goes
+unrecorded.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +40,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from smartpole.ngsild.entities import Attribute, Entity
 from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.geo import bounds
+from smartpole.ngsild.patterns import Pattern
 from smartpole.ngsild.tables import ngsi_entities as t
 from smartpole.ngsild.tables import ngsi_entity_types as types_t
 from smartpole.ngsild.tables import ngsi_history as history_t
@@ -77,7 +78,7 @@ class EntityFilter:
 
     types: Sequence[str] | None = None
     ids: Sequence[str] | None = None
-    id_pattern: re.Pattern[str] | None = None
+    id_pattern: Pattern | None = None
     box: tuple[float, float, float, float] | None = None  # on the location's bounding box
 
 
@@ -118,7 +119,7 @@ class EntityStore:
     def __init__(self, engine: Engine, journals: list[Journal] | None = None) -> None:
         self.engine = engine
         self.journals: list[Journal] = journals if journals is not None else []
-        self._lock_rows = engine.dialect.name == "postgresql"
+        self._lock_rows = engine.dialect.name == "postgresql"  # else SQLite
 
     def create(self, tenant_id: int, entity: Entity) -> None:
         """Store a new entity (AlreadyExists when its id is taken in the tenant)."""
@@ -151,7 +152,7 @@ class EntityStore:
         is read and planned again (``plan`` must not depend on an earlier call)."""
         for attempt in range(3):
             try:
-                with self.engine.begin() as conn:
+                with self._read_write() as conn:
                     existing = self._read_many(conn, tenant_id, ids)
                     writes = plan(existing)
                     self._insert(conn, tenant_id, writes.created)
@@ -164,6 +165,16 @@ class EntityStore:
                         "entities of this batch were created meanwhile"
                     ) from None
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def _read_write(self) -> Iterator[Connection]:
+        """A transaction that reads rows and writes them back: on PostgreSQL the rows read are
+        locked (``FOR UPDATE``); SQLite's driver would begin the transaction only at the first
+        write, after the reads, so it is begun at once, taking the database's write lock."""
+        with self.engine.begin() as conn:
+            if not self._lock_rows:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
 
     def _read_many(self, conn: Connection, tenant_id: int, ids: Sequence[str]) -> dict[str, Entity]:
         found: dict[str, Entity] = {}
@@ -209,7 +220,7 @@ class EntityStore:
         """Apply ``change`` to the stored entity and write it back, in one transaction, unless
         it changed nothing (left the modification time as it was); returns what ``change``
         returned (ResourceNotFound when there is no such entity)."""
-        with self.engine.begin() as conn:
+        with self._read_write() as conn:
             entity = self._read_for_update(conn, tenant_id, entity_id)
             if entity is None:
                 raise NgsiLdError.not_found(f"entity {entity_id} not found")

@@ -27,6 +27,7 @@ from smartpole.ngsild.context import Context
 from smartpole.ngsild.entities import Entity, check_id, iso, parse_time
 from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.geo import GeoQuery, parse_geo_query
+from smartpole.ngsild.patterns import caller_pattern
 from smartpole.ngsild.query import Predicate, parse_q
 from smartpole.ngsild.tables import ngsi_subscriptions as t
 
@@ -164,7 +165,10 @@ class Watching:
         self.ctx = ctx
         self.q: Predicate | None = parse_q(sub.q, ctx) if sub.q else None
         self.geo: GeoQuery | None = _geo(sub.geo_q)
-        self._patterns = [re.compile(s.id_pattern) if s.id_pattern else None for s in sub.entities]
+        self._patterns = [
+            caller_pattern(s.id_pattern, "idPattern") if s.id_pattern else None
+            for s in sub.entities
+        ]
 
     def selects(self, entity: Entity) -> bool:
         """Whether the entity is one the subscription names (by type, id, id pattern)."""
@@ -265,10 +269,7 @@ def parse_subscription(
         if pattern is not None:
             if not isinstance(pattern, str):
                 raise NgsiLdError.bad_data("entities idPattern must be a string")
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise NgsiLdError.bad_data(f"entities idPattern: {err}") from None
+            caller_pattern(pattern, "entities idPattern")
         entity_id = check_id(item["id"]) if item.get("id") is not None else None
         entities.append(Selector(ctx.expand(item["type"]), entity_id, pattern))
     watched_raw = body.get("watchedAttributes")

@@ -14,6 +14,7 @@ from mqtt_client import send_telemetry
 from smartpole.api import create_app
 from smartpole.app import Platform
 from smartpole.model.catalog import CATALOG
+from smartpole.model.lifecycle import Severity
 from smartpole.model.types import Role
 from smartpole.ngsild.models import attribute_of, type_of
 from smartpole.store import Database
@@ -32,6 +33,40 @@ async def entity(client: httpx.AsyncClient, auth: dict[str, str], entity_id: str
     r = await client.get(f"{BASE}/entities/{entity_id}", headers={**auth, **LINK})
     assert r.status_code == 200, r.text
     return r.json()
+
+
+async def test_a_streetlight_status_follows_its_lamp_and_pole_alarms(
+    client: httpx.AsyncClient, city: City, platform: Platform
+) -> None:
+    """The Smart Data Model's ``status``: defectiveLamp while the lamp diagnostics hold a lamp
+    failure on it, columnIssue while its pole is tilted, ok otherwise."""
+    pole = await make_pole(client, city, "FU-ST-0001")
+    lamp = await make_device(client, city, "lighting", "lamp", pole, name="FU-ST-0001-lamp")
+    auth = city.auth("lighting", Role.VIEWER)
+    lamp_id = "urn:ngsi-ld:Streetlight:smartpole:FU-ST-0001-lamp"
+
+    async def status() -> str:
+        got = await entity(client, auth, lamp_id)
+        return str(got["status"]["value"])
+
+    assert await status() == "ok"
+    alarms = platform.hub.alarms
+    lighting = city.ids["lighting"]
+    raised = {"tenant_id": lighting, "severity": Severity.MAJOR, "pole_id": pole}
+    await alarms.raise_alarm(
+        originator_type="device", originator_id=lamp["id"], type="lamp_failure", **raised
+    )
+    assert await status() == "defectiveLamp"
+    r = await client.get(
+        f"{BASE}/entities",
+        params={"type": "Streetlight", "q": 'status=="defectiveLamp"'},
+        headers={**auth, **LINK},
+    )
+    assert [e["id"] for e in r.json()] == [lamp_id]
+    await alarms.clear(originator_type="device", originator_id=lamp["id"], type="lamp_failure")
+    assert await status() == "ok"
+    await alarms.raise_alarm(originator_type="pole", originator_id=pole, type="pole_tilt", **raised)
+    assert await status() == "columnIssue"
 
 
 async def test_a_lamp_is_a_streetlight_with_its_latest_readings(

@@ -137,11 +137,26 @@ class Platform:
             self.push_shared,
         )
         self.lighting = self.lighting_runtime.service
+        self.hub = Hub(
+            self.db.engine,
+            commander=self.control,
+            series=self.series,
+            work_order_sla=parse_sla(settings.work_order_sla),
+            timezone=settings.hub_timezone,
+            webhook_attempts=settings.hub_webhook_attempts,
+            webhook_backoff_ms=settings.hub_webhook_backoff_ms,
+            metrics=self.metrics,
+            alarm_listeners=[self.pole_states.on_alarm, self.live.on_alarm],
+            lamps=self.lighting_runtime,
+            workers=settings.hub_workers,
+        )
+        self.work_orders = self.hub.work_orders
         # NGSI-LD open data: entities, history, subscriptions; contexts never fetched unless allowed
         self.open_data = OpenData.build(
             self.db.engine,
             self.assets,
             self.series,
+            self.hub.alarms,
             self._reader_of,
             ContextLoader.from_file(
                 settings.ngsi_ld_contexts,
@@ -159,20 +174,6 @@ class Platform:
                 "for sandboxes and conformance runs only",
                 settings.ngsi_ld_anonymous,
             )
-        self.hub = Hub(
-            self.db.engine,
-            commander=self.control,
-            series=self.series,
-            work_order_sla=parse_sla(settings.work_order_sla),
-            timezone=settings.hub_timezone,
-            webhook_attempts=settings.hub_webhook_attempts,
-            webhook_backoff_ms=settings.hub_webhook_backoff_ms,
-            metrics=self.metrics,
-            alarm_listeners=[self.pole_states.on_alarm, self.live.on_alarm],
-            lamps=self.lighting_runtime,
-            workers=settings.hub_workers,
-        )
-        self.work_orders = self.hub.work_orders
         detector = Detector(
             threshold=settings.anomaly_threshold,
             consecutive=settings.anomaly_consecutive,

@@ -92,7 +92,18 @@ def _load(name: str) -> dict[str, Any]:
 
 
 _CORE = _load("ngsi-ld-core-context.jsonld")
-_OWN = {"smartpole-context.jsonld": context_document()}
+# The core context is applied last and wins: a name it defines (``status``, ``description``)
+# means its IRI in every reader's context, so smartpole publishes such names under it and
+# leaves them out of its own context (where they could only mislead).
+_OWN = {
+    "smartpole-context.jsonld": {
+        "@context": {
+            name: iri
+            for name, iri in context_document()["@context"].items()
+            if name not in _CORE["@context"]
+        }
+    }
+}
 
 
 def core_document() -> dict[str, Any]:

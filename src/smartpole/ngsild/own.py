@@ -5,7 +5,10 @@ once. They are read-only through NGSI-LD (they are changed through smartpole's r
 Ids: ``urn:ngsi-ld:<Type>:smartpole:<device name>`` for a device (``Streetlight``,
 ``AirQualityObserved``, … see :mod:`smartpole.ngsild.models`) and
 ``urn:ngsi-ld:Pole:smartpole:<pole code>`` for a pole, which links its devices (``hasDevice``);
-a device links its pole (``refPole``) and stands at its position (``location``). A caller sees
+a device links its pole (``refPole``) and stands at its position (``location``). A
+Streetlight's ``status`` comes from the alarms active now: ``defectiveLamp`` while the lamp
+diagnostics hold a lamp or control-gear failure on it, ``columnIssue`` while its pole is tilted,
+else ``ok``. A caller sees
 the poles and devices its tenant sees in smartpole (a telecom its own small cells and the poles
 they are on).
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 from sqlalchemy import and_
@@ -23,6 +26,7 @@ from smartpole.model.catalog import CATALOG
 from smartpole.model.devices import Device
 from smartpole.model.poles import Pole
 from smartpole.model.types import DeviceKind, Value
+from smartpole.ngsild.context import CORE, CORE_TERMS
 from smartpole.ngsild.entities import Attribute, Entity, iso
 from smartpole.ngsild.models import (
     CONTEXT_TERMS,
@@ -45,17 +49,24 @@ from smartpole.registry.assets import Assets, PoleFilter, pole_of
 from smartpole.store.protocol import TimeSeries
 from smartpole.store.schema import devices, poles
 
-__all__ = ["OwnEntities", "is_own"]
+__all__ = ["ActiveAlarms", "OwnEntities", "is_own"]
 
 MARK = "smartpole"
 LOCATION = "https://uri.etsi.org/ngsi-ld/location"
 _OBSERVED = frozenset(
     {"AirQualityObserved", "WeatherObserved", "NoiseLevelObserved"}
 )  # models with a dateObserved
+# A Streetlight's status (the model's enum) from the alarms active on the lamp and its pole.
+DEFECTIVE_LAMP = frozenset({"lamp_failure", "control_gear_failure"})  # the lamp diagnostics'
+COLUMN_ISSUE = frozenset({"pole_tilt"})  # the default rules' tilt alarm
 _TYPE_BY_IRI = {CONTEXT_TERMS[name]: name for name in CONTEXT_TERMS if name[:1].isupper()}
 
 
 def _term(name: str) -> str:
+    """The IRI a name is published under: the core context's when it defines the name (it
+    wins in every reader's context), else the Smart Data Models' or smartpole's own."""
+    if name in CORE_TERMS:
+        return CORE.expand(name)
     return CONTEXT_TERMS.get(name) or OWN_NAMESPACE + quote(name, safe="")
 
 
@@ -91,12 +102,21 @@ def _prop(value: Any, at: int, unit: str | None = None, *, observed: bool = Fals
     return Attribute("Property", value, None, at if observed else None, unit, {}, at, at)
 
 
+class ActiveAlarms(Protocol):
+    """The alarms active now (the hub's alarm store)."""
+
+    def active_types(self, originator_type: str, ids: Sequence[int]) -> dict[int, set[str]]:
+        """The types of the alarms active on each of these devices or poles."""
+        ...
+
+
 class OwnEntities:
     """Poles and devices of the registry as entities, with their devices' latest readings."""
 
-    def __init__(self, assets: Assets, readings: TimeSeries) -> None:
+    def __init__(self, assets: Assets, readings: TimeSeries, alarms: ActiveAlarms) -> None:
         self.assets = assets
         self.readings = readings
+        self.alarms = alarms
 
     # -- one entity ---------------------------------------------------------------------------
 
@@ -324,7 +344,24 @@ class OwnEntities:
             return []
         latest = self.readings.latest([r.id for r in rows])
         found = [(_as_device(r), r) for r in rows]
-        return [(d, _device_entity(d, r.lat, r.lon, latest.get(d.id, {}))) for d, r in found]
+        out = [(d, _device_entity(d, r.lat, r.lon, latest.get(d.id, {}))) for d, r in found]
+        lamps = [(d, e) for d, e in out if type_of(d.kind) == "Streetlight"]
+        if lamps:
+            self._lamp_status(lamps)
+        return out
+
+    def _lamp_status(self, lamps: list[tuple[Device, Entity]]) -> None:
+        on_lamp = self.alarms.active_types("device", [d.id for d, _ in lamps])
+        poles_ = sorted({d.pole_id for d, _ in lamps if d.pole_id is not None})
+        on_pole = self.alarms.active_types("pole", poles_)
+        for device, entity in lamps:
+            if on_lamp.get(device.id, set()) & DEFECTIVE_LAMP:
+                status = "defectiveLamp"
+            elif device.pole_id is not None and on_pole.get(device.pole_id, set()) & COLUMN_ISSUE:
+                status = "columnIssue"
+            else:
+                status = "ok"
+            entity.attrs[_term("status")] = [_prop(status, entity.modified_at)]
 
 
 def _scaled(value: float, convert: Any) -> Any:

@@ -12,7 +12,7 @@ from smartpole.ngsild.broker import ContextBroker
 from smartpole.ngsild.context import ContextLoader
 from smartpole.ngsild.history import TemporalBroker
 from smartpole.ngsild.notifier import Notifier
-from smartpole.ngsild.own import OwnEntities
+from smartpole.ngsild.own import ActiveAlarms, OwnEntities
 from smartpole.ngsild.store import EntityStore
 from smartpole.ngsild.subscriptions import SubscriptionStore
 from smartpole.registry.access import Principal
@@ -41,6 +41,7 @@ class OpenData:
         engine: Engine,
         assets: Assets,
         readings: TimeSeries,
+        alarms: ActiveAlarms,
         principal_of: Callable[[int], Principal],
         contexts: ContextLoader,
         *,
@@ -49,7 +50,7 @@ class OpenData:
         ttl_ms: int,
     ) -> OpenData:
         """Wire the parts on one database."""
-        own = OwnEntities(assets, readings)
+        own = OwnEntities(assets, readings, alarms)
         store = EntityStore(engine)
         broker = ContextBroker(store, own)
         subscriptions = SubscriptionStore(engine)

@@ -361,6 +361,21 @@ class Alarms:
             row = conn.execute(q).first()
         return None if row is None else alarm_of(row)
 
+    def active_types(self, originator_type: str, ids: Sequence[int]) -> dict[int, set[str]]:
+        """The types of the alarms active on each of these originators (those with none
+        left out)."""
+        found: dict[int, set[str]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                q = select(alarms.c.originator_id, alarms.c.type).where(
+                    alarms.c.originator_type == originator_type,
+                    alarms.c.originator_id.in_(ids[start : start + 500]),
+                    alarms.c.status.in_(ACTIVE),
+                )
+                for originator, kind in conn.execute(q):
+                    found.setdefault(originator, set()).add(kind)
+        return found
+
     @staticmethod
     def _visible(who: Principal) -> Any:
         if who.is_operator:

@@ -355,3 +355,45 @@ async def test_concurrent_batch_updates_lose_no_attribute(
     await asyncio.gather(patcher("a"), patcher("b"))
     car = (await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:0", headers=auth)).json()
     assert (car["a"]["value"], car["b"]["value"]) == (20, 20)
+
+
+async def test_a_subscription_made_on_one_node_is_matched_on_another(
+    database: Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    """Broker mode: two nodes on one database. A subscription created through node A
+    notifies a change written through node B (which learns of it within seconds), and stops
+    when deleted through A."""
+    other = Database(database.url)  # node B's own engine on the same database
+    async with (
+        started(database, tmp_path / "a", node_id="node-a") as a,
+        started(other, tmp_path / "b", node_id="node-b") as b,
+    ):
+        tenant = a.tenants.create("city", "City", is_operator=True)
+        auth = {"Authorization": f"Bearer {a.tenants.create_key(tenant['id'], Role.OPERATOR)[1]}"}
+        apps = [httpx.ASGITransport(app=create_app(p.api_services())) for p in (a, b)]
+        async with (
+            httpx.AsyncClient(transport=apps[0], base_url="http://a") as via_a,
+            httpx.AsyncClient(transport=apps[1], base_url="http://b") as via_b,
+        ):
+            car = {"id": "urn:ngsi-ld:Car:1", "type": "Car", "speed": 10}
+            assert (await via_b.post(f"{BASE}/entities", json=car, headers=auth)).is_success
+            made = await via_a.post(
+                f"{BASE}/subscriptions", json=subscription(receiver.url), headers=auth
+            )
+            assert made.status_code == 201, made.text
+            async with asyncio.timeout(10):  # node B reloads on its own
+                while not b.open_data.notifier.watching:  # noqa: ASYNC110 - polling the node, as an operator would
+                    await asyncio.sleep(0.1)
+            await set_speed(via_b, auth, 1, 80)
+            await receiver.wait_for(1)
+            assert [e["speed"]["value"] for e in receiver.entities()] == [80]
+            gone = await via_a.delete(
+                f"{BASE}/subscriptions/urn:ngsi-ld:Subscription:speeding", headers=auth
+            )
+            assert gone.status_code == 204
+            async with asyncio.timeout(10):
+                while b.open_data.notifier.watching:  # noqa: ASYNC110 - polling the node
+                    await asyncio.sleep(0.1)
+            await set_speed(via_b, auth, 1, 90)
+            await asyncio.sleep(0.5)
+            assert [e["speed"]["value"] for e in receiver.entities()] == [80]

@@ -15,13 +15,15 @@ The status a subscription shows (``timesSent``, ``timesFailed``, ``lastSuccess``
 
 Each node delivers what it matched (rows carry its ``node_id``): in broker mode a reading is
 consumed, matched and notified by one node; a node that stops leaves its rows for when it is
-back.
+back. A subscription created, changed or deleted through one node reaches the others within
+:data:`RELOAD_CHECK_S` (each checks the subscriptions' version that often).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ __all__ = ["Notifier"]
 
 log = logging.getLogger(__name__)
 PER_NOTIFICATION = 500
+RELOAD_CHECK_S = 2.0
 MAX_BACKOFF_S = 5.0
 _CLAIM = 5_000
 Key = tuple[int, str]  # (tenant id, subscription id)
@@ -102,12 +105,16 @@ class Notifier:
         self._next_interval: dict[Key, int] = {}
         self._rounds = WorkLoop("ngsi-ld notifications", self._round)
         self._client: httpx.AsyncClient | None = None
+        self._version: tuple[int, int, int] | None = None
+        self._checked_at = 0.0  # time.monotonic() of the last version check
 
     # -- subscriptions ------------------------------------------------------------------------
 
     async def reload(self) -> None:
         """Read every subscription again (after one was created, changed or deleted)."""
         fresh: dict[Key, Watching] = {}
+        self._version = await asyncio.to_thread(self.subscriptions.version)
+        self._checked_at = time.monotonic()
         for tenant_id, sub, context in await asyncio.to_thread(self.subscriptions.every):
             try:
                 ctx = await self.loader.active(context)
@@ -203,6 +210,10 @@ class Notifier:
             self._client = None
 
     async def _round(self) -> float:
+        if time.monotonic() - self._checked_at >= RELOAD_CHECK_S:
+            self._checked_at = time.monotonic()
+            if await asyncio.to_thread(self.subscriptions.version) != self._version:
+                await self.reload()  # changed through another node
         wait_s = await self._deliver_due()
         return min(wait_s, await self._time_intervals())
 

@@ -474,6 +474,14 @@ class SubscriptionStore:
             rows = conn.execute(select(t).where(where).order_by(t.c.id).limit(limit).offset(offset))
             return [_row(r) for r in rows], int(total)
 
+    def version(self) -> tuple[int, int, int]:
+        """(count, newest created, newest modified): changes when any subscription is created,
+        changed or deleted, on any node."""
+        q = select(func.count(), func.max(t.c.created), func.max(t.c.modified))
+        with self.engine.connect() as conn:
+            n, created, modified = conn.execute(q).one()
+        return int(n), int(created or 0), int(modified or 0)
+
     def every(self) -> list[tuple[int, Subscription, Any]]:
         """Every subscription of every tenant, with its context (to match changes)."""
         with self.engine.connect() as conn:

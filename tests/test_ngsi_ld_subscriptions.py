@@ -397,3 +397,91 @@ async def test_a_subscription_made_on_one_node_is_matched_on_another(
             await set_speed(via_b, auth, 1, 90)
             await asyncio.sleep(0.5)
             assert [e["speed"]["value"] for e in receiver.entities()] == [80]
+
+
+async def test_notification_triggers_choose_what_is_notified_deletions_included(
+    client: httpx.AsyncClient, city: City, receiver: Receiver
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    deletions = {
+        "id": "urn:ngsi-ld:Subscription:gone",
+        "type": "Subscription",
+        "entities": [{"type": "Car"}],
+        "notificationTrigger": ["entityDeleted"],
+        "notification": {"endpoint": {"uri": receiver.url}},
+    }
+    r = await client.post(f"{BASE}/subscriptions", json=deletions, headers=auth)
+    assert r.status_code == 201, r.text
+    shown = (await client.get(f"{BASE}/subscriptions/{deletions['id']}", headers=auth)).json()
+    assert shown["notificationTrigger"] == ["entityDeleted"]
+    cars = [{"id": f"urn:ngsi-ld:Car:{n}", "type": "Car", "speed": 10} for n in range(3)]
+    r = await client.post(f"{BASE}/entityOperations/create", json=cars, headers=auth)
+    assert r.status_code == 201, r.text
+    await set_speed(client, auth, 0, 70)  # neither the creates nor this update are notified
+    r = await client.delete(f"{BASE}/entities/urn:ngsi-ld:Car:0", headers=auth)
+    assert r.status_code == 204
+    ids = ["urn:ngsi-ld:Car:1", "urn:ngsi-ld:Car:2"]
+    r = await client.post(f"{BASE}/entityOperations/delete", json=ids, headers=auth)
+    assert r.status_code == 204, r.text
+    got = await receiver.wait_for(3)
+    await asyncio.sleep(0.5)
+    assert [(e["id"], e["type"]) for e in receiver.entities()] == [
+        ("urn:ngsi-ld:Car:0", "Car"),
+        ("urn:ngsi-ld:Car:1", "Car"),
+        ("urn:ngsi-ld:Car:2", "Car"),
+    ]
+    assert all(set(e) == {"id", "type", "deletedAt"} for e in got)
+
+
+async def test_attribute_triggers_and_scope_q_narrow_a_subscription(
+    client: httpx.AsyncClient, city: City, receiver: Receiver
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    sub = {
+        "id": "urn:ngsi-ld:Subscription:new-attributes-in-futian",
+        "type": "Subscription",
+        "entities": [{"type": "Car"}],
+        "scopeQ": "/Shenzhen/Futian/#",
+        "notificationTrigger": ["attributeCreated"],
+        "notification": {"endpoint": {"uri": receiver.url}, "attributes": ["colour"]},
+    }
+    r = await client.post(f"{BASE}/subscriptions", json=sub, headers=auth)
+    assert r.status_code == 201, r.text
+    futian = {"id": "urn:ngsi-ld:Car:1", "type": "Car", "speed": 1, "scope": "/Shenzhen/Futian"}
+    nanshan = {"id": "urn:ngsi-ld:Car:2", "type": "Car", "speed": 1, "scope": "/Shenzhen/Nanshan"}
+    for car in (futian, nanshan):
+        assert (await client.post(f"{BASE}/entities", json=car, headers=auth)).status_code == 201
+    created = await receiver.wait_for(1)  # Car:1's create (its attributes were created)
+    assert [e["id"] for e in created] == ["urn:ngsi-ld:Car:1"]
+    receiver.bodies.clear()
+    await set_speed(client, auth, 1, 50)  # an update: not notified
+    for n in (1, 2):
+        r = await client.post(
+            f"{BASE}/entities/urn:ngsi-ld:Car:{n}/attrs", json={"colour": "red"}, headers=auth
+        )
+        assert r.status_code == 204, r.text
+    await receiver.wait_for(1)
+    await asyncio.sleep(0.5)
+    assert [(e["id"], e["colour"]["value"]) for e in receiver.entities()] == [
+        ("urn:ngsi-ld:Car:1", "red")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [
+        ("notificationTrigger", ["attributeDeleted"]),
+        ("notificationTrigger", ["somethingHappened"]),
+        ("notificationTrigger", []),
+        ("scopeQ", "Shenzhen"),
+        ("scopeQ", 5),
+    ],
+)
+async def test_a_bad_trigger_or_scope_is_refused(
+    client: httpx.AsyncClient, city: City, member: str, value: Any
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    body = {**subscription("http://203.0.113.5/n"), member: value}
+    r = await client.post(f"{BASE}/subscriptions", json=body, headers=auth)
+    assert r.status_code == 400, r.text
+    assert member in r.json()["detail"]

@@ -156,6 +156,7 @@ class BatchOperations:
                     valid.pop()
                 result.errors.append((str(raw), err))
         found = self.broker.store.delete_many(who.tenant_id, valid)
+        self.broker.changed(who, list(found.values()))
         for entity_id in valid:
             if entity_id in found:
                 result.success.append(entity_id)

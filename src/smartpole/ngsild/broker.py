@@ -238,8 +238,10 @@ class ContextBroker:
         """Delete an entity (ResourceNotFound when there is none)."""
         check_id(entity_id)
         self.check_writable(entity_id)
-        if not self.store.delete(who.tenant_id, entity_id):
+        gone = self.store.delete_many(who.tenant_id, [entity_id])
+        if not gone:
             raise NgsiLdError.not_found(f"entity {entity_id} not found")
+        self.changed(who, list(gone.values()))
 
     def replace(self, who: Principal, entity_id: str, body: Any, ctx: Context) -> None:
         """Replace an entity's type and attributes, keeping its creation time."""

@@ -126,17 +126,23 @@ class Notifier:
 
     # -- matching -------------------------------------------------------------------------------
 
-    def journal(self, conn: Connection, tenant_id: int, entities: Sequence[Entity]) -> None:
-        """Entities other systems wrote: the matches go into the outbox in the transaction
-        that wrote the entities (the store calls this before it commits), so a change that
-        committed is notified, also after a crash, and in the order of the commits."""
+    def journal(
+        self, conn: Connection, tenant_id: int, entities: Sequence[Entity], deleted: bool
+    ) -> None:
+        """Entities other systems wrote (or deleted): the matches go into the outbox in the
+        transaction that wrote the entities (the store calls this before it commits), so a
+        change that committed is notified, also after a crash, and in the order of the
+        commits. A deletion is notified as the entity's id and type with ``deletedAt``."""
         now = now_ms()
         rows = []
         for key, watching in list(self.watching.items()):
             if key[0] != tenant_id:
                 continue
             for entity in entities:
-                if watching.matches(entity, changed_attributes(entity), now):
+                if deleted:
+                    if watching.matches_deletion(entity, now):
+                        rows.append(self._row(watching, entity, now, deleted=True))
+                elif watching.matches(entity, changed_attributes(entity), now):
                     rows.append(self._row(watching, entity, now))
         if rows:
             conn.execute(insert(n), rows)
@@ -172,10 +178,16 @@ class Notifier:
                         rows.append(self._row(watching, entity, now))
         self._enqueue(rows)
 
-    def _row(self, watching: Watching, entity: Entity, now: int) -> dict[str, Any]:
+    def _row(
+        self, watching: Watching, entity: Entity, now: int, *, deleted: bool = False
+    ) -> dict[str, Any]:
         sub = watching.sub
         attrs = frozenset(sub.attributes) if sub.attributes is not None else None
-        shown = render(entity, watching.ctx, representation=sub.format, attrs=attrs)
+        if deleted:
+            shown = render(Entity(entity.id, entity.types), watching.ctx)
+            shown["deletedAt"] = iso(now)
+        else:
+            shown = render(entity, watching.ctx, representation=sub.format, attrs=attrs)
         return {
             "tenant_id": watching.tenant_id,
             "subscription_id": sub.id,

@@ -52,9 +52,10 @@ LOCATION = "https://uri.etsi.org/ngsi-ld/location"
 _PAGE = 2_000
 
 
-Journal = Callable[[Connection, int, Sequence[Entity]], None]
-"""Told ``(connection, tenant id, entities)`` inside the transaction that wrote the entities
-(each stamped with the time of the change on what it changed), before it commits."""
+Journal = Callable[[Connection, int, Sequence[Entity], bool], None]
+"""Told ``(connection, tenant id, entities, deleted)`` inside the transaction that wrote the
+entities (each stamped with the time of the change on what it changed) or, ``deleted``, deleted
+them (as they were), before it commits."""
 
 
 @dataclass(slots=True)
@@ -214,7 +215,7 @@ class EntityStore:
             return
         _write_history(conn, tenant_id, entities)
         for journal in self.journals:
-            journal(conn, tenant_id, entities)
+            journal(conn, tenant_id, entities, False)
 
     def change(self, tenant_id: int, entity_id: str, change: Callable[[Entity], Any]) -> Any:
         """Apply ``change`` to the stored entity and write it back, in one transaction, unless
@@ -239,23 +240,18 @@ class EntityStore:
         row = conn.execute(query).first()
         return None if row is None else _entity(row)
 
-    def delete(self, tenant_id: int, entity_id: str) -> bool:
-        """Delete an entity; False when there was none."""
-        with self.engine.begin() as conn:
-            gone = conn.execute(
-                delete(t).where(t.c.tenant_id == tenant_id, t.c.entity_id == entity_id)
-            ).rowcount
-        return bool(gone)
-
-    def delete_many(self, tenant_id: int, ids: Sequence[str]) -> set[str]:
-        """Delete entities; returns the ids that were there."""
-        found: set[str] = set()
-        with self.engine.begin() as conn:
-            for chunk in _chunks(list(ids)):
+    def delete_many(self, tenant_id: int, ids: Sequence[str]) -> dict[str, Entity]:
+        """Delete entities, telling the journals what they were; returns those that were
+        there, by id."""
+        with self._read_write() as conn:
+            gone = self._read_many(conn, tenant_id, ids)
+            for chunk in _chunks(list(gone)):
                 where = and_(t.c.tenant_id == tenant_id, t.c.entity_id.in_(chunk))
-                found |= {r[0] for r in conn.execute(select(t.c.entity_id).where(where))}
                 conn.execute(delete(t).where(where))
-        return found
+            if gone:
+                for journal in self.journals:
+                    journal(conn, tenant_id, list(gone.values()), True)
+        return gone
 
     def scan(self, tenant_id: int, f: EntityFilter) -> Iterator[Entity]:
         """Entities that may match ``f`` (its id pattern and box checked exactly later), in id

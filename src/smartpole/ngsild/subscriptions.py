@@ -28,7 +28,7 @@ from smartpole.ngsild.entities import Entity, check_id, iso, parse_time
 from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.geo import GeoQuery, parse_geo_query
 from smartpole.ngsild.patterns import caller_pattern
-from smartpole.ngsild.query import Predicate, parse_q
+from smartpole.ngsild.query import Predicate, parse_q, parse_scope_q
 from smartpole.ngsild.tables import ngsi_subscriptions as t
 
 __all__ = [
@@ -46,6 +46,13 @@ __all__ = [
 FORMATS = ("normalized", "keyValues", "concise")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 ACCEPTS = ("application/json", "application/ld+json")
+# What a subscription may be told of (clause 5.2.12); attributeDeleted is not supported yet.
+TRIGGERS = frozenset(
+    {"entityCreated", "entityUpdated", "entityDeleted", "attributeCreated", "attributeUpdated"}
+)
+DEFAULT_TRIGGERS = frozenset(
+    {"entityCreated", "entityUpdated", "attributeCreated", "attributeUpdated"}
+)
 _MEMBERS = frozenset(
     {
         "id",
@@ -99,6 +106,8 @@ class Subscription:
     expires_at: int | None  # ms
     name: str | None
     description: str | None
+    scope_q: str | None = None
+    triggers: frozenset[str] = DEFAULT_TRIGGERS
 
     def to_json(self) -> dict[str, Any]:
         """The stored form."""
@@ -118,6 +127,8 @@ class Subscription:
             "expiresAt": self.expires_at,
             "name": self.name,
             "description": self.description,
+            "scopeQ": self.scope_q,
+            "notificationTrigger": sorted(self.triggers),
         }
 
     @classmethod
@@ -140,6 +151,8 @@ class Subscription:
             raw["expiresAt"],
             raw["name"],
             raw["description"],
+            raw.get("scopeQ"),
+            frozenset(raw.get("notificationTrigger", DEFAULT_TRIGGERS)),
         )
 
 
@@ -164,6 +177,7 @@ class Watching:
         self.sub = sub
         self.ctx = ctx
         self.q: Predicate | None = parse_q(sub.q, ctx) if sub.q else None
+        self.scope_q: Predicate | None = parse_scope_q(sub.scope_q) if sub.scope_q else None
         self.geo: GeoQuery | None = _geo(sub.geo_q)
         self._patterns = [
             caller_pattern(s.id_pattern, "idPattern") if s.id_pattern else None
@@ -184,24 +198,56 @@ class Watching:
             return True
         return False
 
-    def matches(self, entity: Entity, changed: set[str], now: int) -> bool:
-        """Whether a change of ``changed`` attributes of ``entity`` is to be notified."""
+    def _live(self, now: int) -> bool:
         sub = self.sub
         if not sub.active or sub.time_interval is not None:
             return False
-        if sub.expires_at is not None and sub.expires_at <= now:
+        return sub.expires_at is None or sub.expires_at > now
+
+    def matches(self, entity: Entity, changed: set[str], now: int) -> bool:
+        """Whether a change of ``changed`` attributes of ``entity`` is to be notified."""
+        sub = self.sub
+        if not self._live(now):
             return False
         if sub.watched is not None and not changed.intersection(sub.watched):
             return False
-        if not self.selects(entity):
+        if not self.selects(entity) or not self._triggered(entity, changed):
             return False
         if self.q is not None and not self.q(entity):
+            return False
+        if self.scope_q is not None and not self.scope_q(entity):
             return False
         if self.geo is not None:
             located = entity.attrs.get(self.geo.property, ())
             if not any(a.kind == "GeoProperty" and self.geo.matches(a.value) for a in located):
                 return False
         return True
+
+    def matches_deletion(self, entity: Entity, now: int) -> bool:
+        """Whether the deletion of ``entity`` (as it was) is to be notified."""
+        if not self._live(now) or "entityDeleted" not in self.sub.triggers:
+            return False
+        if self.scope_q is not None and not self.scope_q(entity):
+            return False
+        return self.selects(entity)
+
+    def _triggered(self, entity: Entity, changed: set[str]) -> bool:
+        """Whether the kind of change is one of the subscription's ``notificationTrigger``."""
+        triggers = self.sub.triggers
+        if DEFAULT_TRIGGERS <= triggers:
+            return True
+        created = entity.created_at == entity.modified_at
+        if ("entityCreated" if created else "entityUpdated") in triggers:
+            return True
+        watched = changed if self.sub.watched is None else changed.intersection(self.sub.watched)
+        for name in watched:
+            for a in entity.attrs.get(name, ()):
+                if a.modified_at != entity.modified_at:
+                    continue
+                kind = "attributeCreated" if a.created_at == a.modified_at else "attributeUpdated"
+                if kind in triggers:
+                    return True
+        return False
 
 
 def _geo(raw: dict[str, Any] | None) -> GeoQuery | None:
@@ -283,6 +329,12 @@ def parse_subscription(
     q = body.get("q")
     if q is not None:
         parse_q(str(q), ctx)  # checked now: a bad q is the creator's error, not a silent miss
+    scope_q = body.get("scopeQ")
+    if scope_q is not None:
+        if not isinstance(scope_q, str):
+            raise NgsiLdError.bad_data("scopeQ must be a string")
+        parse_scope_q(scope_q)
+    triggers = _triggers(body.get("notificationTrigger"))
     geo_q = body.get("geoQ")
     if geo_q is not None:
         if not isinstance(geo_q, dict):
@@ -352,7 +404,22 @@ def parse_subscription(
         expires_ms,
         body.get("subscriptionName"),
         body.get("description"),
+        scope_q,
+        triggers,
     )
+
+
+def _triggers(raw: Any) -> frozenset[str]:
+    if raw is None:
+        return DEFAULT_TRIGGERS
+    if not isinstance(raw, list) or not raw or not all(isinstance(t, str) for t in raw):
+        raise NgsiLdError.bad_data("notificationTrigger must be a non-empty array of strings")
+    unknown = set(raw) - TRIGGERS
+    if unknown:
+        raise NgsiLdError.bad_data(
+            f"notificationTrigger {sorted(unknown)} not supported (supported: {sorted(TRIGGERS)})"
+        )
+    return frozenset(raw)
 
 
 def render_subscription(
@@ -393,6 +460,10 @@ def render_subscription(
         out["watchedAttributes"] = [ctx.compact(a) for a in sub.watched]
     if sub.q is not None:
         out["q"] = sub.q
+    if sub.scope_q is not None:
+        out["scopeQ"] = sub.scope_q
+    if sub.triggers != DEFAULT_TRIGGERS:
+        out["notificationTrigger"] = sorted(sub.triggers)
     if sub.geo_q is not None:
         out["geoQ"] = {**sub.geo_q, "geoproperty": ctx.compact(sub.geo_q["geoproperty"])}
     out["notification"] = notification

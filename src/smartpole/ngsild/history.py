@@ -14,12 +14,12 @@ from smartpole.ngsild.entities import Attribute, Entity, check_id, parse_attribu
 from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.store import HistoryRow
 from smartpole.ngsild.temporal import (
+    INSTANCE_PREFIX,
     MAX_INSTANCES,
     NORMALIZED,
     TemporalQuery,
     TemporalSeries,
     aggregate,
-    fragment,
     from_shown,
 )
 from smartpole.registry.access import Principal
@@ -78,7 +78,9 @@ class TemporalBroker:
                     if aggregating:
                         series.aggregated[attr] = aggregate([_parsed(r) for r in rows], tq)
                     elif tq.representation == NORMALIZED and all(r[2] for r in rows):
-                        series.fragments[attr] = [fragment(r[0], r[2] or "") for r in rows]
+                        series.fragments[attr] = orjson.Fragment(
+                            "[" + ",".join([_with_id(r[0], r[2] or "") for r in rows]) + "]"
+                        )
                     else:
                         series.instances[attr] = [(r[0], _parsed(r)) for r in rows]
         if own and self.broker.own is not None:
@@ -130,6 +132,11 @@ class TemporalBroker:
         self.broker.change_entity(who, entity_id, change)
         self.broker.store.add_history(who.tenant_id, entity_id, older)
         return False
+
+
+def _with_id(instance_id: int, shown: str) -> str:
+    """A kept instance's shown form with its ``instanceId``."""
+    return f'{{"instanceId":"{INSTANCE_PREFIX}{instance_id}",{shown[1:]}'
 
 
 def _parsed(row: HistoryRow) -> Attribute:

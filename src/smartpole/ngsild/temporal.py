@@ -34,7 +34,6 @@ __all__ = [
     "TemporalQuery",
     "TemporalSeries",
     "aggregate",
-    "fragment",
     "from_shown",
     "instance_json",
     "parse_duration",
@@ -158,8 +157,9 @@ class TemporalSeries:
     entity: Entity
     instances: dict[str, list[tuple[int | None, Attribute]]] = field(default_factory=dict)
     aggregated: dict[str, Aggregated] = field(default_factory=dict)
-    # instances already in their normalized JSON (the history keeps it): spliced, not rebuilt
-    fragments: dict[str, list[orjson.Fragment]] = field(default_factory=dict)
+    # instances already in their normalized JSON (the history keeps it), one array per
+    # attribute: spliced, not rebuilt
+    fragments: dict[str, orjson.Fragment] = field(default_factory=dict)
 
 
 Aggregated = dict[str, list[tuple[Any, int, int]]]
@@ -299,11 +299,6 @@ def from_shown(shown: dict[str, Any]) -> Attribute:
         observed,
         observed,
     )
-
-
-def fragment(instance_id: int, shown: str) -> orjson.Fragment:
-    """A kept instance with its ``instanceId``, as a piece of JSON to embed as it is."""
-    return orjson.Fragment(f'{{"instanceId":"{INSTANCE_PREFIX}{instance_id}",{shown[1:]}')
 
 
 def _time_of(attribute: Attribute) -> int:

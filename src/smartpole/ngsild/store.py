@@ -83,7 +83,23 @@ class EntityFilter:
     box: tuple[float, float, float, float] | None = None  # on the location's bounding box
 
 
+_ENTITY_KEYS = (
+    "tenant_id",
+    "entity_id",
+    "types",
+    "scopes",
+    "attrs",
+    "created",
+    "modified",
+    "min_lon",
+    "min_lat",
+    "max_lon",
+    "max_lat",
+)
+
+
 def _row_values(entity: Entity) -> dict[str, Any]:
+    """The row's columns besides its key (in :data:`_ENTITY_KEYS` order)."""
     values: dict[str, Any] = {
         "types": orjson.dumps(entity.types).decode(),
         "scopes": orjson.dumps(entity.scopes).decode() if entity.scopes else None,
@@ -189,8 +205,8 @@ class EntityStore:
 
     def _insert(self, conn: Connection, tenant_id: int, entities: Sequence[Entity]) -> None:
         if entities:
-            rows = [{"tenant_id": tenant_id, "entity_id": e.id, **_row_values(e)} for e in entities]
-            _insert_many(conn, t, rows)
+            rows = [(tenant_id, e.id, *_row_values(e).values()) for e in entities]
+            _insert_many(conn, t, _ENTITY_KEYS, rows)
             _write_types(conn, tenant_id, entities)
 
     def _update(
@@ -296,18 +312,9 @@ class EntityStore:
         """Record past instances of an entity's attributes (the temporal API's provision)."""
         if not rows:
             return
-        values = [
-            {
-                "tenant_id": tenant_id,
-                "entity_id": entity_id,
-                "attr": name,
-                "observed": a.observed_at if a.observed_at is not None else a.modified_at,
-                **_kept(a),
-            }
-            for name, a in rows
-        ]
         with self.engine.begin() as conn:
-            conn.execute(insert(history_t), values)
+            values = [_history_row(tenant_id, entity_id, name, a) for name, a in rows]
+            _insert_many(conn, history_t, _HISTORY_KEYS, values)
 
     def history(
         self,
@@ -411,22 +418,36 @@ class EntityStore:
         return found
 
 
-def _insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert rows (dicts with the same keys) with the driver's ``executemany``: a batch of a
-    thousand entities writes five thousand rows, and building each one's parameters through
-    the statement cost more than writing it."""
-    compiled = _compiled_insert(table, tuple(rows[0]), conn.dialect)
-    positions = compiled.positiontup
-    params: list[Any] = [tuple(r[p] for p in positions) for r in rows] if positions else rows
+def _insert_many(
+    conn: Connection, table: Table, keys: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert rows (tuples of the ``keys`` columns) with the driver's ``executemany``: a batch
+    of a thousand entities writes five thousand rows, and building each one's parameters
+    through the statement cost more than writing it."""
+    sql, order = _compiled_insert(table, keys, conn.dialect)
+    params: list[Any]
+    if order is None:  # named parameters (psycopg)
+        params = [dict(zip(keys, r, strict=True)) for r in rows]
+    elif order == tuple(range(len(keys))):
+        params = rows
+    else:
+        params = [tuple(r[i] for i in order) for r in rows]
     with driver_cursor(conn) as cursor:
-        cursor.executemany(str(compiled), params)
+        cursor.executemany(sql, params)
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_insert(table: Table, keys: tuple[str, ...], dialect: Dialect) -> SQLCompiler:
+def _compiled_insert(
+    table: Table, keys: tuple[str, ...], dialect: Dialect
+) -> tuple[str, tuple[int, ...] | None]:
+    """The INSERT of these columns and, when it takes positional parameters, the index in
+    ``keys`` of each (None: named parameters)."""
     compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
     assert isinstance(compiled, SQLCompiler)
-    return compiled
+    positions = compiled.positiontup
+    if positions is None:
+        return str(compiled), None
+    return str(compiled), tuple(keys.index(p) for p in positions)
 
 
 @contextmanager
@@ -443,41 +464,38 @@ def driver_cursor(conn: Connection) -> Iterator[Any]:
         cursor.close()
 
 
+_TYPE_KEYS = ("tenant_id", "type", "entity_id")
+_HISTORY_KEYS = ("tenant_id", "entity_id", "attr", "observed", "shown", "body")
+
+
 def _write_types(conn: Connection, tenant_id: int, entities: Sequence[Entity]) -> None:
-    rows = [
-        {"tenant_id": tenant_id, "type": type_iri, "entity_id": e.id}
-        for e in entities
-        for type_iri in e.types
-    ]
+    rows = [(tenant_id, type_iri, e.id) for e in entities for type_iri in e.types]
     if rows:
-        _insert_many(conn, types_t, rows)
+        _insert_many(conn, types_t, _TYPE_KEYS, rows)
 
 
-def _kept(a: Attribute) -> dict[str, str | None]:
-    """How a history row keeps an instance: its shown form (what the temporal API answers, and
-    enough to read it back), else, with sub-attributes, its whole stored form."""
+def _history_row(tenant_id: int, entity_id: str, name: str, a: Attribute) -> tuple[Any, ...]:
+    """A history row (:data:`_HISTORY_KEYS`) of an instance. It keeps the instance's shown
+    form (what the temporal API answers, and enough to read it back), else, with
+    sub-attributes, its whole stored form."""
+    observed = a.observed_at if a.observed_at is not None else a.modified_at
     shown = instance_json(a)
-    return {"shown": shown, "body": None if shown else orjson.dumps(a.to_json()).decode()}
+    body = None if shown else orjson.dumps(a.to_json()).decode()
+    return (tenant_id, entity_id, name, observed, shown, body)
 
 
 def _write_history(conn: Connection, tenant_id: int, entities: Sequence[Entity]) -> None:
     """The instances each entity's last change wrote (those stamped with its modification
     time), as history rows."""
     rows = [
-        {
-            "tenant_id": tenant_id,
-            "entity_id": e.id,
-            "attr": name,
-            "observed": a.observed_at if a.observed_at is not None else a.modified_at,
-            **_kept(a),
-        }
+        _history_row(tenant_id, e.id, name, a)
         for e in entities
         for name, instances in e.attrs.items()
         for a in instances
         if a.modified_at == e.modified_at
     ]
     if rows:
-        _insert_many(conn, history_t, rows)
+        _insert_many(conn, history_t, _HISTORY_KEYS, rows)
 
 
 def _retype(conn: Connection, tenant_id: int, entity: Entity) -> None:

@@ -562,3 +562,59 @@ async def test_a_batch_merge_merges_each_entity(client: httpx.AsyncClient, city:
     assert first["speed"]["unitCode"] == "KMH"  # merged member by member
     second = (await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:2", headers=auth)).json()
     assert second["seats"]["value"] == 5
+
+
+async def test_a_merge_deletes_one_instance_or_a_language_property_with_null(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """NGSI-LD Null with a datasetId deletes only that instance; a LanguageProperty is
+    deleted with ``{"languageMap": {"@none": "urn:ngsi-ld:null"}}`` (clause 4.5.5)."""
+    auth = city.auth("city", Role.OPERATOR)
+    building = {
+        "id": "urn:ngsi-ld:Building:1",
+        "type": "Building",
+        "name": [
+            {"type": "Property", "value": "Civic Centre", "datasetId": "urn:ngsi-ld:Dataset:en"},
+            {"type": "Property", "value": "市民中心", "datasetId": "urn:ngsi-ld:Dataset:zh"},
+        ],
+        "street": {"type": "LanguageProperty", "languageMap": {"en": "Fuzhong Rd", "zh": "福中路"}},
+    }
+    await create(client, auth, building)
+    url = f"{BASE}/entities/urn:ngsi-ld:Building:1"
+    patch = {
+        "name": {
+            "type": "Property",
+            "value": "urn:ngsi-ld:null",
+            "datasetId": "urn:ngsi-ld:Dataset:en",
+        },
+        "street": {"type": "LanguageProperty", "languageMap": {"@none": "urn:ngsi-ld:null"}},
+    }
+    assert (await client.patch(url, json=patch, headers=auth)).status_code == 204
+    got = (await client.get(url, headers=auth)).json()
+    assert got["name"] == {
+        "type": "Property",
+        "value": "市民中心",
+        "datasetId": "urn:ngsi-ld:Dataset:zh",
+    }
+    assert "street" not in got
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+async def test_an_entity_url_without_an_id_is_bad_request_data(
+    client: httpx.AsyncClient, city: City, method: str
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    r = await client.request(method, f"{BASE}/entities/", json=car(1), headers=auth)
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+
+
+async def test_a_type_that_names_a_keyword_is_refused(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    for name in ("type", "id"):
+        body = {"id": "urn:ngsi-ld:Building:2", "type": name}
+        r = await client.post(f"{BASE}/entities", json=body, headers=auth)
+        assert r.status_code == 400, r.text
+        assert "keyword" in r.json()["detail"]

@@ -40,6 +40,7 @@ from smartpole.api.ngsi_ld_http import (
 from smartpole.ngsild.broker import UpdateResult
 from smartpole.ngsild.context import Context
 from smartpole.ngsild.entities import Entity, render
+from smartpole.ngsild.errors import NgsiLdError
 
 __all__ = ["geojson", "router"]
 
@@ -139,6 +140,12 @@ async def retrieve_entity(
         attrs=frozenset(attrs) if attrs is not None else None,
     )
     return answer(shown, ctx, media)
+
+
+@router.api_route("/entities/", methods=["PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def entity_without_id() -> Response:
+    """``/entities/`` with no id after it: the caller's error, said as one (not a 405)."""
+    raise NgsiLdError.bad_data("the entity id is missing from the URL (/entities/{entityId})")
 
 
 @router.delete(

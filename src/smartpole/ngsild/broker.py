@@ -272,7 +272,13 @@ class ContextBroker:
             raise NgsiLdError.bad_data("a merge needs a JSON object")
         if body.get("id", entity_id) != entity_id:
             raise NgsiLdError.bad_data("the body's id differs from the URL's")
-        deleted = {ctx.expand(n) for n, v in body.items() if v == NULL or _is_null_value(v)}
+        # NGSI-LD Null deletes: a bare null or one without a datasetId the whole attribute, one
+        # with a datasetId that instance only
+        deleted: dict[str, str | None] = {}
+        for n, v in body.items():
+            if n not in ("id", "type", "scope", "@context") and (v == NULL or _is_null_value(v)):
+                dataset = v.get("datasetId") if isinstance(v, dict) else None
+                deleted[ctx.expand(n)] = dataset if isinstance(dataset, str) else None
         kept = {n: v for n, v in body.items() if ctx.expand(n) not in deleted or n == "type"}
         attrs = parse_attributes(kept, ctx)
         types = (
@@ -283,8 +289,15 @@ class ContextBroker:
         now = self.clock()
 
         def change(entity: Entity) -> None:
-            for name in deleted:
-                entity.attrs.pop(name, None)
+            for name, dataset in deleted.items():
+                if dataset is None:
+                    entity.attrs.pop(name, None)
+                    continue
+                left = [a for a in entity.attrs.get(name, ()) if a.dataset_id != dataset]
+                if left:
+                    entity.attrs[name] = left
+                else:
+                    entity.attrs.pop(name, None)
             for name, instances in attrs.items():
                 for attribute in instances:
                     old = entity.instance(name, attribute.dataset_id)
@@ -456,7 +469,15 @@ def _member(attribute: Attribute) -> str:
 
 
 def _is_null_value(raw: Any) -> bool:
-    return isinstance(raw, dict) and (raw.get("value") == NULL or raw.get("object") == NULL)
+    """An attribute whose value is NGSI-LD Null (a LanguageProperty's: ``{"@none": null}``)."""
+    if not isinstance(raw, dict):
+        return False
+    language_map = raw.get("languageMap")
+    return (
+        raw.get("value") == NULL
+        or raw.get("object") == NULL
+        or (isinstance(language_map, dict) and language_map.get("@none") == NULL)
+    )
 
 
 def _merged(old: Attribute, new: Attribute, now: int) -> Attribute:

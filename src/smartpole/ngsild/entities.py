@@ -276,7 +276,13 @@ def parse_types(raw: Any, ctx: Context) -> list[str]:
         raise NgsiLdError.bad_data("type must be a name or a list of names")
     for name in names:
         _check_name(name)
-    return list(dict.fromkeys(ctx.expand(n) for n in names))
+    expanded: dict[str, None] = {}
+    for name in names:
+        iri = ctx.expand(name)
+        if iri.startswith("@"):  # "type", "id": the core context's aliases of keywords
+            raise NgsiLdError.bad_data(f"{name!r} names a JSON-LD keyword ({iri}), not a type")
+        expanded[iri] = None
+    return list(expanded)
 
 
 def parse_entity(body: Any, ctx: Context, *, id_required: bool = True) -> Entity:

@@ -115,6 +115,11 @@ async def test_a_context_in_the_body_or_a_link_decides_the_names(
     assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Car:2"]
     r = await client.get(f"{BASE}/entities", params={"type": "Car"}, headers=auth)
     assert r.json() == []
+    # without a context of its own, an ld+json answer names the core context, as an array
+    r = await client.get(
+        f"{BASE}/entities/urn:ngsi-ld:Car:2", headers={**auth, "Accept": "application/ld+json"}
+    )
+    assert r.json()["@context"] == [CORE]
 
 
 async def test_a_context_that_is_not_here_is_refused_offline(

@@ -86,6 +86,7 @@ def _update_answer(result: UpdateResult) -> Response:
     summary="Create an entity",
     responses={**ENTITY_ANSWERS, 201: {"description": "Created; Location names it"}},
 )
+@router.post("/entities/", status_code=201, include_in_schema=False)  # as clients also call it
 async def create_entity(write: NgsiWrite, broker: BrokerDep) -> Response:
     """Create an entity of the caller's tenant (AlreadyExists when its id is taken)."""
     entity = await run_in_threadpool(broker.create, write.who, write.body, write.ctx)
@@ -94,6 +95,7 @@ async def create_entity(write: NgsiWrite, broker: BrokerDep) -> Response:
 
 
 @router.get("/entities", summary="Query entities", responses=READ_ANSWERS)
+@router.get("/entities/", include_in_schema=False)
 async def query_entities(
     request: Request, scope: NgsiScope, broker: BrokerDep, loader: LoaderDep
 ) -> Response:

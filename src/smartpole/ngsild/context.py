@@ -53,7 +53,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CORE_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
+CORE_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"  # the embedded
 # Every published URL of the core context (v1.0 to v1.9), all answered by the embedded one.
 _CORE_URL_RE = re.compile(
     r"^https?://uri\.etsi\.org/ngsi-ld/v1/ngsi-ld-core-context(-v1\.\d+)?\.jsonld$"
@@ -214,8 +214,11 @@ class Context:
         return self.sent if isinstance(self.sent, str) else CORE_URL
 
     def body_context(self) -> Any:
-        """The ``@context`` member of an ``application/ld+json`` answer."""
-        return CORE_URL if self.sent is None else self.sent
+        """The ``@context`` member of an ``application/ld+json`` answer: the caller's (as an
+        array, as the conformance suite expects), else the core context."""
+        if self.sent is None:
+            return [CORE_URL]
+        return self.sent if isinstance(self.sent, list | dict) else [self.sent]
 
     def term(self, name: str) -> Term | None:
         """The definition of a term (caller's or core), or None."""

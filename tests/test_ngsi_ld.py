@@ -228,6 +228,16 @@ async def test_queries_filter_by_type_q_geo_and_page(client: httpx.AsyncClient, 
     features = r.json()
     assert features["type"] == "FeatureCollection"
     assert features["features"][0]["geometry"] == {"type": "Point", "coordinates": [114.05, 22.54]}
+    assert features["features"][0]["@context"] == [CORE]
+    query = {"type": "Query", "entities": [{"type": "Car"}]}
+    r = await client.post(
+        f"{BASE}/entityOperations/query",
+        params={"limit": 2},
+        json=query,
+        headers={**auth, "Accept": "application/geo+json"},
+    )
+    assert r.status_code == 200, r.text
+    assert [f["id"] for f in r.json()["features"]] == ["urn:ngsi-ld:Car:0", "urn:ngsi-ld:Car:1"]
 
 
 @pytest.mark.parametrize(
@@ -623,3 +633,53 @@ async def test_a_type_that_names_a_keyword_is_refused(
         r = await client.post(f"{BASE}/entities", json=body, headers=auth)
         assert r.status_code == 400, r.text
         assert "keyword" in r.json()["detail"]
+
+
+async def test_instances_by_dataset_id_and_languages_by_lang(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """``datasetId`` shows only the instances of those dataset ids (``@none``: the default
+    one); ``lang`` shows a LanguageProperty as a Property in the language most wanted."""
+    auth = city.auth("city", Role.OPERATOR)
+    pole = {
+        "id": "urn:ngsi-ld:Pole:FU-0001",
+        "type": "Pole",
+        "name": [
+            {"type": "Property", "value": "FU-0001"},
+            {"type": "Property", "value": "Civic Centre 1", "datasetId": "urn:ngsi-ld:Dataset:en"},
+            {"type": "Property", "value": "市民中心一号", "datasetId": "urn:ngsi-ld:Dataset:zh"},
+        ],
+        "street": {
+            "type": "LanguageProperty",
+            "languageMap": {"zh-CN": "福中路", "en": "Fuzhong Road"},
+        },
+    }
+    await create(client, auth, pole)
+    url = f"{BASE}/entities/urn:ngsi-ld:Pole:FU-0001"
+
+    async def get(**params: str) -> Any:
+        r = await client.get(url, params=params, headers=auth)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    got = await get(datasetId="urn:ngsi-ld:Dataset:zh")
+    assert got["name"] == {
+        "type": "Property",
+        "value": "市民中心一号",
+        "datasetId": "urn:ngsi-ld:Dataset:zh",
+    }
+    assert "street" not in got  # it has only a default instance
+    assert (await get(datasetId="@none", attrs="name"))["name"]["value"] == "FU-0001"
+    assert len((await get(datasetId="@none,urn:ngsi-ld:Dataset:en"))["name"]) == 2
+    assert (await get(lang="zh"))["street"] == {
+        "type": "Property",
+        "value": "福中路",
+        "lang": "zh-CN",
+    }
+    assert (await get(lang="fr,en;q=0.5"))["street"]["value"] == "Fuzhong Road"
+    assert (await get(lang="*", options="keyValues"))["street"] == "福中路"
+    r = await client.get(url, params={"attrs": "height"}, headers=auth)
+    assert r.status_code == 404  # none of the attributes asked for
+    for bad in ({"lang": "en;q=2"}, {"datasetId": "not a uri"}):
+        r = await client.get(url, params=bad, headers=auth)
+        assert r.status_code == 400, bad

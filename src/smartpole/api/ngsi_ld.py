@@ -29,6 +29,7 @@ from smartpole.api.ngsi_ld_http import (
     LoaderDep,
     NgsiScope,
     NgsiWrite,
+    Selection,
     accepted,
     answer,
     entity_query,
@@ -36,6 +37,7 @@ from smartpole.api.ngsi_ld_http import (
     names,
     options,
     request_context,
+    selection,
 )
 from smartpole.ngsild.broker import UpdateResult
 from smartpole.ngsild.context import Context
@@ -48,12 +50,25 @@ router = APIRouter(prefix=PREFIX, tags=["ngsi-ld"])
 
 
 def geojson(
-    entities: list[Entity], ctx: Context, representation: str, sys_attrs: bool, geometry: str
+    entities: list[Entity],
+    ctx: Context,
+    representation: str,
+    sys_attrs: bool,
+    geometry: str,
+    chosen: Selection | None = None,
 ) -> dict[str, Any]:
     prop = ctx.expand(geometry)
+    chosen = chosen or Selection()
     features = []
     for entity in entities:
-        shown = render(entity, ctx, representation=representation, sys_attrs=sys_attrs)
+        shown = render(
+            entity,
+            ctx,
+            representation=representation,
+            sys_attrs=sys_attrs,
+            datasets=chosen.datasets,
+            lang=chosen.lang,
+        )
         located = next((a for a in entity.attrs.get(prop, ()) if a.kind == "GeoProperty"), None)
         properties = {k: v for k, v in shown.items() if k != "id"}
         features.append(
@@ -106,15 +121,24 @@ async def query_entities(
     ctx = await request_context(request, loader)
     query = scope.narrow(entity_query(request, ctx))
     representation, sys_attrs = options(request)
+    chosen = selection(request)
     count = flag(request, "count")
     page, total = await run_in_threadpool(broker.query, scope.who, query)
     headers = {COUNT_HEADER: str(total)} if count else None
     if media == GEO:
         geometry = request.query_params.get("geometryProperty", LOCATION)
-        body = geojson(page, ctx, representation, sys_attrs, geometry)
+        body = geojson(page, ctx, representation, sys_attrs, geometry, chosen)
         return answer(body, ctx, GEO, headers=headers)
     shown = [
-        render(e, ctx, representation=representation, sys_attrs=sys_attrs, attrs=query.attrs)
+        render(
+            e,
+            ctx,
+            representation=representation,
+            sys_attrs=sys_attrs,
+            attrs=query.attrs,
+            datasets=chosen.datasets,
+            lang=chosen.lang,
+        )
         for e in page
     ]
     return answer(shown, ctx, media, headers=headers)
@@ -128,18 +152,23 @@ async def retrieve_entity(
     media = accepted(request, geo=True)
     ctx = await request_context(request, loader)
     representation, sys_attrs = options(request)
+    chosen = selection(request)
     attrs = names(request, "attrs", ctx)
     entity = scope.check(await run_in_threadpool(broker.retrieve, scope.who, entity_id))
+    if attrs is not None and not any(a in entity.attrs for a in attrs):
+        raise NgsiLdError.not_found(f"entity {entity_id} has none of the attributes asked for")
     if media == GEO:
         geometry = request.query_params.get("geometryProperty", LOCATION)
-        feature = geojson([entity], ctx, representation, sys_attrs, geometry)["features"][0]
-        return answer(feature, ctx, GEO)
+        features = geojson([entity], ctx, representation, sys_attrs, geometry, chosen)
+        return answer(features["features"][0], ctx, GEO)
     shown = render(
         entity,
         ctx,
         representation=representation,
         sys_attrs=sys_attrs,
         attrs=frozenset(attrs) if attrs is not None else None,
+        datasets=chosen.datasets,
+        lang=chosen.lang,
     )
     return answer(shown, ctx, media)
 

@@ -10,11 +10,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from smartpole.api.deps import SettingsDep, services_of
+from smartpole.api.ngsi_ld import geojson
 from smartpole.api.ngsi_ld_http import (
     COUNT_HEADER,
     ENTITY_ANSWERS,
+    GEO,
     JSON,
     LD,
+    LOCATION,
     NO_CONTEXT,
     PARTIAL_ANSWER,
     PREFIX,
@@ -147,7 +150,7 @@ async def batch_query(
 ) -> Response:
     """A query too long for a URL: a ``Query`` object (``entities``, ``attrs``, ``q``,
     ``geoQ``, ``scopeQ``); ``limit``, ``offset``, ``count`` and ``options`` stay in the URL."""
-    media = accepted(request)
+    media = accepted(request, geo=True)
     body, ctx = await read_body(request, loader, settings.max_body_bytes)
     if not isinstance(body, dict) or body.get("type") != "Query":
         raise NgsiLdError.bad_data('the body must be a Query object ("type": "Query")')
@@ -195,11 +198,15 @@ async def batch_query(
     )
     representation, sys_attrs = options(request)
     page, total = await run_in_threadpool(broker.query, scope.who, query)
+    headers = {COUNT_HEADER: str(total)} if flag(request, "count") else None
+    if media == GEO:
+        geometry = request.query_params.get("geometryProperty", LOCATION)
+        body = geojson(page, ctx, representation, sys_attrs, geometry)
+        return answer(body, ctx, GEO, headers=headers)
     shown = [
         render(e, ctx, representation=representation, sys_attrs=sys_attrs, attrs=query.attrs)
         for e in page
     ]
-    headers = {COUNT_HEADER: str(total)} if flag(request, "count") else None
     return answer(shown, ctx, media, headers=headers)
 
 

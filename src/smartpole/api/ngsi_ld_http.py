@@ -28,7 +28,7 @@ from smartpole.errors import NotFound, PayloadTooLarge, Unauthenticated
 from smartpole.model.types import Role
 from smartpole.ngsild.broker import ContextBroker, EntityQuery
 from smartpole.ngsild.context import CORE, LINK_REL, Context, ContextLoader
-from smartpole.ngsild.entities import Entity, check_id
+from smartpole.ngsild.entities import Entity, check_id, parse_lang
 from smartpole.ngsild.errors import NgsiLdError, ProblemType
 from smartpole.ngsild.geo import parse_geo_query
 from smartpole.ngsild.models import CONTEXT_TERMS
@@ -53,6 +53,7 @@ __all__ = [
     "Ngsi",
     "NgsiCaller",
     "NgsiWrite",
+    "Selection",
     "Write",
     "accepted",
     "answer",
@@ -64,6 +65,7 @@ __all__ = [
     "options",
     "read_body",
     "request_context",
+    "selection",
 ]
 
 log = logging.getLogger(__name__)
@@ -201,8 +203,15 @@ def answer(
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """An answer in the caller's media type: ``@context`` inside for ld+json, else a Link."""
+    """An answer in the caller's media type: ``@context`` inside for ld+json (and in each
+    GeoJSON Feature), else a Link."""
     out_headers = dict(headers or {})
+    if media == GEO and isinstance(data, dict):  # each Feature names its @context (6.3.7)
+        if data.get("type") == "Feature":
+            data = {**data, "@context": ctx.body_context()}
+        elif data.get("type") == "FeatureCollection":
+            features = [{**f, "@context": ctx.body_context()} for f in data["features"]]
+            data = {**data, "features": features}
     if media == LD:
         if isinstance(data, dict):
             data = {"@context": ctx.body_context(), **data}
@@ -369,6 +378,28 @@ def options(request: Request) -> tuple[str, bool]:
     if chosen not in ("keyValues", "concise", "normalized"):
         raise NgsiLdError.bad_data(f"unknown format {chosen!r}")
     return chosen, "sysAttrs" in options
+
+
+def selection(request: Request) -> Selection:
+    """What of each entity an answer shows besides ``attrs``: ``datasetId`` (instances of
+    these dataset ids, ``@none`` the default one) and ``lang``."""
+    raw_datasets = request.query_params.get("datasetId")
+    datasets = None
+    if raw_datasets is not None:
+        ids = [d.strip() for d in raw_datasets.split(",") if d.strip()]
+        if not ids:
+            raise NgsiLdError.bad_data("datasetId is empty")
+        datasets = frozenset(None if d == "@none" else check_id(d, "datasetId") for d in ids)
+    raw_lang = request.query_params.get("lang")
+    return Selection(datasets, parse_lang(raw_lang) if raw_lang is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Instances (by dataset id) and the language an answer shows."""
+
+    datasets: frozenset[str | None] | None = None
+    lang: tuple[str, ...] | None = None
 
 
 def names(request: Request, name: str, ctx: Context) -> list[str] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +28,9 @@ __all__ = [
     "parse_attribute",
     "parse_attributes",
     "parse_entity",
+    "parse_lang",
     "parse_time",
+    "pick_language",
     "render",
     "render_attribute",
 ]
@@ -300,9 +302,62 @@ def parse_entity(body: Any, ctx: Context, *, id_required: bool = True) -> Entity
     return Entity(entity_id, parse_types(body["type"], ctx), parse_attributes(body, ctx), scopes)
 
 
+def parse_lang(text: str) -> tuple[str, ...]:
+    """A ``lang`` parameter (``zh``, ``zh-CN,en;q=0.8``, ``*``): the language tags, most
+    wanted first (clause 4.15; weights as in Accept-Language)."""
+    weighted: list[tuple[float, int, str]] = []
+    for i, part in enumerate(text.split(",")):
+        tag, _, weight = part.strip().partition(";q=")
+        if not tag or _FORBIDDEN_NAME.search(tag):
+            raise NgsiLdError.bad_data(f"lang: {part.strip()!r} is not a language tag")
+        try:
+            q = float(weight) if weight else 1.0
+        except ValueError:
+            raise NgsiLdError.bad_data(f"lang: bad weight in {part.strip()!r}") from None
+        if not 0 <= q <= 1:
+            raise NgsiLdError.bad_data(f"lang: a weight is between 0 and 1, not {q}")
+        weighted.append((-q, i, tag.strip()))
+    return tuple(tag for _, _, tag in sorted(weighted))
+
+
+def pick_language(language_map: dict[str, Any], wanted: tuple[str, ...]) -> tuple[str, Any]:
+    """The (tag, text) of a LanguageProperty a caller asks for: the first wanted tag the map
+    has (``zh`` also takes ``zh-CN``), ``*`` any; else the map's ``@none``, else its first."""
+    for tag in wanted:
+        if tag == "*" and language_map:
+            first = next(iter(language_map))
+            return first, language_map[first]
+        if tag in language_map:
+            return tag, language_map[tag]
+        primary = tag.split("-")[0].lower()
+        for have, text in language_map.items():
+            if have.split("-")[0].lower() == primary:
+                return have, text
+    if "@none" in language_map:
+        return "@none", language_map["@none"]
+    first = next(iter(language_map), "@none")
+    return first, language_map.get(first)
+
+
 def render_attribute(
-    attribute: Attribute, ctx: Context, representation: str, sys_attrs: bool
+    attribute: Attribute,
+    ctx: Context,
+    representation: str,
+    sys_attrs: bool,
+    lang: tuple[str, ...] | None = None,
 ) -> Any:
+    if (
+        lang is not None
+        and attribute.kind == "LanguageProperty"
+        and isinstance(attribute.value, dict)
+    ):
+        tag, text = pick_language(attribute.value, lang)
+        if representation == Representation.KEY_VALUES:
+            return text
+        shown = render_attribute(
+            replace(attribute, kind="Property", value=text), ctx, representation, sys_attrs
+        )
+        return {**shown, "lang": tag} if isinstance(shown, dict) else {"value": text, "lang": tag}
     if representation == Representation.KEY_VALUES:
         return attribute.value
     out: dict[str, Any] = {}
@@ -337,8 +392,12 @@ def render(
     representation: str = Representation.NORMALIZED,
     sys_attrs: bool = False,
     attrs: frozenset[str] | None = None,
+    datasets: frozenset[str | None] | None = None,
+    lang: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """An entity in the caller's terms (``attrs``: only these expanded names)."""
+    """An entity in the caller's terms (``attrs``: only these expanded names; ``datasets``:
+    only the instances of these dataset ids, None the default one; ``lang``: each
+    LanguageProperty as a Property in the language most wanted)."""
     types = [ctx.compact(t) for t in entity.types]
     out: dict[str, Any] = {"id": entity.id, "type": types[0] if len(types) == 1 else types}
     if entity.scopes:
@@ -349,7 +408,11 @@ def render(
     for name, instances in entity.attrs.items():
         if attrs is not None and name not in attrs:
             continue
-        shown = [render_attribute(a, ctx, representation, sys_attrs) for a in instances]
+        if datasets is not None:
+            instances = [a for a in instances if a.dataset_id in datasets]
+            if not instances:
+                continue
+        shown = [render_attribute(a, ctx, representation, sys_attrs, lang) for a in instances]
         if representation == Representation.KEY_VALUES and len(instances) > 1:
             default = next((a for a in instances if a.dataset_id is None), instances[0])
             out[ctx.compact(name)] = default.value

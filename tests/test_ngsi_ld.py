@@ -187,7 +187,9 @@ async def test_queries_filter_by_type_q_geo_and_page(client: httpx.AsyncClient, 
         "urn:ngsi-ld:Car:0",
         "urn:ngsi-ld:Car:2",
     ]
-    assert await ids(idPattern="urn:ngsi-ld:Car:[3-4]") == [
+    assert len(await ids(local="true", limit=100)) == 10  # no filter: every entity
+    assert await ids(type="Car", scopeQ="/A,/B") == []  # "," is OR in scopeQ, as "|"
+    assert await ids(type="Car", idPattern="urn:ngsi-ld:Car:[3-4]") == [
         "urn:ngsi-ld:Car:3",
         "urn:ngsi-ld:Car:4",
     ]
@@ -244,6 +246,8 @@ async def test_queries_filter_by_type_q_geo_and_page(client: httpx.AsyncClient, 
     ("params", "what"),
     [
         ({}, "a query needs at least one"),
+        ({"id": "urn:ngsi-ld:Car:1"}, "a query needs at least one"),  # ids alone: 5.7.2
+        ({"type": "Car", "attrs": "id,type"}, "members"),
         ({"type": "Car", "q": "speed>>3"}, "q"),
         ({"type": "Car", "q": "(speed>3"}, "q"),
         ({"type": "Car", "georel": "near", "geometry": "Point", "coordinates": "[1,2]"}, "near"),
@@ -298,7 +302,7 @@ async def test_a_pathological_pattern_answers_at_once(
     r = await client.get(f"{BASE}/entities", params=params, headers=auth)
     assert r.status_code == 200, r.text
     assert r.json() == []
-    params = {"idPattern": "(u+r+n+.*)+x"}
+    params = {"type": "Car", "idPattern": "(u+r+n+.*)+x"}
     r = await client.get(f"{BASE}/entities", params=params, headers=auth)
     assert r.status_code == 200, r.text
     assert r.json() == []
@@ -683,3 +687,68 @@ async def test_instances_by_dataset_id_and_languages_by_lang(
     for bad in ({"lang": "en;q=2"}, {"datasetId": "not a uri"}):
         r = await client.get(url, params=bad, headers=auth)
         assert r.status_code == 400, bad
+
+
+async def test_batches_report_each_entity_they_refuse(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """A batch refuses an entity, not the request: a second copy of an id in a create, an
+    @context in an application/json entity or one missing from an ld+json batch; a
+    noOverwrite update reports the entities whose attributes it kept; an update adds types;
+    a batch delete takes its ids as ld+json too."""
+    auth = city.auth("city", Role.OPERATOR)
+    url = f"{BASE}/entityOperations"
+    twice = [car(1), car(2), car(1)]
+    r = await client.post(f"{url}/create", json=twice, headers=auth)
+    assert r.status_code == 207, r.text
+    assert r.json()["success"] == ["urn:ngsi-ld:Car:1", "urn:ngsi-ld:Car:2"]
+    assert [e["entityId"] for e in r.json()["errors"]] == ["urn:ngsi-ld:Car:1"]
+    r = await client.post(f"{url}/create", json=[with_context(car(3), CORE), car(4)], headers=auth)
+    assert r.status_code == 207, r.text
+    assert [e["entityId"] for e in r.json()["errors"]] == ["urn:ngsi-ld:Car:3"]
+    body = [with_context(car(5), [CORE]), car(6)]
+    r = await client.post(f"{url}/create", json=body, headers={**auth, **ld(body)})
+    assert r.status_code == 207, r.text
+    assert r.json()["success"] == ["urn:ngsi-ld:Car:5"]
+    update = [
+        {"id": "urn:ngsi-ld:Car:1", "speed": 99, "colour": "red"},
+        {"id": "urn:ngsi-ld:Car:2", "colour": "blue", "type": "Taxi"},
+    ]
+    r = await client.post(
+        f"{url}/update", params={"options": "noOverwrite"}, json=update, headers=auth
+    )
+    assert r.status_code == 207, r.text
+    assert [e["entityId"] for e in r.json()["errors"]] == ["urn:ngsi-ld:Car:1"]
+    one = (await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:1", headers=auth)).json()
+    assert (one["speed"]["value"], one["colour"]["value"]) == (50, "red")  # speed kept
+    two = (await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:2", headers=auth)).json()
+    assert two["type"] == ["Car", "Taxi"]
+    ids = ["urn:ngsi-ld:Car:1", "urn:ngsi-ld:Car:2"]
+    r = await client.post(f"{url}/delete", json=ids, headers={**auth, **ld(ids)})
+    assert r.status_code == 204, r.text
+
+
+async def test_a_polygon_that_crosses_itself_is_kept_and_queried(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """GeoJSON does not forbid a closed ring that crosses itself (a bow tie): it is stored as
+    sent and compared as the valid shape it outlines."""
+    auth = city.auth("city", Role.OPERATOR)
+    bow_tie = [[[114.0, 22.5], [114.1, 22.6], [114.1, 22.5], [114.0, 22.6], [114.0, 22.5]]]
+    zone = {
+        "id": "urn:ngsi-ld:Zone:1",
+        "type": "Zone",
+        "location": {"type": "GeoProperty", "value": {"type": "Polygon", "coordinates": bow_tie}},
+    }
+    await create(client, auth, zone)
+    got = (await client.get(f"{BASE}/entities/urn:ngsi-ld:Zone:1", headers=auth)).json()
+    assert got["location"]["value"]["coordinates"] == bow_tie
+    params = {"type": "Zone", "georel": "intersects", "geometry": "Point"}
+    inside = await client.get(
+        f"{BASE}/entities", params={**params, "coordinates": "[114.02,22.55]"}, headers=auth
+    )
+    assert [e["id"] for e in inside.json()] == ["urn:ngsi-ld:Zone:1"]
+    outside = await client.get(
+        f"{BASE}/entities", params={**params, "coordinates": "[114.05,22.59]"}, headers=auth
+    )
+    assert outside.json() == []

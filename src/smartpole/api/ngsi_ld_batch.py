@@ -111,9 +111,13 @@ async def batch_upsert(request: Request, write: NgsiWrite, batch: BatchDep) -> R
     summary="Update entities in a batch",
     responses=_BATCH_ANSWERS,
 )
-async def batch_update(write: NgsiWrite, batch: BatchDep) -> Response:
-    """Update attributes of many existing entities."""
-    result = await run_in_threadpool(batch.batch_update, write.who, write.body, write.ctx)
+async def batch_update(request: Request, write: NgsiWrite, batch: BatchDep) -> Response:
+    """Update attributes of many existing entities (``options=noOverwrite``: only add the
+    attributes they lack; those with attributes kept are reported, 207)."""
+    overwrite = "noOverwrite" not in request.query_params.get("options", "").split(",")
+    result = await run_in_threadpool(
+        lambda: batch.batch_update(write.who, write.body, write.ctx, overwrite=overwrite)
+    )
     return _batch_answer(result)
 
 

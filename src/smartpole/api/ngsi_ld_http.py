@@ -138,7 +138,7 @@ async def read_body(
         sent = _inline_context(body)
         if link_context(request) is not None:
             raise NgsiLdError.bad_data("application/ld+json carries its @context in the body")
-        return _without_context(body), await loader.active(sent)
+        return _without_context(body, sent), await loader.active(sent)
     if isinstance(body, dict) and "@context" in body:
         raise NgsiLdError.bad_data("application/json cannot carry @context; use a Link header")
     return body, await loader.active(link_context(request))
@@ -149,21 +149,28 @@ def _inline_context(body: Any) -> Any:
         if "@context" not in body:
             raise NgsiLdError.bad_data("application/ld+json needs an @context in the body")
         return body["@context"]
+    if isinstance(body, list) and body and all(isinstance(e, str) for e in body):
+        return None  # a batch delete's ids: nothing to expand
     if isinstance(body, list) and body and all(isinstance(e, dict) for e in body):
-        contexts = [orjson.dumps(e.get("@context")) for e in body]
-        if any(e.get("@context") is None for e in body):
+        found = next((e["@context"] for e in body if e.get("@context") is not None), None)
+        if found is None:
             raise NgsiLdError.bad_data("each entity of application/ld+json needs an @context")
-        if len(set(contexts)) > 1:
-            raise NgsiLdError.bad_data("the entities of one batch must share their @context")
-        return body[0]["@context"]
+        return found
     raise NgsiLdError.bad_data("application/ld+json needs an @context in the body")
 
 
-def _without_context(body: Any) -> Any:
+def _without_context(body: Any, shared: Any = None) -> Any:
+    """The body without its @context; in a batch, an entity whose @context is missing or not
+    the batch's keeps (``null``) it, for the batch to refuse that entity alone."""
     if isinstance(body, dict):
         return {k: v for k, v in body.items() if k != "@context"}
     if isinstance(body, list):
-        return [_without_context(e) for e in body]
+        return [
+            _without_context(e)
+            if not isinstance(e, dict) or e.get("@context") == shared
+            else {**e, "@context": e.get("@context")}
+            for e in body
+        ]
     return body
 
 
@@ -447,7 +454,11 @@ def entity_query(request: Request, ctx: Context, params: Any = None) -> EntityQu
     attrs_param = get("attrs")
     attrs = None
     if attrs_param is not None:
-        attrs = frozenset(ctx.expand(n.strip()) for n in str(attrs_param).split(",") if n.strip())
+        listed = [n.strip() for n in str(attrs_param).split(",") if n.strip()]
+        members = sorted({"id", "type", "@id", "@type"}.intersection(listed))
+        if members:
+            raise NgsiLdError.bad_data(f"attrs names attributes, not the members {members}")
+        attrs = frozenset(ctx.expand(n) for n in listed)
     q = parse_q(str(get("q")), ctx) if get("q") is not None else None
     scope_q = parse_scope_q(str(get("scopeQ"))) if get("scopeQ") is not None else None
     geo = parse_geo_query(
@@ -467,6 +478,7 @@ def entity_query(request: Request, ctx: Context, params: Any = None) -> EntityQu
         int_param(request, "limit", 20),
         int_param(request, "offset", 0),
         None if selection is None else selection.matches,
+        str(get("local", "false")).lower() == "true",
     )
 
 

@@ -35,7 +35,7 @@ class BatchOperations:
     def batch_create(self, who: Principal, bodies: Any, ctx: Context) -> BatchResult:
         """Create many entities; each that fails is reported, the others are created."""
         result = BatchResult()
-        parsed = self._parse_batch(bodies, ctx, result)
+        parsed = self._parse_batch(bodies, ctx, result, unique=True)
         now = self.broker.clock()
         for entity in parsed:
             entity.created_at = entity.modified_at = now
@@ -92,28 +92,50 @@ class BatchOperations:
         result.success += [e.id for e in parsed]
         return result, [e.id for e in writes.created]
 
-    def batch_update(self, who: Principal, bodies: Any, ctx: Context) -> BatchResult:
-        """Update attributes of existing entities (``noOverwrite`` not applied), all in one
-        transaction."""
+    def batch_update(
+        self, who: Principal, bodies: Any, ctx: Context, *, overwrite: bool = True
+    ) -> BatchResult:
+        """Update attributes (and add types) of existing entities, all in one transaction;
+        ``overwrite`` False (``noOverwrite``) adds only the attributes an entity lacks, and
+        reports the entities some of whose attributes were kept."""
         result = BatchResult()
         parsed = self._parse_batch(bodies, ctx, result, id_only=True)
         now = self.broker.clock()
+        kept: dict[str, list[str]] = {}
+        found: set[str] = set()
 
         def plan(existing: dict[str, Entity]) -> Writes:
             writes = Writes()
+            kept.clear()
+            found.clear()
+            found.update(existing)
             for entity in parsed:
                 old = existing.get(entity.id)
-                if old is not None:
-                    old.write_all(entity.attrs, now)
+                if old is None:
+                    continue
+                attrs = entity.attrs
+                if not overwrite:
+                    kept[old.id] = [n for n in attrs if n in old.attrs]
+                    attrs = {n: a for n, a in attrs.items() if n not in old.attrs}
+                types_before = list(old.types)
+                old.types = list(dict.fromkeys([*old.types, *entity.types]))
+                if old.types != types_before:
+                    writes.retyped.add(old.id)
+                if attrs or old.id in writes.retyped:
+                    old.write_all(attrs, now)
                     old.modified_at = now
                     writes.changed.append(old)
             return writes
 
         writes = self.broker.store.write_many(who.tenant_id, [e.id for e in parsed], plan)
         self.broker.changed(who, writes.changed)
-        found = {e.id for e in writes.changed}
         for entity in parsed:
-            if entity.id in found:
+            if kept.get(entity.id):
+                names = ", ".join(ctx.compact(n) for n in kept[entity.id])
+                result.errors.append(
+                    (entity.id, NgsiLdError.bad_data(f"not overwritten (noOverwrite): {names}"))
+                )
+            elif entity.id in found:
                 result.success.append(entity.id)
             else:
                 result.errors.append(
@@ -167,7 +189,13 @@ class BatchOperations:
         return result
 
     def _parse_batch(
-        self, bodies: Any, ctx: Context, result: BatchResult, *, id_only: bool = False
+        self,
+        bodies: Any,
+        ctx: Context,
+        result: BatchResult,
+        *,
+        id_only: bool = False,
+        unique: bool = False,
     ) -> list[Entity]:
         if not isinstance(bodies, list) or not bodies:
             raise NgsiLdError.bad_data("a batch needs a non-empty array of entities")
@@ -176,6 +204,9 @@ class BatchOperations:
         parsed: dict[str, Entity] = {}
         for body in bodies:
             entity_id = body.get("id") if isinstance(body, dict) else None
+            if isinstance(body, dict) and "@context" in body:
+                result.errors.append((str(entity_id), _context_misplaced()))
+                continue
             try:
                 if id_only and isinstance(body, dict) and "type" not in body:
                     entity = Entity(check_id(entity_id), [], parse_attributes(body, ctx))
@@ -190,8 +221,18 @@ class BatchOperations:
                 except NgsiLdError as err:
                     result.errors.append((entity.id, err))
                 continue
+            if entity.id in parsed and unique:  # a create: the second one exists already
+                result.errors.append((entity.id, NgsiLdError.exists(f"{entity.id} is twice")))
+                continue
             if entity.id in parsed:  # the same id twice: the later one wins, as in a loop
                 parsed[entity.id].attrs.update(entity.attrs)
                 continue
             parsed[entity.id] = entity
         return list(parsed.values())
+
+
+def _context_misplaced() -> NgsiLdError:
+    return NgsiLdError.bad_data(
+        "this entity's @context does not fit the request: application/json takes it in a Link "
+        "header, application/ld+json in every entity of the batch, the same"
+    )

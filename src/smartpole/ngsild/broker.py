@@ -59,13 +59,13 @@ class EntityQuery:
     limit: int = 20
     offset: int = 0
     type_q: Predicate | None = None  # the exact type selection (``types``: every type it names)
+    local: bool = False  # ``local=true``: every entity may be asked for, without a filter
 
     def is_empty(self) -> bool:
-        """True when nothing narrows the query (the standard asks for at least one filter)."""
-        return all(
-            v is None
-            for v in (self.types, self.ids, self.id_pattern, self.attrs, self.q, self.scope_q)
-        ) and (self.geo is None)
+        """True when the query names none of what the standard asks for at least one of
+        (clause 5.7.2: type, attrs, q, a geo-query, or ``local=true``; ids alone are not)."""
+        filters = (self.types, self.attrs, self.q, self.scope_q, self.geo)
+        return all(v is None for v in filters) and not self.local
 
     def matches(self, entity: Entity) -> bool:
         """Whether the entity passes the filters the store did not apply."""
@@ -211,7 +211,7 @@ class ContextBroker:
         """The page of matching entities (id order) and how many match in all."""
         if query.is_empty():
             raise NgsiLdError.bad_data(
-                "a query needs at least one of type, id, idPattern, attrs, q, scopeQ or a geo-query"
+                "a query needs at least one of type, attrs, q, scopeQ, a geo-query or local=true"
             )
         if not 0 <= query.limit <= MAX_LIMIT:
             raise NgsiLdError.bad_data(f"limit must be between 0 and {MAX_LIMIT}")
@@ -272,8 +272,7 @@ class ContextBroker:
             raise NgsiLdError.bad_data("a merge needs a JSON object")
         if body.get("id", entity_id) != entity_id:
             raise NgsiLdError.bad_data("the body's id differs from the URL's")
-        # NGSI-LD Null deletes: a bare null or one without a datasetId the whole attribute, one
-        # with a datasetId that instance only
+        # NGSI-LD Null deletes one instance: the one of its datasetId, else the default one
         deleted: dict[str, str | None] = {}
         for n, v in body.items():
             if n not in ("id", "type", "scope", "@context") and (v == NULL or _is_null_value(v)):
@@ -290,9 +289,6 @@ class ContextBroker:
 
         def change(entity: Entity) -> None:
             for name, dataset in deleted.items():
-                if dataset is None:
-                    entity.attrs.pop(name, None)
-                    continue
                 left = [a for a in entity.attrs.get(name, ()) if a.dataset_id != dataset]
                 if left:
                     entity.attrs[name] = left

@@ -11,7 +11,7 @@ import orjson
 from shapely import Geometry
 from shapely.affinity import scale
 from shapely.geometry import shape
-from shapely.validation import explain_validity
+from shapely.validation import make_valid
 
 from smartpole.model.geo import EARTH_RADIUS_M, haversine_m
 from smartpole.ngsild.errors import NgsiLdError
@@ -64,7 +64,7 @@ def _rings(rings: list[Any], where: str) -> None:
 
 
 def geometry_of(value: Any, where: str) -> dict[str, Any]:
-    """A GeoJSON geometry, checked (its type, nesting, ranges, closed rings, validity)."""
+    """A GeoJSON geometry, checked (its type, nesting, ranges, closed rings)."""
     if not isinstance(value, dict):
         raise NgsiLdError.bad_data(f"{where}: a GeoProperty's value must be a GeoJSON geometry")
     gtype = value.get("type")
@@ -81,11 +81,15 @@ def geometry_of(value: Any, where: str) -> dict[str, Any]:
         raise NgsiLdError.bad_data(f"{where}: a LineString needs at least 2 positions")
     elif gtype == "MultiLineString" and any(len(line) < 2 for line in coordinates):
         raise NgsiLdError.bad_data(f"{where}: each line needs at least 2 positions")
-    if gtype in ("Polygon", "MultiPolygon"):
-        geom = shape(value)
-        if not geom.is_valid:
-            raise NgsiLdError.bad_data(f"{where}: invalid {gtype}: {explain_validity(geom)}")
+    # A closed ring that crosses itself is kept as sent (GeoJSON does not forbid it; the
+    # conformance suite sends one); it is repaired where it is compared (:func:`shape_of`).
     return {"type": gtype, "coordinates": coordinates}
+
+
+def shape_of(geometry: dict[str, Any]) -> Geometry:
+    """A checked geometry as a shapely one, a self-crossing polygon made valid."""
+    geom = shape(geometry)
+    return geom if geom.is_valid else make_valid(geom)
 
 
 def bounds(geometry: dict[str, Any]) -> tuple[float, float, float, float]:
@@ -139,7 +143,7 @@ class GeoQuery:
             if self.max_distance is not None and distance > self.max_distance:
                 return False
             return not (self.min_distance is not None and distance < self.min_distance)
-        other = shape(geometry)
+        other = shape_of(geometry)
         if self.relation == "within":
             return bool(other.within(self.shape))
         if self.relation == "contains":
@@ -160,7 +164,7 @@ class GeoQuery:
         # Other shapes: both projected to metres around the reference (fine at city scale).
         per_degree = math.radians(1.0) * EARTH_RADIUS_M
         xfact = per_degree * math.cos(math.radians(self.shape.centroid.y))
-        a = scale(shape(geometry), xfact, per_degree, origin=(0, 0))
+        a = scale(shape_of(geometry), xfact, per_degree, origin=(0, 0))
         b = scale(self.shape, xfact, per_degree, origin=(0, 0))
         return float(a.distance(b))
 
@@ -206,4 +210,4 @@ def parse_geo_query(
         except orjson.JSONDecodeError:
             raise NgsiLdError.bad_data("coordinates are not a JSON array") from None
     ref = geometry_of({"type": geometry, "coordinates": coordinates}, "geometry")
-    return GeoQuery(relation, ref, shape(ref), geoproperty, max_distance, min_distance)
+    return GeoQuery(relation, ref, shape_of(ref), geoproperty, max_distance, min_distance)

@@ -283,11 +283,12 @@ def parse_q(text: str, ctx: Context) -> Predicate:
 
 
 def parse_scope_q(text: str) -> Predicate:
-    """A ``scopeQ`` (``/Madrid/#``, ``/A;/B``, ``/A|/B``, ``/Madrid/+/x``) as a predicate."""
+    """A ``scopeQ`` (``/Madrid/#``, ``/A;/B``, ``/A|/B`` or ``/A,/B``, ``/Madrid/+/x``) as a
+    predicate."""
     if not text.strip():
         raise NgsiLdError.bad_data("scopeQ is empty")
     alternatives = []
-    for alternative in text.split("|"):
+    for alternative in re.split(r"[|,]", text):
         required = []
         for scope in alternative.split(";"):
             scope = scope.strip().strip("()")

@@ -230,7 +230,7 @@ async def test_queries_filter_by_type_q_geo_and_page(client: httpx.AsyncClient, 
     features = r.json()
     assert features["type"] == "FeatureCollection"
     assert features["features"][0]["geometry"] == {"type": "Point", "coordinates": [114.05, 22.54]}
-    assert features["features"][0]["@context"] == [CORE]
+    assert features["features"][0]["@context"] == CORE
     query = {"type": "Query", "entities": [{"type": "Car"}]}
     r = await client.post(
         f"{BASE}/entityOperations/query",
@@ -723,9 +723,17 @@ async def test_batches_report_each_entity_they_refuse(
     assert (one["speed"]["value"], one["colour"]["value"]) == (50, "red")  # speed kept
     two = (await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:2", headers=auth)).json()
     assert two["type"] == ["Car", "Taxi"]
+    alone = [car(7)]  # ld+json, and not one entity with its @context
+    r = await client.post(f"{url}/create", json=alone, headers={**auth, **ld(alone)})
+    assert r.status_code == 207, r.text
+    assert [e["entityId"] for e in r.json()["errors"]] == ["urn:ngsi-ld:Car:7"]
     ids = ["urn:ngsi-ld:Car:1", "urn:ngsi-ld:Car:2"]
     r = await client.post(f"{url}/delete", json=ids, headers={**auth, **ld(ids)})
     assert r.status_code == 204, r.text
+    twice_gone = ["urn:ngsi-ld:Car:5", "urn:ngsi-ld:Car:5"]
+    r = await client.post(f"{url}/delete", json=twice_gone, headers=auth)
+    assert r.status_code == 207, r.text
+    assert r.json()["success"] == ["urn:ngsi-ld:Car:5"]
 
 
 async def test_a_polygon_that_crosses_itself_is_kept_and_queried(

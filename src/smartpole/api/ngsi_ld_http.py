@@ -27,7 +27,7 @@ from smartpole.api.deps import MaybeCaller, SettingsDep, TenantsDep, services_of
 from smartpole.errors import NotFound, PayloadTooLarge, Unauthenticated
 from smartpole.model.types import Role
 from smartpole.ngsild.broker import ContextBroker, EntityQuery
-from smartpole.ngsild.context import CORE, LINK_REL, Context, ContextLoader
+from smartpole.ngsild.context import CORE, CORE_URL, LINK_REL, Context, ContextLoader
 from smartpole.ngsild.entities import Entity, check_id, parse_lang
 from smartpole.ngsild.errors import NgsiLdError, ProblemType
 from smartpole.ngsild.geo import parse_geo_query
@@ -152,10 +152,8 @@ def _inline_context(body: Any) -> Any:
     if isinstance(body, list) and body and all(isinstance(e, str) for e in body):
         return None  # a batch delete's ids: nothing to expand
     if isinstance(body, list) and body and all(isinstance(e, dict) for e in body):
-        found = next((e["@context"] for e in body if e.get("@context") is not None), None)
-        if found is None:
-            raise NgsiLdError.bad_data("each entity of application/ld+json needs an @context")
-        return found
+        # the batch's context is its first entity's; those without it are refused one by one
+        return next((e["@context"] for e in body if e.get("@context") is not None), None)
     raise NgsiLdError.bad_data("application/ld+json needs an @context in the body")
 
 
@@ -165,13 +163,17 @@ def _without_context(body: Any, shared: Any = None) -> Any:
     if isinstance(body, dict):
         return {k: v for k, v in body.items() if k != "@context"}
     if isinstance(body, list):
-        return [
-            _without_context(e)
-            if not isinstance(e, dict) or e.get("@context") == shared
-            else {**e, "@context": e.get("@context")}
-            for e in body
-        ]
+        return [_batch_member(e, shared) for e in body]
     return body
+
+
+def _batch_member(entity: Any, shared: Any) -> Any:
+    if not isinstance(entity, dict):
+        return entity
+    own = entity.get("@context")
+    if own is not None and own == shared:
+        return _without_context(entity)
+    return {**entity, "@context": own}
 
 
 def accepted(request: Request, *, geo: bool = False) -> str:
@@ -214,11 +216,11 @@ def answer(
     GeoJSON Feature), else a Link."""
     out_headers = dict(headers or {})
     if media == GEO and isinstance(data, dict):  # each Feature names its @context (6.3.7)
+        named = ctx.sent if ctx.sent is not None else CORE_URL  # one URL: as a string
         if data.get("type") == "Feature":
-            data = {**data, "@context": ctx.body_context()}
+            data = {**data, "@context": named}
         elif data.get("type") == "FeatureCollection":
-            features = [{**f, "@context": ctx.body_context()} for f in data["features"]]
-            data = {**data, "features": features}
+            data = {**data, "features": [{**f, "@context": named} for f in data["features"]]}
     if media == LD:
         if isinstance(data, dict):
             data = {"@context": ctx.body_context(), **data}

@@ -169,7 +169,13 @@ class BatchOperations:
             raise NgsiLdError.bad_data(f"a batch holds at most {MAX_BATCH} entities")
         result = BatchResult()
         valid: list[str] = []
+        seen: set[str] = set()
         for raw in ids:
+            if isinstance(raw, str) and raw in seen:  # the second time, it is gone already
+                result.errors.append((raw, NgsiLdError.not_found(f"{raw} is twice")))
+                continue
+            if isinstance(raw, str):
+                seen.add(raw)
             try:
                 valid.append(check_id(raw))
                 self.broker.check_writable(raw)

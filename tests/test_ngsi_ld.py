@@ -760,3 +760,38 @@ async def test_a_polygon_that_crosses_itself_is_kept_and_queried(
         f"{BASE}/entities", params={**params, "coordinates": "[114.05,22.59]"}, headers=auth
     )
     assert outside.json() == []
+
+
+async def test_pick_and_omit_project_members(client: httpx.AsyncClient, city: City) -> None:
+    """``pick`` shows only the members named (id and type included only if named), ``omit``
+    all but those (clause 4.21); misuse is BadRequestData."""
+    auth = city.auth("city", Role.OPERATOR)
+    await create(client, auth, car(1))
+
+    async def get(url: str, **params: str) -> Any:
+        r = await client.get(f"{BASE}/{url}", params=params, headers=auth)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    picked = await get("entities/urn:ngsi-ld:Car:1", pick="id,speed")
+    assert set(picked) == {"id", "speed"}
+    assert picked["speed"]["value"] == 50
+    assert set(await get("entities/urn:ngsi-ld:Car:1", omit="speed,location")) == {
+        "id",
+        "type",
+        "brandName",
+    }
+    [only] = await get("entities", type="Car", pick="brandName")
+    assert only == {"brandName": car(1)["brandName"]}
+    for bad in (
+        {"pick": "speed", "omit": "speed"},
+        {"pick": "speed", "attrs": "speed"},
+        {"pick": "id;name"},
+        {"pick": "id,locatedAt{name"},
+        {"pick": "id,locatedAt{{name}"},
+        {"pick": "id,,name"},
+        {"pick": "id,locatedAt{,name}"},
+        {"pick": "id,locatedAt{}"},
+    ):
+        r = await client.get(f"{BASE}/entities", params={"type": "Car", **bad}, headers=auth)
+        assert r.status_code == 400, bad

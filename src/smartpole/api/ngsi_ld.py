@@ -130,14 +130,17 @@ async def query_entities(
         body = geojson(page, ctx, representation, sys_attrs, geometry, chosen)
         return answer(body, ctx, GEO, headers=headers)
     shown = [
-        render(
-            e,
+        chosen.project(
+            render(
+                e,
+                ctx,
+                representation=representation,
+                sys_attrs=sys_attrs,
+                attrs=query.attrs,
+                datasets=chosen.datasets,
+                lang=chosen.lang,
+            ),
             ctx,
-            representation=representation,
-            sys_attrs=sys_attrs,
-            attrs=query.attrs,
-            datasets=chosen.datasets,
-            lang=chosen.lang,
         )
         for e in page
     ]
@@ -170,7 +173,7 @@ async def retrieve_entity(
         datasets=chosen.datasets,
         lang=chosen.lang,
     )
-    return answer(shown, ctx, media)
+    return answer(chosen.project(shown, ctx), ctx, media)
 
 
 @router.api_route("/entities/", methods=["PUT", "PATCH", "DELETE"], include_in_schema=False)

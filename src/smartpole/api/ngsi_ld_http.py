@@ -33,7 +33,12 @@ from smartpole.ngsild.errors import NgsiLdError, ProblemType
 from smartpole.ngsild.geo import parse_geo_query
 from smartpole.ngsild.models import CONTEXT_TERMS
 from smartpole.ngsild.patterns import caller_pattern
-from smartpole.ngsild.query import parse_q, parse_scope_q, parse_type_selection
+from smartpole.ngsild.query import (
+    parse_projection,
+    parse_q,
+    parse_scope_q,
+    parse_type_selection,
+)
 from smartpole.registry.access import Principal
 
 __all__ = [
@@ -400,15 +405,43 @@ def selection(request: Request) -> Selection:
             raise NgsiLdError.bad_data("datasetId is empty")
         datasets = frozenset(None if d == "@none" else check_id(d, "datasetId") for d in ids)
     raw_lang = request.query_params.get("lang")
-    return Selection(datasets, parse_lang(raw_lang) if raw_lang is not None else None)
+    params = request.query_params
+    pick = parse_projection(params["pick"], "pick") if "pick" in params else None
+    omit = parse_projection(params["omit"], "omit") if "omit" in params else None
+    if (pick is not None or omit is not None) and "attrs" in params:
+        raise NgsiLdError.bad_data("pick and omit replace attrs: give one or the other")
+    both = set(pick or ()) & set(omit or ())
+    if both:
+        raise NgsiLdError.bad_data(f"{sorted(both)} both picked and omitted")
+    return Selection(datasets, parse_lang(raw_lang) if raw_lang is not None else None, pick, omit)
 
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """Instances (by dataset id) and the language an answer shows."""
+    """Instances (by dataset id), the language and the members (``pick``, ``omit``, names as
+    the caller wrote them) an answer shows."""
 
     datasets: frozenset[str | None] | None = None
     lang: tuple[str, ...] | None = None
+    pick: tuple[str, ...] | None = None
+    omit: tuple[str, ...] | None = None
+
+    def project(self, shown: dict[str, Any], ctx: Context) -> dict[str, Any]:
+        """A rendered entity with only the members picked, or without those omitted."""
+        if self.pick is None and self.omit is None:
+            return shown
+        picked = None if self.pick is None else {_member(n, ctx) for n in self.pick}
+        omitted = {_member(n, ctx) for n in self.omit or ()}
+        return {
+            k: v
+            for k, v in shown.items()
+            if k == "@context" or ((picked is None or k in picked) and k not in omitted)
+        }
+
+
+def _member(name: str, ctx: Context) -> str:
+    """A picked or omitted name as it appears in an answer (compacted)."""
+    return name if name in ("id", "type", "scope") else ctx.compact(ctx.expand(name))
 
 
 def names(request: Request, name: str, ctx: Context) -> list[str] | None:

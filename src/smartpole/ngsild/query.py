@@ -23,7 +23,14 @@ from smartpole.ngsild.entities import Attribute, Entity, parse_time
 from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.patterns import caller_pattern
 
-__all__ = ["Predicate", "TypeSelection", "parse_q", "parse_scope_q", "parse_type_selection"]
+__all__ = [
+    "Predicate",
+    "TypeSelection",
+    "parse_projection",
+    "parse_q",
+    "parse_scope_q",
+    "parse_type_selection",
+]
 
 Predicate = Callable[[Entity], bool]
 MAX_Q = 4096
@@ -390,3 +397,45 @@ def parse_type_selection(text: str, ctx: Context) -> TypeSelection:
 
 
 _FORBIDDEN_TYPE = re.compile(r"[<>\"'=]")
+
+
+_PROJECTION_TOKEN = re.compile(r"[{},]|[^{},]+")
+_PROJECTED_NAME = re.compile(r"[A-Za-z_@][^\s{},;()<>\"'=]*")
+
+
+def parse_projection(text: str, what: str) -> tuple[str, ...]:
+    """A ``pick`` or ``omit`` (clause 4.21): members (``id``, ``type``, attribute names),
+    comma-separated, each optionally followed by ``{…}``, the same for the entities it links
+    to; the top-level names are returned (linked entities are not joined)."""
+    if len(text) > MAX_Q:
+        raise NgsiLdError.bad_data(f"{what} is longer than {MAX_Q} characters")
+    tokens = _PROJECTION_TOKEN.findall(text)
+    top: list[str] = []
+    depth = 0
+    expect_name = True
+    for piece in tokens:
+        if piece == "{":
+            if expect_name:
+                raise NgsiLdError.bad_data(f"{what}: a brace must follow a name in {text!r}")
+            depth += 1
+            if depth > MAX_NESTING:
+                raise NgsiLdError.bad_data(f"{what}: braces nested past {MAX_NESTING}")
+            expect_name = True
+        elif piece == "}":
+            if expect_name or depth == 0:
+                raise NgsiLdError.bad_data(f"{what}: a brace is empty or unopened in {text!r}")
+            depth -= 1
+        elif piece == ",":
+            if expect_name:
+                raise NgsiLdError.bad_data(f"{what}: a name is missing in {text!r}")
+            expect_name = True
+        else:
+            name = piece.strip()
+            if not expect_name or not _PROJECTED_NAME.fullmatch(name):
+                raise NgsiLdError.bad_data(f"{what}: {name!r} is not a member name")
+            if depth == 0:
+                top.append(name)
+            expect_name = False
+    if depth or expect_name:
+        raise NgsiLdError.bad_data(f"{what}: {text!r} ends before it is complete")
+    return tuple(top)

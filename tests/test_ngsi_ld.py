@@ -795,3 +795,50 @@ async def test_pick_and_omit_project_members(client: httpx.AsyncClient, city: Ci
     ):
         r = await client.get(f"{BASE}/entities", params={"type": "Car", **bad}, headers=auth)
         assert r.status_code == 400, bad
+
+
+async def test_join_shows_linked_entities_inline_or_flat(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """``join=inline`` puts the entity a Relationship names inside it (in keyValues, in place of
+    the object); ``join=flat`` lists it after; ``joinLevel`` follows links further."""
+    auth = city.auth("city", Role.OPERATOR)
+    await create(client, auth, {"id": "urn:ngsi-ld:City:Shenzhen", "type": "City"})
+    district = {
+        "id": "urn:ngsi-ld:District:Futian",
+        "type": "District",
+        "partOf": {"type": "Relationship", "object": "urn:ngsi-ld:City:Shenzhen"},
+    }
+    await create(client, auth, district)
+    pole = {
+        "id": "urn:ngsi-ld:Pole:FU-1",
+        "type": "Pole",
+        "locatedAt": {"type": "Relationship", "object": "urn:ngsi-ld:District:Futian"},
+    }
+    await create(client, auth, pole)
+    url = f"{BASE}/entities/urn:ngsi-ld:Pole:FU-1"
+
+    async def get(**params: str) -> Any:
+        r = await client.get(url, params=params, headers=auth)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    inline = await get(join="inline")
+    assert inline["locatedAt"]["object"] == "urn:ngsi-ld:District:Futian"
+    assert inline["locatedAt"]["entity"]["id"] == "urn:ngsi-ld:District:Futian"
+    assert "entity" not in inline["locatedAt"]["entity"]["partOf"]  # joinLevel 1
+    deeper = await get(join="inline", joinLevel="2")
+    assert deeper["locatedAt"]["entity"]["partOf"]["entity"]["id"] == "urn:ngsi-ld:City:Shenzhen"
+    simple = await get(join="inline", options="keyValues")
+    assert simple["locatedAt"]["id"] == "urn:ngsi-ld:District:Futian"
+    flat = await get(join="flat", joinLevel="2")
+    assert [e["id"] for e in flat] == [
+        "urn:ngsi-ld:Pole:FU-1",
+        "urn:ngsi-ld:District:Futian",
+        "urn:ngsi-ld:City:Shenzhen",
+    ]
+    r = await client.get(f"{BASE}/entities", params={"type": "Pole", "join": "flat"}, headers=auth)
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Pole:FU-1", "urn:ngsi-ld:District:Futian"]
+    for bad in ({"join": "sideways"}, {"join": "flat", "joinLevel": "9"}, {"joinLevel": "1"}):
+        r = await client.get(url, params=bad, headers=auth)
+        assert r.status_code == 400, bad

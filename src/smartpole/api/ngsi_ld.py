@@ -27,6 +27,7 @@ from smartpole.api.ngsi_ld_http import (
     READ_ANSWERS,
     BrokerDep,
     LoaderDep,
+    Ngsi,
     NgsiScope,
     NgsiWrite,
     Selection,
@@ -39,9 +40,10 @@ from smartpole.api.ngsi_ld_http import (
     request_context,
     selection,
 )
-from smartpole.ngsild.broker import UpdateResult
+from smartpole.api.ngsi_ld_join import Join, join_of
+from smartpole.ngsild.broker import ContextBroker, UpdateResult
 from smartpole.ngsild.context import Context
-from smartpole.ngsild.entities import Entity, render
+from smartpole.ngsild.entities import Entity, Representation, render
 from smartpole.ngsild.errors import NgsiLdError
 
 __all__ = ["geojson", "router"]
@@ -122,6 +124,7 @@ async def query_entities(
     query = scope.narrow(entity_query(request, ctx))
     representation, sys_attrs = options(request)
     chosen = selection(request)
+    join = join_of(request)
     count = flag(request, "count")
     page, total = await run_in_threadpool(broker.query, scope.who, query)
     headers = {COUNT_HEADER: str(total)} if count else None
@@ -144,6 +147,8 @@ async def query_entities(
         )
         for e in page
     ]
+    if join is not None:
+        shown = await _joined(join, shown, page, scope, broker, ctx, representation, chosen)
     return answer(shown, ctx, media, headers=headers)
 
 
@@ -156,6 +161,7 @@ async def retrieve_entity(
     ctx = await request_context(request, loader)
     representation, sys_attrs = options(request)
     chosen = selection(request)
+    join = join_of(request)
     attrs = names(request, "attrs", ctx)
     entity = scope.check(await run_in_threadpool(broker.retrieve, scope.who, entity_id))
     if attrs is not None and not any(a in entity.attrs for a in attrs):
@@ -173,7 +179,35 @@ async def retrieve_entity(
         datasets=chosen.datasets,
         lang=chosen.lang,
     )
-    return answer(chosen.project(shown, ctx), ctx, media)
+    projected = chosen.project(shown, ctx)
+    if join is not None:
+        out = await _joined(join, [projected], [entity], scope, broker, ctx, representation, chosen)
+        return answer(out if join.kind == "flat" else out[0], ctx, media)
+    return answer(projected, ctx, media)
+
+
+async def _joined(
+    join: Join,
+    shown: list[dict[str, Any]],
+    entities: list[Entity],
+    scope: Ngsi,
+    broker: ContextBroker,
+    ctx: Context,
+    representation: str,
+    chosen: Selection,
+) -> list[dict[str, Any]]:
+    """The answer's entities with those their relationships name (``join``)."""
+    linked = await run_in_threadpool(broker.linked, scope.who, entities, join.level)
+    visible = {i: e for i, e in linked.items() if scope.sees(e)}
+
+    def show(entity: Entity) -> dict[str, Any]:
+        rendered = render(
+            entity, ctx, representation=representation, datasets=chosen.datasets, lang=chosen.lang
+        )
+        return chosen.project(rendered, ctx)
+
+    keys = representation == Representation.KEY_VALUES
+    return join.apply(shown, visible, show, keys)
 
 
 @router.api_route("/entities/", methods=["PUT", "PATCH", "DELETE"], include_in_schema=False)

@@ -303,6 +303,10 @@ class Ngsi:
             return replace(query, types=sorted(self.only_types))
         return replace(query, types=[t for t in query.types if t in self.only_types])
 
+    def sees(self, entity: Entity) -> bool:
+        """Whether the caller may see the entity's type."""
+        return self.only_types is None or bool(self.only_types.intersection(entity.types))
+
     def check(self, entity: Entity) -> Entity:
         """The entity, if the caller may see its type (ResourceNotFound otherwise)."""
         if self.only_types is not None and not self.only_types.intersection(entity.types):

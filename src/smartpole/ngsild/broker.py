@@ -234,6 +234,36 @@ class ContextBroker:
             total += 1
         return page, total
 
+    def linked(self, who: Principal, entities: Sequence[Entity], level: int) -> dict[str, Entity]:
+        """The entities the relationships of ``entities`` name, and theirs, ``level`` links
+        deep (those the caller cannot see, or that do not exist, left out)."""
+        found: dict[str, Entity] = {}
+        seen = {e.id for e in entities}
+        frontier = list(entities)
+        for _ in range(level):
+            ids = sorted(
+                {
+                    target
+                    for e in frontier
+                    for instances in e.attrs.values()
+                    for a in instances
+                    if a.kind in ("Relationship", "ListRelationship")
+                    for target in (a.value if isinstance(a.value, list) else [a.value])
+                    if isinstance(target, str)
+                }
+                - seen
+            )
+            seen.update(ids)
+            frontier = []
+            for target in ids[:MAX_LIMIT]:
+                try:
+                    entity = self.retrieve(who, target)
+                except NgsiLdError:
+                    continue
+                found[target] = entity
+                frontier.append(entity)
+        return found
+
     def delete(self, who: Principal, entity_id: str) -> None:
         """Delete an entity (ResourceNotFound when there is none)."""
         check_id(entity_id)

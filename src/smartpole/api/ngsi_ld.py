@@ -148,7 +148,9 @@ async def query_entities(
         for e in page
     ]
     if join is not None:
-        shown = await _joined(join, shown, page, scope, broker, ctx, representation, chosen)
+        shown = await _joined(
+            join, shown, page, scope, broker, ctx, representation, sys_attrs, chosen
+        )
     return answer(shown, ctx, media, headers=headers)
 
 
@@ -181,7 +183,9 @@ async def retrieve_entity(
     )
     projected = chosen.project(shown, ctx)
     if join is not None:
-        out = await _joined(join, [projected], [entity], scope, broker, ctx, representation, chosen)
+        out = await _joined(
+            join, [projected], [entity], scope, broker, ctx, representation, sys_attrs, chosen
+        )
         return answer(out if join.kind == "flat" else out[0], ctx, media)
     return answer(projected, ctx, media)
 
@@ -194,6 +198,7 @@ async def _joined(
     broker: ContextBroker,
     ctx: Context,
     representation: str,
+    sys_attrs: bool,
     chosen: Selection,
 ) -> list[dict[str, Any]]:
     """The answer's entities with those their relationships name (``join``)."""
@@ -202,7 +207,12 @@ async def _joined(
 
     def show(entity: Entity) -> dict[str, Any]:
         rendered = render(
-            entity, ctx, representation=representation, datasets=chosen.datasets, lang=chosen.lang
+            entity,
+            ctx,
+            representation=representation,
+            sys_attrs=sys_attrs,
+            datasets=chosen.datasets,
+            lang=chosen.lang,
         )
         return chosen.project(rendered, ctx)
 

@@ -842,3 +842,43 @@ async def test_join_shows_linked_entities_inline_or_flat(
     for bad in ({"join": "sideways"}, {"join": "flat", "joinLevel": "9"}, {"joinLevel": "1"}):
         r = await client.get(url, params=bad, headers=auth)
         assert r.status_code == 400, bad
+
+
+async def test_review_cases_merge_null_dataset_batch_merge_context_and_no_overwrite(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """A Null whose datasetId is not a URI is refused (it deleted the default instance); a
+    batch merge refuses an entity whose @context is not the request's; noOverwrite adds an
+    instance of a new datasetId, in a batch as in a single append."""
+    auth = city.auth("city", Role.OPERATOR)
+    await create(client, auth, car(1))
+    await create(client, auth, car(2))
+    url = f"{BASE}/entities/urn:ngsi-ld:Car:1"
+    null = {"speed": {"type": "Property", "value": "urn:ngsi-ld:null", "datasetId": 5}}
+    assert (await client.patch(url, json=null, headers=auth)).status_code == 400
+    assert (await client.get(url, headers=auth)).json()["speed"]["value"] == 50
+    body = [
+        {"id": "urn:ngsi-ld:Car:1", "speed": 1, "@context": [CORE]},
+        {"id": "urn:ngsi-ld:Car:2", "speed": 2, "@context": {"speed": "https://b.example/speed"}},
+    ]
+    r = await client.post(f"{BASE}/entityOperations/merge", json=body, headers={**auth, **ld(body)})
+    assert r.status_code == 207, r.text
+    assert [e["entityId"] for e in r.json()["errors"]] == ["urn:ngsi-ld:Car:2"]
+    two = (await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:2", headers=auth)).json()
+    assert "https://b.example/speed" not in two
+    assert two["speed"]["value"] == 50
+    extra = [
+        {
+            "id": "urn:ngsi-ld:Car:2",
+            "speed": {"type": "Property", "value": 9, "datasetId": "urn:ngsi-ld:Dataset:gps"},
+        }
+    ]
+    r = await client.post(
+        f"{BASE}/entityOperations/update",
+        params={"options": "noOverwrite"},
+        json=extra,
+        headers=auth,
+    )
+    assert r.status_code == 204, r.text
+    two = (await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:2", headers=auth)).json()
+    assert len(two["speed"]) == 2

@@ -485,3 +485,21 @@ async def test_a_bad_trigger_or_scope_is_refused(
     r = await client.post(f"{BASE}/subscriptions", json=body, headers=auth)
     assert r.status_code == 400, r.text
     assert member in r.json()["detail"]
+
+
+async def test_a_subscription_deleted_elsewhere_fails_no_write(
+    client: httpx.AsyncClient, city: City, receiver: Receiver, platform: Platform
+) -> None:
+    """Deleted through another node and not reloaded here yet, a subscription still matches
+    here: its outbox rows are left out, and the write goes through."""
+    auth = city.auth("city", Role.OPERATOR)
+    r = await client.post(f"{BASE}/subscriptions", json=subscription(receiver.url), headers=auth)
+    assert r.status_code == 201, r.text
+    car = {"id": "urn:ngsi-ld:Car:1", "type": "Car", "speed": 10}
+    assert (await client.post(f"{BASE}/entities", json=car, headers=auth)).status_code == 201
+    tenant = city.ids["city"]
+    platform.open_data.subscriptions.delete(tenant, "urn:ngsi-ld:Subscription:speeding")
+    assert platform.open_data.notifier.watching  # this node has not reloaded
+    await set_speed(client, auth, 1, 80)
+    got = (await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:1", headers=auth)).json()
+    assert got["speed"]["value"] == 80

@@ -202,11 +202,10 @@ async def _joined(
     chosen: Selection,
 ) -> list[dict[str, Any]]:
     """The answer's entities with those their relationships name (``join``)."""
-    linked = await run_in_threadpool(broker.linked, scope.who, entities, join.level)
-    visible = {i: e for i, e in linked.items() if scope.sees(e)}
+    visible = await run_in_threadpool(broker.linked, scope.who, entities, join.level, scope.sees)
 
-    def show(entity: Entity) -> dict[str, Any]:
-        rendered = render(
+    def show(entity: Entity) -> dict[str, Any]:  # pick/omit are the top entities' only
+        return render(
             entity,
             ctx,
             representation=representation,
@@ -214,7 +213,6 @@ async def _joined(
             datasets=chosen.datasets,
             lang=chosen.lang,
         )
-        return chosen.project(rendered, ctx)
 
     keys = representation == Representation.KEY_VALUES
     return join.apply(shown, visible, show, keys)

@@ -115,8 +115,7 @@ class BatchOperations:
                     continue
                 attrs = entity.attrs
                 if not overwrite:
-                    kept[old.id] = [n for n in attrs if n in old.attrs]
-                    attrs = {n: a for n, a in attrs.items() if n not in old.attrs}
+                    attrs, kept[old.id] = old.lacking(attrs)
                 types_before = list(old.types)
                 old.types = list(dict.fromkeys([*old.types, *entity.types]))
                 if old.types != types_before:
@@ -153,6 +152,9 @@ class BatchOperations:
         result = BatchResult()
         for body in bodies:
             entity_id = body.get("id") if isinstance(body, dict) else None
+            if _misplaced_context(body):
+                result.errors.append((str(entity_id), _context_misplaced()))
+                continue
             try:
                 self.broker.merge(who, check_id(entity_id), body, ctx)
             except NgsiLdError as err:
@@ -210,7 +212,7 @@ class BatchOperations:
         parsed: dict[str, Entity] = {}
         for body in bodies:
             entity_id = body.get("id") if isinstance(body, dict) else None
-            if isinstance(body, dict) and "@context" in body:
+            if _misplaced_context(body):
                 result.errors.append((str(entity_id), _context_misplaced()))
                 continue
             try:
@@ -235,6 +237,12 @@ class BatchOperations:
                 continue
             parsed[entity.id] = entity
         return list(parsed.values())
+
+
+def _misplaced_context(body: Any) -> bool:
+    """An entity of a batch whose @context is not the request's (the HTTP layer leaves it in
+    the entity for the batch to refuse that entity alone)."""
+    return isinstance(body, dict) and "@context" in body
 
 
 def _context_misplaced() -> NgsiLdError:

@@ -234,9 +234,16 @@ class ContextBroker:
             total += 1
         return page, total
 
-    def linked(self, who: Principal, entities: Sequence[Entity], level: int) -> dict[str, Entity]:
+    def linked(
+        self,
+        who: Principal,
+        entities: Sequence[Entity],
+        level: int,
+        sees: Callable[[Entity], bool] = lambda _: True,
+    ) -> dict[str, Entity]:
         """The entities the relationships of ``entities`` name, and theirs, ``level`` links
-        deep (those the caller cannot see, or that do not exist, left out)."""
+        deep (those the caller cannot see, or that do not exist, left out, and not followed:
+        ``sees`` narrows what the tenant sees, for an open-data reader)."""
         found: dict[str, Entity] = {}
         seen = {e.id for e in entities}
         frontier = list(entities)
@@ -259,6 +266,8 @@ class ContextBroker:
                 try:
                     entity = self.retrieve(who, target)
                 except NgsiLdError:
+                    continue
+                if not sees(entity):
                     continue
                 found[target] = entity
                 frontier.append(entity)
@@ -307,7 +316,9 @@ class ContextBroker:
         for n, v in body.items():
             if n not in ("id", "type", "scope", "@context") and (v == NULL or _is_null_value(v)):
                 dataset = v.get("datasetId") if isinstance(v, dict) else None
-                deleted[ctx.expand(n)] = dataset if isinstance(dataset, str) else None
+                deleted[ctx.expand(n)] = (
+                    None if dataset is None else check_id(dataset, f"{n}.datasetId")
+                )
         kept = {n: v for n, v in body.items() if ctx.expand(n) not in deleted or n == "type"}
         attrs = parse_attributes(kept, ctx)
         types = (
@@ -352,11 +363,11 @@ class ContextBroker:
 
         def change(entity: Entity) -> UpdateResult:
             result = UpdateResult()
-            for name, instances in attrs.items():
+            written, kept = entity.lacking(attrs) if not overwrite else (attrs, [])
+            for name in kept:
+                result.not_updated.append((ctx.compact(name), "attribute exists"))
+            for name, instances in written.items():
                 for attribute in instances:
-                    if not overwrite and entity.instance(name, attribute.dataset_id):
-                        result.not_updated.append((ctx.compact(name), "attribute exists"))
-                        continue
                     entity.write(name, attribute, now)
                     result.updated.append(ctx.compact(name))
             if "type" in body:

@@ -166,6 +166,21 @@ class Entity:
         old = self.instance(name, attribute.dataset_id)
         self.put(name, attribute.stamped(now, None if old is None else old.created_at))
 
+    def lacking(
+        self, attrs: dict[str, list[Attribute]]
+    ) -> tuple[dict[str, list[Attribute]], list[str]]:
+        """Of ``attrs``, the instances this entity lacks (by name and dataset id), and the
+        names of those it has: what ``noOverwrite`` writes and what it keeps."""
+        new: dict[str, list[Attribute]] = {}
+        kept: list[str] = []
+        for name, instances in attrs.items():
+            for attribute in instances:
+                if self.instance(name, attribute.dataset_id) is None:
+                    new.setdefault(name, []).append(attribute)
+                elif name not in kept:
+                    kept.append(name)
+        return new, kept
+
     def write_all(self, attrs: dict[str, list[Attribute]], now: int) -> None:
         """:meth:`write` each instance of ``attrs``."""
         for name, instances in attrs.items():

@@ -38,9 +38,10 @@ from smartpole.model.clock import now_ms
 from smartpole.model.writes import WriteBatch
 from smartpole.ngsild.broker import ContextBroker, EntityQuery
 from smartpole.ngsild.context import LINK_REL, ContextLoader
+from smartpole.ngsild.endpoints import check_endpoint
 from smartpole.ngsild.entities import Entity, iso, render
 from smartpole.ngsild.own import OwnEntities
-from smartpole.ngsild.subscriptions import SubscriptionStore, Watching, check_endpoint
+from smartpole.ngsild.subscriptions import SubscriptionStore, Watching
 from smartpole.ngsild.tables import ngsi_notifications as n
 from smartpole.registry.access import Principal
 
@@ -106,12 +107,17 @@ class Notifier:
         self._rounds = WorkLoop("ngsi-ld notifications", self._round)
         self._client: httpx.AsyncClient | None = None
         self._version: tuple[int, int, int] | None = None
+        self._reloading = asyncio.Lock()
         self._checked_at = 0.0  # time.monotonic() of the last version check
 
     # -- subscriptions ------------------------------------------------------------------------
 
     async def reload(self) -> None:
         """Read every subscription again (after one was created, changed or deleted)."""
+        async with self._reloading:  # one at a time: an older read never replaces a newer
+            await self._reload()
+
+    async def _reload(self) -> None:
         fresh: dict[Key, Watching] = {}
         self._version = await asyncio.to_thread(self.subscriptions.version)
         self._checked_at = time.monotonic()
@@ -138,14 +144,33 @@ class Notifier:
         for key, watching in list(self.watching.items()):
             if key[0] != tenant_id:
                 continue
-            for entity in entities:
-                if deleted:
-                    if watching.matches_deletion(entity, now):
-                        rows.append(self._row(watching, entity, now, deleted=True))
-                elif watching.matches(entity, changed_attributes(entity), now):
-                    rows.append(self._row(watching, entity, now))
+            try:
+                rows += self._matched(watching, entities, deleted, now)
+            except Exception:  # one subscription that cannot be matched fails no write
+                log.exception("NGSI-LD subscription %s: a change could not be matched", key[1])
+        if rows:
+            # a subscription deleted through another node, not reloaded here yet, is skipped
+            kept = self.subscriptions.existing(
+                conn, {(r["tenant_id"], r["subscription_id"]) for r in rows}
+            )
+            rows = [r for r in rows if (r["tenant_id"], r["subscription_id"]) in kept]
         if rows:
             conn.execute(insert(n), rows)
+
+    def _matched(
+        self, watching: Watching, entities: Sequence[Entity], deleted: bool, now: int
+    ) -> list[dict[str, Any]]:
+        if deleted:
+            return [
+                self._row(watching, e, now, deleted=True)
+                for e in entities
+                if watching.matches_deletion(e, now)
+            ]
+        return [
+            self._row(watching, e, now)
+            for e in entities
+            if watching.matches(e, changed_attributes(e), now)
+        ]
 
     def on_change(self, tenant_id: int, entities: Sequence[Entity]) -> None:
         """Entities were written and committed: deliver what they added to the outbox."""

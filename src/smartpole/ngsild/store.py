@@ -34,7 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from smartpole.ngsild.entities import Attribute, Entity
@@ -165,21 +165,30 @@ class EntityStore:
     ) -> Writes:
         """In one transaction: read the entities of these ids that exist (locked on
         PostgreSQL), let ``plan`` decide what to create and what to change, write both and
-        record them. When another writer created one of the new ids meanwhile, the whole batch
-        is read and planned again (``plan`` must not depend on an earlier call)."""
+        record them. Rows are locked, inserted and updated in id order, so two batches over the
+        same entities wait for each other instead of deadlocking. When another writer created
+        one of the new ids meanwhile (or the database still chose this transaction to end a
+        deadlock), the whole batch is read and planned again (``plan`` must not depend on an
+        earlier call)."""
+        ordered = sorted(set(ids))
         for attempt in range(3):
             try:
                 with self._read_write() as conn:
-                    existing = self._read_many(conn, tenant_id, ids)
+                    existing = self._read_many(conn, tenant_id, ordered)
                     writes = plan(existing)
-                    self._insert(conn, tenant_id, writes.created)
-                    self._update(conn, tenant_id, writes.changed, writes.retyped)
+                    created = sorted(writes.created, key=_by_id)
+                    self._insert(conn, tenant_id, created)
+                    self._update(
+                        conn, tenant_id, sorted(writes.changed, key=_by_id), writes.retyped
+                    )
                     self._record(conn, tenant_id, [*writes.created, *writes.changed])
                 return writes
-            except IntegrityError:
+            except (IntegrityError, OperationalError) as err:
+                if isinstance(err, OperationalError) and not _retryable(err):
+                    raise
                 if attempt == 2:
                     raise NgsiLdError.exists(
-                        "entities of this batch were created meanwhile"
+                        "entities of this batch were created or locked meanwhile"
                     ) from None
         raise AssertionError("unreachable")
 
@@ -260,7 +269,7 @@ class EntityStore:
         """Delete entities, telling the journals what they were; returns those that were
         there, by id."""
         with self._read_write() as conn:
-            gone = self._read_many(conn, tenant_id, ids)
+            gone = self._read_many(conn, tenant_id, sorted(set(ids)))
             for chunk in _chunks(list(gone)):
                 where = and_(t.c.tenant_id == tenant_id, t.c.entity_id.in_(chunk))
                 conn.execute(delete(t).where(where))
@@ -416,6 +425,16 @@ class EntityStore:
                 for type_iri in orjson.loads(row.types):
                     found.setdefault(type_iri, set()).update(names)
         return found
+
+
+def _by_id(entity: Entity) -> str:
+    return entity.id
+
+
+def _retryable(err: OperationalError) -> bool:
+    """A deadlock or serialization failure on PostgreSQL: the transaction may simply run
+    again."""
+    return getattr(err.orig, "sqlstate", None) in ("40P01", "40001")
 
 
 def _insert_many(

@@ -11,19 +11,18 @@ compact what it is sent.
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import socket
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartpole.ngsild.context import Context
+from smartpole.ngsild.endpoints import check_endpoint
 from smartpole.ngsild.entities import Entity, check_id, iso, parse_time
 from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.geo import GeoQuery, parse_geo_query
@@ -38,7 +37,6 @@ __all__ = [
     "Subscription",
     "SubscriptionStore",
     "Watching",
-    "check_endpoint",
     "parse_subscription",
     "render_subscription",
 ]
@@ -256,34 +254,6 @@ def _geo(raw: dict[str, Any] | None) -> GeoQuery | None:
     return parse_geo_query(
         raw.get("georel"), raw.get("geometry"), raw.get("coordinates"), raw["geoproperty"]
     )
-
-
-def check_endpoint(uri: Any, *, allow_private: bool) -> str:
-    """A notification endpoint: an absolute http(s) URL; with ``allow_private`` off, not a
-    loopback, private or link-local address (by its literal IP or what its host resolves to)."""
-    if not isinstance(uri, str):
-        raise NgsiLdError.bad_data("notification.endpoint.uri must be a URL")
-    try:
-        parts = urlsplit(uri)
-        host = parts.hostname
-    except ValueError:
-        raise NgsiLdError.bad_data(f"notification.endpoint.uri {uri!r} is not a URL") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise NgsiLdError.bad_data(f"notification.endpoint.uri {uri!r} is not an http(s) URL")
-    if not allow_private:
-        try:
-            infos = socket.getaddrinfo(host, None)
-        except OSError:
-            infos = []
-        addresses = {str(info[4][0]) for info in infos}
-        for address in addresses:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-            if not ip.is_global:
-                raise NgsiLdError.bad_data(
-                    f"notification.endpoint.uri {uri!r} is a private address ({ip}), and this "
-                    "node does not notify those (ngsi_ld_private_endpoints)"
-                )
-    return uri
 
 
 def _seconds(raw: Any, what: str) -> int | None:
@@ -546,12 +516,22 @@ class SubscriptionStore:
             return [_row(r) for r in rows], int(total)
 
     def version(self) -> tuple[int, int, int]:
-        """(count, newest created, newest modified): changes when any subscription is created,
-        changed or deleted, on any node."""
-        q = select(func.count(), func.max(t.c.created), func.max(t.c.modified))
+        """(count, newest created, sum of modification times): changes when any subscription
+        is created, changed or deleted, on any node (the sum also when two nodes' clocks
+        disagree)."""
+        q = select(func.count(), func.max(t.c.created), func.sum(t.c.modified))
         with self.engine.connect() as conn:
             n, created, modified = conn.execute(q).one()
         return int(n), int(created or 0), int(modified or 0)
+
+    def existing(self, conn: Connection, keys: Collection[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Of these (tenant id, subscription id), those still kept (read in ``conn``)."""
+        found: set[tuple[int, str]] = set()
+        for tenant_id in {k[0] for k in keys}:
+            ids = [k[1] for k in keys if k[0] == tenant_id]
+            q = select(t.c.id).where(t.c.tenant_id == tenant_id, t.c.id.in_(ids))
+            found |= {(tenant_id, r[0]) for r in conn.execute(q)}
+        return found
 
     def every(self) -> list[tuple[int, Subscription, Any]]:
         """Every subscription of every tenant, with its context (to match changes)."""

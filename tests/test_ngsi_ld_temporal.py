@@ -26,7 +26,7 @@ MIN = 60_000
 def at(minutes: int) -> str:
     """T0 plus some minutes, as the standard's DateTime."""
     return datetime.fromtimestamp((T0_MS + minutes * MIN) / 1000, UTC).strftime(
-        "%Y-%m-%dT%H:%M:%S.000Z"
+        "%Y-%m-%dT%H:%M:%SZ"
     )
 
 

@@ -311,14 +311,7 @@ class ContextBroker:
             raise NgsiLdError.bad_data("a merge needs a JSON object")
         if body.get("id", entity_id) != entity_id:
             raise NgsiLdError.bad_data("the body's id differs from the URL's")
-        # NGSI-LD Null deletes one instance: the one of its datasetId, else the default one
-        deleted: dict[str, str | None] = {}
-        for n, v in body.items():
-            if n not in ("id", "type", "scope", "@context") and (v == NULL or _is_null_value(v)):
-                dataset = v.get("datasetId") if isinstance(v, dict) else None
-                deleted[ctx.expand(n)] = (
-                    None if dataset is None else check_id(dataset, f"{n}.datasetId")
-                )
+        deleted = _nulls(body, ctx)
         kept = {n: v for n, v in body.items() if ctx.expand(n) not in deleted or n == "type"}
         attrs = parse_attributes(kept, ctx)
         types = (
@@ -330,11 +323,7 @@ class ContextBroker:
 
         def change(entity: Entity) -> None:
             for name, dataset in deleted.items():
-                left = [a for a in entity.attrs.get(name, ()) if a.dataset_id != dataset]
-                if left:
-                    entity.attrs[name] = left
-                else:
-                    entity.attrs.pop(name, None)
+                _drop(entity, name, dataset)
             for name, instances in attrs.items():
                 for attribute in instances:
                     old = entity.instance(name, attribute.dataset_id)
@@ -380,14 +369,23 @@ class ContextBroker:
         return result
 
     def update(self, who: Principal, entity_id: str, body: Any, ctx: Context) -> UpdateResult:
-        """Replace attributes that exist; the others are reported as not updated."""
+        """Replace attributes that exist (NGSI-LD Null deletes an instance); the others are
+        reported as not updated."""
         check_id(entity_id)
         self.check_writable(entity_id)
+        deleted = _nulls(body, ctx) if isinstance(body, dict) else {}
+        if isinstance(body, dict) and deleted:
+            body = {n: v for n, v in body.items() if ctx.expand(n) not in deleted}
         attrs = self._attrs_of(body, ctx, entity_id)
         now = self.clock()
 
         def change(entity: Entity) -> UpdateResult:
             result = UpdateResult()
+            for name, dataset in deleted.items():
+                if _drop(entity, name, dataset):
+                    result.updated.append(ctx.compact(name))
+                else:
+                    result.not_updated.append((ctx.compact(name), "attribute not found"))
             for name, instances in attrs.items():
                 for attribute in instances:
                     if entity.instance(name, attribute.dataset_id) is None:
@@ -419,6 +417,10 @@ class ContextBroker:
             old = entity.instance(iri, dataset)
             if old is None:
                 raise NgsiLdError.not_found(f"entity {entity_id} has no attribute {name}")
+            if _is_null_value(body):  # NGSI-LD Null: the instance is deleted
+                _drop(entity, iri, dataset)
+                entity.modified_at = now
+                return
             raw = dict(body)
             raw.setdefault("type", old.kind)
             if all(m not in raw for m in ("value", "object", "languageMap", "json", "vocab")):
@@ -503,6 +505,32 @@ class ContextBroker:
 
 def _member(attribute: Attribute) -> str:
     return KINDS[attribute.kind]
+
+
+def _nulls(body: dict[str, Any], ctx: Context) -> dict[str, str | None]:
+    """The attributes a body sets to NGSI-LD Null, each with the dataset id of the instance
+    that deletes (None: the default instance)."""
+    deleted: dict[str, str | None] = {}
+    for n, v in body.items():
+        if n not in ("id", "type", "scope", "@context") and (v == NULL or _is_null_value(v)):
+            dataset = v.get("datasetId") if isinstance(v, dict) else None
+            deleted[ctx.expand(n)] = (
+                None if dataset is None else check_id(dataset, f"{n}.datasetId")
+            )
+    return deleted
+
+
+def _drop(entity: Entity, name: str, dataset: str | None) -> bool:
+    """Delete the instance of ``name`` with that dataset id; False when there was none."""
+    instances = entity.attrs.get(name, [])
+    left = [a for a in instances if a.dataset_id != dataset]
+    if len(left) == len(instances):
+        return False
+    if left:
+        entity.attrs[name] = left
+    else:
+        entity.attrs.pop(name, None)
+    return True
 
 
 def _is_null_value(raw: Any) -> bool:

@@ -62,9 +62,11 @@ MAX_ID = 256
 
 @functools.lru_cache(maxsize=4096)
 def iso(ms: int) -> str:
-    """Milliseconds since the epoch as the standard's DateTime (UTC, ``Z``); cached, as a
-    batch stamps every instance with the same few times."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    """Milliseconds since the epoch as the standard's DateTime (UTC, ``Z``), milliseconds
+    only when there are some (``…T12:03:00Z`` as most callers send it); cached, as a batch
+    stamps every instance with the same few times."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")[:-6] + "Z"
 
 
 def parse_time(text: Any, what: str) -> int:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, Playwright, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
 from starlette.types import ASGIApp
 
 from mosquitto import free_port
@@ -37,6 +37,12 @@ CHROMIUM_FLAGS = [
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# How long a page may take to show what a test waits for. Playwright's defaults (5 s for an
+# expectation, 30 s for an action) are tight on a slow CI machine whose cores are all busy with
+# other tests; these are waits, never timings: a page that is quick passes at once.
+EXPECT_WAIT_MS = 30_000
+ACTION_WAIT_MS = 90_000
+expect.set_options(timeout=EXPECT_WAIT_MS)
 
 
 def find_chromium() -> str:
@@ -87,6 +93,7 @@ class OfflinePage:
 def offline_page(browser: Browser) -> Iterator[OfflinePage]:
     """A fresh page (own context, 1280x800) with the network cut off the local host."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(ACTION_WAIT_MS)
     page = context.new_page()
     out = OfflinePage(page)
     context.route("**/*", out.route)

@@ -18,7 +18,7 @@ PACKAGE = "smartpole"
 
 # Lowest first. A top-level module or package of smartpole belongs to exactly one layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("model", "errors", "config", "metrics", "child", "runtime", "loops"),
+    ("model", "errors", "config", "metrics", "child", "runtime", "loops", "outbound"),
     ("store",),
     ("registry",),
     ("ingest",),

@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import orjson
 
 from smartpole.ngsild.errors import NgsiLdError, ProblemType
 from smartpole.ngsild.models import context_document
+from smartpole.outbound import http_client
 
 __all__ = [
     "CORE",
@@ -73,7 +73,7 @@ async def fetch_over_http(url: str) -> bytes:
     read (a longer one is cut, and refused by the caller)."""
     accept = "application/ld+json, application/json;q=0.9"
     async with (
-        httpx.AsyncClient(timeout=5.0, follow_redirects=False) as client,
+        http_client(5.0) as client,
         client.stream("GET", url, headers={"Accept": accept}) as response,
     ):
         response.raise_for_status()

@@ -43,6 +43,7 @@ from smartpole.ngsild.entities import Entity, iso, render
 from smartpole.ngsild.own import OwnEntities
 from smartpole.ngsild.subscriptions import SubscriptionStore, Watching
 from smartpole.ngsild.tables import ngsi_notifications as n
+from smartpole.outbound import http_client
 from smartpole.registry.access import Principal
 
 __all__ = ["Notifier"]
@@ -235,7 +236,7 @@ class Notifier:
 
     async def start(self) -> None:
         """Load the subscriptions and start delivering."""
-        self._client = httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False)
+        self._client = http_client(self.timeout_s)
         self._rounds.start()
         await self.reload()
 

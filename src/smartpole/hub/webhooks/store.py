@@ -27,6 +27,7 @@ from smartpole.loops import WorkLoop
 from smartpole.model.clock import now_ms
 from smartpole.model.types import Role
 from smartpole.model.webhooks import Webhook, WebhookDelivery
+from smartpole.outbound import http_client
 from smartpole.registry.access import Principal, new_secret
 
 __all__ = ["SIGNATURE_HEADER", "Webhooks", "sign"]
@@ -196,7 +197,7 @@ class Webhooks:
 
     async def start(self) -> None:
         """Start the delivery task."""
-        self._client = httpx.AsyncClient(timeout=self.timeout_s)
+        self._client = http_client(self.timeout_s)
         self._loop.start()
 
     async def stop(self) -> None:

@@ -7,6 +7,10 @@ VENV := .venv
 export UV_PYTHON := $(PY)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Python keeps the bytecode it compiles: with PYTHONDONTWRITEBYTECODE set (as on some CI
+# machines) every process compiled each module it imported again, two seconds of each CLI call
+# and each server a test starts.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install demo test fuzz lint typecheck pytest bench bench-short soak soak-short system-deps clean
 
@@ -15,7 +19,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --all-extras
+	$(UV) sync --frozen --all-extras --compile-bytecode
 	@touch $@
 
 ## install: create/refresh the virtualenv from the lock file

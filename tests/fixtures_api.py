@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from smartpole.api import create_app
+from smartpole.api import Services, bind, create_app
 from smartpole.app import Platform
 from smartpole.config import Settings
 from smartpole.model.types import Role
@@ -40,10 +41,26 @@ async def platform(database: Database, tmp_path: Path) -> AsyncIterator[Platform
         yield p
 
 
+# One app per test process (and map-tile setting, the one setting an app is built with), bound
+# to each test's services in turn: FastAPI's first request on a new app lays out all ~190
+# routes again, most of a second of every API test.
+_APPS: dict[str | None, FastAPI] = {}
+
+
+def app_serving(services: Services) -> FastAPI:
+    """The app of this test process, serving ``services`` (as ``create_app(services)`` would)."""
+    app = _APPS.get(services.settings.map_tiles)
+    if app is None:
+        app = _APPS[services.settings.map_tiles] = create_app(services)
+    else:
+        bind(app, services)
+    return app
+
+
 @pytest.fixture
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to the app in-process (ASGI), no auth header set."""
-    app = create_app(platform.api_services())
+    app = app_serving(platform.api_services())
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://smartpole.test") as c:
         yield c

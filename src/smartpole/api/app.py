@@ -55,7 +55,7 @@ from smartpole.api.services import Lifecycle, Services
 from smartpole.child import ChildStatus
 from smartpole.transport.http import device as device_http
 
-__all__ = ["create_app"]
+__all__ = ["bind", "create_app"]
 
 DESCRIPTION = """
 The REST API of **smartpole**, the platform for a city's multi-function smart poles.
@@ -70,6 +70,23 @@ carry them. Every change a key or a user makes is in the audit log (`GET /api/au
 Devices upload over `/api/v1/{access_token}/...`, the ThingsBoard HTTP device API.
 Errors are `application/problem+json` (RFC 9457).
 """
+
+
+def bind(app: FastAPI, services: Services) -> None:
+    """Serve ``services`` on ``app`` from the next request on: every route reads what it serves
+    from ``app.state`` per request, so an app built once may serve other services later (the
+    tests build one app per process: FastAPI's first request on a new app lays out every route
+    again, most of a second)."""
+    app.state.services = services  # read by api.deps
+    device_http.attach(
+        app,
+        device_http.DeviceHttp(
+            services.device_api,
+            services.polls,
+            services.metrics,
+            services.settings.max_body_bytes,
+        ),
+    )
 
 
 def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> FastAPI:
@@ -94,7 +111,7 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
         docs_url=None,  # served offline by api.docs
         redoc_url=None,
     )
-    app.state.services = services  # read by api.deps
+    bind(app, services)
     app.add_middleware(audit_api.AuditTrail)  # inside problems' request ids: a failure is a 500
     problems.install(app)
     docs.install(app)
@@ -123,15 +140,7 @@ def create_app(services: Services, *, lifecycle: Lifecycle | None = None) -> Fas
     app.include_router(ngsi_ld_temporal.router)
     app.include_router(ngsi_ld_subscriptions.router)
     ngsi_ld_http.install(app)
-    device_http.mount(
-        app,
-        device_http.DeviceHttp(
-            services.device_api,
-            services.polls,
-            services.metrics,
-            services.settings.max_body_bytes,
-        ),
-    )
+    device_http.mount(app)
     app.include_router(metrics_api.router)
     console.install(app, services.settings)
 

@@ -31,7 +31,7 @@ from smartpole.registry.access import token_hint
 from smartpole.transport.http.problems import problem
 from smartpole.transport.polls import ATTRIBUTES, MAX_POLL_MS, RPC, Polls
 
-__all__ = ["DeviceHttp", "IngestResult", "mount", "router"]
+__all__ = ["DeviceHttp", "IngestResult", "attach", "mount", "router"]
 
 log = logging.getLogger(__name__)
 Token = Annotated[str, Path(description="The device's access token", max_length=128)]
@@ -98,10 +98,14 @@ router = APIRouter(
 )
 
 
-def mount(app: FastAPI, http: DeviceHttp) -> None:
-    """Serve the HTTP device API on ``app`` over ``http``."""
-    app.state.device_http = http
+def mount(app: FastAPI) -> None:
+    """Add the HTTP device API's routes to ``app``; they serve what :func:`attach` gave it."""
     app.include_router(router)
+
+
+def attach(app: FastAPI, http: DeviceHttp) -> None:
+    """Serve ``app``'s device routes over ``http`` from the next request on."""
+    app.state.device_http = http
 
 
 def _http(request: Request) -> DeviceHttp:

@@ -12,9 +12,8 @@ import httpx
 import pytest
 import uvicorn
 
-from fixtures_api import City
+from fixtures_api import City, app_serving
 from helpers import free_port, upload
-from smartpole.api import create_app
 from smartpole.app import Platform
 
 
@@ -23,7 +22,7 @@ async def served(platform: Platform) -> AsyncIterator[int]:
     """The platform's app served by uvicorn on a free port, until the block ends."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(platform.api_services()), port=port, log_level="warning", lifespan="off"
+        app_serving(platform.api_services()), port=port, log_level="warning", lifespan="off"
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

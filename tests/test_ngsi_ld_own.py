@@ -137,6 +137,21 @@ async def test_an_air_sensor_and_its_pole_link_each_other(
         f"{BASE}/entities/urn:ngsi-ld:AirQualityObserved:smartpole:FU-SN-0002-air", headers=telecom
     )
     assert r.status_code == 404
+    # join: the pole with the devices it carries (and they with it); the telecom's join reaches
+    # its own small cell only
+    pole_url = f"{BASE}/entities/urn:ngsi-ld:Pole:smartpole:FU-SN-0002"
+    r = await client.get(pole_url, params={"join": "flat"}, headers={**auth, **LINK})
+    assert [e["id"] for e in r.json()] == [
+        "urn:ngsi-ld:Pole:smartpole:FU-SN-0002",
+        "urn:ngsi-ld:AirQualityObserved:smartpole:FU-SN-0002-air",
+        "urn:ngsi-ld:Device:smartpole:FU-SN-0002-5g",
+    ]
+    assert r.json()[1]["airQualityIndex"]["value"] == 50
+    r = await client.get(pole_url, params={"join": "flat"}, headers={**telecom, **LINK})
+    assert [e["id"] for e in r.json()] == [
+        "urn:ngsi-ld:Pole:smartpole:FU-SN-0002",
+        "urn:ngsi-ld:Device:smartpole:FU-SN-0002-5g",
+    ]
     # queries: by type, by q over a reading, by place, merged with entities others created
     r = await client.get(
         f"{BASE}/entities",

@@ -19,6 +19,7 @@ from mqtt_client import V5, Device
 from receiver import Receiver
 from smartpole.api import create_app
 from smartpole.app import Platform
+from smartpole.model.lifecycle import Severity
 from smartpole.model.types import Role
 from smartpole.store import Database
 
@@ -243,6 +244,39 @@ async def test_a_reading_of_an_own_device_is_notified(
     assert entity["illuminanceLevel"] == 0.7
     await asyncio.sleep(0.3)
     assert len(receiver.entities()) == 1
+
+
+async def test_a_streetlight_status_set_by_an_alarm_is_notified(
+    client: httpx.AsyncClient, city: City, platform: Platform, receiver: Receiver
+) -> None:
+    """A lamp failure raised and cleared on the lamp, and a tilt raised on its pole, change the
+    Streetlight's ``status``: a subscription watching it is told each time, with no reading
+    sent; a tenant that does not see the lamp is told nothing."""
+    pole = await make_pole(client, city, "FU-ST-0002")
+    lamp = await make_device(client, city, "lighting", "lamp", pole, name="FU-ST-0002-lamp")
+    for tenant, url in (("lighting", receiver.url), ("telecom", f"{receiver.url}/telecom")):
+        body = {
+            "type": "Subscription",
+            "entities": [{"type": "Streetlight"}],
+            "watchedAttributes": ["status"],
+            "notification": {"endpoint": {"uri": url}, "format": "keyValues"},
+        }
+        auth = {**city.auth(tenant, Role.OPERATOR), **LINK}
+        r = await client.post(f"{BASE}/subscriptions", json=body, headers=auth)
+        assert r.status_code == 201, r.text
+    alarms = platform.hub.alarms
+    raised = {"tenant_id": city.ids["lighting"], "severity": Severity.MAJOR, "pole_id": pole}
+    on_lamp = {"originator_type": "device", "originator_id": lamp["id"], "type": "lamp_failure"}
+    await alarms.raise_alarm(**on_lamp, **raised)
+    await receiver.wait_for(1)
+    await alarms.clear(**on_lamp)
+    await receiver.wait_for(2)
+    await alarms.raise_alarm(originator_type="pole", originator_id=pole, type="pole_tilt", **raised)
+    entities = await receiver.wait_for(3)
+    assert [e["status"] for e in entities] == ["defectiveLamp", "ok", "columnIssue"]
+    assert {e["id"] for e in entities} == {"urn:ngsi-ld:Streetlight:smartpole:FU-ST-0002-lamp"}
+    await asyncio.sleep(0.3)
+    assert len(receiver.entities()) == 3  # none for the telecom's subscription
 
 
 async def test_a_receiver_that_is_down_holds_up_no_other_subscription(

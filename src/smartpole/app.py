@@ -168,6 +168,8 @@ class Platform:
             allow_private=settings.ngsi_ld_private_endpoints,
             ttl_ms=settings.ngsi_ld_notification_ttl_s * 1000,
         )
+        # a lamp or column alarm sets a Streetlight's status: subscriptions are told
+        self.hub.alarms.add_listener(self.open_data.notifier.on_alarm)
         if settings.ngsi_ld_anonymous:
             log.warning(
                 "NGSI-LD: requests WITHOUT credentials act as %s (ngsi_ld_anonymous); "

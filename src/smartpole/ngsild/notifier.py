@@ -34,13 +34,14 @@ import orjson
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from smartpole.loops import WorkLoop
+from smartpole.model.alarms import AlarmChange
 from smartpole.model.clock import now_ms
 from smartpole.model.writes import WriteBatch
 from smartpole.ngsild.broker import ContextBroker, EntityQuery
 from smartpole.ngsild.context import LINK_REL, ContextLoader
 from smartpole.ngsild.endpoints import check_endpoint
 from smartpole.ngsild.entities import Entity, iso, render
-from smartpole.ngsild.own import OwnEntities
+from smartpole.ngsild.own import STATUS, OwnEntities
 from smartpole.ngsild.subscriptions import SubscriptionStore, Watching
 from smartpole.ngsild.tables import ngsi_notifications as n
 from smartpole.outbound import http_client
@@ -49,6 +50,8 @@ from smartpole.registry.access import Principal
 __all__ = ["Notifier"]
 
 log = logging.getLogger(__name__)
+# the alarm changes that may change whether an alarm is active (a latched one: acknowledged)
+STATUS_CHANGES = frozenset({"raised", "cleared", "acknowledged"})
 PER_NOTIFICATION = 500
 RELOAD_CHECK_S = 2.0
 MAX_BACKOFF_S = 5.0
@@ -186,7 +189,19 @@ class Notifier:
             keys.setdefault(reading.device_id, set()).add(reading.key)
         await asyncio.to_thread(self._own_changes, keys)
 
-    def _own_changes(self, keys: dict[int, set[str]]) -> None:
+    async def on_alarm(self, change: AlarmChange) -> None:
+        """An alarm listener: a lamp or column alarm raised or gone sets the ``status`` of
+        the Streetlights it is on, which subscriptions are told like any other change."""
+        if not self.watching or change.change not in STATUS_CHANGES:
+            return
+        await asyncio.to_thread(self._status_changes, change)
+
+    def _status_changes(self, change: AlarmChange) -> None:
+        lamps = self.own.lamps_for(change.alarm)
+        if lamps:
+            self._own_changes({lamp: set() for lamp in lamps}, also=STATUS)
+
+    def _own_changes(self, keys: dict[int, set[str]], also: frozenset[str] = frozenset()) -> None:
         now = now_ms()
         by_tenant: dict[int, list[Watching]] = {}
         for (tenant_id, _), watching in list(self.watching.items()):
@@ -198,7 +213,7 @@ class Notifier:
             named = [s.type for w in watchings for s in w.sub.entities]
             anything = any(not w.sub.entities for w in watchings)
             types = None if anything else set(named)
-            for entity, changed in self.own.changed(who, keys, types):
+            for entity, changed in self.own.changed(who, keys, types, also=also):
                 for watching in watchings:
                     if watching.matches(entity, changed, now):
                         rows.append(self._row(watching, entity, now))

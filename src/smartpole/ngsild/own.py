@@ -20,8 +20,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
-from sqlalchemy import and_
+from sqlalchemy import and_, select
 
+from smartpole.model.alarms import Alarm
 from smartpole.model.catalog import CATALOG
 from smartpole.model.devices import Device
 from smartpole.model.poles import Pole
@@ -49,7 +50,7 @@ from smartpole.registry.assets import Assets, PoleFilter, pole_of
 from smartpole.store.protocol import TimeSeries
 from smartpole.store.schema import devices, poles
 
-__all__ = ["ActiveAlarms", "OwnEntities", "is_own"]
+__all__ = ["STATUS", "ActiveAlarms", "OwnEntities", "is_own"]
 
 MARK = "smartpole"
 LOCATION = "https://uri.etsi.org/ngsi-ld/location"
@@ -68,6 +69,9 @@ def _term(name: str) -> str:
     if name in CORE_TERMS:
         return CORE.expand(name)
     return CONTEXT_TERMS.get(name) or OWN_NAMESPACE + quote(name, safe="")
+
+
+STATUS = frozenset({_term("status")})  # a Streetlight's status, as an attribute IRI
 
 
 def device_id(device: Device) -> str:
@@ -173,20 +177,39 @@ class OwnEntities:
         return out
 
     def changed(
-        self, who: Principal, keys: dict[int, set[str]], types: set[str] | None = None
+        self,
+        who: Principal,
+        keys: dict[int, set[str]],
+        types: set[str] | None = None,
+        *,
+        also: frozenset[str] = frozenset(),
     ) -> list[tuple[Entity, set[str]]]:
         """The entities of devices whose ``keys`` just got readings (those the caller sees;
         ``types``: only devices of these entity types' IRIs), each with the attributes those
-        keys are."""
+        keys are, and the attribute IRIs in ``also``."""
         kinds = None
         if types is not None:
             kinds = _kinds_of({_TYPE_BY_IRI[t] for t in types if t in _TYPE_BY_IRI})
             if not kinds:
                 return []
         return [
-            (entity, {_term(attribute_of(device.kind, k).name) for k in keys[device.id]})
+            (entity, {_term(attribute_of(device.kind, k).name) for k in keys[device.id]} | also)
             for device, entity in self._device_entities(who, ids=list(keys), kinds=kinds)
         ]
+
+    def lamps_for(self, alarm: Alarm) -> list[int]:
+        """The devices whose Streetlight ``status`` an alarm sets: the lamp a lamp alarm is on,
+        the lamps of a pole a column alarm is on (none for other alarms)."""
+        if alarm.originator_type == "device" and alarm.type in DEFECTIVE_LAMP:
+            return [alarm.originator_id]
+        if alarm.originator_type == "pole" and alarm.type in COLUMN_ISSUE:
+            kinds = [k.value for k in _kinds_of({"Streetlight"})]
+            query = select(devices.c.id).where(
+                devices.c.pole_id == alarm.originator_id, devices.c.kind.in_(kinds)
+            )
+            with self.assets.engine.connect() as conn:
+                return sorted(conn.execute(query).scalars())
+        return []
 
     # -- history ---------------------------------------------------------------------------------
 

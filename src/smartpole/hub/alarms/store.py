@@ -120,6 +120,11 @@ class Alarms:
         self._listeners: list[ChangeListener] = list(listeners)  # told in this order
         self._insert = upsert(engine)
 
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Tell ``listener`` too, after the others, from now on (a part built after the alarms,
+        which reads them, and listens to them too: the NGSI-LD notifications)."""
+        self._listeners.append(listener)
+
     @contextlib.contextmanager
     def watching(self, listener: ChangeListener) -> Iterator[None]:
         """Tell ``listener`` too, after the others, while the block runs (a benchmark's probe)."""

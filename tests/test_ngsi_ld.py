@@ -783,6 +783,22 @@ async def test_pick_and_omit_project_members(client: httpx.AsyncClient, city: Ci
     }
     [only] = await get("entities", type="Car", pick="brandName")
     assert only == {"brandName": car(1)["brandName"]}
+    # the same in a query with a body, and in GeoJSON (the geometry stays)
+    r = await client.post(
+        f"{BASE}/entityOperations/query",
+        params={"pick": "brandName"},
+        json={"type": "Query", "entities": [{"type": "Car"}]},
+        headers=auth,
+    )
+    assert r.json() == [{"brandName": car(1)["brandName"]}]
+    r = await client.get(
+        f"{BASE}/entities",
+        params={"type": "Car", "omit": "brandName,location"},
+        headers={**auth, "Accept": "application/geo+json"},
+    )
+    [feature] = r.json()["features"]
+    assert set(feature["properties"]) == {"type", "speed"}
+    assert feature["geometry"]["type"] == "Point"
     for bad in (
         {"pick": "speed", "omit": "speed"},
         {"pick": "speed", "attrs": "speed"},

@@ -30,58 +30,22 @@ from smartpole.api.ngsi_ld_http import (
     Ngsi,
     NgsiScope,
     NgsiWrite,
-    Selection,
     accepted,
     answer,
     entity_query,
     flag,
     names,
-    options,
     request_context,
-    selection,
 )
 from smartpole.api.ngsi_ld_join import Join, join_of
+from smartpole.api.ngsi_ld_view import View, view_of
 from smartpole.ngsild.broker import ContextBroker, UpdateResult
-from smartpole.ngsild.context import Context
-from smartpole.ngsild.entities import Entity, Representation, render
+from smartpole.ngsild.entities import Entity
 from smartpole.ngsild.errors import NgsiLdError
 
-__all__ = ["geojson", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix=PREFIX, tags=["ngsi-ld"])
-
-
-def geojson(
-    entities: list[Entity],
-    ctx: Context,
-    representation: str,
-    sys_attrs: bool,
-    geometry: str,
-    chosen: Selection | None = None,
-) -> dict[str, Any]:
-    prop = ctx.expand(geometry)
-    chosen = chosen or Selection()
-    features = []
-    for entity in entities:
-        shown = render(
-            entity,
-            ctx,
-            representation=representation,
-            sys_attrs=sys_attrs,
-            datasets=chosen.datasets,
-            lang=chosen.lang,
-        )
-        located = next((a for a in entity.attrs.get(prop, ()) if a.kind == "GeoProperty"), None)
-        properties = {k: v for k, v in shown.items() if k != "id"}
-        features.append(
-            {
-                "id": entity.id,
-                "type": "Feature",
-                "geometry": located.value if located else None,
-                "properties": properties,
-            }
-        )
-    return {"type": "FeatureCollection", "features": features}
 
 
 def _update_answer(result: UpdateResult) -> Response:
@@ -122,35 +86,17 @@ async def query_entities(
     media = accepted(request, geo=True)
     ctx = await request_context(request, loader)
     query = scope.narrow(entity_query(request, ctx))
-    representation, sys_attrs = options(request)
-    chosen = selection(request)
+    view = view_of(request, ctx, query.attrs)
     join = join_of(request)
     count = flag(request, "count")
     page, total = await run_in_threadpool(broker.query, scope.who, query)
     headers = {COUNT_HEADER: str(total)} if count else None
     if media == GEO:
         geometry = request.query_params.get("geometryProperty", LOCATION)
-        body = geojson(page, ctx, representation, sys_attrs, geometry, chosen)
-        return answer(body, ctx, GEO, headers=headers)
-    shown = [
-        chosen.project(
-            render(
-                e,
-                ctx,
-                representation=representation,
-                sys_attrs=sys_attrs,
-                attrs=query.attrs,
-                datasets=chosen.datasets,
-                lang=chosen.lang,
-            ),
-            ctx,
-        )
-        for e in page
-    ]
+        return answer(view.features(page, geometry), ctx, GEO, headers=headers)
+    shown = [view.show(e) for e in page]
     if join is not None:
-        shown = await _joined(
-            join, shown, page, scope, broker, ctx, representation, sys_attrs, chosen
-        )
+        shown = await _joined(join, shown, page, scope, broker, view)
     return answer(shown, ctx, media, headers=headers)
 
 
@@ -161,33 +107,20 @@ async def retrieve_entity(
     """One entity (``attrs`` narrows its attributes; ``options=keyValues|sysAttrs``)."""
     media = accepted(request, geo=True)
     ctx = await request_context(request, loader)
-    representation, sys_attrs = options(request)
-    chosen = selection(request)
-    join = join_of(request)
     attrs = names(request, "attrs", ctx)
+    view = view_of(request, ctx, attrs)
+    join = join_of(request)
     entity = scope.check(await run_in_threadpool(broker.retrieve, scope.who, entity_id))
     if attrs is not None and not any(a in entity.attrs for a in attrs):
         raise NgsiLdError.not_found(f"entity {entity_id} has none of the attributes asked for")
     if media == GEO:
         geometry = request.query_params.get("geometryProperty", LOCATION)
-        features = geojson([entity], ctx, representation, sys_attrs, geometry, chosen)
-        return answer(features["features"][0], ctx, GEO)
-    shown = render(
-        entity,
-        ctx,
-        representation=representation,
-        sys_attrs=sys_attrs,
-        attrs=frozenset(attrs) if attrs is not None else None,
-        datasets=chosen.datasets,
-        lang=chosen.lang,
-    )
-    projected = chosen.project(shown, ctx)
+        return answer(view.features([entity], geometry)["features"][0], ctx, GEO)
+    shown = view.show(entity)
     if join is not None:
-        out = await _joined(
-            join, [projected], [entity], scope, broker, ctx, representation, sys_attrs, chosen
-        )
+        out = await _joined(join, [shown], [entity], scope, broker, view)
         return answer(out if join.kind == "flat" else out[0], ctx, media)
-    return answer(projected, ctx, media)
+    return answer(shown, ctx, media)
 
 
 async def _joined(
@@ -196,26 +129,11 @@ async def _joined(
     entities: list[Entity],
     scope: Ngsi,
     broker: ContextBroker,
-    ctx: Context,
-    representation: str,
-    sys_attrs: bool,
-    chosen: Selection,
+    view: View,
 ) -> list[dict[str, Any]]:
     """The answer's entities with those their relationships name (``join``)."""
     visible = await run_in_threadpool(broker.linked, scope.who, entities, join.level, scope.sees)
-
-    def show(entity: Entity) -> dict[str, Any]:  # pick/omit are the top entities' only
-        return render(
-            entity,
-            ctx,
-            representation=representation,
-            sys_attrs=sys_attrs,
-            datasets=chosen.datasets,
-            lang=chosen.lang,
-        )
-
-    keys = representation == Representation.KEY_VALUES
-    return join.apply(shown, visible, show, keys)
+    return join.apply(shown, visible, lambda e: view.show(e, asked=False), view.key_values)
 
 
 @router.api_route("/entities/", methods=["PUT", "PATCH", "DELETE"], include_in_schema=False)

@@ -10,7 +10,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from smartpole.api.deps import SettingsDep, services_of
-from smartpole.api.ngsi_ld import geojson
 from smartpole.api.ngsi_ld_http import (
     COUNT_HEADER,
     ENTITY_ANSWERS,
@@ -30,14 +29,13 @@ from smartpole.api.ngsi_ld_http import (
     answer,
     entity_query,
     flag,
-    options,
     read_body,
     request_context,
 )
+from smartpole.api.ngsi_ld_view import view_of
 from smartpole.ngsild.batch import BatchOperations, BatchResult
 from smartpole.ngsild.broker import EntityQuery
 from smartpole.ngsild.context import core_document, own_document
-from smartpole.ngsild.entities import render
 from smartpole.ngsild.errors import NgsiLdError
 
 __all__ = ["router"]
@@ -200,18 +198,13 @@ async def batch_query(
     query = scope.narrow(
         entity_query(request, ctx, {k: v for k, v in params.items() if v is not None})
     )
-    representation, sys_attrs = options(request)
+    view = view_of(request, ctx, query.attrs)
     page, total = await run_in_threadpool(broker.query, scope.who, query)
     headers = {COUNT_HEADER: str(total)} if flag(request, "count") else None
     if media == GEO:
         geometry = request.query_params.get("geometryProperty", LOCATION)
-        body = geojson(page, ctx, representation, sys_attrs, geometry)
-        return answer(body, ctx, GEO, headers=headers)
-    shown = [
-        render(e, ctx, representation=representation, sys_attrs=sys_attrs, attrs=query.attrs)
-        for e in page
-    ]
-    return answer(shown, ctx, media, headers=headers)
+        return answer(view.features(page, geometry), ctx, GEO, headers=headers)
+    return answer([view.show(e) for e in page], ctx, media, headers=headers)
 
 
 # Types, attributes and contexts ---------------------------------------------------------------

@@ -628,6 +628,44 @@ async def test_an_entity_url_without_an_id_is_bad_request_data(
     assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/entities//attrs/"),
+        ("PATCH", "/entities//attrs/"),
+        ("PATCH", "/entities//attrs/speed"),
+        ("PUT", "/entities//attrs/speed"),
+        ("DELETE", "/entities//attrs/speed"),
+    ],
+)
+async def test_an_attribute_url_without_an_entity_id_is_bad_request_data(
+    client: httpx.AsyncClient, city: City, method: str, path: str
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    body = None if method == "DELETE" else {"speed": {"type": "Property", "value": 1}}
+    r = await client.request(method, f"{BASE}{path}", json=body, headers=auth)
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+
+
+async def test_an_attribute_named_as_a_json_ld_keyword_is_refused(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """``@…`` names belong to JSON-LD: replacing such an attribute is BadRequestData, not a
+    ResourceNotFound, and an entity cannot carry one."""
+    auth = city.auth("city", Role.OPERATOR)
+    await create(client, auth, car(1))
+    url = f"{BASE}/entities/urn:ngsi-ld:Car:1"
+    r = await client.put(
+        f"{url}/attrs/@invalid", json={"type": "Property", "value": 1}, headers=auth
+    )
+    assert r.status_code == 400, r.text
+    r = await client.post(
+        f"{url}/attrs", json={"@graph": {"type": "Property", "value": 1}}, headers=auth
+    )
+    assert r.status_code == 400, r.text
+
+
 async def test_a_type_that_names_a_keyword_is_refused(
     client: httpx.AsyncClient, city: City
 ) -> None:

@@ -142,6 +142,16 @@ async def entity_without_id() -> Response:
     raise NgsiLdError.bad_data("the entity id is missing from the URL (/entities/{entityId})")
 
 
+@router.api_route("/entities//attrs", methods=["POST", "PATCH"], include_in_schema=False)
+@router.api_route("/entities//attrs/", methods=["POST", "PATCH"], include_in_schema=False)
+@router.api_route(
+    "/entities//attrs/{attr}", methods=["PATCH", "PUT", "DELETE"], include_in_schema=False
+)
+async def attributes_without_entity_id() -> Response:
+    """``/entities//attrs…``: the entity id left out of an attribute operation's URL."""
+    raise NgsiLdError.bad_data("the entity id is missing from the URL (/entities/{entityId}/attrs)")
+
+
 @router.delete(
     "/entities/{entity_id}", status_code=204, summary="Delete an entity", responses=ENTITY_ANSWERS
 )

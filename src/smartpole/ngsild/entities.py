@@ -203,7 +203,8 @@ class Representation:
 
 
 def _check_name(name: str) -> None:
-    if not name or _FORBIDDEN_NAME.search(name):
+    # "@…" is JSON-LD's: a keyword, or reserved for one
+    if not name or name.startswith("@") or _FORBIDDEN_NAME.search(name):
         raise NgsiLdError.bad_data(f"{name!r} is not a valid attribute name")
 
 
@@ -216,6 +217,7 @@ def check_id(value: Any, what: str = "id") -> str:
 
 def parse_attribute(name: str, raw: Any, ctx: Context, *, top: bool = True) -> Attribute:
     """One attribute instance as a caller sent it, normalized or concise."""
+    _check_name(name)
     if not isinstance(raw, dict):
         if raw is None:
             raise NgsiLdError.bad_data(f"attribute {name!r} has a null value")
@@ -263,7 +265,6 @@ def parse_attribute(name: str, raw: Any, ctx: Context, *, top: bool = True) -> A
     for sub_name, sub_raw in raw.items():
         if sub_name in _META:
             continue
-        _check_name(sub_name)
         attribute.sub[ctx.expand(sub_name)] = parse_attribute(sub_name, sub_raw, ctx, top=False)
     return attribute
 

@@ -666,6 +666,23 @@ async def test_an_attribute_named_as_a_json_ld_keyword_is_refused(
     assert r.status_code == 400, r.text
 
 
+async def test_a_partial_update_cannot_change_an_attributes_type(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """A Property stays a Property through a partial update (BadRequestData, nothing
+    written); a replace may change it."""
+    auth = city.auth("city", Role.OPERATOR)
+    await create(client, auth, car(1))
+    url = f"{BASE}/entities/urn:ngsi-ld:Car:1"
+    link = {"type": "Relationship", "object": "urn:ngsi-ld:Entity:01"}
+    r = await client.patch(f"{url}/attrs/speed", json=link, headers=auth)
+    assert r.status_code == 400, r.text
+    assert (await client.get(url, headers=auth)).json()["speed"]["value"] == 50
+    r = await client.put(f"{url}/attrs/speed", json=link, headers=auth)
+    assert r.status_code == 204, r.text
+    assert (await client.get(url, headers=auth)).json()["speed"]["object"] == link["object"]
+
+
 async def test_a_type_that_names_a_keyword_is_refused(
     client: httpx.AsyncClient, city: City
 ) -> None:

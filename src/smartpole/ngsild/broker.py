@@ -437,6 +437,11 @@ class ContextBroker:
             if all(m not in raw for m in ("value", "object", "languageMap", "json", "vocab")):
                 raw.setdefault(_member(old), old.value)
             new = parse_attribute(name, raw, ctx)
+            if new.kind != old.kind:
+                raise NgsiLdError.bad_data(
+                    f"attribute {name} is a {old.kind}: a partial update cannot make it a "
+                    f"{new.kind} (replace the attribute instead)"
+                )
             entity.put(iri, _merged(old, new, now))
             entity.modified_at = now
 

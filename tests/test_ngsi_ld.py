@@ -683,6 +683,33 @@ async def test_a_partial_update_cannot_change_an_attributes_type(
     assert (await client.get(url, headers=auth)).json()["speed"]["object"] == link["object"]
 
 
+async def test_append_and_update_set_an_entitys_scope(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """``scope`` in an append or an update body replaces the entity's scopes; an append with
+    noOverwrite adds to them."""
+    auth = city.auth("city", Role.OPERATOR)
+    await create(client, auth, {**car(1), "scope": "/Madrid/Gardens"})
+    url = f"{BASE}/entities/urn:ngsi-ld:Car:1"
+
+    async def scope() -> Any:
+        return (await client.get(url, headers=auth)).json()["scope"]
+
+    r = await client.post(f"{url}/attrs", json={"scope": "/Shenzhen/Futian"}, headers=auth)
+    assert r.status_code == 204, r.text
+    assert await scope() == "/Shenzhen/Futian"
+    r = await client.post(
+        f"{url}/attrs", params={"options": "noOverwrite"}, json={"scope": "/A"}, headers=auth
+    )
+    assert r.status_code == 204, r.text
+    assert await scope() == ["/Shenzhen/Futian", "/A"]
+    r = await client.patch(f"{url}/attrs", json={"scope": ["/B", "/C"]}, headers=auth)
+    assert r.status_code == 204, r.text
+    assert await scope() == ["/B", "/C"]
+    r = await client.patch(f"{url}/attrs", json={"scope": "no-slash"}, headers=auth)
+    assert r.status_code == 400, r.text
+
+
 async def test_a_type_that_names_a_keyword_is_refused(
     client: httpx.AsyncClient, city: City
 ) -> None:

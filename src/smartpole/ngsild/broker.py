@@ -22,6 +22,7 @@ from smartpole.ngsild.entities import (
     parse_attribute,
     parse_attributes,
     parse_entity,
+    parse_scopes,
 )
 from smartpole.ngsild.errors import NgsiLdError, ProblemType
 from smartpole.ngsild.geo import GeoQuery
@@ -359,6 +360,7 @@ class ContextBroker:
         check_id(entity_id)
         self.check_writable(entity_id)
         attrs = self._attrs_of(body, ctx, entity_id)
+        scopes = _scopes_of(body)
         now = self.clock()
 
         def change(entity: Entity) -> UpdateResult:
@@ -373,6 +375,9 @@ class ContextBroker:
             if "type" in body:
                 extra = parse_entity({"id": entity_id, "type": body["type"]}, ctx).types
                 entity.types = list(dict.fromkeys([*entity.types, *extra]))
+            if scopes is not None:  # replaced; with noOverwrite, added to
+                kept_scopes = [] if overwrite else entity.scopes or []
+                entity.scopes = list(dict.fromkeys([*kept_scopes, *scopes]))
             entity.modified_at = now
             return result
 
@@ -388,10 +393,14 @@ class ContextBroker:
         if isinstance(body, dict) and deleted:
             body = {n: v for n, v in body.items() if ctx.expand(n) not in deleted}
         attrs = self._attrs_of(body, ctx, entity_id)
+        scopes = _scopes_of(body)
         now = self.clock()
 
         def change(entity: Entity) -> UpdateResult:
             result = UpdateResult()
+            if scopes is not None:  # an entity's scope is replaced as a whole
+                entity.scopes = scopes
+                entity.modified_at = now
             for name, dataset in deleted.items():
                 if _drop(entity, name, dataset):
                     result.updated.append(ctx.compact(name))
@@ -574,3 +583,10 @@ def _merged(old: Attribute, new: Attribute, now: int) -> Attribute:
         now,
     )
     return merged
+
+
+def _scopes_of(body: Any) -> list[str] | None:
+    """The ``scope`` an append or an update body sets (None: it has none)."""
+    if not isinstance(body, dict) or body.get("scope") is None:
+        return None
+    return parse_scopes(body["scope"])

@@ -29,6 +29,7 @@ __all__ = [
     "parse_attributes",
     "parse_entity",
     "parse_lang",
+    "parse_scopes",
     "parse_time",
     "pick_language",
     "render",
@@ -312,12 +313,16 @@ def parse_entity(body: Any, ctx: Context, *, id_required: bool = True) -> Entity
     entity_id = "" if body.get("id") is None and not id_required else check_id(body.get("id"))
     if "type" not in body:
         raise NgsiLdError.bad_data("an entity needs a type")
-    scopes = body.get("scope")
-    if scopes is not None:
-        scopes = scopes if isinstance(scopes, list) else [scopes]
-        if not all(isinstance(s, str) and s.startswith("/") for s in scopes):
-            raise NgsiLdError.bad_data("scope must be one or more paths like /Madrid/Gardens")
+    scopes = parse_scopes(body["scope"]) if body.get("scope") is not None else None
     return Entity(entity_id, parse_types(body["type"], ctx), parse_attributes(body, ctx), scopes)
+
+
+def parse_scopes(raw: Any) -> list[str]:
+    """An entity's ``scope`` member: one path or a list of them."""
+    scopes = raw if isinstance(raw, list) else [raw]
+    if not scopes or not all(isinstance(s, str) and s.startswith("/") for s in scopes):
+        raise NgsiLdError.bad_data("scope must be one or more paths like /Madrid/Gardens")
+    return list(dict.fromkeys(scopes))
 
 
 def parse_lang(text: str) -> tuple[str, ...]:

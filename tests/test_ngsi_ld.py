@@ -710,6 +710,19 @@ async def test_append_and_update_set_an_entitys_scope(
     assert r.status_code == 400, r.text
 
 
+async def test_an_update_adds_the_types_it_names(client: httpx.AsyncClient, city: City) -> None:
+    """``type`` in an update body adds types (an entity's types are only added to), as in an
+    append; the attributes are updated alongside."""
+    auth = city.auth("city", Role.OPERATOR)
+    await create(client, auth, car(1))
+    url = f"{BASE}/entities/urn:ngsi-ld:Car:1"
+    body = {"type": ["Vehicle", "Car"], "speed": {"type": "Property", "value": 70}}
+    r = await client.patch(f"{url}/attrs", json=body, headers=auth)
+    assert r.status_code == 204, r.text
+    got = (await client.get(url, headers=auth)).json()
+    assert (got["type"], got["speed"]["value"]) == (["Car", "Vehicle"], 70)
+
+
 async def test_a_type_that_names_a_keyword_is_refused(
     client: httpx.AsyncClient, city: City
 ) -> None:

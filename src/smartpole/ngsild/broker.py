@@ -372,9 +372,7 @@ class ContextBroker:
                 for attribute in instances:
                     entity.write(name, attribute, now)
                     result.updated.append(ctx.compact(name))
-            if "type" in body:
-                extra = parse_entity({"id": entity_id, "type": body["type"]}, ctx).types
-                entity.types = list(dict.fromkeys([*entity.types, *extra]))
+            _add_types(entity, body, ctx)
             if scopes is not None:  # replaced; with noOverwrite, added to
                 kept_scopes = [] if overwrite else entity.scopes or []
                 entity.scopes = list(dict.fromkeys([*kept_scopes, *scopes]))
@@ -400,6 +398,8 @@ class ContextBroker:
             result = UpdateResult()
             if scopes is not None:  # an entity's scope is replaced as a whole
                 entity.scopes = scopes
+                entity.modified_at = now
+            if _add_types(entity, body, ctx):
                 entity.modified_at = now
             for name, dataset in deleted.items():
                 if _drop(entity, name, dataset):
@@ -590,3 +590,14 @@ def _scopes_of(body: Any) -> list[str] | None:
     if not isinstance(body, dict) or body.get("scope") is None:
         return None
     return parse_scopes(body["scope"])
+
+
+def _add_types(entity: Entity, body: Any, ctx: Context) -> bool:
+    """Add the types an append or an update body names (an entity's types are only ever
+    added to); whether it named any it did not have."""
+    if not isinstance(body, dict) or "type" not in body:
+        return False
+    extra = parse_entity({"id": entity.id, "type": body["type"]}, ctx).types
+    before = len(entity.types)
+    entity.types = list(dict.fromkeys([*entity.types, *extra]))
+    return len(entity.types) > before

@@ -19,6 +19,7 @@ from smartpole.app import Platform
 from smartpole.sim.faults import FaultRates
 from smartpole.sim.fleet import fleet_from_plan
 from smartpole.sim.runner import Mode, SimOptions, Simulator
+from smartpole.sim.scenario import Event, Step
 from smartpole.sim.seed import Seeded, seed_district
 
 NIGHT = datetime(2025, 1, 15, 21, 0, tzinfo=timezone(timedelta(hours=8))).timestamp()
@@ -38,10 +39,10 @@ async def running(
     """The simulator streaming the seeded district until the block ends."""
     fleet = fleet_from_plan(seeded.plan, seeded.tokens, 3, "Futian")
     faults = options.pop("faults", FaultRates.parse(["none"]))
-    opts = SimOptions(
-        mode=mode, mqtt_port=platform.mqtt[0].mqtt_port, interval=0.2, start=NIGHT, **options
-    )
-    sim = Simulator(fleet, opts, faults)
+    scenario = options.pop("scenario", ())
+    options.setdefault("interval", 0.2)
+    opts = SimOptions(mode=mode, mqtt_port=platform.mqtt[0].mqtt_port, start=NIGHT, **options)
+    sim = Simulator(fleet, opts, faults, scenario=scenario)
     task = asyncio.create_task(sim.run())
     try:
         yield sim
@@ -162,3 +163,30 @@ async def test_a_fault_injected_at_rate_one_shows_up(
 
         await until(failed, "the lamp switched on but dark")
     assert sim.stats.faults["lamp_failure"] >= 1
+
+
+async def test_a_gateway_cut_off_at_once_first_reports_every_device_it_carries(
+    platform: Platform, client: httpx.AsyncClient, seeded: Seeded
+) -> None:
+    # The step is due at once, before the pole's first report (its phase in a 2 s interval):
+    # cut off then, the platform would never learn which devices go dark with it.
+    cut = [Step(0, Event.GATEWAY_OFFLINE, for_s=3600)]
+    async with running(platform, seeded, interval=2.0, scenario=cut) as sim:
+        [cue] = sim.cues
+        names = {d.name for p in sim.fleet.poles if p.code == cue.pole for d in p.devices}
+
+        async def dark() -> list[dict[str, Any]] | None:
+            r = await client.get("/api/devices", params={"limit": 1000}, headers=auth(seeded))
+            mine = [d for d in r.json()["items"] if d["name"] in names]
+            return mine if mine and not any(d["online"] for d in mine) else None
+
+        async def reported_then_dark() -> bool:
+            mine = await dark()
+            if mine is None:
+                return False
+            values = [await latest(client, seeded, d["id"]) for d in mine]
+            return all(v.get("online") is False and len(v) > 1 for v in values)
+
+        await until(reported_then_dark, "every device of the cut pole reported, then offline")
+    assert len(names) >= 2
+    assert sim.stats.faults["gateway_offline"] == 1

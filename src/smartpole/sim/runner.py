@@ -149,6 +149,7 @@ class Simulator:
             fleet.seed, centre.lat if centre else 22.54, centre.lon if centre else 114.05
         )
         self.poles = [PoleSim(p, fleet.seed, self.district, self.faults) for p in fleet.poles]
+        self._by_code = {ps.pole.code: ps for ps in self.poles}
         self.stats = Stats(poles=len(self.poles), devices=fleet.devices)
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -234,30 +235,34 @@ class Simulator:
     # -- the scenario -------------------------------------------------------------------------
     def _play_history(self) -> None:
         """Hold the readings of the scenario's past events for their poles' first reports."""
-        by_code = {ps.pole.code: ps for ps in self.poles}
         for cue in self.cues:
             if cue.step.event in HISTORY:
-                play_history(by_code[cue.pole], cue, self._sim0)
+                play_history(self._by_code[cue.pole], cue, self._sim0)
                 self._count(cue)
 
     async def _play(self, cues: list[Cue]) -> None:
-        """Make the scenario's live events happen on time."""
-        loop = asyncio.get_running_loop()
-        by_code = {ps.pole.code: ps for ps in self.poles}
-        for cue in cues:
-            delay = self._t0 + cue.step.at_s - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            t = self.now()
-            self._count(cue)
-            link = self._links.get(cue.pole)
-            if play(by_code[cue.pole], cue, t):
-                if link is not None:
-                    await link.report(cue.device, t)
-            elif cue.step.event is Event.GATEWAY_OFFLINE and link is not None:
-                await link.drop(clean=False)
+        """Make the scenario's live events happen on time, each on its own."""
+        await asyncio.gather(*(self._play_one(cue) for cue in cues))
         if cues:
             self._announce("played; the fault rates take over")
+
+    async def _play_one(self, cue: Cue) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self._t0 + cue.step.at_s - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        link = self._links.get(cue.pole)
+        if cue.step.event is Event.GATEWAY_OFFLINE and link is not None:
+            # A gateway cut off before its first report never said which devices it carries:
+            # the platform would see one device go offline, not a pole.
+            await link.reported.wait()
+        t = self.now()
+        self._count(cue)
+        if play(self._by_code[cue.pole], cue, t):
+            if link is not None:
+                await link.report(cue.device, t)
+        elif cue.step.event is Event.GATEWAY_OFFLINE and link is not None:
+            await link.drop(clean=False)
 
     def _count(self, cue: Cue) -> None:
         event = str(cue.step.event)
@@ -283,6 +288,7 @@ class Simulator:
                 for _, fault in tick.faults:
                     self.stats.faults[fault] = self.stats.faults.get(fault, 0) + 1
                 await link.deliver(tick, t)
+                link.reported.set()
         finally:
             await link.drop()
 
@@ -380,6 +386,7 @@ class _PoleLink:
         self.ps = ps
         self.mode = sim.options.mode
         self.clients: dict[str, MqttClient] = {}  # by device name (gateway mode: the gateway)
+        self.reported = asyncio.Event()  # set once the pole has made its first report
 
     # -- delivery -----------------------------------------------------------------------------
     async def deliver(self, tick: Any, t: float) -> None:

@@ -85,7 +85,9 @@ class Step:
     """At ``at_s`` wall seconds after the fleet connects, ``event`` happens (for ``for_s``).
 
     Events with a history play at the pole's first report whatever ``at_s`` says: the readings
-    they carry must reach the platform before the device's live ones.
+    they carry must reach the platform before the device's live ones. A gateway goes off the air
+    at ``at_s`` or after its first report, whichever is later: until it has reported, the
+    platform does not know which devices it carries.
     """
 
     at_s: float

@@ -19,10 +19,8 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def http_client(timeout_s: float, *, follow_redirects: bool = False) -> httpx.AsyncClient:
+def http_client(timeout_s: float) -> httpx.AsyncClient:
     """A client for calls to other parties' servers: verified TLS, ``timeout_s`` for each
-    step, redirects not followed unless asked (a redirect could lead a call to a host its
+    step, redirects not followed (a redirect could lead a call to a host its
     endpoint check refused)."""
-    return httpx.AsyncClient(
-        timeout=timeout_s, follow_redirects=follow_redirects, verify=tls_context()
-    )
+    return httpx.AsyncClient(timeout=timeout_s, verify=tls_context())

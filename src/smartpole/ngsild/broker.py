@@ -112,10 +112,6 @@ class OwnSource(Protocol):
         """Whether the id is in smartpole's own namespace."""
         ...
 
-    def get(self, who: Principal, entity_id: str) -> Entity | None:
-        """The entity, if the caller sees it."""
-        ...
-
     def scan(self, who: Principal, f: EntityFilter) -> list[Entity]:
         """Entities that may match ``f``, in id order."""
         ...
@@ -200,10 +196,7 @@ class ContextBroker:
     def retrieve(self, who: Principal, entity_id: str) -> Entity:
         """One entity (ResourceNotFound when there is none)."""
         check_id(entity_id)
-        if self.own is not None and self.own.owns(entity_id):
-            entity = self.own.get(who, entity_id)
-        else:
-            entity = self.store.get(who.tenant_id, entity_id)
+        entity = self.retrieve_many(who, [entity_id]).get(entity_id)
         if entity is None:
             raise NgsiLdError.not_found(f"entity {entity_id} not found")
         return entity

@@ -279,7 +279,6 @@ def parse_attributes(
     for name, raw in body.items():
         if name in _ENTITY_MEMBERS:
             continue
-        _check_name(name)
         items = raw if isinstance(raw, list) else [raw]
         if not items:
             raise NgsiLdError.bad_data(f"attribute {name!r} is an empty array")

@@ -128,17 +128,6 @@ class OwnEntities:
         """Whether the id is in smartpole's own namespace."""
         return is_own(entity_id)
 
-    def get(self, who: Principal, entity_id: str) -> Entity | None:
-        """The entity of that id if it is one of smartpole's and the caller sees it."""
-        own = _parse(entity_id)
-        if own is None:
-            return None
-        if own.entity_type == POLE_TYPE:
-            found = self._poles(who, codes=[own.local])
-        else:
-            found = self._devices(who, names=[own.local])
-        return next((e for e in found if e.id == entity_id), None)
-
     # -- queries -------------------------------------------------------------------------------
 
     def scan(self, who: Principal, f: EntityFilter) -> list[Entity]:

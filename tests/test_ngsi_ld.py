@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from fixtures_api import City
+from smartpole.app import Platform
 from smartpole.model.types import Role
 
 BASE = "/ngsi-ld/v1"
@@ -1012,3 +1013,25 @@ async def test_null_in_an_attribute_update_deletes_the_instance(
     assert "brandName" not in got
     assert "colour" not in got
     assert got["speed"]["value"] == 50
+
+
+async def test_changes_in_the_same_millisecond_are_all_written(
+    platform: Platform, client: httpx.AsyncClient, city: City
+) -> None:
+    """Two systems patching one entity within a millisecond (the clock stopped here): each
+    change is written, and each stamped later than the one before it."""
+    auth = city.auth("city", Role.OPERATOR)
+    await create(client, auth, car(901, speed=1))
+    broker = platform.open_data.broker
+    broker.clock = lambda: 1_700_000_000_000
+    stamps = []
+    for attr, value in (("speed", 2), ("brandName", "Volvo"), ("speed", 3)):
+        r = await client.patch(
+            f"{BASE}/entities/urn:ngsi-ld:Car:901/attrs", json={attr: value}, headers=auth
+        )
+        assert r.status_code in (204, 207), r.text
+        r = await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:901?options=sysAttrs", headers=auth)
+        stamps.append(r.json()["modifiedAt"])
+    car_now = r.json()
+    assert (car_now["speed"]["value"], car_now["brandName"]["value"]) == (3, "Volvo")
+    assert stamps == sorted(set(stamps))  # three changes, three later and later stamps

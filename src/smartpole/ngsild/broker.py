@@ -150,13 +150,20 @@ class ContextBroker:
         # told of every entity written, after the commit (the notifier wakes its delivery)
         self.listeners: list[ChangeListener] = listeners if listeners is not None else []
 
-    def change_entity(self, who: Principal, entity_id: str, change: Callable[[Entity], Any]) -> Any:
-        """Apply ``change`` to a stored entity in one transaction, then tell the listeners."""
+    def change_entity(
+        self, who: Principal, entity_id: str, change: Callable[[Entity, int], Any]
+    ) -> Any:
+        """Apply ``change`` to a stored entity in one transaction, then tell the listeners.
+
+        ``change`` gets the entity and the time to stamp what it changes with, read once the
+        entity is locked and later than the entity's last change: two writers in the same
+        millisecond would otherwise stamp alike, and the second's change would look like no
+        change at all (and not be written)."""
         written: list[Entity] = []
 
         def wrapped(entity: Entity) -> Any:
             modified = entity.modified_at
-            result = change(entity)
+            result = change(entity, max(self.clock(), modified + 1))
             if entity.modified_at != modified:  # a change that changed nothing tells no one
                 written.append(entity)
             return result
@@ -296,10 +303,9 @@ class ContextBroker:
         if isinstance(body, dict):
             body = {**body, "id": entity_id}
         new = parse_entity(body, ctx)
-        now = self.clock()
-        stamp_all(new.attrs, now)
 
-        def change(entity: Entity) -> None:
+        def change(entity: Entity, now: int) -> None:
+            stamp_all(new.attrs, now)
             entity.types = new.types
             entity.attrs = new.attrs
             entity.scopes = new.scopes
@@ -324,9 +330,8 @@ class ContextBroker:
             if "type" not in body
             else parse_entity({"id": entity_id, "type": body["type"]}, ctx).types
         )
-        now = self.clock()
 
-        def change(entity: Entity) -> None:
+        def change(entity: Entity, now: int) -> None:
             for name, dataset in deleted.items():
                 _drop(entity, name, dataset)
             for name, instances in attrs.items():
@@ -354,9 +359,8 @@ class ContextBroker:
         self.check_writable(entity_id)
         attrs = self._attrs_of(body, ctx, entity_id)
         scopes = _scopes_of(body)
-        now = self.clock()
 
-        def change(entity: Entity) -> UpdateResult:
+        def change(entity: Entity, now: int) -> UpdateResult:
             result = UpdateResult()
             written, kept = entity.lacking(attrs) if not overwrite else (attrs, [])
             for name in kept:
@@ -385,9 +389,8 @@ class ContextBroker:
             body = {n: v for n, v in body.items() if ctx.expand(n) not in deleted}
         attrs = self._attrs_of(body, ctx, entity_id)
         scopes = _scopes_of(body)
-        now = self.clock()
 
-        def change(entity: Entity) -> UpdateResult:
+        def change(entity: Entity, now: int) -> UpdateResult:
             result = UpdateResult()
             if scopes is not None:  # an entity's scope is replaced as a whole
                 entity.scopes = scopes
@@ -424,9 +427,8 @@ class ContextBroker:
             raise NgsiLdError.bad_data("an attribute update needs a JSON object")
         iri = ctx.expand(name)
         dataset = body.get("datasetId")
-        now = self.clock()
 
-        def change(entity: Entity) -> None:
+        def change(entity: Entity, now: int) -> None:
             old = entity.instance(iri, dataset)
             if old is None:
                 raise NgsiLdError.not_found(f"entity {entity_id} has no attribute {name}")
@@ -457,9 +459,8 @@ class ContextBroker:
         self.check_writable(entity_id)
         iri = ctx.expand(name)
         new = parse_attribute(name, body, ctx)
-        now = self.clock()
 
-        def change(entity: Entity) -> None:
+        def change(entity: Entity, now: int) -> None:
             old = entity.instance(iri, new.dataset_id)
             if old is None:
                 raise NgsiLdError.not_found(f"entity {entity_id} has no attribute {name}")
@@ -482,9 +483,8 @@ class ContextBroker:
         check_id(entity_id)
         self.check_writable(entity_id)
         iri = ctx.expand(name)
-        now = self.clock()
 
-        def change(entity: Entity) -> None:
+        def change(entity: Entity, now: int) -> None:
             instances = entity.attrs.get(iri)
             if not instances:
                 raise NgsiLdError.not_found(f"entity {entity_id} has no attribute {name}")

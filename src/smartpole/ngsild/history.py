@@ -120,7 +120,7 @@ class TemporalBroker:
             self.broker.store.add_history(who.tenant_id, entity_id, older)
             return True
 
-        def change(entity: Entity) -> None:
+        def change(entity: Entity, now: int) -> None:
             for name, newest in current.items():
                 old = entity.instance(name, newest.dataset_id)
                 if old is None or _observed(old) <= _observed(newest):

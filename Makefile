@@ -89,7 +89,7 @@ bench-short: install system-deps
 	$(VENV)/bin/python -m bench.ngsi_ld --short
 
 ## soak: serve + simulator for 30 minutes, memory, files and queues every minute (bench/soak.py);
-## soak-short: about 1 minute (CI runs it in bench-short)
+## soak-short: about 30 s (CI runs it in bench-short)
 soak: install
 	$(VENV)/bin/python -m bench.soak
 

@@ -6,7 +6,7 @@ median and the fastest run. Then the heaviest imports of ``import smartpole.cli`
 ``python -X importtime``), which is what ``--help`` pays for before it prints anything.
 
     python -m bench.cli            # 15 runs of each
-    python -m bench.cli --short    # CI: 5 runs of each
+    python -m bench.cli --short    # CI: 3 runs of each
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--short", action="store_true", help="the quick CI run")
     args = ap.parse_args()
-    runs = 5 if args.short else 15
+    runs = 3 if args.short else 15
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         data = ("--data-dir", str(cwd / "data"))

@@ -8,7 +8,7 @@ and the ratio is the median of the rounds' ratios. Also: latest state of 10,000 
 24 h hourly aggregate over 1,000 devices.
 
     python -m bench.ingest            # full: 1,000,000 readings per engine
-    python -m bench.ingest --short    # CI: 100,000 readings
+    python -m bench.ingest --short    # CI: 50,000 readings
 """
 
 from __future__ import annotations
@@ -352,7 +352,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=20_000, help="the pipeline default")
     ap.add_argument("--engines", default="sqlite,postgres")
     args = ap.parse_args()
-    total = args.readings or (100_000 if args.short else 1_000_000)
+    total = args.readings or (50_000 if args.short else 1_000_000)
     requests = 200 if args.short else 2000
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTPOLE_")}
     print(

@@ -16,7 +16,7 @@ start; a fault seen only at certain hours (a dead driver at night, a welded rela
 for them, so the p95 includes up to half a day.
 
     python -m bench.lighting_diagnostics            # 14 days, 200 lamps
-    python -m bench.lighting_diagnostics --short    # CI: 14 days, 40 lamps (well under 60 s)
+    python -m bench.lighting_diagnostics --short    # CI: 7 days, 30 lamps (well under 60 s)
 """
 
 from __future__ import annotations
@@ -169,10 +169,10 @@ def score(faults: list[Fault], raises: list[tuple[int, DiagnosisEvent]]) -> None
 def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--short", action="store_true", help="14 days, 40 lamps")
+    parser.add_argument("--short", action="store_true", help="7 days, 30 lamps")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    days, lamps = (14, 40) if args.short else (14, 200)
+    days, lamps = (7, 30) if args.short else (14, 200)
     models, faults = plan(lamps, days, 0.5, random.Random(args.seed))
     print(f"{lamps} lamps, {days} days every {STEP_S} s, {len(faults)} faults")
     began = time.perf_counter()

@@ -18,7 +18,7 @@ a 0.3 x 0.3 degree city: 36 cells of the night cache) on a warm store: p50/p95 o
 repeats; the first run (the nights' cache cold) is printed apart.
 
     python -m bench.lighting_energy                   # 10,000 lamps x 365 days, both engines
-    python -m bench.lighting_energy --short           # 1,000 lamps x 365 days, CI (< 30 s)
+    python -m bench.lighting_energy --short           # 500 lamps x 365 days, CI (< 30 s)
     python -m bench.lighting_energy --engines sqlite --dsn postgresql://...  # an existing PG
 """
 
@@ -248,7 +248,7 @@ def engine(name: str, dsn: str | None) -> Iterator[Callable[[str], str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--short", action="store_true", help="1,000 lamps, a year, 1 reading a day")
+    parser.add_argument("--short", action="store_true", help="500 lamps, a year, 1 reading a day")
     parser.add_argument("--lamps", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--per-day", type=int, default=2, help="counter readings per lamp-day")
@@ -256,7 +256,7 @@ def main() -> None:
     parser.add_argument("--engines", default="sqlite,postgres")
     parser.add_argument("--dsn", help="an existing PostgreSQL (emptied tables expected)")
     args = parser.parse_args()
-    lamps, runs = (1_000, 3) if args.short else (args.lamps, args.runs)
+    lamps, runs = (500, 2) if args.short else (args.lamps, args.runs)
     per_day = 1 if args.short else args.per_day
     small = (100, 30) if args.short else (1_000, 120)
     print(

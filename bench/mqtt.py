@@ -148,7 +148,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     raise_fd_limit()  # the idle connections, here and in the server it spawns
-    idle = 1000 if args.short else 10_000
+    idle = 500 if args.short else 10_000
     mosquitto = find_mosquitto()
 
     print(

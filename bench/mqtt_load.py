@@ -112,7 +112,7 @@ class Scenario:
 def scenarios(short: bool) -> list[Scenario]:
     """The loads, in the order they run; each has its own time range (no duplicates of an
     earlier load: a duplicate makes smartpole's store recount the hour, not what is measured)."""
-    n = 20_000 if short else 200_000
+    n = 10_000 if short else 200_000
 
     def singles(phase: int) -> Body:
         start = T0 + phase * 1_000_000_000
@@ -132,7 +132,7 @@ def scenarios(short: bool) -> list[Scenario]:
     # by the round trip of its in-flight window), then many, as a city has
     for gws in (1, GATEWAYS):
         label = f"{gws} gateway{'s' if gws > 1 else ''}, batches of 200 readings, QoS 1"
-        per = max(200, n // 100 // gws)
+        per = max(100 if short else 200, n // 100 // gws)
         loads.append(Scenario(label, gws, per, 1, 2 * SUB_DEVICES, gateway_body(gws), True))
     return loads
 

@@ -10,7 +10,7 @@ during the first minutes), from the least-squares slope of RSS over time and the
 first sample after warm-up to the last.
 
     python -m bench.soak                 # 30 minutes, 500 poles (make soak)
-    python -m bench.soak --short         # about 1 minute (CI)
+    python -m bench.soak --short         # about 30 s (CI)
     python -m bench.soak --minutes 10 --poles 1000 --every 30
 """
 
@@ -198,11 +198,11 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=10.0, help="s between a pole's reports")
     parser.add_argument("--every", type=float, default=60.0, help="s between samples (60)")
     parser.add_argument("--warmup", type=float, help="s ignored by the verdict (default: 1/5)")
-    parser.add_argument("--short", action="store_true", help="1 minute, a sample every 10 s")
+    parser.add_argument("--short", action="store_true", help="30 s, a sample every 5 s")
     parser.add_argument("--strict", action="store_true", help="exit 1 unless memory stays flat")
     args = parser.parse_args()
     if args.short:
-        args.minutes, args.every = 1.0, 10.0
+        args.minutes, args.every = 0.5, 5.0
     warmup = args.warmup if args.warmup is not None else args.minutes * 60 / 5
     ok = run(args.poles, args.interval, args.minutes, args.every, warmup)
     if args.strict and not ok:

@@ -225,7 +225,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.short:
         ramps = {10.0: [500], 1.0: [100]}
-        seconds = {10.0: 12.0, 1.0: 6.0}
+        seconds = {10.0: 10.0, 1.0: 5.0}
     else:
         ramps = {10.0: [1000, 2500, 5000, 10_000], 1.0: [250, 500, 1000, 2000, 4000]}
         seconds = {10.0: 60.0, 1.0: 40.0}

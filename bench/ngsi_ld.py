@@ -13,7 +13,7 @@ receiver that is down for a while, against a real ``smartpole serve`` (embedded 
   Printed: changes sent, delivered, missing, delivered twice, delay p50/p99/max.
 
     python -m bench.ngsi_ld           # 100,000 entities; 1,000 changes/s for 40 s, 10 s down
-    python -m bench.ngsi_ld --short   # 20,000 entities; 1,000 changes/s for 12 s, 4 s down
+    python -m bench.ngsi_ld --short   # 10,000 entities; 1,000 changes/s for 8 s, 3 s down
 """
 
 from __future__ import annotations
@@ -287,8 +287,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="quick run (CI)")
     args = parser.parse_args()
-    n = 20_000 if args.short else 100_000
-    seconds, outage = (12, (4, 8)) if args.short else (40, (15, 25))
+    n = 10_000 if args.short else 100_000
+    seconds, outage = (8, (3, 6)) if args.short else (40, (15, 25))
     print(f"smartpole NGSI-LD benchmark: {n:,} entities, smartpole serve on the embedded store")
     with tempfile.TemporaryDirectory(prefix="bench-ngsi-") as tmp:
         data = Path(tmp)

@@ -258,3 +258,30 @@ async def test_history_keeps_sub_attributes_and_answers_every_form(
     values = (await client.get(url, params={"options": "temporalValues"}, headers=auth)).json()
     assert values["speed"]["values"] == [[10, at(1)], [20, at(2)]]
     assert [v[0] for v in values["colour"]["values"]] == ["red", "blue"]
+
+
+async def test_pick_and_omit_choose_the_members_of_a_history(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    body = {
+        "id": "urn:ngsi-ld:TrafficFlowObserved:binhe",
+        "type": "TrafficFlowObserved",
+        "intensity": [{"type": "Property", "value": v, "observedAt": at(v)} for v in (1, 2)],
+        "occupancy": [{"type": "Property", "value": 0.5, "observedAt": at(1)}],
+    }
+    r = await client.post(f"{BASE}/temporal/entities", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    url = f"{BASE}/temporal/entities/{body['id']}"
+    window = {"timerel": "after", "timeAt": at(0)}
+    r = await client.get(url, params={**window, "pick": "id,intensity"}, headers=auth)
+    assert r.status_code == 200, r.text
+    assert set(r.json()) == {"id", "intensity"}
+    assert [i["value"] for i in r.json()["intensity"]] == [1, 2]
+    query = {**window, "type": "TrafficFlowObserved", "omit": "occupancy,type"}
+    r = await client.get(f"{BASE}/temporal/entities", params=query, headers=auth)
+    [entity] = r.json()
+    assert set(entity) == {"id", "intensity"}
+    r = await client.get(url, params={**window, "pick": "id", "attrs": "intensity"}, headers=auth)
+    assert r.status_code == 400  # pick replaces attrs
+    assert r.json()["type"].endswith("BadRequestData")

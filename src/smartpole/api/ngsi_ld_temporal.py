@@ -25,6 +25,7 @@ from smartpole.api.ngsi_ld_http import (
     int_param,
     names,
     request_context,
+    selection,
 )
 from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.history import TemporalBroker
@@ -89,13 +90,14 @@ async def query_temporal(
     """The history of the entities a query matches (``type``, ``id``, ``idPattern``, ``attrs``,
     ``q`` on their current state, geo-queries) within ``timerel``/``timeAt``/``endTimeAt``, the
     newest ``lastN`` of each attribute, as instances, ``temporalValues`` or aggregations
-    (``aggrMethods``, ``aggrPeriodDuration``)."""
+    (``aggrMethods``, ``aggrPeriodDuration``); ``pick``/``omit`` choose the members shown."""
     media = accepted(request)
     ctx = await request_context(request, loader)
     query = scope.narrow(entity_query(request, ctx))
     tq, representation = _temporal_query(request, query.attrs)
+    chosen = selection(request)
     series, total = await run_in_threadpool(temporal.temporal_query, scope.who, query, tq)
-    body = [render_temporal(s, ctx, representation) for s in series]
+    body = [chosen.project(render_temporal(s, ctx, representation), ctx) for s in series]
     headers = {COUNT_HEADER: str(total)} if flag(request, "count") else None
     return answer(body, ctx, media, headers=headers)
 
@@ -106,15 +108,17 @@ async def query_temporal(
 async def retrieve_temporal(
     entity_id: str, request: Request, scope: NgsiScope, temporal: TemporalDep, loader: LoaderDep
 ) -> Response:
-    """One entity's history (``attrs``, ``timerel``, ``lastN``, ``aggrMethods``…)."""
+    """One entity's history (``attrs``, ``timerel``, ``lastN``, ``aggrMethods``, ``pick``/
+    ``omit``…)."""
     media = accepted(request)
     ctx = await request_context(request, loader)
     wanted = names(request, "attrs", ctx)
     tq, representation = _temporal_query(request, frozenset(wanted) if wanted else None)
+    chosen = selection(request)
     if scope.only_types is not None:  # open data: only the open types
         scope.check(await run_in_threadpool(temporal.broker.retrieve, scope.who, entity_id))
     series = await run_in_threadpool(temporal.temporal_retrieve, scope.who, entity_id, tq)
-    return answer(render_temporal(series, ctx, representation), ctx, media)
+    return answer(chosen.project(render_temporal(series, ctx, representation), ctx), ctx, media)
 
 
 @router.post(

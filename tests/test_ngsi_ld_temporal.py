@@ -285,3 +285,47 @@ async def test_pick_and_omit_choose_the_members_of_a_history(
     r = await client.get(url, params={**window, "pick": "id", "attrs": "intensity"}, headers=auth)
     assert r.status_code == 400  # pick replaces attrs
     assert r.json()["type"].endswith("BadRequestData")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"format": "invalidFormat"},
+        {"options": "invalidOptions"},
+        {"options": "temporalValues,invalidOptions"},
+        {"format": "temporalValues", "options": "aggregatedValues,invalidOptions"},
+    ],
+)
+async def test_an_unknown_temporal_format_or_option_is_an_invalid_request(
+    client: httpx.AsyncClient, city: City, params: dict[str, str]
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    query = {"type": "Thing", "timerel": "after", "timeAt": T0, **params}
+    r = await client.get(f"{BASE}/temporal/entities", params=query, headers=auth)
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest"
+
+
+async def test_format_takes_precedence_over_options_and_aggr_methods(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    body = {
+        "id": "urn:ngsi-ld:TrafficFlowObserved:hongli",
+        "type": "TrafficFlowObserved",
+        "intensity": [{"type": "Property", "value": v, "observedAt": at(v)} for v in (1, 2)],
+    }
+    r = await client.post(f"{BASE}/temporal/entities", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    query = {
+        "type": "TrafficFlowObserved",
+        "timerel": "after",
+        "timeAt": at(0),
+        "format": "temporalValues",
+        "options": "aggregatedValues",
+        "aggrMethods": "sum",
+    }
+    r = await client.get(f"{BASE}/temporal/entities", params=query, headers=auth)
+    assert r.status_code == 200, r.text
+    [entity] = r.json()
+    assert [v[0] for v in entity["intensity"]["values"]] == [1, 2]

@@ -50,34 +50,45 @@ async def _temporal(request: Request) -> TemporalBroker:
 TemporalDep = Annotated[TemporalBroker, Depends(_temporal)]
 
 
-def _representation(request: Request) -> str:
-    options = {o.strip() for o in request.query_params.get("options", "").split(",") if o}
-    chosen = request.query_params.get("format")
-    if chosen is None:
-        chosen = next(
-            (o for o in (AGGREGATED_VALUES, TEMPORAL_VALUES) if o in options), "normalized"
+_FORMATS = ("normalized", TEMPORAL_VALUES, AGGREGATED_VALUES)
+
+
+def _representation(request: Request) -> tuple[str, bool]:
+    """The representation ``format`` names, else ``options``; and whether either named it
+    (``format`` takes precedence, clause 6.3.12). An unknown value is an InvalidRequest."""
+    raw = request.query_params.get("options", "")
+    options = {o.strip() for o in raw.split(",") if o.strip()}
+    unknown = options - set(_FORMATS)
+    if unknown:
+        raise NgsiLdError.invalid(
+            f"unknown temporal options {sorted(unknown)} (smartpole answers {', '.join(_FORMATS)})"
         )
-    if chosen not in ("normalized", TEMPORAL_VALUES, AGGREGATED_VALUES):
-        raise NgsiLdError.bad_data(f"unknown temporal format {chosen!r}")
-    return chosen
+    chosen = request.query_params.get("format")
+    if chosen is not None:
+        if chosen not in _FORMATS:
+            raise NgsiLdError.invalid(f"unknown temporal format {chosen!r}")
+        return chosen, True
+    named = next((o for o in (AGGREGATED_VALUES, TEMPORAL_VALUES) if o in options), None)
+    return named or "normalized", named is not None
 
 
 def _temporal_query(request: Request, attrs: frozenset[str] | None) -> tuple[TemporalQuery, str]:
     params = request.query_params
-    representation = _representation(request)
+    representation, named = _representation(request)
     methods = params.get("aggrMethods")
     if representation == AGGREGATED_VALUES and methods is None:
         raise NgsiLdError.bad_data("aggregatedValues needs aggrMethods")
-    if methods is not None:
+    if methods is not None and not named:  # aggrMethods alone asks for aggregations
         representation = AGGREGATED_VALUES
+    aggregated = representation == AGGREGATED_VALUES  # else aggrMethods are not for this format
     window = parse_window(params.get("timerel"), params.get("timeAt"), params.get("endTimeAt"))
     last_n = int_param(request, "lastN", 0) or None
     tq = TemporalQuery.of(
         window,
         last_n,
         attrs,
-        [m.strip() for m in methods.split(",")] if methods is not None else None,
-        params.get("aggrPeriodDuration"),
+        [m.strip() for m in methods.split(",")] if methods is not None and aggregated else None,
+        params.get("aggrPeriodDuration") if aggregated else None,
         representation,
     )
     return tq, representation

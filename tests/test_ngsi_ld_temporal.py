@@ -329,3 +329,37 @@ async def test_format_takes_precedence_over_options_and_aggr_methods(
     assert r.status_code == 200, r.text
     [entity] = r.json()
     assert [v[0] for v in entity["intensity"]["values"]] == [1, 2]
+
+
+async def test_a_temporal_query_comes_in_a_body_too(client: httpx.AsyncClient, city: City) -> None:
+    auth = city.auth("city", Role.OPERATOR)
+    for road, values in (("yitian", (1, 5, 9)), ("caitian", (2, 6))):
+        body = {
+            "id": f"urn:ngsi-ld:TrafficFlowObserved:{road}",
+            "type": "TrafficFlowObserved",
+            "intensity": [{"type": "Property", "value": v, "observedAt": at(v)} for v in values],
+        }
+        r = await client.post(f"{BASE}/temporal/entities", json=body, headers=auth)
+        assert r.status_code == 201, r.text
+    query = {
+        "type": "Query",
+        "entities": [{"type": "TrafficFlowObserved"}],
+        "q": "intensity>6",  # on the current state: yitian's 9, not caitian's 6
+        "temporalQ": {"timerel": "between", "timeAt": at(3), "endTimeAt": at(9)},
+    }
+    url = f"{BASE}/temporal/entityOperations/query"
+    r = await client.post(url, json=query, params={"count": "true"}, headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.headers["NGSILD-Results-Count"] == "1"
+    [entity] = r.json()
+    assert entity["id"] == "urn:ngsi-ld:TrafficFlowObserved:yitian"
+    assert [i["value"] for i in entity["intensity"]] == [5]  # the end is not in the window
+    del query["q"]
+    query["temporalQ"] = {"timerel": "after", "timeAt": at(0), "lastN": 1}
+    r = await client.post(url, json=query, params={"options": "temporalValues"}, headers=auth)
+    got = {e["id"].rsplit(":", 1)[1]: e["intensity"]["values"] for e in r.json()}
+    assert got == {"yitian": [[9, at(9)]], "caitian": [[6, at(6)]]}
+    for bad in ({"temporalQ": "after"}, {"temporalQ": {"timeAt": 5}}, {"type": "Entity"}):
+        r = await client.post(url, json={**query, **bad}, headers=auth)
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json()["type"].endswith("BadRequestData")

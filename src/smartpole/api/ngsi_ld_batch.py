@@ -144,16 +144,9 @@ async def batch_delete(write: NgsiWrite, batch: BatchDep) -> Response:
     return _batch_answer(result)
 
 
-@router.post(
-    "/entityOperations/query", summary="Query entities with a body", responses=READ_ANSWERS
-)
-async def batch_query(
-    request: Request, scope: NgsiScope, broker: BrokerDep, loader: LoaderDep, settings: SettingsDep
-) -> Response:
-    """A query too long for a URL: a ``Query`` object (``entities``, ``attrs``, ``q``,
-    ``geoQ``, ``scopeQ``); ``limit``, ``offset``, ``count`` and ``options`` stay in the URL."""
-    media = accepted(request, geo=True)
-    body, ctx = await read_body(request, loader, settings.max_body_bytes)
+def query_params_of(body: Any) -> dict[str, Any]:
+    """A ``Query`` object (``entities``, ``attrs``, ``q``, ``geoQ``, ``scopeQ``) as the URL
+    parameters of the same query, for :func:`entity_query`."""
     if not isinstance(body, dict) or body.get("type") != "Query":
         raise NgsiLdError.bad_data('the body must be a Query object ("type": "Query")')
     params: dict[str, Any] = {}
@@ -195,9 +188,21 @@ async def batch_query(
             coordinates=geo.get("coordinates"),
             geoproperty=geo.get("geoproperty"),
         )
-    query = scope.narrow(
-        entity_query(request, ctx, {k: v for k, v in params.items() if v is not None})
-    )
+    return {k: v for k, v in params.items() if v is not None}
+
+
+@router.post(
+    "/entityOperations/query", summary="Query entities with a body", responses=READ_ANSWERS
+)
+async def batch_query(
+    request: Request, scope: NgsiScope, broker: BrokerDep, loader: LoaderDep, settings: SettingsDep
+) -> Response:
+    """A query too long for a URL: a ``Query`` object (``entities``, ``attrs``, ``q``,
+    ``geoQ``, ``scopeQ``); ``limit``, ``offset``, ``count`` and ``options`` stay in the URL."""
+    media = accepted(request, geo=True)
+    body, ctx = await read_body(request, loader, settings.max_body_bytes)
+    params = query_params_of(body)
+    query = scope.narrow(entity_query(request, ctx, params))
     view = view_of(request, ctx, query.attrs)
     page, total = await run_in_threadpool(broker.query, scope.who, query)
     headers = {COUNT_HEADER: str(total)} if flag(request, "count") else None

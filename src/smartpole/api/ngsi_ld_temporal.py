@@ -3,13 +3,15 @@ smartpole's readings and rollups and from the history of other systems' entities
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from smartpole.api.deps import services_of
+from smartpole.api.deps import SettingsDep, services_of
+from smartpole.api.ngsi_ld_batch import query_params_of
 from smartpole.api.ngsi_ld_http import (
     COUNT_HEADER,
     ENTITY_ANSWERS,
@@ -24,6 +26,7 @@ from smartpole.api.ngsi_ld_http import (
     flag,
     int_param,
     names,
+    read_body,
     request_context,
     selection,
 )
@@ -51,6 +54,7 @@ TemporalDep = Annotated[TemporalBroker, Depends(_temporal)]
 
 
 _FORMATS = ("normalized", TEMPORAL_VALUES, AGGREGATED_VALUES)
+_TEMPORAL_Q = ("timerel", "timeAt", "endTimeAt", "lastN")  # a Query's temporalQ members
 
 
 def _representation(request: Request) -> tuple[str, bool]:
@@ -72,8 +76,11 @@ def _representation(request: Request) -> tuple[str, bool]:
     return named or "normalized", named is not None
 
 
-def _temporal_query(request: Request, attrs: frozenset[str] | None) -> tuple[TemporalQuery, str]:
-    params = request.query_params
+def _temporal_query(
+    request: Request, attrs: frozenset[str] | None, temporal_q: Mapping[str, Any] | None = None
+) -> tuple[TemporalQuery, str]:
+    """The temporal query of the URL's parameters (a body's ``temporalQ`` over them)."""
+    params = {**request.query_params, **(temporal_q or {})}
     representation, named = _representation(request)
     methods = params.get("aggrMethods")
     if representation == AGGREGATED_VALUES and methods is None:
@@ -83,6 +90,10 @@ def _temporal_query(request: Request, attrs: frozenset[str] | None) -> tuple[Tem
     aggregated = representation == AGGREGATED_VALUES  # else aggrMethods are not for this format
     window = parse_window(params.get("timerel"), params.get("timeAt"), params.get("endTimeAt"))
     last_n = int_param(request, "lastN", 0) or None
+    if temporal_q is not None and "lastN" in temporal_q:
+        if not isinstance(temporal_q["lastN"], int) or isinstance(temporal_q["lastN"], bool):
+            raise NgsiLdError.bad_data("temporalQ lastN must be an integer")
+        last_n = temporal_q["lastN"] or None
     tq = TemporalQuery.of(
         window,
         last_n,
@@ -111,6 +122,43 @@ async def query_temporal(
     body = [chosen.project(render_temporal(s, ctx, representation), ctx) for s in series]
     headers = {COUNT_HEADER: str(total)} if flag(request, "count") else None
     return answer(body, ctx, media, headers=headers)
+
+
+@router.post(
+    "/entityOperations/query",
+    summary="Query the history of entities with a body",
+    responses=READ_ANSWERS,
+)
+async def query_temporal_by_body(
+    request: Request,
+    scope: NgsiScope,
+    temporal: TemporalDep,
+    loader: LoaderDep,
+    settings: SettingsDep,
+) -> Response:
+    """A temporal query too long for a URL: a ``Query`` object (``entities``, ``attrs``, ``q``,
+    ``geoQ``, ``scopeQ`` and ``temporalQ``: ``timerel``, ``timeAt``, ``endTimeAt``,
+    ``lastN``); ``limit``, ``offset``, ``count``, ``options``/``format``, ``aggrMethods`` and
+    ``pick``/``omit`` stay in the URL."""
+    media = accepted(request)
+    body, ctx = await read_body(request, loader, settings.max_body_bytes)
+    params = query_params_of(body)
+    temporal_q = body.get("temporalQ", {})
+    if not isinstance(temporal_q, dict):
+        raise NgsiLdError.bad_data("temporalQ must be an object")
+    for member in ("timerel", "timeAt", "endTimeAt"):
+        if member in temporal_q and not isinstance(temporal_q[member], str):
+            raise NgsiLdError.bad_data(f"temporalQ {member} must be a string")
+    query = scope.narrow(entity_query(request, ctx, params))
+    known = {
+        k: v for k, v in temporal_q.items() if k in ("timerel", "timeAt", "endTimeAt", "lastN")
+    }
+    tq, representation = _temporal_query(request, query.attrs, known)
+    chosen = selection(request)
+    series, total = await run_in_threadpool(temporal.temporal_query, scope.who, query, tq)
+    answered = [chosen.project(render_temporal(s, ctx, representation), ctx) for s in series]
+    headers = {COUNT_HEADER: str(total)} if flag(request, "count") else None
+    return answer(answered, ctx, media, headers=headers)
 
 
 @router.get(

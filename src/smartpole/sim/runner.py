@@ -242,7 +242,12 @@ class Simulator:
 
     async def _play(self, cues: list[Cue]) -> None:
         """Make the scenario's live events happen on time, each on its own."""
-        await asyncio.gather(*(self._play_one(cue) for cue in cues))
+        outcomes = await asyncio.gather(
+            *(self._play_one(cue) for cue in cues), return_exceptions=True
+        )
+        for cue, outcome in zip(cues, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error("scenario step %s failed: %s", cue.describe(), outcome)
         if cues:
             self._announce("played; the fault rates take over")
 
@@ -252,10 +257,12 @@ class Simulator:
         if delay > 0:
             await asyncio.sleep(delay)
         link = self._links.get(cue.pole)
-        if cue.step.event is Event.GATEWAY_OFFLINE and link is not None:
+        if cue.step.event is Event.GATEWAY_OFFLINE and link is not None and link.mode == "gateway":
             # A gateway cut off before its first report never said which devices it carries:
-            # the platform would see one device go offline, not a pole.
-            await link.reported.wait()
+            # the platform would see one device go offline, not a pole. (A pole that cannot
+            # report at all is cut off after three of its intervals.)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(link.reported.wait(), 3 * self.options.interval)
         t = self.now()
         self._count(cue)
         if play(self._by_code[cue.pole], cue, t):
@@ -288,7 +295,6 @@ class Simulator:
                 for _, fault in tick.faults:
                     self.stats.faults[fault] = self.stats.faults.get(fault, 0) + 1
                 await link.deliver(tick, t)
-                link.reported.set()
         finally:
             await link.drop()
 
@@ -386,7 +392,7 @@ class _PoleLink:
         self.ps = ps
         self.mode = sim.options.mode
         self.clients: dict[str, MqttClient] = {}  # by device name (gateway mode: the gateway)
-        self.reported = asyncio.Event()  # set once the pole has made its first report
+        self.reported = asyncio.Event()  # set once the platform acknowledged a report (gateway)
 
     # -- delivery -----------------------------------------------------------------------------
     async def deliver(self, tick: Any, t: float) -> None:
@@ -432,6 +438,8 @@ class _PoleLink:
                     ps.put_back(left if topic_left.startswith(GW) else {gw: left})
                 await self.drop(clean=False)
                 return
+        if pending:
+            self.reported.set()  # the platform has heard of the devices the gateway carries
 
     async def _deliver_per_device(self, tick: Any, t: float) -> None:
         ps = self.ps

@@ -1034,4 +1034,14 @@ async def test_changes_in_the_same_millisecond_are_all_written(
         stamps.append(r.json()["modifiedAt"])
     car_now = r.json()
     assert (car_now["speed"]["value"], car_now["brandName"]["value"]) == (3, "Volvo")
-    assert stamps == sorted(set(stamps))  # three changes, three later and later stamps
+    batches = [
+        ("update", [{"id": "urn:ngsi-ld:Car:901", "speed": 4}]),
+        ("upsert", [car(901, speed=5)]),
+    ]
+    for operation, body in batches:  # a batch in the same millisecond: later again
+        r = await client.post(f"{BASE}/entityOperations/{operation}", json=body, headers=auth)
+        assert r.status_code in (201, 204), r.text
+        r = await client.get(f"{BASE}/entities/urn:ngsi-ld:Car:901?options=sysAttrs", headers=auth)
+        stamps.append(r.json()["modifiedAt"])
+    assert r.json()["speed"]["value"] == 5
+    assert stamps == sorted(set(stamps))  # five changes, each stamped later than the last

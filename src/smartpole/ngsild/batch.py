@@ -76,12 +76,14 @@ class BatchOperations:
                     writes.created.append(entity)
                     continue
                 types_before = list(old.types)
+                at = old.next_stamp(now)
                 if replace:
+                    stamp_all(entity.attrs, at)
                     old.types, old.attrs, old.scopes = entity.types, entity.attrs, entity.scopes
                 else:
-                    old.write_all(entity.attrs, now)
+                    old.write_all(entity.attrs, at)
                     old.types = list(dict.fromkeys([*old.types, *entity.types]))
-                old.modified_at = now
+                old.modified_at = at
                 writes.changed.append(old)
                 if old.types != types_before:
                     writes.retyped.add(old.id)
@@ -121,8 +123,9 @@ class BatchOperations:
                 if old.types != types_before:
                     writes.retyped.add(old.id)
                 if attrs or old.id in writes.retyped:
-                    old.write_all(attrs, now)
-                    old.modified_at = now
+                    at = old.next_stamp(now)
+                    old.write_all(attrs, at)
+                    old.modified_at = at
                     writes.changed.append(old)
             return writes
 

@@ -156,14 +156,14 @@ class ContextBroker:
         """Apply ``change`` to a stored entity in one transaction, then tell the listeners.
 
         ``change`` gets the entity and the time to stamp what it changes with, read once the
-        entity is locked and later than the entity's last change: two writers in the same
-        millisecond would otherwise stamp alike, and the second's change would look like no
-        change at all (and not be written)."""
+        entity is locked (:meth:`Entity.next_stamp`): two writers in the same millisecond
+        would otherwise stamp alike, and the second's change would look like no change at all
+        (and not be written)."""
         written: list[Entity] = []
 
         def wrapped(entity: Entity) -> Any:
             modified = entity.modified_at
-            result = change(entity, max(self.clock(), modified + 1))
+            result = change(entity, entity.next_stamp(self.clock()))
             if entity.modified_at != modified:  # a change that changed nothing tells no one
                 written.append(entity)
             return result

@@ -184,6 +184,12 @@ class Entity:
                     kept.append(name)
         return new, kept
 
+    def next_stamp(self, now: int) -> int:
+        """The time to stamp a change to this entity with: ``now``, or just after its last
+        change if that is not earlier (two writers in one millisecond), so that every change
+        is later than the one before it and its attributes are told from those of the last."""
+        return max(now, self.modified_at + 1)
+
     def write_all(self, attrs: dict[str, list[Attribute]], now: int) -> None:
         """:meth:`write` each instance of ``attrs``."""
         for name, instances in attrs.items():

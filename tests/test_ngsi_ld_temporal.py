@@ -329,6 +329,14 @@ async def test_format_takes_precedence_over_options_and_aggr_methods(
     assert r.status_code == 200, r.text
     [entity] = r.json()
     assert [v[0] for v in entity["intensity"]["values"]] == [1, 2]
+    # sysAttrs is the standard's: accepted; aggregation parameters are checked all the same
+    r = await client.get(
+        f"{BASE}/temporal/entities", params={**query, "options": "sysAttrs"}, headers=auth
+    )
+    assert r.status_code == 200, r.text
+    query["aggrPeriodDuration"] = "soon"
+    r = await client.get(f"{BASE}/temporal/entities", params=query, headers=auth)
+    assert r.status_code == 400, r.text
 
 
 async def test_a_temporal_query_comes_in_a_body_too(client: httpx.AsyncClient, city: City) -> None:
@@ -359,7 +367,15 @@ async def test_a_temporal_query_comes_in_a_body_too(client: httpx.AsyncClient, c
     r = await client.post(url, json=query, params={"options": "temporalValues"}, headers=auth)
     got = {e["id"].rsplit(":", 1)[1]: e["intensity"]["values"] for e in r.json()}
     assert got == {"yitian": [[9, at(9)]], "caitian": [[6, at(6)]]}
-    for bad in ({"temporalQ": "after"}, {"temporalQ": {"timeAt": 5}}, {"type": "Entity"}):
+    bad_bodies = (
+        {"temporalQ": "after"},
+        {"temporalQ": {"timeAt": 5}},
+        {"temporalQ": {"timerel": "after", "timeAt": at(0), "lastN": "1"}},
+        {"temporalQ": {"timerel": "after", "timeAt": at(0), "timeproperty": "modifiedAt"}},
+        {"temporalQ": {"timerel": "after", "timeAt": at(0), "timeRel": "before"}},
+        {"type": "Entity"},
+    )
+    for bad in bad_bodies:
         r = await client.post(url, json={**query, **bad}, headers=auth)
         assert r.status_code == 400, (bad, r.text)
         assert r.json()["type"].endswith("BadRequestData")

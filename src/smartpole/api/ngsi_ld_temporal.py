@@ -4,6 +4,7 @@ smartpole's readings and rollups and from the history of other systems' entities
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -30,6 +31,8 @@ from smartpole.api.ngsi_ld_http import (
     request_context,
     selection,
 )
+from smartpole.ngsild.broker import EntityQuery
+from smartpole.ngsild.context import Context
 from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.history import TemporalBroker
 from smartpole.ngsild.temporal import (
@@ -54,7 +57,8 @@ TemporalDep = Annotated[TemporalBroker, Depends(_temporal)]
 
 
 _FORMATS = ("normalized", TEMPORAL_VALUES, AGGREGATED_VALUES)
-_TEMPORAL_Q = ("timerel", "timeAt", "endTimeAt", "lastN")  # a Query's temporalQ members
+# sysAttrs is a temporal option of the standard; temporal answers show no system times yet
+_OPTIONS = (*_FORMATS, "sysAttrs")
 
 
 def _representation(request: Request) -> tuple[str, bool]:
@@ -62,10 +66,10 @@ def _representation(request: Request) -> tuple[str, bool]:
     (``format`` takes precedence, clause 6.3.12). An unknown value is an InvalidRequest."""
     raw = request.query_params.get("options", "")
     options = {o.strip() for o in raw.split(",") if o.strip()}
-    unknown = options - set(_FORMATS)
+    unknown = options - set(_OPTIONS)
     if unknown:
         raise NgsiLdError.invalid(
-            f"unknown temporal options {sorted(unknown)} (smartpole answers {', '.join(_FORMATS)})"
+            f"unknown temporal options {sorted(unknown)} (one of {', '.join(_OPTIONS)})"
         )
     chosen = request.query_params.get("format")
     if chosen is not None:
@@ -76,10 +80,33 @@ def _representation(request: Request) -> tuple[str, bool]:
     return named or "normalized", named is not None
 
 
+def _temporal_q_of(body: dict[str, Any]) -> dict[str, Any]:
+    """A ``Query`` object's ``temporalQ`` (``timerel``, ``timeAt``, ``endTimeAt``, ``lastN``;
+    ``timeproperty`` ``observedAt``, the one smartpole keeps history by), checked."""
+    temporal_q = body.get("temporalQ", {})
+    if not isinstance(temporal_q, dict):
+        raise NgsiLdError.bad_data("temporalQ must be an object")
+    for member, value in temporal_q.items():
+        if member in ("timerel", "timeAt", "endTimeAt"):
+            if not isinstance(value, str):
+                raise NgsiLdError.bad_data(f"temporalQ {member} must be a string")
+        elif member == "lastN":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise NgsiLdError.bad_data("temporalQ lastN must be an integer")
+        elif member == "timeproperty":
+            if value != "observedAt":
+                raise NgsiLdError.bad_data("temporalQ timeproperty: only observedAt is kept")
+        else:
+            raise NgsiLdError.bad_data(f"temporalQ has no member {member!r}")
+    return {k: v for k, v in temporal_q.items() if k != "timeproperty"}
+
+
 def _temporal_query(
     request: Request, attrs: frozenset[str] | None, temporal_q: Mapping[str, Any] | None = None
 ) -> tuple[TemporalQuery, str]:
-    """The temporal query of the URL's parameters (a body's ``temporalQ`` over them)."""
+    """The temporal query of the URL's parameters (a body's checked ``temporalQ`` over them).
+    ``aggrMethods`` and ``aggrPeriodDuration`` are checked whatever the format, and used only
+    for aggregations."""
     params = {**request.query_params, **(temporal_q or {})}
     representation, named = _representation(request)
     methods = params.get("aggrMethods")
@@ -87,22 +114,39 @@ def _temporal_query(
         raise NgsiLdError.bad_data("aggregatedValues needs aggrMethods")
     if methods is not None and not named:  # aggrMethods alone asks for aggregations
         representation = AGGREGATED_VALUES
-    aggregated = representation == AGGREGATED_VALUES  # else aggrMethods are not for this format
     window = parse_window(params.get("timerel"), params.get("timeAt"), params.get("endTimeAt"))
     last_n = int_param(request, "lastN", 0) or None
     if temporal_q is not None and "lastN" in temporal_q:
-        if not isinstance(temporal_q["lastN"], int) or isinstance(temporal_q["lastN"], bool):
-            raise NgsiLdError.bad_data("temporalQ lastN must be an integer")
         last_n = temporal_q["lastN"] or None
     tq = TemporalQuery.of(
         window,
         last_n,
         attrs,
-        [m.strip() for m in methods.split(",")] if methods is not None and aggregated else None,
-        params.get("aggrPeriodDuration") if aggregated else None,
+        [m.strip() for m in methods.split(",")] if methods is not None else None,
+        params.get("aggrPeriodDuration"),
         representation,
     )
+    if representation != AGGREGATED_VALUES:
+        tq = replace(tq, aggr_methods=None, aggr_period=None)
     return tq, representation
+
+
+async def _query_answer(
+    request: Request,
+    scope: NgsiScope,
+    temporal: TemporalBroker,
+    ctx: Context,
+    media: str,
+    query: EntityQuery,
+    temporal_q: Mapping[str, Any] | None = None,
+) -> Response:
+    """The histories of the entities ``query`` matches, as the request asks to see them."""
+    tq, representation = _temporal_query(request, query.attrs, temporal_q)
+    chosen = selection(request)
+    series, total = await run_in_threadpool(temporal.temporal_query, scope.who, query, tq)
+    body = [chosen.project(render_temporal(s, ctx, representation), ctx) for s in series]
+    headers = {COUNT_HEADER: str(total)} if flag(request, "count") else None
+    return answer(body, ctx, media, headers=headers)
 
 
 @router.get("/entities", summary="Query the history of entities", responses=READ_ANSWERS)
@@ -116,12 +160,7 @@ async def query_temporal(
     media = accepted(request)
     ctx = await request_context(request, loader)
     query = scope.narrow(entity_query(request, ctx))
-    tq, representation = _temporal_query(request, query.attrs)
-    chosen = selection(request)
-    series, total = await run_in_threadpool(temporal.temporal_query, scope.who, query, tq)
-    body = [chosen.project(render_temporal(s, ctx, representation), ctx) for s in series]
-    headers = {COUNT_HEADER: str(total)} if flag(request, "count") else None
-    return answer(body, ctx, media, headers=headers)
+    return await _query_answer(request, scope, temporal, ctx, media, query)
 
 
 @router.post(
@@ -143,22 +182,9 @@ async def query_temporal_by_body(
     media = accepted(request)
     body, ctx = await read_body(request, loader, settings.max_body_bytes)
     params = query_params_of(body)
-    temporal_q = body.get("temporalQ", {})
-    if not isinstance(temporal_q, dict):
-        raise NgsiLdError.bad_data("temporalQ must be an object")
-    for member in ("timerel", "timeAt", "endTimeAt"):
-        if member in temporal_q and not isinstance(temporal_q[member], str):
-            raise NgsiLdError.bad_data(f"temporalQ {member} must be a string")
+    temporal_q = _temporal_q_of(body)
     query = scope.narrow(entity_query(request, ctx, params))
-    known = {
-        k: v for k, v in temporal_q.items() if k in ("timerel", "timeAt", "endTimeAt", "lastN")
-    }
-    tq, representation = _temporal_query(request, query.attrs, known)
-    chosen = selection(request)
-    series, total = await run_in_threadpool(temporal.temporal_query, scope.who, query, tq)
-    answered = [chosen.project(render_temporal(s, ctx, representation), ctx) for s in series]
-    headers = {COUNT_HEADER: str(total)} if flag(request, "count") else None
-    return answer(answered, ctx, media, headers=headers)
+    return await _query_answer(request, scope, temporal, ctx, media, query, temporal_q)
 
 
 @router.get(

@@ -260,19 +260,29 @@ async def test_history_keeps_sub_attributes_and_answers_every_form(
     assert [v[0] for v in values["colour"]["values"]] == ["red", "blue"]
 
 
+async def traffic(
+    client: httpx.AsyncClient, auth: dict[str, str], road: str, *minutes: int, **more: Any
+) -> str:
+    """A TrafficFlowObserved of ``road`` created with its history: an ``intensity`` of ``m``
+    at each of ``minutes`` past T0 (and the attributes ``more``); its id."""
+    body = {
+        "id": f"urn:ngsi-ld:TrafficFlowObserved:{road}",
+        "type": "TrafficFlowObserved",
+        "intensity": [{"type": "Property", "value": m, "observedAt": at(m)} for m in minutes],
+        **more,
+    }
+    r = await client.post(f"{BASE}/temporal/entities", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    return str(body["id"])
+
+
 async def test_pick_and_omit_choose_the_members_of_a_history(
     client: httpx.AsyncClient, city: City
 ) -> None:
     auth = city.auth("city", Role.OPERATOR)
-    body = {
-        "id": "urn:ngsi-ld:TrafficFlowObserved:binhe",
-        "type": "TrafficFlowObserved",
-        "intensity": [{"type": "Property", "value": v, "observedAt": at(v)} for v in (1, 2)],
-        "occupancy": [{"type": "Property", "value": 0.5, "observedAt": at(1)}],
-    }
-    r = await client.post(f"{BASE}/temporal/entities", json=body, headers=auth)
-    assert r.status_code == 201, r.text
-    url = f"{BASE}/temporal/entities/{body['id']}"
+    occupancy = [{"type": "Property", "value": 0.5, "observedAt": at(1)}]
+    entity_id = await traffic(client, auth, "binhe", 1, 2, occupancy=occupancy)
+    url = f"{BASE}/temporal/entities/{entity_id}"
     window = {"timerel": "after", "timeAt": at(0)}
     r = await client.get(url, params={**window, "pick": "id,intensity"}, headers=auth)
     assert r.status_code == 200, r.text
@@ -310,13 +320,7 @@ async def test_format_takes_precedence_over_options_and_aggr_methods(
     client: httpx.AsyncClient, city: City
 ) -> None:
     auth = city.auth("city", Role.OPERATOR)
-    body = {
-        "id": "urn:ngsi-ld:TrafficFlowObserved:hongli",
-        "type": "TrafficFlowObserved",
-        "intensity": [{"type": "Property", "value": v, "observedAt": at(v)} for v in (1, 2)],
-    }
-    r = await client.post(f"{BASE}/temporal/entities", json=body, headers=auth)
-    assert r.status_code == 201, r.text
+    await traffic(client, auth, "hongli", 1, 2)
     query = {
         "type": "TrafficFlowObserved",
         "timerel": "after",
@@ -341,14 +345,8 @@ async def test_format_takes_precedence_over_options_and_aggr_methods(
 
 async def test_a_temporal_query_comes_in_a_body_too(client: httpx.AsyncClient, city: City) -> None:
     auth = city.auth("city", Role.OPERATOR)
-    for road, values in (("yitian", (1, 5, 9)), ("caitian", (2, 6))):
-        body = {
-            "id": f"urn:ngsi-ld:TrafficFlowObserved:{road}",
-            "type": "TrafficFlowObserved",
-            "intensity": [{"type": "Property", "value": v, "observedAt": at(v)} for v in values],
-        }
-        r = await client.post(f"{BASE}/temporal/entities", json=body, headers=auth)
-        assert r.status_code == 201, r.text
+    await traffic(client, auth, "yitian", 1, 5, 9)
+    await traffic(client, auth, "caitian", 2, 6)
     query = {
         "type": "Query",
         "entities": [{"type": "TrafficFlowObserved"}],

@@ -363,9 +363,14 @@ class Control:
             .scalar_subquery()
         )
         stmt = insert(commands).values(**values, request_id=next_request).returning(commands.c.id)
+        lock_device = select(devices.c.id).where(devices.c.id == device_id).with_for_update()
         for attempt in range(1, INSERT_ATTEMPTS + 1):
             try:
                 with self.engine.begin() as conn:
+                    if self.engine.dialect.name == "postgresql":
+                        # calls to one device take turns for its next request id (SQLite
+                        # writes one at a time already)
+                        conn.execute(lock_device)
                     command_id = conn.execute(stmt).scalar_one()
                 return self.get(command_id)
             except IntegrityError as err:

@@ -167,6 +167,7 @@ class Platform:
             node=settings.node_id,
             allow_private=settings.ngsi_ld_private_endpoints,
             ttl_ms=settings.ngsi_ld_notification_ttl_s * 1000,
+            instance_limit=settings.ngsi_ld_temporal_limit,
         )
         # a lamp or column alarm sets a Streetlight's status: subscriptions are told
         self.hub.alarms.add_listener(self.open_data.notifier.on_alarm)

@@ -238,6 +238,13 @@ class Settings(BaseSettings):
         description="NGSI-LD: how long a notification a receiver does not take is retried"
         " before it is dropped (logged and counted as failed), in seconds.",
     )
+    ngsi_ld_temporal_limit: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="NGSI-LD temporal API: the most instances of one attribute an answer holds;"
+        " a longer history is answered in part (206 with Content-Range), paged by time.",
+    )
     ngsi_ld_open_types: str = Field(
         "",
         description="NGSI-LD open data: comma-separated entity types (smartpole's names, e.g."

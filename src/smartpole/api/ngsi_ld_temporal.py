@@ -16,6 +16,8 @@ from smartpole.api.ngsi_ld_batch import query_params_of
 from smartpole.api.ngsi_ld_http import (
     COUNT_HEADER,
     ENTITY_ANSWERS,
+    JSON,
+    LD,
     PREFIX,
     READ_ANSWERS,
     LoaderDep,
@@ -38,6 +40,7 @@ from smartpole.ngsild.history import TemporalBroker
 from smartpole.ngsild.temporal import (
     AGGREGATED_VALUES,
     TEMPORAL_VALUES,
+    InstanceRange,
     TemporalQuery,
     parse_window,
     render_temporal,
@@ -56,6 +59,16 @@ async def _temporal(request: Request) -> TemporalBroker:
 TemporalDep = Annotated[TemporalBroker, Depends(_temporal)]
 
 
+HISTORY_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **READ_ANSWERS,
+    206: {
+        "description": "Longer histories than an answer holds (ngsi_ld_temporal_limit instances"
+        " of an attribute): the instances of the time range in Content-Range"
+        " (date-time <first>-<last>/<lastN or *>)",
+        "headers": {"Content-Range": {"schema": {"type": "string"}}},
+        "content": {JSON: {}, LD: {}},
+    },
+}
 _FORMATS = ("normalized", TEMPORAL_VALUES, AGGREGATED_VALUES)
 # sysAttrs is a temporal option of the standard; temporal answers show no system times yet
 _OPTIONS = (*_FORMATS, "sysAttrs")
@@ -125,6 +138,7 @@ def _temporal_query(
         [m.strip() for m in methods.split(",")] if methods is not None else None,
         params.get("aggrPeriodDuration"),
         representation,
+        params.get("timerel"),
     )
     if representation != AGGREGATED_VALUES:
         tq = replace(tq, aggr_methods=None, aggr_period=None)
@@ -143,13 +157,24 @@ async def _query_answer(
     """The histories of the entities ``query`` matches, as the request asks to see them."""
     tq, representation = _temporal_query(request, query.attrs, temporal_q)
     chosen = selection(request)
-    series, total = await run_in_threadpool(temporal.temporal_query, scope.who, query, tq)
+    series, total, shown = await run_in_threadpool(temporal.temporal_query, scope.who, query, tq)
     body = [chosen.project(render_temporal(s, ctx, representation), ctx) for s in series]
-    headers = {COUNT_HEADER: str(total)} if flag(request, "count") else None
-    return answer(body, ctx, media, headers=headers)
+    headers = {COUNT_HEADER: str(total)} if flag(request, "count") else {}
+    return _history_answer(body, ctx, media, shown, headers)
 
 
-@router.get("/entities", summary="Query the history of entities", responses=READ_ANSWERS)
+def _history_answer(
+    body: Any, ctx: Context, media: str, shown: InstanceRange | None, headers: dict[str, str]
+) -> Response:
+    """Histories, whole (200) or cut to a time range: 206 with its ``Content-Range`` (clause
+    6.3.10); the rest is asked for with ``timerel`` from the range's end."""
+    if shown is None:
+        return answer(body, ctx, media, headers=headers)
+    headers = {**headers, "Content-Range": shown.header()}
+    return answer(body, ctx, media, status=206, headers=headers)
+
+
+@router.get("/entities", summary="Query the history of entities", responses=HISTORY_ANSWERS)
 async def query_temporal(
     request: Request, scope: NgsiScope, temporal: TemporalDep, loader: LoaderDep
 ) -> Response:
@@ -166,7 +191,7 @@ async def query_temporal(
 @router.post(
     "/entityOperations/query",
     summary="Query the history of entities with a body",
-    responses=READ_ANSWERS,
+    responses=HISTORY_ANSWERS,
 )
 async def query_temporal_by_body(
     request: Request,
@@ -188,7 +213,9 @@ async def query_temporal_by_body(
 
 
 @router.get(
-    "/entities/{entity_id}", summary="Retrieve the history of an entity", responses=READ_ANSWERS
+    "/entities/{entity_id}",
+    summary="Retrieve the history of an entity",
+    responses=HISTORY_ANSWERS,
 )
 async def retrieve_temporal(
     entity_id: str, request: Request, scope: NgsiScope, temporal: TemporalDep, loader: LoaderDep
@@ -202,8 +229,9 @@ async def retrieve_temporal(
     chosen = selection(request)
     if scope.only_types is not None:  # open data: only the open types
         scope.check(await run_in_threadpool(temporal.broker.retrieve, scope.who, entity_id))
-    series = await run_in_threadpool(temporal.temporal_retrieve, scope.who, entity_id, tq)
-    return answer(chosen.project(render_temporal(series, ctx, representation), ctx), ctx, media)
+    series, shown = await run_in_threadpool(temporal.temporal_retrieve, scope.who, entity_id, tq)
+    body = chosen.project(render_temporal(series, ctx, representation), ctx)
+    return _history_answer(body, ctx, media, shown, {})
 
 
 @router.post(

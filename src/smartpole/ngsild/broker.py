@@ -121,9 +121,10 @@ class OwnSource(Protocol):
         ...
 
     def history(
-        self, who: Principal, entities: Sequence[Entity], query: TemporalQuery
+        self, who: Principal, entities: Sequence[Entity], query: TemporalQuery, n: int
     ) -> dict[str, dict[str, list[Attribute]]]:
-        """Per entity id and attribute IRI, the readings in the window as instances."""
+        """Per entity id and attribute IRI, ``n`` readings in the window as instances (the
+        newest with ``lastN``, else the oldest), oldest first."""
         ...
 
     def aggregated(

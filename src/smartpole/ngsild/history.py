@@ -17,10 +17,13 @@ from smartpole.ngsild.temporal import (
     INSTANCE_PREFIX,
     MAX_INSTANCES,
     NORMALIZED,
+    InstanceRange,
     TemporalQuery,
     TemporalSeries,
     aggregate,
     from_shown,
+    page_instances,
+    time_of,
 )
 from smartpole.registry.access import Principal
 
@@ -28,71 +31,110 @@ __all__ = ["TemporalBroker"]
 
 
 class TemporalBroker:
-    """Temporal queries, retrievals and provision, for one context broker's entities."""
+    """Temporal queries, retrievals and provision, for one context broker's entities. An
+    answer holds at most ``instance_limit`` instances of an attribute; a longer history is
+    answered in part (:class:`InstanceRange`), paged by time."""
 
-    def __init__(self, broker: ContextBroker) -> None:
+    def __init__(self, broker: ContextBroker, instance_limit: int = MAX_INSTANCES) -> None:
         self.broker = broker
+        self.instance_limit = instance_limit
 
     def temporal_query(
         self, who: Principal, query: EntityQuery, tq: TemporalQuery
-    ) -> tuple[list[TemporalSeries], int]:
-        """The history of the entities a query matches now (a page of them) and their count."""
+    ) -> tuple[list[TemporalSeries], int, InstanceRange | None]:
+        """The history of the entities a query matches now (a page of them), their count, and
+        the time range shown when the histories were too long to show whole."""
         page, total = self.broker.query(who, query)
-        return self._series(who, page, tq), total
+        series, shown = self._series(who, page, tq)
+        return series, total, shown
 
     def temporal_retrieve(
         self, who: Principal, entity_id: str, tq: TemporalQuery
-    ) -> TemporalSeries:
-        """One entity's history (ResourceNotFound when there is no such entity)."""
-        return self._series(who, [self.broker.retrieve(who, entity_id)], tq)[0]
+    ) -> tuple[TemporalSeries, InstanceRange | None]:
+        """One entity's history (ResourceNotFound when there is no such entity), and the time
+        range shown when it was too long to show whole."""
+        series, shown = self._series(who, [self.broker.retrieve(who, entity_id)], tq)
+        return series[0], shown
 
     def _series(
         self, who: Principal, entities: list[Entity], tq: TemporalQuery
-    ) -> list[TemporalSeries]:
+    ) -> tuple[list[TemporalSeries], InstanceRange | None]:
         out = {e.id: TemporalSeries(e) for e in entities}
         own = [e for e in entities if self.broker.own is not None and self.broker.own.owns(e.id)]
         foreign = [e.id for e in entities if e.id not in {o.id for o in own}]
-        aggregating = tq.aggr_methods is not None
+        if tq.aggr_methods is not None:
+            self._aggregated(who, out, own, foreign, tq)
+            return [out[e.id] for e in entities], None
+        n = tq.fetch_size(self.instance_limit)
+        kept: dict[str, dict[str, list[HistoryRow]]] = {}
         if foreign:
             store = self.broker.store
-            if aggregating:
-                found = store.history(
-                    who.tenant_id, foreign, tq.attrs, tq.start, tq.end, 100 * MAX_INSTANCES
-                )
-            elif tq.last_n is not None:
-                found = store.last_instances(
-                    who.tenant_id,
-                    foreign,
-                    tq.attrs,
-                    tq.start,
-                    tq.end,
-                    tq.last_n,
-                )
+            if tq.last_n is not None:
+                kept = store.last_instances(who.tenant_id, foreign, tq.attrs, tq.start, tq.end, n)
             else:
-                found = store.history(
-                    who.tenant_id, foreign, tq.attrs, tq.start, tq.end, MAX_INSTANCES
-                )
-            for entity_id, by_attr in found.items():
-                series = out[entity_id]
-                for attr, rows in by_attr.items():
-                    if aggregating:
-                        series.aggregated[attr] = aggregate([_parsed(r) for r in rows], tq)
-                    elif tq.representation == NORMALIZED and all(r[2] for r in rows):
-                        series.fragments[attr] = orjson.Fragment(
-                            "[" + ",".join([_with_id(r[0], r[2] or "") for r in rows]) + "]"
-                        )
-                    else:
-                        series.instances[attr] = [(r[0], _parsed(r)) for r in rows]
+                kept = store.history(who.tenant_id, foreign, tq.attrs, tq.start, tq.end, n)
+        readings: dict[str, dict[str, list[Attribute]]] = {}
         if own and self.broker.own is not None:
-            if aggregating:
-                for entity_id, aggs in self.broker.own.aggregated(who, own, tq).items():
-                    out[entity_id].aggregated = aggs
-            else:
-                for entity_id, by_key in self.broker.own.history(who, own, tq).items():
-                    out[entity_id].instances = {
-                        a: [(None, x) for x in items] for a, items in by_key.items()
-                    }
-        return [out[e.id] for e in entities]
+            readings = self.broker.own.history(who, own, tq, n)
+        shown = self._page(kept, readings, tq)
+        for entity_id, by_attr in kept.items():
+            series = out[entity_id]
+            for attr, rows in by_attr.items():
+                if not rows:
+                    continue
+                if tq.representation == NORMALIZED and all(r[3] for r in rows):
+                    series.fragments[attr] = orjson.Fragment(
+                        "[" + ",".join([_with_id(r[0], r[3] or "") for r in rows]) + "]"
+                    )
+                else:
+                    series.instances[attr] = [(r[0], _parsed(r)) for r in rows]
+        for entity_id, by_key in readings.items():
+            out[entity_id].instances = {
+                a: [(None, x) for x in items] for a, items in by_key.items()
+            }
+        return [out[e.id] for e in entities], shown
+
+    def _page(
+        self,
+        kept: dict[str, dict[str, list[HistoryRow]]],
+        readings: dict[str, dict[str, list[Attribute]]],
+        tq: TemporalQuery,
+    ) -> InstanceRange | None:
+        """Cut the histories read to one time range an answer holds (see
+        :func:`page_instances`): kept instances and readings alike."""
+        limit = self.instance_limit
+        rows = [items for by_attr in kept.values() for items in by_attr.values()]
+        attributes = [items for by_key in readings.values() for items in by_key.values()]
+        if all(len(x) <= limit for x in rows) and all(len(x) <= limit for x in attributes):
+            return None
+        # one time for both kinds: cut them as (time, index) pairs, then keep what survived
+        pairs = [[(r[1], i) for i, r in enumerate(items)] for items in rows]
+        pairs += [[(time_of(a), i) for i, a in enumerate(items)] for items in attributes]
+        shown = page_instances(pairs, lambda p: p[0], tq, limit)
+        for row_list, survivors in zip(rows, pairs[: len(rows)], strict=True):
+            row_list[:] = [row_list[i] for _, i in survivors]
+        for attribute_list, survivors in zip(attributes, pairs[len(rows) :], strict=True):
+            attribute_list[:] = [attribute_list[i] for _, i in survivors]
+        return shown
+
+    def _aggregated(
+        self,
+        who: Principal,
+        out: dict[str, TemporalSeries],
+        own: list[Entity],
+        foreign: list[str],
+        tq: TemporalQuery,
+    ) -> None:
+        if foreign:
+            found = self.broker.store.history(
+                who.tenant_id, foreign, tq.attrs, tq.start, tq.end, 100 * MAX_INSTANCES
+            )
+            for entity_id, by_attr in found.items():
+                for attr, rows in by_attr.items():
+                    out[entity_id].aggregated[attr] = aggregate([_parsed(r) for r in rows], tq)
+        if own and self.broker.own is not None:
+            for entity_id, aggs in self.broker.own.aggregated(who, own, tq).items():
+                out[entity_id].aggregated = aggs
 
     def temporal_provide(self, who: Principal, body: Any, ctx: Context) -> bool:
         """Add instances to an entity's history, creating the entity when it does not exist
@@ -123,7 +165,7 @@ class TemporalBroker:
         def change(entity: Entity, now: int) -> None:
             for name, newest in current.items():
                 old = entity.instance(name, newest.dataset_id)
-                if old is None or _observed(old) <= _observed(newest):
+                if old is None or time_of(old) <= time_of(newest):
                     entity.write(name, newest, now)
                 else:
                     older.append((name, newest))
@@ -141,19 +183,15 @@ def _with_id(instance_id: int, shown: str) -> str:
 
 def _parsed(row: HistoryRow) -> Attribute:
     """A kept instance read back: its whole stored form, or its shown form."""
-    if row[1] is not None:
-        return Attribute.from_json(orjson.loads(row[1]))
-    return from_shown(orjson.loads(row[2] or "{}"))
-
-
-def _observed(attribute: Attribute) -> int:
-    return attribute.observed_at if attribute.observed_at is not None else attribute.modified_at
+    if row[2] is not None:
+        return Attribute.from_json(orjson.loads(row[2]))
+    return from_shown(orjson.loads(row[3] or "{}"))
 
 
 def _newest(items: list[Attribute]) -> Attribute:
     """The instance observed last (the last sent, among equals)."""
     best = items[0]
     for item in items[1:]:
-        if _observed(item) >= _observed(best):
+        if time_of(item) >= time_of(best):
             best = item
     return best

@@ -224,14 +224,20 @@ class OwnEntities:
         return found, keys
 
     def history(
-        self, who: Principal, entities: Sequence[Entity], query: TemporalQuery
+        self, who: Principal, entities: Sequence[Entity], query: TemporalQuery, n: int
     ) -> dict[str, dict[str, list[Attribute]]]:
-        """Per entity id and attribute IRI, the readings in the window (the newest ``lastN``,
-        else the newest :data:`MAX_INSTANCES`) as instances, oldest first."""
+        """Per entity id and attribute IRI, ``n`` readings in the window (the newest with
+        ``lastN``, else the oldest) as instances, oldest first."""
         found, keys = self._series_of(who, entities, query.attrs)
-        wanted = sorted({k for by_key in keys.values() for k in by_key})
-        n = query.last_n or MAX_INSTANCES
-        rows = self.readings.recent(list(keys), wanted, query.start, query.end, n)
+        rows: dict[int, dict[str, list[tuple[int, Value]]]]
+        if query.last_n is not None:
+            wanted = sorted({k for by_key in keys.values() for k in by_key})
+            rows = self.readings.recent(list(keys), wanted, query.start, query.end, n)
+        else:
+            rows = {
+                device: self.readings.history(device, list(by_key), query.start, query.end, n)
+                for device, by_key in keys.items()
+            }
         out: dict[str, dict[str, list[Attribute]]] = {}
         for device_id_, by_key in rows.items():
             device = found[device_id_]

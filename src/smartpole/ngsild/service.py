@@ -15,6 +15,7 @@ from smartpole.ngsild.notifier import Notifier
 from smartpole.ngsild.own import ActiveAlarms, OwnEntities
 from smartpole.ngsild.store import EntityStore
 from smartpole.ngsild.subscriptions import SubscriptionStore
+from smartpole.ngsild.temporal import MAX_INSTANCES
 from smartpole.registry.access import Principal
 from smartpole.registry.assets import Assets
 from smartpole.store.protocol import TimeSeries
@@ -48,6 +49,7 @@ class OpenData:
         node: str,
         allow_private: bool,
         ttl_ms: int,
+        instance_limit: int = MAX_INSTANCES,
     ) -> OpenData:
         """Wire the parts on one database."""
         own = OwnEntities(assets, readings, alarms)
@@ -69,7 +71,7 @@ class OpenData:
         broker.listeners.append(notifier.on_change)
         return cls(
             broker,
-            TemporalBroker(broker),
+            TemporalBroker(broker, instance_limit),
             BatchOperations(broker),
             subscriptions,
             notifier,

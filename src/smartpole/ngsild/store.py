@@ -68,9 +68,9 @@ class Writes:
     retyped: set[str] = field(default_factory=set)
 
 
-HistoryRow = tuple[int, str | None, str | None]
-"""One kept instance: its id, its whole stored form (only when it has sub-attributes) and its
-shown form (when it has none)."""
+HistoryRow = tuple[int, int, str | None, str | None]
+"""One kept instance: its id, when it was observed, its whole stored form (only when it has
+sub-attributes) and its shown form (when it has none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +354,12 @@ class EntityStore:
             ranked = inner.where(*where).subquery()
             query = (
                 select(
-                    ranked.c.id, ranked.c.entity_id, ranked.c.attr, ranked.c.body, ranked.c.shown
+                    ranked.c.id,
+                    ranked.c.entity_id,
+                    ranked.c.attr,
+                    ranked.c.observed,
+                    ranked.c.body,
+                    ranked.c.shown,
                 )
                 .where(ranked.c.rn <= limit)
                 .order_by(ranked.c.entity_id, ranked.c.attr, ranked.c.observed, ranked.c.id)
@@ -362,7 +367,9 @@ class EntityStore:
             with self.engine.connect() as conn:
                 for row in conn.execute(query):
                     by_attr = out.setdefault(row.entity_id, {})
-                    by_attr.setdefault(row.attr, []).append((row.id, row.body, row.shown))
+                    by_attr.setdefault(row.attr, []).append(
+                        (row.id, row.observed, row.body, row.shown)
+                    )
         return out
 
     def last_instances(
@@ -380,7 +387,7 @@ class EntityStore:
         h = history_t.c
         out: dict[str, dict[str, list[HistoryRow]]] = {}
         newest = (
-            select(h.id, h.body, h.shown)
+            select(h.id, h.observed, h.body, h.shown)
             .where(
                 h.tenant_id == tenant_id,
                 h.entity_id == bindparam("entity"),

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 import orjson
 
@@ -22,23 +22,25 @@ from smartpole.model.clock import now_ms
 from smartpole.ngsild.context import Context
 from smartpole.ngsild.entities import KINDS, Attribute, Entity, iso, parse_time, render_attribute
 from smartpole.ngsild.errors import NgsiLdError
-from smartpole.registry.access import Principal
 from smartpole.store.protocol import Aggregation
 
 __all__ = [
     "AGGREGATIONS",
     "MAX_INSTANCES",
+    "MAX_LAST_N",
     "STORE_KEPT",
     "Aggregated",
-    "OwnHistory",
+    "InstanceRange",
     "TemporalQuery",
     "TemporalSeries",
     "aggregate",
     "from_shown",
     "instance_json",
+    "page_instances",
     "parse_duration",
     "parse_window",
     "render_temporal",
+    "time_of",
 ]
 
 AGGREGATIONS = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
@@ -50,7 +52,8 @@ STORE_KEPT: dict[str, Aggregation] = {
     "min": "min",
     "max": "max",
 }
-MAX_INSTANCES = 1000  # per attribute and entity in one answer
+MAX_INSTANCES = 1000  # per attribute and entity in one answer, unless configured otherwise
+MAX_LAST_N = 1_000_000  # more than an answer holds: the answer is partial (206), paged by time
 INSTANCE_PREFIX = "urn:ngsi-ld:attribute:instance:"
 NORMALIZED = "normalized"
 TEMPORAL_VALUES = "temporalValues"
@@ -58,6 +61,7 @@ AGGREGATED_VALUES = "aggregatedValues"
 _DURATION = re.compile(
     r"^P(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
 )
+_T = TypeVar("_T")
 _END_OF_TIME = 4_102_444_800_000  # 2100-01-01
 MAX_PERIOD_MS = 100 * 365 * 86_400_000
 
@@ -116,6 +120,7 @@ class TemporalQuery:
     start: int = 0
     end: int = _END_OF_TIME
     last_n: int | None = None
+    timerel: str | None = None
     attrs: frozenset[str] | None = None
     aggr_methods: tuple[str, ...] | None = None
     aggr_period: int | None = None
@@ -130,10 +135,11 @@ class TemporalQuery:
         aggr_methods: Sequence[str] | None,
         aggr_period: str | None,
         representation: str = "normalized",
+        timerel: str | None = None,
     ) -> TemporalQuery:
-        """Checked parameters."""
-        if last_n is not None and not 1 <= last_n <= MAX_INSTANCES:
-            raise NgsiLdError.bad_data(f"lastN must be between 1 and {MAX_INSTANCES}")
+        """Checked parameters (``window`` from :func:`parse_window` of ``timerel``)."""
+        if last_n is not None and not 1 <= last_n <= MAX_LAST_N:
+            raise NgsiLdError.bad_data(f"lastN must be between 1 and {MAX_LAST_N}")
         methods = None
         if aggr_methods is not None:
             unknown = [m for m in aggr_methods if m not in AGGREGATIONS]
@@ -146,7 +152,60 @@ class TemporalQuery:
         if period is not None and methods is None:
             raise NgsiLdError.bad_data("aggrPeriodDuration needs aggrMethods")
         start, end = window if window is not None else (0, now_ms() + 1)
-        return cls(start, end, last_n, attrs, methods, period, representation)
+        timerel = timerel if window is not None else None
+        return cls(start, end, last_n, timerel, attrs, methods, period, representation)
+
+    def fetch_size(self, limit: int) -> int:
+        """How many instances of an attribute to read for an answer of at most ``limit`` of
+        them: one more than it holds tells that the answer is partial."""
+        return self.last_n if self.last_n is not None and self.last_n <= limit else limit + 1
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRange:
+    """The time range a partial temporal answer covers (clause 6.3.10): from ``first`` to
+    ``last`` (newest to oldest for a ``lastN`` query), of ``size`` instances asked (``lastN``;
+    None: not known)."""
+
+    first: int
+    last: int
+    size: int | None
+
+    def header(self) -> str:
+        """The ``Content-Range`` header of a 206 answer."""
+        size = "*" if self.size is None else str(self.size)
+        return f"date-time {iso(self.first)}-{iso(self.last)}/{size}"
+
+
+def page_instances(
+    histories: Sequence[list[_T]], time_of: Callable[[_T], int], query: TemporalQuery, limit: int
+) -> InstanceRange | None:
+    """Cut every attribute's instances (each list oldest first, read with
+    :meth:`TemporalQuery.fetch_size`) to one time range that no list holds more than ``limit``
+    of, in place; the range, or None when every list was whole.
+
+    Oldest first (no ``lastN``), the range ends at the earliest time a long list is cut at, so
+    the next page, ``timerel=after`` that time, misses nothing; with ``lastN`` it runs from the
+    newest back to the latest such time. Every attribute is cut at the same time: an answer
+    never shows one attribute further on than another."""
+    long = [items for items in histories if len(items) > limit]
+    if not long:
+        return None
+    newest_first = query.last_n is not None
+    if newest_first:
+        cut = max(time_of(items[-limit]) for items in long)
+        for items in histories:
+            items[:] = [x for x in items[-limit:] if time_of(x) >= cut]
+    else:
+        cut = min(time_of(items[limit - 1]) for items in long)
+        for items in histories:
+            items[:] = [x for x in items[:limit] if time_of(x) <= cut]
+    times = [time_of(x) for items in histories for x in items]
+    if newest_first:
+        bounded = query.timerel in ("before", "between")
+        return InstanceRange(query.end if bounded else max(times), cut, query.last_n)
+    bounded = query.timerel in ("after", "between")
+    return InstanceRange(query.start if bounded else min(times), cut, None)
 
 
 @dataclass(slots=True)
@@ -166,22 +225,6 @@ Aggregated = dict[str, list[tuple[Any, int, int]]]
 """Per method, ``(value, bucket start, bucket end)``."""
 
 
-class OwnHistory(Protocol):
-    """The readings of smartpole's own devices, as attribute instances (``ngsild.own``)."""
-
-    def history(
-        self, who: Principal, entities: Sequence[Entity], query: TemporalQuery
-    ) -> dict[str, dict[str, list[Attribute]]]:
-        """Per entity id and attribute IRI, the instances in the window, oldest first."""
-        ...
-
-    def aggregated(
-        self, who: Principal, entities: Sequence[Entity], query: TemporalQuery
-    ) -> dict[str, dict[str, Aggregated]]:
-        """Per entity id and attribute IRI, the aggregations per bucket."""
-        ...
-
-
 def _bucket_of(ts: int, query: TemporalQuery) -> tuple[int, int]:
     if query.aggr_period is None:
         return query.start, query.end
@@ -193,8 +236,7 @@ def aggregate(instances: Sequence[Attribute], query: TemporalQuery) -> Aggregate
     """The asked aggregations of instances (numbers for the arithmetic ones), per bucket."""
     buckets: dict[tuple[int, int], list[Any]] = {}
     for item in instances:
-        ts = item.observed_at if item.observed_at is not None else item.modified_at
-        buckets.setdefault(_bucket_of(ts, query), []).append(item.value)
+        buckets.setdefault(_bucket_of(time_of(item), query), []).append(item.value)
     out: Aggregated = {}
     for method in query.aggr_methods or ():
         rows: list[tuple[Any, int, int]] = []
@@ -249,7 +291,7 @@ def render_temporal(series: TemporalSeries, ctx: Context, representation: str) -
         if representation == TEMPORAL_VALUES:
             out[ctx.compact(name)] = {
                 "type": kind,
-                "values": [[a.value, iso(_time_of(a))] for _, a in instances],
+                "values": [[a.value, iso(time_of(a))] for _, a in instances],
             }
             continue
         shown = []
@@ -268,7 +310,7 @@ def render_temporal(series: TemporalSeries, ctx: Context, representation: str) -
 
 def _instance_item(a: Attribute) -> dict[str, Any]:
     item: dict[str, Any] = {"type": a.kind, KINDS[a.kind]: a.value}
-    item["observedAt"] = iso(_time_of(a))
+    item["observedAt"] = iso(time_of(a))
     if a.unit_code is not None:
         item["unitCode"] = a.unit_code
     if a.dataset_id is not None:
@@ -301,5 +343,6 @@ def from_shown(shown: dict[str, Any]) -> Attribute:
     )
 
 
-def _time_of(attribute: Attribute) -> int:
+def time_of(attribute: Attribute) -> int:
+    """When an instance was observed (when it was written, for one that does not say)."""
     return attribute.observed_at if attribute.observed_at is not None else attribute.modified_at

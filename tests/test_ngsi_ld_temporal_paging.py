@@ -193,3 +193,30 @@ async def test_aggregations_are_not_paged(
     )
     assert r.status_code == 200, r.text
     assert r.json()["speed"]["totalCount"][0][0] == 12
+
+
+async def test_an_attribute_cut_away_whole_is_shown_empty(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """Speed for the first ten minutes, the fuel level for ten minutes from minute 20: a page
+    of the first shows the second as empty, so the reader knows it continues later."""
+    auth = city.auth("city", Role.OPERATOR)
+    history = {
+        "id": "urn:ngsi-ld:Vehicle:8",
+        "type": "Vehicle",
+        "speed": [{"type": "Property", "value": m, "observedAt": at(m)} for m in range(10)],
+        "fuelLevel": [{"type": "Property", "value": m, "observedAt": at(m)} for m in range(20, 30)],
+    }
+    r = await client.post(f"{BASE}/temporal/entities", json=history, headers=auth)
+    assert r.status_code == 201, r.text
+    url = f"{BASE}/temporal/entities/urn:ngsi-ld:Vehicle:8"
+    r = await client.get(url, headers=auth)
+    assert content_range(r) == (0, 4, "*")
+    assert minutes(r.json(), "speed") == [0, 1, 2, 3, 4]
+    assert r.json()["fuelLevel"] == []
+    r = await client.get(url, params={"options": "temporalValues"}, headers=auth)
+    assert r.json()["fuelLevel"] == {"type": "Property", "values": []}
+    r = await client.get(url, params={"lastN": 6}, headers=auth)
+    assert content_range(r) == (29, 25, "6")
+    assert r.json()["speed"] == []
+    assert minutes(r.json(), "fuelLevel") == [25, 26, 27, 28, 29]

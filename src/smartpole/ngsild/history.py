@@ -76,7 +76,20 @@ class TemporalBroker:
         readings: dict[str, dict[str, list[Attribute]]] = {}
         if own and self.broker.own is not None:
             readings = self.broker.own.history(who, own, tq, n)
+        # the first instance of each attribute: its kind, should the cut leave none of it
+        heads = {
+            (entity_id, attr): items[0]
+            for found in (kept, readings)
+            for entity_id, by_attr in found.items()
+            for attr, items in by_attr.items()
+            if items
+        }
         shown = self._page(kept, readings, tq)
+        for (entity_id, attr), head in heads.items():
+            by_attr = kept.get(entity_id) or readings.get(entity_id) or {}
+            if not by_attr[attr]:
+                kind = head.kind if isinstance(head, Attribute) else _parsed(head).kind
+                out[entity_id].emptied[attr] = kind
         for entity_id, by_attr in kept.items():
             series = out[entity_id]
             for attr, rows in by_attr.items():
@@ -90,7 +103,7 @@ class TemporalBroker:
                     series.instances[attr] = [(r[0], _parsed(r)) for r in rows]
         for entity_id, by_key in readings.items():
             out[entity_id].instances = {
-                a: [(None, x) for x in items] for a, items in by_key.items()
+                a: [(None, x) for x in items] for a, items in by_key.items() if items
             }
         return [out[e.id] for e in entities], shown
 

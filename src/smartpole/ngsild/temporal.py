@@ -219,6 +219,8 @@ class TemporalSeries:
     # instances already in their normalized JSON (the history keeps it), one array per
     # attribute: spliced, not rebuilt
     fragments: dict[str, orjson.Fragment] = field(default_factory=dict)
+    # attributes a partial answer has no instance of (cut away: on a later page), by kind
+    emptied: dict[str, str] = field(default_factory=dict)
 
 
 Aggregated = dict[str, list[tuple[Any, int, int]]]
@@ -305,6 +307,9 @@ def render_temporal(series: TemporalSeries, ctx: Context, representation: str) -
         out[ctx.compact(name)] = shown
     for name, fragments in series.fragments.items():
         out[ctx.compact(name)] = fragments
+    for name, kind in series.emptied.items():
+        empty: Any = {"type": kind, "values": []} if representation == TEMPORAL_VALUES else []
+        out[ctx.compact(name)] = empty
     return out
 
 

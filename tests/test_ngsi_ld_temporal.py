@@ -295,6 +295,41 @@ async def test_pick_and_omit_choose_the_members_of_a_history(
     r = await client.get(url, params={**window, "pick": "id", "attrs": "intensity"}, headers=auth)
     assert r.status_code == 400  # pick replaces attrs
     assert r.json()["type"].endswith("BadRequestData")
+    # an entity's history with nothing left to show is not found, as with attrs it lacks
+    for nothing in ({"pick": "speed"}, {"omit": "id,type,intensity,occupancy"}, {"attrs": "speed"}):
+        r = await client.get(url, params={**window, **nothing}, headers=auth)
+        assert r.status_code == 404, (nothing, r.text)
+        assert r.json()["type"].endswith("ResourceNotFound")
+
+
+async def test_temporal_values_name_each_kind_by_its_member(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """Clause 4.5.9: ``values`` of a Property, ``objects`` of a Relationship,
+    ``languageMaps`` of a LanguageProperty, ``vocabs``, ``jsons``."""
+    auth = city.auth("city", Role.OPERATOR)
+    entity_id = await traffic(
+        client,
+        auth,
+        "shennan",
+        1,
+        refRoad=[{"type": "Relationship", "object": "urn:ngsi-ld:Road:1", "observedAt": at(1)}],
+        name=[{"type": "LanguageProperty", "languageMap": {"zh": "深南大道"}, "observedAt": at(1)}],
+        laneUsage=[{"type": "VocabProperty", "vocab": "forward", "observedAt": at(1)}],
+        extra=[{"type": "JsonProperty", "json": {"lanes": 8}, "observedAt": at(1)}],
+    )
+    url = f"{BASE}/temporal/entities/{entity_id}"
+    r = await client.get(url, params={"options": "temporalValues"}, headers=auth)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["intensity"] == {"type": "Property", "values": [[1, at(1)]]}
+    assert got["refRoad"] == {"type": "Relationship", "objects": [["urn:ngsi-ld:Road:1", at(1)]]}
+    assert got["name"] == {
+        "type": "LanguageProperty",
+        "languageMaps": [[{"zh": "深南大道"}, at(1)]],
+    }
+    assert got["laneUsage"]["vocabs"][0][0] == "forward"
+    assert got["extra"]["jsons"] == [[{"lanes": 8}, at(1)]]
 
 
 @pytest.mark.parametrize(

@@ -110,9 +110,7 @@ async def retrieve_entity(
     attrs = names(request, "attrs", ctx)
     view = view_of(request, ctx, attrs)
     join = join_of(request)
-    entity = scope.check(await run_in_threadpool(broker.retrieve, scope.who, entity_id))
-    if attrs is not None and not any(a in entity.attrs for a in attrs):
-        raise NgsiLdError.not_found(f"entity {entity_id} has none of the attributes asked for")
+    entity = scope.check(await run_in_threadpool(broker.retrieve, scope.who, entity_id, attrs))
     if media == GEO:
         geometry = request.query_params.get("geometryProperty", LOCATION)
         return answer(view.features([entity], geometry)["features"][0], ctx, GEO)

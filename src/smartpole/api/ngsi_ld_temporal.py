@@ -231,6 +231,8 @@ async def retrieve_temporal(
         scope.check(await run_in_threadpool(temporal.broker.retrieve, scope.who, entity_id))
     series, shown = await run_in_threadpool(temporal.temporal_retrieve, scope.who, entity_id, tq)
     body = chosen.project(render_temporal(series, ctx, representation), ctx)
+    if not body:  # pick matched nothing, or omit left nothing
+        raise NgsiLdError.not_found(f"nothing of entity {entity_id} is left to show")
     return _history_answer(body, ctx, media, shown, {})
 
 

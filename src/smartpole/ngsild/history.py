@@ -51,9 +51,11 @@ class TemporalBroker:
     def temporal_retrieve(
         self, who: Principal, entity_id: str, tq: TemporalQuery
     ) -> tuple[TemporalSeries, InstanceRange | None]:
-        """One entity's history (ResourceNotFound when there is no such entity), and the time
-        range shown when it was too long to show whole."""
-        series, shown = self._series(who, [self.broker.retrieve(who, entity_id)], tq)
+        """One entity's history (ResourceNotFound when there is no such entity, or it has none
+        of the attributes asked for), and the time range shown when it was too long to show
+        whole."""
+        entity = self.broker.retrieve(who, entity_id, tq.attrs)
+        series, shown = self._series(who, [entity], tq)
         return series[0], shown
 
     def _series(

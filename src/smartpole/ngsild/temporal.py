@@ -293,7 +293,7 @@ def render_temporal(series: TemporalSeries, ctx: Context, representation: str) -
         if representation == TEMPORAL_VALUES:
             out[ctx.compact(name)] = {
                 "type": kind,
-                "values": [[a.value, iso(time_of(a))] for _, a in instances],
+                simplified_member(kind): [[a.value, iso(time_of(a))] for _, a in instances],
             }
             continue
         shown = []
@@ -308,9 +308,16 @@ def render_temporal(series: TemporalSeries, ctx: Context, representation: str) -
     for name, fragments in series.fragments.items():
         out[ctx.compact(name)] = fragments
     for name, kind in series.emptied.items():
-        empty: Any = {"type": kind, "values": []} if representation == TEMPORAL_VALUES else []
+        simple = representation == TEMPORAL_VALUES
+        empty: Any = {"type": kind, simplified_member(kind): []} if simple else []
         out[ctx.compact(name)] = empty
     return out
+
+
+def simplified_member(kind: str) -> str:
+    """The member of an attribute's ``temporalValues`` (clause 4.5.9): ``values`` of a
+    Property, ``objects`` of a Relationship, ``languageMaps``, ``vocabs``, ``jsons``…"""
+    return KINDS[kind] + "s"
 
 
 def _instance_item(a: Attribute) -> dict[str, Any]:

@@ -412,3 +412,54 @@ async def test_a_temporal_query_comes_in_a_body_too(client: httpx.AsyncClient, c
         r = await client.post(url, json={**query, **bad}, headers=auth)
         assert r.status_code == 400, (bad, r.text)
         assert r.json()["type"].endswith("BadRequestData")
+
+
+async def test_deletions_are_kept_and_read_by_deleted_at(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """Deleting an attribute (or merging NGSI-LD Null into it) records when: read with
+    ``timeproperty=deletedAt``; the observed history stays as it was."""
+    auth = city.auth("city", Role.OPERATOR)
+    entity_id = await traffic(
+        client,
+        auth,
+        "binhai",
+        1,
+        2,
+        refRoad=[{"type": "Relationship", "object": "urn:ngsi-ld:Road:2", "observedAt": at(1)}],
+        name=[{"type": "LanguageProperty", "languageMap": {"zh": "滨海大道"}, "observedAt": at(1)}],
+    )
+    r = await client.delete(f"{BASE}/entities/{entity_id}/attrs/intensity", headers=auth)
+    assert r.status_code == 204, r.text
+    r = await client.patch(
+        f"{BASE}/entities/{entity_id}",
+        json={"name": "urn:ngsi-ld:null", "refRoad": "urn:ngsi-ld:null"},
+        headers={**auth, "Content-Type": "application/merge-patch+json"},
+    )
+    assert r.status_code == 204, r.text
+    url = f"{BASE}/temporal/entities/{entity_id}"
+    r = await client.get(url, params={"timeproperty": "deletedAt"}, headers=auth)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    [intensity] = got["intensity"]
+    assert intensity["value"] == "urn:ngsi-ld:null"
+    assert intensity["instanceId"].startswith("urn:ngsi-ld:attribute:instance:")
+    assert "observedAt" not in intensity
+    assert got["name"][0]["languageMap"] == {"@none": "urn:ngsi-ld:null"}
+    assert got["refRoad"][0]["object"] == "urn:ngsi-ld:null"
+    assert got["name"][0]["deletedAt"] >= intensity["deletedAt"]  # deleted later
+    r = await client.get(
+        url, params={"timeproperty": "deletedAt", "options": "temporalValues"}, headers=auth
+    )
+    deleted_at = intensity["deletedAt"]
+    assert r.json()["intensity"] == {
+        "type": "Property",
+        "values": [["urn:ngsi-ld:null", deleted_at]],
+    }
+    assert r.json()["refRoad"]["objects"][0][0] == "urn:ngsi-ld:null"
+    # the observed history is as it was, without the deletions
+    r = await client.get(url, headers=auth)
+    assert [i["value"] for i in r.json()["intensity"]] == [1, 2]
+    r = await client.get(url, params={"timeproperty": "modifiedAt"}, headers=auth)
+    assert r.status_code == 400
+    assert "timeproperty" in r.json()["detail"]

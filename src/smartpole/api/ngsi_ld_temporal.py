@@ -39,6 +39,7 @@ from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.history import TemporalBroker
 from smartpole.ngsild.temporal import (
     AGGREGATED_VALUES,
+    OBSERVED_AT,
     TEMPORAL_VALUES,
     InstanceRange,
     TemporalQuery,
@@ -94,8 +95,8 @@ def _representation(request: Request) -> tuple[str, bool]:
 
 
 def _temporal_q_of(body: dict[str, Any]) -> dict[str, Any]:
-    """A ``Query`` object's ``temporalQ`` (``timerel``, ``timeAt``, ``endTimeAt``, ``lastN``;
-    ``timeproperty`` ``observedAt``, the one smartpole keeps history by), checked."""
+    """A ``Query`` object's ``temporalQ`` (``timerel``, ``timeAt``, ``endTimeAt``, ``lastN``,
+    ``timeproperty``), checked."""
     temporal_q = body.get("temporalQ", {})
     if not isinstance(temporal_q, dict):
         raise NgsiLdError.bad_data("temporalQ must be an object")
@@ -106,12 +107,9 @@ def _temporal_q_of(body: dict[str, Any]) -> dict[str, Any]:
         elif member == "lastN":
             if not isinstance(value, int) or isinstance(value, bool):
                 raise NgsiLdError.bad_data("temporalQ lastN must be an integer")
-        elif member == "timeproperty":
-            if value != "observedAt":
-                raise NgsiLdError.bad_data("temporalQ timeproperty: only observedAt is kept")
-        else:
+        elif member != "timeproperty":  # checked with the URL's
             raise NgsiLdError.bad_data(f"temporalQ has no member {member!r}")
-    return {k: v for k, v in temporal_q.items() if k != "timeproperty"}
+    return temporal_q
 
 
 def _temporal_query(
@@ -139,6 +137,7 @@ def _temporal_query(
         params.get("aggrPeriodDuration"),
         representation,
         params.get("timerel"),
+        params.get("timeproperty", OBSERVED_AT),
     )
     if representation != AGGREGATED_VALUES:
         tq = replace(tq, aggr_methods=None, aggr_period=None)

@@ -16,6 +16,7 @@ from smartpole.model.clock import now_ms
 from smartpole.ngsild.context import Context
 from smartpole.ngsild.entities import (
     KINDS,
+    NULL,
     Attribute,
     Entity,
     check_id,
@@ -33,7 +34,6 @@ from smartpole.ngsild.temporal import Aggregated, TemporalQuery
 from smartpole.registry.access import Principal
 
 __all__ = [
-    "NULL",
     "ChangeListener",
     "ContextBroker",
     "EntityQuery",
@@ -42,7 +42,6 @@ __all__ = [
     "stamp_all",
 ]
 
-NULL = "urn:ngsi-ld:null"  # a merge's value that deletes the attribute
 MAX_LIMIT = 1000
 
 

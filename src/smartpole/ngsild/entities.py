@@ -21,6 +21,7 @@ from smartpole.ngsild.geo import geometry_of
 
 __all__ = [
     "KINDS",
+    "NULL",
     "Attribute",
     "Entity",
     "Representation",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 # Each attribute type and the member its value is kept in.
+NULL = "urn:ngsi-ld:null"  # NGSI-LD Null: a merge's value that deletes, a deletion's value
 KINDS: dict[str, str] = {
     "Property": "value",
     "GeoProperty": "value",

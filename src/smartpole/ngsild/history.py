@@ -71,12 +71,12 @@ class TemporalBroker:
         kept: dict[str, dict[str, list[HistoryRow]]] = {}
         if foreign:
             store = self.broker.store
-            if tq.last_n is not None:
-                kept = store.last_instances(who.tenant_id, foreign, tq.attrs, tq.start, tq.end, n)
-            else:
-                kept = store.history(who.tenant_id, foreign, tq.attrs, tq.start, tq.end, n)
+            read = store.last_instances if tq.last_n is not None else store.history
+            kept = read(
+                who.tenant_id, foreign, tq.attrs, tq.start, tq.end, n, deletions=tq.deletions
+            )
         readings: dict[str, dict[str, list[Attribute]]] = {}
-        if own and self.broker.own is not None:
+        if own and self.broker.own is not None and not tq.deletions:  # readings are not deleted
             readings = self.broker.own.history(who, own, tq, n)
         # the first instance of each attribute: its kind, should the cut leave none of it
         heads = {
@@ -142,12 +142,18 @@ class TemporalBroker:
     ) -> None:
         if foreign:
             found = self.broker.store.history(
-                who.tenant_id, foreign, tq.attrs, tq.start, tq.end, 100 * MAX_INSTANCES
+                who.tenant_id,
+                foreign,
+                tq.attrs,
+                tq.start,
+                tq.end,
+                100 * MAX_INSTANCES,
+                deletions=tq.deletions,
             )
             for entity_id, by_attr in found.items():
                 for attr, rows in by_attr.items():
                     out[entity_id].aggregated[attr] = aggregate([_parsed(r) for r in rows], tq)
-        if own and self.broker.own is not None:
+        if own and self.broker.own is not None and not tq.deletions:
             for entity_id, aggs in self.broker.own.aggregated(who, own, tq).items():
                 out[entity_id].aggregated = aggs
 

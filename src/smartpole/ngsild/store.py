@@ -44,7 +44,7 @@ from smartpole.ngsild.patterns import Pattern
 from smartpole.ngsild.tables import ngsi_entities as t
 from smartpole.ngsild.tables import ngsi_entity_types as types_t
 from smartpole.ngsild.tables import ngsi_history as history_t
-from smartpole.ngsild.temporal import instance_json
+from smartpole.ngsild.temporal import deletion_json, instance_json, time_of
 
 __all__ = ["EntityFilter", "EntityStore", "HistoryRow", "Journal", "Writes"]
 
@@ -251,11 +251,14 @@ class EntityStore:
             if entity is None:
                 raise NgsiLdError.not_found(f"entity {entity_id} not found")
             types, modified = list(entity.types), entity.modified_at
+            before = [(name, a) for name, items in entity.attrs.items() for a in items]
             result = change(entity)
             if entity.modified_at != modified:
                 retyped = {entity.id} if entity.types != types else set()
                 self._update(conn, tenant_id, [entity], retyped)
                 self._record(conn, tenant_id, [entity])
+                gone = [(n, a) for n, a in before if entity.instance(n, a.dataset_id) is None]
+                _write_deletions(conn, tenant_id, entity, gone)
         return result
 
     def _read_for_update(self, conn: Connection, tenant_id: int, entity_id: str) -> Entity | None:
@@ -333,9 +336,12 @@ class EntityStore:
         start: int,
         end: int,
         limit: int,
+        *,
+        deletions: bool = False,
     ) -> dict[str, dict[str, list[HistoryRow]]]:
         """Per entity and attribute, the oldest ``limit`` instances observed in
-        ``[start, end)``, oldest first."""
+        ``[start, end)``, oldest first (``deletions``: the instances recording deletions,
+        by when they were deleted)."""
         out: dict[str, dict[str, list[HistoryRow]]] = {}
         h = history_t.c
         for chunk in _chunks(list(entity_ids)):
@@ -344,6 +350,7 @@ class EntityStore:
                 h.entity_id.in_(chunk),
                 h.observed >= start,
                 h.observed < end,
+                h.deleted == deletions,
             ]
             if attrs is not None:
                 where.append(h.attr.in_(list(attrs)))
@@ -380,10 +387,13 @@ class EntityStore:
         start: int,
         end: int,
         n: int,
+        *,
+        deletions: bool = False,
     ) -> dict[str, dict[str, list[HistoryRow]]]:
         """Per entity and attribute, the newest ``n`` instances observed in ``[start, end)``,
-        oldest first: one index seek per (entity, attribute), which at lastN=100 over 1,000
-        entities is several times cheaper than ranking every instance of them."""
+        oldest first (``deletions``: as :meth:`history`): one index seek per (entity,
+        attribute), which at lastN=100 over 1,000 entities is several times cheaper than
+        ranking every instance of them."""
         h = history_t.c
         out: dict[str, dict[str, list[HistoryRow]]] = {}
         newest = (
@@ -394,6 +404,7 @@ class EntityStore:
                 h.attr == bindparam("attr"),
                 h.observed >= start,
                 h.observed < end,
+                h.deleted == deletions,
             )
             .order_by(h.observed.desc(), h.id.desc())
             .limit(n)
@@ -504,10 +515,22 @@ def _history_row(tenant_id: int, entity_id: str, name: str, a: Attribute) -> tup
     """A history row (:data:`_HISTORY_KEYS`) of an instance. It keeps the instance's shown
     form (what the temporal API answers, and enough to read it back), else, with
     sub-attributes, its whole stored form."""
-    observed = a.observed_at if a.observed_at is not None else a.modified_at
     shown = instance_json(a)
     body = None if shown else orjson.dumps(a.to_json()).decode()
-    return (tenant_id, entity_id, name, observed, shown, body)
+    return (tenant_id, entity_id, name, time_of(a), shown, body)
+
+
+def _write_deletions(
+    conn: Connection, tenant_id: int, entity: Entity, gone: Sequence[tuple[str, Attribute]]
+) -> None:
+    """An instance for each attribute instance a change deleted, at the change's time."""
+    if gone:
+        at = entity.modified_at
+        rows = [
+            (tenant_id, entity.id, name, at, deletion_json(a.kind, a.dataset_id, at), None, True)
+            for name, a in gone
+        ]
+        _insert_many(conn, history_t, (*_HISTORY_KEYS, "deleted"), rows)
 
 
 def _write_history(conn: Connection, tenant_id: int, entities: Sequence[Entity]) -> None:

@@ -1,14 +1,15 @@
 """Tables of NGSI-LD: the entities other systems create through the API, and their history.
 
-Declared on the store's shared ``metadata`` so that migration 0017 and the tests see one schema.
-smartpole's own poles and devices are not copied here: they are read from the registry and the
-store as they are.
+Declared on the store's shared ``metadata`` so that migrations 0017-0018 and the tests see one
+schema. smartpole's own poles and devices are not copied here: they are read from the registry
+and the store as they are.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from smartpole.store.schema import metadata
@@ -82,6 +84,9 @@ ngsi_history = Table(
     # whole (entities.Attribute.to_json)
     Column("shown", Text, nullable=True),
     Column("body", Text, nullable=True),
+    # an instance recording the attribute's deletion (NGSI-LD Null, ``deletedAt`` the time in
+    # ``observed``), read only with ``timeproperty=deletedAt``
+    Column("deleted", Boolean, nullable=False, server_default=false()),
     ForeignKeyConstraint(
         ["tenant_id", "entity_id"],
         ["ngsi_entities.tenant_id", "ngsi_entities.entity_id"],

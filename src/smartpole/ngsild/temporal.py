@@ -20,20 +20,31 @@ import orjson
 
 from smartpole.model.clock import now_ms
 from smartpole.ngsild.context import Context
-from smartpole.ngsild.entities import KINDS, Attribute, Entity, iso, parse_time, render_attribute
+from smartpole.ngsild.entities import (
+    KINDS,
+    NULL,
+    Attribute,
+    Entity,
+    iso,
+    parse_time,
+    render_attribute,
+)
 from smartpole.ngsild.errors import NgsiLdError
 from smartpole.store.protocol import Aggregation
 
 __all__ = [
     "AGGREGATIONS",
+    "DELETED_AT",
     "MAX_INSTANCES",
     "MAX_LAST_N",
+    "OBSERVED_AT",
     "STORE_KEPT",
     "Aggregated",
     "InstanceRange",
     "TemporalQuery",
     "TemporalSeries",
     "aggregate",
+    "deletion_json",
     "from_shown",
     "instance_json",
     "page_instances",
@@ -56,6 +67,8 @@ MAX_INSTANCES = 1000  # per attribute and entity in one answer, unless configure
 MAX_LAST_N = 1_000_000  # more than an answer holds: the answer is partial (206), paged by time
 INSTANCE_PREFIX = "urn:ngsi-ld:attribute:instance:"
 NORMALIZED = "normalized"
+OBSERVED_AT = "observedAt"
+DELETED_AT = "deletedAt"
 TEMPORAL_VALUES = "temporalValues"
 AGGREGATED_VALUES = "aggregatedValues"
 _DURATION = re.compile(
@@ -121,6 +134,7 @@ class TemporalQuery:
     end: int = _END_OF_TIME
     last_n: int | None = None
     timerel: str | None = None
+    timeproperty: str = OBSERVED_AT
     attrs: frozenset[str] | None = None
     aggr_methods: tuple[str, ...] | None = None
     aggr_period: int | None = None
@@ -136,8 +150,14 @@ class TemporalQuery:
         aggr_period: str | None,
         representation: str = "normalized",
         timerel: str | None = None,
+        timeproperty: str = OBSERVED_AT,
     ) -> TemporalQuery:
-        """Checked parameters (``window`` from :func:`parse_window` of ``timerel``)."""
+        """Checked parameters (``window`` from :func:`parse_window` of ``timerel``; the times
+        of ``timeproperty``: ``observedAt``, or ``deletedAt`` for the deletions)."""
+        if timeproperty not in (OBSERVED_AT, DELETED_AT):
+            raise NgsiLdError.bad_data(
+                f"timeproperty {timeproperty!r}: the history is kept by observedAt and deletedAt"
+            )
         if last_n is not None and not 1 <= last_n <= MAX_LAST_N:
             raise NgsiLdError.bad_data(f"lastN must be between 1 and {MAX_LAST_N}")
         methods = None
@@ -153,7 +173,14 @@ class TemporalQuery:
             raise NgsiLdError.bad_data("aggrPeriodDuration needs aggrMethods")
         start, end = window if window is not None else (0, now_ms() + 1)
         timerel = timerel if window is not None else None
-        return cls(start, end, last_n, timerel, attrs, methods, period, representation)
+        return cls(
+            start, end, last_n, timerel, timeproperty, attrs, methods, period, representation
+        )
+
+    @property
+    def deletions(self) -> bool:
+        """Whether the query asks for the deletions (``timeproperty=deletedAt``)."""
+        return self.timeproperty == DELETED_AT
 
     def fetch_size(self, limit: int) -> int:
         """How many instances of an attribute to read for an answer of at most ``limit`` of
@@ -339,10 +366,28 @@ def instance_json(a: Attribute) -> str | None:
     return orjson.dumps(_instance_item(a)).decode()
 
 
+def deletion_json(kind: str, dataset_id: str | None, at: int) -> str:
+    """The instance recording the deletion of an attribute's instance, as the temporal API
+    shows it: NGSI-LD Null as its value, ``deletedAt`` its time (clause 4.5.9)."""
+    null: Any = NULL
+    if kind == "LanguageProperty":
+        null = {"@none": NULL}
+    elif kind in ("ListProperty", "ListRelationship"):
+        null = [NULL]
+    item: dict[str, Any] = {"type": kind, KINDS[kind]: null}
+    if dataset_id is not None:
+        item["datasetId"] = dataset_id
+    item["deletedAt"] = iso(at)
+    return orjson.dumps(item).decode()
+
+
 def from_shown(shown: dict[str, Any]) -> Attribute:
-    """An instance back from its shown form (:func:`instance_json`)."""
+    """An instance back from its shown form (:func:`instance_json`, :func:`deletion_json`)."""
     kind = shown["type"]
-    observed = parse_time(shown["observedAt"], "observedAt")
+    if "deletedAt" in shown:
+        observed = parse_time(shown["deletedAt"], "deletedAt")
+    else:
+        observed = parse_time(shown["observedAt"], "observedAt")
     return Attribute(
         kind,
         shown[KINDS[kind]],

@@ -324,12 +324,13 @@ async def test_temporal_values_name_each_kind_by_its_member(
     got = r.json()
     assert got["intensity"] == {"type": "Property", "values": [[1, at(1)]]}
     assert got["refRoad"] == {"type": "Relationship", "objects": [["urn:ngsi-ld:Road:1", at(1)]]}
+    # these three name their member around the value
     assert got["name"] == {
         "type": "LanguageProperty",
-        "languageMaps": [[{"zh": "深南大道"}, at(1)]],
+        "languageMaps": [[{"languageMap": {"zh": "深南大道"}}, at(1)]],
     }
-    assert got["laneUsage"]["vocabs"][0][0] == "forward"
-    assert got["extra"]["jsons"] == [[{"lanes": 8}, at(1)]]
+    assert got["laneUsage"]["vocabs"][0][0] == {"vocab": "forward"}
+    assert got["extra"]["jsons"] == [[{"json": {"lanes": 8}}, at(1)]]
 
 
 @pytest.mark.parametrize(

@@ -258,14 +258,16 @@ class OwnEntities:
         self, who: Principal, entities: Sequence[Entity], query: TemporalQuery
     ) -> dict[str, dict[str, Aggregated]]:
         """Per entity id and attribute IRI, the aggregations per bucket: count, sum, avg, min
-        and max from the store (its hourly rollups for whole hours), the others from the raw
-        readings."""
+        and max from the store (its hourly rollups for whole hours) when the periods fall on
+        the store's (the window starts on a period boundary of the clock), the others, and
+        periods counted from elsewhere, from the raw readings."""
         found, keys = self._series_of(who, entities, query.attrs)
         wanted = sorted({k for by_key in keys.values() for k in by_key})
         out: dict[str, dict[str, Aggregated]] = {}
         methods = query.aggr_methods or ()
         period = query.aggr_period
-        raw_methods = [m for m in methods if m not in STORE_KEPT or period is None]
+        on_clock = period is not None and query.origin is not None and query.origin % period == 0
+        raw_methods = [m for m in methods if m not in STORE_KEPT or not on_clock]
         if raw_methods:
             rows = self.readings.recent(
                 list(keys), wanted, query.start, query.end, 100 * MAX_INSTANCES
@@ -282,7 +284,7 @@ class OwnEntities:
                     ]
                     entity = out.setdefault(device_id(found[device_id_]), {})
                     entity.setdefault(iri, {}).update(aggregate(instances, raw_query))
-        if period is not None:
+        if period is not None and on_clock:
             for method in (m for m in methods if m in STORE_KEPT):
                 buckets = self.readings.aggregate(
                     list(keys), wanted, query.start, query.end, period, STORE_KEPT[method]

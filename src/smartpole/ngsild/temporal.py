@@ -165,8 +165,6 @@ class TemporalQuery:
             unknown = [m for m in aggr_methods if m not in AGGREGATIONS]
             if unknown or not aggr_methods:
                 raise NgsiLdError.bad_data(f"aggrMethods are some of {', '.join(AGGREGATIONS)}")
-            if window is None:
-                raise NgsiLdError.bad_data("an aggregated query needs timerel and timeAt")
             methods = tuple(dict.fromkeys(aggr_methods))
         period = parse_duration(aggr_period) if aggr_period is not None else None
         if period is not None and methods is None:
@@ -176,6 +174,12 @@ class TemporalQuery:
         return cls(
             start, end, last_n, timerel, timeproperty, attrs, methods, period, representation
         )
+
+    @property
+    def origin(self) -> int | None:
+        """Where aggregation periods are counted from: the window's start when the query
+        gives one (``after``, ``between``), else None (from the first instance)."""
+        return self.start if self.timerel in ("after", "between") else None
 
     @property
     def deletions(self) -> bool:
@@ -254,18 +258,24 @@ Aggregated = dict[str, list[tuple[Any, int, int]]]
 """Per method, ``(value, bucket start, bucket end)``."""
 
 
-def _bucket_of(ts: int, query: TemporalQuery) -> tuple[int, int]:
-    if query.aggr_period is None:
-        return query.start, query.end
-    start = ts - ts % query.aggr_period
-    return start, start + query.aggr_period
-
-
 def aggregate(instances: Sequence[Attribute], query: TemporalQuery) -> Aggregated:
-    """The asked aggregations of instances (numbers for the arithmetic ones), per bucket."""
+    """The asked aggregations of instances (numbers for the arithmetic ones), per bucket:
+    ``aggrPeriodDuration`` periods counted from the window's start (``timeAt`` of ``after``
+    and ``between``), else from the first instance; without a period, the whole window."""
     buckets: dict[tuple[int, int], list[Any]] = {}
+    if not instances:
+        return {method: [] for method in query.aggr_methods or ()}
+    origin = query.origin
+    if origin is None:
+        origin = min(time_of(item) for item in instances)
+    period = query.aggr_period
     for item in instances:
-        buckets.setdefault(_bucket_of(time_of(item), query), []).append(item.value)
+        if period is None:
+            bucket = (origin, query.end)
+        else:
+            start = origin + (time_of(item) - origin) // period * period
+            bucket = (start, start + period)
+        buckets.setdefault(bucket, []).append(item.value)
     out: Aggregated = {}
     for method in query.aggr_methods or ():
         rows: list[tuple[Any, int, int]] = []

@@ -40,7 +40,7 @@ from smartpole.config import Settings
 from smartpole.model.types import Role
 from smartpole.store import Database
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))
 # The short run (make test) tries the same cases every time, so CI is repeatable; a longer one
 # (make fuzz, FUZZ_EXAMPLES=…) searches anew each time.
 REPEATABLE = "FUZZ_EXAMPLES" not in os.environ

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,29 @@ def minute_of(text: str) -> int:
     return round((datetime.fromisoformat(text).timestamp() * 1000 - T0_MS) / MIN)
 
 
-def content_range(r: httpx.Response) -> tuple[int, int, str]:
-    """A 206's Content-Range as (first minute, last minute, size)."""
+def range_of(r: httpx.Response) -> tuple[str, str, str]:
+    """A 206's Content-Range as (first time, last time, size)."""
     assert r.status_code == 206, r.text
     match = RANGE.match(r.headers["Content-Range"])
     assert match is not None, r.headers["Content-Range"]
-    return minute_of(match[1]), minute_of(match[2]), match[3]
+    return match[1], match[2], match[3]
+
+
+def content_range(r: httpx.Response) -> tuple[int, int, str]:
+    """A 206's Content-Range as (first minute, last minute, size)."""
+    first, last, size = range_of(r)
+    return minute_of(first), minute_of(last), size
+
+
+def same_time(a: str, b: str) -> bool:
+    """Whether two DateTimes name the same instant (with or without milliseconds)."""
+    return datetime.fromisoformat(a) == datetime.fromisoformat(b)
+
+
+def plus_ms(text: str, ms: int) -> str:
+    """A DateTime some milliseconds later, with its milliseconds."""
+    moment = datetime.fromisoformat(text) + timedelta(milliseconds=ms)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def minutes(body: dict[str, Any], name: str) -> list[int]:
@@ -220,3 +237,46 @@ async def test_an_attribute_cut_away_whole_is_shown_empty(
     assert content_range(r) == (29, 25, "6")
     assert r.json()["speed"] == []
     assert minutes(r.json(), "fuelLevel") == [25, 26, 27, 28, 29]
+
+
+async def test_instances_of_one_time_are_never_split_between_pages(
+    client: httpx.AsyncClient, city: City
+) -> None:
+    """Three speeds observed at the minute where the page would be cut: the page ends just
+    before that minute and the next page has all three (none lost), oldest or newest first."""
+    auth = city.auth("city", Role.OPERATOR)
+
+    async def vehicle_with(number: int, speed_minutes: list[int]) -> str:
+        history = {
+            "id": f"urn:ngsi-ld:Vehicle:{number}",
+            "type": "Vehicle",
+            "speed": [
+                {"type": "Property", "value": i, "observedAt": at(m)}
+                for i, m in enumerate(speed_minutes)
+            ],
+        }
+        r = await client.post(f"{BASE}/temporal/entities", json=history, headers=auth)
+        assert r.status_code == 201, r.text
+        return f"{BASE}/temporal/entities/{history['id']}"
+
+    url = await vehicle_with(9, [0, 1, 2, 3, 4, 4, 4, 5])
+    r = await client.get(url, params={"timerel": "after", "timeAt": at(0)}, headers=auth)
+    assert minutes(r.json(), "speed") == [0, 1, 2, 3]
+    last = range_of(r)[1]
+    assert same_time(last, plus_ms(at(4), -1))  # a millisecond before minute 4
+    r = await client.get(url, params={"timerel": "after", "timeAt": plus_ms(last, 1)}, headers=auth)
+    assert r.status_code == 200, r.text
+    assert minutes(r.json(), "speed") == [4, 4, 4, 5]
+
+    url = await vehicle_with(10, [0, 1, 1, 1, 2, 3, 4])
+    r = await client.get(url, params={"lastN": 6}, headers=auth)
+    assert minutes(r.json(), "speed") == [2, 3, 4]  # minute 1's three stay together
+    first, last, size = range_of(r)
+    assert same_time(first, at(4))
+    assert same_time(last, plus_ms(at(1), 1))  # just after minute 1
+    assert size == "6"
+    r = await client.get(
+        url, params={"lastN": 6, "timerel": "before", "timeAt": last}, headers=auth
+    )
+    assert r.status_code == 200, r.text
+    assert minutes(r.json(), "speed") == [0, 1, 1, 1]

@@ -215,20 +215,27 @@ def page_instances(
     :meth:`TemporalQuery.fetch_size`) to one time range that no list holds more than ``limit``
     of, in place; the range, or None when every list was whole.
 
-    Oldest first (no ``lastN``), the range ends at the earliest time a long list is cut at, so
-    the next page, ``timerel=after`` that time, misses nothing; with ``lastN`` it runs from the
-    newest back to the latest such time. Every attribute is cut at the same time: an answer
-    never shows one attribute further on than another."""
+    Oldest first (no ``lastN``), the range ends where the earliest long list is cut, so the
+    next page, ``timerel=after`` the range's end, misses nothing; with ``lastN`` it runs from
+    the newest back to the latest such cut, and the next page is ``timerel=before`` its end.
+    Every attribute is cut at the same time: an answer never shows one attribute further on
+    than another. A cut never splits instances of the same time: they go to the next page
+    together (only more than ``limit`` of one attribute at one instant are cut among)."""
     long = [items for items in histories if len(items) > limit]
     if not long:
         return None
     newest_first = query.last_n is not None
     if newest_first:
-        cut = max(time_of(items[-limit]) for items in long)
+        # the oldest instance kept, or just after it when the next older has the same time
+        cut = max(_newest_cut(items, time_of, limit, split=False) for items in long)
+        if all(time_of(items[-1]) < cut for items in histories if items):  # one instant
+            cut = max(_newest_cut(items, time_of, limit, split=True) for items in long)
         for items in histories:
             items[:] = [x for x in items[-limit:] if time_of(x) >= cut]
     else:
-        cut = min(time_of(items[limit - 1]) for items in long)
+        cut = min(_oldest_cut(items, time_of, limit, split=False) for items in long)
+        if all(time_of(items[0]) > cut for items in histories if items):  # one instant
+            cut = min(_oldest_cut(items, time_of, limit, split=True) for items in long)
         for items in histories:
             items[:] = [x for x in items[:limit] if time_of(x) <= cut]
     times = [time_of(x) for items in histories for x in items]
@@ -237,6 +244,20 @@ def page_instances(
         return InstanceRange(query.end if bounded else max(times), cut, query.last_n)
     bounded = query.timerel in ("after", "between")
     return InstanceRange(query.start if bounded else min(times), cut, None)
+
+
+def _oldest_cut(items: Sequence[_T], time_of: Callable[[_T], int], limit: int, split: bool) -> int:
+    """The last time a page of ``items`` (oldest first) may hold: that of its ``limit``-th
+    instance, or a millisecond before it when the next instance has the same time."""
+    last = time_of(items[limit - 1])
+    return last - 1 if not split and time_of(items[limit]) == last else last
+
+
+def _newest_cut(items: Sequence[_T], time_of: Callable[[_T], int], limit: int, split: bool) -> int:
+    """The first time a newest-first page of ``items`` may hold: that of the ``limit``-th
+    newest instance, or a millisecond after it when the next older has the same time."""
+    first = time_of(items[-limit])
+    return first + 1 if not split and time_of(items[-limit - 1]) == first else first
 
 
 @dataclass(slots=True)

@@ -210,6 +210,22 @@ async def test_a_device_history_comes_from_its_readings(
     agg = r.json()["illuminanceLevel"]
     assert agg["totalCount"] == [[60, at(30), at(90)], [30, at(90), at(150)]]
     assert agg["avg"][0] == [0.5, at(30), at(90)]
+    # open-ended after, by the hour (the store's buckets), and by the week from a Thursday
+    # (not the store's weeks, which start on Mondays)
+    for start, period, expected in (
+        (at(0), "PT1H", [[60, at(0), at(60)], [60, at(60), at(120)]]),
+        ("2025-11-27T00:00:00Z", "P1W", [[120, "2025-11-27T00:00:00Z", "2025-12-04T00:00:00Z"]]),
+    ):
+        params = {
+            "attrs": "illuminanceLevel",
+            "timerel": "after",
+            "timeAt": start,
+            "aggrMethods": "totalCount",
+            "aggrPeriodDuration": period,
+        }
+        r = await client.get(url, params=params, headers=auth)
+        assert r.status_code == 200, r.text
+        assert r.json()["illuminanceLevel"]["totalCount"] == expected
     # a query over every lamp of the tenant, as temporalValues
     r = await client.get(
         f"{BASE}/temporal/entities",
@@ -484,7 +500,8 @@ async def test_deletions_are_kept_and_read_by_deleted_at(
     assert "observedAt" not in intensity
     assert got["name"][0]["languageMap"] == {"@none": "urn:ngsi-ld:null"}
     assert got["refRoad"][0]["object"] == "urn:ngsi-ld:null"
-    assert got["name"][0]["deletedAt"] >= intensity["deletedAt"]  # deleted later
+    deleted = [datetime.fromisoformat(x[0]["deletedAt"]) for x in (got["intensity"], got["name"])]
+    assert deleted[1] >= deleted[0]  # the name was deleted later
     r = await client.get(
         url, params={"timeproperty": "deletedAt", "options": "temporalValues"}, headers=auth
     )
@@ -500,3 +517,24 @@ async def test_deletions_are_kept_and_read_by_deleted_at(
     r = await client.get(url, params={"timeproperty": "modifiedAt"}, headers=auth)
     assert r.status_code == 400
     assert "timeproperty" in r.json()["detail"]
+    # the deletions of an attribute the entity no longer has, asked for by name
+    r = await client.get(
+        url, params={"timeproperty": "deletedAt", "attrs": "intensity"}, headers=auth
+    )
+    assert r.status_code == 200, r.text
+    assert set(r.json()) == {"id", "type", "intensity"}
+    # a batch upsert that replaces the entity without an attribute deletes it too
+    r = await client.post(
+        f"{BASE}/entityOperations/upsert",
+        json=[{"id": entity_id, "type": "TrafficFlowObserved", "laneId": 2}],
+        headers=auth,
+    )
+    assert r.status_code in (201, 204), r.text
+    r = await client.post(
+        f"{BASE}/entityOperations/upsert",
+        json=[{"id": entity_id, "type": "TrafficFlowObserved", "occupancy": 0.1}],
+        headers=auth,
+    )
+    assert r.status_code == 204, r.text
+    r = await client.get(url, params={"timeproperty": "deletedAt"}, headers=auth)
+    assert r.json()["laneId"][0]["value"] == "urn:ngsi-ld:null"

@@ -40,7 +40,7 @@ from smartpole.api.ngsi_ld_http import (
 from smartpole.api.ngsi_ld_join import Join, join_of
 from smartpole.api.ngsi_ld_view import View, view_of
 from smartpole.ngsild.broker import ContextBroker, UpdateResult
-from smartpole.ngsild.entities import Entity
+from smartpole.ngsild.entities import Entity, require_any
 from smartpole.ngsild.errors import NgsiLdError
 
 __all__ = ["router"]
@@ -110,7 +110,8 @@ async def retrieve_entity(
     attrs = names(request, "attrs", ctx)
     view = view_of(request, ctx, attrs)
     join = join_of(request)
-    entity = scope.check(await run_in_threadpool(broker.retrieve, scope.who, entity_id, attrs))
+    entity = scope.check(await run_in_threadpool(broker.retrieve, scope.who, entity_id))
+    require_any(entity, attrs)  # after the scope's check: a hidden entity is just not found
     if media == GEO:
         geometry = request.query_params.get("geometryProperty", LOCATION)
         return answer(view.features([entity], geometry)["features"][0], ctx, GEO)

@@ -8,7 +8,7 @@ results, and raises :class:`~smartpole.ngsild.errors.NgsiLdError` with the stand
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -200,17 +200,12 @@ class ContextBroker:
         self.changed(who, [entity])
         return entity
 
-    def retrieve(
-        self, who: Principal, entity_id: str, attrs: Collection[str] | None = None
-    ) -> Entity:
-        """One entity (ResourceNotFound when there is none, or when it has none of ``attrs``,
-        the attribute IRIs asked for)."""
+    def retrieve(self, who: Principal, entity_id: str) -> Entity:
+        """One entity (ResourceNotFound when there is none)."""
         check_id(entity_id)
         entity = self.retrieve_many(who, [entity_id]).get(entity_id)
         if entity is None:
             raise NgsiLdError.not_found(f"entity {entity_id} not found")
-        if attrs is not None and not any(a in entity.attrs for a in attrs):
-            raise NgsiLdError.not_found(f"entity {entity_id} has none of the attributes asked for")
         return entity
 
     def query(self, who: Principal, query: EntityQuery) -> tuple[list[Entity], int]:

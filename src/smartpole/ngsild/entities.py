@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "pick_language",
     "render",
     "render_attribute",
+    "require_any",
 ]
 
 # Each attribute type and the member its value is kept in.
@@ -449,3 +451,9 @@ def render(
         else:
             out[ctx.compact(name)] = shown[0] if len(shown) == 1 else shown
     return out
+
+
+def require_any(entity: Entity, attrs: Collection[str] | None) -> None:
+    """ResourceNotFound when an entity asked for with ``attrs`` (IRIs) has none of them."""
+    if attrs is not None and not any(a in entity.attrs for a in attrs):
+        raise NgsiLdError.not_found(f"entity {entity.id} has none of the attributes asked for")

@@ -10,11 +10,19 @@ import orjson
 
 from smartpole.ngsild.broker import ContextBroker, EntityQuery
 from smartpole.ngsild.context import Context
-from smartpole.ngsild.entities import Attribute, Entity, check_id, parse_attributes, parse_entity
+from smartpole.ngsild.entities import (
+    Attribute,
+    Entity,
+    check_id,
+    parse_attributes,
+    parse_entity,
+    require_any,
+)
 from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.store import HistoryRow
 from smartpole.ngsild.temporal import (
     INSTANCE_PREFIX,
+    MAX_AGGREGATED,
     MAX_INSTANCES,
     NORMALIZED,
     InstanceRange,
@@ -54,9 +62,12 @@ class TemporalBroker:
         """One entity's history (ResourceNotFound when there is no such entity, or it has none
         of the attributes asked for), and the time range shown when it was too long to show
         whole."""
-        entity = self.broker.retrieve(who, entity_id, tq.attrs)
+        entity = self.broker.retrieve(who, entity_id)
         series, shown = self._series(who, [entity], tq)
-        return series[0], shown
+        found = series[0]
+        if not (found.instances or found.fragments or found.emptied or found.aggregated):
+            require_any(entity, tq.attrs)  # an attribute deleted since has a history still
+        return found, shown
 
     def _series(
         self, who: Principal, entities: list[Entity], tq: TemporalQuery
@@ -147,7 +158,7 @@ class TemporalBroker:
                 tq.attrs,
                 tq.start,
                 tq.end,
-                100 * MAX_INSTANCES,
+                MAX_AGGREGATED,
                 deletions=tq.deletions,
             )
             for entity_id, by_attr in found.items():

@@ -22,13 +22,16 @@ from urllib.parse import quote, unquote
 
 from sqlalchemy import and_, select
 
+from smartpole.errors import InvalidInput
 from smartpole.model.alarms import Alarm
 from smartpole.model.catalog import CATALOG
+from smartpole.model.clock import now_ms
 from smartpole.model.devices import Device
 from smartpole.model.poles import Pole
 from smartpole.model.types import DeviceKind, Value
 from smartpole.ngsild.context import CORE, CORE_TERMS
 from smartpole.ngsild.entities import Attribute, Entity, iso
+from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.models import (
     CONTEXT_TERMS,
     OWN_NAMESPACE,
@@ -39,7 +42,7 @@ from smartpole.ngsild.models import (
 )
 from smartpole.ngsild.store import EntityFilter
 from smartpole.ngsild.temporal import (
-    MAX_INSTANCES,
+    MAX_AGGREGATED,
     STORE_KEPT,
     Aggregated,
     TemporalQuery,
@@ -47,6 +50,7 @@ from smartpole.ngsild.temporal import (
 )
 from smartpole.registry.access import Principal
 from smartpole.registry.assets import Assets, PoleFilter, pole_of
+from smartpole.store.buckets import Buckets
 from smartpole.store.protocol import TimeSeries
 from smartpole.store.schema import devices, poles
 
@@ -229,15 +233,9 @@ class OwnEntities:
         """Per entity id and attribute IRI, ``n`` readings in the window (the newest with
         ``lastN``, else the oldest) as instances, oldest first."""
         found, keys = self._series_of(who, entities, query.attrs)
-        rows: dict[int, dict[str, list[tuple[int, Value]]]]
-        if query.last_n is not None:
-            wanted = sorted({k for by_key in keys.values() for k in by_key})
-            rows = self.readings.recent(list(keys), wanted, query.start, query.end, n)
-        else:
-            rows = {
-                device: self.readings.history(device, list(by_key), query.start, query.end, n)
-                for device, by_key in keys.items()
-            }
+        wanted = sorted({k for by_key in keys.values() for k in by_key})
+        oldest = query.last_n is None
+        rows = self.readings.recent(list(keys), wanted, query.start, query.end, n, oldest=oldest)
         out: dict[str, dict[str, list[Attribute]]] = {}
         for device_id_, by_key in rows.items():
             device = found[device_id_]
@@ -266,12 +264,11 @@ class OwnEntities:
         out: dict[str, dict[str, Aggregated]] = {}
         methods = query.aggr_methods or ()
         period = query.aggr_period
-        on_clock = period is not None and query.origin is not None and query.origin % period == 0
+        end = min(query.end, now_ms() + 1)  # no reading is newer ("after" reaches 2100)
+        on_clock = _on_store_buckets(query, end)
         raw_methods = [m for m in methods if m not in STORE_KEPT or not on_clock]
         if raw_methods:
-            rows = self.readings.recent(
-                list(keys), wanted, query.start, query.end, 100 * MAX_INSTANCES
-            )
+            rows = self.readings.recent(list(keys), wanted, query.start, end, MAX_AGGREGATED)
             raw_query = replace(query, aggr_methods=tuple(raw_methods))
             for device_id_, by_key in rows.items():
                 for key, points in by_key.items():
@@ -287,7 +284,7 @@ class OwnEntities:
         if period is not None and on_clock:
             for method in (m for m in methods if m in STORE_KEPT):
                 buckets = self.readings.aggregate(
-                    list(keys), wanted, query.start, query.end, period, STORE_KEPT[method]
+                    list(keys), wanted, query.start, end, period, STORE_KEPT[method]
                 )
                 for device_id_, by_bucket in buckets.items():
                     for key, cells in by_bucket.items():
@@ -470,3 +467,17 @@ def _device_entity(
     return Entity(
         device_id(device), [_term(entity_type)], attrs, None, created, max(created, newest)
     )
+
+
+def _on_store_buckets(query: TemporalQuery, end: int) -> bool:
+    """Whether the query's aggregation periods are the store's buckets (counted from the
+    window's start, which is on the store's clock for that period), so that its rollups
+    answer; BadRequestData for more periods than the store makes."""
+    period, origin = query.aggr_period, query.origin
+    if period is None or origin is None or end <= origin:
+        return False
+    try:
+        runs = Buckets.of(origin, end, period).runs
+    except InvalidInput as err:
+        raise NgsiLdError.bad_data(str(err)) from err
+    return len(runs) == 1 and runs[0].first == origin and runs[0].step == period

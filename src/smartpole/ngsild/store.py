@@ -175,6 +175,7 @@ class EntityStore:
             try:
                 with self._read_write() as conn:
                     existing = self._read_many(conn, tenant_id, ordered)
+                    before = {i: _instances(e) for i, e in existing.items()}
                     writes = plan(existing)
                     created = sorted(writes.created, key=_by_id)
                     self._insert(conn, tenant_id, created)
@@ -182,6 +183,8 @@ class EntityStore:
                         conn, tenant_id, sorted(writes.changed, key=_by_id), writes.retyped
                     )
                     self._record(conn, tenant_id, [*writes.created, *writes.changed])
+                    for entity in writes.changed:
+                        _write_deletions(conn, tenant_id, entity, before.get(entity.id, []))
                 return writes
             except (IntegrityError, OperationalError) as err:
                 if isinstance(err, OperationalError) and not _retryable(err):
@@ -251,14 +254,13 @@ class EntityStore:
             if entity is None:
                 raise NgsiLdError.not_found(f"entity {entity_id} not found")
             types, modified = list(entity.types), entity.modified_at
-            before = [(name, a) for name, items in entity.attrs.items() for a in items]
+            before = _instances(entity)
             result = change(entity)
             if entity.modified_at != modified:
                 retyped = {entity.id} if entity.types != types else set()
                 self._update(conn, tenant_id, [entity], retyped)
                 self._record(conn, tenant_id, [entity])
-                gone = [(n, a) for n, a in before if entity.instance(n, a.dataset_id) is None]
-                _write_deletions(conn, tenant_id, entity, gone)
+                _write_deletions(conn, tenant_id, entity, before)
         return result
 
     def _read_for_update(self, conn: Connection, tenant_id: int, entity_id: str) -> Entity | None:
@@ -520,10 +522,17 @@ def _history_row(tenant_id: int, entity_id: str, name: str, a: Attribute) -> tup
     return (tenant_id, entity_id, name, time_of(a), shown, body)
 
 
+def _instances(entity: Entity) -> list[tuple[str, Attribute]]:
+    """Every attribute instance of an entity, with its attribute's name."""
+    return [(name, a) for name, items in entity.attrs.items() for a in items]
+
+
 def _write_deletions(
-    conn: Connection, tenant_id: int, entity: Entity, gone: Sequence[tuple[str, Attribute]]
+    conn: Connection, tenant_id: int, entity: Entity, before: Sequence[tuple[str, Attribute]]
 ) -> None:
-    """An instance for each attribute instance a change deleted, at the change's time."""
+    """An instance for each of the attribute instances ``before`` a change that the entity no
+    longer has (the change deleted it), at the change's time."""
+    gone = [(n, a) for n, a in before if entity.instance(n, a.dataset_id) is None]
     if gone:
         at = entity.modified_at
         rows = [

@@ -4,8 +4,10 @@ smartpole's own devices answer from their readings (``readings``) and, for the a
 the store keeps (count, sum, avg, min, max), from its hourly rollups; the entities other systems
 create answer from ``ngsi_history``, which every change writes. A window is ``timerel``
 (``before``, ``after``, ``between``) with ``timeAt`` and ``endTimeAt``; ``lastN`` keeps the newest
-instances; aggregations (``aggrMethods``) come per ``aggrPeriodDuration`` bucket (aligned to the
-clock: whole hours and days), or over the whole window without one.
+instances; aggregations (``aggrMethods``) come per ``aggrPeriodDuration`` period (counted
+from the window's start, else from the first instance), or over the whole window without one.
+An answer holds at most a configured number of instances of an attribute: a longer history is
+answered in part, paged by time (:func:`page_instances`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from smartpole.store.protocol import Aggregation
 __all__ = [
     "AGGREGATIONS",
     "DELETED_AT",
+    "MAX_AGGREGATED",
     "MAX_INSTANCES",
     "MAX_LAST_N",
     "OBSERVED_AT",
@@ -64,6 +67,7 @@ STORE_KEPT: dict[str, Aggregation] = {
     "max": "max",
 }
 MAX_INSTANCES = 1000  # per attribute and entity in one answer, unless configured otherwise
+MAX_AGGREGATED = 100 * MAX_INSTANCES  # instances of an attribute an aggregation reads, at most
 MAX_LAST_N = 1_000_000  # more than an answer holds: the answer is partial (206), paged by time
 INSTANCE_PREFIX = "urn:ngsi-ld:attribute:instance:"
 NORMALIZED = "normalized"

@@ -44,9 +44,17 @@ class TimeSeries(Protocol):
         ...
 
     def recent(
-        self, device_ids: Sequence[int], keys: Sequence[str], start: int, end: int, n: int
+        self,
+        device_ids: Sequence[int],
+        keys: Sequence[str],
+        start: int,
+        end: int,
+        n: int,
+        *,
+        oldest: bool = False,
     ) -> dict[int, dict[str, list[tuple[int, Value]]]]:
-        """Per device and key, the newest ``n`` raw readings in ``[start, end)``, oldest first."""
+        """Per device and key, the newest ``n`` raw readings in ``[start, end)`` (``oldest``:
+        the oldest ``n``), oldest first."""
         ...
 
     def aggregate(

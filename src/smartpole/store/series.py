@@ -415,10 +415,18 @@ class SeriesStore:
         return out
 
     def recent(
-        self, device_ids: Sequence[int], keys: Sequence[str], start: int, end: int, n: int
+        self,
+        device_ids: Sequence[int],
+        keys: Sequence[str],
+        start: int,
+        end: int,
+        n: int,
+        *,
+        oldest: bool = False,
     ) -> dict[int, dict[str, list[tuple[int, Value]]]]:
-        """Per device and key, the newest ``n`` raw readings in ``[start, end)``, oldest first:
-        one query for every device (a window function), not one per device and key."""
+        """Per device and key, the newest ``n`` raw readings in ``[start, end)`` (``oldest``:
+        the oldest ``n``), oldest first: one query for every device (a window function), not
+        one per device and key."""
         out: dict[int, dict[str, list[tuple[int, Value]]]] = defaultdict(dict)
         if not device_ids or not keys or n <= 0:
             return {}
@@ -427,7 +435,8 @@ class SeriesStore:
         sql = text(
             "SELECT device_id, key, ts, vtype, num, txt FROM ("
             " SELECT device_id, key, ts, vtype, num, txt, ROW_NUMBER() OVER"
-            " (PARTITION BY device_id, key ORDER BY ts DESC) AS rn FROM readings"
+            f" (PARTITION BY device_id, key ORDER BY ts {'ASC' if oldest else 'DESC'}) AS rn"
+            " FROM readings"
             f" WHERE {member} AND key IN :keys AND ts >= :s AND ts < :e) AS newest"
             " WHERE rn <= :n ORDER BY device_id, key, ts"
         ).bindparams(bindparam("keys", expanding=True))

@@ -538,3 +538,51 @@ async def test_deletions_are_kept_and_read_by_deleted_at(
     assert r.status_code == 204, r.text
     r = await client.get(url, params={"timeproperty": "deletedAt"}, headers=auth)
     assert r.json()["laneId"][0]["value"] == "urn:ngsi-ld:null"
+
+
+async def test_a_temporal_query_lists_only_entities_with_instances_in_its_window(
+    client: httpx.AsyncClient, city: City, platform: Platform
+) -> None:
+    """An entity with nothing in the window (of the attributes asked for) has no temporal
+    evolution to show: it is neither listed nor counted; smartpole's lamps alike."""
+    auth = city.auth("city", Role.OPERATOR)
+    early = await traffic(client, auth, "early", 1, 2)
+    late = await traffic(
+        client,
+        auth,
+        "late",
+        30,
+        31,
+        occupancy=[{"type": "Property", "value": 0.2, "observedAt": at(3)}],
+    )
+    url = f"{BASE}/temporal/entities"
+    base = {"type": "TrafficFlowObserved", "count": "true"}
+
+    async def listed(**params: Any) -> tuple[list[str], str]:
+        r = await client.get(url, params={**base, **params}, headers=auth)
+        assert r.status_code == 200, r.text
+        return [e["id"] for e in r.json()], r.headers["NGSILD-Results-Count"]
+
+    assert await listed(timerel="after", timeAt=at(10)) == ([late], "1")
+    assert await listed(timerel="before", timeAt=at(10)) == ([early, late], "2")
+    assert await listed(timerel="between", timeAt=at(10), endTimeAt=at(20)) == ([], "0")
+    # by the attributes asked for: only the late one has an occupancy before minute 10
+    assert await listed(timerel="before", timeAt=at(10), attrs="occupancy") == ([late], "1")
+    # paging counts only those listed
+    assert await listed(timerel="before", timeAt=at(40), limit="1", offset="1") == ([late], "2")
+
+    pole = await make_pole(client, city, "FU-TW-0001")
+    names = ["FU-TW-0001-lamp-a", "FU-TW-0001-lamp-b"]
+    lamps = [await make_device(client, city, "city", "lamp", pole, name=n) for n in names]
+    readings = [Reading(lamps[0]["id"], "dim", T0_MS + 5 * MIN, 50.0)]
+    readings += [Reading(lamps[1]["id"], "dim", T0_MS + 50 * MIN, 60.0)]
+    await platform.pipeline.submit(WriteBatch(readings))
+    await platform.pipeline.drain()
+    r = await client.get(
+        url,
+        params={"type": "Streetlight", "timerel": "before", "timeAt": at(10), "count": "true"},
+        headers={**auth, **LINK},
+    )
+    assert r.status_code == 200, r.text
+    assert [e["id"] for e in r.json()] == [f"urn:ngsi-ld:Streetlight:smartpole:{names[0]}"]
+    assert r.headers["NGSILD-Results-Count"] == "1"

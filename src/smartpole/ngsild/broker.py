@@ -8,7 +8,7 @@ results, and raises :class:`~smartpole.ngsild.errors.NgsiLdError` with the stand
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +39,7 @@ __all__ = [
     "EntityQuery",
     "OwnSource",
     "UpdateResult",
+    "page_of",
     "stamp_all",
 ]
 
@@ -117,6 +118,12 @@ class OwnSource(Protocol):
 
     def types(self, who: Principal) -> dict[str, set[str]]:
         """Entity types with their attributes."""
+        ...
+
+    def having_history(
+        self, who: Principal, entities: Sequence[Entity], query: TemporalQuery
+    ) -> set[str]:
+        """The ids of the entities with a reading in the query's window."""
         ...
 
     def history(
@@ -210,6 +217,11 @@ class ContextBroker:
 
     def query(self, who: Principal, query: EntityQuery) -> tuple[list[Entity], int]:
         """The page of matching entities (id order) and how many match in all."""
+        return page_of(self.matching(who, query), query)
+
+    def matching(self, who: Principal, query: EntityQuery) -> Iterator[Entity]:
+        """Every entity the query matches, in id order (its limit and offset checked, not
+        applied: :func:`page_of`)."""
         if query.is_empty():
             raise NgsiLdError.bad_data(
                 "a query needs at least one of type, attrs, q, scopeQ, a geo-query or local=true"
@@ -221,19 +233,11 @@ class ContextBroker:
         narrowed = EntityFilter(
             query.types, query.ids, query.id_pattern, query.geo.box() if query.geo else None
         )
-        page: list[Entity] = []
-        total = 0
         found = self.store.scan(who.tenant_id, narrowed)
         if self.own is not None:
             own = self.own.scan(who, narrowed)
             found = heapq.merge(own, found, key=lambda e: e.id) if own else found
-        for entity in found:
-            if not query.matches(entity):
-                continue
-            if query.offset <= total < query.offset + query.limit:
-                page.append(entity)
-            total += 1
-        return page, total
+        return (entity for entity in found if query.matches(entity))
 
     def linked(
         self,
@@ -519,6 +523,17 @@ class ContextBroker:
         for type_iri, attrs in (self.own.types(who) if self.own is not None else {}).items():
             found.setdefault(type_iri, set()).update(attrs)
         return found
+
+
+def page_of(entities: Iterable[Entity], query: EntityQuery) -> tuple[list[Entity], int]:
+    """The query's page (``offset``, ``limit``) of entities, and how many there are."""
+    page: list[Entity] = []
+    total = 0
+    for entity in entities:
+        if query.offset <= total < query.offset + query.limit:
+            page.append(entity)
+        total += 1
+    return page, total
 
 
 def _member(attribute: Attribute) -> str:

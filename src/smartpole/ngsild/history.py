@@ -4,11 +4,13 @@ smartpole's own, and instances added to an entity's history."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
-from smartpole.ngsild.broker import ContextBroker, EntityQuery
+from smartpole.ngsild.broker import ContextBroker, EntityQuery, page_of
 from smartpole.ngsild.context import Context
 from smartpole.ngsild.entities import (
     Attribute,
@@ -19,7 +21,7 @@ from smartpole.ngsild.entities import (
     require_any,
 )
 from smartpole.ngsild.errors import NgsiLdError
-from smartpole.ngsild.store import HistoryRow
+from smartpole.ngsild.store import HistoryRow, HistoryWindow
 from smartpole.ngsild.temporal import (
     INSTANCE_PREFIX,
     MAX_AGGREGATED,
@@ -37,6 +39,8 @@ from smartpole.registry.access import Principal
 
 __all__ = ["TemporalBroker"]
 
+HISTORY_CHUNK = 500  # entities asked at once whether they have instances in a window
+
 
 class TemporalBroker:
     """Temporal queries, retrievals and provision, for one context broker's entities. An
@@ -50,11 +54,28 @@ class TemporalBroker:
     def temporal_query(
         self, who: Principal, query: EntityQuery, tq: TemporalQuery
     ) -> tuple[list[TemporalSeries], int, InstanceRange | None]:
-        """The history of the entities a query matches now (a page of them), their count, and
-        the time range shown when the histories were too long to show whole."""
-        page, total = self.broker.query(who, query)
+        """The history of the entities a query matches now that have an instance in its
+        window (a page of them), their count, and the time range shown when the histories
+        were too long to show whole."""
+        matching = self._with_history(who, self.broker.matching(who, query), tq)
+        page, total = page_of(matching, query)
         series, shown = self._series(who, page, tq)
         return series, total, shown
+
+    def _with_history(
+        self, who: Principal, entities: Iterator[Entity], tq: TemporalQuery
+    ) -> Iterator[Entity]:
+        """The entities with an instance in the query's window (of the attributes it asks
+        for), asked of the stores a chunk at a time: one with none has no temporal
+        evolution to show, and is neither listed nor counted."""
+        own_source = self.broker.own
+        while chunk := list(itertools.islice(entities, HISTORY_CHUNK)):
+            own = [e for e in chunk if own_source is not None and own_source.owns(e.id)]
+            foreign = [e.id for e in chunk if own_source is None or not own_source.owns(e.id)]
+            kept = self.broker.store.having_history(who.tenant_id, foreign, _window(tq))
+            if own and own_source is not None and not tq.deletions:
+                kept |= own_source.having_history(who, own, tq)
+            yield from (e for e in chunk if e.id in kept)
 
     def temporal_retrieve(
         self, who: Principal, entity_id: str, tq: TemporalQuery
@@ -83,9 +104,7 @@ class TemporalBroker:
         if foreign:
             store = self.broker.store
             read = store.last_instances if tq.last_n is not None else store.history
-            kept = read(
-                who.tenant_id, foreign, tq.attrs, tq.start, tq.end, n, deletions=tq.deletions
-            )
+            kept = read(who.tenant_id, foreign, _window(tq), n)
         readings: dict[str, dict[str, list[Attribute]]] = {}
         if own and self.broker.own is not None and not tq.deletions:  # readings are not deleted
             readings = self.broker.own.history(who, own, tq, n)
@@ -152,15 +171,7 @@ class TemporalBroker:
         tq: TemporalQuery,
     ) -> None:
         if foreign:
-            found = self.broker.store.history(
-                who.tenant_id,
-                foreign,
-                tq.attrs,
-                tq.start,
-                tq.end,
-                MAX_AGGREGATED,
-                deletions=tq.deletions,
-            )
+            found = self.broker.store.history(who.tenant_id, foreign, _window(tq), MAX_AGGREGATED)
             for entity_id, by_attr in found.items():
                 for attr, rows in by_attr.items():
                     out[entity_id].aggregated[attr] = aggregate([_parsed(r) for r in rows], tq)
@@ -206,6 +217,11 @@ class TemporalBroker:
         self.broker.change_entity(who, entity_id, change)
         self.broker.store.add_history(who.tenant_id, entity_id, older)
         return False
+
+
+def _window(tq: TemporalQuery) -> HistoryWindow:
+    """What of the kept history a temporal query reads."""
+    return HistoryWindow(tq.attrs, tq.start, tq.end, tq.deletions)
 
 
 def _with_id(instance_id: int, shown: str) -> str:

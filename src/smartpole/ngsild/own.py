@@ -227,6 +227,21 @@ class OwnEntities:
                     keys.setdefault(device_id_, {})[key] = (iri, mapped)
         return found, keys
 
+    def having_history(
+        self, who: Principal, entities: Sequence[Entity], query: TemporalQuery
+    ) -> set[str]:
+        """The ids of the entities with a reading in the query's window (of the attributes it
+        asks for): one query per set of keys (per kind of device)."""
+        found, keys = self._series_of(who, entities, query.attrs)
+        by_keys: dict[tuple[str, ...], list[int]] = {}
+        for device, by_key in keys.items():
+            by_keys.setdefault(tuple(sorted(by_key)), []).append(device)
+        out: set[str] = set()
+        for wanted, device_ids in by_keys.items():
+            having = self.readings.having(device_ids, wanted, query.start, query.end)
+            out.update(device_id(found[d]) for d in having)
+        return out
+
     def history(
         self, who: Principal, entities: Sequence[Entity], query: TemporalQuery, n: int
     ) -> dict[str, dict[str, list[Attribute]]]:

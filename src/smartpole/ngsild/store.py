@@ -30,12 +30,14 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     select,
     update,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
 
 from smartpole.ngsild.entities import Attribute, Entity
 from smartpole.ngsild.errors import NgsiLdError
@@ -46,7 +48,7 @@ from smartpole.ngsild.tables import ngsi_entity_types as types_t
 from smartpole.ngsild.tables import ngsi_history as history_t
 from smartpole.ngsild.temporal import deletion_json, instance_json, time_of
 
-__all__ = ["EntityFilter", "EntityStore", "HistoryRow", "Journal", "Writes"]
+__all__ = ["EntityFilter", "EntityStore", "HistoryRow", "HistoryWindow", "Journal", "Writes"]
 
 LOCATION = "https://uri.etsi.org/ngsi-ld/location"
 _PAGE = 2_000
@@ -66,6 +68,27 @@ class Writes:
     created: list[Entity] = field(default_factory=list)
     changed: list[Entity] = field(default_factory=list)
     retyped: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryWindow:
+    """What of the history a read asks for: the instances of ``attrs`` (IRIs; None: every
+    attribute) observed in ``[start, end)``, or with ``deletions`` the instances recording
+    deletions, by when they were deleted."""
+
+    attrs: Collection[str] | None
+    start: int
+    end: int
+    deletions: bool = False
+
+    def holds(self, *, attrs: bool = True) -> list[ColumnElement[bool]]:
+        """The conditions on ``ngsi_history`` rows in the window (``attrs``: with the
+        attributes', else the caller names the attribute)."""
+        h = history_t.c
+        out = [h.observed >= self.start, h.observed < self.end, h.deleted == self.deletions]
+        if attrs and self.attrs is not None:
+            out.append(h.attr.in_(list(self.attrs)))
+        return out
 
 
 HistoryRow = tuple[int, int, str | None, str | None]
@@ -331,31 +354,14 @@ class EntityStore:
             _insert_many(conn, history_t, _HISTORY_KEYS, values)
 
     def history(
-        self,
-        tenant_id: int,
-        entity_ids: Sequence[str],
-        attrs: Collection[str] | None,
-        start: int,
-        end: int,
-        limit: int,
-        *,
-        deletions: bool = False,
+        self, tenant_id: int, entity_ids: Sequence[str], window: HistoryWindow, limit: int
     ) -> dict[str, dict[str, list[HistoryRow]]]:
-        """Per entity and attribute, the oldest ``limit`` instances observed in
-        ``[start, end)``, oldest first (``deletions``: the instances recording deletions,
-        by when they were deleted)."""
+        """Per entity and attribute, the oldest ``limit`` instances in the window, oldest
+        first."""
         out: dict[str, dict[str, list[HistoryRow]]] = {}
         h = history_t.c
         for chunk in _chunks(list(entity_ids)):
-            where = [
-                h.tenant_id == tenant_id,
-                h.entity_id.in_(chunk),
-                h.observed >= start,
-                h.observed < end,
-                h.deleted == deletions,
-            ]
-            if attrs is not None:
-                where.append(h.attr.in_(list(attrs)))
+            where = [h.tenant_id == tenant_id, h.entity_id.in_(chunk), *window.holds()]
             rank = func.row_number().over(
                 partition_by=(h.entity_id, h.attr), order_by=(h.observed, h.id)
             )
@@ -381,21 +387,30 @@ class EntityStore:
                     )
         return out
 
+    def having_history(
+        self, tenant_id: int, entity_ids: Sequence[str], window: HistoryWindow
+    ) -> set[str]:
+        """The entities with an instance in the window: one index seek each, whatever the
+        window holds."""
+        h = history_t.c
+        out: set[str] = set()
+        for chunk in _chunks(list(entity_ids)):
+            found = [h.tenant_id == t.c.tenant_id, h.entity_id == t.c.entity_id, *window.holds()]
+            query = select(t.c.entity_id).where(
+                t.c.tenant_id == tenant_id,
+                t.c.entity_id.in_(chunk),
+                exists(select(literal(1)).select_from(history_t).where(*found)),
+            )
+            with self.engine.connect() as conn:
+                out.update(row[0] for row in conn.execute(query))
+        return out
+
     def last_instances(
-        self,
-        tenant_id: int,
-        entity_ids: Sequence[str],
-        attrs: Collection[str] | None,
-        start: int,
-        end: int,
-        n: int,
-        *,
-        deletions: bool = False,
+        self, tenant_id: int, entity_ids: Sequence[str], window: HistoryWindow, n: int
     ) -> dict[str, dict[str, list[HistoryRow]]]:
-        """Per entity and attribute, the newest ``n`` instances observed in ``[start, end)``,
-        oldest first (``deletions``: as :meth:`history`): one index seek per (entity,
-        attribute), which at lastN=100 over 1,000 entities is several times cheaper than
-        ranking every instance of them."""
+        """Per entity and attribute, the newest ``n`` instances in the window, oldest first:
+        one index seek per (entity, attribute), which at lastN=100 over 1,000 entities is
+        several times cheaper than ranking every instance of them."""
         h = history_t.c
         out: dict[str, dict[str, list[HistoryRow]]] = {}
         newest = (
@@ -404,9 +419,7 @@ class EntityStore:
                 h.tenant_id == tenant_id,
                 h.entity_id == bindparam("entity"),
                 h.attr == bindparam("attr"),
-                h.observed >= start,
-                h.observed < end,
-                h.deleted == deletions,
+                *window.holds(attrs=False),
             )
             .order_by(h.observed.desc(), h.id.desc())
             .limit(n)
@@ -422,8 +435,8 @@ class EntityStore:
                 present = select(h.entity_id, h.attr).where(
                     h.tenant_id == tenant_id, h.entity_id.in_(chunk)
                 )
-                if attrs is not None:
-                    present = present.where(h.attr.in_(list(attrs)))
+                if window.attrs is not None:
+                    present = present.where(h.attr.in_(list(window.attrs)))
                 pairs += [(r[0], r[1]) for r in conn.execute(present.distinct())]
             with driver_cursor(conn) as cursor:
                 for entity_id, attr in sorted(pairs):

@@ -57,6 +57,12 @@ class TimeSeries(Protocol):
         the oldest ``n``), oldest first."""
         ...
 
+    def having(
+        self, device_ids: Sequence[int], keys: Sequence[str], start: int, end: int
+    ) -> set[int]:
+        """The devices with a raw reading of one of ``keys`` in ``[start, end)``."""
+        ...
+
     def aggregate(
         self,
         device_ids: Sequence[int],

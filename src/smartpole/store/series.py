@@ -343,13 +343,30 @@ class SeriesStore:
         raise NotImplementedError
 
     # -- reads ----------------------------------------------------------------------------
-    def _ids(self, device_ids: Sequence[int]) -> tuple[str, Any]:
-        """``device_id`` membership as one bound parameter (10,000 ids, one round trip)."""
+    def _ids(self, device_ids: Sequence[int], column: str = "device_id") -> tuple[str, Any]:
+        """``column`` membership in ``device_ids`` as one bound parameter (10,000 ids, one
+        round trip)."""
         if self.db.dialect == "sqlite":
-            return "device_id IN (SELECT value FROM json_each(:ids))", orjson.dumps(
+            return f"{column} IN (SELECT value FROM json_each(:ids))", orjson.dumps(
                 list(device_ids)
             ).decode()
-        return "device_id = ANY(:ids)", list(device_ids)
+        return f"{column} = ANY(:ids)", list(device_ids)
+
+    def having(
+        self, device_ids: Sequence[int], keys: Sequence[str], start: int, end: int
+    ) -> set[int]:
+        """The devices with a raw reading of one of ``keys`` in ``[start, end)``: one index
+        seek each, whatever the window holds."""
+        if not device_ids or not keys:
+            return set()
+        member, ids = self._ids(device_ids, "d.id")
+        sql = text(
+            f"SELECT d.id FROM devices d WHERE {member} AND EXISTS (SELECT 1 FROM readings r"
+            " WHERE r.device_id = d.id AND r.key IN :keys AND r.ts >= :s AND r.ts < :e)"
+        ).bindparams(bindparam("keys", expanding=True))
+        params = {"ids": ids, "keys": list(keys), "s": start, "e": end}
+        with self.db.engine.connect() as conn:
+            return {row[0] for row in conn.execute(sql, params)}
 
     def latest(
         self, device_ids: Sequence[int], keys: Sequence[str] | None = None

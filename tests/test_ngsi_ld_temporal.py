@@ -4,11 +4,13 @@ aggregations (on both engines)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from fixtures_api import City, make_device, make_pole
 from smartpole.app import Platform
@@ -215,6 +217,7 @@ async def test_a_device_history_comes_from_its_readings(
     for start, period, expected in (
         (at(0), "PT1H", [[60, at(0), at(60)], [60, at(60), at(120)]]),
         ("2025-11-27T00:00:00Z", "P1W", [[120, "2025-11-27T00:00:00Z", "2025-12-04T00:00:00Z"]]),
+        (at(0), "PT36H", [[120, at(0), at(36 * 60)]]),  # no store bucket: from the readings
     ):
         params = {
             "attrs": "illuminanceLevel",
@@ -241,6 +244,29 @@ async def test_a_device_history_comes_from_its_readings(
     # another tenant does not see it
     r = await client.get(url, headers={**city.auth("telecom"), **LINK})
     assert r.status_code == 404
+    # past the raw readings' retention the rollups still answer, and the lamp is listed
+    await asyncio.to_thread(platform.series.flush)
+    with platform.db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM readings WHERE device_id = :d"), {"d": lamp["id"]})
+    r = await client.get(
+        f"{BASE}/temporal/entities",
+        params={
+            "type": "Streetlight",
+            "attrs": "illuminanceLevel",
+            "timerel": "between",
+            "timeAt": at(0),
+            "endTimeAt": at(120),
+            "aggrMethods": "totalCount",
+            "aggrPeriodDuration": "PT1H",
+        },
+        headers=auth,
+    )
+    assert r.status_code == 200, r.text
+    [rolled_up] = r.json()
+    assert rolled_up["illuminanceLevel"]["totalCount"] == [
+        [60, at(0), at(60)],
+        [60, at(60), at(120)],
+    ]
 
 
 @pytest.mark.parametrize(

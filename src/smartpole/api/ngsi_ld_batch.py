@@ -34,8 +34,8 @@ from smartpole.api.ngsi_ld_http import (
 )
 from smartpole.api.ngsi_ld_view import view_of
 from smartpole.ngsild.batch import BatchOperations, BatchResult
-from smartpole.ngsild.broker import EntityQuery
 from smartpole.ngsild.context import core_document, own_document
+from smartpole.ngsild.entity_query import EntityQuery
 from smartpole.ngsild.errors import NgsiLdError
 
 __all__ = ["router"]

@@ -26,9 +26,10 @@ from starlette.responses import Response
 from smartpole.api.deps import MaybeCaller, SettingsDep, TenantsDep, services_of
 from smartpole.errors import NotFound, PayloadTooLarge, Unauthenticated
 from smartpole.model.types import Role
-from smartpole.ngsild.broker import ContextBroker, EntityQuery
+from smartpole.ngsild.broker import ContextBroker
 from smartpole.ngsild.context import CORE, CORE_URL, LINK_REL, Context, ContextLoader
 from smartpole.ngsild.entities import Entity, check_id, parse_lang
+from smartpole.ngsild.entity_query import EntityQuery
 from smartpole.ngsild.errors import NgsiLdError, ProblemType
 from smartpole.ngsild.geo import parse_geo_query
 from smartpole.ngsild.models import CONTEXT_TERMS

@@ -3,6 +3,7 @@ smartpole's readings and rollups and from the history of other systems' entities
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Annotated, Any
@@ -33,8 +34,8 @@ from smartpole.api.ngsi_ld_http import (
     request_context,
     selection,
 )
-from smartpole.ngsild.broker import EntityQuery
 from smartpole.ngsild.context import Context
+from smartpole.ngsild.entity_query import EntityQuery
 from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.history import TemporalBroker
 from smartpole.ngsild.temporal import (
@@ -156,9 +157,12 @@ async def _query_answer(
     """The histories of the entities ``query`` matches, as the request asks to see them."""
     tq, representation = _temporal_query(request, query.attrs, temporal_q)
     chosen = selection(request)
-    series, total, shown = await run_in_threadpool(temporal.temporal_query, scope.who, query, tq)
+    count = flag(request, "count")
+    series, total, shown = await run_in_threadpool(
+        functools.partial(temporal.temporal_query, scope.who, query, tq, count=count)
+    )
     body = [chosen.project(render_temporal(s, ctx, representation), ctx) for s in series]
-    headers = {COUNT_HEADER: str(total)} if flag(request, "count") else {}
+    headers = {COUNT_HEADER: str(total)} if count else {}
     return _history_answer(body, ctx, media, shown, headers)
 
 

@@ -8,7 +8,7 @@ results, and raises :class:`~smartpole.ngsild.errors.NgsiLdError` with the stand
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,10 +25,8 @@ from smartpole.ngsild.entities import (
     parse_entity,
     parse_scopes,
 )
+from smartpole.ngsild.entity_query import MAX_LIMIT, EntityQuery, page_of
 from smartpole.ngsild.errors import NgsiLdError, ProblemType
-from smartpole.ngsild.geo import GeoQuery
-from smartpole.ngsild.patterns import Pattern
-from smartpole.ngsild.query import Predicate
 from smartpole.ngsild.store import EntityFilter, EntityStore
 from smartpole.ngsild.temporal import Aggregated, TemporalQuery
 from smartpole.registry.access import Principal
@@ -36,53 +34,10 @@ from smartpole.registry.access import Principal
 __all__ = [
     "ChangeListener",
     "ContextBroker",
-    "EntityQuery",
     "OwnSource",
     "UpdateResult",
-    "page_of",
     "stamp_all",
 ]
-
-MAX_LIMIT = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class EntityQuery:
-    """A query's filters, names expanded."""
-
-    types: Sequence[str] | None = None
-    ids: Sequence[str] | None = None
-    id_pattern: Pattern | None = None
-    attrs: frozenset[str] | None = None
-    q: Predicate | None = None
-    scope_q: Predicate | None = None
-    geo: GeoQuery | None = None
-    limit: int = 20
-    offset: int = 0
-    type_q: Predicate | None = None  # the exact type selection (``types``: every type it names)
-    local: bool = False  # ``local=true``: every entity may be asked for, without a filter
-
-    def is_empty(self) -> bool:
-        """True when the query names none of what the standard asks for at least one of
-        (clause 5.7.2: type, attrs, q, a geo-query, or ``local=true``; ids alone are not)."""
-        filters = (self.types, self.attrs, self.q, self.scope_q, self.geo)
-        return all(v is None for v in filters) and not self.local
-
-    def matches(self, entity: Entity) -> bool:
-        """Whether the entity passes the filters the store did not apply."""
-        if self.type_q is not None and not self.type_q(entity):
-            return False
-        if self.attrs is not None and not any(a in entity.attrs for a in self.attrs):
-            return False
-        if self.q is not None and not self.q(entity):
-            return False
-        if self.scope_q is not None and not self.scope_q(entity):
-            return False
-        if self.geo is not None:
-            instances = entity.attrs.get(self.geo.property, ())
-            if not any(a.kind == "GeoProperty" and self.geo.matches(a.value) for a in instances):
-                return False
-        return True
 
 
 @dataclass(slots=True)
@@ -523,17 +478,6 @@ class ContextBroker:
         for type_iri, attrs in (self.own.types(who) if self.own is not None else {}).items():
             found.setdefault(type_iri, set()).update(attrs)
         return found
-
-
-def page_of(entities: Iterable[Entity], query: EntityQuery) -> tuple[list[Entity], int]:
-    """The query's page (``offset``, ``limit``) of entities, and how many there are."""
-    page: list[Entity] = []
-    total = 0
-    for entity in entities:
-        if query.offset <= total < query.offset + query.limit:
-            page.append(entity)
-        total += 1
-    return page, total
 
 
 def _member(attribute: Attribute) -> str:

@@ -5,12 +5,12 @@ smartpole's own, and instances added to an entity's history."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
 
-from smartpole.ngsild.broker import ContextBroker, EntityQuery, page_of
+from smartpole.ngsild.broker import ContextBroker
 from smartpole.ngsild.context import Context
 from smartpole.ngsild.entities import (
     Attribute,
@@ -20,6 +20,7 @@ from smartpole.ngsild.entities import (
     parse_entity,
     require_any,
 )
+from smartpole.ngsild.entity_query import EntityQuery, page_of
 from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.store import HistoryRow, HistoryWindow
 from smartpole.ngsild.temporal import (
@@ -52,15 +53,27 @@ class TemporalBroker:
         self.instance_limit = instance_limit
 
     def temporal_query(
-        self, who: Principal, query: EntityQuery, tq: TemporalQuery
+        self, who: Principal, query: EntityQuery, tq: TemporalQuery, *, count: bool = True
     ) -> tuple[list[TemporalSeries], int, InstanceRange | None]:
         """The history of the entities a query matches now that have an instance in its
-        window (a page of them), their count, and the time range shown when the histories
-        were too long to show whole."""
+        window (a page of them), their count (without ``count``, only as far as the page),
+        and the time range shown when the histories were too long to show whole."""
         matching = self._with_history(who, self.broker.matching(who, query), tq)
-        page, total = page_of(matching, query)
+        page, total = page_of(matching, query, count=count)
         series, shown = self._series(who, page, tq)
         return series, total, shown
+
+    def _split(
+        self, entities: Sequence[Entity], tq: TemporalQuery
+    ) -> tuple[list[Entity], list[str]]:
+        """smartpole's own entities, whose readings answer (none for deletions: readings are
+        not deleted), and the ids of the others, whose kept history answers."""
+        own_source = self.broker.own
+        if own_source is None:
+            return [], [e.id for e in entities]
+        own = [e for e in entities if own_source.owns(e.id)]
+        foreign = [e.id for e in entities if not own_source.owns(e.id)]
+        return ([] if tq.deletions else own), foreign
 
     def _with_history(
         self, who: Principal, entities: Iterator[Entity], tq: TemporalQuery
@@ -70,10 +83,9 @@ class TemporalBroker:
         evolution to show, and is neither listed nor counted."""
         own_source = self.broker.own
         while chunk := list(itertools.islice(entities, HISTORY_CHUNK)):
-            own = [e for e in chunk if own_source is not None and own_source.owns(e.id)]
-            foreign = [e.id for e in chunk if own_source is None or not own_source.owns(e.id)]
+            own, foreign = self._split(chunk, tq)
             kept = self.broker.store.having_history(who.tenant_id, foreign, _window(tq))
-            if own and own_source is not None and not tq.deletions:
+            if own and own_source is not None:
                 kept |= own_source.having_history(who, own, tq)
             yield from (e for e in chunk if e.id in kept)
 
@@ -94,8 +106,7 @@ class TemporalBroker:
         self, who: Principal, entities: list[Entity], tq: TemporalQuery
     ) -> tuple[list[TemporalSeries], InstanceRange | None]:
         out = {e.id: TemporalSeries(e) for e in entities}
-        own = [e for e in entities if self.broker.own is not None and self.broker.own.owns(e.id)]
-        foreign = [e.id for e in entities if e.id not in {o.id for o in own}]
+        own, foreign = self._split(entities, tq)
         if tq.aggr_methods is not None:
             self._aggregated(who, out, own, foreign, tq)
             return [out[e.id] for e in entities], None
@@ -106,7 +117,7 @@ class TemporalBroker:
             read = store.last_instances if tq.last_n is not None else store.history
             kept = read(who.tenant_id, foreign, _window(tq), n)
         readings: dict[str, dict[str, list[Attribute]]] = {}
-        if own and self.broker.own is not None and not tq.deletions:  # readings are not deleted
+        if own and self.broker.own is not None:
             readings = self.broker.own.history(who, own, tq, n)
         # the first instance of each attribute: its kind, should the cut leave none of it
         heads = {
@@ -175,7 +186,7 @@ class TemporalBroker:
             for entity_id, by_attr in found.items():
                 for attr, rows in by_attr.items():
                     out[entity_id].aggregated[attr] = aggregate([_parsed(r) for r in rows], tq)
-        if own and self.broker.own is not None and not tq.deletions:
+        if own and self.broker.own is not None:
             for entity_id, aggs in self.broker.own.aggregated(who, own, tq).items():
                 out[entity_id].aggregated = aggs
 

@@ -37,10 +37,11 @@ from smartpole.loops import WorkLoop
 from smartpole.model.alarms import AlarmChange
 from smartpole.model.clock import now_ms
 from smartpole.model.writes import WriteBatch
-from smartpole.ngsild.broker import ContextBroker, EntityQuery
+from smartpole.ngsild.broker import ContextBroker
 from smartpole.ngsild.context import LINK_REL, ContextLoader
 from smartpole.ngsild.endpoints import check_endpoint
 from smartpole.ngsild.entities import Entity, iso, render
+from smartpole.ngsild.entity_query import EntityQuery
 from smartpole.ngsild.own import STATUS, OwnEntities
 from smartpole.ngsild.subscriptions import SubscriptionStore, Watching
 from smartpole.ngsild.tables import ngsi_notifications as n

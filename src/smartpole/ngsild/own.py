@@ -31,7 +31,6 @@ from smartpole.model.poles import Pole
 from smartpole.model.types import DeviceKind, Value
 from smartpole.ngsild.context import CORE, CORE_TERMS
 from smartpole.ngsild.entities import Attribute, Entity, iso
-from smartpole.ngsild.errors import NgsiLdError
 from smartpole.ngsild.models import (
     CONTEXT_TERMS,
     OWN_NAMESPACE,
@@ -237,8 +236,11 @@ class OwnEntities:
         for device, by_key in keys.items():
             by_keys.setdefault(tuple(sorted(by_key)), []).append(device)
         out: set[str] = set()
+        rolled_up = query.aggr_methods is not None  # aggregations read the rollups too
         for wanted, device_ids in by_keys.items():
-            having = self.readings.having(device_ids, wanted, query.start, query.end)
+            having = self.readings.having(
+                device_ids, wanted, query.start, query.end, rolled_up=rolled_up
+            )
             out.update(device_id(found[d]) for d in having)
         return out
 
@@ -248,9 +250,15 @@ class OwnEntities:
         """Per entity id and attribute IRI, ``n`` readings in the window (the newest with
         ``lastN``, else the oldest) as instances, oldest first."""
         found, keys = self._series_of(who, entities, query.attrs)
-        wanted = sorted({k for by_key in keys.values() for k in by_key})
-        oldest = query.last_n is None
-        rows = self.readings.recent(list(keys), wanted, query.start, query.end, n, oldest=oldest)
+        rows: dict[int, dict[str, list[tuple[int, Value]]]]
+        if query.last_n is not None:
+            wanted = sorted({k for by_key in keys.values() for k in by_key})
+            rows = self.readings.recent(list(keys), wanted, query.start, query.end, n)
+        else:  # a seek per device and key (a window function would rank the whole window)
+            rows = {
+                device: self.readings.history(device, list(by_key), query.start, query.end, n)
+                for device, by_key in keys.items()
+            }
         out: dict[str, dict[str, list[Attribute]]] = {}
         for device_id_, by_key in rows.items():
             device = found[device_id_]
@@ -280,7 +288,7 @@ class OwnEntities:
         methods = query.aggr_methods or ()
         period = query.aggr_period
         end = min(query.end, now_ms() + 1)  # no reading is newer ("after" reaches 2100)
-        on_clock = _on_store_buckets(query, end)
+        on_clock = any(m in STORE_KEPT for m in methods) and _on_store_buckets(query, end)
         raw_methods = [m for m in methods if m not in STORE_KEPT or not on_clock]
         if raw_methods:
             rows = self.readings.recent(list(keys), wanted, query.start, end, MAX_AGGREGATED)
@@ -487,12 +495,12 @@ def _device_entity(
 def _on_store_buckets(query: TemporalQuery, end: int) -> bool:
     """Whether the query's aggregation periods are the store's buckets (counted from the
     window's start, which is on the store's clock for that period), so that its rollups
-    answer; BadRequestData for more periods than the store makes."""
+    answer; not for periods the store does not make (not whole days, too many)."""
     period, origin = query.aggr_period, query.origin
     if period is None or origin is None or end <= origin:
         return False
     try:
         runs = Buckets.of(origin, end, period).runs
-    except InvalidInput as err:
-        raise NgsiLdError.bad_data(str(err)) from err
+    except InvalidInput:  # the raw readings answer
+        return False
     return len(runs) == 1 and runs[0].first == origin and runs[0].step == period

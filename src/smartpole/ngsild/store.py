@@ -206,8 +206,8 @@ class EntityStore:
                         conn, tenant_id, sorted(writes.changed, key=_by_id), writes.retyped
                     )
                     self._record(conn, tenant_id, [*writes.created, *writes.changed])
-                    for entity in writes.changed:
-                        _write_deletions(conn, tenant_id, entity, before.get(entity.id, []))
+                    changed = [(e, before.get(e.id, [])) for e in writes.changed]
+                    _write_deletions(conn, tenant_id, changed)
                 return writes
             except (IntegrityError, OperationalError) as err:
                 if isinstance(err, OperationalError) and not _retryable(err):
@@ -283,7 +283,7 @@ class EntityStore:
                 retyped = {entity.id} if entity.types != types else set()
                 self._update(conn, tenant_id, [entity], retyped)
                 self._record(conn, tenant_id, [entity])
-                _write_deletions(conn, tenant_id, entity, before)
+                _write_deletions(conn, tenant_id, [(entity, before)])
         return result
 
     def _read_for_update(self, conn: Connection, tenant_id: int, entity_id: str) -> Entity | None:
@@ -541,17 +541,27 @@ def _instances(entity: Entity) -> list[tuple[str, Attribute]]:
 
 
 def _write_deletions(
-    conn: Connection, tenant_id: int, entity: Entity, before: Sequence[tuple[str, Attribute]]
+    conn: Connection,
+    tenant_id: int,
+    changes: Sequence[tuple[Entity, Sequence[tuple[str, Attribute]]]],
 ) -> None:
-    """An instance for each of the attribute instances ``before`` a change that the entity no
-    longer has (the change deleted it), at the change's time."""
-    gone = [(n, a) for n, a in before if entity.instance(n, a.dataset_id) is None]
-    if gone:
-        at = entity.modified_at
-        rows = [
-            (tenant_id, entity.id, name, at, deletion_json(a.kind, a.dataset_id, at), None, True)
-            for name, a in gone
-        ]
+    """For each changed entity and its attribute instances before the change, an instance
+    recording the deletion of each it no longer has, at the change's time (one insert)."""
+    rows = [
+        (
+            tenant_id,
+            entity.id,
+            name,
+            entity.modified_at,
+            deletion_json(a.kind, a.dataset_id, entity.modified_at),
+            None,
+            True,
+        )
+        for entity, before in changes
+        for name, a in before
+        if entity.instance(name, a.dataset_id) is None
+    ]
+    if rows:
         _insert_many(conn, history_t, (*_HISTORY_KEYS, "deleted"), rows)
 
 

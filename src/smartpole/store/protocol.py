@@ -44,23 +44,22 @@ class TimeSeries(Protocol):
         ...
 
     def recent(
+        self, device_ids: Sequence[int], keys: Sequence[str], start: int, end: int, n: int
+    ) -> dict[int, dict[str, list[tuple[int, Value]]]]:
+        """Per device and key, the newest ``n`` raw readings in ``[start, end)``, oldest first."""
+        ...
+
+    def having(
         self,
         device_ids: Sequence[int],
         keys: Sequence[str],
         start: int,
         end: int,
-        n: int,
         *,
-        oldest: bool = False,
-    ) -> dict[int, dict[str, list[tuple[int, Value]]]]:
-        """Per device and key, the newest ``n`` raw readings in ``[start, end)`` (``oldest``:
-        the oldest ``n``), oldest first."""
-        ...
-
-    def having(
-        self, device_ids: Sequence[int], keys: Sequence[str], start: int, end: int
+        rolled_up: bool = False,
     ) -> set[int]:
-        """The devices with a raw reading of one of ``keys`` in ``[start, end)``."""
+        """The devices with a raw reading of one of ``keys`` in ``[start, end)`` (``rolled_up``:
+        or an hourly rollup of one)."""
         ...
 
     def aggregate(

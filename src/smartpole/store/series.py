@@ -353,16 +353,29 @@ class SeriesStore:
         return f"{column} = ANY(:ids)", list(device_ids)
 
     def having(
-        self, device_ids: Sequence[int], keys: Sequence[str], start: int, end: int
+        self,
+        device_ids: Sequence[int],
+        keys: Sequence[str],
+        start: int,
+        end: int,
+        *,
+        rolled_up: bool = False,
     ) -> set[int]:
-        """The devices with a raw reading of one of ``keys`` in ``[start, end)``: one index
-        seek each, whatever the window holds."""
+        """The devices with a raw reading of one of ``keys`` in ``[start, end)`` (``rolled_up``:
+        or an hourly rollup of one, kept past the raw readings' retention): an index seek
+        each, whatever the window holds."""
         if not device_ids or not keys:
             return set()
         member, ids = self._ids(device_ids, "d.id")
+        rollups = (
+            " OR EXISTS (SELECT 1 FROM rollups u WHERE u.device_id = d.id AND u.key IN :keys"
+            f" AND u.hour > :s - {HOUR_MS} AND u.hour < :e)"
+            if rolled_up
+            else ""
+        )
         sql = text(
-            f"SELECT d.id FROM devices d WHERE {member} AND EXISTS (SELECT 1 FROM readings r"
-            " WHERE r.device_id = d.id AND r.key IN :keys AND r.ts >= :s AND r.ts < :e)"
+            f"SELECT d.id FROM devices d WHERE {member} AND (EXISTS (SELECT 1 FROM readings r"
+            f" WHERE r.device_id = d.id AND r.key IN :keys AND r.ts >= :s AND r.ts < :e){rollups})"
         ).bindparams(bindparam("keys", expanding=True))
         params = {"ids": ids, "keys": list(keys), "s": start, "e": end}
         with self.db.engine.connect() as conn:
@@ -432,18 +445,10 @@ class SeriesStore:
         return out
 
     def recent(
-        self,
-        device_ids: Sequence[int],
-        keys: Sequence[str],
-        start: int,
-        end: int,
-        n: int,
-        *,
-        oldest: bool = False,
+        self, device_ids: Sequence[int], keys: Sequence[str], start: int, end: int, n: int
     ) -> dict[int, dict[str, list[tuple[int, Value]]]]:
-        """Per device and key, the newest ``n`` raw readings in ``[start, end)`` (``oldest``:
-        the oldest ``n``), oldest first: one query for every device (a window function), not
-        one per device and key."""
+        """Per device and key, the newest ``n`` raw readings in ``[start, end)``, oldest first:
+        one query for every device (a window function), not one per device and key."""
         out: dict[int, dict[str, list[tuple[int, Value]]]] = defaultdict(dict)
         if not device_ids or not keys or n <= 0:
             return {}
@@ -452,8 +457,7 @@ class SeriesStore:
         sql = text(
             "SELECT device_id, key, ts, vtype, num, txt FROM ("
             " SELECT device_id, key, ts, vtype, num, txt, ROW_NUMBER() OVER"
-            f" (PARTITION BY device_id, key ORDER BY ts {'ASC' if oldest else 'DESC'}) AS rn"
-            " FROM readings"
+            " (PARTITION BY device_id, key ORDER BY ts DESC) AS rn FROM readings"
             f" WHERE {member} AND key IN :keys AND ts >= :s AND ts < :e) AS newest"
             " WHERE rn <= :n ORDER BY device_id, key, ts"
         ).bindparams(bindparam("keys", expanding=True))

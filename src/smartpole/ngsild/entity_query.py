@@ -47,11 +47,7 @@ class EntityQuery:
             return False
         if self.scope_q is not None and not self.scope_q(entity):
             return False
-        if self.geo is not None:
-            instances = entity.attrs.get(self.geo.property, ())
-            if not any(a.kind == "GeoProperty" and self.geo.matches(a.value) for a in instances):
-                return False
-        return True
+        return self.geo is None or self.geo.locates(entity)
 
 
 def page_of(

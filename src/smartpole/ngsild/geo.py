@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from shapely import Geometry
@@ -15,6 +15,9 @@ from shapely.validation import make_valid
 
 from smartpole.model.geo import EARTH_RADIUS_M, haversine_m
 from smartpole.ngsild.errors import NgsiLdError
+
+if TYPE_CHECKING:  # entities imports this module
+    from smartpole.ngsild.entities import Entity
 
 __all__ = ["GEOMETRIES", "GeoQuery", "bounds", "geometry_of", "parse_geo_query"]
 
@@ -135,6 +138,11 @@ class GeoQuery:
             dlon, dlat = _metres_to_degrees(self.max_distance, (miny + maxy) / 2)
             return minx - dlon, miny - dlat, maxx + dlon, maxy + dlat
         return minx, miny, maxx, maxy
+
+    def locates(self, entity: Entity) -> bool:
+        """Whether one of the entity's instances of the geo-property stands in the relation."""
+        instances = entity.attrs.get(self.property, ())
+        return any(a.kind == "GeoProperty" and self.matches(a.value) for a in instances)
 
     def matches(self, geometry: dict[str, Any]) -> bool:
         """Whether an entity's geometry stands in the relation."""

@@ -215,11 +215,7 @@ class Watching:
             return False
         if self.scope_q is not None and not self.scope_q(entity):
             return False
-        if self.geo is not None:
-            located = entity.attrs.get(self.geo.property, ())
-            if not any(a.kind == "GeoProperty" and self.geo.matches(a.value) for a in located):
-                return False
-        return True
+        return self.geo is None or self.geo.locates(entity)
 
     def matches_deletion(self, entity: Entity, now: int) -> bool:
         """Whether the deletion of ``entity`` (as it was) is to be notified."""

@@ -47,7 +47,7 @@ class EntityQuery:
             return False
         if self.scope_q is not None and not self.scope_q(entity):
             return False
-        return self.geo is None or self.geo.locates(entity)
+        return self.geo is None or self.geo.locates(entity.attrs)
 
 
 def page_of(

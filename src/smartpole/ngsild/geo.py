@@ -4,8 +4,9 @@ in, ``georel`` evaluated with shapely on WGS 84 degrees and great-circle metres.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from shapely import Geometry
@@ -16,8 +17,13 @@ from shapely.validation import make_valid
 from smartpole.model.geo import EARTH_RADIUS_M, haversine_m
 from smartpole.ngsild.errors import NgsiLdError
 
-if TYPE_CHECKING:  # entities imports this module
-    from smartpole.ngsild.entities import Entity
+
+class Instance(Protocol):
+    """An attribute instance as far as a geo-query reads it (``entities.Attribute``)."""
+
+    kind: str
+    value: Any
+
 
 __all__ = ["GEOMETRIES", "GeoQuery", "bounds", "geometry_of", "parse_geo_query"]
 
@@ -139,9 +145,10 @@ class GeoQuery:
             return minx - dlon, miny - dlat, maxx + dlon, maxy + dlat
         return minx, miny, maxx, maxy
 
-    def locates(self, entity: Entity) -> bool:
-        """Whether one of the entity's instances of the geo-property stands in the relation."""
-        instances = entity.attrs.get(self.property, ())
+    def locates(self, attrs: Mapping[str, Sequence[Instance]]) -> bool:
+        """Whether one of an entity's instances (``attrs``, by attribute IRI) of the
+        geo-property stands in the relation."""
+        instances = attrs.get(self.property, ())
         return any(a.kind == "GeoProperty" and self.matches(a.value) for a in instances)
 
     def matches(self, geometry: dict[str, Any]) -> bool:

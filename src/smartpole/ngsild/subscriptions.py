@@ -215,7 +215,7 @@ class Watching:
             return False
         if self.scope_q is not None and not self.scope_q(entity):
             return False
-        return self.geo is None or self.geo.locates(entity)
+        return self.geo is None or self.geo.locates(entity.attrs)
 
     def matches_deletion(self, entity: Entity, now: int) -> bool:
         """Whether the deletion of ``entity`` (as it was) is to be notified."""
